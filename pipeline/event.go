@@ -1,0 +1,105 @@
+package pipeline
+
+import "context"
+
+// Kind tells ordinary events from records the pipeline itself produces.
+type Kind uint8
+
+const (
+	// KindEvent is an event decoded from a gadget (or produced by a stage).
+	KindEvent Kind = iota
+	// KindLoss is an in-stream loss record: it tells consumers that events
+	// were dropped upstream (source, reason, count, sequence range).
+	KindLoss
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindEvent:
+		return "event"
+	case KindLoss:
+		return "loss"
+	}
+	return "unknown"
+}
+
+// Event is one record moving through a pipeline.
+//
+// Data is the complete event encoded once, as a msgpack map whose first keys
+// are the envelope (time, host, source, gadget, seq) followed by the gadget's
+// fields (see docs/event-format.md). Sinks pass Data through or transcode it;
+// nothing downstream of the decoder re-encodes an event it does not change.
+//
+// An Event is a small value: copying it copies the slice header, not the
+// bytes. Data must be treated as immutable once the event is emitted.
+type Event struct {
+	Data   []byte
+	Schema *Schema // field layout of Data; nil when unknown (e.g. made by a stage)
+	Source string  // the config name of the source that produced the event
+	Seq    uint64  // per-source sequence number, gap-free unless a drop was counted
+	Kind   Kind
+}
+
+// Size is the number of bytes the event accounts for in queue limits.
+func (e *Event) Size() int { return len(e.Data) + eventOverhead }
+
+// eventOverhead approximates the memory an Event costs beyond its Data, so
+// that byte limits stay meaningful for tiny events.
+const eventOverhead = 64
+
+// FieldKind is the rendered type of a field, as a sink sees it.
+type FieldKind uint8
+
+const (
+	FieldInt FieldKind = iota
+	FieldUint
+	FieldBool
+	FieldFloat
+	FieldString
+	FieldList // a list of strings or scalars
+	FieldBytes
+)
+
+// Field describes one key of an encoded event, in encoding order.
+type Field struct {
+	Name  string
+	Kind  FieldKind
+	Width int // suggested column width for table output
+	Doc   string
+}
+
+// Schema describes the keys of the events of one stream, envelope included.
+// It is built once per event type and shared by all its events.
+type Schema struct {
+	Gadget string
+	Type   string // the BTF struct name of the event type
+	Fields []Field
+}
+
+// Emitter accepts batches of events from a producer. The emitter owns the
+// slice after Emit returns only if it says so; callers must not reuse the
+// events' Data after emitting them.
+type Emitter interface {
+	// Emit hands a batch downstream. It may block (when_full = "block") until
+	// ctx is done; under drop policies it never blocks.
+	Emit(ctx context.Context, batch []Event) error
+}
+
+// Source produces events until its context is cancelled.
+type Source interface {
+	Name() string
+	// Run reads events and emits them until ctx is cancelled; it returns nil
+	// on cancellation and releases its kernel resources before returning.
+	Run(ctx context.Context, out Emitter) error
+}
+
+// Sink writes batches of events to a destination.
+type Sink interface {
+	Name() string
+	// Write delivers one batch. A returned error is counted; the batch is not
+	// retried by the pipeline (sinks with delivery guarantees retry inside).
+	Write(ctx context.Context, batch []Event) error
+	// Close flushes what is buffered and releases resources; ctx bounds the
+	// flush (the shutdown grace period).
+	Close(ctx context.Context) error
+}
