@@ -1,0 +1,412 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// fileSchema is the top level of a config file. A `stage "wasm" NAME` block
+// joins it as one more BlockHeaderSchema with a decoder of its own.
+var fileSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "agent"},
+		{Type: KindSource, LabelNames: []string{"type", "name"}},
+		{Type: KindSink, LabelNames: []string{"type", "name"}},
+		{Type: "pipeline", LabelNames: []string{"name"}},
+	},
+}
+
+var agentSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "name"},
+		{Name: "data_dir"},
+		{Name: "metrics_listen"},
+		{Name: "log_level"},
+		{Name: "log_format"},
+		{Name: "shutdown_grace"},
+		{Name: "loss_report_interval"},
+	},
+}
+
+var pipelineSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "sources"},
+		{Name: "sinks"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "queue"},
+		{Type: "batch"},
+	},
+}
+
+var queueSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "max_events"},
+		{Name: "max_bytes"},
+		{Name: "when_full"},
+	},
+}
+
+var batchSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "max_events"},
+		{Name: "max_delay"},
+	},
+}
+
+// decoder carries what decoding one file needs. It lives for one call.
+type decoder struct {
+	ectx     *hcl.EvalContext
+	filename string
+	// broken holds the references of component blocks that were declared but
+	// could not be decoded (unknown type), so that pipelines naming them do
+	// not also get a dangling-reference error for the same mistake.
+	broken map[string]bool
+	// unreferenceable holds the references of blocks whose name is not an
+	// identifier: no pipeline can list them, so they are not "unused".
+	unreferenceable map[string]bool
+	// badRefs is set when a pipeline's reference list had errors; the
+	// "unused" warnings would then mostly repeat those errors.
+	badRefs bool
+}
+
+// decodeBody decodes a parsed file body into a File with defaults applied.
+func decodeBody(filename string, body hcl.Body, ectx *hcl.EvalContext) (*File, hcl.Diagnostics) {
+	d := &decoder{ectx: ectx, filename: filename, broken: map[string]bool{}, unreferenceable: map[string]bool{}}
+	f := &File{}
+	content, diags := body.Content(fileSchema)
+
+	var agentBlock *hcl.Block
+	sourceByName := map[string]*Source{}
+	sinkByName := map[string]*Sink{}
+	pipelineByName := map[string]*Pipeline{}
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case "agent":
+			if agentBlock != nil {
+				diags = append(diags, duplicate("agent block", "An agent block", agentBlock.DefRange, b.DefRange,
+					"A file has at most one agent block."))
+				continue
+			}
+			agentBlock = b
+		case KindSource:
+			src, ds := d.source(b)
+			diags = append(diags, ds...)
+			if src == nil {
+				continue
+			}
+			if prev, ok := sourceByName[src.Name]; ok {
+				diags = append(diags, duplicate("source block", fmt.Sprintf("A source named %q", src.Name), prev.DefRange, src.DefRange,
+					"Source names must be unique, whatever their type, because events carry the source name."))
+				continue
+			}
+			sourceByName[src.Name] = src
+			f.Sources = append(f.Sources, src)
+		case KindSink:
+			sink, ds := d.sink(b)
+			diags = append(diags, ds...)
+			if sink == nil {
+				continue
+			}
+			if prev, ok := sinkByName[sink.Name]; ok {
+				diags = append(diags, duplicate("sink block", fmt.Sprintf("A sink named %q", sink.Name), prev.DefRange, sink.DefRange,
+					"Sink names must be unique, whatever their type, because metrics and logs name sinks by name."))
+				continue
+			}
+			sinkByName[sink.Name] = sink
+			f.Sinks = append(f.Sinks, sink)
+		case "pipeline":
+			p, ds := d.pipeline(b)
+			diags = append(diags, ds...)
+			if prev, ok := pipelineByName[p.Name]; ok {
+				diags = append(diags, duplicate("pipeline block", fmt.Sprintf("A pipeline named %q", p.Name), prev.DefRange, p.DefRange,
+					"Pipeline names must be unique."))
+				continue
+			}
+			pipelineByName[p.Name] = p
+			f.Pipelines = append(f.Pipelines, p)
+		}
+	}
+	agent, ds := d.agent(agentBlock)
+	f.Agent = agent
+	diags = append(diags, ds...)
+	diags = append(diags, d.resolve(f)...)
+	return f, sortByPos(diags)
+}
+
+// sortByPos orders diagnostics as they appear in the file, so that a user
+// fixing them top to bottom meets them in that order. Diagnostics without a
+// subject come first; the sort is stable for ties.
+func sortByPos(diags hcl.Diagnostics) hcl.Diagnostics {
+	slices.SortStableFunc(diags, func(a, b *hcl.Diagnostic) int {
+		switch {
+		case a.Subject == nil && b.Subject == nil:
+			return 0
+		case a.Subject == nil:
+			return -1
+		case b.Subject == nil:
+			return 1
+		}
+		if c := cmp.Compare(a.Subject.Filename, b.Subject.Filename); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Subject.Start.Byte, b.Subject.Start.Byte)
+	})
+	return diags
+}
+
+// duplicate reports a second declaration, naming the first one's location in
+// the detail so that both places are in front of the user.
+func duplicate(what, subject string, first, second hcl.Range, why string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Duplicate " + what,
+		Detail:   fmt.Sprintf("%s was already declared at %s. %s", subject, first, why),
+		Subject:  second.Ptr(),
+	}
+}
+
+func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
+	a := Agent{
+		DataDir:            DefaultDataDir,
+		LogLevel:           DefaultLogLevel,
+		LogFormat:          DefaultLogFormat,
+		ShutdownGrace:      DefaultShutdownGrace,
+		LossReportInterval: DefaultLossReportInterval,
+	}
+	var diags hcl.Diagnostics
+	if b != nil {
+		a.DefRange = b.DefRange
+		var content *hcl.BodyContent
+		content, diags = b.Body.Content(agentSchema)
+		for _, as := range agentSchema.Attributes {
+			attr := content.Attributes[as.Name]
+			if attr == nil {
+				continue
+			}
+			var ds hcl.Diagnostics
+			switch as.Name {
+			case "name":
+				a.Name, _, ds = evalNonEmptyOr(attr, d.ectx, a.Name)
+			case "data_dir":
+				a.DataDir, _, ds = evalNonEmptyOr(attr, d.ectx, a.DataDir)
+			case "metrics_listen":
+				// "" is meaningful here: it turns the endpoint off.
+				var s string
+				var ok bool
+				s, ok, ds = evalString(attr, d.ectx)
+				if ok {
+					a.MetricsListen = s
+				}
+			case "log_level":
+				a.LogLevel, ds = enumOr(attr, d.ectx, logLevels, a.LogLevel)
+			case "log_format":
+				a.LogFormat, ds = enumOr(attr, d.ectx, logFormats, a.LogFormat)
+			case "shutdown_grace":
+				a.ShutdownGrace, ds = durationOr(attr, d.ectx, a.ShutdownGrace)
+			case "loss_report_interval":
+				a.LossReportInterval, ds = durationOr(attr, d.ectx, a.LossReportInterval)
+			}
+			diags = append(diags, ds...)
+		}
+	}
+	if a.Name == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			subject := a.DefRange
+			if b == nil {
+				subject = hcl.Range{Filename: d.filename, Start: hcl.InitialPos, End: hcl.InitialPos}
+			}
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Cannot determine the agent name",
+				Detail:   fmt.Sprintf("The agent name defaults to the hostname, which is unavailable (%v); set name in the agent block.", err),
+				Subject:  subject.Ptr(),
+			})
+		}
+		a.Name = host
+	}
+	return a, diags
+}
+
+// The *Or helpers keep the default when the attribute is null or invalid.
+
+func evalNonEmptyOr(attr *hcl.Attribute, ectx *hcl.EvalContext, def string) (string, bool, hcl.Diagnostics) {
+	s, ok, diags := evalNonEmpty(attr, ectx)
+	if !ok {
+		return def, false, diags
+	}
+	return s, true, diags
+}
+
+func enumOr(attr *hcl.Attribute, ectx *hcl.EvalContext, allowed []string, def string) (string, hcl.Diagnostics) {
+	s, ok, diags := evalEnum(attr, ectx, allowed)
+	if !ok {
+		return def, diags
+	}
+	return s, diags
+}
+
+func durationOr[T ~int64](attr *hcl.Attribute, ectx *hcl.EvalContext, def T) (T, hcl.Diagnostics) {
+	v, ok, diags := evalDuration(attr, ectx)
+	if !ok {
+		return def, diags
+	}
+	return T(v), diags
+}
+
+// validName reports a component name that cannot appear in a reference.
+func (d *decoder) validName(kind string, b *hcl.Block, labelIndex int, ref string) hcl.Diagnostics {
+	name := b.Labels[labelIndex]
+	if hclsyntax.ValidIdentifier(name) {
+		return nil
+	}
+	if ref != "" {
+		d.unreferenceable[ref] = true
+	}
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Invalid %s name", kind),
+		Detail: fmt.Sprintf("%q cannot be used in a reference: a name starts with a letter or underscore and holds letters, digits, underscores and dashes.",
+			name),
+		Subject: b.LabelRanges[labelIndex].Ptr(),
+	}}
+}
+
+func (d *decoder) source(b *hcl.Block) (*Source, hcl.Diagnostics) {
+	typ, name := b.Labels[0], b.Labels[1]
+	ref := Reference{Kind: KindSource, Type: typ, Name: name}.String()
+	dec, ok := sourceTypes[typ]
+	if !ok {
+		d.broken[ref] = true
+		return nil, hcl.Diagnostics{unknownType(KindSource, b, SourceTypes())}
+	}
+	src := &Source{Type: typ, Name: name, DefRange: b.DefRange, Ref: ref}
+	diags := d.validName(KindSource, b, 1, ref)
+	diags = append(diags, dec(b.Body, d.ectx, src)...)
+	return src, diags
+}
+
+func (d *decoder) sink(b *hcl.Block) (*Sink, hcl.Diagnostics) {
+	typ, name := b.Labels[0], b.Labels[1]
+	ref := Reference{Kind: KindSink, Type: typ, Name: name}.String()
+	dec, ok := sinkTypes[typ]
+	if !ok {
+		d.broken[ref] = true
+		return nil, hcl.Diagnostics{unknownType(KindSink, b, SinkTypes())}
+	}
+	sink := &Sink{Type: typ, Name: name, DefRange: b.DefRange, Ref: ref}
+	diags := d.validName(KindSink, b, 1, ref)
+	diags = append(diags, dec(b.Body, d.ectx, sink)...)
+	return sink, diags
+}
+
+func (d *decoder) pipeline(b *hcl.Block) (*Pipeline, hcl.Diagnostics) {
+	p := &Pipeline{
+		Name:     b.Labels[0],
+		DefRange: b.DefRange,
+		Queue:    Queue{MaxEvents: DefaultQueueMaxEvents, MaxBytes: DefaultQueueMaxBytes, WhenFull: DefaultWhenFull},
+		Batch:    Batch{MaxEvents: DefaultBatchMaxEvents, MaxDelay: DefaultBatchMaxDelay},
+	}
+	diags := d.validName("pipeline", b, 0, "")
+	content, ds := b.Body.Content(pipelineSchema)
+	diags = append(diags, ds...)
+
+	p.Sources, ds = d.pipelineRefs(p, content.Attributes["sources"], KindSource, "sources")
+	diags = append(diags, ds...)
+	p.Sinks, ds = d.pipelineRefs(p, content.Attributes["sinks"], KindSink, "sinks")
+	diags = append(diags, ds...)
+
+	var queueBlock, batchBlock *hcl.Block
+	for _, nb := range content.Blocks {
+		switch nb.Type {
+		case "queue":
+			if queueBlock != nil {
+				diags = append(diags, duplicate("queue block", "A queue block", queueBlock.DefRange, nb.DefRange,
+					"A pipeline has at most one queue block."))
+				continue
+			}
+			queueBlock = nb
+			diags = append(diags, d.queue(nb, &p.Queue)...)
+		case "batch":
+			if batchBlock != nil {
+				diags = append(diags, duplicate("batch block", "A batch block", batchBlock.DefRange, nb.DefRange,
+					"A pipeline has at most one batch block."))
+				continue
+			}
+			batchBlock = nb
+			diags = append(diags, d.batch(nb, &p.Batch)...)
+		}
+	}
+	return p, diags
+}
+
+// pipelineRefs decodes a pipeline's list of references to one kind and
+// requires at least one: a pipeline without sources or sinks moves nothing.
+func (d *decoder) pipelineRefs(p *Pipeline, attr *hcl.Attribute, kind, attrName string) ([]Reference, hcl.Diagnostics) {
+	empty := &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Pipeline has no %s", attrName),
+		Detail: fmt.Sprintf("Pipeline %q needs at least one %s: %s = [%s].",
+			p.Name, kind, attrName, exampleRef(kind)),
+		Subject: p.DefRange.Ptr(),
+	}
+	if attr == nil {
+		return nil, hcl.Diagnostics{empty}
+	}
+	refs, diags := decodeReferences(attr, kind)
+	if diags.HasErrors() {
+		d.badRefs = true
+	}
+	if len(refs) == 0 && !diags.HasErrors() {
+		empty.Subject = attr.Expr.Range().Ptr()
+		diags = append(diags, empty)
+	}
+	return refs, diags
+}
+
+func (d *decoder) queue(b *hcl.Block, q *Queue) hcl.Diagnostics {
+	content, diags := b.Body.Content(queueSchema)
+	if a := content.Attributes["max_events"]; a != nil {
+		n, ok, ds := evalPositiveInt(a, d.ectx)
+		diags = append(diags, ds...)
+		if ok {
+			q.MaxEvents = n
+		}
+	}
+	if a := content.Attributes["max_bytes"]; a != nil {
+		n, ok, ds := evalSize(a, d.ectx)
+		diags = append(diags, ds...)
+		if ok {
+			q.MaxBytes = n
+		}
+	}
+	if a := content.Attributes["when_full"]; a != nil {
+		var ds hcl.Diagnostics
+		q.WhenFull, ds = enumOr(a, d.ectx, whenFullValues, q.WhenFull)
+		diags = append(diags, ds...)
+	}
+	return diags
+}
+
+func (d *decoder) batch(b *hcl.Block, bt *Batch) hcl.Diagnostics {
+	content, diags := b.Body.Content(batchSchema)
+	if a := content.Attributes["max_events"]; a != nil {
+		n, ok, ds := evalPositiveInt(a, d.ectx)
+		diags = append(diags, ds...)
+		if ok {
+			bt.MaxEvents = n
+		}
+	}
+	if a := content.Attributes["max_delay"]; a != nil {
+		var ds hcl.Diagnostics
+		bt.MaxDelay, ds = durationOr(a, d.ectx, bt.MaxDelay)
+		diags = append(diags, ds...)
+	}
+	return diags
+}

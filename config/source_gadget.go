@@ -1,0 +1,60 @@
+package config
+
+import "github.com/hashicorp/hcl/v2"
+
+func init() { registerSource("gadget", decodeGadgetSource) }
+
+var gadgetSourceSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "gadget", Required: true},
+		{Name: "params"},
+		{Name: "event_type"},
+		{Name: "map"},
+		{Name: "buffer_size"},
+	},
+}
+
+// decodeGadgetSource decodes `source "gadget" NAME { ... }`. Whether the
+// gadget exists and takes the given params is checked by the agent, which
+// knows the gadgets; this keeps the ranges it needs to report on.
+func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.Diagnostics {
+	content, diags := body.Content(gadgetSourceSchema)
+	if a := content.Attributes["gadget"]; a != nil {
+		src.GadgetRange = a.Expr.Range()
+		s, ok, d := evalNonEmpty(a, ectx)
+		diags = append(diags, d...)
+		if ok {
+			src.Gadget = s
+		}
+	}
+	if a := content.Attributes["params"]; a != nil {
+		p, d := decodeParams(a, ectx)
+		diags = append(diags, d...)
+		src.Params = p
+	}
+	if a := content.Attributes["event_type"]; a != nil {
+		src.EventTypeRange = a.Expr.Range()
+		s, ok, d := evalNonEmpty(a, ectx)
+		diags = append(diags, d...)
+		if ok {
+			src.EventType = s
+		}
+	}
+	if a := content.Attributes["map"]; a != nil {
+		src.MapRange = a.Expr.Range()
+		s, ok, d := evalNonEmpty(a, ectx)
+		diags = append(diags, d...)
+		if ok {
+			src.Map = s
+		}
+	}
+	if a := content.Attributes["buffer_size"]; a != nil {
+		src.BufferSizeRange = a.Expr.Range()
+		n, ok, d := evalSize(a, ectx)
+		diags = append(diags, d...)
+		if ok {
+			src.BufferSize = n
+		}
+	}
+	return diags
+}

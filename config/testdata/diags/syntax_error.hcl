@@ -1,0 +1,4 @@
+source "gadget" "exec" {
+  gadget = "trace_exec"
+  params = { ignore_failed = true
+}

@@ -1,0 +1,168 @@
+package config
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// File is one decoded configuration with every default applied.
+type File struct {
+	Agent     Agent
+	Sources   []*Source
+	Sinks     []*Sink
+	Pipelines []*Pipeline
+}
+
+// Source returns the source that ref names, or nil when there is none.
+// It is safe for concurrent use as long as the File is not modified.
+func (f *File) Source(ref Reference) *Source {
+	if ref.Kind != KindSource {
+		return nil
+	}
+	for _, s := range f.Sources {
+		if s.Type == ref.Type && s.Name == ref.Name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Sink returns the sink that ref names, or nil when there is none.
+// It is safe for concurrent use as long as the File is not modified.
+func (f *File) Sink(ref Reference) *Sink {
+	if ref.Kind != KindSink {
+		return nil
+	}
+	for _, s := range f.Sinks {
+		if s.Type == ref.Type && s.Name == ref.Name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Agent holds the process-wide settings of the `agent` block.
+type Agent struct {
+	// Name identifies this agent in events and subjects; default os.Hostname().
+	Name string
+	// DataDir holds the image store, the Wasm compilation cache and the spool.
+	DataDir string
+	// MetricsListen is the address of the Prometheus endpoint; "" turns it off.
+	MetricsListen string
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string
+	// LogFormat is one of text, json.
+	LogFormat string
+	// ShutdownGrace bounds draining and flushing at SIGINT/SIGTERM.
+	ShutdownGrace time.Duration
+	// LossReportInterval is the shortest time between two in-stream loss
+	// records of one source.
+	LossReportInterval time.Duration
+	// DefRange is the header of the agent block; zero when the file has none.
+	DefRange hcl.Range
+}
+
+// Source is a `source "<type>" "<name>"` block.
+//
+// The gadget fields are filled for Type "gadget", the only source type so far.
+type Source struct {
+	Type, Name string
+	DefRange   hcl.Range
+	// Ref is the reference a pipeline uses for this source: "source.gadget.exec".
+	Ref string
+
+	// Gadget is a built-in gadget name or a path to an eBPF ELF.
+	Gadget string
+	// GadgetRange covers the value of the gadget attribute, for diagnostics
+	// about the gadget itself (unknown name, unreadable ELF).
+	GadgetRange hcl.Range
+	// Params are the gadget parameters in the order the config lists them.
+	Params []Param
+	// EventType names the BTF struct of the output records; "" = find it.
+	EventType      string
+	EventTypeRange hcl.Range
+	// Map selects one output map; "" = all tracers or ring/perf maps.
+	Map      string
+	MapRange hcl.Range
+	// BufferSize is the ring buffer size, or the perf buffer size per CPU,
+	// in bytes; 0 = the reader's default.
+	BufferSize      int64
+	BufferSizeRange hcl.Range
+}
+
+// Param is one entry of a source's params object.
+type Param struct {
+	Name string
+	// Value is the scalar rendered as text: "true", "42", "1.5", "sh".
+	Value string
+	// Range covers the value expression, NameRange the key.
+	Range     hcl.Range
+	NameRange hcl.Range
+}
+
+// Sink is a `sink "<type>" "<name>"` block. Exactly one of the type-specific
+// pointers is set, the one matching Type.
+type Sink struct {
+	Type, Name string
+	DefRange   hcl.Range
+	// Ref is the reference a pipeline uses for this sink: "sink.stdout.console".
+	Ref string
+
+	Stdout *StdoutSink // Type == "stdout"
+}
+
+// StdoutSink is the body of a `sink "stdout"` block.
+type StdoutSink struct {
+	// Format is json (one object per line) or table.
+	Format string
+}
+
+// Pipeline is a `pipeline "<name>"` block: sources feed one bounded queue
+// whose batches fan out to every sink.
+type Pipeline struct {
+	Name     string
+	DefRange hcl.Range
+	Sources  []Reference
+	Sinks    []Reference
+	Queue    Queue
+	Batch    Batch
+}
+
+// Queue bounds the edge between a pipeline's sources and its consumers.
+type Queue struct {
+	MaxEvents int
+	MaxBytes  int64
+	// WhenFull is block, drop_newest or drop_oldest.
+	WhenFull string
+}
+
+// Batch controls how events are grouped for stages and sinks.
+type Batch struct {
+	MaxEvents int
+	MaxDelay  time.Duration
+}
+
+// Values of the enumerated attributes, in the order diagnostics list them.
+// Unexported so that no caller can change what the decoder accepts.
+var (
+	logLevels      = []string{"debug", "info", "warn", "error"}
+	logFormats     = []string{"text", "json"}
+	whenFullValues = []string{"block", "drop_newest", "drop_oldest"}
+	stdoutFormats  = []string{"json", "table"}
+)
+
+// Defaults applied by the decoder.
+const (
+	DefaultDataDir            = "/var/lib/sluice"
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "text"
+	DefaultShutdownGrace      = 10 * time.Second
+	DefaultLossReportInterval = 10 * time.Second
+	DefaultQueueMaxEvents     = 8192
+	DefaultQueueMaxBytes      = 16 << 20
+	DefaultWhenFull           = "block"
+	DefaultBatchMaxEvents     = 256
+	DefaultBatchMaxDelay      = 50 * time.Millisecond
+	DefaultStdoutFormat       = "json"
+)
