@@ -36,6 +36,9 @@ func evalAs(attr *hcl.Attribute, ectx *hcl.EvalContext, ty cty.Type) (cty.Value,
 			EvalContext: ectx,
 		})
 	}
+	// No expression can be unknown today (there are no variables), but
+	// AsString panics on an unknown value and a future function might
+	// return one: refuse it here rather than panic on a user's config.
 	if !cv.IsWhollyKnown() {
 		return cty.NilVal, append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
