@@ -26,5 +26,7 @@
 // Warning diagnostics (a source that no pipeline uses) leave a usable File.
 //
 // A Parser is not safe for concurrent use; the values it returns share no
-// state with it and may be read from any goroutine.
+// state with it and may be read from any goroutine. The package-level
+// functions (Parse, ParseDefault, ParseSize, ParseDuration, ParseReference,
+// SourceTypes, SinkTypes) are safe for concurrent use.
 package config
