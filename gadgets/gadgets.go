@@ -1,0 +1,91 @@
+package gadgets
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+)
+
+//go:embed */program.bpf.o
+var builtinFS embed.FS
+
+//go:embed testdata/*.bpf.o
+var testFS embed.FS
+
+// Builtin is one built-in gadget: its name (the folder under gadgets/), a
+// one-line description, and its eBPF ELF object (CO-RE, BTF, x86_64).
+type Builtin struct {
+	Name        string
+	Description string
+	Object      []byte
+}
+
+// descriptions doubles as the list of built-ins: a folder with an object but
+// no description fails TestBuiltinsMatchFolders.
+var descriptions = map[string]string{
+	"trace_exec":       "Trace process executions (execve, execveat), including failed ones.",
+	"trace_open":       "Trace file opens (open, openat, openat2).",
+	"trace_signal":     "Trace signals sent with kill, tkill and tgkill.",
+	"trace_tcpconnect": "Trace outgoing TCP connection attempts (IPv4 and IPv6).",
+}
+
+// Builtins returns every built-in gadget, sorted by name.
+func Builtins() []Builtin {
+	names := make([]string, 0, len(descriptions))
+	for name := range descriptions {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make([]Builtin, 0, len(names))
+	for _, name := range names {
+		b, ok := Lookup(name)
+		if !ok {
+			// The embed pattern and the description table disagree:
+			// a build defect, caught by the package's tests.
+			continue
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// Lookup returns the built-in gadget called name.
+func Lookup(name string) (Builtin, bool) {
+	desc, ok := descriptions[name]
+	if !ok {
+		return Builtin{}, false
+	}
+	obj, err := builtinFS.ReadFile(path.Join(name, "program.bpf.o"))
+	if err != nil {
+		return Builtin{}, false
+	}
+	return Builtin{Name: name, Description: desc, Object: obj}, true
+}
+
+// TestObject returns the eBPF object of a test program by name:
+//
+//   - plain_libbpf: a libbpf-style program with no gadget markers; its ring
+//     buffer map "rb" has no value type; struct event { __u32 pid; char
+//     comm[16]; __u64 value; } is in BTF; each getppid(2) emits one record
+//     with pid = the caller's tgid and value = 0x1122334455667788.
+//   - typed_ringbuf: the same, but "rb" is declared with
+//     __type(value, struct event), which the kernel refuses on ring buffers;
+//     a loader must drop the value type (cilium/ebpf does) and may use it as
+//     the event type.
+//   - verifier_reject: a tracepoint program the verifier rejects (a write
+//     past the end of a map value).
+func TestObject(name string) ([]byte, error) {
+	obj, err := testFS.ReadFile(path.Join("testdata", name+".bpf.o"))
+	if err != nil {
+		paths, _ := fs.Glob(testFS, "testdata/*.bpf.o")
+		names := make([]string, len(paths))
+		for i, p := range paths {
+			names[i] = strings.TrimSuffix(path.Base(p), ".bpf.o")
+		}
+		return nil, fmt.Errorf("read test object %q (have %v): %w", name, names, err)
+	}
+	return obj, nil
+}

@@ -1,0 +1,257 @@
+package gadgets
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestBuiltinsMatchFolders(t *testing.T) {
+	srcs, err := filepath.Glob("*/program.bpf.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, s := range srcs {
+		want = append(want, filepath.Dir(s))
+	}
+	var got []string
+	for _, b := range Builtins() {
+		got = append(got, b.Name)
+		if b.Description == "" || len(b.Object) == 0 {
+			t.Errorf("builtin %s: empty description or object", b.Name)
+		}
+		if _, err := os.Stat(filepath.Join(b.Name, "README.md")); err != nil {
+			t.Errorf("builtin %s: %v", b.Name, err)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Builtins() names vs folders with program.bpf.c (-want +got):\n%s", diff)
+	}
+	if !slices.IsSorted(got) {
+		t.Errorf("Builtins() not sorted: %v", got)
+	}
+	if _, ok := Lookup("no_such_gadget"); ok {
+		t.Error("Lookup(no_such_gadget) succeeded")
+	}
+}
+
+func TestObjectsAreCopies(t *testing.T) {
+	a, _ := Lookup("trace_exec")
+	a.Object[0] ^= 0xff
+	b, _ := Lookup("trace_exec")
+	if b.Object[0] != 0x7f {
+		t.Fatal("mutating one Lookup result changed another: objects must be copies")
+	}
+}
+
+func TestTestObject(t *testing.T) {
+	for _, name := range []string{"plain_libbpf", "typed_ringbuf", "verifier_reject"} {
+		obj, err := TestObject(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(obj, []byte("\x7fELF")) {
+			t.Errorf("TestObject(%s) is not an ELF object", name)
+		}
+	}
+	if _, err := TestObject("missing"); err == nil {
+		t.Error("TestObject(missing) succeeded")
+	}
+}
+
+// typeName renders a BTF type the way the decoder keys on it: typedef
+// names are kept, arrays show their length.
+func typeName(typ btf.Type) string {
+	switch v := typ.(type) {
+	case *btf.Typedef:
+		return v.Name
+	case *btf.Array:
+		return fmt.Sprintf("[%d]%s", v.Nelems, typeName(v.Type))
+	case *btf.Struct:
+		return "struct " + v.Name
+	case *btf.Enum:
+		return "enum " + v.Name
+	case *btf.Int:
+		return v.Name
+	}
+	return fmt.Sprintf("%T", typ)
+}
+
+// contracts lists, per built-in, the event fields other packages and users
+// rely on: names and the BTF types that decide their rendering.
+var contracts = map[string]map[string]string{
+	"trace_exec": {
+		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
+		"pid": "gadget_pid", "ppid": "gadget_ppid", "uid": "gadget_uid", "gid": "gadget_gid",
+		"comm": "[16]gadget_comm", "filename": "[256]char", "ret": "gadget_ret",
+		"args": "[1792]gadget_strlist", "__args_len": "__u32",
+	},
+	"trace_open": {
+		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
+		"pid": "gadget_pid", "uid": "gadget_uid", "comm": "[16]gadget_comm",
+		"path": "[256]char", "flags": "gadget_file_flags", "mode": "gadget_file_mode",
+		"ret": "gadget_ret",
+	},
+	"trace_tcpconnect": {
+		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
+		"pid": "gadget_pid", "uid": "gadget_uid", "comm": "[16]gadget_comm",
+		"saddr": "struct gadget_l3endpoint_t", "daddr": "struct gadget_l3endpoint_t",
+		"sport": "__u16", "dport": "__u16", "family": "enum family",
+	},
+	"trace_signal": {
+		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
+		"pid": "gadget_pid", "uid": "gadget_uid", "comm": "[16]gadget_comm",
+		"tpid": "__s32", "sig": "gadget_signal", "ret": "gadget_ret",
+	},
+}
+
+var params = map[string][]string{
+	"trace_exec":       {"ignore_failed"},
+	"trace_open":       {"ignore_failed", "target_pid"},
+	"trace_tcpconnect": nil,
+	"trace_signal":     {"failed_only"},
+}
+
+func loadSpec(t *testing.T, obj []byte) *ebpf.CollectionSpec {
+	t.Helper()
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
+	if err != nil {
+		t.Fatalf("parse object: %v", err)
+	}
+	return spec
+}
+
+func eventStruct(t *testing.T, spec *ebpf.CollectionSpec) *btf.Struct {
+	t.Helper()
+	var st *btf.Struct
+	if err := spec.Types.TypeByName("event", &st); err != nil {
+		t.Fatalf("find struct event in BTF: %v", err)
+	}
+	return st
+}
+
+// TestContracts checks, without privileges, what user space reads from each
+// built-in: the IG markers, the output maps, the params and the field types.
+func TestContracts(t *testing.T) {
+	for _, b := range Builtins() {
+		t.Run(b.Name, func(t *testing.T) {
+			spec := loadSpec(t, b.Object)
+
+			fields := map[string]string{}
+			for _, m := range eventStruct(t, spec).Members {
+				fields[m.Name] = typeName(m.Type)
+			}
+			if diff := cmp.Diff(contracts[b.Name], fields); diff != "" {
+				t.Errorf("struct event fields (-want +got):\n%s", diff)
+			}
+
+			marker := fmt.Sprintf("gadget_tracer_%s___events___event", b.Name)
+			for _, v := range []string{marker, "__gadget_tracer_type_" + b.Name, "gadget_map_tracer_events"} {
+				if _, ok := spec.Variables[v]; !ok {
+					t.Errorf("missing marker variable %s", v)
+				}
+			}
+			var gotParams []string
+			for name := range spec.Variables {
+				if p, ok := strings.CutPrefix(name, "gadget_param_"); ok {
+					gotParams = append(gotParams, p)
+					if v := spec.Variables[p]; v == nil || !v.Constant() {
+						t.Errorf("param %s has no const volatile variable", p)
+					}
+				}
+			}
+			slices.Sort(gotParams)
+			if diff := cmp.Diff(params[b.Name], gotParams); diff != "" {
+				t.Errorf("params (-want +got):\n%s", diff)
+			}
+
+			if m := spec.Maps["events"]; m == nil || m.Type != ebpf.RingBuf {
+				t.Errorf("events is not a ring buffer: %v", m)
+			}
+			lost := spec.Maps["events_lost_samples"]
+			if lost == nil || lost.Type != ebpf.PerCPUArray || lost.MaxEntries != 1 || lost.ValueSize != 8 {
+				t.Errorf("events_lost_samples is not a 1-entry per-CPU u64 array: %v", lost)
+			}
+
+			for _, p := range optionalPrograms(spec) {
+				if spec.Programs[p] == nil {
+					t.Errorf("GADGET_OPTIONAL names unknown program %s", p)
+				}
+			}
+			for name, p := range spec.Programs {
+				if p.Type != ebpf.TracePoint {
+					t.Errorf("program %s: type %v, want tracepoint", name, p.Type)
+				}
+			}
+		})
+	}
+}
+
+func TestFamilyEnum(t *testing.T) {
+	b, _ := Lookup("trace_tcpconnect")
+	var fam *btf.Enum
+	if err := loadSpec(t, b.Object).Types.TypeByName("family", &fam); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, v := range fam.Values {
+		got[v.Name] = v.Value
+	}
+	if diff := cmp.Diff(map[string]uint64{"AF_INET": 2, "AF_INET6": 10}, got); diff != "" {
+		t.Errorf("enum family (-want +got):\n%s", diff)
+	}
+}
+
+func TestOptionalMarkers(t *testing.T) {
+	b, _ := Lookup("trace_open")
+	got := optionalPrograms(loadSpec(t, b.Object))
+	if diff := cmp.Diff([]string{"trace_enter_open", "trace_exit_open"}, got); diff != "" {
+		t.Errorf("optional programs of trace_open (-want +got):\n%s", diff)
+	}
+}
+
+// TestPlainObjectsKeepEventType guards the property the plain-object tests
+// of other packages rely on: struct event is in BTF although nothing marks
+// it as the event type.
+func TestPlainObjectsKeepEventType(t *testing.T) {
+	for _, name := range []string{"plain_libbpf", "typed_ringbuf"} {
+		obj, err := TestObject(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := loadSpec(t, obj)
+		st := eventStruct(t, spec)
+		if st.Size != 32 || len(st.Members) != 3 {
+			t.Errorf("%s: struct event has size %d and %d members, want 32 and 3", name, st.Size, len(st.Members))
+		}
+		for v := range spec.Variables {
+			if strings.HasPrefix(v, "gadget_") {
+				t.Errorf("%s: unexpected gadget marker %s", name, v)
+			}
+		}
+		if rb := spec.Maps["rb"]; rb == nil || rb.Type != ebpf.RingBuf {
+			t.Errorf("%s: rb is not a ring buffer", name)
+		}
+	}
+}
+
+// optionalPrograms lists the programs named by GADGET_OPTIONAL markers.
+func optionalPrograms(spec *ebpf.CollectionSpec) []string {
+	var out []string
+	for name := range spec.Variables {
+		if p, ok := strings.CutPrefix(name, "gadget_optional_"); ok {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
