@@ -103,3 +103,12 @@ type Sink interface {
 	// flush (the shutdown grace period).
 	Close(ctx context.Context) error
 }
+
+// LossReporter is implemented by the Emitter a pipeline hands to each source.
+// Sources find it by type assertion and report events lost before they were
+// numbered (ring buffer reserve failures, lost perf samples), so that the
+// loss is counted and appears in the stream as a loss record. Safe for
+// concurrent use.
+type LossReporter interface {
+	ReportLoss(source, gadget, reason string, count uint64)
+}

@@ -1,0 +1,347 @@
+package pipeline
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Metric names shared by every component. The label set is
+// {component, name} plus {reason} for drops.
+const (
+	MetricReceived = "sluice_events_received_total"
+	MetricSent     = "sluice_events_sent_total"
+	MetricDropped  = "sluice_events_dropped_total"
+	MetricErrors   = "sluice_errors_total"
+	MetricQueueLen = "sluice_queue_events"
+	MetricQueueMem = "sluice_queue_bytes"
+)
+
+// Counter is a monotonically increasing value. Its methods are lock-free and
+// safe for concurrent use.
+type Counter struct{ v atomic.Uint64 }
+
+// Add increases the counter by n.
+func (c *Counter) Add(n uint64) { c.v.Add(n) }
+
+// Inc increases the counter by one.
+func (c *Counter) Inc() { c.v.Add(1) }
+
+// Value returns the current count.
+func (c *Counter) Value() uint64 { return c.v.Load() }
+
+// Gauge is a value that goes up and down. Its methods are lock-free and safe
+// for concurrent use.
+type Gauge struct{ v atomic.Int64 }
+
+// Set stores v.
+func (g *Gauge) Set(v int64) { g.v.Store(v) }
+
+// Add adds d (which may be negative).
+func (g *Gauge) Add(d int64) { g.v.Add(d) }
+
+// Value returns the current value.
+func (g *Gauge) Value() int64 { return g.v.Load() }
+
+type metricType uint8
+
+const (
+	typeCounter metricType = iota
+	typeGauge
+)
+
+func (t metricType) String() string {
+	if t == typeGauge {
+		return "gauge"
+	}
+	return "counter"
+}
+
+type series struct {
+	labels  string // rendered {k="v",...}, keys sorted; "" when unlabelled
+	counter *Counter
+	gauge   *Gauge
+}
+
+type family struct {
+	name   string
+	help   string
+	typ    metricType
+	series map[string]*series
+}
+
+// Registry holds named, labelled counters and gauges and renders them in the
+// Prometheus text exposition format. All methods are safe for concurrent use;
+// registration takes a lock, updates to the returned counters and gauges do
+// not.
+type Registry struct {
+	mu         sync.Mutex
+	families   map[string]*family
+	components map[[2]string]*ComponentMetrics
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{
+		families:   make(map[string]*family),
+		components: make(map[[2]string]*ComponentMetrics),
+	}
+}
+
+// Counter returns the counter called name with the given label pairs
+// (key, value, key, value, ...), creating it on first use. Asking again with
+// the same name and labels returns the same counter. It panics on an odd
+// number of label arguments or when name is already registered as a gauge:
+// both are programming errors, not user input. Safe for concurrent use.
+func (r *Registry) Counter(name, help string, labels ...string) *Counter {
+	return r.get(name, help, typeCounter, labels).counter
+}
+
+// Gauge is Counter for gauges. Safe for concurrent use.
+func (r *Registry) Gauge(name, help string, labels ...string) *Gauge {
+	return r.get(name, help, typeGauge, labels).gauge
+}
+
+func (r *Registry) get(name, help string, typ metricType, labels []string) *series {
+	key := renderLabels(labels)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.families[name]
+	if f == nil {
+		f = &family{name: name, help: help, typ: typ, series: make(map[string]*series)}
+		r.families[name] = f
+	}
+	if f.typ != typ {
+		panic(fmt.Sprintf("pipeline: metric %s registered as %s, requested as %s", name, f.typ, typ))
+	}
+	s := f.series[key]
+	if s == nil {
+		s = &series{labels: key}
+		if typ == typeGauge {
+			s.gauge = new(Gauge)
+		} else {
+			s.counter = new(Counter)
+		}
+		f.series[key] = s
+	}
+	return s
+}
+
+// renderLabels renders label pairs sorted by key, so that the same set given
+// in any order names the same series.
+func renderLabels(labels []string) string {
+	if len(labels)%2 != 0 {
+		panic(fmt.Sprintf("pipeline: odd number of label arguments %q", labels))
+	}
+	if len(labels) == 0 {
+		return ""
+	}
+	idx := make([]int, 0, len(labels)/2)
+	for i := 0; i < len(labels); i += 2 {
+		idx = append(idx, i)
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return strings.Compare(labels[a], labels[b]) })
+	var b strings.Builder
+	b.WriteByte('{')
+	for n, i := range idx {
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(labels[i])
+		b.WriteString(`="`)
+		b.WriteString(escapeLabel(labels[i+1]))
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+var (
+	labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+)
+
+func escapeLabel(s string) string { return labelEscaper.Replace(s) }
+
+// WriteTo writes every series in the Prometheus text exposition format
+// (version 0.0.4), families and series in a stable sorted order. Safe for
+// concurrent use.
+func (r *Registry) WriteTo(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	bw := bufio.NewWriter(cw)
+	for _, f := range r.sortedFamilies() {
+		if len(f.series) == 0 {
+			continue
+		}
+		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s %s\n", f.name, helpEscaper.Replace(f.help), f.name, f.typ)
+		for _, s := range f.series {
+			bw.WriteString(f.name)
+			bw.WriteString(s.labels)
+			bw.WriteByte(' ')
+			bw.WriteString(s.value())
+			bw.WriteByte('\n')
+		}
+	}
+	// bufio.Writer's error is sticky, so checking once at the end is enough.
+	if err := bw.Flush(); err != nil {
+		return cw.n, fmt.Errorf("write metrics: %w", err)
+	}
+	return cw.n, nil
+}
+
+// frozenFamily is a copy of a family's series list taken under the lock, so
+// rendering does not hold the registry lock while writing to a slow client.
+type frozenFamily struct {
+	name, help string
+	typ        metricType
+	series     []*series
+}
+
+func (r *Registry) sortedFamilies() []frozenFamily {
+	r.mu.Lock()
+	out := make([]frozenFamily, 0, len(r.families))
+	for _, f := range r.families {
+		ff := frozenFamily{name: f.name, help: f.help, typ: f.typ, series: make([]*series, 0, len(f.series))}
+		for _, s := range f.series {
+			ff.series = append(ff.series, s)
+		}
+		out = append(out, ff)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b frozenFamily) int { return strings.Compare(a.name, b.name) })
+	for _, f := range out {
+		slices.SortFunc(f.series, func(a, b *series) int { return strings.Compare(a.labels, b.labels) })
+	}
+	return out
+}
+
+func (s *series) value() string {
+	if s.gauge != nil {
+		return strconv.FormatInt(s.gauge.Value(), 10)
+	}
+	return strconv.FormatUint(s.counter.Value(), 10)
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Handler serves the registry at /metrics in the Prometheus text format.
+// Safe for concurrent use.
+func (r *Registry) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		_, _ = r.WriteTo(w) // the client went away; nothing to report to it
+	})
+}
+
+// Snapshot maps each series, written as in the exposition format
+// (`name{k="v",...}`, keys sorted), to its current value.
+type Snapshot map[string]float64
+
+// Snapshot returns the current value of every series. Safe for concurrent
+// use; values are read one by one, not atomically as a set.
+func (r *Registry) Snapshot() Snapshot {
+	out := make(Snapshot)
+	for _, f := range r.sortedFamilies() {
+		for _, s := range f.series {
+			var v float64
+			if s.gauge != nil {
+				v = float64(s.gauge.Value())
+			} else {
+				v = float64(s.counter.Value())
+			}
+			out[f.name+s.labels] = v
+		}
+	}
+	return out
+}
+
+// Get returns the value of the series name with the given label pairs, in
+// any order, and 0 when there is no such series.
+func (s Snapshot) Get(name string, labels ...string) float64 {
+	return s[name+renderLabels(labels)]
+}
+
+// ComponentMetrics are the counters every pipeline component keeps. The
+// invariant Received = Sent + sum(Dropped) holds once the component has
+// stopped. All methods are safe for concurrent use.
+type ComponentMetrics struct {
+	Received *Counter // events that reached the component
+	Sent     *Counter // events the component passed on
+	Errors   *Counter // failed operations (not events): source, stage or sink errors
+
+	reg     *Registry
+	kind    string
+	name    string
+	dropped sync.Map // reason -> *Counter
+}
+
+// Component returns the metrics of the component kind/name ("source"/"exec",
+// "sink"/"console"), creating them on first use. Safe for concurrent use.
+func (r *Registry) Component(kind, name string) *ComponentMetrics {
+	r.mu.Lock()
+	c := r.components[[2]string{kind, name}]
+	r.mu.Unlock()
+	if c != nil {
+		return c
+	}
+	c = &ComponentMetrics{
+		Received: r.Counter(MetricReceived, "Events that reached a component.", "component", kind, "name", name),
+		Sent:     r.Counter(MetricSent, "Events a component passed on.", "component", kind, "name", name),
+		Errors:   r.Counter(MetricErrors, "Failed operations of a component.", "component", kind, "name", name),
+		reg:      r,
+		kind:     kind,
+		name:     name,
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if prev := r.components[[2]string{kind, name}]; prev != nil {
+		return prev
+	}
+	r.components[[2]string{kind, name}] = c
+	return c
+}
+
+// Kind returns the component kind the metrics were registered with.
+func (c *ComponentMetrics) Kind() string { return c.kind }
+
+// Name returns the component name the metrics were registered with.
+func (c *ComponentMetrics) Name() string { return c.name }
+
+// Dropped returns the drop counter for reason. The counter is cached: the
+// lookup is lock-free after the first call for a reason, and hot paths can
+// keep the returned pointer. Safe for concurrent use.
+func (c *ComponentMetrics) Dropped(reason string) *Counter {
+	if v, ok := c.dropped.Load(reason); ok {
+		return v.(*Counter)
+	}
+	ctr := c.reg.Counter(MetricDropped, "Events a component dropped, by reason.",
+		"component", c.kind, "name", c.name, "reason", reason)
+	v, _ := c.dropped.LoadOrStore(reason, ctr)
+	return v.(*Counter)
+}
+
+// DroppedTotal sums the drop counters over all reasons. Safe for concurrent
+// use.
+func (c *ComponentMetrics) DroppedTotal() uint64 {
+	var n uint64
+	c.dropped.Range(func(_, v any) bool {
+		n += v.(*Counter).Value()
+		return true
+	})
+	return n
+}

@@ -1,0 +1,458 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Policy says what a full queue does with a new event.
+type Policy uint8
+
+const (
+	// Block makes the producer wait for room (or for its context to end).
+	Block Policy = iota
+	// DropNewest rejects the events that do not fit; the producer never waits.
+	DropNewest
+	// DropOldest evicts the oldest queued events to make room; the producer
+	// never waits.
+	DropOldest
+)
+
+// ParsePolicy parses a when_full value: "block", "drop_newest" or
+// "drop_oldest".
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "block":
+		return Block, nil
+	case "drop_newest":
+		return DropNewest, nil
+	case "drop_oldest":
+		return DropOldest, nil
+	}
+	return 0, fmt.Errorf("parse queue policy %q: want block, drop_newest or drop_oldest", s)
+}
+
+// String returns the config spelling of p.
+func (p Policy) String() string {
+	switch p {
+	case Block:
+		return "block"
+	case DropNewest:
+		return "drop_newest"
+	case DropOldest:
+		return "drop_oldest"
+	}
+	return fmt.Sprintf("policy(%d)", uint8(p))
+}
+
+// Queue limits applied when a QueueConfig leaves them zero.
+const (
+	DefaultQueueEvents = 8192
+	DefaultQueueBytes  = 64 << 20
+)
+
+// QueueConfig bounds a queue. Zero limits take the defaults above.
+type QueueConfig struct {
+	MaxEvents int
+	MaxBytes  int // sum of Event.Size() of the queued events
+	Policy    Policy
+}
+
+func (c QueueConfig) withDefaults() QueueConfig {
+	if c.MaxEvents == 0 {
+		c.MaxEvents = DefaultQueueEvents
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultQueueBytes
+	}
+	return c
+}
+
+func (c QueueConfig) validate() error {
+	if c.MaxEvents < 0 {
+		return fmt.Errorf("check queue config: max events %d is negative", c.MaxEvents)
+	}
+	if c.MaxBytes < 0 {
+		return fmt.Errorf("check queue config: max bytes %d is negative", c.MaxBytes)
+	}
+	if c.Policy > DropOldest {
+		return fmt.Errorf("check queue config: unknown policy %d", c.Policy)
+	}
+	return nil
+}
+
+// ErrQueueClosed is returned by Push after Close.
+var ErrQueueClosed = errors.New("push to closed queue")
+
+// Queue is a bounded, batch-oriented FIFO of events between one stage of a
+// pipeline and the next. It counts what it receives and what it drops (with a
+// reason) on its owner's ComponentMetrics and reports dropped events to a
+// LossTracker; the consumer counts what it passes on (Sent), because only it
+// knows whether the popped events went anywhere.
+//
+// All methods are safe for concurrent use by any number of producers and
+// consumers. Events are stored by value in a ring that grows up to MaxEvents
+// and never shrinks; a push or pop costs one lock and no allocation.
+type Queue struct {
+	name          string
+	cfg           QueueConfig
+	m             *ComponentMetrics
+	loss          *LossTracker
+	dropFull      *Counter
+	dropShutdown  *Counter
+	depth, memory *Gauge
+
+	mu       sync.Mutex
+	ring     []Event
+	head, n  int
+	bytes    int
+	ctrl     []Event // control events (loss records), outside the limits
+	closed   bool
+	hitFull  bool          // a push found no room since the last pop
+	popWait  chan struct{} // closed to wake consumers; nil when none waits
+	popNeed  int           // events the least demanding waiting consumer wants
+	pushWait chan struct{} // closed to wake blocked producers; nil when none waits
+}
+
+// NewQueue returns an empty queue. name labels its gauges
+// (sluice_queue_events{queue=name}) and is the component named in loss
+// records ("pipeline.security", "sink.console"). Received and drops are
+// counted on m; a nil m counts on a private registry. A nil loss tracker
+// disables loss reporting.
+func NewQueue(name string, cfg QueueConfig, m *ComponentMetrics, loss *LossTracker) (*Queue, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("create queue %s: %w", name, err)
+	}
+	cfg = cfg.withDefaults()
+	if m == nil {
+		m = NewRegistry().Component("queue", name)
+	}
+	q := &Queue{
+		name:         name,
+		cfg:          cfg,
+		m:            m,
+		loss:         loss,
+		dropFull:     m.Dropped(ReasonQueueFull),
+		dropShutdown: m.Dropped(ReasonShutdown),
+		depth:        m.reg.Gauge(MetricQueueLen, "Events waiting in a queue.", "queue", name),
+		memory:       m.reg.Gauge(MetricQueueMem, "Bytes (Event.Size) waiting in a queue.", "queue", name),
+		ring:         make([]Event, min(cfg.MaxEvents, 256)),
+	}
+	return q, nil
+}
+
+// Name returns the queue's name.
+func (q *Queue) Name() string { return q.name }
+
+// Config returns the queue's limits with defaults applied.
+func (q *Queue) Config() QueueConfig { return q.cfg }
+
+// Emit is Push; it makes a Queue a pipeline.Emitter. Safe for concurrent use.
+func (q *Queue) Emit(ctx context.Context, batch []Event) error { return q.Push(ctx, batch) }
+
+// Push appends batch in order. Under Block it waits for room until ctx is
+// done, then returns ctx.Err() and counts the events it could not queue as
+// dropped ("shutdown"). Under DropNewest and DropOldest it never waits: the
+// events that do not fit, or the oldest queued ones, are dropped
+// ("queue_full"). After Close it drops the batch ("shutdown") and returns
+// ErrQueueClosed. Push copies the Event values; the caller may reuse the
+// batch slice (not the events' Data) once Push returns. Safe for concurrent
+// use.
+func (q *Queue) Push(ctx context.Context, batch []Event) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	q.m.Received.Add(uint64(len(batch)))
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		q.drop(q.dropShutdown, ReasonShutdown, batch)
+		return ErrQueueClosed
+	}
+	switch q.cfg.Policy {
+	case DropNewest:
+		i := q.putWhileRoom(batch)
+		q.published(i < len(batch))
+		q.mu.Unlock()
+		q.drop(q.dropFull, ReasonQueueFull, batch[i:])
+		return nil
+	case DropOldest:
+		var run lossRun
+		var evicted uint64
+		for i := range batch {
+			size := batch[i].Size()
+			for !q.room(size) {
+				ev := q.evict()
+				evicted++
+				run.add(q.loss, q.name, ReasonQueueFull, &ev)
+			}
+			q.put(batch[i], size)
+		}
+		run.flush(q.loss, q.name, ReasonQueueFull)
+		q.published(evicted > 0)
+		q.mu.Unlock()
+		q.dropFull.Add(evicted)
+		return nil
+	}
+	i := 0
+	for {
+		i += q.putWhileRoom(batch[i:])
+		if i == len(batch) {
+			q.published(false)
+			q.mu.Unlock()
+			return nil
+		}
+		q.published(true)
+		if q.pushWait == nil {
+			q.pushWait = make(chan struct{})
+		}
+		w := q.pushWait
+		q.mu.Unlock()
+		select {
+		case <-w:
+		case <-ctx.Done():
+		}
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			q.drop(q.dropShutdown, ReasonShutdown, batch[i:])
+			return ErrQueueClosed
+		}
+		if err := ctx.Err(); err != nil {
+			q.mu.Unlock()
+			q.drop(q.dropShutdown, ReasonShutdown, batch[i:])
+			return err
+		}
+	}
+}
+
+// PushControl queues a control event (a loss record). Control events are
+// outside the limits and never dropped for room, and Pop returns them before
+// ordinary events. After Close the event is counted as dropped ("shutdown").
+// Safe for concurrent use.
+func (q *Queue) PushControl(ev Event) {
+	q.m.Received.Inc()
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		q.dropShutdown.Inc()
+		return
+	}
+	q.ctrl = append(q.ctrl, ev)
+	q.published(false)
+	q.mu.Unlock()
+}
+
+// Pop appends up to max queued events to dst and returns it. It returns as
+// soon as max events are queued, or maxDelay after it first saw an event
+// (at once when maxDelay <= 0), or when the queue is full or closed. It
+// returns io.EOF once the queue is closed and empty, and ctx.Err() when ctx
+// ends first; in both cases no events are taken. Pop does not count Sent:
+// the caller does, once it has passed the events on. Safe for concurrent use.
+func (q *Queue) Pop(ctx context.Context, dst []Event, max int, maxDelay time.Duration) ([]Event, error) {
+	if max < 1 {
+		max = 1
+	}
+	var (
+		timer   *time.Timer
+		expired bool
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	q.mu.Lock()
+	for {
+		avail := len(q.ctrl) + q.n
+		if avail > 0 && (avail >= max || maxDelay <= 0 || expired || q.closed || q.hitFull) {
+			dst = q.take(dst, max)
+			q.mu.Unlock()
+			return dst, nil
+		}
+		if avail == 0 && q.closed {
+			q.mu.Unlock()
+			return dst, io.EOF
+		}
+		if err := ctx.Err(); err != nil {
+			q.mu.Unlock()
+			return dst, err
+		}
+		need := max
+		if avail == 0 {
+			need = 1
+		} else if timer == nil {
+			timer = time.NewTimer(maxDelay)
+		}
+		if q.popWait == nil {
+			q.popWait = make(chan struct{})
+			q.popNeed = need
+		} else {
+			q.popNeed = min(q.popNeed, need)
+		}
+		w := q.popWait
+		q.mu.Unlock()
+		var tc <-chan time.Time
+		if timer != nil {
+			tc = timer.C
+		}
+		select {
+		case <-w:
+		case <-ctx.Done():
+		case <-tc:
+			expired = true
+		}
+		q.mu.Lock()
+	}
+}
+
+// Close stops the queue accepting events; Pop drains what is queued, then
+// returns io.EOF. Producers blocked in Push return ErrQueueClosed. Close is
+// idempotent and safe for concurrent use.
+func (q *Queue) Close() {
+	q.mu.Lock()
+	q.closed = true
+	q.wakePop()
+	q.wakePush()
+	q.mu.Unlock()
+}
+
+// Len returns the number of queued events, control events included. Safe
+// for concurrent use.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n + len(q.ctrl)
+}
+
+// discard empties the queue, counting every event as dropped for reason. The
+// pipeline calls it when the grace period runs out. It returns how many
+// events it dropped.
+func (q *Queue) discard(reason string) int {
+	ctr := q.m.Dropped(reason)
+	var run lossRun
+	q.mu.Lock()
+	n := q.n + len(q.ctrl)
+	clear(q.ctrl)
+	q.ctrl = q.ctrl[:0]
+	for q.n > 0 {
+		ev := q.evict()
+		run.add(q.loss, q.name, reason, &ev)
+	}
+	run.flush(q.loss, q.name, reason)
+	q.published(false)
+	q.wakePush()
+	q.mu.Unlock()
+	ctr.Add(uint64(n))
+	return n
+}
+
+// drop counts evs as dropped by the queue for reason.
+func (q *Queue) drop(ctr *Counter, reason string, evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	ctr.Add(uint64(len(evs)))
+	trackLoss(q.loss, q.name, reason, evs)
+}
+
+// room reports whether an event of size bytes fits. An event larger than
+// MaxBytes is let into an empty queue, so that it cannot block forever.
+func (q *Queue) room(size int) bool {
+	return q.n < q.cfg.MaxEvents && (q.n == 0 || q.bytes+size <= q.cfg.MaxBytes)
+}
+
+// putWhileRoom queues the longest prefix of batch that fits and returns its
+// length.
+func (q *Queue) putWhileRoom(batch []Event) int {
+	for i := range batch {
+		size := batch[i].Size()
+		if !q.room(size) {
+			return i
+		}
+		q.put(batch[i], size)
+	}
+	return len(batch)
+}
+
+func (q *Queue) put(ev Event, size int) {
+	if q.n == len(q.ring) {
+		q.grow()
+	}
+	i := q.head + q.n
+	if i >= len(q.ring) {
+		i -= len(q.ring)
+	}
+	q.ring[i] = ev
+	q.n++
+	q.bytes += size
+}
+
+func (q *Queue) grow() {
+	ring := make([]Event, min(max(2*len(q.ring), 16), q.cfg.MaxEvents))
+	k := copy(ring, q.ring[q.head:])
+	copy(ring[k:], q.ring[:q.head])
+	q.ring, q.head = ring, 0
+}
+
+func (q *Queue) evict() Event {
+	ev := q.ring[q.head]
+	q.ring[q.head] = Event{} // release Data for the GC
+	q.head++
+	if q.head == len(q.ring) {
+		q.head = 0
+	}
+	q.n--
+	q.bytes -= ev.Size()
+	return ev
+}
+
+func (q *Queue) take(dst []Event, max int) []Event {
+	k := min(max, len(q.ctrl))
+	if k > 0 {
+		dst = append(dst, q.ctrl[:k]...)
+		rest := copy(q.ctrl, q.ctrl[k:])
+		clear(q.ctrl[rest:])
+		q.ctrl = q.ctrl[:rest]
+	}
+	for ; k < max && q.n > 0; k++ {
+		dst = append(dst, q.evict())
+	}
+	q.hitFull = false
+	q.depth.Set(int64(q.n + len(q.ctrl)))
+	q.memory.Set(int64(q.bytes))
+	q.wakePush()
+	return dst
+}
+
+// published updates the gauges after a push and wakes a consumer when it has
+// what it waits for, or when the queue is full (full signals that waiting for
+// a larger batch would only cause drops or blocking).
+func (q *Queue) published(full bool) {
+	if full {
+		q.hitFull = true
+	}
+	q.depth.Set(int64(q.n + len(q.ctrl)))
+	q.memory.Set(int64(q.bytes))
+	if q.popWait != nil && (q.hitFull || q.n+len(q.ctrl) >= q.popNeed) {
+		q.wakePop()
+	}
+}
+
+func (q *Queue) wakePop() {
+	if q.popWait != nil {
+		close(q.popWait)
+		q.popWait = nil
+	}
+}
+
+func (q *Queue) wakePush() {
+	if q.pushWait != nil {
+		close(q.pushWait)
+		q.pushWait = nil
+	}
+}
