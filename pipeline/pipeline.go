@@ -1,0 +1,496 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Stage transforms batches between the edge queue and the sinks.
+type Stage interface {
+	Name() string
+	// Process appends the stage's output for in to out and returns it. It
+	// must not keep in or out after returning. A returned error is counted
+	// and the input batch is passed on unchanged.
+	Process(ctx context.Context, in []Event, out []Event) ([]Event, error)
+	// Close releases the stage; ctx bounds it (the shutdown grace period).
+	Close(ctx context.Context) error
+}
+
+// Defaults for the zero values of Spec.
+const (
+	DefaultBatchSize    = 256
+	DefaultBatchDelay   = 5 * time.Millisecond
+	DefaultLossInterval = 10 * time.Second
+)
+
+// Spec describes a pipeline. It is a plain value: New checks it and builds
+// the queues; nothing runs until Pipeline.Run.
+type Spec struct {
+	Name    string
+	Host    string // the agent's name, written into loss records
+	Sources []Source
+	Stages  []Stage
+	Sinks   []Sink
+
+	Queue     QueueConfig // the edge between the sources and the stages
+	SinkQueue QueueConfig // one queue per sink; the zero value means "same as Queue"
+
+	BatchSize    int           // most events per stage call and per Sink.Write; 0: DefaultBatchSize
+	BatchDelay   time.Duration // longest wait for a full batch; 0: DefaultBatchDelay, < 0: none
+	LossInterval time.Duration // how often loss records enter the stream; 0: DefaultLossInterval
+
+	Metrics *Registry    // nil: a private registry (see Pipeline.Metrics)
+	Logger  *slog.Logger // nil: discard
+}
+
+// Pipeline runs sources, stages and sinks joined by bounded queues. Build it
+// with New and call Run once. Metrics and Name are safe for concurrent use.
+type Pipeline struct {
+	name         string
+	host         string
+	batchSize    int
+	batchDelay   time.Duration
+	lossInterval time.Duration
+	reg          *Registry
+	log          *slog.Logger
+	loss         *LossTracker
+
+	edge    *Queue
+	edgeM   *ComponentMetrics
+	sources []*sourceRT
+	stages  []*stageRT
+	sinks   []*sinkRT
+	ran     atomic.Bool
+}
+
+type sourceRT struct {
+	src Source
+	m   *ComponentMetrics
+	em  *sourceEmitter
+}
+
+type stageRT struct {
+	st       Stage
+	m        *ComponentMetrics
+	filtered *Counter
+	buf      []Event
+}
+
+type sinkRT struct {
+	sink     Sink
+	m        *ComponentMetrics
+	q        *Queue
+	sinkErr  *Counter
+	shutdown *Counter
+}
+
+// New checks spec and builds a pipeline from it.
+func New(spec Spec) (*Pipeline, error) {
+	if err := checkSpec(spec); err != nil {
+		return nil, fmt.Errorf("create pipeline %q: %w", spec.Name, err)
+	}
+	p := &Pipeline{
+		name:         spec.Name,
+		host:         spec.Host,
+		batchSize:    cmpOr(spec.BatchSize, DefaultBatchSize),
+		batchDelay:   cmpOr(spec.BatchDelay, DefaultBatchDelay),
+		lossInterval: cmpOr(spec.LossInterval, DefaultLossInterval),
+		reg:          spec.Metrics,
+		log:          spec.Logger,
+		loss:         NewLossTracker(),
+	}
+	if p.reg == nil {
+		p.reg = NewRegistry()
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.log = p.log.With("pipeline", spec.Name)
+	sinkCfg := spec.SinkQueue
+	if sinkCfg == (QueueConfig{}) {
+		sinkCfg = spec.Queue
+	}
+
+	var err error
+	p.edgeM = p.reg.Component("pipeline", spec.Name)
+	if p.edge, err = NewQueue("pipeline."+spec.Name, spec.Queue, p.edgeM, p.loss); err != nil {
+		return nil, fmt.Errorf("create pipeline %q: %w", spec.Name, err)
+	}
+	for _, src := range spec.Sources {
+		m := p.reg.Component("source", src.Name())
+		p.sources = append(p.sources, &sourceRT{
+			src: src,
+			m:   m,
+			em:  &sourceEmitter{component: "source." + src.Name(), m: m, q: p.edge, loss: p.loss},
+		})
+	}
+	for _, st := range spec.Stages {
+		m := p.reg.Component("stage", st.Name())
+		p.stages = append(p.stages, &stageRT{st: st, m: m, filtered: m.Dropped(ReasonFiltered)})
+	}
+	for _, sk := range spec.Sinks {
+		m := p.reg.Component("sink", sk.Name())
+		q, err := NewQueue("sink."+sk.Name(), sinkCfg, m, p.loss)
+		if err != nil {
+			return nil, fmt.Errorf("create pipeline %q: %w", spec.Name, err)
+		}
+		p.sinks = append(p.sinks, &sinkRT{
+			sink: sk, m: m, q: q,
+			sinkErr:  m.Dropped(ReasonSinkError),
+			shutdown: m.Dropped(ReasonShutdown),
+		})
+	}
+	return p, nil
+}
+
+func cmpOr[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func checkSpec(spec Spec) error {
+	if spec.Name == "" {
+		return errors.New("check spec: name is empty")
+	}
+	if len(spec.Sources) == 0 {
+		return errors.New("check spec: no sources")
+	}
+	if len(spec.Sinks) == 0 {
+		return errors.New("check spec: no sinks")
+	}
+	if spec.BatchSize < 0 {
+		return fmt.Errorf("check spec: batch size %d is negative", spec.BatchSize)
+	}
+	if spec.LossInterval < 0 {
+		return fmt.Errorf("check spec: loss interval %s is negative", spec.LossInterval)
+	}
+	return errors.Join(
+		uniqueNames("source", spec.Sources),
+		uniqueNames("stage", spec.Stages),
+		uniqueNames("sink", spec.Sinks),
+	)
+}
+
+// uniqueNames checks that items are non-nil and named apart, since metrics
+// and loss records tell components by name.
+func uniqueNames[T interface{ Name() string }](kind string, items []T) error {
+	seen := make(map[string]bool, len(items))
+	for i, it := range items {
+		if any(it) == nil {
+			return fmt.Errorf("check spec: %s %d is nil", kind, i)
+		}
+		if seen[it.Name()] {
+			return fmt.Errorf("check spec: %s name %q is used twice", kind, it.Name())
+		}
+		seen[it.Name()] = true
+	}
+	return nil
+}
+
+// Name returns the pipeline's name. Safe for concurrent use.
+func (p *Pipeline) Name() string { return p.name }
+
+// Metrics returns the registry the pipeline counts on. Safe for concurrent
+// use.
+func (p *Pipeline) Metrics() *Registry { return p.reg }
+
+// Run runs the pipeline until ctx is cancelled or every source has returned,
+// then shuts down: the edge queue is closed and drained through the stages
+// into the sink queues, loss records are flushed, the sink queues drain, and
+// the stages and sinks are closed. The shutdown is bounded by grace, counted
+// from the moment the sources have stopped, on a context detached from ctx;
+// whatever is still queued when grace runs out is counted as dropped
+// ("shutdown"). A source that fails is logged and counted and the others go
+// on. Run returns nil after a clean shutdown, else the joined errors of the
+// sources and of Stage.Close and Sink.Close. Run may be called once; it is
+// not safe to call concurrently.
+func (p *Pipeline) Run(ctx context.Context, grace time.Duration) error {
+	if !p.ran.CompareAndSwap(false, true) {
+		return fmt.Errorf("run pipeline %q: already run", p.name)
+	}
+	// Stages and sinks keep running after ctx is cancelled, to drain; only
+	// the grace timer stops them.
+	base := context.WithoutCancel(ctx)
+	drainCtx, cancelDrain := context.WithCancel(base)
+	defer cancelDrain()
+
+	var g errgroup.Group
+	for _, s := range p.sinks {
+		g.Go(func() error {
+			p.writeSink(drainCtx, s)
+			return nil
+		})
+	}
+	tickCtx, stopTick := context.WithCancel(drainCtx)
+	tickDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(tickDone)
+		p.flushLossEvery(tickCtx)
+		return nil
+	})
+	g.Go(func() error {
+		p.work(drainCtx, stopTick, tickDone)
+		return nil
+	})
+
+	srcErr := p.runSources(ctx)
+
+	deadline := time.Now().Add(grace)
+	graceTimer := time.AfterFunc(grace, cancelDrain)
+	defer graceTimer.Stop()
+	p.edge.Close()
+	_ = g.Wait() // the goroutines return nil; failures are counted where they happen
+
+	// Everything still queued now missed the grace period. The queues are
+	// closed, so nothing can arrive after the count.
+	dropped := p.edge.discard(ReasonShutdown)
+	for _, s := range p.sinks {
+		dropped += s.q.discard(ReasonShutdown)
+	}
+	if dropped > 0 {
+		p.log.Warn("grace period ran out; dropped queued events", "grace", grace, "dropped", dropped)
+	}
+
+	closeCtx, cancelClose := context.WithDeadline(base, deadline)
+	defer cancelClose()
+	return errors.Join(srcErr, p.closeAll(closeCtx))
+}
+
+// runSources runs every source until it returns. One failing source does not
+// stop the others, so this is not an errgroup.WithContext.
+func (p *Pipeline) runSources(ctx context.Context) error {
+	var g errgroup.Group
+	errs := make([]error, len(p.sources))
+	for i, s := range p.sources {
+		g.Go(func() error {
+			err := s.src.Run(ctx, s.em)
+			if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				err = nil // a source that reports the cancellation it was asked for
+			}
+			switch {
+			case err != nil:
+				s.m.Errors.Inc()
+				p.log.Error("source failed", "source", s.src.Name(), "error", err)
+				errs[i] = fmt.Errorf("run source %s: %w", s.src.Name(), err)
+			case ctx.Err() == nil:
+				p.log.Info("source finished", "source", s.src.Name())
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return errors.Join(errs...)
+}
+
+// work moves batches from the edge queue through the stages into every sink
+// queue until the edge queue is drained (or the grace period ends), then
+// flushes the loss records one last time and closes the sink queues.
+func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDone <-chan struct{}) {
+	batch := make([]Event, 0, p.batchSize)
+	var lim logLimiter
+	for {
+		var err error
+		batch, err = p.edge.Pop(ctx, batch[:0], p.batchSize, p.batchDelay)
+		if err != nil {
+			break // io.EOF, or the grace period ended: Run counts what is left
+		}
+		p.edgeM.Sent.Add(uint64(len(batch)))
+		cur := batch
+		for _, st := range p.stages {
+			cur = p.runStage(ctx, st, cur, &lim)
+		}
+		for _, s := range p.sinks {
+			// Drops and a cancelled context are counted by the queue.
+			_ = s.q.Push(ctx, cur)
+		}
+	}
+	clear(batch[:cap(batch)])
+	stopTick()
+	<-tickDone // no periodic flush may race the final one past the close below
+	p.flushLoss()
+	for _, s := range p.sinks {
+		s.q.Close()
+	}
+}
+
+func (p *Pipeline) runStage(ctx context.Context, st *stageRT, in []Event, lim *logLimiter) []Event {
+	st.m.Received.Add(uint64(len(in)))
+	out, err := st.st.Process(ctx, in, st.buf[:0])
+	if err != nil {
+		st.m.Errors.Inc()
+		st.m.Sent.Add(uint64(len(in)))
+		if ok, suppressed := lim.allow(time.Now()); ok {
+			p.log.Warn("stage failed; passing the batch on", "stage", st.st.Name(), "error", err, "suppressed", suppressed)
+		}
+		return in
+	}
+	// Keep a grown output buffer for the next batch, unless the stage handed
+	// back its input, whose backing array the worker reuses for popping.
+	if cap(out) > cap(st.buf) && !sameBacking(out, in) {
+		st.buf = out[:0]
+	}
+	n, m := uint64(len(in)), uint64(len(out))
+	switch {
+	case m < n:
+		st.filtered.Add(n - m)
+	case m > n:
+		// Events a stage adds enter the pipeline there.
+		st.m.Received.Add(m - n)
+	}
+	st.m.Sent.Add(m)
+	return out
+}
+
+// sameBacking reports whether a and b share a backing array end, which
+// slices of the same array do.
+func sameBacking(a, b []Event) bool {
+	if cap(a) == 0 || cap(b) == 0 {
+		return false
+	}
+	return &a[:cap(a)][cap(a)-1] == &b[:cap(b)][cap(b)-1]
+}
+
+// writeSink feeds one sink from its queue until the queue is closed and
+// drained, or the grace period ends.
+func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
+	buf := make([]Event, 0, p.batchSize)
+	var lim logLimiter
+	for {
+		var err error
+		buf, err = s.q.Pop(ctx, buf[:0], p.batchSize, p.batchDelay)
+		if err != nil {
+			break
+		}
+		if ctx.Err() != nil {
+			// Popped after the grace period ended: there is no time to write.
+			s.shutdown.Add(uint64(len(buf)))
+			trackLoss(p.loss, s.q.name, ReasonShutdown, buf)
+			break
+		}
+		if err := s.sink.Write(ctx, buf); err != nil {
+			reason, ctr := ReasonSinkError, s.sinkErr
+			if ctx.Err() != nil {
+				reason, ctr = ReasonShutdown, s.shutdown
+			}
+			s.m.Errors.Inc()
+			ctr.Add(uint64(len(buf)))
+			trackLoss(p.loss, s.q.name, reason, buf)
+			if ok, suppressed := lim.allow(time.Now()); ok {
+				p.log.Warn("sink write failed; batch dropped", "sink", s.sink.Name(),
+					"events", len(buf), "error", err, "suppressed", suppressed)
+			}
+		} else {
+			s.m.Sent.Add(uint64(len(buf)))
+		}
+		clear(buf) // release the events' Data while waiting for the next batch
+	}
+}
+
+func (p *Pipeline) flushLossEvery(ctx context.Context) {
+	t := time.NewTicker(p.lossInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.flushLoss()
+		}
+	}
+}
+
+// flushLoss puts the loss records gathered since the last flush into every
+// sink's queue.
+func (p *Pipeline) flushLoss() {
+	for _, rec := range p.loss.Flush(time.Now(), p.host) {
+		for _, s := range p.sinks {
+			s.q.PushControl(rec)
+		}
+	}
+}
+
+func (p *Pipeline) closeAll(ctx context.Context) error {
+	var errs []error
+	for _, st := range p.stages {
+		if err := st.st.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close stage %s: %w", st.st.Name(), err))
+		}
+	}
+	// Sinks close in parallel so that one slow flush does not eat the
+	// others' share of the grace period.
+	sinkErrs := make([]error, len(p.sinks))
+	var g errgroup.Group
+	for i, s := range p.sinks {
+		g.Go(func() error {
+			if err := s.sink.Close(ctx); err != nil {
+				s.m.Errors.Inc()
+				sinkErrs[i] = fmt.Errorf("close sink %s: %w", s.sink.Name(), err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return errors.Join(append(errs, sinkErrs...)...)
+}
+
+// sourceEmitter is the Emitter each source gets: it counts the source's
+// events and reports its kernel-side losses.
+type sourceEmitter struct {
+	component string
+	m         *ComponentMetrics
+	q         *Queue
+	loss      *LossTracker
+}
+
+var (
+	_ Emitter      = (*sourceEmitter)(nil)
+	_ LossReporter = (*sourceEmitter)(nil)
+	_ Emitter      = (*Queue)(nil)
+)
+
+// Emit hands batch to the edge queue. The source counts every event as sent;
+// the queue counts its own drops.
+func (e *sourceEmitter) Emit(ctx context.Context, batch []Event) error {
+	n := uint64(len(batch))
+	e.m.Received.Add(n)
+	err := e.q.Push(ctx, batch)
+	e.m.Sent.Add(n)
+	return err
+}
+
+// ReportLoss counts events lost before the source saw them as received and
+// dropped, so that received = sent + dropped holds for the source.
+func (e *sourceEmitter) ReportLoss(source, gadget, reason string, count uint64) {
+	if count == 0 {
+		return
+	}
+	e.m.Received.Add(count)
+	e.m.Dropped(reason).Add(count)
+	e.loss.Add(source, gadget, e.component, reason, count, 0, 0)
+}
+
+// logLimiter lets one message through per interval and counts the rest. It is
+// owned by a single goroutine.
+type logLimiter struct {
+	last       time.Time
+	suppressed int
+}
+
+const logInterval = 10 * time.Second
+
+func (l *logLimiter) allow(now time.Time) (ok bool, suppressed int) {
+	if !l.last.IsZero() && now.Sub(l.last) < logInterval {
+		l.suppressed++
+		return false, 0
+	}
+	suppressed, l.suppressed, l.last = l.suppressed, 0, now
+	return true, suppressed
+}
