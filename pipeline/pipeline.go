@@ -302,6 +302,11 @@ func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDo
 		if err != nil {
 			break // io.EOF, or the grace period ended: Run counts what is left
 		}
+		if ctx.Err() != nil {
+			// Popped after the grace period ended: no time to process it.
+			p.edge.drop(p.edge.dropShutdown, ReasonShutdown, batch)
+			break
+		}
 		p.edgeM.Sent.Add(uint64(len(batch)))
 		cur := batch
 		for _, st := range p.stages {

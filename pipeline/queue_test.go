@@ -230,6 +230,25 @@ func TestQueuePopBatchByDelay(t *testing.T) {
 	})
 }
 
+// TestQueuePopFullQueue checks that a full queue hands out a partial batch
+// at once: waiting for more would only drop or block.
+func TestQueuePopFullQueue(t *testing.T) {
+	for _, p := range []Policy{Block, DropNewest, DropOldest} {
+		t.Run(p.String(), func(t *testing.T) {
+			q, _, _ := newTestQueue(t, QueueConfig{MaxEvents: 4, Policy: p})
+			go q.Push(context.Background(), mkEvents("s", 1, 6, 8))
+			waitFor(t, "the queue to fill", 5*time.Second, func() bool { return q.Len() == 4 })
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			got, err := q.Pop(ctx, nil, 64, time.Hour)
+			if err != nil || len(got) != 4 {
+				t.Fatalf("Pop = %d events, %v; want 4 at once", len(got), err)
+			}
+			q.Close()
+		})
+	}
+}
+
 func TestQueueClose(t *testing.T) {
 	q, m, _ := newTestQueue(t, QueueConfig{})
 	q.Push(context.Background(), mkEvents("s", 1, 3, 8))
