@@ -1,0 +1,55 @@
+# sluice build. On a fresh Debian machine as root: `make run`, `make test`.
+SHELL   := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+# Extra flags for `make run`, e.g. make run ARGS="--config my.hcl".
+ARGS    ?=
+
+.PHONY: all build run test test-race bench fuzz gadgets check-gadgets lint clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/sluice ./cmd/sluice
+
+# The agent on its built-in default config: the built-in gadgets into the
+# terminal. Loading eBPF needs root (or CAP_BPF + CAP_PERFMON).
+run: build
+	./bin/sluice agent $(ARGS)
+
+# Privileged tests load real eBPF programs; they skip when not root, and fail
+# instead of skipping when SLUICE_REQUIRE_BPF=1 (as in CI).
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-race:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+# Hot-path benchmarks with allocations.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./sources/decode
+	$(GO) test -run '^$$' -fuzz FuzzAppendJSON -fuzztime $(FUZZTIME) ./pipeline/codec
+
+# Regenerates the committed gadget objects with clang-19 (installed via apt
+# when missing).
+gadgets:
+	bash gadgets/build.sh
+
+# Fails when regenerating the gadget objects changes them.
+check-gadgets: gadgets
+	git diff --exit-code -- gadgets/
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin
