@@ -15,6 +15,18 @@ struct {
 	__type(value, __u64);
 } values SEC(".maps");
 
+/* An output, so the object parses as a gadget and fails only at load. */
+struct event {
+	__u32 pid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} events SEC(".maps");
+
+const struct event *unused_event __attribute__((unused));
+
 SEC("tracepoint/syscalls/sys_enter_getppid")
 int out_of_bounds(void *ctx)
 {

@@ -1,0 +1,177 @@
+package sources
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// AttachKind is how a program attaches, derived from its section name with
+// libbpf's conventions.
+type AttachKind uint8
+
+const (
+	AttachUnsupported   AttachKind = iota
+	AttachTracepoint               // tracepoint/<group>/<name>, tp/<group>/<name>
+	AttachRawTracepoint            // raw_tp/<name>, raw_tracepoint/<name>
+	AttachBTFTracepoint            // tp_btf/<name>
+	AttachKprobe                   // kprobe/<function>
+	AttachKretprobe                // kretprobe/<function>
+	AttachFentry                   // fentry/<function>
+	AttachFexit                    // fexit/<function>
+	AttachUprobe                   // uprobe/<path>:<symbol>
+	AttachUretprobe                // uretprobe/<path>:<symbol>
+)
+
+var attachNames = [...]string{
+	AttachUnsupported:   "unsupported",
+	AttachTracepoint:    "tracepoint",
+	AttachRawTracepoint: "raw_tp",
+	AttachBTFTracepoint: "tp_btf",
+	AttachKprobe:        "kprobe",
+	AttachKretprobe:     "kretprobe",
+	AttachFentry:        "fentry",
+	AttachFexit:         "fexit",
+	AttachUprobe:        "uprobe",
+	AttachUretprobe:     "uretprobe",
+}
+
+func (k AttachKind) String() string {
+	if int(k) < len(attachNames) {
+		return attachNames[k]
+	}
+	return "unknown"
+}
+
+// classifySection maps an ELF section name to an attach kind and target.
+func classifySection(section string) (AttachKind, string) {
+	prefix, target, _ := strings.Cut(section, "/")
+	switch prefix {
+	case "tracepoint", "tp":
+		return AttachTracepoint, target
+	case "raw_tp", "raw_tracepoint":
+		return AttachRawTracepoint, target
+	case "tp_btf":
+		return AttachBTFTracepoint, target
+	case "kprobe":
+		return AttachKprobe, target
+	case "kretprobe":
+		return AttachKretprobe, target
+	case "fentry":
+		return AttachFentry, target
+	case "fexit":
+		return AttachFexit, target
+	case "uprobe":
+		return AttachUprobe, target
+	case "uretprobe":
+		return AttachUretprobe, target
+	}
+	return AttachUnsupported, section
+}
+
+// ErrUnsupportedAttach reports a section name sluice cannot attach.
+var ErrUnsupportedAttach = errors.New("unsupported attach type")
+
+// ErrKernelFeature reports that the running kernel lacks what a program
+// needs (kprobes, BTF trampolines for fentry, ...).
+var ErrKernelFeature = errors.New("missing kernel feature")
+
+// ProgramError reports a program that could not be loaded or attached.
+type ProgramError struct {
+	Gadget  string
+	Program string
+	Section string
+	Op      string // "load" or "attach"
+	// VerifierLog holds the tail of the verifier's log when the verifier
+	// rejected the program.
+	VerifierLog []string
+	Err         error
+}
+
+func (e *ProgramError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s program %s (section %s) of gadget %q: %v", e.Op, e.Program, e.Section, e.Gadget, e.Err)
+	if len(e.VerifierLog) > 0 {
+		b.WriteString("\nverifier log (last lines):")
+		for _, l := range e.VerifierLog {
+			b.WriteString("\n    ")
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
+
+func (e *ProgramError) Unwrap() error { return e.Err }
+
+// attachProgram attaches one loaded program according to its spec.
+func attachProgram(ps ProgramSpec, prog *ebpf.Program) (link.Link, error) {
+	switch ps.Attach {
+	case AttachTracepoint:
+		group, name, ok := strings.Cut(ps.Target, "/")
+		if !ok {
+			return nil, fmt.Errorf("section %q: want tracepoint/<group>/<name>", ps.Section)
+		}
+		return link.Tracepoint(group, name, prog, nil)
+	case AttachRawTracepoint:
+		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: ps.Target, Program: prog})
+	case AttachBTFTracepoint, AttachFentry, AttachFexit:
+		return link.AttachTracing(link.TracingOptions{Program: prog})
+	case AttachKprobe, AttachKretprobe:
+		if !kprobesAvailable() {
+			return nil, fmt.Errorf("%w: this kernel has no kprobes (built without CONFIG_KPROBES?); use a tracepoint, raw_tp or tp_btf program instead", ErrKernelFeature)
+		}
+		sym, off := splitOffset(ps.Target)
+		opts := &link.KprobeOptions{Offset: off}
+		if ps.Attach == AttachKretprobe {
+			return link.Kretprobe(sym, prog, nil)
+		}
+		return link.Kprobe(sym, prog, opts)
+	case AttachUprobe, AttachUretprobe:
+		path, sym, ok := strings.Cut(ps.Target, ":")
+		if !ok || path == "" || sym == "" {
+			return nil, fmt.Errorf("section %q: want uprobe/<path>:<symbol>", ps.Section)
+		}
+		ex, err := link.OpenExecutable(path)
+		if err != nil {
+			return nil, err
+		}
+		sym, off := splitOffset(sym)
+		opts := &link.UprobeOptions{Offset: off}
+		if ps.Attach == AttachUretprobe {
+			return ex.Uretprobe(sym, prog, opts)
+		}
+		return ex.Uprobe(sym, prog, opts)
+	}
+	return nil, fmt.Errorf("%w %q (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, fentry, fexit, uprobe, uretprobe)", ErrUnsupportedAttach, ps.Section)
+}
+
+// splitOffset splits "symbol+0x10" into the symbol and its offset.
+func splitOffset(target string) (string, uint64) {
+	sym, offText, ok := strings.Cut(target, "+")
+	if !ok {
+		return target, 0
+	}
+	off, err := strconv.ParseUint(offText, 0, 64)
+	if err != nil {
+		return target, 0
+	}
+	return sym, off
+}
+
+// loadFeatureHint explains a load failure for program kinds this kernel is
+// known to refuse, so users see the missing feature rather than EINVAL.
+func loadFeatureHint(kind AttachKind) string {
+	switch kind {
+	case AttachFentry, AttachFexit:
+		return "fentry/fexit programs need BPF trampolines, which this kernel refuses; use a tracepoint or tp_btf program instead"
+	case AttachKprobe, AttachKretprobe:
+		if !kprobesAvailable() {
+			return "this kernel has no kprobes"
+		}
+	}
+	return ""
+}

@@ -1,0 +1,332 @@
+package decode
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/sluice-dev/sluice/pipeline/codec"
+)
+
+type opKind uint8
+
+const (
+	opInt opKind = iota
+	opUint
+	opBool
+	opFloat
+	opBitfield
+	opChars
+	opIntArray
+	opBytes
+	opStrList
+	opEnum
+	opTimestamp
+	opErrno
+	opRet
+	opSignal
+	opSyscall
+	opUID
+	opGID
+	opFileFlags
+	opFileMode
+	opIPAddr
+	opProto
+)
+
+// op decodes one field (or a field and its companion key).
+type op struct {
+	kind     opKind
+	signed   bool
+	topLevel bool
+	bitShift uint8
+	bitSize  uint8
+	off      int
+	size     int
+	elemSize int
+	verOff   int // opIPAddr: offset of the version byte
+	key      []byte
+	key2     []byte
+	enum     []btf.EnumValue
+}
+
+// Append appends the msgpack encoding of one record to dst: the envelope
+// (time, host, source, gadget, seq), then every field. now is the envelope
+// time unless the struct has a top-level gadget_timestamp. Fields lying past
+// the end of a short record are encoded as zero values.
+func (p *Plan) Append(dst []byte, record []byte, seq uint64, now time.Time) []byte {
+	dst = append(dst, p.envHead...)
+	if p.tsOp >= 0 {
+		o := &p.ops[p.tsOp]
+		if ns := readUint(record, o.off, o.size); ns != 0 {
+			dst = appendTime(dst, ns, p.bootOffset)
+		} else {
+			dst = appendWall(dst, now)
+		}
+	} else {
+		dst = appendWall(dst, now)
+	}
+	dst = append(dst, p.envTail...)
+	dst = append(dst, p.seqKey...)
+	dst = codec.AppendUint(dst, seq)
+	for i := range p.ops {
+		dst = p.ops[i].append(dst, record, p)
+	}
+	return dst
+}
+
+func appendWall(dst []byte, t time.Time) []byte {
+	// A str8 header patched afterwards: RFC 3339 with nanoseconds is at
+	// most 35 bytes, and formatting straight into dst avoids a copy.
+	dst = append(dst, 0xd9, 0)
+	start := len(dst)
+	dst = t.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst[start-1] = byte(len(dst) - start)
+	return dst
+}
+
+func appendTime(dst []byte, bootNS uint64, offset int64) []byte {
+	return appendWall(dst, time.Unix(0, int64(bootNS)+offset))
+}
+
+func readUint(rec []byte, off, size int) uint64 {
+	if off < 0 || size <= 0 || off+size > len(rec) {
+		// Short record: what lies past its end reads as zero, but a value
+		// cut in half is still read from the bytes present.
+		if off < 0 || off >= len(rec) || size <= 0 {
+			return 0
+		}
+		var buf [8]byte
+		copy(buf[:], rec[off:])
+		return binary.NativeEndian.Uint64(buf[:])
+	}
+	switch size {
+	case 1:
+		return uint64(rec[off])
+	case 2:
+		return uint64(binary.NativeEndian.Uint16(rec[off:]))
+	case 4:
+		return uint64(binary.NativeEndian.Uint32(rec[off:]))
+	case 8:
+		return binary.NativeEndian.Uint64(rec[off:])
+	}
+	var buf [8]byte
+	copy(buf[:], rec[off:off+min(size, 8)])
+	return binary.NativeEndian.Uint64(buf[:])
+}
+
+func readInt(rec []byte, off, size int) int64 {
+	u := readUint(rec, off, size)
+	if size <= 0 || size >= 8 {
+		return int64(u)
+	}
+	shift := 64 - 8*uint(size)
+	return int64(u<<shift) >> shift
+}
+
+// clip returns the bytes of [off, off+size) present in rec.
+func clip(rec []byte, off, size int) []byte {
+	if off < 0 || off >= len(rec) || size <= 0 {
+		return nil
+	}
+	end := off + size
+	if end > len(rec) || end < off {
+		end = len(rec)
+	}
+	return rec[off:end]
+}
+
+func cstring(b []byte) []byte {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i]
+	}
+	return b
+}
+
+func (o *op) append(dst, rec []byte, p *Plan) []byte {
+	dst = append(dst, o.key...)
+	switch o.kind {
+	case opInt:
+		return codec.AppendInt(dst, readInt(rec, o.off, o.size))
+	case opUint:
+		return codec.AppendUint(dst, readUint(rec, o.off, o.size))
+	case opBool:
+		return codec.AppendBool(dst, readUint(rec, o.off, o.size) != 0)
+	case opFloat:
+		u := readUint(rec, o.off, o.size)
+		if o.size == 4 {
+			return codec.AppendFloat64(dst, float64(math.Float32frombits(uint32(u))))
+		}
+		return codec.AppendFloat64(dst, math.Float64frombits(u))
+	case opBitfield:
+		var buf [8]byte
+		copy(buf[:], clip(rec, o.off, 8))
+		v := binary.LittleEndian.Uint64(buf[:]) >> o.bitShift
+		if o.bitSize < 64 {
+			v &= 1<<o.bitSize - 1
+		}
+		if o.signed && o.bitSize < 64 {
+			shift := 64 - uint(o.bitSize)
+			return codec.AppendInt(dst, int64(v<<shift)>>shift)
+		}
+		return codec.AppendUint(dst, v)
+	case opChars:
+		return codec.AppendStringBytes(dst, cstring(clip(rec, o.off, o.size)))
+	case opBytes:
+		return codec.AppendBytes(dst, clip(rec, o.off, o.size))
+	case opIntArray:
+		n := 0
+		if o.elemSize > 0 {
+			n = o.size / o.elemSize
+		}
+		dst = codec.AppendArrayHeader(dst, n)
+		for i := 0; i < n; i++ {
+			off := o.off + i*o.elemSize
+			if o.signed {
+				dst = codec.AppendInt(dst, readInt(rec, off, o.elemSize))
+			} else {
+				dst = codec.AppendUint(dst, readUint(rec, off, o.elemSize))
+			}
+		}
+		return dst
+	case opStrList:
+		return appendStrList(dst, rec, o)
+	case opEnum:
+		v := readUint(rec, o.off, o.size)
+		raw := int64(v)
+		if o.signed {
+			raw = readInt(rec, o.off, o.size)
+			v = uint64(raw)
+		}
+		dst = appendEnumName(dst, o.enum, v, raw)
+		dst = append(dst, o.key2...)
+		return codec.AppendInt(dst, raw)
+	case opTimestamp:
+		ns := readUint(rec, o.off, o.size)
+		if ns == 0 {
+			dst = codec.AppendString(dst, "")
+		} else {
+			dst = appendTime(dst, ns, p.bootOffset)
+		}
+		dst = append(dst, o.key2...)
+		return codec.AppendUint(dst, ns)
+	case opErrno:
+		v := readInt(rec, o.off, o.size)
+		if !o.signed {
+			v = int64(readUint(rec, o.off, o.size))
+		}
+		e := v
+		if e < 0 {
+			e = -e
+		}
+		if e == 0 {
+			dst = codec.AppendString(dst, "")
+		} else {
+			dst = codec.AppendString(dst, errnoName(e))
+		}
+		dst = append(dst, o.key2...)
+		return codec.AppendInt(dst, v)
+	case opRet:
+		v := readInt(rec, o.off, o.size)
+		dst = codec.AppendInt(dst, v)
+		dst = append(dst, o.key2...)
+		if v < 0 {
+			return codec.AppendString(dst, errnoName(-v))
+		}
+		return codec.AppendString(dst, "")
+	case opSignal:
+		v := readUint(rec, o.off, o.size)
+		dst = codec.AppendString(dst, signalName(v))
+		dst = append(dst, o.key2...)
+		return codec.AppendUint(dst, v)
+	case opSyscall:
+		v := readUint(rec, o.off, o.size)
+		dst = codec.AppendString(dst, syscallName(v))
+		dst = append(dst, o.key2...)
+		return codec.AppendUint(dst, v)
+	case opUID, opGID:
+		v := uint32(readUint(rec, o.off, o.size))
+		dst = codec.AppendUint(dst, uint64(v))
+		dst = append(dst, o.key2...)
+		if o.kind == opUID {
+			return codec.AppendString(dst, p.users.User(v))
+		}
+		return codec.AppendString(dst, p.users.Group(v))
+	case opFileFlags:
+		v := readUint(rec, o.off, o.size)
+		var buf [192]byte
+		dst = codec.AppendStringBytes(dst, appendOpenFlags(buf[:0], v))
+		dst = append(dst, o.key2...)
+		return codec.AppendUint(dst, v)
+	case opFileMode:
+		v := readUint(rec, o.off, o.size)
+		var buf [16]byte
+		dst = codec.AppendStringBytes(dst, appendFileMode(buf[:0], uint32(v)))
+		dst = append(dst, o.key2...)
+		return codec.AppendUint(dst, v)
+	case opIPAddr:
+		var buf [48]byte
+		return codec.AppendStringBytes(dst, appendIP(buf[:0], rec, o.off, o.verOff))
+	case opProto:
+		v := readUint(rec, o.off, o.size)
+		return codec.AppendString(dst, protoName(v))
+	}
+	return codec.AppendNil(dst)
+}
+
+// appendStrList encodes a gadget_strlist array: NUL-separated strings. A
+// record that ends inside the array ends the list exactly (the gadget cut
+// it there), so empty strings survive; an array wholly inside the record
+// has trailing NUL padding, which is not a list of empty strings.
+func appendStrList(dst, rec []byte, o *op) []byte {
+	b := clip(rec, o.off, o.size)
+	clipped := o.off+o.size > len(rec)
+	if clipped {
+		if len(b) > 0 && b[len(b)-1] == 0 {
+			b = b[:len(b)-1]
+		}
+	} else {
+		b = bytes.TrimRight(b, "\x00")
+	}
+	if len(b) == 0 {
+		return codec.AppendArrayHeader(dst, 0)
+	}
+	dst = codec.AppendArrayHeader(dst, bytes.Count(b, []byte{0})+1)
+	for {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			return codec.AppendStringBytes(dst, b)
+		}
+		dst = codec.AppendStringBytes(dst, b[:i])
+		b = b[i+1:]
+	}
+}
+
+func appendEnumName(dst []byte, values []btf.EnumValue, v uint64, raw int64) []byte {
+	for i := range values {
+		if values[i].Value == v {
+			return codec.AppendString(dst, values[i].Name)
+		}
+	}
+	var buf [24]byte
+	return codec.AppendStringBytes(dst, strconv.AppendInt(buf[:0], raw, 10))
+}
+
+func appendIP(dst, rec []byte, off, verOff int) []byte {
+	switch readUint(rec, verOff, 1) {
+	case 4:
+		var a [4]byte
+		copy(a[:], clip(rec, off, 4))
+		return netip.AddrFrom4(a).AppendTo(dst)
+	case 6:
+		var a [16]byte
+		copy(a[:], clip(rec, off, 16))
+		return netip.AddrFrom16(a).AppendTo(dst)
+	}
+	return dst
+}

@@ -1,0 +1,417 @@
+package decode
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/pipeline/codec"
+)
+
+// Options carry what the envelope needs and the environment renderings
+// depend on.
+type Options struct {
+	Gadget, Source, Host string
+	// Users resolves uid and gid names; nil uses the host's /etc/passwd and
+	// /etc/group, read lazily and cached.
+	Users NameResolver
+	// BootOffset converts boot-time nanoseconds to wall time (wall = boot +
+	// offset). Zero measures it once at Compile.
+	BootOffset time.Duration
+}
+
+// Envelope keys, in encoding order.
+var envelopeKeys = []string{"time", "host", "source", "gadget", "seq"}
+
+// maxFieldBytes bounds a single field, so hostile BTF cannot make a plan
+// that walks gigabytes per record.
+const maxFieldBytes = 1 << 20
+
+// maxDepth bounds struct nesting during compilation.
+const maxDepth = 16
+
+// Plan decodes one BTF struct. See the package doc.
+type Plan struct {
+	size       int
+	ops        []op
+	nkeys      int
+	tsOp       int // index of the top-level gadget_timestamp op, or -1
+	envHead    []byte
+	envTail    []byte // host, source, gadget entries, pre-encoded
+	seqKey     []byte
+	schema     *pipeline.Schema
+	users      NameResolver
+	bootOffset int64
+}
+
+// Compile builds the plan for t, a struct (or a typedef or qualifier of one).
+func Compile(t btf.Type, opts Options) (*Plan, error) {
+	st, ok := btf.UnderlyingType(t).(*btf.Struct)
+	if !ok {
+		return nil, fmt.Errorf("compile decode plan: %s is not a struct", t)
+	}
+	p := &Plan{size: int(st.Size), tsOp: -1, users: opts.Users}
+	if p.users == nil {
+		p.users = hostNames
+	}
+	p.bootOffset = int64(opts.BootOffset)
+	if p.bootOffset == 0 {
+		p.bootOffset = measureBootOffset()
+	}
+	c := compiler{plan: p, seen: map[string]int{}}
+	if err := c.members(st.Members, "", 0, 0); err != nil {
+		return nil, fmt.Errorf("compile decode plan for struct %s: %w", st.Name, err)
+	}
+	if len(p.ops) == 0 {
+		return nil, fmt.Errorf("compile decode plan for struct %s: no decodable members", st.Name)
+	}
+	for i := range p.ops {
+		if p.ops[i].kind == opTimestamp && p.ops[i].topLevel {
+			p.tsOp = i
+			break
+		}
+	}
+	p.nkeys = len(envelopeKeys) + c.keys
+	p.envHead = codec.AppendMapHeader(nil, p.nkeys)
+	p.envHead = codec.AppendString(p.envHead, "time")
+	tail := codec.AppendString(nil, "host")
+	tail = codec.AppendString(tail, opts.Host)
+	tail = codec.AppendString(tail, "source")
+	tail = codec.AppendString(tail, opts.Source)
+	tail = codec.AppendString(tail, "gadget")
+	tail = codec.AppendString(tail, opts.Gadget)
+	p.envTail = tail
+	p.seqKey = codec.AppendString(nil, "seq")
+
+	fields := []pipeline.Field{
+		{Name: "time", Kind: pipeline.FieldString, Width: 30},
+		{Name: "host", Kind: pipeline.FieldString, Width: 12},
+		{Name: "source", Kind: pipeline.FieldString, Width: 10},
+		{Name: "gadget", Kind: pipeline.FieldString, Width: 16},
+		{Name: "seq", Kind: pipeline.FieldUint, Width: 8},
+	}
+	p.schema = &pipeline.Schema{Gadget: opts.Gadget, Type: st.Name, Fields: append(fields, c.fields...)}
+	return p, nil
+}
+
+// Schema describes the keys Append writes, envelope included.
+func (p *Plan) Schema() *pipeline.Schema { return p.schema }
+
+// Size is the size of the struct the plan decodes.
+func (p *Plan) Size() int { return p.size }
+
+type compiler struct {
+	plan   *Plan
+	keys   int
+	fields []pipeline.Field
+	seen   map[string]int
+}
+
+// name returns a unique key for a flattened member name. Envelope names are
+// reserved at the top level.
+func (c *compiler) name(n string) string {
+	for _, e := range envelopeKeys {
+		if n == e {
+			n = "event." + n
+		}
+	}
+	if k := c.seen[n]; k > 0 {
+		c.seen[n] = k + 1
+		n = fmt.Sprintf("%s#%d", n, k+1)
+	}
+	c.seen[n]++
+	return n
+}
+
+func (c *compiler) add(o op, fields ...pipeline.Field) {
+	o.key = codec.AppendString(nil, fields[0].Name)
+	if len(fields) > 1 {
+		o.key2 = codec.AppendString(nil, fields[1].Name)
+	}
+	c.keys += len(fields)
+	c.fields = append(c.fields, fields...)
+	c.plan.ops = append(c.plan.ops, o)
+}
+
+var errTooDeep = errors.New("struct nesting too deep")
+
+func (c *compiler) members(ms []btf.Member, prefix string, base int64, depth int) error {
+	if depth > maxDepth {
+		return errTooDeep
+	}
+	for _, m := range ms {
+		if strings.HasPrefix(m.Name, "__") {
+			continue
+		}
+		off := base + int64(m.Offset)/8
+		name := m.Name
+		if prefix != "" && name != "" {
+			name = prefix + "." + name
+		} else if name == "" {
+			name = prefix // anonymous struct or union: its members join the parent
+		}
+		if m.BitfieldSize > 0 {
+			if err := c.bitfield(m, name, base, depth == 0); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := c.member(m.Type, name, off, depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *compiler) bitfield(m btf.Member, name string, base int64, top bool) error {
+	in, ok := btf.UnderlyingType(m.Type).(*btf.Int)
+	signed := ok && in.Encoding&btf.Signed != 0
+	if e, isEnum := btf.UnderlyingType(m.Type).(*btf.Enum); isEnum {
+		signed = e.Signed
+	}
+	if m.BitfieldSize > 64 || name == "" {
+		return nil
+	}
+	bitOff := base*8 + int64(m.Offset)
+	kind := opBitfield
+	fk := pipeline.FieldUint
+	if signed {
+		fk = pipeline.FieldInt
+	}
+	c.add(op{kind: kind, off: int(bitOff / 8), bitShift: uint8(bitOff % 8), bitSize: uint8(m.BitfieldSize), signed: signed, topLevel: top},
+		pipeline.Field{Name: c.name(name), Kind: fk, Width: 6})
+	return nil
+}
+
+// member compiles one member of type t at byte offset off.
+func (c *compiler) member(t btf.Type, name string, off int64, depth int) error {
+	if off < 0 || off > maxFieldBytes {
+		return nil
+	}
+	top := depth == 0
+	special := specialName(t)
+	under := btf.UnderlyingType(t)
+	size, _ := btf.Sizeof(under)
+	if size < 0 || size > maxFieldBytes {
+		return nil
+	}
+	o := op{off: int(off), size: size, topLevel: top}
+	switch special {
+	case "gadget_timestamp":
+		o.kind = opTimestamp
+		o.size = clampInt(size)
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 30}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldUint, Width: 20})
+		return nil
+	case "gadget_errno":
+		o.kind, o.signed = opErrno, isSigned(under)
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 10}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldInt, Width: 5})
+		return nil
+	case "gadget_ret":
+		o.kind, o.signed = opRet, true
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldInt, Width: 6}, pipeline.Field{Name: c.name(name + "_error"), Kind: pipeline.FieldString, Width: 10})
+		return nil
+	case "gadget_signal":
+		o.kind = opSignal
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 9}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldInt, Width: 3})
+		return nil
+	case "gadget_syscall":
+		o.kind = opSyscall
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 16}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldUint, Width: 4})
+		return nil
+	case "gadget_uid", "gadget_gid":
+		o.kind = opUID
+		if special == "gadget_gid" {
+			o.kind = opGID
+		}
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldUint, Width: 6}, pipeline.Field{Name: c.name(name + "_name"), Kind: pipeline.FieldString, Width: 10})
+		return nil
+	case "gadget_file_flags":
+		o.kind = opFileFlags
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 24}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldUint, Width: 8})
+		return nil
+	case "gadget_file_mode":
+		o.kind = opFileMode
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 10}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldUint, Width: 7})
+		return nil
+	}
+
+	switch tt := under.(type) {
+	case *btf.Int:
+		switch {
+		case tt.Encoding&btf.Bool != 0:
+			o.kind = opBool
+			c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldBool, Width: 5})
+		case tt.Encoding&btf.Char != 0 && tt.Size == 1:
+			o.kind = opChars
+			c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 1})
+		case tt.Encoding&btf.Signed != 0:
+			o.kind, o.signed = opInt, true
+			c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldInt, Width: intWidth(name, size)})
+		default:
+			o.kind = opUint
+			c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldUint, Width: intWidth(name, size)})
+		}
+	case *btf.Enum:
+		o.kind, o.signed = opEnum, tt.Signed
+		o.enum = tt.Values
+		w := 4
+		for _, v := range tt.Values {
+			w = max(w, len(v.Name))
+		}
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: min(w, 24)}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldInt, Width: 4})
+	case *btf.Float:
+		o.kind = opFloat
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldFloat, Width: 10})
+	case *btf.Pointer:
+		o.kind = opUint
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldUint, Width: 18})
+	case *btf.Array:
+		return c.array(tt, name, o, depth)
+	case *btf.Struct:
+		switch tt.Name {
+		case "gadget_l3endpoint_t":
+			return c.endpoint(tt, name, o, false)
+		case "gadget_l4endpoint_t":
+			return c.endpoint(tt, name, o, true)
+		}
+		return c.members(tt.Members, name, off, depth+1)
+	case *btf.Union:
+		return c.members(tt.Members, name, off, depth+1)
+	default:
+		// Functions, void and forward declarations carry no value.
+	}
+	return nil
+}
+
+func (c *compiler) array(a *btf.Array, name string, o op, depth int) error {
+	elemSize, err := btf.Sizeof(a.Type)
+	if err != nil || elemSize <= 0 || int64(elemSize)*int64(a.Nelems) > maxFieldBytes {
+		return nil
+	}
+	o.size = elemSize * int(a.Nelems)
+	o.elemSize = elemSize
+	if specialName(a.Type) == "gadget_strlist" {
+		o.kind = opStrList
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldList, Width: 40})
+		return nil
+	}
+	switch et := btf.UnderlyingType(a.Type).(type) {
+	case *btf.Int:
+		if elemSize == 1 && (et.Encoding&btf.Char != 0 || et.Encoding&btf.Signed != 0 || isCharName(et.Name)) {
+			o.kind = opChars
+			c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: min(max(o.size-1, len(name)), 40)})
+			return nil
+		}
+		o.kind, o.signed = opIntArray, et.Encoding&btf.Signed != 0
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldList, Width: 24})
+	case *btf.Enum:
+		o.kind, o.signed = opIntArray, et.Signed
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldList, Width: 24})
+	default:
+		o.kind = opBytes
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldBytes, Width: 24})
+	}
+	return nil
+}
+
+// endpoint compiles gadget_l3endpoint_t (one text key) and
+// gadget_l4endpoint_t (addr, port, proto, version).
+func (c *compiler) endpoint(st *btf.Struct, name string, o op, l4 bool) error {
+	var addrOff, versionOff, portOff, protoOff int64 = -1, -1, -1, -1
+	var protoSize int
+	for _, m := range st.Members {
+		off := int64(m.Offset) / 8
+		switch m.Name {
+		case "addr_raw", "addr":
+			addrOff = off
+		case "version":
+			versionOff = off
+		case "port":
+			portOff = off
+		case "proto_raw", "proto":
+			protoOff = off
+			protoSize, _ = btf.Sizeof(m.Type)
+		}
+	}
+	if addrOff < 0 || versionOff < 0 {
+		return c.members(st.Members, name, int64(o.off), 1)
+	}
+	addr := op{kind: opIPAddr, off: o.off + int(addrOff), verOff: o.off + int(versionOff), topLevel: o.topLevel}
+	if !l4 {
+		c.add(addr, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 39})
+		return nil
+	}
+	c.add(addr, pipeline.Field{Name: c.name(name + ".addr"), Kind: pipeline.FieldString, Width: 39})
+	if portOff >= 0 {
+		c.add(op{kind: opUint, off: o.off + int(portOff), size: 2}, pipeline.Field{Name: c.name(name + ".port"), Kind: pipeline.FieldUint, Width: 5})
+	}
+	if protoOff >= 0 {
+		c.add(op{kind: opProto, off: o.off + int(protoOff), size: protoSize}, pipeline.Field{Name: c.name(name + ".proto"), Kind: pipeline.FieldString, Width: 5})
+	}
+	c.add(op{kind: opUint, off: o.off + int(versionOff), size: 1}, pipeline.Field{Name: c.name(name + ".version"), Kind: pipeline.FieldUint, Width: 1})
+	return nil
+}
+
+// specialName returns the first gadget_* typedef name in t's chain, or "".
+func specialName(t btf.Type) string {
+	for i := 0; i < 16 && t != nil; i++ {
+		switch tt := t.(type) {
+		case *btf.Typedef:
+			if strings.HasPrefix(tt.Name, "gadget_") {
+				return tt.Name
+			}
+			t = tt.Type
+		case *btf.Const:
+			t = tt.Type
+		case *btf.Volatile:
+			t = tt.Type
+		case *btf.Restrict:
+			t = tt.Type
+		case *btf.TypeTag:
+			t = tt.Type
+		default:
+			return ""
+		}
+	}
+	return ""
+}
+
+func isSigned(t btf.Type) bool {
+	switch tt := t.(type) {
+	case *btf.Int:
+		return tt.Encoding&btf.Signed != 0
+	case *btf.Enum:
+		return tt.Signed
+	}
+	return false
+}
+
+func isCharName(n string) bool { return n == "char" }
+
+func clampInt(n int) int { return min(max(n, 0), 8) }
+
+func intWidth(name string, size int) int {
+	switch {
+	case strings.HasSuffix(name, "pid") || strings.HasSuffix(name, "tid"):
+		return 7
+	case size <= 2:
+		return 5
+	case size <= 4:
+		return 10
+	}
+	return 20
+}
+
+// measureBootOffset returns wall time minus boot time, in nanoseconds.
+func measureBootOffset() int64 {
+	var boot, real unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot) != nil || unix.ClockGettime(unix.CLOCK_REALTIME, &real) != nil {
+		return 0
+	}
+	return real.Nano() - boot.Nano()
+}

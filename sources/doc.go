@@ -1,0 +1,17 @@
+// Package sources turns eBPF gadgets into pipeline sources.
+//
+// The work is split the way cilium/ebpf splits CollectionSpec from
+// Collection: [ParseGadget] reads an ELF into a [GadgetSpec] (programs and how
+// to attach them, output streams and their BTF event types, typed parameters)
+// without touching the kernel, so `sluice config validate` can check a gadget
+// unprivileged. [NewGadget] binds a spec to parameter values and a decode plan;
+// [Gadget.Open] loads and attaches it (the only step that needs privileges),
+// and [Gadget.Run] reads its ring or perf buffers until its context is
+// cancelled, emitting decoded events in batches.
+//
+// A Gadget is owned by one goroutine at a time: Open, then Run, then Close.
+// Errors that callers test are typed: *ParamError for bad parameters,
+// *ProgramError for a program that failed to load or attach (it carries the
+// verifier log tail when the verifier refused it), and ErrPrivileges when the
+// process lacks the capabilities to load eBPF programs.
+package sources

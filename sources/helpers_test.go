@@ -1,0 +1,128 @@
+package sources
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/sluice-dev/sluice/gadgets"
+	"github.com/sluice-dev/sluice/internal/testutil"
+	"github.com/sluice-dev/sluice/pipeline"
+)
+
+// collector is an Emitter that keeps decoded events for assertions.
+type collector struct {
+	mu     sync.Mutex
+	events []map[string]any
+	raw    []pipeline.Event
+	lost   uint64
+}
+
+func (c *collector) Emit(_ context.Context, batch []pipeline.Event) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range batch {
+		var m map[string]any
+		if err := msgpack.Unmarshal(ev.Data, &m); err != nil {
+			panic(err)
+		}
+		c.events = append(c.events, m)
+		c.raw = append(c.raw, ev)
+	}
+	return nil
+}
+
+func (c *collector) ReportLoss(_, _, _ string, n uint64) {
+	c.mu.Lock()
+	c.lost += n
+	c.mu.Unlock()
+}
+
+// waitFor returns the first event match accepts, failing after a timeout.
+func (c *collector) waitFor(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		for _, ev := range c.events {
+			if match(ev) {
+				c.mu.Unlock()
+				return ev
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.mu.Lock()
+	n := len(c.events)
+	c.mu.Unlock()
+	t.Fatalf("no %s event within 5s (%d other events seen)", what, n)
+	return nil
+}
+
+// startGadget opens a built-in or test gadget and runs it into a collector
+// until the test ends.
+func startGadget(t *testing.T, name string, elf []byte, opts ParseOptions, params map[string]string) (*Gadget, *collector) {
+	t.Helper()
+	testutil.RequireBPF(t)
+	if elf == nil {
+		b, ok := gadgets.Lookup(name)
+		if !ok {
+			t.Fatalf("no built-in gadget %q", name)
+		}
+		elf = b.Object
+	}
+	spec, err := ParseGadget(name, elf, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := NewGadget(spec, GadgetConfig{Source: name + "-src", Host: "testhost", Params: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Open(); err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, c) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		if err := g.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return g, c
+}
+
+// num converts a decoded msgpack number to int64 for comparisons.
+func num(v any) int64 {
+	switch n := v.(type) {
+	case int8:
+		return int64(n)
+	case int16:
+		return int64(n)
+	case int32:
+		return int64(n)
+	case int64:
+		return n
+	case uint8:
+		return int64(n)
+	case uint16:
+		return int64(n)
+	case uint32:
+		return int64(n)
+	case uint64:
+		return int64(n)
+	case int:
+		return int64(n)
+	}
+	return -1 << 62
+}

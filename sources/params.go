@@ -1,0 +1,255 @@
+package sources
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+)
+
+// ParamKind is the type of a gadget parameter.
+type ParamKind uint8
+
+const (
+	ParamInt ParamKind = iota
+	ParamUint
+	ParamBool
+	ParamString
+)
+
+func (k ParamKind) String() string {
+	switch k {
+	case ParamInt:
+		return "int"
+	case ParamUint:
+		return "uint"
+	case ParamBool:
+		return "bool"
+	case ParamString:
+		return "string"
+	}
+	return "unknown"
+}
+
+// ParamSpec is a GADGET_PARAM: a `const volatile` global the user may set
+// before the gadget loads, so the verifier sees it as a constant.
+type ParamSpec struct {
+	Name    string
+	Kind    ParamKind
+	Size    int    // bytes; for strings the char array length (one is the NUL)
+	Default string // the value in .rodata, rendered as text
+}
+
+// ParamError reports a parameter the gadget does not have or a value that
+// does not fit its type.
+type ParamError struct {
+	Gadget string
+	Name   string
+	Value  string
+	Reason string
+	Valid  []string // the gadget's parameters, "name (kind)"
+}
+
+func (e *ParamError) Error() string {
+	valid := "the gadget has no parameters"
+	if len(e.Valid) > 0 {
+		valid = "valid parameters: " + strings.Join(e.Valid, ", ")
+	}
+	return fmt.Sprintf("gadget %q parameter %q: %s (%s)", e.Gadget, e.Name, e.Reason, valid)
+}
+
+func paramSpecs(cs *ebpf.CollectionSpec) ([]ParamSpec, error) {
+	var params []ParamSpec
+	for marker := range cs.Variables {
+		name, ok := strings.CutPrefix(marker, paramPrefix)
+		if !ok {
+			continue
+		}
+		v, ok := cs.Variables[name]
+		if !ok {
+			return nil, fmt.Errorf("GADGET_PARAM(%s): no global variable called %s", name, name)
+		}
+		if !v.Constant() {
+			return nil, fmt.Errorf("GADGET_PARAM(%s): the variable must be `const volatile` so the verifier sees its value", name)
+		}
+		p, err := paramSpec(name, v)
+		if err != nil {
+			return nil, fmt.Errorf("GADGET_PARAM(%s): %w", name, err)
+		}
+		params = append(params, p)
+	}
+	sort.Slice(params, func(i, j int) bool { return params[i].Name < params[j].Name })
+	return params, nil
+}
+
+func paramSpec(name string, v *ebpf.VariableSpec) (ParamSpec, error) {
+	if v.Type == nil {
+		return ParamSpec{}, fmt.Errorf("no BTF for the variable")
+	}
+	p := ParamSpec{Name: name, Size: int(v.Size())}
+	switch t := btf.UnderlyingType(v.Type.Type).(type) {
+	case *btf.Int:
+		switch {
+		case t.Encoding&btf.Bool != 0:
+			p.Kind = ParamBool
+		case t.Encoding&btf.Signed != 0:
+			p.Kind = ParamInt
+		default:
+			p.Kind = ParamUint
+		}
+	case *btf.Enum:
+		p.Kind = ParamUint
+		if t.Signed {
+			p.Kind = ParamInt
+		}
+	case *btf.Array:
+		elem, ok := btf.UnderlyingType(t.Type).(*btf.Int)
+		if !ok || elem.Size != 1 {
+			return p, fmt.Errorf("unsupported type %s: params are integers, bools and char arrays", t)
+		}
+		p.Kind = ParamString
+	default:
+		return p, fmt.Errorf("unsupported type %s: params are integers, bools and char arrays", t)
+	}
+	if p.Kind != ParamString && p.Size != 1 && p.Size != 2 && p.Size != 4 && p.Size != 8 {
+		return p, fmt.Errorf("unsupported integer size %d", p.Size)
+	}
+	p.Default = renderParam(p, v.Value)
+	return p, nil
+}
+
+func renderParam(p ParamSpec, raw []byte) string {
+	if p.Kind == ParamString {
+		if i := bytes.IndexByte(raw, 0); i >= 0 {
+			raw = raw[:i]
+		}
+		return string(raw)
+	}
+	u := readUint(raw)
+	switch p.Kind {
+	case ParamBool:
+		return strconv.FormatBool(u != 0)
+	case ParamInt:
+		shift := 64 - 8*uint(len(raw))
+		return strconv.FormatInt(int64(u<<shift)>>shift, 10)
+	}
+	return strconv.FormatUint(u, 10)
+}
+
+func readUint(b []byte) uint64 {
+	switch len(b) {
+	case 1:
+		return uint64(b[0])
+	case 2:
+		return uint64(binary.NativeEndian.Uint16(b))
+	case 4:
+		return uint64(binary.NativeEndian.Uint32(b))
+	case 8:
+		return binary.NativeEndian.Uint64(b)
+	}
+	return 0
+}
+
+// encode converts a textual value into the variable's bytes.
+func (p *ParamSpec) encode(value string) ([]byte, error) {
+	out := make([]byte, p.Size)
+	switch p.Kind {
+	case ParamString:
+		if len(value) > p.Size-1 {
+			return nil, fmt.Errorf("is %d bytes long; at most %d fit", len(value), p.Size-1)
+		}
+		copy(out, value)
+		return out, nil
+	case ParamBool:
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			return nil, fmt.Errorf("want a bool (true or false)")
+		}
+		if b {
+			out[0] = 1
+		}
+		return out, nil
+	case ParamInt:
+		bits := 8 * p.Size
+		n, err := strconv.ParseInt(value, 0, bits)
+		if err != nil {
+			return nil, fmt.Errorf("want a signed integer of %d bits", bits)
+		}
+		putUint(out, uint64(n))
+		return out, nil
+	default:
+		bits := 8 * p.Size
+		n, err := strconv.ParseUint(value, 0, bits)
+		if err != nil {
+			return nil, fmt.Errorf("want an unsigned integer of %d bits (0 to %d)", bits, uint64(math.MaxUint64)>>(64-bits))
+		}
+		putUint(out, n)
+		return out, nil
+	}
+}
+
+func putUint(b []byte, v uint64) {
+	switch len(b) {
+	case 1:
+		b[0] = byte(v)
+	case 2:
+		binary.NativeEndian.PutUint16(b, uint16(v))
+	case 4:
+		binary.NativeEndian.PutUint32(b, uint32(v))
+	case 8:
+		binary.NativeEndian.PutUint64(b, v)
+	}
+}
+
+// CheckParams validates values against the gadget's parameters without
+// applying them. The error is a *ParamError.
+func (g *GadgetSpec) CheckParams(values map[string]string) error {
+	_, err := g.encodeParams(values)
+	return err
+}
+
+func (g *GadgetSpec) encodeParams(values map[string]string) (map[string][]byte, error) {
+	names := make([]string, 0, len(values))
+	for n := range values {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make(map[string][]byte, len(values))
+	for _, name := range names {
+		p, ok := g.Param(name)
+		if !ok {
+			return nil, &ParamError{Gadget: g.Name, Name: name, Value: values[name], Reason: "no such parameter", Valid: g.paramList()}
+		}
+		b, err := p.encode(values[name])
+		if err != nil {
+			return nil, &ParamError{Gadget: g.Name, Name: name, Value: values[name], Reason: fmt.Sprintf("value %q %s", values[name], err), Valid: g.paramList()}
+		}
+		out[name] = b
+	}
+	return out, nil
+}
+
+func (g *GadgetSpec) paramList() []string {
+	l := make([]string, 0, len(g.Params))
+	for _, p := range g.Params {
+		l = append(l, fmt.Sprintf("%s (%s, default %q)", p.Name, p.Kind, p.Default))
+	}
+	return l
+}
+
+// applyParams writes encoded parameter values into a collection spec.
+func applyParams(cs *ebpf.CollectionSpec, encoded map[string][]byte) error {
+	for name, b := range encoded {
+		v := cs.Variables[name]
+		if err := v.Set(b); err != nil {
+			return fmt.Errorf("set parameter %q: %w", name, err)
+		}
+	}
+	return nil
+}

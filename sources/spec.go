@@ -1,0 +1,312 @@
+package sources
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+)
+
+// Marker prefixes of the gadget contract (compatible with Inspektor Gadget).
+const (
+	tracerPrefix   = "gadget_tracer_"
+	paramPrefix    = "gadget_param_"
+	optionalPrefix = "gadget_optional_"
+	lostSuffix     = "_lost_samples"
+)
+
+// GadgetSpec is a parsed gadget: everything sluice knows about an eBPF ELF
+// before loading it. It is a plain value; parsing needs no privileges.
+type GadgetSpec struct {
+	Name     string
+	Programs []ProgramSpec
+	Streams  []StreamSpec
+	Params   []ParamSpec
+
+	collection *ebpf.CollectionSpec
+}
+
+// ProgramSpec says how one program of a gadget attaches.
+type ProgramSpec struct {
+	Name     string // the ELF symbol
+	Section  string // the ELF section, which names the attach point
+	Attach   AttachKind
+	Target   string // tracepoint "group/name", function, or "path:symbol"
+	Optional bool   // marked with GADGET_OPTIONAL: attach failures are warnings
+}
+
+// StreamSpec is one output of a gadget: a ring buffer or perf event array
+// and the BTF struct its records hold.
+type StreamSpec struct {
+	Name      string // tracer name (the map name when no marker names it)
+	Map       string
+	MapType   ebpf.MapType
+	EventType *btf.Struct
+	LostMap   string // the <map>_lost_samples counter map, "" when absent
+	// How the event type was found: "marker", "hint", "map value", or
+	// "instructions".
+	FoundBy string
+}
+
+// ParseOptions carries config hints for gadgets that lack markers.
+type ParseOptions struct {
+	// EventType names the BTF struct the output records hold.
+	EventType string
+	// Map restricts the gadget to one output map.
+	Map string
+}
+
+// ParseGadget reads an eBPF ELF into a GadgetSpec. name is used in errors
+// and as the gadget name of its events.
+func ParseGadget(name string, elf []byte, opts ParseOptions) (*GadgetSpec, error) {
+	cs, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(elf))
+	if err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
+	if cs.Types == nil {
+		return nil, fmt.Errorf("parse gadget %q: the ELF has no BTF; compile with clang -g", name)
+	}
+	g := &GadgetSpec{Name: name, collection: cs}
+	if g.Programs, err = programSpecs(cs); err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
+	if g.Params, err = paramSpecs(cs); err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
+	if g.Streams, err = streamSpecs(cs, opts); err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
+	return g, nil
+}
+
+// CollectionSpec returns a copy of the gadget's collection spec, for callers
+// that load it.
+func (g *GadgetSpec) CollectionSpec() *ebpf.CollectionSpec { return g.collection.Copy() }
+
+// Param returns the parameter called name.
+func (g *GadgetSpec) Param(name string) (*ParamSpec, bool) {
+	for i := range g.Params {
+		if g.Params[i].Name == name {
+			return &g.Params[i], true
+		}
+	}
+	return nil, false
+}
+
+func programSpecs(cs *ebpf.CollectionSpec) ([]ProgramSpec, error) {
+	optional := map[string]bool{}
+	for name := range cs.Variables {
+		if prog, ok := strings.CutPrefix(name, optionalPrefix); ok {
+			optional[prog] = true
+		}
+	}
+	var out []ProgramSpec
+	for name, p := range cs.Programs {
+		kind, target := classifySection(p.SectionName)
+		out = append(out, ProgramSpec{Name: name, Section: p.SectionName, Attach: kind, Target: target, Optional: optional[name]})
+		delete(optional, name)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("the ELF holds no programs")
+	}
+	for prog := range optional {
+		return nil, fmt.Errorf("GADGET_OPTIONAL(%s) names no program", prog)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func streamSpecs(cs *ebpf.CollectionSpec, opts ParseOptions) ([]StreamSpec, error) {
+	var streams []StreamSpec
+	var markerNames []string
+	for name := range cs.Variables {
+		if strings.HasPrefix(name, tracerPrefix) {
+			markerNames = append(markerNames, name)
+		}
+	}
+	sort.Strings(markerNames)
+	for _, v := range markerNames {
+		parts := strings.Split(strings.TrimPrefix(v, tracerPrefix), "___")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("tracer marker %q: want gadget_tracer_<name>___<map>___<struct>", v)
+		}
+		tracer, mapName, typeName := parts[0], parts[1], parts[2]
+		if opts.Map != "" && opts.Map != mapName {
+			continue
+		}
+		ms, err := outputMap(cs, mapName)
+		if err != nil {
+			return nil, fmt.Errorf("tracer %q: %w", tracer, err)
+		}
+		st, err := structByName(cs.Types, typeName)
+		if err != nil {
+			return nil, fmt.Errorf("tracer %q: %w", tracer, err)
+		}
+		streams = append(streams, newStream(cs, tracer, ms, st, "marker"))
+	}
+	if len(streams) > 0 {
+		return streams, nil
+	}
+	if len(markerNames) > 0 {
+		return nil, fmt.Errorf("no tracer writes to map %q", opts.Map)
+	}
+
+	// No markers: a plain libbpf program. Every ring buffer and perf event
+	// array is an output, unless the config names one.
+	var maps []*ebpf.MapSpec
+	for name, ms := range cs.Maps {
+		if opts.Map != "" && name != opts.Map {
+			continue
+		}
+		if ms.Type == ebpf.RingBuf || ms.Type == ebpf.PerfEventArray {
+			maps = append(maps, ms)
+		}
+	}
+	if len(maps) == 0 {
+		if opts.Map != "" {
+			return nil, fmt.Errorf("no ring buffer or perf event array called %q", opts.Map)
+		}
+		return nil, errors.New("the gadget has no output: no GADGET_TRACER marker and no ring buffer or perf event array map")
+	}
+	sort.Slice(maps, func(i, j int) bool { return maps[i].Name < maps[j].Name })
+	for _, ms := range maps {
+		st, foundBy, err := eventTypeFor(cs, ms, opts.EventType)
+		if err != nil {
+			return nil, fmt.Errorf("output map %q: %w", ms.Name, err)
+		}
+		streams = append(streams, newStream(cs, ms.Name, ms, st, foundBy))
+	}
+	return streams, nil
+}
+
+func newStream(cs *ebpf.CollectionSpec, name string, ms *ebpf.MapSpec, st *btf.Struct, foundBy string) StreamSpec {
+	s := StreamSpec{Name: name, Map: ms.Name, MapType: ms.Type, EventType: st, FoundBy: foundBy}
+	if _, ok := cs.Maps[ms.Name+lostSuffix]; ok {
+		s.LostMap = ms.Name + lostSuffix
+	}
+	return s
+}
+
+func outputMap(cs *ebpf.CollectionSpec, name string) (*ebpf.MapSpec, error) {
+	ms, ok := cs.Maps[name]
+	if !ok {
+		return nil, fmt.Errorf("no map called %q", name)
+	}
+	if ms.Type != ebpf.RingBuf && ms.Type != ebpf.PerfEventArray {
+		return nil, fmt.Errorf("map %q is a %s; an output must be a ring buffer or a perf event array", name, ms.Type)
+	}
+	return ms, nil
+}
+
+func structByName(types *btf.Spec, name string) (*btf.Struct, error) {
+	var st *btf.Struct
+	if err := types.TypeByName(name, &st); err != nil {
+		return nil, fmt.Errorf("find event type struct %s in BTF: %w", name, err)
+	}
+	return st, nil
+}
+
+// eventTypeFor finds the struct the records of an unmarked output map hold:
+// the config hint first, then a BTF value type on the map, then the size
+// the programs pass when they reserve or output records to the map.
+func eventTypeFor(cs *ebpf.CollectionSpec, ms *ebpf.MapSpec, hint string) (*btf.Struct, string, error) {
+	if hint != "" {
+		st, err := structByName(cs.Types, hint)
+		return st, "hint", err
+	}
+	if st, ok := btf.UnderlyingType(ms.Value).(*btf.Struct); ok && ms.Value != nil {
+		return st, "map value", nil
+	}
+	sizes := recordSizes(cs, ms.Name)
+	var candidates []*btf.Struct
+	for typ, err := range cs.Types.All() {
+		if err != nil {
+			break
+		}
+		st, ok := typ.(*btf.Struct)
+		if !ok || st.Name == "" || !sizes[st.Size] {
+			continue
+		}
+		candidates = append(candidates, st)
+	}
+	if len(candidates) == 1 {
+		return candidates[0], "instructions", nil
+	}
+	names := make([]string, 0, len(candidates))
+	for _, c := range candidates {
+		names = append(names, c.Name)
+	}
+	sort.Strings(names)
+	what := "no struct in BTF matches the record size the programs use"
+	if len(names) > 1 {
+		what = fmt.Sprintf("several structs match the record size (%s)", strings.Join(names, ", "))
+	}
+	return nil, "", fmt.Errorf("cannot tell the event type: %s; add GADGET_TRACER(name, %s, struct) to the gadget, declare the map with __type(value, struct ...), or set event_type in the source config", what, ms.Name)
+}
+
+// recordSizes returns the constant record sizes passed with mapName to
+// bpf_ringbuf_reserve, bpf_ringbuf_output and bpf_perf_event_output.
+func recordSizes(cs *ebpf.CollectionSpec, mapName string) map[uint32]bool {
+	sizes := map[uint32]bool{}
+	for _, p := range cs.Programs {
+		insns := p.Instructions
+		for i, ins := range insns {
+			if !ins.IsBuiltinCall() {
+				continue
+			}
+			var mapReg, sizeReg asm.Register
+			switch asm.BuiltinFunc(ins.Constant) {
+			case asm.FnRingbufReserve:
+				mapReg, sizeReg = asm.R1, asm.R2
+			case asm.FnRingbufOutput:
+				mapReg, sizeReg = asm.R1, asm.R3
+			case asm.FnPerfEventOutput:
+				mapReg, sizeReg = asm.R2, asm.R5
+			default:
+				continue
+			}
+			if regMap(insns, i, mapReg) != mapName {
+				continue
+			}
+			if size, ok := regConst(insns, i, sizeReg); ok {
+				sizes[uint32(size)] = true
+			}
+		}
+	}
+	return sizes
+}
+
+// lookback bounds the backwards scan for a register's last assignment; the
+// compiler sets up helper arguments right before the call.
+const lookback = 16
+
+func regMap(insns asm.Instructions, call int, reg asm.Register) string {
+	for j := call - 1; j >= 0 && j >= call-lookback; j-- {
+		if insns[j].Dst == reg && insns[j].OpCode.IsDWordLoad() {
+			return insns[j].Reference()
+		}
+		if insns[j].Dst == reg {
+			return ""
+		}
+	}
+	return ""
+}
+
+func regConst(insns asm.Instructions, call int, reg asm.Register) (int64, bool) {
+	for j := call - 1; j >= 0 && j >= call-lookback; j-- {
+		ins := insns[j]
+		if ins.Dst != reg {
+			continue
+		}
+		if ins.OpCode.ALUOp() == asm.Mov && ins.OpCode.Source() == asm.ImmSource {
+			return ins.Constant, true
+		}
+		return 0, false
+	}
+	return 0, false
+}
