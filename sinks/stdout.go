@@ -1,0 +1,237 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/pipeline/codec"
+)
+
+// StdoutOptions configure a Stdout sink.
+type StdoutOptions struct {
+	// Format is "json" (one object per line, the default) or "table".
+	Format string
+	// Schemas are the schemas of the streams feeding the sink, known from
+	// the config. With exactly one, the table has a column per field; with
+	// several, it has common columns and the rest as key=value details.
+	Schemas []*pipeline.Schema
+}
+
+// Stdout writes events to a terminal or pipe. It is safe for concurrent use.
+type Stdout struct {
+	name   string
+	format string
+	w      io.Writer
+	table  *tableLayout
+
+	mu         sync.Mutex
+	buf        []byte
+	headerDone bool
+}
+
+var _ pipeline.Sink = (*Stdout)(nil)
+
+// NewStdout returns a sink writing to w.
+func NewStdout(name string, w io.Writer, opts StdoutOptions) (*Stdout, error) {
+	s := &Stdout{name: name, format: opts.Format, w: w}
+	switch opts.Format {
+	case "", "json":
+		s.format = "json"
+	case "table":
+		s.table = newTableLayout(opts.Schemas)
+	default:
+		return nil, fmt.Errorf("stdout sink %q: unknown format %q (want json or table)", name, opts.Format)
+	}
+	return s, nil
+}
+
+// Name returns the sink's config name.
+func (s *Stdout) Name() string { return s.name }
+
+// Write writes one batch with a single write call.
+func (s *Stdout) Write(_ context.Context, batch []pipeline.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	buf := s.buf[:0]
+	var firstErr error
+	for i := range batch {
+		ev := &batch[i]
+		var err error
+		if s.table != nil {
+			if !s.headerDone {
+				buf = s.table.appendHeader(buf)
+				s.headerDone = true
+			}
+			buf, err = s.table.appendRow(buf, ev)
+		} else {
+			start := len(buf)
+			buf, err = codec.AppendJSON(buf, ev.Data)
+			if err != nil {
+				buf = buf[:start]
+			} else {
+				buf = append(buf, '\n')
+			}
+		}
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("stdout sink %q: render event seq %d of %q: %w", s.name, ev.Seq, ev.Source, err)
+		}
+	}
+	s.buf = buf
+	if _, err := s.w.Write(buf); err != nil {
+		return fmt.Errorf("stdout sink %q: write: %w", s.name, err)
+	}
+	return firstErr
+}
+
+// Close flushes nothing (every Write is complete) and returns nil.
+func (s *Stdout) Close(context.Context) error { return nil }
+
+// tableLayout decides the table's columns.
+type tableLayout struct {
+	columns []column
+	details bool // append the remaining fields as key=value
+}
+
+type column struct {
+	title string
+	key   string
+	width int
+}
+
+const maxColumnWidth = 40
+
+// fieldsHiddenInTable are envelope keys and companions a terminal reader
+// does not need in every row; JSON output keeps them all.
+func hiddenInTable(name string) bool {
+	switch name {
+	case "time", "host", "gadget", "seq", "timestamp", "mntns_id", "netns_id":
+		return true
+	}
+	return strings.HasSuffix(name, "_raw")
+}
+
+func newTableLayout(schemas []*pipeline.Schema) *tableLayout {
+	t := &tableLayout{columns: []column{{title: "TIME", key: "time", width: 12}, {title: "SOURCE", key: "source", width: 8}}}
+	if len(schemas) == 1 {
+		for _, f := range schemas[0].Fields {
+			if hiddenInTable(f.Name) || f.Name == "source" {
+				continue
+			}
+			w := max(f.Width, len(f.Name))
+			w = min(w, maxColumnWidth)
+			t.columns = append(t.columns, column{title: strings.ToUpper(f.Name), key: f.Name, width: w})
+		}
+		return t
+	}
+	t.columns = append(t.columns,
+		column{title: "GADGET", key: "gadget", width: 16},
+		column{title: "PID", key: "pid", width: 7},
+		column{title: "COMM", key: "comm", width: 16},
+	)
+	t.details = true
+	return t
+}
+
+func (t *tableLayout) appendHeader(buf []byte) []byte {
+	for i, c := range t.columns {
+		buf = appendCell(buf, c.title, c.width, i == len(t.columns)-1 && !t.details)
+	}
+	if t.details {
+		buf = append(buf, "DETAILS"...)
+	}
+	return append(bytes.TrimRight(buf, " "), '\n')
+}
+
+func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) {
+	if ev.Kind == pipeline.KindLoss || ev.Schema == nil {
+		js, err := codec.AppendJSON(nil, ev.Data)
+		if err != nil {
+			return buf, err
+		}
+		buf = append(buf, "-- "...)
+		buf = append(buf, js...)
+		return append(buf, '\n'), nil
+	}
+	start := len(buf)
+	for i, c := range t.columns {
+		text, err := fieldText(ev.Data, c.key)
+		if err != nil {
+			return buf[:start], err
+		}
+		if c.key == "time" {
+			text = clockTime(text)
+		}
+		buf = appendCell(buf, text, c.width, i == len(t.columns)-1 && !t.details)
+	}
+	if t.details {
+		first := true
+		for _, f := range ev.Schema.Fields {
+			if hiddenInTable(f.Name) || f.Name == "source" || f.Name == "pid" || f.Name == "comm" {
+				continue
+			}
+			text, err := fieldText(ev.Data, f.Name)
+			if err != nil {
+				return buf[:start], err
+			}
+			if !first {
+				buf = append(buf, ' ')
+			}
+			first = false
+			buf = append(buf, f.Name...)
+			buf = append(buf, '=')
+			buf = append(buf, text...)
+		}
+	}
+	return append(bytes.TrimRight(buf, " "), '\n'), nil
+}
+
+func appendCell(buf []byte, text string, width int, last bool) []byte {
+	if last {
+		return append(buf, text...)
+	}
+	if len(text) > width {
+		text = text[:width-1] + "…"
+	}
+	buf = append(buf, text...)
+	for n := len([]rune(text)); n < width+1; n++ {
+		buf = append(buf, ' ')
+	}
+	return buf
+}
+
+// fieldText renders one top-level field for a table cell: strings without
+// quotes, everything else as its JSON text.
+func fieldText(data []byte, key string) (string, error) {
+	raw, ok := codec.Lookup(data, key)
+	if !ok {
+		return "", nil
+	}
+	js, err := codec.AppendJSON(nil, raw)
+	if err != nil {
+		return "", err
+	}
+	if len(js) > 0 && js[0] == '"' {
+		var s string
+		if err := json.Unmarshal(js, &s); err == nil {
+			return s, nil
+		}
+	}
+	return string(js), nil
+}
+
+// clockTime shortens an RFC 3339 time to the local wall clock with
+// milliseconds; rows of one run rarely need the date.
+func clockTime(s string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return t.Local().Format("15:04:05.000")
+}

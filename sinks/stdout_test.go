@@ -1,0 +1,114 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/pipeline/codec"
+)
+
+var openSchema = &pipeline.Schema{Gadget: "trace_open", Fields: []pipeline.Field{
+	{Name: "time", Width: 30}, {Name: "host"}, {Name: "source"}, {Name: "gadget"}, {Name: "seq"},
+	{Name: "pid", Width: 7}, {Name: "comm", Width: 16}, {Name: "path", Width: 20}, {Name: "ret", Width: 4}, {Name: "flags_raw", Width: 4},
+}}
+
+func openEvent(seq uint64, comm, path string, ret int64) pipeline.Event {
+	b := codec.AppendMapHeader(nil, 10)
+	b = codec.AppendString(codec.AppendString(b, "time"), "2026-11-22T10:00:00.5Z")
+	b = codec.AppendString(codec.AppendString(b, "host"), "h")
+	b = codec.AppendString(codec.AppendString(b, "source"), "open")
+	b = codec.AppendString(codec.AppendString(b, "gadget"), "trace_open")
+	b = codec.AppendUint(codec.AppendString(b, "seq"), seq)
+	b = codec.AppendUint(codec.AppendString(b, "pid"), 42)
+	b = codec.AppendString(codec.AppendString(b, "comm"), comm)
+	b = codec.AppendString(codec.AppendString(b, "path"), path)
+	b = codec.AppendInt(codec.AppendString(b, "ret"), ret)
+	b = codec.AppendUint(codec.AppendString(b, "flags_raw"), 0)
+	return pipeline.Event{Data: b, Schema: openSchema, Source: "open", Seq: seq}
+}
+
+func TestStdoutJSON(t *testing.T) {
+	var out bytes.Buffer
+	s, err := NewStdout("console", &out, StdoutOptions{Format: "json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := []pipeline.Event{openEvent(1, "cat", "/etc/passwd", 3), openEvent(2, "we\"ird\n", "/tmp/x", -2)}
+	if err := s.Write(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines, want 2:\n%s", len(lines), out.String())
+	}
+	var second map[string]any
+	if err := json.Unmarshal([]byte(lines[1]), &second); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"time": "2026-11-22T10:00:00.5Z", "host": "h", "source": "open", "gadget": "trace_open", "seq": 2.0, "pid": 42.0, "comm": "we\"ird\n", "path": "/tmp/x", "ret": -2.0, "flags_raw": 0.0}
+	if diff := cmp.Diff(want, second); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestStdoutTableOneSchema(t *testing.T) {
+	var out bytes.Buffer
+	s, err := NewStdout("console", &out, StdoutOptions{Format: "table", Schemas: []*pipeline.Schema{openSchema}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s.Write(ctx, []pipeline.Event{openEvent(1, "cat", "/etc/passwd", 3)})
+	s.Write(ctx, []pipeline.Event{openEvent(2, "vim", "/a/very/long/path/that/exceeds/the/column", -2)})
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want a header and two rows, got:\n%s", out.String())
+	}
+	header := strings.Fields(lines[0])
+	if diff := cmp.Diff([]string{"TIME", "SOURCE", "PID", "COMM", "PATH", "RET"}, header); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
+	}
+	// Columns line up: each row's PATH starts where the header's does.
+	col := strings.Index(lines[0], "PATH")
+	if !strings.HasPrefix(lines[1][col:], "/etc/passwd") {
+		t.Errorf("row 1 misaligned:\n%s\n%s", lines[0], lines[1])
+	}
+	if !strings.Contains(lines[2], "…") || !strings.HasSuffix(lines[2], "-2") {
+		t.Errorf("row 2 should truncate the path and end with the ret: %q", lines[2])
+	}
+}
+
+func TestStdoutTableMixedSchemasAndLoss(t *testing.T) {
+	var out bytes.Buffer
+	other := &pipeline.Schema{Gadget: "x", Fields: []pipeline.Field{{Name: "time"}, {Name: "pid"}}}
+	s, err := NewStdout("console", &out, StdoutOptions{Format: "table", Schemas: []*pipeline.Schema{openSchema, other}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss := codec.AppendMapHeader(nil, 2)
+	loss = codec.AppendString(codec.AppendString(loss, "type"), "loss")
+	loss = codec.AppendUint(codec.AppendString(loss, "count"), 5)
+	err = s.Write(context.Background(), []pipeline.Event{openEvent(1, "cat", "/etc/passwd", 3), {Data: loss, Kind: pipeline.KindLoss}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if !strings.HasSuffix(lines[0], "DETAILS") || !strings.Contains(lines[1], "path=/etc/passwd ret=3") {
+		t.Errorf("mixed table:\n%s", out.String())
+	}
+	if lines[2] != `-- {"type":"loss","count":5}` {
+		t.Errorf("loss line = %q", lines[2])
+	}
+}
+
+func TestStdoutRejectsUnknownFormat(t *testing.T) {
+	if _, err := NewStdout("c", &bytes.Buffer{}, StdoutOptions{Format: "xml"}); err == nil {
+		t.Error("accepted format xml")
+	}
+}
