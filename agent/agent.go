@@ -1,0 +1,258 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/sinks"
+	"github.com/sluice-dev/sluice/sources"
+)
+
+// Options are the process-level inputs of an agent besides its config.
+type Options struct {
+	Logger *slog.Logger
+	// Stdout receives the stdout sinks' output; nil means os.Stdout.
+	Stdout io.Writer
+	// Metrics is the registry counters go to; nil creates one.
+	Metrics *pipeline.Registry
+}
+
+// Agent is a configured set of pipelines, ready to run once.
+type Agent struct {
+	cfg       *config.File
+	log       *slog.Logger
+	metrics   *pipeline.Registry
+	gadgets   []*sources.Gadget
+	pipelines []*pipeline.Pipeline
+	sinks     []pipeline.Sink
+}
+
+// New validates cfg and builds the agent's components without touching the
+// kernel. Config problems come back as diagnostics pointing into the config.
+func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	stdout := opts.Stdout
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	reg := opts.Metrics
+	if reg == nil {
+		reg = pipeline.NewRegistry()
+	}
+	resolved, diags := resolveGadgets(cfg)
+	diags = append(diags, validateGraph(cfg)...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	a := &Agent{cfg: cfg, log: log, metrics: reg}
+
+	gadgetsBySource := map[*config.Source]*sources.Gadget{}
+	for _, r := range resolved {
+		g, err := sources.NewGadget(r.spec, sources.GadgetConfig{
+			Source:     r.source.Name,
+			Host:       cfg.Agent.Name,
+			Params:     r.params,
+			BufferSize: int(r.source.BufferSize),
+			Logger:     log,
+		})
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(r.source.GadgetRange)})
+			continue
+		}
+		gadgetsBySource[r.source] = g
+		a.gadgets = append(a.gadgets, g)
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+
+	schemasBySink := map[string][]*pipeline.Schema{}
+	for _, p := range cfg.Pipelines {
+		for _, sref := range p.Sinks {
+			for _, ref := range p.Sources {
+				if g := gadgetsBySource[cfg.Source(ref)]; g != nil {
+					schemasBySink[sref.String()] = append(schemasBySink[sref.String()], g.Schemas()...)
+				}
+			}
+		}
+	}
+	sinksByRef := map[string]*sharedSink{}
+	for _, s := range cfg.Sinks {
+		sink, err := newSink(s, stdout, schemasBySink[s.Ref])
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid sink", Detail: err.Error(), Subject: rangePtr(s.DefRange)})
+			continue
+		}
+		sinksByRef[s.Ref] = &sharedSink{Sink: sink}
+		a.sinks = append(a.sinks, sink)
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+
+	for _, p := range cfg.Pipelines {
+		policy, err := pipeline.ParsePolicy(p.Queue.WhenFull)
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid queue policy", Detail: err.Error(), Subject: rangePtr(p.DefRange)})
+			continue
+		}
+		spec := pipeline.Spec{
+			Name:         p.Name,
+			Host:         cfg.Agent.Name,
+			Queue:        pipeline.QueueConfig{MaxEvents: p.Queue.MaxEvents, MaxBytes: int(p.Queue.MaxBytes), Policy: policy},
+			BatchSize:    p.Batch.MaxEvents,
+			BatchDelay:   p.Batch.MaxDelay,
+			LossInterval: cfg.Agent.LossReportInterval,
+			Metrics:      reg,
+			Logger:       log.With("pipeline", p.Name),
+		}
+		for _, ref := range p.Sources {
+			src := cfg.Source(ref)
+			if g := gadgetsBySource[src]; g != nil {
+				spec.Sources = append(spec.Sources, g)
+			}
+		}
+		for _, ref := range p.Sinks {
+			if s := sinksByRef[ref.String()]; s != nil {
+				s.users++
+				spec.Sinks = append(spec.Sinks, s)
+			}
+		}
+		pl, err := pipeline.New(spec)
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid pipeline", Detail: err.Error(), Subject: rangePtr(p.DefRange)})
+			continue
+		}
+		a.pipelines = append(a.pipelines, pl)
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return a, diags
+}
+
+func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema) (pipeline.Sink, error) {
+	switch s.Type {
+	case "stdout":
+		return sinks.NewStdout(s.Name, stdout, sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas})
+	}
+	return nil, fmt.Errorf("sink type %q is not supported by this agent", s.Type)
+}
+
+// Metrics returns the agent's metrics registry.
+func (a *Agent) Metrics() *pipeline.Registry { return a.metrics }
+
+// Gadgets returns the agent's gadget sources.
+func (a *Agent) Gadgets() []*sources.Gadget { return a.gadgets }
+
+// Run loads and attaches every gadget, serves metrics when configured, and
+// runs the pipelines until ctx is cancelled. Shutdown then detaches the
+// programs, drains the queues and flushes the sinks within the configured
+// grace period. It returns nil after a clean shutdown.
+func (a *Agent) Run(ctx context.Context) error {
+	for _, g := range a.gadgets {
+		if err := g.Open(); err != nil {
+			a.closeGadgets()
+			return fmt.Errorf("start source %q: %w", g.Name(), err)
+		}
+		a.log.Info("gadget loaded", "source", g.Name(), "gadget", g.Spec().Name, "streams", len(g.Spec().Streams), "skipped_programs", g.SkippedPrograms())
+	}
+	defer a.closeGadgets()
+
+	var metricsSrv errgroup.Group
+	if addr := a.cfg.Agent.MetricsListen; addr != "" {
+		srv, ln, err := a.metricsServer(addr)
+		if err != nil {
+			return err
+		}
+		metricsSrv.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve metrics: %w", err)
+			}
+			return nil
+		})
+		defer func() {
+			// Keep /metrics up until the pipelines have drained, so the
+			// final counts can be scraped during shutdown.
+			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			srv.Shutdown(shutdownCtx)
+			if err := metricsSrv.Wait(); err != nil {
+				a.log.Warn("metrics server", "error", err)
+			}
+		}()
+		a.log.Info("serving metrics", "address", ln.Addr().String())
+	}
+	grace := a.cfg.Agent.ShutdownGrace
+	var pipelineErrs []error
+	var mu sync.Mutex
+	var pipes errgroup.Group
+	for _, p := range a.pipelines {
+		pipes.Go(func() error {
+			if err := p.Run(ctx, grace); err != nil {
+				mu.Lock()
+				pipelineErrs = append(pipelineErrs, err)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	pipes.Wait()
+	a.log.Info("pipelines stopped")
+	return errors.Join(pipelineErrs...)
+}
+
+func (a *Agent) closeGadgets() {
+	for _, g := range a.gadgets {
+		if err := g.Close(); err != nil {
+			a.log.Warn("close gadget", "source", g.Name(), "error", err)
+		}
+	}
+}
+
+func (a *Agent) metricsServer(addr string) (*http.Server, net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", a.metrics.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
+}
+
+// sharedSink lets several pipelines write to one sink; the sink closes when
+// the last pipeline closes it.
+type sharedSink struct {
+	pipeline.Sink
+	mu     sync.Mutex
+	users  int
+	closed int
+}
+
+func (s *sharedSink) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed++
+	last := s.closed == s.users
+	s.mu.Unlock()
+	if !last {
+		return nil
+	}
+	return s.Sink.Close(ctx)
+}

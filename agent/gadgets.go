@@ -1,0 +1,137 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/gadgets"
+	"github.com/sluice-dev/sluice/sources"
+)
+
+// resolvedGadget is a source's gadget, parsed but not loaded.
+type resolvedGadget struct {
+	source *config.Source
+	spec   *sources.GadgetSpec
+	params map[string]string
+}
+
+// ResolveGadget finds a gadget by built-in name or ELF path. Relative
+// paths are taken relative to baseDir. It returns the gadget's name (the
+// built-in name, or the file name without its .o/.bpf.o suffix) and its ELF.
+func ResolveGadget(ref, baseDir string) (string, []byte, error) {
+	if b, ok := gadgets.Lookup(ref); ok {
+		return b.Name, b.Object, nil
+	}
+	if !strings.ContainsAny(ref, "/.") {
+		return "", nil, fmt.Errorf("unknown gadget %q: not a built-in (%s) and not a path to an eBPF ELF", ref, strings.Join(builtinNames(), ", "))
+	}
+	path := ref
+	if !filepath.IsAbs(path) && baseDir != "" {
+		path = filepath.Join(baseDir, path)
+	}
+	elf, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("read gadget %q: %w", ref, err)
+	}
+	name := filepath.Base(path)
+	name = strings.TrimSuffix(strings.TrimSuffix(name, ".o"), ".bpf")
+	return name, elf, nil
+}
+
+func builtinNames() []string {
+	var names []string
+	for _, b := range gadgets.Builtins() {
+		names = append(names, b.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// resolveGadgets parses every source's gadget and checks its parameters,
+// turning problems into diagnostics at the offending config value.
+func resolveGadgets(f *config.File) ([]*resolvedGadget, hcl.Diagnostics) {
+	var out []*resolvedGadget
+	var diags hcl.Diagnostics
+	for _, src := range f.Sources {
+		if src.Type != "gadget" {
+			continue
+		}
+		baseDir := ""
+		if fn := src.GadgetRange.Filename; fn != "" && !strings.HasPrefix(fn, "<") {
+			baseDir = filepath.Dir(fn)
+		}
+		name, elf, err := ResolveGadget(src.Gadget, baseDir)
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
+			continue
+		}
+		spec, err := sources.ParseGadget(name, elf, sources.ParseOptions{EventType: src.EventType, Map: src.Map})
+		if err != nil {
+			subject := src.GadgetRange
+			if src.EventType != "" {
+				subject = src.EventTypeRange
+			}
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(subject)})
+			continue
+		}
+		params := map[string]string{}
+		for _, p := range src.Params {
+			params[p.Name] = p.Value
+			if err := spec.CheckParams(map[string]string{p.Name: p.Value}); err != nil {
+				var pe *sources.ParamError
+				subject, summary := p.Range, "Invalid gadget parameter"
+				if errors.As(err, &pe) && pe.Reason == "no such parameter" {
+					subject, summary = p.NameRange, "Unknown gadget parameter"
+				}
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: rangePtr(subject)})
+			}
+		}
+		out = append(out, &resolvedGadget{source: src, spec: spec, params: params})
+	}
+	return out, diags
+}
+
+func rangePtr(r hcl.Range) *hcl.Range {
+	if r.Filename == "" && r.Start.Line == 0 {
+		return nil
+	}
+	return &r
+}
+
+// Validate checks what the config package cannot: that gadgets exist and
+// parse, that parameters exist and fit their types, and that the pipeline
+// graph is one the agent can run. It needs no privileges.
+func Validate(f *config.File) hcl.Diagnostics {
+	_, diags := resolveGadgets(f)
+	return append(diags, validateGraph(f)...)
+}
+
+// validateGraph enforces that a source feeds exactly one pipeline: a source
+// is one reader of kernel buffers, and its sequence numbers are per stream.
+func validateGraph(f *config.File) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	owner := map[string]string{}
+	for _, p := range f.Pipelines {
+		for _, ref := range p.Sources {
+			key := ref.String()
+			if prev, ok := owner[key]; ok && prev != p.Name {
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Source used by several pipelines",
+					Detail:   fmt.Sprintf("%s already feeds pipeline %q; a source feeds one pipeline (declare a second source with the same gadget to feed another)", key, prev),
+					Subject:  rangePtr(ref.Range),
+				})
+				continue
+			}
+			owner[key] = p.Name
+		}
+	}
+	return diags
+}

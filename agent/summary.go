@@ -1,0 +1,60 @@
+package agent
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sluice-dev/sluice/pipeline"
+)
+
+// Summary totals what the agent's components counted.
+type Summary struct {
+	Received  uint64            // events the sources emitted
+	Delivered uint64            // events the sinks wrote (summed over sinks)
+	Dropped   map[string]uint64 // drops by reason, over every component
+}
+
+var summaryReasons = []string{pipeline.ReasonKernel, pipeline.ReasonQueueFull, pipeline.ReasonSinkError, pipeline.ReasonShutdown, pipeline.ReasonFiltered}
+
+// Summary reads the agent's counters. It is safe to call while the agent
+// runs; the totals are final once Run has returned.
+func (a *Agent) Summary() Summary {
+	s := Summary{Dropped: map[string]uint64{}}
+	add := func(c *pipeline.ComponentMetrics) {
+		for _, r := range summaryReasons {
+			if n := c.Dropped(r).Value(); n > 0 {
+				s.Dropped[r] += n
+			}
+		}
+	}
+	for _, g := range a.gadgets {
+		c := a.metrics.Component("source", g.Name())
+		s.Received += c.Received.Value()
+		add(c)
+	}
+	for _, p := range a.cfg.Pipelines {
+		add(a.metrics.Component("pipeline", p.Name))
+	}
+	for _, sk := range a.sinks {
+		c := a.metrics.Component("sink", sk.Name())
+		s.Delivered += c.Sent.Value()
+		add(c)
+	}
+	return s
+}
+
+func (s Summary) String() string {
+	var drops []string
+	var total uint64
+	for _, r := range summaryReasons {
+		if n := s.Dropped[r]; n > 0 {
+			drops = append(drops, fmt.Sprintf("%s %d", r, n))
+			total += n
+		}
+	}
+	out := fmt.Sprintf("events: received %d, delivered %d, dropped %d", s.Received, s.Delivered, total)
+	if len(drops) > 0 {
+		out += " (" + strings.Join(drops, ", ") + ")"
+	}
+	return out
+}

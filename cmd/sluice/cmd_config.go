@@ -1,0 +1,83 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/term"
+
+	"github.com/sluice-dev/sluice/agent"
+	"github.com/sluice-dev/sluice/config"
+)
+
+func cmdConfig(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: sluice config validate FILE | sluice config default")
+		return errUsage
+	}
+	switch args[0] {
+	case "validate":
+		fs := flag.NewFlagSet("config validate", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		files, err := parseInterspersed(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(files) != 1 {
+			fmt.Fprintln(stderr, "usage: sluice config validate FILE")
+			return errUsage
+		}
+		return validateFile(files[0], stdout, stderr)
+	case "default":
+		_, err := io.WriteString(stdout, config.Default)
+		return err
+	}
+	fmt.Fprintf(stderr, "sluice config: unknown subcommand %q (want validate or default)\n", args[0])
+	return errUsage
+}
+
+// validateFile checks everything that can be checked without privileges.
+// Exit status 1 means the config has errors; warnings alone pass.
+func validateFile(path string, stdout, stderr io.Writer) error {
+	p := config.NewParser()
+	f, diags := p.ParseFile(path)
+	if !diags.HasErrors() {
+		diags = append(diags, agent.Validate(f)...)
+	}
+	if len(diags) > 0 {
+		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
+	}
+	if diags.HasErrors() {
+		return exitError{code: 1}
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d sources, %d sinks, %d pipelines)\n", path, len(f.Sources), len(f.Sinks), len(f.Pipelines))
+	return nil
+}
+
+// loadConfig parses a config file, or the built-in default when path is "",
+// printing diagnostics. It fails on errors.
+func loadConfig(path string, stderr io.Writer) (*config.File, *config.Parser, error) {
+	p := config.NewParser()
+	var f *config.File
+	var diags hcl.Diagnostics
+	if path == "" {
+		f, diags = p.ParseSource(config.DefaultFilename, []byte(config.Default))
+	} else {
+		f, diags = p.ParseFile(path)
+	}
+	if len(diags) > 0 {
+		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
+	}
+	if diags.HasErrors() {
+		return nil, nil, exitError{code: 1}
+	}
+	return f, p, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
