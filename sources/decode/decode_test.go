@@ -110,7 +110,7 @@ func TestScalarsPaddingAndEnvelopeTime(t *testing.T) {
 	binary.NativeEndian.PutUint32(rec[4:], 0xdeadbeef)
 	binary.NativeEndian.PutUint64(rec[8:], uint64(^uint64(41))) // -42
 	rec[16] = 1
-	rec[17] = 0xff // -1
+	rec[17] = 0xff                   // -1
 	rec[1], rec[2], rec[3] = 9, 9, 9 // padding must not leak
 	binary.NativeEndian.PutUint32(rec[20:], 5)
 	got := decodeOne(t, st, rec)
