@@ -228,7 +228,7 @@ func (g *GadgetSpec) encodeParams(values map[string]string) (map[string][]byte, 
 		}
 		b, err := p.encode(values[name])
 		if err != nil {
-			return nil, &ParamError{Gadget: g.Name, Name: name, Value: values[name], Reason: fmt.Sprintf("value %q %s", values[name], err), Valid: g.paramList()}
+			return nil, &ParamError{Gadget: g.Name, Name: name, Value: values[name], Reason: fmt.Sprintf("value %q: %s", values[name], err), Valid: g.paramList()}
 		}
 		out[name] = b
 	}
