@@ -358,8 +358,14 @@ func (g *Gadget) readStream(ctx context.Context, i int, out pipeline.Emitter) er
 			return fmt.Errorf("gadget %q: read map %q: %w", g.spec.Name, st.Map, err)
 		}
 		if lost > 0 {
-			g.lost[i].Add(lost)
-			reportLoss(out, g.cfg.Source, g.spec.Name, lost)
+			// A gadget that counts its failed outputs in <map>_lost_samples
+			// is exact; the kernel's perf lost records would count the
+			// same events again (and late: only when the next record
+			// fits), so they are used only when there is no counter.
+			if st.LostMap == "" {
+				g.lost[i].Add(lost)
+				reportLoss(out, g.cfg.Source, g.spec.Name, lost)
+			}
 			continue
 		}
 		if len(sample) == 0 {

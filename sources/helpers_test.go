@@ -15,13 +15,21 @@ import (
 
 // collector is an Emitter that keeps decoded events for assertions.
 type collector struct {
+	gate   chan struct{} // when set, Emit waits until it is closed
 	mu     sync.Mutex
 	events []map[string]any
 	raw    []pipeline.Event
 	lost   uint64
 }
 
-func (c *collector) Emit(_ context.Context, batch []pipeline.Event) error {
+func (c *collector) Emit(ctx context.Context, batch []pipeline.Event) error {
+	if c.gate != nil {
+		select {
+		case <-c.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, ev := range batch {
@@ -67,6 +75,12 @@ func (c *collector) waitFor(t *testing.T, what string, match func(map[string]any
 // until the test ends.
 func startGadget(t *testing.T, name string, elf []byte, opts ParseOptions, params map[string]string) (*Gadget, *collector) {
 	t.Helper()
+	return startGadgetWith(t, name, elf, opts, GadgetConfig{Params: params}, &collector{})
+}
+
+// startGadgetWith is startGadget with a full config and a given collector.
+func startGadgetWith(t *testing.T, name string, elf []byte, opts ParseOptions, cfg GadgetConfig, c *collector) (*Gadget, *collector) {
+	t.Helper()
 	testutil.RequireBPF(t)
 	if elf == nil {
 		b, ok := gadgets.Lookup(name)
@@ -79,14 +93,14 @@ func startGadget(t *testing.T, name string, elf []byte, opts ParseOptions, param
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewGadget(spec, GadgetConfig{Source: name + "-src", Host: "testhost", Params: params})
+	cfg.Source, cfg.Host = name+"-src", "testhost"
+	g, err := NewGadget(spec, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := g.Open(); err != nil {
 		t.Fatal(err)
 	}
-	c := &collector{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx, c) }()
