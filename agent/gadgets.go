@@ -30,7 +30,11 @@ func ResolveGadget(ref, baseDir string) (string, []byte, error) {
 		return b.Name, b.Object, nil
 	}
 	if !strings.ContainsAny(ref, "/.") {
-		return "", nil, fmt.Errorf("unknown gadget %q: not a built-in (%s) and not a path to an eBPF ELF", ref, strings.Join(builtinNames(), ", "))
+		hint := ""
+		if s := closest(ref, builtinNames()); s != "" {
+			hint = fmt.Sprintf("; did you mean %q?", s)
+		}
+		return "", nil, fmt.Errorf("unknown gadget %q: not a built-in (%s) and not a path to an eBPF ELF%s", ref, strings.Join(builtinNames(), ", "), hint)
 	}
 	path := ref
 	if !filepath.IsAbs(path) && baseDir != "" {
@@ -134,4 +138,35 @@ func validateGraph(f *config.File) hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// closest returns the candidate within edit distance 3 of s, if any.
+func closest(s string, candidates []string) string {
+	best, bestDist := "", 4
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

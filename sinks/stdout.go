@@ -118,8 +118,9 @@ func hiddenInTable(name string) bool {
 }
 
 func newTableLayout(schemas []*pipeline.Schema) *tableLayout {
-	t := &tableLayout{columns: []column{{title: "TIME", key: "time", width: 12}, {title: "SOURCE", key: "source", width: 8}}}
+	t := &tableLayout{columns: []column{{title: "TIME", key: "time", width: 12}}}
 	if len(schemas) == 1 {
+		// One stream: every row has the same source, so no column for it.
 		for _, f := range schemas[0].Fields {
 			if hiddenInTable(f.Name) || f.Name == "source" {
 				continue
@@ -131,6 +132,7 @@ func newTableLayout(schemas []*pipeline.Schema) *tableLayout {
 		return t
 	}
 	t.columns = append(t.columns,
+		column{title: "SOURCE", key: "source", width: 10},
 		column{title: "GADGET", key: "gadget", width: 16},
 		column{title: "PID", key: "pid", width: 7},
 		column{title: "COMM", key: "comm", width: 16},

@@ -71,7 +71,7 @@ func TestStdoutTableOneSchema(t *testing.T) {
 		t.Fatalf("want a header and two rows, got:\n%s", out.String())
 	}
 	header := strings.Fields(lines[0])
-	if diff := cmp.Diff([]string{"TIME", "SOURCE", "PID", "COMM", "PATH", "RET"}, header); diff != "" {
+	if diff := cmp.Diff([]string{"TIME", "PID", "COMM", "PATH", "RET"}, header); diff != "" {
 		t.Errorf("header (-want +got):\n%s", diff)
 	}
 	// Columns line up: each row's PATH starts where the header's does.
