@@ -116,27 +116,4 @@ func startGadgetWith(t *testing.T, name string, elf []byte, opts ParseOptions, c
 	return g, c
 }
 
-// num converts a decoded msgpack number to int64 for comparisons.
-func num(v any) int64 {
-	switch n := v.(type) {
-	case int8:
-		return int64(n)
-	case int16:
-		return int64(n)
-	case int32:
-		return int64(n)
-	case int64:
-		return n
-	case uint8:
-		return int64(n)
-	case uint16:
-		return int64(n)
-	case uint32:
-		return int64(n)
-	case uint64:
-		return int64(n)
-	case int:
-		return int64(n)
-	}
-	return -1 << 62
-}
+var num = testutil.Int

@@ -2,6 +2,7 @@
 package testutil
 
 import (
+	"math"
 	"os"
 	"testing"
 )
@@ -18,4 +19,32 @@ func RequireBPF(tb testing.TB) {
 		tb.Fatalf("test needs root to load eBPF programs, and SLUICE_REQUIRE_BPF=1 forbids skipping (running as uid %d)", os.Geteuid())
 	}
 	tb.Skipf("skipping: test needs root to load eBPF programs (running as uid %d); set SLUICE_REQUIRE_BPF=1 to make this a failure", os.Geteuid())
+}
+
+// Int returns a decoded msgpack integer as an int64, whatever width the
+// encoder chose (msgpack picks the smallest encoding, so the Go type of a
+// decoded number says nothing). Non-integers return math.MinInt64, which no
+// test expects.
+func Int(v any) int64 {
+	switch n := v.(type) {
+	case int8:
+		return int64(n)
+	case int16:
+		return int64(n)
+	case int32:
+		return int64(n)
+	case int64:
+		return n
+	case int:
+		return int64(n)
+	case uint8:
+		return int64(n)
+	case uint16:
+		return int64(n)
+	case uint32:
+		return int64(n)
+	case uint64:
+		return int64(n)
+	}
+	return math.MinInt64
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/sluice-dev/sluice/internal/testutil"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
@@ -217,27 +218,7 @@ func TestSpecialTypes(t *testing.T) {
 	}
 }
 
-func toInt(v any) int64 {
-	switch n := v.(type) {
-	case int8:
-		return int64(n)
-	case int16:
-		return int64(n)
-	case int32:
-		return int64(n)
-	case int64:
-		return n
-	case uint8:
-		return int64(n)
-	case uint16:
-		return int64(n)
-	case uint32:
-		return int64(n)
-	case uint64:
-		return int64(n)
-	}
-	return 0
-}
+var toInt = testutil.Int
 
 func syscallNumber(name string) uint64 {
 	for i, n := range syscallNames {
