@@ -1,0 +1,369 @@
+package sinks
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/pipeline/codec"
+)
+
+// startServer runs a real NATS server in-process on a free loopback port.
+func startServer(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	if opts == nil {
+		opts = &server.Options{}
+	}
+	opts.Host = "127.0.0.1"
+	if opts.Port == 0 {
+		opts.Port = server.RANDOM_PORT
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	if opts.JetStream && opts.StoreDir == "" {
+		opts.StoreDir = t.TempDir()
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server did not start")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// seqEvent is an event like the decoder makes, with a comm field.
+func seqEvent(source string, seq uint64, comm string) pipeline.Event {
+	b := codec.AppendMapHeader(nil, 6)
+	b = codec.AppendString(codec.AppendString(b, "time"), "2026-11-22T10:00:00Z")
+	b = codec.AppendString(codec.AppendString(b, "host"), "h1")
+	b = codec.AppendString(codec.AppendString(b, "source"), source)
+	b = codec.AppendString(codec.AppendString(b, "gadget"), "trace_exec")
+	b = codec.AppendUint(codec.AppendString(b, "seq"), seq)
+	b = codec.AppendString(codec.AppendString(b, "comm"), comm)
+	return pipeline.Event{Data: b, Source: source, Seq: seq}
+}
+
+func subscribe(t *testing.T, url, subject string, opts ...nats.Option) (*nats.Conn, chan *nats.Msg) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ch := make(chan *nats.Msg, 1024)
+	if _, err := nc.ChanSubscribe(subject, ch); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	return nc, ch
+}
+
+func recv(t *testing.T, ch chan *nats.Msg) *nats.Msg {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message within 5s")
+	}
+	return nil
+}
+
+func TestNATSCoreEncodings(t *testing.T) {
+	srv := startServer(t, nil)
+	for _, enc := range []string{"msgpack", "json"} {
+		t.Run(enc, func(t *testing.T) {
+			_, ch := subscribe(t, srv.ClientURL(), "sluice.>")
+			s, err := NewNATS(context.Background(), "siem", NATSOptions{URL: srv.ClientURL(), Subject: "sluice.{host}.{source}", Encoding: enc, Host: "h1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := seqEvent("exec", 1, "bash")
+			if err := s.Write(context.Background(), []pipeline.Event{ev}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			m := recv(t, ch)
+			if m.Subject != "sluice.h1.exec" || m.Header.Get("Sluice-Format") != FormatVersion {
+				t.Errorf("subject %q, format header %q", m.Subject, m.Header.Get("Sluice-Format"))
+			}
+			var got map[string]any
+			if enc == "msgpack" {
+				if string(m.Data) != string(ev.Data) {
+					t.Error("msgpack payload is not the event's bytes passed through")
+				}
+				msgpack.Unmarshal(m.Data, &got)
+			} else if err := json.Unmarshal(m.Data, &got); err != nil {
+				t.Fatalf("payload is not JSON: %v", err)
+			}
+			if got["comm"] != "bash" || fmt.Sprint(got["seq"]) != "1" {
+				t.Errorf("payload = %v", got)
+			}
+		})
+	}
+}
+
+func TestSubjectEscaping(t *testing.T) {
+	srv := startServer(t, nil)
+	_, ch := subscribe(t, srv.ClientURL(), ">")
+	s, err := NewNATS(context.Background(), "siem", NATSOptions{URL: srv.ClientURL(), Subject: "ev.{comm}.x", Host: "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	cases := map[string]string{
+		"a.b":       "ev.a%2Eb.x",
+		"*":         "ev.%2A.x",
+		">":         "ev.%3E.x",
+		"two words": "ev.two%20words.x",
+		"tab\there": "ev.tab%09here.x",
+		"":          "ev._.x",
+		"ok-name_1": "ev.ok-name_1.x",
+		"%2E":       "ev.%252E.x",
+	}
+	for comm := range cases {
+		if err := s.Write(context.Background(), []pipeline.Event{seqEvent("exec", 1, comm)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]bool{}
+	for range cases {
+		got[recv(t, ch).Subject] = true
+	}
+	for comm, want := range cases {
+		if !got[want] {
+			t.Errorf("comm %q: no message on %q (got %v)", comm, want, got)
+		}
+	}
+	if _, err := ParseSubject("a.{comm"); err == nil {
+		t.Error("unclosed brace accepted")
+	}
+	if _, err := ParseSubject("a b.{comm}"); err == nil {
+		t.Error("whitespace in a literal accepted")
+	}
+}
+
+func TestNATSAuth(t *testing.T) {
+	t.Run("user", func(t *testing.T) {
+		srv := startServer(t, &server.Options{Username: "sluice", Password: "s3cret"})
+		if _, err := NewNATS(context.Background(), "x", NATSOptions{URL: srv.ClientURL(), Subject: "a", User: "sluice", Password: "wrong"}); err == nil {
+			t.Fatal("connected with a wrong password")
+		} else if strings.Contains(err.Error(), "wrong") {
+			t.Errorf("error leaks the password: %v", err)
+		}
+		s, err := NewNATS(context.Background(), "x", NATSOptions{URL: srv.ClientURL(), Subject: "a", User: "sluice", Password: "s3cret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close(context.Background())
+	})
+	t.Run("token", func(t *testing.T) {
+		srv := startServer(t, &server.Options{Authorization: "tok3n"})
+		if _, err := NewNATS(context.Background(), "x", NATSOptions{URL: srv.ClientURL(), Subject: "a"}); err == nil {
+			t.Fatal("connected without the token")
+		}
+		s, err := NewNATS(context.Background(), "x", NATSOptions{URL: srv.ClientURL(), Subject: "a", Token: "tok3n"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close(context.Background())
+	})
+	t.Run("tls", func(t *testing.T) {
+		dir := t.TempDir()
+		serverCert, caFile := testCA(t, dir)
+		srv := startServer(t, &server.Options{TLS: true, TLSConfig: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}})
+		url := fmt.Sprintf("tls://127.0.0.1:%d", srv.Addr().(*net.TCPAddr).Port)
+		if _, err := NewNATS(context.Background(), "x", NATSOptions{URL: url, Subject: "a"}); err == nil {
+			t.Fatal("trusted a server certificate from an unknown CA")
+		}
+		s, err := NewNATS(context.Background(), "x", NATSOptions{URL: url, Subject: "a", CAFile: caFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Write(context.Background(), []pipeline.Event{seqEvent("exec", 1, "x")}); err != nil {
+			t.Fatal(err)
+		}
+		s.Close(context.Background())
+	})
+}
+
+// testCA makes a CA and a server certificate for 127.0.0.1 signed by it.
+func testCA(t *testing.T, dir string) (tls.Certificate, string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test CA"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	cert, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, caFile
+}
+
+func streamSeqs(t *testing.T, url, stream string) map[uint64]int {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := st.Info(ctx)
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]int{}
+	for n := uint64(0); n < info.State.Msgs; {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			v, _ := codec.Lookup(m.Data(), "seq")
+			seq, _, _ := codec.ReadUint(v)
+			seen[seq]++
+		}
+		if got == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		n += uint64(got)
+	}
+	return seen
+}
+
+func TestJetStreamDedupAndCreate(t *testing.T) {
+	srv := startServer(t, &server.Options{JetStream: true})
+	s, err := NewNATS(context.Background(), "siem", NATSOptions{URL: srv.ClientURL(), Subject: "sluice.{host}.{source}", Host: "h1", BootID: "b1",
+		JetStream: &JetStreamOptions{Stream: "SLUICE", Create: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	var batch []pipeline.Event
+	for i := uint64(1); i <= 500; i++ {
+		batch = append(batch, seqEvent("exec", i, "c"))
+	}
+	// The same batch twice, as a retry or a replay would send it: the
+	// stream keeps one copy of each.
+	for range 2 {
+		if err := s.Write(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := streamSeqs(t, srv.ClientURL(), "SLUICE")
+	if len(seen) != 500 {
+		t.Fatalf("stream holds %d distinct sequence numbers, want 500", len(seen))
+	}
+	for seq, n := range seen {
+		if n != 1 {
+			t.Fatalf("seq %d stored %d times", seq, n)
+		}
+	}
+	if _, err := NewNATS(context.Background(), "x", NATSOptions{URL: srv.ClientURL(), Subject: "a", JetStream: &JetStreamOptions{Stream: "MISSING"}}); err == nil || !strings.Contains(err.Error(), "create = true") {
+		t.Errorf("missing stream without create: %v", err)
+	}
+}
+
+// TestJetStreamServerRestart stops the server in the middle of a stream of
+// 100,000 sequenced events and restarts it on the same store: the stream
+// must hold every sequence number exactly once.
+func TestJetStreamServerRestart(t *testing.T) {
+	store := t.TempDir()
+	port := freePort(t)
+	srv := startServer(t, &server.Options{JetStream: true, StoreDir: store, Port: port})
+	url := srv.ClientURL()
+	s, err := NewNATS(context.Background(), "siem", NATSOptions{URL: url, Subject: "sluice.{source}", Host: "h1", BootID: "b1",
+		JetStream: &JetStreamOptions{Stream: "SLUICE", Create: true, AckTimeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	const total, batchSize = 100_000, 500
+	restarted := make(chan *server.Server, 1)
+	for start := uint64(1); start <= total; start += batchSize {
+		if start == total/2+1 {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			go func() {
+				time.Sleep(1500 * time.Millisecond)
+				restarted <- startServer(t, &server.Options{JetStream: true, StoreDir: store, Port: port})
+			}()
+		}
+		batch := make([]pipeline.Event, 0, batchSize)
+		for seq := start; seq < start+batchSize; seq++ {
+			batch = append(batch, seqEvent("exec", seq, "c"))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		err := s.Write(ctx, batch)
+		cancel()
+		if err != nil {
+			t.Fatalf("batch at %d: %v", start, err)
+		}
+	}
+	<-restarted
+	seen := streamSeqs(t, url, "SLUICE")
+	if len(seen) != total {
+		t.Fatalf("stream holds %d distinct sequence numbers, want %d", len(seen), total)
+	}
+	for seq, n := range seen {
+		if n != 1 || seq < 1 || seq > total {
+			t.Fatalf("seq %d stored %d times", seq, n)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
