@@ -17,7 +17,6 @@ import (
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/sinks"
 	"github.com/sluice-dev/sluice/sources"
 )
 
@@ -92,9 +91,12 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 			}
 		}
 	}
+	if err := validateSubjects(cfg, schemasBySink); err != nil {
+		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid subject", Detail: err.Error()})
+	}
 	sinksByRef := map[string]*sharedSink{}
 	for _, s := range cfg.Sinks {
-		sink, err := newSink(s, stdout, schemasBySink[s.Ref])
+		sink, err := newSink(s, stdout, schemasBySink[s.Ref], cfg, log)
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid sink", Detail: err.Error(), Subject: rangePtr(s.DefRange)})
 			continue
@@ -147,14 +149,6 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 	return a, diags
 }
 
-func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema) (pipeline.Sink, error) {
-	switch s.Type {
-	case "stdout":
-		return sinks.NewStdout(s.Name, stdout, sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas})
-	}
-	return nil, fmt.Errorf("sink type %q is not supported by this agent", s.Type)
-}
-
 // Metrics returns the agent's metrics registry.
 func (a *Agent) Metrics() *pipeline.Registry { return a.metrics }
 
@@ -166,9 +160,27 @@ func (a *Agent) Gadgets() []*sources.Gadget { return a.gadgets }
 // programs, drains the queues and flushes the sinks within the configured
 // grace period. It returns nil after a clean shutdown.
 func (a *Agent) Run(ctx context.Context) error {
+	if ns := a.cfg.Agent.NATSServer; ns != nil {
+		srv, err := startNATSServer(ns)
+		if err != nil {
+			return err
+		}
+		// Deferred first, so it runs last: after the sinks have flushed.
+		defer srv.Shutdown()
+		a.log.Info("embedded nats server started", "listen", ns.Listen, "jetstream", ns.JetStream)
+	}
+	for _, s := range a.sinks {
+		if o, ok := s.(openableSink); ok {
+			if err := o.Open(ctx); err != nil {
+				a.closeSinks(ctx)
+				return fmt.Errorf("start sink %q: %w", s.Name(), err)
+			}
+		}
+	}
 	for _, g := range a.gadgets {
 		if err := g.Open(); err != nil {
 			a.closeGadgets()
+			a.closeSinks(ctx)
 			return fmt.Errorf("start source %q: %w", g.Name(), err)
 		}
 		a.log.Info("gadget loaded", "source", g.Name(), "gadget", g.Spec().Name, "streams", len(g.Spec().Streams), "skipped_programs", g.SkippedPrograms())
@@ -216,6 +228,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	pipes.Wait()
 	a.log.Info("pipelines stopped")
 	return errors.Join(pipelineErrs...)
+}
+
+// closeSinks releases sinks when the agent fails before its pipelines run
+// (pipelines close their sinks themselves).
+func (a *Agent) closeSinks(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	for _, s := range a.sinks {
+		if err := s.Close(ctx); err != nil {
+			a.log.Warn("close sink", "sink", s.Name(), "error", err)
+		}
+	}
 }
 
 func (a *Agent) closeGadgets() {

@@ -31,6 +31,9 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "shutdown_grace"},
 		{Name: "loss_report_interval"},
 	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "nats_server"},
+	},
 }
 
 var pipelineSchema = &hcl.BodySchema{
@@ -212,6 +215,18 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 			case "loss_report_interval":
 				a.LossReportInterval, ds = durationOr(attr, d.ectx, a.LossReportInterval)
 			}
+			diags = append(diags, ds...)
+		}
+		for _, nb := range content.Blocks {
+			if nb.Type != "nats_server" {
+				continue
+			}
+			if a.NATSServer != nil {
+				diags = append(diags, duplicate("nats_server block", "nats_server", a.NATSServer.DefRange, nb.DefRange, "an agent runs at most one embedded NATS server"))
+				continue
+			}
+			var ds hcl.Diagnostics
+			a.NATSServer, ds = decodeNATSServer(nb, d.ectx, a.DataDir)
 			diags = append(diags, ds...)
 		}
 	}

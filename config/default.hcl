@@ -1,5 +1,14 @@
 # The built-in default: every built-in gadget into one pipeline, printed as a
-# table. Start from a copy of this file to write your own.
+# table and published to a NATS server the agent runs in-process (watch it
+# with `sluice subscribe 'sluice.>'`). Start from a copy of this file to
+# write your own.
+
+agent {
+  nats_server {
+    listen    = "127.0.0.1:4222"
+    jetstream = true
+  }
+}
 
 source "gadget" "exec" {
   gadget = "trace_exec"
@@ -21,6 +30,18 @@ sink "stdout" "console" {
   format = "table"
 }
 
+# At least once into the embedded server's JetStream; a fleet points url at
+# its NATS cluster instead.
+sink "nats" "bus" {
+  url     = "nats://127.0.0.1:4222"
+  subject = "sluice.events.{host}.{source}"
+  jetstream {
+    stream  = "SLUICE"
+    create  = true
+    max_age = "1h"
+  }
+}
+
 pipeline "default" {
   sources = [
     source.gadget.exec,
@@ -28,7 +49,7 @@ pipeline "default" {
     source.gadget.tcpconnect,
     source.gadget.signal,
   ]
-  sinks = [sink.stdout.console]
+  sinks = [sink.stdout.console, sink.nats.bus]
 
   # A terminal that cannot keep up should lose old lines, not stall readers.
   queue {

@@ -136,12 +136,16 @@ func TestDefault(t *testing.T) {
 	if len(pl.Sources) != len(f.Sources) {
 		t.Errorf("default pipeline lists %d of %d sources", len(pl.Sources), len(f.Sources))
 	}
-	if len(pl.Sinks) != 1 {
-		t.Fatalf("default pipeline has %d sinks, want 1", len(pl.Sinks))
+	if len(pl.Sinks) != 2 {
+		t.Fatalf("default pipeline has %d sinks, want 2", len(pl.Sinks))
 	}
 	sink := f.Sink(pl.Sinks[0])
 	if sink == nil || sink.Stdout == nil || sink.Stdout.Format != "table" {
 		t.Errorf("default sink = %+v, want a stdout sink with format table", sink)
+	}
+	bus := f.Sink(pl.Sinks[1])
+	if bus == nil || bus.NATS == nil || bus.NATS.JetStream == nil || f.Agent.NATSServer == nil || !f.Agent.NATSServer.JetStream {
+		t.Errorf("default bus = %+v, want a JetStream sink on the embedded server", bus)
 	}
 	if pl.Queue.WhenFull != "drop_oldest" {
 		t.Errorf("default when_full = %q, want drop_oldest", pl.Queue.WhenFull)
@@ -238,7 +242,7 @@ func TestComponentTypes(t *testing.T) {
 	if diff := cmp.Diff([]string{"gadget"}, SourceTypes()); diff != "" {
 		t.Errorf("SourceTypes (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"stdout"}, SinkTypes()); diff != "" {
+	if diff := cmp.Diff([]string{"nats", "stdout"}, SinkTypes()); diff != "" {
 		t.Errorf("SinkTypes (-want +got):\n%s", diff)
 	}
 }

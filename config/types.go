@@ -59,6 +59,8 @@ type Agent struct {
 	// LossReportInterval is the shortest time between two in-stream loss
 	// records of one source.
 	LossReportInterval time.Duration
+	// NATSServer, when set, runs a NATS server in-process.
+	NATSServer *NATSServer
 	// DefRange is the header of the agent block; zero when the file has none.
 	DefRange hcl.Range
 }
@@ -110,6 +112,7 @@ type Sink struct {
 	Ref string
 
 	Stdout *StdoutSink // Type == "stdout"
+	NATS   *NATSSink   // Type == "nats"
 }
 
 // StdoutSink is the body of a `sink "stdout"` block.

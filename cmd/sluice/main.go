@@ -30,6 +30,7 @@ Usage:
   sluice run GADGET [flags]               run one gadget straight to the terminal
   sluice config validate FILE             check a config file without running it
   sluice config default                   print the built-in default config
+  sluice subscribe SUBJECT [--server URL]  print events published on NATS as JSON lines
   sluice gadgets                          list the built-in gadgets
   sluice version                          print the version
 
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdRun(ctx, args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
+	case "subscribe":
+		return cmdSubscribe(ctx, args[1:], stdout, stderr)
 	case "gadgets":
 		return cmdGadgets(stdout)
 	case "version", "--version":

@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/internal/testutil"
+	"github.com/sluice-dev/sluice/pipeline/codec"
+)
+
+// TestAgentEmbeddedNATS runs the agent with its in-process NATS server and
+// a JetStream sink, and reads a real exec event back from the bus.
+func TestAgentEmbeddedNATS(t *testing.T) {
+	testutil.RequireBPF(t)
+	addr := freeAddr(t)
+	src := fmt.Sprintf(`
+agent {
+  name     = "bus-host"
+  data_dir = %q
+  nats_server {
+    listen    = %q
+    jetstream = true
+  }
+}
+source "gadget" "exec" { gadget = "trace_exec" }
+sink "nats" "bus" {
+  url     = "nats://%s"
+  subject = "sluice.{host}.{source}"
+  jetstream {
+    stream = "SLUICE"
+    create = true
+  }
+}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.nats.bus]
+}
+`, t.TempDir(), addr, addr)
+	f, diags := config.Parse("bus.hcl", []byte(src))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	a, diags := New(f, Options{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+
+	var nc *nats.Conn
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if nc, err = nats.Connect("nats://" + addr); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("embedded server never accepted a connection: %v", err)
+		}
+	}
+	defer nc.Close()
+	msgs := make(chan *nats.Msg, 1024)
+	if _, err := nc.ChanSubscribe("sluice.bus-host.exec", msgs); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	marker := fmt.Sprintf("sluice-bus-%d", rand.Uint32())
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case m := <-msgs:
+			js, err := codec.AppendJSON(nil, m.Data)
+			if err != nil {
+				t.Fatalf("payload is not msgpack: %v", err)
+			}
+			if strings.Contains(string(js), marker) {
+				if m.Header.Get("Sluice-Format") != "1" || m.Header.Get("Nats-Msg-Id") == "" {
+					t.Errorf("headers = %v, want the format version and a dedup id", m.Header)
+				}
+				return
+			}
+		case <-tick.C:
+			exec.Command("/bin/true", marker).Run()
+		case <-timeout:
+			t.Fatal("no exec event on the bus within 15s")
+		}
+	}
+}

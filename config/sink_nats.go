@@ -1,0 +1,152 @@
+package config
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+func init() { registerSink("nats", decodeNATSSink) }
+
+// NATSSink is the body of a `sink "nats"` block.
+type NATSSink struct {
+	URL          string
+	Subject      string
+	SubjectRange hcl.Range
+	Encoding     string // msgpack | json
+
+	User, Password, Token   string
+	NKeySeedFile, CredsFile string
+	CAFile, CertFile        string
+	KeyFile                 string
+
+	JetStream *NATSJetStream // nil: core NATS (at most once)
+}
+
+// NATSJetStream is the `jetstream {}` block of a NATS sink.
+type NATSJetStream struct {
+	Stream     string
+	Create     bool
+	Subjects   []string
+	MaxAge     time.Duration
+	MaxPending int
+	AckTimeout time.Duration
+}
+
+// Defaults of the NATS sink.
+const (
+	DefaultNATSURL     = "nats://127.0.0.1:4222"
+	DefaultNATSSubject = "sluice.events.{host}.{source}"
+)
+
+var natsEncodings = []string{"msgpack", "json"}
+
+var natsSinkSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "url"}, {Name: "subject"}, {Name: "encoding"},
+		{Name: "user"}, {Name: "password"}, {Name: "token"},
+		{Name: "nkey_seed_file"}, {Name: "creds_file"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "jetstream"}},
+}
+
+var natsTLSSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "ca_file"}, {Name: "cert_file"}, {Name: "key_file"}}}
+
+var natsJetStreamSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "stream", Required: true}, {Name: "create"}, {Name: "subjects"}, {Name: "max_age"}, {Name: "max_pending"}, {Name: "ack_timeout"},
+}}
+
+// decodeNATSSink decodes `sink "nats" NAME { ... }`.
+func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagnostics {
+	out := &NATSSink{URL: DefaultNATSURL, Subject: DefaultNATSSubject, Encoding: "msgpack"}
+	sink.NATS = out
+	content, diags := body.Content(natsSinkSchema)
+	str := func(name string, dst *string) {
+		if a := content.Attributes[name]; a != nil {
+			s, ok, d := evalNonEmpty(a, ectx)
+			diags = append(diags, d...)
+			if ok {
+				*dst = s
+			}
+		}
+	}
+	str("url", &out.URL)
+	str("subject", &out.Subject)
+	if a := content.Attributes["subject"]; a != nil {
+		out.SubjectRange = a.Expr.Range()
+	}
+	str("user", &out.User)
+	str("password", &out.Password)
+	str("token", &out.Token)
+	str("nkey_seed_file", &out.NKeySeedFile)
+	str("creds_file", &out.CredsFile)
+	if a := content.Attributes["encoding"]; a != nil {
+		out.Encoding, diags = enumOrAppend(a, ectx, natsEncodings, out.Encoding, diags)
+	}
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case "tls":
+			c, d := b.Body.Content(natsTLSSchema)
+			diags = append(diags, d...)
+			for name, dst := range map[string]*string{"ca_file": &out.CAFile, "cert_file": &out.CertFile, "key_file": &out.KeyFile} {
+				if a := c.Attributes[name]; a != nil {
+					s, ok, d := evalNonEmpty(a, ectx)
+					diags = append(diags, d...)
+					if ok {
+						*dst = s
+					}
+				}
+			}
+		case "jetstream":
+			js := &NATSJetStream{}
+			out.JetStream = js
+			c, d := b.Body.Content(natsJetStreamSchema)
+			diags = append(diags, d...)
+			if a := c.Attributes["stream"]; a != nil {
+				s, ok, d := evalNonEmpty(a, ectx)
+				diags = append(diags, d...)
+				if ok {
+					js.Stream = s
+				}
+			}
+			if a := c.Attributes["create"]; a != nil {
+				v, d := evalAs(a, ectx, cty.Bool)
+				diags = append(diags, d...)
+				if !d.HasErrors() && v.IsKnown() && !v.IsNull() {
+					js.Create = v.True()
+				}
+			}
+			if a := c.Attributes["subjects"]; a != nil {
+				v, d := evalAs(a, ectx, cty.List(cty.String))
+				diags = append(diags, d...)
+				if !d.HasErrors() && v.IsKnown() && !v.IsNull() {
+					for _, e := range v.AsValueSlice() {
+						js.Subjects = append(js.Subjects, e.AsString())
+					}
+				}
+			}
+			if a := c.Attributes["max_age"]; a != nil {
+				js.MaxAge, d = durationOr(a, ectx, js.MaxAge)
+				diags = append(diags, d...)
+			}
+			if a := c.Attributes["ack_timeout"]; a != nil {
+				js.AckTimeout, d = durationOr(a, ectx, js.AckTimeout)
+				diags = append(diags, d...)
+			}
+			if a := c.Attributes["max_pending"]; a != nil {
+				n, ok, d := evalPositiveInt(a, ectx)
+				diags = append(diags, d...)
+				if ok {
+					js.MaxPending = n
+				}
+			}
+		}
+	}
+	return diags
+}
+
+func enumOrAppend(a *hcl.Attribute, ectx *hcl.EvalContext, allowed []string, def string, diags hcl.Diagnostics) (string, hcl.Diagnostics) {
+	v, d := enumOr(a, ectx, allowed, def)
+	return v, append(diags, d...)
+}

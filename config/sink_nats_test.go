@@ -1,0 +1,64 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hashicorp/hcl/v2"
+)
+
+func TestNATSSinkAndServer(t *testing.T) {
+	src := `
+agent {
+  data_dir = "/tmp/sluice-x"
+  nats_server {
+    listen    = "127.0.0.1:14222"
+    jetstream = true
+  }
+}
+source "gadget" "exec" { gadget = "trace_exec" }
+sink "nats" "siem" {
+  url      = "nats://10.0.0.1:4222"
+  subject  = "sec.{host}.{comm}"
+  encoding = "json"
+  token    = "t"
+  tls { ca_file = "/ca.pem" }
+  jetstream {
+    stream   = "SLUICE"
+    create   = true
+    subjects = ["sec.>"]
+    max_age  = "24h"
+  }
+}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.nats.siem]
+}
+`
+	f, diags := Parse("n.hcl", []byte(src))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	want := &NATSSink{URL: "nats://10.0.0.1:4222", Subject: "sec.{host}.{comm}", Encoding: "json", Token: "t", CAFile: "/ca.pem",
+		JetStream: &NATSJetStream{Stream: "SLUICE", Create: true, Subjects: []string{"sec.>"}, MaxAge: 24 * time.Hour}}
+	if diff := cmp.Diff(want, f.Sinks[0].NATS, cmpopts.IgnoreTypes(hcl.Range{})); diff != "" {
+		t.Errorf("nats sink (-want +got):\n%s", diff)
+	}
+	wantServer := &NATSServer{Listen: "127.0.0.1:14222", JetStream: true, StoreDir: "/tmp/sluice-x/nats"}
+	if diff := cmp.Diff(wantServer, f.Agent.NATSServer, cmpopts.IgnoreTypes(hcl.Range{})); diff != "" {
+		t.Errorf("nats_server (-want +got):\n%s", diff)
+	}
+
+	bad := `
+sink "nats" "siem" {
+  encoding = "xml"
+  jetstream {}
+}
+`
+	_, diags = Parse("bad.hcl", []byte(bad))
+	if len(diags) < 2 {
+		t.Errorf("want errors for the encoding and the missing stream, got %v", diags)
+	}
+}
