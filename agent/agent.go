@@ -96,7 +96,7 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 	}
 	sinksByRef := map[string]*sharedSink{}
 	for _, s := range cfg.Sinks {
-		sink, err := newSink(s, stdout, schemasBySink[s.Ref], cfg, log)
+		sink, err := newSink(s, stdout, schemasBySink[s.Ref], cfg, reg, log)
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid sink", Detail: err.Error(), Subject: rangePtr(s.DefRange)})
 			continue

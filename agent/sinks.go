@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/pipeline"
@@ -19,7 +20,7 @@ type openableSink interface {
 	Open(ctx context.Context) error
 }
 
-func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, cfg *config.File, log *slog.Logger) (pipeline.Sink, error) {
+func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, cfg *config.File, reg *pipeline.Registry, log *slog.Logger) (pipeline.Sink, error) {
 	switch s.Type {
 	case "stdout":
 		return sinks.NewStdout(s.Name, stdout, sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas})
@@ -32,7 +33,12 @@ func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, cfg *
 			URL: n.URL, Subject: n.Subject, Encoding: n.Encoding,
 			User: n.User, Password: n.Password, Token: n.Token, NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
 			CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
-			Host: cfg.Agent.Name, Logger: log,
+			Host: cfg.Agent.Name, Logger: log, Metrics: reg,
+		}
+		if n.Spool.Enabled {
+			opts.SpoolDir = filepath.Join(cfg.Agent.DataDir, "spool", s.Name)
+			opts.SpoolMaxBytes = n.Spool.MaxBytes
+			opts.SpoolDropOldest = n.Spool.WhenFull == "drop_oldest"
 		}
 		if js := n.JetStream; js != nil {
 			opts.JetStream = &sinks.JetStreamOptions{Stream: js.Stream, Create: js.Create, Subjects: js.Subjects, MaxAge: js.MaxAge, MaxPending: js.MaxPending, AckTimeout: js.AckTimeout}

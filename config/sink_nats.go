@@ -22,6 +22,16 @@ type NATSSink struct {
 	KeyFile                 string
 
 	JetStream *NATSJetStream // nil: core NATS (at most once)
+
+	// Spool absorbs outages on disk under <data_dir>/spool/<sink name>.
+	Spool NATSSpool
+}
+
+// NATSSpool is the `spool {}` block of a NATS sink.
+type NATSSpool struct {
+	Enabled  bool
+	MaxBytes int64
+	WhenFull string // drop_newest | drop_oldest
 }
 
 // NATSJetStream is the `jetstream {}` block of a NATS sink.
@@ -48,8 +58,12 @@ var natsSinkSchema = &hcl.BodySchema{
 		{Name: "user"}, {Name: "password"}, {Name: "token"},
 		{Name: "nkey_seed_file"}, {Name: "creds_file"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "jetstream"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "jetstream"}, {Type: "spool"}},
 }
+
+var natsSpoolSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "enabled"}, {Name: "max_bytes"}, {Name: "when_full"}}}
+
+var spoolWhenFull = []string{"drop_newest", "drop_oldest"}
 
 var natsTLSSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "ca_file"}, {Name: "cert_file"}, {Name: "key_file"}}}
 
@@ -59,7 +73,8 @@ var natsJetStreamSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 
 // decodeNATSSink decodes `sink "nats" NAME { ... }`.
 func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagnostics {
-	out := &NATSSink{URL: DefaultNATSURL, Subject: DefaultNATSSubject, Encoding: "msgpack"}
+	out := &NATSSink{URL: DefaultNATSURL, Subject: DefaultNATSSubject, Encoding: "msgpack",
+		Spool: NATSSpool{Enabled: true, MaxBytes: 1 << 30, WhenFull: "drop_newest"}}
 	sink.NATS = out
 	content, diags := body.Content(natsSinkSchema)
 	str := func(name string, dst *string) {
@@ -97,6 +112,26 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 						*dst = s
 					}
 				}
+			}
+		case "spool":
+			c, d := b.Body.Content(natsSpoolSchema)
+			diags = append(diags, d...)
+			if a := c.Attributes["enabled"]; a != nil {
+				v, d := evalAs(a, ectx, cty.Bool)
+				diags = append(diags, d...)
+				if !d.HasErrors() && v.IsKnown() && !v.IsNull() {
+					out.Spool.Enabled = v.True()
+				}
+			}
+			if a := c.Attributes["max_bytes"]; a != nil {
+				n, ok, d := evalSize(a, ectx)
+				diags = append(diags, d...)
+				if ok {
+					out.Spool.MaxBytes = n
+				}
+			}
+			if a := c.Attributes["when_full"]; a != nil {
+				out.Spool.WhenFull, diags = enumOrAppend(a, ectx, spoolWhenFull, out.Spool.WhenFull, diags)
 			}
 		case "jetstream":
 			js := &NATSJetStream{}

@@ -25,6 +25,10 @@ sink "nats" "siem" {
   encoding = "json"
   token    = "t"
   tls { ca_file = "/ca.pem" }
+  spool {
+    max_bytes = "64MiB"
+    when_full = "drop_oldest"
+  }
   jetstream {
     stream   = "SLUICE"
     create   = true
@@ -42,6 +46,7 @@ pipeline "p" {
 		t.Fatal(diags)
 	}
 	want := &NATSSink{URL: "nats://10.0.0.1:4222", Subject: "sec.{host}.{comm}", Encoding: "json", Token: "t", CAFile: "/ca.pem",
+		Spool:     NATSSpool{Enabled: true, MaxBytes: 64 << 20, WhenFull: "drop_oldest"},
 		JetStream: &NATSJetStream{Stream: "SLUICE", Create: true, Subjects: []string{"sec.>"}, MaxAge: 24 * time.Hour}}
 	if diff := cmp.Diff(want, f.Sinks[0].NATS, cmpopts.IgnoreTypes(hcl.Range{})); diff != "" {
 		t.Errorf("nats sink (-want +got):\n%s", diff)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,16 @@ type NATSOptions struct {
 	// reboots; BootID defaults to the kernel's boot id.
 	Host, BootID string
 
+	// SpoolDir, when set, holds the on-disk spool that absorbs outages.
+	SpoolDir string
+	// SpoolMaxBytes bounds the spool; 0 = 1 GiB. Past it, SpoolDropOldest
+	// deletes the oldest spooled events, otherwise new ones are refused;
+	// either way they are counted as dropped (reason spool_full).
+	SpoolMaxBytes   int64
+	SpoolDropOldest bool
+	// Metrics receives the spool counters; nil keeps them private.
+	Metrics *pipeline.Registry
+
 	// ConnectTimeout bounds the first connection; 0 = 5s.
 	ConnectTimeout time.Duration
 	Logger         *slog.Logger
@@ -84,6 +95,15 @@ type NATS struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	log     *slog.Logger
+
+	spool       *Spool
+	streamReady bool // guarded by mu once the sink runs
+	reconnected chan struct{}
+	stopReplay  context.CancelFunc
+	replayDone  sync.WaitGroup
+	// Counters: events written to the spool, replayed from it, refused by
+	// a full spool, and spool segments deleted to make room.
+	spooled, replayed, spoolDrop, dropSegs *pipeline.Counter
 
 	// header is shared by every core NATS message (nothing in it varies);
 	// static holds the subject when the template has no fields.
@@ -127,6 +147,24 @@ func NewNATS(ctx context.Context, name string, opts NATSOptions) (*NATS, error) 
 	}
 	s.idBase = opts.Host + "." + boot + "."
 
+	reg := opts.Metrics
+	if reg == nil {
+		reg = pipeline.NewRegistry()
+	}
+	s.spooled = reg.Counter("sluice_sink_spooled_total", "Events a sink wrote to its on-disk spool.", "sink", name)
+	s.replayed = reg.Counter("sluice_sink_replayed_total", "Spooled events a sink delivered after reconnecting.", "sink", name)
+	s.spoolDrop = reg.Component("sink", name).Dropped("spool_full")
+	s.dropSegs = reg.Counter("sluice_sink_spool_segments_dropped_total", "Oldest spool segments deleted to make room.", "sink", name)
+	s.reconnected = make(chan struct{}, 1)
+	if opts.SpoolDir != "" {
+		max := opts.SpoolMaxBytes
+		if max <= 0 {
+			max = 1 << 30
+		}
+		if s.spool, err = OpenSpool(opts.SpoolDir, max, opts.SpoolDropOldest); err != nil {
+			return nil, fmt.Errorf("nats sink %q: %w", name, err)
+		}
+	}
 	copts, err := s.connectOptions()
 	if err != nil {
 		return nil, fmt.Errorf("nats sink %q: %w", name, err)
@@ -141,6 +179,15 @@ func NewNATS(ctx context.Context, name string, opts NATSOptions) (*NATS, error) 
 			return nil, fmt.Errorf("nats sink %q: %w", name, err)
 		}
 	}
+	if s.spool != nil {
+		rctx, cancel := context.WithCancel(context.Background())
+		s.stopReplay = cancel
+		s.replayDone.Add(1)
+		go func() {
+			defer s.replayDone.Done()
+			s.replay(rctx)
+		}()
+	}
 	return s, nil
 }
 
@@ -154,12 +201,18 @@ func (s *NATS) connectOptions() ([]nats.Option, error) {
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
-		nats.RetryOnFailedConnect(false),
+		// With a spool, an agent can start during an outage: events spool
+		// until the server is reachable.
+		nats.RetryOnFailedConnect(s.spool != nil),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			s.log.Warn("nats disconnected", "sink", s.name, "error", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			s.log.Info("nats reconnected", "sink", s.name, "server", nc.ConnectedUrlRedacted())
+			select {
+			case s.reconnected <- struct{}{}:
+			default:
+			}
 		}),
 	}
 	auths := 0
@@ -226,10 +279,24 @@ func (s *NATS) setupJetStream(ctx context.Context) error {
 	}
 	s.js = js
 	if jso.Stream == "" {
+		s.streamReady = true
 		return nil
 	}
-	_, err = js.Stream(ctx, jso.Stream)
+	if s.spool != nil && !s.nc.IsConnected() {
+		// Started during an outage: events spool, and the replayer
+		// checks the stream once the server is reachable.
+		return nil
+	}
+	return s.ensureStream(ctx)
+}
+
+// ensureStream checks the stream exists, creating it when configured to.
+func (s *NATS) ensureStream(ctx context.Context) error {
+	jso := s.opts.JetStream
+	js := s.js
+	_, err := js.Stream(ctx, jso.Stream)
 	if err == nil {
+		s.streamReady = true
 		return nil
 	}
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -253,6 +320,7 @@ func (s *NATS) setupJetStream(ctx context.Context) error {
 		return fmt.Errorf("create stream %q: %w", jso.Stream, err)
 	}
 	s.log.Info("created jetstream stream", "sink", s.name, "stream", jso.Stream, "subjects", subjects)
+	s.streamReady = true
 	return nil
 }
 
@@ -303,63 +371,96 @@ func (s *NATS) fill(m *nats.Msg, ev *pipeline.Event, subj []byte) ([]byte, error
 }
 
 // Write publishes a batch. With JetStream it returns once every message is
-// acknowledged, retrying failures with backoff; the error reports what
-// could not be delivered.
+// acknowledged, retrying failures with backoff. With a spool, messages the
+// server cannot take (disconnected, or unacknowledged after the retries)
+// are written to disk and replayed in order after reconnecting; Write then
+// reports success, since the events are safe.
 func (s *NATS) Write(ctx context.Context, batch []pipeline.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.spool != nil && (s.spool.Len() > 0 || !s.nc.IsConnected()) {
+		// Behind a non-empty spool, new events queue too, to keep order.
+		msgs, encErr := s.messages(batch)
+		return errors.Join(encErr, s.spoolMsgs(msgs))
+	}
 	if s.js == nil {
 		return s.writeCore(batch)
 	}
-	return s.writeJetStream(ctx, batch)
+	msgs, encErr := s.messages(batch)
+	retries := s.opts.JetStream.Retries
+	if s.spool != nil && retries == 0 {
+		retries = 2 // then spool, rather than hold the pipeline
+	}
+	failed, err := s.publishJetStream(ctx, msgs, retries)
+	if len(failed) == 0 {
+		return encErr
+	}
+	if s.spool != nil {
+		return errors.Join(encErr, s.spoolMsgs(failed))
+	}
+	return errors.Join(encErr, fmt.Errorf("nats sink %q: %d events not acknowledged: %w", s.name, len(failed), err))
 }
 
-func (s *NATS) writeCore(batch []pipeline.Event) error {
-	var errs []error
-	// The client copies a message into its buffer, so one Msg serves the
-	// whole batch.
-	m := nats.Msg{Header: s.header}
-	var subj []byte
-	for i := range batch {
-		var err error
-		subj, err = s.fill(&m, &batch[i], subj)
-		if err == nil {
-			err = s.nc.PublishMsg(&m)
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("nats sink %q: %d of %d events not published: %w", s.name, len(errs), len(batch), errs[0])
-	}
-	return nil
-}
-
-func (s *NATS) writeJetStream(ctx context.Context, batch []pipeline.Event) error {
-	jso := s.opts.JetStream
-	retries := jso.Retries
-	ackTimeout := jso.AckTimeout
-	if ackTimeout <= 0 {
-		ackTimeout = 5 * time.Second
-	}
-	// Async publishes keep their messages until acknowledged, so each
-	// gets its own Msg and header (the dedup id varies).
+// messages builds one message per event, each with its own header (async
+// publishes keep messages until acknowledged, and the dedup id varies).
+func (s *NATS) messages(batch []pipeline.Event) ([]*nats.Msg, error) {
 	msgs := make([]*nats.Msg, 0, len(batch))
-	var encodeErrs []error
+	var errs []error
 	var subj []byte
 	for i := range batch {
 		ev := &batch[i]
 		m := &nats.Msg{Header: nats.Header{"Sluice-Format": s.header["Sluice-Format"], "Content-Type": s.header["Content-Type"]}}
 		var err error
 		if subj, err = s.fill(m, ev, subj); err != nil {
-			encodeErrs = append(encodeErrs, err)
+			errs = append(errs, err)
 			continue
 		}
-		if id := s.MsgID(ev); id != "" {
+		if id := s.MsgID(ev); id != "" && s.js != nil {
 			m.Header[jetstream.MsgIDHeader] = []string{id}
 		}
 		msgs = append(msgs, m)
+	}
+	if len(errs) > 0 {
+		return msgs, fmt.Errorf("nats sink %q: %w", s.name, errors.Join(errs...))
+	}
+	return msgs, nil
+}
+
+func (s *NATS) writeCore(batch []pipeline.Event) error {
+	// The client copies a message into its buffer, so one Msg serves the
+	// whole batch.
+	m := nats.Msg{Header: s.header}
+	var subj []byte
+	var encErrs []error
+	for i := range batch {
+		var err error
+		subj, err = s.fill(&m, &batch[i], subj)
+		if err != nil {
+			encErrs = append(encErrs, err)
+			continue
+		}
+		if err := s.nc.PublishMsg(&m); err != nil {
+			if s.spool != nil {
+				rest, encErr := s.messages(batch[i:])
+				return errors.Join(errors.Join(encErrs...), encErr, s.spoolMsgs(rest))
+			}
+			return fmt.Errorf("nats sink %q: %d of %d events not published: %w", s.name, len(batch)-i, len(batch), err)
+		}
+	}
+	if len(encErrs) > 0 {
+		return fmt.Errorf("nats sink %q: %w", s.name, errors.Join(encErrs...))
+	}
+	return nil
+}
+
+// publishJetStream publishes msgs asynchronously and waits for their
+// acknowledgements, retrying failures (same dedup ids) with backoff.
+// retries = 0 retries until ctx ends. It returns the messages not
+// acknowledged.
+func (s *NATS) publishJetStream(ctx context.Context, msgs []*nats.Msg, retries int) ([]*nats.Msg, error) {
+	ackTimeout := s.opts.JetStream.AckTimeout
+	if ackTimeout <= 0 {
+		ackTimeout = 5 * time.Second
 	}
 	backoff := 100 * time.Millisecond
 	for attempt := 0; len(msgs) > 0; attempt++ {
@@ -391,34 +492,186 @@ func (s *NATS) writeJetStream(ctx context.Context, batch []pipeline.Event) error
 				timer.Reset(time.Millisecond) // the rest get no extra wait
 			case <-ctx.Done():
 				timer.Stop()
-				return fmt.Errorf("nats sink %q: %d events unacknowledged: %w", s.name, len(msgs)-i, ctx.Err())
+				for _, rest := range futures[i:] {
+					if rest != nil {
+						failed = append(failed, rest.Msg())
+					}
+				}
+				return failed, ctx.Err()
 			}
 		}
 		timer.Stop()
 		if len(failed) == 0 {
-			break
+			return nil, nil
 		}
 		if retries > 0 && attempt >= retries {
-			return fmt.Errorf("nats sink %q: %d events not acknowledged after %d retries: %w", s.name, len(failed), retries, lastErr)
+			return failed, lastErr
 		}
 		s.log.Warn("jetstream publish failed; retrying", "sink", s.name, "events", len(failed), "attempt", attempt+1, "error", lastErr)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
-			return fmt.Errorf("nats sink %q: %d events unacknowledged: %w", s.name, len(failed), ctx.Err())
+			return failed, ctx.Err()
 		}
 		backoff = min(backoff*2, 5*time.Second)
 		msgs = failed
 	}
-	if len(encodeErrs) > 0 {
-		return fmt.Errorf("nats sink %q: %w", s.name, errors.Join(encodeErrs...))
+	return nil, nil
+}
+
+// Spool records: u8 flags (bit 0: JSON payload), u16 subject length,
+// subject, u16 dedup id length, id, payload.
+func encodeSpooled(m *nats.Msg) []byte {
+	id := m.Header.Get(jetstream.MsgIDHeader)
+	b := make([]byte, 0, 5+len(m.Subject)+len(id)+len(m.Data))
+	var flags byte
+	if m.Header.Get("Content-Type") == "application/json" {
+		flags = 1
+	}
+	b = append(b, flags)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(m.Subject)))
+	b = append(b, m.Subject...)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(id)))
+	b = append(b, id...)
+	return append(b, m.Data...)
+}
+
+func decodeSpooled(b []byte) (*nats.Msg, error) {
+	bad := errors.New("corrupt spool record")
+	if len(b) < 5 {
+		return nil, bad
+	}
+	flags := b[0]
+	n := int(binary.LittleEndian.Uint16(b[1:]))
+	b = b[3:]
+	if len(b) < n+2 {
+		return nil, bad
+	}
+	subj := string(b[:n])
+	b = b[n:]
+	n = int(binary.LittleEndian.Uint16(b))
+	b = b[2:]
+	if len(b) < n {
+		return nil, bad
+	}
+	id := string(b[:n])
+	ctype := "application/msgpack"
+	if flags&1 != 0 {
+		ctype = "application/json"
+	}
+	m := &nats.Msg{Subject: subj, Data: b[n:], Header: nats.Header{"Sluice-Format": {FormatVersion}, "Content-Type": {ctype}}}
+	if id != "" {
+		m.Header[jetstream.MsgIDHeader] = []string{id}
+	}
+	return m, nil
+}
+
+// spoolMsgs writes messages to the spool; what it cannot store is counted
+// as dropped (reason spool_full) and reported.
+func (s *NATS) spoolMsgs(msgs []*nats.Msg) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	recs := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		recs[i] = encodeSpooled(m)
+	}
+	stored, droppedSegs, err := s.spool.Append(recs)
+	s.spooled.Add(uint64(stored))
+	if droppedSegs > 0 {
+		s.dropSegs.Add(uint64(droppedSegs))
+		s.log.Warn("spool full: dropped its oldest segments", "sink", s.name, "segments", droppedSegs)
+	}
+	if lost := len(msgs) - stored; lost > 0 {
+		s.spoolDrop.Add(uint64(lost))
+		return fmt.Errorf("nats sink %q: %d events dropped: %w", s.name, lost, err)
 	}
 	return nil
 }
 
-// Close flushes what the client buffered (core NATS) and closes the
-// connection; ctx bounds the flush.
+// replay runs until ctx ends, sending spooled messages in order whenever
+// the connection is up. It owns nothing but its loop; Close stops it.
+func (s *NATS) replay(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.reconnected:
+		}
+		for ctx.Err() == nil && s.nc.IsConnected() && s.spool.Len() > 0 {
+			if !s.replayOldest(ctx) {
+				break
+			}
+		}
+	}
+}
+
+// replayOldest sends the oldest spool segment; it reports whether the
+// segment was delivered (and deleted).
+func (s *NATS) replayOldest(ctx context.Context) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.js != nil && !s.streamReady {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.ensureStream(sctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("jetstream stream not ready; spool kept", "sink", s.name, "error", err)
+			return false
+		}
+	}
+	id, recs, ok, err := s.spool.Oldest()
+	if err != nil {
+		s.log.Error("read spool", "sink", s.name, "error", err)
+		return false
+	}
+	if !ok {
+		return false
+	}
+	msgs := make([]*nats.Msg, 0, len(recs))
+	for _, r := range recs {
+		m, err := decodeSpooled(r)
+		if err != nil {
+			s.log.Error("skip spool record", "sink", s.name, "error", err)
+			s.spoolDrop.Inc()
+			continue
+		}
+		msgs = append(msgs, m)
+	}
+	if s.js != nil {
+		if failed, err := s.publishJetStream(ctx, msgs, 2); len(failed) > 0 {
+			s.log.Warn("spool replay incomplete; will retry", "sink", s.name, "events", len(failed), "error", err)
+			return false
+		}
+	} else {
+		for _, m := range msgs {
+			if err := s.nc.PublishMsg(m); err != nil {
+				return false
+			}
+		}
+		if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
+			return false
+		}
+	}
+	if err := s.spool.Consumed(id); err != nil {
+		s.log.Error("delete replayed spool segment", "sink", s.name, "error", err)
+		return false
+	}
+	s.replayed.Add(uint64(len(msgs)))
+	return true
+}
+
+// Close stops the replayer, flushes what the client buffered (core NATS)
+// and closes the connection; ctx bounds the flush. Spooled events stay on
+// disk for the next start.
 func (s *NATS) Close(ctx context.Context) error {
+	if s.stopReplay != nil {
+		s.stopReplay()
+		s.replayDone.Wait()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error
@@ -430,8 +683,11 @@ func (s *NATS) Close(ctx context.Context) error {
 		}
 	}
 	s.nc.Close()
+	if s.spool != nil {
+		err = errors.Join(err, s.spool.Close())
+	}
 	if err != nil {
-		return fmt.Errorf("nats sink %q: flush: %w", s.name, err)
+		return fmt.Errorf("nats sink %q: close: %w", s.name, err)
 	}
 	return nil
 }

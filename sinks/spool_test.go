@@ -1,0 +1,191 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sluice-dev/sluice/pipeline"
+)
+
+func rec(i int) []byte { return []byte(fmt.Sprintf("record-%06d", i)) }
+
+// drain consumes the whole spool, in order.
+func drain(t *testing.T, s *Spool) [][]byte {
+	t.Helper()
+	var all [][]byte
+	for {
+		id, recs, ok, err := s.Oldest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return all
+		}
+		all = append(all, recs...)
+		if err := s.Consumed(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSpoolOrderAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenSpool(dir, 1<<20, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want [][]byte
+	for i := 0; i < 20000; i++ {
+		want = append(want, rec(i))
+	}
+	if n, _, err := s.Append(want[:10000]); err != nil || n != 10000 {
+		t.Fatalf("append: %d, %v", n, err)
+	}
+	s.Close()
+	// A restart: the same directory, the rest appended after.
+	s, err = OpenSpool(dir, 1<<20, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := s.Append(want[10000:]); err != nil || n != 10000 {
+		t.Fatalf("append after restart: %d, %v", n, err)
+	}
+	got := drain(t, s)
+	if len(got) != len(want) {
+		t.Fatalf("drained %d records, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("record %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+	if s.Len() != 0 {
+		t.Errorf("spool holds %d bytes after draining", s.Len())
+	}
+}
+
+func TestSpoolLimits(t *testing.T) {
+	t.Run("drop_newest", func(t *testing.T) {
+		s, _ := OpenSpool(t.TempDir(), 64<<10, false)
+		var recs [][]byte
+		for i := 0; i < 10000; i++ {
+			recs = append(recs, rec(i))
+		}
+		n, _, err := s.Append(recs)
+		if !errors.Is(err, ErrSpoolFull) || n == 0 || n == len(recs) {
+			t.Fatalf("stored %d of %d, err %v: want a partial store refused with ErrSpoolFull", n, len(recs), err)
+		}
+		if s.Len() > 64<<10 {
+			t.Errorf("spool grew to %d bytes past its 64 KiB limit", s.Len())
+		}
+		got := drain(t, s)
+		if len(got) != n || !bytes.Equal(got[0], rec(0)) {
+			t.Errorf("kept %d records starting %q; want the first %d", len(got), got[0], n)
+		}
+	})
+	t.Run("drop_oldest", func(t *testing.T) {
+		s, _ := OpenSpool(t.TempDir(), 256<<10, true)
+		for i := 0; i < 40000; i += 10 {
+			batch := make([][]byte, 0, 10)
+			for j := i; j < i+10; j++ {
+				batch = append(batch, rec(j))
+			}
+			if _, _, err := s.Append(batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s.Len() > 256<<10 {
+			t.Errorf("spool grew to %d bytes past its limit", s.Len())
+		}
+		got := drain(t, s)
+		if !bytes.Equal(got[len(got)-1], rec(39999)) || bytes.Equal(got[0], rec(0)) {
+			t.Errorf("kept %q..%q; want the newest records", got[0], got[len(got)-1])
+		}
+	})
+	t.Run("torn tail", func(t *testing.T) {
+		dir := t.TempDir()
+		s, _ := OpenSpool(dir, 1<<20, false)
+		s.Append([][]byte{rec(1), rec(2)})
+		s.Close()
+		segs, _ := filepath.Glob(filepath.Join(dir, "*"+spoolSuffix))
+		f, _ := os.OpenFile(segs[0], os.O_APPEND|os.O_WRONLY, 0)
+		f.Write([]byte{200, 0, 0, 0, 'x'}) // a record cut by a crash
+		f.Close()
+		s, _ = OpenSpool(dir, 1<<20, false)
+		if got := drain(t, s); len(got) != 2 {
+			t.Errorf("drained %d records, want the 2 whole ones", len(got))
+		}
+	})
+}
+
+// TestSpoolAcrossAgentRestart: the server goes away, a sink spools what
+// it is given and is closed (an agent restart); a new sink on the same
+// spool directory, started while the server is still down, replays
+// everything once the server is back. The stream holds each event once.
+func TestSpoolAcrossAgentRestart(t *testing.T) {
+	store, spoolDir := t.TempDir(), t.TempDir()
+	port := freePort(t)
+	srv := startServer(t, &server.Options{JetStream: true, StoreDir: store, Port: port})
+	url := srv.ClientURL()
+	opts := NATSOptions{URL: url, Subject: "sluice.{source}", Host: "h1", BootID: "b1", SpoolDir: spoolDir,
+		JetStream: &JetStreamOptions{Stream: "SLUICE", Create: true, AckTimeout: 500 * time.Millisecond}}
+	first, err := NewNATS(context.Background(), "siem", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 20000
+	write := func(s *NATS, from, to uint64) {
+		for start := from; start <= to; start += 500 {
+			batch := make([]pipeline.Event, 0, 500)
+			for seq := start; seq < start+500 && seq <= to; seq++ {
+				batch = append(batch, seqEvent("exec", seq, "c"))
+			}
+			if err := s.Write(context.Background(), batch); err != nil {
+				t.Fatalf("write at %d: %v", start, err)
+			}
+		}
+	}
+	write(first, 1, 5000)
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	write(first, 5001, 12000) // the outage: spooled
+	if first.spool.Len() == 0 {
+		t.Fatal("nothing was spooled during the outage")
+	}
+	first.Close(context.Background())
+
+	second, err := NewNATS(context.Background(), "siem", opts) // starts during the outage
+	if err != nil {
+		t.Fatalf("start during the outage: %v", err)
+	}
+	defer second.Close(context.Background())
+	write(second, 12001, total)
+	startServer(t, &server.Options{JetStream: true, StoreDir: store, Port: port})
+	deadline := time.Now().Add(60 * time.Second)
+	for second.spool.Len() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("spool still holds %d bytes after 60s", second.spool.Len())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	seen := streamSeqs(t, url, "SLUICE")
+	if len(seen) != total {
+		t.Fatalf("stream holds %d distinct sequence numbers, want %d", len(seen), total)
+	}
+	for seq, n := range seen {
+		if n != 1 {
+			t.Fatalf("seq %d stored %d times", seq, n)
+		}
+	}
+	if second.replayed.Value() == 0 {
+		t.Error("replay counter did not move")
+	}
+}
