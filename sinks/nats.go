@@ -47,6 +47,13 @@ type NATSOptions struct {
 	// reboots; BootID defaults to the kernel's boot id.
 	Host, BootID string
 
+	// BatchMaxEvents > 1 packs up to that many consecutive events with the
+	// same subject into one message (a msgpack array, or JSON lines), with
+	// one dedup id per message; BatchMaxBytes bounds a message's payload
+	// (0 = 512 KiB). One event per message is the default.
+	BatchMaxEvents int
+	BatchMaxBytes  int
+
 	// SpoolDir, when set, holds the on-disk spool that absorbs outages.
 	SpoolDir string
 	// SpoolMaxBytes bounds the spool; 0 = 1 GiB. Past it, SpoolDropOldest
@@ -383,10 +390,21 @@ func (s *NATS) Write(ctx context.Context, batch []pipeline.Event) error {
 		msgs, encErr := s.messages(batch)
 		return errors.Join(encErr, s.spoolMsgs(msgs))
 	}
-	if s.js == nil {
+	if s.js == nil && s.opts.BatchMaxEvents <= 1 {
 		return s.writeCore(batch)
 	}
 	msgs, encErr := s.messages(batch)
+	if s.js == nil {
+		for i, m := range msgs {
+			if err := s.nc.PublishMsg(m); err != nil {
+				if s.spool != nil {
+					return errors.Join(encErr, s.spoolMsgs(msgs[i:]))
+				}
+				return errors.Join(encErr, fmt.Errorf("nats sink %q: %d messages not published: %w", s.name, len(msgs)-i, err))
+			}
+		}
+		return encErr
+	}
 	retries := s.opts.JetStream.Retries
 	if s.spool != nil && retries == 0 {
 		retries = 2 // then spool, rather than hold the pipeline
@@ -404,6 +422,9 @@ func (s *NATS) Write(ctx context.Context, batch []pipeline.Event) error {
 // messages builds one message per event, each with its own header (async
 // publishes keep messages until acknowledged, and the dedup id varies).
 func (s *NATS) messages(batch []pipeline.Event) ([]*nats.Msg, error) {
+	if s.opts.BatchMaxEvents > 1 {
+		return s.batchedMessages(batch)
+	}
 	msgs := make([]*nats.Msg, 0, len(batch))
 	var errs []error
 	var subj []byte
@@ -419,6 +440,71 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*nats.Msg, error) {
 			m.Header[jetstream.MsgIDHeader] = []string{id}
 		}
 		msgs = append(msgs, m)
+	}
+	if len(errs) > 0 {
+		return msgs, fmt.Errorf("nats sink %q: %w", s.name, errors.Join(errs...))
+	}
+	return msgs, nil
+}
+
+// Content types of batched messages.
+const (
+	contentMsgpackArray = "application/vnd.sluice.msgpack-array"
+	contentJSONLines    = "application/x-ndjson"
+)
+
+// batchedMessages packs consecutive events with the same subject into
+// messages. A message's dedup id names its first and last event, so a
+// retry or a replay of the same message is deduplicated by the stream.
+func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*nats.Msg, error) {
+	maxBytes := s.opts.BatchMaxBytes
+	if maxBytes <= 0 {
+		maxBytes = 512 << 10
+	}
+	ctype := contentMsgpackArray
+	if s.json {
+		ctype = contentJSONLines
+	}
+	var msgs []*nats.Msg
+	var errs []error
+	var subj, next []byte
+	for i := 0; i < len(batch); {
+		subj = s.subject.Append(subj[:0], &batch[i])
+		j, size := i, 0
+		for j < len(batch) && j-i < s.opts.BatchMaxEvents && (j == i || size+len(batch[j].Data) <= maxBytes) {
+			if j > i && !s.subject.Static() {
+				next = s.subject.Append(next[:0], &batch[j])
+				if string(next) != string(subj) {
+					break
+				}
+			}
+			size += len(batch[j].Data)
+			j++
+		}
+		var data []byte
+		if s.json {
+			data = make([]byte, 0, 2*size)
+			for k := i; k < j; k++ {
+				line, err := codec.AppendJSON(data, batch[k].Data)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("encode event seq %d of %q as JSON: %w", batch[k].Seq, batch[k].Source, err))
+					continue
+				}
+				data = append(line, '\n')
+			}
+		} else {
+			data = codec.AppendArrayHeader(make([]byte, 0, size+5), j-i)
+			for k := i; k < j; k++ {
+				data = append(data, batch[k].Data...)
+			}
+		}
+		m := &nats.Msg{Subject: string(subj), Data: data, Header: nats.Header{"Sluice-Format": {FormatVersion}, "Content-Type": {ctype}}}
+		if s.js != nil {
+			first, last := &batch[i], &batch[j-1]
+			m.Header[jetstream.MsgIDHeader] = []string{s.idBase + first.Source + "." + strconv.FormatUint(first.Seq, 10) + "-" + last.Source + "." + strconv.FormatUint(last.Seq, 10)}
+		}
+		msgs = append(msgs, m)
+		i = j
 	}
 	if len(errs) > 0 {
 		return msgs, fmt.Errorf("nats sink %q: %w", s.name, errors.Join(errs...))
@@ -519,14 +605,20 @@ func (s *NATS) publishJetStream(ctx context.Context, msgs []*nats.Msg, retries i
 	return nil, nil
 }
 
-// Spool records: u8 flags (bit 0: JSON payload), u16 subject length,
+// Spool records: u8 content type (0 msgpack, 1 JSON, 2 msgpack array,
+// 3 JSON lines), u16 subject length,
 // subject, u16 dedup id length, id, payload.
 func encodeSpooled(m *nats.Msg) []byte {
 	id := m.Header.Get(jetstream.MsgIDHeader)
 	b := make([]byte, 0, 5+len(m.Subject)+len(id)+len(m.Data))
 	var flags byte
-	if m.Header.Get("Content-Type") == "application/json" {
+	switch m.Header.Get("Content-Type") {
+	case "application/json":
 		flags = 1
+	case contentMsgpackArray:
+		flags = 2
+	case contentJSONLines:
+		flags = 3
 	}
 	b = append(b, flags)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(m.Subject)))
@@ -555,10 +647,7 @@ func decodeSpooled(b []byte) (*nats.Msg, error) {
 		return nil, bad
 	}
 	id := string(b[:n])
-	ctype := "application/msgpack"
-	if flags&1 != 0 {
-		ctype = "application/json"
-	}
+	ctype := [...]string{"application/msgpack", "application/json", contentMsgpackArray, contentJSONLines}[flags&3]
 	m := &nats.Msg{Subject: subj, Data: b[n:], Header: nats.Header{"Sluice-Format": {FormatVersion}, "Content-Type": {ctype}}}
 	if id != "" {
 		m.Header[jetstream.MsgIDHeader] = []string{id}

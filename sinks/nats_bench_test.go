@@ -144,3 +144,28 @@ func BenchmarkJetStreamSyncPublish(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkJetStreamSinkBatched is BenchmarkJetStreamSinkAsync with 100
+// events per message; compare events/op with it.
+func BenchmarkJetStreamSinkBatched(b *testing.B) {
+	srv := startServer(b, &server.Options{JetStream: true})
+	s, err := NewNATS(context.Background(), "bench", NATSOptions{URL: srv.ClientURL(), Subject: "bench.{source}", Host: "h", BootID: "b",
+		BatchMaxEvents: 100, JetStream: &JetStreamOptions{Stream: "BENCH", Create: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	batch := benchBatch()
+	b.ReportAllocs()
+	b.ResetTimer()
+	seq := uint64(0)
+	for i := 0; i < b.N; i += len(batch) {
+		for j := range batch {
+			seq++
+			batch[j].Seq = seq
+		}
+		if err := s.Write(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

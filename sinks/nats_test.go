@@ -367,3 +367,60 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+func TestJetStreamBatching(t *testing.T) {
+	srv := startServer(t, &server.Options{JetStream: true})
+	for _, enc := range []string{"msgpack", "json"} {
+		t.Run(enc, func(t *testing.T) {
+			stream := "B" + strings.ToUpper(enc)
+			s, err := NewNATS(context.Background(), "siem", NATSOptions{URL: srv.ClientURL(), Subject: "b" + enc + ".{source}", Encoding: enc, Host: "h1", BootID: "b1",
+				BatchMaxEvents: 100, JetStream: &JetStreamOptions{Stream: stream, Create: true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close(context.Background())
+			var batch []pipeline.Event
+			for i := uint64(1); i <= 1000; i++ {
+				batch = append(batch, seqEvent("exec", i, "c"))
+			}
+			for range 2 { // the second write is a retry: deduplicated per message
+				if err := s.Write(context.Background(), batch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			nc, _ := nats.Connect(srv.ClientURL())
+			defer nc.Close()
+			js, _ := jetstream.New(nc)
+			st, _ := js.Stream(context.Background(), stream)
+			info, _ := st.Info(context.Background())
+			if info.State.Msgs != 10 {
+				t.Fatalf("stream holds %d messages, want 10 batches of 100", info.State.Msgs)
+			}
+			cons, _ := st.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{})
+			msgs, _ := cons.Fetch(10)
+			seen := map[uint64]bool{}
+			for m := range msgs.Messages() {
+				var evs []map[string]any
+				if enc == "json" {
+					for _, line := range strings.Split(strings.TrimSpace(string(m.Data())), "\n") {
+						var ev map[string]any
+						if err := json.Unmarshal([]byte(line), &ev); err != nil {
+							t.Fatal(err)
+						}
+						evs = append(evs, ev)
+					}
+				} else if err := msgpack.Unmarshal(m.Data(), &evs); err != nil {
+					t.Fatal(err)
+				}
+				for _, ev := range evs {
+					var seq uint64
+					fmt.Sscan(fmt.Sprint(ev["seq"]), &seq)
+					seen[seq] = true
+				}
+			}
+			if len(seen) != 1000 {
+				t.Errorf("batches carried %d distinct events, want 1000", len(seen))
+			}
+		})
+	}
+}
