@@ -11,10 +11,17 @@ import (
 type Summary struct {
 	Received  uint64            // events the sources emitted
 	Delivered uint64            // events the sinks wrote (summed over sinks)
+	PerSink   []SinkCount       // what each sink wrote, in config order
 	Dropped   map[string]uint64 // drops by reason, over every component
 }
 
 var summaryReasons = []string{pipeline.ReasonKernel, pipeline.ReasonQueueFull, pipeline.ReasonSinkError, pipeline.ReasonShutdown, pipeline.ReasonFiltered}
+
+// SinkCount is what one sink wrote.
+type SinkCount struct {
+	Sink    string
+	Written uint64
+}
 
 // Summary reads the agent's counters. It is safe to call while the agent
 // runs; the totals are final once Run has returned.
@@ -38,6 +45,7 @@ func (a *Agent) Summary() Summary {
 	for _, sk := range a.sinks {
 		c := a.metrics.Component("sink", sk.Name())
 		s.Delivered += c.Sent.Value()
+		s.PerSink = append(s.PerSink, SinkCount{Sink: sk.Name(), Written: c.Sent.Value()})
 		add(c)
 	}
 	return s
@@ -55,6 +63,15 @@ func (s Summary) String() string {
 	out := fmt.Sprintf("events: received %d, delivered %d, dropped %d", s.Received, s.Delivered, total)
 	if len(drops) > 0 {
 		out += " (" + strings.Join(drops, ", ") + ")"
+	}
+	// With several sinks "delivered" is a sum that can exceed "received";
+	// say which sink wrote what.
+	if len(s.PerSink) > 1 {
+		per := make([]string, len(s.PerSink))
+		for i, c := range s.PerSink {
+			per[i] = fmt.Sprintf("%s %d", c.Sink, c.Written)
+		}
+		out += "; written per sink: " + strings.Join(per, ", ")
 	}
 	return out
 }

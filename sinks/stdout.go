@@ -182,6 +182,9 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 			if err != nil {
 				return buf[:start], err
 			}
+			if text == "" {
+				continue // e.g. ret_error of a call that succeeded: noise in a row
+			}
 			if !first {
 				buf = append(buf, ' ')
 			}

@@ -94,7 +94,7 @@ func TestStdoutTableMixedSchemasAndLoss(t *testing.T) {
 	loss := codec.AppendMapHeader(nil, 2)
 	loss = codec.AppendString(codec.AppendString(loss, "type"), "loss")
 	loss = codec.AppendUint(codec.AppendString(loss, "count"), 5)
-	err = s.Write(context.Background(), []pipeline.Event{openEvent(1, "cat", "/etc/passwd", 3), {Data: loss, Kind: pipeline.KindLoss}})
+	err = s.Write(context.Background(), []pipeline.Event{openEvent(1, "cat", "/etc/passwd", 3), {Data: loss, Kind: pipeline.KindLoss}, openEvent(2, "cat", "", 3)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +104,10 @@ func TestStdoutTableMixedSchemasAndLoss(t *testing.T) {
 	}
 	if lines[2] != `-- {"type":"loss","count":5}` {
 		t.Errorf("loss line = %q", lines[2])
+	}
+	// An empty string is left out of the details rather than shown as "path=".
+	if strings.Contains(lines[3], "path=") || !strings.Contains(lines[3], "ret=3") {
+		t.Errorf("row with an empty path = %q", lines[3])
 	}
 }
 
