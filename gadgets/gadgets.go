@@ -75,6 +75,9 @@ func Lookup(name string) (Builtin, bool) {
 //     __type(value, struct event), which the kernel refuses on ring buffers;
 //     a loader must drop the value type (cilium/ebpf does) and may use it as
 //     the event type.
+//   - attach_kinds: one program per non-tracepoint attach kind (raw_tp,
+//     tp_btf, uprobe and uretprobe on "libc"), struct event { pid, kind,
+//     comm }; see the source for what fires each kind.
 //   - verifier_reject: a tracepoint program the verifier rejects (a write
 //     past the end of a map value).
 func TestObject(name string) ([]byte, error) {

@@ -3,6 +3,9 @@ package sources
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -135,6 +138,13 @@ func attachProgram(ps ProgramSpec, prog *ebpf.Program) (link.Link, error) {
 		if !ok || path == "" || sym == "" {
 			return nil, fmt.Errorf("section %q: want uprobe/<path>:<symbol>", ps.Section)
 		}
+		if !strings.Contains(path, "/") {
+			lib, err := resolveLibrary(path)
+			if err != nil {
+				return nil, fmt.Errorf("section %q: %w", ps.Section, err)
+			}
+			path = lib
+		}
 		ex, err := link.OpenExecutable(path)
 		if err != nil {
 			return nil, err
@@ -147,6 +157,44 @@ func attachProgram(ps ProgramSpec, prog *ebpf.Program) (link.Link, error) {
 		return ex.Uprobe(sym, prog, opts)
 	}
 	return nil, fmt.Errorf("%w %q (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, fentry, fexit, uprobe, uretprobe)", ErrUnsupportedAttach, ps.Section)
+}
+
+// libraryDirs are searched, in order, for a uprobe target given as a bare
+// library name. The multiarch directories come first: that is where Debian
+// and Ubuntu keep the libraries their programs load.
+var libraryDirs = []string{
+	"/lib/" + multiarchTriplet(), "/usr/lib/" + multiarchTriplet(),
+	"/lib64", "/usr/lib64", "/lib", "/usr/lib",
+}
+
+func multiarchTriplet() string {
+	switch runtime.GOARCH {
+	case "arm64":
+		return "aarch64-linux-gnu"
+	case "amd64":
+		return "x86_64-linux-gnu"
+	}
+	return runtime.GOARCH + "-linux-gnu"
+}
+
+// resolveLibrary finds the shared object a uprobe section names without a
+// path ("uprobe/libc:malloc", the Inspektor Gadget convention), so a gadget
+// does not hard-code one distribution's library layout. "libc" matches
+// libc.so.6 or libc.so; a name that already ends in a version is exact.
+func resolveLibrary(name string) (string, error) {
+	candidates := []string{name}
+	if !strings.Contains(name, ".so") {
+		candidates = []string{name + ".so.6", name + ".so.1", name + ".so.0", name + ".so"}
+	}
+	for _, dir := range libraryDirs {
+		for _, c := range candidates {
+			p := filepath.Join(dir, c)
+			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+				return p, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("find library %q for a uprobe: not in %s (give the full path in the section name)", name, strings.Join(libraryDirs, ", "))
 }
 
 // splitOffset splits "symbol+0x10" into the symbol and its offset.
