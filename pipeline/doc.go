@@ -5,8 +5,10 @@
 // and Sink interfaces.
 //
 // Ownership and concurrency: a Pipeline owns every goroutine it starts (one
-// per source, one stage worker, one writer per sink, one loss ticker) and
-// waits for all of them before Run returns; none outlives Run. Sources run on
+// per source, one stage worker, one writer per sink and per dead-letter
+// sink, one loss ticker) and waits for all of them before Run returns; none
+// outlives Run. The worker calls the stages, in the order of Spec.Stages,
+// from that one goroutine, and also their timers (Ticker) between batches. Sources run on
 // the caller's context; the worker and the writers run on a context detached
 // from it, so that cancelling Run's context stops the sources and lets the
 // rest drain for the grace period. Events are values: a queue copies the
@@ -19,6 +21,10 @@
 // has returned. Dropped events (other than those a stage filters on purpose)
 // are also aggregated by a LossTracker and enter the stream as loss records
 // (Kind == KindLoss) every LossInterval and once at shutdown.
+//
+// A failed stage call is counted by kind (StageError) and its input batch
+// follows the stage's ErrorPolicy: passed on, dropped (a loss), or routed to
+// a dead-letter sink.
 //
 // Errors: Push returns ErrQueueClosed after Close and ctx.Err() when a
 // blocking push is cancelled; Pop returns io.EOF once a closed queue is

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Metric names shared by every component. The label set is
@@ -54,20 +55,64 @@ type metricType uint8
 const (
 	typeCounter metricType = iota
 	typeGauge
+	typeHistogram
 )
 
 func (t metricType) String() string {
-	if t == typeGauge {
+	switch t {
+	case typeGauge:
 		return "gauge"
+	case typeHistogram:
+		return "histogram"
 	}
 	return "counter"
 }
 
 type series struct {
-	labels  string // rendered {k="v",...}, keys sorted; "" when unlabelled
+	labels  string   // rendered {k="v",...}, keys sorted; "" when unlabelled
+	pairs   []string // the label pairs labels was rendered from
 	counter *Counter
 	gauge   *Gauge
+	hist    *Histogram
 }
+
+// durationBuckets are the upper bounds of a Histogram's buckets: from 10µs
+// (a small Wasm batch) to 1s (far past any sane per-batch deadline).
+var durationBuckets = []time.Duration{
+	10 * time.Microsecond, 25 * time.Microsecond, 50 * time.Microsecond,
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, time.Second,
+}
+
+// Histogram counts durations in fixed buckets (10µs to 1s, 1-2.5-5 steps)
+// and keeps their sum, rendered in seconds as a Prometheus histogram.
+// Observe is lock-free and safe for concurrent use; a reader may see a sum
+// and counts from slightly different moments.
+type Histogram struct {
+	buckets [16]atomic.Uint64 // len(durationBuckets) + the +Inf bucket; not cumulative
+	sumNS   atomic.Uint64
+	count   atomic.Uint64
+}
+
+// Observe records one duration; negative durations count as zero.
+func (h *Histogram) Observe(d time.Duration) {
+	d = max(d, 0)
+	i := 0
+	for i < len(durationBuckets) && d > durationBuckets[i] {
+		i++
+	}
+	h.buckets[i].Add(1)
+	h.sumNS.Add(uint64(d))
+	h.count.Add(1)
+}
+
+// Count returns the number of observations.
+func (h *Histogram) Count() uint64 { return h.count.Load() }
+
+// Sum returns the sum of the observed durations.
+func (h *Histogram) Sum() time.Duration { return time.Duration(h.sumNS.Load()) }
 
 type family struct {
 	name   string
@@ -108,6 +153,12 @@ func (r *Registry) Gauge(name, help string, labels ...string) *Gauge {
 	return r.get(name, help, typeGauge, labels).gauge
 }
 
+// Histogram is Counter for duration histograms (see Histogram). The label
+// "le" is reserved for the buckets. Safe for concurrent use.
+func (r *Registry) Histogram(name, help string, labels ...string) *Histogram {
+	return r.get(name, help, typeHistogram, labels).hist
+}
+
 func (r *Registry) get(name, help string, typ metricType, labels []string) *series {
 	key := renderLabels(labels)
 	r.mu.Lock()
@@ -122,10 +173,13 @@ func (r *Registry) get(name, help string, typ metricType, labels []string) *seri
 	}
 	s := f.series[key]
 	if s == nil {
-		s = &series{labels: key}
-		if typ == typeGauge {
+		s = &series{labels: key, pairs: slices.Clone(labels)}
+		switch typ {
+		case typeGauge:
 			s.gauge = new(Gauge)
-		} else {
+		case typeHistogram:
+			s.hist = new(Histogram)
+		default:
 			s.counter = new(Counter)
 		}
 		f.series[key] = s
@@ -181,11 +235,13 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 		}
 		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s %s\n", f.name, helpEscaper.Replace(f.help), f.name, f.typ)
 		for _, s := range f.series {
-			bw.WriteString(f.name)
-			bw.WriteString(s.labels)
-			bw.WriteByte(' ')
-			bw.WriteString(s.value())
-			bw.WriteByte('\n')
+			s.each(f.name, func(name, labels, value string) {
+				bw.WriteString(name)
+				bw.WriteString(labels)
+				bw.WriteByte(' ')
+				bw.WriteString(value)
+				bw.WriteByte('\n')
+			})
 		}
 	}
 	// bufio.Writer's error is sticky, so checking once at the end is enough.
@@ -221,11 +277,27 @@ func (r *Registry) sortedFamilies() []frozenFamily {
 	return out
 }
 
-func (s *series) value() string {
-	if s.gauge != nil {
-		return strconv.FormatInt(s.gauge.Value(), 10)
+// each calls fn with every sample of the series: one for a counter or a
+// gauge; the cumulative buckets, the sum and the count for a histogram.
+func (s *series) each(name string, fn func(name, labels, value string)) {
+	switch {
+	case s.gauge != nil:
+		fn(name, s.labels, strconv.FormatInt(s.gauge.Value(), 10))
+	case s.hist != nil:
+		var cum uint64
+		for i := range s.hist.buckets {
+			cum += s.hist.buckets[i].Load()
+			le := "+Inf"
+			if i < len(durationBuckets) {
+				le = strconv.FormatFloat(durationBuckets[i].Seconds(), 'g', -1, 64)
+			}
+			fn(name+"_bucket", renderLabels(append(slices.Clip(s.pairs), "le", le)), strconv.FormatUint(cum, 10))
+		}
+		fn(name+"_sum", s.labels, strconv.FormatFloat(s.hist.Sum().Seconds(), 'g', -1, 64))
+		fn(name+"_count", s.labels, strconv.FormatUint(s.hist.Count(), 10))
+	default:
+		fn(name, s.labels, strconv.FormatUint(s.counter.Value(), 10))
 	}
-	return strconv.FormatUint(s.counter.Value(), 10)
 }
 
 type countingWriter struct {
@@ -249,7 +321,9 @@ func (r *Registry) Handler() http.Handler {
 }
 
 // Snapshot maps each series, written as in the exposition format
-// (`name{k="v",...}`, keys sorted), to its current value.
+// (`name{k="v",...}`, keys sorted), to its current value. A histogram
+// appears as its samples: name_bucket{...,le="..."}, name_sum (seconds) and
+// name_count.
 type Snapshot map[string]float64
 
 // Snapshot returns the current value of every series. Safe for concurrent
@@ -258,13 +332,10 @@ func (r *Registry) Snapshot() Snapshot {
 	out := make(Snapshot)
 	for _, f := range r.sortedFamilies() {
 		for _, s := range f.series {
-			var v float64
-			if s.gauge != nil {
-				v = float64(s.gauge.Value())
-			} else {
-				v = float64(s.counter.Value())
-			}
-			out[f.name+s.labels] = v
+			s.each(f.name, func(name, labels, value string) {
+				v, _ := strconv.ParseFloat(value, 64) // rendered by each, so it parses
+				out[name+labels] = v
+			})
 		}
 	}
 	return out

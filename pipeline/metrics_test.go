@@ -8,14 +8,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
 
 var (
 	helpLine   = regexp.MustCompile(`^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .*$`)
-	typeLine   = regexp.MustCompile(`^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$`)
-	sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? (-?[0-9]+)$`)
+	typeLine   = regexp.MustCompile(`^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$`)
+	sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? (-?[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?)$`)
 )
 
 // checkExposition parses text in the Prometheus text format strictly enough
@@ -27,6 +28,7 @@ func checkExposition(t *testing.T, text string) {
 		t.Errorf("exposition does not end with a newline")
 	}
 	families := map[string]bool{}
+	types := map[string]string{}
 	series := map[string]bool{}
 	current := ""
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
@@ -39,6 +41,8 @@ func checkExposition(t *testing.T, text string) {
 			families[m[1]] = true
 			if i+1 >= len(lines) || typeLine.FindStringSubmatch(lines[i+1]) == nil || typeLine.FindStringSubmatch(lines[i+1])[1] != m[1] {
 				t.Errorf("HELP for %s not followed by its TYPE line", m[1])
+			} else {
+				types[m[1]] = typeLine.FindStringSubmatch(lines[i+1])[2]
 			}
 			current = m[1]
 			i++
@@ -49,7 +53,7 @@ func checkExposition(t *testing.T, text string) {
 			t.Errorf("malformed line %q", line)
 			continue
 		}
-		if m[1] != current {
+		if m[1] != current && !(types[current] == "histogram" && (m[1] == current+"_bucket" || m[1] == current+"_sum" || m[1] == current+"_count")) {
 			t.Errorf("sample %q outside its family (current %s)", line, current)
 		}
 		key := m[1] + m[2]
@@ -95,6 +99,45 @@ func TestRegistryExposition(t *testing.T) {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("exposition lacks line %q; got:\n%s", want, text)
 		}
+	}
+}
+
+func TestHistogramExposition(t *testing.T) {
+	r := NewRegistry()
+	h := r.Histogram("sluice_test_seconds", "Test durations.", "name", "a")
+	if h != r.Histogram("sluice_test_seconds", "Test durations.", "name", "a") {
+		t.Error("Histogram is not cached")
+	}
+	for _, d := range []time.Duration{5 * time.Microsecond, 10 * time.Microsecond, 3 * time.Millisecond, 2 * time.Second, -time.Second} {
+		h.Observe(d)
+	}
+	var buf strings.Builder
+	if _, err := r.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	text := buf.String()
+	checkExposition(t, text)
+	for _, want := range []string{
+		`# TYPE sluice_test_seconds histogram`,
+		// 0, 5µs and 10µs: a bound is inclusive.
+		`sluice_test_seconds_bucket{le="1e-05",name="a"} 3`,
+		`sluice_test_seconds_bucket{le="0.0025",name="a"} 3`,
+		`sluice_test_seconds_bucket{le="0.005",name="a"} 4`,
+		`sluice_test_seconds_bucket{le="1",name="a"} 4`,
+		`sluice_test_seconds_bucket{le="+Inf",name="a"} 5`,
+		`sluice_test_seconds_sum{name="a"} 2.003015`,
+		`sluice_test_seconds_count{name="a"} 5`,
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("exposition lacks line %q; got:\n%s", want, text)
+		}
+	}
+	snap := r.Snapshot()
+	if got := snap.Get("sluice_test_seconds_count", "name", "a"); got != 5 {
+		t.Errorf("snapshot count = %v, want 5", got)
+	}
+	if got := snap.Get("sluice_test_seconds_bucket", "name", "a", "le", "0.005"); got != 4 {
+		t.Errorf("snapshot bucket le=0.005 = %v, want 4", got)
 	}
 }
 

@@ -5,22 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 )
-
-// Stage transforms batches between the edge queue and the sinks.
-type Stage interface {
-	Name() string
-	// Process appends the stage's output for in to out and returns it. It
-	// must not keep in or out after returning. A returned error is counted
-	// and the input batch is passed on unchanged.
-	Process(ctx context.Context, in []Event, out []Event) ([]Event, error)
-	// Close releases the stage; ctx bounds it (the shutdown grace period).
-	Close(ctx context.Context) error
-}
 
 // Defaults for the zero values of Spec.
 const (
@@ -66,20 +56,16 @@ type Pipeline struct {
 	sources []*sourceRT
 	stages  []*stageRT
 	sinks   []*sinkRT
-	ran     atomic.Bool
+	// deadLetters are the routes to the stages' dead-letter sinks: a queue
+	// and a writer each, fed only by failed batches (no loss records).
+	deadLetters []*sinkRT
+	ran         atomic.Bool
 }
 
 type sourceRT struct {
 	src Source
 	m   *ComponentMetrics
 	em  *sourceEmitter
-}
-
-type stageRT struct {
-	st       Stage
-	m        *ComponentMetrics
-	filtered *Counter
-	buf      []Event
 }
 
 type sinkRT struct {
@@ -130,21 +116,44 @@ func New(spec Spec) (*Pipeline, error) {
 			em:  &sourceEmitter{component: "source." + src.Name(), m: m, q: p.edge, loss: p.loss},
 		})
 	}
-	for _, st := range spec.Stages {
-		m := p.reg.Component("stage", st.Name())
-		p.stages = append(p.stages, &stageRT{st: st, m: m, filtered: m.Dropped(ReasonFiltered)})
-	}
-	for _, sk := range spec.Sinks {
+	newSinkRT := func(queueName string, sk Sink) (*sinkRT, error) {
 		m := p.reg.Component("sink", sk.Name())
-		q, err := NewQueue("sink."+sk.Name(), sinkCfg, m, p.loss)
+		q, err := NewQueue(queueName, sinkCfg, m, p.loss)
 		if err != nil {
 			return nil, fmt.Errorf("create pipeline %q: %w", spec.Name, err)
 		}
-		p.sinks = append(p.sinks, &sinkRT{
+		return &sinkRT{
 			sink: sk, m: m, q: q,
 			sinkErr:  m.Dropped(ReasonSinkError),
 			shutdown: m.Dropped(ReasonShutdown),
-		})
+		}, nil
+	}
+	for _, sk := range spec.Sinks {
+		s, err := newSinkRT("sink."+sk.Name(), sk)
+		if err != nil {
+			return nil, err
+		}
+		p.sinks = append(p.sinks, s)
+	}
+	deadLetters := map[Sink]*sinkRT{}
+	for _, st := range spec.Stages {
+		rt := newStageRT(p.reg, st)
+		if rt.action == ErrorDeadLetter {
+			_, sk := st.(ErrorPolicy).OnError()
+			if sk == nil {
+				return nil, fmt.Errorf("create pipeline %q: stage %s routes failed batches to a dead-letter sink but names none", spec.Name, st.Name())
+			}
+			if rt.deadLetter = deadLetters[sk]; rt.deadLetter == nil {
+				s, err := newSinkRT("deadletter."+sk.Name(), sk)
+				if err != nil {
+					return nil, err
+				}
+				deadLetters[sk] = s
+				p.deadLetters = append(p.deadLetters, s)
+				rt.deadLetter = s
+			}
+		}
+		p.stages = append(p.stages, rt)
 	}
 	return p, nil
 }
@@ -223,7 +232,7 @@ func (p *Pipeline) Run(ctx context.Context, grace time.Duration) error {
 	defer cancelDrain()
 
 	var g errgroup.Group
-	for _, s := range p.sinks {
+	for _, s := range append(slices.Clip(p.sinks), p.deadLetters...) {
 		g.Go(func() error {
 			p.writeSink(drainCtx, s)
 			return nil
@@ -252,7 +261,7 @@ func (p *Pipeline) Run(ctx context.Context, grace time.Duration) error {
 	// Everything still queued now missed the grace period. The queues are
 	// closed, so nothing can arrive after the count.
 	dropped := p.edge.discard(ReasonShutdown)
-	for _, s := range p.sinks {
+	for _, s := range append(slices.Clip(p.sinks), p.deadLetters...) {
 		dropped += s.q.discard(ReasonShutdown)
 	}
 	if dropped > 0 {
@@ -291,14 +300,27 @@ func (p *Pipeline) runSources(ctx context.Context) error {
 }
 
 // work moves batches from the edge queue through the stages into every sink
-// queue until the edge queue is drained (or the grace period ends), then
-// flushes the loss records one last time and closes the sink queues.
+// queue until the edge queue is drained (or the grace period ends), calling
+// the stages' tickers when they are due, then ticks a last time, flushes the
+// loss records one last time and closes the sink queues.
 func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDone <-chan struct{}) {
 	batch := make([]Event, 0, p.batchSize)
 	var lim logLimiter
+	var tickTimer *time.Timer
+	var tickC <-chan time.Time
+	if p.startTickers(time.Now()) {
+		tickTimer = time.NewTimer(time.Until(p.nextTick()))
+		defer tickTimer.Stop()
+		tickC = tickTimer.C
+	}
 	for {
 		var err error
-		batch, err = p.edge.Pop(ctx, batch[:0], p.batchSize, p.batchDelay)
+		batch, err = p.edge.pop(ctx, batch[:0], p.batchSize, p.batchDelay, tickC)
+		if err == errWoken {
+			p.runTicks(ctx, time.Now(), false, &lim)
+			tickTimer.Reset(time.Until(p.nextTick()))
+			continue
+		}
 		if err != nil {
 			break // io.EOF, or the grace period ended: Run counts what is left
 		}
@@ -312,46 +334,32 @@ func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDo
 		for _, st := range p.stages {
 			cur = p.runStage(ctx, st, cur, &lim)
 		}
-		for _, s := range p.sinks {
-			// Drops and a cancelled context are counted by the queue.
-			_ = s.q.Push(ctx, cur)
+		p.fanOut(ctx, cur)
+		if tickTimer != nil {
+			if now := time.Now(); !now.Before(p.nextTick()) {
+				p.runTicks(ctx, now, false, &lim)
+				tickTimer.Reset(time.Until(p.nextTick()))
+			}
 		}
 	}
 	clear(batch[:cap(batch)])
+	if tickTimer != nil && ctx.Err() == nil {
+		p.runTicks(ctx, time.Now(), true, &lim)
+	}
 	stopTick()
 	<-tickDone // no periodic flush may race the final one past the close below
 	p.flushLoss()
-	for _, s := range p.sinks {
+	for _, s := range append(slices.Clip(p.sinks), p.deadLetters...) {
 		s.q.Close()
 	}
 }
 
-func (p *Pipeline) runStage(ctx context.Context, st *stageRT, in []Event, lim *logLimiter) []Event {
-	st.m.Received.Add(uint64(len(in)))
-	out, err := st.st.Process(ctx, in, st.buf[:0])
-	if err != nil {
-		st.m.Errors.Inc()
-		st.m.Sent.Add(uint64(len(in)))
-		if ok, suppressed := lim.allow(time.Now()); ok {
-			p.log.Warn("stage failed; passing the batch on", "stage", st.st.Name(), "error", err, "suppressed", suppressed)
-		}
-		return in
+// fanOut hands a batch to every sink's queue.
+func (p *Pipeline) fanOut(ctx context.Context, batch []Event) {
+	for _, s := range p.sinks {
+		// Drops and a cancelled context are counted by the queue.
+		_ = s.q.Push(ctx, batch)
 	}
-	// Keep a grown output buffer for the next batch, unless the stage handed
-	// back its input, whose backing array the worker reuses for popping.
-	if cap(out) > cap(st.buf) && !sameBacking(out, in) {
-		st.buf = out[:0]
-	}
-	n, m := uint64(len(in)), uint64(len(out))
-	switch {
-	case m < n:
-		st.filtered.Add(n - m)
-	case m > n:
-		// Events a stage adds enter the pipeline there.
-		st.m.Received.Add(m - n)
-	}
-	st.m.Sent.Add(m)
-	return out
 }
 
 // sameBacking reports whether a and b share a backing array end, which
@@ -430,10 +438,17 @@ func (p *Pipeline) closeAll(ctx context.Context) error {
 		}
 	}
 	// Sinks close in parallel so that one slow flush does not eat the
-	// others' share of the grace period.
-	sinkErrs := make([]error, len(p.sinks))
+	// others' share of the grace period. A sink that is also a dead-letter
+	// sink is closed once.
+	toClose := slices.Clip(p.sinks)
+	for _, dl := range p.deadLetters {
+		if !slices.ContainsFunc(p.sinks, func(s *sinkRT) bool { return s.sink == dl.sink }) {
+			toClose = append(toClose, dl)
+		}
+	}
+	sinkErrs := make([]error, len(toClose))
 	var g errgroup.Group
-	for i, s := range p.sinks {
+	for i, s := range toClose {
 		g.Go(func() error {
 			if err := s.sink.Close(ctx); err != nil {
 				s.m.Errors.Inc()

@@ -254,6 +254,16 @@ func (q *Queue) PushControl(ev Event) {
 // ends first; in both cases no events are taken. Pop does not count Sent:
 // the caller does, once it has passed the events on. Safe for concurrent use.
 func (q *Queue) Pop(ctx context.Context, dst []Event, max int, maxDelay time.Duration) ([]Event, error) {
+	return q.pop(ctx, dst, max, maxDelay, nil)
+}
+
+// errWoken is pop's answer when wake fired before any event was taken.
+var errWoken = errors.New("pop woken")
+
+// pop is Pop that also returns errWoken, with no events taken, when wake
+// fires (the worker's tick timer) before a batch is ready; a nil wake never
+// fires.
+func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Duration, wake <-chan time.Time) ([]Event, error) {
 	if max < 1 {
 		max = 1
 	}
@@ -305,6 +315,8 @@ func (q *Queue) Pop(ctx context.Context, dst []Event, max int, maxDelay time.Dur
 		case <-ctx.Done():
 		case <-tc:
 			expired = true
+		case <-wake:
+			return dst, errWoken
 		}
 		q.mu.Lock()
 	}
