@@ -374,11 +374,12 @@ func sameBacking(a, b []Event) bool {
 // writeSink feeds one sink from its queue until the queue is closed and
 // drained, or the grace period ends.
 func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
-	buf := make([]Event, 0, p.batchSize)
+	batchSize, batchDelay := p.sinkBatch(s.sink)
+	buf := make([]Event, 0, batchSize)
 	var lim logLimiter
 	for {
 		var err error
-		buf, err = s.q.Pop(ctx, buf[:0], p.batchSize, p.batchDelay)
+		buf, err = s.q.Pop(ctx, buf[:0], batchSize, batchDelay)
 		if err != nil {
 			break
 		}
@@ -389,16 +390,10 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 			break
 		}
 		if err := s.sink.Write(ctx, buf); err != nil {
-			reason, ctr := ReasonSinkError, s.sinkErr
-			if ctx.Err() != nil {
-				reason, ctr = ReasonShutdown, s.shutdown
-			}
-			s.m.Errors.Inc()
-			ctr.Add(uint64(len(buf)))
-			trackLoss(p.loss, s.q.name, reason, buf)
+			lost := p.countWriteError(s, buf, err, ctx.Err() != nil)
 			if ok, suppressed := lim.allow(time.Now()); ok {
-				p.log.Warn("sink write failed; batch dropped", "sink", s.sink.Name(),
-					"events", len(buf), "error", err, "suppressed", suppressed)
+				p.log.Warn("sink write failed; events dropped", "sink", s.sink.Name(),
+					"events", lost, "of", len(buf), "error", err, "suppressed", suppressed)
 			}
 		} else {
 			s.m.Sent.Add(uint64(len(buf)))
