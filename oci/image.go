@@ -1,0 +1,222 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// ErrPlatform reports an image without a manifest for the wanted
+// architecture.
+var ErrPlatform = errors.New("no manifest for this architecture")
+
+// HostArch is the architecture gadget manifests are selected for: the Go
+// name of the machine's (amd64, arm64).
+var HostArch = runtime.GOARCH
+
+// GadgetImage is what a gadget image holds for one architecture.
+type GadgetImage struct {
+	// Digest is what the reference resolved to (usually an index).
+	Digest digest.Digest
+	// Manifest is the digest of the selected architecture's manifest.
+	Manifest digest.Digest
+	Arch     string
+	// Metadata is the config blob: gadget.yaml. Empty when the image has
+	// the empty config.
+	Metadata []byte
+	// Program is the eBPF ELF object.
+	Program []byte
+	// Wasm is the gadget's Wasm module, nil when it has none. It runs with
+	// the gadget's lifecycle (see docs/oci.md).
+	Wasm []byte
+	// Annotations are the manifest's annotations (org.opencontainers.image.*).
+	Annotations map[string]string
+}
+
+// StageImage is a Wasm stage image: the module and where it came from.
+type StageImage struct {
+	Digest   digest.Digest
+	Manifest digest.Digest
+	Module   []byte
+	// Annotations are the manifest's annotations.
+	Annotations map[string]string
+}
+
+// Gadget reads the gadget image desc for arch from the store, verifying
+// every blob's digest.
+func (s *Store) Gadget(ctx context.Context, desc ocispec.Descriptor, arch string) (*GadgetImage, error) {
+	md, m, err := s.selectManifest(ctx, desc, arch, isGadgetManifest)
+	if err != nil {
+		return nil, err
+	}
+	img := &GadgetImage{Digest: desc.Digest, Manifest: md.Digest, Arch: arch, Annotations: m.Annotations}
+	switch m.Config.MediaType {
+	case MediaTypeGadgetConfig:
+		if img.Metadata, err = s.fetch(ctx, m.Config, maxMetadataBytes); err != nil {
+			return nil, fmt.Errorf("read gadget metadata: %w", err)
+		}
+	case ocispec.MediaTypeEmptyJSON:
+	default:
+		return nil, fmt.Errorf("gadget manifest %s: config media type %q: want %s", md.Digest, m.Config.MediaType, MediaTypeGadgetConfig)
+	}
+	for _, l := range m.Layers {
+		switch l.MediaType {
+		case MediaTypeEBPF:
+			if img.Program != nil {
+				return nil, fmt.Errorf("gadget manifest %s has more than one eBPF layer", md.Digest)
+			}
+			if img.Program, err = s.fetch(ctx, l, maxLayerBytes); err != nil {
+				return nil, fmt.Errorf("read eBPF layer: %w", err)
+			}
+			if !bytes.HasPrefix(img.Program, []byte("\x7fELF")) {
+				return nil, fmt.Errorf("gadget manifest %s: the eBPF layer %s is not an ELF object", md.Digest, l.Digest)
+			}
+		case MediaTypeGadgetWasm:
+			if img.Wasm != nil {
+				return nil, fmt.Errorf("gadget manifest %s has more than one Wasm layer", md.Digest)
+			}
+			if img.Wasm, err = s.fetch(ctx, l, maxLayerBytes); err != nil {
+				return nil, fmt.Errorf("read Wasm layer: %w", err)
+			}
+			if !isWasm(img.Wasm) {
+				return nil, fmt.Errorf("gadget manifest %s: the Wasm layer %s is not a Wasm module", md.Digest, l.Digest)
+			}
+		case MediaTypeBTFGen:
+			// BTF for kernels without it; sluice requires kernel BTF.
+		default:
+			return nil, fmt.Errorf("gadget manifest %s: unknown layer media type %q", md.Digest, l.MediaType)
+		}
+	}
+	if img.Program == nil {
+		return nil, fmt.Errorf("gadget manifest %s has no eBPF layer (%s)", md.Digest, MediaTypeEBPF)
+	}
+	return img, nil
+}
+
+// Stage reads a Wasm stage image from the store. It accepts the CNCF Wasm
+// artifact layout (config application/vnd.wasm.config.v0+json, one
+// application/wasm layer) and a manifest whose one Wasm layer has the gadget
+// Wasm media type; an index is searched for such a manifest.
+func (s *Store) Stage(ctx context.Context, desc ocispec.Descriptor) (*StageImage, error) {
+	md, m, err := s.selectManifest(ctx, desc, "", isStageManifest)
+	if err != nil {
+		return nil, err
+	}
+	img := &StageImage{Digest: desc.Digest, Manifest: md.Digest, Annotations: m.Annotations}
+	for _, l := range m.Layers {
+		if l.MediaType != MediaTypeWasmLayer && l.MediaType != MediaTypeGadgetWasm {
+			continue
+		}
+		if img.Module != nil {
+			return nil, fmt.Errorf("stage manifest %s has more than one Wasm layer", md.Digest)
+		}
+		if img.Module, err = s.fetch(ctx, l, maxLayerBytes); err != nil {
+			return nil, fmt.Errorf("read Wasm layer: %w", err)
+		}
+		if !isWasm(img.Module) {
+			return nil, fmt.Errorf("stage manifest %s: layer %s is not a Wasm module", md.Digest, l.Digest)
+		}
+	}
+	return img, nil
+}
+
+func isWasm(b []byte) bool { return bytes.HasPrefix(b, []byte("\x00asm")) }
+
+func isGadgetManifest(m *ocispec.Manifest) bool { return kindOf(m) == "gadget" }
+
+func isStageManifest(m *ocispec.Manifest) bool {
+	if kindOf(m) != "stage" {
+		return false
+	}
+	n := 0
+	for _, l := range m.Layers {
+		if l.MediaType == MediaTypeWasmLayer || l.MediaType == MediaTypeGadgetWasm {
+			n++
+		}
+	}
+	return n >= 1
+}
+
+// selectManifest returns the manifest desc stands for: desc itself when it
+// is a manifest, or, in an index, the linux manifest for arch (any manifest
+// that fits when arch is "").
+func (s *Store) selectManifest(ctx context.Context, desc ocispec.Descriptor, arch string, fits func(*ocispec.Manifest) bool) (ocispec.Descriptor, *ocispec.Manifest, error) {
+	b, err := s.fetch(ctx, desc, maxMetadataBytes)
+	if err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
+	mediaType := desc.MediaType
+	if mediaType == "" {
+		var probe struct {
+			MediaType string `json:"mediaType"`
+		}
+		json.Unmarshal(b, &probe)
+		mediaType = probe.MediaType
+	}
+	switch {
+	case isManifest(mediaType):
+		var m ocispec.Manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return ocispec.Descriptor{}, nil, fmt.Errorf("decode manifest %s: %w", desc.Digest, err)
+		}
+		if !fits(&m) {
+			return ocispec.Descriptor{}, nil, fmt.Errorf("manifest %s is not a %s image (layers: %s)", desc.Digest, wantKind(fits), layerTypes(&m))
+		}
+		return desc, &m, nil
+	case isIndex(mediaType):
+		var idx ocispec.Index
+		if err := json.Unmarshal(b, &idx); err != nil {
+			return ocispec.Descriptor{}, nil, fmt.Errorf("decode index %s: %w", desc.Digest, err)
+		}
+		var have []string
+		for _, md := range idx.Manifests {
+			if md.Platform != nil {
+				have = append(have, md.Platform.OS+"/"+md.Platform.Architecture)
+			}
+			if arch != "" && (md.Platform == nil || md.Platform.Architecture != arch || (md.Platform.OS != "linux" && md.Platform.OS != "")) {
+				continue
+			}
+			mb, err := s.fetch(ctx, md, maxMetadataBytes)
+			if err != nil {
+				return ocispec.Descriptor{}, nil, err
+			}
+			var m ocispec.Manifest
+			if err := json.Unmarshal(mb, &m); err != nil {
+				return ocispec.Descriptor{}, nil, fmt.Errorf("decode manifest %s: %w", md.Digest, err)
+			}
+			if fits(&m) {
+				return md, &m, nil
+			}
+		}
+		if arch != "" {
+			return ocispec.Descriptor{}, nil, fmt.Errorf("image %s has no linux/%s manifest (it has %s): %w", desc.Digest, arch, strings.Join(have, ", "), ErrPlatform)
+		}
+		return ocispec.Descriptor{}, nil, fmt.Errorf("index %s has no %s manifest", desc.Digest, wantKind(fits))
+	}
+	return ocispec.Descriptor{}, nil, fmt.Errorf("%s: media type %q is neither an image manifest nor an index", desc.Digest, mediaType)
+}
+
+func wantKind(fits func(*ocispec.Manifest) bool) string {
+	if fits(&ocispec.Manifest{Layers: []ocispec.Descriptor{{MediaType: MediaTypeEBPF}}}) {
+		return "gadget"
+	}
+	return "Wasm stage"
+}
+
+func layerTypes(m *ocispec.Manifest) string {
+	var ts []string
+	for _, l := range m.Layers {
+		ts = append(ts, l.MediaType)
+	}
+	if len(ts) == 0 {
+		return "none"
+	}
+	return strings.Join(ts, ", ")
+}

@@ -1,0 +1,34 @@
+package oci
+
+// Media types of gadget images, as Inspektor Gadget defines them, so that an
+// image built by either project runs in the other.
+const (
+	// ArtifactTypeGadget marks a manifest as a gadget.
+	ArtifactTypeGadget = "application/vnd.gadget.v1+binary"
+	// MediaTypeGadgetConfig is the config blob: the gadget metadata (YAML).
+	MediaTypeGadgetConfig = "application/vnd.gadget.config.v1+yaml"
+	// MediaTypeEBPF is the layer holding the eBPF ELF object.
+	MediaTypeEBPF = "application/vnd.gadget.ebpf.program.v1+binary"
+	// MediaTypeGadgetWasm is the layer holding the gadget's Wasm module.
+	MediaTypeGadgetWasm = "application/vnd.gadget.wasm.program.v1+binary"
+	// MediaTypeBTFGen is Inspektor Gadget's btfgen layer (BTF for kernels
+	// without it); sluice needs kernel BTF and ignores this layer.
+	MediaTypeBTFGen = "application/vnd.gadget.btfgen.v1+binary"
+)
+
+// Media types of the CNCF Wasm OCI artifact layout, accepted for stage images.
+const (
+	MediaTypeWasmConfig = "application/vnd.wasm.config.v0+json"
+	MediaTypeWasmLayer  = "application/wasm"
+)
+
+// ArtifactTypeStage is what sluice writes as the artifactType of a stage
+// image it builds: the CNCF Wasm config media type, which is also the
+// manifest's config media type in that layout.
+const ArtifactTypeStage = MediaTypeWasmConfig
+
+// Annotations sluice sets beside the org.opencontainers.image.* ones.
+const (
+	// AnnotationBuilder names the tool that built an image.
+	AnnotationBuilder = "dev.sluice.builder"
+)

@@ -1,0 +1,316 @@
+package oci
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+	"oras.land/oras-go/v2/content"
+	orasoci "oras.land/oras-go/v2/content/oci"
+	"oras.land/oras-go/v2/errdef"
+
+	"github.com/sluice-dev/sluice/oci/sign"
+)
+
+// ErrNotFound reports an image that is not in the store (or registry).
+var ErrNotFound = errdef.ErrNotFound
+
+// DefaultDataDir is where the store lives when neither the config, the
+// --data-dir flag nor SLUICE_DATA_DIR says otherwise.
+const DefaultDataDir = "/var/lib/sluice"
+
+// DataDirEnv names the environment variable that overrides the data dir.
+const DataDirEnv = "SLUICE_DATA_DIR"
+
+// maxMetadataBytes bounds manifests, indexes and configs read into memory.
+const maxMetadataBytes = 4 << 20
+
+// maxLayerBytes bounds a layer read into memory (eBPF objects and Wasm
+// modules are kilobytes to a few megabytes).
+const maxLayerBytes = 256 << 20
+
+// Store is the local image store: an OCI image layout in DIR/images, where
+// DIR is the data dir. Open it with [OpenStore] and Close it when done; it
+// holds an exclusive advisory lock on DIR/images.lock meanwhile, so that
+// two processes never rewrite index.json at once. A Store is safe for
+// concurrent use within the process.
+type Store struct {
+	root   string
+	layout *orasoci.Store
+	lock   *os.File
+}
+
+// StoreDir is the layout directory under a data dir.
+func StoreDir(dataDir string) string { return filepath.Join(dataDir, "images") }
+
+// OpenStore opens (creating when needed) the store under dataDir, waiting
+// for another process's lock until ctx is done.
+func OpenStore(ctx context.Context, dataDir string) (*Store, error) {
+	root := StoreDir(dataDir)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	lock, err := os.OpenFile(root+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open image store lock: %w", err)
+	}
+	if err := flock(ctx, lock); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("lock image store %s: %w", root, err)
+	}
+	layout, err := orasoci.NewWithContext(ctx, root)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open image store %s: %w", root, err)
+	}
+	return &Store{root: root, layout: layout, lock: lock}, nil
+}
+
+// flock takes an exclusive lock on f, polling so that ctx can end the wait.
+func flock(ctx context.Context, f *os.File) error {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("held by another sluice process: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Close releases the store's lock.
+func (s *Store) Close() error {
+	return s.lock.Close()
+}
+
+// Root is the layout directory.
+func (s *Store) Root() string { return s.root }
+
+// Layout is the underlying OCI layout, for copying with oras.
+func (s *Store) Layout() *orasoci.Store { return s.layout }
+
+// Resolve finds what ref names in the store. A digest-pinned reference is
+// resolved by digest alone (content is addressed by digest, whatever the
+// name it was pulled under); a tag is resolved through the name the store
+// recorded.
+func (s *Store) Resolve(ctx context.Context, ref Reference) (ocispec.Descriptor, error) {
+	if ref.Digest != "" {
+		desc, err := s.layout.Resolve(ctx, ref.Digest.String())
+		if err != nil {
+			return ocispec.Descriptor{}, fmt.Errorf("image %s is not in the local store: %w", ref, ErrNotFound)
+		}
+		return desc, nil
+	}
+	desc, err := s.layout.Resolve(ctx, ref.StoreKey())
+	if err != nil {
+		if errors.Is(err, errdef.ErrNotFound) {
+			return ocispec.Descriptor{}, fmt.Errorf("image %s is not in the local store: %w", ref, ErrNotFound)
+		}
+		return ocispec.Descriptor{}, fmt.Errorf("resolve %s in the local store: %w", ref, err)
+	}
+	return desc, nil
+}
+
+// Tag names desc ref in the store.
+func (s *Store) Tag(ctx context.Context, desc ocispec.Descriptor, ref Reference) error {
+	if err := s.layout.Tag(ctx, desc, ref.StoreKey()); err != nil {
+		return fmt.Errorf("tag %s: %w", ref, err)
+	}
+	return nil
+}
+
+// fetch reads a blob whole, verifying its size and digest: a tampered blob
+// is an error here, never bytes.
+func (s *Store) fetch(ctx context.Context, desc ocispec.Descriptor, limit int64) ([]byte, error) {
+	return fetchVerified(ctx, s.layout, desc, limit)
+}
+
+func fetchVerified(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor, limit int64) ([]byte, error) {
+	if desc.Size > limit {
+		return nil, fmt.Errorf("blob %s is %d bytes, more than the %d allowed", desc.Digest, desc.Size, limit)
+	}
+	if desc.Size < 0 {
+		return nil, fmt.Errorf("blob %s has a negative size", desc.Digest)
+	}
+	b, err := content.FetchAll(ctx, f, desc)
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s (%s): %w", desc.Digest, desc.MediaType, err)
+	}
+	return b, nil
+}
+
+// Image is one named image in the store, as `sluice image list` shows it.
+type Image struct {
+	Ref       string // the name it is stored under
+	Digest    digest.Digest
+	MediaType string
+	Kind      string // "gadget", "stage" or "" (something else)
+	Archs     []string
+	Created   string
+	Size      int64 // bytes of the manifests' blobs, shared blobs counted once per image
+}
+
+// List returns every named image, sorted by name. Signature tags
+// (sha256-<hex>.sig) are not images and are left out.
+func (s *Store) List(ctx context.Context) ([]Image, error) {
+	var names []string
+	err := s.layout.Tags(ctx, "", func(tags []string) error {
+		names = append(names, tags...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	var out []Image
+	for _, name := range names {
+		if strings.HasPrefix(name, "sha256:") || isSignatureTag(name) {
+			continue
+		}
+		desc, err := s.layout.Resolve(ctx, name)
+		if err != nil {
+			continue
+		}
+		img := Image{Ref: name, Digest: desc.Digest, MediaType: desc.MediaType}
+		s.describe(ctx, desc, &img)
+		out = append(out, img)
+	}
+	slices.SortFunc(out, func(a, b Image) int { return strings.Compare(a.Ref, b.Ref) })
+	return out, nil
+}
+
+// describe fills what List shows beyond the name; an unreadable image keeps
+// an empty kind rather than failing the whole listing.
+func (s *Store) describe(ctx context.Context, desc ocispec.Descriptor, img *Image) {
+	manifests := []ocispec.Descriptor{desc}
+	if isIndex(desc.MediaType) {
+		b, err := s.fetch(ctx, desc, maxMetadataBytes)
+		if err != nil {
+			return
+		}
+		var idx ocispec.Index
+		if json.Unmarshal(b, &idx) != nil {
+			return
+		}
+		img.Created = idx.Annotations[ocispec.AnnotationCreated]
+		img.Size = desc.Size
+		manifests = idx.Manifests
+	}
+	for _, md := range manifests {
+		b, err := s.fetch(ctx, md, maxMetadataBytes)
+		if err != nil {
+			continue
+		}
+		var m ocispec.Manifest
+		if json.Unmarshal(b, &m) != nil {
+			continue
+		}
+		if img.Created == "" {
+			img.Created = m.Annotations[ocispec.AnnotationCreated]
+		}
+		img.Size += md.Size + m.Config.Size
+		for _, l := range m.Layers {
+			img.Size += l.Size
+		}
+		if img.Kind == "" {
+			img.Kind = kindOf(&m)
+		}
+		if md.Platform != nil {
+			img.Archs = append(img.Archs, md.Platform.Architecture)
+		}
+	}
+	slices.Sort(img.Archs)
+}
+
+// kindOf tells a gadget manifest from a stage manifest by its layers.
+func kindOf(m *ocispec.Manifest) string {
+	hasEBPF, hasWasm := false, false
+	for _, l := range m.Layers {
+		switch l.MediaType {
+		case MediaTypeEBPF:
+			hasEBPF = true
+		case MediaTypeGadgetWasm, MediaTypeWasmLayer:
+			hasWasm = true
+		}
+	}
+	switch {
+	case hasEBPF:
+		return "gadget"
+	case hasWasm:
+		return "stage"
+	}
+	return ""
+}
+
+// Remove deletes the name ref. The content goes too (with the signatures
+// that refer to it) unless another name still points at the same digest.
+func (s *Store) Remove(ctx context.Context, ref Reference) error {
+	desc, err := s.Resolve(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if ref.Tag != "" {
+		if err := s.layout.Untag(ctx, ref.StoreKey()); err != nil {
+			return fmt.Errorf("remove %s: %w", ref, err)
+		}
+	}
+	shared := false
+	err = s.layout.Tags(ctx, "", func(tags []string) error {
+		for _, t := range tags {
+			if strings.HasPrefix(t, "sha256:") || isSignatureTag(t) {
+				continue
+			}
+			if d, err := s.layout.Resolve(ctx, t); err == nil && d.Digest == desc.Digest {
+				shared = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", ref, err)
+	}
+	if shared {
+		return nil
+	}
+	// Signatures in the tag layout name the image's digest.
+	sigTag := ref.Name() + ":" + sign.SignatureTag(desc.Digest)
+	if _, err := s.layout.Resolve(ctx, sigTag); err == nil {
+		if err := s.layout.Untag(ctx, sigTag); err != nil {
+			return fmt.Errorf("remove signatures of %s: %w", ref, err)
+		}
+	}
+	if err := s.layout.Delete(ctx, desc); err != nil && !errors.Is(err, errdef.ErrNotFound) {
+		return fmt.Errorf("remove %s: %w", ref, err)
+	}
+	if err := s.layout.GC(ctx); err != nil {
+		return fmt.Errorf("remove %s: collect unreferenced blobs: %w", ref, err)
+	}
+	return nil
+}
+
+func isSignatureTag(name string) bool {
+	i := strings.LastIndex(name, ":")
+	return i >= 0 && strings.HasSuffix(name, ".sig") && strings.HasPrefix(name[i+1:], "sha256-")
+}
+
+func isIndex(mediaType string) bool {
+	return mediaType == ocispec.MediaTypeImageIndex || mediaType == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+func isManifest(mediaType string) bool {
+	return mediaType == ocispec.MediaTypeImageManifest || mediaType == "application/vnd.docker.distribution.manifest.v2+json"
+}
