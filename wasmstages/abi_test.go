@@ -1,0 +1,202 @@
+package wasmstages
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/pipeline/codec"
+)
+
+// entry is one result entry, for building results in tests.
+type entry struct {
+	op    byte
+	index uint32
+	data  []byte // EMIT only
+}
+
+func buildResult(entries ...entry) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, uint32(len(entries)))
+	for _, e := range entries {
+		b = append(b, e.op)
+		b = binary.LittleEndian.AppendUint32(b, e.index)
+		if e.op == opEmit {
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(e.data)))
+			b = append(b, e.data...)
+		}
+	}
+	return b
+}
+
+func mapOf(kv ...string) []byte {
+	b := codec.AppendMapHeader(nil, len(kv)/2)
+	for _, s := range kv {
+		b = codec.AppendString(b, s)
+	}
+	return b
+}
+
+var testSchema = &pipeline.Schema{Gadget: "g"}
+
+func testInputs() []pipeline.Event {
+	return []pipeline.Event{
+		{Data: mapOf("comm", "a"), Source: "s", Seq: 1, Schema: testSchema},
+		{Data: mapOf("comm", "b"), Source: "s", Seq: 2, Schema: testSchema},
+		{Data: mapOf("comm", "c"), Source: "t", Seq: 9, Schema: testSchema},
+	}
+}
+
+func TestParseResult(t *testing.T) {
+	in := testInputs()
+	emitted := mapOf("comm", "b", "user", "root")
+	tests := []struct {
+		name    string
+		res     []byte
+		tick    bool
+		want    []pipeline.Event
+		wantErr string
+	}{
+		{name: "drop all", res: buildResult(), want: nil},
+		{name: "keep", res: buildResult(entry{op: opKeep, index: 2}, entry{op: opKeep, index: 0}), want: []pipeline.Event{in[2], in[0]}},
+		{name: "replace and flat-map", res: buildResult(entry{op: opEmit, index: 1, data: emitted}, entry{op: opKeep, index: 1}, entry{op: opEmit, index: noInput, data: mapOf()}),
+			want: []pipeline.Event{{Data: emitted, Source: "s", Seq: 2, Schema: testSchema}, in[1], {Data: mapOf(), Source: "stage"}}},
+		{name: "tick emit", tick: true, res: buildResult(entry{op: opEmit, index: noInput, data: emitted}), want: []pipeline.Event{{Data: emitted, Source: "stage"}}},
+		{name: "no count", res: []byte{1, 0}, wantErr: "hold no entry count"},
+		{name: "cut entry", res: buildResult(entry{op: opKeep})[:7], wantErr: "cut short"},
+		{name: "keep out of range", res: buildResult(entry{op: opKeep, index: 3}), wantErr: "KEEP of input 3, but the batch has 3 events"},
+		{name: "emit out of range", res: buildResult(entry{op: opEmit, index: 7, data: emitted}), wantErr: "derived from input 7"},
+		{name: "unknown op", res: buildResult(entry{op: 3}), wantErr: "op 3"},
+		{name: "emit past end", res: buildResult(entry{op: opEmit, data: emitted})[:16], wantErr: "runs past the end"},
+		{name: "emit array", res: buildResult(entry{op: opEmit, data: []byte{0x91, 0x01}}), wantErr: "not a msgpack map"},
+		{name: "emit empty", res: buildResult(entry{op: opEmit, data: nil}), wantErr: "empty"},
+		{name: "emit two maps", res: buildResult(entry{op: opEmit, data: append(mapOf(), mapOf()...)}), wantErr: "1 bytes follow the map"},
+		{name: "trailing bytes", res: append(buildResult(entry{op: opKeep}), 0), wantErr: "1 bytes follow the last of 1 entries"},
+		{name: "tick keep", tick: true, res: buildResult(entry{op: opKeep}), wantErr: "a tick has no inputs to KEEP"},
+		{name: "tick emit from input", tick: true, res: buildResult(entry{op: opEmit, index: 0, data: emitted}), wantErr: "ticks have no inputs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var tin []pipeline.Event
+			if !tt.tick {
+				tin = in
+			}
+			prefix := []pipeline.Event{{Seq: 100}}
+			out, _, err := parseResult(tt.res, tin, prefix, tt.tick, "stage", nil)
+			if tt.wantErr != "" {
+				if !errors.Is(err, errMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want a malformed-result error containing %q", err, tt.wantErr)
+				}
+				if len(out) != 1 {
+					t.Errorf("a malformed result left %d events in out, want the 1 given", len(out))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(append(prefix, tt.want...), out); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// FuzzParseResult feeds arbitrary results to the parser: it must never
+// panic, must take every EMIT payload out of the guest's memory, and must
+// accept only results whose every event is a msgpack map.
+func FuzzParseResult(f *testing.F) {
+	in := testInputs()
+	f.Add(buildResult(entry{op: opKeep, index: 1}), false)
+	f.Add(buildResult(entry{op: opEmit, index: 0, data: mapOf("k", "v")}, entry{op: opKeep, index: 2}), false)
+	f.Add(buildResult(entry{op: opEmit, index: noInput, data: mapOf("type", "summary")}), true)
+	f.Add(buildResult(entry{op: opEmit, index: 2, data: []byte{0xdf, 0, 0, 0, 1, 0xa1, 'k', 0x92, 0xc3, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0}}), false)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f}, false)
+	f.Fuzz(func(t *testing.T, res []byte, tick bool) {
+		var tin []pipeline.Event
+		if !tick {
+			tin = in
+		}
+		guestMem := bytes.Clone(res)
+		out, _, err := parseResult(guestMem, tin, nil, tick, "stage", nil)
+		if err != nil {
+			if !errors.Is(err, errMalformed) || len(out) != 0 {
+				t.Fatalf("error %v with %d events", err, len(out))
+			}
+			return
+		}
+		before := make([][]byte, len(out))
+		for i, ev := range out {
+			if err := checkEvent(ev.Data); err != nil {
+				t.Fatalf("event %d accepted but not a map: %v", i, err)
+			}
+			before[i] = bytes.Clone(ev.Data)
+		}
+		// The guest reuses its memory on the next call.
+		for i := range guestMem {
+			guestMem[i] ^= 0xff
+		}
+		for i, ev := range out {
+			if !bytes.Equal(ev.Data, before[i]) {
+				t.Fatalf("event %d still points into guest memory", i)
+			}
+		}
+	})
+}
+
+func TestEncodeBatch(t *testing.T) {
+	in := testInputs()
+	b := make([]byte, batchSize(in))
+	encodeBatch(b, in)
+	want := binary.LittleEndian.AppendUint32(nil, 3)
+	for _, ev := range in {
+		want = binary.LittleEndian.AppendUint32(want, uint32(len(ev.Data)))
+		want = append(want, ev.Data...)
+	}
+	if !bytes.Equal(b, want) {
+		t.Errorf("batch\n got %x\nwant %x", b, want)
+	}
+}
+
+func TestAppendParams(t *testing.T) {
+	got, err := appendParams(nil, map[string]any{
+		"z": []any{int64(-1), uint8(2), 1.5, true, nil},
+		"a": map[string]any{"n": []string{"x"}, "m": map[string]string{"k": "v"}},
+		"b": []byte{1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keys sorted: a, b, z; nested maps sorted too.
+	want := codec.AppendMapHeader(nil, 3)
+	want = codec.AppendString(want, "a")
+	want = codec.AppendMapHeader(want, 2)
+	want = codec.AppendString(want, "m")
+	want = codec.AppendMapHeader(want, 1)
+	want = codec.AppendString(codec.AppendString(want, "k"), "v")
+	want = codec.AppendString(want, "n")
+	want = codec.AppendString(codec.AppendArrayHeader(want, 1), "x")
+	want = codec.AppendString(want, "b")
+	want = codec.AppendBytes(want, []byte{1})
+	want = codec.AppendString(want, "z")
+	want = codec.AppendArrayHeader(want, 5)
+	want = codec.AppendInt(want, -1)
+	want = codec.AppendUint(want, 2)
+	want = codec.AppendFloat64(want, 1.5)
+	want = codec.AppendBool(want, true)
+	want = codec.AppendNil(want)
+	if !bytes.Equal(got, want) {
+		t.Errorf("params\n got %x\nwant %x", got, want)
+	}
+	if _, err := appendParams(nil, map[string]any{"c": make(chan int)}); err == nil || !strings.Contains(err.Error(), "c: params value of type chan int") {
+		t.Errorf("error = %v, want one naming the key and the type", err)
+	}
+	empty, _ := appendParams(nil, nil)
+	if !bytes.Equal(empty, []byte{0x80}) {
+		t.Errorf("nil params = %x, want an empty map", empty)
+	}
+}

@@ -1,0 +1,39 @@
+// Package wasmstages runs WebAssembly stages: modules that filter, enrich,
+// redact and reshape the events of a pipeline, called once per batch through
+// the stage ABI (docs/stage-abi.md) on wazero's compiler engine.
+//
+// A Stage implements pipeline.Stage, pipeline.ErrorPolicy and
+// pipeline.Ticker. It owns one wazero runtime, the compiled module of the
+// version it runs, and one module instance per worker: instances are not
+// safe for concurrent use, so each serves one goroutine at a time. Compiled
+// code is shared through a Cache (on disk under the agent's data directory),
+// so a second start, or a second stage with the same module, does not
+// compile again.
+//
+// Safety: every call into a guest runs under a deadline (Config.Timeout)
+// with wazero's close-on-context-done, and every instance under a memory
+// limit (Config.MemoryLimit). A guest that traps, exceeds its deadline, runs
+// out of memory or returns a malformed result fails its batch with a
+// *pipeline.StageError of the matching kind (KindTrap, KindTimeout, ...);
+// its instance is discarded and replaced by a fresh one before the next
+// batch. The batch then follows the stage's on_error policy, applied by the
+// pipeline. Guests get WASI with real clocks and random numbers and nothing
+// else (no files, network, environment or output) unless Config.Grants
+// says so.
+//
+// Hot swap: Swap replaces the module between two batches. The new version
+// is compiled, checked and initialised beside the running one; any failure
+// keeps the old version running. A batch is processed entirely by one
+// version, so a swap neither loses nor repeats an event. WatchFile swaps in
+// a module file whenever its content changes.
+//
+// Concurrency: Process, Tick, Swap, WatchFile and Close are safe for
+// concurrent use; Process and Tick are serialised with each other and with
+// the moment of a swap. Name, OnError and TickInterval never change.
+//
+// Errors are conclusive: New, Check and Swap fail with ErrABI (a module that
+// does not implement this host's ABI: wrong version, missing or mistyped
+// export, unknown import), ErrInit (the guest's sluice_init failed; the
+// message is the guest's) or a compile or config error; none of them leaves
+// anything running.
+package wasmstages

@@ -1,0 +1,220 @@
+package wasmstages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/sluice-dev/sluice/pipeline"
+)
+
+// instance is one instantiated guest. It is used by one goroutine at a time
+// (the Stage hands each worker slot to one goroutine per batch).
+type instance struct {
+	mod  api.Module
+	mem  api.Memory
+	lm   *limitedMemory
+	name string
+
+	alloc, process, tick, close api.Function
+
+	inPtr, inCap uint32 // the host's input buffer, from sluice_alloc
+	stack        []uint64
+	emits        []int
+	errMsg       []byte // set by set_error during the current call
+	// broken is set once a call failed in a way that leaves the instance
+	// unusable or untrustworthy; the Stage then discards it.
+	broken bool
+}
+
+// callError is a failed call into a guest, classified.
+func callError(kind, format string, args ...any) *pipeline.StageError {
+	return &pipeline.StageError{Kind: kind, Err: fmt.Errorf(format, args...)}
+}
+
+// call runs fn with the deadline and classifies its failure. ctx is the
+// caller's context: when it ends first the failure is KindCanceled, not
+// the guest's fault.
+func (inst *instance) call(ctx context.Context, timeout time.Duration, fn api.Function, what string) error {
+	inst.lm.refused.Store(false)
+	inst.errMsg = inst.errMsg[:0]
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	err := fn.CallWithStack(cctx, inst.stack)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	inst.broken = true
+	if inst.lm.refused.Load() {
+		return callError(KindOOM, "%s: the guest needed more memory than its limit of %d bytes: %w", what, inst.lm.limit, err)
+	}
+	if exit, ok := errors.AsType[*sys.ExitError](err); ok {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded, sys.ExitCodeContextCanceled:
+			if ctx.Err() != nil {
+				return callError(KindCanceled, "%s: cancelled: %w", what, ctx.Err())
+			}
+			return callError(KindTimeout, "%s: ran past its deadline of %s", what, timeout)
+		}
+		return callError(KindTrap, "%s: the guest exited with code %d", what, exit.ExitCode())
+	}
+	return callError(KindTrap, "%s: %w", what, err)
+}
+
+// guestError turns a negative result into an error with the guest's message.
+func (inst *instance) guestError(what string) error {
+	msg := string(inst.errMsg)
+	if msg == "" {
+		msg = "no message (the guest did not call set_error)"
+	}
+	if inst.lm.refused.Load() {
+		inst.broken = true
+		return callError(KindOOM, "%s: the guest needed more memory than its limit of %d bytes and failed: %s", what, inst.lm.limit, msg)
+	}
+	return callError(KindGuest, "%s failed: %s", what, msg)
+}
+
+// input returns a view of a guest buffer of at least size bytes for the host
+// to write into, calling sluice_alloc when the current one is too small.
+func (inst *instance) input(ctx context.Context, timeout time.Duration, size int) ([]byte, error) {
+	if uint64(size) > inst.lm.limit {
+		inst.broken = true
+		return nil, callError(KindOOM, "a batch of %d bytes does not fit the memory limit of %d bytes", size, inst.lm.limit)
+	}
+	if uint32(size) > inst.inCap {
+		want := max(uint64(size)+uint64(size)/4, 64<<10)
+		want = min(want, inst.lm.limit/2, 1<<31-1)
+		want = max(want, uint64(size))
+		inst.stack[0] = uint64(want)
+		if err := inst.call(ctx, timeout, inst.alloc, "sluice_alloc"); err != nil {
+			return nil, err
+		}
+		ptr := uint32(inst.stack[0])
+		if ptr == 0 {
+			inst.broken = true
+			return nil, callError(KindOOM, "sluice_alloc(%d) returned 0: the guest is out of memory", want)
+		}
+		inst.inPtr, inst.inCap = ptr, uint32(want)
+	}
+	view, ok := inst.mem.Read(inst.inPtr, uint32(size))
+	if !ok {
+		inst.broken = true
+		return nil, callError(KindMalformed, "sluice_alloc returned %#x, whose %d bytes lie outside the guest's %d-byte memory", inst.inPtr, size, inst.mem.Size())
+	}
+	return view, nil
+}
+
+// result returns the guest memory a process or tick call returned.
+func (inst *instance) result(what string) ([]byte, error) {
+	r := int64(inst.stack[0])
+	if r < 0 {
+		return nil, inst.guestError(what)
+	}
+	ptr, n := uint32(uint64(r)>>32), uint32(r)
+	res, ok := inst.mem.Read(ptr, n)
+	if !ok {
+		inst.broken = true
+		return nil, callError(KindMalformed, "%s returned %d bytes at %#x, outside the guest's %d-byte memory", what, n, ptr, inst.mem.Size())
+	}
+	return res, nil
+}
+
+// processBatch runs one batch through the guest and appends its output.
+func (inst *instance) processBatch(ctx context.Context, timeout time.Duration, in, out []pipeline.Event, source string) ([]pipeline.Event, error) {
+	size := batchSize(in)
+	view, err := inst.input(ctx, timeout, size)
+	if err != nil {
+		return out, err
+	}
+	encodeBatch(view, in)
+	inst.stack[0], inst.stack[1] = uint64(inst.inPtr), uint64(size)
+	if err := inst.call(ctx, timeout, inst.process, "sluice_process"); err != nil {
+		return out, err
+	}
+	res, err := inst.result("sluice_process")
+	if err != nil {
+		return out, err
+	}
+	out, inst.emits, err = parseResult(res, in, out, false, source, inst.emits)
+	if err != nil {
+		inst.broken = true
+		return out, &pipeline.StageError{Kind: KindMalformed, Err: fmt.Errorf("sluice_process: %w", err)}
+	}
+	return out, nil
+}
+
+// tickOnce calls sluice_tick and appends what it emits.
+func (inst *instance) tickOnce(ctx context.Context, timeout time.Duration, now time.Time, out []pipeline.Event, source string) ([]pipeline.Event, error) {
+	inst.stack[0] = uint64(now.UnixNano())
+	if err := inst.call(ctx, timeout, inst.tick, "sluice_tick"); err != nil {
+		return out, err
+	}
+	res, err := inst.result("sluice_tick")
+	if err != nil {
+		return out, err
+	}
+	out, inst.emits, err = parseResult(res, nil, out, true, source, inst.emits)
+	if err != nil {
+		inst.broken = true
+		return out, &pipeline.StageError{Kind: KindMalformed, Err: fmt.Errorf("sluice_tick: %w", err)}
+	}
+	return out, nil
+}
+
+// initialize runs the reactor's _initialize, checks the ABI version and
+// calls sluice_init with the encoded params.
+func (inst *instance) initialize(ctx context.Context, initialize, version, init api.Function, params []byte) error {
+	if initialize != nil {
+		if err := inst.call(ctx, InitTimeout, initialize, "_initialize"); err != nil {
+			return err
+		}
+	}
+	if err := inst.call(ctx, InitTimeout, version, "sluice_abi_version"); err != nil {
+		return err
+	}
+	if v := int32(inst.stack[0]); v != ABIVersion {
+		return fmt.Errorf("%w: sluice_abi_version returned %d; this host implements version %d", ErrABI, v, ABIVersion)
+	}
+	view, err := inst.input(ctx, InitTimeout, len(params))
+	if err != nil {
+		return err
+	}
+	copy(view, params)
+	inst.stack[0], inst.stack[1] = uint64(inst.inPtr), uint64(len(params))
+	if err := inst.call(ctx, InitTimeout, init, "sluice_init"); err != nil {
+		return err
+	}
+	if rc := int32(inst.stack[0]); rc != 0 {
+		msg := string(inst.errMsg)
+		if msg == "" {
+			msg = "no message (the guest did not call set_error)"
+		}
+		return fmt.Errorf("%w: sluice_init returned %d: %s", ErrInit, rc, msg)
+	}
+	return nil
+}
+
+// closeGuest calls sluice_close on an instance that still works, then
+// releases it.
+func (inst *instance) closeGuest(ctx context.Context, timeout time.Duration) error {
+	var err error
+	if inst.close != nil && !inst.broken {
+		err = inst.call(ctx, timeout, inst.close, "sluice_close")
+	}
+	if cerr := inst.mod.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+		err = fmt.Errorf("close instance %s: %w", inst.name, cerr)
+	}
+	return err
+}
+
+// memoryAllocatorContext attaches an allocator that enforces limit to ctx,
+// for one instantiation.
+func memoryAllocatorContext(ctx context.Context, limit uint64) (context.Context, *limitedAllocator) {
+	a := &limitedAllocator{limit: limit}
+	return experimental.WithMemoryAllocator(ctx, a), a
+}

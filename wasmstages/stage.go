@@ -1,0 +1,508 @@
+package wasmstages
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/sluice-dev/sluice/pipeline"
+)
+
+// Stage is a Wasm stage: a pipeline.Stage that runs a module version's
+// instances. Build it with New. See the package documentation for the
+// guarantees; every method is safe for concurrent use.
+type Stage struct {
+	cfg    Config // defaults applied
+	action pipeline.ErrorAction
+	log    *slog.Logger
+	tick   time.Duration
+	params []byte
+
+	cache    *Cache
+	ownCache bool
+	rt       wazero.Runtime
+	host     *host
+	modCfg   wazero.ModuleConfig
+	instSeq  atomic.Uint64
+
+	restarts, reloads, reloadFails *pipeline.Counter
+
+	// swapMu serialises Swap (and so Reload and WatchFile) calls; mu
+	// guards cur and closed, and is held for a whole Process or Tick so
+	// that a swap falls between two batches.
+	swapMu sync.Mutex
+	mu     sync.Mutex
+	cur    *version
+	closed bool
+	// lastFailed is the digest of the last module Swap refused, so that
+	// WatchFile does not retry the same broken file on every poll.
+	lastFailed string
+}
+
+var (
+	_ pipeline.Stage       = (*Stage)(nil)
+	_ pipeline.ErrorPolicy = (*Stage)(nil)
+	_ pipeline.Ticker      = (*Stage)(nil)
+)
+
+// version is one compiled module and the instances running it.
+type version struct {
+	seq      int
+	digest   string
+	compiled wazero.CompiledModule
+	exports  exports
+
+	// Per worker slot: the instance (nil until made, or after a failure),
+	// when a failed attempt to make one may be retried, and why it failed.
+	slots   []*instance
+	retryAt []time.Time
+	lastErr []error
+	outs    [][]pipeline.Event // scratch outputs of the slots beyond the first
+	errs    []error
+}
+
+// Metric names of the Wasm-specific series, labelled {name} (the stage).
+const (
+	MetricInstanceRestarts = "sluice_stage_instance_restarts_total"
+	MetricReloads          = "sluice_stage_reloads_total"
+	MetricReloadFailures   = "sluice_stage_reload_failures_total"
+)
+
+// retryInstance is how long a slot whose instance could not be made waits
+// before the next attempt; the batches in between fail with KindInit.
+const retryInstance = time.Second
+
+// minChunk is the smallest part of a batch worth handing to another worker.
+const minChunk = 32
+
+// New compiles cfg's module (or loads it from the cache), checks it against
+// the ABI and starts cfg.Workers initialised instances. A module that fails
+// the checks or whose sluice_init fails is refused (ErrABI, ErrInit) and
+// nothing keeps running.
+func New(ctx context.Context, cfg Config) (*Stage, error) {
+	cfg, err := cfg.checked()
+	if err != nil {
+		return nil, err
+	}
+	module := cfg.ModuleBytes
+	if cfg.Module != "" {
+		if module, err = os.ReadFile(cfg.Module); err != nil {
+			return nil, fmt.Errorf("load stage %q: read module: %w", cfg.Name, err)
+		}
+	}
+	params, err := appendParams(nil, cfg.Params)
+	if err != nil {
+		return nil, fmt.Errorf("load stage %q: encode params: %w", cfg.Name, err)
+	}
+	s := &Stage{cfg: cfg, log: cfg.Logger.With("stage", cfg.Name), params: params, cache: cfg.Cache}
+	s.action, _ = pipeline.ParseErrorAction(cfg.OnError) // checked() accepted it
+	if s.cache == nil {
+		if s.cache, err = NewCache(cfg.CacheDir); err != nil {
+			return nil, fmt.Errorf("load stage %q: %w", cfg.Name, err)
+		}
+		s.ownCache = true
+	}
+	reg := cfg.Metrics
+	s.restarts = reg.Counter(MetricInstanceRestarts, "Wasm instances made to replace a failed one.", "name", cfg.Name)
+	s.reloads = reg.Counter(MetricReloads, "Module versions a Wasm stage swapped in.", "name", cfg.Name)
+	s.reloadFails = reg.Counter(MetricReloadFailures, "Module versions a Wasm stage refused, keeping the running one.", "name", cfg.Name)
+	if err := s.start(ctx); err != nil {
+		s.closeRuntime(ctx)
+		return nil, fmt.Errorf("load stage %q: %w", cfg.Name, err)
+	}
+	v, err := s.load(ctx, module)
+	if err != nil {
+		s.closeRuntime(ctx)
+		return nil, fmt.Errorf("load stage %q: %w", cfg.Name, err)
+	}
+	switch {
+	case cfg.Tick > 0 && !v.exports.tick:
+		s.closeVersion(ctx, v)
+		s.closeRuntime(ctx)
+		return nil, fmt.Errorf("load stage %q: a tick interval is set, but the module does not export sluice_tick", cfg.Name)
+	case cfg.Tick > 0:
+		s.tick = cfg.Tick
+	case v.exports.tick:
+		s.tick = DefaultTick
+	}
+	s.cur = v
+	s.log.Debug("stage loaded", "digest", v.digest, "workers", cfg.Workers, "tick", s.tick)
+	return s, nil
+}
+
+// Check does what New does (compile, check the ABI, instantiate one
+// instance and run its sluice_init with cfg.Params) and releases it all
+// again. It is what `sluice config validate` runs: no privileges needed, no
+// events processed. cfg.OnError, DeadLetter and Workers are not used.
+func Check(ctx context.Context, cfg Config) error {
+	cfg.OnError, cfg.DeadLetter, cfg.Workers = "", nil, 1
+	cfg.Metrics = nil
+	s, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return s.Close(ctx)
+}
+
+// start makes the runtime with WASI and the host module.
+func (s *Stage) start(ctx context.Context) error {
+	cfg := s.cfg
+	for _, d := range cfg.Grants.Dirs {
+		if st, err := os.Stat(d.Host); err != nil || !st.IsDir() {
+			return fmt.Errorf("grant directory %s as %s: not a directory (%v)", d.Host, d.Guest, err)
+		}
+	}
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(s.cache.c).
+		WithCloseOnContextDone(true)
+	s.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, s.rt); err != nil {
+		return fmt.Errorf("instantiate wasi: %w", err)
+	}
+	s.host = newHost(cfg.Name, s.log, cfg.Metrics)
+	if err := s.host.instantiate(ctx, s.rt); err != nil {
+		return err
+	}
+	// Real clocks and random; no sleeping (a sleeping guest would only hold
+	// its batch up), no args beyond the stage name, nothing else granted.
+	mc := wazero.NewModuleConfig().
+		WithStartFunctions().
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader).
+		WithArgs(cfg.Name)
+	for _, k := range slices.Sorted(maps.Keys(cfg.Grants.Env)) {
+		mc = mc.WithEnv(k, cfg.Grants.Env[k])
+	}
+	if len(cfg.Grants.Dirs) > 0 {
+		fs := wazero.NewFSConfig()
+		for _, d := range cfg.Grants.Dirs {
+			if d.Writable {
+				fs = fs.WithDirMount(d.Host, d.Guest)
+			} else {
+				fs = fs.WithReadOnlyDirMount(d.Host, d.Guest)
+			}
+		}
+		mc = mc.WithFSConfig(fs)
+	}
+	s.modCfg = mc
+	return nil
+}
+
+// load compiles module and starts a full set of initialised instances of
+// it. It does not touch the running version.
+func (s *Stage) load(ctx context.Context, module []byte) (*version, error) {
+	sum := sha256.Sum256(module)
+	v := &version{digest: hex.EncodeToString(sum[:])}
+	cm, err := s.rt.CompileModule(ctx, module)
+	if err != nil {
+		return nil, fmt.Errorf("compile module: %w", err)
+	}
+	v.compiled = cm
+	if v.exports, err = checkModule(cm, s.cfg.MemoryLimit); err != nil {
+		cm.Close(ctx)
+		return nil, err
+	}
+	n := s.cfg.Workers
+	v.slots, v.retryAt, v.lastErr = make([]*instance, n), make([]time.Time, n), make([]error, n)
+	v.outs, v.errs = make([][]pipeline.Event, n), make([]error, n)
+	for i := range n {
+		if v.slots[i], err = s.newInstance(ctx, v); err != nil {
+			s.closeVersion(ctx, v)
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// newInstance instantiates v's module and initialises the instance.
+func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) {
+	name := fmt.Sprintf("%s#%d", s.cfg.Name, s.instSeq.Add(1))
+	mc := s.modCfg.WithName(name)
+	if s.cfg.Grants.Stdout {
+		mc = mc.WithStdout(&lineWriter{h: s.host, level: slog.LevelInfo, name: "stdout"})
+	}
+	if s.cfg.Grants.Stderr {
+		mc = mc.WithStderr(&lineWriter{h: s.host, level: slog.LevelWarn, name: "stderr"})
+	}
+	actx, alloc := memoryAllocatorContext(ctx, s.cfg.MemoryLimit)
+	ictx, cancel := context.WithTimeout(actx, InitTimeout)
+	defer cancel()
+	mod, err := s.rt.InstantiateModule(ictx, v.compiled, mc)
+	if err != nil {
+		if alloc.mem != nil && alloc.mem.refused.Load() {
+			return nil, fmt.Errorf("instantiate: the module needs more memory than the limit of %d bytes: %w", s.cfg.MemoryLimit, err)
+		}
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	inst := &instance{
+		mod: mod, mem: mod.Memory(), lm: alloc.mem, name: name,
+		alloc:   mod.ExportedFunction("sluice_alloc"),
+		process: mod.ExportedFunction("sluice_process"),
+		tick:    mod.ExportedFunction("sluice_tick"),
+		close:   mod.ExportedFunction("sluice_close"),
+		stack:   make([]uint64, 2),
+	}
+	if inst.lm == nil {
+		// checkModule made sure the module defines a memory, which went
+		// through the allocator.
+		mod.Close(ctx)
+		return nil, errors.New("instantiate: the module's memory bypassed the limit")
+	}
+	s.host.byModule.Store(mod, inst)
+	var initialize = mod.ExportedFunction("_initialize")
+	if !v.exports.initialize {
+		initialize = nil
+	}
+	if err := inst.initialize(ctx, initialize, mod.ExportedFunction("sluice_abi_version"), mod.ExportedFunction("sluice_init"), s.params); err != nil {
+		inst.broken = true // no sluice_close for an instance that never started
+		s.release(ctx, inst)
+		return nil, err
+	}
+	return inst, nil
+}
+
+// release closes an instance and forgets it.
+func (s *Stage) release(ctx context.Context, inst *instance) {
+	if err := inst.closeGuest(ctx, s.cfg.Timeout); err != nil {
+		s.log.Debug("close instance", "instance", inst.name, "error", err)
+	}
+	s.host.byModule.Delete(inst.mod)
+}
+
+// closeVersion releases v's instances and compiled module.
+func (s *Stage) closeVersion(ctx context.Context, v *version) {
+	for i, inst := range v.slots {
+		if inst != nil {
+			s.release(ctx, inst)
+			v.slots[i] = nil
+		}
+	}
+	if v.compiled != nil {
+		v.compiled.Close(ctx)
+	}
+}
+
+func (s *Stage) closeRuntime(ctx context.Context) {
+	if s.rt != nil {
+		s.rt.Close(context.WithoutCancel(ctx))
+	}
+	if s.ownCache {
+		_ = s.cache.Close(context.WithoutCancel(ctx))
+	}
+}
+
+// Name returns the stage's name.
+func (s *Stage) Name() string { return s.cfg.Name }
+
+// OnError implements pipeline.ErrorPolicy.
+func (s *Stage) OnError() (pipeline.ErrorAction, pipeline.Sink) { return s.action, s.cfg.DeadLetter }
+
+// TickInterval implements pipeline.Ticker: Config.Tick, or DefaultTick when
+// the first version exports sluice_tick, else 0. A swap does not change it.
+func (s *Stage) TickInterval() time.Duration { return s.tick }
+
+// Digest returns the SHA-256 of the running module version, in hex.
+func (s *Stage) Digest() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur.digest
+}
+
+// Process implements pipeline.Stage: it runs in through the running
+// version. With several workers, a large batch is cut into consecutive
+// parts, one per instance, processed in parallel and joined in order, so
+// the output order is the one a single worker would produce. A failure in
+// any part fails the whole batch (it then follows on_error as a whole).
+func (s *Stage) Process(ctx context.Context, in, out []pipeline.Event) ([]pipeline.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return out, ErrClosed
+	}
+	if len(in) == 0 {
+		return out, nil
+	}
+	v := s.cur
+	parts := min(len(v.slots), len(in)/minChunk)
+	if parts <= 1 {
+		return s.runSlot(ctx, v, 0, in, out)
+	}
+	per := (len(in) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for i := 1; i < parts; i++ {
+		lo, hi := min(i*per, len(in)), min((i+1)*per, len(in))
+		wg.Go(func() {
+			v.outs[i], v.errs[i] = s.runSlot(ctx, v, i, in[lo:hi], v.outs[i][:0])
+		})
+	}
+	start := len(out)
+	out, v.errs[0] = s.runSlot(ctx, v, 0, in[:per], out)
+	wg.Wait()
+	var err error
+	for i := range parts {
+		if v.errs[i] != nil && err == nil {
+			err = v.errs[i]
+		}
+		v.errs[i] = nil
+	}
+	for i := 1; i < parts; i++ {
+		if err == nil {
+			out = append(out, v.outs[i]...)
+		}
+		clear(v.outs[i]) // do not pin the events' data until the next batch
+	}
+	if err != nil {
+		clear(out[start:])
+		return out[:start], err
+	}
+	return out, nil
+}
+
+// runSlot processes in on the instance of slot i, making one when needed,
+// and discards the instance if the call broke it.
+func (s *Stage) runSlot(ctx context.Context, v *version, i int, in, out []pipeline.Event) ([]pipeline.Event, error) {
+	inst, err := s.slot(ctx, v, i)
+	if err != nil {
+		return out, err
+	}
+	out, err = inst.processBatch(ctx, s.cfg.Timeout, in, out, s.cfg.Name)
+	if inst.broken {
+		s.discard(ctx, v, i, err)
+	}
+	return out, err
+}
+
+// slot returns the instance of slot i, replacing a discarded one. An
+// attempt that fails is repeated at most every retryInstance.
+func (s *Stage) slot(ctx context.Context, v *version, i int) (*instance, error) {
+	if inst := v.slots[i]; inst != nil {
+		return inst, nil
+	}
+	if time.Now().Before(v.retryAt[i]) {
+		return nil, &pipeline.StageError{Kind: KindInit, Err: fmt.Errorf("no instance (the last attempt to make one failed): %w", v.lastErr[i])}
+	}
+	inst, err := s.newInstance(ctx, v)
+	if err != nil {
+		v.retryAt[i], v.lastErr[i] = time.Now().Add(retryInstance), err
+		s.log.Warn("cannot replace a failed instance", "worker", i, "error", err)
+		return nil, &pipeline.StageError{Kind: KindInit, Err: fmt.Errorf("replace failed instance: %w", err)}
+	}
+	s.restarts.Inc()
+	v.slots[i] = inst
+	return inst, nil
+}
+
+func (s *Stage) discard(ctx context.Context, v *version, i int, cause error) {
+	inst := v.slots[i]
+	v.slots[i] = nil
+	s.log.Debug("discarding instance", "instance", inst.name, "error", cause)
+	s.release(ctx, inst)
+}
+
+// Tick implements pipeline.Ticker: it calls every instance's sluice_tick
+// and appends what they emit. A version without sluice_tick emits nothing.
+func (s *Stage) Tick(ctx context.Context, now time.Time, out []pipeline.Event) ([]pipeline.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return out, ErrClosed
+	}
+	v := s.cur
+	if !v.exports.tick {
+		return out, nil
+	}
+	var first error
+	for i := range v.slots {
+		inst, err := s.slot(ctx, v, i)
+		if err == nil {
+			out, err = inst.tickOnce(ctx, s.cfg.Timeout, now, out, s.cfg.Name)
+			if inst.broken {
+				s.discard(ctx, v, i, err)
+			}
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return out, first
+}
+
+// Swap replaces the running module version with module, between two
+// batches. The new version is compiled, checked and initialised first,
+// beside the old one, which keeps processing meanwhile; if any step fails,
+// Swap returns the error and the old version stays. Swapping in the bytes
+// that already run does nothing.
+func (s *Stage) Swap(ctx context.Context, module []byte) error {
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	s.mu.Lock()
+	closed, cur := s.closed, s.cur
+	s.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	sum := sha256.Sum256(module)
+	if hex.EncodeToString(sum[:]) == cur.digest {
+		return nil
+	}
+	nv, err := s.load(ctx, module)
+	if err != nil {
+		s.reloadFails.Inc()
+		kind := KindLoad
+		if errors.Is(err, ErrInit) {
+			kind = KindInit
+		}
+		s.cfg.Metrics.Counter(pipeline.MetricStageErrors, "Failed stage calls, by kind.", "name", s.cfg.Name, "kind", kind).Inc()
+		s.lastFailed = hex.EncodeToString(sum[:])
+		return fmt.Errorf("swap stage %q: keep version %s: %w", s.cfg.Name, short(cur.digest), err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.closeVersion(ctx, nv)
+		return ErrClosed
+	}
+	old := s.cur
+	nv.seq = old.seq + 1
+	s.cur = nv
+	s.mu.Unlock()
+	// No batch runs on old any more: Process holds mu for a whole batch.
+	s.closeVersion(ctx, old)
+	s.reloads.Inc()
+	s.log.Info("stage module swapped", "from", short(old.digest), "to", short(nv.digest), "version", nv.seq)
+	return nil
+}
+
+func short(digest string) string { return digest[:12] }
+
+// Close calls sluice_close on every working instance and releases the
+// stage. Process and Tick fail with ErrClosed afterwards.
+func (s *Stage) Close(ctx context.Context) error {
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	v := s.cur
+	s.mu.Unlock()
+	s.closeVersion(ctx, v)
+	s.closeRuntime(ctx)
+	return nil
+}

@@ -1,0 +1,371 @@
+package wasmstages_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/wasmstages"
+)
+
+func TestFilterKeepsAndDrops(t *testing.T) {
+	var logs logBuffer
+	reg := pipeline.NewRegistry()
+	s := newStage(t, wasmstages.Config{
+		Name:    "no_shells",
+		Module:  guest("filter"),
+		Params:  map[string]any{"comms": []any{"sh", "bash"}},
+		Logger:  logs.logger(),
+		Metrics: reg,
+	})
+	in := events(9, "sh", "cat", "bash")
+	out, err := s.Process(context.Background(), in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"cat", "cat", "cat"}, comms(t, out)); diff != "" {
+		t.Errorf("kept comms (-want +got):\n%s", diff)
+	}
+	for i, ev := range out {
+		want := in[3*i+1]
+		// KEEP reuses the input: same bytes, same source, seq and schema.
+		if &ev.Data[0] != &want.Data[0] || ev.Seq != want.Seq || ev.Source != want.Source || ev.Schema != want.Schema {
+			t.Errorf("kept event %d is not input %d passed through: %+v", i, 3*i+1, ev)
+		}
+	}
+	if got := reg.Snapshot().Get(wasmstages.MetricGuest, "name", "no_shells", "counter", "dropped"); got != 6 {
+		t.Errorf("guest counter dropped = %v, want 6", got)
+	}
+	if len(logs.lines("filter ready", "stage=no_shells", "source=guest")) != 1 {
+		t.Errorf("the guest's init log line is missing; log:\n%s", logs.String())
+	}
+}
+
+// stageError returns err's kind, failing the test when err is not a
+// *pipeline.StageError.
+func stageErrorKind(t *testing.T, err error) string {
+	t.Helper()
+	se, ok := errors.AsType[*pipeline.StageError](err)
+	if !ok {
+		t.Fatalf("error %v (%T) is not a *pipeline.StageError", err, err)
+	}
+	return se.Kind
+}
+
+func restarts(reg *pipeline.Registry, name string) float64 {
+	return reg.Snapshot().Get(wasmstages.MetricInstanceRestarts, "name", name)
+}
+
+func TestTrapDiscardsInstance(t *testing.T) {
+	reg := pipeline.NewRegistry()
+	s := newStage(t, wasmstages.Config{Name: "trap", Module: guest("trap"), Params: map[string]any{"trap_after": 1}, Metrics: reg})
+	ctx := context.Background()
+	in := events(4, "cat")
+	if out, err := s.Process(ctx, in, nil); err != nil || len(out) != 4 {
+		t.Fatalf("first batch: %d events, %v; want 4 and no error", len(out), err)
+	}
+	out, err := s.Process(ctx, in, nil)
+	if kind := stageErrorKind(t, err); kind != wasmstages.KindTrap {
+		t.Errorf("kind = %q, want %q (error %v)", kind, wasmstages.KindTrap, err)
+	}
+	if !strings.Contains(err.Error(), "unreachable") {
+		t.Errorf("error %q does not say what trapped", err)
+	}
+	if len(out) != 0 {
+		t.Errorf("a failed batch returned %d events", len(out))
+	}
+	// A fresh instance (whose first batch does not trap) takes over.
+	if out, err := s.Process(ctx, in, nil); err != nil || len(out) != 4 {
+		t.Fatalf("batch after the trap: %d events, %v; want 4 and no error", len(out), err)
+	}
+	if got := restarts(reg, "trap"); got != 1 {
+		t.Errorf("instance restarts = %v, want 1", got)
+	}
+}
+
+func TestInfiniteLoopStoppedByDeadline(t *testing.T) {
+	reg := pipeline.NewRegistry()
+	s := newStage(t, wasmstages.Config{Name: "loop", Module: guest("loop"), Timeout: 50 * time.Millisecond, Metrics: reg})
+	for i := range 2 {
+		start := time.Now()
+		_, err := s.Process(context.Background(), events(3, "cat"), nil)
+		took := time.Since(start)
+		if kind := stageErrorKind(t, err); kind != wasmstages.KindTimeout {
+			t.Fatalf("call %d: kind = %q, want %q (error %v)", i, kind, wasmstages.KindTimeout, err)
+		}
+		// Generous: the point is that the loop ends, not how promptly.
+		if took > 10*time.Second {
+			t.Errorf("call %d took %s to stop; the deadline is 50ms", i, took)
+		}
+	}
+	if got := restarts(reg, "loop"); got != 1 {
+		t.Errorf("instance restarts = %v, want 1 (the second call ran on a fresh instance)", got)
+	}
+}
+
+func TestMemoryBombStoppedByLimit(t *testing.T) {
+	reg := pipeline.NewRegistry()
+	const limit = 8 << 20
+	s := newStage(t, wasmstages.Config{Name: "bomb", Module: guest("bomb"), MemoryLimit: limit, Metrics: reg})
+	_, err := s.Process(context.Background(), events(3, "cat"), nil)
+	if kind := stageErrorKind(t, err); kind != wasmstages.KindOOM {
+		t.Fatalf("kind = %q, want %q (error %v)", kind, wasmstages.KindOOM, err)
+	}
+	if !strings.Contains(err.Error(), fmt.Sprint(limit)) {
+		t.Errorf("error %q does not name the limit", err)
+	}
+	// The next batch runs on a fresh instance, which blows up the same way.
+	_, err = s.Process(context.Background(), events(3, "cat"), nil)
+	if kind := stageErrorKind(t, err); kind != wasmstages.KindOOM {
+		t.Errorf("second call: kind = %q, want %q", kind, wasmstages.KindOOM)
+	}
+	if got := restarts(reg, "bomb"); got != 1 {
+		t.Errorf("instance restarts = %v, want 1", got)
+	}
+}
+
+func TestMalformedResults(t *testing.T) {
+	tests := []struct{ mode, want string }{
+		{"truncated", "cut short"},
+		{"index", "KEEP of input 8, but the batch has 3 events"},
+		{"op", "op 7 is neither KEEP (1) nor EMIT (2)"},
+		{"notmap", "not a msgpack map"},
+		{"badmap", "truncated"},
+		{"emitlen", "runs past the end"},
+		{"trailing", "3 bytes follow the last of 3 entries"},
+		{"outside", "outside the guest's"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			reg := pipeline.NewRegistry()
+			s := newStage(t, wasmstages.Config{Name: "malformed", Module: guest("malformed"), Params: map[string]any{"mode": tt.mode}, Metrics: reg})
+			out, err := s.Process(context.Background(), events(3, "cat"), make([]pipeline.Event, 0, 8))
+			if kind := stageErrorKind(t, err); kind != wasmstages.KindMalformed {
+				t.Fatalf("kind = %q, want %q (error %v)", kind, wasmstages.KindMalformed, err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			if len(out) != 0 {
+				t.Errorf("a malformed result produced %d events", len(out))
+			}
+			if _, err := s.Process(context.Background(), events(3, "cat"), nil); err == nil {
+				t.Error("the next batch succeeded; the guest is malformed every time")
+			}
+			if got := restarts(reg, "malformed"); got != 1 {
+				t.Errorf("instance restarts = %v, want 1", got)
+			}
+		})
+	}
+}
+
+func TestGuestErrorKeepsInstance(t *testing.T) {
+	reg := pipeline.NewRegistry()
+	s := newStage(t, wasmstages.Config{Name: "err", Module: guest("process_error"), Metrics: reg})
+	for range 2 {
+		_, err := s.Process(context.Background(), events(2, "cat"), nil)
+		if kind := stageErrorKind(t, err); kind != wasmstages.KindGuest {
+			t.Fatalf("kind = %q, want %q (error %v)", kind, wasmstages.KindGuest, err)
+		}
+		if !strings.Contains(err.Error(), "lookup table is not loaded") {
+			t.Errorf("error %q lacks the guest's message", err)
+		}
+	}
+	// An error the guest reports leaves it in a known state: no restart.
+	if got := restarts(reg, "err"); got != 0 {
+		t.Errorf("instance restarts = %v, want 0", got)
+	}
+}
+
+func TestRefusedModules(t *testing.T) {
+	tests := []struct {
+		guest    string
+		sentinel error
+		want     string
+	}{
+		{"abi_version", wasmstages.ErrABI, "sluice_abi_version returned 2; this host implements version 1"},
+		{"missing_export", wasmstages.ErrABI, "missing export sluice_process (i32, i32) -> (i64)"},
+		{"bad_import", wasmstages.ErrABI, "imports sluice.map_lookup, which this host does not provide"},
+		{"init_fail", wasmstages.ErrInit, `param "threshold" is required`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.guest, func(t *testing.T) {
+			for _, check := range []bool{false, true} {
+				cfg := wasmstages.Config{Name: tt.guest, Module: guest(tt.guest)}
+				var err error
+				if check {
+					err = wasmstages.Check(context.Background(), cfg)
+				} else {
+					var s *wasmstages.Stage
+					s, err = wasmstages.New(context.Background(), cfg)
+					if s != nil {
+						t.Error("New returned a stage with an error")
+					}
+				}
+				if !errors.Is(err, tt.sentinel) {
+					t.Fatalf("error %v is not %v", err, tt.sentinel)
+				}
+				if !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("error %q does not contain %q", err, tt.want)
+				}
+			}
+		})
+	}
+	t.Run("not wasm", func(t *testing.T) {
+		_, err := wasmstages.New(context.Background(), wasmstages.Config{Name: "x", ModuleBytes: []byte("#!/bin/sh\n")})
+		if err == nil || !strings.Contains(err.Error(), "compile module") {
+			t.Errorf("error = %v, want a compile error", err)
+		}
+	})
+	t.Run("tick without export", func(t *testing.T) {
+		_, err := wasmstages.New(context.Background(), wasmstages.Config{Name: "x", Module: guest("trap"), Tick: time.Second})
+		if err == nil || !strings.Contains(err.Error(), "does not export sluice_tick") {
+			t.Errorf("error = %v, want one about sluice_tick", err)
+		}
+	})
+	t.Run("memory limit below the module's minimum", func(t *testing.T) {
+		_, err := wasmstages.New(context.Background(), wasmstages.Config{Name: "x", Module: guest("filter"), MemoryLimit: 64 << 10})
+		if err == nil || !strings.Contains(err.Error(), "more than the memory limit") {
+			t.Errorf("error = %v, want one about the memory limit", err)
+		}
+	})
+}
+
+func TestWorkersKeepOrder(t *testing.T) {
+	in := events(1000, "sh", "cat", "ls", "bash", "vi")
+	run := func(workers int) []pipeline.Event {
+		s := newStage(t, wasmstages.Config{Module: guest("tag_v1"), Params: map[string]any{"copies": 2}, Workers: workers})
+		out, err := s.Process(context.Background(), in, nil)
+		if err != nil {
+			t.Fatalf("workers=%d: %v", workers, err)
+		}
+		return out
+	}
+	one, four := run(1), run(4)
+	if len(one) != 2000 {
+		t.Fatalf("one worker: %d events, want 2000 (two copies each)", len(one))
+	}
+	for i, ev := range four {
+		if ev.Seq != uint64(i/2+1) || ev.Source != "open" || ev.Schema != testSchema {
+			t.Fatalf("event %d: seq %d source %q; want seq %d of source open with its input's schema", i, ev.Seq, ev.Source, i/2+1)
+		}
+		if string(ev.Data) != string(one[i].Data) {
+			t.Fatalf("event %d differs between 1 and 4 workers", i)
+		}
+		if v := decode(t, ev.Data)["stage_version"]; fmt.Sprint(v) != "1" {
+			t.Fatalf("event %d: stage_version = %v, want 1", i, v)
+		}
+	}
+}
+
+func TestWorkerFailureFailsWholeBatch(t *testing.T) {
+	reg := pipeline.NewRegistry()
+	// Every instance traps at its second batch; with four workers the
+	// second batch fails in all parts, and then each slot is replaced.
+	s := newStage(t, wasmstages.Config{Name: "trap4", Module: guest("trap"), Params: map[string]any{"trap_after": 1}, Workers: 4, Metrics: reg})
+	in := events(256, "cat")
+	if out, err := s.Process(context.Background(), in, nil); err != nil || len(out) != 256 {
+		t.Fatalf("first batch: %d events, %v", len(out), err)
+	}
+	out, err := s.Process(context.Background(), in, make([]pipeline.Event, 0, 300))
+	if kind := stageErrorKind(t, err); kind != wasmstages.KindTrap || len(out) != 0 {
+		t.Fatalf("second batch: kind %q and %d events; want trap and none", kind, len(out))
+	}
+	if out, err := s.Process(context.Background(), in, nil); err != nil || len(out) != 256 {
+		t.Fatalf("third batch: %d events, %v", len(out), err)
+	}
+	if got := restarts(reg, "trap4"); got != 4 {
+		t.Errorf("restarts = %v, want 4", got)
+	}
+}
+
+func TestTickEmitsSummary(t *testing.T) {
+	s := newStage(t, wasmstages.Config{Name: "summarise", Module: guest("filter"), Params: map[string]any{"comms": []string{"sh"}, "summary": true}})
+	if got := s.TickInterval(); got != wasmstages.DefaultTick {
+		t.Errorf("TickInterval = %s, want the default %s for a module exporting sluice_tick", got, wasmstages.DefaultTick)
+	}
+	if _, err := s.Process(context.Background(), events(10, "sh", "cat"), nil); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Tick(context.Background(), time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 {
+		t.Fatalf("tick emitted %d events, want 1", len(out))
+	}
+	ev := out[0]
+	if ev.Source != "summarise" || ev.Seq != 0 || ev.Schema != nil {
+		t.Errorf("summary event source %q seq %d schema %v; want the stage's name, 0 and nil", ev.Source, ev.Seq, ev.Schema)
+	}
+	want := map[string]any{"type": "summary", "dropped": uint64(5)}
+	if diff := cmp.Diff(want, decode(t, ev.Data)); diff != "" {
+		t.Errorf("summary (-want +got):\n%s", diff)
+	}
+	if out, _ := s.Tick(context.Background(), time.Now(), nil); len(out) != 0 {
+		t.Errorf("a tick with nothing dropped emitted %d events", len(out))
+	}
+	if s := newStage(t, wasmstages.Config{Module: guest("trap")}); s.TickInterval() != 0 {
+		t.Errorf("TickInterval = %s for a module without sluice_tick", s.TickInterval())
+	}
+}
+
+func TestSwap(t *testing.T) {
+	reg := pipeline.NewRegistry()
+	var logs logBuffer
+	s := newStage(t, wasmstages.Config{Name: "tag", Module: guest("tag_v1"), Metrics: reg, Logger: logs.logger()})
+	ctx := context.Background()
+	version := func() string {
+		t.Helper()
+		out, err := s.Process(ctx, events(1, "cat"), nil)
+		if err != nil || len(out) != 1 {
+			t.Fatalf("Process: %d events, %v", len(out), err)
+		}
+		return fmt.Sprint(decode(t, out[0].Data)["stage_version"])
+	}
+	if v := version(); v != "1" {
+		t.Fatalf("version %s before the swap", v)
+	}
+	v1 := s.Digest()
+	for _, bad := range []string{"abi_version", "init_fail", "missing_export"} {
+		if err := s.Swap(ctx, readGuest(t, bad)); err == nil {
+			t.Errorf("Swap to %s succeeded", bad)
+		}
+		if v := version(); v != "1" || s.Digest() != v1 {
+			t.Errorf("after a refused swap to %s the stage runs version %s", bad, v)
+		}
+	}
+	if err := s.Swap(ctx, readGuest(t, "tag_v2")); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(); v != "2" {
+		t.Errorf("version %s after the swap, want 2", v)
+	}
+	if err := s.Swap(ctx, readGuest(t, "tag_v2")); err != nil {
+		t.Errorf("swapping in the running bytes: %v", err)
+	}
+	snap := reg.Snapshot()
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{wasmstages.MetricReloads, []string{"name", "tag"}, 1},
+		{wasmstages.MetricReloadFailures, []string{"name", "tag"}, 3},
+		{pipeline.MetricStageErrors, []string{"name", "tag", "kind", wasmstages.KindLoad}, 2},
+		{pipeline.MetricStageErrors, []string{"name", "tag", "kind", wasmstages.KindInit}, 1},
+	} {
+		if got := snap.Get(c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if len(logs.lines("stage module swapped", "version=1")) != 1 {
+		t.Errorf("the swap was not logged; log:\n%s", logs.String())
+	}
+}

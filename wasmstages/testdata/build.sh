@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Rebuilds the committed test guests (*.wasm) of package wasmstages from the
+# C files beside this script, with clang-19 for wasm32-wasip1 and Debian's
+# wasi-libc. Run as root on a fresh Debian machine: missing packages are
+# installed with apt. `make test-stages-wasm` runs it.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v clang-19 >/dev/null || need+=(clang-19)
+command -v wasm-ld-19 >/dev/null || need+=(lld-19)
+[ -f /usr/lib/wasm32-wasi/libc.a ] || need+=(wasi-libc)
+builtins=/usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a
+[ -f "$builtins" ] || need+=(libclang-rt-19-dev-wasm32)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "installing ${need[*]}" >&2
+	apt-get install -y "${need[@]}" >&2
+fi
+
+# Debian ships wasi-libc under the triple wasm32-wasi; clang-19 looks for
+# wasm32-wasip1 (the same ABI under its current name), so point a throwaway
+# sysroot at it.
+sysroot=$(mktemp -d)
+trap 'rm -rf "$sysroot"' EXIT
+mkdir -p "$sysroot/include" "$sysroot/lib"
+ln -s /usr/include/wasm32-wasi "$sysroot/include/wasm32-wasip1"
+ln -s /usr/lib/wasm32-wasi "$sysroot/lib/wasm32-wasip1"
+
+cc() {
+	local out=$1
+	shift
+	# -mexec-model=reactor: a library with _initialize, no main.
+	clang-19 --target=wasm32-wasip1 --sysroot="$sysroot" -mexec-model=reactor \
+		-O2 -Wall -Wextra -Werror -Wno-unused-function -nodefaultlibs \
+		-Wl,--strip-debug -o "$out" "$@" -lc "$builtins"
+}
+
+for src in filter trap loop bomb malformed abi_version missing_export init_fail process_error bad_import probe; do
+	cc "$src.wasm" "$src.c"
+done
+cc tag_v1.wasm -DTAG_VERSION=1 tag.c
+cc tag_v2.wasm -DTAG_VERSION=2 tag.c
