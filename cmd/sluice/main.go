@@ -32,6 +32,7 @@ Usage:
   sluice config default                   print the built-in default config
   sluice subscribe SUBJECT [--server URL]  print events published on NATS as JSON lines
   sluice gadgets                          list the built-in gadgets
+  sluice image COMMAND                    build, push, pull, sign, verify gadget and stage images
   sluice version                          print the version
 
 Run "sluice COMMAND -h" for a command's flags.
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdSubscribe(ctx, args[1:], stdout, stderr)
 	case "gadgets":
 		return cmdGadgets(stdout)
+	case "image":
+		return cmdImage(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "sluice %s\n", version)
 		return nil
