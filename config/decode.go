@@ -30,9 +30,13 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "log_format"},
 		{Name: "shutdown_grace"},
 		{Name: "loss_report_interval"},
+		{Name: "pull_policy"},
+		{Name: "allow"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "nats_server"},
+		{Type: "registries"},
+		{Type: "verify"},
 	},
 }
 
@@ -214,10 +218,24 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				a.ShutdownGrace, ds = durationOr(attr, d.ectx, a.ShutdownGrace)
 			case "loss_report_interval":
 				a.LossReportInterval, ds = durationOr(attr, d.ectx, a.LossReportInterval)
+			case "pull_policy", "allow":
+				ds = decodeImagesAttr(attr, d.ectx, &a.Images)
 			}
 			diags = append(diags, ds...)
 		}
+		var verifyBlock *hcl.Block
 		for _, nb := range content.Blocks {
+			if nb.Type == "verify" {
+				if verifyBlock != nil {
+					diags = append(diags, duplicate("verify block", "A verify block", verifyBlock.DefRange, nb.DefRange, "An agent has at most one verify block."))
+					continue
+				}
+				verifyBlock = nb
+			}
+			if nb.Type == "registries" || nb.Type == "verify" {
+				diags = append(diags, decodeImagesBlock(nb, d.ectx, &a.Images)...)
+				continue
+			}
 			if nb.Type != "nats_server" {
 				continue
 			}

@@ -61,6 +61,8 @@ type Agent struct {
 	LossReportInterval time.Duration
 	// NATSServer, when set, runs a NATS server in-process.
 	NATSServer *NATSServer
+	// Images is the policy for OCI references (pull, allow-list, signatures).
+	Images Images
 	// DefRange is the header of the agent block; zero when the file has none.
 	DefRange hcl.Range
 }
