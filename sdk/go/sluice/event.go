@@ -1,0 +1,486 @@
+package sluice
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/sluice-dev/sluice/pipeline/codec"
+)
+
+// noInput is the input index of events derived from no input (ticks,
+// summaries), as the ABI spells it.
+const noInput = math.MaxUint32
+
+// Event is one event of a batch: a view of its msgpack map plus the changes
+// a handler made to it. Field access scans the map in place, without
+// decoding it; Set and Delete record changes that are encoded only when the
+// event is emitted, and an event emitted without changes is passed on by
+// reference (KEEP), never re-encoded.
+//
+// An *Event handed to a handler, and those made by NewEvent and Clone, are
+// valid until the current call from the host (one batch, one tick) returns:
+// keep plain values, not events, across batches. Events are not safe for
+// concurrent use (a stage runs on one thread anyway).
+type Event struct {
+	raw   []byte // the input map, or nil for an event made by NewEvent
+	index uint32 // input index in the batch, or noInput
+	input bool   // raw is the unchanged input of index (it may be KEPT)
+	kept  bool   // a KEEP for index has been written
+	gen   uint32 // the call this event belongs to
+
+	edits []edit
+	vals  []byte // the encoded values of edits
+
+	lookups int     // field lookups so far: the second one builds ix
+	ix      []entry // the entries of raw, once indexed
+	indexed bool    // ix has been built
+	ixOK    bool    // raw was well-formed to its end when ix was built
+}
+
+// edit is a Set (val is vals[start:end]) or a Delete (end < 0).
+type edit struct {
+	key        string
+	start, end int32
+}
+
+// entry locates one key/value pair of raw.
+type entry struct {
+	keyStart, keyEnd, valEnd int32 // the value is raw[keyEnd:valEnd]
+	strKey                   bool  // raw[keyStart:keyEnd] is a str payload
+}
+
+// reset points e at another event. It runs once per event, so it only
+// touches what later calls test first (ix is truncated when built).
+func (e *Event) reset(raw []byte, index uint32, input bool, gen uint32) {
+	e.raw, e.index, e.input, e.kept, e.gen = raw, index, input, false, gen
+	if len(e.edits) != 0 {
+		e.edits = e.edits[:0]
+		e.vals = e.vals[:0]
+	}
+	e.lookups = 0
+	e.indexed = false
+}
+
+// Raw returns the event's encoding as it arrived, without the changes made
+// since (nil for an event made by NewEvent). It aliases the batch.
+func (e *Event) Raw() []byte { return e.raw }
+
+// Changed reports whether Set or Delete was called on the event.
+func (e *Event) Changed() bool { return len(e.edits) > 0 }
+
+// Get returns the value of a field, taking changes made by Set and Delete
+// into account; the zero Value when the field is missing.
+func (e *Event) Get(key string) Value { return Value{raw: e.lookup(key)} }
+
+// lookup returns the encoding of a field's value, nil when missing. It is
+// the one call between a getter and the scan, and kept small: in Go's Wasm
+// code every call level, and every extra local in a function, costs about
+// as much as stepping over a field.
+func (e *Event) lookup(key string) []byte {
+	if len(e.edits) == 0 && e.lookups == 0 {
+		// Most filters read one field: scan for it and stop there.
+		e.lookups = 1
+		s, end := findKey(e.raw, key)
+		if s < 0 {
+			return nil
+		}
+		return e.raw[s:end:end]
+	}
+	return e.lookupMore(key)
+}
+
+// lookupMore looks at the changes first, then, from the second lookup of
+// an event on, indexes the event once and compares keys only.
+func (e *Event) lookupMore(key string) []byte {
+	for i := len(e.edits) - 1; i >= 0; i-- {
+		if ed := &e.edits[i]; ed.key == key {
+			if ed.end < 0 {
+				return nil
+			}
+			return e.vals[ed.start:ed.end:ed.end]
+		}
+	}
+	e.buildIndex()
+	for i := range e.ix {
+		en := &e.ix[i]
+		if en.strKey && int(en.keyEnd-en.keyStart) == len(key) && string(e.raw[en.keyStart:en.keyEnd]) == key {
+			return e.raw[en.keyEnd:en.valEnd:en.valEnd]
+		}
+	}
+	return nil
+}
+
+// buildIndex fills e.ix with the entries of raw, once. When raw is
+// malformed, ix holds the entries before the damage and ixOK is false.
+func (e *Event) buildIndex() {
+	if e.indexed {
+		return
+	}
+	e.indexed = true
+	e.ix = e.ix[:0]
+	e.ixOK = e.indexEntries()
+}
+
+func (e *Event) indexEntries() bool {
+	b := e.raw
+	n, i := mapHeader(b, 0)
+	if i < 0 {
+		return false
+	}
+	for ; n > 0; n-- {
+		ks, ke := strBounds(b, i)
+		str := ks >= 0
+		if !str {
+			ks = i
+			if ke = skip(b, i); ke < 0 {
+				return false
+			}
+		}
+		end := skip(b, ke)
+		if end < 0 {
+			return false
+		}
+		e.ix = append(e.ix, entry{keyStart: int32(ks), keyEnd: int32(ke), valEnd: int32(end), strKey: str})
+		i = end
+	}
+	return true
+}
+
+// Has reports whether the event has the field.
+func (e *Event) Has(key string) bool { return e.Get(key).Exists() }
+
+// String returns a str field as a string (a copy), or "" when the field is
+// missing or not a string. Compare with StringBytes to avoid the copy.
+func (e *Event) String(key string) string {
+	s, _ := e.Get(key).Str()
+	return s
+}
+
+// StringBytes returns a str field's bytes without copying them (nil when
+// missing or not a string). The slice aliases the batch: use it to compare
+// (string(b) == "x" and map[string(b)] do not allocate), not to keep.
+func (e *Event) StringBytes(key string) []byte {
+	if len(e.edits) == 0 && e.lookups == 0 {
+		// lookup's fast path, repeated here to save a call level on the
+		// hottest getter (string compares are what filters do).
+		e.lookups = 1
+		s, end := findKey(e.raw, key)
+		if s >= 0 && e.raw[s]&0xe0 == 0xa0 && s+1+int(e.raw[s]&0x1f) == end {
+			return e.raw[s+1 : end : end]
+		}
+		if s < 0 {
+			return nil
+		}
+		b, _ := Value{raw: e.raw[s:end:end]}.StringBytes()
+		return b
+	}
+	b, _ := Value{raw: e.lookupMore(key)}.StringBytes()
+	return b
+}
+
+// Int returns an integer field, or 0 when missing or of another type.
+func (e *Event) Int(key string) int64 {
+	n, _ := e.Get(key).Int()
+	return n
+}
+
+// Uint returns a non-negative integer field, or 0.
+func (e *Event) Uint(key string) uint64 {
+	n, _ := e.Get(key).Uint()
+	return n
+}
+
+// Float returns a float or integer field as a float64, or 0.
+func (e *Event) Float(key string) float64 {
+	f, _ := e.Get(key).Float()
+	return f
+}
+
+// Bool returns a boolean field, or false.
+func (e *Event) Bool(key string) bool {
+	b, _ := e.Get(key).Bool()
+	return b
+}
+
+// Strings returns the str elements of a list field such as trace_exec's
+// args, as strings (copies). Iterate e.Get(key).Elems() to avoid copies.
+func (e *Event) Strings(key string) []string { return e.Get(key).Strings() }
+
+// Each calls fn for every field of the event as it arrived (before Set and
+// Delete), in encoding order, until fn returns false.
+func (e *Event) Each(fn func(key []byte, v Value) bool) {
+	eachEntry(e.raw, fn)
+}
+
+// Index returns the event's position in its batch, or -1 for an event made
+// by NewEvent.
+func (e *Event) Index() int {
+	if e.index == noInput {
+		return -1
+	}
+	return int(e.index)
+}
+
+// SetString sets a field to a str value.
+func (e *Event) SetString(key, v string) *Event {
+	s := len(e.vals)
+	e.vals = codec.AppendString(e.vals, v)
+	return e.addEdit(key, s)
+}
+
+// SetStringBytes sets a field to a str value holding b.
+func (e *Event) SetStringBytes(key string, b []byte) *Event {
+	s := len(e.vals)
+	e.vals = codec.AppendStringBytes(e.vals, b)
+	return e.addEdit(key, s)
+}
+
+// SetInt sets a field to an integer.
+func (e *Event) SetInt(key string, v int64) *Event {
+	s := len(e.vals)
+	e.vals = codec.AppendInt(e.vals, v)
+	return e.addEdit(key, s)
+}
+
+// SetUint sets a field to a non-negative integer.
+func (e *Event) SetUint(key string, v uint64) *Event {
+	s := len(e.vals)
+	e.vals = codec.AppendUint(e.vals, v)
+	return e.addEdit(key, s)
+}
+
+// SetFloat sets a field to a float64.
+func (e *Event) SetFloat(key string, v float64) *Event {
+	s := len(e.vals)
+	e.vals = codec.AppendFloat64(e.vals, v)
+	return e.addEdit(key, s)
+}
+
+// SetBool sets a field to a boolean.
+func (e *Event) SetBool(key string, v bool) *Event {
+	s := len(e.vals)
+	e.vals = codec.AppendBool(e.vals, v)
+	return e.addEdit(key, s)
+}
+
+// SetStrings sets a field to a list of strings.
+func (e *Event) SetStrings(key string, v []string) *Event {
+	s := len(e.vals)
+	e.vals = codec.AppendArrayHeader(e.vals, len(v))
+	for _, x := range v {
+		e.vals = codec.AppendString(e.vals, x)
+	}
+	return e.addEdit(key, s)
+}
+
+// SetValue sets a field to an encoded value, e.g. one read from another
+// field or built with a Writer. It panics if v is not one well-formed
+// msgpack value, since emitting it would make the whole batch malformed.
+func (e *Event) SetValue(key string, v Value) *Event {
+	if len(v.raw) == 0 || skip(v.raw, 0) != len(v.raw) {
+		panic(fmt.Sprintf("sluice: Set %q: value is not one well-formed msgpack value", key))
+	}
+	s := len(e.vals)
+	e.vals = append(e.vals, v.raw...)
+	return e.addEdit(key, s)
+}
+
+// Set sets a field to a Go value: nil, bool, any integer or float type,
+// string, []byte (bin), []string, time.Time (RFC 3339 text, as the envelope
+// has it), time.Duration (nanoseconds), Value, []any and map[string]any
+// (keys sorted), nested freely. It panics on other types. The typed setters
+// (SetString, SetInt, ...) do the same without boxing the value.
+func (e *Event) Set(key string, v any) *Event {
+	s := len(e.vals)
+	e.vals = appendAny(e.vals, v, key)
+	return e.addEdit(key, s)
+}
+
+// Delete removes a field (a no-op for a missing field).
+func (e *Event) Delete(key string) *Event {
+	e.edits = append(e.edits, edit{key: key, start: 0, end: -1})
+	return e
+}
+
+func (e *Event) addEdit(key string, start int) *Event {
+	e.edits = append(e.edits, edit{key: key, start: int32(start), end: int32(len(e.vals))})
+	return e
+}
+
+// appendAny encodes the Go value v for Set.
+func appendAny(dst []byte, v any, key string) []byte {
+	switch x := v.(type) {
+	case nil:
+		return codec.AppendNil(dst)
+	case bool:
+		return codec.AppendBool(dst, x)
+	case int:
+		return codec.AppendInt(dst, int64(x))
+	case int8:
+		return codec.AppendInt(dst, int64(x))
+	case int16:
+		return codec.AppendInt(dst, int64(x))
+	case int32:
+		return codec.AppendInt(dst, int64(x))
+	case int64:
+		return codec.AppendInt(dst, x)
+	case uint:
+		return codec.AppendUint(dst, uint64(x))
+	case uint8:
+		return codec.AppendUint(dst, uint64(x))
+	case uint16:
+		return codec.AppendUint(dst, uint64(x))
+	case uint32:
+		return codec.AppendUint(dst, uint64(x))
+	case uint64:
+		return codec.AppendUint(dst, x)
+	case uintptr:
+		return codec.AppendUint(dst, uint64(x))
+	case float32:
+		return codec.AppendFloat64(dst, float64(x))
+	case float64:
+		return codec.AppendFloat64(dst, x)
+	case string:
+		return codec.AppendString(dst, x)
+	case []byte:
+		return codec.AppendBytes(dst, x)
+	case []string:
+		dst = codec.AppendArrayHeader(dst, len(x))
+		for _, s := range x {
+			dst = codec.AppendString(dst, s)
+		}
+		return dst
+	case time.Time:
+		return codec.AppendString(dst, x.UTC().Format(time.RFC3339Nano))
+	case time.Duration:
+		return codec.AppendInt(dst, int64(x))
+	case Value:
+		if len(x.raw) == 0 || skip(x.raw, 0) != len(x.raw) {
+			panic(fmt.Sprintf("sluice: Set %q: value is not one well-formed msgpack value", key))
+		}
+		return append(dst, x.raw...)
+	case []any:
+		dst = codec.AppendArrayHeader(dst, len(x))
+		for _, el := range x {
+			dst = appendAny(dst, el, key)
+		}
+		return dst
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		dst = codec.AppendMapHeader(dst, len(x))
+		for _, k := range keys {
+			dst = codec.AppendString(dst, k)
+			dst = appendAny(dst, x[k], key)
+		}
+		return dst
+	}
+	panic(fmt.Sprintf("sluice: Set %q: cannot encode a %T", key, v))
+}
+
+// Clone returns a copy of the event with its changes, to emit it more than
+// once with different changes (flat-map). The copy is derived from the same
+// input and valid as long as the original.
+func (e *Event) Clone() *Event {
+	c := current.newEvent()
+	c.raw, c.index, c.gen = e.raw, e.index, e.gen
+	c.edits = append(c.edits, e.edits...)
+	c.vals = append(c.vals, e.vals...)
+	return c
+}
+
+// appendEncoded appends the event's map with its changes applied: fields
+// set on existing keys keep their position, deleted ones go, and new ones
+// follow in the order they were last set.
+func (e *Event) appendEncoded(dst []byte) ([]byte, error) {
+	if len(e.edits) == 0 {
+		if e.raw == nil {
+			return codec.AppendMapHeader(dst, 0), nil
+		}
+		return append(dst, e.raw...), nil
+	}
+	if e.raw != nil {
+		if e.buildIndex(); !e.ixOK {
+			return dst, fmt.Errorf("change event %d: it is not a well-formed msgpack map", e.index)
+		}
+	}
+	// final reports whether edit j is the last one for its key.
+	final := func(j int) bool {
+		for k := j + 1; k < len(e.edits); k++ {
+			if e.edits[k].key == e.edits[j].key {
+				return false
+			}
+		}
+		return true
+	}
+	lastFor := func(key []byte) int {
+		for j := len(e.edits) - 1; j >= 0; j-- {
+			if e.edits[j].key == string(key) {
+				return j
+			}
+		}
+		return -1
+	}
+	count := 0
+	for i := range e.ix {
+		en := &e.ix[i]
+		if !en.strKey {
+			count++
+			continue
+		}
+		if j := lastFor(e.raw[en.keyStart:en.keyEnd]); j < 0 || e.edits[j].end >= 0 {
+			count++
+		}
+	}
+	for j := range e.edits {
+		if ed := &e.edits[j]; ed.end >= 0 && final(j) && !e.rawHas(ed.key) {
+			count++
+		}
+	}
+	dst = codec.AppendMapHeader(dst, count)
+	for i := range e.ix {
+		en := &e.ix[i]
+		if !en.strKey {
+			dst = append(dst, e.raw[en.keyStart:en.valEnd]...)
+			continue
+		}
+		j := lastFor(e.raw[en.keyStart:en.keyEnd])
+		switch {
+		case j < 0:
+			// The key's header precedes keyStart: copy from the entry's start.
+			dst = append(dst, e.raw[e.entryStart(i):en.valEnd]...)
+		case e.edits[j].end >= 0:
+			dst = append(dst, e.raw[e.entryStart(i):en.keyEnd]...)
+			dst = append(dst, e.vals[e.edits[j].start:e.edits[j].end]...)
+		}
+	}
+	for j := range e.edits {
+		if ed := &e.edits[j]; ed.end >= 0 && final(j) && !e.rawHas(ed.key) {
+			dst = codec.AppendString(dst, ed.key)
+			dst = append(dst, e.vals[ed.start:ed.end]...)
+		}
+	}
+	return dst, nil
+}
+
+// entryStart returns the offset where entry i of ix begins: just after the
+// previous entry's value, or after the map header.
+func (e *Event) entryStart(i int) int {
+	if i > 0 {
+		return int(e.ix[i-1].valEnd)
+	}
+	_, first := mapHeader(e.raw, 0)
+	return first
+}
+
+func (e *Event) rawHas(key string) bool {
+	return slices.ContainsFunc(e.ix, func(en entry) bool {
+		return en.strKey && string(e.raw[en.keyStart:en.keyEnd]) == key
+	})
+}

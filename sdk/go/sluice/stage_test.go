@@ -1,0 +1,334 @@
+//go:build !wasip1
+
+package sluice
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestFilterKeepsAndDrops(t *testing.T) {
+	s := useStage(t)
+	dropped := NewCounter("dropped")
+	Filter(func(ev *Event) bool {
+		if string(ev.StringBytes("comm")) == "sh" {
+			dropped.Inc()
+			return false
+		}
+		return true
+	})
+	mustInit(t, s, nil)
+	for round := range 3 { // the result buffer is reused
+		res, err := s.process(encodeBatch(execEvent(t, 1, "sh"), execEvent(t, 2, "bash"), execEvent(t, 3, "sh"), execEvent(t, 4, "ls")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []resultEntry{{op: opKeep, index: 1}, {op: opKeep, index: 3}}
+		if diff := cmp.Diff(want, parseResult(t, res), cmp.AllowUnexported(resultEntry{})); diff != "" {
+			t.Errorf("round %d (-want +got):\n%s", round, diff)
+		}
+		if got := nativeHost.counters["dropped"]; got != int64(2*(round+1)) {
+			t.Errorf("round %d: counter = %d", round, got)
+		}
+	}
+}
+
+func TestMapEmitsChangedEventsOnly(t *testing.T) {
+	s := useStage(t)
+	users := map[int64]string{1000: "alice"}
+	Map(func(ev *Event) {
+		if name, ok := users[ev.Int("uid")]; ok {
+			ev.SetString("user", name)
+		}
+	})
+	mustInit(t, s, nil)
+	in1 := execEvent(t, 1, "sh")
+	in2 := encodeEvent(t, kv{"uid", 0}, kv{"comm", "x"})
+	res, err := s.process(encodeBatch(in1, in2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parseResult(t, res)
+	if len(got) != 2 || got[0].op != opEmit || got[0].index != 0 || got[1].op != opKeep || got[1].index != 1 {
+		t.Fatalf("entries %+v", got)
+	}
+	m := decodeMap(t, got[0].data)
+	if m["user"] != "alice" || m["comm"] != "sh" || len(m) != len(decodeMap(t, in1))+1 {
+		t.Errorf("changed event %v", m)
+	}
+}
+
+func TestFlatMapNewEventsAndClones(t *testing.T) {
+	s := useStage(t)
+	FlatMap(func(ev *Event, out *Output) {
+		for i, a := range ev.Strings("args") {
+			out.Emit(ev.Clone().SetString("arg", a).SetInt("i", int64(i)).Delete("args"))
+		}
+		out.Emit(ev) // KEEP
+		out.Emit(ev) // a second time: copied, not KEPT twice
+		out.Emit(NewEvent().SetString("type", "summary"))
+		var w Writer
+		w.BeginMap().Key("from").Int(int64(ev.Index())).EndMap()
+		out.EmitBytes(ev, w.Bytes())
+	})
+	mustInit(t, s, nil)
+	in := encodeEvent(t, kv{"comm", "sh"}, kv{"args", []string{"a", "b"}})
+	res, err := s.process(encodeBatch(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parseResult(t, res)
+	if len(got) != 6 {
+		t.Fatalf("%d entries, want 6: %+v", len(got), got)
+	}
+	for i, a := range []string{"a", "b"} {
+		want := map[string]any{"comm": "sh", "arg": a, "i": int8(i)}
+		if diff := cmp.Diff(want, decodeMap(t, got[i].data)); diff != "" || got[i].index != 0 {
+			t.Errorf("clone %d (index %d): (-want +got):\n%s", i, got[i].index, diff)
+		}
+	}
+	if got[2].op != opKeep || got[3].op != opEmit || string(got[3].data) != string(in) {
+		t.Errorf("keep then copy: %+v %+v", got[2], got[3])
+	}
+	if got[4].index != noInput || decodeMap(t, got[4].data)["type"] != "summary" {
+		t.Errorf("new event %+v", got[4])
+	}
+	if got[5].index != 0 || decodeMap(t, got[5].data)["from"] != int8(0) {
+		t.Errorf("EmitBytes %+v", got[5])
+	}
+}
+
+func TestHandlerPanicFailsTheBatch(t *testing.T) {
+	s := useStage(t)
+	var kept *Event
+	Filter(func(ev *Event) bool {
+		switch ev.String("comm") {
+		case "boom":
+			panic("kaboom")
+		case "keep":
+			kept = NewEvent().SetString("made", "earlier")
+		}
+		return true
+	})
+	mustInit(t, s, nil)
+	_, err := s.process(encodeBatch(execEvent(t, 1, "ok"), execEvent(t, 2, "boom")))
+	if err == nil || !strings.Contains(err.Error(), "panic: kaboom") || !strings.Contains(err.Error(), "stage_test.go") {
+		t.Fatalf("err = %v, want the panic with its stack", err)
+	}
+	// The stage goes on with the next batch.
+	res, err := s.process(encodeBatch(execEvent(t, 3, "keep")))
+	if err != nil || len(parseResult(t, res)) != 1 {
+		t.Fatalf("after a panic: %v", err)
+	}
+	// An event kept past its call is refused, not emitted with stale bytes.
+	FlatMapStale := func(ev *Event, out *Output) { out.Emit(kept) }
+	s.eventFn, s.filterFn = FlatMapStale, nil
+	if _, err := s.process(encodeBatch(execEvent(t, 4, "x"))); err == nil || !strings.Contains(err.Error(), "earlier call") {
+		t.Errorf("stale event: err = %v", err)
+	}
+}
+
+func TestMalformedBatches(t *testing.T) {
+	s := useStage(t)
+	Filter(func(*Event) bool { return true })
+	mustInit(t, s, nil)
+	good := encodeBatch(execEvent(t, 1, "a"), execEvent(t, 2, "b"))
+	cases := map[string][]byte{
+		"empty":           nil,
+		"count too big":   binary.LittleEndian.AppendUint32(nil, 1000),
+		"length past end": good[:len(good)-1],
+		"truncated len":   good[:6],
+	}
+	for name, b := range cases {
+		if _, err := s.process(b); err == nil || !strings.Contains(err.Error(), "read batch") {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+	// Every prefix of a good batch either fails cleanly or is that batch.
+	for cut := range len(good) {
+		if _, err := s.process(good[:cut]); err == nil {
+			t.Errorf("prefix %d of %d accepted", cut, len(good))
+		}
+	}
+	// An empty batch gives an empty result.
+	res, err := s.process(encodeBatch())
+	if err != nil || len(parseResult(t, res)) != 0 {
+		t.Errorf("empty batch: %v %x", err, res)
+	}
+}
+
+func TestInitErrors(t *testing.T) {
+	t.Run("no handler", func(t *testing.T) {
+		s := useStage(t)
+		if err := s.init(nil); err == nil || !strings.Contains(err.Error(), "no event handler") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("two handlers", func(t *testing.T) {
+		s := useStage(t)
+		Filter(func(*Event) bool { return true })
+		Map(func(*Event) {})
+		if err := s.init(nil); err == nil || !strings.Contains(err.Error(), "sluice.Map: an event handler is already registered") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("init error", func(t *testing.T) {
+		s := useStage(t)
+		Filter(func(*Event) bool { return true })
+		OnInit(func(p Params) error {
+			var cfg struct{ Comms []string }
+			return p.Decode(&cfg)
+		})
+		err := s.init([]byte{0x81, 0xa5, 'c', 'o', 'm', 'm', 's', 0x01})
+		if err == nil || err.Error() != "params.comms: want a list, got int" {
+			t.Errorf("err = %v", err)
+		}
+		if _, err := s.process(encodeBatch()); err == nil {
+			t.Errorf("process after a failed init succeeded")
+		}
+	})
+	t.Run("params not a map", func(t *testing.T) {
+		s := useStage(t)
+		Filter(func(*Event) bool { return true })
+		if err := s.init([]byte{0x90}); err == nil {
+			t.Errorf("no error")
+		}
+	})
+}
+
+func TestTickAndClose(t *testing.T) {
+	s := useStage(t)
+	Filter(func(*Event) bool { return true })
+	// Before a tick handler is registered, a tick emits nothing.
+	mustInit(t, s, nil)
+	res, err := s.tick(1)
+	if err != nil || len(parseResult(t, res)) != 0 {
+		t.Fatalf("tick without handler: %v %x", err, res)
+	}
+	ticks := NewCounter("ticks")
+	var at time.Time
+	OnTick(func(now time.Time, out *Output) {
+		at = now
+		ticks.Inc()
+		out.Emit(NewEvent().SetString("type", "tick").Set("at", now))
+	})
+	closed := false
+	OnClose(func() { closed = true; Infof("closing after %d ticks", 1) })
+	res, err = s.tick(1_700_000_000_123_456_789)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parseResult(t, res)
+	if len(got) != 1 || got[0].index != noInput || decodeMap(t, got[0].data)["at"] != "2023-11-14T22:13:20.123456789Z" {
+		t.Errorf("tick result %+v", got)
+	}
+	if at.UnixNano() != 1_700_000_000_123_456_789 || nativeHost.counters["ticks"] != 1 {
+		t.Errorf("tick at %v, counter %d", at, nativeHost.counters["ticks"])
+	}
+	s.close()
+	if !closed || len(nativeHost.logs) != 1 || nativeHost.logs[0] != (nativeLog{LevelInfo, "closing after 1 ticks"}) {
+		t.Errorf("close: %v %+v", closed, nativeHost.logs)
+	}
+}
+
+func TestNowUsesHostClock(t *testing.T) {
+	useStage(t)
+	fixed := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	nativeHost.now = func() time.Time { return fixed }
+	if !Now().Equal(fixed) {
+		t.Errorf("Now = %v", Now())
+	}
+}
+
+// A drop-comm filter over trace_exec events must not allocate per event:
+// that is what keeps a Go stage within its budget at batch 256.
+func TestFilterDoesNotAllocate(t *testing.T) {
+	s := useStage(t)
+	drop := map[string]struct{}{"sh": {}, "bash": {}}
+	Filter(func(ev *Event) bool {
+		_, hit := drop[string(ev.StringBytes("comm"))]
+		return !hit
+	})
+	mustInit(t, s, nil)
+	batch := benchBatch(t, 256)
+	if _, err := s.process(batch); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(20, func() { _, _ = s.process(batch) }); n != 0 {
+		t.Errorf("%v allocations per batch, want 0", n)
+	}
+}
+
+func benchBatch(tb testing.TB, n int) []byte {
+	comms := []string{"sh", "cat", "bash", "ls"}
+	evs := make([][]byte, n)
+	for i := range evs {
+		evs[i] = execEvent(tb, i, comms[i%len(comms)], comms[i%len(comms)], "-c", "some args here")
+	}
+	return encodeBatch(evs...)
+}
+
+// BenchmarkFilterNative measures the SDK's per-batch work natively (the Wasm
+// figures come from the examples' benchmarks, through the real host).
+func BenchmarkFilterNative(b *testing.B) {
+	s := useStage(b)
+	drop := map[string]struct{}{"sh": {}, "bash": {}}
+	Filter(func(ev *Event) bool {
+		_, hit := drop[string(ev.StringBytes("comm"))]
+		return !hit
+	})
+	mustInit(b, s, nil)
+	batch := benchBatch(b, 256)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.process(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*256), "ns/event")
+}
+
+// BenchmarkMapNative sets one field on every event.
+func BenchmarkMapNative(b *testing.B) {
+	s := useStage(b)
+	Map(func(ev *Event) { ev.SetString("user", "alice") })
+	mustInit(b, s, nil)
+	batch := benchBatch(b, 256)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.process(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*256), "ns/event")
+}
+
+func TestStringSet(t *testing.T) {
+	var many []string
+	for i := range 40 {
+		many = append(many, strings.Repeat("x", i%3+1)+string(rune('a'+i)))
+	}
+	s := NewStringSet(append(many, "sh", "sh", "", strings.Repeat("y", 40))...)
+	if s.Len() != 43 {
+		t.Errorf("Len = %d, want 43", s.Len())
+	}
+	for _, x := range append(many, "sh", "", strings.Repeat("y", 40)) {
+		if !s.Has([]byte(x)) {
+			t.Errorf("Has(%q) = false", x)
+		}
+	}
+	for _, x := range []string{"s", "shh", "xc", strings.Repeat("y", 39), "bash"} {
+		if s.Has([]byte(x)) {
+			t.Errorf("Has(%q) = true", x)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { s.Has([]byte("xxzz")) }); n != 0 {
+		t.Errorf("Has allocates %v", n)
+	}
+}
