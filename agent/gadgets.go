@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/gadgets"
+	"github.com/sluice-dev/sluice/oci"
 	"github.com/sluice-dev/sluice/sources"
 )
 
@@ -20,6 +21,9 @@ type resolvedGadget struct {
 	source *config.Source
 	spec   *sources.GadgetSpec
 	params map[string]string
+	// image is the OCI image the gadget came from, nil for a built-in or an
+	// ELF file. Its Wasm field is the gadget-embedded module, if any.
+	image *oci.GadgetImage
 }
 
 // ResolveGadget finds a gadget by built-in name or ELF path. Relative
@@ -34,7 +38,7 @@ func ResolveGadget(ref, baseDir string) (string, []byte, error) {
 		if s := closest(ref, builtinNames()); s != "" {
 			hint = fmt.Sprintf("; did you mean %q?", s)
 		}
-		return "", nil, fmt.Errorf("unknown gadget %q: not a built-in (%s) and not a path to an eBPF ELF%s", ref, strings.Join(builtinNames(), ", "), hint)
+		return "", nil, fmt.Errorf("unknown gadget %q: not a built-in (%s), not a path to an eBPF ELF, and not an image reference (HOST/NAME:TAG or oci://...)%s", ref, strings.Join(builtinNames(), ", "), hint)
 	}
 	path := ref
 	if !filepath.IsAbs(path) && baseDir != "" {
@@ -60,7 +64,7 @@ func builtinNames() []string {
 
 // resolveGadgets parses every source's gadget and checks its parameters,
 // turning problems into diagnostics at the offending config value.
-func resolveGadgets(f *config.File) ([]*resolvedGadget, hcl.Diagnostics) {
+func resolveGadgets(f *config.File, images *Images) ([]*resolvedGadget, hcl.Diagnostics) {
 	var out []*resolvedGadget
 	var diags hcl.Diagnostics
 	for _, src := range f.Sources {
@@ -71,7 +75,17 @@ func resolveGadgets(f *config.File) ([]*resolvedGadget, hcl.Diagnostics) {
 		if fn := src.GadgetRange.Filename; fn != "" && !strings.HasPrefix(fn, "<") {
 			baseDir = filepath.Dir(fn)
 		}
-		name, elf, err := ResolveGadget(src.Gadget, baseDir)
+		var name string
+		var elf []byte
+		var image *oci.GadgetImage
+		var err error
+		if IsImageReference(src.Gadget) {
+			if name, image, err = resolveImageGadget(src.Gadget, images); err == nil {
+				elf = image.Program
+			}
+		} else {
+			name, elf, err = ResolveGadget(src.Gadget, baseDir)
+		}
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
 			continue
@@ -97,7 +111,7 @@ func resolveGadgets(f *config.File) ([]*resolvedGadget, hcl.Diagnostics) {
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: rangePtr(subject)})
 			}
 		}
-		out = append(out, &resolvedGadget{source: src, spec: spec, params: params})
+		out = append(out, &resolvedGadget{source: src, spec: spec, params: params, image: image})
 	}
 	return out, diags
 }
@@ -112,9 +126,20 @@ func rangePtr(r hcl.Range) *hcl.Range {
 // Validate checks what the config package cannot: that gadgets exist and
 // parse, that parameters exist and fit their types, and that the pipeline
 // graph is one the agent can run. It needs no privileges.
-func Validate(f *config.File) hcl.Diagnostics {
-	_, diags := resolveGadgets(f)
-	return append(diags, validateGraph(f)...)
+//
+// Gadgets named by OCI reference are read from images, which FetchImages
+// made; pass none for a config without references.
+func Validate(f *config.File, images ...*Images) hcl.Diagnostics {
+	var im *Images
+	if len(images) > 0 {
+		im = images[0]
+	}
+	resolved, diags := resolveGadgets(f, im)
+	diags = append(diags, validateGraph(f)...)
+	if !diags.HasErrors() {
+		diags = append(diags, validateSinks(f, resolved)...)
+	}
+	return diags
 }
 
 // validateGraph enforces that a source feeds exactly one pipeline: a source

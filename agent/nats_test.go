@@ -102,3 +102,57 @@ pipeline "p" {
 		}
 	}
 }
+
+// TestSubjectFieldDiagnostics: a subject template naming a field no gadget
+// feeding the sink has, or a malformed one, is a config error pointing at
+// the subject attribute, found without privileges.
+func TestSubjectFieldDiagnostics(t *testing.T) {
+	for _, tc := range []struct {
+		subject, summary, detail string
+	}{
+		{"sluice.{host}.{nosuch}", "Unknown field in subject template", "{nosuch} is not a field of gadget trace_exec"},
+		{"sluice.{comm", "Invalid subject template", "unclosed {"},
+	} {
+		t.Run(tc.subject, func(t *testing.T) {
+			src := fmt.Sprintf(`source "gadget" "exec" { gadget = "trace_exec" }
+sink "nats" "bus" {
+  url     = "nats://127.0.0.1:4222"
+  subject = %q
+}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.nats.bus]
+}
+`, tc.subject)
+			f, diags := config.Parse("s.hcl", []byte(src))
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			diags = Validate(f)
+			if len(diags) != 1 {
+				t.Fatalf("diagnostics = %v, want one", diags)
+			}
+			d := diags[0]
+			if d.Summary != tc.summary || !strings.Contains(d.Detail, tc.detail) {
+				t.Errorf("diagnostic = %q: %q; want %q containing %q", d.Summary, d.Detail, tc.summary, tc.detail)
+			}
+			if d.Subject == nil || d.Subject.Start.Line != 4 || d.Subject.Start.Column != 13 {
+				t.Errorf("diagnostic range = %v, want the subject value at s.hcl:4:13", d.Subject)
+			}
+		})
+	}
+	// Fields of the gadget and envelope keys are fine.
+	f, diags := config.Parse("ok.hcl", []byte(`source "gadget" "exec" { gadget = "trace_exec" }
+sink "nats" "bus" { subject = "sluice.{host}.{source}.{comm}" }
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.nats.bus]
+}
+`))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if diags := Validate(f); diags.HasErrors() {
+		t.Errorf("valid subject rejected: %v", diags)
+	}
+}

@@ -25,7 +25,24 @@ type NATSSink struct {
 
 	// Spool absorbs outages on disk under <data_dir>/spool/<sink name>.
 	Spool NATSSpool
+
+	// Batch, when set, packs several events into one message.
+	Batch *NATSBatch
 }
+
+// NATSBatch is the `batch {}` block of a NATS sink.
+type NATSBatch struct {
+	MaxEvents int
+	MaxBytes  int64
+	MaxDelay  time.Duration
+}
+
+// Defaults of a NATS sink's batch block.
+const (
+	DefaultNATSBatchMaxEvents = 100
+	DefaultNATSBatchMaxBytes  = 512 << 10
+	DefaultNATSBatchMaxDelay  = 50 * time.Millisecond
+)
 
 // NATSSpool is the `spool {}` block of a NATS sink.
 type NATSSpool struct {
@@ -36,12 +53,13 @@ type NATSSpool struct {
 
 // NATSJetStream is the `jetstream {}` block of a NATS sink.
 type NATSJetStream struct {
-	Stream     string
-	Create     bool
-	Subjects   []string
-	MaxAge     time.Duration
-	MaxPending int
-	AckTimeout time.Duration
+	Stream          string
+	Create          bool
+	Subjects        []string
+	MaxAge          time.Duration
+	DuplicateWindow time.Duration // 0: the sink's default (2m)
+	MaxPending      int
+	AckTimeout      time.Duration
 }
 
 // Defaults of the NATS sink.
@@ -58,8 +76,10 @@ var natsSinkSchema = &hcl.BodySchema{
 		{Name: "user"}, {Name: "password"}, {Name: "token"},
 		{Name: "nkey_seed_file"}, {Name: "creds_file"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "jetstream"}, {Type: "spool"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "jetstream"}, {Type: "spool"}, {Type: "batch"}},
 }
+
+var natsBatchSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "max_events"}, {Name: "max_bytes"}, {Name: "max_delay"}}}
 
 var natsSpoolSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "enabled"}, {Name: "max_bytes"}, {Name: "when_full"}}}
 
@@ -68,7 +88,8 @@ var spoolWhenFull = []string{"drop_newest", "drop_oldest"}
 var natsTLSSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "ca_file"}, {Name: "cert_file"}, {Name: "key_file"}}}
 
 var natsJetStreamSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-	{Name: "stream", Required: true}, {Name: "create"}, {Name: "subjects"}, {Name: "max_age"}, {Name: "max_pending"}, {Name: "ack_timeout"},
+	{Name: "stream", Required: true}, {Name: "create"}, {Name: "subjects"}, {Name: "max_age"}, {Name: "duplicate_window"},
+	{Name: "max_pending"}, {Name: "ack_timeout"},
 }}
 
 // decodeNATSSink decodes `sink "nats" NAME { ... }`.
@@ -99,8 +120,37 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 	if a := content.Attributes["encoding"]; a != nil {
 		out.Encoding, diags = enumOrAppend(a, ectx, natsEncodings, out.Encoding, diags)
 	}
+	seen := map[string]hcl.Range{}
 	for _, b := range content.Blocks {
+		if first, dup := seen[b.Type]; dup {
+			diags = append(diags, duplicate(b.Type+" block", "A "+b.Type+" block", first, b.DefRange,
+				"A NATS sink has at most one "+b.Type+" block."))
+			continue
+		}
+		seen[b.Type] = b.DefRange
 		switch b.Type {
+		case "batch":
+			out.Batch = &NATSBatch{MaxEvents: DefaultNATSBatchMaxEvents, MaxBytes: DefaultNATSBatchMaxBytes, MaxDelay: DefaultNATSBatchMaxDelay}
+			c, d := b.Body.Content(natsBatchSchema)
+			diags = append(diags, d...)
+			if a := c.Attributes["max_events"]; a != nil {
+				n, ok, d := evalPositiveInt(a, ectx)
+				diags = append(diags, d...)
+				if ok {
+					out.Batch.MaxEvents = n
+				}
+			}
+			if a := c.Attributes["max_bytes"]; a != nil {
+				n, ok, d := evalSize(a, ectx)
+				diags = append(diags, d...)
+				if ok {
+					out.Batch.MaxBytes = n
+				}
+			}
+			if a := c.Attributes["max_delay"]; a != nil {
+				out.Batch.MaxDelay, d = durationOr(a, ectx, out.Batch.MaxDelay)
+				diags = append(diags, d...)
+			}
 		case "tls":
 			c, d := b.Body.Content(natsTLSSchema)
 			diags = append(diags, d...)
@@ -163,6 +213,10 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 			}
 			if a := c.Attributes["max_age"]; a != nil {
 				js.MaxAge, d = durationOr(a, ectx, js.MaxAge)
+				diags = append(diags, d...)
+			}
+			if a := c.Attributes["duplicate_window"]; a != nil {
+				js.DuplicateWindow, d = durationOr(a, ectx, js.DuplicateWindow)
 				diags = append(diags, d...)
 			}
 			if a := c.Attributes["ack_timeout"]; a != nil {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -30,10 +31,15 @@ sink "nats" "siem" {
     when_full = "drop_oldest"
   }
   jetstream {
-    stream   = "SLUICE"
-    create   = true
-    subjects = ["sec.>"]
-    max_age  = "24h"
+    stream           = "SLUICE"
+    create           = true
+    subjects         = ["sec.>"]
+    max_age          = "24h"
+    duplicate_window = "10m"
+  }
+  batch {
+    max_events = 500
+    max_delay  = "20ms"
   }
 }
 pipeline "p" {
@@ -47,7 +53,8 @@ pipeline "p" {
 	}
 	want := &NATSSink{URL: "nats://10.0.0.1:4222", Subject: "sec.{host}.{comm}", Encoding: "json", Token: "t", CAFile: "/ca.pem",
 		Spool:     NATSSpool{Enabled: true, MaxBytes: 64 << 20, WhenFull: "drop_oldest"},
-		JetStream: &NATSJetStream{Stream: "SLUICE", Create: true, Subjects: []string{"sec.>"}, MaxAge: 24 * time.Hour}}
+		JetStream: &NATSJetStream{Stream: "SLUICE", Create: true, Subjects: []string{"sec.>"}, MaxAge: 24 * time.Hour, DuplicateWindow: 10 * time.Minute},
+		Batch:     &NATSBatch{MaxEvents: 500, MaxBytes: DefaultNATSBatchMaxBytes, MaxDelay: 20 * time.Millisecond}}
 	if diff := cmp.Diff(want, f.Sinks[0].NATS, cmpopts.IgnoreTypes(hcl.Range{})); diff != "" {
 		t.Errorf("nats sink (-want +got):\n%s", diff)
 	}
@@ -60,10 +67,23 @@ pipeline "p" {
 sink "nats" "siem" {
   encoding = "xml"
   jetstream {}
+  batch { max_events = 0 }
+  batch {}
 }
 `
 	_, diags = Parse("bad.hcl", []byte(bad))
-	if len(diags) < 2 {
-		t.Errorf("want errors for the encoding and the missing stream, got %v", diags)
+	var summaries []string
+	for _, d := range diags {
+		summaries = append(summaries, d.Summary)
+	}
+	wantDiags := []string{`Invalid value for "encoding"`, "Missing required argument", "Value must be positive", "Duplicate batch block"}
+	for _, w := range wantDiags {
+		found := false
+		for _, s := range summaries {
+			found = found || strings.Contains(s, w)
+		}
+		if !found {
+			t.Errorf("no diagnostic %q among %q", w, summaries)
+		}
 	}
 }

@@ -2,19 +2,9 @@ package sinks
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -166,76 +156,6 @@ func TestSubjectEscaping(t *testing.T) {
 	if _, err := ParseSubject("a b.{comm}"); err == nil {
 		t.Error("whitespace in a literal accepted")
 	}
-}
-
-func TestNATSAuth(t *testing.T) {
-	t.Run("user", func(t *testing.T) {
-		srv := startServer(t, &server.Options{Username: "sluice", Password: "s3cret"})
-		if _, err := NewNATS(context.Background(), "x", NATSOptions{URL: srv.ClientURL(), Subject: "a", User: "sluice", Password: "wrong"}); err == nil {
-			t.Fatal("connected with a wrong password")
-		} else if strings.Contains(err.Error(), "wrong") {
-			t.Errorf("error leaks the password: %v", err)
-		}
-		s, err := NewNATS(context.Background(), "x", NATSOptions{URL: srv.ClientURL(), Subject: "a", User: "sluice", Password: "s3cret"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Close(context.Background())
-	})
-	t.Run("token", func(t *testing.T) {
-		srv := startServer(t, &server.Options{Authorization: "tok3n"})
-		if _, err := NewNATS(context.Background(), "x", NATSOptions{URL: srv.ClientURL(), Subject: "a"}); err == nil {
-			t.Fatal("connected without the token")
-		}
-		s, err := NewNATS(context.Background(), "x", NATSOptions{URL: srv.ClientURL(), Subject: "a", Token: "tok3n"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Close(context.Background())
-	})
-	t.Run("tls", func(t *testing.T) {
-		dir := t.TempDir()
-		serverCert, caFile := testCA(t, dir)
-		srv := startServer(t, &server.Options{TLS: true, TLSConfig: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}})
-		url := fmt.Sprintf("tls://127.0.0.1:%d", srv.Addr().(*net.TCPAddr).Port)
-		if _, err := NewNATS(context.Background(), "x", NATSOptions{URL: url, Subject: "a"}); err == nil {
-			t.Fatal("trusted a server certificate from an unknown CA")
-		}
-		s, err := NewNATS(context.Background(), "x", NATSOptions{URL: url, Subject: "a", CAFile: caFile})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Write(context.Background(), []pipeline.Event{seqEvent("exec", 1, "x")}); err != nil {
-			t.Fatal(err)
-		}
-		s.Close(context.Background())
-	})
-}
-
-// testCA makes a CA and a server certificate for 127.0.0.1 signed by it.
-func testCA(t *testing.T, dir string) (tls.Certificate, string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test CA"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	cert, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, caFile
 }
 
 func streamSeqs(t *testing.T, url, stream string) map[uint64]int {

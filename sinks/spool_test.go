@@ -38,7 +38,7 @@ func drain(t *testing.T, s *Spool) [][]byte {
 
 func TestSpoolOrderAndRestart(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenSpool(dir, 1<<20, false)
+	s, err := OpenSpool(dir, SpoolOptions{MaxBytes: 1 << 20, DropOldest: false})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestSpoolOrderAndRestart(t *testing.T) {
 	}
 	s.Close()
 	// A restart: the same directory, the rest appended after.
-	s, err = OpenSpool(dir, 1<<20, false)
+	s, err = OpenSpool(dir, SpoolOptions{MaxBytes: 1 << 20, DropOldest: false})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestSpoolOrderAndRestart(t *testing.T) {
 
 func TestSpoolLimits(t *testing.T) {
 	t.Run("drop_newest", func(t *testing.T) {
-		s, _ := OpenSpool(t.TempDir(), 64<<10, false)
+		s, _ := OpenSpool(t.TempDir(), SpoolOptions{MaxBytes: 64 << 10, DropOldest: false})
 		var recs [][]byte
 		for i := 0; i < 10000; i++ {
 			recs = append(recs, rec(i))
@@ -92,15 +92,18 @@ func TestSpoolLimits(t *testing.T) {
 		}
 	})
 	t.Run("drop_oldest", func(t *testing.T) {
-		s, _ := OpenSpool(t.TempDir(), 256<<10, true)
+		s, _ := OpenSpool(t.TempDir(), SpoolOptions{MaxBytes: 256 << 10, DropOldest: true})
+		var deleted int64
 		for i := 0; i < 40000; i += 10 {
 			batch := make([][]byte, 0, 10)
 			for j := i; j < i+10; j++ {
 				batch = append(batch, rec(j))
 			}
-			if _, _, err := s.Append(batch); err != nil {
+			_, n, err := s.Append(batch)
+			if err != nil {
 				t.Fatal(err)
 			}
+			deleted += n
 		}
 		if s.Len() > 256<<10 {
 			t.Errorf("spool grew to %d bytes past its limit", s.Len())
@@ -109,17 +112,20 @@ func TestSpoolLimits(t *testing.T) {
 		if !bytes.Equal(got[len(got)-1], rec(39999)) || bytes.Equal(got[0], rec(0)) {
 			t.Errorf("kept %q..%q; want the newest records", got[0], got[len(got)-1])
 		}
+		if deleted+int64(len(got)) != 40000 {
+			t.Errorf("deleted %d + kept %d records != the 40000 appended", deleted, len(got))
+		}
 	})
 	t.Run("torn tail", func(t *testing.T) {
 		dir := t.TempDir()
-		s, _ := OpenSpool(dir, 1<<20, false)
+		s, _ := OpenSpool(dir, SpoolOptions{MaxBytes: 1 << 20, DropOldest: false})
 		s.Append([][]byte{rec(1), rec(2)})
 		s.Close()
 		segs, _ := filepath.Glob(filepath.Join(dir, "*"+spoolSuffix))
 		f, _ := os.OpenFile(segs[0], os.O_APPEND|os.O_WRONLY, 0)
 		f.Write([]byte{200, 0, 0, 0, 'x'}) // a record cut by a crash
 		f.Close()
-		s, _ = OpenSpool(dir, 1<<20, false)
+		s, _ = OpenSpool(dir, SpoolOptions{MaxBytes: 1 << 20, DropOldest: false})
 		if got := drain(t, s); len(got) != 2 {
 			t.Errorf("drained %d records, want the 2 whole ones", len(got))
 		}

@@ -1,0 +1,186 @@
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultDuplicateWindow is the deduplication window of a stream the sink
+// creates: a retry or replay of a message the stream stored within it is
+// dropped by the stream.
+const DefaultDuplicateWindow = 2 * time.Minute
+
+func (s *NATS) setupJetStream(ctx context.Context) error {
+	jso := s.opts.JetStream
+	pending := jso.MaxPending
+	if pending <= 0 {
+		pending = DefaultMaxPending
+	}
+	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(pending))
+	if err != nil {
+		return fmt.Errorf("open jetstream: %w", err)
+	}
+	s.js = js
+	if jso.Stream == "" {
+		s.streamReady.Store(true)
+		return nil
+	}
+	if s.spool != nil && !s.nc.IsConnected() {
+		// Started during an outage: events spool, and the replayer
+		// checks the stream once the server is reachable.
+		return nil
+	}
+	return s.ensureStream(ctx)
+}
+
+// ensureStream checks the stream exists, creating it when configured to.
+func (s *NATS) ensureStream(ctx context.Context) error {
+	jso := s.opts.JetStream
+	_, err := s.js.Stream(ctx, jso.Stream)
+	if err == nil {
+		s.streamReady.Store(true)
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("look up stream %q: %w", jso.Stream, err)
+	}
+	if !jso.Create {
+		return fmt.Errorf("stream %q does not exist (set jetstream { create = true } to create it)", jso.Stream)
+	}
+	subjects := jso.Subjects
+	if len(subjects) == 0 {
+		subjects = []string{s.subject.wildcard()}
+	}
+	dups := jso.DuplicateWindow
+	if dups <= 0 {
+		dups = DefaultDuplicateWindow
+	}
+	_, err = s.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:       jso.Stream,
+		Subjects:   subjects,
+		MaxAge:     jso.MaxAge,
+		Duplicates: dups,
+		Storage:    jetstream.FileStorage,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("create stream %q: %w", jso.Stream, err)
+	}
+	s.log.Info("created jetstream stream", "sink", s.name, "stream", jso.Stream, "subjects", subjects)
+	s.streamReady.Store(true)
+	return nil
+}
+
+// wildcard is the template with every field replaced by *, the subjects a
+// created stream listens on.
+func (t *SubjectTemplate) wildcard() string {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.field != "" {
+			b.WriteByte('*')
+		} else {
+			b.WriteString(p.literal)
+		}
+	}
+	return b.String()
+}
+
+var errAckTimeout = errors.New("timed out waiting for the stream's acknowledgement")
+
+// publishJetStream publishes msgs asynchronously (nats.go bounds the
+// acknowledgements outstanding at once, MaxPending) and waits for their
+// acknowledgements, retrying failures (same dedup ids) with backoff.
+// retries = 0 retries until ctx ends. With a spool, it gives up as soon as
+// the connection is down: the spool takes the rest. It returns the messages
+// not acknowledged and the last failure; those larger than the server's
+// max_payload are marked tooLarge, and are never retried.
+func (s *NATS) publishJetStream(ctx context.Context, msgs []*outMsg, retries int) ([]*outMsg, error) {
+	ackTimeout := s.opts.JetStream.AckTimeout
+	if ackTimeout <= 0 {
+		ackTimeout = 5 * time.Second
+	}
+	backoff := 100 * time.Millisecond
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	bad := make([]bool, len(msgs))
+	var rejected []*outMsg
+	for attempt := 0; len(msgs) > 0; attempt++ {
+		futures, bad = futures[:len(msgs)], bad[:len(msgs)]
+		clear(bad)
+		var lastErr error
+		for i, m := range msgs {
+			f, err := s.js.PublishMsgAsync(&m.msg)
+			if err != nil {
+				futures[i], bad[i], lastErr = nil, true, err
+				m.tooLarge = errors.Is(err, nats.ErrMaxPayload)
+				continue
+			}
+			futures[i] = f
+		}
+		timer := time.NewTimer(ackTimeout)
+		cancelled := false
+	wait:
+		for i, f := range futures {
+			if f == nil {
+				continue
+			}
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				bad[i], lastErr = true, err
+			case <-timer.C:
+				bad[i], lastErr = true, errAckTimeout
+				timer.Reset(time.Millisecond) // the rest get no extra wait
+			case <-ctx.Done():
+				// Unconfirmed: some may still be stored, and a replay of
+				// them is deduplicated.
+				for j := i; j < len(bad); j++ {
+					bad[j] = true
+				}
+				cancelled, lastErr = true, ctx.Err()
+				break wait
+			}
+		}
+		timer.Stop()
+		var failed []*outMsg // in publishing order, for the spool
+		for i, m := range msgs {
+			if bad[i] && !m.tooLarge {
+				failed = append(failed, m)
+			} else if m.tooLarge {
+				rejected = append(rejected, m) // retrying cannot help
+			}
+		}
+		if len(failed) == 0 {
+			return rejected, lastErr
+		}
+		if s.opts.JetStream.Stream != "" && s.nc.IsConnected() {
+			// Connected, yet unacknowledged: the stream may be gone
+			// (deleted, or a server replaced with its storage). Look it up
+			// (and create it) again before the next attempt.
+			s.streamReady.Store(false)
+		}
+		if cancelled || (retries > 0 && attempt >= retries) || (s.spool != nil && !s.nc.IsConnected()) {
+			return append(rejected, failed...), lastErr
+		}
+		s.log.Warn("jetstream publish failed; retrying", "sink", s.name, "messages", len(failed), "attempt", attempt+1, "error", lastErr)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return failed, ctx.Err()
+		}
+		backoff = min(backoff*2, 5*time.Second)
+		if !s.streamReady.Load() && s.nc.IsConnected() {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := s.ensureStream(sctx); err != nil {
+				s.log.Warn("jetstream stream not ready", "sink", s.name, "error", err)
+			}
+			cancel()
+		}
+		msgs = failed
+	}
+	return rejected, nil
+}

@@ -1,0 +1,333 @@
+package sinks
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/pipeline/codec"
+)
+
+// Message headers and content types (docs/event-format.md, "On the wire").
+const (
+	headerFormat      = "Sluice-Format"
+	headerContentType = "Content-Type"
+
+	contentMsgpack      = "application/msgpack"
+	contentJSON         = "application/json"
+	contentMsgpackArray = "application/vnd.sluice.msgpack-array"
+	contentJSONLines    = "application/x-ndjson"
+)
+
+// Header values are shared by every message: nats.go never modifies them.
+var (
+	formatValue   = []string{FormatVersion}
+	contentValues = map[string][]string{
+		contentMsgpack: {contentMsgpack}, contentJSON: {contentJSON},
+		contentMsgpackArray: {contentMsgpackArray}, contentJSONLines: {contentJSONLines},
+	}
+)
+
+// outMsg is one message on its way to the server, with the events of the
+// Write batch it carries (batch[first:end]); first < 0 for a message
+// replayed from the spool.
+type outMsg struct {
+	msg        nats.Msg
+	id         [1]string // backs msg.Header[Nats-Msg-Id]
+	first, end int
+	tooLarge   bool // the server refuses it (max_payload): never retried nor spooled
+	events     int  // for a replayed message: the events it carries
+}
+
+// newOutMsg returns a message with its headers set; id may be "".
+func newOutMsg(subject, ctype, id string, data []byte) *outMsg {
+	o := &outMsg{first: -1, end: -1}
+	o.msg = nats.Msg{Subject: subject, Data: data, Header: nats.Header{
+		headerFormat: formatValue, headerContentType: contentValues[ctype],
+	}}
+	if id != "" {
+		o.id[0] = id
+		o.msg.Header[jetstream.MsgIDHeader] = o.id[:]
+	}
+	return o
+}
+
+// eventsOf returns the events of batch that the messages carry.
+func eventsOf(batch []pipeline.Event, msgs []*outMsg) []pipeline.Event {
+	var out []pipeline.Event
+	for _, m := range msgs {
+		if m.first >= 0 {
+			out = append(out, batch[m.first:m.end]...)
+		}
+	}
+	return out
+}
+
+// MsgID is the deduplication id of an event: stable across retries and
+// spool replays (it is stored with a spooled message), unique across hosts,
+// boots and agent runs (a source numbers its events from 1 at every start,
+// so the run id keeps a restarted agent's events from being taken for
+// duplicates of the previous run's). A loss record, which has no sequence
+// number of its own, is named by a checksum of its content, which includes
+// its time. Safe for concurrent use.
+func (s *NATS) MsgID(ev *pipeline.Event) string {
+	return string(s.appendMsgID(nil, ev))
+}
+
+func (s *NATS) appendMsgID(dst []byte, ev *pipeline.Event) []byte {
+	dst = append(dst, s.idBase...)
+	if ev.Kind == pipeline.KindLoss {
+		dst = append(dst, "loss."...)
+		return strconv.AppendUint(dst, uint64(crc32.Checksum(ev.Data, castagnoli)), 16)
+	}
+	dst = append(dst, ev.Source...)
+	dst = append(dst, '.')
+	return strconv.AppendUint(dst, ev.Seq, 10)
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// appendBatchID names a batched message after its first and last events and
+// their number ("<base><src>.<seq>-<src>.<seq>.n<count>"); loss records in
+// the batch are named by their checksum instead, so that a batch of loss
+// records alone still has a unique id.
+func (s *NATS) appendBatchID(dst []byte, evs []pipeline.Event) []byte {
+	first, last := -1, -1
+	for i := range evs {
+		if evs[i].Kind != pipeline.KindLoss {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		crc := uint32(0)
+		for i := range evs {
+			crc = crc32.Update(crc, castagnoli, evs[i].Data)
+		}
+		dst = append(dst, s.idBase...)
+		dst = append(dst, "loss."...)
+		dst = strconv.AppendUint(dst, uint64(crc), 16)
+	} else {
+		dst = s.appendMsgID(dst, &evs[first])
+		dst = append(dst, '-')
+		dst = append(dst, evs[last].Source...)
+		dst = append(dst, '.')
+		dst = strconv.AppendUint(dst, evs[last].Seq, 10)
+	}
+	dst = append(dst, ".n"...)
+	return strconv.AppendInt(dst, int64(len(evs)), 10)
+}
+
+// subjectFor renders ev's subject, reusing the strings of recent subjects so
+// that publishing does not allocate one per event. Callers hold s.mu.
+func (s *NATS) subjectFor(ev *pipeline.Event) string {
+	if s.static != "" {
+		return s.static
+	}
+	s.subjBuf = s.subject.Append(s.subjBuf[:0], ev)
+	if subj, ok := s.subjects[string(s.subjBuf)]; ok {
+		return subj
+	}
+	if len(s.subjects) >= maxCachedSubjects {
+		clear(s.subjects) // a template over a high-cardinality field
+	}
+	subj := string(s.subjBuf)
+	s.subjects[subj] = subj
+	return subj
+}
+
+const maxCachedSubjects = 4096
+
+// messages builds the messages for batch: one per event, or with batching
+// several consecutive events with the same subject per message. Events that
+// cannot be encoded are returned as a WriteLoss. Callers hold s.mu.
+func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
+	if s.opts.BatchMaxEvents > 1 {
+		return s.batchedMessages(batch)
+	}
+	msgs := make([]*outMsg, 0, len(batch))
+	ctype := contentMsgpack
+	if s.json {
+		ctype = contentJSON
+	}
+	var ids []byte
+	var idEnds []int
+	if s.js != nil {
+		for i := range batch {
+			ids = s.appendMsgID(ids, &batch[i])
+			idEnds = append(idEnds, len(ids))
+		}
+	}
+	allIDs := string(ids) // one allocation for every id of the batch
+	var arena []byte
+	var bad []pipeline.Event
+	var badErr error
+	for i := range batch {
+		ev := &batch[i]
+		data := ev.Data
+		if s.json {
+			start := len(arena)
+			var err error
+			if arena, err = codec.AppendJSON(arena, ev.Data); err != nil {
+				arena = arena[:start]
+				bad = append(bad, *ev)
+				badErr = fmt.Errorf("encode event seq %d of %q as JSON: %w", ev.Seq, ev.Source, err)
+				continue
+			}
+			data = arena[start:len(arena):len(arena)]
+		}
+		id := ""
+		if s.js != nil {
+			start := 0
+			if i > 0 {
+				start = idEnds[i-1]
+			}
+			id = allIDs[start:idEnds[i]]
+		}
+		m := newOutMsg(s.subjectFor(ev), ctype, id, data)
+		m.first, m.end = i, i+1
+		msgs = append(msgs, m)
+	}
+	if len(bad) > 0 {
+		return msgs, &pipeline.WriteLoss{Reason: ReasonEncodeError, Events: bad, Err: badErr}
+	}
+	return msgs, nil
+}
+
+// ReasonEncodeError is the drop reason of events a sink could not encode.
+const ReasonEncodeError = "encode_error"
+
+// batchedMessages packs consecutive events with the same subject into
+// messages of at most BatchMaxEvents events and BatchMaxBytes of payload (an
+// event larger than that travels alone). A message's dedup id names its
+// events (appendBatchID), so a retry or a replay of the same message is
+// deduplicated by the stream.
+func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
+	maxBytes := s.opts.BatchMaxBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultBatchMaxBytes
+	}
+	ctype := contentMsgpackArray
+	if s.json {
+		ctype = contentJSONLines
+	}
+	var msgs []*outMsg
+	var bad []pipeline.Event
+	var badErr error
+	var next []byte
+	for i := 0; i < len(batch); {
+		subj := s.subjectFor(&batch[i])
+		j, size := i, 0
+		for j < len(batch) && j-i < s.opts.BatchMaxEvents && (j == i || size+len(batch[j].Data) <= maxBytes) {
+			if j > i && s.static == "" {
+				next = s.subject.Append(next[:0], &batch[j])
+				if string(next) != subj {
+					break
+				}
+			}
+			size += len(batch[j].Data)
+			j++
+		}
+		var data []byte
+		if s.json {
+			data = make([]byte, 0, 2*size)
+			for k := i; k < j; k++ {
+				start := len(data)
+				var err error
+				if data, err = codec.AppendJSON(data, batch[k].Data); err != nil {
+					data = data[:start]
+					bad = append(bad, batch[k])
+					badErr = fmt.Errorf("encode event seq %d of %q as JSON: %w", batch[k].Seq, batch[k].Source, err)
+					continue
+				}
+				data = append(data, '\n')
+			}
+		} else {
+			data = codec.AppendArrayHeader(make([]byte, 0, size+5), j-i)
+			for k := i; k < j; k++ {
+				data = append(data, batch[k].Data...)
+			}
+		}
+		id := ""
+		if s.js != nil {
+			id = string(s.appendBatchID(nil, batch[i:j]))
+		}
+		m := newOutMsg(subj, ctype, id, data)
+		m.first, m.end = i, j
+		msgs = append(msgs, m)
+		i = j
+	}
+	if len(bad) > 0 {
+		// A batched message that lost an event still carries the others;
+		// its id names the whole range, which is still unique.
+		return msgs, &pipeline.WriteLoss{Reason: ReasonEncodeError, Events: bad, Err: badErr}
+	}
+	return msgs, nil
+}
+
+// DefaultBatchMaxBytes bounds a batched message's payload when
+// NATSOptions.BatchMaxBytes is 0. It stays well under the server's default
+// max_payload (1 MiB).
+const DefaultBatchMaxBytes = 512 << 10
+
+// Spool records: u8 record version (high nibble, 1) and content type (low
+// nibble: 0 msgpack, 1 JSON, 2 msgpack array, 3 JSON lines), u32 number of
+// events, u16 subject length, subject, u16
+// dedup id length, id, payload.
+var spoolContentTypes = [...]string{contentMsgpack, contentJSON, contentMsgpackArray, contentJSONLines}
+
+func encodeSpooled(m *outMsg) []byte {
+	id := m.id[0]
+	b := make([]byte, 0, 9+len(m.msg.Subject)+len(id)+len(m.msg.Data))
+	var ctype byte
+	switch m.msg.Header.Get(headerContentType) {
+	case contentJSON:
+		ctype = 1
+	case contentMsgpackArray:
+		ctype = 2
+	case contentJSONLines:
+		ctype = 3
+	}
+	b = append(b, spoolRecordVersion<<4|ctype)
+	b = binary.LittleEndian.AppendUint32(b, uint32(max(m.end-m.first, 1)))
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(m.msg.Subject)))
+	b = append(b, m.msg.Subject...)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(id)))
+	b = append(b, id...)
+	return append(b, m.msg.Data...)
+}
+
+const spoolRecordVersion = 1
+
+var errCorruptSpoolRecord = errors.New("corrupt spool record")
+
+// decodeSpooled returns a spooled message and the number of events it
+// carries.
+func decodeSpooled(b []byte) (*outMsg, int, error) {
+	if len(b) < 9 || b[0]>>4 != spoolRecordVersion || b[0]&0xf > 3 {
+		return nil, 0, errCorruptSpoolRecord
+	}
+	ctype := spoolContentTypes[b[0]&0xf]
+	events := int(binary.LittleEndian.Uint32(b[1:]))
+	n := int(binary.LittleEndian.Uint16(b[5:]))
+	b = b[7:]
+	if len(b) < n+2 {
+		return nil, 0, errCorruptSpoolRecord
+	}
+	subj := string(b[:n])
+	b = b[n:]
+	n = int(binary.LittleEndian.Uint16(b))
+	b = b[2:]
+	if len(b) < n {
+		return nil, 0, errCorruptSpoolRecord
+	}
+	return newOutMsg(subj, ctype, string(b[:n]), b[n:]), events, nil
+}
