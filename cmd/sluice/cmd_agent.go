@@ -15,6 +15,8 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "config `file` (default: the built-in config, see 'sluice config default')")
 	logLevel := fs.String("log-level", "", "override the config's log level (debug, info, warn, error)")
+	var images imageRunFlags
+	images.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -28,17 +30,22 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *logLevel != "" {
 		f.Agent.LogLevel = *logLevel
 	}
-	return runAgent(ctx, f, p, stdout, stderr, false)
+	return runAgent(ctx, f, p, stdout, stderr, false, images.fetchOptions(stderr))
 }
 
 // runAgent builds and runs an agent until ctx is cancelled.
 // With stats, it prints the event totals to stderr when it stops.
-func runAgent(ctx context.Context, f *config.File, p *config.Parser, stdout, stderr io.Writer, stats bool) error {
+func runAgent(ctx context.Context, f *config.File, p *config.Parser, stdout, stderr io.Writer, stats bool, fetch agent.FetchOptions) error {
 	log, err := newLogger(stderr, f.Agent.LogLevel, f.Agent.LogFormat)
 	if err != nil {
 		return err
 	}
-	a, diags := agent.New(f, agent.Options{Logger: log, Stdout: stdout})
+	images, diags := agent.FetchImages(ctx, f, fetch)
+	if diags.HasErrors() {
+		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
+		return exitError{code: 1}
+	}
+	a, diags := agent.New(f, agent.Options{Logger: log, Stdout: stdout, Images: images})
 	if len(diags) > 0 {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
 	}

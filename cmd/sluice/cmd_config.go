@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -45,7 +46,17 @@ func validateFile(path string, stdout, stderr io.Writer) error {
 	p := config.NewParser()
 	f, diags := p.ParseFile(path)
 	if !diags.HasErrors() {
-		diags = append(diags, agent.Validate(f)...)
+		// Image references are checked against the local store, pulling
+		// what it lacks (never re-pulling: validation does not follow tags).
+		fetch := agent.FetchOptions{}
+		if f.Agent.Images.PullPolicy == "always" {
+			fetch.PullPolicy = "missing"
+		}
+		images, ds := agent.FetchImages(context.Background(), f, fetch)
+		diags = append(diags, ds...)
+		if !ds.HasErrors() {
+			diags = append(diags, agent.Validate(f, images)...)
+		}
 	}
 	if len(diags) > 0 {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))

@@ -16,6 +16,7 @@ import (
 
 	"oras.land/oras-go/v2/registry/remote/auth"
 
+	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/gadgets"
 	"github.com/sluice-dev/sluice/oci"
 	"github.com/sluice-dev/sluice/oci/sign"
@@ -645,4 +646,23 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// imageRunFlags are the image flags of `sluice agent` and `sluice run`.
+type imageRunFlags struct {
+	dataDir    string
+	pullPolicy string
+}
+
+func (f *imageRunFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.dataDir, "data-dir", "", "data `dir` of the image store (default $SLUICE_DATA_DIR, else the config's data_dir)")
+	fs.StringVar(&f.pullPolicy, "pull", "", "pull policy for image references: always, missing or never (default the config's, missing)")
+}
+
+func (f *imageRunFlags) fetchOptions(stderr io.Writer) agent.FetchOptions {
+	o := agent.FetchOptions{DataDir: f.dataDir, PullPolicy: f.pullPolicy}
+	if isTerminal(stderr) {
+		o.Progress = newProgress(stderr).event
+	}
+	return o
 }

@@ -8,7 +8,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/oci"
 )
 
 // paramFlags collects repeated --param k=v flags.
@@ -28,7 +30,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sluice run GADGET [--param NAME=VALUE ...] [-o json|table] [--timeout D]\n\nGADGET is a built-in gadget name or a path to an eBPF ELF.")
+		fmt.Fprintln(stderr, "usage: sluice run GADGET [--param NAME=VALUE ...] [-o json|table] [--timeout D]\n\nGADGET is a built-in gadget name, a path to an eBPF ELF, or an image reference\n(HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...), pulled into the local store.")
 		fs.PrintDefaults()
 	}
 	var params paramFlags
@@ -41,6 +43,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	whenFull := fs.String("when-full", "drop_oldest", "queue policy when the terminal falls behind: block, drop_newest, drop_oldest")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	stats := fs.Bool("stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
+	var images imageRunFlags
+	images.register(fs)
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -63,7 +67,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	return runAgent(ctx, f, config.NewParser(), stdout, stderr, *stats)
+	return runAgent(ctx, f, config.NewParser(), stdout, stderr, *stats, images.fetchOptions(stderr))
 }
 
 // runConfig is the config `sluice run` stands for: one source, one stdout
@@ -98,6 +102,13 @@ func runConfig(gadget string, params []config.Param, format string) *config.File
 // name, or the ELF's base name.
 func sourceName(gadget string) string {
 	name := gadget
+	if agent.IsImageReference(name) {
+		// HOST/REPO/NAME:TAG@DIGEST: the source is NAME.
+		name, _, _ = strings.Cut(strings.TrimPrefix(name, oci.Scheme), "@")
+		if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+			name = name[:i]
+		}
+	}
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		name = name[i+1:]
 	}

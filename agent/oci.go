@@ -1,0 +1,223 @@
+package agent
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/oci"
+	"github.com/sluice-dev/sluice/oci/sign"
+)
+
+// Images are the OCI images a config references, fetched under the
+// agent's image policy (pull policy, allow-list, signatures) by
+// [FetchImages] before [New], so that New, which builds the agent's
+// components, stays offline and never blocks on a registry.
+//
+// An Images is read-only once FetchImages returns and safe for concurrent
+// use.
+type Images struct {
+	gadgets map[string]*oci.GadgetImage
+	stages  map[string]*oci.StageImage
+}
+
+// Gadget returns the fetched gadget image a config value names.
+func (im *Images) Gadget(value string) (*oci.GadgetImage, bool) {
+	if im == nil {
+		return nil, false
+	}
+	g, ok := im.gadgets[value]
+	return g, ok
+}
+
+// StageModule returns the Wasm module of the fetched stage image that a
+// module value ("oci://REF") names. It is the hook the Wasm stage module
+// resolution calls for OCI references.
+func (im *Images) StageModule(value string) ([]byte, error) {
+	if im != nil {
+		if s, ok := im.stages[value]; ok {
+			return s.Module, nil
+		}
+	}
+	return nil, fmt.Errorf("stage image %q was not fetched (agent.FetchImages fetches every oci:// module of the config)", value)
+}
+
+// FetchOptions are the process-level inputs of FetchImages.
+type FetchOptions struct {
+	// DataDir overrides the config's data_dir for the image store (the
+	// --data-dir flag, or SLUICE_DATA_DIR).
+	DataDir string
+	// Progress, when set, is told about blobs being pulled.
+	Progress func(oci.ProgressEvent)
+	// PullPolicy overrides the config's pull_policy when set.
+	PullPolicy string
+	// StageModules are module values (oci://REF) of Wasm stages to fetch
+	// beside the gadgets the sources name.
+	StageModules []StageModuleRef
+}
+
+// StageModuleRef is a stage's module value and where the config has it.
+type StageModuleRef struct {
+	Value string
+	Range hcl.Range
+}
+
+// IsImageReference tells an OCI reference from a built-in gadget name or a
+// file path (see docs/oci.md, "References").
+func IsImageReference(value string) bool { return oci.LooksLikeReference(value) }
+
+// imageStoreDir is where the agent's image store lives: the override, then
+// SLUICE_DATA_DIR, then the config's data_dir.
+func imageStoreDir(f *config.File, override string) string {
+	if override != "" {
+		return override
+	}
+	if env := os.Getenv(oci.DataDirEnv); env != "" {
+		return env
+	}
+	if f.Agent.DataDir != "" {
+		return f.Agent.DataDir
+	}
+	return oci.DefaultDataDir
+}
+
+// FetchImages fetches every OCI reference of f (gadget values, and the
+// stage modules opts names) into the local store and reads them, refusing
+// images the policy refuses. Problems are diagnostics at the offending
+// config value. A config without OCI references opens no store.
+func FetchImages(ctx context.Context, f *config.File, opts FetchOptions) (*Images, hcl.Diagnostics) {
+	im := &Images{gadgets: map[string]*oci.GadgetImage{}, stages: map[string]*oci.StageImage{}}
+	type want struct {
+		value string
+		rng   hcl.Range
+		stage bool
+	}
+	var wants []want
+	for _, src := range f.Sources {
+		if src.Type == "gadget" && IsImageReference(src.Gadget) {
+			wants = append(wants, want{src.Gadget, src.GadgetRange, false})
+		}
+	}
+	for _, m := range opts.StageModules {
+		wants = append(wants, want{m.Value, m.Range, true})
+	}
+	if len(wants) == 0 {
+		return im, nil
+	}
+	policy, diags := imagePolicy(f, opts)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	store, err := oci.OpenStore(ctx, imageStoreDir(f, opts.DataDir))
+	if err != nil {
+		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot open the image store", Detail: err.Error(), Subject: rangePtr(wants[0].rng)})
+	}
+	defer store.Close()
+	resolver := oci.NewResolver(store, policy)
+	for _, w := range wants {
+		ref, err := oci.ParseReference(w.value)
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid image reference", Detail: err.Error(), Subject: rangePtr(w.rng)})
+			continue
+		}
+		if w.stage {
+			img, err := resolver.Stage(ctx, ref)
+			if err != nil {
+				diags = append(diags, imageDiag(err, w.rng))
+				continue
+			}
+			im.stages[w.value] = img
+			continue
+		}
+		img, err := resolver.Gadget(ctx, ref, "")
+		if err != nil {
+			diags = append(diags, imageDiag(err, w.rng))
+			continue
+		}
+		im.gadgets[w.value] = img
+	}
+	return im, diags
+}
+
+func imageDiag(err error, rng hcl.Range) *hcl.Diagnostic {
+	summary := "Cannot fetch image"
+	switch {
+	case isPolicyError(err):
+		summary = "Image not allowed"
+	case strings.Contains(err.Error(), "refuse image"):
+		summary = "Image signature not valid"
+	}
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: rangePtr(rng)}
+}
+
+func isPolicyError(err error) bool {
+	_, ok := err.(*oci.PolicyError)
+	return ok
+}
+
+// imagePolicy turns the agent block's image settings into an oci.Policy,
+// checking allow rules and reading public keys (relative to the config).
+func imagePolicy(f *config.File, opts FetchOptions) (oci.Policy, hcl.Diagnostics) {
+	cfg := f.Agent.Images
+	var diags hcl.Diagnostics
+	p := oci.Policy{
+		Pull:   oci.PullPolicy(cfg.PullPolicy),
+		Remote: oci.RemoteOptions{Insecure: cfg.InsecureRegistries, Progress: opts.Progress},
+	}
+	if opts.PullPolicy != "" {
+		p.Pull = oci.PullPolicy(opts.PullPolicy)
+	}
+	for i, rule := range cfg.Allow {
+		if err := oci.ValidateRule(rule); err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid allow rule", Detail: err.Error(), Subject: rangeAt(cfg.AllowRanges, i)})
+			continue
+		}
+		p.Allow = append(p.Allow, rule)
+	}
+	for i, path := range cfg.PublicKeys {
+		full := path
+		if fn := rangeAt(cfg.PublicKeysRanges, i); fn != nil && !filepath.IsAbs(path) && fn.Filename != "" && !strings.HasPrefix(fn.Filename, "<") {
+			full = filepath.Join(filepath.Dir(fn.Filename), path)
+		}
+		data, err := os.ReadFile(full)
+		var key *ecdsa.PublicKey
+		if err == nil {
+			key, err = sign.LoadPublicKey(data)
+		}
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid public key", Detail: fmt.Sprintf("public key %s: %v", path, err), Subject: rangeAt(cfg.PublicKeysRanges, i)})
+			continue
+		}
+		p.PublicKeys = append(p.PublicKeys, key)
+	}
+	return p, diags
+}
+
+func rangeAt(ranges []hcl.Range, i int) *hcl.Range {
+	if i < len(ranges) {
+		return rangePtr(ranges[i])
+	}
+	return nil
+}
+
+// resolveImageGadget returns the gadget an OCI value names, from images.
+// The gadget's name is the repository's last element (trace_exec for
+// localhost:5000/gadgets/trace_exec:v1), as for an ELF file's base name.
+func resolveImageGadget(value string, images *Images) (string, *oci.GadgetImage, error) {
+	img, ok := images.Gadget(value)
+	if !ok {
+		return "", nil, fmt.Errorf("gadget image %q was not fetched: the agent fetches images before it starts (agent.FetchImages)", value)
+	}
+	ref, err := oci.ParseReference(value)
+	if err != nil {
+		return "", nil, err
+	}
+	name := ref.Repository[strings.LastIndex(ref.Repository, "/")+1:]
+	return name, img, nil
+}

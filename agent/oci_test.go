@@ -1,0 +1,202 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"oras.land/oras-go/v2/registry/remote/credentials"
+
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/gadgets"
+	"github.com/sluice-dev/sluice/internal/registrytest"
+	"github.com/sluice-dev/sluice/internal/testutil"
+	"github.com/sluice-dev/sluice/oci"
+	"github.com/sluice-dev/sluice/oci/sign"
+)
+
+// pushBuiltin builds a built-in gadget's folder (amd64 and, with clang-19,
+// arm64) into a scratch store and pushes it to reg.
+func pushBuiltin(t *testing.T, reg *registrytest.Registry, name, tag string) (oci.Reference, *oci.Store) {
+	t.Helper()
+	ctx := context.Background()
+	store, err := oci.OpenStore(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	ref, err := oci.ParseReference(reg.Host + "/gadgets/" + name + ":" + tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oci.Build(ctx, store, filepath.Join("..", "gadgets", name), ref, oci.BuildOptions{Archs: []string{oci.HostArch}, Headers: gadgets.Headers()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oci.Push(ctx, store, ref, oci.RemoteOptions{Credentials: credentials.NewMemoryStore()}); err != nil {
+		t.Fatal(err)
+	}
+	return ref, store
+}
+
+func imageConfig(t *testing.T, ref, agentExtra string) *config.File {
+	t.Helper()
+	src := fmt.Sprintf(`
+agent {
+  name           = "oci-host"
+  shutdown_grace = "5s"
+  %s
+}
+source "gadget" "exec" { gadget = %q }
+sink "stdout" "out" { format = "json" }
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.stdout.out]
+  queue { when_full = "drop_oldest" }
+}
+`, agentExtra, ref)
+	path := filepath.Join(t.TempDir(), "agent.hcl")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, diags := config.NewParser().ParseFile(path)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return f
+}
+
+// runUntilExec runs the agent until a marked exec shows up in its output.
+func runUntilExec(t *testing.T, f *config.File, images *Images) string {
+	t.Helper()
+	out := &syncBuffer{}
+	a, diags := New(f, Options{Stdout: out, Images: images})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	marker := fmt.Sprintf("sluice-oci-%d", rand.Uint32())
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), marker) {
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("no event for the exec within 10s; output:\n%s", out.String())
+		}
+		exec.Command("/bin/true", marker).Run()
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("agent did not stop")
+	}
+	return out.String()
+}
+
+// TestGadgetImageRoundTrip: build -> push -> the agent pulls the image on
+// demand and loads its eBPF layer into the kernel; an exec shows up. Then,
+// with the registry stopped, the same config runs from the local store.
+func TestGadgetImageRoundTrip(t *testing.T) {
+	testutil.RequireBPF(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	ref, _ := pushBuiltin(t, reg, "trace_exec", "v1")
+	dataDir := t.TempDir()
+	f := imageConfig(t, ref.String(), fmt.Sprintf("data_dir = %q", dataDir))
+	ctx := context.Background()
+	images, diags := FetchImages(ctx, f, FetchOptions{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	out := runUntilExec(t, f, images)
+	for _, want := range []string{`"gadget":"trace_exec"`, `"source":"exec"`, `"comm":"true"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s", want)
+		}
+	}
+
+	reg.Stop()
+	images, diags = FetchImages(ctx, imageConfig(t, ref.String(), fmt.Sprintf("data_dir = %q\npull_policy = \"never\"", dataDir)), FetchOptions{})
+	if diags.HasErrors() {
+		t.Fatalf("offline: %v", diags)
+	}
+	runUntilExec(t, f, images)
+	// A digest-pinned reference runs offline too: the store is addressed by digest.
+	pinned := ref.Name() + "@" + images.gadgets[ref.String()].Digest.String()
+	pf := imageConfig(t, pinned, fmt.Sprintf("data_dir = %q", dataDir))
+	images, diags = FetchImages(ctx, pf, FetchOptions{})
+	if diags.HasErrors() {
+		t.Fatalf("pinned offline: %v", diags)
+	}
+	runUntilExec(t, pf, images)
+}
+
+// TestFetchImagesPolicy: the agent config's allow-list and verify block
+// refuse images with diagnostics at the gadget value; a signed image runs.
+func TestFetchImagesPolicy(t *testing.T) {
+	ctx := context.Background()
+	reg := registrytest.Start(t, registrytest.Options{})
+	ref, store := pushBuiltin(t, reg, "trace_open", "v1")
+	keys := t.TempDir()
+	privPEM, pubPEM, err := sign.GenerateKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(keys, "cosign.pub"), pubPEM, 0o644)
+	_, otherPub, _ := sign.GenerateKeyPair(nil)
+	os.WriteFile(filepath.Join(keys, "other.pub"), otherPub, 0o644)
+
+	check := func(name, extra, wantSummary, wantDetail string) {
+		t.Run(name, func(t *testing.T) {
+			f := imageConfig(t, ref.String(), fmt.Sprintf("data_dir = %q\n%s", t.TempDir(), extra))
+			images, diags := FetchImages(ctx, f, FetchOptions{})
+			if wantSummary == "" {
+				if diags.HasErrors() {
+					t.Fatal(diags)
+				}
+				if d := Validate(f, images); d.HasErrors() {
+					t.Fatal(d)
+				}
+				return
+			}
+			if !diags.HasErrors() {
+				t.Fatal("no error")
+			}
+			d := diags[0]
+			if d.Summary != wantSummary || !strings.Contains(d.Detail, wantDetail) || d.Subject == nil || d.Subject.Start.Line != 8 {
+				t.Errorf("diagnostic = %s: %s at %v; want %q containing %q at line 8", d.Summary, d.Detail, d.Subject, wantSummary, wantDetail)
+			}
+		})
+	}
+	check("allowed by prefix", fmt.Sprintf("allow = [%q]", reg.Host+"/gadgets/*"), "", "")
+	check("refused by the allow-list", fmt.Sprintf("allow = [%q]", reg.Host+"/other/*"), "Image not allowed", reg.Host+"/other/*")
+	check("unsigned", fmt.Sprintf("verify { public_keys = [%q] }", filepath.Join(keys, "cosign.pub")), "Image signature not valid", "not signed")
+
+	key, err := sign.LoadPrivateKey(privPEM, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := store.Resolve(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oci.SignStored(ctx, store, ref, desc, key, sign.LayoutTag); err != nil {
+		t.Fatal(err)
+	}
+	if err := oci.PushSignatures(ctx, store, ref, oci.RemoteOptions{Credentials: credentials.NewMemoryStore()}); err != nil {
+		t.Fatal(err)
+	}
+	check("signed", fmt.Sprintf("verify { public_keys = [%q] }", filepath.Join(keys, "cosign.pub")), "", "")
+	check("signed by another key", fmt.Sprintf("verify { public_keys = [%q] }", filepath.Join(keys, "other.pub")), "Image signature not valid", "none valid")
+}
