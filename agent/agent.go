@@ -84,18 +84,14 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 		return nil, diags
 	}
 
-	schemasBySink := map[string][]*pipeline.Schema{}
-	for _, p := range cfg.Pipelines {
-		for _, sref := range p.Sinks {
-			for _, ref := range p.Sources {
-				if g := gadgetsBySource[cfg.Source(ref)]; g != nil {
-					schemasBySink[sref.String()] = append(schemasBySink[sref.String()], g.Schemas()...)
-				}
-			}
+	schemasBySink := sinkSchemas(cfg, func(src *config.Source) []*pipeline.Schema {
+		if g := gadgetsBySource[src]; g != nil {
+			return g.Schemas()
 		}
-	}
-	if err := validateSubjects(cfg, schemasBySink); err != nil {
-		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid subject", Detail: err.Error()})
+		return nil
+	})
+	if d := validateSubjects(cfg, schemasBySink); d.HasErrors() {
+		return nil, append(diags, d...)
 	}
 	sinksByRef := map[string]*sharedSink{}
 	for _, s := range cfg.Sinks {

@@ -134,8 +134,12 @@ func Validate(f *config.File, images ...*Images) hcl.Diagnostics {
 	if len(images) > 0 {
 		im = images[0]
 	}
-	_, diags := resolveGadgets(f, im)
-	return append(diags, validateGraph(f)...)
+	resolved, diags := resolveGadgets(f, im)
+	diags = append(diags, validateGraph(f)...)
+	if !diags.HasErrors() {
+		diags = append(diags, validateSinks(f, resolved)...)
+	}
+	return diags
 }
 
 // validateGraph enforces that a source feeds exactly one pipeline: a source
