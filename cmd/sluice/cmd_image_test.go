@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/registrytest"
+	"github.com/sluice-dev/sluice/internal/testutil"
+)
+
+// imageEnv runs the sluice binary with its own data dir and docker config.
+type imageEnv struct {
+	dataDir, dockerConfig string
+}
+
+func newImageEnv(t *testing.T) *imageEnv {
+	return &imageEnv{dataDir: t.TempDir(), dockerConfig: t.TempDir()}
+}
+
+func (e *imageEnv) run(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(sluiceBin, args...)
+	cmd.Env = append(os.Environ(), "SLUICE_DATA_DIR="+e.dataDir, "DOCKER_CONFIG="+e.dockerConfig, "COSIGN_PASSWORD=pw")
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	code := 0
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (e *imageEnv) ok(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := e.run(t, "", args...)
+	if code != 0 {
+		t.Fatalf("sluice %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// TestImageCLI walks the image commands against a registry with basic
+// auth: build, login, push, pull elsewhere, sign, verify, export, import,
+// tag, rm, and `sluice run` of the pulled image.
+func TestImageCLI(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{Users: map[string]string{"bob": "hunter2"}})
+	ref := reg.Host + "/gadgets/trace_exec:v1"
+	a := newImageEnv(t)
+	out := a.ok(t, "image", "build", filepath.Join("..", "..", "gadgets", "trace_exec"), "-t", ref, "--arch", "amd64")
+	if !strings.Contains(out, "amd64: prebuilt program.bpf.o") || !strings.Contains(out, "built gadget image "+ref+"@sha256:") {
+		t.Errorf("build output:\n%s", out)
+	}
+	if _, errOut, code := a.run(t, "", "image", "push", ref); code == 0 || !strings.Contains(errOut, "credential") {
+		t.Errorf("push without login: exit %d, %s", code, errOut)
+	}
+	if out, errOut, code := a.run(t, "hunter2\n", "image", "login", reg.Host, "-u", "bob", "--password-stdin"); code != 0 || !strings.Contains(out, "login succeeded") {
+		t.Fatalf("login: exit %d %s %s", code, out, errOut)
+	}
+	out = a.ok(t, "image", "push", ref)
+	if !strings.Contains(out, "pushed "+ref) {
+		t.Errorf("push: %s", out)
+	}
+	a.ok(t, "image", "generate-key-pair", "--output-key-prefix", filepath.Join(a.dataDir, "cosign"))
+	out = a.ok(t, "image", "sign", "--key", filepath.Join(a.dataDir, "cosign.key"), "--push", ref)
+	if !strings.Contains(out, "pushed the signatures") {
+		t.Errorf("sign: %s", out)
+	}
+
+	// Another machine: same docker config (logged in), its own store.
+	b := &imageEnv{dataDir: t.TempDir(), dockerConfig: a.dockerConfig}
+	b.ok(t, "image", "pull", ref)
+	out = b.ok(t, "image", "verify", "--key", filepath.Join(a.dataDir, "cosign.pub"), ref)
+	if !strings.Contains(out, "verified "+ref) {
+		t.Errorf("verify: %s", out)
+	}
+	b.ok(t, "image", "generate-key-pair", "--output-key-prefix", filepath.Join(b.dataDir, "other"))
+	if _, errOut, code := b.run(t, "", "image", "verify", "--key", filepath.Join(b.dataDir, "other.pub"), ref); code == 0 || !strings.Contains(errOut, "no valid signature") {
+		t.Errorf("verify with another key: exit %d %s", code, errOut)
+	}
+	list := b.ok(t, "image", "list")
+	if !regexp.MustCompile(regexp.QuoteMeta(ref) + `\s+gadget\s+[0-9a-f]{12}\s+amd64`).MatchString(list) {
+		t.Errorf("list:\n%s", list)
+	}
+	inspect := b.ok(t, "image", "inspect", ref)
+	for _, want := range []string{"name:      trace_exec", "ignore_failed (default \"false\")", "application/vnd.gadget.ebpf.program.v1+binary", "signature (tag layout)"} {
+		if !strings.Contains(inspect, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, inspect)
+		}
+	}
+
+	// export -> import into a third store, deterministic.
+	tar1 := filepath.Join(t.TempDir(), "a.tar")
+	tar2 := filepath.Join(t.TempDir(), "b.tar")
+	b.ok(t, "image", "export", "-o", tar1, ref)
+	b.ok(t, "image", "export", "-o", tar2, ref)
+	d1, _ := os.ReadFile(tar1)
+	d2, _ := os.ReadFile(tar2)
+	if !bytes.Equal(d1, d2) {
+		t.Error("two exports of the same image differ")
+	}
+	c := newImageEnv(t)
+	if out := c.ok(t, "image", "import", tar1); !strings.Contains(out, "imported "+ref) {
+		t.Errorf("import: %s", out)
+	}
+	c.ok(t, "image", "verify", "--key", filepath.Join(a.dataDir, "cosign.pub"), ref)
+	c.ok(t, "image", "tag", ref, reg.Host+"/gadgets/trace_exec:stable")
+	c.ok(t, "image", "rm", ref)
+	if list := c.ok(t, "image", "list"); strings.Contains(list, ":v1") || !strings.Contains(list, ":stable") {
+		t.Errorf("after rm:\n%s", list)
+	}
+	a.ok(t, "image", "logout", reg.Host)
+	if _, errOut, code := newImageEnvWithConfig(t, a.dockerConfig).run(t, "", "image", "pull", ref); code == 0 {
+		t.Errorf("pull after logout succeeded: %s", errOut)
+	}
+
+	// `sluice run REF`: the store b pulled into, the registry gone.
+	testutil.RequireBPF(t)
+	reg.Stop()
+	marker := fmt.Sprintf("sluice-cli-oci-%d", rand.Uint32())
+	cmd := exec.Command(sluiceBin, "run", ref, "-o", "json", "--timeout", "4s", "--pull", "never")
+	cmd.Env = append(os.Environ(), "SLUICE_DATA_DIR="+b.dataDir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		exec.Command("/bin/true", marker).Run()
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), marker) || !strings.Contains(stdout.String(), `"source":"trace_exec"`) {
+		t.Errorf("run output lacks the exec (or source name trace_exec):\n%s\n%s", stdout.String(), stderr.String())
+	}
+}
+
+func newImageEnvWithConfig(t *testing.T, dockerConfig string) *imageEnv {
+	return &imageEnv{dataDir: t.TempDir(), dockerConfig: dockerConfig}
+}
+
+func TestImageCLIErrors(t *testing.T) {
+	e := newImageEnv(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"image", "pull", "trace_exec"}, "name the registry host first"},
+		{[]string{"image", "build", "/nonexistent", "-t", "localhost/x:v1"}, "no such file"},
+		{[]string{"image", "inspect", "localhost/none:v1"}, "not in the local store"},
+		{[]string{"image", "frobnicate"}, "unknown command"},
+		{[]string{"run", "localhost/none:v1", "--pull", "never"}, "sluice image pull"},
+	} {
+		_, errOut, code := e.run(t, "", c.args...)
+		if code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("sluice %s: exit %d, stderr %q, want %q", strings.Join(c.args, " "), code, errOut, c.want)
+		}
+	}
+}
