@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -19,6 +20,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/testutil"
 	"github.com/sluice-dev/sluice/oci"
 	"github.com/sluice-dev/sluice/oci/sign"
+	"github.com/sluice-dev/sluice/wasmstages"
 )
 
 // pushBuiltin builds a built-in gadget's folder (amd64 and, with clang-19,
@@ -199,4 +201,51 @@ func TestFetchImagesPolicy(t *testing.T) {
 	}
 	check("signed", fmt.Sprintf("verify { public_keys = [%q] }", filepath.Join(keys, "cosign.pub")), "", "")
 	check("signed by another key", fmt.Sprintf("verify { public_keys = [%q] }", filepath.Join(keys, "other.pub")), "Image signature not valid", "none valid")
+}
+
+// TestStageImageRoundTrip: a Wasm stage module built into a stage image,
+// pushed, and fetched by the agent as oci://REF comes back byte for byte
+// and loads in the Wasm stage runtime.
+func TestStageImageRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	reg := registrytest.Start(t, registrytest.Options{})
+	module, err := os.ReadFile(filepath.Join("..", "wasmstages", "testdata", "filter.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "filter.wasm")
+	if err := os.WriteFile(src, module, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store, err := oci.OpenStore(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ref, _ := oci.ParseReference(reg.Host + "/stages/filter:v1")
+	if _, err := oci.Build(ctx, store, src, ref, oci.BuildOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oci.Push(ctx, store, ref, oci.RemoteOptions{Credentials: credentials.NewMemoryStore()}); err != nil {
+		t.Fatal(err)
+	}
+	value := "oci://" + ref.String()
+	f := imageConfig(t, "trace_exec", fmt.Sprintf("data_dir = %q", t.TempDir()))
+	images, diags := FetchImages(ctx, f, FetchOptions{StageModules: []StageModuleRef{{Value: value}}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	got, err := images.StageModule(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, module) {
+		t.Fatal("the fetched module differs from the built one")
+	}
+	if err := wasmstages.Check(ctx, wasmstages.Config{Name: "filter", ModuleBytes: got}); err != nil {
+		t.Fatalf("the fetched module does not load: %v", err)
+	}
+	if _, err := images.StageModule("oci://" + reg.Host + "/stages/other:v1"); err == nil {
+		t.Error("an unfetched module resolved")
+	}
 }
