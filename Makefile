@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Extra flags for `make run`, e.g. make run ARGS="--config my.hcl".
 ARGS    ?=
 
-.PHONY: all build run test test-race bench fuzz gadgets check-gadgets lint clean
+.PHONY: all build run test test-race bench fuzz gadgets check-gadgets stages check-stages lint clean
 
 all: build
 
@@ -36,6 +36,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./sources/decode
 	$(GO) test -run '^$$' -fuzz FuzzAppendJSON -fuzztime $(FUZZTIME) ./pipeline/codec
+	$(GO) test -run '^$$' -fuzz FuzzScan -fuzztime $(FUZZTIME) ./sdk/go/sluice
 
 # Regenerates the committed gadget objects with clang-19 (installed via apt
 # when missing).
@@ -45,6 +46,16 @@ gadgets:
 # Fails when regenerating the gadget objects changes them.
 check-gadgets: gadgets
 	git diff --exit-code -- gadgets/
+
+# Regenerates the committed example stages (examples/stages/*.wasm): Go ones
+# with the Go toolchain, C ones with clang-19 and wasi-libc (installed via apt
+# when missing).
+stages:
+	bash examples/stages/build.sh
+
+# Fails when a committed example stage differs from a fresh build.
+check-stages:
+	bash examples/stages/build.sh --check
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -1,0 +1,19 @@
+// Package stages holds sluice's example Wasm stages, built from the sources
+// in its subdirectories by build.sh (make stages) and committed as .wasm
+// files, and embeds them so the agent can run them by name without files
+// on disk:
+//
+//	drop-comm    drop events whose comm is listed (C SDK)
+//	uid-to-user  add a user name from a uid -> name table (Go SDK)
+//	redact       mask secrets in fields such as exec args (Go SDK)
+//	rate-limit   token bucket per key, with summaries of what it suppressed (Go SDK)
+//	ocsf         map exec, open and tcpconnect events to OCSF classes (Go SDK)
+//
+// drop-comm-go, the Go SDK's version of drop-comm, is built and tested but
+// not embedded: it exists to compare the SDKs.
+//
+// Ownership and concurrency: the embedded modules are read-only; Builtin
+// returns a slice the caller must not modify, and Builtin and Names are
+// safe for concurrent use. Nothing here fails: a name that is not built in
+// is reported by the boolean.
+package stages

@@ -1,0 +1,221 @@
+// Command rate-limit is a stateful stage: a token bucket per key lets at
+// most burst events through at once and rate per second on average; the
+// events it suppresses are counted per key and reported in a summary event
+// when the key's bucket lets an event through again, and on the stage's
+// tick for keys still being suppressed.
+//
+//	params = {
+//	  key      = ["comm"]   # the fields that make the key (default ["comm"])
+//	  rate     = 10         # events per second per key (may be fractional)
+//	  burst    = 20         # bucket size (default: rate, at least 1)
+//	  max_keys = 10000      # keys tracked at most; idle full buckets go first
+//	}
+//
+// A summary event has the envelope of the last suppressed event (host,
+// source, gadget), type = "rate_limit", the key fields, suppressed (the
+// count), first and last (times, RFC 3339) and window_s.
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sluice-dev/sluice/sdk/go/sluice"
+)
+
+type params struct {
+	Key     []string `sluice:"key"`
+	Rate    float64  `sluice:"rate,required"`
+	Burst   float64  `sluice:"burst"`
+	MaxKeys int      `sluice:"max_keys"`
+}
+
+type bucket struct {
+	tokens     float64
+	last       time.Time // of the last refill
+	suppressed int64
+	first      time.Time // first suppression since the last summary
+	lastSup    time.Time
+	keyVals    []string // the key fields' values, as text
+	host, src  string
+	gadget     string
+}
+
+var (
+	keyFields = []string{"comm"}
+	rate      float64
+	burst     float64
+	maxKeys   = 10000
+	buckets   = map[string]*bucket{}
+	keyBuf    []byte
+	dropped   *sluice.Counter
+	summaries *sluice.Counter
+)
+
+func init() {
+	dropped = sluice.NewCounter("suppressed")
+	summaries = sluice.NewCounter("summaries")
+	sluice.OnInit(func(p sluice.Params) error {
+		var cfg params
+		if err := p.Decode(&cfg); err != nil {
+			return err
+		}
+		if cfg.Rate <= 0 {
+			return fmt.Errorf("params.rate: %v; want events per second > 0", cfg.Rate)
+		}
+		rate, burst = cfg.Rate, cfg.Burst
+		if burst == 0 {
+			burst = max(rate, 1)
+		}
+		if burst < 1 {
+			return fmt.Errorf("params.burst: %v; want at least 1", burst)
+		}
+		if cfg.Key != nil {
+			if len(cfg.Key) == 0 {
+				return fmt.Errorf("params.key: empty; name at least one field")
+			}
+			keyFields = cfg.Key
+		}
+		if cfg.MaxKeys != 0 {
+			if cfg.MaxKeys < 1 {
+				return fmt.Errorf("params.max_keys: %d; want at least 1", cfg.MaxKeys)
+			}
+			maxKeys = cfg.MaxKeys
+		}
+		return nil
+	})
+	sluice.FlatMap(limit)
+	sluice.OnTick(func(now time.Time, out *sluice.Output) {
+		batchNow = now
+		for _, b := range buckets {
+			if b.suppressed > 0 {
+				emitSummary(b, out)
+			}
+		}
+		refillAll(now)
+	})
+}
+
+// batchNow is read once per batch (every batch starts with input 0): a host
+// call per event would cost more than the rest of the stage.
+var batchNow time.Time
+
+func limit(ev *sluice.Event, out *sluice.Output) {
+	if ev.Index() == 0 {
+		batchNow = sluice.Now()
+	}
+
+	keyBuf = keyBuf[:0]
+	for i, f := range keyFields {
+		if i > 0 {
+			keyBuf = append(keyBuf, 0)
+		}
+		keyBuf = appendText(keyBuf, ev.Get(f))
+	}
+	b, ok := buckets[string(keyBuf)]
+	if !ok {
+		if len(buckets) >= maxKeys {
+			evict(out)
+		}
+		b = &bucket{tokens: burst, last: batchNow}
+		for _, f := range keyFields {
+			b.keyVals = append(b.keyVals, string(appendText(nil, ev.Get(f))))
+		}
+		buckets[string(keyBuf)] = b
+	}
+	refill(b, batchNow)
+	if b.tokens >= 1 {
+		b.tokens--
+		if b.suppressed > 0 {
+			emitSummary(b, out)
+		}
+		out.Emit(ev)
+		return
+	}
+	if b.suppressed == 0 {
+		b.first = batchNow
+	}
+	b.suppressed++
+	b.lastSup = batchNow
+	b.host, b.src, b.gadget = ev.String("host"), ev.String("source"), ev.String("gadget")
+	dropped.Inc()
+}
+
+func refill(b *bucket, now time.Time) {
+	if el := now.Sub(b.last); el > 0 {
+		b.tokens = min(burst, b.tokens+el.Seconds()*rate)
+		b.last = now
+	}
+}
+
+// refillAll forgets keys whose bucket is full and that have nothing to
+// report: they behave exactly like a new key.
+func refillAll(now time.Time) {
+	for k, b := range buckets {
+		refill(b, now)
+		if b.tokens >= burst && b.suppressed == 0 {
+			delete(buckets, k)
+		}
+	}
+}
+
+// evict makes room for a new key: full, quiet buckets go first; if there
+// are none, the one idle longest is reported and dropped.
+func evict(out *sluice.Output) {
+	refillAll(batchNow)
+	if len(buckets) < maxKeys {
+		return
+	}
+	var oldestKey string
+	var oldest *bucket
+	for k, b := range buckets {
+		if oldest == nil || b.last.Before(oldest.last) {
+			oldestKey, oldest = k, b
+		}
+	}
+	if oldest.suppressed > 0 {
+		emitSummary(oldest, out)
+	}
+	delete(buckets, oldestKey)
+}
+
+func emitSummary(b *bucket, out *sluice.Output) {
+	e := sluice.NewEvent().
+		SetString("time", batchNow.UTC().Format(time.RFC3339Nano)).
+		SetString("host", b.host).
+		SetString("source", b.src).
+		SetString("gadget", b.gadget).
+		SetString("type", "rate_limit")
+	for i, f := range keyFields {
+		e.SetString(f, b.keyVals[i])
+	}
+	e.SetInt("suppressed", b.suppressed).
+		SetString("first", b.first.UTC().Format(time.RFC3339Nano)).
+		SetString("last", b.lastSup.UTC().Format(time.RFC3339Nano)).
+		SetFloat("window_s", b.lastSup.Sub(b.first).Seconds())
+	out.Emit(e)
+	summaries.Inc()
+	b.suppressed = 0
+}
+
+// appendText renders a key field as text (strings as they are, numbers in
+// decimal), so uid 0 and comm "0" are keyed the same way in a summary.
+func appendText(dst []byte, v sluice.Value) []byte {
+	switch v.Type() {
+	case sluice.TypeString, sluice.TypeBytes:
+		b, _ := v.StringBytes()
+		return append(dst, b...)
+	case sluice.TypeInt:
+		if n, ok := v.Int(); ok {
+			return fmt.Appendf(dst, "%d", n)
+		}
+		u, _ := v.Uint()
+		return fmt.Appendf(dst, "%d", u)
+	case sluice.TypeMissing:
+		return dst
+	}
+	return append(dst, strings.TrimSpace(fmt.Sprint(v.Raw()))...)
+}
+
+func main() {}

@@ -1,0 +1,174 @@
+// Command redact is a stage that masks secrets in event fields: values of
+// string fields (and the elements of list fields such as trace_exec's args)
+// that match a pattern, the argument after a secret-taking flag, and whole
+// fields by name.
+//
+//	params = {
+//	  fields   = ["args", "filename"]   # fields to scan (globs: "env.*"); default ["args"]
+//	  patterns = ["(?i)--?(?:password|passwd|token|secret|api[-_]?key)=(\\S+)"]
+//	  flags    = ["--password", "-p"]   # mask the list element after these
+//	                                    # (default --password, --passwd, --token, --secret, --api-key)
+//	  drop     = ["env.*"]              # fields to mask wholly (globs)
+//	  mask     = "****"                 # the replacement (default "****")
+//	}
+//
+// A pattern with a capturing group masks only what the first group
+// matched (--password=****); without one it masks the whole match. The
+// default patterns catch --password=, --token=, api keys, bearer tokens and
+// AWS access keys. Events with nothing to mask pass on untouched.
+package main
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/sluice-dev/sluice/sdk/go/sluice"
+)
+
+type params struct {
+	Fields   []string `sluice:"fields"`
+	Patterns []string `sluice:"patterns"`
+	Flags    []string `sluice:"flags"`
+	Drop     []string `sluice:"drop"`
+	Mask     *string  `sluice:"mask"`
+}
+
+var defaultPatterns = []string{
+	`(?i)--?(?:password|passwd|pass|pwd|token|secret|api[-_]?key|access[-_]?key|auth)[= ](\S+)`,
+	`(?i)(?:authorization:\s*)?bearer\s+([A-Za-z0-9._~+/=-]{8,})`,
+	`\b(AKIA[0-9A-Z]{16})\b`,
+	`\b(gh[pousr]_[A-Za-z0-9]{36,})\b`,
+	`(?i)://[^/\s:@]+:([^/\s@]+)@`, // credentials in URLs
+}
+
+var (
+	fields   = []string{"args"}
+	patterns []*regexp.Regexp
+	flags    = map[string]bool{"--password": true, "--passwd": true, "--token": true, "--secret": true, "--api-key": true}
+	drops    []string
+	mask     = "****"
+	masked   *sluice.Counter
+)
+
+func init() {
+	masked = sluice.NewCounter("masked")
+	sluice.OnInit(func(p sluice.Params) error {
+		var cfg params
+		if err := p.Decode(&cfg); err != nil {
+			return err
+		}
+		if cfg.Fields != nil {
+			fields = cfg.Fields
+		}
+		for i, f := range append(append([]string(nil), fields...), cfg.Drop...) {
+			if _, err := path.Match(f, ""); err != nil {
+				return fmt.Errorf("params: field pattern %d %q: %w", i, f, err)
+			}
+		}
+		src := defaultPatterns
+		if cfg.Patterns != nil {
+			src = cfg.Patterns
+		}
+		for i, s := range src {
+			re, err := regexp.Compile(s)
+			if err != nil {
+				return fmt.Errorf("params.patterns[%d]: %w", i, err)
+			}
+			patterns = append(patterns, re)
+		}
+		if cfg.Flags != nil {
+			flags = map[string]bool{}
+			for _, f := range cfg.Flags {
+				flags[f] = true
+			}
+		}
+		drops = cfg.Drop
+		if cfg.Mask != nil {
+			mask = *cfg.Mask
+		}
+		return nil
+	})
+	sluice.Map(redact)
+}
+
+func matchesAny(globs []string, name string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// maskString returns s with every pattern's secret replaced, and whether
+// anything changed.
+func maskString(s string) (string, bool) {
+	changed := false
+	for _, re := range patterns {
+		locs := re.FindAllStringSubmatchIndex(s, -1)
+		if locs == nil {
+			continue
+		}
+		var b strings.Builder
+		last := 0
+		for _, m := range locs {
+			start, end := m[0], m[1]
+			if len(m) >= 4 && m[2] >= 0 { // mask the first group only
+				start, end = m[2], m[3]
+			}
+			b.WriteString(s[last:start])
+			b.WriteString(mask)
+			last = end
+		}
+		b.WriteString(s[last:])
+		s, changed = b.String(), true
+	}
+	return s, changed
+}
+
+func redact(ev *sluice.Event) {
+	var names []string
+	ev.Each(func(key []byte, v sluice.Value) bool {
+		names = append(names, string(key))
+		return true
+	})
+	for _, name := range names {
+		if matchesAny(drops, name) {
+			ev.SetString(name, mask)
+			masked.Inc()
+			continue
+		}
+		if !matchesAny(fields, name) {
+			continue
+		}
+		v := ev.Get(name)
+		switch v.Type() {
+		case sluice.TypeString:
+			s, _ := v.Str()
+			if out, ok := maskString(s); ok {
+				ev.SetString(name, out)
+				masked.Inc()
+			}
+		case sluice.TypeArray:
+			list := v.Strings()
+			changed := false
+			for i := range list {
+				if i > 0 && flags[list[i-1]] && list[i] != mask {
+					list[i], changed = mask, true
+					continue
+				}
+				if out, ok := maskString(list[i]); ok {
+					list[i], changed = out, true
+				}
+			}
+			if changed && len(list) == v.Len() {
+				ev.SetStrings(name, list)
+				masked.Inc()
+			}
+		}
+	}
+}
+
+func main() {}

@@ -1,0 +1,180 @@
+package stages_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-dev/sluice/examples/stages"
+)
+
+func TestBuiltinNames(t *testing.T) {
+	want := []string{"drop-comm", "ocsf", "rate-limit", "redact", "uid-to-user"}
+	if diff := cmp.Diff(want, stages.Names()); diff != "" {
+		t.Errorf("Names (-want +got):\n%s", diff)
+	}
+	for _, name := range want {
+		b, ok := stages.Builtin(name)
+		if !ok || len(b) < 8 || string(b[:4]) != "\x00asm" {
+			t.Errorf("Builtin(%q) is not a Wasm module", name)
+		}
+	}
+	for _, name := range []string{"drop-comm-go", "nope", "../stages", "drop-comm.wasm", ""} {
+		if _, ok := stages.Builtin(name); ok {
+			t.Errorf("Builtin(%q) found", name)
+		}
+	}
+}
+
+// The C and Go versions of drop-comm must behave the same.
+func TestDropCommOnSyntheticEvents(t *testing.T) {
+	for _, name := range []string{"drop-comm", "drop-comm-go"} {
+		t.Run(name, func(t *testing.T) {
+			s := newStage(t, name, map[string]any{"comms": []string{"sh", "bash"}}, 0)
+			got := process(t, s,
+				envelope("trace_exec", 1, kv{"comm", "sh"}),
+				envelope("trace_exec", 2, kv{"comm", "cat"}),
+				envelope("trace_exec", 3, kv{"comm", "bash"}),
+				envelope("trace_exec", 4, kv{"pid", 1}), // no comm: kept
+				envelope("trace_exec", 5, kv{"comm", "shh"}),
+			)
+			var seqs []int64
+			for _, ev := range got {
+				seqs = append(seqs, toInt(ev["seq"]))
+			}
+			if diff := cmp.Diff([]int64{2, 4, 5}, seqs); diff != "" {
+				t.Errorf("kept seqs (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestStageParamErrors(t *testing.T) {
+	cases := []struct {
+		stage  string
+		params map[string]any
+		want   string
+	}{
+		{"drop-comm", nil, "params.comms: missing"},
+		{"drop-comm", map[string]any{"comms": "sh"}, "params.comms: want a list of strings"},
+		{"drop-comm", map[string]any{"comms": []any{"sh", 1}}, "params.comms[1]: want a string"},
+		{"drop-comm", map[string]any{"comms": []string{"sh"}, "comm": 1}, `unknown param "comm"`},
+		{"drop-comm-go", map[string]any{"comm": []string{"sh"}}, `params: unknown param "comm" (known: comms)`},
+		{"uid-to-user", map[string]any{"users": map[string]any{"root": "0"}}, `params.users: key "root" is not a uid`},
+		{"redact", map[string]any{"patterns": []string{"("}}, "params.patterns[0]: error parsing regexp"},
+		{"rate-limit", map[string]any{"rate": 0}, "params.rate: 0; want events per second > 0"},
+		{"rate-limit", map[string]any{"rate": "fast"}, "params.rate: want a number, got string"},
+		{"ocsf", map[string]any{"others": "keep"}, `params.others: "keep"; want "pass" or "drop"`},
+	}
+	for _, c := range cases {
+		t.Run(c.stage+"/"+c.want, func(t *testing.T) {
+			s, err := newStageErr(t, c.stage, c.params, 0)
+			if err == nil {
+				s.Close(t.Context())
+				t.Fatalf("loaded with params %v", c.params)
+			}
+			if !isInit(err) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q, want ErrInit containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestUIDToUserOnSyntheticEvents(t *testing.T) {
+	s := newStage(t, "uid-to-user", map[string]any{
+		"users": map[string]any{"0": "root", "1000": "alice"}, "unknown": "?",
+	}, 0)
+	got := process(t, s,
+		envelope("trace_exec", 1, kv{"uid", 1000}, kv{"comm", "sh"}),
+		envelope("trace_exec", 2, kv{"uid", 4242}),
+		envelope("trace_exec", 3, kv{"comm", "no-uid"}),
+	)
+	if len(got) != 3 || got[0]["user"] != "alice" || got[0]["comm"] != "sh" || got[1]["user"] != "?" || got[2]["user"] != nil {
+		t.Errorf("events %v", got)
+	}
+}
+
+func TestRedactOnSyntheticEvents(t *testing.T) {
+	s := newStage(t, "redact", map[string]any{"fields": []string{"args", "filename"}, "drop": []string{"env*"}}, 0)
+	got := process(t, s,
+		envelope("trace_exec", 1,
+			kv{"filename", "/usr/bin/curl"},
+			kv{"args", []string{"curl", "-H", "Authorization: Bearer abcdefghijkl123", "https://bob:s3cret@example.com/", "--token", "tok123", "--password=hunter2"}},
+			kv{"environ", "SECRET=1"},
+		),
+		envelope("trace_exec", 2, kv{"args", []string{"ls", "-l"}}),
+	)
+	want := []any{"curl", "-H", "Authorization: Bearer ****", "https://bob:****@example.com/", "--token", "****", "--password=****"}
+	if diff := cmp.Diff(want, got[0]["args"]); diff != "" {
+		t.Errorf("args (-want +got):\n%s", diff)
+	}
+	if got[0]["environ"] != "****" || got[0]["filename"] != "/usr/bin/curl" {
+		t.Errorf("event %v", got[0])
+	}
+	if diff := cmp.Diff([]any{"ls", "-l"}, got[1]["args"]); diff != "" {
+		t.Errorf("untouched args (-want +got):\n%s", diff)
+	}
+}
+
+func TestRateLimitOnSyntheticEvents(t *testing.T) {
+	s := newStage(t, "rate-limit", map[string]any{"key": []string{"comm"}, "rate": 0.001, "burst": 2}, 50*time.Millisecond)
+	var in []pipelineEvent
+	for i := range 6 {
+		in = append(in, envelope("trace_exec", i+1, kv{"comm", "noisy"}))
+	}
+	in = append(in, envelope("trace_exec", 7, kv{"comm", "quiet"}))
+	got := process(t, s, in...)
+	var passed []string
+	for _, ev := range got {
+		passed = append(passed, ev["comm"].(string)+"/"+itoa(toInt(ev["seq"])))
+	}
+	if diff := cmp.Diff([]string{"noisy/1", "noisy/2", "quiet/7"}, passed); diff != "" {
+		t.Errorf("passed (-want +got):\n%s", diff)
+	}
+	// The tick reports what was suppressed, once.
+	sum, err := s.Tick(t.Context(), time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum) != 1 {
+		t.Fatalf("tick emitted %d events, want 1 summary", len(sum))
+	}
+	m := decode(t, sum[0])
+	if m["type"] != "rate_limit" || m["comm"] != "noisy" || toInt(m["suppressed"]) != 4 || m["host"] != "node-a" || m["source"] != "src" {
+		t.Errorf("summary %v", m)
+	}
+	if again, _ := s.Tick(t.Context(), time.Now(), nil); len(again) != 0 {
+		t.Errorf("second tick emitted %d events", len(again))
+	}
+}
+
+func TestOCSFPassesOthers(t *testing.T) {
+	s := newStage(t, "ocsf", map[string]any{"envelope": false}, 0)
+	got := process(t, s,
+		envelope("trace_signal", 1, kv{"sig", "SIGKILL"}),
+		envelope("trace_open", 2, kv{"pid", 7}, kv{"uid", 0}, kv{"uid_name", "root"}, kv{"comm", "cat"}, kv{"path", "/etc/shadow"}, kv{"ret", -13}, kv{"ret_error", "EACCES"}),
+	)
+	if len(got) != 2 || got[0]["sig"] != "SIGKILL" {
+		t.Fatalf("events %v", got)
+	}
+	o := got[1]
+	if toInt(o["class_uid"]) != 1001 || toInt(o["type_uid"]) != 100114 || toInt(o["status_id"]) != 2 || o["status_code"] != "EACCES" {
+		t.Errorf("ocsf %v", o)
+	}
+	if _, ok := o["host"]; ok {
+		t.Errorf("envelope = false kept host: %v", o)
+	}
+	if toInt(o["time"]) != time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC).UnixMilli() {
+		t.Errorf("time %v", o["time"])
+	}
+	file := o["file"].(map[string]any)
+	if file["path"] != "/etc/shadow" || file["name"] != "shadow" {
+		t.Errorf("file %v", file)
+	}
+	actor := o["actor"].(map[string]any)["process"].(map[string]any)
+	if toInt(actor["pid"]) != 7 || actor["name"] != "cat" || actor["user"].(map[string]any)["name"] != "root" {
+		t.Errorf("actor %v", actor)
+	}
+}

@@ -1,0 +1,708 @@
+/*
+ * sluice.h: the C SDK for sluice stages (header-only). It implements the
+ * stage ABI v1 (docs/stage-abi.md): include it in one .c file, after
+ * naming your handlers, and build a WASI reactor:
+ *
+ *     #define SLUICE_INIT   my_init     // optional: int my_init(sluice_value params)
+ *     #define SLUICE_FILTER my_filter   // bool my_filter(const sluice_event *ev)
+ *     //  or SLUICE_EVENT  my_event     // void my_event(sluice_event *ev, sluice_out *out)
+ *     #define SLUICE_TICK   my_tick     // optional: void my_tick(int64_t now_ns, sluice_out *out)
+ *     #define SLUICE_CLOSE  my_close    // optional: void my_close(void)
+ *     #include "sluice.h"
+ *
+ *     clang-19 --target=wasm32-wasip1 -mexec-model=reactor -O2 -o stage.wasm stage.c
+ *
+ * (with Debian's wasi-libc see examples/stages/build.sh for the sysroot).
+ *
+ * Events are msgpack maps (docs/event-format.md). Field access scans the
+ * map in place: nothing is decoded or copied until asked. A handler keeps
+ * an event (sluice_keep: the host passes the bytes on, nothing is
+ * re-encoded), drops it (does nothing), or emits new or modified events
+ * with the writer (sluice_emit_begin ... sluice_emit_end). Values and
+ * events point into the batch and are valid until the handler returns.
+ *
+ * Every reader returns "missing" (a zero sluice_value) rather than reading
+ * past the end of malformed input; nothing here traps on bad data.
+ */
+#ifndef SLUICE_H
+#define SLUICE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SLUICE_ABI_VERSION 1
+#define SLUICE_NO_INPUT 0xFFFFFFFFu
+
+#define SLUICE__EXPORT(name) __attribute__((export_name(name)))
+#define SLUICE__IMPORT(name) __attribute__((import_module("sluice"), import_name(name)))
+
+SLUICE__IMPORT("log") void sluice__host_log(int32_t level, const char *ptr, int32_t len);
+SLUICE__IMPORT("set_error") void sluice__host_set_error(const char *ptr, int32_t len);
+SLUICE__IMPORT("counter_add") void sluice__host_counter_add(const char *name, int32_t len, int64_t delta);
+SLUICE__IMPORT("now") int64_t sluice__host_now(void);
+
+/* ---- values ---------------------------------------------------------- */
+
+/* One encoded msgpack value: p[0..len). len == 0 means missing. */
+typedef struct {
+	const uint8_t *p;
+	uint32_t len;
+} sluice_value;
+
+typedef enum {
+	SLUICE_MISSING, SLUICE_NIL, SLUICE_BOOL, SLUICE_INT, SLUICE_FLOAT, SLUICE_STR,
+	SLUICE_BIN, SLUICE_ARRAY, SLUICE_MAP, SLUICE_EXT, SLUICE_INVALID
+} sluice_type;
+
+/* Whole encoded size of values whose first byte fixes it; 0 otherwise. */
+static const uint8_t sluice__size[256] = {
+	/* 0x00-0x7f positive fixint */
+	[0x00 ... 0x7f] = 1,
+	[0x80] = 1, [0x90] = 1, /* empty fixmap, fixarray */
+	[0xa0] = 1, [0xa1] = 2, [0xa2] = 3, [0xa3] = 4, [0xa4] = 5, [0xa5] = 6, [0xa6] = 7, [0xa7] = 8,
+	[0xa8] = 9, [0xa9] = 10, [0xaa] = 11, [0xab] = 12, [0xac] = 13, [0xad] = 14, [0xae] = 15, [0xaf] = 16,
+	[0xb0] = 17, [0xb1] = 18, [0xb2] = 19, [0xb3] = 20, [0xb4] = 21, [0xb5] = 22, [0xb6] = 23, [0xb7] = 24,
+	[0xb8] = 25, [0xb9] = 26, [0xba] = 27, [0xbb] = 28, [0xbc] = 29, [0xbd] = 30, [0xbe] = 31, [0xbf] = 32,
+	[0xc0] = 1, [0xc2] = 1, [0xc3] = 1, [0xca] = 5, [0xcb] = 9,
+	[0xcc] = 2, [0xcd] = 3, [0xce] = 5, [0xcf] = 9, [0xd0] = 2, [0xd1] = 3, [0xd2] = 5, [0xd3] = 9,
+	[0xd4] = 3, [0xd5] = 4, [0xd6] = 6, [0xd7] = 10, [0xd8] = 18,
+	[0xe0 ... 0xff] = 1,
+};
+
+static inline uint32_t sluice__be16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
+static inline uint32_t sluice__be32(const uint8_t *p) {
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline uint64_t sluice__be64(const uint8_t *p) { return (uint64_t)sluice__be32(p) << 32 | sluice__be32(p + 4); }
+static inline uint32_t sluice__le32(const uint8_t *p) {
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Header of a sized value at b[i]: *h = header bytes, returns payload size
+ * (str, bin, ext) or element count (array/map 16/32); *h = 0 when
+ * truncated or invalid. */
+static uint64_t sluice__sized(const uint8_t *b, uint64_t n, uint64_t i, uint32_t *h) {
+	uint8_t c = b[i];
+	*h = 0;
+	switch (c) {
+	case 0xc4: case 0xd9: if (i + 2 > n) return 0; *h = 2; return b[i + 1];
+	case 0xc5: case 0xda: case 0xdc: case 0xde: if (i + 3 > n) return 0; *h = 3; return sluice__be16(b + i + 1);
+	case 0xc6: case 0xdb: case 0xdd: case 0xdf: if (i + 5 > n) return 0; *h = 5; return sluice__be32(b + i + 1);
+	case 0xc7: if (i + 2 > n) return 0; *h = 2; return (uint64_t)b[i + 1] + 1;
+	case 0xc8: if (i + 3 > n) return 0; *h = 3; return (uint64_t)sluice__be16(b + i + 1) + 1;
+	case 0xc9: if (i + 5 > n) return 0; *h = 5; return (uint64_t)sluice__be32(b + i + 1) + 1;
+	}
+	return 0;
+}
+
+/* Offset just past the value at b[i], or UINT64_MAX. Iterative: nesting
+ * cannot exhaust the stack. */
+static uint64_t sluice__skip(const uint8_t *b, uint64_t n, uint64_t i) {
+	for (uint64_t pending = 1; pending > 0; pending--) {
+		if (i >= n) return UINT64_MAX;
+		uint8_t c = b[i];
+		uint8_t sz = sluice__size[c];
+		if (sz) { i += sz; continue; }
+		if (c <= 0x8f) { pending += 2u * (c & 0x0f); i++; }
+		else if (c <= 0x9f) { pending += c & 0x0f; i++; }
+		else {
+			uint32_t h;
+			uint64_t len = sluice__sized(b, n, i, &h);
+			if (!h) return UINT64_MAX;
+			if (c == 0xdc || c == 0xdd) { pending += len; len = 0; }
+			else if (c == 0xde || c == 0xdf) { pending += 2 * len; len = 0; }
+			i += h + len;
+		}
+		if (i > n || pending - 1 > n - i) return UINT64_MAX;
+	}
+	return i <= n ? i : UINT64_MAX;
+}
+
+static inline sluice_value sluice_value_of(const uint8_t *p, uint32_t len) {
+	sluice_value v = {p, len};
+	if (!p || !len || sluice__skip(p, len, 0) != len) v.p = NULL, v.len = 0;
+	return v;
+}
+
+static inline bool sluice_exists(sluice_value v) { return v.len > 0; }
+
+static sluice_type sluice_type_of(sluice_value v) {
+	if (!v.len) return SLUICE_MISSING;
+	uint8_t c = v.p[0];
+	if (c <= 0x7f || c >= 0xe0) return SLUICE_INT;
+	if (c <= 0x8f) return SLUICE_MAP;
+	if (c <= 0x9f) return SLUICE_ARRAY;
+	if (c <= 0xbf) return SLUICE_STR;
+	switch (c) {
+	case 0xc0: return SLUICE_NIL;
+	case 0xc2: case 0xc3: return SLUICE_BOOL;
+	case 0xca: case 0xcb: return SLUICE_FLOAT;
+	case 0xc4: case 0xc5: case 0xc6: return SLUICE_BIN;
+	case 0xd9: case 0xda: case 0xdb: return SLUICE_STR;
+	case 0xdc: case 0xdd: return SLUICE_ARRAY;
+	case 0xde: case 0xdf: return SLUICE_MAP;
+	case 0xc1: return SLUICE_INVALID;
+	}
+	if (c >= 0xcc && c <= 0xd3) return SLUICE_INT;
+	return SLUICE_EXT;
+}
+
+/* A str (or bin) value: *s points into the batch (not NUL-terminated). */
+static bool sluice_value_str(sluice_value v, const char **s, uint32_t *n) {
+	if (!v.len) return false;
+	uint8_t c = v.p[0];
+	uint64_t h = 1, len;
+	if ((c & 0xe0) == 0xa0) len = c & 0x1f;
+	else if (c == 0xd9 || c == 0xda || c == 0xdb || c == 0xc4 || c == 0xc5 || c == 0xc6) {
+		uint32_t hh;
+		len = sluice__sized(v.p, v.len, 0, &hh);
+		if (!hh) return false;
+		h = hh;
+	} else return false;
+	if (h + len > v.len) return false;
+	*s = (const char *)v.p + h, *n = (uint32_t)len;
+	return true;
+}
+
+/* True when v is a str equal to the NUL-terminated s. */
+static inline bool sluice_value_str_eq(sluice_value v, const char *s) {
+	const char *p;
+	uint32_t n;
+	return sluice_value_str(v, &p, &n) && strlen(s) == n && memcmp(p, s, n) == 0;
+}
+
+static bool sluice_value_int(sluice_value v, int64_t *out) {
+	if (!v.len) return false;
+	uint8_t c = v.p[0];
+	if (c <= 0x7f) { *out = c; return true; }
+	if (c >= 0xe0) { *out = (int8_t)c; return true; }
+	uint8_t sz = sluice__size[c];
+	if (c < 0xcc || c > 0xd3 || sz > v.len) return false;
+	const uint8_t *p = v.p + 1;
+	switch (c) {
+	case 0xcc: *out = p[0]; return true;
+	case 0xcd: *out = sluice__be16(p); return true;
+	case 0xce: *out = sluice__be32(p); return true;
+	case 0xcf: { uint64_t u = sluice__be64(p); if (u > INT64_MAX) return false; *out = (int64_t)u; return true; }
+	case 0xd0: *out = (int8_t)p[0]; return true;
+	case 0xd1: *out = (int16_t)sluice__be16(p); return true;
+	case 0xd2: *out = (int32_t)sluice__be32(p); return true;
+	default: *out = (int64_t)sluice__be64(p); return true;
+	}
+}
+
+static bool sluice_value_uint(sluice_value v, uint64_t *out) {
+	if (v.len >= 9 && v.p[0] == 0xcf) { *out = sluice__be64(v.p + 1); return true; }
+	int64_t i;
+	if (!sluice_value_int(v, &i) || i < 0) return false;
+	*out = (uint64_t)i;
+	return true;
+}
+
+static bool sluice_value_float(sluice_value v, double *out) {
+	if (v.len >= 9 && v.p[0] == 0xcb) { uint64_t u = sluice__be64(v.p + 1); memcpy(out, &u, 8); return true; }
+	if (v.len >= 5 && v.p[0] == 0xca) { uint32_t u = sluice__be32(v.p + 1); float f; memcpy(&f, &u, 4); *out = f; return true; }
+	uint64_t u;
+	if (sluice_value_uint(v, &u)) { *out = (double)u; return true; }
+	int64_t i;
+	if (sluice_value_int(v, &i)) { *out = (double)i; return true; }
+	return false;
+}
+
+static inline bool sluice_value_bool(sluice_value v, bool *out) {
+	if (v.len && (v.p[0] == 0xc2 || v.p[0] == 0xc3)) { *out = v.p[0] == 0xc3; return true; }
+	return false;
+}
+
+/* Iteration over arrays and maps:
+ *     sluice_iter it = sluice_iter_array(v); sluice_value el;
+ *     while (sluice_next(&it, &el)) ...
+ *     sluice_iter it = sluice_iter_map(v); sluice_value k, val;
+ *     while (sluice_next_entry(&it, &k, &val)) ...
+ */
+typedef struct {
+	const uint8_t *b;
+	uint64_t n, i, left;
+} sluice_iter;
+
+static sluice_iter sluice__iter(sluice_value v, bool map) {
+	sluice_iter it = {v.p, v.len, 0, 0};
+	if (!v.len) return it;
+	uint8_t c = v.p[0];
+	if (map ? (c & 0xf0) == 0x80 : (c & 0xf0) == 0x90) { it.left = c & 0x0f; it.i = 1; return it; }
+	if (map ? (c == 0xde || c == 0xdf) : (c == 0xdc || c == 0xdd)) {
+		uint32_t h;
+		uint64_t cnt = sluice__sized(v.p, v.len, 0, &h);
+		if (h && cnt <= v.len) { it.left = cnt; it.i = h; }
+	}
+	return it;
+}
+static inline sluice_iter sluice_iter_array(sluice_value v) { return sluice__iter(v, false); }
+static inline sluice_iter sluice_iter_map(sluice_value v) { return sluice__iter(v, true); }
+
+static bool sluice_next(sluice_iter *it, sluice_value *el) {
+	if (!it->left) return false;
+	uint64_t e = sluice__skip(it->b, it->n, it->i);
+	if (e == UINT64_MAX) { it->left = 0; return false; }
+	el->p = it->b + it->i, el->len = (uint32_t)(e - it->i);
+	it->i = e, it->left--;
+	return true;
+}
+
+static bool sluice_next_entry(sluice_iter *it, sluice_value *key, sluice_value *val) {
+	if (!it->left) return false;
+	uint64_t ke = sluice__skip(it->b, it->n, it->i);
+	uint64_t ve = ke == UINT64_MAX ? ke : sluice__skip(it->b, it->n, ke);
+	if (ve == UINT64_MAX) { it->left = 0; return false; }
+	key->p = it->b + it->i, key->len = (uint32_t)(ke - it->i);
+	val->p = it->b + ke, val->len = (uint32_t)(ve - ke);
+	it->i = ve, it->left--;
+	return true;
+}
+
+static inline uint32_t sluice_value_count(sluice_value v) {
+	sluice_iter it = sluice_iter_array(v);
+	if (!it.left) it = sluice_iter_map(v);
+	return (uint32_t)it.left;
+}
+
+/* The value under a str key of a map value (keylen bytes at key). */
+static sluice_value sluice_map_getn(sluice_value m, const char *key, uint32_t keylen) {
+	sluice_value none = {NULL, 0};
+	const uint8_t *b = m.p;
+	uint64_t n = m.len, i, left;
+	if (!n) return none;
+	if ((b[0] & 0xf0) == 0x80) left = b[0] & 0x0f, i = 1;
+	else {
+		sluice_iter it = sluice_iter_map(m);
+		if (!it.i) return none;
+		left = it.left, i = it.i;
+	}
+	for (; left > 0; left--) {
+		if (i >= n) return none;
+		uint8_t c = b[i];
+		uint64_t ke;
+		bool match = false;
+		if ((c & 0xe0) == 0xa0) {
+			ke = i + 1 + (c & 0x1f);
+			match = (uint32_t)(c & 0x1f) == keylen && ke <= n && memcmp(b + i + 1, key, keylen) == 0;
+		} else {
+			sluice_value k = {b + i, (uint32_t)(n - i)};
+			const char *s;
+			uint32_t sl;
+			ke = sluice__skip(b, n, i);
+			if (ke == UINT64_MAX) return none;
+			k.len = (uint32_t)(ke - i);
+			match = sluice_value_str(k, &s, &sl) && sl == keylen && memcmp(s, key, keylen) == 0;
+		}
+		if (ke >= n) return none;
+		uint8_t sz = sluice__size[b[ke]];
+		uint64_t ve = sz ? ke + sz : sluice__skip(b, n, ke);
+		if (ve == UINT64_MAX || ve > n) return none;
+		if (match) { sluice_value v = {b + ke, (uint32_t)(ve - ke)}; return v; }
+		i = ve;
+	}
+	return none;
+}
+static inline sluice_value sluice_map_get(sluice_value m, const char *key) {
+	return sluice_map_getn(m, key, (uint32_t)strlen(key));
+}
+
+/* ---- events ---------------------------------------------------------- */
+
+typedef struct {
+	sluice_value raw; /* the event's map */
+	uint32_t index;   /* position in the batch */
+} sluice_event;
+
+static inline sluice_value sluice_get(const sluice_event *ev, const char *key) { return sluice_map_get(ev->raw, key); }
+static inline bool sluice_has(const sluice_event *ev, const char *key) { return sluice_get(ev, key).len > 0; }
+static inline bool sluice_get_str(const sluice_event *ev, const char *key, const char **s, uint32_t *n) {
+	return sluice_value_str(sluice_get(ev, key), s, n);
+}
+static inline bool sluice_str_eq(const sluice_event *ev, const char *key, const char *want) {
+	return sluice_value_str_eq(sluice_get(ev, key), want);
+}
+static inline int64_t sluice_get_int(const sluice_event *ev, const char *key, int64_t def) {
+	int64_t v;
+	return sluice_value_int(sluice_get(ev, key), &v) ? v : def;
+}
+static inline uint64_t sluice_get_uint(const sluice_event *ev, const char *key, uint64_t def) {
+	uint64_t v;
+	return sluice_value_uint(sluice_get(ev, key), &v) ? v : def;
+}
+static inline bool sluice_get_bool(const sluice_event *ev, const char *key, bool def) {
+	bool v;
+	return sluice_value_bool(sluice_get(ev, key), &v) ? v : def;
+}
+
+/* ---- host services ---------------------------------------------------- */
+
+enum { SLUICE_DEBUG = 0, SLUICE_INFO = 1, SLUICE_WARN = 2, SLUICE_ERROR = 3 };
+
+static inline void sluice_log(int level, const char *msg) { sluice__host_log(level, msg, (int32_t)strlen(msg)); }
+
+static void sluice_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sluice_logf(int level, const char *fmt, ...) {
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n < 0) return;
+	sluice__host_log(level, buf, n < (int)sizeof buf ? n : (int)sizeof buf - 1);
+}
+
+/* Wall-clock time from the host, ns since the Unix epoch. */
+static inline int64_t sluice_now_ns(void) { return sluice__host_now(); }
+
+/* The message of a failing init, process or tick (printf-style). */
+static char sluice__err[512];
+static bool sluice__failed;
+static void sluice_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sluice_fail(const char *fmt, ...) {
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sluice__err, sizeof sluice__err, fmt, ap);
+	va_end(ap);
+	sluice__failed = true;
+}
+
+/* Counters the stage defines: exported as sluice_stage_guest_total{name=...}.
+ * sluice_count only adds in guest memory; the SDK hands the sums to the
+ * host once at the end of each call. */
+#ifndef SLUICE_MAX_COUNTERS
+#define SLUICE_MAX_COUNTERS 32
+#endif
+typedef struct {
+	const char *name;
+	int64_t pending;
+} sluice_counter;
+static sluice_counter sluice__counters[SLUICE_MAX_COUNTERS];
+static int sluice__ncounters;
+
+/* The counter called name (a string that outlives the module: a literal).
+ * NULL when SLUICE_MAX_COUNTERS are in use. */
+static sluice_counter *sluice_counter_new(const char *name) {
+	for (int i = 0; i < sluice__ncounters; i++)
+		if (strcmp(sluice__counters[i].name, name) == 0) return &sluice__counters[i];
+	if (sluice__ncounters == SLUICE_MAX_COUNTERS) return NULL;
+	sluice__counters[sluice__ncounters].name = name;
+	return &sluice__counters[sluice__ncounters++];
+}
+static inline void sluice_count(sluice_counter *c, int64_t delta) { if (c) c->pending += delta; }
+static void sluice__flush_counters(void) {
+	for (int i = 0; i < sluice__ncounters; i++) {
+		sluice_counter *c = &sluice__counters[i];
+		if (c->pending) {
+			sluice__host_counter_add(c->name, (int32_t)strlen(c->name), c->pending);
+			c->pending = 0;
+		}
+	}
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+/* The result of one call, and a msgpack writer for the event being
+ * emitted. Maps and arrays opened with sluice_w_map/sluice_w_array count
+ * their entries; close them with sluice_w_end. */
+typedef struct {
+	uint8_t *buf;
+	uint32_t len, cap, count;
+	bool oom;
+	uint32_t emit_at;           /* offset of the open EMIT's length */
+	uint32_t stack[16], counts[16];
+	bool is_map[16];
+	int depth;
+} sluice_out;
+
+static bool sluice__reserve(sluice_out *o, uint32_t n) {
+	if (o->oom) return false;
+	if ((uint64_t)o->len + n <= o->cap) return true;
+	uint64_t cap = o->cap ? o->cap : 4096;
+	while (cap < (uint64_t)o->len + n) cap *= 2;
+	if (cap > UINT32_MAX) { o->oom = true; return false; }
+	uint8_t *nb = realloc(o->buf, (size_t)cap);
+	if (!nb) { o->oom = true; return false; }
+	o->buf = nb, o->cap = (uint32_t)cap;
+	return true;
+}
+static inline void sluice__put(sluice_out *o, const void *p, uint32_t n) {
+	if (sluice__reserve(o, n)) memcpy(o->buf + o->len, p, n), o->len += n;
+}
+static inline void sluice__put1(sluice_out *o, uint8_t c) { if (sluice__reserve(o, 1)) o->buf[o->len++] = c; }
+static inline void sluice__put_le32(sluice_out *o, uint32_t v) {
+	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+	sluice__put(o, b, 4);
+}
+static inline void sluice__put_be(sluice_out *o, uint8_t tag, uint64_t v, int bytes) {
+	uint8_t b[9];
+	b[0] = tag;
+	for (int i = 0; i < bytes; i++) b[1 + i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+	sluice__put(o, b, (uint32_t)bytes + 1);
+}
+
+/* Pass ev on unchanged: the host reuses its bytes. */
+static inline void sluice_keep(sluice_out *o, const sluice_event *ev) {
+	sluice__put1(o, 1);
+	sluice__put_le32(o, ev->index);
+	o->count++;
+}
+
+static inline void sluice__count_value(sluice_out *o) {
+	if (o->depth > 0 && !o->is_map[o->depth - 1]) o->counts[o->depth - 1]++;
+}
+
+static void sluice_w_map(sluice_out *o) {
+	sluice__count_value(o);
+	if (o->depth == 16) { o->oom = true; return; }
+	o->stack[o->depth] = o->len, o->counts[o->depth] = 0, o->is_map[o->depth] = true, o->depth++;
+	sluice__put_be(o, 0xdf, 0, 4);
+}
+static void sluice_w_array(sluice_out *o) {
+	sluice__count_value(o);
+	if (o->depth == 16) { o->oom = true; return; }
+	o->stack[o->depth] = o->len, o->counts[o->depth] = 0, o->is_map[o->depth] = false, o->depth++;
+	sluice__put_be(o, 0xdd, 0, 4);
+}
+/* Closes the innermost map or array, shrinking its header to the smallest
+ * encoding that holds its count. */
+static void sluice_w_end(sluice_out *o) {
+	if (o->depth == 0 || o->oom) return;
+	o->depth--;
+	uint32_t at = o->stack[o->depth], n = o->counts[o->depth];
+	bool map = o->is_map[o->depth];
+	if (n <= 15) {
+		o->buf[at] = (uint8_t)((map ? 0x80 : 0x90) | n);
+		memmove(o->buf + at + 1, o->buf + at + 5, o->len - at - 5);
+		o->len -= 4;
+	} else {
+		o->buf[at + 1] = (uint8_t)(n >> 24), o->buf[at + 2] = (uint8_t)(n >> 16);
+		o->buf[at + 3] = (uint8_t)(n >> 8), o->buf[at + 4] = (uint8_t)n;
+	}
+}
+
+static void sluice__strhdr(sluice_out *o, uint32_t n) {
+	if (n <= 31) sluice__put1(o, (uint8_t)(0xa0 | n));
+	else if (n <= 0xff) sluice__put_be(o, 0xd9, n, 1);
+	else if (n <= 0xffff) sluice__put_be(o, 0xda, n, 2);
+	else sluice__put_be(o, 0xdb, n, 4);
+}
+/* A map key. */
+static inline void sluice_w_key(sluice_out *o, const char *k) {
+	if (o->depth > 0 && o->is_map[o->depth - 1]) o->counts[o->depth - 1]++;
+	uint32_t n = (uint32_t)strlen(k);
+	sluice__strhdr(o, n);
+	sluice__put(o, k, n);
+}
+static inline void sluice_w_strn(sluice_out *o, const char *s, uint32_t n) {
+	sluice__count_value(o);
+	sluice__strhdr(o, n);
+	sluice__put(o, s, n);
+}
+static inline void sluice_w_str(sluice_out *o, const char *s) { sluice_w_strn(o, s, (uint32_t)strlen(s)); }
+static void sluice_w_uint(sluice_out *o, uint64_t v) {
+	sluice__count_value(o);
+	if (v <= 0x7f) sluice__put1(o, (uint8_t)v);
+	else if (v <= 0xff) sluice__put_be(o, 0xcc, v, 1);
+	else if (v <= 0xffff) sluice__put_be(o, 0xcd, v, 2);
+	else if (v <= 0xffffffffu) sluice__put_be(o, 0xce, v, 4);
+	else sluice__put_be(o, 0xcf, v, 8);
+}
+static void sluice_w_int(sluice_out *o, int64_t v) {
+	if (v >= 0) { sluice_w_uint(o, (uint64_t)v); return; }
+	sluice__count_value(o);
+	if (v >= -32) sluice__put1(o, (uint8_t)v);
+	else if (v >= INT8_MIN) sluice__put_be(o, 0xd0, (uint64_t)v, 1);
+	else if (v >= INT16_MIN) sluice__put_be(o, 0xd1, (uint64_t)v, 2);
+	else if (v >= INT32_MIN) sluice__put_be(o, 0xd2, (uint64_t)v, 4);
+	else sluice__put_be(o, 0xd3, (uint64_t)v, 8);
+}
+static inline void sluice_w_float(sluice_out *o, double d) {
+	uint64_t u;
+	memcpy(&u, &d, 8);
+	sluice__count_value(o);
+	sluice__put_be(o, 0xcb, u, 8);
+}
+static inline void sluice_w_bool(sluice_out *o, bool b) { sluice__count_value(o); sluice__put1(o, b ? 0xc3 : 0xc2); }
+static inline void sluice_w_nil(sluice_out *o) { sluice__count_value(o); sluice__put1(o, 0xc0); }
+/* An encoded value as it is (a field of an event); a missing one as nil. */
+static inline void sluice_w_value(sluice_out *o, sluice_value v) {
+	if (!v.len) { sluice_w_nil(o); return; }
+	sluice__count_value(o);
+	sluice__put(o, v.p, v.len);
+}
+
+/* Starts emitting an event derived from input `from` (NULL: from no input,
+ * e.g. a summary) and opens its map: write keys and values, then call
+ * sluice_emit_end. */
+static void sluice_emit_begin(sluice_out *o, const sluice_event *from) {
+	sluice__put1(o, 2);
+	sluice__put_le32(o, from ? from->index : SLUICE_NO_INPUT);
+	o->emit_at = o->len;
+	sluice__put_le32(o, 0);
+	o->depth = 0;
+	sluice_w_map(o);
+}
+
+/* Copies the fields of ev into the open map, except those named in skip
+ * (nskip names): how a modified event is built. Write replacements and
+ * additions after it. */
+static void sluice_w_fields(sluice_out *o, const sluice_event *ev, const char *const *skip, int nskip) {
+	sluice_iter it = sluice_iter_map(ev->raw);
+	sluice_value k, v;
+	while (sluice_next_entry(&it, &k, &v)) {
+		bool drop = false;
+		for (int i = 0; i < nskip && !drop; i++) drop = sluice_value_str_eq(k, skip[i]);
+		if (drop) continue;
+		if (o->depth > 0) o->counts[o->depth - 1]++;
+		sluice__put(o, k.p, k.len);
+		sluice__put(o, v.p, v.len);
+	}
+}
+
+static void sluice_emit_end(sluice_out *o) {
+	while (o->depth > 0) sluice_w_end(o);
+	if (o->oom) return;
+	uint32_t n = o->len - o->emit_at - 4;
+	uint8_t *p = o->buf + o->emit_at;
+	p[0] = (uint8_t)n, p[1] = (uint8_t)(n >> 8), p[2] = (uint8_t)(n >> 16), p[3] = (uint8_t)(n >> 24);
+	o->count++;
+}
+
+/* ---- the exports ------------------------------------------------------- */
+
+#if !defined(SLUICE_FILTER) && !defined(SLUICE_EVENT)
+#error "define SLUICE_FILTER or SLUICE_EVENT (the name of your handler) before including sluice.h"
+#endif
+
+#ifdef SLUICE_INIT
+static int SLUICE_INIT(sluice_value params);
+#endif
+#ifdef SLUICE_FILTER
+static bool SLUICE_FILTER(const sluice_event *ev);
+#endif
+#ifdef SLUICE_EVENT
+static void SLUICE_EVENT(sluice_event *ev, sluice_out *out);
+#endif
+#ifdef SLUICE_TICK
+static void SLUICE_TICK(int64_t now_ns, sluice_out *out);
+#endif
+#ifdef SLUICE_CLOSE
+static void SLUICE_CLOSE(void);
+#endif
+
+static uint8_t *sluice__in;
+static uint32_t sluice__in_cap;
+static sluice_out sluice__out;
+
+SLUICE__EXPORT("sluice_abi_version") int32_t sluice_abi_version(void) { return SLUICE_ABI_VERSION; }
+
+SLUICE__EXPORT("sluice_alloc") uint8_t *sluice_alloc(int32_t size) {
+	if (size < 0) return NULL;
+	uint32_t n = size ? (uint32_t)size : 1;
+	if (n > sluice__in_cap) {
+		free(sluice__in);
+		sluice__in = malloc(n);
+		sluice__in_cap = sluice__in ? n : 0;
+	}
+	return sluice__in;
+}
+
+static int sluice__error(void) {
+	sluice__host_set_error(sluice__err, (int32_t)strlen(sluice__err));
+	sluice__failed = false;
+	return -1;
+}
+
+SLUICE__EXPORT("sluice_init") int32_t sluice_init(const uint8_t *p, int32_t len) {
+	sluice_value params = sluice_value_of(p, (uint32_t)len);
+	if (len == 0) {
+		static const uint8_t empty[1] = {0x80};
+		params.p = empty, params.len = 1;
+	} else if (!params.len || sluice_type_of(params) != SLUICE_MAP) {
+		sluice_fail("params are not one well-formed msgpack map");
+		return sluice__error();
+	}
+	int rc = 0;
+#ifdef SLUICE_INIT
+	rc = SLUICE_INIT(params);
+#endif
+	sluice__flush_counters();
+	if (rc != 0 || sluice__failed) {
+		if (!sluice__err[0]) sluice_fail("init failed (code %d)", rc);
+		sluice__error();
+		return rc ? rc : 1;
+	}
+	return 0;
+}
+
+static int64_t sluice__result(sluice_out *o) {
+	sluice__flush_counters();
+	if (o->oom && !sluice__failed) sluice_fail("out of memory building the result");
+	if (sluice__failed) return sluice__error();
+	uint8_t *p = o->buf;
+	p[0] = (uint8_t)o->count, p[1] = (uint8_t)(o->count >> 8), p[2] = (uint8_t)(o->count >> 16), p[3] = (uint8_t)(o->count >> 24);
+	return (int64_t)(uintptr_t)o->buf << 32 | o->len;
+}
+
+static void sluice__begin(sluice_out *o) {
+	o->len = 0, o->count = 0, o->oom = false, o->depth = 0;
+	sluice__put_le32(o, 0);
+}
+
+SLUICE__EXPORT("sluice_process") int64_t sluice_process(const uint8_t *p, int32_t len) {
+	sluice_out *o = &sluice__out;
+	sluice__begin(o);
+	uint64_t n = (uint64_t)(uint32_t)len;
+	if (n < 4) { sluice_fail("read batch: %llu bytes is too short for its count", (unsigned long long)n); return sluice__error(); }
+	uint32_t count = sluice__le32(p);
+	if (count > (n - 4) / 4) { sluice_fail("read batch: count %u does not fit %llu bytes", count, (unsigned long long)n); return sluice__error(); }
+#ifdef SLUICE_FILTER
+	/* A filter keeps at most every event: reserve once, write in place. */
+	if (!sluice__reserve(o, 5 * count)) return sluice__result(o);
+#endif
+	uint64_t off = 4;
+	for (uint32_t i = 0; i < count; i++) {
+		if (n - off < 4) { sluice_fail("read batch: event %u of %u: truncated length", i, count); return sluice__error(); }
+		uint32_t l = sluice__le32(p + off);
+		off += 4;
+		if (l > n - off) { sluice_fail("read batch: event %u of %u: length %u past the end", i, count, l); return sluice__error(); }
+		sluice_event ev = {{p + off, l}, i};
+		off += l;
+#ifdef SLUICE_FILTER
+		if (SLUICE_FILTER(&ev)) {
+			uint8_t *q = o->buf + o->len;
+			q[0] = 1, q[1] = (uint8_t)i, q[2] = (uint8_t)(i >> 8), q[3] = (uint8_t)(i >> 16), q[4] = (uint8_t)(i >> 24);
+			o->len += 5, o->count++;
+		}
+#else
+		SLUICE_EVENT(&ev, o);
+#endif
+		if (sluice__failed) break;
+	}
+	return sluice__result(o);
+}
+
+#ifdef SLUICE_TICK
+SLUICE__EXPORT("sluice_tick") int64_t sluice_tick(int64_t now_ns) {
+	sluice_out *o = &sluice__out;
+	sluice__begin(o);
+	SLUICE_TICK(now_ns, o);
+	return sluice__result(o);
+}
+#endif
+
+SLUICE__EXPORT("sluice_close") void sluice_close(void) {
+#ifdef SLUICE_CLOSE
+	SLUICE_CLOSE();
+#endif
+	sluice__flush_counters();
+}
+
+#endif /* SLUICE_H */
