@@ -294,3 +294,25 @@ func TestBuildStage(t *testing.T) {
 		t.Errorf("the Go stage build is not reproducible: %v", digests)
 	}
 }
+
+// BenchmarkStoreGadget is the start-up cost of reading a stored gadget
+// image (index, manifest, metadata, layers, each digest-verified).
+func BenchmarkStoreGadget(b *testing.B) {
+	ctx := context.Background()
+	store, err := oci.OpenStore(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	ref, _ := oci.ParseReference("localhost/bench/trace_exec:v1")
+	res, err := oci.Build(ctx, store, filepath.Join("..", "gadgets", "trace_exec"), ref, oci.BuildOptions{Archs: []string{"amd64"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := store.Gadget(ctx, res.Desc, "amd64"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
