@@ -91,6 +91,30 @@ func TestImageCLI(t *testing.T) {
 	if _, errOut, code := b.run(t, "", "image", "verify", "--key", filepath.Join(b.dataDir, "other.pub"), ref); code == 0 || !strings.Contains(errOut, "no valid signature") {
 		t.Errorf("verify with another key: exit %d %s", code, errOut)
 	}
+	// config validate reads the gadget from the store and checks its params.
+	cfgPath := filepath.Join(t.TempDir(), "agent.hcl")
+	cfgText := fmt.Sprintf(`agent {
+  name = "n"
+  verify { public_keys = [%q] }
+}
+source "gadget" "exec" {
+  gadget = %q
+  params = { ignore_failed = true }
+}
+sink "stdout" "out" {}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.stdout.out]
+}
+`, filepath.Join(a.dataDir, "cosign.pub"), ref)
+	os.WriteFile(cfgPath, []byte(cfgText), 0o644)
+	if out := b.ok(t, "config", "validate", cfgPath); !strings.Contains(out, "valid") {
+		t.Errorf("validate: %s", out)
+	}
+	os.WriteFile(cfgPath, []byte(strings.Replace(cfgText, "ignore_failed", "no_such_param", 1)), 0o644)
+	if _, errOut, code := b.run(t, "", "config", "validate", cfgPath); code != 1 || !strings.Contains(errOut, "no_such_param") {
+		t.Errorf("validate with a bad param: exit %d %s", code, errOut)
+	}
 	list := b.ok(t, "image", "list")
 	if !regexp.MustCompile(regexp.QuoteMeta(ref) + `\s+gadget\s+[0-9a-f]{12}\s+amd64`).MatchString(list) {
 		t.Errorf("list:\n%s", list)
