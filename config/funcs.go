@@ -35,6 +35,8 @@ func functions(baseDir string) map[string]function.Function {
 		"join":      stdlib.JoinFunc,
 		"trimspace": stdlib.TrimSpaceFunc,
 		"concat":    stdlib.ConcatFunc,
+		// passwd_users() feeds the uid-to-user stage: see func_passwd.go.
+		"passwd_users": makePasswdUsersFunc(baseDir),
 	}
 }
 
