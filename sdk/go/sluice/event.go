@@ -38,6 +38,9 @@ type Event struct {
 	ix      []entry // the entries of raw, once indexed
 	indexed bool    // ix has been built
 	ixOK    bool    // raw was well-formed to its end when ix was built
+	first   int     // offset of the first entry in raw
+	act     []int32 // scratch of appendEncoded
+	adds    []int32 // scratch of appendEncoded
 }
 
 // edit is a Set (val is vals[start:end]) or a Delete (end < 0).
@@ -104,11 +107,9 @@ func (e *Event) lookupMore(key string) []byte {
 		}
 	}
 	e.buildIndex()
-	for i := range e.ix {
+	if i := e.rawIndexOf(key); i >= 0 {
 		en := &e.ix[i]
-		if en.strKey && int(en.keyEnd-en.keyStart) == len(key) && string(e.raw[en.keyStart:en.keyEnd]) == key {
-			return e.raw[en.keyEnd:en.valEnd:en.valEnd]
-		}
+		return e.raw[en.keyEnd:en.valEnd:en.valEnd]
 	}
 	return nil
 }
@@ -130,6 +131,7 @@ func (e *Event) indexEntries() bool {
 	if i < 0 {
 		return false
 	}
+	e.first = i
 	for ; n > 0; n-- {
 		ks, ke := strBounds(b, i)
 		str := ks >= 0
@@ -397,7 +399,9 @@ func (e *Event) Clone() *Event {
 
 // appendEncoded appends the event's map with its changes applied: fields
 // set on existing keys keep their position, deleted ones go, and new ones
-// follow in the order they were last set.
+// follow in the order they were last set. Unchanged runs of fields are
+// copied with one append each, so adding a field costs one scan of the
+// event and one copy.
 func (e *Event) appendEncoded(dst []byte) ([]byte, error) {
 	if len(e.edits) == 0 {
 		if e.raw == nil {
@@ -410,77 +414,78 @@ func (e *Event) appendEncoded(dst []byte) ([]byte, error) {
 			return dst, fmt.Errorf("change event %d: it is not a well-formed msgpack map", e.index)
 		}
 	}
-	// final reports whether edit j is the last one for its key.
-	final := func(j int) bool {
-		for k := j + 1; k < len(e.edits); k++ {
-			if e.edits[k].key == e.edits[j].key {
-				return false
-			}
-		}
-		return true
+	// act[i] is what happens to entry i: -1 kept, -2 deleted, j replaced by
+	// edit j. adds are the edits of keys the event does not have.
+	e.act = slices.Grow(e.act[:0], len(e.ix))[:len(e.ix)]
+	for i := range e.act {
+		e.act[i] = -1
 	}
-	lastFor := func(key []byte) int {
-		for j := len(e.edits) - 1; j >= 0; j-- {
-			if e.edits[j].key == string(key) {
-				return j
-			}
-		}
-		return -1
-	}
-	count := 0
-	for i := range e.ix {
-		en := &e.ix[i]
-		if !en.strKey {
-			count++
+	e.adds = e.adds[:0]
+	count := len(e.ix)
+	for j := range e.edits {
+		ed := &e.edits[j]
+		if !e.finalEdit(j) {
 			continue
 		}
-		if j := lastFor(e.raw[en.keyStart:en.keyEnd]); j < 0 || e.edits[j].end >= 0 {
-			count++
-		}
-	}
-	for j := range e.edits {
-		if ed := &e.edits[j]; ed.end >= 0 && final(j) && !e.rawHas(ed.key) {
+		pos := e.rawIndexOf(ed.key)
+		switch {
+		case pos >= 0 && ed.end < 0:
+			e.act[pos] = -2
+			count--
+		case pos >= 0:
+			e.act[pos] = int32(j)
+		case ed.end >= 0:
+			e.adds = append(e.adds, int32(j))
 			count++
 		}
 	}
 	dst = codec.AppendMapHeader(dst, count)
-	for i := range e.ix {
-		en := &e.ix[i]
-		if !en.strKey {
-			dst = append(dst, e.raw[en.keyStart:en.valEnd]...)
+	run := e.first // start of the pending run of unchanged entries
+	for i, a := range e.act {
+		if a == -1 {
 			continue
 		}
-		j := lastFor(e.raw[en.keyStart:en.keyEnd])
-		switch {
-		case j < 0:
-			// The key's header precedes keyStart: copy from the entry's start.
-			dst = append(dst, e.raw[e.entryStart(i):en.valEnd]...)
-		case e.edits[j].end >= 0:
-			dst = append(dst, e.raw[e.entryStart(i):en.keyEnd]...)
-			dst = append(dst, e.vals[e.edits[j].start:e.edits[j].end]...)
+		start := e.first
+		if i > 0 {
+			start = int(e.ix[i-1].valEnd)
 		}
-	}
-	for j := range e.edits {
-		if ed := &e.edits[j]; ed.end >= 0 && final(j) && !e.rawHas(ed.key) {
-			dst = codec.AppendString(dst, ed.key)
+		dst = append(dst, e.raw[run:start]...)
+		if a >= 0 {
+			ed := &e.edits[a]
+			dst = append(dst, e.raw[start:e.ix[i].keyEnd]...)
 			dst = append(dst, e.vals[ed.start:ed.end]...)
 		}
+		run = int(e.ix[i].valEnd)
+	}
+	if n := len(e.ix); n > 0 {
+		dst = append(dst, e.raw[run:e.ix[n-1].valEnd]...)
+	}
+	for _, j := range e.adds {
+		ed := &e.edits[j]
+		dst = codec.AppendString(dst, ed.key)
+		dst = append(dst, e.vals[ed.start:ed.end]...)
 	}
 	return dst, nil
 }
 
-// entryStart returns the offset where entry i of ix begins: just after the
-// previous entry's value, or after the map header.
-func (e *Event) entryStart(i int) int {
-	if i > 0 {
-		return int(e.ix[i-1].valEnd)
+// finalEdit reports whether edit j is the last one for its key.
+func (e *Event) finalEdit(j int) bool {
+	for k := j + 1; k < len(e.edits); k++ {
+		if e.edits[k].key == e.edits[j].key {
+			return false
+		}
 	}
-	_, first := mapHeader(e.raw, 0)
-	return first
+	return true
 }
 
-func (e *Event) rawHas(key string) bool {
-	return slices.ContainsFunc(e.ix, func(en entry) bool {
-		return en.strKey && string(e.raw[en.keyStart:en.keyEnd]) == key
-	})
+// rawIndexOf returns the index in ix of the entry with a str key equal to
+// key, or -1.
+func (e *Event) rawIndexOf(key string) int {
+	for i := range e.ix {
+		en := &e.ix[i]
+		if en.strKey && int(en.keyEnd-en.keyStart) == len(key) && string(e.raw[en.keyStart:en.keyEnd]) == key {
+			return i
+		}
+	}
+	return -1
 }
