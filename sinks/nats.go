@@ -90,7 +90,8 @@ type JetStreamOptions struct {
 	// Retries is how often a message whose publish failed is sent again
 	// (with the same Nats-Msg-Id, so the stream keeps one copy) before it
 	// is spooled, or, without a spool, dropped (reason sink_error). 0
-	// means 2 with a spool, and without one: until the sink's context ends
+	// means: with a spool, spool at the first failure (the replayer
+	// retries, in order); without one, retry until the sink's context ends
 	// (shutdown), so an outage holds the batch and backpressure reaches the
 	// sink's bounded queue, whose policy then decides (and counts) what is
 	// dropped.

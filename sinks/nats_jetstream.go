@@ -95,7 +95,7 @@ var errAckTimeout = errors.New("timed out waiting for the stream's acknowledgeme
 // publishJetStream publishes msgs asynchronously (nats.go bounds the
 // acknowledgements outstanding at once, MaxPending) and waits for their
 // acknowledgements, retrying failures (same dedup ids) with backoff.
-// retries = 0 retries until ctx ends. With a spool, it gives up as soon as
+// retries = 0 retries until ctx ends, < 0 not at all. With a spool, it gives up as soon as
 // the connection is down: the spool takes the rest. It returns the messages
 // not acknowledged and the last failure; those larger than the server's
 // max_payload are marked tooLarge, and are never retried.
@@ -122,10 +122,21 @@ func (s *NATS) publishJetStream(ctx context.Context, msgs []*outMsg, retries int
 			futures[i] = f
 		}
 		timer := time.NewTimer(ackTimeout)
-		cancelled := false
+		cancelled, expired := false, false
 	wait:
 		for i, f := range futures {
 			if f == nil {
+				continue
+			}
+			if expired {
+				// The rest get no extra wait: take what has arrived.
+				select {
+				case <-f.Ok():
+				case err := <-f.Err():
+					bad[i], lastErr = true, err
+				default:
+					bad[i] = true
+				}
 				continue
 			}
 			select {
@@ -133,8 +144,7 @@ func (s *NATS) publishJetStream(ctx context.Context, msgs []*outMsg, retries int
 			case err := <-f.Err():
 				bad[i], lastErr = true, err
 			case <-timer.C:
-				bad[i], lastErr = true, errAckTimeout
-				timer.Reset(time.Millisecond) // the rest get no extra wait
+				bad[i], lastErr, expired = true, errAckTimeout, true
 			case <-ctx.Done():
 				// Unconfirmed: some may still be stored, and a replay of
 				// them is deduplicated.
@@ -163,7 +173,7 @@ func (s *NATS) publishJetStream(ctx context.Context, msgs []*outMsg, retries int
 			// (and create it) again before the next attempt.
 			s.streamReady.Store(false)
 		}
-		if cancelled || (retries > 0 && attempt >= retries) || (s.spool != nil && !s.nc.IsConnected()) {
+		if cancelled || retries < 0 || (retries > 0 && attempt >= retries) || (s.spool != nil && !s.nc.IsConnected()) {
 			return append(rejected, failed...), lastErr
 		}
 		s.log.Warn("jetstream publish failed; retrying", "sink", s.name, "messages", len(failed), "attempt", attempt+1, "error", lastErr)

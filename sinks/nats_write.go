@@ -55,7 +55,11 @@ func (s *NATS) Write(ctx context.Context, batch []pipeline.Event) error {
 	}
 	retries := s.opts.JetStream.Retries
 	if s.spool != nil && retries == 0 {
-		retries = 2 // then spool, rather than hold the pipeline
+		// Spool at the first failure rather than hold the pipeline: the
+		// replayer retries in order, and the Writes after this one queue
+		// behind it in the spool, so a hung server costs one ack timeout,
+		// not one per batch, and a shutdown spools rather than drops.
+		retries = -1
 	}
 	failed, err := s.publishJetStream(ctx, msgs, retries)
 	if len(failed) == 0 {
@@ -154,8 +158,9 @@ func encodeLoss(bad []pipeline.Event, err error) error {
 	return &pipeline.WriteLoss{Reason: ReasonEncodeError, Events: bad, Err: err}
 }
 
-// Close stops the replayer, flushes what the client buffered (core NATS)
-// and closes the connection; ctx bounds the flush. JetStream writes are
+// Close stops the replayer, flushes what the client buffered (core NATS:
+// a failed flush may have lost messages, and is returned) and closes the
+// connection; ctx bounds the flush. JetStream writes are
 // complete when Write returns (acknowledged or spooled), so nothing of
 // theirs is in flight. Spooled events stay on disk for the next start.
 func (s *NATS) Close(ctx context.Context) error {
@@ -166,7 +171,7 @@ func (s *NATS) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error
-	if s.nc.IsConnected() {
+	if s.js == nil && s.nc.IsConnected() {
 		if _, ok := ctx.Deadline(); ok {
 			err = s.nc.FlushWithContext(ctx)
 		} else {

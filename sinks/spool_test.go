@@ -2,17 +2,11 @@ package sinks
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
-
-	"github.com/sluice-dev/sluice/pipeline"
 )
 
 func rec(i int) []byte { return []byte(fmt.Sprintf("record-%06d", i)) }
@@ -130,68 +124,4 @@ func TestSpoolLimits(t *testing.T) {
 			t.Errorf("drained %d records, want the 2 whole ones", len(got))
 		}
 	})
-}
-
-// TestSpoolAcrossAgentRestart: the server goes away, a sink spools what
-// it is given and is closed (an agent restart); a new sink on the same
-// spool directory, started while the server is still down, replays
-// everything once the server is back. The stream holds each event once.
-func TestSpoolAcrossAgentRestart(t *testing.T) {
-	store, spoolDir := t.TempDir(), t.TempDir()
-	port := freePort(t)
-	srv := startServer(t, &server.Options{JetStream: true, StoreDir: store, Port: port})
-	url := srv.ClientURL()
-	opts := NATSOptions{URL: url, Subject: "sluice.{source}", Host: "h1", BootID: "b1", SpoolDir: spoolDir,
-		JetStream: &JetStreamOptions{Stream: "SLUICE", Create: true, AckTimeout: 500 * time.Millisecond}}
-	first, err := NewNATS(context.Background(), "siem", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const total = 20000
-	write := func(s *NATS, from, to uint64) {
-		for start := from; start <= to; start += 500 {
-			batch := make([]pipeline.Event, 0, 500)
-			for seq := start; seq < start+500 && seq <= to; seq++ {
-				batch = append(batch, seqEvent("exec", seq, "c"))
-			}
-			if err := s.Write(context.Background(), batch); err != nil {
-				t.Fatalf("write at %d: %v", start, err)
-			}
-		}
-	}
-	write(first, 1, 5000)
-	srv.Shutdown()
-	srv.WaitForShutdown()
-	write(first, 5001, 12000) // the outage: spooled
-	if first.spool.Len() == 0 {
-		t.Fatal("nothing was spooled during the outage")
-	}
-	first.Close(context.Background())
-
-	second, err := NewNATS(context.Background(), "siem", opts) // starts during the outage
-	if err != nil {
-		t.Fatalf("start during the outage: %v", err)
-	}
-	defer second.Close(context.Background())
-	write(second, 12001, total)
-	startServer(t, &server.Options{JetStream: true, StoreDir: store, Port: port})
-	deadline := time.Now().Add(60 * time.Second)
-	for second.spool.Len() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("spool still holds %d bytes after 60s", second.spool.Len())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	seen := streamSeqs(t, url, "SLUICE")
-	if len(seen) != total {
-		t.Fatalf("stream holds %d distinct sequence numbers, want %d", len(seen), total)
-	}
-	for seq, n := range seen {
-		if n != 1 {
-			t.Fatalf("seq %d stored %d times", seq, n)
-		}
-	}
-	if second.replayed.Value() == 0 {
-		t.Error("replay counter did not move")
-	}
 }
