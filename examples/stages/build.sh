@@ -68,11 +68,7 @@ build_go() { # build_go <name>
 		-trimpath -buildvcs=false -ldflags='-s -w' -o "$out_dir/$1.wasm" "./examples/stages/$1")
 }
 
-have_c=0
-for d in "$here"/*/; do
-	[ -f "$d/main.c" ] && have_c=1
-done
-[ $have_c -eq 1 ] && ensure_c_toolchain
+ensure_c_toolchain # the C SDK's test guest is always built
 
 stale=0
 for d in "$here"/*/; do
@@ -90,6 +86,21 @@ for d in "$here"/*/; do
 		stale=1
 	fi
 done
+
+# The C SDK's test guest lives beside the SDK.
+sdk_guest=$root/sdk/c/testdata/sdk_guest
+(cd "$root/sdk/c/testdata" && clang-19 --target=wasm32-wasip1 --sysroot="$sysroot" -mexec-model=reactor \
+	-O2 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-parameter -nodefaultlibs \
+	-Wl,--strip-debug -o "$out_dir/sdk_guest.wasm" sdk_guest.c -lc "$builtins")
+chmod 644 "$out_dir/sdk_guest.wasm"
+if [ $check -eq 1 ]; then
+	if ! cmp -s "$out_dir/sdk_guest.wasm" "$sdk_guest.wasm"; then
+		echo "build.sh: sdk/c/testdata/sdk_guest.wasm is stale: regenerate it with make stages" >&2
+		stale=1
+	fi
+else
+	mv "$out_dir/sdk_guest.wasm" "$sdk_guest.wasm"
+fi
 
 if [ $check -eq 1 ]; then
 	[ $stale -eq 0 ] && echo "build.sh: all stages up to date"

@@ -1,6 +1,8 @@
 package stages_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sluice-dev/sluice/examples/stages"
+	"github.com/sluice-dev/sluice/wasmstages"
 )
 
 func TestBuiltinNames(t *testing.T) {
@@ -176,5 +179,31 @@ func TestOCSFPassesOthers(t *testing.T) {
 	actor := o["actor"].(map[string]any)["process"].(map[string]any)
 	if toInt(actor["pid"]) != 7 || actor["name"] != "cat" || actor["user"].(map[string]any)["name"] != "root" {
 		t.Errorf("actor %v", actor)
+	}
+}
+
+// The C SDK's emit path (copy fields but one, add fields, nested list) and
+// whole-float params, through the real host.
+func TestCSDKGuest(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "sdk", "c", "testdata", "sdk_guest.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := wasmstages.New(t.Context(), wasmstages.Config{Name: "csdk", ModuleBytes: b, Params: map[string]any{"n": 2.0}, Timeout: 10 * time.Second, Cache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(t.Context())
+	got := process(t, s, envelope("trace_exec", 1, kv{"comm", "sh"}, kv{"pid", 7}), envelope("trace_exec", 2, kv{"comm", "ls"}))
+	if len(got) != 2 || got[1]["comm"] != "ls" {
+		t.Fatalf("events %v", got)
+	}
+	first := got[0]
+	list, _ := first["list"].([]any)
+	if first["comm"] != "CHANGED" || toInt(first["pid"]) != 7 || first["host"] != "node-a" || len(list) != 20 || toInt(list[19]) != -19 || len(first) != 8 {
+		t.Errorf("emitted %v", first)
+	}
+	if _, err := wasmstages.New(t.Context(), wasmstages.Config{Name: "csdk", ModuleBytes: b, Params: map[string]any{"n": 2.5}, Cache: cache}); !isInit(err) || !strings.Contains(err.Error(), "params.n: want a whole number") {
+		t.Errorf("n = 2.5: %v", err)
 	}
 }

@@ -179,6 +179,15 @@ static inline bool sluice_value_str_eq(sluice_value v, const char *s) {
 static bool sluice_value_int(sluice_value v, int64_t *out) {
 	if (!v.len) return false;
 	uint8_t c = v.p[0];
+	if (c == 0xca || c == 0xcb) { /* HCL numbers may arrive as whole floats */
+		double d;
+		if (c == 0xcb && v.len >= 9) { uint64_t u = sluice__be64(v.p + 1); memcpy(&d, &u, 8); }
+		else if (c == 0xca && v.len >= 5) { uint32_t u = sluice__be32(v.p + 1); float f; memcpy(&f, &u, 4); d = f; }
+		else return false;
+		if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != (double)(int64_t)d) return false;
+		*out = (int64_t)d;
+		return true;
+	}
 	if (c <= 0x7f) { *out = c; return true; }
 	if (c >= 0xe0) { *out = (int8_t)c; return true; }
 	uint8_t sz = sluice__size[c];
