@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -50,9 +51,15 @@ func buildAndPush(t *testing.T, reg *registrytest.Registry, name string, archs [
 func TestPushPullRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	reg := registrytest.Start(t, registrytest.Options{})
+	// oras copies blobs concurrently: the callback must be safe for that.
+	var mu sync.Mutex
 	var events []oci.ProgressEvent
 	opts := remoteOpts()
-	opts.Progress = func(ev oci.ProgressEvent) { events = append(events, ev) }
+	opts.Progress = func(ev oci.ProgressEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, ev)
+	}
 	ref, pushed, src := buildAndPush(t, reg, "gadgets/signal:v1", []string{"amd64"}, opts)
 	built, err := src.Gadget(ctx, pushed, "amd64")
 	if err != nil {

@@ -33,7 +33,9 @@ type RemoteOptions struct {
 	// (~/.docker/config.json, or $DOCKER_CONFIG/config.json) and the
 	// credential helpers it names.
 	Credentials credentials.Store
-	// Progress, when set, is told about every blob a copy moves.
+	// Progress, when set, is told about every blob a copy moves. It is
+	// called from the copy's goroutines, concurrently: it must be safe for
+	// concurrent use.
 	Progress func(ProgressEvent)
 }
 
