@@ -21,14 +21,46 @@ import (
 )
 
 // cache is shared by every test of the package, so each module compiles
-// once per run (the Go ones take seconds).
+// once per run, and kept on disk, so a second run does not compile at all:
+// the Go modules take seconds each on a loaded machine.
 var cache = func() *wasmstages.Cache {
-	c, err := wasmstages.NewCache("")
+	c, err := wasmstages.NewCache(filepath.Join(os.TempDir(), "sluice-examples-test-cache"))
 	if err != nil {
 		panic(err)
 	}
 	return c
 }()
+
+// TestMain compiles every module before the tests, two at a time (the
+// machine has two cores), instead of one after the other as tests need them.
+func TestMain(m *testing.M) {
+	names := append(stages.Names(), "drop-comm-go")
+	sem := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			b, ok := stages.Builtin(name)
+			if !ok {
+				var err error
+				if b, err = os.ReadFile(name + ".wasm"); err != nil {
+					return // the test that needs it reports it
+				}
+			}
+			// Params are left out: init may fail, the code is compiled and
+			// cached before init runs.
+			s, err := wasmstages.New(context.Background(), wasmstages.Config{Name: name, ModuleBytes: b, Cache: cache, Timeout: time.Minute})
+			if err == nil {
+				_ = s.Close(context.Background())
+			}
+		}()
+	}
+	wg.Wait()
+	os.Exit(m.Run())
+}
 
 // module returns a stage's module: a built-in, or the committed file for
 // those that are not embedded (drop-comm-go).
