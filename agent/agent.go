@@ -90,7 +90,7 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 		}
 		return nil
 	})
-	if d := validateSubjects(cfg, schemasBySink); d.HasErrors() {
+	if d := validateSinkSettings(cfg, schemasBySink); d.HasErrors() {
 		return nil, append(diags, d...)
 	}
 	sinksByRef := map[string]*sharedSink{}

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -49,26 +48,65 @@ func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, cfg *
 		if b := n.Batch; b != nil {
 			opts.BatchMaxEvents, opts.BatchMaxBytes, opts.BatchMaxDelay = b.MaxEvents, int(b.MaxBytes), b.MaxDelay
 		}
-		return &lazyNATS{name: s.Name, opts: opts}, nil
+		return &lazySink{name: s.Name, kind: "nats", batch: opts.WriteBatch, open: func(ctx context.Context) (pipeline.Sink, error) {
+			return sinks.NewNATS(ctx, s.Name, opts)
+		}}, nil
+	case "file":
+		opts, err := fileOptions(s.File, cfg.Agent.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		opts.Metrics, opts.Logger = reg, log
+		return &lazySink{name: s.Name, kind: "file", open: func(context.Context) (pipeline.Sink, error) {
+			return sinks.NewFile(s.Name, opts)
+		}}, nil
 	}
 	return nil, fmt.Errorf("sink type %q is not supported by this agent", s.Type)
 }
 
-// lazyNATS connects in Open; until then it only has a name.
-type lazyNATS struct {
-	name string
-	opts sinks.NATSOptions
-	sink *sinks.NATS
+// fileOptions turns a file sink's config into options; a relative path is
+// taken from the data directory.
+func fileOptions(f *config.FileSink, dataDir string) (sinks.FileOptions, error) {
+	path := f.Path
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dataDir, path)
+	}
+	if _, err := sinks.ParseFilePattern(path); err != nil {
+		return sinks.FileOptions{}, err
+	}
+	return sinks.FileOptions{
+		Path: path, Format: f.Format,
+		MaxSize: f.Rotate.MaxSize, MaxAge: f.Rotate.MaxAge,
+		KeepFiles: f.Retention.MaxFiles, RetainFor: f.Retention.MaxAge,
+		Compress: f.Compress == "gzip",
+		Fsync:    f.Fsync, FsyncInterval: f.FsyncInterval,
+	}, nil
 }
 
-var _ pipeline.BatchingSink = (*lazyNATS)(nil)
+// lazySink builds its sink in Open, when the agent starts (after the
+// embedded NATS server, and only once the whole config is known to be
+// good, so that a failed New leaves no goroutine or file behind); until
+// then it only has a name.
+type lazySink struct {
+	name, kind string
+	open       func(context.Context) (pipeline.Sink, error)
+	batch      func() (int, time.Duration) // nil: the pipeline's batches
+	sink       pipeline.Sink
+}
 
-func (l *lazyNATS) Name() string { return l.name }
+var _ pipeline.BatchingSink = (*lazySink)(nil)
 
-func (l *lazyNATS) WriteBatch() (int, time.Duration) { return l.opts.WriteBatch() }
+func (l *lazySink) Name() string { return l.name }
 
-func (l *lazyNATS) Open(ctx context.Context) error {
-	s, err := sinks.NewNATS(ctx, l.name, l.opts)
+func (l *lazySink) WriteBatch() (int, time.Duration) {
+	if l.batch == nil {
+		return 0, 0
+	}
+	return l.batch()
+}
+
+func (l *lazySink) Open(ctx context.Context) error {
+	s, err := l.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -76,14 +114,14 @@ func (l *lazyNATS) Open(ctx context.Context) error {
 	return nil
 }
 
-func (l *lazyNATS) Write(ctx context.Context, batch []pipeline.Event) error {
+func (l *lazySink) Write(ctx context.Context, batch []pipeline.Event) error {
 	if l.sink == nil {
-		return errors.New("nats sink used before it was opened")
+		return fmt.Errorf("%s sink %q used before it was opened", l.kind, l.name)
 	}
 	return l.sink.Write(ctx, batch)
 }
 
-func (l *lazyNATS) Close(ctx context.Context) error {
+func (l *lazySink) Close(ctx context.Context) error {
 	if l.sink == nil {
 		return nil
 	}
@@ -114,8 +152,8 @@ func sinkSchemas(cfg *config.File, schemas func(*config.Source) []*pipeline.Sche
 	return out
 }
 
-// validateSinks checks, without privileges, what sinks need from the
-// gadgets: the fields their subject templates name.
+// validateSinks checks sink settings without privileges, including what
+// sinks need from the gadgets: the fields their subject templates name.
 func validateSinks(cfg *config.File, resolved []*resolvedGadget) hcl.Diagnostics {
 	bySource := map[*config.Source][]*pipeline.Schema{}
 	for _, r := range resolved {
@@ -125,17 +163,24 @@ func validateSinks(cfg *config.File, resolved []*resolvedGadget) hcl.Diagnostics
 		}
 		bySource[r.source] = g.Schemas()
 	}
-	return validateSubjects(cfg, sinkSchemas(cfg, func(src *config.Source) []*pipeline.Schema { return bySource[src] }))
+	return validateSinkSettings(cfg, sinkSchemas(cfg, func(src *config.Source) []*pipeline.Schema { return bySource[src] }))
 }
 
 var envelopeKeys = map[string]bool{"time": true, "host": true, "source": true, "gadget": true, "seq": true}
 
-// validateSubjects checks every NATS subject template: its syntax, and that
-// every field it names is an envelope key or a field of every stream
-// feeding the sink. The diagnostics point at the subject attribute.
-func validateSubjects(cfg *config.File, schemasBySink map[string][]*pipeline.Schema) hcl.Diagnostics {
+// validateSinkSettings checks what the config package cannot: every file
+// sink's path pattern, and every NATS subject template (its syntax, and
+// that every field it names is an envelope key or a field of every stream
+// feeding the sink). The diagnostics point at the attribute.
+func validateSinkSettings(cfg *config.File, schemasBySink map[string][]*pipeline.Schema) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for _, s := range cfg.Sinks {
+		if s.File != nil {
+			if _, err := fileOptions(s.File, cfg.Agent.DataDir); err != nil {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid file path",
+					Detail: fmt.Sprintf("sink %q: %v.", s.Name, err), Subject: rangePtr(s.File.PathRange)})
+			}
+		}
 		if s.NATS == nil {
 			continue
 		}

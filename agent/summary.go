@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/sinks"
 )
 
 // Summary totals what the agent's components counted.
@@ -15,7 +16,8 @@ type Summary struct {
 	Dropped   map[string]uint64 // drops by reason, over every component
 }
 
-var summaryReasons = []string{pipeline.ReasonKernel, pipeline.ReasonQueueFull, pipeline.ReasonSinkError, pipeline.ReasonShutdown, pipeline.ReasonFiltered}
+var summaryReasons = []string{pipeline.ReasonKernel, pipeline.ReasonQueueFull, pipeline.ReasonSinkError, pipeline.ReasonShutdown, pipeline.ReasonFiltered,
+	sinks.ReasonSpoolFull, sinks.ReasonTooLarge, sinks.ReasonEncodeError, sinks.ReasonDiskFull, sinks.ReasonWriteError}
 
 // SinkCount is what one sink wrote.
 type SinkCount struct {

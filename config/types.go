@@ -115,6 +115,7 @@ type Sink struct {
 
 	Stdout *StdoutSink // Type == "stdout"
 	NATS   *NATSSink   // Type == "nats"
+	File   *FileSink   // Type == "file"
 }
 
 // StdoutSink is the body of a `sink "stdout"` block.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -44,17 +45,53 @@ func cmdSubscribe(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		case <-ctx.Done():
 			return nil
 		case m := <-msgs:
-			line = line[:0]
-			if m.Header.Get("Content-Type") == "application/json" {
-				line = append(line, m.Data...)
-			} else if line, err = codec.AppendJSON(line, m.Data); err != nil {
-				line = fmt.Appendf(line[:0], `{"subject":%q,"undecodable":%q}`, m.Subject, err.Error())
-			}
-			line = append(line, '\n')
+			line = appendEventLines(line[:0], m)
 			if _, err := stdout.Write(line); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// appendEventLines renders a message's events as JSON lines: one for a
+// single event, one per event of a batch (a msgpack array or JSON lines).
+func appendEventLines(dst []byte, m *nats.Msg) []byte {
+	start := len(dst)
+	undecodable := func(err error) []byte {
+		return fmt.Appendf(dst[:start], `{"subject":%q,"undecodable":%q}`+"\n", m.Subject, err.Error())
+	}
+	data := m.Data
+	switch m.Header.Get("Content-Type") {
+	case "application/json":
+		return append(append(dst, bytes.TrimRight(data, "\n")...), '\n')
+	case "application/x-ndjson":
+		dst = append(dst, data...)
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			dst = append(dst, '\n')
+		}
+		return dst
+	case "application/vnd.sluice.msgpack-array":
+		n, rest, err := codec.ReadArrayHeader(data)
+		if err != nil {
+			return undecodable(err)
+		}
+		for range n {
+			size, err := codec.Skip(rest)
+			if err != nil {
+				return undecodable(err)
+			}
+			if dst, err = codec.AppendJSON(dst, rest[:size]); err != nil {
+				return undecodable(err)
+			}
+			dst = append(dst, '\n')
+			rest = rest[size:]
+		}
+		return dst
+	}
+	dst, err := codec.AppendJSON(dst, data)
+	if err != nil {
+		return undecodable(err)
+	}
+	return append(dst, '\n')
 }
