@@ -18,9 +18,9 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
-	"path"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/sluice-dev/sluice/sdk/go/sluice"
@@ -35,6 +35,7 @@ var (
 	dropOthers bool
 	envelope   = true
 	w          sluice.Writer
+	scratch    []byte // reused for values built from several fields
 	mapped     *sluice.Counter
 )
 
@@ -110,15 +111,19 @@ func common(ev *sluice.Event, c class) {
 	w.Key("type_uid").Int(c.classUID*100 + c.activityID).Key("type_name").String(c.className + ": " + c.activity)
 	w.Key("severity_id").Int(1).Key("severity").String("Informational")
 
-	when := ev.String("time")
-	if t, err := time.Parse(time.RFC3339Nano, when); err == nil {
+	when := ev.StringBytes("time")
+	if t, err := time.Parse(time.RFC3339Nano, string(when)); err == nil {
 		w.Key("time").Int(t.UnixMilli())
 	}
 	ret := ev.Get("ret")
 	if ret.Exists() {
 		if n, _ := ret.Int(); n < 0 {
-			w.Key("status_id").Int(2).Key("status").String("Failure").Key("status_code").String(ev.String("ret_error"))
-			w.Key("status_detail").String(fmt.Sprintf("errno %d (%s)", -n, ev.String("ret_error")))
+			errName := ev.Get("ret_error")
+			w.Key("status_id").Int(2).Key("status").String("Failure").Key("status_code").Raw(errName)
+			name, _ := errName.StringBytes()
+			scratch = append(strconv.AppendInt(append(scratch[:0], "errno "...), -n, 10), " ("...)
+			scratch = append(append(scratch, name...), ')')
+			w.Key("status_detail").StringBytes(scratch)
 		} else {
 			w.Key("status_id").Int(1).Key("status").String("Success")
 		}
@@ -128,10 +133,12 @@ func common(ev *sluice.Event, c class) {
 	w.Key("version").String("1.1.0")
 	w.Key("product").BeginMap().Key("name").String("sluice").Key("vendor_name").String("sluice").EndMap()
 	w.Key("log_name").Raw(ev.Get("gadget"))
-	w.Key("original_time").String(when)
+	w.Key("original_time").StringBytes(when)
 	if seq, ok := ev.Get("seq").Uint(); ok {
 		w.Key("sequence").Uint(seq)
-		w.Key("uid").String(fmt.Sprintf("%s/%s/%d", ev.String("host"), ev.String("source"), seq))
+		scratch = append(append(scratch[:0], ev.StringBytes("host")...), '/')
+		scratch = append(append(scratch, ev.StringBytes("source")...), '/')
+		w.Key("uid").StringBytes(strconv.AppendUint(scratch, seq, 10))
 	}
 	w.EndMap()
 
@@ -149,12 +156,24 @@ func common(ev *sluice.Event, c class) {
 func user(ev *sluice.Event) {
 	w.BeginMap()
 	if uid, ok := ev.Get("uid").Uint(); ok {
-		w.Key("uid").String(fmt.Sprint(uid))
+		w.Key("uid").StringBytes(strconv.AppendUint(scratch[:0], uid, 10))
 	}
-	if name := ev.String("uid_name"); name != "" {
-		w.Key("name").String(name)
+	if name := ev.StringBytes("uid_name"); len(name) > 0 {
+		w.Key("name").StringBytes(name)
 	}
 	w.EndMap()
+}
+
+// base is path.Base for the paths events carry, without allocating.
+func base(p []byte) []byte {
+	p = bytes.TrimRight(p, "/")
+	if i := bytes.LastIndexByte(p, '/'); i >= 0 {
+		p = p[i+1:]
+	}
+	if len(p) == 0 {
+		return []byte("/")
+	}
+	return p
 }
 
 // actorProcess writes actor: the process that did it.
@@ -171,12 +190,20 @@ func actorProcess(ev *sluice.Event) {
 }
 
 func processFields(ev *sluice.Event) {
-	args := ev.Strings("args")
-	filename := ev.String("filename")
+	filename := ev.StringBytes("filename")
 	w.Key("process").BeginMap()
 	w.Key("pid").Raw(ev.Get("pid")).Key("name").Raw(ev.Get("comm"))
-	w.Key("cmd_line").String(strings.Join(args, " "))
-	w.Key("file").BeginMap().Key("path").String(filename).Key("name").String(path.Base(filename)).Key("type_id").Int(1).EndMap()
+	scratch = scratch[:0]
+	for a := range ev.Get("args").Elems() {
+		if b, ok := a.StringBytes(); ok {
+			if len(scratch) > 0 {
+				scratch = append(scratch, ' ')
+			}
+			scratch = append(scratch, b...)
+		}
+	}
+	w.Key("cmd_line").StringBytes(scratch)
+	w.Key("file").BeginMap().Key("path").StringBytes(filename).Key("name").StringBytes(base(filename)).Key("type_id").Int(1).EndMap()
 	w.Key("parent_process").BeginMap().Key("pid").Raw(ev.Get("ppid")).EndMap()
 	w.Key("user")
 	user(ev)
@@ -193,8 +220,8 @@ func processFields(ev *sluice.Event) {
 }
 
 func fileFields(ev *sluice.Event) {
-	p := ev.String("path")
-	w.Key("file").BeginMap().Key("path").String(p).Key("name").String(path.Base(p)).EndMap()
+	p := ev.StringBytes("path")
+	w.Key("file").BeginMap().Key("path").StringBytes(p).Key("name").StringBytes(base(p)).EndMap()
 	actorProcess(ev)
 	w.Key("unmapped").BeginMap()
 	w.Key("flags").Raw(ev.Get("flags")).Key("mode").Raw(ev.Get("mode"))
@@ -208,7 +235,7 @@ func networkFields(ev *sluice.Event) {
 	w.Key("connection_info").BeginMap()
 	w.Key("protocol_name").String("tcp").Key("protocol_num").Int(6)
 	w.Key("direction").String("Outbound").Key("direction_id").Int(2)
-	if ev.String("family") == "AF_INET6" {
+	if string(ev.StringBytes("family")) == "AF_INET6" {
 		w.Key("protocol_ver_id").Int(6)
 	} else {
 		w.Key("protocol_ver_id").Int(4)

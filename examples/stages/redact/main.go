@@ -46,6 +46,8 @@ var defaultPatterns = []string{
 var (
 	fields   = []string{"args"}
 	patterns []*regexp.Regexp
+	anyMatch *regexp.Regexp // all patterns in one: a string it rejects needs no further work
+	globs    bool           // fields or drop hold glob patterns: walk every field
 	flags    = map[string]bool{"--password": true, "--passwd": true, "--token": true, "--secret": true, "--api-key": true}
 	drops    []string
 	mask     = "****"
@@ -71,12 +73,17 @@ func init() {
 		if cfg.Patterns != nil {
 			src = cfg.Patterns
 		}
+		var all []string
 		for i, s := range src {
 			re, err := regexp.Compile(s)
 			if err != nil {
 				return fmt.Errorf("params.patterns[%d]: %w", i, err)
 			}
 			patterns = append(patterns, re)
+			all = append(all, "(?:"+s+")")
+		}
+		if len(all) > 0 {
+			anyMatch = regexp.MustCompile(strings.Join(all, "|"))
 		}
 		if cfg.Flags != nil {
 			flags = map[string]bool{}
@@ -85,6 +92,9 @@ func init() {
 			}
 		}
 		drops = cfg.Drop
+		for _, f := range append(append([]string(nil), fields...), drops...) {
+			globs = globs || strings.ContainsAny(f, "*?[\\")
+		}
 		if cfg.Mask != nil {
 			mask = *cfg.Mask
 		}
@@ -105,6 +115,9 @@ func matchesAny(globs []string, name string) bool {
 // maskString returns s with every pattern's secret replaced, and whether
 // anything changed.
 func maskString(s string) (string, bool) {
+	if anyMatch == nil || !anyMatch.MatchString(s) {
+		return s, false
+	}
 	changed := false
 	for _, re := range patterns {
 		locs := re.FindAllStringSubmatchIndex(s, -1)
@@ -129,6 +142,19 @@ func maskString(s string) (string, bool) {
 }
 
 func redact(ev *sluice.Event) {
+	if !globs {
+		// Plain field names: look them up, no walk over the event.
+		for _, name := range drops {
+			if ev.Has(name) {
+				ev.SetString(name, mask)
+				masked.Inc()
+			}
+		}
+		for _, name := range fields {
+			redactField(ev, name)
+		}
+		return
+	}
 	var names []string
 	ev.Each(func(key []byte, v sluice.Value) bool {
 		names = append(names, string(key))
@@ -138,35 +164,59 @@ func redact(ev *sluice.Event) {
 		if matchesAny(drops, name) {
 			ev.SetString(name, mask)
 			masked.Inc()
-			continue
+		} else if matchesAny(fields, name) {
+			redactField(ev, name)
 		}
-		if !matchesAny(fields, name) {
-			continue
+	}
+}
+
+// list is reused across events for the elements of list fields.
+var list []string
+
+func redactField(ev *sluice.Event, name string) {
+	v := ev.Get(name)
+	switch v.Type() {
+	case sluice.TypeString:
+		b, _ := v.StringBytes()
+		if anyMatch == nil || !anyMatch.Match(b) {
+			return
 		}
-		v := ev.Get(name)
-		switch v.Type() {
-		case sluice.TypeString:
-			s, _ := v.Str()
-			if out, ok := maskString(s); ok {
-				ev.SetString(name, out)
-				masked.Inc()
+		if out, ok := maskString(string(b)); ok {
+			ev.SetString(name, out)
+			masked.Inc()
+		}
+	case sluice.TypeArray:
+		// Nothing to do, and nothing copied, unless a flag or a pattern hits.
+		hit, prevFlag := false, false
+		for el := range v.Elems() {
+			b, _ := el.StringBytes()
+			if prevFlag || (anyMatch != nil && anyMatch.Match(b)) {
+				hit = true
+				break
 			}
-		case sluice.TypeArray:
-			list := v.Strings()
-			changed := false
-			for i := range list {
-				if i > 0 && flags[list[i-1]] && list[i] != mask {
-					list[i], changed = mask, true
-					continue
-				}
-				if out, ok := maskString(list[i]); ok {
-					list[i], changed = out, true
-				}
+			prevFlag = flags[string(b)]
+		}
+		if !hit {
+			return
+		}
+		list = list[:0]
+		for el := range v.Elems() {
+			s, _ := el.Str()
+			list = append(list, s)
+		}
+		changed := false
+		for i := range list {
+			if i > 0 && flags[list[i-1]] && list[i] != mask {
+				list[i], changed = mask, true
+				continue
 			}
-			if changed && len(list) == v.Len() {
-				ev.SetStrings(name, list)
-				masked.Inc()
+			if out, ok := maskString(list[i]); ok {
+				list[i], changed = out, true
 			}
+		}
+		if changed && len(list) == v.Len() {
+			ev.SetStrings(name, list)
+			masked.Inc()
 		}
 	}
 }

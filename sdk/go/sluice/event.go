@@ -39,6 +39,7 @@ type Event struct {
 	indexed bool    // ix has been built
 	ixOK    bool    // raw was well-formed to its end when ix was built
 	first   int     // offset of the first entry in raw
+	cursor  int     // where rawIndexOf starts looking
 	act     []int32 // scratch of appendEncoded
 	adds    []int32 // scratch of appendEncoded
 }
@@ -122,6 +123,7 @@ func (e *Event) buildIndex() {
 	}
 	e.indexed = true
 	e.ix = e.ix[:0]
+	e.cursor = 0
 	e.ixOK = e.indexEntries()
 }
 
@@ -132,22 +134,41 @@ func (e *Event) indexEntries() bool {
 		return false
 	}
 	e.first = i
+	ix := slices.Grow(e.ix[:0], n)
 	for ; n > 0; n-- {
-		ks, ke := strBounds(b, i)
-		str := ks >= 0
-		if !str {
-			ks = i
+		if i >= len(b) {
+			e.ix = ix
+			return false
+		}
+		// Fast path, as in findKey: a fixstr key and a fixed-size value
+		// cost a table lookup and no call.
+		var ks, ke int
+		str := true
+		if c := b[i]; c&0xe0 == 0xa0 {
+			ks, ke = i+1, i+1+int(c&0x1f)
+		} else if ks, ke = strBounds(b, i); ks < 0 {
+			str, ks = false, i
 			if ke = skip(b, i); ke < 0 {
+				e.ix = ix
 				return false
 			}
 		}
-		end := skip(b, ke)
-		if end < 0 {
+		if ke >= len(b) {
+			e.ix = ix
 			return false
 		}
-		e.ix = append(e.ix, entry{keyStart: int32(ks), keyEnd: int32(ke), valEnd: int32(end), strKey: str})
+		end := ke + int(sizeTab[b[ke]])
+		if end == ke {
+			end = skip(b, ke)
+		}
+		if end < 0 || end > len(b) {
+			e.ix = ix
+			return false
+		}
+		ix = append(ix, entry{keyStart: int32(ks), keyEnd: int32(ke), valEnd: int32(end), strKey: str})
 		i = end
 	}
+	e.ix = ix
 	return true
 }
 
@@ -409,6 +430,9 @@ func (e *Event) appendEncoded(dst []byte) ([]byte, error) {
 		}
 		return append(dst, e.raw...), nil
 	}
+	if out, ok := e.appendAdded(dst); ok {
+		return out, nil
+	}
 	if e.raw != nil {
 		if e.buildIndex(); !e.ixOK {
 			return dst, fmt.Errorf("change event %d: it is not a well-formed msgpack map", e.index)
@@ -468,6 +492,54 @@ func (e *Event) appendEncoded(dst []byte) ([]byte, error) {
 	return dst, nil
 }
 
+// appendAdded is appendEncoded's fast path for the commonest change, adding
+// fields the event does not have (enrichment): one scan per new key, then
+// the whole body copied at once. ok is false when an edit deletes or
+// replaces a field (or raw is malformed), for the general path.
+func (e *Event) appendAdded(dst []byte) ([]byte, bool) {
+	n, first := 0, 0
+	if e.raw != nil {
+		var ok bool
+		if n, first, ok = e.wellFormedHeader(); !ok {
+			return dst, false
+		}
+	}
+	adds := 0
+	for j := range e.edits {
+		ed := &e.edits[j]
+		if ed.end < 0 {
+			return dst, false
+		}
+		if !e.finalEdit(j) {
+			continue
+		}
+		if s, _ := findKey(e.raw, ed.key); s >= 0 {
+			return dst, false
+		}
+		adds++
+	}
+	dst = codec.AppendMapHeader(dst, n+adds)
+	dst = append(dst, e.raw[first:]...)
+	for j := range e.edits {
+		if ed := &e.edits[j]; e.finalEdit(j) {
+			dst = codec.AppendString(dst, ed.key)
+			dst = append(dst, e.vals[ed.start:ed.end]...)
+		}
+	}
+	return dst, true
+}
+
+// wellFormedHeader returns raw's entry count and the offset of its first
+// entry, and whether raw is exactly one well-formed map (checked once per
+// event, with skip, which steps over values without a call per field).
+func (e *Event) wellFormedHeader() (n, first int, ok bool) {
+	n, first = mapHeader(e.raw, 0)
+	if first < 0 || skip(e.raw, 0) != len(e.raw) {
+		return 0, 0, false
+	}
+	return n, first, true
+}
+
 // finalEdit reports whether edit j is the last one for its key.
 func (e *Event) finalEdit(j int) bool {
 	for k := j + 1; k < len(e.edits); k++ {
@@ -479,11 +551,18 @@ func (e *Event) finalEdit(j int) bool {
 }
 
 // rawIndexOf returns the index in ix of the entry with a str key equal to
-// key, or -1.
+// key, or -1. The search starts after the entry found last and wraps
+// around: handlers tend to read fields in the order events hold them, and
+// then each lookup costs a comparison or two instead of a scan.
 func (e *Event) rawIndexOf(key string) int {
-	for i := range e.ix {
+	n := len(e.ix)
+	for k, i := 0, e.cursor; k < n; k, i = k+1, i+1 {
+		if i >= n {
+			i = 0
+		}
 		en := &e.ix[i]
-		if en.strKey && int(en.keyEnd-en.keyStart) == len(key) && string(e.raw[en.keyStart:en.keyEnd]) == key {
+		if int(en.keyEnd-en.keyStart) == len(key) && en.strKey && string(e.raw[en.keyStart:en.keyEnd]) == key {
+			e.cursor = i + 1
 			return i
 		}
 	}
