@@ -332,3 +332,36 @@ func TestStringSet(t *testing.T) {
 		t.Errorf("Has allocates %v", n)
 	}
 }
+
+// The exported native harness drives a stage as the host does, for stages'
+// own tests.
+func TestNativeHarness(t *testing.T) {
+	useStage(t)
+	FlatMap(func(ev *Event, out *Output) {
+		if ev.String("comm") == "drop" {
+			return
+		}
+		if ev.String("comm") == "tag" {
+			out.Emit(ev.SetString("tag", "yes"))
+			return
+		}
+		out.Emit(ev)
+	})
+	OnTick(func(now time.Time, out *Output) { out.Emit(NewEvent().SetInt("at", now.Unix())) })
+	if err := InitForTest(nil); err != nil {
+		t.Fatal(err)
+	}
+	in := [][]byte{encodeEvent(t, kv{"comm", "keep"}), encodeEvent(t, kv{"comm", "drop"}), encodeEvent(t, kv{"comm", "tag"})}
+	got, err := ProcessForTest(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !got[0].Keep || got[0].Index != 0 || string(got[0].Event) != string(in[0]) ||
+		got[1].Keep || got[1].Index != 2 || decodeMap(t, got[1].Event)["tag"] != "yes" {
+		t.Errorf("results %+v", got)
+	}
+	ticks, err := TickForTest(time.Unix(42, 0))
+	if err != nil || len(ticks) != 1 || ticks[0].Index != -1 || decodeMap(t, ticks[0].Event)["at"] != int8(42) {
+		t.Errorf("tick %+v %v", ticks, err)
+	}
+}
