@@ -160,7 +160,7 @@ func (a *Agent) Gadgets() []*sources.Gadget { return a.gadgets }
 // grace period. It returns nil after a clean shutdown.
 func (a *Agent) Run(ctx context.Context) error {
 	if ns := a.cfg.Agent.NATSServer; ns != nil {
-		srv, err := startNATSServer(ns)
+		srv, err := startNATSServer(ns, a.log)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -12,9 +13,10 @@ import (
 	"github.com/sluice-dev/sluice/config"
 )
 
-// startNATSServer runs the real NATS server in-process. The caller shuts it
+// startNATSServer runs the real NATS server in-process, its log going to
+// log (warnings and errors; notices at debug level). The caller shuts it
 // down after the sinks have closed.
-func startNATSServer(cfg *config.NATSServer) (*server.Server, error) {
+func startNATSServer(cfg *config.NATSServer, log *slog.Logger) (*server.Server, error) {
 	host, portText, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("nats_server listen %q: %w", cfg.Listen, err)
@@ -30,7 +32,6 @@ func startNATSServer(cfg *config.NATSServer) (*server.Server, error) {
 		JetStream:  cfg.JetStream,
 		StoreDir:   cfg.StoreDir,
 		NoSigs:     true, // the agent owns signal handling
-		NoLog:      true,
 	}
 	if cfg.JetStream {
 		if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
@@ -41,10 +42,25 @@ func startNATSServer(cfg *config.NATSServer) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start embedded nats server: %w", err)
 	}
+	srv.SetLoggerV2(serverLog{log.With("component", "nats_server")}, false, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("embedded nats server on %s did not become ready (is the port in use?)", cfg.Listen)
 	}
+	if cfg.JetStream && !srv.JetStreamEnabled() {
+		srv.Shutdown()
+		return nil, fmt.Errorf("embedded nats server: JetStream did not start (store_dir %s; see the log)", cfg.StoreDir)
+	}
 	return srv, nil
 }
+
+// serverLog passes the embedded server's log to the agent's.
+type serverLog struct{ log *slog.Logger }
+
+func (l serverLog) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l serverLog) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l serverLog) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLog) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLog) Debugf(format string, v ...any)  {}
+func (l serverLog) Tracef(format string, v ...any)  {}

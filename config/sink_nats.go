@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -121,6 +122,7 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 		out.Encoding, diags = enumOrAppend(a, ectx, natsEncodings, out.Encoding, diags)
 	}
 	seen := map[string]hcl.Range{}
+	var tlsRange hcl.Range
 	for _, b := range content.Blocks {
 		if first, dup := seen[b.Type]; dup {
 			diags = append(diags, duplicate(b.Type+" block", "A "+b.Type+" block", first, b.DefRange,
@@ -152,6 +154,7 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 				diags = append(diags, d...)
 			}
 		case "tls":
+			tlsRange = b.DefRange
 			c, d := b.Body.Content(natsTLSSchema)
 			diags = append(diags, d...)
 			for name, dst := range map[string]*string{"ca_file": &out.CAFile, "cert_file": &out.CertFile, "key_file": &out.KeyFile} {
@@ -231,6 +234,38 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 				}
 			}
 		}
+	}
+	return append(diags, checkNATSAuth(content, out, tlsRange)...)
+}
+
+// checkNATSAuth allows one authentication method, a password only with a
+// user, and a client certificate only with its key.
+func checkNATSAuth(content *hcl.BodyContent, out *NATSSink, tlsRange hcl.Range) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	var first *hcl.Attribute
+	for _, name := range []string{"user", "token", "nkey_seed_file", "creds_file"} {
+		a := content.Attributes[name]
+		if a == nil {
+			continue
+		}
+		if first == nil {
+			first = a
+			continue
+		}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Conflicting NATS authentication",
+			Detail:   fmt.Sprintf("%q and %q are both set; a NATS sink authenticates one way: user/password, token, nkey_seed_file or creds_file.", first.Name, a.Name),
+			Subject:  a.NameRange.Ptr(),
+		})
+	}
+	if a := content.Attributes["password"]; a != nil && out.User == "" {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Password without user",
+			Detail: "password is set but user is not.", Subject: a.NameRange.Ptr()})
+	}
+	if (out.CertFile == "") != (out.KeyFile == "") {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Incomplete client certificate",
+			Detail: "tls needs both cert_file and key_file for a client certificate (ca_file alone verifies the server).", Subject: tlsRange.Ptr()})
 	}
 	return diags
 }

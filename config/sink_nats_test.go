@@ -69,6 +69,10 @@ sink "nats" "siem" {
   jetstream {}
   batch { max_events = 0 }
   batch {}
+  token    = "t"
+  creds_file = "/x.creds"
+  password = "p"
+  tls { cert_file = "/c.pem" }
 }
 `
 	_, diags = Parse("bad.hcl", []byte(bad))
@@ -76,7 +80,8 @@ sink "nats" "siem" {
 	for _, d := range diags {
 		summaries = append(summaries, d.Summary)
 	}
-	wantDiags := []string{`Invalid value for "encoding"`, "Missing required argument", "Value must be positive", "Duplicate batch block"}
+	wantDiags := []string{`Invalid value for "encoding"`, "Missing required argument", "Value must be positive", "Duplicate batch block",
+		"Conflicting NATS authentication", "Password without user", "Incomplete client certificate"}
 	for _, w := range wantDiags {
 		found := false
 		for _, s := range summaries {

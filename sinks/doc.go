@@ -1,7 +1,26 @@
-// Package sinks holds the destinations events leave sluice through.
+// Package sinks holds the destinations events leave sluice through: NATS
+// (core and JetStream, with an on-disk spool), local files and stdout.
 //
 // Every sink implements pipeline.Sink; its Write may be called from several
 // pipelines' writer goroutines at once, so each sink serialises its own
-// output. Sinks pass an event's encoded Data through, or transcode it, and
+// output, and every exported method says whether it is safe for concurrent
+// use. Sinks pass an event's encoded Data through, or transcode it, and
 // never decode and re-encode an event just to write it.
+//
+// Ownership: a sink owns the goroutines it starts (the NATS spool replayer;
+// the file sink's fsync and rotation ticker and its compression and
+// retention janitor) and stops them in Close, which also flushes and
+// releases the connection or file. Nothing outlives Close except what is
+// on disk (a spool, the files).
+//
+// Errors: a Write that lost some events of its batch returns a
+// *pipeline.WriteLoss naming exactly those events and a drop reason
+// (ReasonSpoolFull, ReasonTooLarge, ReasonEncodeError, ReasonDiskFull,
+// ReasonWriteError, or the pipeline's sink_error and shutdown); the rest of
+// the batch was delivered, or spooled. Events a sink accepted and lost later
+// (a spool segment deleted to make room) are counted in the sink's own
+// metrics. Constructors fail on bad options (an unknown encoding, a
+// malformed subject template or path pattern, an unreadable credential) and
+// on a server that refuses the connection; a NATS sink with a spool starts
+// even while its server is unreachable.
 package sinks

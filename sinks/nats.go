@@ -283,7 +283,9 @@ func (s *NATS) connectOptions() ([]nats.Option, error) {
 		// until the server is reachable.
 		nats.RetryOnFailedConnect(s.spool != nil),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			s.log.Warn("nats disconnected", "sink", s.name, "error", err)
+			if err != nil { // nil: our own Close
+				s.log.Warn("nats disconnected", "sink", s.name, "error", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			s.log.Info("nats reconnected", "sink", s.name, "server", nc.ConnectedUrlRedacted())
