@@ -132,7 +132,8 @@ type NATS struct {
 	// static holds the subject when the template has no fields.
 	static string
 
-	mu sync.Mutex // serialises Write, so messages leave in order; guards what follows
+	mu     sync.Mutex // serialises Write, so messages leave in order; guards what follows
+	closed bool
 	// coreHeader is shared by every core NATS message (nothing in it
 	// varies); coreMsg and jsonBuf are reused by every core publish (the
 	// client copies a message into its buffer).

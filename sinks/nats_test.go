@@ -195,7 +195,7 @@ func streamCounts(t *testing.T, url, stream, key string) map[uint64]int {
 		}
 	}
 	for n := uint64(0); n < info.State.Msgs; {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(time.Second))
+		batch, err := cons.Fetch(int(min(1000, info.State.Msgs-n)), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,9 @@ func (s *NATS) Name() string { return s.name }
 func (s *NATS) Write(ctx context.Context, batch []pipeline.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("nats sink %q: write after close", s.name)
+	}
 	if s.spool != nil && (s.spool.Len() > 0 || !s.nc.IsConnected()) {
 		// Behind a non-empty spool, new events queue too, to keep order.
 		msgs, encErr := s.messages(batch)
@@ -170,6 +173,10 @@ func (s *NATS) Close(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
 	var err error
 	if s.js == nil && s.nc.IsConnected() {
 		if _, ok := ctx.Deadline(); ok {
