@@ -172,7 +172,9 @@ func TestSinkConformance(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			const lateSeq = 1 << 40
-			go func() { done <- sut.sink.Write(context.Background(), []pipeline.Event{seqEvent("exec", lateSeq, "late")}) }()
+			go func() {
+				done <- sut.sink.Write(context.Background(), []pipeline.Event{seqEvent("exec", lateSeq, "late")})
+			}()
 			select {
 			case err := <-done:
 				if err == nil && name != "stdout" { // stdout has nothing to close
@@ -223,4 +225,3 @@ func TestSinkConformance(t *testing.T) {
 		})
 	}
 }
-
