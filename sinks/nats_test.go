@@ -324,3 +324,34 @@ func TestJetStreamBatching(t *testing.T) {
 		})
 	}
 }
+
+// TestNATSBatchThroughPipeline: a pipeline hands its sinks batches of 10,
+// but a NATS sink with batch { max_events = 100 } asks for its own, so the
+// stream receives full messages of 100 events.
+func TestNATSBatchThroughPipeline(t *testing.T) {
+	srv := startServer(t, &server.Options{JetStream: true})
+	s, err := NewNATS(context.Background(), "bus", NATSOptions{URL: srv.ClientURL(), Subject: "p.{source}", Host: "h", BootID: "b",
+		BatchMaxEvents: 100, BatchMaxDelay: 5 * time.Second, JetStream: &JetStreamOptions{Stream: "P", Create: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &finiteSource{name: "exec", n: 1000}
+	p, err := pipeline.New(pipeline.Spec{Name: "p", Sources: []pipeline.Source{src}, Sinks: []pipeline.Sink{s}, BatchSize: 10, LossInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	nc, _ := nats.Connect(srv.ClientURL())
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, _ := js.Stream(context.Background(), "P")
+	info, _ := st.Info(context.Background())
+	if info.State.Msgs != 10 {
+		t.Errorf("stream holds %d messages, want 10 of 100 events", info.State.Msgs)
+	}
+	if seen := streamSeqs(t, srv.ClientURL(), "P"); len(seen) != 1000 {
+		t.Errorf("stream holds %d distinct events, want 1000", len(seen))
+	}
+}
