@@ -11,6 +11,9 @@
 //	  max_keys = 10000      # keys tracked at most; idle full buckets go first
 //	}
 //
+// Buckets live in the instance: run the stage with workers = 1 (the
+// default), or each worker limits its share of the events separately.
+//
 // A summary event has the envelope of the last suppressed event (host,
 // source, gadget), type = "rate_limit", the key fields, suppressed (the
 // count), first and last (times, RFC 3339) and window_s.
