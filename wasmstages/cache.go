@@ -2,7 +2,10 @@ package wasmstages
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/tetratelabs/wazero"
 )
@@ -43,6 +46,31 @@ func (c *Cache) Dir() string { return c.dir }
 func (c *Cache) Close(ctx context.Context) error {
 	if err := c.c.Close(ctx); err != nil {
 		return fmt.Errorf("close wasm compilation cache: %w", err)
+	}
+	return nil
+}
+
+// purge removes every entry of the cache directory. wazero fails a compile
+// on an entry it cannot read (a torn write, a full disk) instead of
+// compiling again, and does not say which file it read, so the Stage clears
+// the directory and compiles afresh: the other modules are compiled again
+// once, which is cheaper than an agent that cannot start.
+func (c *Cache) purge() error {
+	if c.dir == "" {
+		return nil
+	}
+	entries, err := filepath.Glob(filepath.Join(c.dir, "wazero-*", "*"))
+	if err != nil {
+		return fmt.Errorf("clear wasm compilation cache: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if err := os.Remove(e); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("clear wasm compilation cache: %w", errors.Join(errs...))
 	}
 	return nil
 }

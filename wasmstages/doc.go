@@ -11,8 +11,12 @@
 // compile again.
 //
 // Safety: every call into a guest runs under a deadline (Config.Timeout)
-// with wazero's close-on-context-done, and every instance under a memory
-// limit (Config.MemoryLimit). A guest that traps, exceeds its deadline, runs
+// and every instance under a memory limit (Config.MemoryLimit). The
+// deadline is enforced by a fuel counter the module is rewritten with
+// (package internal/interrupt: every 1024 function entries and loop
+// iterations the guest calls the host, which ends a call past its deadline);
+// a module that cannot be rewritten runs with wazero's close-on-context-done
+// instead, which is slower (RATIONALE.md). A guest that traps, exceeds its deadline, runs
 // out of memory or returns a malformed result fails its batch with a
 // *pipeline.StageError of the matching kind (KindTrap, KindTimeout, ...);
 // its instance is discarded and replaced by a fresh one before the next

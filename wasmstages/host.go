@@ -12,6 +12,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/wasmstages/internal/interrupt"
 )
 
 // MetricGuest is the counter family of guest-defined counters
@@ -35,6 +36,8 @@ var hostImports = map[string]struct{ params, results []api.ValueType }{
 	"set_error":   {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, nil},
 	"counter_add": {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI64}, nil},
 	"now":         {nil, []api.ValueType{api.ValueTypeI64}},
+	// Not part of the ABI: the call package interrupt adds to a module.
+	interrupt.ImportName: {nil, nil},
 }
 
 // host implements the "sluice" import module for one stage's instances.
@@ -71,6 +74,11 @@ func (h *host) instantiate(ctx context.Context, r wazero.Runtime) error {
 	fn("counter_add", h.counterAdd)
 	fn("now", func(_ context.Context, _ api.Module, stack []uint64) {
 		stack[0] = uint64(time.Now().UnixNano())
+	})
+	fn(interrupt.ImportName, func(ctx context.Context, mod api.Module, _ []uint64) {
+		if v, ok := h.byModule.Load(mod); ok {
+			v.(*instance).yield(ctx)
+		}
 	})
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("instantiate host module: %w", err)
@@ -151,11 +159,12 @@ func (h *host) counterAdd(_ context.Context, mod api.Module, stack []uint64) {
 	if delta <= 0 {
 		return // counters only go up; a negative delta is a guest bug, not worth a trap
 	}
-	key := string(clip(name, maxCounterName))
 	h.mu.Lock()
-	c := h.counters[key]
+	c := h.counters[string(name)] // no allocation: the conversion is only a map key
 	if c == nil {
-		if len(h.counters) >= maxGuestCounter {
+		key := string(clip(name, maxCounterName))
+		c = h.counters[key]
+		if c == nil && len(h.counters) >= maxGuestCounter {
 			key = "other"
 			c = h.counters[key]
 		}

@@ -23,6 +23,13 @@ type instance struct {
 
 	alloc, process, tick, close api.Function
 
+	// interruptible: the module calls sluice.__yield (package interrupt),
+	// which stops a call past deadline or once ctx is done, and records
+	// why in stopped. Otherwise the runtime checks contexts itself.
+	interruptible bool
+	deadline      time.Time
+	stopped       stopReason
+
 	inPtr, inCap uint32 // the host's input buffer, from sluice_alloc
 	stack        []uint64
 	emits        []int
@@ -30,6 +37,34 @@ type instance struct {
 	// broken is set once a call failed in a way that leaves the instance
 	// unusable or untrustworthy; the Stage then discards it.
 	broken bool
+}
+
+// stopReason says why the host stopped a call.
+type stopReason uint8
+
+const (
+	notStopped stopReason = iota
+	stopDeadline
+	stopCanceled
+)
+
+// errStopped is the panic of sluice.__yield that ends a call; wazero turns
+// it into the call's error.
+var errStopped = errors.New("stopped by the host")
+
+// yield is sluice.__yield, which an interruptible guest calls every
+// interrupt.Period function entries and loop iterations: it ends the call
+// once its deadline has passed or ctx (the call's) is done. Being a Go
+// call, it is also where the Go scheduler can preempt a busy guest.
+func (inst *instance) yield(ctx context.Context) {
+	switch {
+	case ctx.Err() != nil:
+		inst.stopped = stopCanceled
+		panic(errStopped)
+	case !time.Now().Before(inst.deadline):
+		inst.stopped = stopDeadline
+		panic(errStopped)
+	}
 }
 
 // callError is a failed call into a guest, classified.
@@ -43,15 +78,27 @@ func callError(kind, format string, args ...any) *pipeline.StageError {
 func (inst *instance) call(ctx context.Context, timeout time.Duration, fn api.Function, what string) error {
 	inst.lm.refused.Store(false)
 	inst.errMsg = inst.errMsg[:0]
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	err := fn.CallWithStack(cctx, inst.stack)
-	cancel()
+	var err error
+	inst.stopped = notStopped
+	if inst.interruptible {
+		inst.deadline = time.Now().Add(timeout)
+		err = fn.CallWithStack(ctx, inst.stack)
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err = fn.CallWithStack(cctx, inst.stack)
+		cancel()
+	}
 	if err == nil {
 		return nil
 	}
 	inst.broken = true
-	if inst.lm.refused.Load() {
+	switch {
+	case inst.lm.refused.Load():
 		return callError(KindOOM, "%s: the guest needed more memory than its limit of %d bytes: %w", what, inst.lm.limit, err)
+	case inst.stopped == stopDeadline:
+		return callError(KindTimeout, "%s: ran past its deadline of %s", what, timeout)
+	case inst.stopped == stopCanceled:
+		return callError(KindCanceled, "%s: cancelled: %w", what, ctx.Err())
 	}
 	if exit, ok := errors.AsType[*sys.ExitError](err); ok {
 		switch exit.ExitCode() {

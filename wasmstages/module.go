@@ -105,7 +105,9 @@ func checkModule(cm wazero.CompiledModule, memLimit uint64) (exports, error) {
 func sortedHostImports() []string {
 	var names []string
 	for n := range hostImports {
-		names = append(names, n)
+		if !strings.HasPrefix(n, "__") {
+			names = append(names, n)
+		}
 	}
 	slices.Sort(names)
 	return names

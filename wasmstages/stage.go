@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/wasmstages/internal/interrupt"
 )
 
 // Stage is a Wasm stage: a pipeline.Stage that runs a module version's
@@ -33,7 +35,6 @@ type Stage struct {
 
 	cache    *Cache
 	ownCache bool
-	rt       wazero.Runtime
 	host     *host
 	modCfg   wazero.ModuleConfig
 	instSeq  atomic.Uint64
@@ -58,12 +59,19 @@ var (
 	_ pipeline.Ticker      = (*Stage)(nil)
 )
 
-// version is one compiled module and the instances running it.
+// version is one module: its runtime, its compiled code and the instances
+// running it. Each version has a runtime of its own, because whether the
+// runtime must watch contexts (close-on-context-done) depends on whether the
+// module could be made interruptible.
 type version struct {
 	seq      int
 	digest   string
+	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	exports  exports
+	// interruptible: the module was rewritten with the interrupt global
+	// (package interrupt) and the runtime does not check contexts.
+	interruptible bool
 
 	// Per worker slot: the instance (nil until made, or after a failure),
 	// when a failed attempt to make one may be retried, and why it failed.
@@ -119,19 +127,19 @@ func New(ctx context.Context, cfg Config) (*Stage, error) {
 	s.restarts = reg.Counter(MetricInstanceRestarts, "Wasm instances made to replace a failed one.", "name", cfg.Name)
 	s.reloads = reg.Counter(MetricReloads, "Module versions a Wasm stage swapped in.", "name", cfg.Name)
 	s.reloadFails = reg.Counter(MetricReloadFailures, "Module versions a Wasm stage refused, keeping the running one.", "name", cfg.Name)
-	if err := s.start(ctx); err != nil {
-		s.closeRuntime(ctx)
+	if err := s.start(); err != nil {
+		s.closeCache(ctx)
 		return nil, fmt.Errorf("load stage %q: %w", cfg.Name, err)
 	}
 	v, err := s.load(ctx, module)
 	if err != nil {
-		s.closeRuntime(ctx)
+		s.closeCache(ctx)
 		return nil, fmt.Errorf("load stage %q: %w", cfg.Name, err)
 	}
 	switch {
 	case cfg.Tick > 0 && !v.exports.tick:
 		s.closeVersion(ctx, v)
-		s.closeRuntime(ctx)
+		s.closeCache(ctx)
 		return nil, fmt.Errorf("load stage %q: a tick interval is set, but the module does not export sluice_tick", cfg.Name)
 	case cfg.Tick > 0:
 		s.tick = cfg.Tick
@@ -139,7 +147,7 @@ func New(ctx context.Context, cfg Config) (*Stage, error) {
 		s.tick = DefaultTick
 	}
 	s.cur = v
-	s.log.Debug("stage loaded", "digest", v.digest, "workers", cfg.Workers, "tick", s.tick)
+	s.log.Debug("stage loaded", "digest", v.digest, "workers", cfg.Workers, "tick", s.tick, "interruptible", v.interruptible)
 	return s, nil
 }
 
@@ -157,25 +165,16 @@ func Check(ctx context.Context, cfg Config) error {
 	return s.Close(ctx)
 }
 
-// start makes the runtime with WASI and the host module.
-func (s *Stage) start(ctx context.Context) error {
+// start prepares what every version shares: the host functions' state and
+// the module config (the grants).
+func (s *Stage) start() error {
 	cfg := s.cfg
 	for _, d := range cfg.Grants.Dirs {
 		if st, err := os.Stat(d.Host); err != nil || !st.IsDir() {
 			return fmt.Errorf("grant directory %s as %s: not a directory (%v)", d.Host, d.Guest, err)
 		}
 	}
-	rc := wazero.NewRuntimeConfigCompiler().
-		WithCompilationCache(s.cache.c).
-		WithCloseOnContextDone(true)
-	s.rt = wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, s.rt); err != nil {
-		return fmt.Errorf("instantiate wasi: %w", err)
-	}
 	s.host = newHost(cfg.Name, s.log, cfg.Metrics)
-	if err := s.host.instantiate(ctx, s.rt); err != nil {
-		return err
-	}
 	// Real clocks and random; no sleeping (a sleeping guest would only hold
 	// its batch up), no args beyond the stage name, nothing else granted.
 	mc := wazero.NewModuleConfig().
@@ -202,18 +201,60 @@ func (s *Stage) start(ctx context.Context) error {
 	return nil
 }
 
+// newRuntime makes a compiler runtime with WASI and the host module. Only
+// a runtime for modules that could not be made interruptible checks
+// contexts at every loop (see RATIONALE.md).
+func (s *Stage) newRuntime(ctx context.Context, closeOnContextDone bool) (wazero.Runtime, error) {
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(s.cache.c).
+		WithCloseOnContextDone(closeOnContextDone)
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("instantiate wasi: %w", err)
+	}
+	if err := s.host.instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	return rt, nil
+}
+
 // load compiles module and starts a full set of initialised instances of
 // it. It does not touch the running version.
 func (s *Stage) load(ctx context.Context, module []byte) (*version, error) {
 	sum := sha256.Sum256(module)
 	v := &version{digest: hex.EncodeToString(sum[:])}
-	cm, err := s.rt.CompileModule(ctx, module)
+	code, _, rerr := interrupt.Rewrite(module)
+	v.interruptible = rerr == nil
+	if !v.interruptible {
+		code = module
+	}
+	rt, err := s.newRuntime(ctx, !v.interruptible)
 	if err != nil {
+		return nil, err
+	}
+	v.rt = rt
+	cm, err := rt.CompileModule(ctx, code)
+	if err != nil && s.cache.dir != "" && strings.HasPrefix(err.Error(), "compilationcache:") {
+		s.log.Warn("the compilation cache holds an entry that cannot be read; clearing it and compiling afresh", "dir", s.cache.dir, "error", err)
+		if perr := s.cache.purge(); perr != nil {
+			err = fmt.Errorf("%w (and %w)", err, perr)
+		} else {
+			cm, err = rt.CompileModule(ctx, code)
+		}
+	}
+	if err != nil {
+		rt.Close(ctx)
 		return nil, fmt.Errorf("compile module: %w", err)
+	}
+	if !v.interruptible {
+		s.log.Info("cannot make the module cheaply interruptible; wazero's context checks enforce the deadline instead, which slows loops down", "error", rerr)
 	}
 	v.compiled = cm
 	if v.exports, err = checkModule(cm, s.cfg.MemoryLimit); err != nil {
 		cm.Close(ctx)
+		rt.Close(ctx)
 		return nil, err
 	}
 	n := s.cfg.Workers
@@ -241,7 +282,7 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 	actx, alloc := memoryAllocatorContext(ctx, s.cfg.MemoryLimit)
 	ictx, cancel := context.WithTimeout(actx, InitTimeout)
 	defer cancel()
-	mod, err := s.rt.InstantiateModule(ictx, v.compiled, mc)
+	mod, err := v.rt.InstantiateModule(ictx, v.compiled, mc)
 	if err != nil {
 		if alloc.mem != nil && alloc.mem.refused.Load() {
 			return nil, fmt.Errorf("instantiate: the module needs more memory than the limit of %d bytes: %w", s.cfg.MemoryLimit, err)
@@ -262,6 +303,7 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 		mod.Close(ctx)
 		return nil, errors.New("instantiate: the module's memory bypassed the limit")
 	}
+	inst.interruptible = v.interruptible
 	s.host.byModule.Store(mod, inst)
 	var initialize = mod.ExportedFunction("_initialize")
 	if !v.exports.initialize {
@@ -283,7 +325,7 @@ func (s *Stage) release(ctx context.Context, inst *instance) {
 	s.host.byModule.Delete(inst.mod)
 }
 
-// closeVersion releases v's instances and compiled module.
+// closeVersion releases v's instances, compiled module and runtime.
 func (s *Stage) closeVersion(ctx context.Context, v *version) {
 	for i, inst := range v.slots {
 		if inst != nil {
@@ -291,15 +333,14 @@ func (s *Stage) closeVersion(ctx context.Context, v *version) {
 			v.slots[i] = nil
 		}
 	}
+	ctx = context.WithoutCancel(ctx)
 	if v.compiled != nil {
 		v.compiled.Close(ctx)
 	}
+	v.rt.Close(ctx)
 }
 
-func (s *Stage) closeRuntime(ctx context.Context) {
-	if s.rt != nil {
-		s.rt.Close(context.WithoutCancel(ctx))
-	}
+func (s *Stage) closeCache(ctx context.Context) {
 	if s.ownCache {
 		_ = s.cache.Close(context.WithoutCancel(ctx))
 	}
@@ -503,6 +544,6 @@ func (s *Stage) Close(ctx context.Context) error {
 	v := s.cur
 	s.mu.Unlock()
 	s.closeVersion(ctx, v)
-	s.closeRuntime(ctx)
+	s.closeCache(ctx)
 	return nil
 }

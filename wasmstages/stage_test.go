@@ -369,3 +369,20 @@ func TestSwap(t *testing.T) {
 		t.Errorf("the swap was not logged; log:\n%s", logs.String())
 	}
 }
+
+func TestGoGuest(t *testing.T) {
+	reg := pipeline.NewRegistry()
+	s := newStage(t, wasmstages.Config{Name: "gofilter", Module: guest("gofilter"), Params: map[string]any{"comms": []string{"sh", "bash"}}, Metrics: reg, Workers: 2})
+	for range 3 {
+		out, err := s.Process(context.Background(), events(300, "sh", "cat", "bash"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != 100 || comms(t, out)[0] != "cat" {
+			t.Fatalf("kept %d events, want the 100 cats", len(out))
+		}
+	}
+	if got := reg.Snapshot().Get(wasmstages.MetricGuest, "name", "gofilter", "counter", "dropped"); got != 600 {
+		t.Errorf("guest counter dropped = %v, want 600", got)
+	}
+}

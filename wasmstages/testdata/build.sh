@@ -40,3 +40,8 @@ for src in filter trap loop bomb malformed abi_version missing_export init_fail 
 done
 cc tag_v1.wasm -DTAG_VERSION=1 tag.c
 cc tag_v2.wasm -DTAG_VERSION=2 tag.c
+
+# The Go guest: the same filter against the raw ABI, with the Go runtime in
+# it (the large module of the compilation-cache test).
+export PATH="$PATH:/usr/local/go/bin"
+(cd gofilter && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags=-s -o ../gofilter.wasm .)

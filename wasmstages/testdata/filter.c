@@ -46,11 +46,52 @@ EXPORT("sluice_init") int32_t sluice_init(const uint8_t *p, int32_t n) {
 	return 0;
 }
 
+// skip_scalar returns the size of the value at p when it is a scalar or a
+// string (what events mostly hold), without a call; 0 for anything else.
+static inline __attribute__((always_inline)) size_t skip_scalar(const uint8_t *p, size_t n) {
+	uint8_t c = p[0];
+	size_t k = 0;
+	if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) k = 1;
+	else if ((c & 0xe0) == 0xa0) k = 1 + (c & 0x1f);
+	else if (c == 0xd9 && n >= 2) k = 2 + p[1];
+	else if (c == 0xcc || c == 0xd0) k = 2;
+	else if (c == 0xcd || c == 0xd1) k = 3;
+	else if (c == 0xce || c == 0xd2 || c == 0xca) k = 5;
+	else if (c == 0xcf || c == 0xd3 || c == 0xcb) k = 9;
+	return k <= n ? k : 0;
+}
+
+// find_comm returns the comm string of an event, scanning its keys with
+// the common cases inline; 0 when it has none.
+static int find_comm(const uint8_t *p, size_t n, const uint8_t **s, uint32_t *sl) {
+	uint32_t count;
+	int64_t h = mp_container(p, n, 1, &count);
+	if (h < 0) return 0;
+	size_t off = (size_t)h;
+	for (uint32_t i = 0; i < count && off < n; i++) {
+		uint8_t c = p[off];
+		if ((c & 0xe0) != 0xa0) return 0; // a key that is not a short string: not an event map
+		size_t kl = c & 0x1f;
+		const uint8_t *k = p + off + 1;
+		off += 1 + kl;
+		if (off >= n) return 0;
+		if (kl == 4 && k[0] == 'c' && k[1] == 'o' && k[2] == 'm' && k[3] == 'm')
+			return mp_str(p + off, n - off, s, sl) >= 0;
+		size_t v = skip_scalar(p + off, n - off);
+		if (!v) {
+			int64_t w = mp_skip(p + off, n - off, 0);
+			if (w < 0) return 0;
+			v = (size_t)w;
+		}
+		off += v;
+	}
+	return 0;
+}
+
 static int dropped(const uint8_t *ev, uint32_t len) {
-	const uint8_t *v, *s;
-	size_t vn;
+	const uint8_t *s;
 	uint32_t sl;
-	if (!mp_lookup(ev, len, "comm", &v, &vn) || mp_str(v, vn, &s, &sl) < 0) return 0;
+	if (!find_comm(ev, len, &s, &sl)) return 0;
 	for (int i = 0; i < ncomms; i++)
 		if (comm_lens[i] == sl && memcmp(comms[i], s, sl) == 0) return 1;
 	return 0;
