@@ -80,6 +80,7 @@ type File struct {
 	log     *slog.Logger
 	open    func(path string) (fileHandle, error)
 	now     func() time.Time
+	rename  func(from, to string) error
 
 	mu       sync.Mutex
 	f        fileHandle
@@ -90,6 +91,10 @@ type File struct {
 	torn     bool // a failed write left a partial record: rotate before writing on
 	failures int  // writes failed in a row, for the recovery log
 	closed   bool
+	// noRotateUntil pauses rotation by size and age after a rename failed,
+	// so that a directory that refuses renames costs one attempt a minute,
+	// not one per batch; writes go on into the active file meanwhile.
+	noRotateUntil time.Time
 	buf      []byte
 	ends     []int // per encoded event: its end offset in buf
 	idx      []int // per encoded event: its index in the batch
@@ -124,7 +129,7 @@ func newFile(name string, opts FileOptions, now func() time.Time, open func(stri
 	if err != nil {
 		return nil, fmt.Errorf("file sink %q: %w", name, err)
 	}
-	s := &File{name: name, opts: opts, pattern: pattern, log: opts.Logger, now: now, open: open,
+	s := &File{name: name, opts: opts, pattern: pattern, log: opts.Logger, now: now, open: open, rename: os.Rename,
 		wake: make(chan struct{}, 1), errs: map[string]*pipeline.Counter{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -215,11 +220,11 @@ func (s *File) Write(_ context.Context, batch []pipeline.Event) error {
 			end++
 		}
 		if end == start {
-			if s.size > 0 {
+			if s.size > 0 && !now.Before(s.noRotateUntil) {
 				s.rotateLocked(now, true)
 				continue
 			}
-			end = start + 1
+			end = start + 1 // an empty file, or rotation paused: write on
 		}
 		from, to := s.offset(start), s.ends[end-1]
 		n, err := s.f.Write(s.buf[from:to])
@@ -320,7 +325,7 @@ func (s *File) ensureFileLocked(now time.Time) error {
 	if s.f != nil && want != s.path {
 		s.rotateLocked(now, false) // a new period: the old file keeps its name
 	}
-	if s.f != nil && s.opts.MaxAge > 0 && now.Sub(s.born) >= s.opts.MaxAge && s.size > 0 {
+	if s.f != nil && s.ageDue(now) {
 		s.rotateLocked(now, true)
 	}
 	if s.f != nil {
@@ -383,12 +388,18 @@ func (s *File) renameLocked(now time.Time) {
 		if _, err := os.Lstat(target); err == nil {
 			continue
 		}
-		if err := os.Rename(s.path, target); err != nil {
+		if err := s.rename(s.path, target); err != nil {
 			s.errs["rotate"].Inc()
 			s.logLimited("rotate file", "from", s.path, "to", target, "error", err)
+			s.noRotateUntil = now.Add(time.Minute)
 		}
 		return
 	}
+}
+
+// ageDue reports whether the active file is due for rotation by age.
+func (s *File) ageDue(now time.Time) bool {
+	return s.opts.MaxAge > 0 && s.size > 0 && now.Sub(s.born) >= s.opts.MaxAge && !now.Before(s.noRotateUntil)
 }
 
 // closeLocked syncs (unless the policy is never) and closes the active
@@ -446,8 +457,7 @@ func (s *File) tick(ctx context.Context) {
 			s.syncLocked()
 			lastSync = now
 		}
-		if s.f != nil && ((s.pattern.Timed() && s.pattern.Path(now) != s.path) ||
-			(s.opts.MaxAge > 0 && now.Sub(s.born) >= s.opts.MaxAge && s.size > 0)) {
+		if s.f != nil && ((s.pattern.Timed() && s.pattern.Path(now) != s.path) || s.ageDue(now)) {
 			s.rotateLocked(now, s.pattern.Path(now) == s.path)
 		}
 		s.mu.Unlock()

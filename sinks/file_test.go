@@ -539,3 +539,51 @@ func (s *finiteSource) Run(ctx context.Context, out pipeline.Emitter) error {
 	}
 	return nil
 }
+
+// TestFileRenameFailure: when the directory refuses to rename the file
+// due for rotation, writing goes on into the active file (no loop, no
+// loss), the failure is counted, and rotation is tried again a minute
+// later.
+func TestFileRenameFailure(t *testing.T) {
+	dir := t.TempDir()
+	clock := newFakeClock(time.Date(2026, 3, 7, 10, 0, 0, 0, time.UTC))
+	s := newFileWithClock(t, clock, FileOptions{Path: filepath.Join(dir, "events.jsonl"), MaxSize: 4 << 10})
+	refuse := true
+	s.rename = func(from, to string) error {
+		if refuse {
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.EROFS}
+		}
+		return os.Rename(from, to)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for first := uint64(1); first <= 500; first += 50 {
+			if err := s.Write(context.Background(), fileBatch(first, 50)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("writes hung while rotation failed")
+	}
+	if s.errs["rotate"].Value() != 1 {
+		t.Errorf("rotate errors = %d, want 1 (then paused for a minute)", s.errs["rotate"].Value())
+	}
+	refuse = false
+	clock.add(time.Minute)
+	if err := s.Write(context.Background(), fileBatch(501, 1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(context.Background())
+	seqs, files := readEvents(t, dir, "json")
+	if len(seqs) != 501 || files != 2 {
+		t.Errorf("%d events in %d files; want all 501, the big file rotated once the rename worked", len(seqs), files)
+	}
+}

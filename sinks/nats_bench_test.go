@@ -225,6 +225,33 @@ func BenchmarkJetStreamSyncPublish(b *testing.B) {
 	reportEvents(b, b.N)
 }
 
+// BenchmarkJetStreamSyncPublishMsg is BenchmarkJetStreamSyncPublish with
+// the sink's messages (format headers and a dedup id).
+func BenchmarkJetStreamSyncPublishMsg(b *testing.B) {
+	srv := startServer(b, &server.Options{JetStream: true})
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.>"}, Duplicates: DefaultDuplicateWindow}); err != nil {
+		b.Fatal(err)
+	}
+	data := benchEvents(1)[0].Data
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		m := &nats.Msg{Subject: "bench.exec", Data: data, Header: nats.Header{headerFormat: {FormatVersion}, headerContentType: {contentMsgpack}, jetstream.MsgIDHeader: {"h.b.r.exec." + strconv.Itoa(i)}}}
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportEvents(b, b.N)
+}
+
 // BenchmarkJetStreamSinkBatched is BenchmarkJetStreamSinkAsync with 100
 // events per message; compare events/s with it.
 func BenchmarkJetStreamSinkBatched(b *testing.B) {
