@@ -95,9 +95,9 @@ type File struct {
 	// so that a directory that refuses renames costs one attempt a minute,
 	// not one per batch; writes go on into the active file meanwhile.
 	noRotateUntil time.Time
-	buf      []byte
-	ends     []int // per encoded event: its end offset in buf
-	idx      []int // per encoded event: its index in the batch
+	buf           []byte
+	ends          []int // per encoded event: its end offset in buf
+	idx           []int // per encoded event: its index in the batch
 
 	wake        chan struct{} // wakes the janitor
 	stopTicker  context.CancelFunc
