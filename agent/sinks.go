@@ -200,9 +200,13 @@ func validateSinkSettings(cfg *config.File, schemasBySink map[string][]*pipeline
 			}
 			for _, sc := range schemasBySink[s.Ref] {
 				if !schemaHas(sc, f) {
+					hint := ""
+					if c := closest(f, append(strings.Split(fieldNames(sc), ", "), "time", "host", "source", "gadget", "seq")); c != "" {
+						hint = fmt.Sprintf(" Did you mean {%s}?", c)
+					}
 					diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown field in subject template",
-						Detail: fmt.Sprintf("Subject field {%s} is not a field of gadget %s, which feeds sink %q; use an envelope key (time, host, source, gadget, seq) or one of the gadget's fields: %s.",
-							f, sc.Gadget, s.Name, fieldNames(sc)),
+						Detail: fmt.Sprintf("Subject field {%s} is not a field of gadget %s, which feeds sink %q; use an envelope key (time, host, source, gadget, seq) or one of the gadget's fields: %s.%s",
+							f, sc.Gadget, s.Name, fieldNames(sc), hint),
 						Subject: subject})
 					break
 				}
