@@ -299,7 +299,13 @@ static sluice_value sluice_map_getn(sluice_value m, const char *key, uint32_t ke
 		bool match = false;
 		if ((c & 0xe0) == 0xa0) {
 			ke = i + 1 + (c & 0x1f);
-			match = (uint32_t)(c & 0x1f) == keylen && ke <= n && memcmp(b + i + 1, key, keylen) == 0;
+			/* Length, then bytes in line: memcmp is a call into libc, and
+			 * most keys differ in length or first byte. */
+			if ((uint32_t)(c & 0x1f) == keylen && ke <= n && (keylen == 0 || b[i + 1] == (uint8_t)key[0])) {
+				match = true;
+				for (uint32_t k = 1; k < keylen; k++)
+					if (b[i + 1 + k] != (uint8_t)key[k]) { match = false; break; }
+			}
 		} else {
 			sluice_value k = {b + i, (uint32_t)(n - i)};
 			const char *s;
