@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sources"
+	"github.com/sluice-dev/sluice/wasmstages"
 )
 
 // Options are the process-level inputs of an agent besides its config.
@@ -40,6 +41,8 @@ type Agent struct {
 	gadgets   []*sources.Gadget
 	pipelines []*pipeline.Pipeline
 	sinks     []pipeline.Sink
+	stages    []*lazyStage      // every pipeline's Wasm stages; started by Run
+	cache     *wasmstages.Cache // compiled stage code; opened by Run
 }
 
 // New validates cfg and builds the agent's components without touching the
@@ -58,6 +61,8 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 		reg = pipeline.NewRegistry()
 	}
 	resolved, diags := resolveGadgets(cfg, opts.Images)
+	modules, ds := resolveStages(cfg, opts.Images)
+	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(cfg)...)
 	if diags.HasErrors() {
 		return nil, diags
@@ -135,6 +140,12 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 				spec.Sinks = append(spec.Sinks, s)
 			}
 		}
+		pstages, ds := stagesOf(cfg, p, modules, sinksByRef)
+		diags = append(diags, ds...)
+		for _, st := range pstages {
+			spec.Stages = append(spec.Stages, st)
+		}
+		a.stages = append(a.stages, pstages...)
 		pl, err := pipeline.New(spec)
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid pipeline", Detail: err.Error(), Subject: rangePtr(p.DefRange)})
@@ -159,9 +170,16 @@ func (a *Agent) Gadgets() []*sources.Gadget { return a.gadgets }
 // programs, drains the queues and flushes the sinks within the configured
 // grace period. It returns nil after a clean shutdown.
 func (a *Agent) Run(ctx context.Context) error {
+	// Stages first: compiling a module is the likeliest thing to fail or
+	// take time, and it touches nothing outside the process.
+	if err := a.openStages(ctx); err != nil {
+		return err
+	}
+	defer a.closeStageCache(ctx)
 	if ns := a.cfg.Agent.NATSServer; ns != nil {
 		srv, err := startNATSServer(ns, a.log)
 		if err != nil {
+			a.closeStages(ctx)
 			return err
 		}
 		// Deferred first, so it runs last: after the sinks have flushed.
@@ -172,6 +190,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if o, ok := s.(openableSink); ok {
 			if err := o.Open(ctx); err != nil {
 				a.closeSinks(ctx)
+				a.closeStages(ctx)
 				return fmt.Errorf("start sink %q: %w", s.Name(), err)
 			}
 		}
@@ -180,6 +199,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := g.Open(); err != nil {
 			a.closeGadgets()
 			a.closeSinks(ctx)
+			a.closeStages(ctx)
 			return fmt.Errorf("start source %q: %w", g.Name(), err)
 		}
 		a.log.Info("gadget loaded", "source", g.Name(), "gadget", g.Spec().Name, "streams", len(g.Spec().Streams), "skipped_programs", g.SkippedPrograms())
@@ -210,6 +230,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 		a.log.Info("serving metrics", "address", ln.Addr().String())
 	}
+	// Stages whose module is a file swap in its new versions until the
+	// pipelines stop.
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	var watchers errgroup.Group
+	for _, l := range a.stages {
+		if l.watch {
+			watchers.Go(func() error { return l.stage.WatchFile(watchCtx, l.poll) })
+		}
+	}
 	grace := a.cfg.Agent.ShutdownGrace
 	var pipelineErrs []error
 	var mu sync.Mutex
@@ -225,6 +254,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 	}
 	pipes.Wait()
+	stopWatching()
+	_ = watchers.Wait() // WatchFile returns nil once its context ends
 	a.log.Info("pipelines stopped")
 	return errors.Join(pipelineErrs...)
 }

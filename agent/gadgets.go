@@ -124,7 +124,8 @@ func rangePtr(r hcl.Range) *hcl.Range {
 }
 
 // Validate checks what the config package cannot: that gadgets exist and
-// parse, that parameters exist and fit their types, and that the pipeline
+// parse, that parameters exist and fit their types, that stage modules
+// exist (ValidateStages compiles and checks them), and that the pipeline
 // graph is one the agent can run. It needs no privileges.
 //
 // Gadgets named by OCI reference are read from images, which FetchImages
@@ -135,6 +136,8 @@ func Validate(f *config.File, images ...*Images) hcl.Diagnostics {
 		im = images[0]
 	}
 	resolved, diags := resolveGadgets(f, im)
+	_, ds := resolveStages(f, im)
+	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
 	if !diags.HasErrors() {
 		diags = append(diags, validateSinks(f, resolved)...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -104,7 +105,10 @@ func FetchImages(ctx context.Context, f *config.File, opts FetchOptions) (*Image
 			wants = append(wants, want{src.Gadget, src.GadgetRange, false})
 		}
 	}
-	for _, m := range opts.StageModules {
+	for _, m := range append(opts.StageModules, StageModuleRefs(f)...) {
+		if _, dup := im.stages[m.Value]; dup || slices.ContainsFunc(wants, func(w want) bool { return w.stage && w.value == m.Value }) {
+			continue
+		}
 		wants = append(wants, want{m.Value, m.Range, true})
 	}
 	if len(wants) == 0 {

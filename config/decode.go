@@ -10,13 +10,13 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// fileSchema is the top level of a config file. A `stage "wasm" NAME` block
-// joins it as one more BlockHeaderSchema with a decoder of its own.
+// fileSchema is the top level of a config file.
 var fileSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "agent"},
 		{Type: KindSource, LabelNames: []string{"type", "name"}},
 		{Type: KindSink, LabelNames: []string{"type", "name"}},
+		{Type: KindStage, LabelNames: []string{"type", "name"}},
 		{Type: "pipeline", LabelNames: []string{"name"}},
 	},
 }
@@ -43,6 +43,7 @@ var agentSchema = &hcl.BodySchema{
 var pipelineSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "sources"},
+		{Name: "stages"},
 		{Name: "sinks"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
@@ -91,6 +92,7 @@ func decodeBody(filename string, body hcl.Body, ectx *hcl.EvalContext) (*File, h
 	var agentBlock *hcl.Block
 	sourceByName := map[string]*Source{}
 	sinkByName := map[string]*Sink{}
+	stageByName := map[string]*Stage{}
 	pipelineByName := map[string]*Pipeline{}
 	for _, b := range content.Blocks {
 		switch b.Type {
@@ -127,6 +129,19 @@ func decodeBody(filename string, body hcl.Body, ectx *hcl.EvalContext) (*File, h
 			}
 			sinkByName[sink.Name] = sink
 			f.Sinks = append(f.Sinks, sink)
+		case KindStage:
+			st, ds := d.stage(b)
+			diags = append(diags, ds...)
+			if st == nil {
+				continue
+			}
+			if prev, ok := stageByName[st.Name]; ok {
+				diags = append(diags, duplicate("stage block", fmt.Sprintf("A stage named %q", st.Name), prev.DefRange, st.DefRange,
+					"Stage names must be unique, whatever their type, because metrics and logs name stages by name."))
+				continue
+			}
+			stageByName[st.Name] = st
+			f.Stages = append(f.Stages, st)
 		case "pipeline":
 			p, ds := d.pipeline(b)
 			diags = append(diags, ds...)
@@ -354,6 +369,14 @@ func (d *decoder) pipeline(b *hcl.Block) (*Pipeline, hcl.Diagnostics) {
 	diags = append(diags, ds...)
 	p.Sinks, ds = d.pipelineRefs(p, content.Attributes["sinks"], KindSink, "sinks")
 	diags = append(diags, ds...)
+	if a := content.Attributes["stages"]; a != nil {
+		// Unlike sources and sinks, a pipeline may have no stages.
+		p.Stages, ds = decodeReferences(a, KindStage)
+		if ds.HasErrors() {
+			d.badRefs = true
+		}
+		diags = append(diags, ds...)
+	}
 
 	var queueBlock, batchBlock *hcl.Block
 	for _, nb := range content.Blocks {

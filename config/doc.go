@@ -15,9 +15,11 @@
 // Param.Range, Param.NameRange).
 //
 // Component blocks follow Packer's style: the core decodes the header of
-// `source "<type>" "<name>"` and `sink "<type>" "<name>"` blocks and hands the
-// body to the schema of that type, registered in its own file
-// (source_gadget.go, sink_stdout.go). A new component type adds a file and a
+// `source "<type>" "<name>"`, `stage "<type>" "<name>"` and `sink "<type>"
+// "<name>"` blocks (and, for stages, the attributes every stage type has:
+// on_error, dead_letter) and hands the body to the schema of that type,
+// registered in its own file (source_gadget.go, sink_stdout.go,
+// wasmstage.go). A new component type adds a file and a
 // field; it does not change the core.
 //
 // Diagnostics are conclusive: when Parse returns diagnostics for which
@@ -28,5 +30,5 @@
 // A Parser is not safe for concurrent use; the values it returns share no
 // state with it and may be read from any goroutine. The package-level
 // functions (Parse, ParseDefault, ParseSize, ParseDuration, ParseReference,
-// SourceTypes, SinkTypes) are safe for concurrent use.
+// SourceTypes, StageTypes, SinkTypes) are safe for concurrent use.
 package config

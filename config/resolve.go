@@ -7,10 +7,12 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
-// resolve checks that every reference in a pipeline names a declared block,
-// and (when all references could be read) warns about sources and sinks that no pipeline uses: a source that
-// feeds nothing is almost always a forgotten line in a pipeline, and loading
-// its gadget would cost kernel resources for no output.
+// resolve checks that every reference in a pipeline (and every stage's
+// dead-letter sink) names a declared block, and (when all references could
+// be read) warns about sources, stages and sinks that no pipeline uses: a
+// source that feeds nothing is almost always a forgotten line in a
+// pipeline, and loading its gadget would cost kernel resources for no
+// output.
 func (d *decoder) resolve(f *File) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	sourceRefs := make([]string, 0, len(f.Sources))
@@ -21,6 +23,10 @@ func (d *decoder) resolve(f *File) hcl.Diagnostics {
 	for _, s := range f.Sinks {
 		sinkRefs = append(sinkRefs, s.Ref)
 	}
+	stageRefs := make([]string, 0, len(f.Stages))
+	for _, s := range f.Stages {
+		stageRefs = append(stageRefs, s.Ref)
+	}
 
 	used := map[string]bool{}
 	for _, p := range f.Pipelines {
@@ -30,10 +36,24 @@ func (d *decoder) resolve(f *File) hcl.Diagnostics {
 				diags = append(diags, dangling(r, sourceRefs))
 			}
 		}
+		for _, r := range p.Stages {
+			used[r.String()] = true
+			if f.Stage(r) == nil && !d.broken[r.String()] {
+				diags = append(diags, dangling(r, stageRefs))
+			}
+		}
 		for _, r := range p.Sinks {
 			used[r.String()] = true
 			if f.Sink(r) == nil && !d.broken[r.String()] {
 				diags = append(diags, dangling(r, sinkRefs))
+			}
+		}
+	}
+	for _, st := range f.Stages {
+		if r := st.DeadLetter; r != nil {
+			used[r.String()] = true
+			if f.Sink(*r) == nil && !d.broken[r.String()] {
+				diags = append(diags, dangling(*r, sinkRefs))
 			}
 		}
 	}
@@ -43,6 +63,11 @@ func (d *decoder) resolve(f *File) hcl.Diagnostics {
 	for _, s := range f.Sources {
 		if !used[s.Ref] && !d.unreferenceable[s.Ref] {
 			diags = append(diags, unused(KindSource, s.Ref, s.DefRange))
+		}
+	}
+	for _, s := range f.Stages {
+		if !used[s.Ref] && !d.unreferenceable[s.Ref] {
+			diags = append(diags, unused(KindStage, s.Ref, s.DefRange))
 		}
 	}
 	for _, s := range f.Sinks {

@@ -11,6 +11,7 @@ type File struct {
 	Agent     Agent
 	Sources   []*Source
 	Sinks     []*Sink
+	Stages    []*Stage
 	Pipelines []*Pipeline
 }
 
@@ -130,9 +131,11 @@ type Pipeline struct {
 	Name     string
 	DefRange hcl.Range
 	Sources  []Reference
-	Sinks    []Reference
-	Queue    Queue
-	Batch    Batch
+	// Stages run in this order on every batch; none is allowed.
+	Stages []Reference
+	Sinks  []Reference
+	Queue  Queue
+	Batch  Batch
 }
 
 // Queue bounds the edge between a pipeline's sources and its consumers.

@@ -57,6 +57,10 @@ func validateFile(path string, stdout, stderr io.Writer) error {
 		if !ds.HasErrors() {
 			diags = append(diags, agent.Validate(f, images)...)
 		}
+		if !diags.HasErrors() {
+			// Compiles each Wasm stage and runs its init with the params.
+			diags = append(diags, agent.ValidateStages(context.Background(), f, images)...)
+		}
 	}
 	if len(diags) > 0 {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
