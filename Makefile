@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Extra flags for `make run`, e.g. make run ARGS="--config my.hcl".
 ARGS    ?=
 
-.PHONY: all build run test test-race bench fuzz gadgets check-gadgets stages check-stages lint clean
+.PHONY: all build run test test-race bench bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
 
 all: build
 
@@ -37,6 +37,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./sources/decode
 	$(GO) test -run '^$$' -fuzz FuzzAppendJSON -fuzztime $(FUZZTIME) ./pipeline/codec
 	$(GO) test -run '^$$' -fuzz FuzzScan -fuzztime $(FUZZTIME) ./sdk/go/sluice
+	$(GO) test -run '^$$' -fuzz FuzzParseResult -fuzztime $(FUZZTIME) ./wasmstages
+	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./wasmstages/internal/interrupt
 
 # Regenerates the committed gadget objects with clang-19 (installed via apt
 # when missing).
@@ -50,12 +52,26 @@ check-gadgets: gadgets
 # Regenerates the committed example stages (examples/stages/*.wasm): Go ones
 # with the Go toolchain, C ones with clang-19 and wasi-libc (installed via apt
 # when missing).
-stages:
+stages: test-stages-wasm
 	bash examples/stages/build.sh
 
 # Fails when a committed example stage differs from a fresh build.
-check-stages:
+check-stages: check-test-stages-wasm
 	bash examples/stages/build.sh --check
+
+# Regenerates the host's own test guests (wasmstages/testdata/*.wasm: C
+# against the raw ABI, misbehaving on purpose, and one Go guest).
+test-stages-wasm:
+	bash wasmstages/testdata/build.sh
+
+check-test-stages-wasm: test-stages-wasm
+	git diff --exit-code -- wasmstages/testdata/
+
+# End-to-end stage figures, as root: trace_open throughput with and without
+# a Wasm filter, and agent start to first event with a cached module.
+bench-stages: build
+	bash bench/stage-throughput.sh
+	bash bench/stage-startup.sh
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

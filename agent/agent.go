@@ -170,17 +170,32 @@ func (a *Agent) Gadgets() []*sources.Gadget { return a.gadgets }
 // programs, drains the queues and flushes the sinks within the configured
 // grace period. It returns nil after a clean shutdown.
 func (a *Agent) Run(ctx context.Context) error {
-	// Stages first: compiling a module is the likeliest thing to fail or
-	// take time, and it touches nothing outside the process.
-	if err := a.openStages(ctx); err != nil {
+	// The stages compile (or load from the cache) while the sinks and
+	// gadgets start: they touch nothing outside the process, and a large
+	// module takes as long as loading the gadgets. Every return below waits
+	// for them.
+	stagesStarted := make(chan error, 1)
+	go func() { stagesStarted <- a.openStages(ctx) }()
+	var stagesErr error
+	stagesWaited := false
+	waitStages := func() error {
+		if !stagesWaited {
+			stagesErr, stagesWaited = <-stagesStarted, true
+		}
+		return stagesErr
+	}
+	// failStart undoes the stages when a later step fails.
+	failStart := func(err error) error {
+		if waitStages() == nil {
+			a.closeStages(ctx)
+		}
 		return err
 	}
 	defer a.closeStageCache(ctx)
 	if ns := a.cfg.Agent.NATSServer; ns != nil {
 		srv, err := startNATSServer(ns, a.log)
 		if err != nil {
-			a.closeStages(ctx)
-			return err
+			return failStart(err)
 		}
 		// Deferred first, so it runs last: after the sinks have flushed.
 		defer srv.Shutdown()
@@ -190,8 +205,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if o, ok := s.(openableSink); ok {
 			if err := o.Open(ctx); err != nil {
 				a.closeSinks(ctx)
-				a.closeStages(ctx)
-				return fmt.Errorf("start sink %q: %w", s.Name(), err)
+				return failStart(fmt.Errorf("start sink %q: %w", s.Name(), err))
 			}
 		}
 	}
@@ -199,10 +213,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := g.Open(); err != nil {
 			a.closeGadgets()
 			a.closeSinks(ctx)
-			a.closeStages(ctx)
-			return fmt.Errorf("start source %q: %w", g.Name(), err)
+			return failStart(fmt.Errorf("start source %q: %w", g.Name(), err))
 		}
 		a.log.Info("gadget loaded", "source", g.Name(), "gadget", g.Spec().Name, "streams", len(g.Spec().Streams), "skipped_programs", g.SkippedPrograms())
+	}
+	if err := waitStages(); err != nil {
+		a.closeGadgets()
+		a.closeSinks(ctx)
+		return err
 	}
 	defer a.closeGadgets()
 
@@ -210,6 +228,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if addr := a.cfg.Agent.MetricsListen; addr != "" {
 		srv, ln, err := a.metricsServer(addr)
 		if err != nil {
+			a.closeSinks(ctx)
+			a.closeStages(ctx)
 			return err
 		}
 		metricsSrv.Go(func() error {

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/examples/stages"
@@ -318,21 +320,30 @@ func slicesContains(stages []*lazyStage, s *sharedSink) bool {
 }
 
 // openStages opens the compilation cache and starts every pipeline's Wasm
-// stages. On failure the stages started so far are closed again.
+// stages, as many at once as there are CPUs (compiling is CPU-bound). On
+// failure every stage started is closed again.
 func (a *Agent) openStages(ctx context.Context) error {
 	if len(a.stages) == 0 {
 		return nil
 	}
 	a.cache = openStageCache(a.cfg, a.log)
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, l := range a.stages {
-		start := time.Now()
-		if err := l.open(ctx, a.cache, a.log, a.metrics); err != nil {
-			a.closeStages(ctx)
-			a.closeStageCache(ctx)
-			return err
-		}
-		a.log.Info("stage started", "stage", l.Name(), "digest", l.stage.Digest()[:12], "workers", l.cfg.Workers,
-			"tick", l.stage.TickInterval(), "took", time.Since(start).Round(time.Millisecond))
+		g.Go(func() error {
+			start := time.Now()
+			if err := l.open(ctx, a.cache, a.log, a.metrics); err != nil {
+				return err
+			}
+			a.log.Info("stage started", "stage", l.Name(), "digest", l.stage.Digest()[:12], "workers", l.cfg.Workers,
+				"tick", l.stage.TickInterval(), "took", time.Since(start).Round(time.Millisecond))
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		a.closeStages(ctx)
+		a.closeStageCache(ctx)
+		return err
 	}
 	return nil
 }
