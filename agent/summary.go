@@ -17,6 +17,7 @@ type Summary struct {
 }
 
 var summaryReasons = []string{pipeline.ReasonKernel, pipeline.ReasonQueueFull, pipeline.ReasonSinkError, pipeline.ReasonShutdown, pipeline.ReasonFiltered,
+	pipeline.ReasonStageError, // not ReasonDeadLetter: those events are delivered, to the dead-letter sink
 	sinks.ReasonSpoolFull, sinks.ReasonTooLarge, sinks.ReasonEncodeError, sinks.ReasonDiskFull, sinks.ReasonWriteError}
 
 // SinkCount is what one sink wrote.
@@ -43,6 +44,13 @@ func (a *Agent) Summary() Summary {
 	}
 	for _, p := range a.cfg.Pipelines {
 		add(a.metrics.Component("pipeline", p.Name))
+	}
+	seenStage := map[string]bool{} // a stage in several pipelines counts once
+	for _, l := range a.stages {
+		if !seenStage[l.Name()] {
+			seenStage[l.Name()] = true
+			add(a.metrics.Component("stage", l.Name()))
+		}
 	}
 	for _, sk := range a.sinks {
 		c := a.metrics.Component("sink", sk.Name())
