@@ -28,8 +28,8 @@ func (s *Stage) Reload(ctx context.Context) error {
 
 // WatchFile polls the module file every poll (DefaultPoll when 0) and swaps
 // in its content whenever it changes, until ctx is done; it then returns
-// nil. A change is noticed by size and modification time and confirmed by
-// the content's digest. A version that fails to load is logged and counted
+// nil. A change is noticed by the file's identity (a new file renamed over
+// it), size and modification time, and confirmed by the content's digest. A version that fails to load is logged and counted
 // once; the running version stays until the file changes again (an editor
 // saving a half-written file is retried when the write completes). It fails
 // at once for a stage built from ModuleBytes.
@@ -41,11 +41,7 @@ func (s *Stage) WatchFile(ctx context.Context, poll time.Duration) error {
 		poll = DefaultPoll
 	}
 	path := s.cfg.Module
-	var seenSize int64
-	var seenMod time.Time
-	if st, err := os.Stat(path); err == nil {
-		seenSize, seenMod = st.Size(), st.ModTime()
-	}
+	seen, _ := os.Stat(path) // nil when missing: the first file that appears is a change
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
@@ -58,10 +54,10 @@ func (s *Stage) WatchFile(ctx context.Context, poll time.Duration) error {
 		if err != nil {
 			continue // being replaced (rename over it), or gone: keep running what runs
 		}
-		if st.Size() == seenSize && st.ModTime().Equal(seenMod) {
+		if seen != nil && os.SameFile(seen, st) && st.Size() == seen.Size() && st.ModTime().Equal(seen.ModTime()) {
 			continue
 		}
-		seenSize, seenMod = st.Size(), st.ModTime()
+		seen = st
 		b, err := os.ReadFile(path)
 		if err != nil {
 			continue
