@@ -41,7 +41,9 @@ func (s *Stage) WatchFile(ctx context.Context, poll time.Duration) error {
 		poll = DefaultPoll
 	}
 	path := s.cfg.Module
-	seen, _ := os.Stat(path) // nil when missing: the first file that appears is a change
+	// The first poll reads the file whatever it looks like: it may have
+	// changed between New reading it and this watch starting.
+	var seen os.FileInfo
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
