@@ -89,6 +89,10 @@ const (
 	MetricReloadFailures   = "sluice_stage_reload_failures_total"
 )
 
+// rewriteModule makes a module interruptible; a variable so that a test
+// can take the fallback path (a module the rewriter does not understand).
+var rewriteModule = interrupt.Rewrite
+
 // retryInstance is how long a slot whose instance could not be made waits
 // before the next attempt; the batches in between fail with KindInit.
 const retryInstance = time.Second
@@ -225,7 +229,7 @@ func (s *Stage) newRuntime(ctx context.Context, closeOnContextDone bool) (wazero
 func (s *Stage) load(ctx context.Context, module []byte) (*version, error) {
 	sum := sha256.Sum256(module)
 	v := &version{digest: hex.EncodeToString(sum[:])}
-	code, _, rerr := interrupt.Rewrite(module)
+	code, _, rerr := rewriteModule(module)
 	v.interruptible = rerr == nil
 	if !v.interruptible {
 		code = module
