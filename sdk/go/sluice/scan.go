@@ -206,8 +206,10 @@ func strBounds(b []byte, i int) (start, end int) {
 }
 
 // findKey scans the map at the start of b for a str key equal to key and
-// returns the bounds of its value, or (-1, -1) when the key is missing or
-// the map is malformed before it. It compares lengths and first bytes
+// returns the bounds of its value. When the key is missing, start is -1 and
+// end is the offset where the map ended (so end == len(b) also says the
+// whole map is well-formed); when the map is malformed before the key, both
+// are -1. It compares lengths and first bytes
 // before whole keys, and steps over fixed-size values with one table
 // lookup: this loop is most of what a filter stage costs.
 func findKey(b []byte, key string) (start, end int) {
@@ -252,7 +254,7 @@ func findKey(b []byte, key string) (start, end int) {
 			return -1, -1
 		}
 	}
-	return -1, -1
+	return -1, i
 }
 
 // findKeyFrom is findKey for any key, from the entry at b[i] with n entries
@@ -276,5 +278,5 @@ func findKeyFrom(b []byte, key string, i, n int) (start, end int) {
 		}
 		i = end
 	}
-	return -1, -1
+	return -1, i
 }

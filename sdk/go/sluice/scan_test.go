@@ -131,3 +131,17 @@ func FuzzScan(f *testing.F) {
 		_, _ = ev.appendEncoded(nil)
 	})
 }
+
+func TestFindKeyMissReportsEnd(t *testing.T) {
+	ev := execEvent(t, 1, "sh", "sh")
+	if s, e := findKey(ev, "nope"); s != -1 || e != len(ev) {
+		t.Errorf("miss on a whole map = (%d, %d), want (-1, %d)", s, e, len(ev))
+	}
+	trailing := append(append([]byte(nil), ev...), 0xc0)
+	if _, e := findKey(trailing, "nope"); e == len(trailing) {
+		t.Errorf("trailing byte not noticed")
+	}
+	if s, e := findKey(ev[:len(ev)-1], "nope"); s != -1 || e != -1 {
+		t.Errorf("miss on a truncated map = (%d, %d), want (-1, -1)", s, e)
+	}
+}
