@@ -5,7 +5,8 @@
 // (one more import), which checks the call's deadline and traps the guest
 // (by panicking) once it has passed. Every non-terminating execution runs
 // loops or calls without bound, so every call reaches the host within
-// Period units of work.
+// Period units of work. A bulk memory or table instruction, which can move
+// a whole memory at once, spends BulkCost units.
 //
 // Two things make this necessary rather than clever. wazero's own
 // mechanism (RuntimeConfig.WithCloseOnContextDone) calls back into Go at
@@ -40,6 +41,12 @@ const (
 // calls to the host.
 const Period = 1024
 
+// BulkCost is the fuel a bulk memory or table instruction (memory.copy,
+// memory.fill, memory.init, table.copy, table.fill, table.init) spends:
+// one such instruction can move a whole memory, so at most Period/BulkCost
+// of them run between two calls to the host.
+const BulkCost = 64
+
 // ErrUnsupported marks a module Rewrite cannot instrument (a feature or
 // encoding it does not know); it says nothing about whether the module is
 // valid.
@@ -59,7 +66,7 @@ const (
 
 // Stats says what Rewrite instrumented.
 type Stats struct {
-	Functions, Loops int
+	Functions, Loops, Bulk int
 }
 
 type section struct {
@@ -73,6 +80,7 @@ type rewriter struct {
 	yieldType     uint32
 	fuel          uint32 // the fuel global's index
 	check         []byte // the instructions inserted at entries and loops
+	bulkCheck     []byte // the same, spending BulkCost, before bulk instructions
 	stats         Stats
 }
 
@@ -142,7 +150,8 @@ func rewrite(module []byte) ([]byte, Stats, error) {
 		rw.yieldType = types
 	}
 	rw.fuel = importedGlobals + definedGlobals
-	rw.check = checkCode(rw.fuel, rw.importedFuncs)
+	rw.check = checkCode(rw.fuel, rw.importedFuncs, 1)
+	rw.bulkCheck = checkCode(rw.fuel, rw.importedFuncs, BulkCost)
 
 	// Second pass: write the sections, adding ours in their place.
 	out := make([]byte, 0, len(module)+len(module)/8+64)
@@ -233,19 +242,22 @@ func rewrite(module []byte) ([]byte, Stats, error) {
 	return out, rw.stats, nil
 }
 
-// checkCode is the sequence inserted at function entries and loop headers:
+// checkCode is the sequence inserted at function entries and loop headers
+// (cost 1) and before bulk instructions (cost BulkCost):
 //
-//	global.get fuel; i32.const 1; i32.sub; global.set fuel
-//	global.get fuel; i32.eqz
+//	global.get fuel; i32.const cost; i32.sub; global.set fuel
+//	global.get fuel; i32.const 0; i32.le_s
 //	if; i32.const Period; global.set fuel; call yield; end
-func checkCode(fuel, yield uint32) []byte {
+func checkCode(fuel, yield uint32, cost int64) []byte {
 	g := binary.AppendUvarint(nil, uint64(fuel))
 	b := append([]byte{0x23}, g...)
-	b = append(b, 0x41, 0x01, 0x6b, 0x24)
+	b = append(b, 0x41)
+	b = appendSLEB(b, cost)
+	b = append(b, 0x6b, 0x24)
 	b = append(b, g...)
 	b = append(b, 0x23)
 	b = append(b, g...)
-	b = append(b, 0x45, 0x04, 0x40, 0x41)
+	b = append(b, 0x41, 0x00, 0x4c, 0x04, 0x40, 0x41)
 	b = appendSLEB(b, Period)
 	b = append(b, 0x24)
 	b = append(b, g...)
@@ -576,6 +588,18 @@ func (rw *rewriter) function(out, code []byte) ([]byte, error) {
 				out = binary.AppendUvarint(out, uint64(rw.fn(idx)))
 				copied = r.off
 			}
+		case 0xfc:
+			sub := r.u32()
+			r.miscImmediates(sub)
+			switch sub {
+			case 8, 10, 11, 12, 14, 17: // memory.init/copy/fill, table.init/copy/fill
+				if r.err == nil {
+					out = append(out, code[copied:at]...)
+					out = append(out, rw.bulkCheck...)
+					copied = at
+					rw.stats.Bulk++
+				}
+			}
 		default:
 			r.immediates(op)
 		}
@@ -626,8 +650,6 @@ func (r *reader) immediates(op byte) {
 	case op == 0xd0: // ref.null heaptype
 		r.heapType()
 	case op == 0xd1: // ref.is_null
-	case op == 0xfc:
-		r.miscOp()
 	case op == 0xfd:
 		r.simdOp()
 	default:
@@ -635,8 +657,8 @@ func (r *reader) immediates(op byte) {
 	}
 }
 
-func (r *reader) miscOp() {
-	switch sub := r.u32(); {
+func (r *reader) miscImmediates(sub uint32) {
+	switch {
 	case sub <= 7: // saturating truncations
 	case sub == 8: // memory.init data, memory
 		r.u32()

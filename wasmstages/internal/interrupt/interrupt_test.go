@@ -390,3 +390,47 @@ func FuzzRewrite(f *testing.F) {
 		cm.Close(context.Background())
 	})
 }
+
+// TestBulkCost: a bulk memory instruction spends BulkCost units of fuel,
+// so a loop of memory.fill reaches the host that much more often.
+func TestBulkCost(t *testing.T) {
+	fill := []byte{
+		0x01, 0x01, 0x7f, // local 1: i
+		0x03, 0x40, // loop
+		0x41, 0x00, 0x41, 0x00, 0x41, 0x08, 0xfc, 0x0b, 0x00, // memory.fill 0, 0, 8
+		0x20, 0x01, 0x41, 0x01, 0x6a, 0x22, 0x01, // i = i + 1
+		0x20, 0x00, 0x49, 0x0d, 0x00, // br_if 0 while i < n
+		0x0b,
+		0x20, 0x01, 0x0b,
+	}
+	orig := mod(
+		sec(1, vec([]byte{0x60, 0x01, 0x7f, 0x01, 0x7f})),
+		sec(3, vec([]byte{0x00})),
+		sec(5, vec([]byte{0x00, 0x01})),
+		sec(7, vec(append(name("fill"), 0x00, 0x00))),
+		sec(10, vec(append(binary.AppendUvarint(nil, uint64(len(fill))), fill...))),
+	)
+	out, stats, err := Rewrite(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Bulk != 1 {
+		t.Errorf("instrumented %d bulk instructions, want 1", stats.Bulk)
+	}
+	h := &host{}
+	m, err := runtime(t, h).Instantiate(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10 * Period
+	if _, err := m.ExportedFunction("fill").Call(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	// A yield refills the fuel, so an iteration that overshoots zero
+	// starts the next period: ceil(Period/cost) iterations per yield.
+	const cost = 1 + BulkCost
+	want := int64(n / ((Period + cost - 1) / cost))
+	if got := h.calls.Load(); got < want-2 || got > want+2 {
+		t.Errorf("%d iterations with a memory.fill made %d host calls, want about %d", n, got, want)
+	}
+}
