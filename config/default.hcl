@@ -1,7 +1,8 @@
-# The built-in default: every built-in gadget into one pipeline, printed as a
-# table and published to a NATS server the agent runs in-process (watch it
-# with `sluice subscribe 'sluice.>'`). Start from a copy of this file to
-# write your own.
+# The built-in default: every built-in gadget into one pipeline, through a
+# Wasm stage that adds user names, printed as a table and published to a
+# NATS server the agent runs in-process (watch it with
+# `sluice subscribe 'sluice.>'`). Start from a copy of this file to write
+# your own.
 
 agent {
   nats_server {
@@ -24,6 +25,14 @@ source "gadget" "tcpconnect" {
 
 source "gadget" "signal" {
   gadget = "trace_signal"
+}
+
+# Every event gets the name of its uid's user from this host's /etc/passwd,
+# read once at start (uid-to-user is one of the built-in example stages; see
+# examples/stages and docs/stage-tutorial.md to write your own).
+stage "wasm" "users" {
+  module = "uid-to-user"
+  params = { users = passwd_users() }
 }
 
 sink "stdout" "console" {
@@ -49,7 +58,8 @@ pipeline "default" {
     source.gadget.tcpconnect,
     source.gadget.signal,
   ]
-  sinks = [sink.stdout.console, sink.nats.bus]
+  stages = [stage.wasm.users]
+  sinks  = [sink.stdout.console, sink.nats.bus]
 
   # A terminal that cannot keep up should lose old lines, not stall readers.
   queue {

@@ -150,6 +150,18 @@ func TestDefault(t *testing.T) {
 	if pl.Queue.WhenFull != "drop_oldest" {
 		t.Errorf("default when_full = %q, want drop_oldest", pl.Queue.WhenFull)
 	}
+	// The default runs the built-in uid-to-user stage with this host's
+	// passwd table, which always names uid 0.
+	if len(pl.Stages) != 1 {
+		t.Fatalf("default pipeline has %d stages, want 1", len(pl.Stages))
+	}
+	st := f.Stage(pl.Stages[0])
+	if st == nil || st.Wasm == nil || st.Wasm.Module != "uid-to-user" {
+		t.Fatalf("default stage = %+v, want the built-in uid-to-user", st)
+	}
+	if users, _ := st.Wasm.Params["users"].(map[string]any); users["0"] == nil || users["0"] == "" {
+		t.Errorf("default stage params = %v, want users from passwd_users() naming uid 0", st.Wasm.Params)
+	}
 	if f.Sources[0].DefRange.Filename != DefaultFilename {
 		t.Errorf("default ranges name file %q, want %q", f.Sources[0].DefRange.Filename, DefaultFilename)
 	}
