@@ -28,12 +28,14 @@
 // Hot swap: Swap replaces the module between two batches. The new version
 // is compiled, checked and initialised beside the running one; any failure
 // keeps the old version running. A batch is processed entirely by one
-// version, so a swap neither loses nor repeats an event. WatchFile swaps in
-// a module file whenever its content changes.
+// version, so a swap neither loses nor repeats an event. Reload swaps in
+// the module file's current content, WatchFile whenever it changes.
 //
-// Concurrency: Process, Tick, Swap, WatchFile and Close are safe for
-// concurrent use; Process and Tick are serialised with each other and with
-// the moment of a swap. Name, OnError and TickInterval never change.
+// Concurrency: every method of Stage is safe for concurrent use. Process
+// and Tick are serialised with each other and with the moment of a swap;
+// Swap, Reload and WatchFile's swaps are serialised with each other. Name,
+// OnError and TickInterval never change. A Cache is safe for concurrent
+// use by any number of stages.
 //
 // Errors are conclusive: New, Check and Swap fail with ErrABI (a module that
 // does not implement this host's ABI: wrong version, missing or mistyped
