@@ -78,6 +78,10 @@ func (h *host) instantiate(ctx context.Context, r wazero.Runtime) error {
 	fn(interrupt.ImportName, func(ctx context.Context, mod api.Module, _ []uint64) {
 		if v, ok := h.byModule.Load(mod); ok {
 			v.(*instance).yield(ctx)
+		} else if ctx.Err() != nil {
+			// The module's start function, run by the instantiation
+			// (under InitTimeout) before the instance is known.
+			panic(errStopped)
 		}
 	})
 	if _, err := b.Instantiate(ctx); err != nil {

@@ -217,23 +217,23 @@ func (inst *instance) tickOnce(ctx context.Context, timeout time.Duration, now t
 // calls sluice_init with the encoded params.
 func (inst *instance) initialize(ctx context.Context, initialize, version, init api.Function, params []byte) error {
 	if initialize != nil {
-		if err := inst.call(ctx, InitTimeout, initialize, "_initialize"); err != nil {
+		if err := inst.call(ctx, initTimeout, initialize, "_initialize"); err != nil {
 			return err
 		}
 	}
-	if err := inst.call(ctx, InitTimeout, version, "sluice_abi_version"); err != nil {
+	if err := inst.call(ctx, initTimeout, version, "sluice_abi_version"); err != nil {
 		return err
 	}
 	if v := int32(inst.stack[0]); v != ABIVersion {
 		return fmt.Errorf("%w: sluice_abi_version returned %d; this host implements version %d", ErrABI, v, ABIVersion)
 	}
-	view, err := inst.input(ctx, InitTimeout, len(params))
+	view, err := inst.input(ctx, initTimeout, len(params))
 	if err != nil {
 		return err
 	}
 	copy(view, params)
 	inst.stack[0], inst.stack[1] = uint64(inst.inPtr), uint64(len(params))
-	if err := inst.call(ctx, InitTimeout, init, "sluice_init"); err != nil {
+	if err := inst.call(ctx, initTimeout, init, "sluice_init"); err != nil {
 		return err
 	}
 	if rc := int32(inst.stack[0]); rc != 0 {

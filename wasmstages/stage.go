@@ -93,6 +93,9 @@ const (
 // can take the fallback path (a module the rewriter does not understand).
 var rewriteModule = interrupt.Rewrite
 
+// initTimeout is InitTimeout; a variable so that a test need not wait 10s.
+var initTimeout = InitTimeout
+
 // retryInstance is how long a slot whose instance could not be made waits
 // before the next attempt; the batches in between fail with KindInit.
 const retryInstance = time.Second
@@ -284,7 +287,7 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 		mc = mc.WithStderr(&lineWriter{h: s.host, level: slog.LevelWarn, name: "stderr"})
 	}
 	actx, alloc := memoryAllocatorContext(ctx, s.cfg.MemoryLimit)
-	ictx, cancel := context.WithTimeout(actx, InitTimeout)
+	ictx, cancel := context.WithTimeout(actx, initTimeout)
 	defer cancel()
 	mod, err := v.rt.InstantiateModule(ictx, v.compiled, mc)
 	if err != nil {
