@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluice-dev/sluice/config"
@@ -154,5 +155,23 @@ pipeline "p" {
 	}
 	if diags := Validate(f); diags.HasErrors() {
 		t.Errorf("valid subject rejected: %v", diags)
+	}
+
+	// Behind a stage the field may be added by the stage: a warning only.
+	f, diags = config.Parse("staged.hcl", []byte(`source "gadget" "exec" { gadget = "trace_exec" }
+stage "wasm" "users" { module = "uid-to-user" }
+sink "nats" "bus" { subject = "sluice.{host}.{user}" }
+pipeline "p" {
+  sources = [source.gadget.exec]
+  stages  = [stage.wasm.users]
+  sinks   = [sink.nats.bus]
+}
+`))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	diags = Validate(f)
+	if diags.HasErrors() || len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || !strings.Contains(diags[0].Detail, `stages of pipeline "p"`) {
+		t.Errorf("diagnostics for a field behind a stage = %v, want one warning naming the pipeline", diags)
 	}
 }

@@ -174,6 +174,18 @@ var envelopeKeys = map[string]bool{"time": true, "host": true, "source": true, "
 // feeding the sink). The diagnostics point at the attribute.
 func validateSinkSettings(cfg *config.File, schemasBySink map[string][]*pipeline.Schema) hcl.Diagnostics {
 	var diags hcl.Diagnostics
+	// Stages may add fields (uid-to-user adds user) or reshape events
+	// entirely (ocsf), so behind a stage a field the gadget lacks is only
+	// suspicious, not wrong.
+	staged := map[string]string{}
+	for _, p := range cfg.Pipelines {
+		if len(p.Stages) == 0 {
+			continue
+		}
+		for _, sref := range p.Sinks {
+			staged[sref.String()] = p.Name
+		}
+	}
 	for _, s := range cfg.Sinks {
 		if s.File != nil {
 			if _, err := fileOptions(s.File, cfg.Agent.DataDir); err != nil {
@@ -203,6 +215,13 @@ func validateSinkSettings(cfg *config.File, schemasBySink map[string][]*pipeline
 					hint := ""
 					if c := closest(f, append(strings.Split(fieldNames(sc), ", "), "time", "host", "source", "gadget", "seq")); c != "" {
 						hint = fmt.Sprintf(" Did you mean {%s}?", c)
+					}
+					if pl, ok := staged[s.Ref]; ok {
+						diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Subject field not produced by the gadget",
+							Detail: fmt.Sprintf("Subject field {%s} is not a field of gadget %s, which feeds sink %q through the stages of pipeline %q; unless a stage adds it, events publish \"_\" in its place. The gadget's fields: %s.%s",
+								f, sc.Gadget, s.Name, pl, fieldNames(sc), hint),
+							Subject: subject})
+						break
 					}
 					diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown field in subject template",
 						Detail: fmt.Sprintf("Subject field {%s} is not a field of gadget %s, which feeds sink %q; use an envelope key (time, host, source, gadget, seq) or one of the gadget's fields: %s.%s",
