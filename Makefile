@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./sources/decode
 	$(GO) test -run '^$$' -fuzz FuzzAppendJSON -fuzztime $(FUZZTIME) ./pipeline/codec
 	$(GO) test -run '^$$' -fuzz FuzzScan -fuzztime $(FUZZTIME) ./sdk/go/sluice
+	$(GO) test -run '^$$' -fuzz FuzzProcess -fuzztime $(FUZZTIME) ./sdk/go/sluice
 	$(GO) test -run '^$$' -fuzz FuzzParseResult -fuzztime $(FUZZTIME) ./wasmstages
 	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./wasmstages/internal/interrupt
 

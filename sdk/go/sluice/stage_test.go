@@ -365,3 +365,32 @@ func TestNativeHarness(t *testing.T) {
 		t.Errorf("tick %+v %v", ticks, err)
 	}
 }
+
+// FuzzProcess feeds arbitrary batches to a stage that reads, changes and
+// adds events: it must either fail the batch with an error or return a
+// result the host accepts, every EMIT being one well-formed map.
+func FuzzProcess(f *testing.F) {
+	f.Add(encodeBatch(execEvent(f, 1, "sh", "sh", "-c", "x"), encodeEvent(f, kv{"uid", 0})))
+	f.Add(encodeBatch(encodeEvent(f, kv{"comm", "bash"}, kv{"user", "x"})))
+	f.Add([]byte{1, 0, 0, 0, 3, 0, 0, 0, 0x81, 0xa1, 'a'})
+	f.Fuzz(func(t *testing.T, batch []byte) {
+		s := useStage(t)
+		FlatMap(func(ev *Event, out *Output) {
+			switch ev.String("comm") {
+			case "sh":
+				return
+			case "bash":
+				out.Emit(ev.Clone().Delete("user").SetInt("n", ev.Int("uid")))
+			}
+			ev.SetString("user", "u").Set("args2", ev.Get("args").Strings())
+			out.Emit(ev)
+			out.Emit(NewEvent().SetString("type", "extra"))
+		})
+		mustInit(t, s, nil)
+		res, err := s.process(batch)
+		if err != nil {
+			return
+		}
+		parseResult(t, res) // fails the test on anything malformed
+	})
+}
