@@ -207,3 +207,27 @@ func TestCSDKGuest(t *testing.T) {
 		t.Errorf("n = 2.5: %v", err)
 	}
 }
+
+// A key whose bucket refills reports what it suppressed just before the
+// event that passes again.
+func TestRateLimitSummaryOnRefill(t *testing.T) {
+	s := newStage(t, "rate-limit", map[string]any{"rate": 20, "burst": 1}, time.Hour)
+	got := process(t, s, envelope("trace_exec", 1, kv{"comm", "a"}), envelope("trace_exec", 2, kv{"comm", "a"}), envelope("trace_exec", 3, kv{"comm", "a"}))
+	if len(got) != 1 || toInt(got[0]["seq"]) != 1 {
+		t.Fatalf("first batch passed %v, want seq 1 only", got)
+	}
+	time.Sleep(150 * time.Millisecond) // 20/s: a token is back after 50ms
+	got = process(t, s, envelope("trace_exec", 4, kv{"comm", "a"}))
+	if len(got) != 2 {
+		t.Fatalf("after the refill: %v, want a summary and seq 4", got)
+	}
+	sum := got[0]
+	if sum["type"] != "rate_limit" || toInt(sum["suppressed"]) != 2 || sum["comm"] != "a" || toInt(got[1]["seq"]) != 4 {
+		t.Errorf("summary %v then %v", sum, got[1])
+	}
+	first, err1 := time.Parse(time.RFC3339Nano, sum["first"].(string))
+	last, err2 := time.Parse(time.RFC3339Nano, sum["last"].(string))
+	if err1 != nil || err2 != nil || last.Before(first) {
+		t.Errorf("first %v last %v", sum["first"], sum["last"])
+	}
+}
