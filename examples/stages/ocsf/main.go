@@ -21,7 +21,6 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/sluice-dev/sluice/sdk/go/sluice"
 )
@@ -112,7 +111,7 @@ func common(ev *sluice.Event, c class) {
 	w.Key("severity_id").Int(1).Key("severity").String("Informational")
 
 	when := ev.StringBytes("time")
-	if t, err := time.Parse(time.RFC3339Nano, string(when)); err == nil {
+	if t, ok := ev.Time("time"); ok {
 		w.Key("time").Int(t.UnixMilli())
 	}
 	ret := ev.Get("ret")
