@@ -29,7 +29,7 @@
 //
 // An Event is a view of one encoded event (a msgpack map, see
 // docs/event-format.md). Getters (String, StringBytes, Int, Uint, Bool,
-// Float, Strings, Get, Has) scan the map in place without decoding it;
+// Float, Time, Strings, Get, Has) scan the map in place without decoding it;
 // StringBytes and Value views alias the batch and allocate nothing. Set*
 // and Delete record changes, encoded only when the event is emitted; an
 // event emitted unchanged is passed on by reference (the host reuses its
