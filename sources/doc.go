@@ -10,8 +10,13 @@
 // cancelled, emitting decoded events in batches.
 //
 // A Gadget is owned by one goroutine at a time: Open, then Run, then Close.
+// Between NewGadget and Open, Param and SetParam read and change its
+// parameters; from Open to Close, Map finds its maps by name (the hooks a
+// gadget's embedded Wasm module uses).
 // Errors that callers test are typed: *ParamError for bad parameters,
 // *ProgramError for a program that failed to load or attach (it carries the
-// verifier log tail when the verifier refused it), and ErrPrivileges when the
-// process lacks the capabilities to load eBPF programs.
+// verifier log tail when the verifier refused it), ErrPrivileges when the
+// process lacks the capabilities to load eBPF programs, ErrLoaded for a
+// parameter change after Open and ErrNotLoaded for a map asked for outside
+// Open..Close.
 package sources
