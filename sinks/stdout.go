@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -172,27 +173,35 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 		}
 		buf = appendCell(buf, text, c.width, i == len(t.columns)-1 && !t.details)
 	}
-	if t.details {
-		first := true
-		for _, f := range ev.Schema.Fields {
-			if hiddenInTable(f.Name) || f.Name == "source" || f.Name == "pid" || f.Name == "comm" {
-				continue
-			}
-			text, err := fieldText(ev.Data, f.Name)
-			if err != nil {
-				return buf[:start], err
-			}
-			if text == "" {
-				continue // e.g. ret_error of a call that succeeded: noise in a row
-			}
-			if !first {
-				buf = append(buf, ' ')
-			}
-			first = false
-			buf = append(buf, f.Name...)
-			buf = append(buf, '=')
-			buf = append(buf, text...)
+	// The rest of the event as key=value: in the details column when
+	// several streams share the table, and after the last column for keys a
+	// stage added beyond the schema (uid-to-user's user, say).
+	first := true
+	var fieldErr error
+	err := codec.Each(ev.Data, func(key, value []byte) bool {
+		name := string(key)
+		if hiddenInTable(name) || t.isColumn(name) || (!t.details && schemaHasField(ev.Schema, name)) {
+			return true
 		}
+		text, err := valueText(value)
+		if err != nil {
+			fieldErr = err
+			return false
+		}
+		if text == "" {
+			return true // e.g. ret_error of a call that succeeded: noise in a row
+		}
+		if !first || !t.details {
+			buf = append(buf, ' ')
+		}
+		first = false
+		buf = append(buf, name...)
+		buf = append(buf, '=')
+		buf = append(buf, text...)
+		return true
+	})
+	if err = errors.Join(err, fieldErr); err != nil {
+		return buf[:start], err
 	}
 	return append(bytes.TrimRight(buf, " "), '\n'), nil
 }
@@ -211,6 +220,24 @@ func appendCell(buf []byte, text string, width int, last bool) []byte {
 	return buf
 }
 
+func (t *tableLayout) isColumn(name string) bool {
+	for _, c := range t.columns {
+		if c.key == name {
+			return true
+		}
+	}
+	return false
+}
+
+func schemaHasField(sc *pipeline.Schema, name string) bool {
+	for _, f := range sc.Fields {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // fieldText renders one top-level field for a table cell: strings without
 // quotes, everything else as its JSON text.
 func fieldText(data []byte, key string) (string, error) {
@@ -218,6 +245,10 @@ func fieldText(data []byte, key string) (string, error) {
 	if !ok {
 		return "", nil
 	}
+	return valueText(raw)
+}
+
+func valueText(raw []byte) (string, error) {
 	js, err := codec.AppendJSON(nil, raw)
 	if err != nil {
 		return "", err

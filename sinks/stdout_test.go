@@ -116,3 +116,43 @@ func TestStdoutRejectsUnknownFormat(t *testing.T) {
 		t.Error("accepted format xml")
 	}
 }
+
+// Fields a stage added beyond the schema (uid-to-user's user) still show,
+// after the last column of a one-stream table and in the details column of
+// a mixed one.
+func TestStdoutTableShowsAddedFields(t *testing.T) {
+	withUser := func(seq uint64) pipeline.Event {
+		ev := openEvent(seq, "cat", "/etc/passwd", 3)
+		n, body, err := codec.ReadMapHeader(ev.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := codec.AppendMapHeader(nil, n+1)
+		b = append(b, body...)
+		b = codec.AppendString(codec.AppendString(b, "user"), "alice")
+		ev.Data = b
+		return ev
+	}
+	for _, tc := range []struct {
+		name    string
+		schemas []*pipeline.Schema
+	}{
+		{"one stream", []*pipeline.Schema{openSchema}},
+		{"mixed", []*pipeline.Schema{openSchema, {Gadget: "x", Fields: []pipeline.Field{{Name: "time"}}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			s, err := NewStdout("console", &out, StdoutOptions{Format: "table", Schemas: tc.schemas})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Write(context.Background(), []pipeline.Event{withUser(1)}); err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			if len(lines) != 2 || !strings.HasSuffix(lines[1], " user=alice") || strings.Count(lines[1], "/etc/passwd") != 1 {
+				t.Errorf("table:\n%s\nwant the row to end with user=alice and show the path once", out.String())
+			}
+		})
+	}
+}
