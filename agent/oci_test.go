@@ -76,7 +76,7 @@ pipeline "p" {
 // runUntilExec runs the agent until a marked exec shows up in its output.
 func runUntilExec(t *testing.T, f *config.File, images *Images) string {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	a, diags := New(f, Options{Stdout: out, Images: images})
 	if diags.HasErrors() {
 		t.Fatal(diags)

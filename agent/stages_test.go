@@ -89,7 +89,7 @@ pipeline "failing" {
 }
 `, dataDir, testGuest(t, "trap"))
 	f := parseFile(t, dir, src)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	reg := pipeline.NewRegistry()
 	a, diags := New(f, Options{Stdout: out, Metrics: reg})
 	if diags.HasErrors() {

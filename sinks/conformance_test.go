@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluice-dev/sluice/internal/testutil"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
@@ -30,7 +31,7 @@ type sinkUnderTest struct {
 func sinkFactories() map[string]func(t *testing.T) sinkUnderTest {
 	return map[string]func(t *testing.T) sinkUnderTest{
 		"stdout": func(t *testing.T) sinkUnderTest {
-			var out syncBuffer
+			var out testutil.SyncBuffer
 			s, err := NewStdout("c", &out, StdoutOptions{Format: "json"})
 			if err != nil {
 				t.Fatal(err)

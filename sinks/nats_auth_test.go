@@ -29,6 +29,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/sluice-dev/sluice/internal/testutil"
 	"github.com/sluice-dev/sluice/pipeline"
 )
 
@@ -410,7 +411,7 @@ func (ca *testCA) issuePEM(t *testing.T, name string, usage x509.ExtKeyUsage) ([
 // password, the token or a URL's embedded password.
 func TestNATSSecretsNeverLogged(t *testing.T) {
 	const password, token = "pw-SHOULD-NOT-APPEAR", "tok-SHOULD-NOT-APPEAR"
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var errs []string
 
@@ -448,23 +449,6 @@ func TestNATSSecretsNeverLogged(t *testing.T) {
 	if !strings.Contains(all, "***") {
 		t.Errorf("the URL with a password is not shown redacted:\n%s", all)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func waitSpoolEmpty(t *testing.T, s *NATS, timeout time.Duration) {
