@@ -31,6 +31,16 @@
 // version, so a swap neither loses nor repeats an event. Reload swaps in
 // the module file's current content, WatchFile whenever it changes.
 //
+// Gadget modules: a GadgetModule is the Wasm module a gadget carries. It is
+// a Stage underneath (runtime, cache, limits, error kinds, batch ABI and
+// instance replacement are the same) with one instance, other exports
+// (gadget_init, gadget_start, gadget_stop; sluice_process optional) and
+// the sluice_gadget host functions, which reach the gadget through the
+// small GadgetHandle and MapHandle interfaces this package defines (the
+// agent adapts a sources.Gadget to them; this package does not import
+// sources). Kernel symbols and syscall names come from internal/kallsyms
+// and internal/syscalls.
+//
 // Concurrency: every method of Stage is safe for concurrent use. Process
 // and Tick are serialised with each other and with the moment of a swap;
 // Swap, Reload and WatchFile's swaps are serialised with each other. Name,
@@ -41,5 +51,6 @@
 // does not implement this host's ABI: wrong version, missing or mistyped
 // export, unknown import), ErrInit (the guest's sluice_init failed; the
 // message is the guest's) or a compile or config error; none of them leaves
-// anything running.
+// anything running. NewGadgetModule fails likewise, with ErrGadgetInit for a
+// failing gadget_init.
 package wasmstages

@@ -31,7 +31,7 @@ const (
 // hostImports are the functions of import module "sluice", with their
 // signatures. A module importing anything else from "sluice" is refused at
 // load time rather than at its first instantiation.
-var hostImports = map[string]struct{ params, results []api.ValueType }{
+var hostImports = map[string]funcType{
 	"log":         {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil},
 	"set_error":   {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, nil},
 	"counter_add": {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI64}, nil},

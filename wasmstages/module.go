@@ -2,6 +2,7 @@ package wasmstages
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -14,35 +15,62 @@ var (
 	i64 = api.ValueTypeI64
 )
 
-// abiExports are the functions a stage module may export, with the
-// signatures the ABI gives them.
-var abiExports = []struct {
+// abiExport is a function a module may export, with the signature the ABI
+// gives it.
+type abiExport struct {
 	name            string
 	params, results []api.ValueType
 	required        bool
-}{
-	{"sluice_abi_version", nil, []api.ValueType{i32}, true},
-	{"sluice_alloc", []api.ValueType{i32}, []api.ValueType{i32}, true},
-	{"sluice_init", []api.ValueType{i32, i32}, []api.ValueType{i32}, true},
-	{"sluice_process", []api.ValueType{i32, i32}, []api.ValueType{i64}, true},
-	{"sluice_tick", []api.ValueType{i64}, []api.ValueType{i64}, false},
-	{"sluice_close", nil, nil, false},
-	{"_initialize", nil, nil, false},
+}
+
+// funcType is the signature of a host function.
+type funcType struct{ params, results []api.ValueType }
+
+// moduleABI is what a kind of module is checked against: a stage, or a
+// gadget's embedded module (gadget.go).
+type moduleABI struct {
+	what    string // "a stage", for messages
+	exports []abiExport
+	// imports are the host modules (beside wasi_snapshot_preview1) and
+	// their functions the module may import.
+	imports map[string]map[string]funcType
+}
+
+// stageABI is the ABI of a stage module.
+var stageABI = moduleABI{
+	what: "a stage",
+	exports: []abiExport{
+		{"sluice_abi_version", nil, []api.ValueType{i32}, true},
+		{"sluice_alloc", []api.ValueType{i32}, []api.ValueType{i32}, true},
+		{"sluice_init", []api.ValueType{i32, i32}, []api.ValueType{i32}, true},
+		{"sluice_process", []api.ValueType{i32, i32}, []api.ValueType{i64}, true},
+		{"sluice_tick", []api.ValueType{i64}, []api.ValueType{i64}, false},
+		{"sluice_close", nil, nil, false},
+		{"_initialize", nil, nil, false},
+	},
+	imports: map[string]map[string]funcType{"sluice": hostImports},
 }
 
 // exports says which optional exports a module has.
 type exports struct {
 	initialize, tick, close bool
+	// present holds every ABI export the module has, required or not.
+	present map[string]bool
 }
 
-// checkModule checks a compiled module against the ABI without running it:
+// checkModule checks a compiled module against the stage ABI.
+func checkModule(cm wazero.CompiledModule, memLimit uint64) (exports, error) {
+	return checkModuleABI(cm, memLimit, stageABI)
+}
+
+// checkModuleABI checks a compiled module against abi without running it:
 // exports and their signatures, imports, and a memory that fits the limit.
 // The ABI version is checked once an instance runs (sluice_abi_version).
-func checkModule(cm wazero.CompiledModule, memLimit uint64) (exports, error) {
+func checkModuleABI(cm wazero.CompiledModule, memLimit uint64, abi moduleABI) (exports, error) {
 	var problems []string
 	fns := cm.ExportedFunctions()
-	var ex exports
-	for _, want := range abiExports {
+	ex := exports{present: map[string]bool{}}
+	for _, want := range abi.exports {
 		def, ok := fns[want.name]
 		if !ok {
 			if want.required {
@@ -55,15 +83,9 @@ func checkModule(cm wazero.CompiledModule, memLimit uint64) (exports, error) {
 				signature(def.ParamTypes(), def.ResultTypes()), signature(want.params, want.results)))
 			continue
 		}
-		switch want.name {
-		case "sluice_tick":
-			ex.tick = true
-		case "sluice_close":
-			ex.close = true
-		case "_initialize":
-			ex.initialize = true
-		}
+		ex.present[want.name] = true
 	}
+	ex.initialize, ex.tick, ex.close = ex.present["_initialize"], ex.present["sluice_tick"], ex.present["sluice_close"]
 	if _, ok := fns["_start"]; ok && !ex.initialize {
 		problems = append(problems, "the module is a WASI command (it exports _start); build it as a reactor library: clang -mexec-model=reactor, or go build -buildmode=c-shared")
 	}
@@ -73,25 +95,27 @@ func checkModule(cm wazero.CompiledModule, memLimit uint64) (exports, error) {
 	}
 	for _, f := range cm.ImportedFunctions() {
 		mod, name, _ := f.Import()
-		switch mod {
-		case "wasi_snapshot_preview1":
+		if mod == "wasi_snapshot_preview1" {
 			// wazero implements all of preview 1; what is not granted fails
 			// inside the call (EBADF, ENOTCAPABLE), not at load.
-		case "sluice":
-			sig, ok := hostImports[name]
-			if !ok {
-				problems = append(problems, fmt.Sprintf("imports sluice.%s, which this host does not provide (it has %s)", name, strings.Join(sortedHostImports(), ", ")))
-			} else if !slices.Equal(f.ParamTypes(), sig.params) || !slices.Equal(f.ResultTypes(), sig.results) {
-				problems = append(problems, fmt.Sprintf("imports sluice.%s as %s, want %s", name,
-					signature(f.ParamTypes(), f.ResultTypes()), signature(sig.params, sig.results)))
-			}
-		default:
-			problems = append(problems, fmt.Sprintf("imports %s.%s; a stage may import only from sluice and wasi_snapshot_preview1", mod, name))
+			continue
+		}
+		fns, ok := abi.imports[mod]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("imports %s.%s; %s may import only from %s", mod, name, abi.what, strings.Join(importModules(abi), ", ")))
+			continue
+		}
+		sig, ok := fns[name]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("imports %s.%s, which this host does not provide (it has %s)", mod, name, strings.Join(sortedImports(fns), ", ")))
+		} else if !slices.Equal(f.ParamTypes(), sig.params) || !slices.Equal(f.ResultTypes(), sig.results) {
+			problems = append(problems, fmt.Sprintf("imports %s.%s as %s, want %s", mod, name,
+				signature(f.ParamTypes(), f.ResultTypes()), signature(sig.params, sig.results)))
 		}
 	}
 	for _, m := range cm.ImportedMemories() {
 		mod, name, _ := m.Import()
-		problems = append(problems, fmt.Sprintf("imports its memory (%s.%s); a stage defines and exports its own", mod, name))
+		problems = append(problems, fmt.Sprintf("imports its memory (%s.%s); %s defines and exports its own", mod, name, abi.what))
 	}
 	if len(problems) > 0 {
 		return ex, fmt.Errorf("%w %d: %s", ErrABI, ABIVersion, strings.Join(problems, "; "))
@@ -102,9 +126,16 @@ func checkModule(cm wazero.CompiledModule, memLimit uint64) (exports, error) {
 	return ex, nil
 }
 
-func sortedHostImports() []string {
+// importModules lists the modules abi allows imports from.
+func importModules(abi moduleABI) []string {
+	return append(slices.Sorted(maps.Keys(abi.imports)), "wasi_snapshot_preview1")
+}
+
+// sortedImports lists a host module's functions, without the ones that are
+// not part of the ABI (interrupt's __yield).
+func sortedImports(fns map[string]funcType) []string {
 	var names []string
-	for n := range hostImports {
+	for n := range fns {
 		if !strings.HasPrefix(n, "__") {
 			names = append(names, n)
 		}

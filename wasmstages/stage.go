@@ -41,6 +41,13 @@ type Stage struct {
 
 	restarts, reloads, reloadFails *pipeline.Counter
 
+	// gm is set when the stage runs a gadget's embedded module
+	// (gadget.go): other exports, the sluice_gadget imports, another
+	// initialisation. source is the Source of events derived from no
+	// input: the stage's name, or the gadget's source.
+	gm     *GadgetModule
+	source string
+
 	// swapMu serialises Swap (and so Reload and WatchFile) calls; mu
 	// guards cur and closed, and is held for a whole Process or Tick so
 	// that a swap falls between two batches.
@@ -108,6 +115,12 @@ const minChunk = 32
 // the checks or whose sluice_init fails is refused (ErrABI, ErrInit) and
 // nothing keeps running.
 func New(ctx context.Context, cfg Config) (*Stage, error) {
+	return newStage(ctx, cfg, nil, fmt.Sprintf("stage %q", cfg.Name))
+}
+
+// newStage is New, for a stage or (gm set) a gadget's module; label names
+// it in errors.
+func newStage(ctx context.Context, cfg Config, gm *GadgetModule, label string) (*Stage, error) {
 	cfg, err := cfg.checked()
 	if err != nil {
 		return nil, err
@@ -115,18 +128,21 @@ func New(ctx context.Context, cfg Config) (*Stage, error) {
 	module := cfg.ModuleBytes
 	if cfg.Module != "" {
 		if module, err = os.ReadFile(cfg.Module); err != nil {
-			return nil, fmt.Errorf("load stage %q: read module: %w", cfg.Name, err)
+			return nil, fmt.Errorf("load %s: read module: %w", label, err)
 		}
 	}
 	params, err := appendParams(nil, cfg.Params)
 	if err != nil {
-		return nil, fmt.Errorf("load stage %q: encode params: %w", cfg.Name, err)
+		return nil, fmt.Errorf("load %s: encode params: %w", label, err)
 	}
-	s := &Stage{cfg: cfg, log: cfg.Logger.With("stage", cfg.Name), params: params, cache: cfg.Cache}
+	s := &Stage{cfg: cfg, log: cfg.Logger.With("stage", cfg.Name), params: params, cache: cfg.Cache, gm: gm, source: cfg.Name}
+	if gm != nil {
+		s.source = gm.cfg.Source
+	}
 	s.action, _ = pipeline.ParseErrorAction(cfg.OnError) // checked() accepted it
 	if s.cache == nil {
 		if s.cache, err = NewCache(cfg.CacheDir); err != nil {
-			return nil, fmt.Errorf("load stage %q: %w", cfg.Name, err)
+			return nil, fmt.Errorf("load %s: %w", label, err)
 		}
 		s.ownCache = true
 	}
@@ -136,18 +152,18 @@ func New(ctx context.Context, cfg Config) (*Stage, error) {
 	s.reloadFails = reg.Counter(MetricReloadFailures, "Module versions a Wasm stage refused, keeping the running one.", "name", cfg.Name)
 	if err := s.start(); err != nil {
 		s.closeCache(ctx)
-		return nil, fmt.Errorf("load stage %q: %w", cfg.Name, err)
+		return nil, fmt.Errorf("load %s: %w", label, err)
 	}
 	v, err := s.load(ctx, module)
 	if err != nil {
 		s.closeCache(ctx)
-		return nil, fmt.Errorf("load stage %q: %w", cfg.Name, err)
+		return nil, fmt.Errorf("load %s: %w", label, err)
 	}
 	switch {
 	case cfg.Tick > 0 && !v.exports.tick:
 		s.closeVersion(ctx, v)
 		s.closeCache(ctx)
-		return nil, fmt.Errorf("load stage %q: a tick interval is set, but the module does not export sluice_tick", cfg.Name)
+		return nil, fmt.Errorf("load %s: a tick interval is set, but the module does not export sluice_tick", label)
 	case cfg.Tick > 0:
 		s.tick = cfg.Tick
 	case v.exports.tick:
@@ -224,6 +240,12 @@ func (s *Stage) newRuntime(ctx context.Context, closeOnContextDone bool) (wazero
 		rt.Close(ctx)
 		return nil, err
 	}
+	if s.gm != nil {
+		if err := s.gm.instantiateHost(ctx, rt); err != nil {
+			rt.Close(ctx)
+			return nil, err
+		}
+	}
 	return rt, nil
 }
 
@@ -259,7 +281,14 @@ func (s *Stage) load(ctx context.Context, module []byte) (*version, error) {
 		s.log.Info("cannot make the module cheaply interruptible; wazero's context checks enforce the deadline instead, which slows loops down", "error", rerr)
 	}
 	v.compiled = cm
-	if v.exports, err = checkModule(cm, s.cfg.MemoryLimit); err != nil {
+	abi := stageABI
+	if s.gm != nil {
+		abi = gadgetABI
+	}
+	if v.exports, err = checkModuleABI(cm, s.cfg.MemoryLimit, abi); err == nil && s.gm != nil {
+		err = checkGadgetExports(v.exports)
+	}
+	if err != nil {
 		cm.Close(ctx)
 		rt.Close(ctx)
 		return nil, err
@@ -316,7 +345,12 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 	if !v.exports.initialize {
 		initialize = nil
 	}
-	if err := inst.initialize(ctx, initialize, mod.ExportedFunction("sluice_abi_version"), mod.ExportedFunction("sluice_init"), s.params); err != nil {
+	if s.gm != nil {
+		err = s.gm.initialize(ctx, inst, v, initialize)
+	} else {
+		err = inst.initialize(ctx, initialize, mod.ExportedFunction("sluice_abi_version"), mod.ExportedFunction("sluice_init"), s.params)
+	}
+	if err != nil {
 		inst.broken = true // no sluice_close for an instance that never started
 		s.release(ctx, inst)
 		return nil, err
@@ -427,7 +461,7 @@ func (s *Stage) runSlot(ctx context.Context, v *version, i int, in, out []pipeli
 	if err != nil {
 		return out, err
 	}
-	out, err = inst.processBatch(ctx, s.cfg.Timeout, in, out, s.cfg.Name)
+	out, err = inst.processBatch(ctx, s.cfg.Timeout, in, out, s.source)
 	if inst.broken {
 		s.discard(ctx, v, i, err)
 	}
