@@ -36,6 +36,7 @@ func BenchmarkExampleStages(b *testing.B) {
 		{"drop-comm", map[string]any{"comms": []string{"sh", "bash"}}, []int{1, 256, 1024}},
 		{"drop-comm-go", map[string]any{"comms": []string{"sh", "bash"}}, []int{1, 256, 1024}},
 		{"uid-to-user", map[string]any{"users": map[string]any{"1000": "alice"}}, []int{256}},
+		{"uid-to-user-go", map[string]any{"users": map[string]any{"1000": "alice"}}, []int{256}},
 		{"redact", nil, []int{256}},
 		{"rate-limit", map[string]any{"rate": 1e9, "burst": 1e9}, []int{256}},
 		{"ocsf", nil, []int{256}},

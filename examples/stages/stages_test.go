@@ -66,6 +66,10 @@ func TestStageParamErrors(t *testing.T) {
 		{"drop-comm", map[string]any{"comms": []string{"sh"}, "comm": 1}, `unknown param "comm"`},
 		{"drop-comm-go", map[string]any{"comm": []string{"sh"}}, `params: unknown param "comm" (known: comms)`},
 		{"uid-to-user", map[string]any{"users": map[string]any{"root": "0"}}, `params.users: key "root" is not a uid`},
+		{"uid-to-user-go", map[string]any{"users": map[string]any{"root": "0"}}, `params.users: key "root" is not a uid`},
+		{"uid-to-user", nil, "params.users: missing"},
+		{"uid-to-user", map[string]any{"users": map[string]any{"0": "root"}, "targte": "u"}, `unknown param "targte"`},
+		{"uid-to-user", map[string]any{"users": map[string]any{"0": 7}}, `params.users["0"]: want a name`},
 		{"redact", map[string]any{"patterns": []string{"("}}, "params.patterns[0]: error parsing regexp"},
 		{"rate-limit", map[string]any{"rate": 0}, "params.rate: 0; want events per second > 0"},
 		{"rate-limit", map[string]any{"rate": "fast"}, "params.rate: want a number, got string"},
@@ -85,17 +89,32 @@ func TestStageParamErrors(t *testing.T) {
 	}
 }
 
+// The C built-in and the Go SDK version behave the same.
 func TestUIDToUserOnSyntheticEvents(t *testing.T) {
-	s := newStage(t, "uid-to-user", map[string]any{
-		"users": map[string]any{"0": "root", "1000": "alice"}, "unknown": "?",
-	}, 0)
-	got := process(t, s,
-		envelope("trace_exec", 1, kv{"uid", 1000}, kv{"comm", "sh"}),
-		envelope("trace_exec", 2, kv{"uid", 4242}),
-		envelope("trace_exec", 3, kv{"comm", "no-uid"}),
-	)
-	if len(got) != 3 || got[0]["user"] != "alice" || got[0]["comm"] != "sh" || got[1]["user"] != "?" || got[2]["user"] != nil {
-		t.Errorf("events %v", got)
+	for _, name := range []string{"uid-to-user", "uid-to-user-go"} {
+		t.Run(name, func(t *testing.T) {
+			s := newStage(t, name, map[string]any{
+				"users": map[string]any{"0": "root", "1000": "alice"}, "unknown": "?",
+			}, 0)
+			got := process(t, s,
+				envelope("trace_exec", 1, kv{"uid", 1000}, kv{"comm", "sh"}),
+				envelope("trace_exec", 2, kv{"uid", 4242}),
+				envelope("trace_exec", 3, kv{"comm", "no-uid"}),
+				envelope("trace_exec", 4, kv{"uid", 0}, kv{"user", "stale"}),
+			)
+			if len(got) != 4 || got[0]["user"] != "alice" || got[0]["comm"] != "sh" || got[1]["user"] != "?" || got[2]["user"] != nil || got[3]["user"] != "root" {
+				t.Errorf("events %v", got)
+			}
+			// Without unknown, an unknown uid leaves the event as it was.
+			s = newStage(t, name, map[string]any{"users": map[string]any{"0": "root"}, "field": "owner", "target": "owner_name"}, 0)
+			got = process(t, s,
+				envelope("trace_exec", 1, kv{"owner", 0}, kv{"uid", 1000}),
+				envelope("trace_exec", 2, kv{"owner", 4242}),
+			)
+			if len(got) != 2 || got[0]["owner_name"] != "root" || got[0]["user"] != nil || got[1]["owner_name"] != nil {
+				t.Errorf("events with field/target %v", got)
+			}
+		})
 	}
 }
 

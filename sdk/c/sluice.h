@@ -569,16 +569,44 @@ static void sluice_emit_begin(sluice_out *o, const sluice_event *from) {
  * (nskip names): how a modified event is built. Write replacements and
  * additions after it. */
 static void sluice_w_fields(sluice_out *o, const sluice_event *ev, const char *const *skip, int nskip) {
+	/* Entries are contiguous in the input, so runs of kept entries are
+	 * copied with one memcpy each: a modified event usually costs one copy
+	 * of its body, not two per field. */
+	uint32_t skiplen[16];
+	if (nskip > 16) nskip = 16;
+	for (int i = 0; i < nskip; i++) skiplen[i] = (uint32_t)strlen(skip[i]);
 	sluice_iter it = sluice_iter_map(ev->raw);
+	bool any = false;
+	for (int i = 0; i < nskip && !any; i++) any = sluice_map_getn(ev->raw, skip[i], skiplen[i]).len > 0;
+	if (!any && it.i && ev->raw.len >= it.i) {
+		/* Nothing to leave out (adding a field, the common case): the
+		 * whole body in one copy, found by the fast key scan. */
+		sluice__put(o, ev->raw.p + it.i, ev->raw.len - (uint32_t)it.i);
+		if (o->depth > 0) o->counts[o->depth - 1] += (uint32_t)it.left;
+		return;
+	}
 	sluice_value k, v;
+	const uint8_t *run = NULL;
+	uint32_t runlen = 0, kept = 0;
 	while (sluice_next_entry(&it, &k, &v)) {
 		bool drop = false;
-		for (int i = 0; i < nskip && !drop; i++) drop = sluice_value_str_eq(k, skip[i]);
-		if (drop) continue;
-		if (o->depth > 0) o->counts[o->depth - 1]++;
-		sluice__put(o, k.p, k.len);
-		sluice__put(o, v.p, v.len);
+		const char *ks;
+		uint32_t kn;
+		if (nskip > 0 && sluice_value_str(k, &ks, &kn)) {
+			for (int i = 0; i < nskip && !drop; i++)
+				drop = skiplen[i] == kn && memcmp(ks, skip[i], kn) == 0;
+		}
+		if (drop) {
+			if (runlen) sluice__put(o, run, runlen);
+			run = NULL, runlen = 0;
+			continue;
+		}
+		if (!run) run = k.p;
+		runlen += k.len + v.len;
+		kept++;
 	}
+	if (runlen) sluice__put(o, run, runlen);
+	if (o->depth > 0) o->counts[o->depth - 1] += kept;
 }
 
 static void sluice_emit_end(sluice_out *o) {
