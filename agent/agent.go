@@ -43,6 +43,10 @@ type Agent struct {
 	sinks     []pipeline.Sink
 	stages    []*lazyStage      // every pipeline's Wasm stages; started by Run
 	cache     *wasmstages.Cache // compiled stage code; opened by Run
+	// gadgetModules are the gadgets' embedded Wasm modules (gadgetwasm.go),
+	// with the compilation cache Run opens for them.
+	gadgetModules map[*sources.Gadget]*gadgetSource
+	gadgetCache   *wasmstages.Cache
 }
 
 // New validates cfg and builds the agent's components without touching the
@@ -84,6 +88,9 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 		}
 		gadgetsBySource[r.source] = g
 		a.gadgets = append(a.gadgets, g)
+		if r.wasm != nil {
+			a.addGadgetModule(g, r.wasm)
+		}
 	}
 	if diags.HasErrors() {
 		return nil, diags
@@ -131,7 +138,7 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 		for _, ref := range p.Sources {
 			src := cfg.Source(ref)
 			if g := gadgetsBySource[src]; g != nil {
-				spec.Sources = append(spec.Sources, g)
+				spec.Sources = append(spec.Sources, a.pipelineSource(g))
 			}
 		}
 		for _, ref := range p.Sinks {
@@ -209,8 +216,18 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 	}
+	defer a.closeGadgetModules(ctx)
 	for _, g := range a.gadgets {
-		if err := g.Open(); err != nil {
+		// A gadget's module initialises before the gadget loads (it may
+		// set its parameters) and starts once it is attached.
+		err := a.initGadgetModule(ctx, g)
+		if err == nil {
+			err = g.Open()
+		}
+		if err == nil {
+			err = a.startGadgetModule(ctx, g)
+		}
+		if err != nil {
 			a.closeGadgets()
 			a.closeSinks(ctx)
 			return failStart(fmt.Errorf("start source %q: %w", g.Name(), err))

@@ -24,6 +24,9 @@ type resolvedGadget struct {
 	// image is the OCI image the gadget came from, nil for a built-in or an
 	// ELF file. Its Wasm field is the gadget-embedded module, if any.
 	image *oci.GadgetImage
+	// wasm is the gadget's module (the image's, or the source's wasm
+	// attribute), nil when it has none; see gadgetwasm.go.
+	wasm *gadgetWasm
 }
 
 // ResolveGadget finds a gadget by built-in name or ELF path. Relative
@@ -111,7 +114,11 @@ func resolveGadgets(f *config.File, images *Images) ([]*resolvedGadget, hcl.Diag
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: rangePtr(subject)})
 			}
 		}
-		out = append(out, &resolvedGadget{source: src, spec: spec, params: params, image: image})
+		wasm, d := resolveGadgetWasm(src, image, baseDir)
+		if d != nil {
+			diags = append(diags, d)
+		}
+		out = append(out, &resolvedGadget{source: src, spec: spec, params: params, image: image, wasm: wasm})
 	}
 	return out, diags
 }

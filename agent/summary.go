@@ -42,6 +42,11 @@ func (a *Agent) Summary() Summary {
 		s.Received += c.Received.Value()
 		add(c)
 	}
+	for _, g := range a.gadgets {
+		if a.gadgetModules[g] != nil { // what a gadget's module filtered
+			add(a.metrics.Component("stage", gadgetModuleName(g.Name())))
+		}
+	}
 	for _, p := range a.cfg.Pipelines {
 		add(a.metrics.Component("pipeline", p.Name))
 	}

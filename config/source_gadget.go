@@ -11,6 +11,7 @@ var gadgetSourceSchema = &hcl.BodySchema{
 		{Name: "event_type"},
 		{Name: "map"},
 		{Name: "buffer_size"},
+		{Name: "wasm"},
 	},
 }
 
@@ -46,6 +47,14 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 		diags = append(diags, d...)
 		if ok {
 			src.Map = s
+		}
+	}
+	if a := content.Attributes["wasm"]; a != nil {
+		src.WasmRange = a.Expr.Range()
+		s, ok, d := evalNonEmpty(a, ectx)
+		diags = append(diags, d...)
+		if ok {
+			src.Wasm = s
 		}
 	}
 	if a := content.Attributes["buffer_size"]; a != nil {

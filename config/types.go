@@ -94,6 +94,11 @@ type Source struct {
 	// in bytes; 0 = the reader's default.
 	BufferSize      int64
 	BufferSizeRange hcl.Range
+	// Wasm is the path of a Wasm module that runs with the gadget (a
+	// gadget module, docs/stage-abi.md), for a gadget given as a file or a
+	// built-in name; "" = none, or the module of the gadget's image.
+	Wasm      string
+	WasmRange hcl.Range
 }
 
 // Param is one entry of a source's params object.

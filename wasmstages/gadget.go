@@ -80,6 +80,16 @@ var (
 	ErrGadgetInit = errors.New("gadget module init failed")
 )
 
+// ClassifyError marks err as of class (ErrNotFound, ErrInvalid,
+// ErrWrongPhase or ErrExists) for the guest, keeping its text: the guest
+// reads that text with last_error.
+func ClassifyError(class, err error) error { return &classified{class: class, err: err} }
+
+type classified struct{ class, err error }
+
+func (c *classified) Error() string   { return c.err.Error() }
+func (c *classified) Unwrap() []error { return []error{c.class, c.err} }
+
 // GadgetConfig describes a gadget's module.
 type GadgetConfig struct {
 	// Name is the module's name in metrics and logs ("exec.wasm" for the
@@ -365,7 +375,7 @@ func (m *GadgetModule) mapByHandle(h int32) (MapHandle, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if h < 1 || int(h) > len(m.maps) {
-		return nil, fmt.Errorf("%w: map handle %d was not returned by map_open", ErrInvalid, h)
+		return nil, ClassifyError(ErrInvalid, fmt.Errorf("map handle %d was not returned by map_open", h))
 	}
 	return m.maps[h-1], nil
 }

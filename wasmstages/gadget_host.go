@@ -142,7 +142,7 @@ func (m *GadgetModule) paramSet(_ context.Context, mod api.Module, stack []uint6
 	if cur == value {
 		return 0, nil
 	}
-	return 0, fmt.Errorf("%w: param_set(%q, %q): gadget %q is loaded with %s=%q; parameters are set in gadget_init, before the gadget loads", ErrWrongPhase, name, value, m.cfg.Gadget, name, cur)
+	return 0, ClassifyError(ErrWrongPhase, fmt.Errorf("param_set(%q, %q): gadget %q is loaded with %s=%q; parameters are set in gadget_init, before the gadget loads", name, value, m.cfg.Gadget, name, cur))
 }
 
 func (m *GadgetModule) mapOpen(_ context.Context, mod api.Module, stack []uint64) (int32, error) {
@@ -173,7 +173,7 @@ func (m *GadgetModule) mapArgs(mod api.Module, stack []uint64, what string, valu
 	info := mh.Info()
 	keyLen := uint32(stack[2])
 	if keyLen != info.KeySize && !(what == "map_next_key" && keyLen == 0) {
-		return nil, nil, nil, fmt.Errorf("%w: %s: the key is %d bytes; the map's keys are %d", ErrInvalid, what, keyLen, info.KeySize)
+		return nil, nil, nil, ClassifyError(ErrInvalid, fmt.Errorf("%s: the key is %d bytes; the map's keys are %d", what, keyLen, info.KeySize))
 	}
 	key := guestBytes(mod, uint32(stack[1]), keyLen, what)
 	if keyLen == 0 {
@@ -186,7 +186,7 @@ func (m *GadgetModule) mapArgs(mod api.Module, stack []uint64, what string, valu
 			want = info.KeySize
 		}
 		if n != want {
-			return nil, nil, nil, fmt.Errorf("%w: %s: the buffer is %d bytes; want %d", ErrInvalid, what, n, want)
+			return nil, nil, nil, ClassifyError(ErrInvalid, fmt.Errorf("%s: the buffer is %d bytes; want %d", what, n, want))
 		}
 		val = guestBytes(mod, uint32(stack[valueAt]), n, what)
 	}
@@ -208,7 +208,7 @@ func (m *GadgetModule) mapUpdate(_ context.Context, mod api.Module, stack []uint
 	}
 	flags := stack[5]
 	if flags > 2 {
-		return 0, fmt.Errorf("%w: map_update: flags %d; want BPF_ANY (0), BPF_NOEXIST (1) or BPF_EXIST (2)", ErrInvalid, flags)
+		return 0, ClassifyError(ErrInvalid, fmt.Errorf("map_update: flags %d; want BPF_ANY (0), BPF_NOEXIST (1) or BPF_EXIST (2)", flags))
 	}
 	return 0, mh.Update(key, val, flags)
 }
@@ -239,7 +239,7 @@ func (m *GadgetModule) ksymName(_ context.Context, mod api.Module, stack []uint6
 	addr := stack[0]
 	name, off, ok := tab.Symbol(addr)
 	if !ok {
-		return 0, fmt.Errorf("%w: no kernel symbol at %#x", ErrNotFound, addr)
+		return 0, ClassifyError(ErrNotFound, fmt.Errorf("no kernel symbol at %#x", addr))
 	}
 	if p := uint32(stack[3]); p != 0 {
 		binary.LittleEndian.PutUint64(guestBytes(mod, p, 8, "ksym_name"), off)
@@ -255,7 +255,7 @@ func (m *GadgetModule) ksymAddr(_ context.Context, mod api.Module, stack []uint6
 	}
 	addr, ok := tab.Address(name)
 	if !ok {
-		return 0, fmt.Errorf("%w: no kernel symbol %q", ErrNotFound, name)
+		return 0, ClassifyError(ErrNotFound, fmt.Errorf("no kernel symbol %q", name))
 	}
 	binary.LittleEndian.PutUint64(guestBytes(mod, uint32(stack[2]), 8, "ksym_addr"), addr)
 	return 0, nil
@@ -266,7 +266,7 @@ func (m *GadgetModule) syscallName(_ context.Context, mod api.Module, stack []ui
 	t := syscalls.Host()
 	name, ok := t.Name(int(nr))
 	if !ok {
-		return 0, fmt.Errorf("%w: syscall %d is not a syscall of %s", ErrNotFound, nr, archName(t))
+		return 0, ClassifyError(ErrNotFound, fmt.Errorf("syscall %d is not a syscall of %s", nr, archName(t)))
 	}
 	return writeString(mod, uint32(stack[1]), uint32(stack[2]), name, "syscall_name"), nil
 }
@@ -276,7 +276,7 @@ func (m *GadgetModule) syscallNumber(_ context.Context, mod api.Module, stack []
 	t := syscalls.Host()
 	nr, ok := t.Number(name)
 	if !ok {
-		return 0, fmt.Errorf("%w: %q is not a syscall of %s", ErrNotFound, name, archName(t))
+		return 0, ClassifyError(ErrNotFound, fmt.Errorf("%q is not a syscall of %s", name, archName(t)))
 	}
 	return int32(nr), nil
 }

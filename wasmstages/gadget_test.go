@@ -50,20 +50,20 @@ func (g *memGadget) Params() []string {
 func (g *memGadget) Param(name string) (string, error) {
 	v, ok := g.params[name]
 	if !ok {
-		return "", fmt.Errorf("%w: no parameter %q", wasmstages.ErrNotFound, name)
+		return "", wasmstages.ClassifyError(wasmstages.ErrNotFound, fmt.Errorf("no parameter %q", name))
 	}
 	return v, nil
 }
 
 func (g *memGadget) SetParam(name, value string) error {
 	if g.loaded {
-		return fmt.Errorf("%w: loaded", wasmstages.ErrWrongPhase)
+		return wasmstages.ClassifyError(wasmstages.ErrWrongPhase, errors.New("loaded"))
 	}
 	if _, ok := g.params[name]; !ok {
-		return fmt.Errorf("%w: no parameter %q", wasmstages.ErrNotFound, name)
+		return wasmstages.ClassifyError(wasmstages.ErrNotFound, fmt.Errorf("no parameter %q", name))
 	}
 	if _, err := strconv.Atoi(value); g.ints[name] && err != nil {
-		return fmt.Errorf("%w: %q is not an integer", wasmstages.ErrInvalid, value)
+		return wasmstages.ClassifyError(wasmstages.ErrInvalid, fmt.Errorf("%q is not an integer", value))
 	}
 	g.params[name] = value
 	return nil
@@ -71,11 +71,11 @@ func (g *memGadget) SetParam(name, value string) error {
 
 func (g *memGadget) Map(name string) (wasmstages.MapHandle, error) {
 	if !g.loaded {
-		return nil, fmt.Errorf("%w: not loaded", wasmstages.ErrWrongPhase)
+		return nil, wasmstages.ClassifyError(wasmstages.ErrWrongPhase, errors.New("not loaded"))
 	}
 	m, ok := g.maps[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: no map %q", wasmstages.ErrNotFound, name)
+		return nil, wasmstages.ClassifyError(wasmstages.ErrNotFound, fmt.Errorf("no map %q", name))
 	}
 	return m, nil
 }
@@ -91,7 +91,7 @@ func (m *memMap) Info() wasmstages.MapInfo { return m.info }
 func (m *memMap) Lookup(key, value []byte) error {
 	v, ok := m.m[string(key)]
 	if !ok {
-		return fmt.Errorf("%w: no key %x", wasmstages.ErrNotFound, key)
+		return wasmstages.ClassifyError(wasmstages.ErrNotFound, fmt.Errorf("no key %x", key))
 	}
 	copy(value, v)
 	return nil
@@ -101,9 +101,9 @@ func (m *memMap) Update(key, value []byte, flags uint64) error {
 	_, exists := m.m[string(key)]
 	switch {
 	case flags == 1 && exists:
-		return fmt.Errorf("%w: key %x", wasmstages.ErrExists, key)
+		return wasmstages.ClassifyError(wasmstages.ErrExists, fmt.Errorf("key %x", key))
 	case flags == 2 && !exists:
-		return fmt.Errorf("%w: key %x", wasmstages.ErrNotFound, key)
+		return wasmstages.ClassifyError(wasmstages.ErrNotFound, fmt.Errorf("key %x", key))
 	}
 	if !exists {
 		m.keys = append(m.keys, string(key))
@@ -114,7 +114,7 @@ func (m *memMap) Update(key, value []byte, flags uint64) error {
 
 func (m *memMap) Delete(key []byte) error {
 	if _, ok := m.m[string(key)]; !ok {
-		return fmt.Errorf("%w: no key %x", wasmstages.ErrNotFound, key)
+		return wasmstages.ClassifyError(wasmstages.ErrNotFound, fmt.Errorf("no key %x", key))
 	}
 	delete(m.m, string(key))
 	for i, k := range m.keys {

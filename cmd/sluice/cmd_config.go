@@ -60,6 +60,8 @@ func validateFile(path string, stdout, stderr io.Writer) error {
 		if !diags.HasErrors() {
 			// Compiles each Wasm stage and runs its init with the params.
 			diags = append(diags, agent.ValidateStages(context.Background(), f, images)...)
+			// Compiles each gadget module and runs its gadget_init.
+			diags = append(diags, agent.ValidateGadgetModules(context.Background(), f, images)...)
 		}
 	}
 	if len(diags) > 0 {
