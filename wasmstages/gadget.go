@@ -87,8 +87,9 @@ func ClassifyError(class, err error) error { return &classified{class: class, er
 
 type classified struct{ class, err error }
 
-func (c *classified) Error() string   { return c.err.Error() }
-func (c *classified) Unwrap() []error { return []error{c.class, c.err} }
+func (c *classified) Error() string        { return c.err.Error() }
+func (c *classified) Unwrap() error        { return c.err }
+func (c *classified) Is(target error) bool { return target == c.class }
 
 // GadgetConfig describes a gadget's module.
 type GadgetConfig struct {
