@@ -73,7 +73,10 @@ type gadgetSource struct {
 	g    *sources.Gadget
 	wasm *gadgetWasm
 	mod  *wasmstages.GadgetModule // set by init
-	log  *slog.Logger
+	log  *slog.Logger             // the agent's lines about the module
+	// guestLog is the module's own logger (wasmstages adds stage=NAME,
+	// and source=guest to the guest's lines, so it has no source key).
+	guestLog *slog.Logger
 
 	// The module's counters, those of a stage named gadgetModuleName.
 	m        *pipeline.ComponentMetrics
@@ -96,7 +99,7 @@ func newGadgetSource(g *sources.Gadget, w *gadgetWasm, reg *pipeline.Registry, l
 	name := gadgetModuleName(g.Name())
 	m := reg.Component("stage", name)
 	return &gadgetSource{
-		g: g, wasm: w, log: log.With("source", g.Name(), "gadget", g.Spec().Name),
+		g: g, wasm: w, log: log.With("source", g.Name(), "gadget", g.Spec().Name), guestLog: log.With("gadget", g.Spec().Name),
 		m: m, filtered: m.Dropped(pipeline.ReasonFiltered), reg: reg,
 		batches:  reg.Counter(pipeline.MetricStageBatches, "Batches a stage was called with.", "name", name),
 		duration: reg.Histogram(pipeline.MetricStageDuration, "Time a stage took per batch.", "name", name),
@@ -119,7 +122,7 @@ func moduleConfig(g *sources.Gadget, w *gadgetWasm) wasmstages.GadgetConfig {
 // loads: the parameters it sets are the ones the gadget loads with.
 func (s *gadgetSource) init(ctx context.Context, cache *wasmstages.Cache, reg *pipeline.Registry) error {
 	cfg := moduleConfig(s.g, s.wasm)
-	cfg.Cache, cfg.Logger, cfg.Metrics = cache, s.log, reg
+	cfg.Cache, cfg.Logger, cfg.Metrics = cache, s.guestLog, reg
 	start := time.Now()
 	mod, err := wasmstages.NewGadgetModule(ctx, cfg)
 	if err != nil {
