@@ -11,6 +11,7 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/sluice-dev/sluice/internal/kallsyms"
 	"github.com/sluice-dev/sluice/pipeline"
 )
 
@@ -298,6 +299,13 @@ func (m *GadgetModule) callHook(ctx context.Context, inst *instance, name string
 // sluice_init with the gadget's parameters (name -> text), gadget_init,
 // and gadget_start when the gadget already runs (a replacement instance).
 func (m *GadgetModule) initialize(ctx context.Context, inst *instance, v *version, initialize api.Function) error {
+	if importsKernelSymbols(v) {
+		// Reading /proc/kallsyms takes a few hundred milliseconds, once
+		// per process: here, outside any call's deadline, rather than in
+		// the first sluice_process that asks (which would time out). A
+		// failure is reported by the host function that needs it.
+		_, _ = kallsyms.Load()
+	}
 	if initialize != nil {
 		if err := inst.call(ctx, initTimeout, initialize, "_initialize"); err != nil {
 			return err
@@ -345,6 +353,17 @@ func (m *GadgetModule) initialize(ctx context.Context, inst *instance, v *versio
 		return m.callHook(ctx, inst, "gadget_start")
 	}
 	return nil
+}
+
+// importsKernelSymbols reports whether v's module imports ksym_name or
+// ksym_addr.
+func importsKernelSymbols(v *version) bool {
+	for _, f := range v.compiled.ImportedFunctions() {
+		if mod, name, _ := f.Import(); mod == gadgetImportModule && (name == "ksym_name" || name == "ksym_addr") {
+			return true
+		}
+	}
+	return false
 }
 
 func guestMessage(inst *instance) string {
