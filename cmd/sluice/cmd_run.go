@@ -30,7 +30,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sluice run GADGET [--param NAME=VALUE ...] [-o json|table] [--timeout D]\n\nGADGET is a built-in gadget name, a path to an eBPF ELF, or an image reference\n(HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...), pulled into the local store.")
+		fmt.Fprintln(stderr, "usage: sluice run GADGET [--param NAME=VALUE ...] [--wasm FILE] [-o json|table] [--timeout D]\n\nGADGET is a built-in gadget name, a path to an eBPF ELF, or an image reference\n(HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...), pulled into the local store.")
 		fs.PrintDefaults()
 	}
 	var params paramFlags
@@ -40,6 +40,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	eventType := fs.String("event-type", "", "BTF struct of the records, for gadgets without markers")
 	mapName := fs.String("map", "", "read only this output map")
 	bufferSize := fs.Int64("buffer-size", 0, "ring buffer bytes, or perf buffer bytes per CPU (0: default)")
+	wasm := fs.String("wasm", "", "a Wasm gadget module `FILE` to run with a file or built-in gadget (docs/stage-abi.md)")
 	whenFull := fs.String("when-full", "drop_oldest", "queue policy when the terminal falls behind: block, drop_newest, drop_oldest")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	stats := fs.Bool("stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
@@ -61,6 +62,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	f.Sources[0].EventType = *eventType
 	f.Sources[0].Map = *mapName
 	f.Sources[0].BufferSize = *bufferSize
+	f.Sources[0].Wasm = *wasm
 	f.Pipelines[0].Queue.WhenFull = *whenFull
 	if *timeout > 0 {
 		var cancel context.CancelFunc
