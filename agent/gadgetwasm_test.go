@@ -2,8 +2,11 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
@@ -21,6 +25,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/testutil"
 	"github.com/sluice-dev/sluice/oci"
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/sources"
 	"github.com/sluice-dev/sluice/wasmstages"
 )
 
@@ -415,5 +420,94 @@ func TestGadgetModuleInitFails(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+// TestGadgetHandle checks the adapter of a real gadget: errors classified
+// for the guest, maps by name, per-CPU values in the kernel's layout, and
+// output maps refused for writing.
+func TestGadgetHandle(t *testing.T) {
+	elf, err := os.ReadFile(filepath.Join("..", "gadgets", "testdata", "multi_tracer.bpf.o"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := sources.ParseGadget("multi_tracer", elf, sources.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := sources.NewGadget(spec, sources.GadgetConfig{Source: "m", Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := gadgetHandle{g}
+	if _, err := h.Param("nope"); !errors.Is(err, wasmstages.ErrNotFound) {
+		t.Errorf("Param(nope) = %v, want ErrNotFound", err)
+	}
+	if err := h.SetParam("target_pid", "x"); !errors.Is(err, wasmstages.ErrInvalid) {
+		t.Errorf("SetParam(target_pid, x) = %v, want ErrInvalid", err)
+	}
+	if err := h.SetParam("tag", "fromwasm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Map("scratch"); !errors.Is(err, wasmstages.ErrWrongPhase) {
+		t.Errorf("Map before load = %v, want ErrWrongPhase", err)
+	}
+
+	testutil.RequireBPF(t)
+	if err := g.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := h.SetParam("tag", "again"); !errors.Is(err, wasmstages.ErrWrongPhase) {
+		t.Errorf("SetParam after load = %v, want ErrWrongPhase", err)
+	}
+	if v, _ := h.Param("tag"); v != "fromwasm" {
+		t.Errorf("Param(tag) = %q, want the value it loaded with", v)
+	}
+	if _, err := h.Map("nope"); !errors.Is(err, wasmstages.ErrNotFound) {
+		t.Errorf("Map(nope) = %v, want ErrNotFound", err)
+	}
+
+	m, err := h.Map("perf_b_lost_samples") // a per-CPU array of u64
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := m.Info()
+	if info.Type != uint32(ebpf.PerCPUArray) || info.KeySize != 4 || info.ValueSize != uint32(8*cpus) {
+		t.Fatalf("Info = %+v; want a per-CPU array with %d-byte values (8 per CPU)", info, 8*cpus)
+	}
+	key := binary.LittleEndian.AppendUint32(nil, 0)
+	val := make([]byte, info.ValueSize)
+	for c := range cpus {
+		binary.LittleEndian.PutUint64(val[8*c:], uint64(100+c))
+	}
+	if err := m.Update(key, val, 0); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, info.ValueSize)
+	if err := m.Lookup(key, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, val) {
+		t.Errorf("per-CPU lookup = %x, want %x", got, val)
+	}
+	next := make([]byte, 4)
+	if err := m.NextKey(nil, next); err != nil || binary.LittleEndian.Uint32(next) != 0 {
+		t.Errorf("NextKey(nil) = %x, %v; want key 0", next, err)
+	}
+	if err := m.NextKey(next, next); !errors.Is(err, wasmstages.ErrNotFound) {
+		t.Errorf("NextKey after the last key = %v, want ErrNotFound", err)
+	}
+
+	ring, err := h.Map("ring_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ring.Update(nil, nil, 0); !errors.Is(err, wasmstages.ErrInvalid) {
+		t.Errorf("update of a ring buffer = %v, want ErrInvalid", err)
 	}
 }
