@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -368,5 +369,53 @@ func BenchmarkGadgetModuleProcess(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in)), "ns/event")
 		})
+	}
+}
+
+// TestGadgetModuleCSDK runs a gadget module written with the C SDK's
+// headers (sdk/c/sluice.h and sdk/c/sluice_gadget.h) through its lifecycle.
+func TestGadgetModuleCSDK(t *testing.T) {
+	ctx := context.Background()
+	var logs logBuffer
+	g := newMemGadget()
+	g.params["syscall"] = "execve"
+	m, err := wasmstages.NewGadgetModule(ctx, wasmstages.GadgetConfig{
+		Name: "sc.wasm", Source: "sc", Gadget: "wasm_syscalls", Module: guest("gadget_sdk"),
+		Handle: g, Timeout: 10 * time.Second, Logger: logs.logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	if got, want := g.params["target_syscall"], strconv.Itoa(unix.SYS_EXECVE); got != want {
+		t.Errorf("target_syscall = %q, want %s", got, want)
+	}
+	g.loaded = true
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in := []pipeline.Event{
+		{Data: syscallEvent(1, unix.SYS_EXECVE, 2, 0), Source: "sc", Seq: 1},
+		{Data: syscallEvent(2, unix.SYS_EXECVE, 3, 0), Source: "sc", Seq: 2},
+	}
+	out, err := m.Process(ctx, in, nil)
+	if err != nil || len(out) != 1 || out[0].Seq != 1 {
+		t.Fatalf("Process = %v, %v; want seq 1 kept", out, err)
+	}
+	g.maps["counts"].Update(u32key(1), u64val(5), 0)
+	g.maps["counts"].Update(u32key(2), u64val(6), 0)
+	if err := m.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	syscall0 := map[string]string{"amd64": "read", "arm64": "io_setup"}[runtime.GOARCH]
+	if want := fmt.Sprintf("counts: 2 keys, sum 11; syscall 0 is %s", syscall0); len(logs.lines(want)) != 1 {
+		t.Errorf("gadget_stop did not log %q; log:\n%s", want, logs.String())
+	}
+
+	g = newMemGadget()
+	g.params["syscall"] = "nope"
+	_, err = wasmstages.NewGadgetModule(ctx, wasmstages.GadgetConfig{Name: "sc.wasm", Source: "sc", Gadget: "wasm_syscalls", Module: guest("gadget_sdk"), Handle: g})
+	if !errors.Is(err, wasmstages.ErrGadgetInit) || !strings.Contains(err.Error(), `syscall nope: "nope" is not a syscall of`) {
+		t.Errorf("init with an unknown syscall: %v", err)
 	}
 }

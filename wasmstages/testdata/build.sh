@@ -44,6 +44,8 @@ cc tag_v2.wasm -DTAG_VERSION=2 tag.c
 # gadgets/testdata/wasm_syscalls.bpf.o, and a variant that traps on arg1 = 7777.
 cc gadget_syscalls.wasm gadget_syscalls.c
 cc gadget_syscalls_trap.wasm -DTRAP_WHO=7777 gadget_syscalls.c
+# A gadget module written with the C SDK (sdk/c/sluice.h, sdk/c/sluice_gadget.h).
+cc gadget_sdk.wasm gadget_sdk.c
 
 # The Go guest: the same filter against the raw ABI, with the Go runtime in
 # it (the large module of the compilation-cache test).
