@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/syscalls"
+
 	"github.com/cilium/ebpf/btf"
 	"github.com/google/go-cmp/cmp"
 	"github.com/vmihailenco/msgpack/v5"
@@ -221,12 +223,11 @@ func TestSpecialTypes(t *testing.T) {
 var toInt = testutil.Int
 
 func syscallNumber(name string) uint64 {
-	for i, n := range syscallNames {
-		if n == name {
-			return uint64(i)
-		}
+	nr, ok := syscalls.Host().Number(name)
+	if !ok {
+		panic("no syscall " + name)
 	}
-	panic("no syscall " + name)
+	return uint64(nr)
 }
 
 func ipTypes() (*btf.Struct, *btf.Struct) {

@@ -5,6 +5,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sluice-dev/sluice/internal/syscalls"
 )
 
 // errnoName returns "ENOENT" for 2, or "E<n>" for numbers without a name.
@@ -33,9 +35,13 @@ func signalName(s uint64) string {
 	return "SIG" + strconv.FormatUint(s, 10)
 }
 
+// syscallName names syscall n of the host's architecture (the one whose
+// kernel recorded it); numbers the table lacks render as syscall_<n>.
 func syscallName(n uint64) string {
-	if n < uint64(len(syscallNames)) && syscallNames[n] != "" {
-		return syscallNames[n]
+	if n < 1<<16 {
+		if name, ok := syscalls.Host().Name(int(n)); ok {
+			return name
+		}
 	}
 	return "syscall_" + strconv.FormatUint(n, 10)
 }
