@@ -118,7 +118,7 @@ var params = map[string][]string{
 	"trace_exec":       {"ignore_failed"},
 	"trace_open":       {"ignore_failed", "target_pid"},
 	"trace_tcpconnect": nil,
-	"trace_signal":     {"failed_only"},
+	"trace_signal":     {"failed_only", "ignore_self"},
 }
 
 func loadSpec(t *testing.T, obj []byte) *ebpf.CollectionSpec {

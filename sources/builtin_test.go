@@ -202,6 +202,41 @@ func TestTraceSignal(t *testing.T) {
 	}
 }
 
+// TestTraceSignalIgnoreSelf: by default a process signalling itself (as
+// language runtimes do constantly) is left out, unless it failed; with
+// ignore_self=false it is reported.
+func TestTraceSignalIgnoreSelf(t *testing.T) {
+	self := os.Getpid()
+	for _, tc := range []struct {
+		param      string
+		wantSelfOK bool
+	}{{"true", false}, {"false", true}} {
+		t.Run("ignore_self="+tc.param, func(t *testing.T) {
+			_, c := startGadget(t, "trace_signal", nil, ParseOptions{}, map[string]string{"ignore_self": tc.param})
+			if err := unix.Kill(self, 0); err != nil { // succeeds: a self-signal
+				t.Fatal(err)
+			}
+			if err := unix.Tgkill(self, 0x7ffffff0, unix.SIGUSR2); err == nil { // fails: always kept
+				t.Fatal("tgkill to a missing thread succeeded")
+			}
+			// The failed call comes after the successful one, so once it is
+			// here the successful one has been decided on.
+			c.waitFor(t, "failed tgkill to self", func(ev map[string]any) bool {
+				return num(ev["pid"]) == int64(self) && ev["sig"] == "SIGUSR2" && ev["ret_error"] == "ESRCH"
+			})
+			sawSelfOK := false
+			for _, ev := range c.snapshot() {
+				if num(ev["pid"]) == int64(self) && num(ev["tpid"]) == int64(self) && num(ev["sig_raw"]) == 0 && num(ev["ret"]) == 0 {
+					sawSelfOK = true
+				}
+			}
+			if sawSelfOK != tc.wantSelfOK {
+				t.Errorf("kill(self, 0) reported = %v, want %v", sawSelfOK, tc.wantSelfOK)
+			}
+		})
+	}
+}
+
 // TestSeqGapFree checks the per-source sequence numbers are consecutive.
 func TestSeqGapFree(t *testing.T) {
 	_, c := startGadget(t, "trace_open", nil, ParseOptions{}, map[string]string{"target_pid": strconv.Itoa(os.Getpid())})

@@ -71,6 +71,13 @@ func (c *collector) waitFor(t *testing.T, what string, match func(map[string]any
 	return nil
 }
 
+// snapshot returns the events collected so far.
+func (c *collector) snapshot() []map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]map[string]any(nil), c.events...)
+}
+
 // startGadget opens a built-in or test gadget and runs it into a collector
 // until the test ends.
 func startGadget(t *testing.T, name string, elf []byte, opts ParseOptions, params map[string]string) (*Gadget, *collector) {

@@ -28,7 +28,7 @@ func TestParseBuiltins(t *testing.T) {
 		"trace_exec":       {"ignore_failed"},
 		"trace_open":       {"ignore_failed", "target_pid"},
 		"trace_tcpconnect": nil,
-		"trace_signal":     {"failed_only"},
+		"trace_signal":     {"failed_only", "ignore_self"},
 	}
 	for name, params := range wantParams {
 		t.Run(name, func(t *testing.T) {

@@ -14,7 +14,11 @@
  *   sig        gadget_signal     the signal (0 probes for existence)
  *   ret        gadget_ret        0, or a negative errno
  *
- * Params: failed_only (bool, default false) keeps only failed calls.
+ * Params: failed_only (bool, default false) keeps only failed calls;
+ * ignore_self (bool, default true) leaves out successful signals a process
+ * sends to itself or to its calling thread: language runtimes send those
+ * all the time (Go preempts goroutines with tgkill(self, tid, SIGURG),
+ * hundreds of times a second), and they say nothing about other processes.
  */
 #include <sluice/gadget.h>
 
@@ -31,6 +35,8 @@ struct event {
 
 const volatile bool failed_only = false;
 GADGET_PARAM(failed_only);
+const volatile bool ignore_self = true;
+GADGET_PARAM(ignore_self);
 
 GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
 GADGET_TRACER(trace_signal, events, event);
@@ -67,6 +73,9 @@ static __always_inline int exit_signal(void *ctx, long ret)
 	if (!p)
 		return 0;
 	if (failed_only && ret >= 0)
+		goto out;
+	if (ignore_self && ret == 0 &&
+	    ((__u32)p->tpid == (__u32)(id >> 32) || (__u32)p->tpid == tid))
 		goto out;
 	e = gadget_reserve_buf(&events, sizeof(*e));
 	if (!e)
