@@ -85,13 +85,17 @@ func appendWall(dst []byte, t time.Time) []byte {
 	// most 35 bytes, and formatting straight into dst avoids a copy.
 	dst = append(dst, 0xd9, 0)
 	start := len(dst)
-	dst = t.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = appendRFC3339Nano(dst, t.UnixNano())
 	dst[start-1] = byte(len(dst) - start)
 	return dst
 }
 
 func appendTime(dst []byte, bootNS uint64, offset int64) []byte {
-	return appendWall(dst, time.Unix(0, int64(bootNS)+offset))
+	dst = append(dst, 0xd9, 0)
+	start := len(dst)
+	dst = appendRFC3339Nano(dst, int64(bootNS)+offset)
+	dst[start-1] = byte(len(dst) - start)
+	return dst
 }
 
 func readUint(rec []byte, off, size int) uint64 {
