@@ -1,16 +1,12 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/internal/testutil"
@@ -51,25 +47,9 @@ pipeline "security" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	out := &testutil.SyncBuffer{}
-	a, diags := New(f, Options{Stdout: out})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-
-	marker := fmt.Sprintf("sluice-e2e-%d", rand.Uint32())
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), marker) {
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("no event for the exec within 10s; output:\n%s", out.String())
-		}
-		exec.Command("/bin/true", marker).Run()
-		time.Sleep(50 * time.Millisecond)
-	}
+	ta := startAgent(t, f, Options{})
+	ta.waitForExec("sluice-e2e")
+	out := ta.out
 	for _, want := range []string{`"host":"e2e-host"`, `"source":"exec"`, `"gadget":"trace_exec"`, `"comm":"true"`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %s", want)
@@ -86,16 +66,8 @@ pipeline "security" {
 		t.Errorf("metrics lack the source counter:\n%s", body)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("agent did not stop within 15s of cancellation")
-	}
-	s := a.Summary()
+	ta.stop()
+	s := ta.a.Summary()
 	var dropped uint64
 	for _, n := range s.Dropped {
 		dropped += n

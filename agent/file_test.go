@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -67,30 +66,14 @@ pipeline "p" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	a, diags := New(f, Options{})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	ta := startAgent(t, f, Options{})
 	marker := fmt.Sprintf("sluice-file-%d", rand.Uint32())
 	path := filepath.Join(dataDir, "events", "exec-"+time.Now().UTC().Format("2006-01-02")+".jsonl")
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		exec.Command("/bin/true", marker).Run()
-		time.Sleep(100 * time.Millisecond)
-		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), marker) {
-			return
-		}
-		if time.Now().After(deadline) {
-			entries, _ := os.ReadDir(filepath.Dir(path))
-			t.Fatalf("no exec event with %s in %s within 15s (directory: %v)", marker, path, entries)
-		}
-	}
+	ta.waitFor("exec event with "+marker+" in "+path, 15*time.Second,
+		func() { exec.Command("/bin/true", marker).Run() },
+		func() bool {
+			b, err := os.ReadFile(path)
+			return err == nil && strings.Contains(string(b), marker)
+		})
+	ta.stop()
 }

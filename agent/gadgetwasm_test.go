@@ -114,41 +114,9 @@ pipeline "p" {
 // metrics.
 func runWhile(t *testing.T, f *config.File, images *Images, trigger func(), done func(string) bool) (string, *pipeline.Registry) {
 	t.Helper()
-	out := &testutil.SyncBuffer{}
-	reg := pipeline.NewRegistry()
-	a, diags := New(f, Options{Stdout: out, Images: images, Metrics: reg})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- a.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !done(out.String()) {
-		select {
-		case err := <-errc:
-			cancel()
-			t.Fatalf("agent stopped early: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-errc
-			t.Fatalf("condition not met within 10s; output:\n%s", out.String())
-		}
-		trigger()
-		time.Sleep(50 * time.Millisecond)
-	}
-	cancel()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("agent did not stop")
-	}
-	return out.String(), reg
+	ta := startAgent(t, f, Options{Images: images})
+	ta.waitForOutput("the expected output", 10*time.Second, trigger, done)
+	return ta.stop(), ta.reg
 }
 
 // getpriority calls getpriority(PRIO_PROCESS, whoBase+k) for each k.

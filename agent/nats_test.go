@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
@@ -49,19 +48,8 @@ pipeline "p" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	a, diags := New(f, Options{})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	ta := startAgent(t, f, Options{})
+	defer ta.stop()
 
 	var nc *nats.Conn
 	var err error

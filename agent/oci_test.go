@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
@@ -76,35 +73,9 @@ pipeline "p" {
 // runUntilExec runs the agent until a marked exec shows up in its output.
 func runUntilExec(t *testing.T, f *config.File, images *Images) string {
 	t.Helper()
-	out := &testutil.SyncBuffer{}
-	a, diags := New(f, Options{Stdout: out, Images: images})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	marker := fmt.Sprintf("sluice-oci-%d", rand.Uint32())
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), marker) {
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("no event for the exec within 10s; output:\n%s", out.String())
-		}
-		exec.Command("/bin/true", marker).Run()
-		time.Sleep(50 * time.Millisecond)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("agent did not stop")
-	}
-	return out.String()
+	ta := startAgent(t, f, Options{Images: images})
+	ta.waitForExec("sluice-oci")
+	return ta.stop()
 }
 
 // TestGadgetImageRoundTrip: build -> push -> the agent pulls the image on

@@ -89,43 +89,19 @@ pipeline "failing" {
 }
 `, dataDir, testGuest(t, "trap"))
 	f := parseFile(t, dir, src)
-	out := &testutil.SyncBuffer{}
-	reg := pipeline.NewRegistry()
-	a, diags := New(f, Options{Stdout: out, Metrics: reg})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-
+	ta := startAgent(t, f, Options{})
 	kept := fmt.Sprintf("sluice-stage-kept-%d", rand.Uint32())
 	dropped := fmt.Sprintf("sluice-stage-dropped-%d", rand.Uint32())
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), kept) {
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("no event for echo within 20s; output:\n%s", out.String())
-		}
+	ta.waitForOutput("event for echo", 20*time.Second, func() {
 		exec.Command("/bin/true", dropped).Run()
 		exec.Command("/bin/echo", kept).Run()
-		time.Sleep(50 * time.Millisecond)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("agent did not stop within 30s of cancellation")
-	}
+	}, func(out string) bool { return strings.Contains(out, kept) })
+	out, reg := ta.stop(), ta.reg
 
 	// The filter dropped every event of true, ours and anyone else's, and
 	// passed echo's. The trapping stage's batches went to the dead-letter
 	// file, never to stdout.
-	sc := bufio.NewScanner(strings.NewReader(out.String()))
+	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		var ev map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
