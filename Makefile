@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Extra flags for `make run`, e.g. make run ARGS="--config my.hcl".
 ARGS    ?=
 
-.PHONY: all build run test test-race bench bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
+.PHONY: all build run test test-cosign test-race bench bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
 
 all: build
 
@@ -73,6 +73,16 @@ check-test-stages-wasm: test-stages-wasm
 bench-stages: build
 	bash bench/stage-throughput.sh
 	bash bench/stage-startup.sh
+
+# The real cosign, built from the Go module proxy, for TestCosignInterop
+# (cmd/sluice): sluice's signatures must verify with cosign and cosign's with
+# sluice. .ci/run builds it and sets SLUICE_COSIGN, so make test runs it.
+COSIGN_VERSION ?= v2.6.5
+bin/cosign:
+	GOBIN=$(CURDIR)/bin GOFLAGS=-mod=mod $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
+
+test-cosign: bin/cosign
+	SLUICE_COSIGN=$(CURDIR)/bin/cosign $(GO) test -count=1 -run 'TestCosignInterop' -v ./cmd/sluice
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -183,3 +183,41 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// TestCosignMadeVector: a key pair and a signature made by the cosign
+// binary itself (v2.6.5: `cosign generate-key-pair`, then `cosign sign
+// --key cosign.key --tlog-upload=false` of a sluice-built image, the
+// signature fetched with `cosign download signature`) open and verify here,
+// and cosign's payload is byte for byte the one NewPayload makes.
+func TestCosignMadeVector(t *testing.T) {
+	pub, err := sign.LoadPublicKey(read(t, "cosign-v2.6.5.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := sign.LoadPrivateKey(read(t, "cosign-v2.6.5.key"), []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !key.PublicKey.Equal(pub) {
+		t.Fatal("cosign's key files are not a pair")
+	}
+	payload := read(t, "cosign-v2.6.5-payload.json")
+	sig := strings.TrimSpace(string(read(t, "cosign-v2.6.5-payload.sig")))
+	if !sign.VerifyPayload(pub, payload, sig) {
+		t.Fatal("cosign's signature does not verify")
+	}
+	other, err := sign.LoadPublicKey(read(t, "sluice.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sign.VerifyPayload(other, payload, sig) {
+		t.Fatal("cosign's signature verified with another key")
+	}
+	want, err := sign.NewPayload("localhost:5123/g/trace_exec", digest.Digest("sha256:030c69c2e244d1807158c84b1ce080d3df75315c038e9ce49dc2c837e4d86cf3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(payload, want) {
+		t.Errorf("NewPayload differs from cosign's payload:\n got %s\nwant %s", want, payload)
+	}
+}
