@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Extra flags for `make run`, e.g. make run ARGS="--config my.hcl".
 ARGS    ?=
 
-.PHONY: all build run test test-cosign test-race bench bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
+.PHONY: all build run test test-interop test-race bench bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
 
 all: build
 
@@ -76,13 +76,21 @@ bench-stages: build
 
 # The real cosign, built from the Go module proxy, for TestCosignInterop
 # (cmd/sluice): sluice's signatures must verify with cosign and cosign's with
-# sluice. .ci/run builds it and sets SLUICE_COSIGN, so make test runs it.
+# sluice. .ci/run builds it and bin/oras and sets SLUICE_COSIGN and
+# SLUICE_ORAS, so that make test runs both interop tests.
 COSIGN_VERSION ?= v2.6.5
 bin/cosign:
 	GOBIN=$(CURDIR)/bin GOFLAGS=-mod=mod $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 
-test-cosign: bin/cosign
-	SLUICE_COSIGN=$(CURDIR)/bin/cosign $(GO) test -count=1 -run 'TestCosignInterop' -v ./cmd/sluice
+# The oras CLI, a standard OCI client, for TestORASInspectsImages
+# (cmd/sluice): images sluice builds must read as plain OCI artifacts.
+ORAS_VERSION ?= v1.3.6
+bin/oras:
+	GOBIN=$(CURDIR)/bin GOFLAGS=-mod=mod $(GO) install oras.land/oras/cmd/oras@$(ORAS_VERSION)
+
+# Both interop tests against the real third-party tools.
+test-interop: bin/cosign bin/oras
+	SLUICE_COSIGN=$(CURDIR)/bin/cosign SLUICE_ORAS=$(CURDIR)/bin/oras $(GO) test -count=1 -run 'TestCosignInterop|TestORASInspectsImages' -v ./cmd/sluice
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
