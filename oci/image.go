@@ -162,18 +162,18 @@ func (s *Store) selectManifest(ctx context.Context, desc ocispec.Descriptor, arc
 	}
 	switch {
 	case isManifest(mediaType):
-		var m ocispec.Manifest
-		if err := json.Unmarshal(b, &m); err != nil {
-			return ocispec.Descriptor{}, nil, fmt.Errorf("decode manifest %s: %w", desc.Digest, err)
+		m, err := decodeManifest(b, desc.Digest)
+		if err != nil {
+			return ocispec.Descriptor{}, nil, err
 		}
-		if !fits(&m) {
-			return ocispec.Descriptor{}, nil, fmt.Errorf("manifest %s is not a %s image (layers: %s)", desc.Digest, wantKind(fits), layerTypes(&m))
+		if !fits(m) {
+			return ocispec.Descriptor{}, nil, fmt.Errorf("manifest %s is not a %s image (layers: %s)", desc.Digest, wantKind(fits), layerTypes(m))
 		}
-		return desc, &m, nil
+		return desc, m, nil
 	case isIndex(mediaType):
-		var idx ocispec.Index
-		if err := json.Unmarshal(b, &idx); err != nil {
-			return ocispec.Descriptor{}, nil, fmt.Errorf("decode index %s: %w", desc.Digest, err)
+		idx, err := decodeIndex(b, desc.Digest)
+		if err != nil {
+			return ocispec.Descriptor{}, nil, err
 		}
 		var have []string
 		for _, md := range idx.Manifests {
@@ -183,16 +183,12 @@ func (s *Store) selectManifest(ctx context.Context, desc ocispec.Descriptor, arc
 			if arch != "" && (md.Platform == nil || md.Platform.Architecture != arch || (md.Platform.OS != "linux" && md.Platform.OS != "")) {
 				continue
 			}
-			mb, err := s.fetch(ctx, md, maxMetadataBytes)
+			m, err := s.readManifest(ctx, md)
 			if err != nil {
 				return ocispec.Descriptor{}, nil, err
 			}
-			var m ocispec.Manifest
-			if err := json.Unmarshal(mb, &m); err != nil {
-				return ocispec.Descriptor{}, nil, fmt.Errorf("decode manifest %s: %w", md.Digest, err)
-			}
-			if fits(&m) {
-				return md, &m, nil
+			if fits(m) {
+				return md, m, nil
 			}
 		}
 		if arch != "" {

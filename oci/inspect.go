@@ -2,8 +2,6 @@ package oci
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -44,27 +42,19 @@ func (s *Store) Inspect(ctx context.Context, ref Reference) (*Inspection, error)
 		return nil, err
 	}
 	info := &Inspection{Ref: ref.String(), Digest: desc.Digest, MediaType: desc.MediaType}
-	b, err := s.fetch(ctx, desc, maxMetadataBytes)
-	if err != nil {
-		return nil, err
-	}
 	manifests := []ocispec.Descriptor{desc}
 	if isIndex(desc.MediaType) {
-		var idx ocispec.Index
-		if err := json.Unmarshal(b, &idx); err != nil {
-			return nil, fmt.Errorf("decode index: %w", err)
+		idx, err := s.readIndex(ctx, desc)
+		if err != nil {
+			return nil, err
 		}
 		info.Annotations = idx.Annotations
 		manifests = idx.Manifests
 	}
 	for _, md := range manifests {
-		mb, err := s.fetch(ctx, md, maxMetadataBytes)
+		m, err := s.readManifest(ctx, md)
 		if err != nil {
 			return nil, err
-		}
-		var m ocispec.Manifest
-		if err := json.Unmarshal(mb, &m); err != nil {
-			return nil, fmt.Errorf("decode manifest %s: %w", md.Digest, err)
 		}
 		im := InspectedManifest{Digest: md.Digest, ArtifactType: m.ArtifactType, Config: m.Config, Layers: m.Layers}
 		if md.Platform != nil {

@@ -154,6 +154,40 @@ func fetchVerified(ctx context.Context, f content.Fetcher, desc ocispec.Descript
 	return b, nil
 }
 
+// readManifest reads and decodes the image manifest md.
+func (s *Store) readManifest(ctx context.Context, md ocispec.Descriptor) (*ocispec.Manifest, error) {
+	b, err := s.fetch(ctx, md, maxMetadataBytes)
+	if err != nil {
+		return nil, err
+	}
+	return decodeManifest(b, md.Digest)
+}
+
+func decodeManifest(b []byte, d digest.Digest) (*ocispec.Manifest, error) {
+	var m ocispec.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decode manifest %s: %w", d, err)
+	}
+	return &m, nil
+}
+
+// readIndex reads and decodes the image index desc.
+func (s *Store) readIndex(ctx context.Context, desc ocispec.Descriptor) (*ocispec.Index, error) {
+	b, err := s.fetch(ctx, desc, maxMetadataBytes)
+	if err != nil {
+		return nil, err
+	}
+	return decodeIndex(b, desc.Digest)
+}
+
+func decodeIndex(b []byte, d digest.Digest) (*ocispec.Index, error) {
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("decode index %s: %w", d, err)
+	}
+	return &idx, nil
+}
+
 // Image is one named image in the store, as `sluice image list` shows it.
 type Image struct {
 	Ref       string // the name it is stored under
@@ -198,12 +232,8 @@ func (s *Store) List(ctx context.Context) ([]Image, error) {
 func (s *Store) describe(ctx context.Context, desc ocispec.Descriptor, img *Image) {
 	manifests := []ocispec.Descriptor{desc}
 	if isIndex(desc.MediaType) {
-		b, err := s.fetch(ctx, desc, maxMetadataBytes)
+		idx, err := s.readIndex(ctx, desc)
 		if err != nil {
-			return
-		}
-		var idx ocispec.Index
-		if json.Unmarshal(b, &idx) != nil {
 			return
 		}
 		img.Created = idx.Annotations[ocispec.AnnotationCreated]
@@ -211,12 +241,8 @@ func (s *Store) describe(ctx context.Context, desc ocispec.Descriptor, img *Imag
 		manifests = idx.Manifests
 	}
 	for _, md := range manifests {
-		b, err := s.fetch(ctx, md, maxMetadataBytes)
+		m, err := s.readManifest(ctx, md)
 		if err != nil {
-			continue
-		}
-		var m ocispec.Manifest
-		if json.Unmarshal(b, &m) != nil {
 			continue
 		}
 		if img.Created == "" {
@@ -227,7 +253,7 @@ func (s *Store) describe(ctx context.Context, desc ocispec.Descriptor, img *Imag
 			img.Size += l.Size
 		}
 		if img.Kind == "" {
-			img.Kind = kindOf(&m)
+			img.Kind = kindOf(m)
 		}
 		if md.Platform != nil {
 			img.Archs = append(img.Archs, md.Platform.Architecture)
