@@ -22,11 +22,6 @@ const (
 	MediaTypeWasmLayer  = "application/wasm"
 )
 
-// ArtifactTypeStage is what sluice writes as the artifactType of a stage
-// image it builds: the CNCF Wasm config media type, which is also the
-// manifest's config media type in that layout.
-const ArtifactTypeStage = MediaTypeWasmConfig
-
 // Annotations sluice sets beside the org.opencontainers.image.* ones.
 const (
 	// AnnotationBuilder names the tool that built an image.

@@ -185,15 +185,11 @@ func Push(ctx context.Context, store *Store, ref Reference, opts RemoteOptions) 
 		return ocispec.Descriptor{}, err
 	}
 	src := progressSource{ReadOnlyTarget: store.layout, report: opts.Progress}
-	dstRef := ref.RemoteRef()
-	if ref.Tag != "" {
-		dstRef = ref.Tag
-	}
 	if err := oras.CopyGraph(ctx, src, repo, desc, copyOptions(opts).CopyGraphOptions); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("push %s: %w", ref, err)
 	}
 	if ref.Tag != "" {
-		if err := repo.Tag(ctx, desc, dstRef); err != nil {
+		if err := repo.Tag(ctx, desc, ref.Tag); err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("push %s: tag: %w", ref, err)
 		}
 	}
