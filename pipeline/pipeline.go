@@ -138,8 +138,11 @@ func New(spec Spec) (*Pipeline, error) {
 	deadLetters := map[Sink]*sinkRT{}
 	for _, st := range spec.Stages {
 		rt := newStageRT(p.reg, st)
+		var sk Sink
+		if ep, ok := st.(ErrorPolicy); ok {
+			rt.action, sk = ep.OnError()
+		}
 		if rt.action == ErrorDeadLetter {
-			_, sk := st.(ErrorPolicy).OnError()
 			if sk == nil {
 				return nil, fmt.Errorf("create pipeline %q: stage %s routes failed batches to a dead-letter sink but names none", spec.Name, st.Name())
 			}

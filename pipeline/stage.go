@@ -148,7 +148,7 @@ type stageRT struct {
 
 func newStageRT(reg *Registry, st Stage) *stageRT {
 	m := reg.Component("stage", st.Name())
-	rt := &stageRT{
+	return &stageRT{
 		st:       st,
 		m:        m,
 		filtered: m.Dropped(ReasonFiltered),
@@ -160,10 +160,6 @@ func newStageRT(reg *Registry, st Stage) *stageRT {
 		errs:     map[string]*Counter{},
 		reg:      reg,
 	}
-	if ep, ok := st.(ErrorPolicy); ok {
-		rt.action, _ = ep.OnError()
-	}
-	return rt
 }
 
 func (st *stageRT) countError(err error) {

@@ -20,11 +20,15 @@ type policyStage struct {
 	action ErrorAction
 	dl     Sink
 
-	failed []uint64
+	failed  []uint64
+	onError int // calls of OnError
 }
 
-func (s *policyStage) Name() string                    { return "policy" }
-func (s *policyStage) OnError() (ErrorAction, Sink)    { return s.action, s.dl }
+func (s *policyStage) Name() string { return "policy" }
+func (s *policyStage) OnError() (ErrorAction, Sink) {
+	s.onError++
+	return s.action, s.dl
+}
 func (s *policyStage) Close(ctx context.Context) error { return nil }
 func (s *policyStage) Process(_ context.Context, in, out []Event) ([]Event, error) {
 	if slices.ContainsFunc(in, func(ev Event) bool { return ev.Seq%50 == 0 }) {
@@ -72,6 +76,9 @@ func TestStageErrorPolicies(t *testing.T) {
 			}
 			if len(st.failed) == 0 {
 				t.Fatal("no batch failed; the test proves nothing")
+			}
+			if st.onError != 1 {
+				t.Errorf("the pipeline asked for the error policy %d times, want once", st.onError)
 			}
 			failed := uint64(len(st.failed))
 			m := reg.Component("stage", "policy")
