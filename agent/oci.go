@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/ecdsa"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -149,20 +150,18 @@ func FetchImages(ctx context.Context, f *config.File, opts FetchOptions) (*Image
 	return im, diags
 }
 
+// imageDiag names what went wrong by the conclusive errors of oci and
+// oci/sign.
 func imageDiag(err error, rng hcl.Range) *hcl.Diagnostic {
 	summary := "Cannot fetch image"
+	var pe *oci.PolicyError
 	switch {
-	case isPolicyError(err):
+	case errors.As(err, &pe):
 		summary = "Image not allowed"
-	case strings.Contains(err.Error(), "refuse image"):
+	case errors.Is(err, sign.ErrUnsigned), errors.Is(err, sign.ErrNoValidSignature):
 		summary = "Image signature not valid"
 	}
 	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: rangePtr(rng)}
-}
-
-func isPolicyError(err error) bool {
-	_, ok := err.(*oci.PolicyError)
-	return ok
 }
 
 // imagePolicy turns the agent block's image settings into an oci.Policy,
