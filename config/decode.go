@@ -90,10 +90,21 @@ func decodeBody(filename string, body hcl.Body, ectx *hcl.EvalContext) (*File, h
 	content, diags := body.Content(fileSchema)
 
 	var agentBlock *hcl.Block
-	sourceByName := map[string]*Source{}
-	sinkByName := map[string]*Sink{}
-	stageByName := map[string]*Stage{}
-	pipelineByName := map[string]*Pipeline{}
+	// declared holds the first declaration of each name, by block type:
+	// names are unique within a kind, whatever the component type.
+	declared := map[string]map[string]hcl.Range{}
+	unique := func(kind, name string, rng hcl.Range, why string) bool {
+		first, ok := declared[kind][name]
+		if ok {
+			diags = append(diags, duplicate(kind+" block", fmt.Sprintf("A %s named %q", kind, name), first, rng, why))
+			return false
+		}
+		if declared[kind] == nil {
+			declared[kind] = map[string]hcl.Range{}
+		}
+		declared[kind][name] = rng
+		return true
+	}
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "agent":
@@ -106,52 +117,30 @@ func decodeBody(filename string, body hcl.Body, ectx *hcl.EvalContext) (*File, h
 		case KindSource:
 			src, ds := d.source(b)
 			diags = append(diags, ds...)
-			if src == nil {
-				continue
+			if src != nil && unique(KindSource, src.Name, src.DefRange,
+				"Source names must be unique, whatever their type, because events carry the source name.") {
+				f.Sources = append(f.Sources, src)
 			}
-			if prev, ok := sourceByName[src.Name]; ok {
-				diags = append(diags, duplicate("source block", fmt.Sprintf("A source named %q", src.Name), prev.DefRange, src.DefRange,
-					"Source names must be unique, whatever their type, because events carry the source name."))
-				continue
-			}
-			sourceByName[src.Name] = src
-			f.Sources = append(f.Sources, src)
 		case KindSink:
 			sink, ds := d.sink(b)
 			diags = append(diags, ds...)
-			if sink == nil {
-				continue
+			if sink != nil && unique(KindSink, sink.Name, sink.DefRange,
+				"Sink names must be unique, whatever their type, because metrics and logs name sinks by name.") {
+				f.Sinks = append(f.Sinks, sink)
 			}
-			if prev, ok := sinkByName[sink.Name]; ok {
-				diags = append(diags, duplicate("sink block", fmt.Sprintf("A sink named %q", sink.Name), prev.DefRange, sink.DefRange,
-					"Sink names must be unique, whatever their type, because metrics and logs name sinks by name."))
-				continue
-			}
-			sinkByName[sink.Name] = sink
-			f.Sinks = append(f.Sinks, sink)
 		case KindStage:
 			st, ds := d.stage(b)
 			diags = append(diags, ds...)
-			if st == nil {
-				continue
+			if st != nil && unique(KindStage, st.Name, st.DefRange,
+				"Stage names must be unique, whatever their type, because metrics and logs name stages by name.") {
+				f.Stages = append(f.Stages, st)
 			}
-			if prev, ok := stageByName[st.Name]; ok {
-				diags = append(diags, duplicate("stage block", fmt.Sprintf("A stage named %q", st.Name), prev.DefRange, st.DefRange,
-					"Stage names must be unique, whatever their type, because metrics and logs name stages by name."))
-				continue
-			}
-			stageByName[st.Name] = st
-			f.Stages = append(f.Stages, st)
 		case "pipeline":
 			p, ds := d.pipeline(b)
 			diags = append(diags, ds...)
-			if prev, ok := pipelineByName[p.Name]; ok {
-				diags = append(diags, duplicate("pipeline block", fmt.Sprintf("A pipeline named %q", p.Name), prev.DefRange, p.DefRange,
-					"Pipeline names must be unique."))
-				continue
+			if unique("pipeline", p.Name, p.DefRange, "Pipeline names must be unique.") {
+				f.Pipelines = append(f.Pipelines, p)
 			}
-			pipelineByName[p.Name] = p
-			f.Pipelines = append(f.Pipelines, p)
 		}
 	}
 	agent, ds := d.agent(agentBlock)
