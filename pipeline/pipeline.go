@@ -55,11 +55,12 @@ type Pipeline struct {
 	edgeM   *ComponentMetrics
 	sources []*sourceRT
 	stages  []*stageRT
-	sinks   []*sinkRT
-	// deadLetters are the routes to the stages' dead-letter sinks: a queue
-	// and a writer each, fed only by failed batches (no loss records).
-	deadLetters []*sinkRT
-	ran         atomic.Bool
+	// routes are the queues to the sinks, each with its writer: one per
+	// sink of the spec, then one per dead-letter sink of the stages, fed
+	// only by failed batches (no loss records).
+	routes []*sinkRT
+	sinks  []*sinkRT // routes[:len(spec.Sinks)]: what fanOut and flushLoss feed
+	ran    atomic.Bool
 }
 
 type sourceRT struct {
@@ -133,8 +134,9 @@ func New(spec Spec) (*Pipeline, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.sinks = append(p.sinks, s)
+		p.routes = append(p.routes, s)
 	}
+	p.sinks = p.routes[:len(p.routes):len(p.routes)]
 	deadLetters := map[Sink]*sinkRT{}
 	for _, st := range spec.Stages {
 		rt := newStageRT(p.reg, st)
@@ -152,7 +154,7 @@ func New(spec Spec) (*Pipeline, error) {
 					return nil, err
 				}
 				deadLetters[sk] = s
-				p.deadLetters = append(p.deadLetters, s)
+				p.routes = append(p.routes, s)
 				rt.deadLetter = s
 			}
 		}
@@ -235,7 +237,7 @@ func (p *Pipeline) Run(ctx context.Context, grace time.Duration) error {
 	defer cancelDrain()
 
 	var g errgroup.Group
-	for _, s := range append(slices.Clip(p.sinks), p.deadLetters...) {
+	for _, s := range p.routes {
 		g.Go(func() error {
 			p.writeSink(drainCtx, s)
 			return nil
@@ -264,7 +266,7 @@ func (p *Pipeline) Run(ctx context.Context, grace time.Duration) error {
 	// Everything still queued now missed the grace period. The queues are
 	// closed, so nothing can arrive after the count.
 	dropped := p.edge.discard(ReasonShutdown)
-	for _, s := range append(slices.Clip(p.sinks), p.deadLetters...) {
+	for _, s := range p.routes {
 		dropped += s.q.discard(ReasonShutdown)
 	}
 	if dropped > 0 {
@@ -352,7 +354,7 @@ func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDo
 	stopTick()
 	<-tickDone // no periodic flush may race the final one past the close below
 	p.flushLoss()
-	for _, s := range append(slices.Clip(p.sinks), p.deadLetters...) {
+	for _, s := range p.routes {
 		s.q.Close()
 	}
 }
@@ -436,12 +438,12 @@ func (p *Pipeline) closeAll(ctx context.Context) error {
 		}
 	}
 	// Sinks close in parallel so that one slow flush does not eat the
-	// others' share of the grace period. A sink that is also a dead-letter
-	// sink is closed once.
-	toClose := slices.Clip(p.sinks)
-	for _, dl := range p.deadLetters {
-		if !slices.ContainsFunc(p.sinks, func(s *sinkRT) bool { return s.sink == dl.sink }) {
-			toClose = append(toClose, dl)
+	// others' share of the grace period. A sink with two routes (ordinary
+	// and dead-letter) is closed once.
+	var toClose []*sinkRT
+	for _, s := range p.routes {
+		if !slices.ContainsFunc(toClose, func(c *sinkRT) bool { return c.sink == s.sink }) {
+			toClose = append(toClose, s)
 		}
 	}
 	sinkErrs := make([]error, len(toClose))
