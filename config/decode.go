@@ -315,32 +315,36 @@ func (d *decoder) validName(kind string, b *hcl.Block, labelIndex int, ref strin
 	}}
 }
 
-func (d *decoder) source(b *hcl.Block) (*Source, hcl.Diagnostics) {
-	typ, name := b.Labels[0], b.Labels[1]
-	ref := Reference{Kind: KindSource, Type: typ, Name: name}.String()
-	dec, ok := sourceTypes[typ]
-	if !ok {
+// header decodes the labels of a `KIND "<type>" "<name>"` block into its
+// reference and finds the decoder its type registered in types. An unknown
+// type is reported (ok = false) and its reference marked broken, so that
+// pipelines naming it get no second error; a name no reference can hold is
+// reported too.
+func header[D any](d *decoder, kind string, b *hcl.Block, types map[string]D) (dec D, ref string, ok bool, diags hcl.Diagnostics) {
+	ref = Reference{Kind: kind, Type: b.Labels[0], Name: b.Labels[1]}.String()
+	if dec, ok = types[b.Labels[0]]; !ok {
 		d.broken[ref] = true
-		return nil, hcl.Diagnostics{unknownType(KindSource, b, SourceTypes())}
+		return dec, ref, false, hcl.Diagnostics{unknownType(kind, b, sortedKeys(types))}
 	}
-	src := &Source{Type: typ, Name: name, DefRange: b.DefRange, Ref: ref}
-	diags := d.validName(KindSource, b, 1, ref)
-	diags = append(diags, dec(b.Body, d.ectx, src)...)
-	return src, diags
+	return dec, ref, true, d.validName(kind, b, 1, ref)
+}
+
+func (d *decoder) source(b *hcl.Block) (*Source, hcl.Diagnostics) {
+	dec, ref, ok, diags := header(d, KindSource, b, sourceTypes)
+	if !ok {
+		return nil, diags
+	}
+	src := &Source{Type: b.Labels[0], Name: b.Labels[1], DefRange: b.DefRange, Ref: ref}
+	return src, append(diags, dec(b.Body, d.ectx, src)...)
 }
 
 func (d *decoder) sink(b *hcl.Block) (*Sink, hcl.Diagnostics) {
-	typ, name := b.Labels[0], b.Labels[1]
-	ref := Reference{Kind: KindSink, Type: typ, Name: name}.String()
-	dec, ok := sinkTypes[typ]
+	dec, ref, ok, diags := header(d, KindSink, b, sinkTypes)
 	if !ok {
-		d.broken[ref] = true
-		return nil, hcl.Diagnostics{unknownType(KindSink, b, SinkTypes())}
+		return nil, diags
 	}
-	sink := &Sink{Type: typ, Name: name, DefRange: b.DefRange, Ref: ref}
-	diags := d.validName(KindSink, b, 1, ref)
-	diags = append(diags, dec(b.Body, d.ectx, sink)...)
-	return sink, diags
+	sink := &Sink{Type: b.Labels[0], Name: b.Labels[1], DefRange: b.DefRange, Ref: ref}
+	return sink, append(diags, dec(b.Body, d.ectx, sink)...)
 }
 
 func (d *decoder) pipeline(b *hcl.Block) (*Pipeline, hcl.Diagnostics) {

@@ -13,7 +13,7 @@ import (
 const (
 	KindSource = "source"
 	KindSink   = "sink"
-	KindStage  = "stage" // reserved for `stage "wasm" NAME` blocks
+	KindStage  = "stage"
 )
 
 // referenceKinds lists every kind a reference may start with, so that a

@@ -75,15 +75,11 @@ var stageCommonSchema = &hcl.BodySchema{
 }
 
 func (d *decoder) stage(b *hcl.Block) (*Stage, hcl.Diagnostics) {
-	typ, name := b.Labels[0], b.Labels[1]
-	ref := Reference{Kind: KindStage, Type: typ, Name: name}.String()
-	dec, ok := stageTypes[typ]
+	dec, ref, ok, diags := header(d, KindStage, b, stageTypes)
 	if !ok {
-		d.broken[ref] = true
-		return nil, hcl.Diagnostics{unknownType(KindStage, b, StageTypes())}
+		return nil, diags
 	}
-	st := &Stage{Type: typ, Name: name, DefRange: b.DefRange, Ref: ref, OnError: DefaultOnError}
-	diags := d.validName(KindStage, b, 1, ref)
+	st := &Stage{Type: b.Labels[0], Name: b.Labels[1], DefRange: b.DefRange, Ref: ref, OnError: DefaultOnError}
 	content, rest, ds := b.Body.PartialContent(stageCommonSchema)
 	diags = append(diags, ds...)
 	onError := content.Attributes["on_error"]
