@@ -80,20 +80,19 @@ func (p *Plan) Append(dst []byte, record []byte, seq uint64, now time.Time) []by
 	return dst
 }
 
-func appendWall(dst []byte, t time.Time) []byte {
-	// A str8 header patched afterwards: RFC 3339 with nanoseconds is at
-	// most 35 bytes, and formatting straight into dst avoids a copy.
-	dst = append(dst, 0xd9, 0)
-	start := len(dst)
-	dst = appendRFC3339Nano(dst, t.UnixNano())
-	dst[start-1] = byte(len(dst) - start)
-	return dst
-}
+func appendWall(dst []byte, t time.Time) []byte { return appendTimestamp(dst, t.UnixNano()) }
 
 func appendTime(dst []byte, bootNS uint64, offset int64) []byte {
+	return appendTimestamp(dst, int64(bootNS)+offset)
+}
+
+// appendTimestamp appends unixNano as a msgpack string in RFC 3339 (UTC,
+// nanoseconds). The str8 header is patched afterwards: the text is at most
+// 30 bytes, and formatting straight into dst avoids a copy.
+func appendTimestamp(dst []byte, unixNano int64) []byte {
 	dst = append(dst, 0xd9, 0)
 	start := len(dst)
-	dst = appendRFC3339Nano(dst, int64(bootNS)+offset)
+	dst = appendRFC3339Nano(dst, unixNano)
 	dst[start-1] = byte(len(dst) - start)
 	return dst
 }
