@@ -364,10 +364,7 @@ func (d *decoder) pipeline(b *hcl.Block) (*Pipeline, hcl.Diagnostics) {
 	diags = append(diags, ds...)
 	if a := content.Attributes["stages"]; a != nil {
 		// Unlike sources and sinks, a pipeline may have no stages.
-		p.Stages, ds = decodeReferences(a, KindStage)
-		if ds.HasErrors() {
-			d.badRefs = true
-		}
+		p.Stages, ds = d.refs(a, KindStage)
 		diags = append(diags, ds...)
 	}
 
@@ -408,13 +405,20 @@ func (d *decoder) pipelineRefs(p *Pipeline, attr *hcl.Attribute, kind, attrName 
 	if attr == nil {
 		return nil, hcl.Diagnostics{empty}
 	}
-	refs, diags := decodeReferences(attr, kind)
-	if diags.HasErrors() {
-		d.badRefs = true
-	}
+	refs, diags := d.refs(attr, kind)
 	if len(refs) == 0 && !diags.HasErrors() {
 		empty.Subject = attr.Expr.Range().Ptr()
 		diags = append(diags, empty)
+	}
+	return refs, diags
+}
+
+// refs decodes a pipeline's list of references to one kind, noting
+// errors in it (which the "unused" warnings would then mostly repeat).
+func (d *decoder) refs(attr *hcl.Attribute, kind string) ([]Reference, hcl.Diagnostics) {
+	refs, diags := decodeReferences(attr, kind)
+	if diags.HasErrors() {
+		d.badRefs = true
 	}
 	return refs, diags
 }
