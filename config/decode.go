@@ -229,27 +229,25 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 		}
 		var verifyBlock *hcl.Block
 		for _, nb := range content.Blocks {
-			if nb.Type == "verify" {
+			switch nb.Type {
+			case "verify":
 				if verifyBlock != nil {
 					diags = append(diags, duplicate("verify block", "A verify block", verifyBlock.DefRange, nb.DefRange, "An agent has at most one verify block."))
 					continue
 				}
 				verifyBlock = nb
-			}
-			if nb.Type == "registries" || nb.Type == "verify" {
 				diags = append(diags, decodeImagesBlock(nb, d.ectx, &a.Images)...)
-				continue
+			case "registries":
+				diags = append(diags, decodeImagesBlock(nb, d.ectx, &a.Images)...)
+			case "nats_server":
+				if a.NATSServer != nil {
+					diags = append(diags, duplicate("nats_server block", "nats_server", a.NATSServer.DefRange, nb.DefRange, "an agent runs at most one embedded NATS server"))
+					continue
+				}
+				var ds hcl.Diagnostics
+				a.NATSServer, ds = decodeNATSServer(nb, d.ectx, a.DataDir)
+				diags = append(diags, ds...)
 			}
-			if nb.Type != "nats_server" {
-				continue
-			}
-			if a.NATSServer != nil {
-				diags = append(diags, duplicate("nats_server block", "nats_server", a.NATSServer.DefRange, nb.DefRange, "an agent runs at most one embedded NATS server"))
-				continue
-			}
-			var ds hcl.Diagnostics
-			a.NATSServer, ds = decodeNATSServer(nb, d.ectx, a.DataDir)
-			diags = append(diags, ds...)
 		}
 	}
 	if a.Name == "" {
