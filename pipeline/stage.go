@@ -97,8 +97,9 @@ type StageError struct {
 func (e *StageError) Error() string { return e.Kind + ": " + e.Err.Error() }
 func (e *StageError) Unwrap() error { return e.Err }
 
-// errorKind returns the kind of a stage error.
-func errorKind(err error) string {
+// StageErrorKind returns the kind of a failed stage call: the Kind of the
+// *StageError in err's tree, else "error".
+func StageErrorKind(err error) string {
 	if se, ok := errors.AsType[*StageError](err); ok && se.Kind != "" {
 		return se.Kind
 	}
@@ -113,6 +114,14 @@ const (
 	MetricStageErrors   = "sluice_stage_errors_total"
 	MetricStageDuration = "sluice_stage_batch_duration_seconds"
 )
+
+// StageErrors returns the counter of stage's failures of kind, the series
+// MetricStageErrors{name=stage, kind}. The pipeline counts the calls it
+// makes itself; this is for the failures of stage work it does not see (a
+// refused module swap, a gadget's module). Safe for concurrent use.
+func (r *Registry) StageErrors(stage, kind string) *Counter {
+	return r.Counter(MetricStageErrors, "Failed stage calls, by kind.", "name", stage, "kind", kind)
+}
 
 // Drop reasons of stages besides ReasonFiltered.
 const (
@@ -163,10 +172,10 @@ func newStageRT(reg *Registry, st Stage) *stageRT {
 }
 
 func (st *stageRT) countError(err error) {
-	kind := errorKind(err)
+	kind := StageErrorKind(err)
 	c := st.errs[kind]
 	if c == nil {
-		c = st.reg.Counter(MetricStageErrors, "Failed stage calls, by kind.", "name", st.st.Name(), "kind", kind)
+		c = st.reg.StageErrors(st.st.Name(), kind)
 		st.errs[kind] = c
 	}
 	c.Inc()
@@ -222,7 +231,7 @@ func (p *Pipeline) stageFailed(ctx context.Context, st *stageRT, in []Event, err
 		what = "passed the batch on"
 	}
 	if ok, suppressed := lim.allow(time.Now()); ok {
-		p.log.Warn("stage failed; "+what, "stage", st.st.Name(), "kind", errorKind(err),
+		p.log.Warn("stage failed; "+what, "stage", st.st.Name(), "kind", StageErrorKind(err),
 			"events", len(in), "error", err, "suppressed", suppressed)
 	}
 	return next
@@ -273,7 +282,7 @@ func (p *Pipeline) runTicks(ctx context.Context, now time.Time, final bool, lim 
 		if err != nil {
 			st.countError(err)
 			if ok, suppressed := lim.allow(time.Now()); ok {
-				p.log.Warn("stage tick failed", "stage", st.st.Name(), "kind", errorKind(err), "error", err, "suppressed", suppressed)
+				p.log.Warn("stage tick failed", "stage", st.st.Name(), "kind", StageErrorKind(err), "error", err, "suppressed", suppressed)
 			}
 		}
 		if len(out) == 0 {

@@ -181,6 +181,22 @@ func TestPlainStageErrorKind(t *testing.T) {
 	}
 }
 
+func TestStageErrorKind(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{&StageError{Kind: "trap", Err: errors.New("unreachable")}, "trap"},
+		{fmt.Errorf("process: %w", &StageError{Kind: "timeout", Err: errors.New("deadline")}), "timeout"},
+		{&StageError{Err: errors.New("no kind")}, "error"},
+		{errors.New("plain"), "error"},
+	} {
+		if got := StageErrorKind(c.err); got != c.want {
+			t.Errorf("StageErrorKind(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
+}
+
 // tickStage emits one event per tick, numbered, and records the ticks.
 type tickStage struct {
 	interval time.Duration

@@ -348,7 +348,7 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 	if s.gm != nil {
 		err = s.gm.initialize(ctx, inst, v, initialize)
 	} else {
-		err = inst.initialize(ctx, initialize, mod.ExportedFunction("sluice_abi_version"), mod.ExportedFunction("sluice_init"), s.params)
+		err = inst.initialize(ctx, initialize, mod.ExportedFunction("sluice_abi_version"), mod.ExportedFunction("sluice_init"), s.params, ErrInit)
 	}
 	if err != nil {
 		inst.broken = true // no sluice_close for an instance that never started
@@ -548,7 +548,7 @@ func (s *Stage) Swap(ctx context.Context, module []byte) error {
 		if errors.Is(err, ErrInit) {
 			kind = KindInit
 		}
-		s.cfg.Metrics.Counter(pipeline.MetricStageErrors, "Failed stage calls, by kind.", "name", s.cfg.Name, "kind", kind).Inc()
+		s.cfg.Metrics.StageErrors(s.cfg.Name, kind).Inc()
 		s.lastFailed = hex.EncodeToString(sum[:])
 		return fmt.Errorf("swap stage %q: keep version %s: %w", s.cfg.Name, short(cur.digest), err)
 	}
