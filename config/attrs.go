@@ -58,6 +58,14 @@ func evalString(attr *hcl.Attribute, ectx *hcl.EvalContext) (string, bool, hcl.D
 	return v.AsString(), true, diags
 }
 
+func evalBool(attr *hcl.Attribute, ectx *hcl.EvalContext) (bool, bool, hcl.Diagnostics) {
+	v, diags := evalAs(attr, ectx, cty.Bool)
+	if diags.HasErrors() || v.IsNull() {
+		return false, false, diags
+	}
+	return v.True(), true, diags
+}
+
 // evalNonEmpty is evalString for attributes where "" cannot mean anything.
 func evalNonEmpty(attr *hcl.Attribute, ectx *hcl.EvalContext) (string, bool, hcl.Diagnostics) {
 	s, ok, diags := evalString(attr, ectx)

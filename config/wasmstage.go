@@ -258,14 +258,6 @@ func decodeWasmGrants(b *hcl.Block, ectx *hcl.EvalContext, g *WasmGrants) hcl.Di
 	return diags
 }
 
-func evalBool(attr *hcl.Attribute, ectx *hcl.EvalContext) (bool, bool, hcl.Diagnostics) {
-	v, diags := evalAs(attr, ectx, cty.Bool)
-	if diags.HasErrors() || v.IsNull() {
-		return false, false, diags
-	}
-	return v.True(), true, diags
-}
-
 // decodeStageParams decodes a stage's params: an object of any HCL values.
 func decodeStageParams(attr *hcl.Attribute, ectx *hcl.EvalContext) (map[string]any, hcl.Diagnostics) {
 	v, diags := attr.Expr.Value(ectx)
