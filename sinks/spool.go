@@ -156,7 +156,7 @@ func (s *Spool) Append(records [][]byte) (stored int, droppedEvents int64, err e
 		s.total += need
 		stored++
 	}
-	if err := s.flushLocked(nil); err != nil {
+	if err := s.flushLocked(); err != nil {
 		return 0, droppedEvents, s.failedWriteLocked(err)
 	}
 	return stored, droppedEvents, refused
@@ -180,21 +180,18 @@ func (s *Spool) failedWriteLocked(err error) error {
 	return fmt.Errorf("write spool: %w", err)
 }
 
-func (s *Spool) flushLocked(prev error) error {
+func (s *Spool) flushLocked() error {
 	if s.bw == nil {
-		return prev
+		return nil
 	}
 	if err := s.bw.Flush(); err != nil {
 		return err
 	}
-	if err := s.w.Sync(); err != nil {
-		return err
-	}
-	return prev
+	return s.w.Sync()
 }
 
 func (s *Spool) rotateLocked() error {
-	if err := s.flushLocked(nil); err != nil {
+	if err := s.flushLocked(); err != nil {
 		return err
 	}
 	if s.w != nil {
@@ -225,11 +222,9 @@ func (s *Spool) dropOldestLocked() (int64, bool, error) {
 		if events < 0 {
 			events = s.countSegment(seg.n)
 		}
-		if err := os.Remove(s.path(seg.n)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return 0, false, fmt.Errorf("delete spool segment: %w", err)
+		if err := s.removeLocked(i); err != nil {
+			return 0, false, err
 		}
-		s.segs = append(s.segs[:i], s.segs[i+1:]...)
-		s.total -= seg.size
 		return events, true, nil
 	}
 	return 0, false, nil
@@ -276,7 +271,7 @@ func (s *Spool) Oldest() (id uint64, records [][]byte, ok bool, err error) {
 	seg := s.segs[0]
 	if len(s.segs) == 1 && s.w != nil {
 		// New records go to a fresh segment from now on.
-		if err := s.flushLocked(nil); err != nil {
+		if err := s.flushLocked(); err != nil {
 			return 0, nil, false, err
 		}
 		s.w.Close()
@@ -303,13 +298,19 @@ func (s *Spool) Consumed(id uint64) error {
 		if s.w != nil && i == len(s.segs)-1 {
 			return nil // still being written: Oldest closes it first
 		}
-		if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("delete spool segment: %w", err)
-		}
-		s.segs = append(s.segs[:i], s.segs[i+1:]...)
-		s.total -= seg.size
-		return nil
+		return s.removeLocked(i)
 	}
+	return nil
+}
+
+// removeLocked deletes segment i from the disk and from the accounting.
+func (s *Spool) removeLocked(i int) error {
+	seg := s.segs[i]
+	if err := os.Remove(s.path(seg.n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete spool segment: %w", err)
+	}
+	s.segs = append(s.segs[:i], s.segs[i+1:]...)
+	s.total -= seg.size
 	return nil
 }
 
@@ -327,7 +328,7 @@ func (s *Spool) Release(id uint64) {
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.flushLocked(nil)
+	err := s.flushLocked()
 	if s.w != nil {
 		s.w.Close()
 		s.w, s.bw = nil, nil
