@@ -306,40 +306,23 @@ func (m *GadgetModule) initialize(ctx context.Context, inst *instance, v *versio
 		// failure is reported by the host function that needs it.
 		_, _ = kallsyms.Load()
 	}
-	if initialize != nil {
-		if err := inst.call(ctx, initTimeout, initialize, "_initialize"); err != nil {
-			return err
-		}
-	}
-	if err := inst.call(ctx, initTimeout, inst.mod.ExportedFunction("sluice_abi_version"), "sluice_abi_version"); err != nil {
-		return err
-	}
-	if ver := int32(inst.stack[0]); ver != ABIVersion {
-		return fmt.Errorf("%w: sluice_abi_version returned %d; this host implements version %d", ErrABI, ver, ABIVersion)
-	}
+	var init api.Function
+	var params []byte
 	if v.exports.present["sluice_init"] {
-		params := map[string]string{}
+		vals := map[string]string{}
 		for _, name := range m.cfg.Handle.Params() {
 			if val, err := m.cfg.Handle.Param(name); err == nil {
-				params[name] = val
+				vals[name] = val
 			}
 		}
-		enc, err := appendValue(nil, params, 0)
-		if err != nil {
+		var err error
+		if params, err = appendValue(nil, vals, 0); err != nil {
 			return err
 		}
-		view, err := inst.input(ctx, initTimeout, len(enc))
-		if err != nil {
-			return err
-		}
-		copy(view, enc)
-		inst.stack[0], inst.stack[1] = uint64(inst.inPtr), uint64(len(enc))
-		if err := inst.call(ctx, initTimeout, inst.mod.ExportedFunction("sluice_init"), "sluice_init"); err != nil {
-			return err
-		}
-		if rc := int32(inst.stack[0]); rc != 0 {
-			return fmt.Errorf("%w: sluice_init returned %d: %s", ErrGadgetInit, rc, guestMessage(inst))
-		}
+		init = inst.mod.ExportedFunction("sluice_init")
+	}
+	if err := inst.initialize(ctx, initialize, inst.mod.ExportedFunction("sluice_abi_version"), init, params, ErrGadgetInit); err != nil {
+		return err
 	}
 	if v.exports.present["gadget_init"] {
 		if err := m.callHook(ctx, inst, "gadget_init"); err != nil {
@@ -364,13 +347,6 @@ func importsKernelSymbols(v *version) bool {
 		}
 	}
 	return false
-}
-
-func guestMessage(inst *instance) string {
-	if len(inst.errMsg) == 0 {
-		return "no message (the guest did not call set_error)"
-	}
-	return string(inst.errMsg)
 }
 
 // openMap returns the handle number of the gadget's map called name,

@@ -330,6 +330,11 @@ func TestGadgetModuleABI(t *testing.T) {
 	if !errors.Is(err, wasmstages.ErrABI) || !strings.Contains(err.Error(), "returned 2") {
 		t.Errorf("a module of ABI version 2: %v, want ErrABI", err)
 	}
+	// A stage module's failing sluice_init fails the gadget module's init.
+	_, err = newGadgetModule(t, "init_fail", newMemGadget(), nil)
+	if !errors.Is(err, wasmstages.ErrGadgetInit) || errors.Is(err, wasmstages.ErrInit) || !strings.Contains(err.Error(), `sluice_init returned 1: param "threshold" is required`) {
+		t.Errorf("a failing sluice_init: %v, want ErrGadgetInit with the guest's message", err)
+	}
 }
 
 // BenchmarkGadgetModuleProcess: batches of 256 events through a gadget

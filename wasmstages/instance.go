@@ -214,8 +214,10 @@ func (inst *instance) tickOnce(ctx context.Context, timeout time.Duration, now t
 }
 
 // initialize runs the reactor's _initialize, checks the ABI version and
-// calls sluice_init with the encoded params.
-func (inst *instance) initialize(ctx context.Context, initialize, version, init api.Function, params []byte) error {
+// calls sluice_init with the encoded params (not when init is nil: a
+// gadget module need not export it). A failing sluice_init wraps failed
+// (ErrInit, ErrGadgetInit).
+func (inst *instance) initialize(ctx context.Context, initialize, version, init api.Function, params []byte, failed error) error {
 	if initialize != nil {
 		if err := inst.call(ctx, initTimeout, initialize, "_initialize"); err != nil {
 			return err
@@ -226,6 +228,9 @@ func (inst *instance) initialize(ctx context.Context, initialize, version, init 
 	}
 	if v := int32(inst.stack[0]); v != ABIVersion {
 		return fmt.Errorf("%w: sluice_abi_version returned %d; this host implements version %d", ErrABI, v, ABIVersion)
+	}
+	if init == nil {
+		return nil
 	}
 	view, err := inst.input(ctx, initTimeout, len(params))
 	if err != nil {
@@ -241,7 +246,7 @@ func (inst *instance) initialize(ctx context.Context, initialize, version, init 
 		if msg == "" {
 			msg = "no message (the guest did not call set_error)"
 		}
-		return fmt.Errorf("%w: sluice_init returned %d: %s", ErrInit, rc, msg)
+		return fmt.Errorf("%w: sluice_init returned %d: %s", failed, rc, msg)
 	}
 	return nil
 }
