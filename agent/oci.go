@@ -59,9 +59,6 @@ type FetchOptions struct {
 	Progress func(oci.ProgressEvent)
 	// PullPolicy overrides the config's pull_policy when set.
 	PullPolicy string
-	// StageModules are module values (oci://REF) of Wasm stages to fetch
-	// beside the gadgets the sources name.
-	StageModules []StageModuleRef
 }
 
 // StageModuleRef is a stage's module value and where the config has it.
@@ -89,9 +86,9 @@ func imageStoreDir(f *config.File, override string) string {
 	return oci.DefaultDataDir
 }
 
-// FetchImages fetches every OCI reference of f (gadget values, and the
-// stage modules opts names) into the local store and reads them, refusing
-// images the policy refuses. Problems are diagnostics at the offending
+// FetchImages fetches every OCI reference of f (gadget values and oci://
+// stage modules) into the local store and reads them, refusing images the
+// policy refuses. Problems are diagnostics at the offending
 // config value. A config without OCI references opens no store.
 func FetchImages(ctx context.Context, f *config.File, opts FetchOptions) (*Images, hcl.Diagnostics) {
 	im := &Images{gadgets: map[string]*oci.GadgetImage{}, stages: map[string]*oci.StageImage{}}
@@ -106,8 +103,8 @@ func FetchImages(ctx context.Context, f *config.File, opts FetchOptions) (*Image
 			wants = append(wants, want{src.Gadget, src.GadgetRange, false})
 		}
 	}
-	for _, m := range append(opts.StageModules, StageModuleRefs(f)...) {
-		if _, dup := im.stages[m.Value]; dup || slices.ContainsFunc(wants, func(w want) bool { return w.stage && w.value == m.Value }) {
+	for _, m := range StageModuleRefs(f) {
+		if slices.ContainsFunc(wants, func(w want) bool { return w.stage && w.value == m.Value }) {
 			continue
 		}
 		wants = append(wants, want{m.Value, m.Range, true})

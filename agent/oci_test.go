@@ -59,15 +59,7 @@ pipeline "p" {
   queue { when_full = "drop_oldest" }
 }
 `, agentExtra, ref)
-	path := filepath.Join(t.TempDir(), "agent.hcl")
-	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, diags := config.NewParser().ParseFile(path)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return f
+	return parseFile(t, t.TempDir(), src)
 }
 
 // runUntilExec runs the agent until a marked exec shows up in its output.
@@ -175,8 +167,8 @@ func TestFetchImagesPolicy(t *testing.T) {
 }
 
 // TestStageImageRoundTrip: a Wasm stage module built into a stage image,
-// pushed, and fetched by the agent as oci://REF comes back byte for byte
-// and loads in the Wasm stage runtime.
+// pushed, and named by a stage's module = "oci://REF" is fetched by the
+// agent, comes back byte for byte and loads in the Wasm stage runtime.
 func TestStageImageRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	reg := registrytest.Start(t, registrytest.Options{})
@@ -201,10 +193,26 @@ func TestStageImageRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	value := "oci://" + ref.String()
-	f := imageConfig(t, "trace_exec", fmt.Sprintf("data_dir = %q", t.TempDir()))
-	images, diags := FetchImages(ctx, f, FetchOptions{StageModules: []StageModuleRef{{Value: value}}})
+	f := parseFile(t, t.TempDir(), fmt.Sprintf(`
+agent {
+  name     = "oci-host"
+  data_dir = %q
+}
+source "gadget" "exec" { gadget = "trace_exec" }
+stage "wasm" "filter" { module = %q }
+sink "stdout" "out" { format = "json" }
+pipeline "p" {
+  sources = [source.gadget.exec]
+  stages  = [stage.wasm.filter]
+  sinks   = [sink.stdout.out]
+}
+`, t.TempDir(), value))
+	images, diags := FetchImages(ctx, f, FetchOptions{})
 	if diags.HasErrors() {
 		t.Fatal(diags)
+	}
+	if d := Validate(f, images); d.HasErrors() {
+		t.Fatal(d)
 	}
 	got, err := images.StageModule(value)
 	if err != nil {

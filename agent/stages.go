@@ -67,7 +67,7 @@ func resolveStageModule(value, baseDir string, images *Images) (stageModule, err
 }
 
 // StageModuleRefs returns the OCI module values of the config's Wasm
-// stages, for FetchOptions.StageModules.
+// stages, which FetchImages fetches.
 func StageModuleRefs(f *config.File) []StageModuleRef {
 	var refs []StageModuleRef
 	for _, st := range f.Stages {
