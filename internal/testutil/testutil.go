@@ -3,7 +3,6 @@ package testutil
 
 import (
 	"math"
-	"os"
 	"testing"
 )
 
@@ -12,13 +11,7 @@ import (
 // never silently stop running.
 func RequireBPF(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("SLUICE_REQUIRE_BPF") == "1" {
-		tb.Fatalf("test needs root to load eBPF programs, and SLUICE_REQUIRE_BPF=1 forbids skipping (running as uid %d)", os.Geteuid())
-	}
-	tb.Skipf("skipping: test needs root to load eBPF programs (running as uid %d); set SLUICE_REQUIRE_BPF=1 to make this a failure", os.Geteuid())
+	RequireRoot(tb, "load eBPF programs")
 }
 
 // Int returns a decoded msgpack integer as an int64, whatever width the
