@@ -433,10 +433,10 @@ func (e *Event) appendEncoded(dst []byte) ([]byte, error) {
 	if out, ok := e.appendAdded(dst); ok {
 		return out, nil
 	}
-	if e.raw != nil {
-		if e.buildIndex(); !e.ixOK {
-			return dst, fmt.Errorf("change event %d: it is not a well-formed msgpack map", e.index)
-		}
+	// Built even for an event made by NewEvent (an empty index): a reused
+	// arena slot still holds the index of the event it held before.
+	if e.buildIndex(); e.raw != nil && !e.ixOK {
+		return dst, fmt.Errorf("change event %d: it is not a well-formed msgpack map", e.index)
 	}
 	// act[i] is what happens to entry i: -1 kept, -2 deleted, j replaced by
 	// edit j. adds are the edits of keys the event does not have.

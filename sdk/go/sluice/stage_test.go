@@ -102,6 +102,38 @@ func TestFlatMapNewEventsAndClones(t *testing.T) {
 	}
 }
 
+// Events made by Clone and NewEvent reuse arena slots from call to call: a
+// NewEvent in a slot whose earlier event was indexed must not see that index.
+func TestNewEventInReusedSlot(t *testing.T) {
+	s := useStage(t)
+	call := 0
+	FlatMap(func(ev *Event, out *Output) {
+		if call == 0 {
+			c := ev.Clone()
+			_, _ = c.String("comm"), c.Int("pid") // the second lookup indexes c
+			out.Emit(c.SetString("z", "1"))
+			return
+		}
+		out.Emit(NewEvent().SetString("x", "1").Delete("y").Delete("x").SetInt("n", 2))
+	})
+	mustInit(t, s, nil)
+	for call = range 2 {
+		res, err := s.process(encodeBatch(execEvent(t, 1, "sh")))
+		if err != nil {
+			t.Fatalf("call %d: %v", call, err)
+		}
+		got := parseResult(t, res)
+		if len(got) != 1 || got[0].op != opEmit {
+			t.Fatalf("call %d: entries %+v", call, got)
+		}
+		if call == 1 {
+			if diff := cmp.Diff(map[string]any{"n": int8(2)}, decodeMap(t, got[0].data)); diff != "" || got[0].index != noInput {
+				t.Errorf("new event (index %d) (-want +got):\n%s", got[0].index, diff)
+			}
+		}
+	}
+}
+
 func TestHandlerPanicFailsTheBatch(t *testing.T) {
 	s := useStage(t)
 	var kept *Event
