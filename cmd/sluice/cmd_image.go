@@ -81,6 +81,25 @@ func (f *imageFlags) open(ctx context.Context) (*oci.Store, error) {
 	return oci.OpenStore(ctx, resolveDataDir(f.dataDir))
 }
 
+// openRefs parses args as image references, then opens the store: how
+// every command that names images starts. A bad reference is reported
+// before the store is locked.
+func (f *imageFlags) openRefs(ctx context.Context, args ...string) (*oci.Store, []oci.Reference, error) {
+	refs := make([]oci.Reference, len(args))
+	for i, a := range args {
+		r, err := oci.ParseReference(a)
+		if err != nil {
+			return nil, nil, err
+		}
+		refs[i] = r
+	}
+	store, err := f.open(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return store, refs, nil
+}
+
 type stringList []string
 
 func (s *stringList) String() string { return strings.Join(*s, ",") }
@@ -156,18 +175,6 @@ func positionals(fs *flag.FlagSet, args []string, n int, usage string) ([]string
 	return pos, nil
 }
 
-func parseRefs(args []string) ([]oci.Reference, error) {
-	refs := make([]oci.Reference, len(args))
-	for i, a := range args {
-		r, err := oci.ParseReference(a)
-		if err != nil {
-			return nil, err
-		}
-		refs[i] = r
-	}
-	return refs, nil
-}
-
 func imageBuild(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdout, stderr io.Writer) error {
 	tag := fs.String("t", "", "name the image `REF` (required)")
 	var archs stringList
@@ -181,15 +188,12 @@ func imageBuild(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args 
 		fs.Usage()
 		return errUsage
 	}
-	ref, err := oci.ParseReference(*tag)
-	if err != nil {
-		return err
-	}
-	store, err := common.open(ctx)
+	store, refs, err := common.openRefs(ctx, *tag)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	ref := refs[0]
 	opts := oci.BuildOptions{Archs: archs, Headers: gadgets.Headers(), CheckProgram: checkGadgetObject}
 	if *verbose {
 		opts.Log = stderr
@@ -228,31 +232,20 @@ func imagePushPull(ctx context.Context, sub string, fs *flag.FlagSet, common *im
 	if err != nil {
 		return err
 	}
-	ref, err := oci.ParseReference(pos[0])
-	if err != nil {
-		return err
-	}
-	store, err := common.open(ctx)
+	store, refs, err := common.openRefs(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	opts := common.remote(stderr, true)
-	var desc = struct{ digest string }{}
+	copyImage := oci.Pull
 	if sub == "push" {
-		d, err := oci.Push(ctx, store, ref, opts)
-		if err != nil {
-			return err
-		}
-		desc.digest = d.Digest.String()
-	} else {
-		d, err := oci.Pull(ctx, store, ref, opts)
-		if err != nil {
-			return err
-		}
-		desc.digest = d.Digest.String()
+		copyImage = oci.Push
 	}
-	fmt.Fprintf(stdout, "%sed %s@%s\n", sub, ref, desc.digest)
+	desc, err := copyImage(ctx, store, refs[0], common.remote(stderr, true))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%sed %s@%s\n", sub, refs[0], desc.Digest)
 	return nil
 }
 
@@ -261,11 +254,7 @@ func imageTag(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []
 	if err != nil {
 		return err
 	}
-	refs, err := parseRefs(pos)
-	if err != nil {
-		return err
-	}
-	store, err := common.open(ctx)
+	store, refs, err := common.openRefs(ctx, pos...)
 	if err != nil {
 		return err
 	}
@@ -316,11 +305,7 @@ func imageRemove(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args
 	if err != nil {
 		return err
 	}
-	refs, err := parseRefs(pos)
-	if err != nil {
-		return err
-	}
-	store, err := common.open(ctx)
+	store, refs, err := common.openRefs(ctx, pos...)
 	if err != nil {
 		return err
 	}
@@ -340,16 +325,12 @@ func imageInspect(ctx context.Context, fs *flag.FlagSet, common *imageFlags, arg
 	if err != nil {
 		return err
 	}
-	ref, err := oci.ParseReference(pos[0])
-	if err != nil {
-		return err
-	}
-	store, err := common.open(ctx)
+	store, refs, err := common.openRefs(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	info, err := store.Inspect(ctx, ref)
+	info, err := store.Inspect(ctx, refs[0])
 	if err != nil {
 		return err
 	}
@@ -406,11 +387,7 @@ func imageExport(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args
 		fs.Usage()
 		return errUsage
 	}
-	refs, err := parseRefs(pos)
-	if err != nil {
-		return err
-	}
-	store, err := common.open(ctx)
+	store, refs, err := common.openRefs(ctx, pos...)
 	if err != nil {
 		return err
 	}
@@ -526,15 +503,12 @@ func imageSign(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args [
 		}
 		return fmt.Errorf("sign: %w", err)
 	}
-	ref, err := oci.ParseReference(pos[0])
-	if err != nil {
-		return err
-	}
-	store, err := common.open(ctx)
+	store, refs, err := common.openRefs(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	ref := refs[0]
 	desc, err := store.Resolve(ctx, ref)
 	if err != nil {
 		return err
@@ -568,15 +542,12 @@ func imageVerify(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args
 	if err != nil {
 		return err
 	}
-	ref, err := oci.ParseReference(pos[0])
-	if err != nil {
-		return err
-	}
-	store, err := common.open(ctx)
+	store, refs, err := common.openRefs(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	ref := refs[0]
 	desc, err := store.Resolve(ctx, ref)
 	if err != nil {
 		return err
