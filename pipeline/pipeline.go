@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -85,9 +86,9 @@ func New(spec Spec) (*Pipeline, error) {
 	p := &Pipeline{
 		name:         spec.Name,
 		host:         spec.Host,
-		batchSize:    cmpOr(spec.BatchSize, DefaultBatchSize),
-		batchDelay:   cmpOr(spec.BatchDelay, DefaultBatchDelay),
-		lossInterval: cmpOr(spec.LossInterval, DefaultLossInterval),
+		batchSize:    cmp.Or(spec.BatchSize, DefaultBatchSize),
+		batchDelay:   cmp.Or(spec.BatchDelay, DefaultBatchDelay),
+		lossInterval: cmp.Or(spec.LossInterval, DefaultLossInterval),
 		reg:          spec.Metrics,
 		log:          spec.Logger,
 		loss:         NewLossTracker(),
@@ -161,13 +162,6 @@ func New(spec Spec) (*Pipeline, error) {
 		p.stages = append(p.stages, rt)
 	}
 	return p, nil
-}
-
-func cmpOr[T int | time.Duration](v, def T) T {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 func checkSpec(spec Spec) error {

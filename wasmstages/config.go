@@ -1,6 +1,7 @@
 package wasmstages
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -143,8 +144,8 @@ func (cfg Config) checked() (Config, error) {
 	if cfg.Timeout < 0 || cfg.Tick < 0 {
 		errs = append(errs, errors.New("timeout and tick must not be negative"))
 	}
-	cfg.Timeout = cmpOr(cfg.Timeout, DefaultTimeout)
-	cfg.MemoryLimit = cmpOr(cfg.MemoryLimit, DefaultMemoryLimit)
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
+	cfg.MemoryLimit = cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)
 	if cfg.MemoryLimit > 1<<32 {
 		errs = append(errs, fmt.Errorf("memory limit %d is above 4 GiB, the most a wasm32 memory holds", cfg.MemoryLimit))
 	}
@@ -170,12 +171,4 @@ func (cfg Config) checked() (Config, error) {
 		return cfg, fmt.Errorf("check stage %q config: %w", cfg.Name, errors.Join(errs...))
 	}
 	return cfg, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
