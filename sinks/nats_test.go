@@ -158,6 +158,25 @@ func TestSubjectEscaping(t *testing.T) {
 	}
 }
 
+// TestSubjectScalars: numbers and booleans render as their text; a field
+// the event lacks, or one that is not a scalar, renders as "_".
+func TestSubjectScalars(t *testing.T) {
+	tmpl, err := ParseSubject("ev.{pid}.{delta}.{big}.{ok}.{args}.{nosuch}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := codec.AppendMapHeader(nil, 5)
+	b = codec.AppendUint(codec.AppendString(b, "pid"), 123456)
+	b = codec.AppendInt(codec.AppendString(b, "delta"), -7)
+	b = codec.AppendUint(codec.AppendString(b, "big"), 1<<63)
+	b = codec.AppendBool(codec.AppendString(b, "ok"), true)
+	b = codec.AppendArrayHeader(codec.AppendString(b, "args"), 0)
+	got := string(tmpl.Append(nil, &pipeline.Event{Data: b}))
+	if want := "ev.123456.-7.9223372036854775808.true._._"; got != want {
+		t.Errorf("subject %q, want %q", got, want)
+	}
+}
+
 func streamSeqs(t *testing.T, url, stream string) map[uint64]int {
 	t.Helper()
 	return streamCounts(t, url, stream, "seq")

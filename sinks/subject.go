@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/sluice-dev/sluice/pipeline"
@@ -90,11 +91,11 @@ func appendSubjectToken(dst, raw []byte) []byte {
 	if s, _, err := codec.ReadString(raw); err == nil {
 		text = s
 	} else if v, _, err := codec.ReadInt(raw); err == nil {
-		return fmt.Appendf(dst, "%d", v)
+		return strconv.AppendInt(dst, v, 10)
 	} else if v, _, err := codec.ReadUint(raw); err == nil {
-		return fmt.Appendf(dst, "%d", v)
+		return strconv.AppendUint(dst, v, 10)
 	} else if b, _, err := codec.ReadBool(raw); err == nil {
-		return fmt.Appendf(dst, "%t", b)
+		return strconv.AppendBool(dst, b)
 	} else {
 		return append(dst, '_')
 	}
