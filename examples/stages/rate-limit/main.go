@@ -21,6 +21,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -141,8 +142,19 @@ func limit(ev *sluice.Event, out *sluice.Output) {
 	}
 	b.suppressed++
 	b.lastSup = batchNow
-	b.host, b.src, b.gadget = ev.String("host"), ev.String("source"), ev.String("gadget")
+	keepString(&b.host, ev.StringBytes("host"))
+	keepString(&b.src, ev.StringBytes("source"))
+	keepString(&b.gadget, ev.StringBytes("gadget"))
 	dropped.Inc()
+}
+
+// keepString sets *dst to s, copying only when it changed: the events of one
+// key share their envelope, so a flood of suppressed events allocates
+// nothing.
+func keepString(dst *string, s []byte) {
+	if string(s) != *dst {
+		*dst = string(s)
+	}
 }
 
 func refill(b *bucket, now time.Time) {
@@ -211,10 +223,10 @@ func appendText(dst []byte, v sluice.Value) []byte {
 		return append(dst, b...)
 	case sluice.TypeInt:
 		if n, ok := v.Int(); ok {
-			return fmt.Appendf(dst, "%d", n)
+			return strconv.AppendInt(dst, n, 10)
 		}
 		u, _ := v.Uint()
-		return fmt.Appendf(dst, "%d", u)
+		return strconv.AppendUint(dst, u, 10)
 	case sluice.TypeMissing:
 		return dst
 	}
