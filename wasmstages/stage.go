@@ -154,7 +154,7 @@ func newStage(ctx context.Context, cfg Config, gm *GadgetModule, label string) (
 		s.closeCache(ctx)
 		return nil, fmt.Errorf("load %s: %w", label, err)
 	}
-	v, err := s.load(ctx, module)
+	v, err := s.load(ctx, module, digestOf(module))
 	if err != nil {
 		s.closeCache(ctx)
 		return nil, fmt.Errorf("load %s: %w", label, err)
@@ -249,11 +249,16 @@ func (s *Stage) newRuntime(ctx context.Context, closeOnContextDone bool) (wazero
 	return rt, nil
 }
 
-// load compiles module and starts a full set of initialised instances of
-// it. It does not touch the running version.
-func (s *Stage) load(ctx context.Context, module []byte) (*version, error) {
+// digestOf returns the SHA-256 of module in hex, a version's identity.
+func digestOf(module []byte) string {
 	sum := sha256.Sum256(module)
-	v := &version{digest: hex.EncodeToString(sum[:])}
+	return hex.EncodeToString(sum[:])
+}
+
+// load compiles module, whose digestOf is digest, and starts a full set of
+// initialised instances of it. It does not touch the running version.
+func (s *Stage) load(ctx context.Context, module []byte, digest string) (*version, error) {
+	v := &version{digest: digest}
 	code, _, rerr := rewriteModule(module)
 	v.interruptible = rerr == nil
 	if !v.interruptible {
@@ -529,6 +534,11 @@ func (s *Stage) Tick(ctx context.Context, now time.Time, out []pipeline.Event) (
 // Swap returns the error and the old version stays. Swapping in the bytes
 // that already run does nothing.
 func (s *Stage) Swap(ctx context.Context, module []byte) error {
+	return s.swap(ctx, module, digestOf(module))
+}
+
+// swap is Swap of module, whose digestOf is digest.
+func (s *Stage) swap(ctx context.Context, module []byte, digest string) error {
 	s.swapMu.Lock()
 	defer s.swapMu.Unlock()
 	s.mu.Lock()
@@ -537,11 +547,10 @@ func (s *Stage) Swap(ctx context.Context, module []byte) error {
 	if closed {
 		return ErrClosed
 	}
-	sum := sha256.Sum256(module)
-	if hex.EncodeToString(sum[:]) == cur.digest {
+	if digest == cur.digest {
 		return nil
 	}
-	nv, err := s.load(ctx, module)
+	nv, err := s.load(ctx, module, digest)
 	if err != nil {
 		s.reloadFails.Inc()
 		kind := KindLoad
@@ -549,7 +558,7 @@ func (s *Stage) Swap(ctx context.Context, module []byte) error {
 			kind = KindInit
 		}
 		s.cfg.Metrics.StageErrors(s.cfg.Name, kind).Inc()
-		s.lastFailed = hex.EncodeToString(sum[:])
+		s.lastFailed = digest
 		return fmt.Errorf("swap stage %q: keep version %s: %w", s.cfg.Name, short(cur.digest), err)
 	}
 	s.mu.Lock()

@@ -2,8 +2,6 @@ package wasmstages
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -64,15 +62,15 @@ func (s *Stage) WatchFile(ctx context.Context, poll time.Duration) error {
 		if err != nil {
 			continue
 		}
-		sum := sha256.Sum256(b)
-		digest := hex.EncodeToString(sum[:])
+		digest := digestOf(b)
 		s.swapMu.Lock()
 		refused := digest == s.lastFailed
 		s.swapMu.Unlock()
-		if refused || digest == s.Digest() {
+		if refused {
 			continue
 		}
-		if err := s.Swap(ctx, b); err != nil {
+		// swap does nothing when digest is the running version's.
+		if err := s.swap(ctx, b, digest); err != nil {
 			if errors.Is(err, ErrClosed) {
 				return nil
 			}
