@@ -4,13 +4,14 @@
 // on disk:
 //
 //	drop-comm    drop events whose comm is listed (C SDK)
-//	uid-to-user  add a user name from a uid -> name table (Go SDK)
+//	uid-to-user  add a user name from a uid -> name table (C SDK)
 //	redact       mask secrets in fields such as exec args (Go SDK)
 //	rate-limit   token bucket per key, with summaries of what it suppressed (Go SDK)
 //	ocsf         map exec, open and tcpconnect events to OCSF classes (Go SDK)
 //
-// drop-comm-go, the Go SDK's version of drop-comm, is built and tested but
-// not embedded: it exists to compare the SDKs.
+// drop-comm-go and uid-to-user-go, the Go SDK's versions of the two C
+// stages, are built and tested but not embedded: they exist to compare the
+// SDKs (the tests check that each pair behaves the same).
 //
 // Ownership and concurrency: the embedded modules are read-only; Builtin
 // returns a slice the caller must not modify, and Builtin and Names are
