@@ -20,13 +20,7 @@ import (
 const faultEvents = 100_000
 
 func numberedEvent(source string, seq, n uint64) pipeline.Event {
-	b := codec.AppendMapHeader(nil, 6)
-	b = codec.AppendString(codec.AppendString(b, "time"), "2026-11-22T10:00:00Z")
-	b = codec.AppendString(codec.AppendString(b, "host"), "h1")
-	b = codec.AppendString(codec.AppendString(b, "source"), source)
-	b = codec.AppendString(codec.AppendString(b, "gadget"), "trace_exec")
-	b = codec.AppendUint(codec.AppendString(b, "seq"), seq)
-	b = codec.AppendUint(codec.AppendString(b, "n"), n)
+	b := codec.AppendUint(codec.AppendString(appendEnvelope(source, seq, 1), "n"), n)
 	return pipeline.Event{Data: b, Source: source, Seq: seq}
 }
 
@@ -76,17 +70,18 @@ func checkExactlyOnce(t *testing.T, url, stream string, total int) {
 
 func head(s []uint64) []uint64 { return s[:min(len(s), 5)] }
 
-// restartLater shuts srv down at once and starts a server on the same port
-// and store after delay; the returned channel yields it.
-func restartLater(t *testing.T, srv *server.Server, store string, port int, delay time.Duration) <-chan *server.Server {
+// restartAfter shuts srv down, waits delay and starts a server on the same
+// port and store. It runs beside the writing test goroutine, so it reports
+// a failure to start with t.Error and returns nil.
+func restartAfter(t *testing.T, srv *server.Server, store string, port int, delay time.Duration) *server.Server {
 	srv.Shutdown()
 	srv.WaitForShutdown()
-	ch := make(chan *server.Server, 1)
-	go func() {
-		time.Sleep(delay)
-		ch <- startServer(t, &server.Options{JetStream: true, StoreDir: store, Port: port})
-	}()
-	return ch
+	time.Sleep(delay)
+	next, err := runServer(t, &server.Options{JetStream: true, StoreDir: store, Port: port})
+	if err != nil {
+		t.Errorf("restart the server: %v", err)
+	}
+	return next
 }
 
 var faultModes = []struct {
@@ -112,15 +107,17 @@ func TestJetStreamServerRestart(t *testing.T) {
 			}
 			defer s.Close(context.Background())
 			var written atomic.Uint64
-			restarted := make(chan (<-chan *server.Server), 1)
+			restarted := make(chan *server.Server, 1)
 			go func() {
 				for written.Load() < faultEvents/2 {
 					time.Sleep(time.Millisecond)
 				}
-				restarted <- restartLater(t, srv, store, port, time.Second)
+				restarted <- restartAfter(t, srv, store, port, time.Second)
 			}()
 			writeNumbered(t, s, 1, faultEvents, 0, &written)
-			<-<-restarted
+			if <-restarted == nil {
+				t.FailNow()
+			}
 			if s.nc.Stats().Reconnects == 0 {
 				t.Fatal("the sink never reconnected: the server was not stopped mid-stream")
 			}

@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -21,6 +22,16 @@ import (
 // startServer runs a real NATS server in-process on a free loopback port.
 func startServer(t testing.TB, opts *server.Options) *server.Server {
 	t.Helper()
+	s, err := runServer(t, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// runServer is startServer for goroutines other than the test's, which
+// must not call t.Fatal: it returns the failure instead.
+func runServer(t testing.TB, opts *server.Options) (*server.Server, error) {
 	if opts == nil {
 		opts = &server.Options{}
 	}
@@ -34,26 +45,32 @@ func startServer(t testing.TB, opts *server.Options) *server.Server {
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
+		s.Shutdown()
+		return nil, errors.New("nats server did not start")
 	}
 	t.Cleanup(s.Shutdown)
-	return s
+	return s, nil
 }
 
 // seqEvent is an event like the decoder makes, with a comm field.
 func seqEvent(source string, seq uint64, comm string) pipeline.Event {
-	b := codec.AppendMapHeader(nil, 6)
+	b := codec.AppendString(codec.AppendString(appendEnvelope(source, seq, 1), "comm"), comm)
+	return pipeline.Event{Data: b, Source: source, Seq: seq}
+}
+
+// appendEnvelope starts an event map of the envelope's five keys and extra
+// more, which the caller appends.
+func appendEnvelope(source string, seq uint64, extra int) []byte {
+	b := codec.AppendMapHeader(nil, 5+extra)
 	b = codec.AppendString(codec.AppendString(b, "time"), "2026-11-22T10:00:00Z")
 	b = codec.AppendString(codec.AppendString(b, "host"), "h1")
 	b = codec.AppendString(codec.AppendString(b, "source"), source)
 	b = codec.AppendString(codec.AppendString(b, "gadget"), "trace_exec")
-	b = codec.AppendUint(codec.AppendString(b, "seq"), seq)
-	b = codec.AppendString(codec.AppendString(b, "comm"), comm)
-	return pipeline.Event{Data: b, Source: source, Seq: seq}
+	return codec.AppendUint(codec.AppendString(b, "seq"), seq)
 }
 
 func subscribe(t *testing.T, url, subject string, opts ...nats.Option) (*nats.Conn, chan *nats.Msg) {
