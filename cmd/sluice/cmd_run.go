@@ -101,15 +101,11 @@ func runConfig(gadget string, params []config.Param, format string) *config.File
 }
 
 // sourceName derives a source name from a gadget reference: the built-in
-// name, or the ELF's base name.
+// name, the ELF's base name, or the last element of an image's repository.
 func sourceName(gadget string) string {
 	name := gadget
-	if agent.IsImageReference(name) {
-		// HOST/REPO/NAME:TAG@DIGEST: the source is NAME.
-		name, _, _ = strings.Cut(strings.TrimPrefix(name, oci.Scheme), "@")
-		if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
-			name = name[:i]
-		}
+	if ref, err := oci.ParseReference(gadget); err == nil && agent.IsImageReference(gadget) {
+		name = ref.Repository
 	}
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		name = name[i+1:]
