@@ -113,12 +113,18 @@ func (inst *instance) call(ctx context.Context, timeout time.Duration, fn api.Fu
 	return callError(KindTrap, "%s: %w", what, err)
 }
 
+// guestMessage returns what the guest passed to set_error during the
+// current call.
+func (inst *instance) guestMessage() string {
+	if len(inst.errMsg) == 0 {
+		return "no message (the guest did not call set_error)"
+	}
+	return string(inst.errMsg)
+}
+
 // guestError turns a negative result into an error with the guest's message.
 func (inst *instance) guestError(what string) error {
-	msg := string(inst.errMsg)
-	if msg == "" {
-		msg = "no message (the guest did not call set_error)"
-	}
+	msg := inst.guestMessage()
 	if inst.lm.refused.Load() {
 		inst.broken = true
 		return callError(KindOOM, "%s: the guest needed more memory than its limit of %d bytes and failed: %s", what, inst.lm.limit, msg)
@@ -242,11 +248,7 @@ func (inst *instance) initialize(ctx context.Context, initialize, version, init 
 		return err
 	}
 	if rc := int32(inst.stack[0]); rc != 0 {
-		msg := string(inst.errMsg)
-		if msg == "" {
-			msg = "no message (the guest did not call set_error)"
-		}
-		return fmt.Errorf("%w: sluice_init returned %d: %s", failed, rc, msg)
+		return fmt.Errorf("%w: sluice_init returned %d: %s", failed, rc, inst.guestMessage())
 	}
 	return nil
 }
