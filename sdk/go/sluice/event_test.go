@@ -11,41 +11,49 @@ import (
 
 func TestEventGetters(t *testing.T) {
 	raw := execEvent(t, 7, "bash", "bash", "-c", "echo --password=x")
-	ev := &Event{}
-	ev.reset(raw, 3, true, 0)
-	// The first lookup scans, later ones use the index: both must agree.
-	for round := range 2 {
-		if got := ev.String("comm"); got != "bash" {
-			t.Errorf("round %d: comm = %q", round, got)
-		}
-		if got := string(ev.StringBytes("host")); got != "vm" {
-			t.Errorf("round %d: host = %q", round, got)
-		}
-		if got := ev.Int("ret"); got != -2 {
-			t.Errorf("round %d: ret = %d", round, got)
-		}
-		if got := ev.Uint("mntns_id"); got != 4026531832 {
-			t.Errorf("round %d: mntns_id = %d", round, got)
-		}
-		if got := ev.Uint("ret"); got != 0 {
-			t.Errorf("round %d: Uint of a negative = %d, want 0", round, got)
-		}
-		if got := ev.Float("pid"); got != 16588 {
-			t.Errorf("round %d: Float(pid) = %v", round, got)
-		}
-		if diff := cmp.Diff([]string{"bash", "-c", "echo --password=x"}, ev.Strings("args")); diff != "" {
-			t.Errorf("round %d: args (-want +got):\n%s", round, diff)
-		}
-		if got := ev.Get("args").Index(2); string(must(got.StringBytes())) != "echo --password=x" {
-			t.Errorf("round %d: args[2] = %x", round, got.Raw())
-		}
-		if !ev.Has("ret_error") || ev.Has("nope") || ev.String("nope") != "" || ev.Int("comm") != 0 {
-			t.Errorf("round %d: Has/zero values wrong", round)
-		}
-		if ev.Get("args").Type() != TypeArray || ev.Get("seq").Type() != TypeInt || ev.Get("nope").Type() != TypeMissing {
-			t.Errorf("round %d: types wrong", round)
+	checks := []struct {
+		name string
+		get  func(ev *Event) (got, want any)
+	}{
+		{"String(comm)", func(ev *Event) (any, any) { return ev.String("comm"), "bash" }},
+		{"StringBytes(host)", func(ev *Event) (any, any) { return string(ev.StringBytes("host")), "vm" }},
+		{"Int(ret)", func(ev *Event) (any, any) { return ev.Int("ret"), int64(-2) }},
+		{"Uint(mntns_id)", func(ev *Event) (any, any) { return ev.Uint("mntns_id"), uint64(4026531832) }},
+		{"Uint of a negative", func(ev *Event) (any, any) { return ev.Uint("ret"), uint64(0) }},
+		{"Float(pid)", func(ev *Event) (any, any) { return ev.Float("pid"), 16588.0 }},
+		{"Strings(args)", func(ev *Event) (any, any) {
+			return ev.Strings("args"), []string{"bash", "-c", "echo --password=x"}
+		}},
+		{"args[2]", func(ev *Event) (any, any) {
+			b, _ := ev.Get("args").Index(2).StringBytes()
+			return string(b), "echo --password=x"
+		}},
+		{"Has(ret_error)", func(ev *Event) (any, any) { return ev.Has("ret_error"), true }},
+		{"Has(nope)", func(ev *Event) (any, any) { return ev.Has("nope"), false }},
+		{"String(nope)", func(ev *Event) (any, any) { return ev.String("nope"), "" }},
+		{"StringBytes(nope)", func(ev *Event) (any, any) { return ev.StringBytes("nope") == nil, true }},
+		{"Int of a string", func(ev *Event) (any, any) { return ev.Int("comm"), int64(0) }},
+		{"Type(args)", func(ev *Event) (any, any) { return ev.Get("args").Type(), TypeArray }},
+		{"Type(seq)", func(ev *Event) (any, any) { return ev.Get("seq").Type(), TypeInt }},
+		{"Type(nope)", func(ev *Event) (any, any) { return ev.Get("nope").Type(), TypeMissing }},
+	}
+	// Each getter runs as an event's first lookup (a scan that stops at the
+	// field) and as a later one (through the index): both must agree.
+	for _, c := range checks {
+		for _, indexed := range []bool{false, true} {
+			ev := &Event{}
+			ev.reset(raw, 3, true, 0)
+			if indexed {
+				_, _ = ev.Has("time"), ev.Has("gid") // the second lookup indexes the event
+			}
+			got, want := c.get(ev)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("%s (indexed: %v) (-want +got):\n%s", c.name, indexed, diff)
+			}
 		}
 	}
+	ev := &Event{}
+	ev.reset(raw, 3, true, 0)
 	if ev.Index() != 3 {
 		t.Errorf("Index = %d", ev.Index())
 	}
@@ -54,13 +62,6 @@ func TestEventGetters(t *testing.T) {
 	if n != 5 {
 		t.Errorf("Each stopped after %d fields, want 5 (at seq)", n)
 	}
-}
-
-func must[T any](v T, ok bool) T {
-	if !ok {
-		panic("not ok")
-	}
-	return v
 }
 
 func TestEventChangesKeepOrder(t *testing.T) {
