@@ -74,10 +74,7 @@ func resolveGadgets(f *config.File, images *Images) ([]*resolvedGadget, hcl.Diag
 		if src.Type != "gadget" {
 			continue
 		}
-		baseDir := ""
-		if fn := src.GadgetRange.Filename; fn != "" && !strings.HasPrefix(fn, "<") {
-			baseDir = filepath.Dir(fn)
-		}
+		baseDir := configDir(src.GadgetRange)
 		var name string
 		var elf []byte
 		var image *oci.GadgetImage
