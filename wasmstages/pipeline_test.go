@@ -75,6 +75,31 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// runPipeline builds a pipeline from spec and runs it until stop, which
+// fails the test if Run returns an error. stop also runs when the test
+// ends, so that no Run outlives it.
+func runPipeline(t *testing.T, spec pipeline.Spec) (stop func()) {
+	t.Helper()
+	p, err := pipeline.New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx, 30*time.Second) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-ran; err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
 // TestSwapUnderStream swaps a stage's module while events stream through
 // it, and checks that every event arrives exactly once, that the versions
 // change once (between two batches), and that every event emitted after
@@ -83,29 +108,19 @@ func TestSwapUnderStream(t *testing.T) {
 	reg := pipeline.NewRegistry()
 	stage := newStage(t, wasmstages.Config{Name: "tag", Module: guest("tag_v1"), Metrics: reg, Workers: 2})
 	src, sink := &streamSource{}, &memSink{name: "mem"}
-	p, err := pipeline.New(pipeline.Spec{
+	stop := runPipeline(t, pipeline.Spec{
 		Name: "swap", Sources: []pipeline.Source{src}, Stages: []pipeline.Stage{stage}, Sinks: []pipeline.Sink{sink},
 		Queue:     pipeline.QueueConfig{Policy: pipeline.Block},
 		BatchSize: 64, BatchDelay: time.Millisecond, Metrics: reg,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ran := make(chan error, 1)
-	go func() { ran <- p.Run(ctx, 30*time.Second) }()
 
 	waitFor(t, "events before the swap", func() bool { return len(sink.snapshot()) >= 3000 })
-	if err := stage.Swap(ctx, readGuest(t, "tag_v2")); err != nil {
+	if err := stage.Swap(context.Background(), readGuest(t, "tag_v2")); err != nil {
 		t.Fatal(err)
 	}
 	emittedAtSwap := src.emitted.Load()
 	waitFor(t, "events after the swap", func() bool { return len(sink.snapshot()) >= int(emittedAtSwap)+3000 })
-	cancel()
-	if err := <-ran; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 
 	got := sink.snapshot()
 	total := src.emitted.Load()
@@ -167,22 +182,12 @@ func TestFailingGuestInPipeline(t *testing.T) {
 	stage := newStage(t, wasmstages.Config{Name: "trap", Module: guest("trap"), Params: map[string]any{"trap_after": 1},
 		OnError: "dead_letter", DeadLetter: dl, Metrics: reg})
 	src := &streamSource{}
-	p, err := pipeline.New(pipeline.Spec{
+	stop := runPipeline(t, pipeline.Spec{
 		Name: "traps", Sources: []pipeline.Source{src}, Stages: []pipeline.Stage{stage}, Sinks: []pipeline.Sink{main},
 		Queue: pipeline.QueueConfig{Policy: pipeline.Block}, BatchSize: 32, Metrics: reg,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ran := make(chan error, 1)
-	go func() { ran <- p.Run(ctx, 30*time.Second) }()
 	waitFor(t, "traps", func() bool { return len(dl.snapshot()) >= 500 && len(main.snapshot()) >= 500 })
-	cancel()
-	if err := <-ran; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	total := src.emitted.Load()
 	seqs := map[uint64]int{}
 	for _, ev := range append(main.snapshot(), dl.snapshot()...) {

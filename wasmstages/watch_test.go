@@ -89,14 +89,8 @@ func TestTickThroughPipeline(t *testing.T) {
 	stage := newStage(t, wasmstages.Config{Name: "summary", Module: guest("filter"),
 		Params: map[string]any{"comms": []string{"cat"}, "summary": true}, Tick: 10 * time.Millisecond, Metrics: reg})
 	src, sink := &streamSource{}, &memSink{name: "mem"}
-	p, err := pipeline.New(pipeline.Spec{Name: "ticks", Sources: []pipeline.Source{src}, Stages: []pipeline.Stage{stage},
+	stop := runPipeline(t, pipeline.Spec{Name: "ticks", Sources: []pipeline.Source{src}, Stages: []pipeline.Stage{stage},
 		Sinks: []pipeline.Sink{sink}, Queue: pipeline.QueueConfig{Policy: pipeline.Block}, Metrics: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- p.Run(ctx, 10*time.Second) }()
 	summaries := func() (n int, dropped uint64) {
 		for _, ev := range sink.snapshot() {
 			m := decode(t, ev.Data)
@@ -109,10 +103,7 @@ func TestTickThroughPipeline(t *testing.T) {
 		return n, dropped
 	}
 	waitFor(t, "two summaries", func() bool { n, _ := summaries(); return n >= 2 })
-	cancel()
-	if err := <-ran; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	// Every event is a cat, so every event was dropped, and the summaries
 	// (the last one at shutdown) account for each.
 	_, dropped := summaries()
