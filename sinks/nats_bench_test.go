@@ -42,6 +42,48 @@ func writeBatchSize(s *NATS) int {
 	return pipeline.DefaultBatchSize
 }
 
+// newBenchSink starts a server (with JetStream when opts asks for it) and
+// a sink publishing to it on bench.{source}.
+func newBenchSink(b *testing.B, opts NATSOptions) *NATS {
+	srv := startServer(b, &server.Options{JetStream: opts.JetStream != nil})
+	opts.URL, opts.Subject, opts.Host, opts.BootID = srv.ClientURL(), "bench.{source}", "h", "b"
+	s, err := NewNATS(context.Background(), "bench", opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+// bareConn is a plain nats.go connection, for the reference loops.
+func bareConn(b *testing.B, url string) *nats.Conn {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	return nc
+}
+
+// bareStream starts a JetStream server with a stream BENCH on bench.> and
+// returns a plain client of it; opts are the client's.
+func bareStream(b *testing.B, opts ...jetstream.JetStreamOpt) jetstream.JetStream {
+	js, err := jetstream.New(bareConn(b, startServer(b, &server.Options{JetStream: true}).ClientURL()), opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.>"}, Duplicates: DefaultDuplicateWindow}); err != nil {
+		b.Fatal(err)
+	}
+	return js
+}
+
+// sinkMsg is the message the sink publishes for data (id: its dedup id, or
+// "" for core NATS), built by the sink's own code.
+func sinkMsg(data []byte, id string) *nats.Msg {
+	return &newOutMsg("bench.exec", contentMsgpack, id, data).msg
+}
+
 // benchSink writes b.N events through s in batches of the size the sink
 // asks the pipeline for, with fresh sequence numbers (so that the stream's
 // deduplication does not skip work).
@@ -69,26 +111,15 @@ func benchSink(b *testing.B, s *NATS) {
 }
 
 func BenchmarkNATSCoreSink(b *testing.B) {
-	srv := startServer(b, nil)
-	s, err := NewNATS(context.Background(), "bench", NATSOptions{URL: srv.ClientURL(), Subject: "bench.{source}", Host: "h"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close(context.Background())
-	benchSink(b, s)
+	benchSink(b, newBenchSink(b, NATSOptions{}))
 }
 
 // BenchmarkNATSBarePublishMsg is the reference for BenchmarkNATSCoreSink:
 // nats.go publishing the sink's exact message (payload and headers) in a
 // loop, with nothing of sluice around it.
 func BenchmarkNATSBarePublishMsg(b *testing.B) {
-	srv := startServer(b, nil)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	m := &nats.Msg{Subject: "bench.exec", Data: benchEvents(1)[0].Data, Header: nats.Header{headerFormat: {FormatVersion}, headerContentType: {contentMsgpack}}}
+	nc := bareConn(b, startServer(b, nil).ClientURL())
+	m := sinkMsg(benchEvents(1)[0].Data, "")
 	b.ReportAllocs()
 	b.SetBytes(int64(len(m.Data)))
 	for b.Loop() {
@@ -101,12 +132,7 @@ func BenchmarkNATSBarePublishMsg(b *testing.B) {
 // BenchmarkNATSBarePublish publishes the payload without headers: what the
 // two headers cost nats.go and the server.
 func BenchmarkNATSBarePublish(b *testing.B) {
-	srv := startServer(b, nil)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
+	nc := bareConn(b, startServer(b, nil).ClientURL())
 	data := benchEvents(1)[0].Data
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
@@ -122,19 +148,10 @@ func BenchmarkNATSBarePublish(b *testing.B) {
 // reports their throughput ratio, which the machine's noise affects less
 // than two separate benchmarks.
 func BenchmarkNATSCoreSinkVsBare(b *testing.B) {
-	srv := startServer(b, nil)
-	s, err := NewNATS(context.Background(), "bench", NATSOptions{URL: srv.ClientURL(), Subject: "bench.{source}", Host: "h"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close(context.Background())
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
+	s := newBenchSink(b, NATSOptions{})
+	nc := bareConn(b, s.opts.URL) // the sink's server
 	batch := benchEvents(pipeline.DefaultBatchSize)
-	m := &nats.Msg{Subject: "bench.exec", Data: batch[0].Data, Header: nats.Header{headerFormat: {FormatVersion}, headerContentType: {contentMsgpack}}}
+	m := sinkMsg(batch[0].Data, "")
 	var sinkTime, bareTime time.Duration
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -158,23 +175,13 @@ func BenchmarkNATSCoreSinkVsBare(b *testing.B) {
 // outstanding acknowledgements, awaited at the end: the ceiling for
 // BenchmarkJetStreamSinkAsync.
 func BenchmarkJetStreamBareAsync(b *testing.B) {
-	srv := startServer(b, &server.Options{JetStream: true})
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(DefaultMaxPending))
-	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.>"}, Duplicates: DefaultDuplicateWindow}); err != nil {
-		b.Fatal(err)
-	}
+	js := bareStream(b, jetstream.WithPublishAsyncMaxPending(DefaultMaxPending))
 	data := benchEvents(1)[0].Data
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++
-		m := &nats.Msg{Subject: "bench.exec", Data: data, Header: nats.Header{headerFormat: {FormatVersion}, headerContentType: {contentMsgpack}, jetstream.MsgIDHeader: {"h.b.r.exec." + strconv.Itoa(i)}}}
+		m := sinkMsg(data, "h.b.r.exec."+strconv.Itoa(i))
 		for {
 			_, err := js.PublishMsgAsync(m)
 			if err == nil {
@@ -191,30 +198,14 @@ func BenchmarkJetStreamBareAsync(b *testing.B) {
 }
 
 func BenchmarkJetStreamSinkAsync(b *testing.B) {
-	srv := startServer(b, &server.Options{JetStream: true})
-	s, err := NewNATS(context.Background(), "bench", NATSOptions{URL: srv.ClientURL(), Subject: "bench.{source}", Host: "h", BootID: "b",
-		JetStream: &JetStreamOptions{Stream: "BENCH", Create: true}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close(context.Background())
-	benchSink(b, s)
+	benchSink(b, newBenchSink(b, NATSOptions{JetStream: &JetStreamOptions{Stream: "BENCH", Create: true}}))
 }
 
 // BenchmarkJetStreamSyncPublish is the reference: publish, wait for the
 // ack, repeat.
 func BenchmarkJetStreamSyncPublish(b *testing.B) {
-	srv := startServer(b, &server.Options{JetStream: true})
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := bareStream(b)
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.>"}}); err != nil {
-		b.Fatal(err)
-	}
 	data := benchEvents(1)[0].Data
 	b.ReportAllocs()
 	for b.Loop() {
@@ -228,23 +219,14 @@ func BenchmarkJetStreamSyncPublish(b *testing.B) {
 // BenchmarkJetStreamSyncPublishMsg is BenchmarkJetStreamSyncPublish with
 // the sink's messages (format headers and a dedup id).
 func BenchmarkJetStreamSyncPublishMsg(b *testing.B) {
-	srv := startServer(b, &server.Options{JetStream: true})
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := bareStream(b)
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.>"}, Duplicates: DefaultDuplicateWindow}); err != nil {
-		b.Fatal(err)
-	}
 	data := benchEvents(1)[0].Data
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++
-		m := &nats.Msg{Subject: "bench.exec", Data: data, Header: nats.Header{headerFormat: {FormatVersion}, headerContentType: {contentMsgpack}, jetstream.MsgIDHeader: {"h.b.r.exec." + strconv.Itoa(i)}}}
+		m := sinkMsg(data, "h.b.r.exec."+strconv.Itoa(i))
 		if _, err := js.PublishMsg(ctx, m); err != nil {
 			b.Fatal(err)
 		}
@@ -255,12 +237,5 @@ func BenchmarkJetStreamSyncPublishMsg(b *testing.B) {
 // BenchmarkJetStreamSinkBatched is BenchmarkJetStreamSinkAsync with 100
 // events per message; compare events/s with it.
 func BenchmarkJetStreamSinkBatched(b *testing.B) {
-	srv := startServer(b, &server.Options{JetStream: true})
-	s, err := NewNATS(context.Background(), "bench", NATSOptions{URL: srv.ClientURL(), Subject: "bench.{source}", Host: "h", BootID: "b",
-		BatchMaxEvents: 100, JetStream: &JetStreamOptions{Stream: "BENCH", Create: true}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close(context.Background())
-	benchSink(b, s)
+	benchSink(b, newBenchSink(b, NATSOptions{BatchMaxEvents: 100, JetStream: &JetStreamOptions{Stream: "BENCH", Create: true}}))
 }
