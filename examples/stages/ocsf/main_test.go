@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/sdk/go/sluice"
 )
@@ -23,6 +24,48 @@ func execEvent() []byte {
 	}
 	w.EndMap()
 	return append([]byte(nil), w.Bytes()...)
+}
+
+// The stage's own test, natively: InitForTest and ProcessForTest drive the
+// handlers as the host does, and the SDK's Value reads the result.
+func TestMapsExecToProcessActivity(t *testing.T) {
+	if err := sluice.InitForTest(nil); err != nil {
+		t.Fatal(err)
+	}
+	var w sluice.Writer
+	w.BeginMap().Key("gadget").String("trace_signal").Key("sig").String("SIGKILL").EndMap()
+	signal := append([]byte(nil), w.Bytes()...)
+	res, err := sluice.ProcessForTest([][]byte{execEvent(), signal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2 || res[0].Keep || res[0].Index != 0 || !res[1].Keep || res[1].Index != 1 {
+		t.Fatalf("results %+v, want the exec mapped and the signal passed on", res)
+	}
+	o := sluice.RawValue(res[0].Event)
+	str := func(v sluice.Value) string { s, _ := v.Str(); return s }
+	num := func(v sluice.Value) int64 { n, _ := v.Int(); return n }
+	proc := o.Get("process")
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"class_uid", num(o.Get("class_uid")), int64(1007)},
+		{"type_uid", num(o.Get("type_uid")), int64(100701)},
+		{"type_name", str(o.Get("type_name")), "Process Activity: Launch"},
+		{"status", str(o.Get("status")), "Success"},
+		{"time", num(o.Get("time")), time.Date(2026, 12, 1, 10, 27, 32, 530410107, time.UTC).UnixMilli()},
+		{"metadata.uid", str(o.Get("metadata").Get("uid")), "vm/exec/77"},
+		{"process.cmd_line", str(proc.Get("cmd_line")), "sh -c some args"},
+		{"process.file.name", str(proc.Get("file").Get("name")), "sh"},
+		{"process.user.name", str(proc.Get("user").Get("name")), "alice"},
+		{"actor.process.pid", num(o.Get("actor").Get("process").Get("pid")), int64(16524)},
+		{"host (envelope)", str(o.Get("host")), "vm"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
 }
 
 func BenchmarkOCSFNative(b *testing.B) {
