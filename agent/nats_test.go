@@ -52,15 +52,11 @@ pipeline "p" {
 	defer ta.stop()
 
 	var nc *nats.Conn
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if nc, err = nats.Connect("nats://" + addr); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("embedded server never accepted a connection: %v", err)
-		}
-	}
+	ta.waitFor("connection to the embedded server", 10*time.Second, func() {}, func() bool {
+		var err error
+		nc, err = nats.Connect("nats://" + addr)
+		return err == nil
+	})
 	defer nc.Close()
 	msgs := make(chan *nats.Msg, 1024)
 	if _, err := nc.ChanSubscribe("sluice.bus-host.exec", msgs); err != nil {
@@ -68,27 +64,28 @@ pipeline "p" {
 	}
 	nc.Flush()
 	marker := fmt.Sprintf("sluice-bus-%d", rand.Uint32())
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	timeout := time.After(15 * time.Second)
-	for {
-		select {
-		case m := <-msgs:
-			js, err := codec.AppendJSON(nil, m.Data)
-			if err != nil {
-				t.Fatalf("payload is not msgpack: %v", err)
-			}
-			if strings.Contains(string(js), marker) {
-				if m.Header.Get("Sluice-Format") != "1" || m.Header.Get("Nats-Msg-Id") == "" {
-					t.Errorf("headers = %v, want the format version and a dedup id", m.Header)
+	var found *nats.Msg
+	ta.waitFor("exec event with "+marker+" on the bus", 15*time.Second,
+		func() { exec.Command("/bin/true", marker).Run() },
+		func() bool {
+			for {
+				select {
+				case m := <-msgs:
+					js, err := codec.AppendJSON(nil, m.Data)
+					if err != nil {
+						t.Fatalf("payload is not msgpack: %v", err)
+					}
+					if strings.Contains(string(js), marker) {
+						found = m
+						return true
+					}
+				default:
+					return false
 				}
-				return
 			}
-		case <-tick.C:
-			exec.Command("/bin/true", marker).Run()
-		case <-timeout:
-			t.Fatal("no exec event on the bus within 15s")
-		}
+		})
+	if found.Header.Get("Sluice-Format") != "1" || found.Header.Get("Nats-Msg-Id") == "" {
+		t.Errorf("headers = %v, want the format version and a dedup id", found.Header)
 	}
 }
 
