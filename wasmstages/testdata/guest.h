@@ -87,6 +87,15 @@ static int64_t out_end(void) {
 	return (int64_t)(uintptr_t)g_out << 32 | (int64_t)g_out_len;
 }
 
+// keep_all is the result of a pass-through stage: KEEP every event of the
+// batch at p.
+static int64_t keep_all(const uint8_t *p) {
+	uint32_t count = rd32(p);
+	out_begin();
+	for (uint32_t i = 0; i < count; i++) out_keep(i);
+	return out_end();
+}
+
 // ---- a minimal msgpack reader ----
 // mp_skip returns the size of the value at p (at most n bytes), or -1.
 static int64_t mp_skip(const uint8_t *p, size_t n, int depth);
