@@ -85,10 +85,10 @@ type gadgetSource struct {
 	duration *pipeline.Histogram
 	reg      *pipeline.Registry
 
-	mu        sync.Mutex // the streams' readers emit concurrently
-	errs      map[string]*pipeline.Counter
-	lastWarn  time.Time
-	suppresed int
+	mu         sync.Mutex // the streams' readers emit concurrently
+	errs       map[string]*pipeline.Counter
+	lastWarn   time.Time
+	suppressed int
 
 	closeOnce sync.Once
 }
@@ -174,23 +174,20 @@ func (s *gadgetSource) close(ctx context.Context) {
 // countError counts a failed call by kind, as the pipeline counts a
 // stage's, and logs it at most every 10 seconds.
 func (s *gadgetSource) countError(err error, events int) {
-	kind := "error"
-	if se, ok := errors.AsType[*pipeline.StageError](err); ok && se.Kind != "" {
-		kind = se.Kind
-	}
+	kind := pipeline.StageErrorKind(err)
 	s.mu.Lock()
 	c := s.errs[kind]
 	if c == nil {
-		c = s.reg.Counter(pipeline.MetricStageErrors, "Failed stage calls, by kind.", "name", gadgetModuleName(s.g.Name()), "kind", kind)
+		c = s.reg.StageErrors(gadgetModuleName(s.g.Name()), kind)
 		s.errs[kind] = c
 	}
 	now := time.Now()
 	warn := now.Sub(s.lastWarn) >= 10*time.Second
-	suppressed := s.suppresed
+	suppressed := s.suppressed
 	if warn {
-		s.lastWarn, s.suppresed = now, 0
+		s.lastWarn, s.suppressed = now, 0
 	} else {
-		s.suppresed++
+		s.suppressed++
 	}
 	s.mu.Unlock()
 	c.Inc()
