@@ -19,10 +19,7 @@ import (
 // referrers-layout signature through the referrers API. It needs an oras
 // binary in SLUICE_ORAS (make bin/oras; .ci/run sets it).
 func TestORASInspectsImages(t *testing.T) {
-	orasBin := os.Getenv("SLUICE_ORAS")
-	if orasBin == "" {
-		t.Skip("set SLUICE_ORAS to an oras binary (make bin/oras) to inspect images with a standard OCI client")
-	}
+	orasBin := interopTool(t, "SLUICE_ORAS", "bin/oras")
 	reg := registrytest.Start(t, registrytest.Options{})
 	e := newImageEnv(t)
 	oras := func(args ...string) []byte {
