@@ -4,7 +4,6 @@ package sluice
 
 import (
 	"encoding/binary"
-	"fmt"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -156,5 +155,3 @@ func mustInit(tb testing.TB, s *stage, params map[string]any) {
 		tb.Fatalf("init: %v", err)
 	}
 }
-
-func str(v any) string { return fmt.Sprint(v) }
