@@ -371,6 +371,8 @@ func (h *mapHandle) Delete(key []byte) error {
 }
 
 func (h *mapHandle) NextKey(key, next []byte) error {
+	// cilium/ebpf asks for the first key when it gets a nil interface; a
+	// nil []byte in one would be a key of length 0, which it refuses.
 	var k any = key
 	if key == nil {
 		k = nil
