@@ -71,21 +71,6 @@ type StageModuleRef struct {
 // file path (see docs/oci.md, "References").
 func IsImageReference(value string) bool { return oci.LooksLikeReference(value) }
 
-// imageStoreDir is where the agent's image store lives: the override, then
-// SLUICE_DATA_DIR, then the config's data_dir.
-func imageStoreDir(f *config.File, override string) string {
-	if override != "" {
-		return override
-	}
-	if env := os.Getenv(oci.DataDirEnv); env != "" {
-		return env
-	}
-	if f.Agent.DataDir != "" {
-		return f.Agent.DataDir
-	}
-	return oci.DefaultDataDir
-}
-
 // FetchImages fetches every OCI reference of f (gadget values and oci://
 // stage modules) into the local store and reads them, refusing images the
 // policy refuses. Problems are diagnostics at the offending
@@ -116,7 +101,7 @@ func FetchImages(ctx context.Context, f *config.File, opts FetchOptions) (*Image
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	store, err := oci.OpenStore(ctx, imageStoreDir(f, opts.DataDir))
+	store, err := oci.OpenStore(ctx, oci.DataDir(opts.DataDir, f.Agent.DataDir))
 	if err != nil {
 		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot open the image store", Detail: err.Error(), Subject: rangePtr(wants[0].rng)})
 	}

@@ -31,6 +31,19 @@ const DefaultDataDir = "/var/lib/sluice"
 // DataDirEnv names the environment variable that overrides the data dir.
 const DataDirEnv = "SLUICE_DATA_DIR"
 
+// DataDir is the data dir the store lives in: override (a --data-dir flag)
+// when set, else $SLUICE_DATA_DIR, else configured (the config's data_dir;
+// "" where there is no config), else DefaultDataDir. The CLI's image
+// commands and the agent both pick it this way.
+func DataDir(override, configured string) string {
+	for _, d := range []string{override, os.Getenv(DataDirEnv), configured} {
+		if d != "" {
+			return d
+		}
+	}
+	return DefaultDataDir
+}
+
 // maxMetadataBytes bounds manifests, indexes and configs read into memory.
 const maxMetadataBytes = 4 << 20
 

@@ -66,19 +66,8 @@ func (f *imageFlags) remote(stderr io.Writer, progress bool) oci.RemoteOptions {
 	return o
 }
 
-// resolveDataDir picks the data dir: flag, then environment, then default.
-func resolveDataDir(flagValue string) string {
-	if flagValue != "" {
-		return flagValue
-	}
-	if env := os.Getenv(oci.DataDirEnv); env != "" {
-		return env
-	}
-	return oci.DefaultDataDir
-}
-
 func (f *imageFlags) open(ctx context.Context) (*oci.Store, error) {
-	return oci.OpenStore(ctx, resolveDataDir(f.dataDir))
+	return oci.OpenStore(ctx, oci.DataDir(f.dataDir, ""))
 }
 
 // openRefs parses args as image references, then opens the store: how
