@@ -71,11 +71,9 @@ func decodeFileSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 	content, diags := body.Content(fileSinkSchema)
 	if a := content.Attributes["path"]; a != nil {
 		out.PathRange = a.Expr.Range()
-		s, ok, d := evalNonEmpty(a, ectx)
+		var d hcl.Diagnostics
+		out.Path, _, d = evalNonEmptyOr(a, ectx, out.Path)
 		diags = append(diags, d...)
-		if ok {
-			out.Path = s
-		}
 	}
 	if a := content.Attributes["format"]; a != nil {
 		out.Format, diags = enumOrAppend(a, ectx, fileFormats, out.Format, diags)
@@ -86,20 +84,18 @@ func decodeFileSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 	if a := content.Attributes["fsync"]; a != nil {
 		out.Fsync, diags = enumOrAppend(a, ectx, fileFsyncs, out.Fsync, diags)
 	}
-	var fsyncInterval *hcl.Attribute
 	if a := content.Attributes["fsync_interval"]; a != nil {
-		fsyncInterval = a
 		var d hcl.Diagnostics
 		out.FsyncInterval, d = durationOr(a, ectx, out.FsyncInterval)
 		diags = append(diags, d...)
-	}
-	if fsyncInterval != nil && out.Fsync != "interval" {
-		diags = append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Unused fsync_interval",
-			Detail:   "fsync_interval applies only with fsync = \"interval\" (the default).",
-			Subject:  fsyncInterval.NameRange.Ptr(),
-		})
+		if out.Fsync != "interval" {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Unused fsync_interval",
+				Detail:   "fsync_interval applies only with fsync = \"interval\" (the default).",
+				Subject:  a.NameRange.Ptr(),
+			})
+		}
 	}
 	seen := map[string]hcl.Range{}
 	for _, b := range content.Blocks {

@@ -99,25 +99,23 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 		Spool: NATSSpool{Enabled: true, MaxBytes: 1 << 30, WhenFull: "drop_newest"}}
 	sink.NATS = out
 	content, diags := body.Content(natsSinkSchema)
-	str := func(name string, dst *string) {
-		if a := content.Attributes[name]; a != nil {
-			s, ok, d := evalNonEmpty(a, ectx)
+	str := func(c *hcl.BodyContent, name string, dst *string) {
+		if a := c.Attributes[name]; a != nil {
+			var d hcl.Diagnostics
+			*dst, _, d = evalNonEmptyOr(a, ectx, *dst)
 			diags = append(diags, d...)
-			if ok {
-				*dst = s
-			}
 		}
 	}
-	str("url", &out.URL)
-	str("subject", &out.Subject)
+	str(content, "url", &out.URL)
+	str(content, "subject", &out.Subject)
 	if a := content.Attributes["subject"]; a != nil {
 		out.SubjectRange = a.Expr.Range()
 	}
-	str("user", &out.User)
-	str("password", &out.Password)
-	str("token", &out.Token)
-	str("nkey_seed_file", &out.NKeySeedFile)
-	str("creds_file", &out.CredsFile)
+	str(content, "user", &out.User)
+	str(content, "password", &out.Password)
+	str(content, "token", &out.Token)
+	str(content, "nkey_seed_file", &out.NKeySeedFile)
+	str(content, "creds_file", &out.CredsFile)
 	if a := content.Attributes["encoding"]; a != nil {
 		out.Encoding, diags = enumOrAppend(a, ectx, natsEncodings, out.Encoding, diags)
 	}
@@ -157,23 +155,17 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 			tlsRange = b.DefRange
 			c, d := b.Body.Content(natsTLSSchema)
 			diags = append(diags, d...)
-			for name, dst := range map[string]*string{"ca_file": &out.CAFile, "cert_file": &out.CertFile, "key_file": &out.KeyFile} {
-				if a := c.Attributes[name]; a != nil {
-					s, ok, d := evalNonEmpty(a, ectx)
-					diags = append(diags, d...)
-					if ok {
-						*dst = s
-					}
-				}
-			}
+			str(c, "ca_file", &out.CAFile)
+			str(c, "cert_file", &out.CertFile)
+			str(c, "key_file", &out.KeyFile)
 		case "spool":
 			c, d := b.Body.Content(natsSpoolSchema)
 			diags = append(diags, d...)
 			if a := c.Attributes["enabled"]; a != nil {
-				v, d := evalAs(a, ectx, cty.Bool)
+				v, ok, d := evalBool(a, ectx)
 				diags = append(diags, d...)
-				if !d.HasErrors() && v.IsKnown() && !v.IsNull() {
-					out.Spool.Enabled = v.True()
+				if ok {
+					out.Spool.Enabled = v
 				}
 			}
 			if a := c.Attributes["max_bytes"]; a != nil {
@@ -191,18 +183,12 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 			out.JetStream = js
 			c, d := b.Body.Content(natsJetStreamSchema)
 			diags = append(diags, d...)
-			if a := c.Attributes["stream"]; a != nil {
-				s, ok, d := evalNonEmpty(a, ectx)
+			str(c, "stream", &js.Stream)
+			if a := c.Attributes["create"]; a != nil {
+				v, ok, d := evalBool(a, ectx)
 				diags = append(diags, d...)
 				if ok {
-					js.Stream = s
-				}
-			}
-			if a := c.Attributes["create"]; a != nil {
-				v, d := evalAs(a, ectx, cty.Bool)
-				diags = append(diags, d...)
-				if !d.HasErrors() && v.IsKnown() && !v.IsNull() {
-					js.Create = v.True()
+					js.Create = v
 				}
 			}
 			if a := c.Attributes["subjects"]; a != nil {
