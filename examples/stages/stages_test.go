@@ -222,6 +222,11 @@ func TestCSDKGuest(t *testing.T) {
 	if first["comm"] != "CHANGED" || toInt(first["pid"]) != 7 || first["host"] != "node-a" || len(list) != 20 || toInt(list[19]) != -19 || len(first) != 8 {
 		t.Errorf("emitted %v", first)
 	}
+	// More names to leave out than sluice_w_fields takes fail the batch
+	// instead of emitting the extra keys twice.
+	if _, err := s.Process(t.Context(), []pipelineEvent{envelope("trace_exec", 99, kv{"comm", "sh"})}, nil); err == nil || !strings.Contains(err.Error(), "sluice_w_fields: 17 names to leave out; at most 16") {
+		t.Errorf("seq 99: err = %v", err)
+	}
 	if _, err := wasmstages.New(t.Context(), wasmstages.Config{Name: "csdk", ModuleBytes: b, Params: map[string]any{"n": 2.5}, Cache: cache}); !isInit(err) || !strings.Contains(err.Error(), "params.n: want a whole number") {
 		t.Errorf("n = 2.5: %v", err)
 	}

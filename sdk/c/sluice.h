@@ -566,14 +566,19 @@ static void sluice_emit_begin(sluice_out *o, const sluice_event *from) {
 }
 
 /* Copies the fields of ev into the open map, except those named in skip
- * (nskip names): how a modified event is built. Write replacements and
- * additions after it. */
+ * (nskip names, at most SLUICE_MAX_SKIP): how a modified event is built.
+ * Write replacements and additions after it. */
+#define SLUICE_MAX_SKIP 16
 static void sluice_w_fields(sluice_out *o, const sluice_event *ev, const char *const *skip, int nskip) {
 	/* Entries are contiguous in the input, so runs of kept entries are
 	 * copied with one memcpy each: a modified event usually costs one copy
 	 * of its body, not two per field. */
-	uint32_t skiplen[16];
-	if (nskip > 16) nskip = 16;
+	uint32_t skiplen[SLUICE_MAX_SKIP];
+	if (nskip > SLUICE_MAX_SKIP) {
+		/* Copying the names past the limit would emit their keys twice. */
+		sluice_fail("sluice_w_fields: %d names to leave out; at most %d", nskip, SLUICE_MAX_SKIP);
+		return;
+	}
 	for (int i = 0; i < nskip; i++) skiplen[i] = (uint32_t)strlen(skip[i]);
 	sluice_iter it = sluice_iter_map(ev->raw);
 	bool any = false;
