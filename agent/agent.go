@@ -141,9 +141,12 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 				spec.Sources = append(spec.Sources, a.pipelineSource(g))
 			}
 		}
+		// The pipeline closes each sink it writes to once, whether as a sink
+		// or a stage's dead-letter sink: it is one of the sink's users.
+		users := map[*sharedSink]bool{}
 		for _, ref := range p.Sinks {
 			if s := sinksByRef[ref.String()]; s != nil {
-				s.users++
+				users[s] = true
 				spec.Sinks = append(spec.Sinks, s)
 			}
 		}
@@ -151,6 +154,12 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 		diags = append(diags, ds...)
 		for _, st := range pstages {
 			spec.Stages = append(spec.Stages, st)
+			if dl, ok := st.deadLetter.(*sharedSink); ok {
+				users[dl] = true
+			}
+		}
+		for s := range users {
+			s.users++
 		}
 		a.stages = append(a.stages, pstages...)
 		pl, err := pipeline.New(spec)

@@ -272,8 +272,7 @@ func (l *lazyStage) Close(ctx context.Context) error {
 }
 
 // stagesOf builds the stages of pipeline p in their config order. The
-// dead-letter sinks are the shared sinks of the agent; one that is not
-// also a sink of p gains p as a user.
+// dead-letter sinks are the shared sinks of the agent.
 func stagesOf(f *config.File, p *config.Pipeline, modules map[*config.Stage]stageModule, sinksByRef map[string]*sharedSink) ([]*lazyStage, hcl.Diagnostics) {
 	var out []*lazyStage
 	var diags hcl.Diagnostics
@@ -290,13 +289,6 @@ func stagesOf(f *config.File, p *config.Pipeline, modules map[*config.Stage]stag
 				continue // a dangling reference: reported by the config
 			}
 			dl = s
-			own := false
-			for _, sref := range p.Sinks {
-				own = own || sref.String() == r.String()
-			}
-			if !own && !slicesContains(out, s) {
-				s.users++
-			}
 		}
 		l, err := newLazyStage(st, m, dl)
 		if err != nil {
@@ -306,17 +298,6 @@ func stagesOf(f *config.File, p *config.Pipeline, modules map[*config.Stage]stag
 		out = append(out, l)
 	}
 	return out, diags
-}
-
-// slicesContains reports whether an earlier stage of the same pipeline
-// already routes to dead-letter sink s (the pipeline closes it once).
-func slicesContains(stages []*lazyStage, s *sharedSink) bool {
-	for _, l := range stages {
-		if l.deadLetter == pipeline.Sink(s) {
-			return true
-		}
-	}
-	return false
 }
 
 // openStages opens the compilation cache and starts every pipeline's Wasm

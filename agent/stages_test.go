@@ -219,3 +219,62 @@ pipeline "p" {
 		}
 	}
 }
+
+// TestDeadLetterSinkUsers: a shared sink closes when the last pipeline
+// that writes to it closes it, so it counts each pipeline once, whether
+// the pipeline lists it as a sink, routes dead letters to it from one
+// stage or several, or both.
+func TestDeadLetterSinkUsers(t *testing.T) {
+	f := parseFile(t, t.TempDir(), `
+source "gadget" "a" { gadget = "trace_exec" }
+source "gadget" "b" { gadget = "trace_exec" }
+stage "wasm" "a1" {
+  module      = "drop-comm"
+  on_error    = "dead_letter"
+  dead_letter = sink.file.rejects
+}
+stage "wasm" "a2" {
+  module      = "drop-comm"
+  on_error    = "dead_letter"
+  dead_letter = sink.file.rejects
+}
+stage "wasm" "b1" {
+  module      = "drop-comm"
+  on_error    = "dead_letter"
+  dead_letter = sink.file.rejects
+}
+stage "wasm" "b2" {
+  module      = "drop-comm"
+  on_error    = "dead_letter"
+  dead_letter = sink.stdout.out
+}
+sink "stdout" "out" {}
+sink "file" "rejects" { path = "rejects.jsonl" }
+pipeline "a" {
+  sources = [source.gadget.a]
+  stages  = [stage.wasm.a1, stage.wasm.a2]
+  sinks   = [sink.stdout.out, sink.file.rejects]
+}
+pipeline "b" {
+  sources = [source.gadget.b]
+  stages  = [stage.wasm.b1, stage.wasm.b2]
+  sinks   = [sink.stdout.out]
+}
+`)
+	a, diags := New(f, Options{Stdout: &testutil.SyncBuffer{}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if len(a.stages) != 4 {
+		t.Fatalf("the agent has %d stages, want 4", len(a.stages))
+	}
+	for _, l := range a.stages {
+		s, ok := l.deadLetter.(*sharedSink)
+		if !ok {
+			t.Fatalf("stage %s: dead-letter sink %T is not the agent's shared sink", l.Name(), l.deadLetter)
+		}
+		if s.users != 2 {
+			t.Errorf("stage %s: dead-letter sink %s has %d users, want 2 (pipelines a and b)", l.Name(), s.Name(), s.users)
+		}
+	}
+}
