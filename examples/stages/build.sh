@@ -57,11 +57,13 @@ mkdir -p "$sysroot/include" "$sysroot/lib"
 ln -s /usr/include/wasm32-wasi "$sysroot/include/wasm32-wasip1"
 ln -s /usr/lib/wasm32-wasi "$sysroot/lib/wasm32-wasip1"
 
-build_c() { # build_c <name>
-	(cd "$here/$1" && clang-19 --target=wasm32-wasip1 --sysroot="$sysroot" -mexec-model=reactor \
+cc_wasm() { # cc_wasm <dir> <source> <out>: compile a C guest from within its directory
+	(cd "$1" && clang-19 --target=wasm32-wasip1 --sysroot="$sysroot" -mexec-model=reactor \
 		-O2 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-parameter -nodefaultlibs \
-		-Wl,--strip-debug -o "$out_dir/$1.wasm" main.c -lc "$builtins")
+		-Wl,--strip-debug -o "$3" "$2" -lc "$builtins")
 }
+
+build_c() { cc_wasm "$here/$1" main.c "$out_dir/$1.wasm"; } # build_c <name>
 
 build_go() { # build_go <name>
 	(cd "$root" && GOOS=wasip1 GOARCH=wasm GOFLAGS= CGO_ENABLED=0 "$GO" build -buildmode=c-shared \
@@ -89,9 +91,7 @@ done
 
 # The C SDK's test guest lives beside the SDK.
 sdk_guest=$root/sdk/c/testdata/sdk_guest
-(cd "$root/sdk/c/testdata" && clang-19 --target=wasm32-wasip1 --sysroot="$sysroot" -mexec-model=reactor \
-	-O2 -Wall -Wextra -Werror -Wno-unused-function -Wno-unused-parameter -nodefaultlibs \
-	-Wl,--strip-debug -o "$out_dir/sdk_guest.wasm" sdk_guest.c -lc "$builtins")
+cc_wasm "$root/sdk/c/testdata" sdk_guest.c "$out_dir/sdk_guest.wasm"
 chmod 644 "$out_dir/sdk_guest.wasm"
 if [ $check -eq 1 ]; then
 	if ! cmp -s "$out_dir/sdk_guest.wasm" "$sdk_guest.wasm"; then
