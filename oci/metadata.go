@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -65,22 +66,12 @@ func ParseMetadata(b []byte) (*Metadata, error) {
 // variable name, from either layout.
 func (m *Metadata) EBPFParamDocs() map[string]ParamDoc {
 	out := map[string]ParamDoc{}
-	for k, v := range m.EBPFParams {
-		out[k] = v
-	}
-	for k, v := range m.Params["ebpf"] {
-		out[k] = v
-	}
+	maps.Copy(out, m.EBPFParams)
+	maps.Copy(out, m.Params["ebpf"])
 	return out
 }
 
 // ParamNames returns the documented eBPF parameter names, sorted.
 func (m *Metadata) ParamNames() []string {
-	docs := m.EBPFParamDocs()
-	names := make([]string, 0, len(docs))
-	for k := range docs {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(m.EBPFParamDocs()))
 }

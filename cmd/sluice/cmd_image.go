@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -191,7 +192,7 @@ func imageBuild(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args 
 	if err != nil {
 		return err
 	}
-	for _, k := range sortedKeys(res.Inputs) {
+	for _, k := range slices.Sorted(maps.Keys(res.Inputs)) {
 		fmt.Fprintf(stdout, "%s: %s\n", k, res.Inputs[k])
 	}
 	fmt.Fprintf(stdout, "built %s image %s@%s\n", res.Kind, ref, res.Desc.Digest)
@@ -346,10 +347,10 @@ func writeInspect(w io.Writer, info *oci.Inspection) error {
 				fmt.Fprintf(w, "  %s (default %q): %s\n", name, d.DefaultValue, d.Description)
 			}
 		}
-		for _, dsName := range sortedKeys(md.DataSources) {
+		for _, dsName := range slices.Sorted(maps.Keys(md.DataSources)) {
 			fmt.Fprintf(w, "fields of %s:\n", dsName)
 			ds := md.DataSources[dsName]
-			for _, f := range sortedKeys(ds.Fields) {
+			for _, f := range slices.Sorted(maps.Keys(ds.Fields)) {
 				fmt.Fprintf(w, "  %s: %s\n", f, ds.Fields[f].Annotations["description"])
 			}
 		}
@@ -602,15 +603,6 @@ func byteSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // imageRunFlags are the image flags of `sluice agent` and `sluice run`.
