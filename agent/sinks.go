@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -166,7 +167,8 @@ func validateSinks(cfg *config.File, resolved []*resolvedGadget) hcl.Diagnostics
 	return validateSinkSettings(cfg, sinkSchemas(cfg, func(src *config.Source) []*pipeline.Schema { return bySource[src] }))
 }
 
-var envelopeKeys = map[string]bool{"time": true, "host": true, "source": true, "gadget": true, "seq": true}
+// envelopeKeys are the keys every event carries, whatever its gadget.
+var envelopeKeys = []string{"time", "host", "source", "gadget", "seq"}
 
 // validateSinkSettings checks what the config package cannot: every file
 // sink's path pattern, and every NATS subject template (its syntax, and
@@ -207,42 +209,46 @@ func validateSinkSettings(cfg *config.File, schemasBySink map[string][]*pipeline
 			continue
 		}
 		for _, f := range tmpl.Fields() {
-			if envelopeKeys[f] {
+			if slices.Contains(envelopeKeys, f) {
 				continue
 			}
-			for _, sc := range schemasBySink[s.Ref] {
-				if !schemaHas(sc, f) {
-					hint := ""
-					if c := closest(f, append(strings.Split(fieldNames(sc), ", "), "time", "host", "source", "gadget", "seq")); c != "" {
-						hint = fmt.Sprintf(" Did you mean {%s}?", c)
-					}
-					if pl, ok := staged[s.Ref]; ok {
-						diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Subject field not produced by the gadget",
-							Detail: fmt.Sprintf("Subject field {%s} is not a field of gadget %s, which feeds sink %q through the stages of pipeline %q; unless a stage adds it, events publish \"_\" in its place. The gadget's fields: %s.%s",
-								f, sc.Gadget, s.Name, pl, fieldNames(sc), hint),
-							Subject: subject})
-						break
-					}
-					diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown field in subject template",
-						Detail: fmt.Sprintf("Subject field {%s} is not a field of gadget %s, which feeds sink %q; use an envelope key (time, host, source, gadget, seq) or one of the gadget's fields: %s.%s",
-							f, sc.Gadget, s.Name, fieldNames(sc), hint),
-						Subject: subject})
-					break
-				}
+			// The first stream feeding the sink that lacks the field.
+			schemas := schemasBySink[s.Ref]
+			i := slices.IndexFunc(schemas, func(sc *pipeline.Schema) bool { return !schemaHas(sc, f) })
+			if i < 0 {
+				continue
 			}
+			sc := schemas[i]
+			fields := gadgetFields(sc)
+			hint := ""
+			if c := closest(f, slices.Concat(fields, envelopeKeys)); c != "" {
+				hint = fmt.Sprintf(" Did you mean {%s}?", c)
+			}
+			if pl, ok := staged[s.Ref]; ok {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Subject field not produced by the gadget",
+					Detail: fmt.Sprintf("Subject field {%s} is not a field of gadget %s, which feeds sink %q through the stages of pipeline %q; unless a stage adds it, events publish \"_\" in its place. The gadget's fields: %s.%s",
+						f, sc.Gadget, s.Name, pl, strings.Join(fields, ", "), hint),
+					Subject: subject})
+				continue
+			}
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown field in subject template",
+				Detail: fmt.Sprintf("Subject field {%s} is not a field of gadget %s, which feeds sink %q; use an envelope key (time, host, source, gadget, seq) or one of the gadget's fields: %s.%s",
+					f, sc.Gadget, s.Name, strings.Join(fields, ", "), hint),
+				Subject: subject})
 		}
 	}
 	return diags
 }
 
-func fieldNames(sc *pipeline.Schema) string {
+// gadgetFields names the fields of sc beyond the envelope.
+func gadgetFields(sc *pipeline.Schema) []string {
 	var names []string
 	for _, f := range sc.Fields {
-		if !envelopeKeys[f.Name] {
+		if !slices.Contains(envelopeKeys, f.Name) {
 			names = append(names, f.Name)
 		}
 	}
-	return strings.Join(names, ", ")
+	return names
 }
 
 func schemaHas(sc *pipeline.Schema, name string) bool {
