@@ -237,10 +237,10 @@ func (p *Pipeline) stageFailed(ctx context.Context, st *stageRT, in []Event, err
 	return next
 }
 
-// tickers returns the stages that want timer calls, with their first tick
-// scheduled one interval from now.
+// startTickers schedules the first tick of every stage that wants timer
+// calls one interval from now, and reports whether there is any.
 func (p *Pipeline) startTickers(now time.Time) bool {
-	any := false
+	found := false
 	for _, st := range p.stages {
 		t, ok := st.st.(Ticker)
 		if !ok {
@@ -248,10 +248,10 @@ func (p *Pipeline) startTickers(now time.Time) bool {
 		}
 		if d := t.TickInterval(); d > 0 {
 			st.ticker, st.interval, st.nextTick = t, d, now.Add(d)
-			any = true
+			found = true
 		}
 	}
-	return any
+	return found
 }
 
 // nextTick returns the earliest scheduled tick.
