@@ -54,38 +54,61 @@ func TestCosignKeys(t *testing.T) {
 	}
 }
 
-// TestCommittedVector: the committed signature verifies with the committed
-// public key, and the payload is the document NewPayload makes today.
-func TestCommittedVector(t *testing.T) {
-	pub, err := sign.LoadPublicKey(read(t, "sluice.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := sign.LoadPrivateKey(read(t, "sluice.key"), []byte("sluice-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !key.PublicKey.Equal(pub) {
-		t.Fatal("sluice.key and sluice.pub are not a pair")
-	}
-	payload := read(t, "sluice-payload.json")
-	sig := strings.TrimSpace(string(read(t, "sluice-payload.sig")))
-	if !sign.VerifyPayload(pub, payload, sig) {
-		t.Fatal("the committed signature does not verify")
-	}
-	if sign.VerifyPayload(pub, append(bytes.Clone(payload), ' '), sig) {
-		t.Fatal("a changed payload verified")
-	}
-	want, err := sign.NewPayload("localhost:5000/gadgets/trace_exec", digest.Digest("sha256:4f1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(payload, want) {
-		t.Errorf("payload format changed:\n got %s\nwant %s", want, payload)
+// TestVectors: each committed key pair and signature opens and verifies,
+// refuses a changed payload and another key, and its payload is byte for
+// byte the one NewPayload makes. "sluice" is this package's own; "cosign"
+// was made by the cosign binary itself (v2.6.5: `cosign generate-key-pair`,
+// then `cosign sign --key cosign.key --tlog-upload=false` of a sluice-built
+// image, the signature fetched with `cosign download signature`).
+func TestVectors(t *testing.T) {
+	for _, v := range []struct {
+		name, key, password, pub, payload, sig, otherPub, ref string
+		digest                                                digest.Digest
+	}{
+		{"sluice", "sluice.key", "sluice-test", "sluice.pub", "sluice-payload.json", "sluice-payload.sig", "cosign-v2.6.5.pub",
+			"localhost:5000/gadgets/trace_exec", "sha256:4f1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff0"},
+		{"cosign", "cosign-v2.6.5.key", "pw", "cosign-v2.6.5.pub", "cosign-v2.6.5-payload.json", "cosign-v2.6.5-payload.sig", "sluice.pub",
+			"localhost:5123/g/trace_exec", "sha256:030c69c2e244d1807158c84b1ce080d3df75315c038e9ce49dc2c837e4d86cf3"},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			pub, err := sign.LoadPublicKey(read(t, v.pub))
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, err := sign.LoadPrivateKey(read(t, v.key), []byte(v.password))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !key.PublicKey.Equal(pub) {
+				t.Fatalf("%s and %s are not a pair", v.key, v.pub)
+			}
+			payload := read(t, v.payload)
+			sig := strings.TrimSpace(string(read(t, v.sig)))
+			if !sign.VerifyPayload(pub, payload, sig) {
+				t.Fatal("the committed signature does not verify")
+			}
+			if sign.VerifyPayload(pub, append(bytes.Clone(payload), ' '), sig) {
+				t.Fatal("a changed payload verified")
+			}
+			other, err := sign.LoadPublicKey(read(t, v.otherPub))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sign.VerifyPayload(other, payload, sig) {
+				t.Fatal("the signature verified with another key")
+			}
+			want, err := sign.NewPayload(v.ref, v.digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(payload, want) {
+				t.Errorf("NewPayload differs from the committed payload:\n got %s\nwant %s", want, payload)
+			}
+		})
 	}
 	// cosign's exact document: key order and "optional":null.
 	const cosignDoc = `{"critical":{"identity":{"docker-reference":"localhost:5000/gadgets/trace_exec"},"image":{"docker-manifest-digest":"sha256:4f1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff0"},"type":"cosign container image signature"},"optional":null}`
-	if string(payload) != cosignDoc {
+	if payload := read(t, "sluice-payload.json"); string(payload) != cosignDoc {
 		t.Errorf("payload = %s", payload)
 	}
 }
@@ -181,43 +204,5 @@ func BenchmarkVerify(b *testing.B) {
 		if !sign.VerifyPayload(&key.PublicKey, payload, sig) {
 			b.Fatal("no")
 		}
-	}
-}
-
-// TestCosignMadeVector: a key pair and a signature made by the cosign
-// binary itself (v2.6.5: `cosign generate-key-pair`, then `cosign sign
-// --key cosign.key --tlog-upload=false` of a sluice-built image, the
-// signature fetched with `cosign download signature`) open and verify here,
-// and cosign's payload is byte for byte the one NewPayload makes.
-func TestCosignMadeVector(t *testing.T) {
-	pub, err := sign.LoadPublicKey(read(t, "cosign-v2.6.5.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := sign.LoadPrivateKey(read(t, "cosign-v2.6.5.key"), []byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !key.PublicKey.Equal(pub) {
-		t.Fatal("cosign's key files are not a pair")
-	}
-	payload := read(t, "cosign-v2.6.5-payload.json")
-	sig := strings.TrimSpace(string(read(t, "cosign-v2.6.5-payload.sig")))
-	if !sign.VerifyPayload(pub, payload, sig) {
-		t.Fatal("cosign's signature does not verify")
-	}
-	other, err := sign.LoadPublicKey(read(t, "sluice.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sign.VerifyPayload(other, payload, sig) {
-		t.Fatal("cosign's signature verified with another key")
-	}
-	want, err := sign.NewPayload("localhost:5123/g/trace_exec", digest.Digest("sha256:030c69c2e244d1807158c84b1ce080d3df75315c038e9ce49dc2c837e4d86cf3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(payload, want) {
-		t.Errorf("NewPayload differs from cosign's payload:\n got %s\nwant %s", want, payload)
 	}
 }
