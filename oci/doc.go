@@ -11,10 +11,10 @@
 // registry. [Resolver] applies the agent's image policy: pull policy,
 // allow-list and signature verification, in that order.
 //
-// Ownership and concurrency: a Store holds an advisory file lock on its
-// directory for as long as it is open (shared for readers, exclusive for
-// writers), so a CLI command and an agent never interleave writes to
-// index.json; within one process a Store is safe for concurrent use.
+// Ownership and concurrency: a Store holds an exclusive advisory file lock
+// on its directory for as long as it is open (readers too), so a CLI
+// command and an agent never interleave writes to index.json; within one
+// process a Store is safe for concurrent use.
 //
 // Conclusive errors: [ErrNotFound] (no such image in the store or registry),
 // [ErrPlatform] (the image has no manifest for the wanted architecture),
