@@ -78,7 +78,7 @@ type series struct {
 
 // durationBuckets are the upper bounds of a Histogram's buckets: from 10µs
 // (a small Wasm batch) to 1s (far past any sane per-batch deadline).
-var durationBuckets = []time.Duration{
+var durationBuckets = [...]time.Duration{
 	10 * time.Microsecond, 25 * time.Microsecond, 50 * time.Microsecond,
 	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
 	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
@@ -91,7 +91,7 @@ var durationBuckets = []time.Duration{
 // Observe is lock-free and safe for concurrent use; a reader may see a sum
 // and counts from slightly different moments.
 type Histogram struct {
-	buckets [16]atomic.Uint64 // len(durationBuckets) + the +Inf bucket; not cumulative
+	buckets [len(durationBuckets) + 1]atomic.Uint64 // the last is +Inf; not cumulative
 	sumNS   atomic.Uint64
 	count   atomic.Uint64
 }
