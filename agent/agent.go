@@ -189,20 +189,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The stages compile (or load from the cache) while the sinks and
 	// gadgets start: they touch nothing outside the process, and a large
 	// module takes as long as loading the gadgets. Every return below waits
-	// for them.
-	stagesStarted := make(chan error, 1)
-	go func() { stagesStarted <- a.openStages(ctx) }()
-	var stagesErr error
-	stagesWaited := false
-	waitStages := func() error {
-		if !stagesWaited {
-			stagesErr, stagesWaited = <-stagesStarted, true
-		}
-		return stagesErr
-	}
+	// for them (Wait may be called again; it returns the same error).
+	var stagesStarted errgroup.Group
+	stagesStarted.Go(func() error { return a.openStages(ctx) })
 	// failStart undoes the stages when a later step fails.
 	failStart := func(err error) error {
-		if waitStages() == nil {
+		if stagesStarted.Wait() == nil {
 			a.closeStages(ctx)
 		}
 		return err
@@ -243,7 +235,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		a.log.Info("gadget loaded", "source", g.Name(), "gadget", g.Spec().Name, "streams", len(g.Spec().Streams), "skipped_programs", g.SkippedPrograms())
 	}
-	if err := waitStages(); err != nil {
+	if err := stagesStarted.Wait(); err != nil {
 		a.closeGadgets()
 		a.closeSinks(ctx)
 		return err
