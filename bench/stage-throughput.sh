@@ -58,8 +58,10 @@ run() {
 	echo "$1: generator $(cat "$out/$1.gen"); $(grep -o 'events: [^"]*' "$out/$1.err" | tail -1)" >&2
 	echo "$delivered"
 }
-# Warm the compilation cache so both measured runs start alike.
-run stage >/dev/null 2>&1 || true
+# Warm the compilation cache so both measured runs start alike. In a
+# subshell: run's exit on failure would otherwise end the script here,
+# silently (its message goes to /dev/null), despite the || true.
+(run stage) >/dev/null 2>&1 || true
 none=$(run none)
 stage=$(run stage)
 awk -v n="$none" -v s="$stage" -v t="$secs" 'BEGIN {
