@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"strings"
 	"testing"
@@ -237,22 +238,8 @@ func streamCounts(t *testing.T, url, stream, key string) map[uint64]int {
 		}
 		for m := range batch.Messages() {
 			n++
-			data := m.Data()
-			if m.Headers().Get(headerContentType) != contentMsgpackArray {
-				count(data)
-				continue
-			}
-			k, rest, err := codec.ReadArrayHeader(data)
-			if err != nil {
-				t.Fatalf("batched message: %v", err)
-			}
-			for range k {
-				size, err := codec.Skip(rest)
-				if err != nil {
-					t.Fatalf("batched message: %v", err)
-				}
-				count(rest[:size])
-				rest = rest[size:]
+			for _, ev := range msgEvents(t, m.Headers(), m.Data()) {
+				count(ev)
 			}
 		}
 		if ctx.Err() != nil {
@@ -260,6 +247,28 @@ func streamCounts(t *testing.T, url, stream, key string) map[uint64]int {
 		}
 	}
 	return seen
+}
+
+// msgEvents splits a msgpack message into its events: itself, or the
+// elements of a batch.
+func msgEvents(t *testing.T, h nats.Header, data []byte) [][]byte {
+	t.Helper()
+	if h.Get(headerContentType) != contentMsgpackArray {
+		return [][]byte{data}
+	}
+	n, rest, err := codec.ReadArrayHeader(data)
+	if err != nil {
+		t.Fatalf("batched message: %v", err)
+	}
+	evs := make([][]byte, n)
+	for i := range evs {
+		size, err := codec.Skip(rest)
+		if err != nil {
+			t.Fatalf("batched message: %v", err)
+		}
+		evs[i], rest = rest[:size], rest[size:]
+	}
+	return evs
 }
 
 func TestJetStreamDedupAndCreate(t *testing.T) {
@@ -389,5 +398,64 @@ func TestNATSBatchThroughPipeline(t *testing.T) {
 	}
 	if seen := streamSeqs(t, srv.ClientURL(), "P"); len(seen) != 1000 {
 		t.Errorf("stream holds %d distinct events, want 1000", len(seen))
+	}
+}
+
+// TestNATSTooLarge: an event larger than the server's max_payload is
+// dropped alone (reason too_large), single or in a batch, core or
+// JetStream; the events around it are delivered.
+func TestNATSTooLarge(t *testing.T) {
+	srv := startServer(t, &server.Options{JetStream: true, MaxPayload: 4096})
+	for _, tc := range []struct {
+		name      string
+		batch     int
+		jetstream bool
+	}{{"core", 0, false}, {"core_batched", 10, false}, {"jetstream", 0, true}, {"jetstream_batched", 10, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			subject := "tl." + tc.name
+			o := NATSOptions{URL: srv.ClientURL(), Subject: subject, Host: "h", BootID: "b", BatchMaxEvents: tc.batch, BatchMaxBytes: 2048}
+			var ch chan *nats.Msg
+			if tc.jetstream {
+				o.JetStream = &JetStreamOptions{Stream: strings.ToUpper("TL_" + tc.name), Create: true}
+			} else {
+				_, ch = subscribe(t, srv.ClientURL(), subject)
+			}
+			s, err := NewNATS(context.Background(), "x", o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var batch []pipeline.Event
+			for i := uint64(1); i <= 6; i++ {
+				comm := strings.Repeat("c", 500)
+				if i == 3 {
+					comm = strings.Repeat("x", 8000)
+				}
+				batch = append(batch, seqEvent("exec", i, comm))
+			}
+			var wl *pipeline.WriteLoss
+			if err := s.Write(context.Background(), batch); !errors.As(err, &wl) {
+				t.Fatalf("Write = %v, want a WriteLoss", err)
+			}
+			if wl.Reason != ReasonTooLarge || len(wl.Events) != 1 || wl.Events[0].Seq != 3 {
+				t.Errorf("lost %d events (%s); want seq 3 alone as too_large", len(wl.Events), wl.Reason)
+			}
+			if err := s.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			got := map[uint64]int{}
+			if tc.jetstream {
+				got = streamSeqs(t, srv.ClientURL(), o.JetStream.Stream)
+			} else {
+				for len(got) < 5 {
+					m := recv(t, ch)
+					for _, ev := range msgEvents(t, m.Header, m.Data) {
+						got[msgSeq(ev)]++
+					}
+				}
+			}
+			if want := map[uint64]int{1: 1, 2: 1, 4: 1, 5: 1, 6: 1}; !maps.Equal(got, want) {
+				t.Errorf("delivered seqs %v, want %v", got, want)
+			}
+		})
 	}
 }
