@@ -64,7 +64,7 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 	if reg == nil {
 		reg = pipeline.NewRegistry()
 	}
-	resolved, diags := resolveGadgets(cfg, opts.Images)
+	resolved, diags := resolveGadgets(cfg, opts.Images, log)
 	modules, ds := resolveStages(cfg, opts.Images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(cfg)...)
@@ -75,25 +75,11 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 
 	gadgetsBySource := map[*config.Source]*sources.Gadget{}
 	for _, r := range resolved {
-		g, err := sources.NewGadget(r.spec, sources.GadgetConfig{
-			Source:     r.source.Name,
-			Host:       cfg.Agent.Name,
-			Params:     r.params,
-			BufferSize: int(r.source.BufferSize),
-			Logger:     log,
-		})
-		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(r.source.GadgetRange)})
-			continue
-		}
-		gadgetsBySource[r.source] = g
-		a.gadgets = append(a.gadgets, g)
+		gadgetsBySource[r.source] = r.gadget
+		a.gadgets = append(a.gadgets, r.gadget)
 		if r.wasm != nil {
-			a.addGadgetModule(g, r.wasm)
+			a.addGadgetModule(r.gadget, r.wasm)
 		}
-	}
-	if diags.HasErrors() {
-		return nil, diags
 	}
 
 	schemasBySink := sinkSchemas(cfg, func(src *config.Source) []*pipeline.Schema {

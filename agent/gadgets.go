@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,14 +17,10 @@ import (
 	"github.com/sluice-dev/sluice/sources"
 )
 
-// resolvedGadget is a source's gadget, parsed but not loaded.
+// resolvedGadget is a source's gadget, parsed and built but not loaded.
 type resolvedGadget struct {
 	source *config.Source
-	spec   *sources.GadgetSpec
-	params map[string]string
-	// image is the OCI image the gadget came from, nil for a built-in or an
-	// ELF file. Its Wasm field is the gadget-embedded module, if any.
-	image *oci.GadgetImage
+	gadget *sources.Gadget
 	// wasm is the gadget's module (the image's, or the source's wasm
 	// attribute), nil when it has none; see gadgetwasm.go.
 	wasm *gadgetWasm
@@ -65,9 +62,12 @@ func builtinNames() []string {
 	return names
 }
 
-// resolveGadgets parses every source's gadget and checks its parameters,
-// turning problems into diagnostics at the offending config value.
-func resolveGadgets(f *config.File, images *Images) ([]*resolvedGadget, hcl.Diagnostics) {
+// resolveGadgets parses every source's gadget, checks its parameters and
+// builds it (its decode plans; nothing touches the kernel), turning
+// problems into diagnostics at the offending config value. New runs the
+// gadgets it returns; validation reads them. log is the gadgets' logger,
+// nil for none.
+func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolvedGadget, hcl.Diagnostics) {
 	var out []*resolvedGadget
 	var diags hcl.Diagnostics
 	for _, src := range f.Sources {
@@ -100,6 +100,7 @@ func resolveGadgets(f *config.File, images *Images) ([]*resolvedGadget, hcl.Diag
 			continue
 		}
 		params := map[string]string{}
+		paramsOK := true
 		for _, p := range src.Params {
 			params[p.Name] = p.Value
 			if err := spec.CheckParams(map[string]string{p.Name: p.Value}); err != nil {
@@ -109,13 +110,28 @@ func resolveGadgets(f *config.File, images *Images) ([]*resolvedGadget, hcl.Diag
 					subject, summary = p.NameRange, "Unknown gadget parameter"
 				}
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: rangePtr(subject)})
+				paramsOK = false
 			}
 		}
 		wasm, d := resolveGadgetWasm(src, image, baseDir)
 		if d != nil {
 			diags = append(diags, d)
 		}
-		out = append(out, &resolvedGadget{source: src, spec: spec, params: params, image: image, wasm: wasm})
+		if !paramsOK {
+			continue // building it would report the same parameters again
+		}
+		g, err := sources.NewGadget(spec, sources.GadgetConfig{
+			Source:     src.Name,
+			Host:       f.Agent.Name,
+			Params:     params,
+			BufferSize: int(src.BufferSize),
+			Logger:     log,
+		})
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
+			continue
+		}
+		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm})
 	}
 	return out, diags
 }
@@ -127,8 +143,9 @@ func rangePtr(r hcl.Range) *hcl.Range {
 	return &r
 }
 
-// Validate checks what the config package cannot: that gadgets exist and
-// parse, that parameters exist and fit their types, that stage modules
+// Validate checks what the config package cannot: that gadgets exist,
+// parse and build (their decode plans, as New builds them), that
+// parameters exist and fit their types, that stage modules
 // exist (ValidateStages compiles and checks them), and that the pipeline
 // graph is one the agent can run. It needs no privileges.
 //
@@ -139,7 +156,7 @@ func Validate(f *config.File, images ...*Images) hcl.Diagnostics {
 	if len(images) > 0 {
 		im = images[0]
 	}
-	resolved, diags := resolveGadgets(f, im)
+	resolved, diags := resolveGadgets(f, im, nil)
 	_, ds := resolveStages(f, im)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)

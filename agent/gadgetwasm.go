@@ -440,17 +440,14 @@ func (a *Agent) closeGadgetModules(ctx context.Context) {
 // configured parameters (on a scratch copy: nothing loads): what `sluice
 // config validate` adds for gadget modules. It needs no privileges.
 func ValidateGadgetModules(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics {
-	resolved, _ := resolveGadgets(f, images) // Validate reports its problems
+	resolved, _ := resolveGadgets(f, images, nil) // Validate reports its problems
 	var diags hcl.Diagnostics
 	var cache *wasmstages.Cache
 	for _, r := range resolved {
 		if r.wasm == nil {
 			continue
 		}
-		g, err := sources.NewGadget(r.spec, sources.GadgetConfig{Source: r.source.Name, Host: f.Agent.Name, Params: r.params})
-		if err != nil {
-			continue // resolveGadgets reported the parameters
-		}
+		g := r.gadget
 		if cache == nil {
 			cache = openStageCache(f, slog.New(slog.DiscardHandler))
 			defer cache.Close(context.WithoutCancel(ctx))

@@ -15,7 +15,6 @@ import (
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sinks"
-	"github.com/sluice-dev/sluice/sources"
 )
 
 // openableSink is a sink that connects when the agent starts rather than
@@ -158,11 +157,7 @@ func sinkSchemas(cfg *config.File, schemas func(*config.Source) []*pipeline.Sche
 func validateSinks(cfg *config.File, resolved []*resolvedGadget) hcl.Diagnostics {
 	bySource := map[*config.Source][]*pipeline.Schema{}
 	for _, r := range resolved {
-		g, err := sources.NewGadget(r.spec, sources.GadgetConfig{Source: r.source.Name, Host: cfg.Agent.Name, Params: r.params})
-		if err != nil {
-			continue // reported when the agent builds it
-		}
-		bySource[r.source] = g.Schemas()
+		bySource[r.source] = r.gadget.Schemas()
 	}
 	return validateSinkSettings(cfg, sinkSchemas(cfg, func(src *config.Source) []*pipeline.Schema { return bySource[src] }))
 }
