@@ -162,19 +162,26 @@ func (inst *instance) input(ctx context.Context, timeout time.Duration, size int
 	return view, nil
 }
 
-// result returns the guest memory a process or tick call returned.
-func (inst *instance) result(what string) ([]byte, error) {
+// appendResult appends the events of the result a process or tick call
+// (what) returned to out; in are the call's inputs, none for a tick.
+func (inst *instance) appendResult(what string, in, out []pipeline.Event, tick bool, source string) ([]pipeline.Event, error) {
 	r := int64(inst.stack[0])
 	if r < 0 {
-		return nil, inst.guestError(what)
+		return out, inst.guestError(what)
 	}
 	ptr, n := uint32(uint64(r)>>32), uint32(r)
 	res, ok := inst.mem.Read(ptr, n)
 	if !ok {
 		inst.broken = true
-		return nil, callError(KindMalformed, "%s returned %d bytes at %#x, outside the guest's %d-byte memory", what, n, ptr, inst.mem.Size())
+		return out, callError(KindMalformed, "%s returned %d bytes at %#x, outside the guest's %d-byte memory", what, n, ptr, inst.mem.Size())
 	}
-	return res, nil
+	var err error
+	out, inst.emits, err = parseResult(res, in, out, tick, source, inst.emits)
+	if err != nil {
+		inst.broken = true
+		return out, &pipeline.StageError{Kind: KindMalformed, Err: fmt.Errorf("%s: %w", what, err)}
+	}
+	return out, nil
 }
 
 // processBatch runs one batch through the guest and appends its output.
@@ -189,16 +196,7 @@ func (inst *instance) processBatch(ctx context.Context, timeout time.Duration, i
 	if err := inst.call(ctx, timeout, inst.process, "sluice_process"); err != nil {
 		return out, err
 	}
-	res, err := inst.result("sluice_process")
-	if err != nil {
-		return out, err
-	}
-	out, inst.emits, err = parseResult(res, in, out, false, source, inst.emits)
-	if err != nil {
-		inst.broken = true
-		return out, &pipeline.StageError{Kind: KindMalformed, Err: fmt.Errorf("sluice_process: %w", err)}
-	}
-	return out, nil
+	return inst.appendResult("sluice_process", in, out, false, source)
 }
 
 // tickOnce calls sluice_tick and appends what it emits.
@@ -207,16 +205,7 @@ func (inst *instance) tickOnce(ctx context.Context, timeout time.Duration, now t
 	if err := inst.call(ctx, timeout, inst.tick, "sluice_tick"); err != nil {
 		return out, err
 	}
-	res, err := inst.result("sluice_tick")
-	if err != nil {
-		return out, err
-	}
-	out, inst.emits, err = parseResult(res, nil, out, true, source, inst.emits)
-	if err != nil {
-		inst.broken = true
-		return out, &pipeline.StageError{Kind: KindMalformed, Err: fmt.Errorf("sluice_tick: %w", err)}
-	}
-	return out, nil
+	return inst.appendResult("sluice_tick", nil, out, true, source)
 }
 
 // initialize runs the reactor's _initialize, checks the ABI version and
