@@ -2,12 +2,13 @@ package sinks
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func sinkFactories() map[string]func(t *testing.T) sinkUnderTest {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return sinkUnderTest{sink: s, read: func(t *testing.T, _ int) []uint64 { return jsonLineSeqs(t, []byte(out.String())) }}
+			return sinkUnderTest{sink: s, read: func(t *testing.T, _ int) []uint64 { return jsonLineSeqs(t, "stdout", strings.NewReader(out.String())) }}
 		},
 		"file": func(t *testing.T) sinkUnderTest {
 			dir := t.TempDir()
@@ -112,14 +113,15 @@ func msgSeq(data []byte) uint64 {
 	return n
 }
 
-func jsonLineSeqs(t *testing.T, b []byte) []uint64 {
+// jsonLineSeqs returns the seq of every JSON line r holds (name says whose).
+func jsonLineSeqs(t *testing.T, name string, r io.Reader) []uint64 {
 	t.Helper()
 	var seqs []uint64
-	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		var ev struct{ Seq uint64 }
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("line %q: %v", sc.Text(), err)
+			t.Fatalf("%s: line %q is not JSON: %v", name, sc.Text(), err)
 		}
 		seqs = append(seqs, ev.Seq)
 	}

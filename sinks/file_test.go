@@ -101,14 +101,7 @@ func readEvents(t *testing.T, dir, format string) (seqs []uint64, files int) {
 				seqs = append(seqs, uint64(testutil.Int(ev["seq"])))
 			}
 		} else {
-			sc := bufio.NewScanner(r)
-			for sc.Scan() {
-				var ev struct{ Seq uint64 }
-				if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-					t.Fatalf("%s: line %q is not JSON: %v", n, sc.Text(), err)
-				}
-				seqs = append(seqs, ev.Seq)
-			}
+			seqs = append(seqs, jsonLineSeqs(t, n, r)...)
 		}
 		f.Close()
 	}
