@@ -122,6 +122,9 @@ func FetchImages(ctx context.Context, f *config.File, opts FetchOptions) (*Image
 			im.stages[w.value] = img
 			continue
 		}
+		if _, done := im.gadgets[w.value]; done {
+			continue // another source names the same image
+		}
 		img, err := resolver.Gadget(ctx, ref, "")
 		if err != nil {
 			diags = append(diags, imageDiag(err, w.rng))

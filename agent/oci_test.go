@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"oras.land/oras-go/v2/registry/remote/credentials"
@@ -164,6 +165,51 @@ func TestFetchImagesPolicy(t *testing.T) {
 	}
 	check("signed", fmt.Sprintf("verify { public_keys = [%q] }", filepath.Join(keys, "cosign.pub")), "", "")
 	check("signed by another key", fmt.Sprintf("verify { public_keys = [%q] }", filepath.Join(keys, "other.pub")), "Image signature not valid", "none valid")
+}
+
+// TestFetchImagesOncePerReference: two sources naming the same image get it
+// with one pull, even under pull_policy "always".
+func TestFetchImagesOncePerReference(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	ref, _ := pushBuiltin(t, reg, "trace_exec", "v1")
+	f := parseFile(t, t.TempDir(), fmt.Sprintf(`
+agent {
+  name        = "oci-host"
+  data_dir    = %q
+  pull_policy = "always"
+}
+source "gadget" "a" { gadget = %q }
+source "gadget" "b" { gadget = %q }
+sink "stdout" "out" { format = "json" }
+pipeline "p" {
+  sources = [source.gadget.a, source.gadget.b]
+  sinks   = [sink.stdout.out]
+}
+`, t.TempDir(), ref.String(), ref.String()))
+	var mu sync.Mutex
+	finished := map[string]int{} // blob digest -> copies finished or skipped
+	progress := func(ev oci.ProgressEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.State == "done" || ev.State == "exists" {
+			finished[ev.Digest]++
+		}
+	}
+	images, diags := FetchImages(context.Background(), f, FetchOptions{Progress: progress})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if _, ok := images.Gadget(ref.String()); !ok {
+		t.Fatal("the image was not fetched")
+	}
+	if len(finished) == 0 {
+		t.Fatal("the pull reported no blob")
+	}
+	for d, n := range finished {
+		if n != 1 {
+			t.Errorf("blob %s was copied %d times", d, n)
+		}
+	}
 }
 
 // TestStageImageRoundTrip: a Wasm stage module built into a stage image,
