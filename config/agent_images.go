@@ -18,7 +18,8 @@ import (
 //	  verify { public_keys = ["/etc/sluice/cosign.pub"] }
 //	}
 type Images struct {
-	// PullPolicy is always, missing or never; "" means DefaultPullPolicy.
+	// PullPolicy is always, missing or never; "" leaves it to the agent,
+	// whose default is missing (oci.DefaultPullPolicy).
 	PullPolicy      string
 	PullPolicyRange hcl.Range
 	// Allow is the allow-list (empty: every image); AllowRanges[i] covers
@@ -32,9 +33,6 @@ type Images struct {
 	PublicKeys       []string
 	PublicKeysRanges []hcl.Range
 }
-
-// DefaultPullPolicy pulls an image only when the local store lacks it.
-const DefaultPullPolicy = "missing"
 
 var pullPolicies = []string{"always", "missing", "never"}
 
