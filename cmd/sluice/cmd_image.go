@@ -543,7 +543,7 @@ func imageVerify(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args
 		return err
 	}
 	v, err := oci.VerifyStored(ctx, store, ref, desc, keys)
-	if errors.Is(err, sign.ErrUnsigned) && ref.Registry != "" {
+	if errors.Is(err, sign.ErrUnsigned) {
 		// The store holds what was pulled or built here: a signature made
 		// since (cosign sign in the registry, say) arrives with a pull.
 		return fmt.Errorf("verify %s: %w (this checks the local store: `sluice image pull %s` fetches signatures made in the registry)", ref, err, ref)
