@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -287,16 +288,8 @@ var spoolContentTypes = [...]string{contentMsgpack, contentJSON, contentMsgpackA
 func encodeSpooled(m *outMsg) []byte {
 	id := m.id[0]
 	b := make([]byte, 0, 9+len(m.msg.Subject)+len(id)+len(m.msg.Data))
-	var ctype byte
-	switch m.msg.Header.Get(headerContentType) {
-	case contentJSON:
-		ctype = 1
-	case contentMsgpackArray:
-		ctype = 2
-	case contentJSONLines:
-		ctype = 3
-	}
-	b = append(b, spoolRecordVersion<<4|ctype)
+	ctype := max(slices.Index(spoolContentTypes[:], m.msg.Header.Get(headerContentType)), 0)
+	b = append(b, spoolRecordVersion<<4|byte(ctype))
 	b = binary.LittleEndian.AppendUint32(b, uint32(max(m.end-m.first, 1)))
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(m.msg.Subject)))
 	b = append(b, m.msg.Subject...)
@@ -309,25 +302,27 @@ const spoolRecordVersion = 1
 
 var errCorruptSpoolRecord = errors.New("corrupt spool record")
 
-// decodeSpooled returns a spooled message and the number of events it
+// decodeSpooled returns a spooled message, with the number of events it
 // carries.
-func decodeSpooled(b []byte) (*outMsg, int, error) {
-	if len(b) < 9 || b[0]>>4 != spoolRecordVersion || b[0]&0xf > 3 {
-		return nil, 0, errCorruptSpoolRecord
+func decodeSpooled(b []byte) (*outMsg, error) {
+	if len(b) < 9 || b[0]>>4 != spoolRecordVersion || int(b[0]&0xf) >= len(spoolContentTypes) {
+		return nil, errCorruptSpoolRecord
 	}
 	ctype := spoolContentTypes[b[0]&0xf]
 	events := int(binary.LittleEndian.Uint32(b[1:]))
 	n := int(binary.LittleEndian.Uint16(b[5:]))
 	b = b[7:]
 	if len(b) < n+2 {
-		return nil, 0, errCorruptSpoolRecord
+		return nil, errCorruptSpoolRecord
 	}
 	subj := string(b[:n])
 	b = b[n:]
 	n = int(binary.LittleEndian.Uint16(b))
 	b = b[2:]
 	if len(b) < n {
-		return nil, 0, errCorruptSpoolRecord
+		return nil, errCorruptSpoolRecord
 	}
-	return newOutMsg(subj, ctype, string(b[:n]), b[n:]), events, nil
+	m := newOutMsg(subj, ctype, string(b[:n]), b[n:])
+	m.events = events
+	return m, nil
 }

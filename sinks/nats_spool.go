@@ -101,15 +101,14 @@ func (s *NATS) replayOldest(ctx context.Context) bool {
 	msgs := make([]*outMsg, 0, len(recs))
 	events := 0
 	for _, r := range recs {
-		m, n, err := decodeSpooled(r)
+		m, err := decodeSpooled(r)
 		if err != nil {
 			s.log.Error("skip corrupt spool record", "sink", s.name, "error", err)
 			s.spoolCorrupt.Add(uint64(spooledEvents(r)))
 			continue
 		}
-		m.events = n
 		msgs = append(msgs, m)
-		events += n
+		events += m.events
 	}
 	var rejected []*outMsg // larger than the server takes: never deliverable
 	if s.js != nil {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func rec(i int) []byte { return []byte(fmt.Sprintf("record-%06d", i)) }
@@ -124,4 +126,26 @@ func TestSpoolLimits(t *testing.T) {
 			t.Errorf("drained %d records, want the 2 whole ones", len(got))
 		}
 	})
+}
+
+// TestSpoolRecordRoundTrip: a spooled message of every content type comes
+// back with its subject, headers, dedup id, payload and event count.
+func TestSpoolRecordRoundTrip(t *testing.T) {
+	for _, ctype := range spoolContentTypes {
+		for _, id := range []string{"", "h.b.r.exec.1-exec.3.n3"} {
+			m := newOutMsg("sluice.h.exec", ctype, id, []byte("payload"))
+			m.first, m.end = 4, 7
+			got, err := decodeSpooled(encodeSpooled(m))
+			if err != nil {
+				t.Fatalf("%s %q: %v", ctype, id, err)
+			}
+			if got.msg.Subject != m.msg.Subject || got.msg.Header.Get(headerContentType) != ctype || got.msg.Header.Get(headerFormat) != FormatVersion ||
+				got.id[0] != id || got.msg.Header.Get(jetstream.MsgIDHeader) != id || string(got.msg.Data) != "payload" || got.events != 3 {
+				t.Errorf("%s %q: decoded %+v, want %+v with 3 events", ctype, id, got.msg, m.msg)
+			}
+		}
+	}
+	if _, err := decodeSpooled([]byte{spoolRecordVersion<<4 | byte(len(spoolContentTypes)), 1, 0, 0, 0, 0, 0, 0, 0}); err == nil {
+		t.Error("unknown content type decoded")
+	}
 }
