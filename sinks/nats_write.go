@@ -85,11 +85,7 @@ func (s *NATS) notPublished(batch []pipeline.Event, msgs []*outMsg, cause error)
 		}
 	}
 	msgs = msgs[:n]
-	var lostLarge error
-	if len(tooLarge) > 0 {
-		lostLarge = &pipeline.WriteLoss{Reason: ReasonTooLarge, Events: eventsOf(batch, tooLarge),
-			Err: fmt.Errorf("nats sink %q: %d messages exceed the server's max_payload (%d bytes)", s.name, len(tooLarge), s.nc.MaxPayload())}
-	}
+	lostLarge := s.tooLargeLoss(eventsOf(batch, tooLarge))
 	if len(msgs) == 0 {
 		return lostLarge
 	}
