@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -578,5 +579,31 @@ func TestFileRenameFailure(t *testing.T) {
 	seqs, files := readEvents(t, dir, "json")
 	if len(seqs) != 501 || files != 2 {
 		t.Errorf("%d events in %d files; want all 501, the big file rotated once the rename worked", len(seqs), files)
+	}
+}
+
+// TestFileEncodeError: an event that is not valid msgpack cannot become a
+// JSON line; it alone is dropped (reason encode_error) and the events
+// around it are written.
+func TestFileEncodeError(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewFile("f", FileOptions{Path: filepath.Join(dir, "events.jsonl")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := fileBatch(1, 6)
+	batch[2].Data = []byte{0xc1} // a byte msgpack never uses
+	var wl *pipeline.WriteLoss
+	if err := s.Write(context.Background(), batch); !errors.As(err, &wl) {
+		t.Fatalf("Write = %v, want a WriteLoss", err)
+	}
+	if wl.Reason != ReasonEncodeError || len(wl.Events) != 1 || wl.Events[0].Seq != 3 || !strings.Contains(wl.Error(), `file sink "f"`) {
+		t.Errorf("lost %d events (%s): %v; want seq 3 alone as encode_error", len(wl.Events), wl.Reason, wl)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if seqs, _ := readEvents(t, dir, "json"); !slices.Equal(seqs, []uint64{1, 2, 4, 5, 6}) {
+		t.Errorf("file holds seqs %v, want 1 2 4 5 6", seqs)
 	}
 }

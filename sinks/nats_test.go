@@ -1,12 +1,14 @@
 package sinks
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -454,6 +456,63 @@ func TestNATSTooLarge(t *testing.T) {
 				}
 			}
 			if want := map[uint64]int{1: 1, 2: 1, 4: 1, 5: 1, 6: 1}; !maps.Equal(got, want) {
+				t.Errorf("delivered seqs %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestNATSEncodeError: an event that is not valid msgpack cannot become
+// JSON; it alone is dropped (reason encode_error), single or in a batch,
+// core or JetStream, and the events around it are delivered.
+func TestNATSEncodeError(t *testing.T) {
+	srv := startServer(t, &server.Options{JetStream: true})
+	for _, tc := range []struct {
+		name      string
+		batch     int
+		jetstream bool
+	}{{"core", 0, false}, {"core_batched", 10, false}, {"jetstream", 0, true}, {"jetstream_batched", 10, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			subject := "enc." + tc.name
+			o := NATSOptions{URL: srv.ClientURL(), Subject: subject, Encoding: "json", Host: "h", BootID: "b", BatchMaxEvents: tc.batch}
+			var ch chan *nats.Msg
+			if tc.jetstream {
+				o.JetStream = &JetStreamOptions{Stream: strings.ToUpper("ENC_" + tc.name), Create: true}
+			} else {
+				_, ch = subscribe(t, srv.ClientURL(), subject)
+			}
+			s, err := NewNATS(context.Background(), "x", o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch := fileBatch(1, 6)
+			batch[2].Data = []byte{0xc1} // a byte msgpack never uses
+			var wl *pipeline.WriteLoss
+			if err := s.Write(context.Background(), batch); !errors.As(err, &wl) {
+				t.Fatalf("Write = %v, want a WriteLoss", err)
+			}
+			if wl.Reason != ReasonEncodeError || len(wl.Events) != 1 || wl.Events[0].Seq != 3 || !strings.Contains(wl.Error(), "seq 3") {
+				t.Errorf("lost %d events (%s): %v; want seq 3 alone as encode_error", len(wl.Events), wl.Reason, wl)
+			}
+			if err := s.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			msgs := 5
+			if tc.batch > 0 {
+				msgs = 1
+			}
+			var got []uint64
+			if tc.jetstream {
+				for _, m := range streamMessages(t, srv.ClientURL(), o.JetStream.Stream, msgs) {
+					got = append(got, jsonLineSeqs(t, m.Subject, bytes.NewReader(m.Data))...)
+				}
+			} else {
+				for range msgs {
+					m := recv(t, ch)
+					got = append(got, jsonLineSeqs(t, m.Subject, bytes.NewReader(m.Data))...)
+				}
+			}
+			if want := []uint64{1, 2, 4, 5, 6}; !slices.Equal(got, want) {
 				t.Errorf("delivered seqs %v, want %v", got, want)
 			}
 		})
