@@ -41,12 +41,12 @@ type Agent struct {
 	gadgets   []*sources.Gadget
 	pipelines []*pipeline.Pipeline
 	sinks     []pipeline.Sink
-	stages    []*lazyStage      // every pipeline's Wasm stages; started by Run
-	cache     *wasmstages.Cache // compiled stage code; opened by Run
-	// gadgetModules are the gadgets' embedded Wasm modules (gadgetwasm.go),
-	// with the compilation cache Run opens for them.
+	stages    []*lazyStage // every pipeline's Wasm stages; started by Run
+	// gadgetModules are the gadgets' embedded Wasm modules (gadgetwasm.go).
 	gadgetModules map[*sources.Gadget]*gadgetSource
-	gadgetCache   *wasmstages.Cache
+	// cache holds the compiled code of the stages and the gadget modules;
+	// Run opens it when there are any.
+	cache *wasmstages.Cache
 }
 
 // New validates cfg and builds the agent's components without touching the
@@ -172,6 +172,11 @@ func (a *Agent) Gadgets() []*sources.Gadget { return a.gadgets }
 // programs, drains the queues and flushes the sinks within the configured
 // grace period. It returns nil after a clean shutdown.
 func (a *Agent) Run(ctx context.Context) error {
+	// One compilation cache for the stages and the gadget modules.
+	if len(a.stages) > 0 || len(a.gadgetModules) > 0 {
+		a.cache = openStageCache(a.cfg, a.log)
+	}
+	defer a.closeCache(ctx)
 	// The stages compile (or load from the cache) while the sinks and
 	// gadgets start: they touch nothing outside the process, and a large
 	// module takes as long as loading the gadgets. Every return below waits
@@ -185,7 +190,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	defer a.closeStageCache(ctx)
 	if ns := a.cfg.Agent.NATSServer; ns != nil {
 		srv, err := startNATSServer(ns, a.log)
 		if err != nil {

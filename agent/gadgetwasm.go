@@ -399,18 +399,13 @@ func (a *Agent) pipelineSource(g *sources.Gadget) pipeline.Source {
 }
 
 // initGadgetModule runs gadget g's module up to gadget_init, before g
-// loads. The compilation cache is the agent's own for gadget modules
-// (the stages' is opened beside the gadgets, concurrently), on the same
-// directory.
+// loads.
 func (a *Agent) initGadgetModule(ctx context.Context, g *sources.Gadget) error {
 	s := a.gadgetModules[g]
 	if s == nil {
 		return nil
 	}
-	if a.gadgetCache == nil {
-		a.gadgetCache = openStageCache(a.cfg, a.log)
-	}
-	return s.init(ctx, a.gadgetCache, a.metrics)
+	return s.init(ctx, a.cache, a.metrics)
 }
 
 // startGadgetModule calls gadget g's gadget_start, once g is loaded and
@@ -424,14 +419,10 @@ func (a *Agent) startGadgetModule(ctx context.Context, g *sources.Gadget) error 
 }
 
 // closeGadgetModules releases the modules whose source did not run (a
-// failed start) and the modules' compilation cache.
+// failed start).
 func (a *Agent) closeGadgetModules(ctx context.Context) {
 	for _, s := range a.gadgetModules {
 		s.close(ctx)
-	}
-	if a.gadgetCache != nil {
-		_ = a.gadgetCache.Close(context.WithoutCancel(ctx))
-		a.gadgetCache = nil
 	}
 }
 

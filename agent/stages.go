@@ -300,14 +300,10 @@ func stagesOf(f *config.File, p *config.Pipeline, modules map[*config.Stage]stag
 	return out, diags
 }
 
-// openStages opens the compilation cache and starts every pipeline's Wasm
-// stages, as many at once as there are CPUs (compiling is CPU-bound). On
-// failure every stage started is closed again.
+// openStages starts every pipeline's Wasm stages, as many at once as there
+// are CPUs (compiling is CPU-bound). On failure every stage started is
+// closed again.
 func (a *Agent) openStages(ctx context.Context) error {
-	if len(a.stages) == 0 {
-		return nil
-	}
-	a.cache = openStageCache(a.cfg, a.log)
 	var g errgroup.Group
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, l := range a.stages {
@@ -323,7 +319,6 @@ func (a *Agent) openStages(ctx context.Context) error {
 	}
 	if err := g.Wait(); err != nil {
 		a.closeStages(ctx)
-		a.closeStageCache(ctx)
 		return err
 	}
 	return nil
@@ -341,7 +336,7 @@ func (a *Agent) closeStages(ctx context.Context) {
 	}
 }
 
-func (a *Agent) closeStageCache(ctx context.Context) {
+func (a *Agent) closeCache(ctx context.Context) {
 	if a.cache != nil {
 		_ = a.cache.Close(context.WithoutCancel(ctx))
 		a.cache = nil
