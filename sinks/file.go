@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
 // FileOptions configure a File sink.
@@ -272,17 +271,12 @@ func (s *File) offset(i int) int {
 // as a WriteLoss.
 func (s *File) encode(batch []pipeline.Event) error {
 	s.buf, s.ends, s.idx = s.buf[:0], s.ends[:0], s.idx[:0]
-	var bad []pipeline.Event
-	var badErr error
+	var bad unencodable
 	for i := range batch {
 		ev := &batch[i]
 		if s.json {
-			start := len(s.buf)
-			var err error
-			if s.buf, err = codec.AppendJSON(s.buf, ev.Data); err != nil {
-				s.buf = s.buf[:start]
-				bad = append(bad, *ev)
-				badErr = fmt.Errorf("encode event seq %d of %q as JSON: %w", ev.Seq, ev.Source, err)
+			var ok bool
+			if s.buf, ok = bad.appendJSON(s.buf, ev); !ok {
 				continue
 			}
 			s.buf = append(s.buf, '\n')
@@ -292,10 +286,7 @@ func (s *File) encode(batch []pipeline.Event) error {
 		s.ends = append(s.ends, len(s.buf))
 		s.idx = append(s.idx, i)
 	}
-	if len(bad) > 0 {
-		return &pipeline.WriteLoss{Reason: ReasonEncodeError, Events: bad, Err: fmt.Errorf("file sink %q: %w", s.name, badErr)}
-	}
-	return nil
+	return bad.loss("file", s.name)
 }
 
 // lost reports the events at batch indexes idx as lost to err in op.

@@ -3,7 +3,6 @@ package sinks
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"hash/crc32"
 	"slices"
 	"strconv"
@@ -169,18 +168,14 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 	}
 	allIDs := string(ids) // one allocation for every id of the batch
 	var arena []byte
-	var bad []pipeline.Event
-	var badErr error
+	var bad unencodable
 	for i := range batch {
 		ev := &batch[i]
 		data := ev.Data
 		if s.json {
 			start := len(arena)
-			var err error
-			if arena, err = codec.AppendJSON(arena, ev.Data); err != nil {
-				arena = arena[:start]
-				bad = append(bad, *ev)
-				badErr = fmt.Errorf("encode event seq %d of %q as JSON: %w", ev.Seq, ev.Source, err)
+			var ok bool
+			if arena, ok = bad.appendJSON(arena, ev); !ok {
 				continue
 			}
 			data = arena[start:len(arena):len(arena)]
@@ -197,14 +192,8 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 		m.first, m.end = i, i+1
 		msgs = append(msgs, m)
 	}
-	if len(bad) > 0 {
-		return msgs, &pipeline.WriteLoss{Reason: ReasonEncodeError, Events: bad, Err: badErr}
-	}
-	return msgs, nil
+	return msgs, bad.loss("nats", s.name)
 }
-
-// ReasonEncodeError is the drop reason of events a sink could not encode.
-const ReasonEncodeError = "encode_error"
 
 // batchedMessages packs consecutive events with the same subject into
 // messages of at most BatchMaxEvents events and BatchMaxBytes of payload (an
@@ -221,8 +210,7 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 		ctype = contentJSONLines
 	}
 	var msgs []*outMsg
-	var bad []pipeline.Event
-	var badErr error
+	var bad unencodable
 	var next []byte
 	for i := 0; i < len(batch); {
 		subj := s.subjectFor(&batch[i])
@@ -241,15 +229,10 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 		if s.json {
 			data = make([]byte, 0, 2*size)
 			for k := i; k < j; k++ {
-				start := len(data)
-				var err error
-				if data, err = codec.AppendJSON(data, batch[k].Data); err != nil {
-					data = data[:start]
-					bad = append(bad, batch[k])
-					badErr = fmt.Errorf("encode event seq %d of %q as JSON: %w", batch[k].Seq, batch[k].Source, err)
-					continue
+				var ok bool
+				if data, ok = bad.appendJSON(data, &batch[k]); ok {
+					data = append(data, '\n')
 				}
-				data = append(data, '\n')
 			}
 		} else {
 			data = codec.AppendArrayHeader(make([]byte, 0, size+5), j-i)
@@ -266,12 +249,9 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 		msgs = append(msgs, m)
 		i = j
 	}
-	if len(bad) > 0 {
-		// A batched message that lost an event still carries the others;
-		// its id names the whole range, which is still unique.
-		return msgs, &pipeline.WriteLoss{Reason: ReasonEncodeError, Events: bad, Err: badErr}
-	}
-	return msgs, nil
+	// A batched message that lost an event still carries the others; its
+	// id names the whole range, which is still unique.
+	return msgs, bad.loss("nats", s.name)
 }
 
 // DefaultBatchMaxBytes bounds a batched message's payload when

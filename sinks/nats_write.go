@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
 // Name returns the sink's config name.
@@ -105,17 +104,15 @@ func (s *NATS) notPublished(batch []pipeline.Event, msgs []*outMsg, cause error)
 func (s *NATS) writeCore(batch []pipeline.Event) error {
 	m := &s.coreMsg
 	m.Header = s.coreHeader
-	var bad, tooLarge []pipeline.Event
-	var badErr error
+	var tooLarge []pipeline.Event
+	var bad unencodable
 	for i := range batch {
 		ev := &batch[i]
 		m.Subject = s.subjectFor(ev)
 		m.Data = ev.Data
 		if s.json {
-			var err error
-			if s.jsonBuf, err = codec.AppendJSON(s.jsonBuf[:0], ev.Data); err != nil {
-				bad = append(bad, *ev)
-				badErr = fmt.Errorf("encode event seq %d of %q as JSON: %w", ev.Seq, ev.Source, err)
+			var ok bool
+			if s.jsonBuf, ok = bad.appendJSON(s.jsonBuf[:0], ev); !ok {
 				continue
 			}
 			m.Data = s.jsonBuf
@@ -135,11 +132,11 @@ func (s *NATS) writeCore(batch []pipeline.Event) error {
 					Err: fmt.Errorf("nats sink %q: %d of %d events not published: %w", s.name, len(rest), len(batch), err)}
 			}
 			m.Data = nil
-			return errors.Join(encodeLoss(bad, badErr), s.tooLargeLoss(tooLarge), lostErr)
+			return errors.Join(bad.loss("nats", s.name), s.tooLargeLoss(tooLarge), lostErr)
 		}
 	}
 	m.Data = nil // do not keep the batch alive
-	return errors.Join(encodeLoss(bad, badErr), s.tooLargeLoss(tooLarge))
+	return errors.Join(bad.loss("nats", s.name), s.tooLargeLoss(tooLarge))
 }
 
 func (s *NATS) tooLargeLoss(evs []pipeline.Event) error {
@@ -148,13 +145,6 @@ func (s *NATS) tooLargeLoss(evs []pipeline.Event) error {
 	}
 	return &pipeline.WriteLoss{Reason: ReasonTooLarge, Events: evs,
 		Err: fmt.Errorf("nats sink %q: %d events exceed the server's max_payload (%d bytes)", s.name, len(evs), s.nc.MaxPayload())}
-}
-
-func encodeLoss(bad []pipeline.Event, err error) error {
-	if len(bad) == 0 {
-		return nil
-	}
-	return &pipeline.WriteLoss{Reason: ReasonEncodeError, Events: bad, Err: err}
 }
 
 // Close stops the replayer, flushes what the client buffered (core NATS:
