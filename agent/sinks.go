@@ -52,10 +52,7 @@ func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, cfg *
 			return sinks.NewNATS(ctx, s.Name, opts)
 		}}, nil
 	case "file":
-		opts, err := fileOptions(s.File, cfg.Agent.DataDir)
-		if err != nil {
-			return nil, err
-		}
+		opts := fileOptions(s.File, cfg.Agent.DataDir) // its path checked by validateSinkSettings
 		opts.Metrics, opts.Logger = reg, log
 		return &lazySink{name: s.Name, kind: "file", open: func(context.Context) (pipeline.Sink, error) {
 			return sinks.NewFile(s.Name, opts)
@@ -66,13 +63,10 @@ func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, cfg *
 
 // fileOptions turns a file sink's config into options; a relative path is
 // taken from the data directory.
-func fileOptions(f *config.FileSink, dataDir string) (sinks.FileOptions, error) {
+func fileOptions(f *config.FileSink, dataDir string) sinks.FileOptions {
 	path := f.Path
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dataDir, path)
-	}
-	if _, err := sinks.ParseFilePattern(path); err != nil {
-		return sinks.FileOptions{}, err
 	}
 	return sinks.FileOptions{
 		Path: path, Format: f.Format,
@@ -80,7 +74,7 @@ func fileOptions(f *config.FileSink, dataDir string) (sinks.FileOptions, error) 
 		KeepFiles: f.Retention.MaxFiles, RetainFor: f.Retention.MaxAge,
 		Compress: f.Compress == "gzip",
 		Fsync:    f.Fsync, FsyncInterval: f.FsyncInterval,
-	}, nil
+	}
 }
 
 // lazySink builds its sink in Open, when the agent starts (after the
@@ -185,7 +179,7 @@ func validateSinkSettings(cfg *config.File, schemasBySink map[string][]*pipeline
 	}
 	for _, s := range cfg.Sinks {
 		if s.File != nil {
-			if _, err := fileOptions(s.File, cfg.Agent.DataDir); err != nil {
+			if _, err := sinks.ParseFilePattern(fileOptions(s.File, cfg.Agent.DataDir).Path); err != nil {
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid file path",
 					Detail: fmt.Sprintf("sink %q: %v.", s.Name, err), Subject: rangePtr(s.File.PathRange)})
 			}
