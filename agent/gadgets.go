@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -146,7 +148,7 @@ func rangePtr(r hcl.Range) *hcl.Range {
 // Validate checks what the config package cannot: that gadgets exist,
 // parse and build (their decode plans, as New builds them), that
 // parameters exist and fit their types, that stage modules
-// exist (ValidateStages compiles and checks them), and that the pipeline
+// exist (Check compiles and runs them), and that the pipeline
 // graph is one the agent can run. It needs no privileges.
 //
 // Gadgets named by OCI reference are read from images, which FetchImages
@@ -156,14 +158,41 @@ func Validate(f *config.File, images ...*Images) hcl.Diagnostics {
 	if len(images) > 0 {
 		im = images[0]
 	}
-	resolved, diags := resolveGadgets(f, im, nil)
-	_, ds := resolveStages(f, im)
+	_, _, diags := validate(f, im)
+	return diags
+}
+
+// validate is Validate, returning what it resolved.
+func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.Stage]stageModule, hcl.Diagnostics) {
+	gadgets, diags := resolveGadgets(f, images, nil)
+	modules, ds := resolveStages(f, images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
 	if !diags.HasErrors() {
-		diags = append(diags, validateSinks(f, resolved)...)
+		diags = append(diags, validateSinks(f, gadgets)...)
 	}
-	return diags
+	return gadgets, modules, diags
+}
+
+// Check is what `sluice config validate` runs: Validate, then, when that
+// found no errors, what only the config's Wasm can tell. Every Wasm stage
+// is compiled, checked against the stage ABI and initialised with its
+// params; every gadget module is compiled, checked and its gadget_init run
+// against the gadget's configured parameters (nothing loads). The config
+// is resolved once for both. It needs no privileges; compiled code is
+// cached under data_dir when that is writable, in memory otherwise.
+func Check(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics {
+	gadgets, modules, diags := validate(f, images)
+	if diags.HasErrors() {
+		return diags
+	}
+	if len(modules) == 0 && !slices.ContainsFunc(gadgets, func(r *resolvedGadget) bool { return r.wasm != nil }) {
+		return diags
+	}
+	cache := openStageCache(f, slog.New(slog.DiscardHandler))
+	defer cache.Close(context.WithoutCancel(ctx))
+	diags = append(diags, checkStages(ctx, f, modules, cache)...)
+	return append(diags, checkGadgetModules(ctx, gadgets, cache)...)
 }
 
 // validateGraph enforces that a source feeds exactly one pipeline: a source

@@ -426,24 +426,17 @@ func (a *Agent) closeGadgetModules(ctx context.Context) {
 	}
 }
 
-// ValidateGadgetModules compiles the module of every gadget that has one,
+// checkGadgetModules compiles the module of every gadget that has one,
 // checks it against the ABI and runs its gadget_init against the gadget's
-// configured parameters (on a scratch copy: nothing loads): what `sluice
-// config validate` adds for gadget modules. It needs no privileges.
-func ValidateGadgetModules(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics {
-	resolved, _ := resolveGadgets(f, images, nil) // Validate reports its problems
+// configured parameters (on the gadget validation built: nothing loads);
+// see Check.
+func checkGadgetModules(ctx context.Context, resolved []*resolvedGadget, cache *wasmstages.Cache) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	var cache *wasmstages.Cache
 	for _, r := range resolved {
 		if r.wasm == nil {
 			continue
 		}
-		g := r.gadget
-		if cache == nil {
-			cache = openStageCache(f, slog.New(slog.DiscardHandler))
-			defer cache.Close(context.WithoutCancel(ctx))
-		}
-		cfg := moduleConfig(g, r.wasm)
+		cfg := moduleConfig(r.gadget, r.wasm)
 		cfg.Cache = cache
 		if err := wasmstages.CheckGadget(ctx, cfg); err != nil {
 			subject := r.source.WasmRange

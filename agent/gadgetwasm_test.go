@@ -365,7 +365,7 @@ func TestGadgetModuleInitFails(t *testing.T) {
 	f := syscallsConfig(t, fmt.Sprintf("data_dir = %q", t.TempDir()), gadget, fmt.Sprintf(`params = { syscall = "no_such_syscall" }
   wasm   = %q`, module))
 	wants := []string{`gadget "wasm_syscalls" module`, "gadget_init returned 1", `"no_such_syscall" is not a syscall of`}
-	diags := ValidateGadgetModules(context.Background(), f, nil)
+	diags := Check(context.Background(), f, nil)
 	if !diags.HasErrors() || diags[0].Summary != "Gadget module init failed" || diags[0].Subject == nil || diags[0].Subject.Start.Line != 10 {
 		t.Errorf("validate: %v; want the init failure at the wasm attribute (line 10)", diags)
 	}

@@ -156,18 +156,11 @@ func stageDiag(st *config.Stage, err error) *hcl.Diagnostic {
 	return d
 }
 
-// ValidateStages compiles every Wasm stage of f, checks it against the
-// stage ABI and runs its sluice_init with the config's params, without
-// running anything else: what `sluice config validate` adds to Validate.
-// It needs no privileges. Compiled code is cached under data_dir when that
-// is writable, in memory otherwise.
-func ValidateStages(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics {
-	modules, diags := resolveStages(f, images)
-	if len(modules) == 0 {
-		return diags
-	}
-	cache := openStageCache(f, slog.New(slog.DiscardHandler))
-	defer cache.Close(context.WithoutCancel(ctx))
+// checkStages compiles every resolved Wasm stage of f, checks it against
+// the stage ABI and runs its sluice_init with the config's params, without
+// running anything else (see Check).
+func checkStages(ctx context.Context, f *config.File, modules map[*config.Stage]stageModule, cache *wasmstages.Cache) hcl.Diagnostics {
+	var diags hcl.Diagnostics
 	for _, st := range f.Stages {
 		m, ok := modules[st]
 		if !ok {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -187,7 +188,8 @@ pipeline "p" {
 		}
 		return out
 	}
-	// Validate resolves modules only; ValidateStages also runs them.
+	// Validate resolves modules only, and so does Check when Validate
+	// found errors; checkStages also runs the modules that resolved.
 	want := []diag{
 		{"Unknown stage module", 5, 12},
 		{"Unknown stage module", 8, 12},
@@ -196,14 +198,20 @@ pipeline "p" {
 	if got := collect(Validate(f)); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Validate diagnostics:\n got %v\nwant %v", got, want)
 	}
-	got := ValidateStages(context.Background(), f, nil)
+	if got := collect(Check(context.Background(), f, nil)); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Check diagnostics:\n got %v\nwant %v", got, want)
+	}
+	modules, got := resolveStages(f, nil)
+	cache := openStageCache(f, slog.New(slog.DiscardHandler))
+	defer cache.Close(context.Background())
+	got = append(got, checkStages(context.Background(), f, modules, cache)...)
 	want = append(want,
 		diag{"Stage module does not implement the stage ABI", 14, 12},
 		diag{"Stage rejected its params", 18, 12},
 		diag{"Stage has no timer", 22, 12},
 	)
 	if fmt.Sprint(collect(got)) != fmt.Sprint(want) {
-		t.Fatalf("ValidateStages diagnostics:\n got %v\nwant %v", collect(got), want)
+		t.Fatalf("checkStages diagnostics:\n got %v\nwant %v", collect(got), want)
 	}
 	for _, c := range []struct {
 		i    int

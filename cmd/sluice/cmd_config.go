@@ -55,13 +55,9 @@ func validateFile(path string, stdout, stderr io.Writer) error {
 		images, ds := agent.FetchImages(context.Background(), f, fetch)
 		diags = append(diags, ds...)
 		if !ds.HasErrors() {
-			diags = append(diags, agent.Validate(f, images)...)
-		}
-		if !diags.HasErrors() {
-			// Compiles each Wasm stage and runs its init with the params.
-			diags = append(diags, agent.ValidateStages(context.Background(), f, images)...)
-			// Compiles each gadget module and runs its gadget_init.
-			diags = append(diags, agent.ValidateGadgetModules(context.Background(), f, images)...)
+			// Also compiles each Wasm stage and gadget module and runs its
+			// init with the config's params.
+			diags = append(diags, agent.Check(context.Background(), f, images)...)
 		}
 	}
 	if len(diags) > 0 {
