@@ -98,15 +98,7 @@ pipeline "p" {
   queue { when_full = "drop_oldest" }
 }
 `, agentExtra, gadget, extra)
-	path := filepath.Join(t.TempDir(), "agent.hcl")
-	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, diags := config.NewParser().ParseFile(path)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return f
+	return parseFile(t, t.TempDir(), src)
 }
 
 // runWhile runs the agent, calls trigger every 50ms until done accepts
