@@ -195,6 +195,10 @@ func symbolOf(t *testing.T, addr uint64) string {
 // sluice_process drops events with an odd arg1 and adds a syscall name, a
 // value of the program's counter map and a kernel symbol to the others;
 // gadget_stop iterates the counter map.
+// startTag is what the test module's gadget_start writes into the
+// program's config map (wasmstages/testdata/gadget_syscalls.c).
+const startTag = 0x5eed5eed
+
 func TestGadgetImageWithWasm(t *testing.T) {
 	testutil.RequireBPF(t)
 	ctx := context.Background()
@@ -236,7 +240,9 @@ func TestGadgetImageWithWasm(t *testing.T) {
 		calls += 10
 	}, func(out string) bool {
 		seen := seenWhos(out)
-		return seen[0] && seen[2] && seen[4] && seen[6] && seen[8]
+		// The tag comes from gadget_start, which runs after attach: wait
+		// for events that carry it as well.
+		return seen[0] && seen[2] && seen[4] && seen[6] && seen[8] && strings.Contains(out, fmt.Sprintf(`"tag":%d`, startTag))
 	})
 
 	evs := syscallEvents(t, out)
@@ -245,6 +251,7 @@ func TestGadgetImageWithWasm(t *testing.T) {
 	}
 	nr := uint64(unix.SYS_GETPRIORITY)
 	symbols := map[uint64]string{}
+	tagged := false // once gadget_start has written the tag, every later event carries it
 	for _, ev := range evs {
 		seq := jsonUint(t, ev["seq"])
 		if got := jsonUint(t, ev["nr"]); got != nr {
@@ -256,8 +263,13 @@ func TestGadgetImageWithWasm(t *testing.T) {
 		if ev["syscall_name"] != "getpriority" {
 			t.Errorf("event %d: syscall_name = %v, want getpriority (syscall_name from the host)", seq, ev["syscall_name"])
 		}
-		if tag := jsonUint(t, ev["tag"]); tag != 0x5eed5eed {
-			t.Errorf("event %d: tag = %#x; the module writes 0x5eed5eed into the map config at gadget_start, and the program copies it", seq, tag)
+		// Events between attach and gadget_start carry no tag yet; none
+		// may lack it after the first that has it.
+		switch tag := jsonUint(t, ev["tag"]); {
+		case tag == startTag:
+			tagged = true
+		case tag != 0 || tagged:
+			t.Errorf("event %d: tag = %#x; the module writes %#x into the map config at gadget_start, and the program copies it into every later event", seq, tag, startTag)
 		}
 		// The program counts every getpriority before it submits the
 		// record; seq numbers every record read, dropped ones too.
@@ -276,6 +288,9 @@ func TestGadgetImageWithWasm(t *testing.T) {
 		if ev["kaddr_sym"] != want {
 			t.Errorf("event %d: kaddr_sym = %v, want %s (from /proc/kallsyms)", seq, ev["kaddr_sym"], want)
 		}
+	}
+	if !tagged {
+		t.Errorf("no event carries the tag %#x that gadget_start writes", startTag)
 	}
 	snap := metrics.Snapshot()
 	name := gadgetModuleName("sc")
