@@ -201,10 +201,7 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 // events (appendBatchID), so a retry or a replay of the same message is
 // deduplicated by the stream.
 func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
-	maxBytes := s.opts.BatchMaxBytes
-	if maxBytes <= 0 {
-		maxBytes = DefaultBatchMaxBytes
-	}
+	limit := s.batchPayloadLimit()
 	ctype := contentMsgpackArray
 	if s.json {
 		ctype = contentJSONLines
@@ -214,28 +211,40 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 	var next []byte
 	for i := 0; i < len(batch); {
 		subj := s.subjectFor(&batch[i])
-		j, size := i, 0
-		for j < len(batch) && j-i < s.opts.BatchMaxEvents && (j == i || size+len(batch[j].Data) <= maxBytes) {
+		// sameMessage reports whether event j may join the message that
+		// starts at i (the payload bound is checked as it is encoded).
+		sameMessage := func(j int) bool {
+			if j-i >= s.opts.BatchMaxEvents {
+				return false
+			}
 			if j > i && s.static == "" {
 				next = s.subject.Append(next[:0], &batch[j])
-				if string(next) != subj {
-					break
-				}
+				return string(next) == subj
 			}
-			size += len(batch[j].Data)
-			j++
+			return true
 		}
+		j := i
 		var data []byte
 		if s.json {
-			data = make([]byte, 0, 2*size)
-			for k := i; k < j; k++ {
+			// JSON lines are measured as encoded: they run up to about
+			// twice the msgpack size.
+			for ; j < len(batch) && sameMessage(j); j++ {
+				mark := len(data)
 				var ok bool
-				if data, ok = bad.appendJSON(data, &batch[k]); ok {
+				if data, ok = bad.appendJSON(data, &batch[j]); ok {
 					data = append(data, '\n')
+					if j > i && len(data) > limit {
+						data = data[:mark]
+						break
+					}
 				}
 			}
 		} else {
-			data = codec.AppendArrayHeader(make([]byte, 0, size+5), j-i)
+			size := 0
+			for ; j < len(batch) && sameMessage(j) && (j == i || size+len(batch[j].Data) <= limit-maxArrayHeader); j++ {
+				size += len(batch[j].Data)
+			}
+			data = codec.AppendArrayHeader(make([]byte, 0, size+maxArrayHeader), j-i)
 			for k := i; k < j; k++ {
 				data = append(data, batch[k].Data...)
 			}
@@ -252,6 +261,28 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 	// A batched message that lost an event still carries the others; its
 	// id names the whole range, which is still unique.
 	return msgs, bad.loss("nats", s.name)
+}
+
+// maxArrayHeader is the largest msgpack array header (array32).
+const maxArrayHeader = 5
+
+// batchHeaderRoom is what a batched message's headers (dedup id, format,
+// content type) may take of the server's max_payload, which counts them.
+const batchHeaderRoom = 1024
+
+// batchPayloadLimit is the payload bound of a batched message: the
+// configured one, but never more than the server accepts, so that one
+// oversized event costs only itself (too_large) and not the events batched
+// with it.
+func (s *NATS) batchPayloadLimit() int {
+	limit := s.opts.BatchMaxBytes
+	if limit <= 0 {
+		limit = DefaultBatchMaxBytes
+	}
+	if mp := int(s.nc.MaxPayload()); mp > 2*batchHeaderRoom {
+		limit = min(limit, mp-batchHeaderRoom)
+	}
+	return limit
 }
 
 // DefaultBatchMaxBytes bounds a batched message's payload when

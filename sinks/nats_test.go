@@ -251,11 +251,37 @@ func streamCounts(t *testing.T, url, stream, key string) map[uint64]int {
 	return seen
 }
 
-// msgEvents splits a msgpack message into its events: itself, or the
-// elements of a batch.
+// msgEvents splits a message into its events, as msgpack maps: itself, the
+// elements of a batch, or (JSON and JSON lines) each object re-encoded,
+// integers kept as integers.
 func msgEvents(t *testing.T, h nats.Header, data []byte) [][]byte {
 	t.Helper()
-	if h.Get(headerContentType) != contentMsgpackArray {
+	switch h.Get(headerContentType) {
+	case contentJSON, contentJSONLines:
+		var evs [][]byte
+		for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+			dec := json.NewDecoder(bytes.NewReader(line))
+			dec.UseNumber()
+			var m map[string]any
+			if err := dec.Decode(&m); err != nil {
+				t.Fatalf("JSON message line %q: %v", line, err)
+			}
+			for k, v := range m {
+				if n, ok := v.(json.Number); ok {
+					if i, err := n.Int64(); err == nil {
+						m[k] = i
+					}
+				}
+			}
+			b, err := msgpack.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, b)
+		}
+		return evs
+	case contentMsgpackArray:
+	default:
 		return [][]byte{data}
 	}
 	n, rest, err := codec.ReadArrayHeader(data)
@@ -408,14 +434,24 @@ func TestNATSBatchThroughPipeline(t *testing.T) {
 // JetStream; the events around it are delivered.
 func TestNATSTooLarge(t *testing.T) {
 	srv := startServer(t, &server.Options{JetStream: true, MaxPayload: 4096})
+	// BatchMaxBytes 0 (512 KiB) is above the server's 4 KiB: batches are
+	// capped at what the server takes, so the big event alone is lost, in
+	// msgpack and in JSON lines (measured as encoded, about twice as big).
 	for _, tc := range []struct {
 		name      string
 		batch     int
 		jetstream bool
-	}{{"core", 0, false}, {"core_batched", 10, false}, {"jetstream", 0, true}, {"jetstream_batched", 10, true}} {
+		maxBytes  int
+		encoding  string
+	}{
+		{"core", 0, false, 2048, ""}, {"core_batched", 10, false, 2048, ""},
+		{"jetstream", 0, true, 2048, ""}, {"jetstream_batched", 10, true, 2048, ""},
+		{"core_batched_default_bound", 10, false, 0, ""}, {"jetstream_batched_default_bound", 10, true, 0, ""},
+		{"core_batched_json", 10, false, 0, "json"}, {"jetstream_batched_json", 10, true, 0, "json"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			subject := "tl." + tc.name
-			o := NATSOptions{URL: srv.ClientURL(), Subject: subject, Host: "h", BootID: "b", BatchMaxEvents: tc.batch, BatchMaxBytes: 2048}
+			o := NATSOptions{URL: srv.ClientURL(), Subject: subject, Host: "h", BootID: "b", BatchMaxEvents: tc.batch, BatchMaxBytes: tc.maxBytes, Encoding: tc.encoding}
 			var ch chan *nats.Msg
 			if tc.jetstream {
 				o.JetStream = &JetStreamOptions{Stream: strings.ToUpper("TL_" + tc.name), Create: true}
