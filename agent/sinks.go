@@ -203,7 +203,7 @@ func validateSinkSettings(cfg *config.File, schemasBySink map[string][]*pipeline
 			}
 			// The first stream feeding the sink that lacks the field.
 			schemas := schemasBySink[s.Ref]
-			i := slices.IndexFunc(schemas, func(sc *pipeline.Schema) bool { return !schemaHas(sc, f) })
+			i := slices.IndexFunc(schemas, func(sc *pipeline.Schema) bool { return !sc.HasField(f) })
 			if i < 0 {
 				continue
 			}
@@ -238,13 +238,4 @@ func gadgetFields(sc *pipeline.Schema) []string {
 		}
 	}
 	return names
-}
-
-func schemaHas(sc *pipeline.Schema, name string) bool {
-	for _, f := range sc.Fields {
-		if f.Name == name {
-			return true
-		}
-	}
-	return false
 }

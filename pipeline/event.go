@@ -1,6 +1,9 @@
 package pipeline
 
-import "context"
+import (
+	"context"
+	"slices"
+)
 
 // Kind tells ordinary events from records the pipeline itself produces.
 type Kind uint8
@@ -74,6 +77,11 @@ type Schema struct {
 	Gadget string
 	Type   string // the BTF struct name of the event type
 	Fields []Field
+}
+
+// HasField reports whether the stream's events have a key called name.
+func (s *Schema) HasField(name string) bool {
+	return slices.ContainsFunc(s.Fields, func(f Field) bool { return f.Name == name })
 }
 
 // Emitter accepts batches of events from a producer. The emitter owns the

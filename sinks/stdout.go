@@ -180,7 +180,7 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 	var fieldErr error
 	err := codec.Each(ev.Data, func(key, value []byte) bool {
 		name := string(key)
-		if hiddenInTable(name) || t.isColumn(name) || (!t.details && schemaHasField(ev.Schema, name)) {
+		if hiddenInTable(name) || t.isColumn(name) || (!t.details && ev.Schema.HasField(name)) {
 			return true
 		}
 		text, err := valueText(value)
@@ -223,15 +223,6 @@ func appendCell(buf []byte, text string, width int, last bool) []byte {
 func (t *tableLayout) isColumn(name string) bool {
 	for _, c := range t.columns {
 		if c.key == name {
-			return true
-		}
-	}
-	return false
-}
-
-func schemaHasField(sc *pipeline.Schema, name string) bool {
-	for _, f := range sc.Fields {
-		if f.Name == name {
 			return true
 		}
 	}
