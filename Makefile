@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Extra flags for `make run`, e.g. make run ARGS="--config my.hcl".
 ARGS    ?=
 
-.PHONY: all build run test test-interop test-race bench bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
+.PHONY: all build run test test-interop check-fmt bin/cosign bin/oras test-race bench bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
 
 all: build
 
@@ -92,9 +92,11 @@ bin/oras:
 test-interop: bin/cosign bin/oras
 	SLUICE_COSIGN=$(CURDIR)/bin/cosign SLUICE_ORAS=$(CURDIR)/bin/oras $(GO) test -count=1 -run 'TestCosignInterop|TestORASInspectsImages' -v ./cmd/sluice
 
-lint:
+check-fmt:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+
+lint: check-fmt
 	$(GO) vet ./...
 
 clean:
