@@ -85,10 +85,9 @@ type gadgetSource struct {
 	duration *pipeline.Histogram
 	reg      *pipeline.Registry
 
-	mu         sync.Mutex // the streams' readers emit concurrently
-	errs       map[string]*pipeline.Counter
-	lastWarn   time.Time
-	suppressed int
+	mu      sync.Mutex // the streams' readers emit concurrently
+	errs    map[string]*pipeline.Counter
+	warnLog pipeline.LogLimiter
 
 	closeOnce sync.Once
 }
@@ -181,18 +180,10 @@ func (s *gadgetSource) countError(err error, events int) {
 		c = s.reg.StageErrors(gadgetModuleName(s.g.Name()), kind)
 		s.errs[kind] = c
 	}
-	now := time.Now()
-	warn := now.Sub(s.lastWarn) >= 10*time.Second
-	suppressed := s.suppressed
-	if warn {
-		s.lastWarn, s.suppressed = now, 0
-	} else {
-		s.suppressed++
-	}
 	s.mu.Unlock()
 	c.Inc()
 	s.m.Errors.Inc()
-	if warn {
+	if warn, suppressed := s.warnLog.Allow(time.Now()); warn {
 		s.log.Warn("gadget module failed; passed the batch on", "kind", kind, "events", events, "error", err, "suppressed", suppressed)
 	}
 }

@@ -304,7 +304,7 @@ func (p *Pipeline) runSources(ctx context.Context) error {
 // loss records one last time and closes the sink queues.
 func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDone <-chan struct{}) {
 	batch := make([]Event, 0, p.batchSize)
-	var lim logLimiter
+	var lim LogLimiter
 	var tickTimer *time.Timer
 	var tickC <-chan time.Time
 	if p.startTickers(time.Now()) {
@@ -375,7 +375,7 @@ func sameBacking(a, b []Event) bool {
 func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 	batchSize, batchDelay := p.sinkBatch(s.sink)
 	buf := make([]Event, 0, batchSize)
-	var lim logLimiter
+	var lim LogLimiter
 	for {
 		var err error
 		buf, err = s.q.Pop(ctx, buf[:0], batchSize, batchDelay)
@@ -390,7 +390,7 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 		}
 		if err := s.sink.Write(ctx, buf); err != nil {
 			lost := p.countWriteError(s, buf, err, ctx.Err() != nil)
-			if ok, suppressed := lim.allow(time.Now()); ok {
+			if ok, suppressed := lim.Allow(time.Now()); ok {
 				p.log.Warn("sink write failed; events dropped", "sink", s.sink.Name(),
 					"events", lost, "of", len(buf), "error", err, "suppressed", suppressed)
 			}
@@ -489,22 +489,4 @@ func (e *sourceEmitter) ReportLoss(source, gadget, reason string, count uint64) 
 	e.m.Received.Add(count)
 	e.m.Dropped(reason).Add(count)
 	e.loss.Add(source, gadget, e.component, reason, count, 0, 0)
-}
-
-// logLimiter lets one message through per interval and counts the rest. It is
-// owned by a single goroutine.
-type logLimiter struct {
-	last       time.Time
-	suppressed int
-}
-
-const logInterval = 10 * time.Second
-
-func (l *logLimiter) allow(now time.Time) (ok bool, suppressed int) {
-	if !l.last.IsZero() && now.Sub(l.last) < logInterval {
-		l.suppressed++
-		return false, 0
-	}
-	suppressed, l.suppressed, l.last = l.suppressed, 0, now
-	return true, suppressed
 }

@@ -182,7 +182,7 @@ func (st *stageRT) countError(err error) {
 	st.m.Errors.Inc()
 }
 
-func (p *Pipeline) runStage(ctx context.Context, st *stageRT, in []Event, lim *logLimiter) []Event {
+func (p *Pipeline) runStage(ctx context.Context, st *stageRT, in []Event, lim *LogLimiter) []Event {
 	st.m.Received.Add(uint64(len(in)))
 	st.batches.Inc()
 	start := time.Now()
@@ -210,7 +210,7 @@ func (p *Pipeline) runStage(ctx context.Context, st *stageRT, in []Event, lim *l
 
 // stageFailed applies the stage's ErrorPolicy to the input of a failed call
 // and returns what goes on downstream.
-func (p *Pipeline) stageFailed(ctx context.Context, st *stageRT, in []Event, err error, lim *logLimiter) []Event {
+func (p *Pipeline) stageFailed(ctx context.Context, st *stageRT, in []Event, err error, lim *LogLimiter) []Event {
 	st.countError(err)
 	n := uint64(len(in))
 	var what string
@@ -230,7 +230,7 @@ func (p *Pipeline) stageFailed(ctx context.Context, st *stageRT, in []Event, err
 		next = in
 		what = "passed the batch on"
 	}
-	if ok, suppressed := lim.allow(time.Now()); ok {
+	if ok, suppressed := lim.Allow(time.Now()); ok {
 		p.log.Warn("stage failed; "+what, "stage", st.st.Name(), "kind", StageErrorKind(err),
 			"events", len(in), "error", err, "suppressed", suppressed)
 	}
@@ -267,7 +267,7 @@ func (p *Pipeline) nextTick() time.Time {
 
 // runTicks calls every ticker that is due (all of them when final), runs
 // what each produces through the later stages and hands it to the sinks.
-func (p *Pipeline) runTicks(ctx context.Context, now time.Time, final bool, lim *logLimiter) {
+func (p *Pipeline) runTicks(ctx context.Context, now time.Time, final bool, lim *LogLimiter) {
 	for i, st := range p.stages {
 		if st.ticker == nil || (!final && now.Before(st.nextTick)) {
 			continue
@@ -281,7 +281,7 @@ func (p *Pipeline) runTicks(ctx context.Context, now time.Time, final bool, lim 
 		out, err := st.ticker.Tick(ctx, now, nil)
 		if err != nil {
 			st.countError(err)
-			if ok, suppressed := lim.allow(time.Now()); ok {
+			if ok, suppressed := lim.Allow(time.Now()); ok {
 				p.log.Warn("stage tick failed", "stage", st.st.Name(), "kind", StageErrorKind(err), "error", err, "suppressed", suppressed)
 			}
 		}

@@ -103,7 +103,7 @@ type File struct {
 	stopJanitor context.CancelFunc
 	tickerDone  chan struct{}
 	janitorDone chan struct{}
-	logLimit    rateLimiter
+	logLimit    pipeline.LogLimiter
 
 	bytes, rotations, deleted, compressed *pipeline.Counter
 	errs                                  map[string]*pipeline.Counter
@@ -495,27 +495,7 @@ func (s *File) Close(ctx context.Context) error {
 // logLimited logs a background failure at most once per 10 seconds,
 // saying how many it suppressed in between.
 func (s *File) logLimited(msg string, args ...any) {
-	if ok, suppressed := s.logLimit.allow(time.Now()); ok {
+	if ok, suppressed := s.logLimit.Allow(time.Now()); ok {
 		s.log.Warn("file sink: "+msg+" failed", append([]any{"sink", s.name, "suppressed", suppressed}, args...)...)
 	}
-}
-
-// rateLimiter lets one event through per 10 seconds and counts the rest.
-// Safe for concurrent use.
-type rateLimiter struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (l *rateLimiter) allow(now time.Time) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() && now.Sub(l.last) < 10*time.Second {
-		l.suppressed++
-		return false, 0
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	return true, n
 }
