@@ -286,11 +286,7 @@ func (m *GadgetModule) callHook(ctx context.Context, inst *instance, name string
 		return err
 	}
 	if rc := int32(inst.stack[0]); rc != 0 {
-		msg := string(inst.errMsg)
-		if msg == "" {
-			msg = "no message (the guest did not call set_error)"
-		}
-		return callError(KindGuest, "%s returned %d: %s", name, rc, msg)
+		return callError(KindGuest, "%s returned %d: %s", name, rc, inst.guestMessage())
 	}
 	return nil
 }
