@@ -94,6 +94,11 @@ type File struct {
 	// so that a directory that refuses renames costs one attempt a minute,
 	// not one per batch; writes go on into the active file meanwhile.
 	noRotateUntil time.Time
+	// lastRotated and lastRotatedN are the time and tie-breaker of the last
+	// rotated name, so that names keep rising when several rotations fall
+	// in one millisecond or the wall clock steps back.
+	lastRotated  time.Time
+	lastRotatedN int
 	buf           []byte
 	ends          []int // per encoded event: its end offset in buf
 	idx           []int // per encoded event: its index in the batch
@@ -374,11 +379,16 @@ func (s *File) rotateLocked(now time.Time, rename bool) {
 
 func (s *File) renameLocked(now time.Time) {
 	dir, active := filepath.Split(s.path)
-	for n := 0; n < 1000; n++ {
-		target := filepath.Join(dir, s.pattern.RotatedName(active, now, n))
-		if _, err := os.Lstat(target); err == nil {
+	at, n := now.UTC().Truncate(time.Millisecond), 0
+	if !at.After(s.lastRotated) {
+		at, n = s.lastRotated, s.lastRotatedN+1
+	}
+	for ; n < MaxRotationsPerMilli; n++ {
+		target := filepath.Join(dir, s.pattern.RotatedName(active, at, n))
+		if taken(target) || taken(target+".gz") {
 			continue
 		}
+		s.lastRotated, s.lastRotatedN = at, n
 		if err := s.rename(s.path, target); err != nil {
 			s.errs["rotate"].Inc()
 			s.logLimited("rotate file", "from", s.path, "to", target, "error", err)
@@ -386,6 +396,15 @@ func (s *File) renameLocked(now time.Time) {
 		}
 		return
 	}
+	// A thousand rotations in one millisecond: take the next millisecond's
+	// names rather than break their order.
+	s.lastRotated, s.lastRotatedN = at.Add(time.Millisecond), -1
+	s.renameLocked(now)
+}
+
+func taken(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // ageDue reports whether the active file is due for rotation by age.

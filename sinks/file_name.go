@@ -72,6 +72,8 @@ func ParseFilePattern(path string) (*FilePattern, error) {
 			fmt.Fprintf(&re, `\d{%d}`, width)
 		}
 		if part == p.stem {
+			// Rotated names of this version end in -NNN; older versions
+			// wrote no suffix or -N, and retention still owns those.
 			re.WriteString(`(\.\d{8}T\d{6}\.\d{3}Z(-\d+)?)?`)
 		}
 	}
@@ -137,18 +139,27 @@ func (p *FilePattern) render(tmpl string, t time.Time) string {
 }
 
 // RotatedName is the name the active file gets when it is rotated by size
-// or age at t: the rotation time inserted before the extension, and -N when
-// that name is taken.
+// or age at t: the rotation time (UTC, to the millisecond) and a fixed-width
+// tie-breaker n (0 to MaxRotationsPerMilli-1) inserted before the extension.
+// Both parts have fixed widths, so the names of one active file sort in the
+// order they were rotated, however many rotations fall in one millisecond
+// ("…123Z-000" < "…123Z-001" < "…124Z-000"). The caller keeps t from going
+// backwards and n rising within a millisecond (File.renameLocked does).
 func (p *FilePattern) RotatedName(active string, t time.Time, n int) string {
 	// Verbs render at fixed widths, so the extension's length is fixed.
 	extLen := min(len(p.render(p.ext, t)), len(active))
 	stem, ext := active[:len(active)-extLen], active[len(active)-extLen:]
-	name := stem + "." + t.UTC().Format(p.rotatedFmt)
-	if n > 0 {
-		name += "-" + strconv.Itoa(n)
-	}
-	return name + ext
+	b := make([]byte, 0, len(active)+len(".20060102T150405.000Z-000"))
+	b = append(b, stem...)
+	b = append(b, '.')
+	b = t.UTC().AppendFormat(b, p.rotatedFmt)
+	b = append(b, '-', byte('0'+n/100%10), byte('0'+n/10%10), byte('0'+n%10))
+	return string(append(b, ext...))
 }
+
+// MaxRotationsPerMilli bounds the rotations of one file within one
+// millisecond: the tie-breaker in rotated names has three digits.
+const MaxRotationsPerMilli = 1000
 
 // Owns reports whether a file name in Dir is one of the sink's: an active
 // name of some time, a rotated one, or either gzipped.

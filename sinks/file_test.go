@@ -33,11 +33,11 @@ func TestFilePattern(t *testing.T) {
 	for _, tc := range []struct {
 		path, name, rotated string
 	}{
-		{"/var/log/sluice/events.jsonl", "events.jsonl", "events.20260307T090502.000Z.jsonl"},
-		{"/l/events-%Y-%m-%d.jsonl", "events-2026-03-07.jsonl", "events-2026-03-07.20260307T090502.000Z.jsonl"},
-		{"/l/%Y%m%dT%H%M%S-%j.msgpack", "20260307T090502-066.msgpack", "20260307T090502-066.20260307T090502.000Z.msgpack"},
-		{"/l/events", "events", "events.20260307T090502.000Z"},
-		{"/l/100%%.log", "100%.log", "100%.20260307T090502.000Z.log"},
+		{"/var/log/sluice/events.jsonl", "events.jsonl", "events.20260307T090502.000Z-000.jsonl"},
+		{"/l/events-%Y-%m-%d.jsonl", "events-2026-03-07.jsonl", "events-2026-03-07.20260307T090502.000Z-000.jsonl"},
+		{"/l/%Y%m%dT%H%M%S-%j.msgpack", "20260307T090502-066.msgpack", "20260307T090502-066.20260307T090502.000Z-000.msgpack"},
+		{"/l/events", "events", "events.20260307T090502.000Z-000"},
+		{"/l/100%%.log", "100%.log", "100%.20260307T090502.000Z-000.log"},
 	} {
 		p, err := ParseFilePattern(tc.path)
 		if err != nil {
@@ -279,10 +279,10 @@ func TestFileTimePatternAndAge(t *testing.T) {
 	s.Write(context.Background(), fileBatch(11, 10))
 	waitFiles(t, dir, []string{"ev-2026-03-07.jsonl.gz", "ev-2026-03-08.jsonl"})
 	clock.add(2 * time.Hour) // idle past max_age: the ticker rotates
-	waitFiles(t, dir, []string{"ev-2026-03-07.jsonl.gz", "ev-2026-03-08.20260308T020100.000Z.jsonl.gz"})
+	waitFiles(t, dir, []string{"ev-2026-03-07.jsonl.gz", "ev-2026-03-08.20260308T020100.000Z-000.jsonl.gz"})
 	s.Write(context.Background(), fileBatch(21, 10))
 	s.Close(context.Background())
-	waitFiles(t, dir, []string{"ev-2026-03-07.jsonl.gz", "ev-2026-03-08.20260308T020100.000Z.jsonl.gz", "ev-2026-03-08.jsonl"})
+	waitFiles(t, dir, []string{"ev-2026-03-07.jsonl.gz", "ev-2026-03-08.20260308T020100.000Z-000.jsonl.gz", "ev-2026-03-08.jsonl"})
 	seqs, _ := readEvents(t, dir, "json")
 	if len(seqs) != 30 {
 		t.Errorf("%d events in the files, want 30", len(seqs))
@@ -305,6 +305,37 @@ func waitFiles(t *testing.T, dir string, want []string) {
 	t.Fatalf("files (-want +got):\n%s", cmp.Diff(want, got))
 }
 
+// TestFileRotatedNamesSortInWriteOrder: with the clock frozen (every
+// rotation in one millisecond, more than ten of them) and then stepped back,
+// the files read in name order give the events in the order written, and
+// compression of a rotated file does not free its name for the next one.
+func TestFileRotatedNamesSortInWriteOrder(t *testing.T) {
+	dir := t.TempDir()
+	clock := newFakeClock(time.Date(2026, 12, 3, 9, 45, 12, 123_000_000, time.UTC))
+	s := newFileWithClock(t, clock, FileOptions{Path: filepath.Join(dir, "events.jsonl"), MaxSize: 512, Compress: true})
+	seq := uint64(1)
+	for i := 0; i < 40; i++ {
+		if i == 25 {
+			clock.add(-time.Hour) // an NTP step back must not reorder names
+		}
+		s.Write(context.Background(), fileBatch(seq, 5))
+		seq += 5
+	}
+	s.Close(context.Background())
+	seqs, files := readEvents(t, dir, "json")
+	if files < 12 {
+		t.Fatalf("%d files, want at least 12 rotations in one millisecond", files)
+	}
+	if len(seqs) != int(seq-1) {
+		t.Fatalf("%d events in the files, want %d", len(seqs), seq-1)
+	}
+	for i, v := range seqs {
+		if v != uint64(i+1) {
+			t.Fatalf("file name order gives seq %d at position %d, want %d (files out of write order)", v, i, i+1)
+		}
+	}
+}
+
 // TestFileRetentionByAge deletes the sink's finished files last written
 // more than retain_for ago, and nothing else in the directory.
 func TestFileRetentionByAge(t *testing.T) {
@@ -315,7 +346,12 @@ func TestFileRetentionByAge(t *testing.T) {
 		"events.20260101T000000.000Z.jsonl.gz": old,
 		"events.20260102T000000.000Z.jsonl":    old,
 		"events.20260103T000000.000Z.jsonl.gz": now.Add(-time.Hour),
-		"notes.txt":                            old, // not the sink's
+		// Older versions rotated to -N within a millisecond; this one
+		// writes -NNN. Retention owns all three forms.
+		"events.20260102T000000.000Z-1.jsonl":   old,
+		"events.20260102T000000.000Z-001.jsonl": old,
+		"events.20260103T000000.000Z-002.jsonl": now.Add(-time.Hour),
+		"notes.txt":                             old, // not the sink's
 	} {
 		p := filepath.Join(dir, name)
 		os.WriteFile(p, []byte("x\n"), 0o600)
@@ -328,9 +364,9 @@ func TestFileRetentionByAge(t *testing.T) {
 	}
 	s.Write(context.Background(), fileBatch(1, 1))
 	s.Close(context.Background())
-	waitFiles(t, dir, []string{"events.20260103T000000.000Z.jsonl.gz", "events.jsonl", "notes.txt"})
-	if s.deleted.Value() != 2 {
-		t.Errorf("deleted counter = %d, want 2", s.deleted.Value())
+	waitFiles(t, dir, []string{"events.20260103T000000.000Z-002.jsonl", "events.20260103T000000.000Z.jsonl.gz", "events.jsonl", "notes.txt"})
+	if s.deleted.Value() != 4 {
+		t.Errorf("deleted counter = %d, want 4", s.deleted.Value())
 	}
 }
 
