@@ -191,7 +191,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	if ns := a.cfg.Agent.NATSServer; ns != nil {
-		srv, err := startNATSServer(ns, a.log)
+		srv, err := startNATSServer(ns, a.cfg.Agent.DataDir, a.log)
 		if err != nil {
 			return failStart(err)
 		}

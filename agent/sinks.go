@@ -36,6 +36,9 @@ func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, cfg *
 			CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
 			Host: cfg.Agent.Name, Logger: log, Metrics: reg,
 		}
+		if seed := embeddedNATSAuth(cfg, n); seed != "" {
+			opts.NKeySeedFile = seed // the embedded server's agent user
+		}
 		if n.Spool.Enabled {
 			opts.SpoolDir = filepath.Join(cfg.Agent.DataDir, "spool", s.Name)
 			opts.SpoolMaxBytes = n.Spool.MaxBytes

@@ -9,28 +9,33 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
 // cmdSubscribe prints the events published on a subject as JSON lines,
 // decoding msgpack payloads, so the default config's bus can be watched
-// without other tools.
+// without other tools. Run as the agent's user, it finds the embedded
+// server's read-only credentials itself (subscribeAuth).
 func cmdSubscribe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("subscribe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	url := fs.String("server", nats.DefaultURL, "NATS server `URL`")
 	count := fs.Int("n", 0, "exit after this many messages (0: until interrupted)")
+	nkeyFile := fs.String("nkey", "", "authenticate with this NKey seed `FILE`")
+	credsFile := fs.String("creds", "", "authenticate with this NATS creds `FILE`")
+	dataDir := fs.String("data-dir", config.DefaultDataDir, "the agent's data `DIR`, where the embedded server's read-only credentials are found")
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(positional) != 1 {
-		fmt.Fprintln(stderr, "usage: sluice subscribe [--server URL] [-n N] SUBJECT   (e.g. 'sluice.>')")
+		fmt.Fprintln(stderr, "usage: sluice subscribe [--server URL] [-n N] [--nkey FILE | --creds FILE | --data-dir DIR] SUBJECT   (e.g. 'sluice.>')")
 		return errUsage
 	}
-	nc, err := nats.Connect(*url, nats.Name("sluice subscribe"))
+	nc, err := connectSubscriber(*url, *nkeyFile, *credsFile, *dataDir)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", *url, err)
+		return err
 	}
 	defer nc.Close()
 	msgs := make(chan *nats.Msg, 4096)
