@@ -117,15 +117,26 @@ func (s *Store) Root() string { return s.root }
 // Layout is the underlying OCI layout, for copying with oras.
 func (s *Store) Layout() *orasoci.Store { return s.layout }
 
-// Resolve finds what ref names in the store. A digest-pinned reference is
-// resolved by digest alone (content is addressed by digest, whatever the
-// name it was pulled under); a tag is resolved through the name the store
-// recorded.
+// Resolve finds what ref names in the store. A digest-pinned reference
+// resolves only to content the store holds under ref's name (pulled or
+// tagged as that repository, or a manifest of an index so held): content
+// is addressed by digest, but a name must not reach another repository's
+// image that happens to be in the store, which would let a reference under
+// an allowed name run anything ever pulled (ErrNotFound, so that a pull
+// policy that may pull asks the registry, which knows what the repository
+// holds). A tag is resolved through the name the store recorded.
 func (s *Store) Resolve(ctx context.Context, ref Reference) (ocispec.Descriptor, error) {
 	if ref.Digest != "" {
 		desc, err := s.layout.Resolve(ctx, ref.Digest.String())
 		if err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("image %s is not in the local store: %w", ref, ErrNotFound)
+		}
+		known, err := s.heldUnder(ctx, ref.Name(), ref.Digest)
+		if err != nil {
+			return ocispec.Descriptor{}, fmt.Errorf("resolve %s in the local store: %w", ref, err)
+		}
+		if !known {
+			return ocispec.Descriptor{}, fmt.Errorf("image %s is not in the local store under the name %s (its digest is, under another name): %w", ref, ref.Name(), ErrNotFound)
 		}
 		return desc, nil
 	}
@@ -137,6 +148,45 @@ func (s *Store) Resolve(ctx context.Context, ref Reference) (ocispec.Descriptor,
 		return ocispec.Descriptor{}, fmt.Errorf("resolve %s in the local store: %w", ref, err)
 	}
 	return desc, nil
+}
+
+// heldUnder reports whether the store records d under name: a tag or
+// digest key of name pointing at d, or at an index that lists d.
+func (s *Store) heldUnder(ctx context.Context, name string, d digest.Digest) (bool, error) {
+	var keys []string
+	err := s.layout.Tags(ctx, "", func(tags []string) error {
+		for _, t := range tags {
+			rest, ok := strings.CutPrefix(t, name)
+			if ok && (strings.HasPrefix(rest, ":") || strings.HasPrefix(rest, "@")) && !isSignatureTag(t) {
+				keys = append(keys, t)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("list images: %w", err)
+	}
+	for _, k := range keys {
+		desc, err := s.layout.Resolve(ctx, k)
+		if err != nil {
+			continue
+		}
+		if desc.Digest == d {
+			return true, nil
+		}
+		if isIndex(desc.MediaType) {
+			idx, err := s.readIndex(ctx, desc)
+			if err != nil {
+				continue
+			}
+			for _, m := range idx.Manifests {
+				if m.Digest == d {
+					return true, nil
+				}
+			}
+		}
+	}
+	return false, nil
 }
 
 // Tag names desc ref in the store.
