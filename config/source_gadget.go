@@ -59,7 +59,7 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 	}
 	if a := content.Attributes["buffer_size"]; a != nil {
 		src.BufferSizeRange = a.Expr.Range()
-		n, ok, d := evalSize(a, ectx)
+		n, ok, d := evalSizeIn(a, ectx, bufferSizeBound)
 		diags = append(diags, d...)
 		if ok {
 			src.BufferSize = n
