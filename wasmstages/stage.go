@@ -452,6 +452,9 @@ func (s *Stage) Process(ctx context.Context, in, out []pipeline.Event) ([]pipeli
 			out = append(out, v.outs[i]...)
 		}
 		clear(v.outs[i]) // do not pin the events' data until the next batch
+		if cap(v.outs[i]) > maxKeptEvents {
+			v.outs[i] = nil
+		}
 	}
 	if err != nil {
 		clear(out[start:])
