@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	wordwrap "github.com/mitchellh/go-wordwrap"
+
+	"github.com/sluice-dev/sluice/internal/termsafe"
 )
 
 // MaxRenderedDiagnostics is how many diagnostics WriteDiagnostics renders;
@@ -130,7 +132,7 @@ func (r *renderer) write(d *hcl.Diagnostic) error {
 	if s := d.Subject; s != nil {
 		fmt.Fprintf(r.w, "%s:%d:%d: ", s.Filename, s.Start.Line, s.Start.Column)
 	}
-	fmt.Fprintf(r.w, "%s%s%s: %s\n\n", colorCode, severity, resetCode, d.Summary)
+	fmt.Fprintf(r.w, "%s%s%s: %s\n\n", colorCode, severity, resetCode, termsafe.Lines(d.Summary))
 	if d.Subject != nil {
 		snip, highlight := *d.Subject, *d.Subject
 		if d.Context != nil {
@@ -164,17 +166,20 @@ func (r *renderer) write(d *hcl.Diagnostic) error {
 				}
 				before, hl, after := line.PartitionAround(highlight)
 				if hl.Empty() {
-					fmt.Fprintf(r.w, "%4d: %s\n", line.Start.Line, clipEnd(line.SliceBytes(ix.src), maxSnippetLine))
+					fmt.Fprintf(r.w, "%4d: %s\n", line.Start.Line, termsafe.Lines(string(clipEnd(line.SliceBytes(ix.src), maxSnippetLine))))
 				} else {
 					b, h, a := clipLine(before.SliceBytes(ix.src), hl.SliceBytes(ix.src), after.SliceBytes(ix.src))
-					fmt.Fprintf(r.w, "%4d: %s%s%s%s%s\n", line.Start.Line, b, highlightCode, h, resetCode, a)
+					fmt.Fprintf(r.w, "%4d: %s%s%s%s%s\n", line.Start.Line,
+						termsafe.Lines(string(b)), highlightCode, termsafe.Lines(string(h)), resetCode, termsafe.Lines(string(a)))
 				}
 			}
 			io.WriteString(r.w, "\n")
 		}
 	}
 	if d.Detail != "" {
-		detail := d.Detail
+		// Details quote values from the config, files and guests: escape
+		// what would act on a terminal (the colors above are ours).
+		detail := termsafe.Lines(d.Detail)
 		if r.width != 0 {
 			detail = wordwrap.WrapString(detail, r.width)
 		}

@@ -145,3 +145,32 @@ func TestWriteDiagnosticsCapped(t *testing.T) {
 		}
 	}
 }
+
+// TestDiagnosticsEscapeControlCharacters: a config line (or a value quoted
+// in a detail) holding an escape sequence is printed escaped.
+func TestDiagnosticsEscapeControlCharacters(t *testing.T) {
+	p := NewParser()
+	_, diags := p.ParseSource("evil.hcl", []byte("agent {\n  log_level = \"\x1b]0;owned\x07\x1b[2J\"\n}\n"+minimalPipeline))
+	diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "from a guest \x1b[8m", Detail: "line one\n\tline two \x1b[2J\u202e"})
+	for _, color := range []bool{false, true} {
+		var out bytes.Buffer
+		if err := p.WriteDiagnostics(&out, diags, color); err != nil {
+			t.Fatal(err)
+		}
+		text := out.String()
+		if color {
+			// Our own color codes are the only escapes.
+			for _, code := range []string{"\x1b[31m", "\x1b[0m", "\x1b[1;4m"} {
+				text = strings.ReplaceAll(text, code, "")
+			}
+		}
+		for _, c := range text {
+			if (c < 0x20 && c != '\n' && c != '\t') || c == '\u202e' {
+				t.Fatalf("color=%v: raw control character %U in:\n%q", color, c, out.String())
+			}
+		}
+		if !strings.Contains(text, `\x1b]0;owned\x07\x1b[2J`) || !strings.Contains(text, "line one\n\tline two") {
+			t.Errorf("color=%v: want the sequences escaped and the detail's lines kept:\n%s", color, text)
+		}
+	}
+}

@@ -1,8 +1,9 @@
-// escape.c: a hostile guest that tries to leave its directory grants. At
-// init it runs the operations listed in the param "ops" (an array of
-// strings, "<op> <arg> [<arg>]") and logs each outcome through the sluice
-// log as "escape <op line> => ok <detail>" or "escape <op line> => error
-// <strerror>". The ops:
+// escape.c: a hostile guest that tries to leave its directory grants, and
+// to reach the operator's terminal through the host's logs. At init it runs
+// the operations listed in the param "ops" (an array of strings, "<op>
+// <arg> [<arg>]") and logs each outcome through the sluice log as "escape
+// <op line> => ok <detail>" or "escape <op line> => error <strerror>". The
+// ops:
 //   read P              the first 64 bytes of P
 //   write P TEXT        create or truncate P and write TEXT
 //   symlink TARGET L    create the link L -> TARGET
@@ -12,6 +13,10 @@
 //   mkdir P             make the directory P
 //   stat P              stat P (following links): its size
 //   readlink P          the target of the link P
+//   say TEXT            log TEXT (the rest of the line, as given: it may
+//                       hold escape sequences), print it on stdout and
+//                       stderr, and set it as the error message
+//   fail TEXT           fail sluice_init with TEXT as its message
 //   race P N            read P up to N times, and stop once 1000 reads saw
 //                       INSIDE and 1000 did not; "secret=S inside=I
 //                       error=E other=O" counts contents starting SECRET,
@@ -45,9 +50,24 @@ static int read_head(const char *path, char *dst, size_t cap) {
 	return (int)n;
 }
 
+static int failed;
+
 static void run(char *line) {
 	char copy[256];
 	snprintf(copy, sizeof copy, "%s", line);
+	if (strncmp(line, "say ", 4) == 0) {
+		log_str(1, line + 4);
+		printf("%s\n", line + 4);
+		fflush(stdout);
+		fprintf(stderr, "%s\n", line + 4);
+		set_error_str(line + 4);
+		return;
+	}
+	if (strncmp(line, "fail ", 5) == 0) {
+		set_error_str(line + 5);
+		failed = 1;
+		return;
+	}
 	char *op = strtok(line, " ");
 	char *a = strtok(NULL, " ");
 	char *b = strtok(NULL, " ");
@@ -119,7 +139,7 @@ EXPORT("sluice_init") int32_t sluice_init(const uint8_t *p, int32_t n) {
 		line[sl] = 0;
 		run(line);
 	}
-	return 0;
+	return failed;
 }
 
 EXPORT("sluice_process") int64_t sluice_process(const uint8_t *p, int32_t n) {
