@@ -169,7 +169,8 @@ func TestMultiArchSelection(t *testing.T) {
 }
 
 // TestTamperedBlob: a registry serving a blob that does not hash to its
-// digest is refused, and so is a local store whose blob was changed.
+// digest is refused (leaving no temporary file behind), and so is a local
+// store whose blob was changed.
 func TestTamperedBlob(t *testing.T) {
 	ctx := context.Background()
 	reg := registrytest.Start(t, registrytest.Options{})
@@ -186,9 +187,14 @@ func TestTamperedBlob(t *testing.T) {
 	}
 	data[len(data)/2] ^= 0xff
 	writeFile(t, path, data)
-	_, err = oci.Pull(ctx, openStore(t), ref, remoteOpts())
+	dst := openStore(t)
+	_, err = oci.Pull(ctx, dst, ref, remoteOpts())
 	if err == nil || !strings.Contains(err.Error(), "mismatch") {
 		t.Fatalf("pull of a tampered blob: %v, want a digest mismatch", err)
+	}
+	// The refused blob leaves nothing in the store's ingest folder.
+	if left, _ := os.ReadDir(filepath.Join(dst.Root(), "ingest")); len(left) != 0 {
+		t.Errorf("a failed pull left %d temporary files in ingest/: %v", len(left), left)
 	}
 
 	// Local tampering is caught when the image is read.
@@ -505,5 +511,27 @@ func TestAllowListDigestBypass(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestStoreSweepsIngestAtOpen: temporary files of a process that died mid
+// pull are removed when the store is next opened.
+func TestStoreSweepsIngestAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	store, err := oci.OpenStore(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest := filepath.Join(store.Root(), "ingest")
+	os.MkdirAll(ingest, 0o755)
+	writeFile(t, filepath.Join(ingest, strings.Repeat("a", 64)+"_123"), []byte("half a blob"))
+	store.Close()
+	store, err = oci.OpenStore(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if left, _ := os.ReadDir(ingest); len(left) != 0 {
+		t.Errorf("ingest/ holds %v after reopening the store", left)
 	}
 }

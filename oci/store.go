@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -60,6 +61,12 @@ type Store struct {
 	root   string
 	layout *orasoci.Store
 	lock   *os.File
+
+	// pulls counts the pulls in progress; a failed one leaves ingest
+	// files behind (below), swept once no pull is running.
+	mu         sync.Mutex
+	pulls      int
+	dirtyPulls bool
 }
 
 // StoreDir is the layout directory under a data dir.
@@ -85,7 +92,50 @@ func OpenStore(ctx context.Context, dataDir string) (*Store, error) {
 		lock.Close()
 		return nil, fmt.Errorf("open image store %s: %w", root, err)
 	}
-	return &Store{root: root, layout: layout, lock: lock}, nil
+	s := &Store{root: root, layout: layout, lock: lock}
+	// What a process that died mid-pull left behind: nobody else writes
+	// while the lock is held.
+	s.sweepIngest()
+	return s, nil
+}
+
+// ingestDir is where the layout writes a blob before it is verified and
+// moved into blobs/.
+func (s *Store) ingestDir() string { return filepath.Join(s.root, "ingest") }
+
+// sweepIngest removes the layout's temporary files. oras-go removes a
+// failed ingest's file with a path its own return statement has already
+// cleared, so every blob that fails (a digest mismatch, a dropped
+// connection) stays in ingest/ otherwise; a Store holds the lock, so no
+// other process is writing there, and it runs only while no pull of this
+// process is (beginPull, endPull).
+func (s *Store) sweepIngest() {
+	entries, err := os.ReadDir(s.ingestDir())
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(s.ingestDir(), e.Name()))
+	}
+}
+
+// beginPull and endPull bracket a pull; the last pull to end after one
+// failed sweeps the ingest folder.
+func (s *Store) beginPull() {
+	s.mu.Lock()
+	s.pulls++
+	s.mu.Unlock()
+}
+
+func (s *Store) endPull(failed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pulls--
+	s.dirtyPulls = s.dirtyPulls || failed
+	if s.pulls == 0 && s.dirtyPulls {
+		s.dirtyPulls = false
+		s.sweepIngest()
+	}
 }
 
 // flock takes an exclusive lock on f, polling so that ctx can end the wait.
