@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
@@ -533,5 +536,41 @@ func TestStoreSweepsIngestAtOpen(t *testing.T) {
 	defer store.Close()
 	if left, _ := os.ReadDir(ingest); len(left) != 0 {
 		t.Errorf("ingest/ holds %v after reopening the store", left)
+	}
+}
+
+// TestClaimedSizeNotAllocated: a manifest that names a small blob of the
+// store as hundreds of MiB is refused without allocating what it claims.
+func TestClaimedSizeNotAllocated(t *testing.T) {
+	ctx := context.Background()
+	store := openStore(t)
+	ref := mustRef(t, "localhost/claims/x:v1")
+	res, err := oci.Build(ctx, store, gadgetWithWasm(t), ref, oci.BuildOptions{Archs: []string{"amd64"}, Headers: gadgets.Headers()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	readJSON(t, store, res.Desc.Digest.Encoded(), &idx)
+	var m ocispec.Manifest
+	readJSON(t, store, idx.Manifests[0].Digest.Encoded(), &m)
+	for i := range m.Layers {
+		if m.Layers[i].MediaType == oci.MediaTypeEBPF {
+			m.Layers[i].Size = 200 << 20 // the real object, claimed to be 200 MiB
+		}
+	}
+	b, _ := json.Marshal(m)
+	md := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, b)
+	if err := store.Layout().Push(ctx, md, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = store.Gadget(ctx, md, "amd64")
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "descriptor says") {
+		t.Fatalf("Gadget of a descriptor with a false size: %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
+		t.Errorf("refusing it allocated %d MiB", got>>20)
 	}
 }

@@ -260,7 +260,21 @@ func fetchVerified(ctx context.Context, f content.Fetcher, desc ocispec.Descript
 	if desc.Size < 0 {
 		return nil, fmt.Errorf("blob %s has a negative size", desc.Digest)
 	}
-	b, err := content.FetchAll(ctx, f, desc)
+	rc, err := f.Fetch(ctx, desc)
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s (%s): %w", desc.Digest, desc.MediaType, err)
+	}
+	defer rc.Close()
+	// A descriptor's size is the manifest's claim; reading allocates it
+	// up front. A local blob's real size is known: a manifest naming a
+	// small blob as hundreds of MiB must not cost that much memory to
+	// refuse.
+	if st, ok := rc.(interface{ Stat() (os.FileInfo, error) }); ok {
+		if fi, err := st.Stat(); err == nil && fi.Size() != desc.Size {
+			return nil, fmt.Errorf("read blob %s (%s): the descriptor says %d bytes, the blob has %d: %w", desc.Digest, desc.MediaType, desc.Size, fi.Size(), errdef.ErrSizeExceedsLimit)
+		}
+	}
+	b, err := content.ReadAll(rc, desc)
 	if err != nil {
 		return nil, fmt.Errorf("read blob %s (%s): %w", desc.Digest, desc.MediaType, err)
 	}
