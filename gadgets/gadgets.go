@@ -80,6 +80,10 @@ func Lookup(name string) (Builtin, bool) {
 //     comm }; see the source for what fires each kind.
 //   - verifier_reject: a tracepoint program the verifier rejects (a write
 //     past the end of a map value).
+//   - ig_fields: an Inspektor Gadget-style tracer with a member of every
+//     special type spelled X_raw, kernel and user stacks, and IG's
+//     ig_build_id map sized by ig_build_id_max_entries; one event per
+//     getpgid(2) call of target_tgid (see the source for the values).
 func TestObject(name string) ([]byte, error) {
 	obj, err := testFS.ReadFile(path.Join("testdata", name+".bpf.o"))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/bits"
 	"os"
@@ -41,7 +42,34 @@ type GadgetConfig struct {
 	// the gadget skips reader wakeups; 0 = 5ms.
 	PollInterval time.Duration
 	Logger       *slog.Logger
+
+	// Interval is how often the gadget's iterators take a snapshot (0: once,
+	// when the gadget starts) and its map iterators drain their maps (0:
+	// every DefaultMapInterval).
+	Interval time.Duration
+	// Runs stops the iterators and map iterators after that many snapshots
+	// (0: until the source stops; an iterator with no Interval runs once).
+	// A gadget whose only outputs are these finishes when they do.
+	Runs int
+	// Ifaces are the interfaces TC classifiers attach to, in each of the
+	// gadget's network namespaces.
+	Ifaces []string
+	// NetNS are the network namespaces (paths such as /run/netns/x or
+	// /proc/PID/ns/net) socket filters, TC classifiers and the tcp/udp
+	// iterators work in; none means the host's.
+	NetNS []string
+	// SampleFrequency is the per-CPU sampling rate of perf_event programs,
+	// in Hz; 0 = DefaultSampleFrequency.
+	SampleFrequency uint64
+	// PinRoot is the bpffs directory under which maps a gadget pins by name
+	// get a directory of their own per gadget instance, removed on Close;
+	// "" = /sys/fs/bpf/sluice.
+	PinRoot string
 }
+
+// DefaultMapInterval is how often map iterators drain their maps unless the
+// source says otherwise (Inspektor Gadget's map-fetch-interval default).
+const DefaultMapInterval = time.Second
 
 // Gadget is a pipeline source reading one gadget's output streams.
 type Gadget struct {
@@ -55,8 +83,15 @@ type Gadget struct {
 	coll    *ebpf.Collection
 	linksMu sync.Mutex
 	links   []link.Link
-	readers []recordReader
-	skipped []string // optional programs that did not attach
+	// attached are handles of attachments that are not links: packet
+	// sockets, perf events, tcx links; closed on detach.
+	attached []io.Closer
+	readers  []recordReader
+	skipped  []string // optional programs that did not attach
+	// periodic are the iterators and map iterators; see periodic.go.
+	periodic []*periodicOutput
+	stacks   *stackResolver
+	pinDir   string // this instance's pin directory, "" when it pins nothing
 }
 
 var _ pipeline.Source = (*Gadget)(nil)
@@ -78,15 +113,19 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gadget{spec: spec, cfg: cfg, params: params, log: log.With("source", cfg.Source, "gadget", spec.Name)}
+	g := &Gadget{spec: spec, cfg: cfg, params: params, log: log.With("source", cfg.Source, "gadget", spec.Name), stacks: &stackResolver{}}
 	for _, st := range spec.Streams {
-		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host})
+		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host, Stacks: g.stacks})
 		if err != nil {
 			return nil, fmt.Errorf("gadget %q stream %q: %w", spec.Name, st.Name, err)
 		}
+		spec.annotateSchema(st.Name, plan.Schema())
 		g.plans = append(g.plans, plan)
 	}
 	g.lost = make([]atomic.Uint64, len(spec.Streams))
+	if err := g.newPeriodic(); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
@@ -96,11 +135,15 @@ func (g *Gadget) Name() string { return g.cfg.Source }
 // Spec returns the gadget's spec.
 func (g *Gadget) Spec() *GadgetSpec { return g.spec }
 
-// Schemas returns the event schema of each stream, in stream order.
+// Schemas returns the event schema of each output: the streams, in stream
+// order, then the iterators and map iterators.
 func (g *Gadget) Schemas() []*pipeline.Schema {
-	out := make([]*pipeline.Schema, len(g.plans))
-	for i, p := range g.plans {
-		out[i] = p.Schema()
+	out := make([]*pipeline.Schema, 0, len(g.plans)+len(g.periodic))
+	for _, p := range g.plans {
+		out = append(out, p.Schema())
+	}
+	for _, po := range g.periodic {
+		out = append(out, po.plan.Schema())
 	}
 	return out
 }
@@ -134,31 +177,44 @@ func (g *Gadget) Open() (err error) {
 	if err := applyParams(cs, g.params); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}
+	if err := g.sizeMaps(cs); err != nil {
+		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
+	}
 	g.sizeBuffers(cs)
+	if err := g.preparePins(cs); err != nil {
+		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
+	}
 	skipped, err := g.loadCollection(cs)
 	if err != nil {
 		return err
 	}
 	g.skipped = skipped
+	g.stacks.setMaps(g.coll)
+	iterators := g.iteratorPrograms()
 	for _, ps := range g.spec.Programs {
 		prog, ok := g.coll.Programs[ps.Name]
 		if !ok {
 			continue // an optional program the kernel refused to load
 		}
-		l, err := attachProgram(ps, prog)
-		if err != nil {
-			perr := &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "attach", Err: err}
-			if ps.Optional {
-				g.log.Warn("optional program not attached", "program", ps.Name, "error", perr.Err)
+		if err := g.attach(ps, prog, iterators); err != nil {
+			var absent *absentTargetError
+			switch {
+			case errors.As(err, &absent):
+				// As Inspektor Gadget does: a uprobe on a library or
+				// symbol this host lacks is skipped, not fatal.
+				g.log.Warn("uprobe target absent; program skipped", "program", ps.Name, "section", ps.Section, "reason", absent.Err)
+				g.skipped = append(g.skipped, ps.Name)
+				continue
+			case ps.Optional:
+				g.log.Warn("optional program not attached", "program", ps.Name, "error", err)
 				g.skipped = append(g.skipped, ps.Name)
 				continue
 			}
-			return perr
+			return &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "attach", Err: err}
 		}
-		g.links = append(g.links, l)
 	}
-	if len(g.links) == 0 {
-		return fmt.Errorf("gadget %q: no program could be attached", g.spec.Name)
+	if len(g.links) == 0 && len(g.attached) == 0 && !g.hasIterators() {
+		return fmt.Errorf("gadget %q: no program could be attached (skipped: %s)", g.spec.Name, strings.Join(g.skipped, ", "))
 	}
 	for _, st := range g.spec.Streams {
 		r, err := openReader(g.coll.Maps[st.Map], st, g.perfBufferSize())
@@ -167,6 +223,50 @@ func (g *Gadget) Open() (err error) {
 		}
 		g.readers = append(g.readers, r)
 	}
+	return g.openPeriodic()
+}
+
+// attach attaches one loaded program according to its kind. Iterators are
+// attached here and run by their snapshot.
+func (g *Gadget) attach(ps ProgramSpec, prog *ebpf.Program, iterators map[string]*periodicOutput) error {
+	add := func(cs []io.Closer, err error) error {
+		g.linksMu.Lock()
+		g.attached = append(g.attached, cs...)
+		g.linksMu.Unlock()
+		return err
+	}
+	switch ps.Attach {
+	case AttachIter:
+		po := iterators[ps.Name]
+		if po == nil {
+			g.log.Warn("iter program belongs to no iterator (GADGET_ITER); not run", "program", ps.Name)
+			g.skipped = append(g.skipped, ps.Name)
+			return nil
+		}
+		opts := link.IterOptions{Program: prog}
+		if ps.IterMap != "" {
+			opts.Map = g.coll.Maps[ps.IterMap]
+		}
+		it, err := link.AttachIter(opts)
+		if err != nil {
+			return fmt.Errorf("attach iterator: %w", err)
+		}
+		po.iters = append(po.iters, iterLink{prog: ps, link: it})
+		return add([]io.Closer{it}, nil)
+	case AttachSocketFilter:
+		return add(attachSocketFilter(prog, g.cfg.NetNS))
+	case AttachTC:
+		return add(attachTC(ps, prog, g.cfg.Ifaces, g.cfg.NetNS))
+	case AttachPerfEvent:
+		return add(attachPerfEvent(prog, g.cfg.SampleFrequency))
+	}
+	l, err := attachProgram(ps, prog)
+	if err != nil {
+		return err
+	}
+	g.linksMu.Lock()
+	g.links = append(g.links, l)
+	g.linksMu.Unlock()
 	return nil
 }
 
@@ -213,18 +313,20 @@ func ringSize(n int) uint32 {
 func (g *Gadget) loadCollection(cs *ebpf.CollectionSpec) ([]string, error) {
 	var skipped []string
 	for {
-		coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{})
+		coll, err := ebpf.NewCollectionWithOptions(cs, g.collectionOptions())
 		if err == nil {
 			g.coll = coll
 			return skipped, nil
 		}
 		ps, found := g.failingProgram(cs, err)
 		if !found {
-			return skipped, fmt.Errorf("load gadget %q: %w", g.spec.Name, err)
+			return skipped, fmt.Errorf("load gadget %q: %w", g.spec.Name, explainLoadError(err))
 		}
 		perr := &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "load", Err: err}
 		if hint := loadFeatureHint(ps.Attach); hint != "" {
-			perr.Err = fmt.Errorf("%w (%s): %w", ErrKernelFeature, hint, err)
+			// cilium's own hint (MEMLOCK) is wrong here: the kernel
+			// refused the program kind. Keep only its errno.
+			perr.Err = fmt.Errorf("%w (%s): %w", ErrKernelFeature, hint, errnoOf(err))
 		}
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -276,16 +378,29 @@ func verifierTail(log []string, n int) []string {
 // no new events arrive, then drains what the kernel buffers still hold
 // (bounded by drainTimeout) and returns nil. Open must have succeeded.
 func (g *Gadget) Run(ctx context.Context, out pipeline.Emitter) error {
-	if len(g.readers) == 0 {
+	if g.coll == nil {
 		return fmt.Errorf("gadget %q: Run before Open", g.spec.Name)
 	}
-	stop := context.AfterFunc(ctx, g.detach)
+	// A gadget whose outputs are only iterators finishes with them: its
+	// context ends when they do.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(runCtx, g.detach)
 	defer stop()
 	var grp errgroup.Group
 	for i := range g.readers {
-		grp.Go(func() error { return g.readStream(ctx, i, out) })
+		grp.Go(func() error { return g.readStream(runCtx, i, out) })
 	}
-	grp.Go(func() error { return g.pollLost(ctx, out) })
+	if len(g.readers) > 0 {
+		grp.Go(func() error { return g.pollLost(runCtx, out) })
+	}
+	grp.Go(func() error {
+		err := g.runPeriodic(runCtx, out)
+		if len(g.readers) == 0 {
+			cancel()
+		}
+		return err
+	})
 	return grp.Wait()
 }
 
@@ -304,6 +419,12 @@ func (g *Gadget) detach() {
 		}
 	}
 	g.links = nil
+	for _, c := range g.attached {
+		if err := c.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			g.log.Warn("detach program", "error", err)
+		}
+	}
+	g.attached = nil
 }
 
 func (g *Gadget) readStream(ctx context.Context, i int, out pipeline.Emitter) error {
@@ -471,9 +592,16 @@ func (g *Gadget) Close() error {
 	}
 	g.readers = nil
 	g.detach()
+	g.stacks.clear()
+	for _, po := range g.periodic {
+		po.iters = nil
+	}
 	if g.coll != nil {
 		g.coll.Close()
 		g.coll = nil
+	}
+	if err := g.removePins(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
