@@ -115,7 +115,7 @@ func hiddenInTable(name string) bool {
 	case "time", "host", "gadget", "seq", "timestamp", "mntns_id", "netns_id":
 		return true
 	}
-	return strings.HasSuffix(name, "_raw")
+	return strings.HasSuffix(name, "_raw") || strings.Contains(name, "_raw.")
 }
 
 func newTableLayout(schemas []*pipeline.Schema) *tableLayout {
@@ -123,7 +123,7 @@ func newTableLayout(schemas []*pipeline.Schema) *tableLayout {
 	if len(schemas) == 1 {
 		// One stream: every row has the same source, so no column for it.
 		for _, f := range schemas[0].Fields {
-			if hiddenInTable(f.Name) || f.Name == "source" {
+			if f.Hidden || hiddenInTable(f.Name) || f.Name == "source" {
 				continue
 			}
 			w := max(f.Width, len(f.Name))
@@ -180,7 +180,7 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 	var fieldErr error
 	err := codec.Each(ev.Data, func(key, value []byte) bool {
 		name := string(key)
-		if hiddenInTable(name) || t.isColumn(name) || (!t.details && ev.Schema.HasField(name)) {
+		if hiddenInTable(name) || t.isColumn(name) || (!t.details && ev.Schema.HasField(name)) || schemaHides(ev.Schema, name) {
 			return true
 		}
 		text, err := valueText(value)
@@ -204,6 +204,17 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 		return buf[:start], err
 	}
 	return append(bytes.TrimRight(buf, " "), '\n'), nil
+}
+
+// schemaHides reports a field the stream's schema marks hidden (a raw
+// number beside its rendering, a gadget's columns.hidden annotation).
+func schemaHides(s *pipeline.Schema, name string) bool {
+	for i := range s.Fields {
+		if s.Fields[i].Name == name {
+			return s.Fields[i].Hidden
+		}
+	}
+	return false
 }
 
 func appendCell(buf []byte, text string, width int, last bool) []byte {
