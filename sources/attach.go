@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -256,8 +257,12 @@ func splitOffset(target string) (string, uint64) {
 
 // loadFeatureHint explains a load failure for program kinds this kernel is
 // known to refuse, so users see the missing feature rather than EINVAL.
-func loadFeatureHint(kind AttachKind) string {
-	switch kind {
+func loadFeatureHint(ps ProgramSpec, err error) string {
+	switch ps.Attach {
+	case AttachIter:
+		if errors.Is(err, syscall.EPERM) {
+			return fmt.Sprintf("the kernel refused an iter/%s program (EPERM, as root); some kernels refuse iterators over map elements (bpf_map_elem, sockmap, bpf_sk_storage_map)", ps.Target)
+		}
 	case AttachFentry, AttachFexit:
 		return "fentry/fexit programs need BPF trampolines, which this kernel refuses; use a tracepoint or tp_btf program instead"
 	case AttachKprobe, AttachKretprobe:

@@ -323,13 +323,13 @@ func (g *Gadget) loadCollection(cs *ebpf.CollectionSpec) ([]string, error) {
 			return skipped, fmt.Errorf("load gadget %q: %w", g.spec.Name, explainLoadError(err))
 		}
 		perr := &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "load", Err: err}
-		if hint := loadFeatureHint(ps.Attach); hint != "" {
-			// cilium's own hint (MEMLOCK) is wrong here: the kernel
-			// refused the program kind. Keep only its errno.
-			perr.Err = fmt.Errorf("%w (%s): %w", ErrKernelFeature, hint, errnoOf(err))
-		}
 		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
+		if hint := loadFeatureHint(ps, err); hint != "" {
+			// cilium's own hint (MEMLOCK) is wrong here, and the
+			// verifier never ran: the kernel refused the program kind.
+			// Keep only its errno.
+			perr.Err = fmt.Errorf("%w (%s): %w", ErrKernelFeature, hint, errnoOf(err))
+		} else if errors.As(err, &ve) {
 			perr.VerifierLog = verifierTail(ve.Log, verifierTailLines)
 			perr.Err = fmt.Errorf("the verifier rejected the program: %w", ve.Cause)
 		}

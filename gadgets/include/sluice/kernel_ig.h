@@ -42,6 +42,15 @@ struct path___ig {
 
 struct file___ig {
 	struct inode___ig *f_inode;
+	struct path___ig f_path;
+};
+
+struct kuid___ig {
+	unsigned int val;
+};
+
+struct cred___ig {
+	struct kuid___ig uid;
 };
 
 struct mm_struct___ig {
@@ -55,6 +64,7 @@ struct task_struct___ig {
 	struct task_struct___ig *real_parent;
 	struct nsproxy___ig *nsproxy;
 	struct mm_struct___ig *mm;
+	const struct cred___ig *cred;
 	unsigned int flags;
 };
 
