@@ -27,7 +27,11 @@ type openableSink interface {
 func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, cfg *config.File, reg *pipeline.Registry, log *slog.Logger) (pipeline.Sink, error) {
 	switch s.Type {
 	case "stdout":
-		return sinks.NewStdout(s.Name, stdout, sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas})
+		keys, err := sinks.ParseSortKeys(s.Stdout.Sort)
+		if err != nil {
+			return nil, fmt.Errorf("stdout sink %q: %w", s.Name, err)
+		}
+		return sinks.NewStdout(s.Name, stdout, sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas, Sort: keys, MaxRows: s.Stdout.MaxRows, Redraw: s.Stdout.Redraw})
 	case "nats":
 		n := s.NATS
 		opts := sinks.NATSOptions{

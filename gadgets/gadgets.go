@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-//go:embed */program.bpf.o
+//go:embed */program.bpf.o */gadget.yaml
 var builtinFS embed.FS
 
 //go:embed testdata/*.bpf.o
@@ -21,6 +21,9 @@ type Builtin struct {
 	Name        string
 	Description string
 	Object      []byte
+	// Metadata is the gadget's gadget.yaml (parameter keys and
+	// descriptions, field annotations).
+	Metadata []byte
 }
 
 // descriptions doubles as the list of built-ins: a folder with an object but
@@ -62,7 +65,8 @@ func Lookup(name string) (Builtin, bool) {
 	if err != nil {
 		return Builtin{}, false
 	}
-	return Builtin{Name: name, Description: desc, Object: obj}, true
+	md, _ := builtinFS.ReadFile(path.Join(name, "gadget.yaml"))
+	return Builtin{Name: name, Description: desc, Object: obj, Metadata: md}, true
 }
 
 // TestObject returns the eBPF object of a test program by name:

@@ -135,6 +135,19 @@ func (g *Gadget) Name() string { return g.cfg.Source }
 // Spec returns the gadget's spec.
 func (g *Gadget) Spec() *GadgetSpec { return g.spec }
 
+// OutputNames returns the name of each output (tracer, iterator or map
+// iterator), in the order of Schemas.
+func (g *Gadget) OutputNames() []string {
+	out := make([]string, 0, len(g.plans)+len(g.periodic))
+	for _, st := range g.spec.Streams {
+		out = append(out, st.Name)
+	}
+	for _, po := range g.periodic {
+		out = append(out, po.name)
+	}
+	return out
+}
+
 // Schemas returns the event schema of each output: the streams, in stream
 // order, then the iterators and map iterators.
 func (g *Gadget) Schemas() []*pipeline.Schema {

@@ -77,7 +77,9 @@ func TestTopperCountsBytesWritten(t *testing.T) {
 	if b, _ := row["bytes"].(string); !strings.HasSuffix(b, "B") || row["comm"] != selfComm() || num(row["snapshot"]) < 1 || num(row["snapshot_rows"]) < 1 {
 		t.Errorf("row = %v, want bytes rendered, comm, snapshot keys", row)
 	}
-	c.waitFor(t, "the tracer's fsync event", func(ev map[string]any) bool { return num(ev["pid"]) == int64(me) && num(ev["fd"]) == fd && ev["snapshot"] == nil })
+	c.waitFor(t, "the tracer's fsync event", func(ev map[string]any) bool {
+		return num(ev["pid"]) == int64(me) && num(ev["fd"]) == fd && ev["snapshot"] == nil
+	})
 }
 
 // TestHistogramBlockIO: direct writes to a file on a block device show up
