@@ -2,6 +2,7 @@
 # Regenerates every committed eBPF object under gadgets/ from its source:
 #   gadgets/<name>/program.bpf.c     -> gadgets/<name>/program.bpf.o
 #   gadgets/testdata/<name>.bpf.c    -> gadgets/testdata/<name>.bpf.o
+#   gadgets/helpers/<name>.bpf.c     -> gadgets/helpers/<name>.bpf.o
 #
 # The output is byte-for-byte reproducible for a given toolchain: sources are
 # compiled from gadgets/ with relative paths (BTF line info records them) and
@@ -78,7 +79,7 @@ stale=0
 for src in */program.bpf.c; do
 	build "$src" "${src%.c}.o"
 done
-for src in testdata/*.bpf.c; do
+for src in testdata/*.bpf.c helpers/*.bpf.c; do
 	build "$src" "${src%.c}.o"
 done
 

@@ -15,6 +15,24 @@ var builtinFS embed.FS
 //go:embed testdata/*.bpf.o
 var testFS embed.FS
 
+//go:embed helpers/*.bpf.o
+var helperFS embed.FS
+
+// Helper returns one of the eBPF objects sluice itself runs beside gadgets:
+//
+//   - socket_enricher: fills Inspektor Gadget's socket map (gadget_sockets)
+//     with the owner of each TCP and UDP socket (iter/task_file, and
+//     bind/connect tracepoints);
+//   - dispatcher: a socket filter that writes the network namespace to
+//     skb->cb[0] and tail-calls a gadget's socket filter.
+func Helper(name string) ([]byte, error) {
+	obj, err := helperFS.ReadFile(path.Join("helpers", name+".bpf.o"))
+	if err != nil {
+		return nil, fmt.Errorf("read helper object %q: %w", name, err)
+	}
+	return obj, nil
+}
+
 // Builtin is one built-in gadget: its name (the folder under gadgets/), a
 // one-line description, and its eBPF ELF object (CO-RE, BTF, x86_64).
 type Builtin struct {

@@ -99,6 +99,9 @@ func classifySection(section string) (AttachKind, string) {
 	case "lsm", "lsm.s":
 		return AttachLSM, target
 	}
+	if strings.HasPrefix(prefix, "socket") {
+		return AttachSocketFilter, target // IG's gadgets use socket1
+	}
 	return AttachUnsupported, section
 }
 

@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/sluice-dev/sluice/gadgets"
 )
 
 // DefaultSampleFrequency is how often a perf_event program samples each CPU
@@ -80,38 +83,90 @@ func nsName(path string) string {
 }
 
 // attachSocketFilter opens a raw packet socket (all protocols, every
-// interface) in each namespace and attaches prog to it: the program sees
-// every packet of the namespace, as Inspektor Gadget's network tracer does.
-// Packets the filter keeps are never read, so the socket's receive buffer
-// is kept minimal.
+// interface) in each namespace and runs prog on its packets, as Inspektor
+// Gadget's network tracer does: the socket's filter is sluice's dispatcher,
+// which writes the namespace's inode to skb->cb[0] (where IG's socket
+// lookups read it) and tail-calls prog. Packets the filter keeps are never
+// read, so the socket's receive buffer is kept minimal.
 func attachSocketFilter(prog *ebpf.Program, netns []string) ([]io.Closer, error) {
 	var out []io.Closer
 	for _, ns := range netnsList(netns) {
-		var f *os.File
-		err := inNetNS(ns, func() error {
-			proto := int(htons(unix.ETH_P_ALL))
-			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, proto)
-			if err != nil {
-				return fmt.Errorf("open packet socket: %w", err)
-			}
-			f = os.NewFile(uintptr(fd), "packet socket")
-			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_BPF, prog.FD()); err != nil {
-				return fmt.Errorf("attach socket filter: %w", err)
-			}
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 0) // the kernel's minimum
-			return nil
-		})
+		closers, err := attachSocketFilterIn(prog, ns)
+		out = append(out, closers...)
 		if err != nil {
-			if f != nil {
-				f.Close()
-			}
 			closeAll(out)
 			return nil, fmt.Errorf("in %s: %w", nsName(ns), err)
 		}
-		out = append(out, f)
 	}
 	return out, nil
 }
+
+func attachSocketFilterIn(prog *ebpf.Program, ns string) ([]io.Closer, error) {
+	inode, err := netnsInode(ns)
+	if err != nil {
+		return nil, err
+	}
+	dispatcher, err := loadDispatcher(prog, inode)
+	if err != nil {
+		return nil, err
+	}
+	out := []io.Closer{closerFunc(func() error { dispatcher.Close(); return nil })}
+	err = inNetNS(ns, func() error {
+		proto := int(htons(unix.ETH_P_ALL))
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, proto)
+		if err != nil {
+			return fmt.Errorf("open packet socket: %w", err)
+		}
+		out = append(out, os.NewFile(uintptr(fd), "packet socket"))
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_BPF, dispatcher.Programs["sluice_dispatch"].FD()); err != nil {
+			return fmt.Errorf("attach socket filter: %w", err)
+		}
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 0) // the kernel's minimum
+		return nil
+	})
+	return out, err
+}
+
+// loadDispatcher loads a dispatcher for one namespace, pointed at prog.
+func loadDispatcher(prog *ebpf.Program, netnsInode uint32) (*ebpf.Collection, error) {
+	elf, err := gadgets.Helper("dispatcher")
+	if err != nil {
+		return nil, err
+	}
+	cs, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(elf))
+	if err != nil {
+		return nil, fmt.Errorf("parse the socket filter dispatcher: %w", err)
+	}
+	if err := cs.Variables["netns_inum"].Set(netnsInode); err != nil {
+		return nil, fmt.Errorf("set the dispatcher's namespace: %w", err)
+	}
+	coll, err := ebpf.NewCollection(cs)
+	if err != nil {
+		return nil, fmt.Errorf("load the socket filter dispatcher: %w", err)
+	}
+	if err := coll.Maps["gadget_prog"].Put(uint32(0), prog); err != nil {
+		coll.Close()
+		return nil, fmt.Errorf("point the dispatcher at the gadget's program: %w", err)
+	}
+	return coll, nil
+}
+
+// netnsInode returns the inode number of a network namespace ("" is this
+// process's), as /proc/PID/ns/net shows it.
+func netnsInode(path string) (uint32, error) {
+	if path == "" {
+		path = "/proc/self/ns/net"
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("stat network namespace %s: %w", path, err)
+	}
+	return uint32(st.Ino), nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 

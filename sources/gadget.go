@@ -92,6 +92,10 @@ type Gadget struct {
 	periodic []*periodicOutput
 	stacks   *stackResolver
 	pinDir   string // this instance's pin directory, "" when it pins nothing
+	// mapReplacements are maps the gadget shares instead of creating
+	// (the socket enricher's); enricherHeld says Close releases it.
+	mapReplacements map[string]*ebpf.Map
+	enricherHeld    bool
 }
 
 var _ pipeline.Source = (*Gadget)(nil)
@@ -197,6 +201,7 @@ func (g *Gadget) Open() (err error) {
 	if err := g.preparePins(cs); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}
+	g.useSocketEnricher(cs)
 	skipped, err := g.loadCollection(cs)
 	if err != nil {
 		return err
@@ -615,6 +620,11 @@ func (g *Gadget) Close() error {
 	}
 	if err := g.removePins(); err != nil {
 		errs = append(errs, err)
+	}
+	if g.enricherHeld {
+		enricher.release()
+		g.enricherHeld = false
+		g.mapReplacements = nil
 	}
 	return errors.Join(errs...)
 }

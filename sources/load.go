@@ -112,10 +112,35 @@ func (g *Gadget) PinDir() string { return g.pinDir }
 func (g *Gadget) collectionOptions() ebpf.CollectionOptions {
 	var opts ebpf.CollectionOptions
 	opts.Maps.PinPath = g.pinDir
+	opts.MapReplacements = g.mapReplacements
 	if t := socketEnricherTypes(); t != nil {
 		opts.Programs.ExtraRelocationTargets = []*btf.Spec{t}
 	}
 	return opts
+}
+
+// useSocketEnricher gives a gadget that has Inspektor Gadget's socket map
+// the enricher's map instead, shaped as the enricher's (the gadget reads
+// its values through CO-RE relocations, so their layout is the
+// enricher's). Without the enricher the gadget still runs; its lookups
+// find nothing.
+func (g *Gadget) useSocketEnricher(cs *ebpf.CollectionSpec) {
+	ms, ok := cs.Maps[socketsMap]
+	if !ok {
+		return
+	}
+	m, spec, err := enricher.acquire(g.log)
+	if err != nil {
+		g.log.Warn("socket enricher unavailable: the gadget's socket lookups find nothing", "map", socketsMap, "error", err)
+		return
+	}
+	g.enricherHeld = true
+	ms.KeySize, ms.ValueSize, ms.MaxEntries, ms.Flags = spec.KeySize, spec.ValueSize, spec.MaxEntries, spec.Flags
+	ms.Key, ms.Value = nil, nil
+	if g.mapReplacements == nil {
+		g.mapReplacements = map[string]*ebpf.Map{}
+	}
+	g.mapReplacements[socketsMap] = m
 }
 
 // errnoOf returns the errno inside err, or err itself: the kernel's answer

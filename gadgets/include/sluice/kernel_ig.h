@@ -43,6 +43,7 @@ struct path___ig {
 struct file___ig {
 	struct inode___ig *f_inode;
 	struct path___ig f_path;
+	void *private_data;
 };
 
 struct kuid___ig {
@@ -51,6 +52,7 @@ struct kuid___ig {
 
 struct cred___ig {
 	struct kuid___ig uid;
+	struct kuid___ig gid; /* kgid_t: the same shape */
 };
 
 struct mm_struct___ig {
@@ -65,6 +67,7 @@ struct task_struct___ig {
 	struct nsproxy___ig *nsproxy;
 	struct mm_struct___ig *mm;
 	const struct cred___ig *cred;
+	struct files_struct___ig *files;
 	unsigned int flags;
 };
 
@@ -87,6 +90,10 @@ struct bpf_iter__task_file {
 	struct file *file;
 };
 
+struct possible_net___ig {
+	struct net___ig *net;
+};
+
 struct sock_common___ig {
 	union {
 		struct {
@@ -102,12 +109,34 @@ struct sock_common___ig {
 	};
 	unsigned short skc_family;
 	volatile unsigned char skc_state;
+	unsigned char skc_reuse : 4;
+	unsigned char skc_reuseport : 1;
+	unsigned char skc_ipv6only : 1;
+	struct possible_net___ig skc_net;
 	struct {
 		__u8 in6_u[16];
 	} skc_v6_daddr;
 	struct {
 		__u8 in6_u[16];
 	} skc_v6_rcv_saddr;
+};
+
+struct sock___ig {
+	struct sock_common___ig __sk_common;
+	__u16 sk_protocol;
+};
+
+struct socket___ig {
+	struct sock___ig *sk;
+};
+
+struct fdtable___ig {
+	unsigned int max_fds;
+	struct file___ig **fd;
+};
+
+struct files_struct___ig {
+	struct fdtable___ig *fdt;
 };
 
 struct bpf_iter__tcp {
