@@ -97,6 +97,9 @@ func ParseGadget(name string, elf []byte, opts ParseOptions) (*GadgetSpec, error
 	if g.MapIters, err = mapIterSpecs(cs, mk); err != nil {
 		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
 	}
+	if err := checkUnreadableOutputs(cs); err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
 	periodic := len(g.Snapshots) > 0 || len(g.MapIters) > 0
 	if g.Streams, err = streamSpecs(cs, mk, opts, periodic); err != nil {
 		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
@@ -212,6 +215,28 @@ func streamSpecs(cs *ebpf.CollectionSpec, mk *markers, opts ParseOptions, period
 		streams = append(streams, newStream(cs, ms.Name, ms, st, foundBy))
 	}
 	return streams, nil
+}
+
+// checkUnreadableOutputs refuses outputs sluice cannot read rather than run
+// the gadget without them: maps of perf buffers or ring buffers (Inspektor
+// Gadget's traceloop keeps a perf buffer per container in a hash of maps
+// and reads it on demand, a flight recorder rather than a stream).
+func checkUnreadableOutputs(cs *ebpf.CollectionSpec) error {
+	names := make([]string, 0, len(cs.Maps))
+	for name := range cs.Maps {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ms := cs.Maps[name]
+		if ms.Type != ebpf.HashOfMaps && ms.Type != ebpf.ArrayOfMaps || ms.InnerMap == nil {
+			continue
+		}
+		if t := ms.InnerMap.Type; t == ebpf.PerfEventArray || t == ebpf.RingBuf {
+			return fmt.Errorf("map %s is a %s of %s maps (a traceloop-style output: buffers per container, read on demand); sluice reads outputs as streams and does not support it: write events to one ring buffer or perf event array named by GADGET_TRACER", name, ms.Type, t)
+		}
+	}
+	return nil
 }
 
 func newStream(cs *ebpf.CollectionSpec, name string, ms *ebpf.MapSpec, st *btf.Struct, foundBy string) StreamSpec {
