@@ -279,3 +279,35 @@ func TestHumanBytesAndDurations(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecodeIGFields decodes the IG-style record with every special
+// type (IG's renderings: local-zone timestamp, humanized bytes and
+// durations, SYS_ names, flag sets, endpoints), stacks resolved by a fake.
+func BenchmarkDecodeIGFields(b *testing.B) {
+	t := &testing.T{}
+	st := eventStruct(t, "ig_fields")
+	opts := testOpts
+	opts.Stacks = fakeStacks{}
+	opts.KernelTypes = noKernelTypes(t)
+	p, err := Compile(st, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := &recordWriter{t: t, st: st, rec: make([]byte, st.Size)}
+	w.uint("timestamp_raw", 5_000_000_000)
+	w.bytes("proc.comm", []byte("cat\x00"))
+	w.uint("error_raw", 2)
+	w.uint("sig_raw", 10)
+	w.uint("syscall_raw", syscallNumber("getpgid"))
+	w.uint("size_raw", 10240)
+	w.uint("latency_raw", 1_500_000)
+	w.uint("flags_raw", 0x241)
+	w.uint("local.version", 4)
+	w.uint("remote.version", 6)
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	b.SetBytes(int64(st.Size))
+	for b.Loop() {
+		buf = p.Append(buf[:0], w.rec, 1, fixedNow)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -201,13 +202,26 @@ func igSignalName(s uint64) string {
 // igSyscallName is IG's rendering of a syscall number: "SYS_OPENAT", or
 // "SYS_UNKNOWN".
 func igSyscallName(n uint64) string {
-	if n < 1<<16 {
-		if name, ok := syscalls.Host().Name(int(n)); ok {
-			return "SYS_" + strings.ToUpper(name)
-		}
+	if names := igSyscallNames(); n < uint64(len(names)) && names[n] != "" {
+		return names[n]
 	}
 	return "SYS_UNKNOWN"
 }
+
+// igSyscallNames holds "SYS_OPENAT" for every syscall of the host's
+// table, built once: the decode path neither allocates nor upper-cases.
+var igSyscallNames = sync.OnceValue(func() []string {
+	var names []string
+	for nr := 0; nr < 1<<12; nr++ {
+		if name, ok := syscalls.Host().Name(nr); ok {
+			for len(names) < nr {
+				names = append(names, "")
+			}
+			names = append(names, "SYS_"+strings.ToUpper(name))
+		}
+	}
+	return names
+})
 
 // appendHumanBytes renders a byte count as IG does (go-humanize's Bytes: SI
 // units, one decimal below 10): "9 B", "10 kB", "1.5 MB".
