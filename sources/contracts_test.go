@@ -138,3 +138,23 @@ func TestAbsentUprobeTargetsSkipped(t *testing.T) {
 	}()
 	c.waitFor(t, "the tracepoint's event", func(ev map[string]any) bool { return num(ev["pid"]) == int64(me) })
 }
+
+// TestUnreadBuffersListed: a ring buffer no tracer names is listed (and
+// Open warns about it) rather than silently ignored. With -map, the other
+// tracers' buffers are not read either, and are listed too.
+func TestUnreadBuffersListed(t *testing.T) {
+	spec, err := ParseGadget("multi", testObject(t, "multi_tracer"), ParseOptions{Map: "ring_a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(spec.Unread, ",") != "perf_b" {
+		t.Errorf("unread = %v, want perf_b", spec.Unread)
+	}
+	spec, err = ParseGadget("multi", testObject(t, "multi_tracer"), ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(spec.Unread) != 0 {
+		t.Errorf("unread = %v, want none", spec.Unread)
+	}
+}

@@ -231,6 +231,9 @@ func (g *Gadget) Open() (err error) {
 			return &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "attach", Err: err}
 		}
 	}
+	for _, m := range g.spec.Unread {
+		g.log.Warn("buffer named by no tracer; its records are not read (add GADGET_TRACER(name, map, struct) to read them)", "map", m)
+	}
 	if len(g.links) == 0 && len(g.attached) == 0 && !g.hasIterators() {
 		return fmt.Errorf("gadget %q: no program could be attached (skipped: %s)", g.spec.Name, strings.Join(g.skipped, ", "))
 	}

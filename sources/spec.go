@@ -27,6 +27,11 @@ type GadgetSpec struct {
 	Params   []ParamSpec
 	// Metadata is the gadget's gadget.yaml, when it came with one.
 	Metadata *Metadata
+	// Unread lists ring buffers and perf event arrays no tracer names: a
+	// gadget with markers may keep such a buffer for its Wasm module, so
+	// they are not an error, but Open warns that their records are not
+	// read.
+	Unread []string
 
 	collection *ebpf.CollectionSpec
 }
@@ -104,6 +109,7 @@ func ParseGadget(name string, elf []byte, opts ParseOptions) (*GadgetSpec, error
 	if g.Streams, err = streamSpecs(cs, mk, opts, periodic); err != nil {
 		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
 	}
+	g.Unread = unreadBuffers(cs, g.Streams)
 	if err := checkMapSizes(cs, g.Params); err != nil {
 		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
 	}
@@ -215,6 +221,23 @@ func streamSpecs(cs *ebpf.CollectionSpec, mk *markers, opts ParseOptions, period
 		streams = append(streams, newStream(cs, ms.Name, ms, st, foundBy))
 	}
 	return streams, nil
+}
+
+// unreadBuffers returns the ring buffers and perf event arrays that are no
+// stream's map.
+func unreadBuffers(cs *ebpf.CollectionSpec, streams []StreamSpec) []string {
+	read := map[string]bool{}
+	for _, st := range streams {
+		read[st.Map] = true
+	}
+	var out []string
+	for name, ms := range cs.Maps {
+		if (ms.Type == ebpf.RingBuf || ms.Type == ebpf.PerfEventArray) && !read[name] {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // checkUnreadableOutputs refuses outputs sluice cannot read rather than run
