@@ -76,4 +76,3 @@ pipeline "p" {
 		t.Errorf("snapshots seen %v, want 1 and 2", seen)
 	}
 }
-
