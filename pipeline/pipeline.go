@@ -327,6 +327,36 @@ func (p *Pipeline) Name() string { return p.name }
 // use.
 func (p *Pipeline) Metrics() *Registry { return p.reg }
 
+// QueueStat is the fill of one of a pipeline's queues at one moment.
+type QueueStat struct {
+	Name   string // pipeline.NAME (the edge), sink.NAME, deadletter.NAME
+	Events int
+	Bytes  int
+	Config QueueConfig // the limits, defaults applied
+}
+
+// Queues returns the fill of the edge queue and of every sink queue. Safe
+// for concurrent use.
+func (p *Pipeline) Queues() []QueueStat {
+	p.mu.Lock()
+	routes := slices.Clone(p.routes)
+	p.mu.Unlock()
+	out := make([]QueueStat, 0, 1+len(routes))
+	for _, q := range append([]*Queue{p.edge}, queuesOf(routes)...) {
+		n, b, cfg := q.Fill()
+		out = append(out, QueueStat{Name: q.name, Events: n, Bytes: b, Config: cfg})
+	}
+	return out
+}
+
+func queuesOf(routes []*sinkRT) []*Queue {
+	out := make([]*Queue, len(routes))
+	for i, r := range routes {
+		out[i] = r.q
+	}
+	return out
+}
+
 // Run runs the pipeline until ctx is cancelled or every source has returned,
 // then shuts down: the edge queue is closed and drained through the stages
 // into the sink queues, loss records are flushed, the sink queues drain, and

@@ -41,6 +41,10 @@ type GadgetConfig struct {
 	// the gadget skips reader wakeups; 0 = 5ms.
 	PollInterval time.Duration
 	Logger       *slog.Logger
+	// Seq numbers the events; nil gives the gadget a counter of its own.
+	// A source that is restarted or replaced (a reload) passes the
+	// counter of its predecessor, so that its numbers go on.
+	Seq *atomic.Uint64
 }
 
 // Gadget is a pipeline source reading one gadget's output streams.
@@ -50,7 +54,7 @@ type Gadget struct {
 	params  map[string][]byte
 	plans   []*decode.Plan
 	log     *slog.Logger
-	seq     atomic.Uint64
+	seq     *atomic.Uint64
 	lost    []atomic.Uint64 // kernel losses per stream, summed over CPUs
 	coll    *ebpf.Collection
 	linksMu sync.Mutex
@@ -78,7 +82,10 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gadget{spec: spec, cfg: cfg, params: params, log: log.With("source", cfg.Source, "gadget", spec.Name)}
+	g := &Gadget{spec: spec, cfg: cfg, params: params, log: log.With("source", cfg.Source, "gadget", spec.Name), seq: cfg.Seq}
+	if g.seq == nil {
+		g.seq = new(atomic.Uint64)
+	}
 	for _, st := range spec.Streams {
 		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host})
 		if err != nil {
@@ -353,7 +360,14 @@ func (g *Gadget) readStream(ctx context.Context, i int, out pipeline.Emitter) er
 			}
 			continue
 		case errors.Is(err, os.ErrClosed):
-			return flush()
+			if err := flush(); err != nil {
+				return err
+			}
+			if ctx.Err() == nil {
+				// Close ran while the gadget was still meant to run.
+				return fmt.Errorf("gadget %q: reader of map %q closed while running", g.spec.Name, st.Map)
+			}
+			return nil
 		default:
 			return fmt.Errorf("gadget %q: read map %q: %w", g.spec.Name, st.Map, err)
 		}
