@@ -486,4 +486,3 @@ func TestGadgetHandle(t *testing.T) {
 		t.Errorf("update of a ring buffer = %v, want ErrInvalid", err)
 	}
 }
-

@@ -450,4 +450,3 @@ func (a *Agent) pipelinesNotIn(pl *plan) []*livePipeline {
 	}
 	return out
 }
-

@@ -38,11 +38,11 @@ type PipelineStatus struct {
 
 // ComponentStatus is one source, stage or sink of a pipeline.
 type ComponentStatus struct {
-	Name   string `json:"name"`
-	Type   string `json:"type"` // the gadget, "wasm", the sink type
-	State  string `json:"state"`
-	Error  string `json:"error,omitempty"`
-	Since  time.Time `json:"since,omitzero"`
+	Name  string    `json:"name"`
+	Type  string    `json:"type"` // the gadget, "wasm", the sink type
+	State string    `json:"state"`
+	Error string    `json:"error,omitempty"`
+	Since time.Time `json:"since,omitzero"`
 	// Digest is the SHA-256 of what the component runs: the gadget's ELF,
 	// the stage's module; Ref is where that came from (the config value).
 	Digest   string       `json:"digest,omitempty"`

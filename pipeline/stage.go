@@ -135,12 +135,12 @@ const (
 )
 
 type stageRT struct {
-	st       Stage
-	meter    *StageMeter
-	m        *ComponentMetrics
-	buf      []Event
-	tapIn    *tapPoint // the batches the stage is called with
-	tapOut   *tapPoint // what it lets through
+	st     Stage
+	meter  *StageMeter
+	m      *ComponentMetrics
+	buf    []Event
+	tapIn  *tapPoint // the batches the stage is called with
+	tapOut *tapPoint // what it lets through
 
 	action     ErrorAction
 	deadLetter *sinkRT // for ErrorDeadLetter

@@ -380,6 +380,9 @@ type countSink struct {
 	n    atomic.Uint64
 }
 
-func (s *countSink) Name() string                                  { return s.name }
-func (s *countSink) Write(_ context.Context, batch []Event) error { s.n.Add(uint64(len(batch))); return nil }
-func (s *countSink) Close(context.Context) error                   { return nil }
+func (s *countSink) Name() string { return s.name }
+func (s *countSink) Write(_ context.Context, batch []Event) error {
+	s.n.Add(uint64(len(batch)))
+	return nil
+}
+func (s *countSink) Close(context.Context) error { return nil }
