@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -138,13 +139,17 @@ func (a *Agent) reload(runCtx, ctx context.Context, pipeDone chan *livePipeline)
 		diags = append(diags, a.restartOnly(loaded.File)...)
 	}
 	res.Diagnostics, res.Rendered = plainDiagnostics(loaded.Parser, diags)
+	for _, d := range res.Diagnostics {
+		level := slog.LevelWarn
+		if d.Severity == "error" {
+			level = slog.LevelError
+		}
+		a.log.Log(ctx, level, "reload: "+d.Summary, "at", fmt.Sprintf("%s:%d:%d", d.File, d.Line, d.Column), "detail", d.Detail)
+	}
 	if diags.HasErrors() {
 		res.Error = "the new config has errors; nothing changed"
-		a.log.Error("reload refused: the new config has errors; nothing changed\n" + res.Rendered)
+		a.log.Error("reload refused: the new config has errors; nothing changed", "errors", len(diags.Errs()))
 		return res
-	}
-	if len(diags) > 0 {
-		a.log.Warn("reload: the new config has warnings\n" + res.Rendered)
 	}
 	changes, err := a.apply(runCtx, ctx, pl, pipeDone)
 	res.Changes = changes

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,11 @@ func startAgent(t *testing.T, f *config.File, opts Options) *testAgent {
 	t.Helper()
 	ta := &testAgent{t: t, out: &testutil.SyncBuffer{}, reg: pipeline.NewRegistry(), errc: make(chan error, 1)}
 	opts.Stdout, opts.Metrics = ta.out, ta.reg
+	if f.Agent.ControlSocket == filepath.Join(config.DefaultDataDir, config.DefaultControlSocketName) {
+		// Tests of several packages run at once, and an agent may run on
+		// this machine: each test agent gets its own socket.
+		f.Agent.ControlSocket = filepath.Join(t.TempDir(), "control.sock")
+	}
 	a, diags := New(f, opts)
 	if diags.HasErrors() {
 		t.Fatal(diags)
@@ -44,6 +50,11 @@ func startAgent(t *testing.T, f *config.File, opts Options) *testAgent {
 			cancel()
 			<-ta.errc
 		}
+	})
+	ta.waitFor("the agent to run its pipelines", 30*time.Second, func() {}, func() bool {
+		a.health.mu.Lock()
+		defer a.health.mu.Unlock()
+		return a.health.ready
 	})
 	return ta
 }
