@@ -471,4 +471,3 @@ func writeTop(w io.Writer, f topFrame, interval time.Duration) {
 	}
 	tw.Flush()
 }
-
