@@ -89,9 +89,15 @@ func (ta *testAgent) waitForOutput(what string, timeout time.Duration, trigger f
 // marker shows in the output, and returns the marker.
 func (ta *testAgent) waitForExec(prefix string) string {
 	ta.t.Helper()
+	return ta.waitForExecOf("/bin/true", prefix)
+}
+
+// waitForExecOf is waitForExec with another program.
+func (ta *testAgent) waitForExecOf(bin, prefix string) string {
+	ta.t.Helper()
 	marker := fmt.Sprintf("%s-%d", prefix, rand.Uint32())
 	ta.waitForOutput("event for the exec of "+marker, 15*time.Second,
-		func() { exec.Command("/bin/true", marker).Run() },
+		func() { exec.Command(bin, marker).Run() },
 		func(out string) bool { return strings.Contains(out, marker) })
 	return marker
 }

@@ -281,18 +281,22 @@ func verifierTail(log []string, n int) []string {
 // Run reads every output stream until ctx is cancelled, emitting batches of
 // decoded events to out. On cancellation it detaches the programs first, so
 // no new events arrive, then drains what the kernel buffers still hold
-// (bounded by drainTimeout) and returns nil. Open must have succeeded.
+// (bounded by drainTimeout) and returns nil. Open must have succeeded. A
+// stream that fails (its reader broke, or Close ran while Run was still
+// meant to run) stops the others the same way, and Run returns its error.
 func (g *Gadget) Run(ctx context.Context, out pipeline.Emitter) error {
 	if len(g.readers) == 0 {
 		return fmt.Errorf("gadget %q: Run before Open", g.spec.Name)
 	}
-	stop := context.AfterFunc(ctx, g.detach)
+	// A stream that fails stops the others (and detaches the programs):
+	// the gadget as a whole has failed, and its owner decides what next.
+	grp, rctx := errgroup.WithContext(ctx)
+	stop := context.AfterFunc(rctx, g.detach)
 	defer stop()
-	var grp errgroup.Group
 	for i := range g.readers {
-		grp.Go(func() error { return g.readStream(ctx, i, out) })
+		grp.Go(func() error { return g.readStream(rctx, i, out) })
 	}
-	grp.Go(func() error { return g.pollLost(ctx, out) })
+	grp.Go(func() error { return g.pollLost(rctx, out) })
 	return grp.Wait()
 }
 
