@@ -13,12 +13,26 @@ import (
 	"github.com/sluice-dev/sluice/config"
 )
 
+// agentHUP receives SIGHUP for `sluice agent`, which reloads the config.
+// It is registered before main runs, so that a SIGHUP during start-up (a
+// service manager's reload, a terminal closing) does not take its default
+// action and terminate the agent; other commands keep the default.
+var agentHUP chan os.Signal
+
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		agentHUP = make(chan os.Signal, 1)
+		signal.Notify(agentHUP, syscall.SIGHUP)
+	}
+}
+
 func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	// First: from here on SIGHUP reloads the config and never terminates
-	// the agent (its default action), however early it comes.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup := agentHUP
+	if hup == nil { // run in-process (tests): register now
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "config `file` (default: the built-in config, see 'sluice config default')")
