@@ -641,17 +641,6 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 	}
 }
 
-// closeSinkLater closes a sink the pipeline stopped using, on a goroutine
-// Run waits for, bounded by the grace period.
-func (p *Pipeline) closeSinkLater(rs *runState, s *sinkRT, sk Sink) {
-	rs.g.Go(func() error {
-		ctx, cancel := context.WithTimeout(rs.drainCtx, rs.grace)
-		defer cancel()
-		p.closeSink(ctx, s, sk)
-		return nil
-	})
-}
-
 func (p *Pipeline) closeSink(ctx context.Context, s *sinkRT, sk Sink) {
 	if err := sk.Close(ctx); err != nil {
 		s.m.Errors.Inc()

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // ErrStopped is returned by Update once the pipeline has stopped taking
@@ -200,19 +202,24 @@ func (p *Pipeline) apply(ctx context.Context, rs *runState, u *update) int {
 		p.routes = slices.DeleteFunc(p.routes, func(x *sinkRT) bool { return x == r })
 		p.mu.Unlock()
 	}
-	after := p.sinkValues()
-	for sk, r := range before {
-		if _, used := after[sk]; !used {
-			p.closeSinkLater(rs, r, sk)
-		}
-	}
-
 	closeCtx := u.ctx
 	if closeCtx.Err() != nil {
 		var cancel context.CancelFunc
 		closeCtx, cancel = context.WithTimeout(context.WithoutCancel(closeCtx), time.Second)
 		defer cancel()
 	}
+	// The sinks no route uses any more close in parallel, as at shutdown.
+	after := p.sinkValues()
+	var closing errgroup.Group
+	for sk, r := range before {
+		if _, used := after[sk]; !used {
+			closing.Go(func() error {
+				p.closeSink(closeCtx, r, sk)
+				return nil
+			})
+		}
+	}
+	_ = closing.Wait()
 	for _, st := range oldStages {
 		if slices.Contains(lay.stages, st) {
 			continue
