@@ -50,14 +50,14 @@ type GadgetConfig struct {
 
 // Gadget is a pipeline source reading one gadget's output streams.
 type Gadget struct {
-	spec    *GadgetSpec
-	cfg     GadgetConfig
-	params  map[string][]byte
-	plans   []*decode.Plan
-	log     *slog.Logger
-	seq     *atomic.Uint64
-	lost    []atomic.Uint64 // kernel losses per stream, summed over CPUs
-	coll    *ebpf.Collection
+	spec   *GadgetSpec
+	cfg    GadgetConfig
+	params map[string][]byte
+	plans  []*decode.Plan
+	log    *slog.Logger
+	seq    *atomic.Uint64
+	lost   []atomic.Uint64 // kernel losses per stream, summed over CPUs
+	coll   *ebpf.Collection
 	// closeMu serialises Close with Run's start and end: Close while Run
 	// runs closes the readers (which ends Run with an error) and leaves
 	// the rest to Run's end, when nothing reads the maps any more.
@@ -65,9 +65,9 @@ type Gadget struct {
 	running  bool
 	closeEnd bool
 	linksMu  sync.Mutex
-	links   []link.Link
-	readers []recordReader
-	skipped []string // optional programs that did not attach
+	links    []link.Link
+	readers  []recordReader
+	skipped  []string // optional programs that did not attach
 }
 
 var _ pipeline.Source = (*Gadget)(nil)
