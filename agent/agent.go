@@ -140,10 +140,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.health.set("pipeline", pp.name, stateStarting, "")
 	}
 
-	// One compilation cache for the stages and the gadget modules; a reload
-	// may bring in the first ones, so it is always there.
-	a.cache = openStageCache(pl.cfg, a.log)
-	stack.push(func(ctx context.Context) { _ = a.cache.Close(ctx) })
+	// One compilation cache for the stages and the gadget modules, opened
+	// when the first is needed (here, or by a reload that brings one in).
+	a.ensureCache(pl)
+	stack.push(func(ctx context.Context) {
+		if a.cache != nil {
+			_ = a.cache.Close(ctx)
+		}
+	})
 
 	if ns := pl.cfg.Agent.NATSServer; ns != nil {
 		srv, err := startNATSServer(ns, a.log)
@@ -232,6 +236,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.health.setReady(false)
 	a.log.Info("pipelines stopped")
 	return err
+}
+
+// ensureCache opens the compilation cache if pl has Wasm to compile and
+// it is not open yet. Run's goroutine only.
+func (a *Agent) ensureCache(pl *plan) {
+	if a.cache != nil {
+		return
+	}
+	need := slices.ContainsFunc(pl.sources, func(sp *sourcePlan) bool { return sp.wasm != nil }) ||
+		slices.ContainsFunc(pl.pipelines, func(pp *pipelinePlan) bool { return len(pp.stages) > 0 })
+	if need {
+		a.cache = openStageCache(pl.cfg, a.log)
+	}
 }
 
 // loop applies reloads until ctx is cancelled or no pipeline runs, then

@@ -240,6 +240,7 @@ func (pr *prepared) release(ctx context.Context) {
 // prepare builds and starts the new and changed components of pl beside
 // the running ones: nothing running is touched.
 func (a *Agent) prepare(ctx context.Context, pl *plan) (*prepared, error) {
+	a.ensureCache(pl)
 	pr := &prepared{sinks: map[string]*sharedSink{}, stages: map[*stagePlan]*liveStage{}, sources: map[string]*liveSource{}, swaps: map[*liveStage][]byte{}}
 	for _, sp := range pl.sinks {
 		old := a.sinks[sp.name]
