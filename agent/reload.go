@@ -397,6 +397,29 @@ func (a *Agent) apply(runCtx, ctx context.Context, pl *plan, pipeDone chan *live
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 		err := old.p.Update(uctx, spec)
 		cancel()
+		if errors.Is(err, pipeline.ErrStopped) {
+			// The pipeline ended on its own meanwhile: what was meant for
+			// it is released here, not by it.
+			for _, s := range sinks {
+				if !slices.Contains(old.sinks, s) {
+					_ = s.Close(ctx)
+				}
+			}
+			for _, ls := range stages {
+				if !slices.Contains(old.stages, ls) {
+					ls.taken.Store(false)
+					ls.close(ctx)
+				}
+			}
+			for _, name := range pp.sources {
+				if ls := pr.sources[name]; ls != a.sources[name] {
+					ls.taken.Store(false)
+					ls.close(ctx)
+				}
+			}
+			errs = append(errs, err)
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
 		}
