@@ -278,3 +278,30 @@ func TestSourceRestart(t *testing.T) {
 	}
 	t.Error("the marked exec is not in the output")
 }
+
+// TestControlSocketPathTooLong: a socket path longer than a unix socket
+// can have is a config error at the attribute, not a failure at start.
+func TestControlSocketPathTooLong(t *testing.T) {
+	long := "/tmp/" + strings.Repeat("d", 100) + "/control.sock"
+	src := fmt.Sprintf(`agent {
+  control_socket = %q
+}
+source "gadget" "exec" { gadget = "trace_exec" }
+sink "stdout" "out" {}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.stdout.out]
+}
+`, long)
+	f, diags := config.Parse("c.hcl", []byte(src))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	diags = Validate(f)
+	if len(diags) != 1 || diags[0].Summary != "Control socket path too long" || diags[0].Subject == nil || diags[0].Subject.Start.Line != 2 {
+		t.Errorf("diagnostics %v, want one at c.hcl:2", diags)
+	}
+	if _, diags := New(f, Options{}); !diags.HasErrors() {
+		t.Error("New accepted the long socket path")
+	}
+}

@@ -179,6 +179,7 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.St
 	modules, ds := resolveStages(f, images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
+	diags = append(diags, validateControlSocket(f)...)
 	if !diags.HasErrors() {
 		diags = append(diags, validateSinks(f, gadgets)...)
 	}
