@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +28,10 @@ type resolvedGadget struct {
 	// wasm is the gadget's module (the image's, or the source's wasm
 	// attribute), nil when it has none; see gadgetwasm.go.
 	wasm *gadgetWasm
+	// params are the parameter values the gadget loads with.
+	params map[string]string
+	// digest is the SHA-256 of the gadget's ELF.
+	digest string
 }
 
 // ResolveGadget finds a gadget by built-in name or ELF path. Relative
@@ -130,25 +136,48 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 		if !paramsOK {
 			continue // building it would report the same parameters again
 		}
-		g, err := sources.NewGadget(spec, sources.GadgetConfig{
-			Source:          src.Name,
-			Host:            f.Agent.Name,
-			Params:          params,
-			BufferSize:      int(src.BufferSize),
-			Logger:          log,
-			Interval:        src.Interval,
-			Runs:            src.Runs,
-			Ifaces:          src.Ifaces,
-			NetNS:           src.NetNS,
-			SampleFrequency: uint64(src.SampleFrequency),
-		})
+		g, err := sources.NewGadget(spec, gadgetConfig(src, f.Agent.Name, params, log))
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
 			continue
 		}
-		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm})
+		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, params: params, digest: sha256Hex(append(slices.Clip(elf), metadata...))}) // gadget.yaml changes the gadget too
 	}
 	return out, diags
+}
+
+// GadgetsOf parses and builds the gadgets of f's sources without loading
+// them (nothing touches the kernel), for listings such as `sluice run
+// GADGET --help`. Problems are diagnostics at the config values.
+func GadgetsOf(f *config.File, images *Images) ([]*sources.Gadget, hcl.Diagnostics) {
+	resolved, diags := resolveGadgets(f, images, nil)
+	out := make([]*sources.Gadget, 0, len(resolved))
+	for _, r := range resolved {
+		out = append(out, r.gadget)
+	}
+	return out, diags
+}
+
+// gadgetConfig is how a source block configures its gadget; the plan and
+// the live source build their gadgets from it alike.
+func gadgetConfig(src *config.Source, host string, params map[string]string, log *slog.Logger) sources.GadgetConfig {
+	return sources.GadgetConfig{
+		Source:          src.Name,
+		Host:            host,
+		Params:          params,
+		BufferSize:      int(src.BufferSize),
+		Logger:          log,
+		Interval:        src.Interval,
+		Runs:            src.Runs,
+		Ifaces:          src.Ifaces,
+		NetNS:           src.NetNS,
+		SampleFrequency: uint64(src.SampleFrequency),
+	}
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func rangePtr(r hcl.Range) *hcl.Range {
@@ -181,6 +210,7 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.St
 	modules, ds := resolveStages(f, images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
+	diags = append(diags, validateControlSocket(f)...)
 	if !diags.HasErrors() {
 		diags = append(diags, validateSinks(f, gadgets)...)
 	}

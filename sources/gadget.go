@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,10 @@ type GadgetConfig struct {
 	// the gadget skips reader wakeups; 0 = 5ms.
 	PollInterval time.Duration
 	Logger       *slog.Logger
+	// Seq numbers the events; nil gives the gadget a counter of its own.
+	// A source that is restarted or replaced (a reload) passes the
+	// counter of its predecessor, so that its numbers go on.
+	Seq *atomic.Uint64
 
 	// Interval is how often the gadget's iterators take a snapshot (0: once,
 	// when the gadget starts) and its map iterators drain their maps (0:
@@ -73,14 +78,23 @@ const DefaultMapInterval = time.Second
 
 // Gadget is a pipeline source reading one gadget's output streams.
 type Gadget struct {
-	spec    *GadgetSpec
-	cfg     GadgetConfig
-	params  map[string][]byte
-	plans   []*decode.Plan
-	log     *slog.Logger
-	seq     atomic.Uint64
-	lost    []atomic.Uint64 // kernel losses per stream, summed over CPUs
-	coll    *ebpf.Collection
+	spec   *GadgetSpec
+	cfg    GadgetConfig
+	params map[string][]byte
+	plans  []*decode.Plan
+	log    *slog.Logger
+	seq    *atomic.Uint64
+	lost   []atomic.Uint64 // kernel losses per stream, summed over CPUs
+	coll   *ebpf.Collection
+	// closeMu serialises Close with Run's start and end: Close while Run
+	// runs closes the readers (which ends Run with an error) and leaves
+	// the rest to Run's end, when nothing reads the maps any more.
+	closeMu  sync.Mutex
+	running  bool
+	closeEnd bool
+	// stopRun ends the current Run's periodic outputs (Close while Run
+	// runs a gadget that has no readers to close).
+	stopRun context.CancelFunc
 	linksMu sync.Mutex
 	links   []link.Link
 	// attached are handles of attachments that are not links: packet
@@ -96,6 +110,7 @@ type Gadget struct {
 	// (the socket enricher's); enricherHeld says Close releases it.
 	mapReplacements map[string]*ebpf.Map
 	enricherHeld    bool
+	finished        atomic.Bool
 }
 
 var _ pipeline.Source = (*Gadget)(nil)
@@ -117,7 +132,10 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gadget{spec: spec, cfg: cfg, params: params, log: log.With("source", cfg.Source, "gadget", spec.Name), stacks: &stackResolver{}}
+	g := &Gadget{spec: spec, cfg: cfg, params: params, log: log.With("source", cfg.Source, "gadget", spec.Name), seq: cfg.Seq, stacks: &stackResolver{}}
+	if g.seq == nil {
+		g.seq = new(atomic.Uint64)
+	}
 	for _, st := range spec.Streams {
 		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host, Stacks: g.stacks})
 		if err != nil {
@@ -397,33 +415,60 @@ func verifierTail(log []string, n int) []string {
 // Run reads every output stream until ctx is cancelled, emitting batches of
 // decoded events to out. On cancellation it detaches the programs first, so
 // no new events arrive, then drains what the kernel buffers still hold
-// (bounded by drainTimeout) and returns nil. Open must have succeeded.
+// (bounded by drainTimeout) and returns nil. Open must have succeeded. A
+// stream that fails (its reader broke, or Close ran while Run was still
+// meant to run) stops the others the same way, and Run returns its error.
 func (g *Gadget) Run(ctx context.Context, out pipeline.Emitter) error {
-	if g.coll == nil {
+	g.closeMu.Lock()
+	readers, coll := slices.Clone(g.readers), g.coll
+	if coll == nil {
+		g.closeMu.Unlock()
 		return fmt.Errorf("gadget %q: Run before Open", g.spec.Name)
 	}
+	// A stream that fails stops the others (and detaches the programs):
+	// the gadget as a whole has failed, and its owner decides what next.
 	// A gadget whose outputs are only iterators finishes with them: its
 	// context ends when they do.
-	runCtx, cancel := context.WithCancel(ctx)
+	grp, gctx := errgroup.WithContext(ctx)
+	rctx, cancel := context.WithCancel(gctx)
 	defer cancel()
-	stop := context.AfterFunc(runCtx, g.detach)
+	g.running, g.stopRun = true, cancel
+	g.closeMu.Unlock()
+	defer func() {
+		g.closeMu.Lock()
+		g.running, g.stopRun = false, nil
+		closeNow := g.closeEnd
+		g.closeMu.Unlock()
+		if closeNow {
+			g.Close()
+		}
+	}()
+	stop := context.AfterFunc(rctx, g.detach)
 	defer stop()
-	var grp errgroup.Group
-	for i := range g.readers {
-		grp.Go(func() error { return g.readStream(runCtx, i, out) })
+	for i, r := range readers {
+		grp.Go(func() error { return g.readStream(rctx, r, i, out) })
 	}
-	if len(g.readers) > 0 {
-		grp.Go(func() error { return g.pollLost(runCtx, out) })
+	if len(readers) > 0 {
+		grp.Go(func() error { return g.pollLost(rctx, coll, out) })
 	}
 	grp.Go(func() error {
-		err := g.runPeriodic(runCtx, out)
-		if len(g.readers) == 0 {
+		err := g.runPeriodic(rctx, out)
+		if len(readers) == 0 {
+			if err == nil && rctx.Err() == nil {
+				g.finished.Store(true)
+			}
 			cancel()
 		}
 		return err
 	})
 	return grp.Wait()
 }
+
+// Finished reports whether the last Run returned because the gadget was
+// done: its only outputs, iterators or map iterators, took all their
+// snapshots (Runs, or one snapshot without an Interval). A source that
+// finished is not a failed one. Safe for concurrent use.
+func (g *Gadget) Finished() bool { return g.finished.Load() }
 
 // drainTimeout bounds how long a stopping source may spend handing its last
 // records downstream.
@@ -448,8 +493,8 @@ func (g *Gadget) detach() {
 	g.attached = nil
 }
 
-func (g *Gadget) readStream(ctx context.Context, i int, out pipeline.Emitter) error {
-	r, plan, st := g.readers[i], g.plans[i], g.spec.Streams[i]
+func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipeline.Emitter) error {
+	plan, st := g.plans[i], g.spec.Streams[i]
 	schema := plan.Schema()
 	emitCtx := ctx
 
@@ -495,7 +540,14 @@ func (g *Gadget) readStream(ctx context.Context, i int, out pipeline.Emitter) er
 			}
 			continue
 		case errors.Is(err, os.ErrClosed):
-			return flush()
+			if err := flush(); err != nil {
+				return err
+			}
+			if ctx.Err() == nil {
+				// Close ran while the gadget was still meant to run.
+				return fmt.Errorf("gadget %q: reader of map %q closed while running", g.spec.Name, st.Map)
+			}
+			return nil
 		default:
 			return fmt.Errorf("gadget %q: read map %q: %w", g.spec.Name, st.Map, err)
 		}
@@ -539,7 +591,7 @@ func reportLoss(out pipeline.Emitter, source, gadget string, n uint64) {
 // gadget header increments when a ring buffer reserve fails, and reports the
 // increase since the last read. Counters are per CPU and only grow, so the
 // sum is compared with the previous sum rather than overwritten.
-func (g *Gadget) pollLost(ctx context.Context, out pipeline.Emitter) error {
+func (g *Gadget) pollLost(ctx context.Context, coll *ebpf.Collection, out pipeline.Emitter) error {
 	type counter struct {
 		stream int
 		m      *ebpf.Map
@@ -550,7 +602,7 @@ func (g *Gadget) pollLost(ctx context.Context, out pipeline.Emitter) error {
 		if st.LostMap == "" {
 			continue
 		}
-		if m := g.coll.Maps[st.LostMap]; m != nil {
+		if m := coll.Maps[st.LostMap]; m != nil {
 			counters = append(counters, &counter{stream: i, m: m})
 		}
 	}
@@ -603,8 +655,25 @@ func sumCounter(m *ebpf.Map) (uint64, error) {
 }
 
 // Close detaches the programs and frees the gadget's kernel resources. It is
-// safe to call more than once.
+// safe to call more than once, and while Run runs: Run then returns an
+// error (its readers closed while it was meant to run), and the rest is
+// freed as it returns.
 func (g *Gadget) Close() error {
+	g.closeMu.Lock()
+	defer g.closeMu.Unlock()
+	if g.running {
+		g.closeEnd = true
+		if len(g.readers) == 0 && g.stopRun != nil {
+			g.stopRun() // only iterators run: nothing to close makes Run end
+		}
+		var errs []error
+		for _, r := range g.readers {
+			if err := r.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
 	var errs []error
 	for _, r := range g.readers {
 		if err := r.Close(); err != nil && !errors.Is(err, os.ErrClosed) {

@@ -45,8 +45,8 @@ func runUntilDone(t *testing.T, name string, elf []byte, cfg GadgetConfig) *coll
 	if err := g.Run(ctx, c); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	if ctx.Err() != nil {
-		t.Fatal("the gadget did not finish after its snapshots")
+	if ctx.Err() != nil || !g.Finished() {
+		t.Fatalf("the gadget did not finish after its snapshots (Finished %v)", g.Finished())
 	}
 	return c
 }

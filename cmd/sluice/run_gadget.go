@@ -118,10 +118,10 @@ func wantsGadgetHelp(fs *flag.FlagSet, args []string) (string, bool) {
 func gadgetHelp(ctx context.Context, f *config.File, fetch agent.FetchOptions, stdout, stderr io.Writer) error {
 	images, diags := agent.FetchImages(ctx, f, fetch)
 	if !diags.HasErrors() {
-		var a *agent.Agent
-		a, diags = agent.New(f, agent.Options{Images: images, Stdout: io.Discard})
+		var gs []*sources.Gadget
+		gs, diags = agent.GadgetsOf(f, images)
 		if !diags.HasErrors() {
-			for _, g := range a.Gadgets() {
+			for _, g := range gs {
 				writeGadgetHelp(stdout, g)
 			}
 			return nil
