@@ -35,6 +35,15 @@ var (
 	// source "gadget": a BPF ring buffer's size is a uint32 of a power of
 	// two; perf buffers are per CPU.
 	bufferSizeBound = sizeBound{4 << 10, 1 << 30}
+	// iterators and map iterators: how often they run, and how often
+	intervalBound = durationBound{10 * time.Millisecond, day}
+	runsBound     = intBound{1, 1_000_000_000}
+	// perf_event sampling, in Hz (the kernel's perf_event_max_sample_rate
+	// defaults to 100000)
+	sampleFrequencyBound = intBound{1, 100_000}
+
+	// sink "stdout"
+	maxRowsBound = intBound{1, 1_000_000}
 
 	// sink "file"
 	fsyncIntervalBound = durationBound{time.Millisecond, time.Hour}

@@ -1,6 +1,10 @@
 package config
 
-import "github.com/hashicorp/hcl/v2"
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
 
 func init() { registerSource("gadget", decodeGadgetSource) }
 
@@ -12,6 +16,11 @@ var gadgetSourceSchema = &hcl.BodySchema{
 		{Name: "map"},
 		{Name: "buffer_size"},
 		{Name: "wasm"},
+		{Name: "interval"},
+		{Name: "runs"},
+		{Name: "ifaces"},
+		{Name: "netns"},
+		{Name: "sample_frequency"},
 	},
 }
 
@@ -55,6 +64,38 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 		diags = append(diags, d...)
 		if ok {
 			src.Wasm = s
+		}
+	}
+	if a := content.Attributes["interval"]; a != nil {
+		src.IntervalRange = a.Expr.Range()
+		d, ds := durationIn(a, ectx, time.Duration(0), intervalBound)
+		diags = append(diags, ds...)
+		if d != 0 {
+			src.Interval = d
+		}
+	}
+	if a := content.Attributes["runs"]; a != nil {
+		n, ok, d := evalIntIn(a, ectx, runsBound)
+		diags = append(diags, d...)
+		if ok {
+			src.Runs = n
+		}
+	}
+	if a := content.Attributes["ifaces"]; a != nil {
+		l, _, d := evalStringList(a, ectx)
+		diags = append(diags, d...)
+		src.Ifaces = l
+	}
+	if a := content.Attributes["netns"]; a != nil {
+		l, _, d := evalStringList(a, ectx)
+		diags = append(diags, d...)
+		src.NetNS = l
+	}
+	if a := content.Attributes["sample_frequency"]; a != nil {
+		n, ok, d := evalIntIn(a, ectx, sampleFrequencyBound)
+		diags = append(diags, d...)
+		if ok {
+			src.SampleFrequency = n
 		}
 	}
 	if a := content.Attributes["buffer_size"]; a != nil {

@@ -41,7 +41,8 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // validateFile checks everything that can be checked without privileges.
-// Exit status 1 means the config has errors; warnings alone pass.
+// Exit status 1 means the config has errors; warnings alone pass. An
+// interrupt (ctx) stops it between two checks, pulls and compilations.
 func validateFile(ctx context.Context, path string, stdout, stderr io.Writer) error {
 	p := config.NewParser()
 	f, diags := p.ParseFile(path)
@@ -61,7 +62,9 @@ func validateFile(ctx context.Context, path string, stdout, stderr io.Writer) er
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("validate %s: interrupted", path)
+		// What failed may only have failed for the interrupt: say so
+		// rather than print diagnostics that blame the config.
+		return fmt.Errorf("config validate %s: interrupted: %w", path, err)
 	}
 	if len(diags) > 0 {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
