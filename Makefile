@@ -2,17 +2,28 @@
 SHELL   := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# What `sluice version` prints: a semantic version from the git tags (see
+# scripts/version.sh), the commit, and the build date (the commit's time for
+# a clean checkout, so that rebuilding a commit gives the same binary).
+VERSION    ?= $(shell bash scripts/version.sh)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell bash scripts/version.sh --date)
+LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
 # Extra flags for `make run`, e.g. make run ARGS="--config my.hcl".
 ARGS    ?=
 
-.PHONY: all build run test test-interop check-fmt bin/cosign bin/oras test-race bench bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
+.PHONY: all build man run test test-interop check-fmt bin/cosign bin/oras test-race bench bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/sluice ./cmd/sluice
+
+# Man pages for every command, generated from the same definitions as
+# --help and the shell completion (not committed: they would only go stale).
+man: build
+	rm -rf bin/man
+	./bin/sluice man bin/man
 
 # The agent on its built-in default config: the built-in gadgets into the
 # terminal. Loading eBPF needs root (or CAP_BPF + CAP_PERFMON).

@@ -2,35 +2,49 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
+
+	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
 )
 
-func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "config `file` (default: the built-in config, see 'sluice config default')")
-	logLevel := fs.String("log-level", "", "override the config's log level (debug, info, warn, error)")
+func newAgentCommand() *cobra.Command {
+	var configPath, logLevel string
 	var images imageRunFlags
-	images.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the agent",
+		Long: `Run the agent on a config file, or on the built-in config (see 'sluice config
+default'): the built-in gadgets into the terminal and into a NATS server the
+agent runs itself. It stops on SIGINT or SIGTERM: it detaches its programs,
+drains its queues, flushes its sinks and exits 0.
+
+Loading eBPF needs root, or CAP_BPF with CAP_PERFMON.`,
+		Example: `  sluice agent
+  sluice agent --config /etc/sluice/sluice.hcl
+  sluice agent -c sluice.hcl --log-level debug --pull always`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			f, p, err := loadConfig(configPath, stderr)
+			if err != nil {
+				return err
+			}
+			if logLevel != "" {
+				f.Agent.LogLevel = logLevel
+			}
+			return runAgent(cmd.Context(), f, p, stdout, stderr, false, images.fetchOptions(stderr))
+		},
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("agent: unexpected argument %q", fs.Arg(0))
-	}
-	f, p, err := loadConfig(*configPath, stderr)
-	if err != nil {
-		return err
-	}
-	if *logLevel != "" {
-		f.Agent.LogLevel = *logLevel
-	}
-	return runAgent(ctx, f, p, stdout, stderr, false, images.fetchOptions(stderr))
+	fs := cmd.Flags()
+	fs.StringVarP(&configPath, "config", "c", "", "config `file` (default: the built-in config, see 'sluice config default')")
+	enumVarP(cmd, fs, &logLevel, "log-level", "", "", logLevels, "override the config's log level")
+	images.register(cmd)
+	cmd.MarkFlagFilename("config", "hcl")
+	return cmd
 }
 
 // runAgent builds and runs an agent until ctx is cancelled.
@@ -52,7 +66,7 @@ func runAgent(ctx context.Context, f *config.File, p *config.Parser, stdout, std
 	if diags.HasErrors() {
 		return exitError{code: 1}
 	}
-	log.Info("sluice agent starting", "version", version, "name", f.Agent.Name, "pipelines", len(f.Pipelines))
+	log.Info("sluice agent starting", "version", currentBuild().Version, "name", f.Agent.Name, "pipelines", len(f.Pipelines))
 	err = a.Run(ctx)
 	summary := a.Summary()
 	if stats {
