@@ -31,6 +31,8 @@ type Options struct {
 	// Images holds the OCI images the config references, as FetchImages
 	// fetched them; nil when it references none.
 	Images *Images
+	// Build says which sluice this is, for sluice_build_info.
+	Build BuildInfo
 }
 
 // Agent is a configured set of pipelines, ready to run once.
@@ -38,6 +40,7 @@ type Agent struct {
 	cfg       *config.File
 	log       *slog.Logger
 	metrics   *pipeline.Registry
+	build     BuildInfo
 	gadgets   []*sources.Gadget
 	pipelines []*pipeline.Pipeline
 	sinks     []pipeline.Sink
@@ -71,7 +74,7 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	a := &Agent{cfg: cfg, log: log, metrics: reg}
+	a := &Agent{cfg: cfg, log: log, metrics: reg, build: opts.Build}
 
 	gadgetsBySource := map[*config.Source]*sources.Gadget{}
 	for _, r := range resolved {
@@ -314,7 +317,7 @@ func (a *Agent) metricsServer(addr string) (*http.Server, net.Listener, error) {
 		return nil, nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", a.metrics.Handler())
+	mux.Handle("/metrics", metricsHandler(a.metrics, a.build))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
 }

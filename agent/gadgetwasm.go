@@ -97,16 +97,20 @@ var _ pipeline.Source = (*gadgetSource)(nil)
 func newGadgetSource(g *sources.Gadget, w *gadgetWasm, reg *pipeline.Registry, log *slog.Logger) *gadgetSource {
 	name := gadgetModuleName(g.Name())
 	m := reg.Component("stage", name)
+	reg.StageErrorKinds(name, wasmstages.ErrorKinds()...)
 	return &gadgetSource{
 		g: g, wasm: w, log: log.With("source", g.Name(), "gadget", g.Spec().Name), guestLog: log.With("gadget", g.Spec().Name),
 		m: m, filtered: m.Dropped(pipeline.ReasonFiltered), reg: reg,
-		batches:  reg.Counter(pipeline.MetricStageBatches, "Batches a stage was called with.", "name", name),
-		duration: reg.Histogram(pipeline.MetricStageDuration, "Time a stage took per batch.", "name", name),
+		batches:  m.Counter(pipeline.MetricStageBatches, "Batches a stage was called with."),
+		duration: m.Histogram(pipeline.MetricStageDuration, "Time a stage took per batch."),
 		errs:     map[string]*pipeline.Counter{},
 	}
 }
 
 func (s *gadgetSource) Name() string { return s.g.Name() }
+
+// DropReasons are the gadget's (pipeline.DropReasonsReporter).
+func (s *gadgetSource) DropReasons() []string { return s.g.DropReasons() }
 
 // moduleConfig is the module's wasmstages config, without the parts of
 // the running agent.

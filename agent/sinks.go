@@ -92,6 +92,10 @@ var _ pipeline.BatchingSink = (*lazySink)(nil)
 
 func (l *lazySink) Name() string { return l.name }
 
+// DropReasons are those of the sink it will open
+// (pipeline.DropReasonsReporter).
+func (l *lazySink) DropReasons() []string { return sinks.DropReasons(l.kind) }
+
 func (l *lazySink) WriteBatch() (int, time.Duration) {
 	if l.batch == nil {
 		return 0, 0
@@ -120,6 +124,14 @@ func (l *lazySink) Close(ctx context.Context) error {
 		return nil
 	}
 	return l.sink.Close(ctx)
+}
+
+// DropReasons passes on the shared sink's (pipeline.DropReasonsReporter).
+func (s *sharedSink) DropReasons() []string {
+	if dr, ok := s.Sink.(pipeline.DropReasonsReporter); ok {
+		return dr.DropReasons()
+	}
+	return nil
 }
 
 // WriteBatch passes on the batch size the shared sink asks for, if any.

@@ -232,6 +232,9 @@ func (l *lazyStage) open(ctx context.Context, cache *wasmstages.Cache, log *slog
 
 func (l *lazyStage) Name() string { return l.block.Name }
 
+// ErrorKinds are a Wasm stage's (pipeline.ErrorKindsReporter).
+func (l *lazyStage) ErrorKinds() []string { return wasmstages.ErrorKinds() }
+
 func (l *lazyStage) OnError() (pipeline.ErrorAction, pipeline.Sink) { return l.action, l.deadLetter }
 
 func (l *lazyStage) TickInterval() time.Duration {

@@ -112,6 +112,9 @@ func New(spec Spec) (*Pipeline, error) {
 	}
 	for _, src := range spec.Sources {
 		m := p.reg.Component("source", src.Name())
+		if dr, ok := src.(DropReasonsReporter); ok {
+			m.DropReasons(dr.DropReasons()...)
+		}
 		p.sources = append(p.sources, &sourceRT{
 			src: src,
 			m:   m,
@@ -120,6 +123,9 @@ func New(spec Spec) (*Pipeline, error) {
 	}
 	newSinkRT := func(queueName string, sk Sink) (*sinkRT, error) {
 		m := p.reg.Component("sink", sk.Name())
+		if dr, ok := sk.(DropReasonsReporter); ok {
+			m.DropReasons(dr.DropReasons()...)
+		}
 		q, err := NewQueue(queueName, sinkCfg, m, p.loss)
 		if err != nil {
 			return nil, fmt.Errorf("create pipeline %q: %w", spec.Name, err)

@@ -118,9 +118,9 @@ type Queue struct {
 	pushWait chan struct{} // closed to wake blocked producers; nil when none waits
 }
 
-// NewQueue returns an empty queue. name labels its gauges
-// (sluice_queue_events{queue=name}) and is the component named in loss
-// records ("pipeline.security", "sink.console"). Received and drops are
+// NewQueue returns an empty queue. Its gauges are its owner's
+// (sluice_queue_events{component,name} of m); name is the component named
+// in loss records ("pipeline.security", "sink.console"). Received and drops are
 // counted on m; a nil m counts on a private registry. A nil loss tracker
 // disables loss reporting.
 func NewQueue(name string, cfg QueueConfig, m *ComponentMetrics, loss *LossTracker) (*Queue, error) {
@@ -138,8 +138,8 @@ func NewQueue(name string, cfg QueueConfig, m *ComponentMetrics, loss *LossTrack
 		loss:         loss,
 		dropFull:     m.Dropped(ReasonQueueFull),
 		dropShutdown: m.Dropped(ReasonShutdown),
-		depth:        m.reg.Gauge(MetricQueueLen, "Events waiting in a queue.", "queue", name),
-		memory:       m.reg.Gauge(MetricQueueMem, "Bytes (Event.Size) waiting in a queue.", "queue", name),
+		depth:        m.Gauge(MetricQueueLen, "Events waiting in a component's queue."),
+		memory:       m.Gauge(MetricQueueMem, "Bytes (Event.Size) waiting in a component's queue."),
 		ring:         make([]Event, min(cfg.MaxEvents, 256)),
 	}
 	return q, nil

@@ -54,19 +54,20 @@ func runAgent(ctx context.Context, f *config.File, p *config.Parser, stdout, std
 	if err != nil {
 		return err
 	}
+	build := currentBuild()
 	images, diags := agent.FetchImages(ctx, f, fetch)
 	if diags.HasErrors() {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
 		return exitError{code: 1}
 	}
-	a, diags := agent.New(f, agent.Options{Logger: log, Stdout: stdout, Images: images})
+	a, diags := agent.New(f, agent.Options{Logger: log, Stdout: stdout, Images: images, Build: agent.BuildInfo{Version: build.Version, Commit: build.Commit}})
 	if len(diags) > 0 {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
 	}
 	if diags.HasErrors() {
 		return exitError{code: 1}
 	}
-	log.Info("sluice agent starting", "version", currentBuild().Version, "name", f.Agent.Name, "pipelines", len(f.Pipelines))
+	log.Info("sluice agent starting", "version", build.Version, "name", f.Agent.Name, "pipelines", len(f.Pipelines))
 	err = a.Run(ctx)
 	summary := a.Summary()
 	if stats {
