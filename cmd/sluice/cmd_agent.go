@@ -22,7 +22,8 @@ default'): the built-in gadgets into the terminal and into a NATS server the
 agent runs itself. It stops on SIGINT or SIGTERM: it detaches its programs,
 drains its queues, flushes its sinks and exits 0.
 
-Loading eBPF needs root, or CAP_BPF with CAP_PERFMON.`,
+Loading eBPF needs root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH
+(docs/operations.md, "Privileges").`,
 		Example: `  sluice agent
   sluice agent --config /etc/sluice/sluice.hcl
   sluice agent -c sluice.hcl --log-level debug --pull always`,
