@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/sluice-dev/sluice/agent"
@@ -655,23 +657,34 @@ func loadPublicKeys(paths []string) ([]*ecdsa.PublicKey, error) {
 
 func imageGenerateKeyPairCommand() *cobra.Command {
 	var prefix string
+	var noPassword bool
 	cmd := &cobra.Command{
 		Use:   "generate-key-pair",
 		Short: "Write cosign.key and cosign.pub (cosign's formats)",
-		Long: `Write a new ECDSA P-256 key pair in cosign's formats: PREFIX.key (encrypted
-with the password in $COSIGN_PASSWORD) and PREFIX.pub.`,
-		Example: `  COSIGN_PASSWORD=... sluice image generate-key-pair
-  sluice image generate-key-pair --output-key-prefix /etc/sluice/release`,
+		Long: `Write a new ECDSA P-256 key pair in cosign's formats: PREFIX.key, encrypted
+with a password, and PREFIX.pub.
+
+The password is $COSIGN_PASSWORD when set; otherwise it is asked on the
+terminal, twice, as cosign does. Without a terminal and without
+$COSIGN_PASSWORD the command refuses, rather than write a key anyone who
+reads the file can use; --no-password writes such a key on purpose.`,
+		Example: `  sluice image generate-key-pair                        # asks for the password
+  COSIGN_PASSWORD=... sluice image generate-key-pair --output-key-prefix /etc/sluice/release
+  sluice image generate-key-pair --no-password --output-key-prefix ci   # a throw-away key`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			priv, pub, err := sign.GenerateKeyPair([]byte(os.Getenv(sign.PasswordEnv)))
-			if err != nil {
-				return err
-			}
 			for _, name := range []string{prefix + ".key", prefix + ".pub"} {
 				if _, err := os.Stat(name); err == nil {
 					return fmt.Errorf("generate-key-pair: %s exists; remove it or choose another --output-key-prefix", name)
 				}
+			}
+			password, err := keyPassword(cmd, noPassword)
+			if err != nil {
+				return err
+			}
+			priv, pub, err := sign.GenerateKeyPair(password)
+			if err != nil {
+				return err
 			}
 			if err := os.WriteFile(prefix+".key", priv, 0o600); err != nil {
 				return err
@@ -679,12 +692,63 @@ with the password in $COSIGN_PASSWORD) and PREFIX.pub.`,
 			if err := os.WriteFile(prefix+".pub", pub, 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s.key (encrypted with $%s) and %s.pub\n", prefix, sign.PasswordEnv, prefix)
+			how := "encrypted with its password"
+			if len(password) == 0 {
+				how = "NOT protected by a password"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s.key (%s) and %s.pub\n", prefix, how, prefix)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&prefix, "output-key-prefix", "cosign", "write `PREFIX`.key and PREFIX.pub")
+	cmd.Flags().BoolVar(&noPassword, "no-password", false, "write a private key without a password (anyone who can read it can sign)")
 	return cmd
+}
+
+// keyPassword is the password of a new private key: $COSIGN_PASSWORD, or
+// asked twice on the terminal; none only with --no-password.
+func keyPassword(cmd *cobra.Command, noPassword bool) ([]byte, error) {
+	if noPassword {
+		if os.Getenv(sign.PasswordEnv) != "" {
+			return nil, usageErrorf(cmd, "--no-password, but $%s is set", sign.PasswordEnv)
+		}
+		return nil, nil
+	}
+	if pw, ok := os.LookupEnv(sign.PasswordEnv); ok {
+		if pw == "" {
+			return nil, usageErrorf(cmd, "$%s is empty: pass --no-password for a key without a password", sign.PasswordEnv)
+		}
+		return []byte(pw), nil
+	}
+	in, ok := cmd.InOrStdin().(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return nil, usageErrorf(cmd, "no password for the private key: set $%s, run on a terminal to be asked, or pass --no-password", sign.PasswordEnv)
+	}
+	w := cmd.ErrOrStderr()
+	ask := func(prompt string) ([]byte, error) {
+		fmt.Fprint(w, prompt)
+		pw, err := term.ReadPassword(int(in.Fd()))
+		fmt.Fprintln(w)
+		if err != nil {
+			return nil, fmt.Errorf("read the password: %w", err)
+		}
+		return pw, nil
+	}
+	pw, err := ask("Enter password for private key: ")
+	if err != nil {
+		return nil, err
+	}
+	again, err := ask("Enter password for private key again: ")
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(pw, again) {
+		return nil, errors.New("generate-key-pair: the passwords do not match")
+	}
+	if len(pw) == 0 {
+		return nil, errors.New("generate-key-pair: empty password: pass --no-password for a key without a password")
+	}
+	return pw, nil
 }
 
 func byteSize(n int64) string {
