@@ -100,6 +100,8 @@ The store lives in --data-dir, $SLUICE_DATA_DIR, or /var/lib/sluice.`,
 		imageSignCommand(&common),
 		imageVerifyCommand(&common),
 		imageGenerateKeyPairCommand(),
+		imageSignBlobCommand(),
+		imageVerifyBlobCommand(),
 	)
 	return cmd
 }
@@ -546,15 +548,8 @@ read from $COSIGN_PASSWORD.`,
 			if err := requireFlags(cmd, "key"); err != nil {
 				return err
 			}
-			data, err := os.ReadFile(keyPath)
+			key, err := loadPrivateKey(keyPath)
 			if err != nil {
-				return fmt.Errorf("sign: %w", err)
-			}
-			key, err := sign.LoadPrivateKey(data, []byte(os.Getenv(sign.PasswordEnv)))
-			if err != nil {
-				if errors.Is(err, sign.ErrWrongPassword) {
-					return fmt.Errorf("sign: %w (the password is read from $%s)", err, sign.PasswordEnv)
-				}
 				return fmt.Errorf("sign: %w", err)
 			}
 			ctx, stdout := cmd.Context(), cmd.OutOrStdout()
@@ -637,6 +632,98 @@ in the registry since.`,
 	cmd.Flags().StringArrayVar(&keyPaths, "key", nil, "public key `file` (PEM; repeatable: any one may have signed)")
 	cmd.MarkFlagFilename("key", "pub", "pem")
 	return cmd
+}
+
+func imageSignBlobCommand() *cobra.Command {
+	var keyPath, output string
+	cmd := &cobra.Command{
+		Use:   "sign-blob --key KEY FILE",
+		Short: "Sign a file as cosign sign-blob does",
+		Long: `Sign a file (a release's SHA256SUMS, say) as cosign sign-blob does: ECDSA over the
+file's SHA-256, base64. cosign verify-blob and sluice image verify-blob check it.
+The key's password is read from $COSIGN_PASSWORD.`,
+		Example: `  sluice image sign-blob --key cosign.key --output-signature SHA256SUMS.sig SHA256SUMS
+  cosign verify-blob --key cosign.pub --signature SHA256SUMS.sig --insecure-ignore-tlog SHA256SUMS`,
+		Args: exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "key"); err != nil {
+				return err
+			}
+			key, err := loadPrivateKey(keyPath)
+			if err != nil {
+				return fmt.Errorf("sign-blob: %w", err)
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return fmt.Errorf("sign-blob: %w", err)
+			}
+			sig, err := sign.SignPayload(key, data)
+			if err != nil {
+				return err
+			}
+			if output == "" {
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), sig)
+				return err
+			}
+			return os.WriteFile(output, []byte(sig), 0o644)
+		},
+	}
+	cmd.Flags().StringVar(&keyPath, "key", "", "private key `file` (cosign's encrypted format or PEM; password from $COSIGN_PASSWORD)")
+	cmd.Flags().StringVar(&output, "output-signature", "", "write the signature to `FILE` (default: stdout)")
+	cmd.MarkFlagFilename("key", "key", "pem")
+	return cmd
+}
+
+func imageVerifyBlobCommand() *cobra.Command {
+	var keyPaths []string
+	var sigPath string
+	cmd := &cobra.Command{
+		Use:     "verify-blob --key PUB --signature SIG FILE",
+		Short:   "Verify a file's cosign sign-blob signature",
+		Example: `  sluice image verify-blob --key cosign.pub --signature SHA256SUMS.sig SHA256SUMS && sha256sum -c SHA256SUMS`,
+		Args:    exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "key", "signature"); err != nil {
+				return err
+			}
+			keys, err := loadPublicKeys(keyPaths)
+			if err != nil {
+				return err
+			}
+			sig, err := os.ReadFile(sigPath)
+			if err != nil {
+				return fmt.Errorf("verify-blob: %w", err)
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return fmt.Errorf("verify-blob: %w", err)
+			}
+			for _, k := range keys {
+				if sign.VerifyPayload(k, data, strings.TrimSpace(string(sig))) {
+					fmt.Fprintf(cmd.OutOrStdout(), "verified %s: signed by key %s\n", args[0], sign.Fingerprint(k))
+					return nil
+				}
+			}
+			return fmt.Errorf("verify-blob %s: the signature in %s is not by any of the keys given", args[0], sigPath)
+		},
+	}
+	cmd.Flags().StringArrayVar(&keyPaths, "key", nil, "public key `file` (PEM; repeatable: any one may have signed)")
+	cmd.Flags().StringVar(&sigPath, "signature", "", "the signature `file` (base64, as cosign sign-blob writes it)")
+	cmd.MarkFlagFilename("key", "pub", "pem")
+	return cmd
+}
+
+// loadPrivateKey reads a signing key, its password from $COSIGN_PASSWORD.
+func loadPrivateKey(path string) (*ecdsa.PrivateKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	key, err := sign.LoadPrivateKey(data, []byte(os.Getenv(sign.PasswordEnv)))
+	if errors.Is(err, sign.ErrWrongPassword) {
+		return nil, fmt.Errorf("%w (the password is read from $%s)", err, sign.PasswordEnv)
+	}
+	return key, err
 }
 
 func loadPublicKeys(paths []string) ([]*ecdsa.PublicKey, error) {

@@ -168,3 +168,36 @@ func TestGenerateKeyPairPassword(t *testing.T) {
 		}
 	})
 }
+
+// TestSignBlob: sign-blob signs a file as cosign sign-blob does;
+// verify-blob accepts the signature with the key, and refuses another key
+// or a changed file.
+func TestSignBlob(t *testing.T) {
+	dir := t.TempDir()
+	e := newImageEnv(t) // COSIGN_PASSWORD=pw
+	key := filepath.Join(dir, "k")
+	other := filepath.Join(dir, "other")
+	e.ok(t, "image", "generate-key-pair", "--output-key-prefix", key)
+	e.ok(t, "image", "generate-key-pair", "--output-key-prefix", other)
+	file := filepath.Join(dir, "SHA256SUMS")
+	os.WriteFile(file, []byte("0123  sluice\n"), 0o644)
+	sig := filepath.Join(dir, "SHA256SUMS.sig")
+	e.ok(t, "image", "sign-blob", "--key", key+".key", "--output-signature", sig, file)
+	if out := e.ok(t, "image", "verify-blob", "--key", key+".pub", "--signature", sig, file); !strings.Contains(out, "verified") {
+		t.Errorf("verify-blob: %s", out)
+	}
+	data, _ := os.ReadFile(file)
+	s, _ := os.ReadFile(sig)
+	k, _ := os.ReadFile(key + ".pub")
+	pub, err := sign.LoadPublicKey(k)
+	if err != nil || !sign.VerifyPayload(pub, data, string(s)) {
+		t.Errorf("the signature is not ECDSA-SHA256 of the file, base64, as cosign's: %v", err)
+	}
+	if _, errOut, code := e.run(t, "", "image", "verify-blob", "--key", other+".pub", "--signature", sig, file); code != 1 || !strings.Contains(errOut, "not by any of the keys") {
+		t.Errorf("another key: exit %d, %s", code, errOut)
+	}
+	os.WriteFile(file, []byte("0124  sluice\n"), 0o644)
+	if _, errOut, code := e.run(t, "", "image", "verify-blob", "--key", key+".pub", "--signature", sig, file); code != 1 {
+		t.Errorf("a changed file: exit %d, %s", code, errOut)
+	}
+}
