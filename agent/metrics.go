@@ -9,20 +9,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/sinks"
+	"github.com/sluice-dev/sluice/wasmstages"
 )
 
-// BuildInfo says which sluice runs; /metrics serves it as
-// sluice_build_info{version,revision,goversion} 1.
-type BuildInfo struct {
-	Version string // semantic version
-	Commit  string // the commit it was built from
-}
-
 // metricsHandler serves /metrics with the Prometheus client library: the
-// components' series (reg), sluice_build_info, and the client's Go runtime
+// components' series (reg), sluice_build_info{version,revision,goversion},
+// and the client's Go runtime
 // (go_*) and process (process_*) collectors, with the content negotiation
 // (text or OpenMetrics) and compression Prometheus servers expect.
-func metricsHandler(reg *pipeline.Registry, build BuildInfo) http.Handler {
+func metricsHandler(reg *pipeline.Registry, version, commit string) http.Handler {
 	pr := prometheus.NewRegistry()
 	pr.MustRegister(
 		collectors.NewGoCollector(),
@@ -31,8 +27,8 @@ func metricsHandler(reg *pipeline.Registry, build BuildInfo) http.Handler {
 			Name: "sluice_build_info",
 			Help: "The version of sluice running (always 1).",
 			ConstLabels: prometheus.Labels{
-				"version":   orUnknown(build.Version),
-				"revision":  orUnknown(build.Commit),
+				"version":   orUnknown(version),
+				"revision":  orUnknown(commit),
 				"goversion": runtime.Version(),
 			},
 		}, func() float64 { return 1 }),
@@ -82,6 +78,38 @@ func (c registryCollector) Collect(ch chan<- prometheus.Metric) {
 				m = prometheus.NewInvalidMetric(desc, err)
 			}
 			ch <- m
+		}
+	}
+}
+
+// registerPlanned registers at zero every series the planned components
+// can emit, so that /metrics has them from the agent's start rather than
+// from their first event or their creation in Run: an alert on a rate
+// sees 0, not "no data". The live components register the same series
+// again (pipeline.DropReasonsReporter, ErrorKindsReporter), which finds
+// these.
+func registerPlanned(reg *pipeline.Registry, p *plan) {
+	queueDrops := []string{pipeline.ReasonQueueFull, pipeline.ReasonShutdown}
+	for _, s := range p.sources {
+		reg.Component("source", s.name).DropReasons(pipeline.ReasonKernel)
+		if s.wasm != nil {
+			reg.StageMeter(gadgetModuleName(s.name)).ErrorKinds(wasmstages.ErrorKinds()...)
+		}
+	}
+	for _, s := range p.sinks {
+		m := reg.Component("sink", s.name)
+		m.QueueGauges()
+		m.DropReasons(append(queueDrops, pipeline.ReasonSinkError)...)
+		m.DropReasons(sinks.DropReasons(s.kind)...)
+	}
+	for _, pp := range p.pipelines {
+		m := reg.Component("pipeline", pp.name)
+		m.QueueGauges()
+		m.DropReasons(queueDrops...)
+		for _, st := range pp.stages {
+			sm := reg.StageMeter(st.name)
+			sm.ErrorKinds(wasmstages.ErrorKinds()...)
+			sm.M.DropReasons(pipeline.ReasonStageError, pipeline.ReasonDeadLetter)
 		}
 	}
 }

@@ -116,11 +116,11 @@ pipeline "p" {
   sinks   = [sink.nats.bus, sink.file.disk, sink.stdout.out]
 }
 `)
-	a, diags := New(f, Options{Stdout: io.Discard, Build: BuildInfo{Version: "v1.2.3", Commit: "abc"}})
+	a, diags := New(f, Options{Stdout: io.Discard, Version: "v1.2.3", Commit: "abc"})
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	srv := httptest.NewServer(metricsHandler(a.metrics, a.build))
+	srv := httptest.NewServer(metricsHandler(a.metrics, a.opts.Version, a.opts.Commit))
 	defer srv.Close()
 	families := scrapeMetrics(t, srv.URL)
 

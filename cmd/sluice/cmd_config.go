@@ -58,7 +58,8 @@ Exit status: 0 when valid (warnings alone pass), 1 with errors.`,
 }
 
 // validateFile checks everything that can be checked without privileges.
-// Exit status 1 means the config has errors; warnings alone pass.
+// Exit status 1 means the config has errors; warnings alone pass. An
+// interrupt (ctx) stops it between two checks, pulls and compilations.
 func validateFile(ctx context.Context, path string, stdout, stderr io.Writer) error {
 	p := config.NewParser()
 	f, diags := p.ParseFile(path)
@@ -76,6 +77,11 @@ func validateFile(ctx context.Context, path string, stdout, stderr io.Writer) er
 			// init with the config's params.
 			diags = append(diags, agent.Check(ctx, f, images)...)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		// What failed may only have failed for the interrupt: say so
+		// rather than print diagnostics that blame the config.
+		return fmt.Errorf("config validate %s: interrupted: %w", path, err)
 	}
 	if len(diags) > 0 {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))

@@ -58,7 +58,7 @@ pulled into the local store.`,
 				defer cancel()
 			}
 			stderr := cmd.ErrOrStderr()
-			return runAgent(ctx, f, config.NewParser(), cmd.OutOrStdout(), stderr, stats, images.fetchOptions(stderr))
+			return runAgent(ctx, f, config.NewParser(), cmd.OutOrStdout(), stderr, runOptions{stats: stats, fetch: images.fetchOptions(stderr)})
 		},
 	}
 	fs := cmd.Flags()
