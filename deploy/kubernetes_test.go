@@ -127,8 +127,14 @@ func TestKubernetesManifest(t *testing.T) {
 	for _, p := range c.Ports {
 		check("port "+p.Name, validation.IsValidPortName(p.Name))
 	}
-	if probe := c.LivenessProbe; probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != "/healthz" || probe.HTTPGet.Port.String() != c.Ports[0].Name {
-		t.Errorf("the liveness probe does not ask the metrics port's /healthz: %+v", probe)
+	for _, p := range []struct {
+		what  string
+		probe *corev1.Probe
+		path  string
+	}{{"liveness", c.LivenessProbe, "/livez"}, {"readiness", c.ReadinessProbe, "/readyz"}} {
+		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.String() != c.Ports[0].Name {
+			t.Errorf("the %s probe does not ask the metrics port's %s: %+v", p.what, p.path, p.probe)
+		}
 	}
 
 	sc := c.SecurityContext

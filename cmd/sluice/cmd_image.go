@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 	"oras.land/oras-go/v2/registry/remote/auth"
 
@@ -813,8 +814,7 @@ func keyPassword(cmd *cobra.Command, noPassword bool) ([]byte, error) {
 	}
 	w := cmd.ErrOrStderr()
 	ask := func(prompt string) ([]byte, error) {
-		fmt.Fprint(w, prompt)
-		pw, err := term.ReadPassword(int(in.Fd()))
+		pw, err := readPassword(int(in.Fd()), w, prompt)
 		fmt.Fprintln(w)
 		if err != nil {
 			return nil, fmt.Errorf("read the password: %w", err)
@@ -836,6 +836,47 @@ func keyPassword(cmd *cobra.Command, noPassword bool) ([]byte, error) {
 		return nil, errors.New("generate-key-pair: empty password: pass --no-password for a key without a password")
 	}
 	return pw, nil
+}
+
+// readPassword reads a line from the terminal fd without echoing it. Echo
+// is off before the prompt shows, so that a password typed as soon as the
+// prompt appears is never echoed (term.ReadPassword turns echo off after).
+func readPassword(fd int, w io.Writer, prompt string) ([]byte, error) {
+	saved, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	quiet := *saved
+	quiet.Lflag &^= unix.ECHO
+	quiet.Lflag |= unix.ICANON | unix.ISIG
+	quiet.Iflag |= unix.ICRNL
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+		return nil, err
+	}
+	defer unix.IoctlSetTermios(fd, unix.TCSETS, saved)
+	fmt.Fprint(w, prompt)
+	var line []byte
+	var b [1]byte
+	for {
+		n, err := unix.Read(fd, b[:])
+		if n == 1 {
+			if b[0] == '\n' {
+				return line, nil
+			}
+			line = append(line, b[0])
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(line) == 0 {
+			return nil, io.EOF
+		}
+		return line, nil
+	}
 }
 
 func byteSize(n int64) string {
