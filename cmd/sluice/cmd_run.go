@@ -27,6 +27,7 @@ func newRunCommand() *cobra.Command {
 		logLevel   string
 		stats      bool
 		images     imageRunFlags
+		kinds      gadgetRunFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run GADGET",
@@ -35,12 +36,14 @@ func newRunCommand() *cobra.Command {
 
 GADGET is a built-in gadget name (see 'sluice gadgets'), a path to an eBPF ELF,
 or an image reference (HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...),
-pulled into the local store.`,
+pulled into the local store. 'sluice run GADGET --help' lists the gadget's
+parameters and fields.`,
 		Example: `  sluice run trace_exec
   sluice run trace_open --param target_pid=1234 -o json --timeout 10s
   sluice run ./my_gadget.bpf.o --event-type event
   sluice run localhost:5000/gadgets/trace_exec:v1 --pull always
-  sluice run trace_exec --wasm my_module.wasm --stats`,
+  sluice run trace_exec --wasm my_module.wasm --stats
+  sluice run trace_open --help                   # the gadget's parameters and fields`,
 		Args:              exactArgs("GADGET"),
 		ValidArgsFunction: completeGadget,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,6 +55,9 @@ pulled into the local store.`,
 			f.Sources[0].BufferSize = bufferSize
 			f.Sources[0].Wasm = wasm
 			f.Pipelines[0].Queue.WhenFull = queuePol
+			if err := kinds.apply(f, cmd.OutOrStdout()); err != nil {
+				return err
+			}
 			if timeout > 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -73,6 +79,8 @@ pulled into the local store.`,
 	enumVarP(cmd, fs, &logLevel, "log-level", "", "warn", logLevels, "log level")
 	fs.BoolVar(&stats, "stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
 	images.register(cmd)
+	kinds.register(cmd)
+	cmd.SetHelpFunc(gadgetHelpFunc(&images))
 	cmd.MarkFlagFilename("wasm", "wasm")
 	cmd.RegisterFlagCompletionFunc("param", cobra.NoFileCompletions)
 	cmd.RegisterFlagCompletionFunc("event-type", cobra.NoFileCompletions)

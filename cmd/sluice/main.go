@@ -34,6 +34,20 @@ func usageErrorf(cmd *cobra.Command, format string, args ...any) error {
 	return &usageError{command: cmd.CommandPath(), err: fmt.Errorf(format, args...)}
 }
 
+// helpFailure lets a help function, which cannot return an error (`sluice
+// run GADGET --help` loads the gadget), fail the command: run puts one in
+// the context and looks at it after the command.
+type helpFailure struct{ err error }
+
+type helpFailureKey struct{}
+
+// failHelp records err as the failure of the help shown in ctx's command.
+func failHelp(ctx context.Context, err error) {
+	if hf, ok := ctx.Value(helpFailureKey{}).(*helpFailure); ok && hf.err == nil {
+		hf.err = err
+	}
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
@@ -49,7 +63,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	hf := &helpFailure{}
+	err := root.ExecuteContext(context.WithValue(ctx, helpFailureKey{}, hf))
+	if err == nil {
+		err = hf.err
+	}
 	var ee exitError
 	var ue *usageError
 	switch {
