@@ -3,74 +3,39 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluice-dev/sluice/agent"
+	"github.com/sluice-dev/sluice/oci"
 )
 
-// connectSubscriber connects `sluice subscribe` to url, authenticating as
-// subscribeAuth says. Credentials it found by itself are dropped again for
-// a server that wants none (one run with auth = "none").
-func connectSubscriber(url, nkeyFile, credsFile, dataDir string) (*nats.Conn, error) {
-	auth, used, err := subscribeAuth(nkeyFile, credsFile, dataDir)
+// readerCredentials returns the embedded server's read-only NKey seed file
+// under the data directory (dataDir, else $SLUICE_DATA_DIR, else the
+// default) when this user can read it, or "".
+func readerCredentials(dataDir string) string {
+	seed := agent.NATSReaderSeedFile(oci.DataDir(dataDir, ""))
+	f, err := os.Open(seed)
 	if err != nil {
-		return nil, err
+		return "" // not the agent's user, or no agent here yet
 	}
-	name := nats.Name("sluice subscribe")
-	nc, err := nats.Connect(url, append(auth, name)...)
-	if errors.Is(err, nats.ErrNkeysNotSupported) && nkeyFile == "" && credsFile == "" {
-		nc, err = nats.Connect(url, name)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", url, explainAuthFailure(err, used, dataDir))
-	}
-	return nc, nil
-}
-
-// subscribeAuth returns the options with which `sluice subscribe`
-// authenticates: an NKey seed or creds file when given, otherwise the
-// embedded server's read-only credentials under dataDir when this user can
-// read them (the agent's user, root by default), otherwise none. found
-// names the file used, for messages.
-func subscribeAuth(nkeyFile, credsFile, dataDir string) (opts []nats.Option, found string, err error) {
-	switch {
-	case nkeyFile != "" && credsFile != "":
-		return nil, "", errors.New("pass --nkey or --creds, not both")
-	case nkeyFile != "":
-		opt, err := nats.NkeyOptionFromSeed(nkeyFile)
-		if err != nil {
-			return nil, "", fmt.Errorf("read nkey seed: %w", err)
-		}
-		return []nats.Option{opt}, nkeyFile, nil
-	case credsFile != "":
-		if _, err := os.Stat(credsFile); err != nil {
-			return nil, "", fmt.Errorf("read creds file: %w", err)
-		}
-		return []nats.Option{nats.UserCredentials(credsFile)}, credsFile, nil
-	}
-	seed := agent.NATSReaderSeedFile(dataDir)
-	opt, err := nats.NkeyOptionFromSeed(seed)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
-			return nil, "", nil // not the agent's user, or no agent here yet
-		}
-		return nil, "", fmt.Errorf("read the embedded server's reader credentials: %w", err)
-	}
-	return []nats.Option{opt}, seed, nil
+	f.Close()
+	return seed
 }
 
 // explainAuthFailure adds what to do to a connection refused for want of
 // credentials.
-func explainAuthFailure(err error, used, dataDir string) error {
+func explainAuthFailure(err error, f *natsClientFlags, found string) error {
 	if !errors.Is(err, nats.ErrAuthorization) {
 		return err
 	}
-	if used != "" {
-		return fmt.Errorf("%w (with the credentials in %s)", err, used)
+	switch {
+	case found != "":
+		return fmt.Errorf("%w (with the embedded server's read-only credentials in %s)", err, found)
+	case f.user != "" || f.token != "" || f.nkey != "" || f.creds != "" || os.Getenv("NATS_TOKEN") != "":
+		return err
 	}
-	return fmt.Errorf("%w: the server wants credentials; run as the agent's user so that subscribe reads %s, or pass --nkey or --creds",
-		err, agent.NATSReaderSeedFile(dataDir))
+	return fmt.Errorf("%w: the server wants credentials; run as the agent's user so that the embedded server's read-only ones are read from %s (--data-dir), or pass --creds, --nkey, --user or --token",
+		err, agent.NATSReaderSeedFile(oci.DataDir(f.dataDir, "")))
 }
