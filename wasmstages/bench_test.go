@@ -114,3 +114,34 @@ func BenchmarkEmit(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in)), "ns/event")
 }
+
+// BenchmarkStamp measures what StampVersion costs per event: a filter that
+// keeps every event (KEEP: passed by reference without the stamp, copied
+// once with it) and a guest that rewrites every event (EMIT: copied out of
+// the guest, then once more with the stamp). Compare on/off within a run.
+func BenchmarkStamp(b *testing.B) {
+	for _, g := range []struct {
+		name   string
+		module string
+		params map[string]any
+	}{
+		{"keep", "filter", map[string]any{"comms": []string{"sh"}}},
+		{"emit", "tag_v1", nil},
+	} {
+		for _, stamp := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/stamp=%t", g.name, stamp), func(b *testing.B) {
+				stage := newStage(b, wasmstages.Config{Name: "s", Module: guest(g.module), Params: g.params, StampVersion: stamp})
+				in := events(256, "cat")
+				out := make([]pipeline.Event, 0, 256)
+				b.ReportAllocs()
+				for b.Loop() {
+					var err error
+					if out, err = stage.Process(context.Background(), in, out[:0]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in)), "ns/event")
+			})
+		}
+	}
+}
