@@ -2,9 +2,6 @@ package sinks
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -296,55 +293,11 @@ func (s *NATS) connectOptions() ([]nats.Option, error) {
 			}
 		}),
 	}
-	auths := 0
-	if s.opts.User != "" {
-		auths++
-		o = append(o, nats.UserInfo(s.opts.User, s.opts.Password))
+	auth, err := s.opts.auth().ConnectOptions()
+	if err != nil {
+		return nil, err
 	}
-	if s.opts.Token != "" {
-		auths++
-		o = append(o, nats.Token(s.opts.Token))
-	}
-	if s.opts.NKeySeedFile != "" {
-		auths++
-		opt, err := nats.NkeyOptionFromSeed(s.opts.NKeySeedFile)
-		if err != nil {
-			return nil, fmt.Errorf("read nkey seed file: %w", err)
-		}
-		o = append(o, opt)
-	}
-	if s.opts.CredsFile != "" {
-		auths++
-		if _, err := os.Stat(s.opts.CredsFile); err != nil {
-			return nil, fmt.Errorf("read creds file: %w", err)
-		}
-		o = append(o, nats.UserCredentials(s.opts.CredsFile))
-	}
-	if auths > 1 {
-		return nil, errors.New("set only one of user/password, token, nkey_seed_file and creds_file")
-	}
-	if s.opts.CAFile != "" || s.opts.CertFile != "" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if s.opts.CAFile != "" {
-			pem, err := os.ReadFile(s.opts.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("read CA file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("CA file %s holds no PEM certificate", s.opts.CAFile)
-			}
-			cfg.RootCAs = pool
-		}
-		if s.opts.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(s.opts.CertFile, s.opts.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("load client certificate: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		o = append(o, nats.Secure(cfg))
-	}
+	o = append(o, auth...)
 	return o, nil
 }
 
