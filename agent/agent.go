@@ -47,6 +47,9 @@ type Agent struct {
 	// cache holds the compiled code of the stages and the gadget modules;
 	// Run opens it when there are any.
 	cache *wasmstages.Cache
+	// followers keep each Wasm stage on its desired version
+	// (stagefollow.go).
+	followers stageFollowers
 }
 
 // New validates cfg and builds the agent's components without touching the
@@ -158,6 +161,12 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
+	// Stage versions: files, OCI tags, the fleet's control bucket.
+	access, ds := newImageAccess(cfg, opts.Images)
+	if diags = append(diags, ds...); diags.HasErrors() {
+		return nil, diags
+	}
+	a.followers = newStageFollowers(cfg, a.stages, modules, access, log, reg)
 	return a, diags
 }
 
@@ -258,15 +267,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 		a.log.Info("serving metrics", "address", ln.Addr().String())
 	}
-	// Stages whose module is a file swap in its new versions until the
-	// pipelines stop.
-	watchCtx, stopWatching := context.WithCancel(ctx)
-	var watchers errgroup.Group
-	for _, l := range a.stages {
-		if l.watch {
-			watchers.Go(func() error { return l.stage.WatchFile(watchCtx, l.poll) })
-		}
-	}
+	// Stage versions (stagefollow.go): followed until the pipelines stop.
+	stopFollowing := a.followStages(ctx)
 	grace := a.cfg.Agent.ShutdownGrace
 	var pipelineErrs []error
 	var mu sync.Mutex
@@ -282,8 +284,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 	}
 	pipes.Wait()
-	stopWatching()
-	_ = watchers.Wait() // WatchFile returns nil once its context ends
+	stopFollowing()
 	a.log.Info("pipelines stopped")
 	return errors.Join(pipelineErrs...)
 }

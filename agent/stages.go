@@ -26,6 +26,9 @@ type stageModule struct {
 	// path is the file the module was read from, which the stage watches
 	// for new versions; "" for built-in stages and images.
 	path string
+	// version names it: the image's digest for an OCI module, else the
+	// module's own; the config's value.
+	version wasmstages.Version
 }
 
 // ociPrefix marks a module value that names an OCI image.
@@ -38,14 +41,14 @@ const ociPrefix = "oci://"
 // knows where modules come from.
 func resolveStageModule(value, baseDir string, images *Images) (stageModule, error) {
 	if strings.HasPrefix(value, ociPrefix) {
-		b, err := images.StageModule(value)
+		img, err := images.stageImage(value)
 		if err != nil {
 			return stageModule{}, fmt.Errorf("stage module %q: %w", value, err)
 		}
-		return stageModule{bytes: b}, nil
+		return stageModule{bytes: img.Module, version: wasmstages.Version{Digest: img.Digest.String(), Ref: value}}, nil
 	}
 	if b, ok := stages.Builtin(value); ok {
-		return stageModule{bytes: b}, nil
+		return stageModule{bytes: b, version: wasmstages.Version{Digest: wasmstages.ModuleDigest(b), Ref: value}}, nil
 	}
 	if !strings.ContainsAny(value, "/.") {
 		hint := ""
@@ -63,7 +66,7 @@ func resolveStageModule(value, baseDir string, images *Images) (stageModule, err
 	if err != nil {
 		return stageModule{}, fmt.Errorf("read stage module %q: %w", value, err)
 	}
-	return stageModule{bytes: b, path: path}, nil
+	return stageModule{bytes: b, path: path, version: wasmstages.Version{Digest: wasmstages.ModuleDigest(b), Ref: path}}, nil
 }
 
 // StageModuleRefs returns the OCI module values of the config's Wasm
@@ -111,14 +114,16 @@ func resolveStages(f *config.File, images *Images) (map[*config.Stage]stageModul
 func wasmConfig(st *config.Stage, m stageModule) wasmstages.Config {
 	w := st.Wasm
 	cfg := wasmstages.Config{
-		Name:        st.Name,
-		Module:      m.path,
-		Params:      w.Params,
-		Timeout:     w.Timeout,
-		MemoryLimit: uint64(w.MemoryLimit),
-		OnError:     st.OnError,
-		Workers:     w.Workers,
-		Tick:        w.Tick,
+		Name:         st.Name,
+		Module:       m.path,
+		Params:       w.Params,
+		Timeout:      w.Timeout,
+		MemoryLimit:  uint64(w.MemoryLimit),
+		OnError:      st.OnError,
+		Workers:      w.Workers,
+		Tick:         w.Tick,
+		Version:      m.version,
+		StampVersion: w.StampVersion,
 		Grants: wasmstages.Grants{
 			Env:    w.Grants.Env,
 			Stdout: w.Grants.Stdout,
@@ -196,8 +201,6 @@ type lazyStage struct {
 	block      *config.Stage
 	action     pipeline.ErrorAction
 	deadLetter pipeline.Sink
-	watch      bool
-	poll       time.Duration
 
 	stage *wasmstages.Stage // set by open
 }
@@ -215,8 +218,6 @@ func newLazyStage(st *config.Stage, m stageModule, deadLetter pipeline.Sink) (*l
 	}
 	l := &lazyStage{cfg: wasmConfig(st, m), block: st, action: action, deadLetter: deadLetter}
 	l.cfg.DeadLetter = deadLetter
-	l.watch = st.Wasm.Reload.Watch && m.path != ""
-	l.poll = st.Wasm.Reload.Poll
 	return l, nil
 }
 

@@ -9,6 +9,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
+// ErrBadStageImage marks an image StageAt fetched that is not a usable
+// stage image (no Wasm layer, two of them, a layer that is no Wasm
+// module): fetching it again gives the same answer.
+var ErrBadStageImage = errors.New("not a stage image")
+
 // ResolveRemote asks ref's registry what ref names now, with a HEAD
 // request for its manifest: nothing is pulled. It is how a followed tag is
 // polled. A reference pinned to a digest resolves to that digest without
@@ -63,7 +68,10 @@ func (r *Resolver) StageAt(ctx context.Context, ref Reference, d digest.Digest) 
 	}
 	img, err := r.store.Stage(ctx, desc)
 	if err != nil {
-		return nil, fmt.Errorf("stage image %s: %w", pinned, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadStageImage, pinned, err)
+	}
+	if img.Module == nil {
+		return nil, fmt.Errorf("%w: %s has no Wasm layer", ErrBadStageImage, pinned)
 	}
 	return img, nil
 }

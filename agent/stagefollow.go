@@ -1,0 +1,823 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/oci"
+	"github.com/sluice-dev/sluice/oci/sign"
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/wasmstages"
+)
+
+// This file keeps each Wasm stage on the version it should run: the
+// config's module (a file that changes, an OCI tag that moves) unless the
+// fleet's control bucket (rollout.go) names another. One stageFollower per
+// stage block owns every swap of that stage, in every pipeline that lists
+// it, so that a file watch, a tag poll and a rollout never race.
+
+// StageStatus says what a Wasm stage runs and how its last change went:
+// what `sluice ctl status` shows and agents publish to the control bucket.
+type StageStatus struct {
+	Stage string `json:"stage"`
+	// Digest and Ref name the running version ("sha256:..."; an OCI
+	// reference, a file or a built-in stage).
+	Digest string    `json:"digest"`
+	Ref    string    `json:"ref"`
+	Since  time.Time `json:"since"` // when it started serving
+	// Desired is what the stage should run: the config's module value or
+	// the control bucket's; DesiredFrom says which ("config", or
+	// "kv:<key>" with the entry's revision).
+	Desired         string `json:"desired"`
+	DesiredFrom     string `json:"desired_from"`
+	DesiredRevision uint64 `json:"desired_revision,omitempty"`
+	// State is StageServing, StagePending, StageFailed or
+	// StageRolledBack; Result the last attempt's (a reload result:
+	// "ok", "registry", "signature", ...), Error its error.
+	State  string `json:"state"`
+	Result string `json:"result,omitempty"`
+	Error  string `json:"error,omitempty"`
+	// Refused is the digest of the version that was refused or rolled
+	// back, kept from running until the desired version changes or an
+	// operator asks again.
+	Refused string `json:"refused,omitempty"`
+	// LastSwap is when the last swap happened and SwapTook how long it
+	// took from the new digest being seen to the version serving.
+	LastSwap time.Time     `json:"last_swap,omitzero"`
+	SwapTook time.Duration `json:"swap_took_ns,omitempty"`
+	// Checked is when the desired version was last looked at.
+	Checked time.Time `json:"checked,omitzero"`
+}
+
+// States of a stage (StageStatus.State).
+const (
+	StageServing    = "serving"     // runs the desired version
+	StagePending    = "pending"     // working on a new version
+	StageFailed     = "failed"      // the desired version could not be had or refused; the last good one serves
+	StageRolledBack = "rolled_back" // the desired version failed after its swap and was replaced by the previous one
+)
+
+// Results of a reload attempt beyond wasmstages' (ok, compile, abi,
+// memory_limit, init): the result label of sluice_stage_reloads_total.
+const (
+	ReloadRegistry   = "registry"    // the registry could not be reached or answered with an error
+	ReloadNotFound   = "not_found"   // the tag (or digest) is not in the registry
+	ReloadNotAllowed = "not_allowed" // the allow-list refused the image
+	ReloadSignature  = "signature"   // no valid signature under a verify policy
+	ReloadBadImage   = "image"       // not a stage image
+	ReloadBadRef     = "invalid_ref" // a control bucket value that names no module
+	ReloadUnreadable = "unreadable"  // a module file that cannot be read
+	ReloadRolledBack = "rolled_back" // the version failed too often after its swap
+)
+
+// Metric names of the stage version series, labelled {name} (the stage).
+const (
+	// MetricStageInfo is 1 for the version running, labelled digest and ref.
+	MetricStageInfo = "sluice_stage_info"
+	// MetricStageLastSwap is the Unix time of the last swap.
+	MetricStageLastSwap = "sluice_stage_last_swap_timestamp_seconds"
+	// MetricStageVersionChecks counts the polls of a followed tag (HEAD
+	// requests to the registry).
+	MetricStageVersionChecks = "sluice_stage_version_checks_total"
+)
+
+// Timing of the followers.
+const (
+	// tagResolveTimeout bounds one HEAD request to a registry.
+	tagResolveTimeout = 10 * time.Second
+	// maxBackoff bounds the wait between attempts after failures that may
+	// pass (a registry down), unless the poll is longer.
+	maxBackoff = 5 * time.Minute
+	// rollbackCheck is how often a version inside its rollback window is
+	// checked for failures.
+	rollbackCheck = 50 * time.Millisecond
+	// idle is the wait of a follower with nothing to poll: only a wake-up
+	// (a rollout, an operator) makes it look again.
+	idle = time.Hour
+)
+
+// moduleKind says where a module comes from.
+type moduleKind uint8
+
+const (
+	moduleBuiltin moduleKind = iota
+	moduleFile
+	moduleOCI
+)
+
+// moduleSpec is a version a stage should run, as named by the config or
+// the control bucket.
+type moduleSpec struct {
+	kind  moduleKind
+	value string        // as written
+	bytes []byte        // moduleBuiltin
+	path  string        // moduleFile
+	ref   oci.Reference // moduleOCI; a digest pins it, a tag is followed
+	// from is "config" or "kv:<key>"; revision the KV entry's.
+	from     string
+	revision uint64
+	// err is why a control bucket value names no module.
+	err error
+}
+
+// identity tells two specs apart: a new one (another value, another KV
+// revision) is an operator's decision, which retries refused versions.
+func (s *moduleSpec) identity() string {
+	return fmt.Sprintf("%s#%d#%s", s.from, s.revision, s.value)
+}
+
+// imageAccess is how followers fetch images: the agent's image policy and
+// store.
+type imageAccess struct {
+	policy  oci.Policy
+	dataDir string
+}
+
+func (ia *imageAccess) stageAt(ctx context.Context, ref oci.Reference, d digest.Digest) (*oci.StageImage, error) {
+	store, err := oci.OpenStore(ctx, ia.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	return oci.NewResolver(store, ia.policy).StageAt(ctx, ref, d)
+}
+
+func (ia *imageAccess) tagStored(ctx context.Context, ref oci.Reference, d digest.Digest) error {
+	store, err := oci.OpenStore(ctx, ia.dataDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	return oci.NewResolver(store, ia.policy).TagStored(ctx, ref, d)
+}
+
+// stageFollower owns the version of one stage block. Its methods are safe
+// for concurrent use; run is called once, by the agent.
+type stageFollower struct {
+	name    string
+	targets []*lazyStage // the stage in every pipeline that lists it
+	cfgSpec moduleSpec
+	watch   bool
+	poll    time.Duration // 0: the default of the module's kind
+	rbAfter int
+	rbWin   time.Duration
+	images  *imageAccess
+	log     *slog.Logger
+	reg     *pipeline.Registry
+
+	wake chan struct{} // cap 1: look now
+
+	mu       sync.Mutex
+	override *moduleSpec // from the control bucket; nil: the config's
+	retry    bool        // an operator asked to retry refused versions
+	status   StageStatus
+	notify   func() // status changed; set before run starts
+
+	// Owned by run.
+	lastSpec       string
+	failed         map[string]string // refused digests -> result
+	held           map[string]bool   // rolled-back digests
+	logged         map[string]bool   // causes logged once
+	transient      int               // failures in a row that may pass, for backoff
+	transientCause string            // their result
+	fileSeen       os.FileInfo
+	fileDigest     string
+	cur, prev      *loadedVersion
+	window         *rollbackWindow
+	infoLabels     []string
+	checks         *pipeline.Counter
+	lastSwapped    *pipeline.Gauge
+}
+
+// loadedVersion is a version's bytes and name, kept for a rollback.
+type loadedVersion struct {
+	module  []byte
+	version wasmstages.Version
+}
+
+// rollbackWindow watches a freshly swapped version.
+type rollbackWindow struct {
+	until  time.Time
+	digest string
+	seqs   []int // the version's Seq in each target
+}
+
+// newStageFollower builds the follower of stage block st, whose pipeline
+// instances are targets, with m its resolved config module.
+func newStageFollower(st *config.Stage, m stageModule, targets []*lazyStage, images *imageAccess, log *slog.Logger, reg *pipeline.Registry) *stageFollower {
+	w := st.Wasm
+	f := &stageFollower{
+		name: st.Name, targets: targets, watch: w.Reload.Watch, poll: w.Reload.Poll,
+		rbAfter: w.Reload.RollbackAfterErrors, rbWin: w.Reload.RollbackWindow,
+		images: images, log: log.With("stage", st.Name), reg: reg,
+		wake:   make(chan struct{}, 1),
+		failed: map[string]string{}, held: map[string]bool{}, logged: map[string]bool{},
+		cur:    &loadedVersion{module: m.bytes, version: m.version},
+		notify: func() {},
+	}
+	f.cfgSpec = specOf(w.Module, m, "config", 0)
+	f.checks = reg.Counter(MetricStageVersionChecks, "Polls of a followed OCI tag (HEAD requests to its registry).", "name", st.Name)
+	f.status = StageStatus{Stage: st.Name, Desired: w.Module, DesiredFrom: "config", State: StageServing}
+	return f
+}
+
+// specOf is the spec of a config module value, resolved to m.
+func specOf(value string, m stageModule, from string, rev uint64) moduleSpec {
+	s := moduleSpec{value: value, from: from, revision: rev}
+	switch {
+	case strings.HasPrefix(value, ociPrefix):
+		s.kind = moduleOCI
+		s.ref, s.err = oci.ParseReference(value)
+	case m.path != "":
+		s.kind, s.path = moduleFile, m.path
+	default:
+		s.kind, s.bytes = moduleBuiltin, m.bytes
+	}
+	return s
+}
+
+// parseOverride turns a control bucket value into a spec: an OCI
+// reference (with or without oci://, by tag or digest), or a bare digest
+// of the repository the config's module names.
+func (f *stageFollower) parseOverride(value, key string, rev uint64) *moduleSpec {
+	s := &moduleSpec{kind: moduleOCI, value: strings.TrimSpace(value), from: "kv:" + key, revision: rev}
+	if strings.HasPrefix(s.value, "sha256:") {
+		d, err := digest.Parse(s.value)
+		switch {
+		case err != nil:
+			s.err = fmt.Errorf("value %q: %w", s.value, err)
+		case f.cfgSpec.kind != moduleOCI || f.cfgSpec.err != nil:
+			s.err = fmt.Errorf("value %q is a bare digest, but the config's module %q names no image repository; give a whole reference (REGISTRY/REPO@%s)", s.value, f.cfgSpec.value, s.value)
+		default:
+			s.ref = oci.Reference{Registry: f.cfgSpec.ref.Registry, Repository: f.cfgSpec.ref.Repository, Digest: d}
+		}
+		return s
+	}
+	if !oci.LooksLikeReference(s.value) {
+		s.err = fmt.Errorf("value %q is neither an image reference (REGISTRY/REPO:TAG, REGISTRY/REPO@sha256:...) nor a digest", s.value)
+		return s
+	}
+	s.ref, s.err = oci.ParseReference(s.value)
+	return s
+}
+
+// setOverride makes the control bucket's value (nil: none) what the stage
+// should run, and wakes the follower.
+func (f *stageFollower) setOverride(s *moduleSpec) {
+	f.mu.Lock()
+	same := (s == nil && f.override == nil) || (s != nil && f.override != nil && s.identity() == f.override.identity())
+	f.override = s
+	f.mu.Unlock()
+	if !same {
+		f.wakeUp()
+	}
+}
+
+// CheckNow makes the follower look at the stage's desired version now
+// instead of at its next poll (an immediate tag check). With retryRefused
+// it also retries versions it refused or rolled back. Safe for concurrent
+// use; it does not wait for the check.
+func (f *stageFollower) CheckNow(retryRefused bool) {
+	if retryRefused {
+		f.mu.Lock()
+		f.retry = true
+		f.mu.Unlock()
+	}
+	f.wakeUp()
+}
+
+func (f *stageFollower) wakeUp() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns the stage's status. Safe for concurrent use.
+func (f *stageFollower) Status() StageStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.status
+}
+
+// follows reports whether run has anything to do: a file or tag to poll,
+// or a control bucket that may name versions.
+func (f *stageFollower) follows(control bool) bool {
+	if control {
+		return true
+	}
+	switch f.cfgSpec.kind {
+	case moduleFile:
+		return f.watch
+	case moduleOCI:
+		return f.watch && f.cfgSpec.ref.Digest == ""
+	}
+	return false
+}
+
+// start publishes what the stage runs once its targets are open: the
+// status and the info metric.
+func (f *stageFollower) start() {
+	r := f.targets[0].stage.Running()
+	f.mu.Lock()
+	f.status.Digest, f.status.Ref, f.status.Since = r.Digest, r.Ref, r.Since
+	f.mu.Unlock()
+	f.setInfo(r.Version)
+}
+
+// setInfo makes sluice_stage_info name v.
+func (f *stageFollower) setInfo(v wasmstages.Version) {
+	if f.infoLabels != nil {
+		f.reg.Remove(MetricStageInfo, f.infoLabels...)
+	}
+	f.infoLabels = []string{"name", f.name, "digest", v.Digest, "ref", v.Ref}
+	f.reg.Gauge(MetricStageInfo, "The version a Wasm stage runs (value 1).", f.infoLabels...).Set(1)
+}
+
+// run follows the stage until ctx is done.
+func (f *stageFollower) run(ctx context.Context) {
+	nextPoll := time.Now()
+	for {
+		now := time.Now()
+		if !now.Before(nextPoll) {
+			nextPoll = now.Add(f.reconcile(ctx))
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		wait := time.Until(nextPoll)
+		if f.window != nil {
+			wait = min(wait, rollbackCheck)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-f.wake:
+			nextPoll = time.Now()
+		case <-t.C:
+		}
+		t.Stop()
+		f.checkRollback(ctx)
+	}
+}
+
+// desired returns the spec the stage should run and whether an operator
+// asked to retry refused versions (once).
+func (f *stageFollower) desired() (moduleSpec, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	retry := f.retry
+	f.retry = false
+	if f.override != nil {
+		return *f.override, retry
+	}
+	return f.cfgSpec, retry
+}
+
+// pollFor is the poll interval of a spec's kind.
+func (f *stageFollower) pollFor(s *moduleSpec) time.Duration {
+	if f.poll > 0 {
+		return f.poll
+	}
+	if s.kind == moduleFile {
+		return config.DefaultWasmReloadPoll
+	}
+	return config.DefaultWasmTagPoll
+}
+
+// reconcile brings the stage to its desired version if it can, and
+// returns when to look again.
+func (f *stageFollower) reconcile(ctx context.Context) time.Duration {
+	spec, retry := f.desired()
+	if id := spec.identity(); id != f.lastSpec || retry {
+		// A new desired version, or an operator asking: what was refused
+		// before may be tried again.
+		f.lastSpec = id
+		clear(f.failed)
+		clear(f.held)
+		clear(f.logged)
+		f.transient = 0
+		f.fileSeen = nil
+		f.update(func(s *StageStatus) {
+			s.Desired, s.DesiredFrom, s.DesiredRevision = spec.value, spec.from, spec.revision
+			s.Refused = ""
+		})
+	}
+	poll := f.pollFor(&spec)
+	following := f.watch || spec.from != "config"
+	if !following {
+		poll = idle
+	}
+	if spec.err != nil {
+		f.fail(ctx, &spec, "", ReloadBadRef, spec.err, false)
+		return idle
+	}
+	switch spec.kind {
+	case moduleBuiltin:
+		f.apply(ctx, &spec, "", spec.bytes, wasmstages.Version{Digest: wasmstages.ModuleDigest(spec.bytes), Ref: spec.value}, time.Now())
+		return idle
+	case moduleFile:
+		f.reconcileFile(ctx, &spec)
+		if !f.watch {
+			return idle
+		}
+		return poll
+	}
+	if spec.ref.Digest != "" {
+		f.reconcileDigest(ctx, &spec, spec.ref.Digest)
+		return idle
+	}
+	if !following && f.cur.version.Ref == spec.value && spec.from == "config" {
+		return idle // the config's tag, not followed: what runs is it
+	}
+	f.checks.Inc()
+	hctx, cancel := context.WithTimeout(ctx, tagResolveTimeout)
+	desc, err := oci.ResolveRemote(hctx, spec.ref, f.images.policy.Remote)
+	cancel()
+	f.update(func(s *StageStatus) { s.Checked = time.Now() })
+	if err != nil {
+		result := ReloadRegistry
+		if errors.Is(err, oci.ErrNotFound) {
+			result = ReloadNotFound
+		}
+		f.fail(ctx, &spec, "", result, err, true)
+		return f.backoff(poll)
+	}
+	if f.reconcileDigest(ctx, &spec, desc.Digest) {
+		return f.backoff(poll)
+	}
+	return poll
+}
+
+// backoff stretches poll after failures in a row that may pass.
+func (f *stageFollower) backoff(poll time.Duration) time.Duration {
+	d := poll << min(f.transient, 5)
+	return min(d, max(poll, maxBackoff))
+}
+
+// reconcileFile swaps in the module file's content when it is not what
+// runs.
+func (f *stageFollower) reconcileFile(ctx context.Context, spec *moduleSpec) {
+	st, err := os.Stat(spec.path)
+	if err == nil && f.fileSeen != nil && os.SameFile(f.fileSeen, st) && st.Size() == f.fileSeen.Size() && st.ModTime().Equal(f.fileSeen.ModTime()) &&
+		f.cur.version.Digest == f.fileDigest {
+		return
+	}
+	var b []byte
+	if err == nil {
+		b, err = os.ReadFile(spec.path)
+	}
+	if err != nil {
+		if f.cur.version.Ref == spec.path {
+			return // being replaced (rename over it), or gone: keep running what runs
+		}
+		f.fail(ctx, spec, "", ReloadUnreadable, fmt.Errorf("read module file: %w", err), true)
+		return
+	}
+	f.fileSeen = st
+	f.fileDigest = wasmstages.ModuleDigest(b)
+	f.apply(ctx, spec, f.fileDigest, b, wasmstages.Version{Digest: f.fileDigest, Ref: spec.path}, time.Now())
+}
+
+// reconcileDigest brings the stage to image digest d of spec's
+// repository. It reports whether it failed in a way that may pass.
+func (f *stageFollower) reconcileDigest(ctx context.Context, spec *moduleSpec, d digest.Digest) (transient bool) {
+	dig := d.String()
+	if f.cur.version.Digest == dig {
+		f.transient = 0
+		if f.cur.version.Ref != spec.value {
+			// The same image under another name (the config's tag and a
+			// rollout's digest): rename it, nothing to load.
+			f.apply(ctx, spec, dig, f.cur.module, wasmstages.Version{Digest: dig, Ref: spec.value}, time.Now())
+		} else {
+			f.serving(spec)
+		}
+		return false
+	}
+	if f.failed[dig] != "" || f.held[dig] {
+		return false // refused before: wait for the tag to move or an operator
+	}
+	seen := time.Now()
+	f.update(func(s *StageStatus) { s.State, s.Error = StagePending, "" })
+	img, err := f.images.stageAt(ctx, spec.ref, d)
+	if err != nil {
+		result, passes := fetchResult(err)
+		f.fail(ctx, spec, dig, result, err, passes)
+		return passes
+	}
+	f.transient = 0
+	if !f.apply(ctx, spec, dig, img.Module, wasmstages.Version{Digest: dig, Ref: spec.value}, seen) {
+		return false
+	}
+	if spec.ref.Tag != "" {
+		if err := f.images.tagStored(ctx, spec.ref, d); err != nil {
+			f.log.Warn("cannot tag the running version in the image store; the next start resolves the tag again", "ref", spec.ref.String(), "error", err)
+		}
+	}
+	return false
+}
+
+// fetchResult names why an image could not be fetched, and whether
+// fetching it again may work.
+func fetchResult(err error) (result string, passes bool) {
+	var pe *oci.PolicyError
+	switch {
+	case errors.As(err, &pe):
+		return ReloadNotAllowed, false
+	case errors.Is(err, sign.ErrUnsigned), errors.Is(err, sign.ErrNoValidSignature):
+		return ReloadSignature, false
+	case errors.Is(err, oci.ErrBadStageImage):
+		return ReloadBadImage, false
+	case errors.Is(err, oci.ErrNotFound):
+		return ReloadNotFound, true
+	}
+	return ReloadRegistry, true
+}
+
+// apply makes every target run module as version v, unless it runs it
+// already. seen is when the version was first seen, for the log. It
+// reports whether the version now runs.
+func (f *stageFollower) apply(ctx context.Context, spec *moduleSpec, dig string, module []byte, v wasmstages.Version, seen time.Time) bool {
+	if f.failed[v.Digest] != "" || f.held[v.Digest] {
+		return false
+	}
+	if f.cur.version == v {
+		f.serving(spec)
+		return true
+	}
+	rename := bytes.Equal(module, f.cur.module)
+	for i, t := range f.targets {
+		if err := t.stage.SwapVersion(ctx, module, v); err != nil {
+			for _, done := range f.targets[:i] {
+				if rerr := done.stage.SwapVersion(context.WithoutCancel(ctx), f.cur.module, f.cur.version); rerr != nil {
+					f.log.Error("cannot return a pipeline's instance to the running version", "error", rerr)
+				}
+			}
+			if ctx.Err() != nil {
+				return false // shutting down: not the version's fault
+			}
+			f.fail(ctx, spec, v.Digest, wasmstages.ReloadResult(err), err, false)
+			return false
+		}
+	}
+	old := f.cur
+	f.cur = &loadedVersion{module: module, version: v}
+	f.setInfo(v)
+	f.transient = 0
+	clear(f.logged)
+	now := time.Now()
+	if rename {
+		f.serving(spec)
+		f.log.Info("stage version renamed", "digest", v.Digest, "ref", v.Ref)
+		return true
+	}
+	f.prev = old
+	took := now.Sub(seen)
+	if f.lastSwapped == nil {
+		f.lastSwapped = f.reg.Gauge(MetricStageLastSwap, "Unix time of the last version swap of a Wasm stage.", "name", f.name)
+	}
+	f.lastSwapped.Set(now.Unix())
+	f.window = nil
+	if f.rbAfter > 0 {
+		w := &rollbackWindow{until: now.Add(f.rbWin), digest: v.Digest}
+		for _, t := range f.targets {
+			seq, _ := t.stage.Failures()
+			w.seqs = append(w.seqs, seq)
+		}
+		f.window = w
+	}
+	f.update(func(s *StageStatus) {
+		s.Digest, s.Ref, s.Since = v.Digest, v.Ref, now
+		s.State, s.Result, s.Error, s.Refused = StageServing, wasmstages.ReloadOK, "", ""
+		s.LastSwap, s.SwapTook = now, took
+	})
+	f.log.Info("stage version serving", "from", wasmstages.ShortDigest(old.version.Digest), "to", wasmstages.ShortDigest(v.Digest),
+		"ref", v.Ref, "desired_from", spec.from, "took", took.Round(time.Millisecond))
+	return true
+}
+
+// serving records that the stage runs what spec names.
+func (f *stageFollower) serving(spec *moduleSpec) {
+	f.update(func(s *StageStatus) {
+		if s.State != StageRolledBack || s.Refused == "" {
+			s.State, s.Error = StageServing, ""
+		}
+	})
+}
+
+// fail records a failed attempt at spec (at digest dig, when known): it is
+// counted every time, logged once per cause and digest, and a version
+// that failed for a reason that will not pass is refused until the
+// desired version changes or an operator asks.
+func (f *stageFollower) fail(ctx context.Context, spec *moduleSpec, dig, result string, err error, passes bool) {
+	if ctx.Err() != nil {
+		return
+	}
+	wasmstagesCounted := result == wasmstages.ReloadCompile || result == wasmstages.ReloadABI || result == wasmstages.ReloadMemoryLimit || result == wasmstages.ReloadInit
+	if !wasmstagesCounted {
+		wasmstages.ReloadCounter(f.reg, f.name, result).Inc()
+	}
+	if passes {
+		// Backoff is for the same failure again; another cause starts
+		// afresh.
+		if f.transientCause != result {
+			f.transient, f.transientCause = 0, result
+		}
+		f.transient++
+	} else if dig != "" {
+		f.failed[dig] = result
+	}
+	key := result + "|" + dig + "|" + spec.value
+	attrs := []any{"desired", spec.value, "desired_from", spec.from, "result", result, "error", err}
+	if dig != "" {
+		attrs = append(attrs, "digest", dig)
+	}
+	if !f.logged[key] {
+		f.logged[key] = true
+		what := "cannot switch to the desired stage version; the running version stays"
+		if passes {
+			what += " (retrying with backoff)"
+		}
+		f.log.Warn(what, append(attrs, "running", wasmstages.ShortDigest(f.cur.version.Digest))...)
+	} else {
+		f.log.Debug("stage version still unavailable", attrs...)
+	}
+	f.update(func(s *StageStatus) {
+		s.State, s.Result, s.Error = StageFailed, result, err.Error()
+		if !passes {
+			s.Refused = dig
+		}
+	})
+}
+
+// checkRollback returns a freshly swapped version to the previous one when
+// it failed too often within its window.
+func (f *stageFollower) checkRollback(ctx context.Context) {
+	w := f.window
+	if w == nil {
+		return
+	}
+	var failed uint64
+	for i, t := range f.targets {
+		if seq, n := t.stage.Failures(); seq == w.seqs[i] {
+			failed += n
+		}
+	}
+	if failed < uint64(f.rbAfter) {
+		if time.Now().After(w.until) {
+			f.window = nil // it held: no rollback to it any more
+		}
+		return
+	}
+	f.window = nil
+	bad, prev := f.cur, f.prev
+	if prev == nil {
+		return
+	}
+	for _, t := range f.targets {
+		if err := t.stage.SwapVersion(ctx, prev.module, prev.version); err != nil {
+			f.log.Error("cannot roll back to the previous stage version", "to", prev.version.Digest, "error", err)
+			return
+		}
+	}
+	f.cur, f.prev = prev, nil
+	f.held[bad.version.Digest] = true
+	f.setInfo(prev.version)
+	now := time.Now()
+	f.lastSwapped.Set(now.Unix())
+	wasmstages.ReloadCounter(f.reg, f.name, ReloadRolledBack).Inc()
+	err := fmt.Errorf("rolled back: version %s failed %d calls within %s of its swap (rollback_after_errors = %d)", bad.version.Digest, failed, f.rbWin, f.rbAfter)
+	f.log.Warn("stage version rolled back; it is held back until the desired version changes", "bad", bad.version.Digest, "to", prev.version.Digest,
+		"ref", prev.version.Ref, "failed_calls", failed)
+	f.update(func(s *StageStatus) {
+		s.Digest, s.Ref, s.Since = prev.version.Digest, prev.version.Ref, now
+		s.State, s.Result, s.Error, s.Refused = StageRolledBack, ReloadRolledBack, err.Error(), bad.version.Digest
+		s.LastSwap, s.SwapTook = now, 0
+	})
+}
+
+// update changes the status and tells the control connection when it did.
+func (f *stageFollower) update(change func(*StageStatus)) {
+	f.mu.Lock()
+	before := f.status
+	change(&f.status)
+	changed := f.status != before
+	notify := f.notify
+	f.mu.Unlock()
+	if changed {
+		notify()
+	}
+}
+
+// stageFollowers are the followers of an agent's Wasm stages, in config
+// order.
+type stageFollowers []*stageFollower
+
+// newStageFollowers builds a follower per Wasm stage block that a
+// pipeline lists.
+func newStageFollowers(cfg *config.File, lazy []*lazyStage, modules map[*config.Stage]stageModule, images *imageAccess, log *slog.Logger, reg *pipeline.Registry) stageFollowers {
+	var out stageFollowers
+	for _, st := range cfg.Stages {
+		m, ok := modules[st]
+		if !ok {
+			continue
+		}
+		var targets []*lazyStage
+		for _, l := range lazy {
+			if l.block == st {
+				targets = append(targets, l)
+			}
+		}
+		if len(targets) == 0 {
+			continue
+		}
+		out = append(out, newStageFollower(st, m, targets, images, log, reg))
+	}
+	return out
+}
+
+func (fs stageFollowers) byName(name string) *stageFollower {
+	i := slices.IndexFunc(fs, func(f *stageFollower) bool { return f.name == name })
+	if i < 0 {
+		return nil
+	}
+	return fs[i]
+}
+
+// StageStatus returns what each Wasm stage runs and how its last change
+// went, in config order. Safe for concurrent use, also before and after
+// Run.
+func (a *Agent) StageStatus() []StageStatus {
+	out := make([]StageStatus, 0, len(a.followers))
+	for _, f := range a.followers {
+		out = append(out, f.Status())
+	}
+	return out
+}
+
+// CheckStages makes the named Wasm stages (every one when names is empty)
+// look at their desired version now (the tag's digest, the module file)
+// instead of at their next poll; with retryRefused they also retry
+// versions they refused or rolled back. It is what `sluice ctl reload`
+// and SIGHUP ask for. It returns at once; the status says how it went.
+// Safe for concurrent use.
+func (a *Agent) CheckStages(retryRefused bool, names ...string) error {
+	if len(names) == 0 {
+		for _, f := range a.followers {
+			f.CheckNow(retryRefused)
+		}
+		return nil
+	}
+	var unknown []string
+	for _, n := range names {
+		if f := a.followers.byName(n); f != nil {
+			f.CheckNow(retryRefused)
+		} else {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("check stages: no Wasm stage named %s", strings.Join(unknown, ", "))
+	}
+	return nil
+}
+
+// followStages starts the followers that have something to follow and,
+// with a control block, the control connection (rollout.go). The returned
+// function stops them and waits until they have stopped. It is the
+// agent's one hook into Run for stage versions.
+func (a *Agent) followStages(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	control := a.cfg.Agent.Control != nil
+	var c *controlClient
+	if control {
+		c = newControlClient(a.cfg.Agent, a.followers, a.log) // before the followers run: it hears their status
+	}
+	for _, f := range a.followers {
+		f.start()
+		if f.follows(control) {
+			wg.Go(func() { f.run(ctx) })
+		}
+	}
+	if c != nil {
+		wg.Go(func() { c.run(ctx) })
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
