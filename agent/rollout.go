@@ -218,7 +218,7 @@ func (c *controlClient) run(ctx context.Context) {
 		if established {
 			backoff = 250 * time.Millisecond
 		}
-		if err != nil && err.Error() != lastErr {
+		if err != nil && !errors.Is(err, errReconnected) && err.Error() != lastErr {
 			lastErr = err.Error()
 			c.log.Warn("control bucket unavailable; stages keep the versions they run and retry", "error", err)
 		}
@@ -265,6 +265,12 @@ func (c *controlClient) session(ctx context.Context, nc *nats.Conn) (bool, error
 		if c.group != "" {
 			keys = append(keys, ControlKey(c.group, f.name))
 		}
+	}
+	// The watch starts now, connected: a (re)connection signalled before
+	// it is no reason to start over.
+	select {
+	case <-c.connected:
+	default:
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()

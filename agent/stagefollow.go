@@ -411,9 +411,11 @@ func (f *stageFollower) reconcile(ctx context.Context) time.Duration {
 		clear(f.logged)
 		f.transient = 0
 		f.fileSeen = nil
+		// Pending in the same update: a reader must never see the new
+		// desired version next to the old state.
 		f.update(func(s *StageStatus) {
 			s.Desired, s.DesiredFrom, s.DesiredRevision = spec.value, spec.from, spec.revision
-			s.Refused = ""
+			s.State, s.Result, s.Error, s.Refused = StagePending, "", "", ""
 		})
 	}
 	poll := f.pollFor(&spec)
@@ -441,7 +443,8 @@ func (f *stageFollower) reconcile(ctx context.Context) time.Duration {
 		return idle
 	}
 	if !following && f.cur.version.Ref == spec.value && spec.from == "config" {
-		return idle // the config's tag, not followed: what runs is it
+		f.serving(&spec) // the config's tag, not followed: what runs is it
+		return idle
 	}
 	f.checks.Inc()
 	hctx, cancel := context.WithTimeout(ctx, tagResolveTimeout)
@@ -482,7 +485,8 @@ func (f *stageFollower) reconcileFile(ctx context.Context, spec *moduleSpec) {
 	}
 	if err != nil {
 		if f.cur.version.Ref == spec.path {
-			return // being replaced (rename over it), or gone: keep running what runs
+			f.serving(spec) // being replaced (rename over it), or gone: keep running what runs
+			return
 		}
 		f.fail(ctx, spec, "", ReloadUnreadable, fmt.Errorf("read module file: %w", err), true)
 		return
@@ -614,6 +618,9 @@ func (f *stageFollower) serving(spec *moduleSpec) {
 	f.update(func(s *StageStatus) {
 		if s.State != StageRolledBack || s.Refused == "" {
 			s.State, s.Error = StageServing, ""
+			if s.Result == "" {
+				s.Result = wasmstages.ReloadOK
+			}
 		}
 	})
 }

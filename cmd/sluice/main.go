@@ -31,6 +31,7 @@ Usage:
   sluice config validate FILE             check a config file without running it
   sluice config default                   print the built-in default config
   sluice subscribe SUBJECT [--server URL]  print events published on NATS as JSON lines
+  sluice rollout STAGE REF [--group G]    roll a stage version out to a fleet over NATS (also: status, undo)
   sluice gadgets                          list the built-in gadgets
   sluice image COMMAND                    build, push, pull, sign, verify gadget and stage images
   sluice version                          print the version
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdConfig(args[1:], stdout, stderr)
 	case "subscribe":
 		return cmdSubscribe(ctx, args[1:], stdout, stderr)
+	case "rollout":
+		return cmdRollout(ctx, args[1:], stdout, stderr)
 	case "gadgets":
 		return cmdGadgets(stdout)
 	case "image":
