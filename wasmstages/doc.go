@@ -34,7 +34,7 @@
 // and hands what it emits on with the next Tick. Running says what runs
 // without waiting for a batch; Failures counts the running version's
 // failed calls (for a rollback). Reload swaps in the module file's current
-// content, WatchFile (a loop over a FileWatch) whenever it changes. With
+// content, WatchFile whenever it changes. With
 // Config.StampVersion every output event carries the version's digest
 // (StampKey).
 //
