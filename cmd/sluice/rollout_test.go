@@ -238,6 +238,34 @@ pipeline "p" {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What the node's loss made the agents spool is replayed: wait until
+	// every agent's subject holds at least one message per open and the
+	// stream stops growing, then stop the agents.
+	stream, err := js.Stream(ctx, "SLUICE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lastTotal uint64
+	stable := 0
+	waitFor("every agent's events in the stream", 120*time.Second, func() bool {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter("sluice.events.>"))
+		if err != nil {
+			return false
+		}
+		for _, a := range fleet {
+			// The sink escapes the host's dots into its subject token.
+			if info.State.Subjects["sluice.events."+strings.ReplaceAll(a.name, ".", "%2E")+".open"] < opens {
+				stable = 0
+				return false
+			}
+		}
+		if info.State.Msgs == lastTotal {
+			stable++
+		} else {
+			stable, lastTotal = 0, info.State.Msgs
+		}
+		return stable >= 10 // a second without a new message
+	})
 	for _, a := range fleet {
 		a.cmd.Process.Signal(syscall.SIGTERM)
 	}
