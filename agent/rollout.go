@@ -129,34 +129,49 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyVa
 }
 
 // controlClient connects the agent's stage followers to the control
-// buckets. It is owned by the goroutine that calls run.
+// buckets. It is owned by the goroutine that calls run; markDirty, forget,
+// rewatch and stop may be called from any goroutine.
 type controlClient struct {
 	cfg       *config.ControlNATS
 	agent     string
 	group     string
-	followers stageFollowers
+	followers *stageFollowers
 	log       *slog.Logger
 
 	connected chan struct{} // cap 1: (re)connected, watch again
+	restart   chan struct{} // cap 1: the stages changed, watch their keys
+	quit      chan struct{} // closed by stop
+	quitOnce  sync.Once
 
-	mu    sync.Mutex
-	dirty map[string]bool // stages whose status changed since published
-	kick  chan struct{}   // cap 1: dirty is not empty
+	mu        sync.Mutex
+	dirty     map[string]bool // stages whose status changed since published
+	forgotten map[string]bool // stages that are gone: delete their entries
+	kick      chan struct{}   // cap 1: dirty or forgotten is not empty
 }
 
-func newControlClient(a config.Agent, followers stageFollowers, log *slog.Logger) *controlClient {
-	c := &controlClient{
+func newControlClient(a config.Agent, followers *stageFollowers, log *slog.Logger) *controlClient {
+	return &controlClient{
 		cfg: a.Control.NATS, agent: a.Name, group: a.Group, followers: followers, log: log.With("control", a.Control.NATS.Bucket),
-		connected: make(chan struct{}, 1), dirty: map[string]bool{}, kick: make(chan struct{}, 1),
+		connected: make(chan struct{}, 1), restart: make(chan struct{}, 1), quit: make(chan struct{}),
+		dirty: map[string]bool{}, forgotten: map[string]bool{}, kick: make(chan struct{}, 1),
 	}
-	for _, f := range followers {
-		name := f.name
-		f.mu.Lock()
-		f.notify = func() { c.markDirty(name) }
-		f.mu.Unlock()
-	}
-	return c
 }
+
+// forget deletes the status entry of a stage that is gone (a reload
+// removed it).
+func (c *controlClient) forget(stage string) {
+	c.mu.Lock()
+	c.forgotten[stage] = true
+	delete(c.dirty, stage)
+	c.mu.Unlock()
+	poke(c.kick)
+}
+
+// rewatch makes the session watch the keys of the stages there are now.
+func (c *controlClient) rewatch() { poke(c.restart) }
+
+// stop ends run, which withdraws the agent's status entries.
+func (c *controlClient) stop() { c.quitOnce.Do(func() { close(c.quit) }) }
 
 func (c *controlClient) markDirty(stage string) {
 	c.mu.Lock()
@@ -176,6 +191,15 @@ func poke(ch chan struct{}) {
 // changes nothing that runs: the stages keep their versions (an agent
 // started during an outage runs its config) and catch up once it is back.
 func (c *controlClient) run(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	opts, err := ControlConnectOptions(c.cfg, "sluice control "+c.agent)
 	if err == nil {
 		opts = append(opts,
@@ -218,6 +242,9 @@ func (c *controlClient) run(ctx context.Context) {
 		if established {
 			backoff = 250 * time.Millisecond
 		}
+		if errors.Is(err, errRestart) {
+			continue // at once
+		}
 		if err != nil && !errors.Is(err, errReconnected) && err.Error() != lastErr {
 			lastErr = err.Error()
 			c.log.Warn("control bucket unavailable; stages keep the versions they run and retry", "error", err)
@@ -235,8 +262,12 @@ func (c *controlClient) run(ctx context.Context) {
 	}
 }
 
-// errReconnected ends a session to watch afresh after a reconnection.
-var errReconnected = errors.New("reconnected")
+// errReconnected and errRestart end a session to watch afresh: after a
+// reconnection, or when a reload changed the stages.
+var (
+	errReconnected = errors.New("reconnected")
+	errRestart     = errors.New("the stages changed")
+)
 
 // session binds the buckets, watches the stages' keys and publishes their
 // status until the connection drops or ctx is done. It reports whether
@@ -259,17 +290,31 @@ func (c *controlClient) session(ctx context.Context, nc *nats.Conn) (bool, error
 	if err != nil {
 		return false, err
 	}
+	followers := c.followers.list()
 	var keys []string
-	for _, f := range c.followers {
+	for _, f := range followers {
 		keys = append(keys, ControlKey("", f.name))
 		if c.group != "" {
 			keys = append(keys, ControlKey(c.group, f.name))
+		}
+	}
+	if len(keys) == 0 {
+		// No stage: nothing to watch until a reload brings one.
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-c.restart:
+			return false, errRestart
 		}
 	}
 	// The watch starts now, connected: a (re)connection signalled before
 	// it is no reason to start over.
 	select {
 	case <-c.connected:
+	default:
+	}
+	select {
+	case <-c.restart:
 	default:
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
@@ -283,7 +328,7 @@ func (c *controlClient) session(ctx context.Context, nc *nats.Conn) (bool, error
 	// apply the stages' values once the current ones are in.
 	entries := map[string]jetstream.KeyValueEntry{}
 	initial := true
-	for _, f := range c.followers {
+	for _, f := range followers {
 		c.markDirty(f.name)
 	}
 	heartbeat := time.NewTicker(StatusHeartbeat)
@@ -294,13 +339,15 @@ func (c *controlClient) session(ctx context.Context, nc *nats.Conn) (bool, error
 			return true, nil
 		case <-c.connected:
 			return true, errReconnected
+		case <-c.restart:
+			return true, errRestart
 		case e, ok := <-w.Updates():
 			switch {
 			case !ok:
 				return true, fmt.Errorf("watch of KV bucket %q ended", c.cfg.Bucket)
 			case e == nil:
 				initial = false
-				for _, f := range c.followers {
+				for _, f := range followers {
 					c.apply(f, entries)
 				}
 				continue
@@ -310,7 +357,7 @@ func (c *controlClient) session(ctx context.Context, nc *nats.Conn) (bool, error
 				delete(entries, e.Key())
 			}
 			if !initial {
-				if f := c.followers.byName(e.Key()[strings.LastIndex(e.Key(), ".")+1:]); f != nil {
+				if f := c.followers.get(e.Key()[strings.LastIndex(e.Key(), ".")+1:]); f != nil {
 					c.apply(f, entries)
 				}
 			}
@@ -344,10 +391,19 @@ func (c *controlClient) apply(f *stageFollower, entries map[string]jetstream.Key
 // them with all).
 func (c *controlClient) publish(ctx context.Context, status jetstream.KeyValue, all bool) error {
 	c.mu.Lock()
-	dirty := c.dirty
-	c.dirty = map[string]bool{}
+	dirty, forgotten := c.dirty, c.forgotten
+	c.dirty, c.forgotten = map[string]bool{}, map[string]bool{}
 	c.mu.Unlock()
-	for _, f := range c.followers {
+	for stage := range forgotten {
+		pctx, cancel := context.WithTimeout(ctx, controlOpTimeout)
+		err := status.Delete(pctx, StatusKey(stage, c.agent))
+		cancel()
+		if err != nil {
+			c.forget(stage)
+			return fmt.Errorf("delete the status of stage %q: %w", stage, err)
+		}
+	}
+	for _, f := range c.followers.list() {
 		if !all && !dirty[f.name] {
 			continue
 		}
@@ -384,7 +440,7 @@ func (c *controlClient) withdraw(nc *nats.Conn) {
 	if err != nil {
 		return
 	}
-	for _, f := range c.followers {
+	for _, f := range c.followers.list() {
 		_ = status.Delete(ctx, StatusKey(f.name, c.agent))
 	}
 }

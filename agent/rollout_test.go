@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +232,128 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := f.backoff(10 * time.Minute); d != 10*time.Minute {
 		t.Errorf("a poll longer than the cap backs off to %s, want the poll", d)
+	}
+}
+
+// TestStageVersionAcrossReloads: a config reload keeps what the control
+// bucket rolled out. A stage rebuilt by a reload (its timeout changed)
+// starts on the rolled-out version, not the config's; a stage a reload
+// adds gets a follower and a status entry, and one it removes loses both.
+func TestStageVersionAcrossReloads(t *testing.T) {
+	testutil.RequireBPF(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	repo := reg.Host + "/stages/tag"
+	d1 := reg.PushStage(t, repo+":v1", tagModule(t, 1), nil)
+	d2 := reg.PushStage(t, repo+":v2", tagModule(t, 2), nil)
+	bus := natstest.StartServer(t, true)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sluice.hcl")
+	write := func(timeout string, second bool) {
+		t.Helper()
+		extra, stages := "", "[stage.wasm.tag]"
+		if second {
+			extra = fmt.Sprintf(`stage "wasm" "tag2" { module = "oci://%s:v1" }`, repo)
+			stages = "[stage.wasm.tag, stage.wasm.tag2]"
+		}
+		src := fmt.Sprintf(`
+agent {
+  name           = "reload-host"
+  data_dir       = %q
+  shutdown_grace = "5s"
+  control {
+    nats { url = %q }
+  }
+}
+source "gadget" "exec" { gadget = "trace_exec" }
+stage "wasm" "tag" {
+  module  = "oci://%s:v1"
+  timeout = %q
+}
+%s
+sink "stdout" "out" { format = "json" }
+pipeline "p" {
+  sources = [source.gadget.exec]
+  stages  = %s
+  sinks   = [sink.stdout.out]
+  queue { when_full = "drop_oldest" }
+}
+`, filepath.Join(dir, "data"), bus.URL(0), repo, timeout, extra, stages)
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("100ms", false)
+	f, diags := config.NewParser().ParseFile(path)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	images, diags := FetchImages(context.Background(), f, FetchOptions{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	ta := startAgent(t, f, Options{Images: images, Load: LoadFile(path, FetchOptions{})})
+	defer ta.stop()
+	reload := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		res, err := ta.a.Reload(ctx)
+		if err != nil || !res.OK {
+			t.Fatalf("reload: %+v, %v", res, err)
+		}
+	}
+	runs := func(name string, d digest.Digest) bool {
+		instances := ta.a.stagesNamed(name)
+		for _, s := range instances {
+			if s.Running().Digest != d.String() {
+				return false
+			}
+		}
+		return len(instances) > 0
+	}
+
+	nc, err := nats.Connect(bus.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	var control, status jetstream.KeyValue
+	ta.waitFor("the agent's buckets", 20*time.Second, func() {}, func() bool {
+		control, status, err = OpenControlBuckets(ctx, js, &config.ControlNATS{Bucket: config.DefaultControlBucket,
+			StatusBucket: config.DefaultControlBucket + config.StatusBucketSuffix, Replicas: 1})
+		return err == nil
+	})
+	if _, err := control.PutString(ctx, "tag", repo+":v2"); err != nil {
+		t.Fatal(err)
+	}
+	ta.waitFor("v2 from the bucket", 20*time.Second, func() {}, func() bool { return runs("tag", d2) })
+
+	// The stage's timeout changes: the reload builds a new instance, which
+	// starts on v2.
+	write("200ms", false)
+	reload()
+	if !runs("tag", d2) {
+		t.Errorf("the instance the reload built runs %v, want v2", ta.a.stagesNamed("tag")[0].Running())
+	}
+	// A second stage comes and goes with its follower and status entry.
+	write("200ms", true)
+	reload()
+	ta.waitFor("tag2's status entry", 20*time.Second, func() {}, func() bool {
+		_, err := status.Get(ctx, StatusKey("tag2", "reload-host"))
+		return err == nil && runs("tag2", d1)
+	})
+	write("200ms", false)
+	reload()
+	ta.waitFor("tag2's status entry gone", 20*time.Second, func() {}, func() bool {
+		_, err := status.Get(ctx, StatusKey("tag2", "reload-host"))
+		return err != nil
+	})
+	if st := ta.a.StageStatus(); len(st) != 1 || st[0].Stage != "tag" || st[0].Digest != d2.String() {
+		t.Errorf("stage status after tag2 went: %+v", st)
+	}
+	if ta.reg.Snapshot().Get(MetricStageInfo, "name", "tag2", "digest", d1.String(), "ref", "oci://"+repo+":v1") != 0 {
+		t.Error("sluice_stage_info still names tag2")
 	}
 }

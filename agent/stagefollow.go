@@ -162,30 +162,38 @@ func (ia *imageAccess) tagStored(ctx context.Context, ref oci.Reference, d diges
 	return oci.NewResolver(store, ia.policy).TagStored(ctx, ref, d)
 }
 
-// stageFollower owns the version of one stage block. Its methods are safe
-// for concurrent use; run is called once, by the agent.
+// stageFollower owns the version of one stage (by name), in every running
+// pipeline that lists it. Its methods are safe for concurrent use; run is
+// called once, by the agent's followers.
 type stageFollower struct {
-	name    string
-	targets []*lazyStage // the stage in every pipeline that lists it
-	cfgSpec moduleSpec
-	watch   bool
-	poll    time.Duration // 0: the default of the module's kind
-	rbAfter int
-	rbWin   time.Duration
-	images  *imageAccess
+	name string
+	// targets returns the stage's running instances: the set changes with
+	// reloads.
+	targets func() []*wasmstages.Stage
 	log     *slog.Logger
 	reg     *pipeline.Registry
 
-	wake chan struct{} // cap 1: look now
+	wake   chan struct{}      // cap 1: look now
+	checks chan chan struct{} // look now, and say when done
+	// stop ends run; done is closed when run has returned.
+	stop context.CancelFunc
+	done chan struct{}
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// The config's part, which a reload changes (configure).
+	cfgSpec  moduleSpec
+	settings followSettings
+	images   *imageAccess
 	override *moduleSpec // from the control bucket; nil: the config's
 	retry    bool        // an operator asked to retry refused versions
 	status   StageStatus
-	notify   func() // status changed; set before run starts
+	notify   func() // status changed
+	running  *loadedVersion
 
 	// Owned by run.
 	lastSpec       string
+	set            followSettings // of the check in progress
+	access         *imageAccess
 	failed         map[string]string // refused digests -> result
 	held           map[string]bool   // rolled-back digests
 	logged         map[string]bool   // causes logged once
@@ -196,8 +204,16 @@ type stageFollower struct {
 	cur, prev      *loadedVersion
 	window         *rollbackWindow
 	infoLabels     []string
-	checks         *pipeline.Counter
+	checkCount     *pipeline.Counter
 	lastSwapped    *pipeline.Gauge
+}
+
+// followSettings are a stage's reload settings.
+type followSettings struct {
+	watch   bool
+	poll    time.Duration // 0: the default of the module's kind
+	rbAfter int
+	rbWin   time.Duration
 }
 
 // loadedVersion is a version's bytes and name, kept for a rollback.
@@ -210,26 +226,46 @@ type loadedVersion struct {
 type rollbackWindow struct {
 	until  time.Time
 	digest string
-	seqs   []int // the version's Seq in each target
+	seqs   map[*wasmstages.Stage]int // the version's Seq in each instance
 }
 
-// newStageFollower builds the follower of stage block st, whose pipeline
-// instances are targets, with m its resolved config module.
-func newStageFollower(st *config.Stage, m stageModule, targets []*lazyStage, images *imageAccess, log *slog.Logger, reg *pipeline.Registry) *stageFollower {
-	w := st.Wasm
+// newStageFollower builds the follower of the stage planned as sp (in any
+// pipeline), whose running instances targets returns.
+func newStageFollower(sp *stagePlan, images *imageAccess, targets func() []*wasmstages.Stage, log *slog.Logger, reg *pipeline.Registry) *stageFollower {
 	f := &stageFollower{
-		name: st.Name, targets: targets, watch: w.Reload.Watch, poll: w.Reload.Poll,
-		rbAfter: w.Reload.RollbackAfterErrors, rbWin: w.Reload.RollbackWindow,
-		images: images, log: log.With("stage", st.Name), reg: reg,
-		wake:   make(chan struct{}, 1),
+		name: sp.name, targets: targets, log: log.With("stage", sp.name), reg: reg,
+		wake: make(chan struct{}, 1), checks: make(chan chan struct{}), done: make(chan struct{}),
 		failed: map[string]string{}, held: map[string]bool{}, logged: map[string]bool{},
-		cur:    &loadedVersion{module: m.bytes, version: m.version},
+		cur:    planVersion(sp),
 		notify: func() {},
 	}
-	f.cfgSpec = specOf(w.Module, m, "config", 0)
-	f.checks = reg.Counter(MetricStageVersionChecks, "Polls of a followed OCI tag (HEAD requests to its registry).", "name", st.Name)
-	f.status = StageStatus{Stage: st.Name, Desired: w.Module, DesiredFrom: "config", State: StageServing}
+	f.running = f.cur
+	f.configure(sp, images)
+	f.checkCount = reg.Counter(MetricStageVersionChecks, "Polls of a followed OCI tag (HEAD requests to its registry).", "name", sp.name)
+	f.status = StageStatus{Stage: sp.name, Desired: sp.block.Wasm.Module, DesiredFrom: "config", State: StageServing}
 	return f
+}
+
+// planVersion is the module and version the config names for sp.
+func planVersion(sp *stagePlan) *loadedVersion {
+	module := sp.cfg.ModuleBytes
+	if module == nil {
+		module = sp.moduleBytes // a file's
+	}
+	return &loadedVersion{module: module, version: sp.cfg.Version}
+}
+
+// configure takes the config's part of the stage from sp (at the start
+// and at every reload) and makes the follower look again.
+func (f *stageFollower) configure(sp *stagePlan, images *imageAccess) {
+	w := sp.block.Wasm
+	m := stageModule{bytes: planVersion(sp).module, path: sp.cfg.Module, version: sp.cfg.Version}
+	f.mu.Lock()
+	f.cfgSpec = specOf(w.Module, m, "config", 0)
+	f.settings = followSettings{watch: w.Reload.Watch, poll: w.Reload.Poll, rbAfter: w.Reload.RollbackAfterErrors, rbWin: w.Reload.RollbackWindow}
+	f.images = images
+	f.mu.Unlock()
+	f.wakeUp()
 }
 
 // specOf is the spec of a config module value, resolved to m.
@@ -250,17 +286,24 @@ func specOf(value string, m stageModule, from string, rev uint64) moduleSpec {
 // parseOverride turns a control bucket value into a spec: an OCI
 // reference (with or without oci://, by tag or digest), or a bare digest
 // of the repository the config's module names.
+
+// parseOverride turns a control bucket value into a spec: an OCI
+// reference (with or without oci://, by tag or digest), or a bare digest
+// of the repository the config's module names.
 func (f *stageFollower) parseOverride(value, key string, rev uint64) *moduleSpec {
+	f.mu.Lock()
+	cfgSpec := f.cfgSpec
+	f.mu.Unlock()
 	s := &moduleSpec{kind: moduleOCI, value: strings.TrimSpace(value), from: "kv:" + key, revision: rev}
 	if strings.HasPrefix(s.value, "sha256:") {
 		d, err := digest.Parse(s.value)
 		switch {
 		case err != nil:
 			s.err = fmt.Errorf("value %q: %w", s.value, err)
-		case f.cfgSpec.kind != moduleOCI || f.cfgSpec.err != nil:
-			s.err = fmt.Errorf("value %q is a bare digest, but the config's module %q names no image repository; give a whole reference (REGISTRY/REPO@%s)", s.value, f.cfgSpec.value, s.value)
+		case cfgSpec.kind != moduleOCI || cfgSpec.err != nil:
+			s.err = fmt.Errorf("value %q is a bare digest, but the config's module %q names no image repository; give a whole reference (REGISTRY/REPO@%s)", s.value, cfgSpec.value, s.value)
 		default:
-			s.ref = oci.Reference{Registry: f.cfgSpec.ref.Registry, Repository: f.cfgSpec.ref.Repository, Digest: d}
+			s.ref = oci.Reference{Registry: cfgSpec.ref.Registry, Repository: cfgSpec.ref.Repository, Digest: d}
 		}
 		return s
 	}
@@ -284,6 +327,18 @@ func (f *stageFollower) setOverride(s *moduleSpec) {
 	}
 }
 
+// overridden returns the version the stage runs while the control bucket
+// names one, for an instance that a reload builds: it starts on that
+// version rather than on the config's. nil when the config's applies.
+func (f *stageFollower) overridden() *loadedVersion {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.override == nil {
+		return nil
+	}
+	return f.running
+}
+
 // CheckNow makes the follower look at the stage's desired version now
 // instead of at its next poll (an immediate tag check). With retryRefused
 // it also retries versions it refused or rolled back. Safe for concurrent
@@ -304,6 +359,25 @@ func (f *stageFollower) wakeUp() {
 	}
 }
 
+// checkWait looks at the stage's desired version now and returns when
+// that is done (or ctx is): a reload that found the module file changed
+// waits for the swap, as when it swapped the file in itself.
+func (f *stageFollower) checkWait(ctx context.Context) {
+	done := make(chan struct{})
+	select {
+	case f.checks <- done:
+	case <-ctx.Done():
+		return
+	case <-f.done:
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-f.done:
+	}
+}
+
 // Status returns the stage's status. Safe for concurrent use.
 func (f *stageFollower) Status() StageStatus {
 	f.mu.Lock()
@@ -311,47 +385,45 @@ func (f *stageFollower) Status() StageStatus {
 	return f.status
 }
 
-// follows reports whether run has anything to do: a file or tag to poll,
-// or a control bucket that may name versions.
-func (f *stageFollower) follows(control bool) bool {
-	if control {
-		return true
+// publishRunning makes the status and the info metric say what the
+// stage's instances run, before the first check.
+func (f *stageFollower) publishRunning() {
+	targets := f.targets()
+	if len(targets) == 0 {
+		return
 	}
-	switch f.cfgSpec.kind {
-	case moduleFile:
-		return f.watch
-	case moduleOCI:
-		return f.watch && f.cfgSpec.ref.Digest == ""
-	}
-	return false
-}
-
-// start publishes what the stage runs once its targets are open: the
-// status and the info metric.
-func (f *stageFollower) start() {
-	r := f.targets[0].stage.Running()
+	r := targets[0].Running()
 	f.mu.Lock()
 	f.status.Digest, f.status.Ref, f.status.Since = r.Digest, r.Ref, r.Since
 	f.mu.Unlock()
-	f.setInfo(r.Version)
+	f.setInfo(&r.Version)
 }
 
-// setInfo makes sluice_stage_info name v.
-func (f *stageFollower) setInfo(v wasmstages.Version) {
+// setInfo makes sluice_stage_info name v (nil: nothing).
+func (f *stageFollower) setInfo(v *wasmstages.Version) {
 	if f.infoLabels != nil {
 		f.reg.Remove(MetricStageInfo, f.infoLabels...)
+		f.infoLabels = nil
 	}
-	f.infoLabels = []string{"name", f.name, "digest", v.Digest, "ref", v.Ref}
-	f.reg.Gauge(MetricStageInfo, "The version a Wasm stage runs (value 1).", f.infoLabels...).Set(1)
+	if v != nil {
+		f.infoLabels = []string{"name", f.name, "digest", v.Digest, "ref", v.Ref}
+		f.reg.Gauge(MetricStageInfo, "The version a Wasm stage runs (value 1).", f.infoLabels...).Set(1)
+	}
 }
 
-// run follows the stage until ctx is done.
+// run follows the stage until ctx is done; done is closed then.
 func (f *stageFollower) run(ctx context.Context) {
+	defer close(f.done)
+	defer f.setInfo(nil) // a stage that is gone runs nothing
 	nextPoll := time.Now()
+	var checked chan struct{}
 	for {
-		now := time.Now()
-		if !now.Before(nextPoll) {
+		if now := time.Now(); !now.Before(nextPoll) {
 			nextPoll = now.Add(f.reconcile(ctx))
+		}
+		if checked != nil {
+			close(checked)
+			checked = nil
 		}
 		if ctx.Err() != nil {
 			return
@@ -367,6 +439,8 @@ func (f *stageFollower) run(ctx context.Context) {
 			return
 		case <-f.wake:
 			nextPoll = time.Now()
+		case checked = <-f.checks:
+			nextPoll = time.Now()
 		case <-t.C:
 		}
 		t.Stop()
@@ -374,23 +448,24 @@ func (f *stageFollower) run(ctx context.Context) {
 	}
 }
 
-// desired returns the spec the stage should run and whether an operator
-// asked to retry refused versions (once).
-func (f *stageFollower) desired() (moduleSpec, bool) {
+// desired returns the spec the stage should run, the stage's settings
+// and image access, and whether an operator asked to retry refused
+// versions (once).
+func (f *stageFollower) desired() (moduleSpec, followSettings, *imageAccess, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	retry := f.retry
 	f.retry = false
 	if f.override != nil {
-		return *f.override, retry
+		return *f.override, f.settings, f.images, retry
 	}
-	return f.cfgSpec, retry
+	return f.cfgSpec, f.settings, f.images, retry
 }
 
 // pollFor is the poll interval of a spec's kind.
-func (f *stageFollower) pollFor(s *moduleSpec) time.Duration {
-	if f.poll > 0 {
-		return f.poll
+func (set followSettings) pollFor(s *moduleSpec) time.Duration {
+	if set.poll > 0 {
+		return set.poll
 	}
 	if s.kind == moduleFile {
 		return config.DefaultWasmReloadPoll
@@ -401,7 +476,8 @@ func (f *stageFollower) pollFor(s *moduleSpec) time.Duration {
 // reconcile brings the stage to its desired version if it can, and
 // returns when to look again.
 func (f *stageFollower) reconcile(ctx context.Context) time.Duration {
-	spec, retry := f.desired()
+	spec, set, images, retry := f.desired()
+	f.set, f.access = set, images
 	if id := spec.identity(); id != f.lastSpec || retry {
 		// A new desired version, or an operator asking: what was refused
 		// before may be tried again.
@@ -418,8 +494,8 @@ func (f *stageFollower) reconcile(ctx context.Context) time.Duration {
 			s.State, s.Result, s.Error, s.Refused = StagePending, "", "", ""
 		})
 	}
-	poll := f.pollFor(&spec)
-	following := f.watch || spec.from != "config"
+	poll := set.pollFor(&spec)
+	following := set.watch || spec.from != "config"
 	if !following {
 		poll = idle
 	}
@@ -429,26 +505,24 @@ func (f *stageFollower) reconcile(ctx context.Context) time.Duration {
 	}
 	switch spec.kind {
 	case moduleBuiltin:
-		f.apply(ctx, &spec, "", spec.bytes, wasmstages.Version{Digest: wasmstages.ModuleDigest(spec.bytes), Ref: spec.value}, time.Now())
+		f.apply(ctx, &spec, spec.bytes, wasmstages.Version{Digest: wasmstages.ModuleDigest(spec.bytes), Ref: spec.value}, time.Now())
 		return idle
 	case moduleFile:
 		f.reconcileFile(ctx, &spec)
-		if !f.watch {
-			return idle
-		}
 		return poll
 	}
 	if spec.ref.Digest != "" {
 		f.reconcileDigest(ctx, &spec, spec.ref.Digest)
 		return idle
 	}
-	if !following && f.cur.version.Ref == spec.value && spec.from == "config" {
-		f.serving(&spec) // the config's tag, not followed: what runs is it
+	if !following && f.cur.version.Ref == spec.value {
+		// The config's tag, not followed: what runs is what it named.
+		f.apply(ctx, &spec, f.cur.module, f.cur.version, time.Now())
 		return idle
 	}
-	f.checks.Inc()
+	f.checkCount.Inc()
 	hctx, cancel := context.WithTimeout(ctx, tagResolveTimeout)
-	desc, err := oci.ResolveRemote(hctx, spec.ref, f.images.policy.Remote)
+	desc, err := oci.ResolveRemote(hctx, spec.ref, images.policy.Remote)
 	cancel()
 	f.update(func(s *StageStatus) { s.Checked = time.Now() })
 	if err != nil {
@@ -473,10 +547,14 @@ func (f *stageFollower) backoff(poll time.Duration) time.Duration {
 
 // reconcileFile swaps in the module file's content when it is not what
 // runs.
+
+// reconcileFile swaps in the module file's content when it is not what
+// runs.
 func (f *stageFollower) reconcileFile(ctx context.Context, spec *moduleSpec) {
 	st, err := os.Stat(spec.path)
 	if err == nil && f.fileSeen != nil && os.SameFile(f.fileSeen, st) && st.Size() == f.fileSeen.Size() && st.ModTime().Equal(f.fileSeen.ModTime()) &&
 		f.cur.version.Digest == f.fileDigest {
+		f.apply(ctx, spec, f.cur.module, f.cur.version, time.Now()) // instances a reload added
 		return
 	}
 	var b []byte
@@ -485,7 +563,9 @@ func (f *stageFollower) reconcileFile(ctx context.Context, spec *moduleSpec) {
 	}
 	if err != nil {
 		if f.cur.version.Ref == spec.path {
-			f.serving(spec) // being replaced (rename over it), or gone: keep running what runs
+			// Being replaced (a rename over it), or gone: keep running
+			// what runs.
+			f.apply(ctx, spec, f.cur.module, f.cur.version, time.Now())
 			return
 		}
 		f.fail(ctx, spec, "", ReloadUnreadable, fmt.Errorf("read module file: %w", err), true)
@@ -493,7 +573,7 @@ func (f *stageFollower) reconcileFile(ctx context.Context, spec *moduleSpec) {
 	}
 	f.fileSeen = st
 	f.fileDigest = wasmstages.ModuleDigest(b)
-	f.apply(ctx, spec, f.fileDigest, b, wasmstages.Version{Digest: f.fileDigest, Ref: spec.path}, time.Now())
+	f.apply(ctx, spec, b, wasmstages.Version{Digest: f.fileDigest, Ref: spec.path}, time.Now())
 }
 
 // reconcileDigest brings the stage to image digest d of spec's
@@ -501,14 +581,10 @@ func (f *stageFollower) reconcileFile(ctx context.Context, spec *moduleSpec) {
 func (f *stageFollower) reconcileDigest(ctx context.Context, spec *moduleSpec, d digest.Digest) (transient bool) {
 	dig := d.String()
 	if f.cur.version.Digest == dig {
+		// Nothing to fetch: make every instance run it, under this name
+		// (the config's tag and a rollout's digest may name one image).
 		f.transient = 0
-		if f.cur.version.Ref != spec.value {
-			// The same image under another name (the config's tag and a
-			// rollout's digest): rename it, nothing to load.
-			f.apply(ctx, spec, dig, f.cur.module, wasmstages.Version{Digest: dig, Ref: spec.value}, time.Now())
-		} else {
-			f.serving(spec)
-		}
+		f.apply(ctx, spec, f.cur.module, wasmstages.Version{Digest: dig, Ref: spec.value}, time.Now())
 		return false
 	}
 	if f.failed[dig] != "" || f.held[dig] {
@@ -516,18 +592,18 @@ func (f *stageFollower) reconcileDigest(ctx context.Context, spec *moduleSpec, d
 	}
 	seen := time.Now()
 	f.update(func(s *StageStatus) { s.State, s.Error = StagePending, "" })
-	img, err := f.images.stageAt(ctx, spec.ref, d)
+	img, err := f.access.stageAt(ctx, spec.ref, d)
 	if err != nil {
 		result, passes := fetchResult(err)
 		f.fail(ctx, spec, dig, result, err, passes)
 		return passes
 	}
 	f.transient = 0
-	if !f.apply(ctx, spec, dig, img.Module, wasmstages.Version{Digest: dig, Ref: spec.value}, seen) {
+	if !f.apply(ctx, spec, img.Module, wasmstages.Version{Digest: dig, Ref: spec.value}, seen) {
 		return false
 	}
 	if spec.ref.Tag != "" {
-		if err := f.images.tagStored(ctx, spec.ref, d); err != nil {
+		if err := f.access.tagStored(ctx, spec.ref, d); err != nil {
 			f.log.Warn("cannot tag the running version in the image store; the next start resolves the tag again", "ref", spec.ref.String(), "error", err)
 		}
 	}
@@ -551,22 +627,27 @@ func fetchResult(err error) (result string, passes bool) {
 	return ReloadRegistry, true
 }
 
-// apply makes every target run module as version v, unless it runs it
-// already. seen is when the version was first seen, for the log. It
-// reports whether the version now runs.
-func (f *stageFollower) apply(ctx context.Context, spec *moduleSpec, dig string, module []byte, v wasmstages.Version, seen time.Time) bool {
+// apply makes every instance of the stage run module as version v, unless
+// it runs it already; seen is when the version was first seen, for the
+// log. It reports whether the version now runs everywhere.
+func (f *stageFollower) apply(ctx context.Context, spec *moduleSpec, module []byte, v wasmstages.Version, seen time.Time) bool {
 	if f.failed[v.Digest] != "" || f.held[v.Digest] {
 		return false
 	}
-	if f.cur.version == v {
-		f.serving(spec)
-		return true
-	}
-	rename := bytes.Equal(module, f.cur.module)
-	for i, t := range f.targets {
-		if err := t.stage.SwapVersion(ctx, module, v); err != nil {
-			for _, done := range f.targets[:i] {
-				if rerr := done.stage.SwapVersion(context.WithoutCancel(ctx), f.cur.module, f.cur.version); rerr != nil {
+	moduleDigest := strings.TrimPrefix(wasmstages.ModuleDigest(module), "sha256:")
+	var done []*wasmstages.Stage
+	swapped := false
+	for _, t := range f.targets() {
+		r := t.Running()
+		if r.Version == v && r.Module == moduleDigest {
+			continue
+		}
+		if err := t.SwapVersion(ctx, module, v); err != nil {
+			if errors.Is(err, wasmstages.ErrClosed) {
+				continue // a pipeline that stopped meanwhile
+			}
+			for _, d := range done {
+				if rerr := d.SwapVersion(context.WithoutCancel(ctx), f.cur.module, f.cur.version); rerr != nil {
 					f.log.Error("cannot return a pipeline's instance to the running version", "error", rerr)
 				}
 			}
@@ -576,30 +657,49 @@ func (f *stageFollower) apply(ctx context.Context, spec *moduleSpec, dig string,
 			f.fail(ctx, spec, v.Digest, wasmstages.ReloadResult(err), err, false)
 			return false
 		}
+		done = append(done, t)
+		swapped = swapped || r.Module != moduleDigest
 	}
 	old := f.cur
-	f.cur = &loadedVersion{module: module, version: v}
-	f.setInfo(v)
+	if old.version != v || !bytes.Equal(old.module, module) {
+		f.cur = &loadedVersion{module: module, version: v}
+		f.mu.Lock()
+		f.running = f.cur
+		f.mu.Unlock()
+		f.setInfo(&v)
+	}
 	f.transient = 0
-	clear(f.logged)
-	now := time.Now()
-	if rename {
-		f.serving(spec)
-		f.log.Info("stage version renamed", "digest", v.Digest, "ref", v.Ref)
+	if !swapped {
+		if len(done) > 0 && old.version != v {
+			f.log.Info("stage version renamed", "digest", v.Digest, "ref", v.Ref)
+		}
+		f.update(func(s *StageStatus) {
+			s.Digest, s.Ref = v.Digest, v.Ref
+			if s.State != StageRolledBack || s.Refused == "" {
+				s.State, s.Error = StageServing, ""
+				if s.Result == "" {
+					s.Result = wasmstages.ReloadOK
+				}
+			}
+		})
 		return true
 	}
-	f.prev = old
+	clear(f.logged)
+	now := time.Now()
+	if old.version.Digest != v.Digest {
+		f.prev = old
+	}
 	took := now.Sub(seen)
 	if f.lastSwapped == nil {
 		f.lastSwapped = f.reg.Gauge(MetricStageLastSwap, "Unix time of the last version swap of a Wasm stage.", "name", f.name)
 	}
 	f.lastSwapped.Set(now.Unix())
 	f.window = nil
-	if f.rbAfter > 0 {
-		w := &rollbackWindow{until: now.Add(f.rbWin), digest: v.Digest}
-		for _, t := range f.targets {
-			seq, _ := t.stage.Failures()
-			w.seqs = append(w.seqs, seq)
+	if f.set.rbAfter > 0 && f.prev != nil {
+		w := &rollbackWindow{until: now.Add(f.set.rbWin), digest: v.Digest, seqs: map[*wasmstages.Stage]int{}}
+		for _, t := range f.targets() {
+			seq, _ := t.Failures()
+			w.seqs[t] = seq
 		}
 		f.window = w
 	}
@@ -613,18 +713,6 @@ func (f *stageFollower) apply(ctx context.Context, spec *moduleSpec, dig string,
 	return true
 }
 
-// serving records that the stage runs what spec names.
-func (f *stageFollower) serving(spec *moduleSpec) {
-	f.update(func(s *StageStatus) {
-		if s.State != StageRolledBack || s.Refused == "" {
-			s.State, s.Error = StageServing, ""
-			if s.Result == "" {
-				s.Result = wasmstages.ReloadOK
-			}
-		}
-	})
-}
-
 // fail records a failed attempt at spec (at digest dig, when known): it is
 // counted every time, logged once per cause and digest, and a version
 // that failed for a reason that will not pass is refused until the
@@ -633,8 +721,10 @@ func (f *stageFollower) fail(ctx context.Context, spec *moduleSpec, dig, result 
 	if ctx.Err() != nil {
 		return
 	}
-	wasmstagesCounted := result == wasmstages.ReloadCompile || result == wasmstages.ReloadABI || result == wasmstages.ReloadMemoryLimit || result == wasmstages.ReloadInit
-	if !wasmstagesCounted {
+	switch result {
+	case wasmstages.ReloadCompile, wasmstages.ReloadABI, wasmstages.ReloadMemoryLimit, wasmstages.ReloadInit:
+		// The stage counted its own load failure.
+	default:
 		wasmstages.ReloadCounter(f.reg, f.name, result).Inc()
 	}
 	if passes {
@@ -678,12 +768,12 @@ func (f *stageFollower) checkRollback(ctx context.Context) {
 		return
 	}
 	var failed uint64
-	for i, t := range f.targets {
-		if seq, n := t.stage.Failures(); seq == w.seqs[i] {
+	for _, t := range f.targets() {
+		if seq, n := t.Failures(); seq == w.seqs[t] {
 			failed += n
 		}
 	}
-	if failed < uint64(f.rbAfter) {
+	if failed < uint64(f.set.rbAfter) {
 		if time.Now().After(w.until) {
 			f.window = nil // it held: no rollback to it any more
 		}
@@ -694,19 +784,22 @@ func (f *stageFollower) checkRollback(ctx context.Context) {
 	if prev == nil {
 		return
 	}
-	for _, t := range f.targets {
-		if err := t.stage.SwapVersion(ctx, prev.module, prev.version); err != nil {
+	for _, t := range f.targets() {
+		if err := t.SwapVersion(ctx, prev.module, prev.version); err != nil && !errors.Is(err, wasmstages.ErrClosed) {
 			f.log.Error("cannot roll back to the previous stage version", "to", prev.version.Digest, "error", err)
 			return
 		}
 	}
 	f.cur, f.prev = prev, nil
+	f.mu.Lock()
+	f.running = prev
+	f.mu.Unlock()
 	f.held[bad.version.Digest] = true
-	f.setInfo(prev.version)
+	f.setInfo(&prev.version)
 	now := time.Now()
 	f.lastSwapped.Set(now.Unix())
 	wasmstages.ReloadCounter(f.reg, f.name, ReloadRolledBack).Inc()
-	err := fmt.Errorf("rolled back: version %s failed %d calls within %s of its swap (rollback_after_errors = %d)", bad.version.Digest, failed, f.rbWin, f.rbAfter)
+	err := fmt.Errorf("rolled back: version %s failed %d calls within %s of its swap (rollback_after_errors = %d)", bad.version.Digest, failed, f.set.rbWin, f.set.rbAfter)
 	f.log.Warn("stage version rolled back; it is held back until the desired version changes", "bad", bad.version.Digest, "to", prev.version.Digest,
 		"ref", prev.version.Ref, "failed_calls", failed)
 	f.update(func(s *StageStatus) {
@@ -729,47 +822,148 @@ func (f *stageFollower) update(change func(*StageStatus)) {
 	}
 }
 
-// stageFollowers are the followers of an agent's Wasm stages, in config
-// order.
-type stageFollowers []*stageFollower
+// stageFollowers are the agent's stage followers, one per stage name of
+// the running plan, and the control connection when the config has one.
+// Run starts them once the pipelines run and stops them when they have
+// stopped; a reload brings them in line with its plan (sync). Safe for
+// concurrent use.
+type stageFollowers struct {
+	a *Agent
 
-// newStageFollowers builds a follower per Wasm stage block that a
-// pipeline lists.
-func newStageFollowers(cfg *config.File, lazy []*lazyStage, modules map[*config.Stage]stageModule, images *imageAccess, log *slog.Logger, reg *pipeline.Registry) stageFollowers {
-	var out stageFollowers
-	for _, st := range cfg.Stages {
-		m, ok := modules[st]
-		if !ok {
-			continue
+	mu      sync.Mutex
+	ctx     context.Context // Run's; nil until start
+	all     []*stageFollower
+	control *controlClient
+	wg      sync.WaitGroup
+}
+
+func (fs *stageFollowers) get(name string) *stageFollower {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	i := slices.IndexFunc(fs.all, func(f *stageFollower) bool { return f.name == name })
+	if i < 0 {
+		return nil
+	}
+	return fs.all[i]
+}
+
+func (fs *stageFollowers) list() []*stageFollower {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return slices.Clone(fs.all)
+}
+
+// start starts a follower per stage of pl and, with a control block, the
+// control connection (rollout.go). Run calls it once the pipelines run.
+func (fs *stageFollowers) start(ctx context.Context, pl *plan) {
+	fs.mu.Lock()
+	fs.ctx = ctx
+	if c := pl.cfg.Agent.Control; c != nil && c.NATS != nil {
+		fs.control = newControlClient(pl.cfg.Agent, fs, fs.a.log)
+	}
+	fs.mu.Unlock()
+	fs.sync(pl)
+	if fs.control != nil {
+		fs.wg.Go(func() { fs.control.run(ctx) })
+	}
+}
+
+// sync makes the followers match pl: a follower for every stage name,
+// configured from pl (a new one started, an existing one told), and none
+// for a stage that is gone. Every follower then looks at its stage: a
+// reload may have added instances that run another version.
+func (fs *stageFollowers) sync(pl *plan) {
+	fs.mu.Lock()
+	if fs.ctx == nil {
+		fs.mu.Unlock()
+		return // not started: start syncs
+	}
+	var next, started []*stageFollower
+	for _, pp := range pl.pipelines {
+		for _, sp := range pp.stages {
+			if slices.ContainsFunc(next, func(f *stageFollower) bool { return f.name == sp.name }) {
+				continue
+			}
+			i := slices.IndexFunc(fs.all, func(f *stageFollower) bool { return f.name == sp.name })
+			if i >= 0 {
+				f := fs.all[i]
+				f.configure(sp, pl.images)
+				next = append(next, f)
+				continue
+			}
+			name := sp.name
+			f := newStageFollower(sp, pl.images, func() []*wasmstages.Stage { return fs.a.stagesNamed(name) }, fs.a.log, fs.a.metrics)
+			if fs.control != nil {
+				f.notify = func() { fs.control.markDirty(name) }
+			}
+			next = append(next, f)
+			started = append(started, f)
 		}
-		var targets []*lazyStage
-		for _, l := range lazy {
-			if l.block == st {
-				targets = append(targets, l)
+	}
+	var gone []*stageFollower
+	for _, f := range fs.all {
+		if !slices.Contains(next, f) {
+			gone = append(gone, f)
+		}
+	}
+	fs.all = next
+	ctx := fs.ctx
+	fs.mu.Unlock()
+	for _, f := range gone {
+		f.stop()
+		<-f.done
+		if fs.control != nil {
+			fs.control.forget(f.name)
+		}
+	}
+	for _, f := range started {
+		f.publishRunning()
+		fctx, cancel := context.WithCancel(ctx)
+		f.stop = cancel
+		fs.wg.Go(func() { f.run(fctx) })
+	}
+	if fs.control != nil && (len(started) > 0 || len(gone) > 0) {
+		fs.control.rewatch()
+	}
+}
+
+// stop stops every follower and the control connection, and waits.
+func (fs *stageFollowers) stop() {
+	fs.mu.Lock()
+	all := fs.all
+	fs.mu.Unlock()
+	for _, f := range all {
+		if f.stop != nil {
+			f.stop()
+		}
+	}
+	if fs.control != nil {
+		fs.control.stop()
+	}
+	fs.wg.Wait()
+}
+
+// stagesNamed returns the running instances of the stage called name.
+func (a *Agent) stagesNamed(name string) []*wasmstages.Stage {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []*wasmstages.Stage
+	for _, lp := range a.pipelines {
+		for _, ls := range lp.stages {
+			if ls.plan.name == name {
+				out = append(out, ls.stage)
 			}
 		}
-		if len(targets) == 0 {
-			continue
-		}
-		out = append(out, newStageFollower(st, m, targets, images, log, reg))
 	}
 	return out
 }
 
-func (fs stageFollowers) byName(name string) *stageFollower {
-	i := slices.IndexFunc(fs, func(f *stageFollower) bool { return f.name == name })
-	if i < 0 {
-		return nil
-	}
-	return fs[i]
-}
-
 // StageStatus returns what each Wasm stage runs and how its last change
-// went, in config order. Safe for concurrent use, also before and after
-// Run.
+// went, in config order. Safe for concurrent use; empty until Run has
+// started the pipelines.
 func (a *Agent) StageStatus() []StageStatus {
-	out := make([]StageStatus, 0, len(a.followers))
-	for _, f := range a.followers {
+	var out []StageStatus
+	for _, f := range a.followers.list() {
 		out = append(out, f.Status())
 	}
 	return out
@@ -783,14 +977,14 @@ func (a *Agent) StageStatus() []StageStatus {
 // Safe for concurrent use.
 func (a *Agent) CheckStages(retryRefused bool, names ...string) error {
 	if len(names) == 0 {
-		for _, f := range a.followers {
+		for _, f := range a.followers.list() {
 			f.CheckNow(retryRefused)
 		}
 		return nil
 	}
 	var unknown []string
 	for _, n := range names {
-		if f := a.followers.byName(n); f != nil {
+		if f := a.followers.get(n); f != nil {
 			f.CheckNow(retryRefused)
 		} else {
 			unknown = append(unknown, n)
@@ -802,29 +996,23 @@ func (a *Agent) CheckStages(retryRefused bool, names ...string) error {
 	return nil
 }
 
-// followStages starts the followers that have something to follow and,
-// with a control block, the control connection (rollout.go). The returned
-// function stops them and waits until they have stopped. It is the
-// agent's one hook into Run for stage versions.
-func (a *Agent) followStages(ctx context.Context) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	control := a.cfg.Agent.Control != nil
-	var c *controlClient
-	if control {
-		c = newControlClient(a.cfg.Agent, a.followers, a.log) // before the followers run: it hears their status
+// stageExtra fills in what the stage's follower knows for `sluice ctl
+// status`: the version it runs (digest and reference), the last swap, and
+// why the desired version does not run, if it does not. a.mu is held
+// (the followers have their own lock).
+func (a *Agent) stageExtra(name string, cs *ComponentStatus) {
+	f := a.followers.get(name)
+	if f == nil {
+		return
 	}
-	for _, f := range a.followers {
-		f.start()
-		if f.follows(control) {
-			wg.Go(func() { f.run(ctx) })
-		}
+	st := f.Status()
+	if st.Digest != "" {
+		// Hex, as the other components' digests: the image's digest for a
+		// stage from an image, the module's otherwise.
+		cs.Digest, cs.Ref = strings.TrimPrefix(st.Digest, "sha256:"), st.Ref
 	}
-	if c != nil {
-		wg.Go(func() { c.run(ctx) })
-	}
-	return func() {
-		cancel()
-		wg.Wait()
+	cs.LastSwap = st.LastSwap
+	if st.State == StageFailed || st.State == StageRolledBack {
+		cs.Error = fmt.Sprintf("%s %s: %s (%s)", st.DesiredFrom, st.Desired, st.Error, st.Result)
 	}
 }

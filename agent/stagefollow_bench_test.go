@@ -64,9 +64,11 @@ func benchDigestToServing(b *testing.B, guest string, warm bool) {
 	}
 	defer stage.Close(ctx)
 	block := &config.Stage{Name: "bench", Wasm: &config.WasmStage{Module: "oci://" + refStr, Params: params, Reload: config.WasmReload{Watch: true}}}
-	f := newStageFollower(block, stageModule{bytes: base, version: wasmstages.Version{Digest: wasmstages.ModuleDigest(base), Ref: "oci://" + refStr}},
-		[]*lazyStage{{block: block, stage: stage}}, &imageAccess{policy: oci.Policy{Pull: oci.PullMissing}, dataDir: dataDir},
-		slog.New(slog.DiscardHandler), pipeline.NewRegistry())
+	sp := &stagePlan{name: "bench", block: block, cfg: wasmstages.Config{Name: "bench", ModuleBytes: base,
+		Version: wasmstages.Version{Digest: wasmstages.ModuleDigest(base), Ref: "oci://" + refStr}}}
+	access := &imageAccess{policy: oci.Policy{Pull: oci.PullMissing}, dataDir: dataDir}
+	f := newStageFollower(sp, access, func() []*wasmstages.Stage { return []*wasmstages.Stage{stage} }, slog.New(slog.DiscardHandler), pipeline.NewRegistry())
+	f.set, f.access = f.settings, access
 	spec := f.cfgSpec
 
 	variant := func(i int) []byte { return testutil.WithCustomSection(base, "bench", fmt.Appendf(nil, "%d", i)) }
