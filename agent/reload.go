@@ -349,11 +349,14 @@ func (a *Agent) apply(runCtx, ctx context.Context, pl *plan, pipeDone chan *live
 	var errs []error
 	// The stages' followers get the new config first: a changed module
 	// file is theirs to swap in (unless the control bucket names another
-	// version), and the reload waits for them.
+	// version), and the reload waits for them. A reload is an operator
+	// asking: each stage looks at its desired version at once (an
+	// immediate tag check) and retries a version it refused.
 	for _, pp := range pl.pipelines {
 		for _, sp := range pp.stages {
 			if f := a.followers.get(sp.name); f != nil {
 				f.configure(sp, pl.images)
+				f.CheckNow(true)
 			}
 		}
 	}

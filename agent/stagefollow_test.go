@@ -354,6 +354,15 @@ pipeline "p" {
 	serves(1)
 
 	refusedOnce("init failure", wasmstages.ReloadInit, "param", func() { push("initfail") })
+	// An operator asking (what a config reload does) retries it once.
+	before := reloads(wasmstages.ReloadInit)
+	if err := ta.a.CheckStages(true, "tag"); err != nil {
+		t.Fatal(err)
+	}
+	ta.waitFor("the retry an operator asked for", 20*time.Second, func() {}, func() bool { return reloads(wasmstages.ReloadInit) == before+1 })
+	if err := ta.a.CheckStages(false, "nosuchstage"); err == nil {
+		t.Error("CheckStages of an unknown stage did not fail")
+	}
 	refusedOnce("not allowed", ReloadNotAllowed, "not allowed", func() { push("refused") })
 	blobsBefore := reg.Requests("GET", "blobs")
 	refusedOnce("unsigned", ReloadSignature, "not signed", func() { push("unsigned") })
