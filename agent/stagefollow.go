@@ -24,8 +24,9 @@ import (
 // This file keeps each Wasm stage on the version it should run: the
 // config's module (a file that changes, an OCI tag that moves) unless the
 // fleet's control bucket (rollout.go) names another. One stageFollower per
-// stage block owns every swap of that stage, in every pipeline that lists
-// it, so that a file watch, a tag poll and a rollout never race.
+// stage name owns every swap of that stage, in every running pipeline that
+// lists it, so that a file watch, a tag poll, a rollout and a config
+// reload never race.
 
 // StageStatus says what a Wasm stage runs and how its last change went:
 // what `sluice ctl status` shows and agents publish to the control bucket.
