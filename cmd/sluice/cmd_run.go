@@ -30,7 +30,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sluice run GADGET [--param NAME=VALUE ...] [--wasm FILE] [-o json|table] [--timeout D]\n\nGADGET is a built-in gadget name, a path to an eBPF ELF, or an image reference\n(HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...), pulled into the local store.")
+		fmt.Fprintln(stderr, "usage: sluice run GADGET [--param NAME=VALUE ...] [--wasm FILE] [-o json|table] [--timeout D]\n\nGADGET is a built-in gadget name, a path to an eBPF ELF, or an image reference\n(HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...), pulled into the local store.\n`sluice run GADGET --help` lists the gadget's parameters and fields.")
 		fs.PrintDefaults()
 	}
 	var params paramFlags
@@ -46,6 +46,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	stats := fs.Bool("stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
 	var images imageRunFlags
 	images.register(fs)
+	var kinds gadgetRunFlags
+	kinds.register(fs)
+	if gadget, ok := wantsGadgetHelp(fs, args); ok {
+		return gadgetHelp(ctx, runConfig(gadget, nil, "json"), images.fetchOptions(stderr), stdout, stderr)
+	}
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -64,6 +69,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	f.Sources[0].BufferSize = *bufferSize
 	f.Sources[0].Wasm = *wasm
 	f.Pipelines[0].Queue.WhenFull = *whenFull
+	if err := kinds.apply(f, stdout); err != nil {
+		return err
+	}
 	if *timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
