@@ -239,7 +239,7 @@ var _ pipeline.Source = (*liveSource)(nil)
 func (a *Agent) newLiveSource(sp *sourcePlan, si *sourceInstance, seq *atomic.Uint64) *liveSource {
 	return &liveSource{
 		a: a, plan: sp, seq: seq, cur: si,
-		restarts: a.metrics.Counter(MetricSourceRestarts, "Times a failed source was loaded again.", "name", sp.name),
+		restarts: a.metrics.Component("source", sp.name).Counter(MetricSourceRestarts, "Times a failed source was loaded again."),
 		errs:     a.metrics.Component("source", sp.name).Errors,
 		log:      a.log.With("source", sp.name, "gadget", sp.spec.Name),
 	}
@@ -338,6 +338,9 @@ type liveStage struct {
 	plan  *stagePlan
 	stage *wasmstages.Stage
 }
+
+// ErrorKinds are a Wasm stage's (pipeline.ErrorKindsReporter).
+func (ls *liveStage) ErrorKinds() []string { return wasmstages.ErrorKinds() }
 
 // close releases the stage when no pipeline ran it.
 func (ls *liveStage) close(ctx context.Context) {

@@ -87,9 +87,11 @@ type StatusRecord struct {
 // ControlConnectOptions are the nats.Options of a connection to the
 // control buckets: the block's authentication and TLS, named name.
 func ControlConnectOptions(cfg *config.ControlNATS, name string) ([]nats.Option, error) {
+	// The sink's options carry the one implementation of NATS
+	// authentication and TLS that the sink and `sluice subscribe` use too.
 	a := cfg.NATSAuth
-	auth, err := sinks.NATSAuth{User: a.User, Password: a.Password, Token: a.Token, NKeySeedFile: a.NKeySeedFile, CredsFile: a.CredsFile,
-		CAFile: a.CAFile, CertFile: a.CertFile, KeyFile: a.KeyFile}.ConnectOptions()
+	auth, err := sinks.NATSOptions{User: a.User, Password: a.Password, Token: a.Token, NKeySeedFile: a.NKeySeedFile, CredsFile: a.CredsFile,
+		CAFile: a.CAFile, CertFile: a.CertFile, KeyFile: a.KeyFile}.ClientOptions()
 	if err != nil {
 		return nil, fmt.Errorf("control connection: %w", err)
 	}

@@ -353,7 +353,7 @@ pipeline "p" {
 	if st := ta.a.StageStatus(); len(st) != 1 || st[0].Stage != "tag" || st[0].Digest != d2.String() {
 		t.Errorf("stage status after tag2 went: %+v", st)
 	}
-	if ta.reg.Snapshot().Get(MetricStageInfo, "name", "tag2", "digest", d1.String(), "ref", "oci://"+repo+":v1") != 0 {
+	if ta.reg.Snapshot().Get(MetricStageInfo, "component", "stage", "name", "tag2", "digest", d1.String(), "ref", "oci://"+repo+":v1") != 0 {
 		t.Error("sluice_stage_info still names tag2")
 	}
 }

@@ -82,11 +82,13 @@ const (
 	ReloadRolledBack = "rolled_back" // the version failed too often after its swap
 )
 
-// Metric names of the stage version series, labelled {name} (the stage).
+// Metric names of the stage version series, labelled {component="stage",
+// name} like every stage series.
 const (
 	// MetricStageInfo is 1 for the version running, labelled digest and ref.
 	MetricStageInfo = "sluice_stage_info"
-	// MetricStageLastSwap is the Unix time of the last swap.
+	// MetricStageLastSwap is the Unix time of the last swap; 0 until the
+	// first.
 	MetricStageLastSwap = "sluice_stage_last_swap_timestamp_seconds"
 	// MetricStageVersionChecks counts the polls of a followed tag (HEAD
 	// requests to the registry).
@@ -230,6 +232,44 @@ type rollbackWindow struct {
 	seqs   map[*wasmstages.Stage]int // the version's Seq in each instance
 }
 
+// registerStageVersions registers at zero the version series a follower
+// of sp can emit, so that alerts see 0 from the start: a swap's every
+// result that can happen to the stage (wasmstages' own on any swap; a
+// fetch's for a module that is an image or when the control bucket can
+// name one; a bad control value with a control connection; an unreadable
+// file for a file module; a rollback when rollback_after_errors is set),
+// the tag checks where a tag can be followed, and the last-swap time.
+func registerStageVersions(reg *pipeline.Registry, sp *stagePlan, control bool) {
+	w := sp.block.Wasm
+	image := IsImageReference(w.Module)
+	results := wasmstages.ReloadResults()
+	if image || control {
+		results = append(results, ReloadRegistry, ReloadNotFound, ReloadNotAllowed, ReloadSignature, ReloadBadImage)
+	}
+	if control {
+		results = append(results, ReloadBadRef)
+	}
+	if sp.cfg.Module != "" {
+		results = append(results, ReloadUnreadable)
+	}
+	if w.Reload.RollbackAfterErrors > 0 {
+		results = append(results, ReloadRolledBack)
+	}
+	for _, r := range results {
+		wasmstages.ReloadCounter(reg, sp.name, r)
+	}
+	m := reg.Component("stage", sp.name)
+	m.Gauge(MetricStageLastSwap, "Unix time of the last version swap of a Wasm stage (0: none yet).")
+	if image || control {
+		m.Counter(MetricStageVersionChecks, "Polls of a followed OCI tag (HEAD requests to its registry).")
+	}
+}
+
+// hasControl tells whether cfg connects the agent to a control bucket.
+func hasControl(cfg *config.File) bool {
+	return cfg.Agent.Control != nil && cfg.Agent.Control.NATS != nil
+}
+
 // newStageFollower builds the follower of the stage planned as sp (in any
 // pipeline), whose running instances targets returns.
 func newStageFollower(sp *stagePlan, images *imageAccess, targets func() []*wasmstages.Stage, log *slog.Logger, reg *pipeline.Registry) *stageFollower {
@@ -242,7 +282,9 @@ func newStageFollower(sp *stagePlan, images *imageAccess, targets func() []*wasm
 	}
 	f.running = f.cur
 	f.configure(sp, images)
-	f.checkCount = reg.Counter(MetricStageVersionChecks, "Polls of a followed OCI tag (HEAD requests to its registry).", "name", sp.name)
+	m := reg.Component("stage", sp.name)
+	f.checkCount = m.Counter(MetricStageVersionChecks, "Polls of a followed OCI tag (HEAD requests to its registry).")
+	f.lastSwapped = m.Gauge(MetricStageLastSwap, "Unix time of the last version swap of a Wasm stage (0: none yet).")
 	f.status = StageStatus{Stage: sp.name, Desired: sp.block.Wasm.Module, DesiredFrom: "config", State: StageServing}
 	return f
 }
@@ -273,7 +315,7 @@ func (f *stageFollower) configure(sp *stagePlan, images *imageAccess) {
 func specOf(value string, m stageModule, from string, rev uint64) moduleSpec {
 	s := moduleSpec{value: value, from: from, revision: rev}
 	switch {
-	case strings.HasPrefix(value, ociPrefix):
+	case IsImageReference(value):
 		s.kind = moduleOCI
 		s.ref, s.err = oci.ParseReference(value)
 	case m.path != "":
@@ -283,10 +325,6 @@ func specOf(value string, m stageModule, from string, rev uint64) moduleSpec {
 	}
 	return s
 }
-
-// parseOverride turns a control bucket value into a spec: an OCI
-// reference (with or without oci://, by tag or digest), or a bare digest
-// of the repository the config's module names.
 
 // parseOverride turns a control bucket value into a spec: an OCI
 // reference (with or without oci://, by tag or digest), or a bare digest
@@ -407,7 +445,7 @@ func (f *stageFollower) setInfo(v *wasmstages.Version) {
 		f.infoLabels = nil
 	}
 	if v != nil {
-		f.infoLabels = []string{"name", f.name, "digest", v.Digest, "ref", v.Ref}
+		f.infoLabels = []string{"component", "stage", "name", f.name, "digest", v.Digest, "ref", v.Ref}
 		f.reg.Gauge(MetricStageInfo, "The version a Wasm stage runs (value 1).", f.infoLabels...).Set(1)
 	}
 }
@@ -691,9 +729,6 @@ func (f *stageFollower) apply(ctx context.Context, spec *moduleSpec, module []by
 		f.prev = old
 	}
 	took := now.Sub(seen)
-	if f.lastSwapped == nil {
-		f.lastSwapped = f.reg.Gauge(MetricStageLastSwap, "Unix time of the last version swap of a Wasm stage.", "name", f.name)
-	}
 	f.lastSwapped.Set(now.Unix())
 	f.window = nil
 	if f.set.rbAfter > 0 && f.prev != nil {
@@ -859,7 +894,7 @@ func (fs *stageFollowers) list() []*stageFollower {
 func (fs *stageFollowers) start(ctx context.Context, pl *plan) {
 	fs.mu.Lock()
 	fs.ctx = ctx
-	if c := pl.cfg.Agent.Control; c != nil && c.NATS != nil {
+	if hasControl(pl.cfg) {
 		fs.control = newControlClient(pl.cfg.Agent, fs, fs.a.log)
 	}
 	fs.mu.Unlock()
@@ -885,6 +920,7 @@ func (fs *stageFollowers) sync(pl *plan) {
 			if slices.ContainsFunc(next, func(f *stageFollower) bool { return f.name == sp.name }) {
 				continue
 			}
+			registerStageVersions(fs.a.metrics, sp, fs.control != nil)
 			i := slices.IndexFunc(fs.all, func(f *stageFollower) bool { return f.name == sp.name })
 			if i >= 0 {
 				f := fs.all[i]

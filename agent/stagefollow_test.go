@@ -20,8 +20,10 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/internal/registrytest"
 	"github.com/sluice-dev/sluice/internal/testutil"
+	"github.com/sluice-dev/sluice/oci"
 	"github.com/sluice-dev/sluice/oci/sign"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/wasmstages"
@@ -122,7 +124,9 @@ pipeline "p" {
 	if err := load.Go(); err != nil {
 		t.Fatal(err)
 	}
-	checks := func() float64 { return ta.reg.Snapshot().Get(MetricStageVersionChecks, "name", "tag") }
+	checks := func() float64 {
+		return ta.reg.Snapshot().Get(MetricStageVersionChecks, "component", "stage", "name", "tag")
+	}
 	var took, landed []time.Duration
 	for v := 2; v <= versions; v++ {
 		before := checks()
@@ -306,9 +310,11 @@ pipeline "p" {
 	ta := startAgent(t, f, Options{Images: fetched, Logger: textLogger(&logs)})
 	defer ta.stop()
 
-	checks := func() float64 { return ta.reg.Snapshot().Get(MetricStageVersionChecks, "name", "tag") }
+	checks := func() float64 {
+		return ta.reg.Snapshot().Get(MetricStageVersionChecks, "component", "stage", "name", "tag")
+	}
 	reloads := func(result string) float64 {
-		return ta.reg.Snapshot().Get(wasmstages.MetricReloads, "name", "tag", "result", result)
+		return ta.reg.Snapshot().Get(wasmstages.MetricReloads, "component", "stage", "name", "tag", "result", result)
 	}
 	// serves waits until an exec shows up processed by version v.
 	serves := func(v int) {
@@ -403,10 +409,10 @@ pipeline "p" {
 	if st := ta.stageStatus("tag"); st.State != StageServing || st.Error != "" || st.Result != wasmstages.ReloadOK {
 		t.Errorf("after the good version: %+v", st)
 	}
-	if got := ta.reg.Snapshot().Get(MetricStageInfo, "name", "tag", "digest", images["v2"].digest.String(), "ref", "oci://"+ref); got != 1 {
+	if got := ta.reg.Snapshot().Get(MetricStageInfo, "component", "stage", "name", "tag", "digest", images["v2"].digest.String(), "ref", "oci://"+ref); got != 1 {
 		t.Errorf("sluice_stage_info of v2 = %v, want 1", got)
 	}
-	if got := ta.reg.Snapshot().Get(MetricStageInfo, "name", "tag", "digest", images["v1"].digest.String(), "ref", "oci://"+ref); got != 0 {
+	if got := ta.reg.Snapshot().Get(MetricStageInfo, "component", "stage", "name", "tag", "digest", images["v1"].digest.String(), "ref", "oci://"+ref); got != 0 {
 		t.Errorf("sluice_stage_info still names v1: %v", got)
 	}
 	var js bytes.Buffer
@@ -416,3 +422,71 @@ pipeline "p" {
 
 // textLogger logs into w as text, from info up.
 func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// TestSpecOf: a config module value is an image to follow whether or not
+// it carries oci:// (a gadget value is read the same way); a file is
+// watched and a built-in is neither.
+func TestSpecOf(t *testing.T) {
+	d := "sha256:" + strings.Repeat("ab", 32)
+	for _, c := range []struct {
+		value string
+		m     stageModule
+		kind  moduleKind
+		ref   string
+	}{
+		{"oci://reg.lan/stages/f:v1", stageModule{}, moduleOCI, "reg.lan/stages/f:v1"},
+		{"reg.lan/stages/f:v1", stageModule{}, moduleOCI, "reg.lan/stages/f:v1"},
+		{"localhost:5000/stages/f@" + d, stageModule{}, moduleOCI, "localhost:5000/stages/f@" + d},
+		{"./f.wasm", stageModule{path: "/etc/sluice/f.wasm"}, moduleFile, ""},
+		{"drop-comm", stageModule{bytes: []byte("\x00asm")}, moduleBuiltin, ""},
+	} {
+		s := specOf(c.value, c.m, "config", 0)
+		if s.kind != c.kind || s.err != nil {
+			t.Errorf("%q: kind %d (error %v), want %d", c.value, s.kind, s.err, c.kind)
+			continue
+		}
+		if c.kind == moduleOCI && s.ref.String() != c.ref {
+			t.Errorf("%q: reference %s, want %s", c.value, s.ref, c.ref)
+		}
+	}
+}
+
+// TestFollowsTagWithoutScheme: a stage whose module is HOST/REPO:TAG, without
+// oci://, follows its tag like one written with it: a version pushed to
+// the tag runs after the next check, and the tag's polls are counted.
+func TestFollowsTagWithoutScheme(t *testing.T) {
+	ctx := context.Background()
+	reg := registrytest.Start(t, registrytest.Options{})
+	ref := reg.Host + "/stages/tag:stable"
+	v1, v2 := tagModule(t, 1), tagModule(t, 2)
+	d1 := reg.PushStage(t, ref, v1, nil)
+	version := wasmstages.Version{Digest: d1.String(), Ref: ref}
+	stage, err := wasmstages.New(ctx, wasmstages.Config{Name: "tag", ModuleBytes: v1, Version: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stage.Close(ctx)
+	// A poll an hour apart: only the checks the test asks for look at the
+	// tag.
+	block := &config.Stage{Name: "tag", Wasm: &config.WasmStage{Module: ref, Reload: config.WasmReload{Watch: true, Poll: time.Hour}}}
+	sp := &stagePlan{name: "tag", block: block, cfg: wasmstages.Config{Name: "tag", ModuleBytes: v1, Version: version}}
+	access := &imageAccess{policy: oci.Policy{Pull: oci.PullMissing}, dataDir: t.TempDir()}
+	metrics := pipeline.NewRegistry()
+	f := newStageFollower(sp, access, func() []*wasmstages.Stage { return []*wasmstages.Stage{stage} }, slog.New(slog.DiscardHandler), metrics)
+	fctx, cancel := context.WithCancel(ctx)
+	go f.run(fctx)
+	defer func() { cancel(); <-f.done }()
+
+	f.checkWait(ctx)
+	if r := stage.Running(); r.Digest != d1.String() {
+		t.Fatalf("the stage runs %s, want v1 %s", r.Digest, d1)
+	}
+	d2 := reg.PushStage(t, ref, v2, nil)
+	f.checkWait(ctx)
+	if r, st := stage.Running(), f.Status(); r.Digest != d2.String() || st.Digest != d2.String() || st.State != StageServing {
+		t.Errorf("after v2 was pushed: the stage runs %s, status %+v; want v2 %s serving", r.Digest, st, d2)
+	}
+	if n := metrics.Snapshot().Get(MetricStageVersionChecks, "component", "stage", "name", "tag"); n < 2 {
+		t.Errorf("%s = %v after two checks of the tag", MetricStageVersionChecks, n)
+	}
+}

@@ -186,13 +186,14 @@ func NewNATS(ctx context.Context, name string, opts NATSOptions) (*NATS, error) 
 	if reg == nil {
 		reg = pipeline.NewRegistry()
 	}
-	s.spooled = reg.Counter("sluice_sink_spooled_total", "Events a sink wrote to its on-disk spool.", "sink", name)
-	s.replayed = reg.Counter("sluice_sink_replayed_total", "Spooled events a sink delivered after reconnecting.", "sink", name)
+	m := reg.Component("sink", name)
+	s.spooled = m.Counter("sluice_sink_spooled_total", "Events a sink wrote to its on-disk spool.")
+	s.replayed = m.Counter("sluice_sink_replayed_total", "Spooled events a sink delivered after reconnecting.")
 	lostHelp := "Spooled events lost after the spool accepted them, by reason."
-	s.spoolDropOld = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", "drop_oldest")
-	s.spoolCorrupt = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", "corrupt")
-	s.spoolTooLarge = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", ReasonTooLarge)
-	s.spoolBytes = reg.Gauge("sluice_sink_spool_bytes", "Bytes a sink's spool holds.", "sink", name)
+	s.spoolDropOld = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", "drop_oldest")
+	s.spoolCorrupt = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", "corrupt")
+	s.spoolTooLarge = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", ReasonTooLarge)
+	s.spoolBytes = m.Gauge("sluice_sink_spool_bytes", "Bytes a sink's spool holds.")
 	s.reconnected = make(chan struct{}, 1)
 	if opts.SpoolDir != "" {
 		max := opts.SpoolMaxBytes
@@ -293,7 +294,7 @@ func (s *NATS) connectOptions() ([]nats.Option, error) {
 			}
 		}),
 	}
-	auth, err := s.opts.auth().ConnectOptions()
+	auth, err := s.opts.ClientOptions()
 	if err != nil {
 		return nil, err
 	}

@@ -102,8 +102,9 @@ type version struct {
 	failures atomic.Uint64
 }
 
-// Metric names of the Wasm-specific series, labelled {name} (the stage);
-// MetricReloads also {result} (ReloadOK, ReloadCompile, ...).
+// Metric names of the Wasm-specific series, labelled {component="stage",
+// name} (the stage); MetricReloads also {result} (ReloadOK, ReloadCompile,
+// ...).
 const (
 	MetricInstanceRestarts = "sluice_stage_instance_restarts_total"
 	MetricReloads          = "sluice_stage_reloads_total"
@@ -160,8 +161,15 @@ func newStage(ctx context.Context, cfg Config, gm *GadgetModule, label string) (
 		s.ownCache = true
 	}
 	reg := cfg.Metrics
-	s.restarts = reg.Counter(MetricInstanceRestarts, "Wasm instances made to replace a failed one.", "name", cfg.Name)
+	m := reg.Component("stage", cfg.Name)
+	s.restarts = m.Counter(MetricInstanceRestarts, "Wasm instances made to replace a failed one.")
+	// Every result a swap can have is a series from the start, so that an
+	// alert on failed swaps sees 0 rather than nothing.
+	for _, r := range ReloadResults() {
+		ReloadCounter(reg, cfg.Name, r)
+	}
 	s.reloadsOK = ReloadCounter(reg, cfg.Name, ReloadOK)
+	reg.StageErrorKinds(cfg.Name, ErrorKinds()...)
 	if err := s.start(); err != nil {
 		s.closeCache(ctx)
 		return nil, fmt.Errorf("load %s: %w", label, err)
@@ -411,6 +419,10 @@ func (s *Stage) closeCache(ctx context.Context) {
 
 // Name returns the stage's name.
 func (s *Stage) Name() string { return s.cfg.Name }
+
+// ErrorKinds returns the kinds of failure a Wasm stage reports
+// (pipeline.ErrorKindsReporter).
+func (s *Stage) ErrorKinds() []string { return ErrorKinds() }
 
 // OnError implements pipeline.ErrorPolicy.
 func (s *Stage) OnError() (pipeline.ErrorAction, pipeline.Sink) { return s.action, s.cfg.DeadLetter }

@@ -117,7 +117,7 @@ func TestSwapBetweenBatches(t *testing.T) {
 			t.Fatal(err)
 		case <-done:
 			if last == versions {
-				if got := reg.Snapshot().Get(wasmstages.MetricReloads, "name", "tag", "result", wasmstages.ReloadOK); got != versions-1 {
+				if got := reg.Snapshot().Get(wasmstages.MetricReloads, "component", "stage", "name", "tag", "result", wasmstages.ReloadOK); got != versions-1 {
 					t.Errorf("reloads{result=ok} = %v, want %d", got, versions-1)
 				}
 				if r := s.Running(); r.Seq != versions-1 || r.Digest != wasmstages.ModuleDigest(modules[versions]) {
@@ -294,7 +294,7 @@ func TestReloadResults(t *testing.T) {
 		if got := wasmstages.ReloadResult(err); got != result {
 			t.Errorf("ReloadResult(%v) = %s, want %s", err, got, result)
 		}
-		if got := reg.Snapshot().Get(wasmstages.MetricReloads, "name", "r", "result", result); got != 1 {
+		if got := reg.Snapshot().Get(wasmstages.MetricReloads, "component", "stage", "name", "r", "result", result); got != 1 {
 			t.Errorf("reloads{result=%s} = %v, want 1", result, got)
 		}
 	}

@@ -81,10 +81,18 @@ func ReloadResult(err error) string {
 	return ReloadInit
 }
 
+// ReloadResults are the results a Stage counts itself: ReloadOK and the
+// load failures. A caller that fetches modules adds its own.
+func ReloadResults() []string {
+	return []string{ReloadOK, ReloadCompile, ReloadABI, ReloadMemoryLimit, ReloadInit}
+}
+
 // ReloadCounter returns the counter of stage's reload attempts with result,
-// the series MetricReloads{name=stage, result}. Safe for concurrent use.
+// the series MetricReloads{component="stage", name=stage, result}. Safe for
+// concurrent use.
 func ReloadCounter(reg *pipeline.Registry, stage, result string) *pipeline.Counter {
-	return reg.Counter(MetricReloads, "Module versions a Wasm stage tried to swap in, by result (ok, or why the running version stayed).", "name", stage, "result", result)
+	return reg.Component("stage", stage).Counter(MetricReloads,
+		"Module versions a Wasm stage tried to swap in, by result (ok, or why the running version stayed).", "result", result)
 }
 
 // StampKey is the key a stage with Config.StampVersion adds to each event

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -17,22 +16,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opencontainers/go-digest"
+	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/oci"
 	"github.com/sluice-dev/sluice/wasmstages"
 )
-
-const rolloutUsage = `usage:
-  sluice rollout STAGE REF [flags]     roll REF out to the stage STAGE of every agent (of --group)
-  sluice rollout status STAGE [flags]  show which agents run which version, until they converge
-  sluice rollout undo STAGE [flags]    go back to the key's previous value (or to the agents' config)
-
-REF is an image reference (registry/repo:tag, registry/repo@sha256:..., with or without oci://)
-or a bare digest (sha256:...) of the repository the agents' config names.
-The command exits 0 once every live agent runs the version, 1 if they did not within --wait.
-`
 
 // rolloutOptions are what `sluice rollout` does, from its flags: the work
 // is runRollout's, so that any command-line front end can call it.
@@ -51,81 +41,201 @@ type rolloutOptions struct {
 	Live bool
 }
 
-// cmdRollout parses `sluice rollout` and runs it.
-func cmdRollout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rollout", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, rolloutUsage+"\nflags:\n")
-		fs.PrintDefaults()
+// newRolloutCommand is `sluice rollout`: it writes the version a stage
+// must run into the fleet's control bucket (or undoes that) and follows the
+// agents' status until they all run it.
+func newRolloutCommand() *cobra.Command {
+	var f rolloutFlags
+	cmd := &cobra.Command{
+		Use:   "rollout STAGE REF",
+		Short: "Roll a stage version out to a fleet of agents over NATS",
+		Long: `Roll a Wasm stage version out to every agent connected to the fleet's control
+bucket (agent { control { nats {} } }), or to the agents of one group, and
+follow their status until they all run it.
+
+REF is an image reference (registry/repo:tag, registry/repo@sha256:..., with
+or without oci://) or a bare digest (sha256:...) of the repository the
+agents' config names. The command writes it to the control bucket's key STAGE
+(GROUP.STAGE with --group), then shows which agents run which digest, which
+are pending and which refused the version and why: live on a terminal, a
+line per change otherwise. It exits 0 once every live agent runs one digest,
+1 if they did not within --wait (naming the agents that failed and why).
+Requests are retried while a NATS node is lost.
+
+The connection settings are the flags', or those of an agent config's control
+block (--config), whose agent group is then the default --group. An
+authentication flag replaces the config's method; TLS flags replace the
+config's files one by one.`,
+		Example: `  sluice rollout no_shells registry.lan/stages/no-shells:v2 --server nats://nats.lan:4222
+  sluice rollout no_shells registry.lan/stages/no-shells@sha256:4f1c... --group web --wait 2m
+  sluice rollout no_shells sha256:4f1c... --config /etc/sluice/agent.hcl   # the agents' repository, another digest
+  sluice rollout status no_shells                 # who runs what, until they converge
+  sluice rollout undo no_shells                   # back to the key's previous value`,
+		Args:              exactArgs("STAGE", "REF"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRolloutRef(args[1]); err != nil {
+				msg := err.Error()
+				// "sluice rollout stauts x" reads as the stage stauts.
+				if cmd.SuggestionsMinimumDistance <= 0 {
+					cmd.SuggestionsMinimumDistance = 2 // cobra's default, which only its own lookup sets
+				}
+				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+					msg += "; did you mean " + orList(s) + "?"
+				}
+				return usageErrorf(cmd, "%s", msg)
+			}
+			return f.run(cmd, rolloutOptions{Action: "set", Stage: args[0], Ref: args[1]})
+		},
 	}
-	group := fs.String("group", "", "roll out to the agents of this `group` only (key GROUP.STAGE)")
-	server := fs.String("server", "", "NATS server `URLs`, comma-separated (default: the --config control block's, else "+config.DefaultNATSURL+")")
-	cfgPath := fs.String("config", "", "take the connection settings from this agent config `file`'s control block")
-	bucket := fs.String("bucket", "", "control KV `bucket` (default "+config.DefaultControlBucket+")")
-	statusBucket := fs.String("status-bucket", "", "status KV `bucket` (default BUCKET"+config.StatusBucketSuffix+")")
-	replicas := fs.Int("replicas", 0, "replicas of the buckets if they must be created (default 1)")
-	creds := fs.String("creds", "", "NATS creds `file`")
-	nkey := fs.String("nkey", "", "NATS nkey seed `file`")
-	user := fs.String("user", "", "NATS `user` (password from --password)")
-	password := fs.String("password", "", "NATS `password`")
-	token := fs.String("token", "", "NATS `token`")
-	ca := fs.String("tls-ca", "", "CA `file` to verify the server")
-	cert := fs.String("tls-cert", "", "client certificate `file`")
-	key := fs.String("tls-key", "", "client key `file`")
-	wait := fs.Duration("wait", 60*time.Second, "how long to wait for every agent to converge (0: do not wait)")
-	positional, err := parseInterspersed(fs, args)
+	f.register(cmd)
+	cmd.AddCommand(rolloutStatusCommand(), rolloutUndoCommand())
+	return cmd
+}
+
+func rolloutStatusCommand() *cobra.Command {
+	var f rolloutFlags
+	cmd := &cobra.Command{
+		Use:   "status STAGE",
+		Short: "Show which agents run which version of a stage, until they converge",
+		Long: `Show the control bucket's value for STAGE (GROUP.STAGE with --group) and every
+agent's state: the digest it runs, where its desired version comes from, and
+why it refused one. It follows the agents until they run one digest (exit 0)
+or --wait runs out (exit 1); --wait 0 looks once.`,
+		Example: `  sluice rollout status no_shells
+  sluice rollout status no_shells --group web --wait 0    # look once: exit 0 only if converged
+  sluice rollout status no_shells --config /etc/sluice/agent.hcl`,
+		Args:              exactArgs("STAGE"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(cmd, rolloutOptions{Action: "status", Stage: args[0]})
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func rolloutUndoCommand() *cobra.Command {
+	var f rolloutFlags
+	cmd := &cobra.Command{
+		Use:   "undo STAGE",
+		Short: "Put back the version a stage's key named before",
+		Long: `Put back the value the control bucket's key STAGE (GROUP.STAGE with --group)
+held before its current one, or delete the key when it held none: its agents
+then return to the next key (STAGE for a group's agents) or their config. It
+follows the agents like a rollout; --wait 0 does not wait.`,
+		Example: `  sluice rollout undo no_shells
+  sluice rollout undo no_shells --group web --wait 0`,
+		Args:              exactArgs("STAGE"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.run(cmd, rolloutOptions{Action: "undo", Stage: args[0]})
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// rolloutFlags are the flags every rollout command takes: how to reach
+// the control buckets, which agents, how long to wait.
+type rolloutFlags struct {
+	client       natsClientFlags
+	config       string
+	group        string
+	bucket       string
+	statusBucket string
+	replicas     int
+	wait         time.Duration
+}
+
+func (f *rolloutFlags) register(cmd *cobra.Command) {
+	f.client.register(cmd)
+	fs := cmd.Flags()
+	fs.Lookup("server").Usage = "NATS server `URL`, or a comma-separated list of a cluster's (default: the --config control block's, else $NATS_URL, else " + config.DefaultNATSURL + ")"
+	fs.StringVarP(&f.config, "config", "c", "", "take the connection settings and the agent group from this agent config `file`'s control block")
+	fs.StringVarP(&f.group, "group", "g", "", "only the agents of this `group` (the key GROUP.STAGE, which wins over STAGE for them)")
+	fs.StringVar(&f.bucket, "bucket", "", "the control KV `bucket` (default: the --config control block's, else "+config.DefaultControlBucket+")")
+	fs.StringVar(&f.statusBucket, "status-bucket", "", "the status KV `bucket` (default: BUCKET"+config.StatusBucketSuffix+")")
+	fs.IntVar(&f.replicas, "replicas", 0, "replicas of the buckets when they must be created, 1 to 5 (default: the --config control block's, else 1)")
+	durationVar(fs, &f.wait, "wait", 60*time.Second, "how long to follow the agents until they converge (0: do not wait; status looks once)")
+	cmd.MarkFlagFilename("config", "hcl")
+	for _, n := range []string{"group", "bucket", "status-bucket", "replicas", "wait"} {
+		cmd.RegisterFlagCompletionFunc(n, cobra.NoFileCompletions)
+	}
+}
+
+// run checks the flags, works out the control connection and runs opts.
+func (f *rolloutFlags) run(cmd *cobra.Command, opts rolloutOptions) error {
+	if err := f.client.check(cmd); err != nil {
+		return err
+	}
+	if opts.Stage == "" || strings.Contains(opts.Stage, ".") {
+		return usageErrorf(cmd, "%q is not a stage name (a group is --group)", opts.Stage)
+	}
+	if cmd.Flags().Changed("replicas") && (f.replicas < 1 || f.replicas > 5) {
+		return usageErrorf(cmd, "--replicas takes 1 to 5")
+	}
+	if f.wait < 0 {
+		return usageErrorf(cmd, "--wait takes a positive duration")
+	}
+	ctl, group, err := f.control(cmd)
 	if err != nil {
 		return err
 	}
-	opts := rolloutOptions{Action: "set", Group: *group, Wait: *wait, Live: isTerminal(stdout)}
-	switch {
-	case len(positional) == 2 && (positional[0] == "status" || positional[0] == "undo"):
-		opts.Action, opts.Stage = positional[0], positional[1]
-	case len(positional) == 2:
-		opts.Stage, opts.Ref = positional[0], positional[1]
-	default:
-		fs.Usage()
-		return errUsage
-	}
-	ctl := config.ControlNATS{URL: config.DefaultNATSURL, Bucket: config.DefaultControlBucket, Replicas: 1}
-	if *cfgPath != "" {
-		f, _, err := loadConfig(*cfgPath, stderr)
+	opts.Control, opts.Group = ctl, group
+	opts.Wait, opts.Live = f.wait, isTerminal(cmd.OutOrStdout())
+	return runRollout(cmd.Context(), opts, cmd.OutOrStdout())
+}
+
+// control returns the control connection and the group the flags name:
+// the --config file's control block and agent group, or the defaults, with
+// the flags given on top.
+func (f *rolloutFlags) control(cmd *cobra.Command) (config.ControlNATS, string, error) {
+	flags := cmd.Flags()
+	so := f.client.sinkOptions() // the flags, $NATS_URL, $NATS_PASSWORD, $NATS_TOKEN
+	ctl := config.ControlNATS{URL: so.URL, Bucket: config.DefaultControlBucket, Replicas: config.DefaultControlReplicas}
+	ctl.User, ctl.Password, ctl.Token, ctl.NKeySeedFile, ctl.CredsFile = so.User, so.Password, so.Token, so.NKeySeedFile, so.CredsFile
+	group := f.group
+	if f.config != "" {
+		file, _, err := loadConfig(f.config, cmd.ErrOrStderr())
 		if err != nil {
-			return err
+			return ctl, "", err
 		}
-		if f.Agent.Control == nil || f.Agent.Control.NATS == nil {
-			return fmt.Errorf("rollout: %s has no control block", *cfgPath)
+		if file.Agent.Control == nil || file.Agent.Control.NATS == nil {
+			return ctl, "", fmt.Errorf("rollout: %s has no control block (agent { control { nats {} } })", f.config)
 		}
-		ctl = *f.Agent.Control.NATS
-		if opts.Group == "" && !flagSet(fs, "group") {
-			// The config's agent group is the natural target.
-			opts.Group = f.Agent.Group
+		cfg := *file.Agent.Control.NATS
+		if flags.Changed("server") {
+			cfg.URL = so.URL
+		}
+		// Two authentication methods would be refused: a flag's replaces
+		// the config's.
+		if slices.ContainsFunc([]string{"creds", "nkey", "user", "token"}, flags.Changed) {
+			cfg.User, cfg.Password, cfg.Token, cfg.NKeySeedFile, cfg.CredsFile = so.User, so.Password, so.Token, so.NKeySeedFile, so.CredsFile
+		}
+		ctl = cfg
+		if !flags.Changed("group") {
+			group = file.Agent.Group // the config's agents are the natural target
 		}
 	}
 	for _, o := range []struct {
 		dst *string
 		v   string
-	}{{&ctl.URL, *server}, {&ctl.Bucket, *bucket}, {&ctl.StatusBucket, *statusBucket}, {&ctl.CredsFile, *creds}, {&ctl.NKeySeedFile, *nkey},
-		{&ctl.User, *user}, {&ctl.Password, *password}, {&ctl.Token, *token}, {&ctl.CAFile, *ca}, {&ctl.CertFile, *cert}, {&ctl.KeyFile, *key}} {
+	}{{&ctl.CAFile, so.CAFile}, {&ctl.CertFile, so.CertFile}, {&ctl.KeyFile, so.KeyFile}, {&ctl.Bucket, f.bucket}} {
 		if o.v != "" {
 			*o.dst = o.v
 		}
 	}
-	if *statusBucket == "" && (*bucket != "" || ctl.StatusBucket == "") {
+	switch {
+	case f.statusBucket != "":
+		ctl.StatusBucket = f.statusBucket
+	case f.bucket != "" || ctl.StatusBucket == "":
 		ctl.StatusBucket = ctl.Bucket + config.StatusBucketSuffix
 	}
-	if *replicas > 0 {
-		ctl.Replicas = *replicas
+	if f.replicas > 0 {
+		ctl.Replicas = f.replicas
 	}
-	opts.Control = ctl
-	return runRollout(ctx, opts, stdout)
-}
-
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
+	return ctl, group, nil
 }
 
 // checkRolloutRef refuses a value the agents could not use.

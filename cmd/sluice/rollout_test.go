@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
@@ -489,6 +490,103 @@ func TestRolloutProgress(t *testing.T) {
 			}
 			if got := strings.Join(states, " "); got != c.states || converged != c.converged {
 				t.Errorf("states %q, converged %t; want %q, %t", got, converged, c.states, c.converged)
+			}
+		})
+	}
+}
+
+// TestRolloutConnectionSettings: the control connection comes from the
+// defaults and $NATS_URL, or from an agent config's control block (and its
+// agent group), with the flags on top: an authentication flag replaces the
+// config's method, a TLS flag one file, --bucket names the status bucket
+// too.
+func TestRolloutConnectionSettings(t *testing.T) {
+	dir := t.TempDir()
+	agentConfig := filepath.Join(dir, "agent.hcl")
+	os.WriteFile(agentConfig, []byte(`
+agent {
+  group = "web"
+  control {
+    nats {
+      url           = "nats://nats-1.lan:4222"
+      bucket        = "stages"
+      status_bucket = "stages-seen"
+      replicas      = 3
+      creds_file    = "/etc/sluice/agent.creds"
+      tls {
+        ca_file   = "/etc/sluice/ca.pem"
+        cert_file = "/etc/sluice/agent.pem"
+        key_file  = "/etc/sluice/agent.key"
+      }
+    }
+  }
+}
+source "gadget" "exec" { gadget = "trace_exec" }
+sink "stdout" "out" {}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.stdout.out]
+}
+`), 0o644)
+	noControl := filepath.Join(dir, "plain.hcl")
+	os.WriteFile(noControl, []byte(`
+source "gadget" "exec" { gadget = "trace_exec" }
+sink "stdout" "out" {}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.stdout.out]
+}
+`), 0o644)
+	fromConfig := config.ControlNATS{URL: "nats://nats-1.lan:4222", Bucket: "stages", StatusBucket: "stages-seen", Replicas: 3,
+		NATSAuth: config.NATSAuth{CredsFile: "/etc/sluice/agent.creds", CAFile: "/etc/sluice/ca.pem", CertFile: "/etc/sluice/agent.pem", KeyFile: "/etc/sluice/agent.key"}}
+	for _, c := range []struct {
+		name    string
+		env     string // $NATS_URL
+		args    []string
+		want    func(*config.ControlNATS)
+		group   string
+		wantErr string
+	}{
+		{name: "defaults", want: func(*config.ControlNATS) {}},
+		{name: "NATS_URL", env: "nats://env.lan:4222", want: func(c *config.ControlNATS) { c.URL = "nats://env.lan:4222" }},
+		{name: "flags", args: []string{"-s", "nats://a:4222", "--token", "t", "--bucket", "b", "--replicas", "2", "-g", "db"}, group: "db",
+			want: func(c *config.ControlNATS) {
+				c.URL, c.Token, c.Bucket, c.StatusBucket, c.Replicas = "nats://a:4222", "t", "b", "b-status", 2
+			}},
+		{name: "config", env: "nats://env.lan:4222", args: []string{"--config", agentConfig}, group: "web",
+			want: func(c *config.ControlNATS) { *c = fromConfig }},
+		{name: "config and flags", args: []string{"-c", agentConfig, "-s", "nats://b:4222", "--user", "ops", "--password", "pw", "--tls-ca", "/ca2.pem", "--bucket", "b2", "--group", ""},
+			want: func(c *config.ControlNATS) {
+				*c = fromConfig
+				c.URL, c.CredsFile, c.User, c.Password, c.CAFile, c.Bucket, c.StatusBucket = "nats://b:4222", "", "ops", "pw", "/ca2.pem", "b2", "b2-status"
+			}},
+		{name: "config without a control block", args: []string{"--config", noControl}, wantErr: "has no control block"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("NATS_URL", c.env)
+			t.Setenv("NATS_TOKEN", "")
+			var f rolloutFlags
+			cmd := &cobra.Command{Use: "rollout"}
+			f.register(cmd)
+			if err := cmd.ParseFlags(c.args); err != nil {
+				t.Fatal(err)
+			}
+			got, group, err := f.control(cmd)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("error %v, want one saying %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := config.ControlNATS{URL: config.DefaultNATSURL, Bucket: config.DefaultControlBucket,
+				StatusBucket: config.DefaultControlBucket + config.StatusBucketSuffix, Replicas: 1}
+			c.want(&want)
+			got.DefRange = want.DefRange
+			if got != want || group != c.group {
+				t.Errorf("got %+v group %q\nwant %+v group %q", got, group, want, c.group)
 			}
 		})
 	}
