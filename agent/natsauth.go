@@ -243,3 +243,18 @@ func embeddedNATSAuth(cfg *config.File, n *config.NATSSink) string {
 	}
 	return NATSAgentSeedFile(cfg.Agent.DataDir)
 }
+
+// embeddedControlAuth is a's control connection, with the agent's own
+// credentials when it points at the embedded server (generated
+// credentials) and sets none of its own: a single machine may keep its
+// control buckets on the bus it already runs.
+func embeddedControlAuth(a config.Agent) *config.ControlNATS {
+	c := a.Control.NATS
+	ns := a.NATSServer
+	if ns == nil || ns.Auth != config.NATSAuthNKeys || c.User != "" || c.Token != "" || c.NKeySeedFile != "" || c.CredsFile != "" || !targetsEmbedded(c.URL, ns.Listen) {
+		return c
+	}
+	withAuth := *c
+	withAuth.NKeySeedFile = NATSAgentSeedFile(a.DataDir)
+	return &withAuth
+}

@@ -181,3 +181,62 @@ func connectSeed(t *testing.T, url, seedFile string, violations chan<- error) *n
 	t.Cleanup(nc.Close)
 	return nc
 }
+
+// TestEmbeddedCredentialsForOwnConnections: the agent's NATS sinks and its
+// control connection use the agent's credentials when they point at the
+// embedded server and bring none of their own.
+func TestEmbeddedCredentialsForOwnConnections(t *testing.T) {
+	dataDir := t.TempDir()
+	src := fmt.Sprintf(`agent {
+  data_dir = %q
+  nats_server { listen = "127.0.0.1:14999" }
+  control {
+    nats {
+      url = %%q
+      %%s
+    }
+  }
+}
+source "gadget" "exec" { gadget = "trace_exec" }
+sink "nats" "own" { url = "nats://localhost:14999" }
+sink "nats" "creds" {
+  url        = "nats://127.0.0.1:14999"
+  creds_file = "/etc/sluice/x.creds"
+}
+sink "nats" "remote" { url = "nats://nats.example.com:4222" }
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.nats.own, sink.nats.creds, sink.nats.remote]
+}
+`, dataDir)
+	for _, c := range []struct {
+		url, extra string
+		want       string
+	}{
+		{"nats://127.0.0.1:14999", "", NATSAgentSeedFile(dataDir)},
+		{"nats://127.0.0.1:14999", `nkey_seed_file = "/etc/own.nk"`, "/etc/own.nk"},
+		{"nats://nats.example.com:4222", "", ""},
+	} {
+		f, diags := config.Parse("c.hcl", []byte(fmt.Sprintf(src, c.url, c.extra)))
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		if got := embeddedControlAuth(f.Agent).NKeySeedFile; got != c.want {
+			t.Errorf("control %s %s: seed %q; want %q", c.url, c.extra, got, c.want)
+		}
+		if c.extra != "" {
+			continue
+		}
+		for name, want := range map[string]string{"own": NATSAgentSeedFile(dataDir), "creds": "", "remote": ""} {
+			var sink *config.Sink
+			for _, s := range f.Sinks {
+				if s.Name == name {
+					sink = s
+				}
+			}
+			if got := embeddedNATSAuth(f, sink.NATS); got != want {
+				t.Errorf("sink %s: seed %q; want %q", name, got, want)
+			}
+		}
+	}
+}

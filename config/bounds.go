@@ -67,7 +67,11 @@ var (
 	wasmMemoryBound  = sizeBound{minWasmMemory, maxWasmMemory}
 	wasmWorkersBound = intBound{1, MaxWasmWorkers}
 	wasmTickBound    = durationBound{time.Millisecond, day}
-	reloadPollBound  = durationBound{10 * time.Millisecond, day}
+	reloadPollBound  = durationBound{100 * time.Millisecond, day}
+	// hot swap: errors of a new version that roll it back, and how long
+	// after the swap they count
+	rollbackErrorsBound = intBound{1, 1_000_000}
+	rollbackWindowBound = durationBound{time.Second, day}
 )
 
 // evalIntIn decodes a whole number within b.

@@ -103,7 +103,12 @@ func (r *Resolver) Resolve(ctx context.Context, ref Reference) (ocispec.Descript
 // under pull policy "always", the store's record otherwise, and the
 // registry's when the store has no record and the policy may pull.
 func (r *Resolver) tagDigest(ctx context.Context, tag Reference) (digest.Digest, error) {
-	if r.policy.Pull != PullAlways {
+	return r.tagDigestAt(ctx, tag, r.policy.Pull == PullAlways)
+}
+
+// tagDigestAt is tagDigest, asking the registry first when remote is set.
+func (r *Resolver) tagDigestAt(ctx context.Context, tag Reference, remote bool) (digest.Digest, error) {
+	if !remote {
 		desc, err := r.store.Resolve(ctx, tag)
 		if err == nil {
 			return desc.Digest, nil
