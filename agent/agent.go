@@ -157,7 +157,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 
 	if ns := pl.cfg.Agent.NATSServer; ns != nil {
-		srv, err := startNATSServer(ns, a.log)
+		srv, err := startNATSServer(ns, pl.cfg.Agent.DataDir, a.log)
 		if err != nil {
 			return err
 		}

@@ -24,6 +24,9 @@ func natsOptions(s *config.Sink, cfg *config.File) sinks.NATSOptions {
 		CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
 		Host: cfg.Agent.Name,
 	}
+	if seed := embeddedNATSAuth(cfg, n); seed != "" {
+		opts.NKeySeedFile = seed // the embedded server's agent user
+	}
 	if n.Spool.Enabled {
 		opts.SpoolDir = filepath.Join(cfg.Agent.DataDir, "spool", s.Name)
 		opts.SpoolMaxBytes = n.Spool.MaxBytes
