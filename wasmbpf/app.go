@@ -74,9 +74,9 @@ type App struct {
 
 // Reasons the host ended a guest call (App.interrupts).
 const (
-	notInterrupted int32 = iota
-	interruptStop        // the source stopped and the guest went on
-	interruptCallback    // its callback trapped
+	notInterrupted    int32 = iota
+	interruptStop           // the source stopped and the guest went on
+	interruptCallback       // its callback trapped
 )
 
 var _ pipeline.Source = (*App)(nil)
