@@ -9,6 +9,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/sluice-dev/sluice/internal/interrupt"
 )
 
 // The wasm-bpf host interface, as eunomia-bpf's runtimes define it (import
@@ -89,6 +91,12 @@ func checkCompiled(cm wazero.CompiledModule) error {
 		switch mod {
 		case "wasi_snapshot_preview1":
 			continue // what is not granted fails inside the call
+		case interrupt.ImportModule:
+			if name == interrupt.ImportName {
+				continue // added by the host's rewrite, not the guest's
+			}
+			problems = append(problems, fmt.Sprintf("imports %s.%s; a wasm-bpf application imports only from wasm_bpf, callback-wrapper and wasi_snapshot_preview1", mod, name))
+			continue
 		case importModule:
 			table, usesHost = hostFuncs, true
 		case goWrapperModule:

@@ -20,6 +20,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
+	"github.com/sluice-dev/sluice/internal/interrupt"
 	"github.com/sluice-dev/sluice/pipeline"
 )
 
@@ -35,6 +36,9 @@ type App struct {
 	cm     wazero.CompiledModule
 	digest string
 	m      *appMetrics
+	// interruptible: the module was rewritten by package interrupt (its
+	// loops call yield); otherwise wazero checks contexts.
+	interruptible bool
 	ran    atomic.Bool
 
 	// Set by Run before the guest starts; read-only afterwards.
@@ -44,6 +48,8 @@ type App struct {
 	lines   *lineWriter // stdout
 	errs    *lineWriter // stderr
 	ptys    []*ptyStream
+	// guestClosed: Run closed the guest's instance (for tests).
+	guestClosed bool
 
 	// The guest's state: objects, maps and buffers. The guest's goroutine
 	// changes it; Run's goroutine reads objects to detach them at a stop
@@ -60,6 +66,7 @@ type App struct {
 	// and returns -EINTR, and what the guest does next with the host
 	// (another poll, a sleep, a load) ends it.
 	stopping   atomic.Bool
+	kill       atomic.Bool // the stop's grace ran out: end the guest wherever it is
 	stopCh     chan struct{}
 	stopOnce   sync.Once
 	interrupts atomic.Int32 // why the host ended the guest: see endGuest
@@ -100,10 +107,23 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	sum := sha256.Sum256(cfg.Module)
 	a.digest = hex.EncodeToString(sum[:])
 	a.m = newAppMetrics(cfg.Metrics, cfg.Source)
+	// A guest runs until it returns, so a stop must be able to end it
+	// wherever it is, a guest spinning in its own code included. The
+	// module is rewritten with the stages' fuel counter (package
+	// interrupt: a call to the host every 1024 loop iterations or
+	// function entries, which ends a guest being killed and lets Go
+	// preempt it). wazero's close-on-context-done would do too, but it
+	// starts a goroutine per call into the guest, one per record for a
+	// sample callback, which costs more than the record (RATIONALE.md).
+	// A module the rewriter does not understand runs with it anyway.
+	code, _, rerr := interrupt.Rewrite(cfg.Module)
+	a.interruptible = rerr == nil
+	if !a.interruptible {
+		code = cfg.Module
+		a.log.Info("cannot make the module cheaply interruptible; wazero's context checks stop it instead, which slows its callbacks down", "error", rerr)
+	}
 	rc := wazero.NewRuntimeConfigCompiler().
-		// A guest runs until it returns: a context that ends must stop it
-		// wherever it is (a guest that never polls spins in its own code).
-		WithCloseOnContextDone(true).
+		WithCloseOnContextDone(!a.interruptible).
 		WithMemoryLimitPages(uint32((cfg.MemoryLimit + pageSize - 1) / pageSize))
 	if cfg.Cache != nil {
 		rc = rc.WithCompilationCache(cfg.Cache)
@@ -113,7 +133,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.rt.Close(ctx)
 		return nil, fmt.Errorf("load wasm-bpf application %q: %w", cfg.App, err)
 	}
-	cm, err := a.rt.CompileModule(ctx, cfg.Module)
+	cm, err := a.rt.CompileModule(ctx, code)
 	if err != nil {
 		a.rt.Close(ctx)
 		return nil, fmt.Errorf("load wasm-bpf application %q: compile module: %w", cfg.App, err)
@@ -160,6 +180,11 @@ func (a *App) instantiateHost(ctx context.Context) error {
 	fn("wasm_bpf_map_operate", a.hostMapOperate)
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("instantiate host module %s: %w", importModule, err)
+	}
+	yb := a.rt.NewHostModuleBuilder(interrupt.ImportModule)
+	yb.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(a.yield), nil, nil).Export(interrupt.ImportName)
+	if _, err := yb.Instantiate(ctx); err != nil {
+		return fmt.Errorf("instantiate host module %s: %w", interrupt.ImportModule, err)
 	}
 	gb := a.rt.NewHostModuleBuilder(goWrapperModule)
 	sig := goWrapperFuncs["wasm_bpf_buffer_poll"]
@@ -220,6 +245,15 @@ func (a *App) closeTerminals() {
 		}
 	}
 	a.ptys = nil
+}
+
+// yield is the call package interrupt adds to the guest's loops and
+// functions: it ends a guest the host kills, and is where Go can preempt
+// one that spins.
+func (a *App) yield(context.Context, api.Module, []uint64) {
+	if a.kill.Load() {
+		a.interruptGuest()
+	}
 }
 
 // sleep is the guest's nanosleep (WASI poll_oneoff on a clock): a real
@@ -303,7 +337,8 @@ wait:
 			case callErr = <-done:
 			case <-grace.C:
 				a.interrupts.CompareAndSwap(notInterrupted, interruptStop)
-				cancelGuest() // wazero closes the module: the guest ends where it is
+				a.kill.Store(true) // its next yield ends it
+				cancelGuest()      // or wazero closes the module, when it has no yields
 				callErr = <-done
 			}
 			grace.Stop()
@@ -317,6 +352,8 @@ wait:
 	if err := mod.Close(context.WithoutCancel(ctx)); err != nil {
 		a.log.Debug("close guest", "error", err)
 	}
+	// Nothing may keep the instance (and its memory) reachable.
+	a.guestClosed, a.mod, a.tableFns = mod.IsClosed(), nil, nil
 	a.closeTerminals()
 	a.lines.flush()
 	a.errs.flush()

@@ -88,7 +88,7 @@ func TestExecsnoop(t *testing.T) {
 	// The guest returned from its loop (the poll said -EINTR), closed its
 	// object and printed its last line.
 	r.log.waitFor(t, "execsnoop done")
-	if r.app.mod == nil || !r.app.mod.IsClosed() {
+	if !r.app.guestClosed {
 		t.Error("the guest's module is not closed")
 	}
 	if n := len(r.app.objects); n != 0 {

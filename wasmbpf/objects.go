@@ -164,12 +164,29 @@ func (a *App) hostClose(_ context.Context, _ api.Module, stack []uint64) {
 
 func (a *App) closeObject(o *guestObject) {
 	o.obj.Detach()
+	drained := map[string]bool{}
 	for _, fd := range o.fds {
 		if b := a.buffers[fd]; b != nil {
 			a.drain(b)
+			drained[b.gm.name] = true
 			delete(a.buffers, fd)
 		}
 		delete(a.fds, fd)
+	}
+	// A ring buffer the guest never polled still holds what its programs
+	// wrote (a perf buffer holds nothing until a reader maps it).
+	for _, name := range o.outputs {
+		if drained[name] {
+			continue
+		}
+		m, err := o.obj.Map(name)
+		if err != nil || m.Type() != ebpf.RingBuf {
+			continue
+		}
+		if b, err := a.buffer(-1, &guestMap{obj: o, name: name, m: m, output: true}); err == nil {
+			a.drain(b)
+			delete(a.buffers, -1)
+		}
 	}
 	a.mu.Lock()
 	delete(a.objects, o.id)

@@ -69,6 +69,7 @@ app no_poll
 app verifier
 app bad_pointers
 app memhog
+app gowrapper
 
 if [ $check -eq 1 ]; then
 	stale=0

@@ -1,14 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * ringbench.wasm: polls the benchmark's ring buffer with a callback that
- * only counts, so the host's poll path is what is measured.
+ * ringbench.wasm: waits until the benchmark has filled the ring buffer
+ * (the `state` map says so), then drains it with a callback that only
+ * counts, so the host's poll path is what is measured.
  *
  *   ringbench -p TGID
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "wasm_bpf.h"
+
+struct state {
+	uint64_t produced;
+	uint32_t full;
+	uint32_t pad;
+};
 
 static unsigned char object[] = {
 #embed <ringbench.bpf.o>
@@ -35,8 +43,13 @@ int main(int argc, char **argv)
 	if (!obj || wasm_attach_bpf_program(obj, "burst", NULL) < 0)
 		return 1;
 	int fd = wasm_bpf_map_fd_by_name(obj, "records");
-	printf("ringbench: polling\n");
-	fflush(stdout);
+	int state = wasm_bpf_map_fd_by_name(obj, "state");
+	printf("ringbench: waiting for a full buffer\n");
+	struct state st = {0};
+	uint32_t zero = 0;
+	while (wasm_bpf_map_operate(state, WB_MAP_LOOKUP, &zero, &st, NULL, 0) == 0 && !st.full)
+		usleep(1000);
+	printf("ringbench: draining %llu records\n", (unsigned long long)st.produced);
 	int err;
 	while ((err = wb_poll(obj, fd, count, NULL, buf, sizeof(buf), 100)) == 0)
 		;
