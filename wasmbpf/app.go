@@ -39,7 +39,7 @@ type App struct {
 	// interruptible: the module was rewritten by package interrupt (its
 	// loops call yield); otherwise wazero checks contexts.
 	interruptible bool
-	ran    atomic.Bool
+	ran           atomic.Bool
 
 	// Set by Run before the guest starts; read-only afterwards.
 	mod     api.Module
