@@ -74,7 +74,8 @@ type Agent struct {
 
 // Source is a `source "<type>" "<name>"` block.
 //
-// The gadget fields are filled for Type "gadget", the only source type so far.
+// The gadget fields are filled for Type "gadget"; WasmBPF is set for Type
+// "wasm_bpf".
 type Source struct {
 	Type, Name string
 	DefRange   hcl.Range
@@ -103,6 +104,8 @@ type Source struct {
 	// built-in name; "" = none, or the module of the gadget's image.
 	Wasm      string
 	WasmRange hcl.Range
+
+	WasmBPF *WasmBPFSource // Type == "wasm_bpf"
 }
 
 // Param is one entry of a source's params object.
