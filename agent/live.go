@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sources"
+	"github.com/sluice-dev/sluice/wasmbpf"
 	"github.com/sluice-dev/sluice/wasmstages"
 )
 
@@ -156,16 +157,22 @@ func (h *handoffSink) Close(ctx context.Context) error {
 	return s.Close(ctx)
 }
 
-// sourceInstance is one loaded gadget, with its module when it has one.
+// sourceInstance is one loaded gadget, with its module when it has one,
+// or one wasm-bpf application.
 type sourceInstance struct {
 	g   *sources.Gadget
 	mod *gadgetSource
+	app *wasmbpf.App
 }
 
 // openSource builds the gadget of sp and loads it: its module initialises
 // before the gadget loads (it may set its parameters) and starts once the
-// gadget is attached. On failure nothing stays loaded.
+// gadget is attached. On failure nothing stays loaded. A wasm_bpf source's
+// application is compiled; its guest loads what it loads when it runs.
 func (a *Agent) openSource(ctx context.Context, sp *sourcePlan, seq *atomic.Uint64) (*sourceInstance, error) {
+	if sp.app != nil {
+		return a.openApp(ctx, sp, seq)
+	}
 	g, err := sources.NewGadget(sp.spec, sources.GadgetConfig{
 		Source: sp.name, Host: sp.host, Params: sp.params, BufferSize: int(sp.block.BufferSize),
 		Logger: a.log, Seq: seq,
@@ -195,13 +202,26 @@ func (a *Agent) openSource(ctx context.Context, sp *sourcePlan, seq *atomic.Uint
 }
 
 func (si *sourceInstance) run(ctx context.Context, out pipeline.Emitter) error {
-	if si.mod != nil {
+	switch {
+	case si.app != nil:
+		return si.app.Run(ctx, out)
+	case si.mod != nil:
 		return si.mod.run(ctx, out)
 	}
 	return si.g.Run(ctx, out)
 }
 
+// mayFinish: the source may end on its own, and that is no failure (a
+// wasm-bpf application that exits with status 0).
+func (si *sourceInstance) mayFinish() bool { return si.app != nil }
+
 func (si *sourceInstance) close(ctx context.Context) {
+	if si.app != nil {
+		if err := si.app.Close(ctx); err != nil {
+			slog.Default().Debug("close wasm-bpf application", "source", si.app.Name(), "error", err)
+		}
+		return
+	}
 	if si.mod != nil {
 		si.mod.close(ctx)
 	}
@@ -242,7 +262,7 @@ func (a *Agent) newLiveSource(sp *sourcePlan, si *sourceInstance, seq *atomic.Ui
 		a: a, plan: sp, seq: seq, cur: si,
 		restarts: a.metrics.Counter(MetricSourceRestarts, "Times a failed source was loaded again.", "name", sp.name),
 		errs:     a.metrics.Component("source", sp.name).Errors,
-		log:      a.log.With("source", sp.name, "gadget", sp.spec.Name),
+		log:      a.log.With("source", sp.name, "gadget", sp.kind()),
 	}
 }
 
@@ -258,7 +278,7 @@ func (ls *liveSource) gadget() *sources.Gadget {
 	if ls.cur == nil {
 		return nil
 	}
-	return ls.cur.g
+	return ls.cur.g // nil for a wasm-bpf application
 }
 
 func (ls *liveSource) Run(ctx context.Context, out pipeline.Emitter) error {
@@ -268,11 +288,15 @@ func (ls *liveSource) Run(ctx context.Context, out pipeline.Emitter) error {
 	for {
 		started := time.Now()
 		err := ls.cur.run(ctx, out)
+		finished := err == nil && ls.cur.mayFinish()
 		ls.cur.close(ctx)
 		ls.a.mu.Lock()
 		ls.cur = nil
 		ls.a.mu.Unlock()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || finished {
+			if finished && ctx.Err() == nil {
+				ls.log.Info("source finished: its application exited with status 0")
+			}
 			h.set("source", ls.plan.name, stateStopped, "")
 			return nil
 		}

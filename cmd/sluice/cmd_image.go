@@ -22,12 +22,13 @@ import (
 	"github.com/sluice-dev/sluice/oci"
 	"github.com/sluice-dev/sluice/oci/sign"
 	"github.com/sluice-dev/sluice/sources"
+	"github.com/sluice-dev/sluice/wasmbpf"
 )
 
 const imageUsage = `usage: sluice image COMMAND [flags]
 
 Commands:
-  build DIR|FILE.wasm -t REF     build a gadget (or stage) image into the local store
+  build DIR|FILE.wasm -t REF     build a gadget, stage or wasm-bpf application image into the local store
   push REF                       copy an image and its signatures to its registry
   pull REF                       copy an image and its signatures into the local store
   tag SRC DST                    give a stored image another name
@@ -184,7 +185,7 @@ func imageBuild(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args 
 	}
 	defer store.Close()
 	ref := refs[0]
-	opts := oci.BuildOptions{Archs: archs, Headers: gadgets.Headers(), CheckProgram: checkGadgetObject}
+	opts := oci.BuildOptions{Archs: archs, Headers: gadgets.Headers(), CheckProgram: checkGadgetObject, WasmBPF: wasmbpf.IsWasmBPF}
 	if *verbose {
 		opts.Log = stderr
 	}
