@@ -261,12 +261,14 @@ func (a *App) reportLoss(n uint64) {
 // the poll's).
 func (a *App) deliver(ctx context.Context, mod api.Module, b *buffer, p pollArgs) (int32, bool) {
 	mem := mod.Memory()
+	start := b.next
+	defer func() { a.m.callbacks.Add(uint64(b.next - start)) }()
 	for b.next < len(b.ends) {
-		start := 0
+		from := 0
 		if b.next > 0 {
-			start = b.ends[b.next-1]
+			from = b.ends[b.next-1]
 		}
-		rec := b.raw[start:b.ends[b.next]]
+		rec := b.raw[from:b.ends[b.next]]
 		b.next++
 		n := uint32(len(rec))
 		if n > p.size {
@@ -281,7 +283,6 @@ func (a *App) deliver(ctx context.Context, mod api.Module, b *buffer, p pollArgs
 			panic(a.guestErr)
 		}
 		a.stack[0], a.stack[1], a.stack[2] = uint64(p.cbCtx), uint64(p.data), uint64(n)
-		a.m.callbacks.Inc()
 		if err := p.cb.CallWithStack(ctx, a.stack); err != nil {
 			if a.stopping.Load() && ctx.Err() != nil {
 				panic(err) // the stop's grace ran out during the callback
