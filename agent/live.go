@@ -283,6 +283,15 @@ func (ls *liveSource) gadget() *sources.Gadget {
 
 func (ls *liveSource) Run(ctx context.Context, out pipeline.Emitter) error {
 	h := ls.a.health
+	ls.a.mu.Lock()
+	done := ls.cur == nil
+	ls.a.mu.Unlock()
+	if done {
+		// The source finished before (an application that exited 0), and
+		// a reload that kept it hands it to the pipeline again: it stays
+		// finished rather than running its application a second time.
+		return nil
+	}
 	h.set("source", ls.plan.name, stateRunning, "")
 	backoff := restartFirst
 	for {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -91,12 +92,19 @@ source "wasm_bpf" "hostile" {
   module = %q
   args   = ["-p", "%d"]
 }
+source "wasm_bpf" "spinner" {
+  module = %q
+  args   = ["-p", "%d"]
+}
+source "wasm_bpf" "rejected" { module = %q }
+source "wasm_bpf" "pointers" { module = %q }
 sink "stdout" "out" { format = "json" }
 pipeline "p" {
-  sources = [source.wasm_bpf.execs, source.wasm_bpf.hostile]
+  sources = [source.wasm_bpf.execs, source.wasm_bpf.hostile, source.wasm_bpf.spinner, source.wasm_bpf.rejected, source.wasm_bpf.pointers]
   sinks   = [sink.stdout.out]
 }
-`, filepath.Join(dir, "data"), testApp(t, "execsnoop"), args, testApp(t, "trap_callback"), pid)
+`, filepath.Join(dir, "data"), testApp(t, "execsnoop"), args, testApp(t, "trap_callback"), pid,
+			testApp(t, "no_poll"), pid, testApp(t, "verifier"), testApp(t, "bad_pointers"))
 	}
 	path := filepath.Join(dir, "sluice.hcl")
 	if err := os.WriteFile(path, []byte(cfgText(fmt.Sprintf(`["-p", "%d"]`, pid))), 0o644); err != nil {
@@ -140,7 +148,29 @@ pipeline "p" {
 		return s.Get(wasmbpf.MetricGuestErrors, "name", "hostile", "kind", wasmbpf.KindCallback) >= 1 &&
 			s.Get(MetricSourceRestarts, "name", "hostile") >= 1
 	})
-	// ... and the other source went on.
+	// The other hostile guests: one whose object the verifier rejects
+	// (counted, restarted), one passing bad pointers everywhere (each
+	// refused and counted; it then exits 0 and its source finishes), one
+	// that spins without polling (stopped with the agent, below).
+	ta.waitFor("the verifier rejection counted and restarted, the bad pointers refused", 20*time.Second, func() {}, func() bool {
+		s := ta.reg.Snapshot()
+		var refused float64
+		for k, v := range s {
+			if strings.HasPrefix(k, wasmbpf.MetricRefusedCalls+"{") && strings.Contains(k, `name="pointers"`) {
+				refused += v
+			}
+		}
+		return s.Get(wasmbpf.MetricGuestErrors, "name", "rejected", "kind", wasmbpf.KindLoad) >= 1 &&
+			s.Get(MetricSourceRestarts, "name", "rejected") >= 1 && refused >= 20 &&
+			regexp.MustCompile(`bad_pointers: (\d+) of (\d+) calls refused`).MatchString(logs.String())
+	})
+	if !strings.Contains(logs.String(), "the verifier rejected the program") {
+		t.Error("the verifier's rejection is not in the log")
+	}
+	if m := regexp.MustCompile(`bad_pointers: (\d+) of (\d+) calls refused`).FindStringSubmatch(logs.String()); m == nil || m[1] != m[2] || strings.Contains(logs.String(), "was accepted") {
+		t.Errorf("a bad call was accepted: %v", m)
+	}
+	// ... and the first source went on.
 	seq := uint64(ev["seq"].(float64))
 	ev = execOf("execs", seq)
 	seq = uint64(ev["seq"].(float64))
@@ -160,6 +190,11 @@ pipeline "p" {
 	ta.waitFor("the new instance's args in the log", 10*time.Second, func() {}, func() bool {
 		return strings.Contains(logs.String(), `args="[-p `+fmt.Sprint(pid)+` -d 0]"`)
 	})
+	// The source whose application finished (exit 0) was kept by the
+	// reload; it stays finished instead of running its application again.
+	if n := strings.Count(logs.String(), "calls refused"); n != 1 {
+		t.Errorf("the finished application ran %d times", n)
+	}
 
 	ours := slices.DeleteFunc(appLinks(t), func(id link.ID) bool { return slices.Contains(before, id) })
 	if len(ours) == 0 {
