@@ -173,10 +173,9 @@ func (a *Agent) openSource(ctx context.Context, sp *sourcePlan, seq *atomic.Uint
 	if sp.app != nil {
 		return a.openApp(ctx, sp, seq)
 	}
-	g, err := sources.NewGadget(sp.spec, sources.GadgetConfig{
-		Source: sp.name, Host: sp.host, Params: sp.params, BufferSize: int(sp.block.BufferSize),
-		Logger: a.log, Seq: seq,
-	})
+	cfg := gadgetConfig(sp.block, sp.host, sp.params, a.log)
+	cfg.Seq = seq
+	g, err := sources.NewGadget(sp.spec, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start source %q: %w", sp.name, err)
 	}
@@ -211,9 +210,19 @@ func (si *sourceInstance) run(ctx context.Context, out pipeline.Emitter) error {
 	return si.g.Run(ctx, out)
 }
 
-// mayFinish: the source may end on its own, and that is no failure (a
-// wasm-bpf application that exits with status 0).
-func (si *sourceInstance) mayFinish() bool { return si.app != nil }
+// finished says whether a source that returned nil ended on its own as it
+// may (a gadget whose iterators took all their snapshots, a wasm-bpf
+// application that exited with status 0), and why; "" when it should
+// still be running.
+func (si *sourceInstance) finished() (kind, why string) {
+	switch {
+	case si.app != nil:
+		return "wasm-bpf", "its application exited with status 0"
+	case si.g.Finished():
+		return "gadget", "its iterators took all their snapshots"
+	}
+	return "", ""
+}
 
 func (si *sourceInstance) close(ctx context.Context) {
 	if si.app != nil {
@@ -260,7 +269,7 @@ var _ pipeline.Source = (*liveSource)(nil)
 func (a *Agent) newLiveSource(sp *sourcePlan, si *sourceInstance, seq *atomic.Uint64) *liveSource {
 	return &liveSource{
 		a: a, plan: sp, seq: seq, cur: si,
-		restarts: a.metrics.Counter(MetricSourceRestarts, "Times a failed source was loaded again.", "name", sp.name),
+		restarts: a.metrics.Component("source", sp.name).Counter(MetricSourceRestarts, "Times a failed source was loaded again."),
 		errs:     a.metrics.Component("source", sp.name).Errors,
 		log:      a.log.With("source", sp.name, "gadget", sp.kind()),
 	}
@@ -297,15 +306,23 @@ func (ls *liveSource) Run(ctx context.Context, out pipeline.Emitter) error {
 	for {
 		started := time.Now()
 		err := ls.cur.run(ctx, out)
-		finished := err == nil && ls.cur.mayFinish()
+		// A gadget whose outputs are iterators with a number of runs (or
+		// one snapshot) ends on its own, and so does a wasm-bpf
+		// application that exits with status 0: done, not failed.
+		finished, why := "", ""
+		if err == nil {
+			finished, why = ls.cur.finished()
+		}
 		ls.cur.close(ctx)
 		ls.a.mu.Lock()
 		ls.cur = nil
 		ls.a.mu.Unlock()
-		if ctx.Err() != nil || finished {
-			if finished && ctx.Err() == nil {
-				ls.log.Info("source finished: its application exited with status 0")
-			}
+		if ctx.Err() != nil {
+			h.set("source", ls.plan.name, stateStopped, "")
+			return nil
+		}
+		if finished != "" {
+			ls.log.Info("source finished: "+why, "kind", finished)
 			h.set("source", ls.plan.name, stateStopped, "")
 			return nil
 		}
@@ -365,6 +382,9 @@ type liveStage struct {
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
 }
+
+// ErrorKinds are a Wasm stage's (pipeline.ErrorKindsReporter).
+func (ls *liveStage) ErrorKinds() []string { return wasmstages.ErrorKinds() }
 
 // watch starts the goroutine that follows the stage's module file, if the
 // stage asks for it, until ctx ends or unwatch. The agent owns it.

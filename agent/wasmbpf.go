@@ -100,7 +100,7 @@ func resolveWasmBPF(f *config.File, images *Images) ([]*resolvedApp, hcl.Diagnos
 // name (the file's name without .wasm, or the image repository's last
 // element) and where it came from.
 func resolveWasmBPFModule(value, baseDir string, images *Images) (module []byte, app, origin string, err error) {
-	if strings.HasPrefix(value, ociPrefix) || IsImageReference(value) {
+	if IsImageReference(value) {
 		img, ok := images.WasmBPF(value)
 		if !ok {
 			return nil, "", "", fmt.Errorf("wasm-bpf image %q was not fetched: the agent fetches images before it starts (agent.FetchImages)", value)
@@ -122,12 +122,26 @@ func resolveWasmBPFModule(value, baseDir string, images *Images) (module []byte,
 	return b, strings.TrimSuffix(filepath.Base(path), ".wasm"), path, nil
 }
 
+// InspectApp forecasts the events of f's first wasm_bpf source (what
+// `sluice run APP --help` shows); images holds its image when it is one.
+func InspectApp(f *config.File, images *Images) (*wasmbpf.Inspection, hcl.Diagnostics) {
+	apps, diags := resolveWasmBPF(f, images)
+	if diags.HasErrors() || len(apps) == 0 {
+		return nil, diags
+	}
+	in, err := wasmbpf.Inspect(apps[0].plan.cfg)
+	if err != nil {
+		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid wasm-bpf application", Detail: err.Error()})
+	}
+	return in, diags
+}
+
 // WasmBPFModuleRefs returns the OCI module values of the config's
 // wasm_bpf sources, which FetchImages fetches.
 func WasmBPFModuleRefs(f *config.File) []StageModuleRef {
 	var refs []StageModuleRef
 	for _, src := range f.Sources {
-		if w := src.WasmBPF; w != nil && (strings.HasPrefix(w.Module, ociPrefix) || IsImageReference(w.Module)) {
+		if w := src.WasmBPF; w != nil && IsImageReference(w.Module) {
 			refs = append(refs, StageModuleRef{Value: w.Module, Range: w.ModuleRange})
 		}
 	}

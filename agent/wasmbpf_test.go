@@ -145,8 +145,8 @@ pipeline "p" {
 	execOf("hostile", 0)
 	ta.waitFor("the trap counted and the hostile source restarted", 20*time.Second, func() { exec.Command("/bin/true").Run() }, func() bool {
 		s := ta.reg.Snapshot()
-		return s.Get(wasmbpf.MetricGuestErrors, "name", "hostile", "kind", wasmbpf.KindCallback) >= 1 &&
-			s.Get(MetricSourceRestarts, "name", "hostile") >= 1
+		return s.Get(wasmbpf.MetricGuestErrors, "component", "source", "name", "hostile", "kind", wasmbpf.KindCallback) >= 1 &&
+			s.Get(MetricSourceRestarts, "component", "source", "name", "hostile") >= 1
 	})
 	// The other hostile guests: one whose object the verifier rejects
 	// (counted, restarted), one passing bad pointers everywhere (each
@@ -160,8 +160,8 @@ pipeline "p" {
 				refused += v
 			}
 		}
-		return s.Get(wasmbpf.MetricGuestErrors, "name", "rejected", "kind", wasmbpf.KindLoad) >= 1 &&
-			s.Get(MetricSourceRestarts, "name", "rejected") >= 1 && refused >= 20 &&
+		return s.Get(wasmbpf.MetricGuestErrors, "component", "source", "name", "rejected", "kind", wasmbpf.KindLoad) >= 1 &&
+			s.Get(MetricSourceRestarts, "component", "source", "name", "rejected") >= 1 && refused >= 20 &&
 			regexp.MustCompile(`bad_pointers: (\d+) of (\d+) calls refused`).MatchString(logs.String())
 	})
 	if !strings.Contains(logs.String(), "the verifier rejected the program") {

@@ -56,14 +56,19 @@ func LoadObject(spec *GadgetSpec, cfg ObjectConfig) (*Object, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gadget{spec: spec, cfg: GadgetConfig{BufferSize: cfg.BufferSize}, log: log}
+	g := &Gadget{spec: spec, cfg: GadgetConfig{BufferSize: cfg.BufferSize}, log: log, stacks: &stackResolver{}}
 	cs := spec.CollectionSpec()
 	g.sizeBuffers(cs)
+	if err := g.preparePins(cs); err != nil {
+		return nil, fmt.Errorf("gadget %q: %w", spec.Name, err)
+	}
 	skipped, err := g.loadCollection(cs)
 	if err != nil {
+		g.removePins()
 		return nil, err
 	}
 	g.skipped = skipped
+	g.stacks.setMaps(g.coll)
 	return &Object{g: g}, nil
 }
 
@@ -94,9 +99,20 @@ func (o *Object) Attach(name, target string) error {
 		return &ProgramError{Gadget: o.g.spec.Name, Program: name, Section: ps.Section, Op: "attach",
 			Err: errors.New("the program was not loaded: the kernel refused it (see the load warning)")}
 	}
-	l, err := o.attach(ps, prog, target)
-	if err != nil {
+	if err := o.attach(ps, prog, target); err != nil {
 		return &ProgramError{Gadget: o.g.spec.Name, Program: name, Section: ps.Section, Op: "attach", Err: err}
+	}
+	return nil
+}
+
+func (o *Object) attach(ps ProgramSpec, prog *ebpf.Program, target string) error {
+	l, err := o.attachTarget(ps, prog, target)
+	if l == nil && err == nil {
+		// The section says where: as a gadget attaches it.
+		return o.g.attach(ps, prog, nil)
+	}
+	if err != nil {
+		return err
 	}
 	o.g.linksMu.Lock()
 	o.g.links = append(o.g.links, l)
@@ -104,7 +120,9 @@ func (o *Object) Attach(name, target string) error {
 	return nil
 }
 
-func (o *Object) attach(ps ProgramSpec, prog *ebpf.Program, target string) (link.Link, error) {
+// attachTarget attaches the programs whose section leaves the target open;
+// nil, nil for the others.
+func (o *Object) attachTarget(ps ProgramSpec, prog *ebpf.Program, target string) (link.Link, error) {
 	kind, _, _ := strings.Cut(ps.Section, "/")
 	switch {
 	case kind == "xdp":
@@ -126,7 +144,7 @@ func (o *Object) attach(ps ProgramSpec, prog *ebpf.Program, target string) (link
 		spec := o.g.spec.collection.Programs[ps.Name]
 		return link.AttachCgroup(link.CgroupOptions{Path: target, Attach: spec.AttachType, Program: prog})
 	}
-	return attachProgram(ps, prog)
+	return nil, nil
 }
 
 func (o *Object) programSpec(name string) (ProgramSpec, bool) {
@@ -150,7 +168,7 @@ func (o *Object) programNames() string {
 func (o *Object) Attached() int {
 	o.g.linksMu.Lock()
 	defer o.g.linksMu.Unlock()
-	return len(o.g.links)
+	return len(o.g.links) + len(o.g.attached)
 }
 
 // Map returns the loaded map called name; it belongs to the object.
@@ -260,11 +278,15 @@ func ParseObject(name string, elf []byte, opts ParseOptions) (spec *GadgetSpec, 
 	if cs.Types == nil {
 		return nil, nil, fmt.Errorf("parse object %q: the ELF has no BTF; compile with clang -g", name)
 	}
-	spec = &GadgetSpec{Name: name, collection: cs}
-	if spec.Programs, err = programSpecs(cs); err != nil {
+	spec = &GadgetSpec{Name: name, collection: cs, Metadata: opts.Metadata}
+	mk, err := readMarkers(cs)
+	if err != nil {
 		return nil, nil, fmt.Errorf("parse object %q: %w", name, err)
 	}
-	if spec.Params, err = paramSpecs(cs); err != nil {
+	if spec.Programs, err = programSpecs(cs, mk); err != nil {
+		return nil, nil, fmt.Errorf("parse object %q: %w", name, err)
+	}
+	if spec.Params, err = paramSpecs(cs, mk); err != nil {
 		return nil, nil, fmt.Errorf("parse object %q: %w", name, err)
 	}
 	var outputs []string

@@ -203,7 +203,7 @@ func TestKprobeRefusedClearly(t *testing.T) {
 	if !errors.As(err, &ge) || ge.Kind != KindExit || ge.Code != 4 {
 		t.Errorf("Run = %v; want the guest's exit status 4", err)
 	}
-	if n := r.metric(MetricGuestErrors, "name", "kprobe-src", "kind", KindAttach); n != 1 {
+	if n := r.metric(MetricGuestErrors, "component", "source", "name", "kprobe-src", "kind", KindAttach); n != 1 {
 		t.Errorf("attach failures counted: %v; want 1", n)
 	}
 	_ = context.Background

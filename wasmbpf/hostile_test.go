@@ -30,7 +30,7 @@ func TestCallbackTrapContained(t *testing.T) {
 		t.Fatalf("Run = %v; want a callback error", err)
 	}
 	r.c.waitFor(t, "the exec the callback trapped on", func(ev map[string]any) bool { return str(ev["comm"]) == "true" })
-	if n := r.metric(MetricGuestErrors, "name", "trap_callback-src", "kind", KindCallback); n != 1 {
+	if n := r.metric(MetricGuestErrors, "component", "source", "name", "trap_callback-src", "kind", KindCallback); n != 1 {
 		t.Errorf("callback failures counted: %v; want 1", n)
 	}
 	linksGone(t, ids)
@@ -53,7 +53,7 @@ func TestGuestThatNeverPolls(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.log.waitFor(t, "has not polled their output")
-	if n := r.metric(MetricGuestErrors, "name", "no_poll-src", "kind", KindStall); n != 1 {
+	if n := r.metric(MetricGuestErrors, "component", "source", "name", "no_poll-src", "kind", KindStall); n != 1 {
 		t.Errorf("stalls counted: %v; want 1", n)
 	}
 	if len(r.c.snapshot()) != 0 {
@@ -90,7 +90,7 @@ func TestVerifierRejectionContained(t *testing.T) {
 			t.Errorf("the log does not say %q:\n%s", want, log)
 		}
 	}
-	if n := r.metric(MetricGuestErrors, "name", "verifier-src", "kind", KindLoad); n != 1 {
+	if n := r.metric(MetricGuestErrors, "component", "source", "name", "verifier-src", "kind", KindLoad); n != 1 {
 		t.Errorf("load failures counted: %v; want 1", n)
 	}
 }

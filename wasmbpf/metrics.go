@@ -6,7 +6,7 @@ import (
 	"github.com/sluice-dev/sluice/pipeline"
 )
 
-// Metric names of the wasm-bpf series, labelled {name} (the source).
+// Metric names of the wasm-bpf series, labelled {component="source",name}.
 const (
 	// MetricGuestErrors counts guest failures by {kind}: trap, callback,
 	// exit, instantiate, limit, load, attach, stall.
@@ -29,8 +29,7 @@ const (
 )
 
 type appMetrics struct {
-	reg    *pipeline.Registry
-	source string
+	c *pipeline.ComponentMetrics
 
 	callbacks, truncated, undecoded, logSuppressed *pipeline.Counter
 
@@ -43,12 +42,13 @@ type appMetrics struct {
 var guestErrorKinds = []string{KindTrap, KindCallback, KindExit, KindInstantiate, KindLimit, KindLoad, KindAttach, KindStall}
 
 func newAppMetrics(reg *pipeline.Registry, source string) *appMetrics {
+	c := reg.Component("source", source)
 	m := &appMetrics{
-		reg: reg, source: source,
-		callbacks:     reg.Counter(MetricCallbacks, "Records a wasm-bpf guest's callbacks were handed.", "name", source),
-		truncated:     reg.Counter(MetricTruncated, "Records cut to a wasm-bpf guest's poll buffer.", "name", source),
-		undecoded:     reg.Counter(MetricUndecoded, "Records of a wasm-bpf guest whose type is unknown (no event made).", "name", source),
-		logSuppressed: reg.Counter(MetricLogSuppressed, "Lines of a wasm-bpf guest's output its log rate limit left out.", "name", source),
+		c:             c,
+		callbacks:     c.Counter(MetricCallbacks, "Records a wasm-bpf guest's callbacks were handed."),
+		truncated:     c.Counter(MetricTruncated, "Records cut to a wasm-bpf guest's poll buffer."),
+		undecoded:     c.Counter(MetricUndecoded, "Records of a wasm-bpf guest whose type is unknown (no event made)."),
+		logSuppressed: c.Counter(MetricLogSuppressed, "Lines of a wasm-bpf guest's output its log rate limit left out."),
 		errs:          map[string]*pipeline.Counter{},
 		refuse:        map[[2]string]*pipeline.Counter{},
 	}
@@ -63,7 +63,7 @@ func (m *appMetrics) guestErrors(kind string) *pipeline.Counter {
 	defer m.mu.Unlock()
 	c := m.errs[kind]
 	if c == nil {
-		c = m.reg.Counter(MetricGuestErrors, "Failures of wasm-bpf guests, by kind.", "name", m.source, "kind", kind)
+		c = m.c.Counter(MetricGuestErrors, "Failures of wasm-bpf guests, by kind.", "kind", kind)
 		m.errs[kind] = c
 	}
 	return c
@@ -75,7 +75,7 @@ func (m *appMetrics) refused(function, reason string) *pipeline.Counter {
 	k := [2]string{function, reason}
 	c := m.refuse[k]
 	if c == nil {
-		c = m.reg.Counter(MetricRefusedCalls, "Host calls of wasm-bpf guests refused for what they passed.", "name", m.source, "function", function, "reason", reason)
+		c = m.c.Counter(MetricRefusedCalls, "Host calls of wasm-bpf guests refused for what they passed.", "function", function, "reason", reason)
 		m.refuse[k] = c
 	}
 	return c

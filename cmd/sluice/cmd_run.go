@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
@@ -17,114 +19,133 @@ import (
 	"github.com/sluice-dev/sluice/wasmbpf"
 )
 
-// paramFlags collects repeated --param k=v flags.
-type paramFlags []config.Param
+func newRunCommand() *cobra.Command {
+	var (
+		params     []config.Param
+		output     string
+		timeout    time.Duration
+		eventType  string
+		mapName    string
+		bufferSize int64
+		wasm       string
+		queuePol   string
+		logLevel   string
+		stats      bool
+		emit       string
+		images     imageRunFlags
+		kinds      gadgetRunFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "run GADGET | APP.wasm [-- ARGS...]",
+		Short: "Run one gadget (or wasm-bpf application) straight to the terminal",
+		Long: `Run one gadget straight to the terminal, without a config file.
 
-func (p *paramFlags) String() string { return "" }
-func (p *paramFlags) Set(v string) error {
-	k, val, ok := strings.Cut(v, "=")
-	if !ok || k == "" {
-		return fmt.Errorf("want NAME=VALUE, got %q", v)
-	}
-	*p = append(*p, config.Param{Name: k, Value: val})
-	return nil
-}
+GADGET is a built-in gadget name (see 'sluice gadgets'), a path to an eBPF ELF,
+or an image reference (HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...),
+pulled into the local store. 'sluice run GADGET --help' lists the gadget's
+parameters and fields.
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sluice run GADGET [--param NAME=VALUE ...] [--wasm FILE] [-o json|table] [--timeout D]\n       sluice run APP.wasm [--emit records|stdout|both] [-o json|table] [--timeout D] [-- ARGS...]\n\nGADGET is a built-in gadget name, a path to an eBPF ELF, or an image reference\n(HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...), pulled into the local store.\nA wasm-bpf application (a .wasm module importing the wasm_bpf host interface, or\nan image of one) runs as a source instead; ARGS after -- are its argv.")
-		fs.PrintDefaults()
-	}
-	// What follows -- is the application's own command line.
-	var appArgs []string
-	hasAppArgs := false
-	if i := slices.Index(args, "--"); i >= 0 {
-		args, appArgs, hasAppArgs = args[:i], args[i+1:], true
-	}
-	var params paramFlags
-	fs.Var(&params, "param", "gadget parameter `NAME=VALUE` (repeatable)")
-	output := fs.String("o", "table", "output format: json or table")
-	timeout := fs.Duration("timeout", 0, "stop after this long (0: until interrupted)")
-	eventType := fs.String("event-type", "", "BTF struct of the records, for gadgets without markers")
-	mapName := fs.String("map", "", "read only this output map")
-	bufferSize := fs.Int64("buffer-size", 0, "ring buffer bytes, or perf buffer bytes per CPU (0: default)")
-	wasm := fs.String("wasm", "", "a Wasm gadget module `FILE` to run with a file or built-in gadget (docs/stage-abi.md)")
-	whenFull := fs.String("when-full", "drop_oldest", "queue policy when the terminal falls behind: block, drop_newest, drop_oldest")
-	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
-	stats := fs.Bool("stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
-	emit := fs.String("emit", "records", "for a wasm-bpf application: what becomes events: records (what it polls, decoded), stdout (its printed lines) or both")
-	var images imageRunFlags
-	images.register(fs)
-	positional, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(positional) != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	if *output != "json" && *output != "table" {
-		return fmt.Errorf("run: output format %q: want json or table", *output)
-	}
-	f := runConfig(positional[0], params, *output)
-	f.Agent.LogLevel = *logLevel
-	f.Sources[0].EventType = *eventType
-	f.Sources[0].Map = *mapName
-	f.Sources[0].BufferSize = *bufferSize
-	f.Sources[0].Wasm = *wasm
-	f.Pipelines[0].Queue.WhenFull = *whenFull
-	isApp, err := isWasmBPFApp(ctx, f, positional[0], images.fetchOptions(stderr))
-	if err != nil {
-		return fmt.Errorf("run: %w", err)
-	}
-	switch {
-	case isApp:
-		if len(params) > 0 || *wasm != "" || *mapName != "" {
-			return fmt.Errorf("run: %s is a wasm-bpf application: --param, --wasm and --map are for gadgets; its own arguments follow --", positional[0])
-		}
-		if _, err := wasmbpf.ParseEmit(*emit); err != nil {
-			return fmt.Errorf("run: %w", err)
-		}
-		appSource(f, positional[0], appArgs, *emit)
-	case hasAppArgs:
-		return fmt.Errorf("run: arguments after -- are a wasm-bpf application's; %s is a gadget (its parameters are --param NAME=VALUE)", positional[0])
-	}
-	if *timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
-		defer cancel()
-	}
-	return runAgent(ctx, f, config.NewParser(), stdout, stderr, runOptions{stats: *stats, fetch: images.fetchOptions(stderr)})
-}
-
-// runConfig is the config `sluice run` stands for: one source, one stdout
-// sink, one pipeline, every other value at its default.
-func runConfig(gadget string, params []config.Param, format string) *config.File {
-	host, _ := os.Hostname()
-	src := &config.Source{Type: "gadget", Name: sourceName(gadget), Ref: "", Gadget: gadget, Params: params}
-	src.Ref = "source.gadget." + src.Name
-	sink := &config.Sink{Type: "stdout", Name: "terminal", Ref: "sink.stdout.terminal", Stdout: &config.StdoutSink{Format: format}}
-	return &config.File{
-		Agent: config.Agent{
-			Name:               host,
-			DataDir:            config.DefaultDataDir,
-			LogLevel:           config.DefaultLogLevel,
-			LogFormat:          config.DefaultLogFormat,
-			ShutdownGrace:      config.DefaultShutdownGrace,
-			LossReportInterval: config.DefaultLossReportInterval,
+A wasm-bpf application (a Wasm module that imports the wasm_bpf host interface,
+or an image of one) runs instead of a gadget: what follows -- is its own argv,
+and --emit chooses whether its records, its printed lines or both become events
+(docs/wasm-bpf.md).`,
+		Example: `  sluice run trace_exec
+  sluice run trace_open --param target_pid=1234 -o json --timeout 10s
+  sluice run ./my_gadget.bpf.o --event-type event
+  sluice run localhost:5000/gadgets/trace_exec:v1 --pull always
+  sluice run trace_exec --wasm my_module.wasm --stats
+  sluice run trace_open --help                   # the gadget's parameters and fields
+  sluice run ./execsnoop.wasm -- -p 1234          # a wasm-bpf application and its argv
+  sluice run localhost:5000/apps/execsnoop:v1 --emit both`,
+		Args:              runArgs,
+		ValidArgsFunction: completeGadget,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			var appArgs []string
+			hasAppArgs := cmd.ArgsLenAtDash() >= 0
+			if hasAppArgs {
+				args, appArgs = args[:cmd.ArgsLenAtDash()], args[cmd.ArgsLenAtDash():]
+			}
+			f := runConfig(args[0], params, output)
+			f.Agent.LogLevel = logLevel
+			f.Sources[0].EventType = eventType
+			f.Sources[0].Map = mapName
+			f.Sources[0].BufferSize = bufferSize
+			f.Sources[0].Wasm = wasm
+			f.Pipelines[0].Queue.WhenFull = queuePol
+			if err := kinds.apply(f, cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			stderr := cmd.ErrOrStderr()
+			isApp, err := isWasmBPFApp(ctx, f, args[0], images.fetchOptions(stderr))
+			if err != nil {
+				return err
+			}
+			switch {
+			case isApp:
+				for _, name := range gadgetOnlyFlags(cmd) {
+					return usageErrorf(cmd, "%s is a wasm-bpf application: --%s is for gadgets (its own arguments follow --)", args[0], name)
+				}
+				appSource(f, args[0], appArgs, emit)
+			case hasAppArgs:
+				return usageErrorf(cmd, "arguments after -- are a wasm-bpf application's; %s is a gadget (its parameters are --param NAME=VALUE)", args[0])
+			case cmd.Flags().Changed("emit"):
+				return usageErrorf(cmd, "--emit is for wasm-bpf applications; %s is a gadget", args[0])
+			}
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			return runAgent(ctx, f, config.NewParser(), cmd.OutOrStdout(), stderr, runOptions{stats: stats, fetch: images.fetchOptions(stderr)})
 		},
-		Sources: []*config.Source{src},
-		Sinks:   []*config.Sink{sink},
-		Pipelines: []*config.Pipeline{{
-			Name:    "run",
-			Sources: []config.Reference{{Kind: config.KindSource, Type: "gadget", Name: src.Name}},
-			Sinks:   []config.Reference{{Kind: config.KindSink, Type: "stdout", Name: "terminal"}},
-			Queue:   config.Queue{MaxEvents: config.DefaultQueueMaxEvents, MaxBytes: config.DefaultQueueMaxBytes, WhenFull: "drop_oldest"},
-			Batch:   config.Batch{MaxEvents: config.DefaultBatchMaxEvents, MaxDelay: config.DefaultBatchMaxDelay},
-		}},
 	}
+	fs := cmd.Flags()
+	fs.Var(paramValue{&params}, "param", "gadget parameter (repeatable)")
+	enumVarP(cmd, fs, &output, "output", "o", "table", config.StdoutFormats(), "output format")
+	durationVar(fs, &timeout, "timeout", 0, "stop after this long, such as 30s or 5m (0: until interrupted)")
+	fs.StringVar(&eventType, "event-type", "", "BTF struct of the records, for gadgets without markers")
+	fs.StringVar(&mapName, "map", "", "read only this output map")
+	fs.Int64Var(&bufferSize, "buffer-size", 0, "ring buffer bytes, or perf buffer bytes per CPU (0: default)")
+	fs.StringVar(&wasm, "wasm", "", "a Wasm gadget module `file` to run with a file or built-in gadget (docs/stage-abi.md)")
+	enumVarP(cmd, fs, &queuePol, "when-full", "", "drop_oldest", whenFull, "queue policy when the terminal falls behind")
+	enumVarP(cmd, fs, &logLevel, "log-level", "", "warn", logLevels, "log level")
+	fs.BoolVar(&stats, "stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
+	enumVarP(cmd, fs, &emit, "emit", "", "records", []string{"records", "stdout", "both"}, "for a wasm-bpf application: what becomes events: its records (decoded), its printed lines, or both")
+	images.register(cmd)
+	kinds.register(cmd)
+	cmd.SetHelpFunc(gadgetHelpFunc(&images))
+	cmd.MarkFlagFilename("wasm", "wasm")
+	cmd.RegisterFlagCompletionFunc("param", cobra.NoFileCompletions)
+	cmd.RegisterFlagCompletionFunc("event-type", cobra.NoFileCompletions)
+	cmd.RegisterFlagCompletionFunc("map", cobra.NoFileCompletions)
+	cmd.RegisterFlagCompletionFunc("buffer-size", cobra.NoFileCompletions)
+	cmd.RegisterFlagCompletionFunc("timeout", cobra.NoFileCompletions)
+	return cmd
+}
+
+// runArgs wants GADGET alone, or APP.wasm and the application's own
+// arguments after --.
+func runArgs(cmd *cobra.Command, args []string) error {
+	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+		return exactArgs("GADGET")(cmd, args[:dash])
+	}
+	return exactArgs("GADGET")(cmd, args)
+}
+
+// runFlagsForApps are the flags of `sluice run` that apply to a wasm-bpf
+// application; the others configure gadgets.
+var runFlagsForApps = []string{"output", "timeout", "event-type", "buffer-size", "when-full", "log-level", "stats", "emit", "data-dir", "pull", "help"}
+
+// gadgetOnlyFlags lists the gadget flags set on cmd.
+func gadgetOnlyFlags(cmd *cobra.Command) []string {
+	var out []string
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if !slices.Contains(runFlagsForApps, f.Name) {
+			out = append(out, f.Name)
+		}
+	})
+	return out
 }
 
 // isWasmBPFApp tells a wasm-bpf application from a gadget: a file that is
@@ -156,12 +177,51 @@ func isWasmBPFApp(ctx context.Context, f *config.File, target string, fo agent.F
 func appSource(f *config.File, module string, args []string, emit string) {
 	old := f.Sources[0]
 	name := sourceName(strings.TrimSuffix(module, ".wasm"))
-	src := &config.Source{Type: "wasm_bpf", Name: name, Ref: "source.wasm_bpf." + name, EventType: old.EventType, WasmBPF: &config.WasmBPFSource{
+	f.Sources[0] = &config.Source{Type: "wasm_bpf", Name: name, Ref: "source.wasm_bpf." + name, WasmBPF: &config.WasmBPFSource{
 		Module: module, Args: args, Emit: emit, EventType: old.EventType, BufferSize: old.BufferSize,
 		MemoryLimit: config.DefaultWasmBPFMemoryLimit, StopGrace: config.DefaultWasmBPFStopGrace,
 	}}
-	f.Sources[0] = src
 	f.Pipelines[0].Sources = []config.Reference{{Kind: config.KindSource, Type: "wasm_bpf", Name: name}}
+}
+
+// completeGadget offers the built-in gadget names, and files for a path.
+func completeGadget(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []cobra.Completion
+	for _, b := range gadgets.Builtins() {
+		names = append(names, cobra.CompletionWithDesc(b.Name, b.Description))
+	}
+	return names, cobra.ShellCompDirectiveDefault // built-ins, and files
+}
+
+// runConfig is the config `sluice run` stands for: one source, one stdout
+// sink, one pipeline, every other value at its default.
+func runConfig(gadget string, params []config.Param, format string) *config.File {
+	host, _ := os.Hostname()
+	src := &config.Source{Type: "gadget", Name: sourceName(gadget), Ref: "", Gadget: gadget, Params: params}
+	src.Ref = "source.gadget." + src.Name
+	sink := &config.Sink{Type: "stdout", Name: "terminal", Ref: "sink.stdout.terminal", Stdout: &config.StdoutSink{Format: format}}
+	return &config.File{
+		Agent: config.Agent{
+			Name:               host,
+			DataDir:            config.DefaultDataDir,
+			LogLevel:           config.DefaultLogLevel,
+			LogFormat:          config.DefaultLogFormat,
+			ShutdownGrace:      config.DefaultShutdownGrace,
+			LossReportInterval: config.DefaultLossReportInterval,
+		},
+		Sources: []*config.Source{src},
+		Sinks:   []*config.Sink{sink},
+		Pipelines: []*config.Pipeline{{
+			Name:    "run",
+			Sources: []config.Reference{{Kind: config.KindSource, Type: "gadget", Name: src.Name}},
+			Sinks:   []config.Reference{{Kind: config.KindSink, Type: "stdout", Name: "terminal"}},
+			Queue:   config.Queue{MaxEvents: config.DefaultQueueMaxEvents, MaxBytes: config.DefaultQueueMaxBytes, WhenFull: "drop_oldest"},
+			Batch:   config.Batch{MaxEvents: config.DefaultBatchMaxEvents, MaxDelay: config.DefaultBatchMaxDelay},
+		}},
+	}
 }
 
 // sourceName derives a source name from a gadget reference: the built-in

@@ -120,7 +120,7 @@ func TestRunWasmBPFFile(t *testing.T) {
 	if _, errOut, code := runSluice(t, "run", stage); code != 1 || !strings.Contains(errOut, "not a wasm-bpf application") {
 		t.Errorf("run of a stage module: exit %d\n%s", code, errOut)
 	}
-	if _, errOut, code := runSluice(t, "run", "trace_exec", "--", "-p", "1"); code != 1 || !strings.Contains(errOut, "arguments after -- are a wasm-bpf application's") {
+	if _, errOut, code := runSluice(t, "run", "trace_exec", "--", "-p", "1"); code != 2 || !strings.Contains(errOut, "arguments after -- are a wasm-bpf application's") {
 		t.Errorf("run of a gadget with app args: exit %d\n%s", code, errOut)
 	}
 }
