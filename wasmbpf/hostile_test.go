@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -170,4 +171,28 @@ func TestGuestMemoryFreed(t *testing.T) {
 	eventually(t, 10*time.Second, "the guest's memory released", func() bool {
 		return heap() < base+64<<20
 	})
+}
+
+// TestSandbox: a guest reaches no file, environment or directory it was
+// not granted, and what was granted it reaches.
+func TestSandbox(t *testing.T) {
+	r := startApp(t, "sandbox", Config{Args: []string{"x", "y"}})
+	if err := r.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sandbox: /etc/passwd refused", "sandbox: /granted/hello.txt refused", "HOME=(unset) TZ=(unset)", "argv[0]=sandbox argc=3"} {
+		r.log.waitFor(t, want)
+	}
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hi there\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = startApp(t, "sandbox", Config{Grants: Grants{Env: map[string]string{"TZ": "UTC"}, Dirs: []Dir{{Host: dir, Guest: "/granted"}}}})
+	if err := r.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sandbox: /etc/passwd refused", "sandbox: /granted/hello.txt says hi there", "HOME=(unset) TZ=UTC"} {
+		r.log.waitFor(t, want)
+	}
 }

@@ -70,6 +70,7 @@ app verifier
 app bad_pointers
 app memhog
 app gowrapper
+app sandbox
 
 if [ $check -eq 1 ]; then
 	stale=0
