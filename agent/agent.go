@@ -254,7 +254,7 @@ func (a *Agent) ensureCache(pl *plan) {
 	if a.cache != nil {
 		return
 	}
-	need := slices.ContainsFunc(pl.sources, func(sp *sourcePlan) bool { return sp.wasm != nil }) ||
+	need := slices.ContainsFunc(pl.sources, func(sp *sourcePlan) bool { return sp.wasm != nil || sp.app != nil }) ||
 		slices.ContainsFunc(pl.pipelines, func(pp *pipelinePlan) bool { return len(pp.stages) > 0 })
 	if need {
 		a.cache = openStageCache(pl.cfg, a.log)

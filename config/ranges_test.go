@@ -251,7 +251,7 @@ func TestWriteDiagnosticsColor(t *testing.T) {
 }
 
 func TestComponentTypes(t *testing.T) {
-	if diff := cmp.Diff([]string{"gadget"}, SourceTypes()); diff != "" {
+	if diff := cmp.Diff([]string{"gadget", "wasm_bpf"}, SourceTypes()); diff != "" {
 		t.Errorf("SourceTypes (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"file", "nats", "stdout"}, SinkTypes()); diff != "" {

@@ -19,8 +19,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/sluice-dev/sluice/internal/interrupt"
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/wasmstages/internal/interrupt"
 	"github.com/sluice-dev/sluice/wasmstages/internal/jail"
 )
 
