@@ -17,10 +17,13 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/sluice-dev/sluice/internal/interrupt"
+	"github.com/sluice-dev/sluice/internal/jail"
 	"github.com/sluice-dev/sluice/pipeline"
 )
 
@@ -198,7 +201,7 @@ func (a *App) instantiateHost(ctx context.Context) error {
 // moduleConfig is the guest's WASI configuration: argv, real clocks and
 // random numbers, a sleep the host can interrupt, stdout and stderr into
 // the log, and only the granted environment and directories.
-func (a *App) moduleConfig(stdout, stderr io.Writer) wazero.ModuleConfig {
+func (a *App) moduleConfig(stdout, stderr io.Writer, fs wazero.FSConfig) (wazero.ModuleConfig, error) {
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(). // Run calls _start itself, on its own goroutine
@@ -212,18 +215,35 @@ func (a *App) moduleConfig(stdout, stderr io.Writer) wazero.ModuleConfig {
 	for _, k := range slices.Sorted(maps.Keys(a.cfg.Grants.Env)) {
 		mc = mc.WithEnv(k, a.cfg.Grants.Env[k])
 	}
-	if len(a.cfg.Grants.Dirs) > 0 {
-		fs := wazero.NewFSConfig()
-		for _, d := range a.cfg.Grants.Dirs {
-			if d.Writable {
-				fs = fs.WithDirMount(d.Host, d.Guest)
-			} else {
-				fs = fs.WithReadOnlyDirMount(d.Host, d.Guest)
-			}
-		}
+	if fs != nil {
 		mc = mc.WithFSConfig(fs)
 	}
-	return mc
+	return mc, nil
+}
+
+// jailGrants mounts each directory grant as a jail (internal/jail), as
+// Wasm stages do: every path the guest names resolves beneath the granted
+// directory, so no symbolic link, "..", hard link or race leads out. The
+// roots are released when Run returns.
+func (a *App) jailGrants() (wazero.FSConfig, []*jail.FS, error) {
+	fs := wazero.NewFSConfig()
+	var roots []*jail.FS
+	for _, d := range a.cfg.Grants.Dirs {
+		root, err := jail.Open(d.Host)
+		if err != nil {
+			for _, r := range roots {
+				r.Close()
+			}
+			return nil, nil, fmt.Errorf("grant directory %s as %s: %w", d.Host, d.Guest, err)
+		}
+		roots = append(roots, root)
+		var mount experimentalsys.FS = root
+		if !d.Writable {
+			mount = &sysfs.ReadFS{FS: root}
+		}
+		fs = fs.(sysfs.FSConfig).WithSysFSMount(mount, d.Guest)
+	}
+	return fs, roots, nil
 }
 
 // terminal returns what the guest's stream writes to: a pseudo-terminal
@@ -301,7 +321,24 @@ func (a *App) Run(ctx context.Context, out pipeline.Emitter) error {
 
 	guestCtx, cancelGuest := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelGuest()
-	mod, err := a.rt.InstantiateModule(guestCtx, a.cm, a.moduleConfig(stdout, stderr))
+	var fs wazero.FSConfig
+	if len(a.cfg.Grants.Dirs) > 0 {
+		var roots []*jail.FS
+		var err error
+		if fs, roots, err = a.jailGrants(); err != nil {
+			return &GuestError{Kind: KindInstantiate, Err: err}
+		}
+		defer func() {
+			for _, r := range roots {
+				r.Close()
+			}
+		}()
+	}
+	mc, err := a.moduleConfig(stdout, stderr, fs)
+	if err != nil {
+		return &GuestError{Kind: KindInstantiate, Err: err}
+	}
+	mod, err := a.rt.InstantiateModule(guestCtx, a.cm, mc)
 	if err != nil {
 		return &GuestError{Kind: KindInstantiate, Err: fmt.Errorf("instantiate: %w", err)}
 	}

@@ -195,4 +195,23 @@ func TestSandbox(t *testing.T) {
 	for _, want := range []string{"sandbox: /etc/passwd refused", "sandbox: /granted/hello.txt says hi there", "HOME=(unset) TZ=UTC"} {
 		r.log.waitFor(t, want)
 	}
+
+	// A grant is a jail, as for Wasm stages: a link planted in it that
+	// points outside is not followed.
+	outside := filepath.Join(t.TempDir(), "secret.txt")
+	if err := os.WriteFile(outside, []byte("outside secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jailed := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(jailed, "hello.txt")); err != nil {
+		t.Fatal(err)
+	}
+	r = startApp(t, "sandbox", Config{Grants: Grants{Dirs: []Dir{{Host: jailed, Guest: "/granted"}}}})
+	if err := r.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	r.log.waitFor(t, "sandbox: /granted/hello.txt refused")
+	if strings.Contains(r.log.String(), "outside secret") {
+		t.Errorf("the guest read a file outside its grant through a planted link; log:\n%s", r.log.String())
+	}
 }

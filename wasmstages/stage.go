@@ -21,7 +21,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/interrupt"
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/wasmstages/internal/jail"
+	"github.com/sluice-dev/sluice/internal/jail"
 )
 
 // Stage is a Wasm stage: a pipeline.Stage that runs a module version's

@@ -11,7 +11,7 @@ import (
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 
-	"github.com/sluice-dev/sluice/wasmstages/internal/jail"
+	"github.com/sluice-dev/sluice/internal/jail"
 )
 
 // layout is a grant root beside a directory it must not reach:
