@@ -27,8 +27,14 @@ type Builtin struct {
 // no description fails TestBuiltinsMatchFolders.
 var descriptions = map[string]string{
 	"trace_exec":       "Trace process executions (execve, execveat), including failed ones.",
+	"trace_exit":       "Trace process exits: exit status, killing signal, core dump and run time.",
+	"trace_bind":       "Trace binds of IPv4 and IPv6 sockets to addresses and ports.",
+	"trace_bpf":        "Trace eBPF program loads and attachments (bpf syscall).",
+	"trace_mount":      "Trace mounts, unmounts and mount moves.",
 	"trace_open":       "Trace file opens (open, openat, openat2).",
+	"trace_setuid":     "Trace credential changes (set*uid, set*gid), with ids before and after.",
 	"trace_signal":     "Trace signals sent with kill, tkill and tgkill.",
+	"trace_tcp":        "Trace TCP connects, accepts and closes with the owning process (IPv4 and IPv6).",
 	"trace_tcpconnect": "Trace outgoing TCP connection attempts (IPv4 and IPv6).",
 }
 

@@ -112,14 +112,59 @@ var contracts = map[string]map[string]string{
 		"pid": "gadget_pid", "uid": "gadget_uid", "comm": "[16]gadget_comm",
 		"tpid": "__s32", "sig": "gadget_signal", "ret": "gadget_ret",
 	},
+	"trace_exit": {
+		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
+		"pid": "gadget_pid", "tid": "gadget_tid", "ppid": "gadget_ppid", "uid": "gadget_uid", "gid": "gadget_gid",
+		"comm": "[16]gadget_comm", "exit_code": "__s32", "signal": "gadget_signal", "core_dumped": "bool", "duration_ns": "__u64",
+	},
+	"trace_tcp": {
+		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
+		"pid": "gadget_pid", "tid": "gadget_tid", "uid": "gadget_uid", "gid": "gadget_gid", "comm": "[16]gadget_comm",
+		"type": "enum tcp_event", "src": "struct gadget_l4endpoint_t", "dst": "struct gadget_l4endpoint_t",
+	},
+	"trace_bind": {
+		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
+		"pid": "gadget_pid", "tid": "gadget_tid", "uid": "gadget_uid", "gid": "gadget_gid", "comm": "[16]gadget_comm",
+		"addr": "struct gadget_l4endpoint_t", "fd": "__s32", "ret": "gadget_ret",
+	},
+	"trace_mount": {
+		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
+		"pid": "gadget_pid", "tid": "gadget_tid", "uid": "gadget_uid", "gid": "gadget_gid", "comm": "[16]gadget_comm",
+		"op": "enum mount_op", "src": "[256]char", "dest": "[256]char", "fs": "[32]char", "flags": "__u64", "ret": "gadget_ret",
+	},
+	"trace_setuid": {
+		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
+		"pid": "gadget_pid", "tid": "gadget_tid", "comm": "[16]gadget_comm", "op": "enum setid_op", "args": "[3]__s32",
+		"uid": "gadget_uid", "euid": "gadget_uid", "gid": "gadget_gid", "egid": "gadget_gid",
+		"new_uid": "gadget_uid", "new_euid": "gadget_uid", "new_gid": "gadget_gid", "new_egid": "gadget_gid", "ret": "gadget_ret",
+	},
+	"trace_bpf": {
+		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
+		"pid": "gadget_pid", "tid": "gadget_tid", "uid": "gadget_uid", "gid": "gadget_gid", "comm": "[16]gadget_comm",
+		"cmd": "enum bpf_cmd", "prog_type": "enum bpf_prog_type", "prog_name": "[16]char", "prog_id": "__u32",
+		"insn_cnt": "__u32", "attach_type": "enum bpf_attach_type", "target": "[64]char", "ret": "gadget_ret", "__prog_fd": "__s32",
+	},
 }
 
 var params = map[string][]string{
+	"trace_bind":       {"ignore_failed"},
+	"trace_bpf":        {"all_commands", "ignore_failed"},
 	"trace_exec":       {"ignore_failed"},
+	"trace_exit":       {"failed_only"},
+	"trace_mount":      {"ignore_failed"},
 	"trace_open":       {"ignore_failed", "target_pid"},
-	"trace_tcpconnect": nil,
+	"trace_setuid":     {"changes_only"},
 	"trace_signal":     {"failed_only", "ignore_self"},
+	"trace_tcp":        nil,
+	"trace_tcpconnect": nil,
 }
+
+// filterParams are the parameters sluice/filter.h declares, which every
+// built-in has besides its own.
+var filterParams = []string{"targ_comm", "targ_gid", "targ_pid", "targ_tid", "targ_uid"}
+
+// filterGlobals are the rest of sluice/filter.h's contract with user space.
+var filterGlobals = []string{"gadget_filter_by_mntns", "gadget_filter_by_cgroup", "gadget_filter_exclude_pid"}
 
 func loadSpec(t *testing.T, obj []byte) *ebpf.CollectionSpec {
 	t.Helper()
@@ -169,9 +214,22 @@ func TestContracts(t *testing.T) {
 					}
 				}
 			}
+			wantParams := append(slices.Clone(params[b.Name]), filterParams...)
+			slices.Sort(wantParams)
 			slices.Sort(gotParams)
-			if diff := cmp.Diff(params[b.Name], gotParams); diff != "" {
+			if diff := cmp.Diff(wantParams, gotParams); diff != "" {
 				t.Errorf("params (-want +got):\n%s", diff)
+			}
+
+			for _, v := range filterGlobals {
+				if spec.Variables[v] == nil || !spec.Variables[v].Constant() {
+					t.Errorf("filter: no const volatile %s", v)
+				}
+			}
+			for _, m := range []string{"gadget_mntns_filter_map", "gadget_cgroup_filter_map", "gadget_filter_discarded"} {
+				if spec.Maps[m] == nil {
+					t.Errorf("filter: no map %s", m)
+				}
 			}
 
 			if m := spec.Maps["events"]; m == nil || m.Type != ebpf.RingBuf {
