@@ -120,3 +120,12 @@ type Sink interface {
 type LossReporter interface {
 	ReportLoss(source, gadget, reason string, count uint64)
 }
+
+// FilterReporter is implemented by the Emitter a pipeline hands to each
+// source. Sources that filter before they emit (a gadget's kernel filter)
+// report what they left out, which is counted as received and dropped
+// with reason "filtered", with no loss record: nothing was lost that the
+// config asked for. Safe for concurrent use.
+type FilterReporter interface {
+	ReportFiltered(source string, count uint64)
+}

@@ -465,8 +465,9 @@ type sourceEmitter struct {
 }
 
 var (
-	_ Emitter      = (*sourceEmitter)(nil)
-	_ LossReporter = (*sourceEmitter)(nil)
+	_ Emitter        = (*sourceEmitter)(nil)
+	_ LossReporter   = (*sourceEmitter)(nil)
+	_ FilterReporter = (*sourceEmitter)(nil)
 	_ Emitter      = (*Queue)(nil)
 )
 
@@ -489,4 +490,14 @@ func (e *sourceEmitter) ReportLoss(source, gadget, reason string, count uint64) 
 	e.m.Received.Add(count)
 	e.m.Dropped(reason).Add(count)
 	e.loss.Add(source, gadget, e.component, reason, count, 0, 0)
+}
+
+// ReportFiltered counts events a source filtered out before emitting them
+// as received and dropped ("filtered").
+func (e *sourceEmitter) ReportFiltered(_ string, count uint64) {
+	if count == 0 {
+		return
+	}
+	e.m.Received.Add(count)
+	e.m.Dropped(ReasonFiltered).Add(count)
 }

@@ -40,23 +40,30 @@ type GadgetConfig struct {
 	// PollInterval bounds how long a record waits in the kernel buffer when
 	// the gadget skips reader wakeups; 0 = 5ms.
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// Filter selects events in the kernel; see Filter.
+	Filter Filter
+	Logger *slog.Logger
 }
 
 // Gadget is a pipeline source reading one gadget's output streams.
 type Gadget struct {
-	spec    *GadgetSpec
-	cfg     GadgetConfig
-	params  map[string][]byte
-	plans   []*decode.Plan
-	log     *slog.Logger
-	seq     atomic.Uint64
-	lost    []atomic.Uint64 // kernel losses per stream, summed over CPUs
-	coll    *ebpf.Collection
-	linksMu sync.Mutex
-	links   []link.Link
-	readers []recordReader
-	skipped []string // optional programs that did not attach
+	spec   *GadgetSpec
+	cfg    GadgetConfig
+	params map[string][]byte
+	plans  []*decode.Plan
+	log    *slog.Logger
+	seq    atomic.Uint64
+	lost   []atomic.Uint64 // kernel losses per stream, summed over CPUs
+	// filtered counts the events the kernel filter discarded so far.
+	filtered atomic.Uint64
+	coll     *ebpf.Collection
+	linksMu  sync.Mutex
+	links    []link.Link
+	readers  []recordReader
+	skipped  []string // optional programs that did not attach
+
+	filterMu sync.Mutex
+	kfilter  *kernelFilter // from Open to Close
 }
 
 var _ pipeline.Source = (*Gadget)(nil)
@@ -64,7 +71,24 @@ var _ pipeline.Source = (*Gadget)(nil)
 // NewGadget validates parameters and compiles one decode plan per stream.
 // It does not touch the kernel.
 func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
-	params, err := spec.encodeParams(cfg.Params)
+	fparams, err := spec.filterParams(cfg.Filter)
+	if err != nil {
+		return nil, err
+	}
+	values := cfg.Params
+	if len(fparams) > 0 {
+		values = make(map[string]string, len(cfg.Params)+len(fparams))
+		for k, v := range cfg.Params {
+			values[k] = v
+		}
+		for k, v := range fparams {
+			if old, ok := values[k]; ok && old != v {
+				return nil, &FilterError{Gadget: spec.Name, Err: fmt.Errorf("parameter %s=%q contradicts the filter (%s=%q): set one of them", k, old, k, v)}
+			}
+			values[k] = v
+		}
+	}
+	params, err := spec.encodeParams(values)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +139,11 @@ func (g *Gadget) KernelLost() uint64 {
 	return n
 }
 
+// KernelFiltered returns the events the kernel filter discarded so far, as
+// last read from the gadget's counter (once a second while Run runs, and
+// when it stops); 0 for a gadget without a filter or without the counter.
+func (g *Gadget) KernelFiltered() uint64 { return g.filtered.Load() }
+
 // Open loads the gadget into the kernel, attaches its programs and opens its
 // output readers. Errors name the program at fault; a verifier rejection
 // carries the tail of the verifier log (see ProgramError).
@@ -134,12 +163,24 @@ func (g *Gadget) Open() (err error) {
 	if err := applyParams(cs, g.params); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}
+	if err := applyFilterGlobals(cs, g.cfg.Filter); err != nil {
+		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
+	}
 	g.sizeBuffers(cs)
 	skipped, err := g.loadCollection(cs)
 	if err != nil {
 		return err
 	}
 	g.skipped = skipped
+	// The filter sets are filled before anything attaches, so no event
+	// passes a filter that is not complete yet.
+	k := &kernelFilter{}
+	if err := k.fill(g.coll, g.cfg.Filter); err != nil {
+		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
+	}
+	g.filterMu.Lock()
+	g.kfilter = k
+	g.filterMu.Unlock()
 	for _, ps := range g.spec.Programs {
 		prog, ok := g.coll.Programs[ps.Name]
 		if !ok {
@@ -387,6 +428,12 @@ func (g *Gadget) readStream(ctx context.Context, i int, out pipeline.Emitter) er
 	}
 }
 
+func reportFiltered(out pipeline.Emitter, source string, n uint64) {
+	if fr, ok := out.(pipeline.FilterReporter); ok {
+		fr.ReportFiltered(source, n)
+	}
+}
+
 func reportLoss(out pipeline.Emitter, source, gadget string, n uint64) {
 	if lr, ok := out.(pipeline.LossReporter); ok {
 		lr.ReportLoss(source, gadget, pipeline.ReasonKernel, n)
@@ -412,10 +459,24 @@ func (g *Gadget) pollLost(ctx context.Context, out pipeline.Emitter) error {
 			counters = append(counters, &counter{stream: i, m: m})
 		}
 	}
-	if len(counters) == 0 {
+	var discarded *ebpf.Map
+	var discardedLast uint64
+	if !g.cfg.Filter.IsZero() {
+		discarded = g.coll.Maps[filterDiscardedMap]
+	}
+	if len(counters) == 0 && discarded == nil {
 		return nil
 	}
 	read := func() {
+		if discarded != nil {
+			if sum, err := sumCounter(discarded); err != nil {
+				g.log.Warn("read filter counter", "error", err)
+			} else if sum > discardedLast {
+				reportFiltered(out, g.cfg.Source, sum-discardedLast)
+				g.filtered.Add(sum - discardedLast)
+				discardedLast = sum
+			}
+		}
 		for _, c := range counters {
 			sum, err := sumCounter(c.m)
 			if err != nil {
@@ -471,6 +532,9 @@ func (g *Gadget) Close() error {
 	}
 	g.readers = nil
 	g.detach()
+	g.filterMu.Lock()
+	g.kfilter = nil
+	g.filterMu.Unlock()
 	if g.coll != nil {
 		g.coll.Close()
 		g.coll = nil
