@@ -468,7 +468,7 @@ var (
 	_ Emitter        = (*sourceEmitter)(nil)
 	_ LossReporter   = (*sourceEmitter)(nil)
 	_ FilterReporter = (*sourceEmitter)(nil)
-	_ Emitter      = (*Queue)(nil)
+	_ Emitter        = (*Queue)(nil)
 )
 
 // Emit hands batch to the edge queue. The source counts every event as sent;
