@@ -41,6 +41,10 @@ type Event struct {
 	Source string  // the config name of the source that produced the event
 	Seq    uint64  // per-source sequence number, gap-free unless a drop was counted
 	Kind   Kind
+	// MntNS is the mount namespace of the process the event is about, as
+	// the source knows it (a gadget's gadget_mntns_id field), for stages
+	// that resolve workloads without decoding Data; 0 when unknown.
+	MntNS uint64
 }
 
 // Size is the number of bytes the event accounts for in queue limits.

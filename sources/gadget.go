@@ -419,7 +419,7 @@ func (g *Gadget) readStream(ctx context.Context, i int, out pipeline.Emitter) er
 		start := len(arena)
 		arena = plan.Append(arena, sample, seq, time.Now())
 		data := arena[start:len(arena):len(arena)]
-		batch = append(batch, pipeline.Event{Data: data, Schema: schema, Source: g.cfg.Source, Seq: seq})
+		batch = append(batch, pipeline.Event{Data: data, Schema: schema, Source: g.cfg.Source, Seq: seq, MntNS: plan.MntNS(sample)})
 		if len(batch) >= g.cfg.BatchSize {
 			if err := flush(); err != nil {
 				return err

@@ -41,6 +41,7 @@ type Plan struct {
 	ops        []op
 	nkeys      int
 	tsOp       int // index of the top-level gadget_timestamp op, or -1
+	mntnsOff   int // offset of the top-level gadget_mntns_id, or -1
 	envHead    []byte
 	envTail    []byte // host, source, gadget entries, pre-encoded
 	seqKey     []byte
@@ -55,7 +56,7 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 	if !ok {
 		return nil, fmt.Errorf("compile decode plan: %s is not a struct", t)
 	}
-	p := &Plan{size: int(st.Size), tsOp: -1, users: opts.Users}
+	p := &Plan{size: int(st.Size), tsOp: -1, mntnsOff: -1, users: opts.Users}
 	if p.users == nil {
 		p.users = hostNames
 	}
@@ -101,6 +102,17 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 
 // Schema describes the keys Append writes, envelope included.
 func (p *Plan) Schema() *pipeline.Schema { return p.schema }
+
+// MntNS returns the mount namespace a record is about: its first top-level
+// gadget_mntns_id field (Inspektor Gadget's convention, which container
+// enrichment keys on), 0 when the struct has none or the record is too
+// short to hold it.
+func (p *Plan) MntNS(record []byte) uint64 {
+	if p.mntnsOff < 0 || p.mntnsOff+8 > len(record) {
+		return 0
+	}
+	return readUint(record, p.mntnsOff, 8)
+}
 
 // Size is the size of the struct the plan decodes.
 func (p *Plan) Size() int { return p.size }
@@ -201,6 +213,9 @@ func (c *compiler) member(t btf.Type, name string, off int64, depth int) error {
 		return nil
 	}
 	o := op{off: int(off), size: size, topLevel: top}
+	if special == "gadget_mntns_id" && top && size == 8 && c.plan.mntnsOff < 0 {
+		c.plan.mntnsOff = int(off)
+	}
 	switch special {
 	case "gadget_timestamp":
 		o.kind = opTimestamp
