@@ -106,7 +106,7 @@ func TestFilterStage(t *testing.T) {
 	in := []Event{
 		{Data: filterEvent(), Source: "exec", Seq: 1},
 		{Data: wget, Source: "exec", Seq: 2},
-		{Data: wget, Source: "open", Seq: 1},       // no filter for this source
+		{Data: wget, Source: "open", Seq: 1},         // no filter for this source
 		{Data: wget, Source: "exec", Kind: KindLoss}, // loss records pass
 	}
 	out, err := st.Process(context.Background(), in, nil)
