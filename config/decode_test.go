@@ -32,6 +32,8 @@ func defaultAgent(name string) Agent {
 		LogFormat:          DefaultLogFormat,
 		ShutdownGrace:      DefaultShutdownGrace,
 		LossReportInterval: DefaultLossReportInterval,
+		Containers:         Containers{Enabled: true},
+		FilterSelf:         true,
 	}
 }
 
@@ -117,6 +119,7 @@ pipeline "security" {
 					Name: "node-a", DataDir: "/tmp/sluice", MetricsListen: "127.0.0.1:9464",
 					LogLevel: "debug", LogFormat: "json",
 					ShutdownGrace: 90 * time.Second, LossReportInterval: 24 * time.Hour,
+					Containers: Containers{Enabled: true}, FilterSelf: true,
 				},
 				Sources: []*Source{{
 					Type: "gadget", Name: "exec", Ref: "source.gadget.exec",
@@ -164,6 +167,7 @@ pipeline "p" {
 				Agent: Agent{
 					Name: "node-from-env", DataDir: "/srv/sluice", LogLevel: "warn", LogFormat: DefaultLogFormat,
 					ShutdownGrace: DefaultShutdownGrace, LossReportInterval: DefaultLossReportInterval,
+					Containers: Containers{Enabled: true}, FilterSelf: true,
 				},
 				Sources: []*Source{{
 					Type: "gadget", Name: "exec", Ref: "source.gadget.exec", Gadget: "trace_exec",

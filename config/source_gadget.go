@@ -12,6 +12,10 @@ var gadgetSourceSchema = &hcl.BodySchema{
 		{Name: "map"},
 		{Name: "buffer_size"},
 		{Name: "wasm"},
+		{Name: "containers_only"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "filter"},
 	},
 }
 
@@ -56,6 +60,23 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 		if ok {
 			src.Wasm = s
 		}
+	}
+	if a := content.Attributes["containers_only"]; a != nil {
+		src.ContainersOnlyRange = a.Expr.Range()
+		v, ok, d := evalBool(a, ectx)
+		diags = append(diags, d...)
+		if ok {
+			src.ContainersOnly = v
+		}
+	}
+	for _, b := range content.Blocks {
+		if src.Filter != nil {
+			diags = append(diags, duplicate("filter block", "A filter block", src.Filter.Range, b.DefRange, "A source has at most one filter block."))
+			continue
+		}
+		f, d := decodeSourceFilter(b, ectx)
+		diags = append(diags, d...)
+		src.Filter = f
 	}
 	if a := content.Attributes["buffer_size"]; a != nil {
 		src.BufferSizeRange = a.Expr.Range()

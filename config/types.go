@@ -64,6 +64,11 @@ type Agent struct {
 	NATSServer *NATSServer
 	// Images is the policy for OCI references (pull, allow-list, signatures).
 	Images Images
+	// Containers says how events get container identity.
+	Containers Containers
+	// FilterSelf leaves out the events of the agent's own process (its
+	// reads of /proc, its connections to the bus); true by default.
+	FilterSelf bool
 	// DefRange is the header of the agent block; zero when the file has none.
 	DefRange hcl.Range
 }
@@ -99,6 +104,12 @@ type Source struct {
 	// built-in name; "" = none, or the module of the gadget's image.
 	Wasm      string
 	WasmRange hcl.Range
+	// ContainersOnly keeps only events of processes in containers.
+	ContainersOnly      bool
+	ContainersOnlyRange hcl.Range
+	// Filter selects events, in the kernel where the gadget can; nil when
+	// the source has no filter block.
+	Filter *SourceFilter
 }
 
 // Param is one entry of a source's params object.
