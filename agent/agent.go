@@ -47,6 +47,8 @@ type Agent struct {
 	// cache holds the compiled code of the stages and the gadget modules;
 	// Run opens it when there are any.
 	cache *wasmstages.Cache
+	// workloads is container identity and the filters (workloads.go).
+	workloads *workloadPlan
 }
 
 // New validates cfg and builds the agent's components without touching the
@@ -82,6 +84,11 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 		}
 	}
 
+	wp, ds := planWorkloads(cfg, resolved, reg, log)
+	a.workloads = wp
+	if diags = append(diags, ds...); diags.HasErrors() {
+		return nil, diags
+	}
 	schemasBySink := sinkSchemas(cfg, func(src *config.Source) []*pipeline.Schema {
 		if g := gadgetsBySource[src]; g != nil {
 			return g.Schemas()
@@ -136,6 +143,7 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 				spec.Sinks = append(spec.Sinks, s)
 			}
 		}
+		spec.Stages = a.workloads.stagesFor(p, reg)
 		pstages, ds := stagesOf(cfg, p, modules, sinksByRef)
 		diags = append(diags, ds...)
 		for _, st := range pstages {
@@ -208,6 +216,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	defer a.closeGadgetModules(ctx)
+	// Containers are listed before the gadgets load, so that a filter on
+	// containers starts with their namespaces.
+	stopWorkloads := a.workloads.startWorkloads(ctx)
+	defer stopWorkloads()
 	for _, g := range a.gadgets {
 		// A gadget's module initialises before the gadget loads (it may
 		// set its parameters) and starts once it is attached.

@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/gadgets"
 	"github.com/sluice-dev/sluice/oci"
+	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sources"
 )
 
@@ -26,6 +27,10 @@ type resolvedGadget struct {
 	// wasm is the gadget's module (the image's, or the source's wasm
 	// attribute), nil when it has none; see gadgetwasm.go.
 	wasm *gadgetWasm
+	// filter is how the source's filters run (workloads.go); hostFilter
+	// its host-side part, nil when there is none.
+	filter     *sourceFilter
+	hostFilter *pipeline.FieldFilter
 }
 
 // ResolveGadget finds a gadget by built-in name or ELF path. Relative
@@ -122,18 +127,27 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 		if !paramsOK {
 			continue // building it would report the same parameters again
 		}
+		filter, ds := planSourceFilter(src, spec, f.Agent)
+		diags = append(diags, ds...)
 		g, err := sources.NewGadget(spec, sources.GadgetConfig{
 			Source:     src.Name,
 			Host:       f.Agent.Name,
 			Params:     params,
 			BufferSize: int(src.BufferSize),
+			Filter:     filter.kernel,
 			Logger:     log,
 		})
 		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
+			subject := src.GadgetRange
+			if _, ok := errors.AsType[*sources.FilterError](err); ok {
+				subject = filter.rng
+			}
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(subject)})
 			continue
 		}
-		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm})
+		host, ds := filter.hostFilter(src, g.Schemas())
+		diags = append(diags, ds...)
+		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, filter: filter, hostFilter: host})
 	}
 	return out, diags
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -148,6 +149,18 @@ func parseCondition(term string) (condition, error) {
 		c.isBool, c.b = true, b
 	}
 	return c, nil
+}
+
+// And returns a filter holding when both ff and other hold; either may be
+// nil (no filter).
+func (ff *FieldFilter) And(other *FieldFilter) *FieldFilter {
+	switch {
+	case ff == nil:
+		return other
+	case other == nil:
+		return ff
+	}
+	return &FieldFilter{text: ff.text + "," + other.text, conds: append(slices.Clone(ff.conds), other.conds...)}
 }
 
 // String returns the expression the filter was parsed from.

@@ -88,6 +88,18 @@ func TestFieldFilterMatch(t *testing.T) {
 	}
 }
 
+func TestFieldFilterAnd(t *testing.T) {
+	a, _ := ParseFieldFilter("comm==curl")
+	b, _ := ParseFieldFilter("ret>=0")
+	if a.And(nil) != a || (*FieldFilter)(nil).And(b) != b {
+		t.Error("And with nil is not the other filter")
+	}
+	both := a.And(b)
+	if both.Match(filterEvent()) || !a.Match(filterEvent()) || both.String() != "comm==curl,ret>=0" {
+		t.Errorf("comm==curl AND ret>=0 matches %v (%q); the event has ret -2", both.Match(filterEvent()), both)
+	}
+}
+
 func TestFieldFilterParseErrors(t *testing.T) {
 	for _, expr := range []string{"", "comm", "==curl", "comm==curl,", "comm~(", "a,b"} {
 		if _, err := ParseFieldFilter(expr); err == nil {

@@ -287,14 +287,22 @@ var ErrNoMntNSFilter = errors.New("the gadget was not opened with a mount namesp
 
 // SetMntNS replaces the set of mount namespaces whose events the gadget
 // emits (the containers a filter names come and go). It needs a gadget
-// opened with Filter.ByMntNS. Safe for concurrent use with Run.
+// configured with Filter.ByMntNS; before Open it sets the initial set,
+// which Open writes before anything attaches. Safe for concurrent use
+// with Open, Run and Close.
 func (g *Gadget) SetMntNS(set []uint64) error {
 	g.filterMu.Lock()
-	k := g.kfilter
-	g.filterMu.Unlock()
-	if k == nil || k.mntns == nil {
+	if !g.cfg.Filter.ByMntNS {
+		g.filterMu.Unlock()
 		return ErrNoMntNSFilter
 	}
+	k := g.kfilter
+	if k == nil {
+		g.cfg.Filter.MntNS = slices.Clone(set)
+		g.filterMu.Unlock()
+		return nil
+	}
+	g.filterMu.Unlock()
 	if err := k.setMntNS(set); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}

@@ -346,3 +346,36 @@ func mntNS(t *testing.T, pid int) uint64 {
 	}
 	return st.Ino
 }
+
+// TestSetMntNSBeforeOpen: a set given before Open is the one the gadget
+// loads with; a gadget without a namespace filter refuses sets.
+func TestSetMntNSBeforeOpen(t *testing.T) {
+	testutil.RequireBPF(t)
+	g, err := NewGadget(openSpec(t), GadgetConfig{Source: "open", Host: "testhost", Filter: Filter{ByMntNS: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.SetMntNS([]uint64{mntNS(t, os.Getpid())}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	c := &collector{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, c) }()
+	defer func() { cancel(); <-done }()
+	path := filepath.Join(t.TempDir(), "seen")
+	os.WriteFile(path, nil, 0o644)
+	c.waitFor(t, "an open in the namespace set before Open", func(ev map[string]any) bool { return ev["path"] == path })
+
+	plain, err := NewGadget(openSpec(t), GadgetConfig{Source: "open"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.SetMntNS([]uint64{1}); !errors.Is(err, ErrNoMntNSFilter) {
+		t.Errorf("SetMntNS on a gadget without the filter = %v, want ErrNoMntNSFilter", err)
+	}
+}

@@ -163,6 +163,15 @@ func (g *Gadget) Open() (err error) {
 	if err := applyParams(cs, g.params); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}
+	// Held until the filter is loaded, so that a concurrent SetMntNS
+	// lands either in the initial set or in the loaded map.
+	g.filterMu.Lock()
+	filterLocked := true
+	defer func() {
+		if filterLocked {
+			g.filterMu.Unlock()
+		}
+	}()
 	if err := applyFilterGlobals(cs, g.cfg.Filter); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}
@@ -178,8 +187,8 @@ func (g *Gadget) Open() (err error) {
 	if err := k.fill(g.coll, g.cfg.Filter); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}
-	g.filterMu.Lock()
 	g.kfilter = k
+	filterLocked = false
 	g.filterMu.Unlock()
 	for _, ps := range g.spec.Programs {
 		prog, ok := g.coll.Programs[ps.Name]
