@@ -31,6 +31,8 @@ type resolvedGadget struct {
 	// its host-side part, nil when there is none.
 	filter     *sourceFilter
 	hostFilter *pipeline.FieldFilter
+	// metadata is the gadget's gadget.yaml, nil when it has none.
+	metadata []byte
 }
 
 // ResolveGadget finds a gadget by built-in name or ELF path. Relative
@@ -147,7 +149,7 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 		}
 		host, ds := filter.hostFilter(src, g.Schemas())
 		diags = append(diags, ds...)
-		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, filter: filter, hostFilter: host})
+		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, filter: filter, hostFilter: host, metadata: gadgetMetadata(src.Gadget, baseDir, image)})
 	}
 	return out, diags
 }

@@ -27,7 +27,7 @@ type openableSink interface {
 func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, cfg *config.File, reg *pipeline.Registry, log *slog.Logger) (pipeline.Sink, error) {
 	switch s.Type {
 	case "stdout":
-		return sinks.NewStdout(s.Name, stdout, sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas})
+		return sinks.NewStdout(s.Name, stdout, sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas, Fields: s.Stdout.Fields})
 	case "nats":
 		n := s.NATS
 		opts := sinks.NATSOptions{

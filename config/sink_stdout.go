@@ -7,6 +7,7 @@ func init() { registerSink("stdout", decodeStdoutSink) }
 var stdoutSinkSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "format"},
+		{Name: "fields"},
 	},
 }
 
@@ -21,6 +22,11 @@ func decodeStdoutSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diag
 		if ok {
 			out.Format = s
 		}
+	}
+	if a := content.Attributes["fields"]; a != nil {
+		fields, _, d := evalStringList(a, ectx)
+		diags = append(diags, d...)
+		out.Fields = fields
 	}
 	return diags
 }

@@ -139,6 +139,9 @@ type Sink struct {
 type StdoutSink struct {
 	// Format is json (one object per line) or table.
 	Format string
+	// Fields selects the keys shown, in order (table columns, JSON keys);
+	// empty: all.
+	Fields []string
 }
 
 // Pipeline is a `pipeline "<name>"` block: sources feed one bounded queue

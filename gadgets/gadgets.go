@@ -9,18 +9,21 @@ import (
 	"strings"
 )
 
-//go:embed */program.bpf.o
+//go:embed */program.bpf.o */gadget.yaml
 var builtinFS embed.FS
 
 //go:embed testdata/*.bpf.o
 var testFS embed.FS
 
 // Builtin is one built-in gadget: its name (the folder under gadgets/), a
-// one-line description, and its eBPF ELF object (CO-RE, BTF, x86_64).
+// one-line description, its eBPF ELF object (CO-RE, BTF, x86_64) and its
+// metadata (Inspektor Gadget's gadget.yaml: what its params and fields
+// mean).
 type Builtin struct {
 	Name        string
 	Description string
 	Object      []byte
+	Metadata    []byte
 }
 
 // descriptions doubles as the list of built-ins: a folder with an object but
@@ -68,7 +71,11 @@ func Lookup(name string) (Builtin, bool) {
 	if err != nil {
 		return Builtin{}, false
 	}
-	return Builtin{Name: name, Description: desc, Object: obj}, true
+	md, err := builtinFS.ReadFile(path.Join(name, "gadget.yaml"))
+	if err != nil {
+		return Builtin{}, false
+	}
+	return Builtin{Name: name, Description: desc, Object: obj, Metadata: md}, true
 }
 
 // TestObject returns the eBPF object of a test program by name:

@@ -12,6 +12,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"go.yaml.in/yaml/v3"
 )
 
 func TestBuiltinsMatchFolders(t *testing.T) {
@@ -312,4 +314,77 @@ func optionalPrograms(spec *ebpf.CollectionSpec) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestMetadataDocumentsEverything keeps each built-in's gadget.yaml true:
+// it names the gadget, documents every parameter (the filter contract's
+// aside, which sluice documents itself) with its real default, and every
+// field of its event.
+func TestMetadataDocumentsEverything(t *testing.T) {
+	for _, b := range Builtins() {
+		t.Run(b.Name, func(t *testing.T) {
+			var md struct {
+				Name        string
+				Description string
+				DataSources map[string]struct {
+					Fields map[string]any
+				} `yaml:"datasources"`
+				Params map[string]map[string]struct {
+					DefaultValue string `yaml:"defaultValue"`
+					Description  string
+				}
+			}
+			if err := yaml.Unmarshal(b.Metadata, &md); err != nil {
+				t.Fatalf("gadget.yaml: %v", err)
+			}
+			if md.Name != b.Name || md.Description != b.Description {
+				t.Errorf("gadget.yaml names %q (%q), want %q (%q)", md.Name, md.Description, b.Name, b.Description)
+			}
+			spec := loadSpec(t, b.Object)
+			var fields []string
+			for _, m := range eventStruct(t, spec).Members {
+				if !strings.HasPrefix(m.Name, "__") {
+					fields = append(fields, m.Name)
+				}
+			}
+			var documented []string
+			for f := range md.DataSources[b.Name].Fields {
+				documented = append(documented, f)
+			}
+			slices.Sort(fields)
+			slices.Sort(documented)
+			if diff := cmp.Diff(fields, documented); diff != "" {
+				t.Errorf("fields documented in gadget.yaml (-struct event +documented):\n%s", diff)
+			}
+			var docParams []string
+			for p, doc := range md.Params["ebpf"] {
+				docParams = append(docParams, p)
+				if doc.Description == "" {
+					t.Errorf("param %s has no description", p)
+				}
+				if v := spec.Variables[p]; v != nil {
+					if got := defaultText(v.Value); got != doc.DefaultValue {
+						t.Errorf("param %s: gadget.yaml says default %q, the program has %q", p, doc.DefaultValue, got)
+					}
+				}
+			}
+			slices.Sort(docParams)
+			if diff := cmp.Diff(params[b.Name], docParams, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("params documented in gadget.yaml (-program +documented):\n%s", diff)
+			}
+		})
+	}
+}
+
+// defaultText renders a bool or unsigned integer parameter's initial value
+// the way gadget.yaml writes defaults.
+func defaultText(b []byte) string {
+	if len(b) == 1 {
+		return fmt.Sprint(b[0] != 0)
+	}
+	var n uint64
+	for i := len(b) - 1; i >= 0; i-- {
+		n = n<<8 | uint64(b[i])
+	}
+	return fmt.Sprint(n)
 }

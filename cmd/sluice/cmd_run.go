@@ -27,12 +27,16 @@ func (p *paramFlags) Set(v string) error {
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	help, args := helpRequested(args)
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sluice run GADGET [--param NAME=VALUE ...] [--wasm FILE] [-o json|table] [--timeout D]\n\nGADGET is a built-in gadget name, a path to an eBPF ELF, or an image reference\n(HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...), pulled into the local store.")
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "usage: sluice run GADGET [--param NAME=VALUE ...] [--pid ID] [--comm NAME] [--container NAME] [--filter EXPR] [--fields A,B] [-o json|table] [--timeout D]\n\nGADGET is a built-in gadget name, a path to an eBPF ELF, or an image reference\n(HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...), pulled into the local store.\n`sluice run GADGET --help` describes the gadget: its parameters, filters and fields.")
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(stderr)
 	}
+	fs.Usage = func() { usage(stderr) }
 	var params paramFlags
 	fs.Var(&params, "param", "gadget parameter `NAME=VALUE` (repeatable)")
 	output := fs.String("o", "table", "output format: json or table")
@@ -46,9 +50,20 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	stats := fs.Bool("stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
 	var images imageRunFlags
 	images.register(fs)
+	var filters runFilters
+	filters.register(fs)
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
+	}
+	if help {
+		usage(stdout)
+		if len(positional) != 1 {
+			return nil
+		}
+		f := runConfig(positional[0], params, *output)
+		f.Sources[0].EventType, f.Sources[0].Map, f.Sources[0].Wasm = *eventType, *mapName, *wasm
+		return printGadgetHelp(ctx, stdout, f, images.fetchOptions(stderr))
 	}
 	if len(positional) != 1 {
 		fs.Usage()
@@ -64,6 +79,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	f.Sources[0].BufferSize = *bufferSize
 	f.Sources[0].Wasm = *wasm
 	f.Pipelines[0].Queue.WhenFull = *whenFull
+	if err := filters.apply(f); err != nil {
+		return err
+	}
 	if *timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
@@ -87,6 +105,8 @@ func runConfig(gadget string, params []config.Param, format string) *config.File
 			LogFormat:          config.DefaultLogFormat,
 			ShutdownGrace:      config.DefaultShutdownGrace,
 			LossReportInterval: config.DefaultLossReportInterval,
+			Containers:         config.Containers{Enabled: true},
+			FilterSelf:         true,
 		},
 		Sources: []*config.Source{src},
 		Sinks:   []*config.Sink{sink},
