@@ -15,6 +15,7 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "config `file` (default: the built-in config, see 'sluice config default')")
 	logLevel := fs.String("log-level", "", "override the config's log level (debug, info, warn, error)")
+	includeSelf := fs.Bool("include-self", false, "keep the events of the agent's own process (the config's filter_self = false)")
 	var images imageRunFlags
 	images.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -29,6 +30,9 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *logLevel != "" {
 		f.Agent.LogLevel = *logLevel
+	}
+	if *includeSelf {
+		f.Agent.FilterSelf = false
 	}
 	return runAgent(ctx, f, p, stdout, stderr, false, images.fetchOptions(stderr))
 }
