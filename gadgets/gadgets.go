@@ -31,6 +31,8 @@ type Builtin struct {
 var descriptions = map[string]string{
 	"trace_exec":       "Trace process executions (execve, execveat), including failed ones.",
 	"trace_exit":       "Trace process exits: exit status, killing signal, core dump and run time.",
+	"snapshot_socket":  "Snapshot the open TCP and UDP sockets (IPv4 and IPv6) with their state and owner.",
+	"snapshot_process": "Snapshot the running processes: pid, parent, credentials, mount namespace, start time and executable name.",
 	"trace_bind":       "Trace binds of IPv4 and IPv6 sockets to addresses and ports.",
 	"trace_bpf":        "Trace eBPF program loads and attachments (bpf syscall).",
 	"trace_mount":      "Trace mounts, unmounts and mount moves.",

@@ -114,6 +114,14 @@ var contracts = map[string]map[string]string{
 		"pid": "gadget_pid", "uid": "gadget_uid", "comm": "[16]gadget_comm",
 		"tpid": "__s32", "sig": "gadget_signal", "ret": "gadget_ret",
 	},
+	"snapshot_process": {
+		"comm": "[16]gadget_comm", "pid": "gadget_pid", "tid": "gadget_tid", "ppid": "gadget_ppid",
+		"uid": "gadget_uid", "gid": "gadget_gid", "mntns_id": "gadget_mntns_id", "started": "gadget_timestamp", "exe": "[256]char",
+	},
+	"snapshot_socket": {
+		"netns_id": "gadget_netns_id", "src": "struct gadget_l4endpoint_t", "dst": "struct gadget_l4endpoint_t",
+		"state": "enum socket_state", "uid": "gadget_uid", "ino": "__u64",
+	},
 	"trace_exit": {
 		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
 		"pid": "gadget_pid", "tid": "gadget_tid", "ppid": "gadget_ppid", "uid": "gadget_uid", "gid": "gadget_gid",
@@ -149,6 +157,8 @@ var contracts = map[string]map[string]string{
 }
 
 var params = map[string][]string{
+	"snapshot_process": {"threads"},
+	"snapshot_socket":  {"listening_only"},
 	"trace_bind":       {"ignore_failed"},
 	"trace_bpf":        {"all_commands", "ignore_failed"},
 	"trace_exec":       {"ignore_failed"},
@@ -164,6 +174,10 @@ var params = map[string][]string{
 // filterParams are the parameters sluice/filter.h declares, which every
 // built-in has besides its own.
 var filterParams = []string{"targ_comm", "targ_gid", "targ_pid", "targ_tid", "targ_uid"}
+
+// unfiltered are the built-ins without the filter contract: their
+// elements are not about processes.
+var unfiltered = map[string]bool{"snapshot_socket": true}
 
 // filterGlobals are the rest of sluice/filter.h's contract with user space.
 var filterGlobals = []string{"gadget_filter_by_mntns", "gadget_filter_by_cgroup", "gadget_filter_exclude_pid"}
@@ -186,25 +200,59 @@ func eventStruct(t *testing.T, spec *ebpf.CollectionSpec) *btf.Struct {
 	return st
 }
 
+// output is a built-in's one output: its kind, the name its gadget.yaml
+// documents it under, the struct of its elements and its marker.
+type output struct {
+	kind, name, elem, marker string
+}
+
+// outputs lists the built-ins that are not tracers of struct event on
+// ring buffer events.
+var outputs = map[string]output{
+	"snapshot_process": {"iter", "processes", "process", "gadget_snapshotter_processes___process___snapshot_task"},
+	"snapshot_socket":  {"iter", "sockets", "socket_entry", "gadget_snapshotter_sockets___socket_entry___snapshot_tcp___snapshot_udp"},
+}
+
+func outputOf(name string) output {
+	if o, ok := outputs[name]; ok {
+		return o
+	}
+	return output{"tracer", name, "event", fmt.Sprintf("gadget_tracer_%s___events___event", name)}
+}
+
+// elemStruct finds the struct a built-in's output holds.
+func elemStruct(t *testing.T, spec *ebpf.CollectionSpec, name string) *btf.Struct {
+	t.Helper()
+	var st *btf.Struct
+	if err := spec.Types.TypeByName(outputOf(name).elem, &st); err != nil {
+		t.Fatalf("find struct %s in BTF: %v", outputOf(name).elem, err)
+	}
+	return st
+}
+
 // TestContracts checks, without privileges, what user space reads from each
 // built-in: the IG markers, the output maps, the params and the field types.
 func TestContracts(t *testing.T) {
 	for _, b := range Builtins() {
 		t.Run(b.Name, func(t *testing.T) {
 			spec := loadSpec(t, b.Object)
+			out := outputOf(b.Name)
 
 			fields := map[string]string{}
-			for _, m := range eventStruct(t, spec).Members {
+			for _, m := range elemStruct(t, spec, b.Name).Members {
 				fields[m.Name] = typeName(m.Type)
 			}
 			if diff := cmp.Diff(contracts[b.Name], fields); diff != "" {
-				t.Errorf("struct event fields (-want +got):\n%s", diff)
+				t.Errorf("struct %s fields (-want +got):\n%s", out.elem, diff)
 			}
-
-			marker := fmt.Sprintf("gadget_tracer_%s___events___event", b.Name)
-			for _, v := range []string{marker, "__gadget_tracer_type_" + b.Name, "gadget_map_tracer_events"} {
-				if _, ok := spec.Variables[v]; !ok {
-					t.Errorf("missing marker variable %s", v)
+			if _, ok := spec.Variables[out.marker]; !ok {
+				t.Errorf("missing marker variable %s", out.marker)
+			}
+			if out.kind == "tracer" {
+				for _, v := range []string{"__gadget_tracer_type_" + b.Name, "gadget_map_tracer_events"} {
+					if _, ok := spec.Variables[v]; !ok {
+						t.Errorf("missing marker variable %s", v)
+					}
 				}
 			}
 			var gotParams []string
@@ -216,7 +264,10 @@ func TestContracts(t *testing.T) {
 					}
 				}
 			}
-			wantParams := append(slices.Clone(params[b.Name]), filterParams...)
+			wantParams := slices.Clone(params[b.Name])
+			if !unfiltered[b.Name] {
+				wantParams = append(wantParams, filterParams...)
+			}
 			slices.Sort(wantParams)
 			slices.Sort(gotParams)
 			if diff := cmp.Diff(wantParams, gotParams); diff != "" {
@@ -224,22 +275,30 @@ func TestContracts(t *testing.T) {
 			}
 
 			for _, v := range filterGlobals {
+				if unfiltered[b.Name] {
+					break
+				}
 				if spec.Variables[v] == nil || !spec.Variables[v].Constant() {
 					t.Errorf("filter: no const volatile %s", v)
 				}
 			}
 			for _, m := range []string{"gadget_mntns_filter_map", "gadget_cgroup_filter_map", "gadget_filter_discarded"} {
+				if unfiltered[b.Name] {
+					break
+				}
 				if spec.Maps[m] == nil {
 					t.Errorf("filter: no map %s", m)
 				}
 			}
 
-			if m := spec.Maps["events"]; m == nil || m.Type != ebpf.RingBuf {
-				t.Errorf("events is not a ring buffer: %v", m)
-			}
-			lost := spec.Maps["events_lost_samples"]
-			if lost == nil || lost.Type != ebpf.PerCPUArray || lost.MaxEntries != 1 || lost.ValueSize != 8 {
-				t.Errorf("events_lost_samples is not a 1-entry per-CPU u64 array: %v", lost)
+			if out.kind == "tracer" {
+				if m := spec.Maps["events"]; m == nil || m.Type != ebpf.RingBuf {
+					t.Errorf("events is not a ring buffer: %v", m)
+				}
+				lost := spec.Maps["events_lost_samples"]
+				if lost == nil || lost.Type != ebpf.PerCPUArray || lost.MaxEntries != 1 || lost.ValueSize != 8 {
+					t.Errorf("events_lost_samples is not a 1-entry per-CPU u64 array: %v", lost)
+				}
 			}
 
 			for _, p := range optionalPrograms(spec) {
@@ -248,8 +307,10 @@ func TestContracts(t *testing.T) {
 				}
 			}
 			for name, p := range spec.Programs {
-				if p.Type != ebpf.TracePoint {
-					t.Errorf("program %s: type %v, want tracepoint", name, p.Type)
+				want := map[string]ebpf.ProgramType{"tracer": ebpf.TracePoint, "mapiter": ebpf.TracePoint, "iter": ebpf.Tracing, "socket": ebpf.SocketFilter}[out.kind]
+				// A socket filter gadget attributes packets with tracepoints.
+				if p.Type != want && !(out.kind == "socket" && p.Type == ebpf.TracePoint) {
+					t.Errorf("program %s: type %v, want %v", name, p.Type, want)
 				}
 			}
 		})
@@ -342,13 +403,13 @@ func TestMetadataDocumentsEverything(t *testing.T) {
 			}
 			spec := loadSpec(t, b.Object)
 			var fields []string
-			for _, m := range eventStruct(t, spec).Members {
+			for _, m := range elemStruct(t, spec, b.Name).Members {
 				if !strings.HasPrefix(m.Name, "__") {
 					fields = append(fields, m.Name)
 				}
 			}
 			var documented []string
-			for f := range md.DataSources[b.Name].Fields {
+			for f := range md.DataSources[outputOf(b.Name).name].Fields {
 				documented = append(documented, f)
 			}
 			slices.Sort(fields)
