@@ -122,6 +122,14 @@ var contracts = map[string]map[string]string{
 		"netns_id": "gadget_netns_id", "src": "struct gadget_l4endpoint_t", "dst": "struct gadget_l4endpoint_t",
 		"state": "enum socket_state", "uid": "gadget_uid", "ino": "__u64",
 	},
+	"top_file": {
+		"comm": "[16]gadget_comm", "mntns_id": "gadget_mntns_id", "file": "[256]char", "type": "enum file_type",
+		"reads": "__u64", "writes": "__u64", "rbytes": "__u64", "wbytes": "__u64",
+	},
+	"top_tcp": {
+		"comm": "[16]gadget_comm", "mntns_id": "gadget_mntns_id", "sent": "__u64", "received": "__u64",
+	},
+	"profile_blockio": {"latency": "[27]gadget_histogram_slot__u32"},
 	"trace_exit": {
 		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
 		"pid": "gadget_pid", "tid": "gadget_tid", "ppid": "gadget_ppid", "uid": "gadget_uid", "gid": "gadget_gid",
@@ -159,6 +167,9 @@ var contracts = map[string]map[string]string{
 var params = map[string][]string{
 	"snapshot_process": {"threads"},
 	"snapshot_socket":  {"listening_only"},
+	"profile_blockio":  {"reads_only", "writes_only"},
+	"top_file":         {"all_files"},
+	"top_tcp":          nil,
 	"trace_bind":       {"ignore_failed"},
 	"trace_bpf":        {"all_commands", "ignore_failed"},
 	"trace_exec":       {"ignore_failed"},
@@ -177,7 +188,7 @@ var filterParams = []string{"targ_comm", "targ_gid", "targ_pid", "targ_tid", "ta
 
 // unfiltered are the built-ins without the filter contract: their
 // elements are not about processes.
-var unfiltered = map[string]bool{"snapshot_socket": true}
+var unfiltered = map[string]bool{"snapshot_socket": true, "profile_blockio": true}
 
 // filterGlobals are the rest of sluice/filter.h's contract with user space.
 var filterGlobals = []string{"gadget_filter_by_mntns", "gadget_filter_by_cgroup", "gadget_filter_exclude_pid"}
@@ -204,20 +215,24 @@ func eventStruct(t *testing.T, spec *ebpf.CollectionSpec) *btf.Struct {
 // documents it under, the struct of its elements and its marker.
 type output struct {
 	kind, name, elem, marker string
+	key                      string // a map iterator's key struct
 }
 
 // outputs lists the built-ins that are not tracers of struct event on
 // ring buffer events.
 var outputs = map[string]output{
-	"snapshot_process": {"iter", "processes", "process", "gadget_snapshotter_processes___process___snapshot_task"},
-	"snapshot_socket":  {"iter", "sockets", "socket_entry", "gadget_snapshotter_sockets___socket_entry___snapshot_tcp___snapshot_udp"},
+	"snapshot_process": {"iter", "processes", "process", "gadget_snapshotter_processes___process___snapshot_task", ""},
+	"snapshot_socket":  {"iter", "sockets", "socket_entry", "gadget_snapshotter_sockets___socket_entry___snapshot_tcp___snapshot_udp", ""},
+	"top_file":         {"mapiter", "files", "file_stat", "gadget_mapiter_files___stats", "file_key"},
+	"top_tcp":          {"mapiter", "tcp", "conn_stat", "gadget_mapiter_tcp___stats", "conn_key"},
+	"profile_blockio":  {"mapiter", "blockio", "hist", "gadget_mapiter_blockio___latencies", "hist_key"},
 }
 
 func outputOf(name string) output {
 	if o, ok := outputs[name]; ok {
 		return o
 	}
-	return output{"tracer", name, "event", fmt.Sprintf("gadget_tracer_%s___events___event", name)}
+	return output{"tracer", name, "event", fmt.Sprintf("gadget_tracer_%s___events___event", name), ""}
 }
 
 // elemStruct finds the struct a built-in's output holds.
@@ -403,7 +418,15 @@ func TestMetadataDocumentsEverything(t *testing.T) {
 			}
 			spec := loadSpec(t, b.Object)
 			var fields []string
-			for _, m := range elemStruct(t, spec, b.Name).Members {
+			members := elemStruct(t, spec, b.Name).Members
+			if key := outputOf(b.Name).key; key != "" {
+				var st *btf.Struct
+				if err := spec.Types.TypeByName(key, &st); err != nil {
+					t.Fatal(err)
+				}
+				members = append(slices.Clone(st.Members), members...)
+			}
+			for _, m := range members {
 				if !strings.HasPrefix(m.Name, "__") {
 					fields = append(fields, m.Name)
 				}
