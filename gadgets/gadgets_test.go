@@ -130,6 +130,12 @@ var contracts = map[string]map[string]string{
 		"comm": "[16]gadget_comm", "mntns_id": "gadget_mntns_id", "sent": "__u64", "received": "__u64",
 	},
 	"profile_blockio": {"latency": "[27]gadget_histogram_slot__u32"},
+	"trace_dns": {
+		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
+		"pid": "gadget_pid", "tid": "gadget_tid", "uid": "gadget_uid", "gid": "gadget_gid", "comm": "[16]gadget_comm",
+		"src": "struct gadget_l4endpoint_t", "dst": "struct gadget_l4endpoint_t", "qr": "enum dns_qr", "id": "__u16",
+		"qtype": "enum dns_qtype", "rcode": "enum dns_rcode", "answers": "__u16", "latency_ns": "__u64", "name": "[256]char",
+	},
 	"trace_exit": {
 		"timestamp": "gadget_timestamp", "mntns_id": "gadget_mntns_id",
 		"pid": "gadget_pid", "tid": "gadget_tid", "ppid": "gadget_ppid", "uid": "gadget_uid", "gid": "gadget_gid",
@@ -170,6 +176,7 @@ var params = map[string][]string{
 	"profile_blockio":  {"reads_only", "writes_only"},
 	"top_file":         {"all_files"},
 	"top_tcp":          nil,
+	"trace_dns":        {"dns_port"},
 	"trace_bind":       {"ignore_failed"},
 	"trace_bpf":        {"all_commands", "ignore_failed"},
 	"trace_exec":       {"ignore_failed"},
@@ -226,6 +233,7 @@ var outputs = map[string]output{
 	"top_file":         {"mapiter", "files", "file_stat", "gadget_mapiter_files___stats", "file_key"},
 	"top_tcp":          {"mapiter", "tcp", "conn_stat", "gadget_mapiter_tcp___stats", "conn_key"},
 	"profile_blockio":  {"mapiter", "blockio", "hist", "gadget_mapiter_blockio___latencies", "hist_key"},
+	"trace_dns":        {"socket", "trace_dns", "event", "gadget_tracer_trace_dns___events___event", ""},
 }
 
 func outputOf(name string) output {
@@ -263,7 +271,7 @@ func TestContracts(t *testing.T) {
 			if _, ok := spec.Variables[out.marker]; !ok {
 				t.Errorf("missing marker variable %s", out.marker)
 			}
-			if out.kind == "tracer" {
+			if out.kind == "tracer" || out.kind == "socket" {
 				for _, v := range []string{"__gadget_tracer_type_" + b.Name, "gadget_map_tracer_events"} {
 					if _, ok := spec.Variables[v]; !ok {
 						t.Errorf("missing marker variable %s", v)
@@ -306,7 +314,7 @@ func TestContracts(t *testing.T) {
 				}
 			}
 
-			if out.kind == "tracer" {
+			if out.kind == "tracer" || out.kind == "socket" {
 				if m := spec.Maps["events"]; m == nil || m.Type != ebpf.RingBuf {
 					t.Errorf("events is not a ring buffer: %v", m)
 				}
