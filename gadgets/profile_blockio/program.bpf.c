@@ -47,8 +47,11 @@ struct {
 } latencies SEC(".maps");
 GADGET_MAPITER(blockio, latencies);
 
+/* Explicit padding, zeroed: map keys are compared byte for byte, and
+ * uninitialised padding made issue and completion keys differ. */
 struct rq_key {
 	__u32 dev;
+	__u32 pad;
 	__u64 sector;
 };
 
@@ -92,7 +95,7 @@ static __always_inline __u32 log2l(__u64 v)
 SEC("tracepoint/block/block_rq_issue")
 int blockio_issue(struct trace_event_raw_block_rq___sluice *ctx)
 {
-	struct rq_key key = { .dev = ctx->dev, .sector = ctx->sector };
+	struct rq_key key = { .dev = ctx->dev, .pad = 0, .sector = ctx->sector };
 	__u64 now = bpf_ktime_get_ns();
 	char op;
 
@@ -110,7 +113,7 @@ int blockio_issue(struct trace_event_raw_block_rq___sluice *ctx)
 SEC("tracepoint/block/block_rq_complete")
 int blockio_complete(struct trace_event_raw_block_rq_completion___sluice *ctx)
 {
-	struct rq_key key = { .dev = ctx->dev, .sector = ctx->sector };
+	struct rq_key key = { .dev = ctx->dev, .pad = 0, .sector = ctx->sector };
 	struct hist_key hk = { .dev = ctx->dev };
 	struct hist *h;
 	__u64 *ts, slot;

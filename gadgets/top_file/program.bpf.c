@@ -43,6 +43,7 @@ struct file_key {
 	gadget_pid pid;
 	gadget_tid tid;
 	__u32 dev;
+	__u32 __pad; /* zeroed: keys compare byte for byte */
 	__u64 ino;
 };
 
@@ -103,7 +104,7 @@ static __always_inline int exit_io(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id, zero = 0;
-	struct file_key key = {};
+	struct file_key key;
 	struct file_stat *st;
 	struct file *f;
 	struct inode *inode;
@@ -127,6 +128,7 @@ static __always_inline int exit_io(struct trace_event_raw_sys_exit *ctx)
 	mode = BPF_CORE_READ(inode, i_mode) & S_IFMT;
 	if (!all_files && mode != S_IFREG)
 		return 0;
+	__builtin_memset(&key, 0, sizeof(key));
 	key.pid = id >> 32;
 	key.tid = tid;
 	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);

@@ -56,7 +56,7 @@ struct trace_event_raw_sock_msg_length___sluice {
 static __always_inline int account(struct trace_event_raw_sock_msg_length___sluice *ctx, bool send)
 {
 	struct sock *sk = ctx->sk;
-	struct conn_key key = {};
+	struct conn_key key;
 	struct conn_stat *st;
 	__u16 family = ctx->family;
 	int ret = ctx->ret;
@@ -67,6 +67,9 @@ static __always_inline int account(struct trace_event_raw_sock_msg_length___slui
 		return 0;
 	if (gadget_should_discard_data_current())
 		return 0;
+	/* Zeroed with its padding (inside the endpoints too): keys compare
+	 * byte for byte. */
+	__builtin_memset(&key, 0, sizeof(key));
 	key.pid = bpf_get_current_pid_tgid() >> 32;
 	key.src.proto_raw = key.dst.proto_raw = IPPROTO_TCP;
 	key.src.port = BPF_CORE_READ(sk, __sk_common.skc_num);
