@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +29,10 @@ type resolvedGadget struct {
 	// wasm is the gadget's module (the image's, or the source's wasm
 	// attribute), nil when it has none; see gadgetwasm.go.
 	wasm *gadgetWasm
+	// params are the parameter values the gadget loads with.
+	params map[string]string
+	// digest is the SHA-256 of the gadget's ELF.
+	digest string
 	// filter is how the source's filters run (workloads.go); hostFilter
 	// its host-side part, nil when there is none.
 	filter     *sourceFilter
@@ -149,9 +155,17 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 		}
 		host, ds := filter.hostFilter(src, g.Schemas())
 		diags = append(diags, ds...)
-		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, filter: filter, hostFilter: host, metadata: gadgetMetadata(src.Gadget, baseDir, image)})
+		out = append(out, &resolvedGadget{
+			source: src, gadget: g, wasm: wasm, params: params, digest: sha256Hex(elf),
+			filter: filter, hostFilter: host, metadata: gadgetMetadata(src.Gadget, baseDir, image),
+		})
 	}
 	return out, diags
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func rangePtr(r hcl.Range) *hcl.Range {
@@ -184,6 +198,7 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.St
 	modules, ds := resolveStages(f, images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
+	diags = append(diags, validateControlSocket(f)...)
 	if !diags.HasErrors() {
 		diags = append(diags, validateSinks(f, gadgets)...)
 	}

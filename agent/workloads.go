@@ -230,57 +230,6 @@ func cgroupID(s string) (uint64, error) {
 	return workloads.CgroupID(s)
 }
 
-// workloadPlan is what the agent runs for container identity: a resolver
-// when a runtime is configured or found, and the stages each pipeline
-// starts with.
-type workloadPlan struct {
-	resolver *workloads.Resolver
-	sockets  []string
-	wait     time.Duration
-	// hostFilters are the host-side filters by source name.
-	hostFilters map[string]*pipeline.FieldFilter
-	// follow are the gadgets whose namespace set follows containers.
-	follow []*containerFilter
-	log    *slog.Logger
-}
-
-// containerFilter keeps one gadget's kernel namespace set on the
-// containers its source selects.
-type containerFilter struct {
-	source string
-	g      *sources.Gadget
-	names  []string
-	all    bool
-	static []uint64
-
-	mu      sync.Mutex
-	applied uint64 // generation of the last set applied
-}
-
-func (cf *containerFilter) set(live []*workloads.Container) []uint64 {
-	set := slices.Clone(cf.static)
-	for _, c := range live {
-		if cf.all || slices.Contains(cf.names, c.Name) {
-			set = append(set, c.MntNS)
-		}
-	}
-	return set
-}
-
-// apply sets the gadget's namespaces for the containers of round gen,
-// unless a later round's are already applied.
-func (cf *containerFilter) apply(live []*workloads.Container, gen uint64, log *slog.Logger) {
-	cf.mu.Lock()
-	defer cf.mu.Unlock()
-	if gen < cf.applied {
-		return
-	}
-	cf.applied = gen
-	if err := cf.g.SetMntNS(cf.set(live)); err != nil {
-		log.Warn("update container filter", "source", cf.source, "error", err)
-	}
-}
-
 // runtimeSockets returns the configured runtime sockets, or those of the
 // default ones that exist.
 func runtimeSockets(c config.Containers) []string {
@@ -302,115 +251,187 @@ func runtimeSockets(c config.Containers) []string {
 	return out
 }
 
-// planWorkloads builds the resolver and the host-side filters from the
-// resolved gadgets. Nothing runs until startWorkloads.
-func planWorkloads(cfg *config.File, resolved []*resolvedGadget, reg *pipeline.Registry, log *slog.Logger) (*workloadPlan, hcl.Diagnostics) {
-	wp := &workloadPlan{hostFilters: map[string]*pipeline.FieldFilter{}, wait: cfg.Agent.Containers.Wait, log: log}
+// checkContainerRuntimes reports sources that select containers when
+// there is no runtime to resolve them through.
+func checkContainerRuntimes(cfg *config.File, resolved []*resolvedGadget) hcl.Diagnostics {
 	var diags hcl.Diagnostics
+	var sockets []string
 	if cfg.Agent.Containers.Enabled {
-		wp.sockets = runtimeSockets(cfg.Agent.Containers)
+		sockets = runtimeSockets(cfg.Agent.Containers)
 	}
 	for _, r := range resolved {
-		if r.hostFilter != nil {
-			wp.hostFilters[r.source.Name] = r.hostFilter
-		}
-		if r.filter == nil || !r.filter.needsResolver {
+		if r.filter == nil || !r.filter.needsResolver || len(sockets) > 0 {
 			continue
 		}
-		if len(wp.sockets) == 0 {
-			why := "no container runtime socket exists (" + strings.Join(DefaultRuntimeSockets, ", ") + "); name one in agent { containers { runtimes = [...] } }"
-			if !cfg.Agent.Containers.Enabled {
-				why = "container resolution is off (agent { containers { enabled = false } })"
-			}
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No container runtime",
-				Detail: fmt.Sprintf("source %q selects containers, but %s.", r.source.Name, why), Subject: rangePtr(r.filter.rng)})
-			continue
+		why := "no container runtime socket exists (" + strings.Join(DefaultRuntimeSockets, ", ") + "); name one in agent { containers { runtimes = [...] } }"
+		if !cfg.Agent.Containers.Enabled {
+			why = "container resolution is off (agent { containers { enabled = false } })"
 		}
-		if r.filter.kernel.ByMntNS {
-			wp.follow = append(wp.follow, &containerFilter{
-				source: r.source.Name, g: r.gadget, names: r.filter.containerNames,
-				all: r.filter.allContainers, static: r.filter.staticMntNS,
-			})
-		}
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No container runtime",
+			Detail: fmt.Sprintf("source %q selects containers, but %s.", r.source.Name, why), Subject: rangePtr(r.filter.rng)})
 	}
-	if len(wp.sockets) > 0 {
-		var rts []workloads.Runtime
-		for _, s := range wp.sockets {
-			rts = append(rts, workloads.NewDockerAPI(s))
-		}
-		wp.resolver = workloads.NewResolver(workloads.Options{Runtimes: rts, Logger: log, Metrics: reg})
-	}
-	return wp, diags
+	return diags
 }
 
-// stagesFor returns the stages a pipeline with these sources starts
-// with: container identity first (so that host filters can name its
-// fields), then the host-side filters.
-func (wp *workloadPlan) stagesFor(p *config.Pipeline, reg *pipeline.Registry) []pipeline.Stage {
-	if wp == nil {
-		return nil
-	}
-	var out []pipeline.Stage
-	if wp.resolver != nil {
-		out = append(out, workloads.NewEnricher(containersStageName, wp.resolver, wp.wait, reg))
-	}
-	filters := map[string]*pipeline.FieldFilter{}
-	for _, ref := range p.Sources {
-		if ff := wp.hostFilters[ref.Name]; ff != nil {
-			filters[ref.Name] = ff
+// follows reports whether the kernel namespace set of a source follows
+// containers as they come and go.
+func (sf *sourceFilter) follows() bool {
+	return sf != nil && sf.kernel.ByMntNS && (sf.allContainers || len(sf.containerNames) > 0)
+}
+
+// mntNSFor returns the namespace set of sf for the running containers.
+func (sf *sourceFilter) mntNSFor(live []*workloads.Container) []uint64 {
+	set := slices.Clone(sf.staticMntNS)
+	for _, c := range live {
+		if sf.allContainers || slices.Contains(sf.containerNames, c.Name) {
+			set = append(set, c.MntNS)
 		}
 	}
-	if len(filters) > 0 {
-		out = append(out, pipeline.NewFilterStage(filterStageName, filters))
+	return set
+}
+
+// containerIdentity is the agent's container resolution: one resolver for
+// the agent's life over the runtime sockets its first config names or the
+// host has (a reload that changes agent { containers } applies at the
+// next start), the stages it puts at the head of pipelines, and the
+// kernel filters that follow containers.
+type containerIdentity struct {
+	resolver *workloads.Resolver // nil: no runtime, no container identity
+	sockets  []string
+	wait     time.Duration
+	log      *slog.Logger
+}
+
+func newContainerIdentity(cfg *config.File, reg *pipeline.Registry, log *slog.Logger) *containerIdentity {
+	ci := &containerIdentity{wait: cfg.Agent.Containers.Wait, log: log}
+	if !cfg.Agent.Containers.Enabled {
+		return ci
+	}
+	ci.sockets = runtimeSockets(cfg.Agent.Containers)
+	if len(ci.sockets) == 0 {
+		return ci
+	}
+	var rts []workloads.Runtime
+	for _, s := range ci.sockets {
+		rts = append(rts, workloads.NewDockerAPI(s))
+	}
+	ci.resolver = workloads.NewResolver(workloads.Options{Runtimes: rts, Logger: log, Metrics: reg})
+	return ci
+}
+
+// headStages returns the stages a pipeline starts with: container
+// identity first (so that host filters can name its fields), then the
+// host-side filters of its sources.
+func (ci *containerIdentity) headStages(pp *pipelinePlan, reg *pipeline.Registry) []pipeline.Stage {
+	var out []pipeline.Stage
+	if ci != nil && ci.resolver != nil {
+		out = append(out, workloads.NewEnricher(containersStageName, ci.resolver, ci.wait, reg))
+	}
+	if len(pp.hostFilters) > 0 {
+		out = append(out, pipeline.NewFilterStage(filterStageName, pp.hostFilters))
 	}
 	return out
 }
 
-// startWorkloads runs the resolver until the returned stop is called, and
-// keeps the container filters' namespace sets current. It lists the
-// containers once before returning, so that gadgets open with the sets of
-// the containers already running. A runtime that does not answer is
-// logged, not fatal: events then go out without container identity until
-// it does.
-func (wp *workloadPlan) startWorkloads(ctx context.Context) (stop func()) {
-	if wp == nil || wp.resolver == nil {
-		return func() {}
+// kernelFilter returns the kernel filter a source's gadget opens with:
+// its plan's, with the namespaces of the containers running now.
+func (ci *containerIdentity) kernelFilter(sp *sourcePlan) sources.Filter {
+	if sp.filter == nil {
+		return sources.Filter{}
 	}
-	r := wp.resolver
+	f := sp.filter.kernel
+	if sp.filter.follows() && ci.resolver != nil {
+		live, _ := ci.resolver.Containers()
+		f.MntNS = sp.filter.mntNSFor(live)
+	}
+	return f
+}
+
+// catchUp gives a gadget that just opened the namespaces of the containers
+// that started while it loaded.
+func (ci *containerIdentity) catchUp(sp *sourcePlan, g *sources.Gadget) {
+	if ci.resolver == nil || !sp.filter.follows() {
+		return
+	}
+	live, _ := ci.resolver.Containers()
+	if err := g.SetMntNS(sp.filter.mntNSFor(live)); err != nil {
+		ci.log.Warn("update container filter", "source", sp.name, "error", err)
+	}
+}
+
+// start runs the resolver until the returned stop is called, and keeps
+// the container filters of the agent's running sources current. It lists
+// the containers once before returning, so that gadgets open with the
+// namespaces of the containers already running. A runtime that does not
+// answer is logged, not fatal: events then go out without container
+// identity until it does.
+func (ci *containerIdentity) start(ctx context.Context, a *Agent) (stop func(context.Context)) {
+	if ci.resolver == nil {
+		if len(ci.sockets) == 0 && a.Config().Agent.Containers.Enabled {
+			ci.log.Info("no container runtime socket found; events carry no container identity", "looked_for", DefaultRuntimeSockets)
+		}
+		return func(context.Context) {}
+	}
+	r := ci.resolver
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := r.Run(rctx); err != nil {
-			wp.log.Error("container resolver", "error", err)
+			ci.log.Error("container resolver", "error", err)
 		}
 	}()
 	first, cancelFirst := context.WithTimeout(ctx, 5*time.Second)
 	err := r.Refresh(first)
 	cancelFirst()
-	live, gen := r.Containers()
+	live, _ := r.Containers()
 	if err != nil {
-		wp.log.Warn("container runtimes did not answer; events get container identity once they do", "runtimes", wp.sockets, "error", err)
+		ci.log.Warn("container runtimes did not answer; events get container identity once they do", "runtimes", ci.sockets, "error", err)
 	} else {
-		wp.log.Info("container identity on", "runtimes", wp.sockets, "containers", len(live))
+		ci.log.Info("container identity on", "runtimes", ci.sockets, "containers", len(live))
 	}
-	for _, cf := range wp.follow {
-		cf.apply(live, gen, wp.log)
-		for _, name := range cf.names {
+	for _, sp := range a.Config().Sources {
+		if sp.Filter == nil {
+			continue
+		}
+		for _, name := range sp.Filter.Containers {
 			if !slices.ContainsFunc(live, func(c *workloads.Container) bool { return c.Name == name }) {
-				wp.log.Warn("no running container has this name yet; its events appear when it starts", "source", cf.source, "container", name)
+				ci.log.Warn("no running container has this name yet; its events appear when it starts", "source", sp.Name, "container", name)
 			}
 		}
 	}
+	var applying sync.Mutex
 	r.Subscribe(func(live []*workloads.Container, gen uint64) {
-		for _, cf := range wp.follow {
-			cf.apply(live, gen, wp.log)
+		// Serialised, and always the latest containers: an update that
+		// races a gadget's opening converges on the next.
+		applying.Lock()
+		defer applying.Unlock()
+		for _, ls := range a.followingSources() {
+			if g := ls.gadget(); g != nil {
+				if err := g.SetMntNS(ls.plan.filter.mntNSFor(live)); err != nil {
+					ci.log.Warn("update container filter", "source", ls.plan.name, "error", err)
+				}
+			}
 		}
 	})
-	return func() {
+	return func(context.Context) {
 		cancel()
 		<-done
 	}
+}
+
+// followingSources lists the running sources whose kernel filter follows
+// containers.
+func (a *Agent) followingSources() []*liveSource {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []*liveSource
+	for _, ls := range a.sources {
+		if ls.plan.filter.follows() {
+			out = append(out, ls)
+		}
+	}
+	return out
 }
 
 // workloadField reports whether a field is one the container stage adds.

@@ -252,7 +252,7 @@ pipeline "p" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	if ff := a.workloads.hostFilters["plain"]; ff == nil || ff.String() != fmt.Sprintf("pid==%d", child.Process.Pid) {
+	if ff := a.plan.source("plain").hostFilter; ff == nil || ff.String() != fmt.Sprintf("pid==%d", child.Process.Pid) {
 		t.Errorf("plain_libbpf's host filter = %v, want pid==%d", ff, child.Process.Pid)
 	}
 }

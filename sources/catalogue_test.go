@@ -255,43 +255,58 @@ func TestTraceMount(t *testing.T) {
 	}
 }
 
-// TestTraceSetuid drops a thread's privileges with raw syscalls (Go's
-// syscall.Setuid would change every thread of the test) and lets the
-// thread die afterwards.
+// setuidChildEnv makes the test binary, run by TestTraceSetuid, drop to
+// nobody and then fail to become root again.
+const setuidChildEnv = "SLUICE_SOURCES_TEST_SETUID_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(setuidChildEnv) == "1" {
+		// Raw syscalls on one thread: the process exits right after.
+		runtime.LockOSThread()
+		_, _, e1 := unix.RawSyscall(unix.SYS_SETRESUID, 65534, 65534, 65534)
+		_, _, e2 := unix.RawSyscall(unix.SYS_SETUID, 0, 0, 0)
+		if e1 != 0 || e2 != unix.EPERM {
+			os.Exit(3)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestTraceSetuid drops a child's privileges (a child: a thread of the
+// test process with other credentials could be the main thread, whose
+// credentials the process's capabilities are read from) and sees it fail
+// to regain them.
 func TestTraceSetuid(t *testing.T) {
 	_, c := startGadget(t, "trace_setuid", nil, ParseOptions{}, nil)
 	const nobody = 65534
-	tids := make(chan int, 1)
-	done := make(chan [2]unix.Errno, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		tids <- unix.Gettid()
-		_, _, e1 := unix.RawSyscall(unix.SYS_SETRESUID, nobody, nobody, nobody)
-		_, _, e2 := unix.RawSyscall(unix.SYS_SETUID, 0, 0, 0)
-		done <- [2]unix.Errno{e1, e2}
-	}()
-	tid := <-tids
-	if errs := <-done; errs[0] != 0 || errs[1] != unix.EPERM {
-		t.Fatalf("setresuid(nobody) = %v, setuid(0) afterwards = %v; want success and EPERM", errs[0], errs[1])
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
 	}
-	ev := c.waitFor(t, "setresuid", func(ev map[string]any) bool { return num(ev["tid"]) == int64(tid) && ev["op"] == "SETRESUID" })
+	child := exec.Command(self, "-test.run=^$")
+	child.Env = append(os.Environ(), setuidChildEnv+"=1")
+	if out, err := child.CombinedOutput(); err != nil {
+		t.Fatalf("setuid child: %v\n%s", err, out)
+	}
+	pid := child.Process.Pid
+	ev := c.waitFor(t, "setresuid", func(ev map[string]any) bool { return num(ev["pid"]) == int64(pid) && ev["op"] == "SETRESUID" })
 	checkEnvelope(t, ev, "trace_setuid-src", "trace_setuid")
 	got := map[string]any{
-		"pid": num(ev["pid"]), "uid": num(ev["uid"]), "euid": num(ev["euid"]),
+		"uid": num(ev["uid"]), "euid": num(ev["euid"]),
 		"new_uid": num(ev["new_uid"]), "new_euid": num(ev["new_euid"]), "new_uid_name": ev["new_uid_name"], "ret": num(ev["ret"]),
 	}
 	want := map[string]any{
-		"pid": int64(os.Getpid()), "uid": int64(0), "euid": int64(0),
+		"uid": int64(0), "euid": int64(0),
 		"new_uid": int64(nobody), "new_euid": int64(nobody), "new_uid_name": "nobody", "ret": int64(0),
 	}
-	delete(got, "args") // compared below with num, whatever width msgpack chose
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("setresuid event (-want +got):\n%s", diff)
 	}
 	if args, _ := ev["args"].([]any); len(args) != 3 || num(args[0]) != nobody || num(args[1]) != nobody || num(args[2]) != nobody {
 		t.Errorf("args = %v, want [65534 65534 65534]", ev["args"])
 	}
-	ev = c.waitFor(t, "failed setuid(0)", func(ev map[string]any) bool { return num(ev["tid"]) == int64(tid) && ev["op"] == "SETUID" })
+	ev = c.waitFor(t, "failed setuid(0)", func(ev map[string]any) bool { return num(ev["pid"]) == int64(pid) && ev["op"] == "SETUID" })
 	if ev["ret_error"] != "EPERM" || num(ev["uid"]) != nobody || num(ev["new_uid"]) != nobody {
 		t.Errorf("setuid(0) as nobody: ret_error=%v uid=%v new_uid=%v, want EPERM, 65534 and 65534", ev["ret_error"], ev["uid"], ev["new_uid"])
 	}
