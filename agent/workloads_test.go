@@ -256,3 +256,41 @@ pipeline "p" {
 		t.Errorf("plain_libbpf's host filter = %v, want pid==%d", ff, child.Process.Pid)
 	}
 }
+
+// TestReloadChangesFilter: a reload that adds a fields filter to a source
+// (and so a host filter to its pipeline) takes effect without a restart,
+// and one that removes it lets everything through again.
+func TestReloadChangesFilter(t *testing.T) {
+	testutil.RequireBPF(t)
+	const text = `
+agent {
+  data_dir       = "%DIR%"
+  control_socket = "%DIR%/c.sock"
+  containers { enabled = false }
+}
+source "gadget" "exec" {
+  gadget = "trace_exec"
+  %FILTER%
+}
+sink "stdout" "out" { format = "json" }
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.stdout.out]
+}
+`
+	r := startReloadable(t, strings.ReplaceAll(text, "%FILTER%", ""))
+	r.waitForExec("before")
+	r.write(t, strings.ReplaceAll(text, "%FILTER%", `filter { fields = "comm==echo" }`))
+	r.reload(t)
+	viaTrue, viaEcho := marker("true"), marker("echo")
+	r.waitForOutput("an echo after the reload", 15*time.Second, func() {
+		exec.Command("/bin/true", viaTrue).Run()
+		exec.Command("/bin/echo", viaEcho).Run()
+	}, func(out string) bool { return execWith(out, viaEcho) != nil })
+	if execWith(r.out.String(), viaTrue) != nil {
+		t.Error("an exec of true passed the filter the reload added")
+	}
+	r.write(t, strings.ReplaceAll(text, "%FILTER%", ""))
+	r.reload(t)
+	r.waitForExec("after-removal")
+}
