@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every committed eBPF object under gadgets/ from its source:
 #   gadgets/<name>/program.bpf.c     -> gadgets/<name>/program.bpf.o
+#   gadgets/pending/<name>/...       -> the same, for gadgets not built in yet
 #   gadgets/testdata/<name>.bpf.c    -> gadgets/testdata/<name>.bpf.o
 #
 # The output is byte-for-byte reproducible for a given toolchain: sources are
@@ -75,7 +76,7 @@ build() { # build <src> <committed obj>
 }
 
 stale=0
-for src in */program.bpf.c; do
+for src in */program.bpf.c pending/*/program.bpf.c; do
 	build "$src" "${src%.c}.o"
 done
 for src in testdata/*.bpf.c; do

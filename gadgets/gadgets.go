@@ -29,14 +29,8 @@ type Builtin struct {
 // descriptions doubles as the list of built-ins: a folder with an object but
 // no description fails TestBuiltinsMatchFolders.
 var descriptions = map[string]string{
-	"profile_blockio":  "Block I/O latency per device as a log2 histogram in microseconds, drained every interval.",
-	"top_file":         "Top files by reads and writes, per process, drained every interval.",
-	"top_tcp":          "Top TCP connections by bytes sent and received, per process, drained every interval.",
-	"trace_dns":        "Trace DNS queries and responses (UDP, IPv4 and IPv6) with the asking process and the answer's latency.",
 	"trace_exec":       "Trace process executions (execve, execveat), including failed ones.",
 	"trace_exit":       "Trace process exits: exit status, killing signal, core dump and run time.",
-	"snapshot_socket":  "Snapshot the open TCP and UDP sockets (IPv4 and IPv6) with their state and owner.",
-	"snapshot_process": "Snapshot the running processes: pid, parent, credentials, mount namespace, start time and executable name.",
 	"trace_bind":       "Trace binds of IPv4 and IPv6 sockets to addresses and ports.",
 	"trace_bpf":        "Trace eBPF program loads and attachments (bpf syscall).",
 	"trace_mount":      "Trace mounts, unmounts and mount moves.",
