@@ -166,10 +166,10 @@ type sourceInstance struct {
 // before the gadget loads (it may set its parameters) and starts once the
 // gadget is attached. On failure nothing stays loaded.
 func (a *Agent) openSource(ctx context.Context, sp *sourcePlan, seq *atomic.Uint64) (*sourceInstance, error) {
-	g, err := sources.NewGadget(sp.spec, sources.GadgetConfig{
-		Source: sp.name, Host: sp.host, Params: sp.params, BufferSize: int(sp.block.BufferSize),
-		Filter: a.containers.kernelFilter(sp), Logger: a.log, Seq: seq,
-	})
+	cfg := gadgetConfig(sp.block, sp.host, sp.params, a.log)
+	cfg.Seq = seq
+	cfg.Filter = a.containers.kernelFilter(sp)
+	g, err := sources.NewGadget(sp.spec, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start source %q: %w", sp.name, err)
 	}
@@ -269,11 +269,19 @@ func (ls *liveSource) Run(ctx context.Context, out pipeline.Emitter) error {
 	for {
 		started := time.Now()
 		err := ls.cur.run(ctx, out)
+		// A gadget whose outputs are iterators with a number of runs (or
+		// one snapshot) ends on its own: done, not failed.
+		finished := err == nil && ls.cur.g.Finished()
 		ls.cur.close(ctx)
 		ls.a.mu.Lock()
 		ls.cur = nil
 		ls.a.mu.Unlock()
 		if ctx.Err() != nil {
+			h.set("source", ls.plan.name, stateStopped, "")
+			return nil
+		}
+		if finished {
+			ls.log.Info("source finished: its iterators took all their snapshots")
 			h.set("source", ls.plan.name, stateStopped, "")
 			return nil
 		}

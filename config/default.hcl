@@ -1,6 +1,6 @@
 # The built-in default: a security subset of the built-in gadgets (process
 # execs, TCP connections and binds, mounts, credential changes, eBPF loads,
-# signals) in one pipeline, through a Wasm stage that masks secrets in
+# signals, DNS lookups) in one pipeline, through a Wasm stage that masks secrets in
 # command lines, printed as a table and published to a NATS server the
 # agent runs in-process (watch it with `sluice subscribe 'sluice.>'`).
 # Events of processes in containers carry container.* (and k8s.*) fields
@@ -42,11 +42,15 @@ source "gadget" "signal" {
   gadget = "trace_signal"
 }
 
+source "gadget" "dns" {
+  gadget = "trace_dns"
+}
+
 # Secrets in command lines (--password=..., tokens, keys, URL credentials)
 # are masked before events leave the host (redact is one of the built-in
 # example stages; see examples/stages and docs/stage-tutorial.md to write
-# your own). User and group names need no stage: the decoder adds uid_name
-# and gid_name from this host's passwd and group files.
+# your own). User and group names need no stage: the decoder adds user and
+# group from this host's passwd and group files.
 stage "wasm" "redact" {
   module = "redact"
 }
@@ -76,6 +80,7 @@ pipeline "default" {
     source.gadget.setuid,
     source.gadget.bpf,
     source.gadget.signal,
+    source.gadget.dns,
   ]
   stages = [stage.wasm.redact]
   sinks  = [sink.stdout.console, sink.nats.bus]

@@ -125,7 +125,7 @@ func TestDefault(t *testing.T) {
 	for _, s := range f.Sources {
 		gadgets = append(gadgets, s.Gadget)
 	}
-	wantGadgets := []string{"trace_exec", "trace_tcp", "trace_bind", "trace_mount", "trace_setuid", "trace_bpf", "trace_signal"}
+	wantGadgets := []string{"trace_exec", "trace_tcp", "trace_bind", "trace_mount", "trace_setuid", "trace_bpf", "trace_signal", "trace_dns"}
 	if diff := cmp.Diff(wantGadgets, gadgets); diff != "" {
 		t.Errorf("default gadgets (-want +got):\n%s", diff)
 	}
@@ -151,7 +151,7 @@ func TestDefault(t *testing.T) {
 		t.Errorf("default when_full = %q, want drop_oldest", pl.Queue.WhenFull)
 	}
 	// The default masks secrets in command lines. It no longer adds user
-	// names: the decoder's uid_name says the same, and the table showed
+	// names: the decoder's user says the same, and the table showed
 	// both side by side.
 	if len(pl.Stages) != 1 {
 		t.Fatalf("default pipeline has %d stages, want 1", len(pl.Stages))

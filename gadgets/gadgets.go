@@ -15,6 +15,24 @@ var builtinFS embed.FS
 //go:embed testdata/*.bpf.o
 var testFS embed.FS
 
+//go:embed helpers/*.bpf.o
+var helperFS embed.FS
+
+// Helper returns one of the eBPF objects sluice itself runs beside gadgets:
+//
+//   - socket_enricher: fills Inspektor Gadget's socket map (gadget_sockets)
+//     with the owner of each TCP and UDP socket (iter/task_file, and
+//     bind/connect tracepoints);
+//   - dispatcher: a socket filter that writes the network namespace to
+//     skb->cb[0] and tail-calls a gadget's socket filter.
+func Helper(name string) ([]byte, error) {
+	obj, err := helperFS.ReadFile(path.Join("helpers", name+".bpf.o"))
+	if err != nil {
+		return nil, fmt.Errorf("read helper object %q: %w", name, err)
+	}
+	return obj, nil
+}
+
 // Builtin is one built-in gadget: its name (the folder under gadgets/), a
 // one-line description, its eBPF ELF object (CO-RE, BTF, x86_64) and its
 // metadata (Inspektor Gadget's gadget.yaml: what its params and fields
@@ -23,12 +41,20 @@ type Builtin struct {
 	Name        string
 	Description string
 	Object      []byte
-	Metadata    []byte
+	// Metadata is the gadget's gadget.yaml (parameter keys and
+	// descriptions, field annotations).
+	Metadata []byte
 }
 
 // descriptions doubles as the list of built-ins: a folder with an object but
 // no description fails TestBuiltinsMatchFolders.
 var descriptions = map[string]string{
+	"profile_blockio":  "Block I/O latency per device as a log2 histogram in microseconds, drained every interval.",
+	"snapshot_process": "Snapshot the running processes: pid, parent, credentials, mount namespace, start time and executable name.",
+	"snapshot_socket":  "Snapshot the open TCP and UDP sockets (IPv4 and IPv6) with their state and owner.",
+	"top_file":         "Top files by reads and writes, per process, drained every interval.",
+	"top_tcp":          "Top TCP connections by bytes sent and received, per process, drained every interval.",
+	"trace_dns":        "Trace DNS queries and responses (UDP, IPv4 and IPv6) with the asking process and the answer's latency.",
 	"trace_exec":       "Trace process executions (execve, execveat), including failed ones.",
 	"trace_exit":       "Trace process exits: exit status, killing signal, core dump and run time.",
 	"trace_bind":       "Trace binds of IPv4 and IPv6 sockets to addresses and ports.",
@@ -71,10 +97,7 @@ func Lookup(name string) (Builtin, bool) {
 	if err != nil {
 		return Builtin{}, false
 	}
-	md, err := builtinFS.ReadFile(path.Join(name, "gadget.yaml"))
-	if err != nil {
-		return Builtin{}, false
-	}
+	md, _ := builtinFS.ReadFile(path.Join(name, "gadget.yaml"))
 	return Builtin{Name: name, Description: desc, Object: obj, Metadata: md}, true
 }
 
@@ -93,6 +116,10 @@ func Lookup(name string) (Builtin, bool) {
 //     comm }; see the source for what fires each kind.
 //   - verifier_reject: a tracepoint program the verifier rejects (a write
 //     past the end of a map value).
+//   - ig_fields: an Inspektor Gadget-style tracer with a member of every
+//     special type spelled X_raw, kernel and user stacks, and IG's
+//     ig_build_id map sized by ig_build_id_max_entries; one event per
+//     getpgid(2) call of target_tgid (see the source for the values).
 func TestObject(name string) ([]byte, error) {
 	obj, err := testFS.ReadFile(path.Join("testdata", name+".bpf.o"))
 	if err != nil {

@@ -115,7 +115,7 @@ var contracts = map[string]map[string]string{
 		"tpid": "__s32", "sig": "gadget_signal", "ret": "gadget_ret",
 	},
 	"snapshot_process": {
-		"comm": "[16]gadget_comm", "pid": "gadget_pid", "tid": "gadget_tid", "ppid": "gadget_ppid",
+		"timestamp": "gadget_timestamp", "comm": "[16]gadget_comm", "pid": "gadget_pid", "tid": "gadget_tid", "ppid": "gadget_ppid",
 		"uid": "gadget_uid", "gid": "gadget_gid", "mntns_id": "gadget_mntns_id", "started": "gadget_timestamp", "exe": "[256]char",
 	},
 	"snapshot_socket": {
@@ -228,11 +228,11 @@ type output struct {
 // outputs lists the built-ins that are not tracers of struct event on
 // ring buffer events.
 var outputs = map[string]output{
-	"snapshot_process": {"iter", "processes", "process", "gadget_snapshotter_processes___process___snapshot_task", ""},
-	"snapshot_socket":  {"iter", "sockets", "socket_entry", "gadget_snapshotter_sockets___socket_entry___snapshot_tcp___snapshot_udp", ""},
-	"top_file":         {"mapiter", "files", "file_stat", "gadget_mapiter_files___stats", "file_key"},
-	"top_tcp":          {"mapiter", "tcp", "conn_stat", "gadget_mapiter_tcp___stats", "conn_key"},
-	"profile_blockio":  {"mapiter", "blockio", "hist", "gadget_mapiter_blockio___latencies", "hist_key"},
+	"snapshot_process": {"iter", "processes", "process", "__ig_iter_type_processes", ""},
+	"snapshot_socket":  {"iter", "sockets", "socket_entry", "__ig_iter_type_sockets", ""},
+	"top_file":         {"mapiter", "files", "file_stat", "__ig_mapiter_files___stats", "file_key"},
+	"top_tcp":          {"mapiter", "tcp", "conn_stat", "__ig_mapiter_tcp___stats", "conn_key"},
+	"profile_blockio":  {"mapiter", "blockio", "hist", "__ig_mapiter_blockio___latencies", "hist_key"},
 	"trace_dns":        {"socket", "trace_dns", "event", "gadget_tracer_trace_dns___events___event", ""},
 }
 
@@ -256,7 +256,7 @@ func elemStruct(t *testing.T, spec *ebpf.CollectionSpec, name string) *btf.Struc
 // TestContracts checks, without privileges, what user space reads from each
 // built-in: the IG markers, the output maps, the params and the field types.
 func TestContracts(t *testing.T) {
-	for _, b := range allGadgets(t) {
+	for _, b := range Builtins() {
 		t.Run(b.Name, func(t *testing.T) {
 			spec := loadSpec(t, b.Object)
 			out := outputOf(b.Name)
@@ -405,7 +405,7 @@ func optionalPrograms(spec *ebpf.CollectionSpec) []string {
 // aside, which sluice documents itself) with its real default, and every
 // field of its event.
 func TestMetadataDocumentsEverything(t *testing.T) {
-	for _, b := range allGadgets(t) {
+	for _, b := range Builtins() {
 		t.Run(b.Name, func(t *testing.T) {
 			var md struct {
 				Name        string
@@ -421,7 +421,7 @@ func TestMetadataDocumentsEverything(t *testing.T) {
 			if err := yaml.Unmarshal(b.Metadata, &md); err != nil {
 				t.Fatalf("gadget.yaml: %v", err)
 			}
-			if md.Name != b.Name || md.Description == "" || (b.Description != "" && md.Description != b.Description) {
+			if md.Name != b.Name || md.Description != b.Description {
 				t.Errorf("gadget.yaml names %q (%q), want %q (%q)", md.Name, md.Description, b.Name, b.Description)
 			}
 			spec := loadSpec(t, b.Object)

@@ -21,7 +21,10 @@ import (
 func runIter(t *testing.T, name, prog, elem string, params map[string]any) []record {
 	t.Helper()
 	requireBPF(t)
-	b := lookupAny(t, name)
+	b, ok := Lookup(name)
+	if !ok {
+		t.Fatalf("no builtin %s", name)
+	}
 	spec := loadSpec(t, b.Object)
 	for k, v := range params {
 		if err := spec.Variables[k].Set(v); err != nil {

@@ -19,7 +19,10 @@ import (
 func loadAttached(t *testing.T, name string, params map[string]any) (*ebpf.Collection, *ebpf.CollectionSpec) {
 	t.Helper()
 	requireBPF(t)
-	b := lookupAny(t, name)
+	b, ok := Lookup(name)
+	if !ok {
+		t.Fatalf("no builtin %s", name)
+	}
 	spec := loadSpec(t, b.Object)
 	for k, v := range params {
 		if err := spec.Variables[k].Set(v); err != nil {

@@ -73,6 +73,17 @@ type Field struct {
 	Kind  FieldKind
 	Width int // suggested column width for table output
 	Doc   string
+	// Hidden leaves the field out of table columns (a raw number beside its
+	// readable rendering, or a gadget's columns.hidden annotation); JSON
+	// keeps every field.
+	Hidden bool
+	// Histogram marks a list of histogram slot counts and how slots map to
+	// values: "log2" (slot i counts values in [2^i, 2^(i+1)) ) or "linear"
+	// (slot i counts the value i); "" for other fields.
+	Histogram string
+	// Unit of the field's values (a histogram's buckets), from the gadget's
+	// metadata; "" when unknown.
+	Unit string
 }
 
 // Schema describes the keys of the events of one stream, envelope included.

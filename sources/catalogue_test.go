@@ -3,6 +3,7 @@ package sources
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/sluice-dev/sluice/gadgets"
 )
 
 // The security catalogue's gadgets, each triggered for real and read
@@ -90,18 +93,6 @@ func TestTraceExitFailedOnly(t *testing.T) {
 func running(pid int, comm string) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 	return err == nil && string(b) == comm+"\n"
-}
-
-// waitUntil polls cond until it holds, failing the test after 5s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestTraceTCP(t *testing.T) {
@@ -294,11 +285,11 @@ func TestTraceSetuid(t *testing.T) {
 	checkEnvelope(t, ev, "trace_setuid-src", "trace_setuid")
 	got := map[string]any{
 		"uid": num(ev["uid"]), "euid": num(ev["euid"]),
-		"new_uid": num(ev["new_uid"]), "new_euid": num(ev["new_euid"]), "new_uid_name": ev["new_uid_name"], "ret": num(ev["ret"]),
+		"new_uid": num(ev["new_uid"]), "new_euid": num(ev["new_euid"]), "new_uid_user": ev["new_uid_user"], "ret": num(ev["ret"]),
 	}
 	want := map[string]any{
 		"uid": int64(0), "euid": int64(0),
-		"new_uid": int64(nobody), "new_euid": int64(nobody), "new_uid_name": "nobody", "ret": int64(0),
+		"new_uid": int64(nobody), "new_euid": int64(nobody), "new_uid_user": "nobody", "ret": int64(0),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("setresuid event (-want +got):\n%s", diff)
@@ -351,5 +342,78 @@ func TestTraceBPF(t *testing.T) {
 	ev = c.waitFor(t, "failed load of "+bad, func(ev map[string]any) bool { return ev["prog_name"] == bad && num(ev["ret"]) < 0 })
 	if ev["prog_type"] != "BPF_PROG_TYPE_SOCKET_FILTER" || num(ev["prog_id"]) != 0 || ev["ret_error"] != "EACCES" {
 		t.Errorf("failed load: prog_type=%v prog_id=%v ret_error=%v, want BPF_PROG_TYPE_SOCKET_FILTER 0 EACCES", ev["prog_type"], ev["prog_id"], ev["ret_error"])
+	}
+}
+
+// builtinObject returns a built-in's object.
+func builtinObject(t *testing.T, name string) []byte {
+	t.Helper()
+	b, ok := gadgets.Lookup(name)
+	if !ok {
+		t.Fatalf("no built-in %q", name)
+	}
+	return b.Object
+}
+
+// TestSnapshotProcessDecoded takes one snapshot through the pipeline's
+// decoder: the sleeping child is a row, with its names rendered and its
+// mount namespace on the event for container identity.
+func TestSnapshotProcessDecoded(t *testing.T) {
+	child := exec.Command("/bin/sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	c := runUntilDone(t, "snapshot_process", builtinObject(t, "snapshot_process"), GadgetConfig{Runs: 1})
+	ev := find(c.snapshot(), func(ev map[string]any) bool { return num(ev["pid"]) == int64(child.Process.Pid) })
+	if ev == nil {
+		t.Fatal("the child is not in the snapshot")
+	}
+	if ev["comm"] != "sleep" || ev["exe"] != "sleep" || num(ev["ppid"]) != int64(os.Getpid()) || num(ev["snapshot"]) != 1 {
+		t.Errorf("child row: comm %v exe %v ppid %v snapshot %v", ev["comm"], ev["exe"], ev["ppid"], ev["snapshot"])
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, raw := range c.raw {
+		if num(c.events[i]["pid"]) == int64(child.Process.Pid) && raw.MntNS != uint64(num(c.events[i]["mntns_id"])) {
+			t.Errorf("Event.MntNS = %d, the row's mntns_id %v", raw.MntNS, c.events[i]["mntns_id"])
+		}
+	}
+}
+
+// TestTopTCPDecoded drains top_tcp through the map iterator: the
+// connection's bytes per side, with the process and its namespace.
+func TestTopTCPDecoded(t *testing.T) {
+	_, c := startGadgetWith(t, "top_tcp", nil, ParseOptions{}, GadgetConfig{Interval: 100 * time.Millisecond, Filter: Filter{PID: uint32(os.Getpid())}}, &collector{})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	client.Write(make([]byte, 777))
+	io.ReadFull(server, make([]byte, 777))
+	cport := int64(client.LocalAddr().(*net.TCPAddr).Port)
+	ev := c.waitFor(t, "the client's row", func(ev map[string]any) bool {
+		return num(ev["src.port"]) == cport && num(ev["sent"]) > 0
+	})
+	if num(ev["sent"]) != 777 || num(ev["pid"]) != int64(os.Getpid()) || ev["comm"] != selfComm() {
+		t.Errorf("client row: sent %v pid %v comm %v, want 777, %d, %s", ev["sent"], ev["pid"], ev["comm"], os.Getpid(), selfComm())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, raw := range c.raw {
+		if raw.MntNS == 0 || raw.MntNS != uint64(num(c.events[i]["mntns_id"])) {
+			t.Fatalf("Event.MntNS = %d, the row's mntns_id %v: a map iterator's rows carry their namespace", raw.MntNS, c.events[i]["mntns_id"])
+		}
 	}
 }

@@ -27,16 +27,12 @@ func (p *paramFlags) Set(v string) error {
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	help, args := helpRequested(args)
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	usage := func(w io.Writer) {
-		fmt.Fprintln(w, "usage: sluice run GADGET [--param NAME=VALUE ...] [--pid ID] [--comm NAME] [--container NAME] [--filter EXPR] [--fields A,B] [-o json|table] [--timeout D]\n\nGADGET is a built-in gadget name, a path to an eBPF ELF, or an image reference\n(HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...), pulled into the local store.\n`sluice run GADGET --help` describes the gadget: its parameters, filters and fields.")
-		fs.SetOutput(w)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sluice run GADGET [--param NAME=VALUE ...] [--pid ID] [--comm NAME] [--container NAME] [--filter EXPR] [--fields A,B] [-o json|table] [--timeout D]\n\nGADGET is a built-in gadget name, a path to an eBPF ELF, or an image reference\n(HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...), pulled into the local store.\n`sluice run GADGET --help` lists the gadget's parameters, kernel filters and fields.")
 		fs.PrintDefaults()
-		fs.SetOutput(stderr)
 	}
-	fs.Usage = func() { usage(stderr) }
 	var params paramFlags
 	fs.Var(&params, "param", "gadget parameter `NAME=VALUE` (repeatable)")
 	output := fs.String("o", "table", "output format: json or table")
@@ -50,20 +46,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	stats := fs.Bool("stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
 	var images imageRunFlags
 	images.register(fs)
+	var kinds gadgetRunFlags
+	kinds.register(fs)
 	var filters runFilters
 	filters.register(fs)
+	if gadget, ok := wantsGadgetHelp(fs, args); ok {
+		return gadgetHelp(ctx, runConfig(gadget, nil, "json"), images.fetchOptions(stderr), stdout, stderr)
+	}
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
-	}
-	if help {
-		usage(stdout)
-		if len(positional) != 1 {
-			return nil
-		}
-		f := runConfig(positional[0], params, *output)
-		f.Sources[0].EventType, f.Sources[0].Map, f.Sources[0].Wasm = *eventType, *mapName, *wasm
-		return printGadgetHelp(ctx, stdout, f, images.fetchOptions(stderr))
 	}
 	if len(positional) != 1 {
 		fs.Usage()
@@ -79,6 +71,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	f.Sources[0].BufferSize = *bufferSize
 	f.Sources[0].Wasm = *wasm
 	f.Pipelines[0].Queue.WhenFull = *whenFull
+	if err := kinds.apply(f, stdout); err != nil {
+		return err
+	}
 	if err := filters.apply(f); err != nil {
 		return err
 	}

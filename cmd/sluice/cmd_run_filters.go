@@ -1,17 +1,14 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
-	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/sources"
 )
 
 // The filter, container and column flags of `sluice run`, kept apart from
@@ -106,74 +103,19 @@ func (r *runFilters) apply(f *config.File) error {
 	return nil
 }
 
-// helpRequested reports whether args ask for help, and returns args
-// without the help flag, so that `sluice run GADGET --help` can describe
-// the gadget.
-func helpRequested(args []string) (bool, []string) {
-	var rest []string
-	help := false
-	for i, a := range args {
-		if a == "--" {
-			rest = append(rest, args[i:]...)
-			break
+// writeFilterHelp says which filters of `sluice run` a gadget runs in the
+// kernel (a filtered event then costs no ring buffer space) and which on
+// the host.
+func writeFilterHelp(w io.Writer, spec *sources.GadgetSpec) {
+	var kernel []string
+	for _, f := range spec.FilterSupport() {
+		if f != sources.FilterExcludePID {
+			kernel = append(kernel, f)
 		}
-		if a == "-h" || a == "-help" || a == "--help" {
-			help = true
-			continue
-		}
-		rest = append(rest, a)
 	}
-	return help, rest
-}
-
-// printGadgetHelp describes the gadget of a `sluice run` config: its
-// parameters with types, defaults and descriptions, the filters it runs in
-// the kernel, and the fields of its events.
-func printGadgetHelp(ctx context.Context, w io.Writer, f *config.File, fetch agent.FetchOptions) error {
-	images, diags := agent.FetchImages(ctx, f, fetch)
-	if diags.HasErrors() {
-		return fmt.Errorf("describe gadget: %w", diags)
+	if len(kernel) == 0 {
+		fmt.Fprintln(w, "\nFilters: none in the kernel (the gadget lacks the filter contract); --pid, --comm and the rest\nfilter its fields on the host, --filter EXPR any field.")
+		return
 	}
-	docs, diags := agent.Describe(f, images)
-	if diags.HasErrors() {
-		return fmt.Errorf("describe gadget: %w", diags)
-	}
-	for _, d := range docs {
-		fmt.Fprintf(w, "\nGadget %s", d.Gadget)
-		if d.Description != "" {
-			fmt.Fprintf(w, ": %s", d.Description)
-		}
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		if len(d.Params) == 0 {
-			fmt.Fprintln(w, "\nParameters: none")
-		} else {
-			fmt.Fprintln(w, "\nParameters (--param NAME=VALUE):")
-			fmt.Fprintln(tw, "  NAME\tTYPE\tDEFAULT\tDESCRIPTION")
-			for _, p := range d.Params {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", p.Name, p.Type, orDash(p.Default), p.Description)
-			}
-			tw.Flush()
-		}
-		if len(d.KernelFilters) > 0 {
-			fmt.Fprintf(w, "\nKernel filters: %s (filtered events cost no ring buffer space);\n--filter and anything else run on the host.\n", strings.Join(slices.DeleteFunc(slices.Clone(d.KernelFilters), func(s string) bool { return s == "exclude_pid" }), ", "))
-		} else {
-			fmt.Fprintln(w, "\nKernel filters: none (the gadget lacks the filter contract); --pid, --comm and the rest filter its fields on the host.")
-		}
-		fmt.Fprintln(w, "\nFields (--fields, --filter):")
-		fmt.Fprintln(tw, "  NAME\tTYPE\tDESCRIPTION")
-		for _, fl := range d.Fields {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", fl.Name, fl.Type, fl.Description)
-		}
-		tw.Flush()
-		fmt.Fprintln(w, "\nEvents of processes in containers also carry container.id, container.name, container.image,\ncontainer.runtime and, for Kubernetes pods, k8s.namespace, k8s.pod, k8s.container.")
-	}
-	return nil
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+	fmt.Fprintf(w, "\nFilters in the kernel (a filtered event costs no ring buffer space): %s\n(--pid, --tid, --uid, --gid, --comm, --container, --containers); --filter EXPR runs on the host.\n", strings.Join(kernel, ", "))
 }
