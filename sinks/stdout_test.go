@@ -196,6 +196,7 @@ func normalizeSpaces(lines []string) []string {
 	}
 	return out
 }
+
 // TestStdoutTableHidesSchemaHiddenFields: for an Inspektor Gadget-style
 // stream the readable column (error) shows and the raw number (error_raw)
 // and fields a gadget's metadata hides (dev) do not, not even as details.
