@@ -456,7 +456,13 @@ func (r *Resolver) listOne(ctx context.Context, rs *runtimeState, reinspect map[
 		c, err := r.resolveProcess(rc, rs.name)
 		if err != nil {
 			// The process went away between the answer and now: the
-			// container is stopping, or restarting with a new pid.
+			// container is stopping, or restarting with a new pid. Or the
+			// agent may not read other users' /proc/PID/ns: say so.
+			if errors.Is(err, os.ErrPermission) {
+				if ok, suppressed := rs.lim.Allow(time.Now()); ok {
+					r.log.Warn("cannot read a container's namespace; run as root or with CAP_SYS_PTRACE", "container", rc.Name, "error", err, "suppressed", suppressed)
+				}
+			}
 			delete(rs.inspected, id)
 			continue
 		}

@@ -1,11 +1,12 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/sources"
@@ -20,12 +21,12 @@ type runFilters struct {
 	pid, tid       uint
 	uid, gid       optionalUint
 	comm           string
-	containers     stringList
+	containers     []string
 	containersOnly bool
-	filters        stringList // host-side, ANDed
+	filters        []string // host-side, ANDed
 	fields         string
 	includeSelf    bool
-	runtimes       stringList
+	runtimes       []string
 }
 
 // optionalUint is a uint flag that knows whether it was given.
@@ -41,6 +42,9 @@ func (o *optionalUint) String() string {
 	return strconv.FormatUint(uint64(o.v), 10)
 }
 
+// Type names the value in help, for pflag.
+func (o *optionalUint) Type() string { return "id" }
+
 func (o *optionalUint) Set(s string) error {
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil || n == 1<<32-1 {
@@ -50,18 +54,22 @@ func (o *optionalUint) Set(s string) error {
 	return nil
 }
 
-func (r *runFilters) register(fs *flag.FlagSet) {
-	fs.UintVar(&r.pid, "pid", 0, "only events of this process `ID` (in the kernel)")
-	fs.UintVar(&r.tid, "tid", 0, "only events of this thread `ID` (in the kernel)")
-	fs.Var(&r.uid, "uid", "only events of this user `ID` (in the kernel)")
-	fs.Var(&r.gid, "gid", "only events of this group `ID` (in the kernel)")
-	fs.StringVar(&r.comm, "comm", "", "only events of processes with this `NAME` (comm, in the kernel)")
-	fs.Var(&r.containers, "container", "only events of the container called `NAME` (repeatable; in the kernel, through its mount namespace)")
+func (r *runFilters) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.UintVar(&r.pid, "pid", 0, "only events of process `ID` (in the kernel)")
+	fs.UintVar(&r.tid, "tid", 0, "only events of thread `ID` (in the kernel)")
+	fs.Var(&r.uid, "uid", "only events of user `ID` (in the kernel)")
+	fs.Var(&r.gid, "gid", "only events of group `ID` (in the kernel)")
+	fs.StringVar(&r.comm, "comm", "", "only events of processes called `NAME` (comm, in the kernel)")
+	fs.StringArrayVar(&r.containers, "container", nil, "only events of the container called `NAME` (repeatable; in the kernel, through its mount namespace)")
 	fs.BoolVar(&r.containersOnly, "containers", false, "only events of processes in containers")
-	fs.Var(&r.filters, "filter", "host-side field filter `EXPR`, e.g. 'comm==curl,ret<0' (== != >= <= > < ~ !~; repeatable)")
+	fs.StringArrayVar(&r.filters, "filter", nil, "host-side field filter `EXPR`, e.g. 'comm==curl,ret<0' (== != >= <= > < ~ !~; repeatable, all must hold)")
 	fs.StringVar(&r.fields, "fields", "", "show only these `FIELDS`, comma-separated, in this order")
 	fs.BoolVar(&r.includeSelf, "include-self", false, "keep the events of sluice's own process")
-	fs.Var(&r.runtimes, "runtime", "container runtime API `SOCKET` (Docker Engine API: Docker's or Podman's; repeatable; default: the usual sockets that exist)")
+	fs.StringArrayVar(&r.runtimes, "runtime", nil, "container runtime API `SOCKET` (Docker Engine API: Docker's or Podman's; repeatable; default: the usual sockets that exist)")
+	for _, name := range []string{"pid", "tid", "uid", "gid", "comm", "container", "filter", "fields"} {
+		cmd.RegisterFlagCompletionFunc(name, cobra.NoFileCompletions)
+	}
 }
 
 // apply puts the settings into the one-source config of `sluice run`.

@@ -53,9 +53,9 @@ func TestRunGadgetHelpFilters(t *testing.T) {
 	if strings.Contains(out, "targ_pid") {
 		t.Error("help lists the filter contract's parameters; the filter flags set them")
 	}
-	_, usage, _ := runSluice(t, "run", "--help")
-	if !strings.Contains(usage, "-container NAME") || !strings.Contains(usage, "-filter EXPR") {
-		t.Errorf("sluice run --help lacks the filter flags:\n%s", usage)
+	out, errOut, _ = runSluice(t, "run", "--help")
+	if usage := out + errOut; !strings.Contains(usage, "--container NAME") || !strings.Contains(usage, "--filter EXPR") {
+		t.Errorf("sluice run --help lacks the filter flags:\n%s", out+errOut)
 	}
 }
 
