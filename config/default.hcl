@@ -1,6 +1,6 @@
 # The built-in default: a security subset of the built-in gadgets (process
 # execs, TCP connections and binds, mounts, credential changes, eBPF loads,
-# signals, DNS lookups) in one pipeline, through a Wasm stage that masks secrets in
+# signals) in one pipeline, through a Wasm stage that masks secrets in
 # command lines, printed as a table and published to a NATS server the
 # agent runs in-process (watch it with `sluice subscribe 'sluice.>'`).
 # Events of processes in containers carry container.* (and k8s.*) fields
@@ -42,9 +42,10 @@ source "gadget" "signal" {
   gadget = "trace_signal"
 }
 
-source "gadget" "dns" {
-  gadget = "trace_dns"
-}
+# DNS lookups (trace_dns) are left out: its socket filter needs a packet
+# socket, and so CAP_NET_RAW beyond the three capabilities the agent needs
+# otherwise (docs/operations.md, "Privileges"). Add it with:
+#   source "gadget" "dns" { gadget = "trace_dns" }
 
 # Secrets in command lines (--password=..., tokens, keys, URL credentials)
 # are masked before events leave the host (redact is one of the built-in
@@ -80,7 +81,6 @@ pipeline "default" {
     source.gadget.setuid,
     source.gadget.bpf,
     source.gadget.signal,
-    source.gadget.dns,
   ]
   stages = [stage.wasm.redact]
   sinks  = [sink.stdout.console, sink.nats.bus]

@@ -125,7 +125,7 @@ func TestDefault(t *testing.T) {
 	for _, s := range f.Sources {
 		gadgets = append(gadgets, s.Gadget)
 	}
-	wantGadgets := []string{"trace_exec", "trace_tcp", "trace_bind", "trace_mount", "trace_setuid", "trace_bpf", "trace_signal", "trace_dns"}
+	wantGadgets := []string{"trace_exec", "trace_tcp", "trace_bind", "trace_mount", "trace_setuid", "trace_bpf", "trace_signal"}
 	if diff := cmp.Diff(wantGadgets, gadgets); diff != "" {
 		t.Errorf("default gadgets (-want +got):\n%s", diff)
 	}
