@@ -17,12 +17,6 @@ import (
 	"github.com/sluice-dev/sluice/internal/testutil"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	podmantest.Stop()
-	os.Exit(code)
-}
-
 // events decodes the JSON lines of a stdout sink's output.
 func events(out string) []map[string]any {
 	var evs []map[string]any

@@ -35,12 +35,14 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "pull_policy"},
 		{Name: "allow"},
 		{Name: "filter_self"},
+		{Name: "group"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "containers"},
 		{Type: "nats_server"},
 		{Type: "registries"},
 		{Type: "verify"},
+		{Type: "control"},
 	},
 }
 
@@ -245,6 +247,8 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				if ok {
 					a.FilterSelf = v
 				}
+			case "group":
+				a.Group, ds = decodeGroup(attr, d.ectx)
 			}
 			diags = append(diags, ds...)
 		}
@@ -276,6 +280,14 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				}
 				var ds hcl.Diagnostics
 				a.NATSServer, ds = decodeNATSServer(nb, d.ectx, a.DataDir)
+				diags = append(diags, ds...)
+			case "control":
+				if a.Control != nil {
+					diags = append(diags, duplicate("control block", "A control block", a.Control.DefRange, nb.DefRange, "An agent has at most one control block."))
+					continue
+				}
+				var ds hcl.Diagnostics
+				a.Control, ds = decodeControl(nb, d.ectx)
 				diags = append(diags, ds...)
 			}
 		}
