@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/gadgets"
 	"github.com/sluice-dev/sluice/oci"
+	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sources"
 )
 
@@ -32,6 +33,12 @@ type resolvedGadget struct {
 	params map[string]string
 	// digest is the SHA-256 of the gadget's ELF.
 	digest string
+	// filter is how the source's filters run (workloads.go); hostFilter
+	// its host-side part, nil when there is none.
+	filter     *sourceFilter
+	hostFilter *pipeline.FieldFilter
+	// metadata is the gadget's gadget.yaml, nil when it has none.
+	metadata []byte
 }
 
 // ResolveGadget finds a gadget by built-in name or ELF path. Relative
@@ -136,12 +143,26 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 		if !paramsOK {
 			continue // building it would report the same parameters again
 		}
-		g, err := sources.NewGadget(spec, gadgetConfig(src, f.Agent.Name, params, log))
+		filter, ds := planSourceFilter(src, spec, f.Agent)
+		diags = append(diags, ds...)
+		cfg := gadgetConfig(src, f.Agent.Name, params, log)
+		cfg.Filter = filter.kernel
+		g, err := sources.NewGadget(spec, cfg)
 		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
+			subject := src.GadgetRange
+			if _, ok := errors.AsType[*sources.FilterError](err); ok {
+				subject = filter.rng
+			}
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(subject)})
 			continue
 		}
-		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, params: params, digest: sha256Hex(append(slices.Clip(elf), metadata...))}) // gadget.yaml changes the gadget too
+		host, ds := filter.hostFilter(src, g.Schemas())
+		diags = append(diags, ds...)
+		out = append(out, &resolvedGadget{
+			source: src, gadget: g, wasm: wasm, params: params,
+			digest: sha256Hex(append(slices.Clip(elf), metadata...)), // gadget.yaml changes the gadget too
+			filter: filter, hostFilter: host, metadata: metadata,
+		})
 	}
 	return out, diags
 }

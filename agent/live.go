@@ -175,6 +175,7 @@ func (a *Agent) openSource(ctx context.Context, sp *sourcePlan, seq *atomic.Uint
 	}
 	cfg := gadgetConfig(sp.block, sp.host, sp.params, a.log)
 	cfg.Seq = seq
+	cfg.Filter = a.containers.kernelFilter(sp)
 	g, err := sources.NewGadget(sp.spec, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start source %q: %w", sp.name, err)
@@ -190,6 +191,7 @@ func (a *Agent) openSource(ctx context.Context, sp *sourcePlan, seq *atomic.Uint
 		si.close(ctx)
 		return nil, fmt.Errorf("start source %q: %w", sp.name, err)
 	}
+	a.containers.catchUp(sp, g)
 	if si.mod != nil {
 		if err := si.mod.mod.Start(ctx); err != nil {
 			si.close(ctx)

@@ -44,6 +44,10 @@ type sourcePlan struct {
 	digest  string // of the gadget's ELF, or of the application's module
 	schemas []*pipeline.Schema
 	fp      string
+	// filter is how the source's filters run (workloads.go), hostFilter
+	// its host-side part (nil: none).
+	filter     *sourceFilter
+	hostFilter *pipeline.FieldFilter
 }
 
 // kind is what runs in the source: the gadget's name, or the wasm-bpf
@@ -93,6 +97,9 @@ type pipelinePlan struct {
 	stages  []*stagePlan
 	sinks   []string
 	spec    pipeline.Spec // settings only: no components, metrics or logger
+	// hostFilters are the host-side filters of the pipeline's sources,
+	// by source name, which its builtin.filter stage applies.
+	hostFilters map[string]*pipeline.FieldFilter
 }
 
 func (p *plan) source(name string) *sourcePlan {
@@ -134,6 +141,7 @@ func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Log
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(cfg)...)
 	diags = append(diags, validateControlSocket(cfg)...)
+	diags = append(diags, checkContainerRuntimes(cfg, resolved)...)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -143,17 +151,19 @@ func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Log
 		sp := &sourcePlan{
 			name: r.source.Name, block: r.source, spec: r.gadget.Spec(), params: r.params,
 			wasm: r.wasm, host: cfg.Agent.Name, digest: r.digest, schemas: r.gadget.Schemas(),
+			filter: r.filter, hostFilter: r.hostFilter,
 		}
 		var wasmDigest string
 		if r.wasm != nil {
 			wasmDigest = sha256Hex(r.wasm.bytes)
 		}
-		sp.fp = fingerprint(r.source, r.params, r.digest, wasmDigest, cfg.Agent.Name)
+		// The self filter is the agent's setting and the agent's pid.
+		sp.fp = fingerprint(r.source, r.params, r.digest, wasmDigest, cfg.Agent.Name, cfg.Agent.FilterSelf)
 		bySource[r.source] = sp
 	}
 	for _, r := range apps {
 		sp := &sourcePlan{name: r.source.Name, block: r.source, app: r.plan, host: cfg.Agent.Name, digest: r.digest, schemas: r.schemas}
-		sp.fp = fingerprint(r.source, r.digest, cfg.Agent.Name)
+		sp.fp = fingerprint(r.source, r.digest, cfg.Agent.Name, cfg.Agent.FilterSelf)
 		bySource[r.source] = sp
 	}
 	for _, src := range cfg.Sources { // config order
@@ -195,6 +205,12 @@ func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Log
 		for _, ref := range p.Sources {
 			if src := cfg.Source(ref); src != nil && pl.source(src.Name) != nil {
 				pp.sources = append(pp.sources, src.Name)
+				if ff := pl.source(src.Name).hostFilter; ff != nil {
+					if pp.hostFilters == nil {
+						pp.hostFilters = map[string]*pipeline.FieldFilter{}
+					}
+					pp.hostFilters[src.Name] = ff
+				}
 			}
 		}
 		for _, ref := range p.Sinks {
@@ -233,7 +249,7 @@ func newSinkPlan(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, c
 		if err != nil {
 			return nil, fmt.Errorf("stdout sink %q: %w", s.Name, err)
 		}
-		opts := sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas, Sort: keys, MaxRows: s.Stdout.MaxRows, Redraw: s.Stdout.Redraw}
+		opts := sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas, Sort: keys, MaxRows: s.Stdout.MaxRows, Redraw: s.Stdout.Redraw, Fields: s.Stdout.Fields}
 		// Settings the schemas decide (a sort key no output has) fail
 		// here, in the plan, not when the agent starts.
 		if _, err := sinks.NewStdout(s.Name, io.Discard, opts); err != nil {

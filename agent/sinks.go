@@ -148,6 +148,9 @@ func validateSinkSettings(cfg *config.File, schemasBySink map[string][]*pipeline
 			if slices.Contains(envelopeKeys, f) {
 				continue
 			}
+			if workloadField(f) && cfg.Agent.Containers.Enabled {
+				continue // added by the container stage; "_" for host events
+			}
 			// The first stream feeding the sink that lacks the field.
 			schemas := schemasBySink[s.Ref]
 			i := slices.IndexFunc(schemas, func(sc *pipeline.Schema) bool { return !sc.HasField(f) })

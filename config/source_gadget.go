@@ -21,6 +21,10 @@ var gadgetSourceSchema = &hcl.BodySchema{
 		{Name: "ifaces"},
 		{Name: "netns"},
 		{Name: "sample_frequency"},
+		{Name: "containers_only"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "filter"},
 	},
 }
 
@@ -65,6 +69,23 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 		if ok {
 			src.Wasm = s
 		}
+	}
+	if a := content.Attributes["containers_only"]; a != nil {
+		src.ContainersOnlyRange = a.Expr.Range()
+		v, ok, d := evalBool(a, ectx)
+		diags = append(diags, d...)
+		if ok {
+			src.ContainersOnly = v
+		}
+	}
+	for _, b := range content.Blocks {
+		if src.Filter != nil {
+			diags = append(diags, duplicate("filter block", "A filter block", src.Filter.Range, b.DefRange, "A source has at most one filter block."))
+			continue
+		}
+		f, d := decodeSourceFilter(b, ectx)
+		diags = append(diags, d...)
+		src.Filter = f
 	}
 	if a := content.Attributes["interval"]; a != nil {
 		src.IntervalRange = a.Expr.Range()

@@ -68,6 +68,11 @@ type Agent struct {
 	NATSServer *NATSServer
 	// Images is the policy for OCI references (pull, allow-list, signatures).
 	Images Images
+	// Containers says how events get container identity.
+	Containers Containers
+	// FilterSelf leaves out the events of the agent's own process (its
+	// reads of /proc, its connections to the bus); true by default.
+	FilterSelf bool
 	// Group names the agent's group in the control bucket: its stages
 	// follow the keys <group>.<stage> before <stage>. "" = no group.
 	Group string
@@ -110,6 +115,12 @@ type Source struct {
 	// built-in name; "" = none, or the module of the gadget's image.
 	Wasm      string
 	WasmRange hcl.Range
+	// ContainersOnly keeps only events of processes in containers.
+	ContainersOnly      bool
+	ContainersOnlyRange hcl.Range
+	// Filter selects events, in the kernel where the gadget can; nil when
+	// the source has no filter block.
+	Filter *SourceFilter
 	// Interval is how often the gadget's iterators take a snapshot (0:
 	// once, at start) and its map iterators drain (0: every second).
 	Interval      time.Duration
@@ -157,6 +168,9 @@ type Sink struct {
 type StdoutSink struct {
 	// Format is json (one object per line) or table.
 	Format string
+	// Fields selects the keys shown, in order (table columns, JSON keys);
+	// empty: all.
+	Fields []string
 	// Sort orders the rows of each snapshot (a gadget's iterators and map
 	// iterators) in table output: "-bytes,pid", descending with '-'.
 	Sort string

@@ -34,7 +34,9 @@ func Helper(name string) ([]byte, error) {
 }
 
 // Builtin is one built-in gadget: its name (the folder under gadgets/), a
-// one-line description, and its eBPF ELF object (CO-RE, BTF, x86_64).
+// one-line description, its eBPF ELF object (CO-RE, BTF, x86_64) and its
+// metadata (Inspektor Gadget's gadget.yaml: what its params and fields
+// mean).
 type Builtin struct {
 	Name        string
 	Description string
@@ -47,9 +49,21 @@ type Builtin struct {
 // descriptions doubles as the list of built-ins: a folder with an object but
 // no description fails TestBuiltinsMatchFolders.
 var descriptions = map[string]string{
+	"profile_blockio":  "Block I/O latency per device as a log2 histogram in microseconds, drained every interval.",
+	"snapshot_process": "Snapshot the running processes: pid, parent, credentials, mount namespace, start time and executable name.",
+	"snapshot_socket":  "Snapshot the open TCP and UDP sockets (IPv4 and IPv6) with their state and owner.",
+	"top_file":         "Top files by reads and writes, per process, drained every interval.",
+	"top_tcp":          "Top TCP connections by bytes sent and received, per process, drained every interval.",
+	"trace_dns":        "Trace DNS queries and responses (UDP, IPv4 and IPv6) with the asking process and the answer's latency.",
 	"trace_exec":       "Trace process executions (execve, execveat), including failed ones.",
+	"trace_exit":       "Trace process exits: exit status, killing signal, core dump and run time.",
+	"trace_bind":       "Trace binds of IPv4 and IPv6 sockets to addresses and ports.",
+	"trace_bpf":        "Trace eBPF program loads and attachments (bpf syscall).",
+	"trace_mount":      "Trace mounts, unmounts and mount moves.",
 	"trace_open":       "Trace file opens (open, openat, openat2).",
+	"trace_setuid":     "Trace credential changes (set*uid, set*gid), with ids before and after.",
 	"trace_signal":     "Trace signals sent with kill, tkill and tgkill.",
+	"trace_tcp":        "Trace TCP connects, accepts and closes with the owning process (IPv4 and IPv6).",
 	"trace_tcpconnect": "Trace outgoing TCP connection attempts (IPv4 and IPv6).",
 }
 

@@ -41,6 +41,10 @@ type Event struct {
 	Source string  // the config name of the source that produced the event
 	Seq    uint64  // per-source sequence number, gap-free unless a drop was counted
 	Kind   Kind
+	// MntNS is the mount namespace of the process the event is about, as
+	// the source knows it (a gadget's gadget_mntns_id field), for stages
+	// that resolve workloads without decoding Data; 0 when unknown.
+	MntNS uint64
 }
 
 // Size is the number of bytes the event accounts for in queue limits.
@@ -139,4 +143,13 @@ type DropReasonsReporter interface {
 // concurrent use.
 type LossReporter interface {
 	ReportLoss(source, gadget, reason string, count uint64)
+}
+
+// FilterReporter is implemented by the Emitter a pipeline hands to each
+// source. Sources that filter before they emit (a gadget's kernel filter)
+// report what they left out, which is counted as received and dropped
+// with reason "filtered", with no loss record: nothing was lost that the
+// config asked for. Safe for concurrent use.
+type FilterReporter interface {
+	ReportFiltered(source string, count uint64)
 }

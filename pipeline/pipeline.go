@@ -746,9 +746,10 @@ type sourceEmitter struct {
 }
 
 var (
-	_ Emitter      = (*sourceEmitter)(nil)
-	_ LossReporter = (*sourceEmitter)(nil)
-	_ Emitter      = (*Queue)(nil)
+	_ Emitter        = (*sourceEmitter)(nil)
+	_ LossReporter   = (*sourceEmitter)(nil)
+	_ FilterReporter = (*sourceEmitter)(nil)
+	_ Emitter        = (*Queue)(nil)
 )
 
 // Emit hands batch to the edge queue. The source counts every event as sent;
@@ -771,4 +772,14 @@ func (e *sourceEmitter) ReportLoss(source, gadget, reason string, count uint64) 
 	e.m.Received.Add(count)
 	e.m.Dropped(reason).Add(count)
 	e.loss.Add(source, gadget, e.component, reason, count, 0, 0)
+}
+
+// ReportFiltered counts events a source filtered out before emitting them
+// as received and dropped ("filtered").
+func (e *sourceEmitter) ReportFiltered(_ string, count uint64) {
+	if count == 0 {
+		return
+	}
+	e.m.Received.Add(count)
+	e.m.Dropped(ReasonFiltered).Add(count)
 }

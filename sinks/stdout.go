@@ -24,6 +24,10 @@ type StdoutOptions struct {
 	// the config. With exactly one, the table has a column per field; with
 	// several, it has common columns and the rest as key=value details.
 	Schemas []*pipeline.Schema
+	// Fields, when set, selects the keys shown and their order: the
+	// table's columns (and nothing else), or the keys of each JSON object.
+	// Keys an event lacks are left out of JSON and blank in a table.
+	Fields []string
 	// Sort orders the rows of each snapshot (iterators, toppers) in table
 	// output; none keeps the gadget's order.
 	Sort []SortKey
@@ -41,6 +45,9 @@ type Stdout struct {
 	format string
 	w      io.Writer
 	table  *tableLayout
+	// keys are the JSON-encoded "key": prefixes of Fields, for JSON.
+	keys   [][]byte
+	fields []string
 	frames *framer // table output of snapshot events
 
 	mu         sync.Mutex
@@ -52,15 +59,22 @@ var _ pipeline.Sink = (*Stdout)(nil)
 
 // NewStdout returns a sink writing to w.
 func NewStdout(name string, w io.Writer, opts StdoutOptions) (*Stdout, error) {
-	s := &Stdout{name: name, format: opts.Format, w: w}
+	s := &Stdout{name: name, format: opts.Format, w: w, fields: opts.Fields}
 	switch opts.Format {
 	case "", "json":
 		s.format = "json"
+		for _, f := range opts.Fields {
+			k, _ := json.Marshal(f)
+			s.keys = append(s.keys, append(k, ':'))
+		}
 	case "table":
 		if err := checkSortKeys(opts.Schemas, opts.Sort); err != nil {
 			return nil, fmt.Errorf("stdout sink %q: %w", name, err)
 		}
 		s.table = newTableLayout(opts.Schemas)
+		if len(opts.Fields) > 0 {
+			s.table = fieldsLayout(opts.Fields, opts.Schemas)
+		}
 		s.frames = newFramer(opts)
 	default:
 		return nil, fmt.Errorf("stdout sink %q: unknown format %q (want json or table)", name, opts.Format)
@@ -91,6 +105,14 @@ func (s *Stdout) Write(_ context.Context, batch []pipeline.Event) error {
 				s.headerDone = true
 			}
 			buf, err = s.table.appendRow(buf, ev)
+		} else if s.keys != nil && ev.Kind == pipeline.KindEvent {
+			start := len(buf)
+			buf, err = s.appendSelected(buf, ev.Data)
+			if err != nil {
+				buf = buf[:start]
+			} else {
+				buf = append(buf, '\n')
+			}
 		} else {
 			start := len(buf)
 			buf, err = codec.AppendJSON(buf, ev.Data)
@@ -109,6 +131,29 @@ func (s *Stdout) Write(_ context.Context, batch []pipeline.Event) error {
 		return fmt.Errorf("stdout sink %q: write: %w", s.name, err)
 	}
 	return firstErr
+}
+
+// appendSelected renders the selected keys of an event as a JSON object,
+// in the order of Fields.
+func (s *Stdout) appendSelected(buf, data []byte) ([]byte, error) {
+	buf = append(buf, '{')
+	first := true
+	for i, f := range s.fields {
+		raw, ok := codec.Lookup(data, f)
+		if !ok {
+			continue
+		}
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = append(buf, s.keys[i]...)
+		var err error
+		if buf, err = codec.AppendJSON(buf, raw); err != nil {
+			return buf, err
+		}
+	}
+	return append(buf, '}'), nil
 }
 
 // Close draws the snapshots still incomplete (rows a stage dropped never
@@ -132,6 +177,7 @@ func (s *Stdout) Close(context.Context) error {
 type tableLayout struct {
 	columns []column
 	details bool // append the remaining fields as key=value
+	fixed   bool // the columns are all there is: no key=value tail
 }
 
 type column struct {
@@ -176,6 +222,27 @@ func newTableLayout(schemas []*pipeline.Schema) *tableLayout {
 	return t
 }
 
+// fieldsLayout is the table of exactly the given fields, sized from the
+// schemas where they name them.
+func fieldsLayout(fields []string, schemas []*pipeline.Schema) *tableLayout {
+	t := &tableLayout{fixed: true}
+	for _, name := range fields {
+		w := len(name)
+		for _, sc := range schemas {
+			for _, f := range sc.Fields {
+				if f.Name == name {
+					w = max(w, f.Width)
+				}
+			}
+		}
+		if name == "time" {
+			w = 12
+		}
+		t.columns = append(t.columns, column{title: strings.ToUpper(name), key: name, width: min(w, maxColumnWidth)})
+	}
+	return t
+}
+
 func (t *tableLayout) appendHeader(buf []byte) []byte {
 	for i, c := range t.columns {
 		buf = appendCell(buf, c.title, c.width, i == len(t.columns)-1 && !t.details)
@@ -206,6 +273,9 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 			text = clockTime(text)
 		}
 		buf = appendCell(buf, text, c.width, i == len(t.columns)-1 && !t.details)
+	}
+	if t.fixed {
+		return append(bytes.TrimRight(buf, " "), '\n'), nil
 	}
 	// The rest of the event as key=value: in the details column when
 	// several streams share the table, and after the last column for keys a

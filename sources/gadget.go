@@ -42,7 +42,9 @@ type GadgetConfig struct {
 	// PollInterval bounds how long a record waits in the kernel buffer when
 	// the gadget skips reader wakeups; 0 = 5ms.
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// Filter selects events in the kernel; see Filter.
+	Filter Filter
+	Logger *slog.Logger
 	// Seq numbers the events; nil gives the gadget a counter of its own.
 	// A source that is restarted or replaced (a reload) passes the
 	// counter of its predecessor, so that its numbers go on.
@@ -85,7 +87,9 @@ type Gadget struct {
 	log    *slog.Logger
 	seq    *atomic.Uint64
 	lost   []atomic.Uint64 // kernel losses per stream, summed over CPUs
-	coll   *ebpf.Collection
+	// filtered counts the events the kernel filter discarded so far.
+	filtered atomic.Uint64
+	coll     *ebpf.Collection
 	// closeMu serialises Close with Run's start and end: Close while Run
 	// runs closes the readers (which ends Run with an error) and leaves
 	// the rest to Run's end, when nothing reads the maps any more.
@@ -111,6 +115,9 @@ type Gadget struct {
 	mapReplacements map[string]*ebpf.Map
 	enricherHeld    bool
 	finished        atomic.Bool
+
+	filterMu sync.Mutex
+	kfilter  *kernelFilter // from Open to Close
 }
 
 var _ pipeline.Source = (*Gadget)(nil)
@@ -118,7 +125,24 @@ var _ pipeline.Source = (*Gadget)(nil)
 // NewGadget validates parameters and compiles one decode plan per stream.
 // It does not touch the kernel.
 func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
-	params, err := spec.encodeParams(cfg.Params)
+	fparams, err := spec.filterParams(cfg.Filter)
+	if err != nil {
+		return nil, err
+	}
+	values := cfg.Params
+	if len(fparams) > 0 {
+		values = make(map[string]string, len(cfg.Params)+len(fparams))
+		for k, v := range cfg.Params {
+			values[k] = v
+		}
+		for k, v := range fparams {
+			if old, ok := values[k]; ok && old != v {
+				return nil, &FilterError{Gadget: spec.Name, Err: fmt.Errorf("parameter %s=%q contradicts the filter (%s=%q): set one of them", k, old, k, v)}
+			}
+			values[k] = v
+		}
+	}
+	params, err := spec.encodeParams(values)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +221,11 @@ func (g *Gadget) KernelLost() uint64 {
 	return n
 }
 
+// KernelFiltered returns the events the kernel filter discarded so far, as
+// last read from the gadget's counter (once a second while Run runs, and
+// when it stops); 0 for a gadget without a filter or without the counter.
+func (g *Gadget) KernelFiltered() uint64 { return g.filtered.Load() }
+
 // Open loads the gadget into the kernel, attaches its programs and opens its
 // output readers. Errors name the program at fault; a verifier rejection
 // carries the tail of the verifier log (see ProgramError).
@@ -216,6 +245,18 @@ func (g *Gadget) Open() (err error) {
 	if err := applyParams(cs, g.params); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}
+	// Held until the filter is loaded, so that a concurrent SetMntNS
+	// lands either in the initial set or in the loaded map.
+	g.filterMu.Lock()
+	filterLocked := true
+	defer func() {
+		if filterLocked {
+			g.filterMu.Unlock()
+		}
+	}()
+	if err := applyFilterGlobals(cs, g.cfg.Filter); err != nil {
+		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
+	}
 	if err := g.sizeMaps(cs); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}
@@ -229,6 +270,15 @@ func (g *Gadget) Open() (err error) {
 		return err
 	}
 	g.skipped = skipped
+	// The filter sets are filled before anything attaches, so no event
+	// passes a filter that is not complete yet.
+	k := &kernelFilter{}
+	if err := k.fill(g.coll, g.cfg.Filter); err != nil {
+		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
+	}
+	g.kfilter = k
+	filterLocked = false
+	g.filterMu.Unlock()
 	g.stacks.setMaps(g.coll)
 	iterators := g.iteratorPrograms()
 	for _, ps := range g.spec.Programs {
@@ -576,12 +626,18 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 		start := len(arena)
 		arena = plan.Append(arena, sample, seq, time.Now())
 		data := arena[start:len(arena):len(arena)]
-		batch = append(batch, pipeline.Event{Data: data, Schema: schema, Source: g.cfg.Source, Seq: seq})
+		batch = append(batch, pipeline.Event{Data: data, Schema: schema, Source: g.cfg.Source, Seq: seq, MntNS: plan.MntNS(sample)})
 		if len(batch) >= g.cfg.BatchSize {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
+	}
+}
+
+func reportFiltered(out pipeline.Emitter, source string, n uint64) {
+	if fr, ok := out.(pipeline.FilterReporter); ok {
+		fr.ReportFiltered(source, n)
 	}
 }
 
@@ -610,10 +666,24 @@ func (g *Gadget) pollLost(ctx context.Context, coll *ebpf.Collection, out pipeli
 			counters = append(counters, &counter{stream: i, m: m})
 		}
 	}
-	if len(counters) == 0 {
+	var discarded *ebpf.Map
+	var discardedLast uint64
+	if !g.cfg.Filter.IsZero() {
+		discarded = g.coll.Maps[filterDiscardedMap]
+	}
+	if len(counters) == 0 && discarded == nil {
 		return nil
 	}
 	read := func() {
+		if discarded != nil {
+			if sum, err := sumCounter(discarded); err != nil {
+				g.log.Warn("read filter counter", "error", err)
+			} else if sum > discardedLast {
+				reportFiltered(out, g.cfg.Source, sum-discardedLast)
+				g.filtered.Add(sum - discardedLast)
+				discardedLast = sum
+			}
+		}
 		for _, c := range counters {
 			sum, err := sumCounter(c.m)
 			if err != nil {
@@ -686,6 +756,9 @@ func (g *Gadget) Close() error {
 	}
 	g.readers = nil
 	g.detach()
+	g.filterMu.Lock()
+	g.kfilter = nil
+	g.filterMu.Unlock()
 	g.stacks.clear()
 	for _, po := range g.periodic {
 		po.iters = nil

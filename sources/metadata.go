@@ -128,6 +128,9 @@ func (g *GadgetSpec) ParamHelp() []string {
 	type row struct{ key, text string }
 	var rows []row
 	for _, p := range g.Params {
+		if FilterParam(p.Name) {
+			continue // set by the filter flags; see FilterSupport
+		}
 		key := p.Name
 		alias := ""
 		if p.Key != "" {

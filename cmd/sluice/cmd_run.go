@@ -34,6 +34,7 @@ func newRunCommand() *cobra.Command {
 		emit       string
 		images     imageRunFlags
 		kinds      gadgetRunFlags
+		filters    runFilters
 	)
 	cmd := &cobra.Command{
 		Use:   "run GADGET | APP.wasm [-- ARGS...]",
@@ -43,7 +44,13 @@ func newRunCommand() *cobra.Command {
 GADGET is a built-in gadget name (see 'sluice gadgets'), a path to an eBPF ELF,
 or an image reference (HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...),
 pulled into the local store. 'sluice run GADGET --help' lists the gadget's
-parameters and fields.
+parameters, the filters it runs in the kernel and its fields.
+
+--pid, --tid, --uid, --gid, --comm, --container and --containers filter in
+the kernel for gadgets with the filter contract (every built-in): a
+filtered-out event costs no ring buffer space. --filter takes Inspektor
+Gadget's field filter syntax ('comm==curl,ret<0') and runs on the host, for
+any gadget. sluice's own events are left out unless --include-self.
 
 A wasm-bpf application (a Wasm module that imports the wasm_bpf host interface,
 or an image of one) runs instead of a gadget: what follows -- is its own argv,
@@ -55,6 +62,9 @@ and --emit chooses whether its records, its printed lines or both become events
   sluice run localhost:5000/gadgets/trace_exec:v1 --pull always
   sluice run trace_exec --wasm my_module.wasm --stats
   sluice run trace_open --help                   # the gadget's parameters and fields
+  sluice run trace_exec --container web          # one container, filtered in the kernel
+  sluice run trace_open --comm curl --filter 'ret<0' --fields pid,path,ret_error
+  sluice run trace_tcp --containers -o json      # every container's connections
   sluice run ./execsnoop.wasm -- -p 1234          # a wasm-bpf application and its argv
   sluice run localhost:5000/apps/execsnoop:v1 --emit both`,
 		Args:              runArgs,
@@ -92,6 +102,9 @@ and --emit chooses whether its records, its printed lines or both become events
 			case cmd.Flags().Changed("emit"):
 				return usageErrorf(cmd, "--emit is for wasm-bpf applications; %s is a gadget", args[0])
 			}
+			if err := filters.apply(f); err != nil {
+				return err
+			}
 			if timeout > 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -114,6 +127,7 @@ and --emit chooses whether its records, its printed lines or both become events
 	enumVarP(cmd, fs, &emit, "emit", "", "records", []string{"records", "stdout", "both"}, "for a wasm-bpf application: what becomes events: its records (decoded), its printed lines, or both")
 	images.register(cmd)
 	kinds.register(cmd)
+	filters.register(cmd)
 	cmd.SetHelpFunc(gadgetHelpFunc(&images))
 	cmd.MarkFlagFilename("wasm", "wasm")
 	cmd.RegisterFlagCompletionFunc("param", cobra.NoFileCompletions)
@@ -211,6 +225,8 @@ func runConfig(gadget string, params []config.Param, format string) *config.File
 			LogFormat:          config.DefaultLogFormat,
 			ShutdownGrace:      config.DefaultShutdownGrace,
 			LossReportInterval: config.DefaultLossReportInterval,
+			Containers:         config.Containers{Enabled: true},
+			FilterSelf:         true,
 		},
 		Sources: []*config.Source{src},
 		Sinks:   []*config.Sink{sink},

@@ -168,6 +168,7 @@ func writeGadgetHelp(w io.Writer, g *sources.Gadget) {
 	for _, p := range params {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
+	writeFilterHelp(w, spec)
 	var needs []string
 	for _, p := range spec.Programs {
 		switch p.Attach {
@@ -183,6 +184,7 @@ func writeGadgetHelp(w io.Writer, g *sources.Gadget) {
 		fmt.Fprintf(w, "\nPrograms:\n%s\n", strings.Join(needs, "\n"))
 	}
 	names := g.OutputNames()
+	defer fmt.Fprintln(w, "\nEvents of processes in containers also carry container.id, container.name, container.image,\ncontainer.runtime and, for Kubernetes pods, k8s.namespace, k8s.pod, k8s.container.")
 	for i, s := range g.Schemas() {
 		kind := "events"
 		if s.HasField("snapshot_rows") {

@@ -74,6 +74,7 @@ type Plan struct {
 	ops        []op
 	nkeys      int
 	tsOp       int // index of the top-level gadget_timestamp op, or -1
+	mntnsOff   int // offset of the top-level gadget_mntns_id, or -1
 	envHead    []byte
 	envTail    []byte // host, source, gadget entries, pre-encoded
 	seqKey     []byte
@@ -92,7 +93,7 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 	if !ok {
 		return nil, fmt.Errorf("compile decode plan: %s is not a struct", t)
 	}
-	p := &Plan{size: int(st.Size), tsOp: -1, users: opts.Users, loc: opts.Location, stacks: opts.Stacks, snapshot: opts.Snapshot}
+	p := &Plan{size: int(st.Size), tsOp: -1, mntnsOff: -1, users: opts.Users, loc: opts.Location, stacks: opts.Stacks, snapshot: opts.Snapshot}
 	if p.users == nil {
 		p.users = hostNames
 	}
@@ -154,6 +155,17 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 
 // Schema describes the keys Append writes, envelope included.
 func (p *Plan) Schema() *pipeline.Schema { return p.schema }
+
+// MntNS returns the mount namespace a record is about: its first top-level
+// gadget_mntns_id field (Inspektor Gadget's convention, which container
+// enrichment keys on), 0 when the struct has none or the record is too
+// short to hold it.
+func (p *Plan) MntNS(record []byte) uint64 {
+	if p.mntnsOff < 0 || p.mntnsOff+8 > len(record) {
+		return 0
+	}
+	return readUint(record, p.mntnsOff, 8)
+}
 
 // Size is the size of the struct the plan decodes.
 func (p *Plan) Size() int { return p.size }
@@ -258,6 +270,11 @@ func (c *compiler) member(t btf.Type, name string, off int64, depth int) error {
 		return nil
 	}
 	o := op{off: int(off), size: size, topLevel: top}
+	// A top-level key: a member of the struct, or of an anonymous one
+	// (a map iterator's key and value), not of a named nested struct.
+	if special == "gadget_mntns_id" && !strings.Contains(name, ".") && size == 8 && c.plan.mntnsOff < 0 {
+		c.plan.mntnsOff = int(off)
+	}
 	if handled, err := c.special(special, under, name, o, depth); handled || err != nil {
 		return err
 	}
