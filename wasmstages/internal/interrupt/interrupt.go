@@ -1,19 +1,21 @@
 // Package interrupt rewrites a WebAssembly module so that the host can stop
 // a call into it cheaply. The module gets a fuel counter (one more mutable
-// global) that every loop header and the entry of every function that
-// calls others decrements; each Period units the guest calls the host
-// function ImportModule.ImportName (one more import), which checks the
-// call's deadline and traps the guest (by panicking) once it has passed.
-// Every non-terminating execution runs loops or calls without bound, so
-// every call reaches the host within Period units of work. A bulk memory or
-// table instruction, which can move a whole memory at once, spends one unit
-// plus one per BulkBytes bytes (or table elements) it moves.
+// global) that every loop header and every call site decrements; each
+// Period units the guest calls the host function ImportModule.ImportName
+// (one more import), which checks the call's deadline and traps the guest
+// (by panicking) once it has passed. Every non-terminating execution runs
+// loops or calls without bound, so every call reaches the host within
+// Period units of work. A bulk memory or table instruction, which can move
+// a whole memory at once, spends one unit plus one per BulkBytes bytes (or
+// table elements) it moves.
 //
 // Where the checks go is chosen for the code wazero's compiler makes of
-// them. A function that calls nothing needs no check at its entry: it runs
-// its own loops (checked) and straight-line code, so an unbounded
-// execution still passes checks without bound. A loop keeps the host call
-// out of its body: it is wrapped in a second loop,
+// them: its register allocator keeps a function's values in memory past
+// any call, down to the loops that follow, so the host call must stay away
+// from hot code. Calls are checked at the call site, right before a call
+// that spills registers anyway, rather than at every function's entry
+// (which made a loop after it reload its values on every iteration). A
+// loop is wrapped in a second one that holds the host call,
 //
 //	loop                   ;; outer: entered once, and again after each yield
 //	  if fuel <= 0: fuel = Period; call yield
@@ -21,11 +23,9 @@
 //	    fuel -= 1; br_if outer when fuel <= 0
 //	    body
 //
-// because a call anywhere in a loop makes the register allocator keep the
-// loop's values in memory across every iteration (measured: a fifth of a
-// filter's time). A bulk instruction only spends its fuel; the next check
-// yields. Loops that take parameters (a type-index block type) keep the
-// plain check, with the call inside.
+// so the loop itself only decrements and branches. A bulk instruction only
+// spends its fuel; the next check yields. Loops that take parameters (a
+// type-index block type) keep a plain check, with the call inside.
 //
 // Two things make this necessary rather than clever. wazero's own
 // mechanism (RuntimeConfig.WithCloseOnContextDone) calls back into Go at
@@ -88,12 +88,11 @@ const (
 	secCode    = 10
 )
 
-// Stats says what Rewrite instrumented: the functions it read, those that
-// got a check at their entry (the ones that call), the loops (Peeled of
-// them wrapped so that the host call stays out of the loop) and the bulk
-// instructions.
+// Stats says what Rewrite instrumented: the functions it read, the call
+// sites, the loops (Peeled of them wrapped so that the host call stays out
+// of the loop) and the bulk instructions.
 type Stats struct {
-	Functions, Entries, Loops, Peeled, Bulk int
+	Functions, Calls, Loops, Peeled, Bulk int
 }
 
 type section struct {
@@ -275,9 +274,8 @@ func rewrite(module []byte) ([]byte, Stats, error) {
 	return out, rw.stats, nil
 }
 
-// checkCode spends one unit of fuel and yields when it is out: at the
-// entry of a function that calls, and at the head of a loop that cannot be
-// peeled.
+// checkCode spends one unit of fuel and yields when it is out: before a
+// call, and at the head of a loop that cannot be peeled.
 //
 //	global.get fuel; i32.const 1; i32.sub; global.set fuel
 //	global.get fuel; i32.const 0; i32.le_s
@@ -638,9 +636,9 @@ func (rw *rewriter) code(body []byte) ([]byte, error) {
 const maxLocals = 50000
 
 // function copies the body of a function with nparams parameters into
-// out, instrumented: a check at its entry when it calls, a peeled (or
-// plain) check at every loop, fuel spent before every bulk instruction,
-// branch labels renumbered around the outer loops, calls renumbered.
+// out, instrumented: a check before every call, a peeled (or plain) check
+// at every loop, fuel spent before every bulk instruction, branch labels
+// renumbered around the outer loops, calls renumbered.
 func (rw *rewriter) function(out, code []byte, nparams uint32) ([]byte, error) {
 	r := reader{b: code}
 	groups := r.u32()
@@ -677,7 +675,7 @@ func (rw *rewriter) function(out, code []byte, nparams uint32) ([]byte, error) {
 	}
 	var body []byte
 	copied := r.off
-	calls, bulk := false, false
+	bulk := false
 	for len(peeled) > 0 {
 		if r.done() {
 			return nil, errors.New("body ends before its final end")
@@ -769,14 +767,20 @@ func (rw *rewriter) function(out, code []byte, nparams uint32) ([]byte, error) {
 			idx := r.u32()
 			if r.err == nil {
 				body = append(body, code[copied:at]...)
+				if op == 0x10 {
+					body = append(body, rw.check...)
+					rw.stats.Calls++
+				}
 				body = append(body, op)
 				body = binary.AppendUvarint(body, uint64(rw.fn(idx)))
 				copied = r.off
 			}
-			calls = calls || op == 0x10
 		case 0x11: // call_indirect
+			body = append(body, code[copied:at]...)
+			body = append(body, rw.check...)
+			copied = at
+			rw.stats.Calls++
 			r.immediates(op)
-			calls = true
 		case 0xfc:
 			sub := r.u32()
 			r.miscImmediates(sub)
@@ -802,18 +806,13 @@ func (rw *rewriter) function(out, code []byte, nparams uint32) ([]byte, error) {
 	}
 	body = append(body, code[copied:]...)
 
-	// The locals, with the scratch i32 last so that no index moves; then
-	// the entry check of a function that calls.
+	// The locals, with the scratch i32 last so that no index moves.
 	if bulk {
 		out = binary.AppendUvarint(out, uint64(groups)+1)
 		out = append(out, code[groupsEnd:localsEnd]...)
 		out = append(out, 0x01, 0x7f)
 	} else {
 		out = append(out, code[:localsEnd]...)
-	}
-	if calls {
-		out = append(out, rw.check...)
-		rw.stats.Entries++
 	}
 	return append(out, body...), nil
 }

@@ -160,7 +160,7 @@ func TestYieldPeriod(t *testing.T) {
 	if _, err := m.ExportedFunction("count").Call(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
-	// n loop iterations plus one function entry, one host call per Period.
+	// n loop iterations, one host call per Period.
 	if got := h.calls.Load() - before; got < n/Period-1 || got > n/Period+1 {
 		t.Errorf("%d iterations made %d host calls, want about %d", n, got, n/Period)
 	}
@@ -207,9 +207,9 @@ func renumberModule(t *testing.T) (orig, out []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Only f1 and f2 call: the others need no check at their entry.
-	if stats.Functions != 6 || stats.Entries != 2 || stats.Loops != 1 || stats.Peeled != 1 {
-		t.Errorf("instrumented %+v, want 6 functions, 2 entries and 1 peeled loop", stats)
+	// f1 calls one() and f2 calls through the table: two call sites.
+	if stats.Functions != 6 || stats.Calls != 2 || stats.Loops != 1 || stats.Peeled != 1 {
+		t.Errorf("instrumented %+v, want 6 functions, 2 call sites and 1 peeled loop", stats)
 	}
 	return orig, out
 }
@@ -476,12 +476,12 @@ func TestPeeledLoopsKeepBehaviour(t *testing.T) {
 		0x20, 0x01, 0x41, 0xe8, 0x07, 0x4b, 0x0d, 0x03, // br_if done when i > 1000
 		0x20, 0x02, 0x41, 0x03, 0x70, // acc % 3
 		0x0e, 0x02, 0x00, 0x01, 0x02, // br_table [L2 next] L1
-		0x0b,       // end L2
-		0x1a,       // drop
-		0x0b,       // end next
+		0x0b,                                     // end L2
+		0x1a,                                     // drop
+		0x0b,                                     // end next
 		0x20, 0x01, 0x20, 0x00, 0x49, 0x0d, 0x00, // br_if L1 while i < n
-		0x0b, // end L1
-		0x0b, // end done
+		0x0b,                                                 // end L1
+		0x0b,                                                 // end done
 		0x20, 0x02, 0x41, 0xe8, 0x07, 0x6c, 0x20, 0x01, 0x6a, // acc*1000 + i
 		0x0b,
 	}
@@ -495,8 +495,8 @@ func TestPeeledLoopsKeepBehaviour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Loops != 2 || stats.Peeled != 2 || stats.Entries != 0 {
-		t.Errorf("instrumented %+v, want 2 loops, both peeled, and no entry check", stats)
+	if stats.Loops != 2 || stats.Peeled != 2 || stats.Calls != 0 {
+		t.Errorf("instrumented %+v, want 2 loops, both peeled, and no call site", stats)
 	}
 	// A broken rewrite can loop forever: the limit turns that into a
 	// failure.
@@ -520,5 +520,50 @@ func TestPeeledLoopsKeepBehaviour(t *testing.T) {
 	}
 	if want := callF(t, r, orig, 2000); res[0] != want || h.calls.Load() == 0 {
 		t.Errorf("f(2000) = %d with %d yields, want %d and some yields", res[0], h.calls.Load(), want)
+	}
+}
+
+// TestRecursionReachesHost: calls are checked where they are made, so a
+// recursion without loops reaches the host once per Period calls too.
+func TestRecursionReachesHost(t *testing.T) {
+	// fib(n) = n < 2 ? 1 : fib(n-1) + fib(n-2), without a loop.
+	fib := []byte{
+		0x00,                         // no locals
+		0x20, 0x00, 0x41, 0x02, 0x49, // n < 2
+		0x04, 0x7f, // if (result i32)
+		0x41, 0x01, // 1
+		0x05,                                     // else
+		0x20, 0x00, 0x41, 0x01, 0x6b, 0x10, 0x00, // fib(n-1)
+		0x20, 0x00, 0x41, 0x02, 0x6b, 0x10, 0x00, // fib(n-2)
+		0x6a, // +
+		0x0b, // end if
+		0x0b,
+	}
+	orig := mod(
+		sec(1, vec([]byte{0x60, 0x01, 0x7f, 0x01, 0x7f})),
+		sec(3, vec([]byte{0x00})),
+		sec(7, vec(append(name("fib"), 0x00, 0x00))),
+		sec(10, vec(append(binary.AppendUvarint(nil, uint64(len(fib))), fib...))),
+	)
+	out, stats, err := Rewrite(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Calls != 2 || stats.Loops != 0 {
+		t.Errorf("instrumented %+v, want 2 call sites and no loop", stats)
+	}
+	h := &host{}
+	m, err := runtime(t, h).Instantiate(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.ExportedFunction("fib").Call(context.Background(), 20)
+	if err != nil || res[0] != 10946 {
+		t.Fatalf("fib(20) = %v, %v; want 10946", res, err)
+	}
+	// fib(20) makes 21890 calls besides the first.
+	const calls = 21890
+	if got := h.calls.Load(); got < calls/Period-1 || got > calls/Period+1 {
+		t.Errorf("%d calls made %d host calls, want about %d", calls, got, calls/Period)
 	}
 }
