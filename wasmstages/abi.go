@@ -131,6 +131,10 @@ func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string,
 
 // checkEvent reports whether b is exactly one well-formed msgpack map.
 func checkEvent(b []byte) error {
+	if wellFormedMap(b) {
+		return nil
+	}
+	// Say what is wrong.
 	if len(b) == 0 {
 		return errors.New("empty")
 	}
