@@ -7,11 +7,12 @@
 //	uid-to-user  add a user name from a uid -> name table (C SDK)
 //	redact       mask secrets in fields such as exec args (Go SDK)
 //	rate-limit   token bucket per key, with summaries of what it suppressed (Go SDK)
-//	ocsf         map exec, open and tcpconnect events to OCSF classes (Go SDK)
+//	ocsf         map exec, open and tcpconnect events to OCSF classes (C SDK)
 //
-// drop-comm-go and uid-to-user-go, the Go SDK's versions of the two C
+// drop-comm-go, uid-to-user-go and ocsf-go, the Go SDK's versions of the C
 // stages, are built and tested but not embedded: they exist to compare the
-// SDKs (the tests check that each pair behaves the same).
+// SDKs and as Go examples (the tests check that each pair behaves the
+// same).
 //
 // Ownership and concurrency: the embedded modules are read-only; Builtin
 // returns a slice the caller must not modify, and Builtin and Names are

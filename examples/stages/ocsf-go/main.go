@@ -1,4 +1,6 @@
-// Command ocsf is a stage that maps sluice's built-in gadget events to the
+// Command ocsf-go is the Go SDK version of the built-in ocsf stage
+// (examples/stages/ocsf, in C), kept as an example of FlatMap and the
+// Writer and for the parity test. It is a stage that maps sluice's built-in gadget events to the
 // Open Cybersecurity Schema Framework (OCSF 1.1) for SIEM ingestion:
 //
 //	trace_exec       -> Process Activity (class 1007), Launch

@@ -32,6 +32,9 @@ static char *target = "user";
 static char *unknown; /* NULL: leave the event unchanged */
 static uint32_t unknown_len;
 static sluice_counter *missed;
+/* field and target, looked up in one scan; one key when they are the same. */
+static const char *keys[2];
+static sluice_fields fields;
 
 static char *copy_str(sluice_value v, uint32_t *len) {
 	const char *s;
@@ -123,6 +126,8 @@ static int users_init(sluice_value params) {
 		nentries++;
 	}
 	qsort(table, nentries, sizeof(entry), by_uid);
+	keys[0] = field, keys[1] = target;
+	if (!sluice_fields_init(&fields, keys, strcmp(field, target) == 0 ? 1 : 2)) return 1;
 	return 0;
 }
 
@@ -137,9 +142,36 @@ static const entry *lookup(uint64_t uid) {
 	return NULL;
 }
 
+/* add appends target = name to ev, whose map (well-formed to its end) has
+ * no target: the body in one copy, written in place. */
+static void add(sluice_out *out, const sluice_event *ev, const char *name, uint32_t len) {
+	sluice_iter it = sluice_iter_map(ev->raw);
+	uint32_t count = (uint32_t)it.left + 1, tlen = (uint32_t)strlen(target);
+	uint32_t body = ev->raw.len - (uint32_t)it.i;
+	uint8_t *start = sluice_emit_reserve(out, ev, 5 + body + 5 + tlen + 5 + len);
+	if (!start) return; /* out of memory: the call fails with it */
+	uint8_t *p = start;
+	if (count <= 15) *p++ = (uint8_t)(0x80 | count);
+	else if (count <= 0xffff) *p++ = 0xde, *p++ = (uint8_t)(count >> 8), *p++ = (uint8_t)count;
+	else *p++ = 0xdf, *p++ = (uint8_t)(count >> 24), *p++ = (uint8_t)(count >> 16), *p++ = (uint8_t)(count >> 8), *p++ = (uint8_t)count;
+	memcpy(p, ev->raw.p + it.i, body), p += body;
+	for (int k = 0; k < 2; k++) {
+		const char *s = k ? name : target;
+		uint32_t n = k ? len : tlen;
+		if (n <= 31) *p++ = (uint8_t)(0xa0 | n);
+		else if (n <= 0xff) *p++ = 0xd9, *p++ = (uint8_t)n;
+		else if (n <= 0xffff) *p++ = 0xda, *p++ = (uint8_t)(n >> 8), *p++ = (uint8_t)n;
+		else *p++ = 0xdb, *p++ = (uint8_t)(n >> 24), *p++ = (uint8_t)(n >> 16), *p++ = (uint8_t)(n >> 8), *p++ = (uint8_t)n;
+		memcpy(p, s, n), p += n;
+	}
+	sluice_emit_commit(out, (uint32_t)(p - start));
+}
+
 static void users_event(sluice_event *ev, sluice_out *out) {
 	uint64_t uid;
-	if (!sluice_value_uint(sluice_get(ev, field), &uid)) {
+	sluice_value v[2];
+	bool whole = sluice_fields_get(&fields, ev, v);
+	if (!sluice_value_uint(v[0], &uid)) {
 		sluice_keep(out, ev); /* no uid: pass the event on untouched */
 		return;
 	}
@@ -155,6 +187,10 @@ static void users_event(sluice_event *ev, sluice_out *out) {
 			return;
 		}
 		name = unknown, len = unknown_len;
+	}
+	if (whole && fields.n == 2 && !sluice_exists(v[1])) {
+		add(out, ev, name, len); /* the common case: a new field */
+		return;
 	}
 	const char *const skip[] = {target};
 	sluice_emit_begin(out, ev);

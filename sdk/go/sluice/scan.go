@@ -1,6 +1,9 @@
 package sluice
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"unsafe"
+)
 
 // The scanner works on byte offsets into one encoded event and never
 // allocates. Every function returns -1 for malformed or truncated input
@@ -224,20 +227,24 @@ func findKey(b []byte, key string) (start, end int) {
 		return findKeyFrom(b, key, i, n)
 	}
 	hdr, k0 := 0xa0|byte(kl), key[0]
+	// Unchecked reads: i and ke are compared with len(b) before each read,
+	// and Go's Wasm code pays for every bounds check it can skip.
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	lb := len(b)
 	for ; n > 0; n-- {
-		if i >= len(b) {
+		if i >= lb {
 			return -1, -1
 		}
-		c := b[i]
+		c := *(*byte)(unsafe.Add(p, i))
 		if c&0xe0 != 0xa0 { // not a fixstr key: rare, take the general path
 			return findKeyFrom(b, key, i, n)
 		}
 		ke := i + 1 + int(c&0x1f)
-		if ke >= len(b) { // a value takes at least one byte
+		if ke >= lb { // a value takes at least one byte
 			return -1, -1
 		}
-		sz := int(sizeTab[b[ke]])
-		if c == hdr && b[i+1] == k0 && string(b[i+1:ke]) == key {
+		sz := int(sizeTab[*(*byte)(unsafe.Add(p, ke))])
+		if c == hdr && *(*byte)(unsafe.Add(p, i+1)) == k0 && string(b[i+1:ke]) == key {
 			if sz != 0 {
 				end = ke + sz
 			} else {
