@@ -1,6 +1,7 @@
 package stages_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -253,5 +254,35 @@ func TestRateLimitSummaryOnRefill(t *testing.T) {
 	last, err2 := time.Parse(time.RFC3339Nano, sum["last"].(string))
 	if err1 != nil || err2 != nil || last.Before(first) {
 		t.Errorf("first %v last %v", sum["first"], sum["last"])
+	}
+}
+
+// The realistic benchmark's secrets are all masked, and nothing else is
+// changed: the prefilter must not hide a match.
+func TestRedactRealisticExecs(t *testing.T) {
+	s := newStage(t, "redact", nil, 0)
+	in := realisticExecs(256)
+	got := process(t, s, in...)
+	if len(got) != len(in) {
+		t.Fatalf("%d events out of %d", len(got), len(in))
+	}
+	masked := 0
+	for i, ev := range got {
+		args := fmt.Sprint(ev["args"])
+		secret := i%32 == 7
+		if secret {
+			masked++
+		}
+		if has := strings.Contains(args, "****"); has != secret {
+			t.Errorf("event %d: masked = %v, want %v: %s", i, has, secret, args)
+		}
+		for _, leak := range []string{"s3cr3t", "eyJhbGci", "ghp_aaaa", "AKIAABCD"} {
+			if strings.Contains(args, leak) {
+				t.Errorf("event %d: %q left in %s", i, leak, args)
+			}
+		}
+	}
+	if masked == 0 {
+		t.Fatal("no secret in the sample")
 	}
 }

@@ -37,7 +37,7 @@ type params struct {
 
 type bucket struct {
 	tokens     float64
-	last       time.Time // of the last refill
+	last       int64 // of the last refill, ns since the epoch (time.Time's arithmetic costs more in Wasm)
 	suppressed int64
 	first      time.Time // first suppression since the last summary
 	lastSup    time.Time
@@ -91,44 +91,62 @@ func init() {
 	})
 	sluice.FlatMap(limit)
 	sluice.OnTick(func(now time.Time, out *sluice.Output) {
-		batchNow = now
+		batchNow, batchNs = now, now.UnixNano()
 		for _, b := range buckets {
 			if b.suppressed > 0 {
 				emitSummary(b, out)
 			}
 		}
-		refillAll(now)
+		refillAll(batchNs)
 	})
 }
 
 // batchNow is read once per batch (every batch starts with input 0): a host
 // call per event would cost more than the rest of the stage.
-var batchNow time.Time
+var (
+	batchNow time.Time
+	batchNs  int64 // batchNow in ns
+)
 
 func limit(ev *sluice.Event, out *sluice.Output) {
 	if ev.Index() == 0 {
 		batchNow = sluice.Now()
+		batchNs = batchNow.UnixNano()
 	}
 
-	keyBuf = keyBuf[:0]
-	for i, f := range keyFields {
-		if i > 0 {
-			keyBuf = append(keyBuf, 0)
+	var key []byte
+	if len(keyFields) == 1 {
+		// One key field (comm, the default): a string value is the key as
+		// it is, read in place (read only: it is the batch's).
+		v := ev.Get(keyFields[0])
+		if sb, isStr := v.StringBytes(); isStr {
+			key = sb
+		} else {
+			keyBuf = appendText(keyBuf[:0], v)
+			key = keyBuf
 		}
-		keyBuf = appendText(keyBuf, ev.Get(f))
+	} else {
+		keyBuf = keyBuf[:0]
+		for i, f := range keyFields {
+			if i > 0 {
+				keyBuf = append(keyBuf, 0)
+			}
+			keyBuf = appendText(keyBuf, ev.Get(f))
+		}
+		key = keyBuf
 	}
-	b, ok := buckets[string(keyBuf)]
+	b, ok := buckets[string(key)]
 	if !ok {
 		if len(buckets) >= maxKeys {
 			evict(out)
 		}
-		b = &bucket{tokens: burst, last: batchNow}
+		b = &bucket{tokens: burst, last: batchNs}
 		for _, f := range keyFields {
 			b.keyVals = append(b.keyVals, string(appendText(nil, ev.Get(f))))
 		}
-		buckets[string(keyBuf)] = b
+		buckets[string(key)] = b
 	}
-	refill(b, batchNow)
+	refill(b, batchNs)
 	if b.tokens >= 1 {
 		b.tokens--
 		if b.suppressed > 0 {
@@ -157,16 +175,16 @@ func keepString(dst *string, s []byte) {
 	}
 }
 
-func refill(b *bucket, now time.Time) {
-	if el := now.Sub(b.last); el > 0 {
-		b.tokens = min(burst, b.tokens+el.Seconds()*rate)
+func refill(b *bucket, now int64) {
+	if el := now - b.last; el > 0 {
+		b.tokens = min(burst, b.tokens+float64(el)/1e9*rate)
 		b.last = now
 	}
 }
 
 // refillAll forgets keys whose bucket is full and that have nothing to
 // report: they behave exactly like a new key.
-func refillAll(now time.Time) {
+func refillAll(now int64) {
 	for k, b := range buckets {
 		refill(b, now)
 		if b.tokens >= burst && b.suppressed == 0 {
@@ -178,14 +196,14 @@ func refillAll(now time.Time) {
 // evict makes room for a new key: full, quiet buckets go first; if there
 // are none, the one idle longest is reported and dropped.
 func evict(out *sluice.Output) {
-	refillAll(batchNow)
+	refillAll(batchNs)
 	if len(buckets) < maxKeys {
 		return
 	}
 	var oldestKey string
 	var oldest *bucket
 	for k, b := range buckets {
-		if oldest == nil || b.last.Before(oldest.last) {
+		if oldest == nil || b.last < oldest.last {
 			oldestKey, oldest = k, b
 		}
 	}

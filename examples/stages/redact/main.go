@@ -40,15 +40,16 @@ var defaultPatterns = []string{
 	`(?i)(?:authorization:\s*)?bearer\s+([A-Za-z0-9._~+/=-]{8,})`,
 	`\b(AKIA[0-9A-Z]{16})\b`,
 	`\b(gh[pousr]_[A-Za-z0-9]{36,})\b`,
-	`(?i)://[^/\s:@]+:([^/\s@]+)@`, // credentials in URLs
+	`://[^/\s:@]+:([^/\s@]+)@`, // credentials in URLs (no letters: no (?i), so the regexp can look for "://" first)
 }
 
 var (
 	fields   = []string{"args"}
 	patterns []*regexp.Regexp
-	anyMatch *regexp.Regexp // all patterns in one: a string it rejects needs no further work
-	globs    bool           // fields or drop hold glob patterns: walk every field
+	pf       *prefilter // which patterns may match a string (prefilter.go): most need none
+	globs    bool       // fields or drop hold glob patterns: walk every field
 	flags    = map[string]bool{"--password": true, "--passwd": true, "--token": true, "--secret": true, "--api-key": true}
+	flagLens uint64 // bit n set when a flag is n bytes long (n < 64): most arguments need no map lookup
 	drops    []string
 	mask     = "****"
 	masked   *sluice.Counter
@@ -73,23 +74,26 @@ func init() {
 		if cfg.Patterns != nil {
 			src = cfg.Patterns
 		}
-		var all []string
 		for i, s := range src {
 			re, err := regexp.Compile(s)
 			if err != nil {
 				return fmt.Errorf("params.patterns[%d]: %w", i, err)
 			}
 			patterns = append(patterns, re)
-			all = append(all, "(?:"+s+")")
 		}
-		if len(all) > 0 {
-			anyMatch = regexp.MustCompile(strings.Join(all, "|"))
+		var err error
+		if pf, err = newPrefilter(src); err != nil {
+			return fmt.Errorf("params.patterns: %w", err)
 		}
 		if cfg.Flags != nil {
 			flags = map[string]bool{}
 			for _, f := range cfg.Flags {
 				flags[f] = true
 			}
+		}
+		flagLens = 0
+		for f := range flags {
+			flagLens |= 1 << min(len(f), 63)
 		}
 		drops = cfg.Drop
 		for _, f := range append(append([]string(nil), fields...), drops...) {
@@ -101,6 +105,23 @@ func init() {
 		return nil
 	})
 	sluice.Map(redact)
+}
+
+// isFlag reports whether b is one of the flags.
+func isFlag(b []byte) bool {
+	return flagLens&(1<<min(len(b), 63)) != 0 && flags[string(b)]
+}
+
+// mayMatch reports whether some pattern matches b, running only those the
+// prefilter leaves.
+func mayMatch(b []byte) bool {
+	c := pf.candidates(b)
+	for i, re := range patterns {
+		if c&patternBit(i) != 0 && re.Match(b) {
+			return true
+		}
+	}
+	return false
 }
 
 func matchesAny(globs []string, name string) bool {
@@ -115,11 +136,12 @@ func matchesAny(globs []string, name string) bool {
 // maskString returns s with every pattern's secret replaced, and whether
 // anything changed.
 func maskString(s string) (string, bool) {
-	if anyMatch == nil || !anyMatch.MatchString(s) {
-		return s, false
-	}
+	c := pf.candidates([]byte(s))
 	changed := false
-	for _, re := range patterns {
+	for i, re := range patterns {
+		if c&patternBit(i) == 0 {
+			continue
+		}
 		locs := re.FindAllStringSubmatchIndex(s, -1)
 		if locs == nil {
 			continue
@@ -137,6 +159,7 @@ func maskString(s string) (string, bool) {
 		}
 		b.WriteString(s[last:])
 		s, changed = b.String(), true
+		c = pf.candidates([]byte(s)) // the mask may make a later pattern match
 	}
 	return s, changed
 }
@@ -178,7 +201,7 @@ func redactField(ev *sluice.Event, name string) {
 	switch v.Type() {
 	case sluice.TypeString:
 		b, _ := v.StringBytes()
-		if anyMatch == nil || !anyMatch.Match(b) {
+		if !mayMatch(b) {
 			return
 		}
 		if out, ok := maskString(string(b)); ok {
@@ -190,11 +213,11 @@ func redactField(ev *sluice.Event, name string) {
 		hit, prevFlag := false, false
 		for el := range v.Elems() {
 			b, _ := el.StringBytes()
-			if prevFlag || (anyMatch != nil && anyMatch.Match(b)) {
+			if prevFlag || mayMatch(b) {
 				hit = true
 				break
 			}
-			prevFlag = flags[string(b)]
+			prevFlag = isFlag(b)
 		}
 		if !hit {
 			return
