@@ -115,6 +115,12 @@ func TestUIDToUserOnSyntheticEvents(t *testing.T) {
 			if len(got) != 2 || got[0]["owner_name"] != "root" || got[0]["user"] != nil || got[1]["owner_name"] != nil {
 				t.Errorf("events with field/target %v", got)
 			}
+			// The target may be the field itself: the uid is replaced.
+			s = newStage(t, name, map[string]any{"users": map[string]any{"0": "root"}, "target": "uid"}, 0)
+			got = process(t, s, envelope("trace_exec", 1, kv{"uid", 0}, kv{"comm", "sh"}))
+			if len(got) != 1 || got[0]["uid"] != "root" || got[0]["comm"] != "sh" || len(got[0]) != 7 {
+				t.Errorf("events with target = field %v", got)
+			}
 		})
 	}
 }
