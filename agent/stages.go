@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-dev/sluice/config"
-	"github.com/sluice-dev/sluice/examples/stages"
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/stages"
 	"github.com/sluice-dev/sluice/wasmstages"
 )
 
@@ -32,7 +32,7 @@ type stageModule struct {
 const ociPrefix = "oci://"
 
 // resolveStageModule resolves the module value of a Wasm stage to its
-// bytes: the name of a built-in stage (examples/stages), an OCI reference
+// bytes: the name of a built-in stage (package stages), an OCI reference
 // (oci://..., fetched beforehand by FetchImages into images), or a path to
 // a .wasm file, taken from baseDir when relative. It is the one place that
 // knows where modules come from.

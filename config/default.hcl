@@ -28,8 +28,8 @@ source "gadget" "signal" {
 }
 
 # Every event gets the name of its uid's user from this host's /etc/passwd,
-# read once at start (uid-to-user is one of the built-in example stages; see
-# examples/stages and docs/stage-tutorial.md to write your own).
+# read once at start (uid-to-user is one of the built-in stages; see stages/
+# and docs/stage-tutorial.md to write your own).
 stage "wasm" "users" {
   module = "uid-to-user"
   params = { users = passwd_users() }

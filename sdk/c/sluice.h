@@ -12,7 +12,7 @@
  *
  *     clang-19 --target=wasm32-wasip1 -mexec-model=reactor -O2 -o stage.wasm stage.c
  *
- * (with Debian's wasi-libc see examples/stages/build.sh for the sysroot).
+ * (with Debian's wasi-libc see stages/build.sh for the sysroot).
  *
  * Events are msgpack maps (docs/event-format.md). Field access scans the
  * map in place: nothing is decoded or copied until asked. A handler keeps

@@ -331,8 +331,8 @@ func testGuests(t testing.TB) map[string][]byte {
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no test guests in wasmstages/testdata (%v)", err)
 	}
-	examples, _ := filepath.Glob(filepath.Join("..", "..", "..", "examples", "stages", "*.wasm"))
-	paths = append(paths, examples...)
+	builtins, _ := filepath.Glob(filepath.Join("..", "..", "..", "stages", "*.wasm"))
+	paths = append(paths, builtins...)
 	out := map[string][]byte{}
 	for _, p := range paths {
 		b, err := os.ReadFile(p)

@@ -24,7 +24,7 @@
  */
 #define SLUICE_INIT ocsf_init
 #define SLUICE_EVENT ocsf_event
-#include "../../../sdk/c/sluice.h"
+#include "../../sdk/c/sluice.h"
 
 static bool drop_others;
 static bool envelope = true;

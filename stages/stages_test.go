@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/sluice-dev/sluice/examples/stages"
+	"github.com/sluice-dev/sluice/stages"
 	"github.com/sluice-dev/sluice/wasmstages"
 )
 
@@ -211,7 +211,7 @@ func TestOCSFPassesOthers(t *testing.T) {
 // The C SDK's emit path (copy fields but one, add fields, nested list) and
 // whole-float params, through the real host.
 func TestCSDKGuest(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "sdk", "c", "testdata", "sdk_guest.wasm"))
+	b, err := os.ReadFile(filepath.Join("..", "sdk", "c", "testdata", "sdk_guest.wasm"))
 	if err != nil {
 		t.Fatal(err)
 	}

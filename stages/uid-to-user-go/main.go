@@ -1,5 +1,5 @@
 // Command uid-to-user-go is the Go SDK version of the built-in uid-to-user
-// stage (examples/stages/uid-to-user, in C), kept as an example and for the
+// stage (stages/uid-to-user, in C), kept as an example and for the
 // parity test. It is a stage that enriches events with a user name
 // looked up from a uid -> name table passed in its params (the default
 // config fills it from /etc/passwd with the HCL function passwd_users()):

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Rebuilds the committed example stages from their sources:
-#   examples/stages/<name>/main.c   -> examples/stages/<name>.wasm  (C SDK, clang-19)
-#   examples/stages/<name>/main.go  -> examples/stages/<name>.wasm  (Go SDK, GOOS=wasip1)
+# Rebuilds the committed built-in stages from their sources:
+#   stages/<name>/main.c   -> stages/<name>.wasm  (C SDK, clang-19)
+#   stages/<name>/main.go  -> stages/<name>.wasm  (Go SDK, GOOS=wasip1)
 #
 # The output is byte-for-byte reproducible for a given toolchain: Go builds
 # use -trimpath and no VCS stamp; C builds strip debug info, so no path of
 # the checkout or of the temporary sysroot ends up in a module.
 #
-#   bash examples/stages/build.sh          rebuild in place
-#   bash examples/stages/build.sh --check  rebuild into a temporary directory
+#   bash stages/build.sh          rebuild in place
+#   bash stages/build.sh --check  rebuild into a temporary directory
 #                                          and fail if a committed module differs
 #
 # Runs as root on a fresh Debian 12; installs clang-19, lld-19, wasi-libc and
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+root=$(cd "$here/.." && pwd)
 export PATH=$PATH:/usr/local/go/bin
 GO=${GO:-go}
 
@@ -70,7 +70,7 @@ build_c() { cc_wasm "$here/$1" main.c "$out_dir/$1.wasm"; } # build_c <name>
 
 build_go() { # build_go <name>
 	(cd "$root" && GOOS=wasip1 GOARCH=wasm GOFLAGS= CGO_ENABLED=0 "$GO" build -buildmode=c-shared \
-		-trimpath -buildvcs=false -ldflags='-s -w' -o "$out_dir/$1.wasm" "./examples/stages/$1")
+		-trimpath -buildvcs=false -ldflags='-s -w' -o "$out_dir/$1.wasm" "./stages/$1")
 }
 
 ensure_c_toolchain # the C SDK's test guest is always built
@@ -87,7 +87,7 @@ for d in "$here"/*/; do
 	fi
 	chmod 644 "$out_dir/$name.wasm"
 	if [ $check -eq 1 ] && ! cmp -s "$out_dir/$name.wasm" "$here/$name.wasm"; then
-		echo "build.sh: examples/stages/$name.wasm is stale: regenerate it with make stages" >&2
+		echo "build.sh: stages/$name.wasm is stale: regenerate it with make stages" >&2
 		stale=1
 	fi
 done

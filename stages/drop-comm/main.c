@@ -8,7 +8,7 @@
  */
 #define SLUICE_INIT drop_init
 #define SLUICE_FILTER drop_filter
-#include "../../../sdk/c/sluice.h"
+#include "../../sdk/c/sluice.h"
 
 #define MAX_COMMS 256
 

@@ -13,10 +13,10 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/sluice-dev/sluice/examples/stages"
 	"github.com/sluice-dev/sluice/internal/testutil"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
+	"github.com/sluice-dev/sluice/stages"
 	"github.com/sluice-dev/sluice/wasmstages"
 )
 
@@ -24,7 +24,7 @@ import (
 // once per run, and kept on disk, so a second run does not compile at all:
 // the Go modules take seconds each on a loaded machine.
 var cache = func() *wasmstages.Cache {
-	c, err := wasmstages.NewCache(filepath.Join(os.TempDir(), "sluice-examples-test-cache"))
+	c, err := wasmstages.NewCache(filepath.Join(os.TempDir(), "sluice-stages-test-cache"))
 	if err != nil {
 		panic(err)
 	}

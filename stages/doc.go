@@ -1,7 +1,7 @@
-// Package stages holds sluice's example Wasm stages, built from the sources
-// in its subdirectories by build.sh (make stages) and committed as .wasm
-// files, and embeds them so the agent can run them by name without files
-// on disk:
+// Package stages holds sluice's built-in Wasm stages, the production code
+// the agent embeds beside its gadgets: built from the sources in its
+// subdirectories by build.sh (make stages), committed as .wasm files, and
+// run by name without files on disk:
 //
 //	drop-comm    drop events whose comm is listed (C SDK)
 //	uid-to-user  add a user name from a uid -> name table (C SDK)

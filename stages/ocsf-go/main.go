@@ -1,5 +1,5 @@
 // Command ocsf-go is the Go SDK version of the built-in ocsf stage
-// (examples/stages/ocsf, in C), kept as an example of FlatMap and the
+// (stages/ocsf, in C), kept as an example of FlatMap and the
 // Writer and for the parity test. It is a stage that maps sluice's built-in gadget events to the
 // Open Cybersecurity Schema Framework (OCSF 1.1) for SIEM ingestion:
 //

@@ -15,7 +15,7 @@
  */
 #define SLUICE_INIT users_init
 #define SLUICE_EVENT users_event
-#include "../../../sdk/c/sluice.h"
+#include "../../sdk/c/sluice.h"
 
 typedef struct {
 	uint32_t uid;
