@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +28,10 @@ type resolvedGadget struct {
 	// wasm is the gadget's module (the image's, or the source's wasm
 	// attribute), nil when it has none; see gadgetwasm.go.
 	wasm *gadgetWasm
+	// params are the parameter values the gadget loads with.
+	params map[string]string
+	// digest is the SHA-256 of the gadget's ELF.
+	digest string
 }
 
 // ResolveGadget finds a gadget by built-in name or ELF path. Relative
@@ -133,9 +139,14 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
 			continue
 		}
-		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm})
+		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, params: params, digest: sha256Hex(elf)})
 	}
 	return out, diags
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func rangePtr(r hcl.Range) *hcl.Range {
@@ -168,6 +179,7 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.St
 	modules, ds := resolveStages(f, images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
+	diags = append(diags, validateControlSocket(f)...)
 	if !diags.HasErrors() {
 		diags = append(diags, validateSinks(f, gadgets)...)
 	}

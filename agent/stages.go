@@ -7,12 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/pipeline"
@@ -188,86 +186,11 @@ func openStageCache(f *config.File, log *slog.Logger) *wasmstages.Cache {
 	return c
 }
 
-// lazyStage is a pipeline's Wasm stage. New builds it from the config; the
-// module is compiled and initialised by open, when the agent starts (New
-// has no context, and compiling can take seconds).
-type lazyStage struct {
-	cfg        wasmstages.Config
-	block      *config.Stage
-	action     pipeline.ErrorAction
-	deadLetter pipeline.Sink
-	watch      bool
-	poll       time.Duration
-
-	stage *wasmstages.Stage // set by open
-}
-
-var (
-	_ pipeline.Stage       = (*lazyStage)(nil)
-	_ pipeline.ErrorPolicy = (*lazyStage)(nil)
-	_ pipeline.Ticker      = (*lazyStage)(nil)
-)
-
-func newLazyStage(st *config.Stage, m stageModule, deadLetter pipeline.Sink) (*lazyStage, error) {
-	action, err := pipeline.ParseErrorAction(st.OnError)
-	if err != nil {
-		return nil, err
-	}
-	l := &lazyStage{cfg: wasmConfig(st, m), block: st, action: action, deadLetter: deadLetter}
-	l.cfg.DeadLetter = deadLetter
-	l.watch = st.Wasm.Reload.Watch && m.path != ""
-	l.poll = st.Wasm.Reload.Poll
-	return l, nil
-}
-
-// open compiles (or loads from cache) and initialises the stage.
-func (l *lazyStage) open(ctx context.Context, cache *wasmstages.Cache, log *slog.Logger, reg *pipeline.Registry) error {
-	cfg := l.cfg
-	cfg.Cache, cfg.Logger, cfg.Metrics = cache, log, reg
-	s, err := wasmstages.New(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("%s: start stage %q: %w", l.block.Wasm.ModuleRange, l.block.Name, err)
-	}
-	l.stage = s
-	return nil
-}
-
-func (l *lazyStage) Name() string { return l.block.Name }
-
-func (l *lazyStage) OnError() (pipeline.ErrorAction, pipeline.Sink) { return l.action, l.deadLetter }
-
-func (l *lazyStage) TickInterval() time.Duration {
-	if l.stage == nil {
-		return 0
-	}
-	return l.stage.TickInterval()
-}
-
-func (l *lazyStage) Process(ctx context.Context, in, out []pipeline.Event) ([]pipeline.Event, error) {
-	if l.stage == nil {
-		return out, errors.New("stage used before the agent started it")
-	}
-	return l.stage.Process(ctx, in, out)
-}
-
-func (l *lazyStage) Tick(ctx context.Context, now time.Time, out []pipeline.Event) ([]pipeline.Event, error) {
-	if l.stage == nil {
-		return out, nil
-	}
-	return l.stage.Tick(ctx, now, out)
-}
-
-func (l *lazyStage) Close(ctx context.Context) error {
-	if l.stage == nil {
-		return nil
-	}
-	return l.stage.Close(ctx)
-}
-
-// stagesOf builds the stages of pipeline p in their config order. The
-// dead-letter sinks are the shared sinks of the agent.
-func stagesOf(f *config.File, p *config.Pipeline, modules map[*config.Stage]stageModule, sinksByRef map[string]*sharedSink) ([]*lazyStage, hcl.Diagnostics) {
-	var out []*lazyStage
+// stagePlans plans the stages of pipeline p in their config order. A
+// stage's fingerprint includes its dead-letter sink's: the stage holds
+// that sink's value, so a new sink means a new stage.
+func stagePlans(f *config.File, p *config.Pipeline, modules map[*config.Stage]stageModule, pl *plan) ([]*stagePlan, hcl.Diagnostics) {
+	var out []*stagePlan
 	var diags hcl.Diagnostics
 	for _, ref := range p.Stages {
 		st := f.Stage(ref)
@@ -275,63 +198,46 @@ func stagesOf(f *config.File, p *config.Pipeline, modules map[*config.Stage]stag
 		if st == nil || !ok {
 			continue // reported by the config or resolveStages
 		}
-		var dl pipeline.Sink
-		if r := st.DeadLetter; r != nil {
-			s := sinksByRef[r.String()]
-			if s == nil {
-				continue // a dangling reference: reported by the config
-			}
-			dl = s
-		}
-		l, err := newLazyStage(st, m, dl)
-		if err != nil {
+		sp := &stagePlan{name: st.Name, block: st, cfg: wasmConfig(st, m), digest: sha256Hex(m.bytes)}
+		if _, err := pipeline.ParseErrorAction(st.OnError); err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid stage", Detail: err.Error(), Subject: rangePtr(st.OnErrorRange)})
 			continue
 		}
-		out = append(out, l)
+		var dlFP string
+		if r := st.DeadLetter; r != nil {
+			dl := f.Sink(*r)
+			if dl == nil || pl.sink(dl.Name) == nil {
+				continue // a dangling reference: reported by the config
+			}
+			sp.deadLetter = dl.Name
+			dlFP = pl.sink(dl.Name).fp
+		}
+		sp.watch = st.Wasm.Reload.Watch && m.path != ""
+		sp.poll = st.Wasm.Reload.Poll
+		sp.cfgFP = fingerprint(st, dlFP)
+		sp.fp = fingerprint(sp.cfgFP, sp.digest)
+		if m.path != "" {
+			sp.moduleBytes = m.bytes
+		}
+		out = append(out, sp)
 	}
 	return out, diags
 }
 
-// openStages starts every pipeline's Wasm stages, as many at once as there
-// are CPUs (compiling is CPU-bound). On failure every stage started is
-// closed again.
-func (a *Agent) openStages(ctx context.Context) error {
-	var g errgroup.Group
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for _, l := range a.stages {
-		g.Go(func() error {
-			start := time.Now()
-			if err := l.open(ctx, a.cache, a.log, a.metrics); err != nil {
-				return err
-			}
-			a.log.Info("stage started", "stage", l.Name(), "digest", l.stage.Digest()[:12], "workers", l.cfg.Workers,
-				"tick", l.stage.TickInterval(), "took", time.Since(start).Round(time.Millisecond))
-			return nil
-		})
+// openStage compiles (or loads from the cache) and initialises the stage
+// of sp, writing failed batches to deadLetter when it has one.
+func (a *Agent) openStage(ctx context.Context, sp *stagePlan, deadLetter pipeline.Sink) (*wasmstages.Stage, error) {
+	cfg := sp.cfg
+	cfg.Cache, cfg.Logger, cfg.Metrics = a.cache, a.log, a.metrics
+	if deadLetter != nil {
+		cfg.DeadLetter = deadLetter
 	}
-	if err := g.Wait(); err != nil {
-		a.closeStages(ctx)
-		return err
+	start := time.Now()
+	s, err := wasmstages.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: start stage %q: %w", sp.block.Wasm.ModuleRange, sp.name, err)
 	}
-	return nil
-}
-
-// closeStages releases the stages when the agent fails before its
-// pipelines run (pipelines close their stages themselves).
-func (a *Agent) closeStages(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	for _, l := range a.stages {
-		if err := l.Close(ctx); err != nil {
-			a.log.Warn("close stage", "stage", l.Name(), "error", err)
-		}
-	}
-}
-
-func (a *Agent) closeCache(ctx context.Context) {
-	if a.cache != nil {
-		_ = a.cache.Close(context.WithoutCancel(ctx))
-		a.cache = nil
-	}
+	a.log.Info("stage started", "stage", sp.name, "digest", s.Digest()[:12], "workers", cfg.Workers,
+		"tick", s.TickInterval(), "took", time.Since(start).Round(time.Millisecond))
+	return s, nil
 }

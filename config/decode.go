@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/hashicorp/hcl/v2"
@@ -26,6 +27,7 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "name"},
 		{Name: "data_dir"},
 		{Name: "metrics_listen"},
+		{Name: "control_socket"},
 		{Name: "log_level"},
 		{Name: "log_format"},
 		{Name: "shutdown_grace"},
@@ -191,6 +193,7 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 		LossReportInterval: DefaultLossReportInterval,
 	}
 	var diags hcl.Diagnostics
+	controlSet := false
 	if b != nil {
 		a.DefRange = b.DefRange
 		var content *hcl.BodyContent
@@ -213,6 +216,14 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				s, ok, ds = evalString(attr, d.ectx)
 				if ok {
 					a.MetricsListen = s
+				}
+			case "control_socket":
+				// "" is meaningful here too: no control API.
+				var s string
+				var ok bool
+				s, ok, ds = evalString(attr, d.ectx)
+				if ok {
+					a.ControlSocket, a.ControlSocketRange, controlSet = s, attr.Expr.Range(), true
 				}
 			case "log_level":
 				a.LogLevel, ds = enumOr(attr, d.ectx, logLevels, a.LogLevel)
@@ -249,6 +260,9 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				diags = append(diags, ds...)
 			}
 		}
+	}
+	if !controlSet {
+		a.ControlSocket = filepath.Join(a.DataDir, DefaultControlSocketName)
 	}
 	if a.Name == "" {
 		host, err := os.Hostname()

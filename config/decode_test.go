@@ -28,6 +28,7 @@ func defaultAgent(name string) Agent {
 	return Agent{
 		Name:               name,
 		DataDir:            DefaultDataDir,
+		ControlSocket:      DefaultDataDir + "/" + DefaultControlSocketName,
 		LogLevel:           DefaultLogLevel,
 		LogFormat:          DefaultLogFormat,
 		ShutdownGrace:      DefaultShutdownGrace,
@@ -86,6 +87,7 @@ agent {
   name                 = "node-a"
   data_dir             = "/tmp/sluice"
   metrics_listen       = "127.0.0.1:9464"
+  control_socket       = "/run/sluice/control.sock"
   log_level            = "debug"
   log_format           = "json"
   shutdown_grace       = "1m30s"
@@ -115,7 +117,8 @@ pipeline "security" {
 			want: &File{
 				Agent: Agent{
 					Name: "node-a", DataDir: "/tmp/sluice", MetricsListen: "127.0.0.1:9464",
-					LogLevel: "debug", LogFormat: "json",
+					ControlSocket: "/run/sluice/control.sock",
+					LogLevel:      "debug", LogFormat: "json",
 					ShutdownGrace: 90 * time.Second, LossReportInterval: 24 * time.Hour,
 				},
 				Sources: []*Source{{
@@ -149,6 +152,7 @@ agent {
   name           = lower(env("SLUICE_TEST_NODE"))
   data_dir       = env("SLUICE_TEST_SURELY_UNSET", "/srv/sluice")
   metrics_listen = null
+  control_socket = ""
   log_level      = upper("x") == "X" ? "warn" : "error"
 }
 source "gadget" "exec" {

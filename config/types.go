@@ -51,6 +51,10 @@ type Agent struct {
 	DataDir string
 	// MetricsListen is the address of the Prometheus endpoint; "" turns it off.
 	MetricsListen string
+	// ControlSocket is the path of the unix socket of the control API
+	// (`sluice ctl`); default DataDir/control.sock, "" turns it off.
+	ControlSocket      string
+	ControlSocketRange hcl.Range
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string
 	// LogFormat is one of text, json.
@@ -169,6 +173,7 @@ var (
 // Defaults applied by the decoder.
 const (
 	DefaultDataDir            = "/var/lib/sluice"
+	DefaultControlSocketName  = "control.sock" // in the data directory
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "text"
 	DefaultShutdownGrace      = 10 * time.Second

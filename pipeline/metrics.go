@@ -406,6 +406,22 @@ func (c *ComponentMetrics) Dropped(reason string) *Counter {
 	return v.(*Counter)
 }
 
+// DroppedByReason returns the non-zero drop counts by reason. Safe for
+// concurrent use.
+func (c *ComponentMetrics) DroppedByReason() map[string]uint64 {
+	var out map[string]uint64
+	c.dropped.Range(func(k, v any) bool {
+		if n := v.(*Counter).Value(); n > 0 {
+			if out == nil {
+				out = map[string]uint64{}
+			}
+			out[k.(string)] = n
+		}
+		return true
+	})
+	return out
+}
+
 // DroppedTotal sums the drop counters over all reasons. Safe for concurrent
 // use.
 func (c *ComponentMetrics) DroppedTotal() uint64 {

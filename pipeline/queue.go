@@ -148,8 +148,13 @@ func NewQueue(name string, cfg QueueConfig, m *ComponentMetrics, loss *LossTrack
 // Name returns the queue's name.
 func (q *Queue) Name() string { return q.name }
 
-// Config returns the queue's limits with defaults applied.
-func (q *Queue) Config() QueueConfig { return q.cfg }
+// Config returns the queue's limits with defaults applied. Safe for
+// concurrent use.
+func (q *Queue) Config() QueueConfig {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.cfg
+}
 
 // Emit is Push; it makes a Queue a pipeline.Emitter. Safe for concurrent use.
 func (q *Queue) Emit(ctx context.Context, batch []Event) error { return q.Push(ctx, batch) }
@@ -254,16 +259,16 @@ func (q *Queue) PushControl(ev Event) {
 // ends first; in both cases no events are taken. Pop does not count Sent:
 // the caller does, once it has passed the events on. Safe for concurrent use.
 func (q *Queue) Pop(ctx context.Context, dst []Event, max int, maxDelay time.Duration) ([]Event, error) {
-	return q.pop(ctx, dst, max, maxDelay, nil)
+	return q.pop(ctx, dst, max, maxDelay, nil, nil)
 }
 
 // errWoken is pop's answer when wake fired before any event was taken.
 var errWoken = errors.New("pop woken")
 
 // pop is Pop that also returns errWoken, with no events taken, when wake
-// fires (the worker's tick timer) before a batch is ready; a nil wake never
-// fires.
-func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Duration, wake <-chan time.Time) ([]Event, error) {
+// fires (the worker's tick timer) or kick receives (an update) before a
+// batch is ready; nil channels never fire.
+func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Duration, wake <-chan time.Time, kick <-chan struct{}) ([]Event, error) {
 	if max < 1 {
 		max = 1
 	}
@@ -317,6 +322,8 @@ func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Dur
 			expired = true
 		case <-wake:
 			return dst, errWoken
+		case <-kick:
+			return dst, errWoken
 		}
 		q.mu.Lock()
 	}
@@ -331,6 +338,28 @@ func (q *Queue) Close() {
 	q.wakePop()
 	q.wakePush()
 	q.mu.Unlock()
+}
+
+// SetConfig changes the queue's limits and policy (zero limits take the
+// defaults). Events already queued stay, even beyond a lowered limit; room
+// opens as they are taken. Safe for concurrent use.
+func (q *Queue) SetConfig(cfg QueueConfig) {
+	if cfg.validate() != nil {
+		return // checked by the caller
+	}
+	cfg = cfg.withDefaults()
+	q.mu.Lock()
+	q.cfg = cfg
+	q.wakePush()
+	q.mu.Unlock()
+}
+
+// Fill returns the queued events and bytes and the limits, read at one
+// moment. Safe for concurrent use.
+func (q *Queue) Fill() (events, bytes int, cfg QueueConfig) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n + len(q.ctrl), q.bytes, q.cfg
 }
 
 // Len returns the number of queued events, control events included. Safe

@@ -99,9 +99,9 @@ type File struct {
 	// in one millisecond or the wall clock steps back.
 	lastRotated  time.Time
 	lastRotatedN int
-	buf           []byte
-	ends          []int // per encoded event: its end offset in buf
-	idx           []int // per encoded event: its index in the batch
+	buf          []byte
+	ends         []int // per encoded event: its end offset in buf
+	idx          []int // per encoded event: its index in the batch
 
 	wake        chan struct{} // wakes the janitor
 	stopTicker  context.CancelFunc

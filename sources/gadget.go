@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,22 +42,32 @@ type GadgetConfig struct {
 	// the gadget skips reader wakeups; 0 = 5ms.
 	PollInterval time.Duration
 	Logger       *slog.Logger
+	// Seq numbers the events; nil gives the gadget a counter of its own.
+	// A source that is restarted or replaced (a reload) passes the
+	// counter of its predecessor, so that its numbers go on.
+	Seq *atomic.Uint64
 }
 
 // Gadget is a pipeline source reading one gadget's output streams.
 type Gadget struct {
-	spec    *GadgetSpec
-	cfg     GadgetConfig
-	params  map[string][]byte
-	plans   []*decode.Plan
-	log     *slog.Logger
-	seq     atomic.Uint64
-	lost    []atomic.Uint64 // kernel losses per stream, summed over CPUs
-	coll    *ebpf.Collection
-	linksMu sync.Mutex
-	links   []link.Link
-	readers []recordReader
-	skipped []string // optional programs that did not attach
+	spec   *GadgetSpec
+	cfg    GadgetConfig
+	params map[string][]byte
+	plans  []*decode.Plan
+	log    *slog.Logger
+	seq    *atomic.Uint64
+	lost   []atomic.Uint64 // kernel losses per stream, summed over CPUs
+	coll   *ebpf.Collection
+	// closeMu serialises Close with Run's start and end: Close while Run
+	// runs closes the readers (which ends Run with an error) and leaves
+	// the rest to Run's end, when nothing reads the maps any more.
+	closeMu  sync.Mutex
+	running  bool
+	closeEnd bool
+	linksMu  sync.Mutex
+	links    []link.Link
+	readers  []recordReader
+	skipped  []string // optional programs that did not attach
 }
 
 var _ pipeline.Source = (*Gadget)(nil)
@@ -78,7 +89,10 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gadget{spec: spec, cfg: cfg, params: params, log: log.With("source", cfg.Source, "gadget", spec.Name)}
+	g := &Gadget{spec: spec, cfg: cfg, params: params, log: log.With("source", cfg.Source, "gadget", spec.Name), seq: cfg.Seq}
+	if g.seq == nil {
+		g.seq = new(atomic.Uint64)
+	}
 	for _, st := range spec.Streams {
 		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host})
 		if err != nil {
@@ -274,18 +288,36 @@ func verifierTail(log []string, n int) []string {
 // Run reads every output stream until ctx is cancelled, emitting batches of
 // decoded events to out. On cancellation it detaches the programs first, so
 // no new events arrive, then drains what the kernel buffers still hold
-// (bounded by drainTimeout) and returns nil. Open must have succeeded.
+// (bounded by drainTimeout) and returns nil. Open must have succeeded. A
+// stream that fails (its reader broke, or Close ran while Run was still
+// meant to run) stops the others the same way, and Run returns its error.
 func (g *Gadget) Run(ctx context.Context, out pipeline.Emitter) error {
-	if len(g.readers) == 0 {
+	g.closeMu.Lock()
+	readers, coll := slices.Clone(g.readers), g.coll
+	if len(readers) == 0 {
+		g.closeMu.Unlock()
 		return fmt.Errorf("gadget %q: Run before Open", g.spec.Name)
 	}
-	stop := context.AfterFunc(ctx, g.detach)
+	g.running = true
+	g.closeMu.Unlock()
+	defer func() {
+		g.closeMu.Lock()
+		g.running = false
+		closeNow := g.closeEnd
+		g.closeMu.Unlock()
+		if closeNow {
+			g.Close()
+		}
+	}()
+	// A stream that fails stops the others (and detaches the programs):
+	// the gadget as a whole has failed, and its owner decides what next.
+	grp, rctx := errgroup.WithContext(ctx)
+	stop := context.AfterFunc(rctx, g.detach)
 	defer stop()
-	var grp errgroup.Group
-	for i := range g.readers {
-		grp.Go(func() error { return g.readStream(ctx, i, out) })
+	for i, r := range readers {
+		grp.Go(func() error { return g.readStream(rctx, r, i, out) })
 	}
-	grp.Go(func() error { return g.pollLost(ctx, out) })
+	grp.Go(func() error { return g.pollLost(rctx, coll, out) })
 	return grp.Wait()
 }
 
@@ -306,8 +338,8 @@ func (g *Gadget) detach() {
 	g.links = nil
 }
 
-func (g *Gadget) readStream(ctx context.Context, i int, out pipeline.Emitter) error {
-	r, plan, st := g.readers[i], g.plans[i], g.spec.Streams[i]
+func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipeline.Emitter) error {
+	plan, st := g.plans[i], g.spec.Streams[i]
 	schema := plan.Schema()
 	emitCtx := ctx
 
@@ -353,7 +385,14 @@ func (g *Gadget) readStream(ctx context.Context, i int, out pipeline.Emitter) er
 			}
 			continue
 		case errors.Is(err, os.ErrClosed):
-			return flush()
+			if err := flush(); err != nil {
+				return err
+			}
+			if ctx.Err() == nil {
+				// Close ran while the gadget was still meant to run.
+				return fmt.Errorf("gadget %q: reader of map %q closed while running", g.spec.Name, st.Map)
+			}
+			return nil
 		default:
 			return fmt.Errorf("gadget %q: read map %q: %w", g.spec.Name, st.Map, err)
 		}
@@ -397,7 +436,7 @@ func reportLoss(out pipeline.Emitter, source, gadget string, n uint64) {
 // gadget header increments when a ring buffer reserve fails, and reports the
 // increase since the last read. Counters are per CPU and only grow, so the
 // sum is compared with the previous sum rather than overwritten.
-func (g *Gadget) pollLost(ctx context.Context, out pipeline.Emitter) error {
+func (g *Gadget) pollLost(ctx context.Context, coll *ebpf.Collection, out pipeline.Emitter) error {
 	type counter struct {
 		stream int
 		m      *ebpf.Map
@@ -408,7 +447,7 @@ func (g *Gadget) pollLost(ctx context.Context, out pipeline.Emitter) error {
 		if st.LostMap == "" {
 			continue
 		}
-		if m := g.coll.Maps[st.LostMap]; m != nil {
+		if m := coll.Maps[st.LostMap]; m != nil {
 			counters = append(counters, &counter{stream: i, m: m})
 		}
 	}
@@ -461,8 +500,22 @@ func sumCounter(m *ebpf.Map) (uint64, error) {
 }
 
 // Close detaches the programs and frees the gadget's kernel resources. It is
-// safe to call more than once.
+// safe to call more than once, and while Run runs: Run then returns an
+// error (its readers closed while it was meant to run), and the rest is
+// freed as it returns.
 func (g *Gadget) Close() error {
+	g.closeMu.Lock()
+	defer g.closeMu.Unlock()
+	if g.running {
+		g.closeEnd = true
+		var errs []error
+		for _, r := range g.readers {
+			if err := r.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
 	var errs []error
 	for _, r := range g.readers {
 		if err := r.Close(); err != nil && !errors.Is(err, os.ErrClosed) {

@@ -5,12 +5,34 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
 )
 
+// agentHUP receives SIGHUP for `sluice agent`, which reloads the config.
+// It is registered before main runs, so that a SIGHUP during start-up (a
+// service manager's reload, a terminal closing) does not take its default
+// action and terminate the agent; other commands keep the default.
+var agentHUP chan os.Signal
+
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		agentHUP = make(chan os.Signal, 1)
+		signal.Notify(agentHUP, syscall.SIGHUP)
+	}
+}
+
 func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	hup := agentHUP
+	if hup == nil { // run in-process (tests): register now
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "config `file` (default: the built-in config, see 'sluice config default')")
@@ -30,22 +52,32 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *logLevel != "" {
 		f.Agent.LogLevel = *logLevel
 	}
-	return runAgent(ctx, f, p, stdout, stderr, false, images.fetchOptions(stderr))
+	fetch := images.fetchOptions(stderr)
+	return runAgent(ctx, f, p, stdout, stderr, runOptions{fetch: fetch, load: agent.LoadFile(*configPath, fetch), hup: hup})
+}
+
+// runOptions are what distinguishes `sluice agent` from `sluice run`.
+type runOptions struct {
+	stats bool // print the event totals to stderr when the agent stops
+	fetch agent.FetchOptions
+	// load reads the config again for a reload, triggered by hup (and
+	// the control API); nil: the agent cannot reload.
+	load agent.LoadFunc
+	hup  <-chan os.Signal
 }
 
 // runAgent builds and runs an agent until ctx is cancelled.
-// With stats, it prints the event totals to stderr when it stops.
-func runAgent(ctx context.Context, f *config.File, p *config.Parser, stdout, stderr io.Writer, stats bool, fetch agent.FetchOptions) error {
+func runAgent(ctx context.Context, f *config.File, p *config.Parser, stdout, stderr io.Writer, ro runOptions) error {
 	log, err := newLogger(stderr, f.Agent.LogLevel, f.Agent.LogFormat)
 	if err != nil {
 		return err
 	}
-	images, diags := agent.FetchImages(ctx, f, fetch)
+	images, diags := agent.FetchImages(ctx, f, ro.fetch)
 	if diags.HasErrors() {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
 		return exitError{code: 1}
 	}
-	a, diags := agent.New(f, agent.Options{Logger: log, Stdout: stdout, Images: images})
+	a, diags := agent.New(f, agent.Options{Logger: log, Stdout: stdout, Images: images, Version: version, Load: ro.load})
 	if len(diags) > 0 {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
 	}
@@ -53,9 +85,29 @@ func runAgent(ctx context.Context, f *config.File, p *config.Parser, stdout, std
 		return exitError{code: 1}
 	}
 	log.Info("sluice agent starting", "version", version, "name", f.Agent.Name, "pipelines", len(f.Pipelines))
+	// SIGHUP reloads, one at a time; this goroutine is runAgent's and
+	// ends with it.
+	reloadCtx, stopReloads := context.WithCancel(ctx)
+	reloads := make(chan struct{})
+	go func() {
+		defer close(reloads)
+		for {
+			select {
+			case <-reloadCtx.Done():
+				return
+			case <-ro.hup:
+				log.Info("SIGHUP: reloading the config")
+				if _, err := a.Reload(reloadCtx); err != nil && reloadCtx.Err() == nil {
+					log.Error("reload", "error", err)
+				}
+			}
+		}
+	}()
 	err = a.Run(ctx)
+	stopReloads()
+	<-reloads
 	summary := a.Summary()
-	if stats {
+	if ro.stats {
 		fmt.Fprintln(stderr, "sluice:", summary)
 	}
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/sluice-dev/sluice/config"
 )
 
-func cmdConfig(args []string, stdout, stderr io.Writer) error {
+func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "usage: sluice config validate FILE | sluice config default")
 		return errUsage
@@ -31,7 +31,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stderr, "usage: sluice config validate FILE")
 			return errUsage
 		}
-		return validateFile(files[0], stdout, stderr)
+		return validateFile(ctx, files[0], stdout, stderr)
 	case "default":
 		_, err := io.WriteString(stdout, config.Default)
 		return err
@@ -41,8 +41,9 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 }
 
 // validateFile checks everything that can be checked without privileges.
-// Exit status 1 means the config has errors; warnings alone pass.
-func validateFile(path string, stdout, stderr io.Writer) error {
+// Exit status 1 means the config has errors; warnings alone pass. An
+// interrupt (ctx) stops it between two checks, pulls and compilations.
+func validateFile(ctx context.Context, path string, stdout, stderr io.Writer) error {
 	p := config.NewParser()
 	f, diags := p.ParseFile(path)
 	if !diags.HasErrors() {
@@ -52,13 +53,18 @@ func validateFile(path string, stdout, stderr io.Writer) error {
 		if f.Agent.Images.PullPolicy == "always" {
 			fetch.PullPolicy = "missing"
 		}
-		images, ds := agent.FetchImages(context.Background(), f, fetch)
+		images, ds := agent.FetchImages(ctx, f, fetch)
 		diags = append(diags, ds...)
 		if !ds.HasErrors() {
 			// Also compiles each Wasm stage and gadget module and runs its
 			// init with the config's params.
-			diags = append(diags, agent.Check(context.Background(), f, images)...)
+			diags = append(diags, agent.Check(ctx, f, images)...)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		// What failed may only have failed for the interrupt: say so
+		// rather than print diagnostics that blame the config.
+		return fmt.Errorf("config validate %s: interrupted: %w", path, err)
 	}
 	if len(diags) > 0 {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))

@@ -69,7 +69,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	return runAgent(ctx, f, config.NewParser(), stdout, stderr, *stats, images.fetchOptions(stderr))
+	return runAgent(ctx, f, config.NewParser(), stdout, stderr, runOptions{stats: *stats, fetch: images.fetchOptions(stderr)})
 }
 
 // runConfig is the config `sluice run` stands for: one source, one stdout

@@ -30,6 +30,7 @@ Usage:
   sluice run GADGET [flags]               run one gadget straight to the terminal
   sluice config validate FILE             check a config file without running it
   sluice config default                   print the built-in default config
+  sluice ctl status|reload|tap|top        steer a running agent (see "sluice ctl")
   sluice subscribe SUBJECT [--server URL]  print events published on NATS as JSON lines
   sluice gadgets                          list the built-in gadgets
   sluice image COMMAND                    build, push, pull, sign, verify gadget and stage images
@@ -66,7 +67,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "run":
 		return cmdRun(ctx, args[1:], stdout, stderr)
 	case "config":
-		return cmdConfig(args[1:], stdout, stderr)
+		return cmdConfig(ctx, args[1:], stdout, stderr)
+	case "ctl":
+		return cmdCtl(ctx, args[1:], stdout, stderr)
 	case "subscribe":
 		return cmdSubscribe(ctx, args[1:], stdout, stderr)
 	case "gadgets":
