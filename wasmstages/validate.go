@@ -1,6 +1,7 @@
 package wasmstages
 
 import (
+	"bytes"
 	"encoding/binary"
 
 	"github.com/sluice-dev/sluice/pipeline/codec"
@@ -152,4 +153,49 @@ func wellFormedAt(b []byte, i, depth int) int {
 			left[d] = elems
 		}
 	}
+}
+
+// mapHead returns the entry count and header size of the map at the start
+// of b, or (0, -1).
+func mapHead(b []byte) (n, h int) {
+	switch {
+	case len(b) == 0:
+	case b[0]&0xf0 == 0x80:
+		return int(b[0] & 0x0f), 1
+	case b[0] == 0xde && len(b) >= 3:
+		return int(binary.BigEndian.Uint16(b[1:])), 3
+	case b[0] == 0xdf && len(b) >= 5:
+		return int(binary.BigEndian.Uint32(b[1:])), 5
+	}
+	return 0, -1
+}
+
+// extendsInput reports whether p is the map input with entries added: its
+// header, input's entries byte for byte, then well-formed entries that make
+// up the header's count. It is how an enrichment's output (uid-to-user,
+// a Go SDK Set of a new key) is checked without walking the copied part:
+// input is well-formed, since the pipeline only carries events the decoder
+// or a checked stage made. False says nothing: check the whole event then.
+func extendsInput(p, input []byte) bool {
+	m, ih := mapHead(input)
+	n, ph := mapHead(p)
+	if ih < 0 || ph < 0 || n < m {
+		return false
+	}
+	body := input[ih:]
+	if len(p)-ph < len(body) || !bytes.Equal(p[ph:ph+len(body)], body) {
+		return false
+	}
+	i := ph + len(body)
+	for k := 2 * (n - m); k > 0; k-- { // the added keys and values
+		if i >= len(p) {
+			return false
+		}
+		if sz := int(fixedSize[p[i]]); sz != 0 {
+			i += sz
+		} else if i = wellFormedAt(p, i, 1); i < 0 {
+			return false
+		}
+	}
+	return i == len(p)
 }

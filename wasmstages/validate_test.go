@@ -103,3 +103,47 @@ func BenchmarkCheckEvent(b *testing.B) {
 		}
 	})
 }
+
+// extendsInput accepts only events checkEvent accepts: enrichments of a
+// valid input, corrupted in their added part, header or copy.
+func TestExtendsInputIsSound(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	inputs := validationSeeds()[:1]
+	inputs = append(inputs, codec.AppendString(codec.AppendString(codec.AppendMapHeader(nil, 1), "comm"), "sh"), []byte{0x80})
+	accepted := 0
+	for _, in := range inputs {
+		m, ih := mapHead(in)
+		for _, added := range []int{0, 1, 3, 20} {
+			p := codec.AppendMapHeader(nil, m+added)
+			p = append(p, in[ih:]...)
+			for k := range added {
+				p = codec.AppendString(p, "k"+string(rune('a'+k)))
+				p = codec.AppendArrayHeader(p, 2)
+				p = codec.AppendInt(codec.AppendString(p, "v"), int64(k))
+			}
+			if !extendsInput(p, in) || !slowCheck(p) {
+				t.Fatalf("input % x + %d entries: extendsInput %v, codec %v; want both true", in, added, extendsInput(p, in), slowCheck(p))
+			}
+			for range 3000 {
+				q := append([]byte(nil), p...)
+				switch rng.IntN(3) {
+				case 0:
+					q[rng.IntN(len(q))] = byte(rng.Uint32())
+				case 1:
+					q = q[:rng.IntN(len(q))]
+				default:
+					q = append(q, byte(rng.Uint32()))
+				}
+				if extendsInput(q, in) {
+					accepted++
+					if !slowCheck(q) {
+						t.Fatalf("extendsInput accepts % x (from input % x), which codec rejects", q, in)
+					}
+				}
+			}
+		}
+	}
+	if accepted == 0 {
+		t.Error("no corruption was accepted: the test proves little")
+	}
+}
