@@ -385,6 +385,7 @@ typedef struct {
 	uint32_t n;
 	uint8_t len[SLUICE_FIELDS_MAX];
 	uint8_t head[64], next[SLUICE_FIELDS_MAX]; /* keys by sluice__fields_hash: 0xff ends a chain */
+	uint32_t lens;                             /* bit n set when a key is n bytes long */
 	uint64_t word[SLUICE_FIELDS_MAX], mask[SLUICE_FIELDS_MAX]; /* the first 8 bytes, compared at once */
 } sluice_fields;
 
@@ -396,7 +397,7 @@ static bool sluice_fields_init(sluice_fields *f, const char *const *keys, uint32
 		sluice_fail("sluice_fields_init: %u keys; at most %d", n, SLUICE_FIELDS_MAX);
 		return false;
 	}
-	f->keys = keys, f->n = n;
+	f->keys = keys, f->n = n, f->lens = 0;
 	memset(f->head, 0xff, sizeof f->head);
 	for (uint32_t k = n; k-- > 0;) {
 		size_t l = strlen(keys[k]);
@@ -406,6 +407,7 @@ static bool sluice_fields_init(sluice_fields *f, const char *const *keys, uint32
 		}
 		uint32_t h = sluice__fields_hash((uint32_t)l, (uint8_t)keys[k][0]);
 		f->len[k] = (uint8_t)l;
+		f->lens |= 1u << l;
 		f->word[k] = 0, f->mask[k] = 0;
 		for (size_t j = 0; j < l && j < 8; j++) {
 			f->word[k] |= (uint64_t)(uint8_t)keys[k][j] << (8 * j);
@@ -444,7 +446,8 @@ static bool sluice_fields_get(const sluice_fields *f, const sluice_event *ev, sl
 		uint8_t sz = sluice__size[b[ke]];
 		uint64_t ve = sz ? (uint64_t)ke + sz : sluice__skip(b, n, ke);
 		if (ve == UINT64_MAX || ve > n) return false;
-		uint8_t k = ks < ke ? f->head[sluice__fields_hash(ke - ks, b[ks])] : 0xff;
+		/* Most entries are not wanted: their key's length says so. */
+		uint8_t k = ks < ke && (f->lens >> (ke - ks) & 1) ? f->head[sluice__fields_hash(ke - ks, b[ks])] : 0xff;
 		for (; k != 0xff; k = f->next[k]) {
 			const char *key = f->keys[k];
 			uint32_t m = 0, l = f->len[k];

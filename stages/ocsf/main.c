@@ -173,8 +173,23 @@ typedef struct {
 	uint32_t n;
 } map;
 
-SLUICE__INLINE void put(cursor *w, const void *s, uint32_t n) {
-	memcpy(w->p, s, n);
+/* put copies up to 16 bytes with fixed-size moves (two that may overlap,
+ * reading only the n source bytes): memory.copy is a call out of the
+ * module's code, and most values are short. */
+SLUICE__INLINE void put(cursor *w, const void *src, uint32_t n) {
+	const uint8_t *s = src;
+	uint8_t *d = w->p;
+	if (n >= 8 && n <= 16) {
+		uint64_t a, b;
+		memcpy(&a, s, 8), memcpy(&b, s + n - 8, 8);
+		memcpy(d, &a, 8), memcpy(d + n - 8, &b, 8);
+	} else if (n >= 4 && n < 8) {
+		uint32_t a, b;
+		memcpy(&a, s, 4), memcpy(&b, s + n - 4, 4);
+		memcpy(d, &a, 4), memcpy(d + n - 4, &b, 4);
+	} else if (n < 4) {
+		if (n > 0) d[0] = s[0], d[n / 2] = s[n / 2], d[n - 1] = s[n - 1];
+	} else memcpy(d, s, n);
 	w->p += n;
 }
 SLUICE__INLINE void put_strhdr(cursor *w, uint32_t n) {
