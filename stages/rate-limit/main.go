@@ -42,6 +42,7 @@ type bucket struct {
 	first      time.Time // first suppression since the last summary
 	lastSup    time.Time
 	keyVals    []string // the key fields' values, as text
+	key        string   // its key in buckets
 	host, src  string
 	gadget     string
 }
@@ -135,7 +136,10 @@ func limit(ev *sluice.Event, out *sluice.Output) {
 		}
 		key = keyBuf
 	}
-	b, ok := buckets[string(key)]
+	b, ok := cached(key)
+	if !ok {
+		b, ok = buckets[string(key)]
+	}
 	if !ok {
 		if len(buckets) >= maxKeys {
 			evict(out)
@@ -144,7 +148,11 @@ func limit(ev *sluice.Event, out *sluice.Output) {
 		for _, f := range keyFields {
 			b.keyVals = append(b.keyVals, string(appendText(nil, ev.Get(f))))
 		}
-		buckets[string(key)] = b
+		b.key = string(key)
+		buckets[b.key] = b
+	}
+	if !ok || recent[slot(key)].b != b {
+		recent[slot(key)] = recentKey{b.key, b}
 	}
 	refill(b, batchNs)
 	if b.tokens >= 1 {
@@ -164,6 +172,32 @@ func limit(ev *sluice.Event, out *sluice.Output) {
 	keepString(&b.src, ev.StringBytes("source"))
 	keepString(&b.gadget, ev.StringBytes("gadget"))
 	dropped.Inc()
+}
+
+// recent remembers the buckets of the last keys by a hash of their first
+// byte and length: a map lookup hashes the whole key, which in Go's Wasm
+// code costs more than comparing it with one remembered key. Cleared
+// whenever a bucket is deleted.
+var recent [16]recentKey
+
+type recentKey struct {
+	key string
+	b   *bucket
+}
+
+func slot(key []byte) int {
+	if len(key) == 0 {
+		return 0
+	}
+	return (len(key)*7 + int(key[0])) & (len(recent) - 1)
+}
+
+func cached(key []byte) (*bucket, bool) {
+	r := &recent[slot(key)]
+	if r.b != nil && r.key == string(key) {
+		return r.b, true
+	}
+	return nil, false
 }
 
 // keepString sets *dst to s, copying only when it changed: the events of one
@@ -189,6 +223,7 @@ func refillAll(now int64) {
 		refill(b, now)
 		if b.tokens >= burst && b.suppressed == 0 {
 			delete(buckets, k)
+			recent = [len(recent)]recentKey{}
 		}
 	}
 }
@@ -211,6 +246,7 @@ func evict(out *sluice.Output) {
 		emitSummary(oldest, out)
 	}
 	delete(buckets, oldestKey)
+	recent = [len(recent)]recentKey{}
 }
 
 func emitSummary(b *bucket, out *sluice.Output) {
