@@ -38,6 +38,7 @@ type params struct {
 type bucket struct {
 	tokens     float64
 	last       int64 // of the last refill, ns since the epoch (time.Time's arithmetic costs more in Wasm)
+	seen       int64 // of the key's last event (refills move last, not seen)
 	suppressed int64
 	first      time.Time // first suppression since the last summary
 	lastSup    time.Time
@@ -62,6 +63,9 @@ func init() {
 	dropped = sluice.NewCounter("suppressed")
 	summaries = sluice.NewCounter("summaries")
 	sluice.OnInit(func(p sluice.Params) error {
+		// A fresh instance starts from these anyway; reset them for a
+		// second init in the same process (the native tests).
+		keyFields, maxKeys, buckets, recent = []string{"comm"}, 10000, map[string]*bucket{}, [len(recent)]recentKey{}
 		var cfg params
 		if err := p.Decode(&cfg); err != nil {
 			return err
@@ -155,6 +159,7 @@ func limit(ev *sluice.Event, out *sluice.Output) {
 		recent[slot(key)] = recentKey{b.key, b}
 	}
 	refill(b, batchNs)
+	b.seen = batchNs
 	if b.tokens >= 1 {
 		b.tokens--
 		if b.suppressed > 0 {
@@ -238,7 +243,7 @@ func evict(out *sluice.Output) {
 	var oldestKey string
 	var oldest *bucket
 	for k, b := range buckets {
-		if oldest == nil || b.last < oldest.last {
+		if oldest == nil || b.seen < oldest.seen {
 			oldestKey, oldest = k, b
 		}
 	}
