@@ -44,15 +44,16 @@ var defaultPatterns = []string{
 }
 
 var (
-	fields   = []string{"args"}
-	patterns []*regexp.Regexp
-	pf       *prefilter // which patterns may match a string (prefilter.go): most need none
-	globs    bool       // fields or drop hold glob patterns: walk every field
-	flags    = map[string]bool{"--password": true, "--passwd": true, "--token": true, "--secret": true, "--api-key": true}
-	flagLens uint64 // bit n set when a flag is n bytes long (n < 64): most arguments need no map lookup
-	drops    []string
-	mask     = "****"
-	masked   *sluice.Counter
+	fields    = []string{"args"}
+	patterns  []*regexp.Regexp
+	pf        *prefilter // which patterns may match a string (prefilter.go): most need none
+	globs     bool       // fields or drop hold glob patterns: walk every field
+	flags     = map[string]bool{"--password": true, "--passwd": true, "--token": true, "--secret": true, "--api-key": true}
+	flagLens  uint64    // bit n set when a flag is n bytes long (n < 64)
+	flagFirst [256]bool // the first bytes of the flags
+	drops     []string
+	mask      = "****"
+	masked    *sluice.Counter
 )
 
 func init() {
@@ -91,9 +92,12 @@ func init() {
 				flags[f] = true
 			}
 		}
-		flagLens = 0
+		flagLens, flagFirst = 0, [256]bool{}
 		for f := range flags {
 			flagLens |= 1 << min(len(f), 63)
+			if f != "" {
+				flagFirst[f[0]] = true
+			}
 		}
 		drops = cfg.Drop
 		for _, f := range append(append([]string(nil), fields...), drops...) {
@@ -107,15 +111,19 @@ func init() {
 	sluice.Map(redact)
 }
 
-// isFlag reports whether b is one of the flags.
+// isFlag reports whether b is one of the flags: most arguments differ in
+// length or first byte from every flag and need no map lookup.
 func isFlag(b []byte) bool {
-	return flagLens&(1<<min(len(b), 63)) != 0 && flags[string(b)]
+	return len(b) > 0 && flagFirst[b[0]] && flagLens&(1<<min(len(b), 63)) != 0 && flags[string(b)]
 }
 
 // mayMatch reports whether some pattern matches b, running only those the
 // prefilter leaves.
 func mayMatch(b []byte) bool {
 	c := pf.candidates(b)
+	if c == 0 {
+		return false
+	}
 	for i, re := range patterns {
 		if c&patternBit(i) != 0 && re.Match(b) {
 			return true
@@ -211,7 +219,11 @@ func redactField(ev *sluice.Event, name string) {
 	case sluice.TypeArray:
 		// Nothing to do, and nothing copied, unless a flag or a pattern hits.
 		hit, prevFlag := false, false
-		for el := range v.Elems() {
+		for it := v.Iter(); ; {
+			el, ok := it.Next()
+			if !ok {
+				break
+			}
 			b, _ := el.StringBytes()
 			if prevFlag || mayMatch(b) {
 				hit = true

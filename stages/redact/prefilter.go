@@ -29,6 +29,7 @@ type prefilter struct {
 	lits   [256][]string // the literals (lower case) by first byte (lower case)
 	masks  [256][]uint64 // the patterns each literal stands for, as lits
 	n      int           // patterns
+	minLen int           // the shortest literal: a shorter string holds none
 }
 
 // patternBit is the bit of pattern i in a candidate mask; patterns past
@@ -64,6 +65,9 @@ func newPrefilter(patterns []string) (*prefilter, error) {
 			continue
 		}
 		for _, l := range lits {
+			if p.minLen == 0 || len(l) < p.minLen {
+				p.minLen = len(l)
+			}
 			c := l[0]
 			p.first[c] = true
 			p.first[upper(c)] = true
@@ -106,48 +110,67 @@ func (p *prefilter) mayMatch(s []byte) bool { return p.candidates(s) != 0 }
 // candidates returns the patterns that might match s, as a mask of
 // patternBit: a pattern not in it does not match s.
 func (p *prefilter) candidates(s []byte) uint64 {
-	found := p.always
-	all := patternBit(p.n) - 1
-	if p.n > 63 {
-		all = ^uint64(0)
+	if len(s) < p.minLen && !p.all {
+		// Shorter than every literal: no pattern matches (a non-ASCII
+		// text takes at least as many bytes as the ASCII it folds to).
+		return 0
 	}
-	for i := 0; i < len(s); i++ {
+	found := p.always
+	for i := 0; i < len(s); {
 		// Eight bytes a round while none is hot: in Go's Wasm code a
 		// loop iteration costs more than a table lookup.
-		for i+8 <= len(s) && p.hot[s[i]]|p.hot[s[i+1]]|p.hot[s[i+2]]|p.hot[s[i+3]]|
+		if i+8 <= len(s) && p.hot[s[i]]|p.hot[s[i+1]]|p.hot[s[i+2]]|p.hot[s[i+3]]|
 			p.hot[s[i+4]]|p.hot[s[i+5]]|p.hot[s[i+6]]|p.hot[s[i+7]] == 0 {
 			i += 8
-		}
-		if i >= len(s) {
-			break
-		}
-		c := s[i]
-		if c >= 0x80 {
-			return all
-		}
-		if !p.first[c] {
 			continue
 		}
-		// Most first bytes are common letters: the byte after them rules
-		// out most of those too.
-		lc := lower(c)
-		if !p.short[c] {
-			if i+1 == len(s) {
-				break
-			}
-			pair := int(lc)<<8 | int(lower(s[i+1]))
-			if p.pairs[pair>>3]&(1<<(pair&7)) == 0 {
+		for end := min(i+8, len(s)); i < end; i++ {
+			c := s[i]
+			if p.hot[c] == 0 {
 				continue
 			}
-		}
-		for k, l := range p.lits[lc] {
-			if len(l) <= len(s)-i && hasFoldPrefix(s[i:], l) {
-				found |= p.masks[lc][k]
+			if c >= 0x80 {
+				if p.n > 63 {
+					return ^uint64(0)
+				}
+				return patternBit(p.n) - 1
 			}
+			// Most first bytes are common letters: the byte after them
+			// rules out most of those too.
+			if !p.short[c] {
+				if i+1 == len(s) {
+					continue
+				}
+				pair := int(lowerTab[c])<<8 | int(lowerTab[s[i+1]])
+				if p.pairs[pair>>3]&(1<<(pair&7)) == 0 {
+					continue
+				}
+			}
+			found |= p.at(s, i)
 		}
 	}
 	return found
 }
+
+// at returns the patterns whose literals start at s[i].
+func (p *prefilter) at(s []byte, i int) uint64 {
+	var found uint64
+	lc := lowerTab[s[i]]
+	for k, l := range p.lits[lc] {
+		if len(l) <= len(s)-i && hasFoldPrefix(s[i:], l) {
+			found |= p.masks[lc][k]
+		}
+	}
+	return found
+}
+
+// lowerTab maps ASCII capitals to lower case and every other byte to itself.
+var lowerTab = func() (t [256]byte) {
+	for c := range 256 {
+		t[c] = lower(byte(c))
+	}
+	return t
+}()
 
 // hasFoldPrefix reports whether s starts with lit (lower case), ASCII
 // case-insensitively.

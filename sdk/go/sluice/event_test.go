@@ -3,10 +3,13 @@
 package sluice
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
 func TestEventGetters(t *testing.T) {
@@ -174,6 +177,40 @@ func TestWriterNested(t *testing.T) {
 		}
 		if w.Bytes()[0] != 0x89 {
 			t.Errorf("round %d: header %#x, want fixmap of 9", round, w.Bytes()[0])
+		}
+	}
+}
+
+// Iter yields what Elems does, on every value of the oracle and on
+// truncations of a list.
+func TestIterMatchesElems(t *testing.T) {
+	lists := [][]byte{
+		codec.AppendString(codec.AppendInt(codec.AppendArrayHeader(nil, 2), 7), "x"),
+		codec.AppendArrayHeader(nil, 0),
+		codec.AppendString(nil, "not a list"),
+	}
+	long := codec.AppendArrayHeader(nil, 20)
+	for i := range 20 {
+		long = codec.AppendString(long, strings.Repeat("a", i))
+	}
+	lists = append(lists, long)
+	for n := range len(long) {
+		lists = append(lists, long[:n])
+	}
+	for _, b := range lists {
+		var want, got []string
+		for el := range RawValue(b).Elems() {
+			want = append(want, string(el.Raw()))
+		}
+		for it := RawValue(b).Iter(); ; {
+			el, ok := it.Next()
+			if !ok {
+				break
+			}
+			got = append(got, string(el.Raw()))
+		}
+		if strings.Join(want, "|") != strings.Join(got, "|") || len(want) != len(got) {
+			t.Errorf("% x: Iter yields %q, Elems %q", b, got, want)
 		}
 	}
 }
