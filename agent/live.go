@@ -166,10 +166,9 @@ type sourceInstance struct {
 // before the gadget loads (it may set its parameters) and starts once the
 // gadget is attached. On failure nothing stays loaded.
 func (a *Agent) openSource(ctx context.Context, sp *sourcePlan, seq *atomic.Uint64) (*sourceInstance, error) {
-	g, err := sources.NewGadget(sp.spec, sources.GadgetConfig{
-		Source: sp.name, Host: sp.host, Params: sp.params, BufferSize: int(sp.block.BufferSize),
-		Logger: a.log, Seq: seq,
-	})
+	cfg := gadgetConfig(sp.block, sp.host, sp.params, a.log)
+	cfg.Seq = seq
+	g, err := sources.NewGadget(sp.spec, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start source %q: %w", sp.name, err)
 	}
@@ -240,7 +239,7 @@ var _ pipeline.Source = (*liveSource)(nil)
 func (a *Agent) newLiveSource(sp *sourcePlan, si *sourceInstance, seq *atomic.Uint64) *liveSource {
 	return &liveSource{
 		a: a, plan: sp, seq: seq, cur: si,
-		restarts: a.metrics.Counter(MetricSourceRestarts, "Times a failed source was loaded again.", "name", sp.name),
+		restarts: a.metrics.Component("source", sp.name).Counter(MetricSourceRestarts, "Times a failed source was loaded again."),
 		errs:     a.metrics.Component("source", sp.name).Errors,
 		log:      a.log.With("source", sp.name, "gadget", sp.spec.Name),
 	}
@@ -268,11 +267,19 @@ func (ls *liveSource) Run(ctx context.Context, out pipeline.Emitter) error {
 	for {
 		started := time.Now()
 		err := ls.cur.run(ctx, out)
+		// A gadget whose outputs are iterators with a number of runs (or
+		// one snapshot) ends on its own: done, not failed.
+		finished := err == nil && ls.cur.g.Finished()
 		ls.cur.close(ctx)
 		ls.a.mu.Lock()
 		ls.cur = nil
 		ls.a.mu.Unlock()
 		if ctx.Err() != nil {
+			h.set("source", ls.plan.name, stateStopped, "")
+			return nil
+		}
+		if finished {
+			ls.log.Info("source finished: its iterators took all their snapshots")
 			h.set("source", ls.plan.name, stateStopped, "")
 			return nil
 		}
@@ -332,6 +339,9 @@ type liveStage struct {
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
 }
+
+// ErrorKinds are a Wasm stage's (pipeline.ErrorKindsReporter).
+func (ls *liveStage) ErrorKinds() []string { return wasmstages.ErrorKinds() }
 
 // watch starts the goroutine that follows the stage's module file, if the
 // stage asks for it, until ctx ends or unwatch. The agent owns it.

@@ -193,8 +193,18 @@ func newSinkPlan(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, c
 	sp := &sinkPlan{name: s.Name, kind: s.Type, block: s}
 	switch s.Type {
 	case "stdout":
+		keys, err := sinks.ParseSortKeys(s.Stdout.Sort)
+		if err != nil {
+			return nil, fmt.Errorf("stdout sink %q: %w", s.Name, err)
+		}
+		opts := sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas, Sort: keys, MaxRows: s.Stdout.MaxRows, Redraw: s.Stdout.Redraw}
+		// Settings the schemas decide (a sort key no output has) fail
+		// here, in the plan, not when the agent starts.
+		if _, err := sinks.NewStdout(s.Name, io.Discard, opts); err != nil {
+			return nil, err
+		}
 		sp.open = func(context.Context, *pipeline.Registry, *slog.Logger) (pipeline.Sink, error) {
-			return sinks.NewStdout(s.Name, stdout, sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas})
+			return sinks.NewStdout(s.Name, stdout, opts)
 		}
 		// The schemas decide the table's columns.
 		sp.fp = fingerprint(s, schemaNames(schemas))

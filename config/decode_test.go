@@ -99,8 +99,17 @@ source "gadget" "exec" {
   event_type  = "event"
   map         = "rb"
   buffer_size = "8MiB"
+  interval    = "10s"
+  runs        = 3
+  ifaces      = ["veth0", "eth1"]
+  netns       = ["/run/netns/blue"]
+  sample_frequency = 99
 }
-sink "stdout" "console" { format = "table" }
+sink "stdout" "console" {
+  format   = "table"
+  sort     = "-bytes,pid"
+  max_rows = 20
+}
 pipeline "security" {
   sources = [source.gadget.exec]
   sinks   = [sink.stdout.console]
@@ -131,10 +140,11 @@ pipeline "security" {
 						{Name: "ratio", Value: "0.5"},
 					},
 					EventType: "event", Map: "rb", BufferSize: 8 << 20,
+					Interval: 10 * time.Second, Runs: 3, Ifaces: []string{"veth0", "eth1"}, NetNS: []string{"/run/netns/blue"}, SampleFrequency: 99,
 				}},
 				Sinks: []*Sink{{
 					Type: "stdout", Name: "console", Ref: "sink.stdout.console",
-					Stdout: &StdoutSink{Format: "table"},
+					Stdout: &StdoutSink{Format: "table", Sort: "-bytes,pid", MaxRows: 20},
 				}},
 				Pipelines: []*Pipeline{{
 					Name:    "security",

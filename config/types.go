@@ -103,6 +103,22 @@ type Source struct {
 	// built-in name; "" = none, or the module of the gadget's image.
 	Wasm      string
 	WasmRange hcl.Range
+	// Interval is how often the gadget's iterators take a snapshot (0:
+	// once, at start) and its map iterators drain (0: every second).
+	Interval      time.Duration
+	IntervalRange hcl.Range
+	// Runs stops the iterators and map iterators after that many
+	// snapshots; 0 = until the agent stops.
+	Runs int
+	// Ifaces are the interfaces TC classifier programs attach to.
+	Ifaces []string
+	// NetNS are network namespace paths (/run/netns/x, /proc/PID/ns/net)
+	// socket filters, TC classifiers and socket iterators work in; none =
+	// the host's.
+	NetNS []string
+	// SampleFrequency is the per-CPU rate of perf_event programs, in Hz;
+	// 0 = 49.
+	SampleFrequency int
 }
 
 // Param is one entry of a source's params object.
@@ -132,6 +148,15 @@ type Sink struct {
 type StdoutSink struct {
 	// Format is json (one object per line) or table.
 	Format string
+	// Sort orders the rows of each snapshot (a gadget's iterators and map
+	// iterators) in table output: "-bytes,pid", descending with '-'.
+	Sort string
+	// MaxRows shows at most this many rows of each snapshot in table
+	// output; 0 shows all.
+	MaxRows int
+	// Redraw clears the screen before each snapshot in table output (set
+	// by `sluice run` on a terminal; not an attribute).
+	Redraw bool
 }
 
 // Pipeline is a `pipeline "<name>"` block: sources feed one bounded queue

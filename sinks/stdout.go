@@ -23,6 +23,15 @@ type StdoutOptions struct {
 	// the config. With exactly one, the table has a column per field; with
 	// several, it has common columns and the rest as key=value details.
 	Schemas []*pipeline.Schema
+	// Sort orders the rows of each snapshot (iterators, toppers) in table
+	// output; none keeps the gadget's order.
+	Sort []SortKey
+	// MaxRows shows at most this many rows of each snapshot in table
+	// output; 0 shows all.
+	MaxRows int
+	// Redraw clears the screen before each snapshot in table output, so a
+	// terminal shows the latest one in place, as top does.
+	Redraw bool
 }
 
 // Stdout writes events to a terminal or pipe. It is safe for concurrent use.
@@ -31,6 +40,7 @@ type Stdout struct {
 	format string
 	w      io.Writer
 	table  *tableLayout
+	frames *framer // table output of snapshot events
 
 	mu         sync.Mutex
 	buf        []byte
@@ -46,7 +56,11 @@ func NewStdout(name string, w io.Writer, opts StdoutOptions) (*Stdout, error) {
 	case "", "json":
 		s.format = "json"
 	case "table":
+		if err := checkSortKeys(opts.Schemas, opts.Sort); err != nil {
+			return nil, fmt.Errorf("stdout sink %q: %w", name, err)
+		}
 		s.table = newTableLayout(opts.Schemas)
+		s.frames = newFramer(opts)
 	default:
 		return nil, fmt.Errorf("stdout sink %q: unknown format %q (want json or table)", name, opts.Format)
 	}
@@ -65,7 +79,12 @@ func (s *Stdout) Write(_ context.Context, batch []pipeline.Event) error {
 	for i := range batch {
 		ev := &batch[i]
 		var err error
-		if s.table != nil {
+		if s.table != nil && isSnapshotEvent(ev) {
+			n := len(buf)
+			if buf, err = s.frames.add(buf, ev); len(buf) > n {
+				s.headerDone = false // rows of other streams get their header again
+			}
+		} else if s.table != nil {
 			if !s.headerDone {
 				buf = s.table.appendHeader(buf)
 				s.headerDone = true
@@ -91,8 +110,22 @@ func (s *Stdout) Write(_ context.Context, batch []pipeline.Event) error {
 	return firstErr
 }
 
-// Close flushes nothing (every Write is complete) and returns nil.
-func (s *Stdout) Close(context.Context) error { return nil }
+// Close draws the snapshots still incomplete (rows a stage dropped never
+// come); everything else was written by Write.
+func (s *Stdout) Close(context.Context) error {
+	if s.frames == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	buf, err := s.frames.flush(s.buf[:0])
+	if len(buf) > 0 {
+		if _, werr := s.w.Write(buf); werr != nil && err == nil {
+			err = fmt.Errorf("stdout sink %q: write: %w", s.name, werr)
+		}
+	}
+	return err
+}
 
 // tableLayout decides the table's columns.
 type tableLayout struct {
@@ -115,7 +148,7 @@ func hiddenInTable(name string) bool {
 	case "time", "host", "gadget", "seq", "timestamp", "mntns_id", "netns_id":
 		return true
 	}
-	return strings.HasSuffix(name, "_raw")
+	return strings.HasSuffix(name, "_raw") || strings.Contains(name, "_raw.")
 }
 
 func newTableLayout(schemas []*pipeline.Schema) *tableLayout {
@@ -123,7 +156,7 @@ func newTableLayout(schemas []*pipeline.Schema) *tableLayout {
 	if len(schemas) == 1 {
 		// One stream: every row has the same source, so no column for it.
 		for _, f := range schemas[0].Fields {
-			if hiddenInTable(f.Name) || f.Name == "source" {
+			if f.Hidden || hiddenInTable(f.Name) || f.Name == "source" {
 				continue
 			}
 			w := max(f.Width, len(f.Name))
@@ -180,7 +213,7 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 	var fieldErr error
 	err := codec.Each(ev.Data, func(key, value []byte) bool {
 		name := string(key)
-		if hiddenInTable(name) || t.isColumn(name) || (!t.details && ev.Schema.HasField(name)) {
+		if hiddenInTable(name) || t.isColumn(name) || (!t.details && ev.Schema.HasField(name)) || schemaHides(ev.Schema, name) {
 			return true
 		}
 		text, err := valueText(value)
@@ -204,6 +237,17 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 		return buf[:start], err
 	}
 	return append(bytes.TrimRight(buf, " "), '\n'), nil
+}
+
+// schemaHides reports a field the stream's schema marks hidden (a raw
+// number beside its rendering, a gadget's columns.hidden annotation).
+func schemaHides(s *pipeline.Schema, name string) bool {
+	for i := range s.Fields {
+		if s.Fields[i].Name == name {
+			return s.Fields[i].Hidden
+		}
+	}
+	return false
 }
 
 func appendCell(buf []byte, text string, width int, last bool) []byte {

@@ -12,19 +12,19 @@ func TestOCSFParity(t *testing.T) {
 	events := []pipelineEvent{
 		envelope("trace_exec", 1,
 			kv{"timestamp", "2026-01-02T03:04:05.123456789Z"}, kv{"mntns_id", 4026531832}, kv{"pid", 16588}, kv{"ppid", 16524},
-			kv{"uid", 1000}, kv{"uid_name", "alice"}, kv{"gid", 1000}, kv{"gid_name", "alice"}, kv{"comm", "sh"},
+			kv{"uid", 1000}, kv{"user", "alice"}, kv{"gid", 1000}, kv{"gid_name", "alice"}, kv{"comm", "sh"},
 			kv{"filename", "/usr/bin/sh"}, kv{"ret", 0}, kv{"ret_error", ""}, kv{"args", []string{"sh", "-c", "echo hi"}}),
 		// A failed exec, empty args in the middle, a path ending in /.
 		envelope("trace_exec", 2, kv{"pid", 1}, kv{"ppid", 0}, kv{"uid", 0}, kv{"comm", "x"}, kv{"filename", "/opt/dir/"},
 			kv{"ret", -2}, kv{"ret_error", "ENOENT"}, kv{"args", []string{"", "a", "", "b"}}),
-		// Fields missing: no args, no uid_name, no ret.
+		// Fields missing: no args, no user, no ret.
 		envelope("trace_exec", 3, kv{"comm", "y"}),
-		envelope("trace_open", 4, kv{"pid", 7}, kv{"uid", 0}, kv{"uid_name", "root"}, kv{"comm", "cat"}, kv{"path", "/etc/shadow"},
+		envelope("trace_open", 4, kv{"pid", 7}, kv{"uid", 0}, kv{"user", "root"}, kv{"comm", "cat"}, kv{"path", "/etc/shadow"},
 			kv{"flags", "O_RDONLY"}, kv{"mode", "----------"}, kv{"ret", -13}, kv{"ret_error", "EACCES"}, kv{"mntns_id", 1}),
 		envelope("trace_open", 5, kv{"pid", 8}, kv{"comm", "ls"}, kv{"path", "/"}, kv{"ret", 3}),
 		envelope("trace_tcpconnect", 6, kv{"pid", 9}, kv{"uid", 1000}, kv{"comm", "curl"}, kv{"family", "AF_INET6"},
-			kv{"saddr", "::1"}, kv{"sport", 40000}, kv{"daddr", "::1"}, kv{"dport", 443}),
-		envelope("trace_tcpconnect", 7, kv{"family", "AF_INET"}, kv{"saddr", "127.0.0.1"}, kv{"daddr", "10.0.0.1"}, kv{"dport", 80}),
+			kv{"saddr.addr", "::1"}, kv{"sport", 40000}, kv{"daddr.addr", "::1"}, kv{"dport", 443}),
+		envelope("trace_tcpconnect", 7, kv{"family", "AF_INET"}, kv{"user", "uid:4242"}, kv{"saddr.addr", "127.0.0.1"}, kv{"daddr.addr", "10.0.0.1"}, kv{"dport", 80}),
 		envelope("trace_signal", 8, kv{"sig", "SIGKILL"}),
 		// A time with an offset, a ret that is not a number.
 		{Data: encode(kv{"time", "2026-01-02T05:04:05.5+02:00"}, kv{"host", "h"}, kv{"source", "s"}, kv{"gadget", "trace_open"}, kv{"seq", 9}, kv{"ret", "x"}), Source: "s", Seq: 9},

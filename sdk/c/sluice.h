@@ -564,7 +564,7 @@ static void sluice_fail(const char *fmt, ...) {
 }
 
 /* Counters the stage defines: exported as
- * sluice_stage_guest_total{name="<stage>",counter="<name>"}.
+ * sluice_stage_guest_total{component="stage",name="<stage>",counter="<name>"}.
  * sluice_count only adds in guest memory; the SDK hands the sums to the
  * host once at the end of each call. */
 #ifndef SLUICE_MAX_COUNTERS

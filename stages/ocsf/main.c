@@ -55,13 +55,13 @@ enum {
 	F_SPORT,
 	F_TIME,
 	F_UID,
-	F_UID_NAME,
+	F_USER,
 	F_N
 };
 static const char *const field_keys[F_N] = {
 	[F_ARGS] = "args",
 	[F_COMM] = "comm",
-	[F_DADDR] = "daddr",
+	[F_DADDR] = "daddr.addr",
 	[F_DPORT] = "dport",
 	[F_FAMILY] = "family",
 	[F_FILENAME] = "filename",
@@ -77,13 +77,13 @@ static const char *const field_keys[F_N] = {
 	[F_PPID] = "ppid",
 	[F_RET] = "ret",
 	[F_RET_ERROR] = "ret_error",
-	[F_SADDR] = "saddr",
+	[F_SADDR] = "saddr.addr",
 	[F_SEQ] = "seq",
 	[F_SOURCE] = "source",
 	[F_SPORT] = "sport",
 	[F_TIME] = "time",
 	[F_UID] = "uid",
-	[F_UID_NAME] = "uid_name",
+	[F_USER] = "user",
 };
 static sluice_fields fields;
 static sluice_value fv[F_N];
@@ -292,8 +292,10 @@ SLUICE__INLINE void user(cursor *w) {
 	}
 	const char *name;
 	uint32_t nn;
-	str_of(fv[F_UID_NAME], &name, &nn);
-	if (nn > 0) key(w, &m, "name"), put_str(w, name, nn);
+	/* The decoder names the user beside the uid ("uid:N" when the host
+	 * has no name for it, which is no name). */
+	str_of(fv[F_USER], &name, &nn);
+	if (nn > 0 && !(nn >= 4 && eq(name, "uid:", 4))) key(w, &m, "name"), put_str(w, name, nn);
 	end(m);
 }
 

@@ -167,6 +167,24 @@ static void add(sluice_out *out, const sluice_event *ev, const char *name, uint3
 	sluice_emit_commit(out, (uint32_t)(p - start));
 }
 
+/* set replaces the value old (inside ev, whose map is well-formed to its
+ * end) with the str name: the entries around it in two copies, the key
+ * where it was. */
+static void set(sluice_out *out, const sluice_event *ev, sluice_value old, const char *name, uint32_t len) {
+	uint32_t head = (uint32_t)(old.p - ev->raw.p), tail = ev->raw.len - head - old.len;
+	uint8_t *start = sluice_emit_reserve(out, ev, head + 5 + len + tail);
+	if (!start) return; /* out of memory: the call fails with it */
+	uint8_t *p = start;
+	memcpy(p, ev->raw.p, head), p += head;
+	if (len <= 31) *p++ = (uint8_t)(0xa0 | len);
+	else if (len <= 0xff) *p++ = 0xd9, *p++ = (uint8_t)len;
+	else if (len <= 0xffff) *p++ = 0xda, *p++ = (uint8_t)(len >> 8), *p++ = (uint8_t)len;
+	else *p++ = 0xdb, *p++ = (uint8_t)(len >> 24), *p++ = (uint8_t)(len >> 16), *p++ = (uint8_t)(len >> 8), *p++ = (uint8_t)len;
+	memcpy(p, name, len), p += len;
+	memcpy(p, old.p + old.len, tail), p += tail;
+	sluice_emit_commit(out, (uint32_t)(p - start));
+}
+
 static void users_event(sluice_event *ev, sluice_out *out) {
 	uint64_t uid;
 	sluice_value v[2];
@@ -188,8 +206,11 @@ static void users_event(sluice_event *ev, sluice_out *out) {
 		}
 		name = unknown, len = unknown_len;
 	}
-	if (whole && fields.n == 2 && !sluice_exists(v[1])) {
-		add(out, ev, name, len); /* the common case: a new field */
+	if (whole && fields.n == 2) {
+		/* The common cases: a new field, or the decoder's own user
+		 * field (the uid's name on the host the gadget ran on). */
+		if (!sluice_exists(v[1])) add(out, ev, name, len);
+		else set(out, ev, v[1], name, len);
 		return;
 	}
 	const char *const skip[] = {target};
