@@ -15,14 +15,15 @@ import (
 )
 
 // execEvents returns n trace_exec-shaped events (19 fields, comm the
-// fifteenth, as the decoder lays them out) whose comm cycles through comms.
+// fifteenth, user the uid's name as the decoder lays them out) whose comm
+// cycles through comms.
 func execEvents(n int, comms ...string) []pipeline.Event {
 	out := make([]pipeline.Event, n)
 	for i := range out {
 		c := comms[i%len(comms)]
 		out[i] = envelope("trace_exec", i+1,
 			kv{"timestamp", "2026-01-02T03:04:05.123456789Z"}, kv{"timestamp_raw", 1670079468483},
-			kv{"mntns_id", 4026531832}, kv{"pid", 16588}, kv{"ppid", 16524}, kv{"uid", 1000}, kv{"uid_name", "alice"},
+			kv{"mntns_id", 4026531832}, kv{"pid", 16588}, kv{"ppid", 16524}, kv{"uid", 1000}, kv{"user", "alice"},
 			kv{"gid", 1000}, kv{"gid_name", "alice"}, kv{"comm", c}, kv{"filename", "/bin/" + c}, kv{"ret", 0},
 			kv{"ret_error", ""}, kv{"args", []string{c, "-c", "some args"}},
 		)
@@ -39,15 +40,24 @@ func BenchmarkExampleStages(b *testing.B) {
 	cases := []stageCase{
 		{"drop-comm", map[string]any{"comms": []string{"sh", "bash"}}, []int{1, 256, 1024}},
 		{"drop-comm-go", map[string]any{"comms": []string{"sh", "bash"}}, []int{1, 256, 1024}},
+		// The decoder's user field says alice already (the host's own
+		// name): the C stage passes the event on, the Go one sets it.
 		{"uid-to-user", map[string]any{"users": map[string]any{"1000": "alice"}}, []int{256}},
 		{"uid-to-user-go", map[string]any{"users": map[string]any{"1000": "alice"}}, []int{256}},
+		// A field the events lack: every event is enriched (a copy).
+		{"uid-to-user", map[string]any{"users": map[string]any{"1000": "alice"}, "target": "owner"}, []int{256}},
+		{"uid-to-user-go", map[string]any{"users": map[string]any{"1000": "alice"}, "target": "owner"}, []int{256}},
 		{"redact", nil, []int{256}},
 		{"rate-limit", map[string]any{"rate": 1e9, "burst": 1e9}, []int{256}},
 		{"ocsf", nil, []int{256}},
 		{"ocsf-go", nil, []int{256}},
 	}
 	for _, c := range withBaseline(cases, func(c stageCase) string { return c.stage }) {
-		b.Run(c.label, func(b *testing.B) {
+		label := c.label
+		if t, ok := c.C.params["target"]; ok {
+			label += fmt.Sprintf("/target=%v", t)
+		}
+		b.Run(label, func(b *testing.B) {
 			s := newStageFrom(b, c.C.stage, c.module, c.C.params)
 			for _, size := range c.C.sizes {
 				b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
@@ -151,7 +161,7 @@ func realisticExecs(n int) []pipeline.Event {
 		comm := path.Base(args[0])
 		out[i] = envelope("trace_exec", i+1,
 			kv{"timestamp", "2026-01-02T03:04:05.123456789Z"}, kv{"timestamp_raw", 1670079468483},
-			kv{"mntns_id", 4026531832}, kv{"pid", 16588 + i}, kv{"ppid", 16524}, kv{"uid", 1000}, kv{"uid_name", "alice"},
+			kv{"mntns_id", 4026531832}, kv{"pid", 16588 + i}, kv{"ppid", 16524}, kv{"uid", 1000}, kv{"user", "alice"},
 			kv{"gid", 1000}, kv{"gid_name", "alice"}, kv{"comm", comm}, kv{"filename", "/usr/bin/" + comm}, kv{"ret", 0},
 			kv{"ret_error", ""}, kv{"args", args},
 		)

@@ -209,7 +209,11 @@ static void users_event(sluice_event *ev, sluice_out *out) {
 	if (whole && fields.n == 2) {
 		/* The common cases: a new field, or the decoder's own user
 		 * field (the uid's name on the host the gadget ran on). */
+		const char *cur;
+		uint32_t curlen;
 		if (!sluice_exists(v[1])) add(out, ev, name, len);
+		else if (sluice_value_str(v[1], &cur, &curlen) && curlen == len && memcmp(cur, name, len) == 0)
+			sluice_keep(out, ev); /* it says so already: pass it on as it is */
 		else set(out, ev, v[1], name, len);
 		return;
 	}

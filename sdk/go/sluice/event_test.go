@@ -214,3 +214,46 @@ func TestIterMatchesElems(t *testing.T) {
 		}
 	}
 }
+
+// One field set where the event has it takes the splice (appendReplaced);
+// the result is the general path's, key order and all.
+func TestEventReplaceOneField(t *testing.T) {
+	raw := encodeEvent(t, kv{"time", "t"}, kv{"uid", 0}, kv{"user", "uid:0"}, kv{"comm", "sh"}, kv{"args", []string{"sh"}})
+	for _, c := range []struct {
+		name string
+		set  func(ev *Event)
+		keys []string
+		want map[string]any
+	}{
+		{"one set", func(ev *Event) { ev.SetString("user", "root") },
+			[]string{"time", "uid", "user", "comm", "args"}, map[string]any{"user": "root"}},
+		{"set twice", func(ev *Event) { ev.SetString("user", "x").SetString("user", "a much longer name than before") },
+			[]string{"time", "uid", "user", "comm", "args"}, map[string]any{"user": "a much longer name than before"}},
+		{"first field", func(ev *Event) { ev.SetInt("time", 7) },
+			[]string{"time", "uid", "user", "comm", "args"}, map[string]any{"time": int8(7)}},
+		{"last field", func(ev *Event) { ev.SetStrings("args", []string{"a", "b"}) },
+			[]string{"time", "uid", "user", "comm", "args"}, map[string]any{"args": []any{"a", "b"}}},
+		{"set and add (general path)", func(ev *Event) { ev.SetString("user", "root").SetInt("n", 1) },
+			[]string{"time", "uid", "user", "comm", "args", "n"}, map[string]any{"user": "root", "n": int8(1)}},
+	} {
+		ev := &Event{}
+		ev.reset(raw, 0, true, 0)
+		c.set(ev)
+		b, err := ev.appendEncoded(nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if diff := cmp.Diff(c.keys, keys(t, b)); diff != "" {
+			t.Errorf("%s: keys (-want +got):\n%s", c.name, diff)
+		}
+		got := decodeMap(t, b)
+		for k, v := range c.want {
+			if diff := cmp.Diff(v, got[k]); diff != "" {
+				t.Errorf("%s: %s (-want +got):\n%s", c.name, k, diff)
+			}
+		}
+		if got["comm"] != "sh" {
+			t.Errorf("%s: comm = %v", c.name, got["comm"])
+		}
+	}
+}
