@@ -106,6 +106,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzScan -fuzztime $(FUZZTIME) ./sdk/go/sluice
 	$(GO) test -run '^$$' -fuzz FuzzProcess -fuzztime $(FUZZTIME) ./sdk/go/sluice
 	$(GO) test -run '^$$' -fuzz FuzzParseResult -fuzztime $(FUZZTIME) ./wasmstages
+	$(GO) test -run '^$$' -fuzz FuzzWellFormedMap -fuzztime $(FUZZTIME) ./wasmstages
 	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./internal/interrupt
 	$(GO) test -run '^$$' -fuzz FuzzReadBinary -fuzztime $(FUZZTIME) ./wasmbpf
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./config
@@ -120,15 +121,15 @@ gadgets:
 check-gadgets: gadgets
 	git diff --exit-code -- gadgets/
 
-# Regenerates the committed example stages (examples/stages/*.wasm): Go ones
+# Regenerates the committed built-in stages (stages/*.wasm): Go ones
 # with the Go toolchain, C ones with clang-19 and wasi-libc (installed via apt
 # when missing).
 stages: test-stages-wasm wasm-bpf-apps
-	bash examples/stages/build.sh
+	bash stages/build.sh
 
-# Fails when a committed example stage differs from a fresh build.
+# Fails when a committed built-in stage differs from a fresh build.
 check-stages: check-test-stages-wasm check-wasm-bpf-apps
-	bash examples/stages/build.sh --check
+	bash stages/build.sh --check
 
 # Regenerates the host's own test guests (wasmstages/testdata/*.wasm: C
 # against the raw ABI, misbehaving on purpose, and one Go guest).

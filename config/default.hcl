@@ -49,8 +49,7 @@ source "gadget" "signal" {
 
 # Secrets in command lines (--password=..., tokens, keys, URL credentials)
 # are masked before events leave the host (redact is one of the built-in
-# example stages; see examples/stages and docs/stage-tutorial.md to write
-# your own). User and group names need no stage: the decoder adds user and
+# stages; see stages/ and docs/stage-tutorial.md to write your own). User and group names need no stage: the decoder adds user and
 # group from this host's passwd and group files.
 stage "wasm" "redact" {
   module = "redact"

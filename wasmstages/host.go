@@ -11,8 +11,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
-	"github.com/sluice-dev/sluice/internal/termsafe"
 	"github.com/sluice-dev/sluice/internal/interrupt"
+	"github.com/sluice-dev/sluice/internal/termsafe"
 	"github.com/sluice-dev/sluice/pipeline"
 )
 

@@ -20,8 +20,8 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/sluice-dev/sluice/internal/interrupt"
-	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/internal/jail"
+	"github.com/sluice-dev/sluice/pipeline"
 )
 
 // Stage is a Wasm stage: a pipeline.Stage that runs a module version's

@@ -1,12 +1,31 @@
 // Package interrupt rewrites a WebAssembly module so that the host can stop
 // a call into it cheaply. The module gets a fuel counter (one more mutable
-// global) that every function entry and every loop header decrements; each
+// global) that every loop header and every call site decrements; each
 // Period units the guest calls the host function ImportModule.ImportName
 // (one more import), which checks the call's deadline and traps the guest
 // (by panicking) once it has passed. Every non-terminating execution runs
 // loops or calls without bound, so every call reaches the host within
 // Period units of work. A bulk memory or table instruction, which can move
-// a whole memory at once, spends BulkCost units.
+// a whole memory at once, spends one unit plus one per BulkBytes bytes (or
+// table elements) it moves.
+//
+// Where the checks go is chosen for the code wazero's compiler makes of
+// them: its register allocator keeps a function's values in memory past
+// any call, down to the loops that follow, so the host call must stay away
+// from hot code. Calls are checked at the call site, right before a call
+// that spills registers anyway, rather than at every function's entry
+// (which made a loop after it reload its values on every iteration). A
+// loop is wrapped in a second one that holds the host call,
+//
+//	loop                   ;; outer: entered once, and again after each yield
+//	  if fuel <= 0: fuel = Period; call yield
+//	  loop                 ;; the original loop
+//	    fuel -= 1; br_if outer when fuel <= 0
+//	    body
+//
+// so the loop itself only decrements and branches. A bulk instruction only
+// spends its fuel; the next check yields. Loops that take parameters (a
+// type-index block type) keep a plain check, with the call inside.
 //
 // Two things make this necessary rather than clever. wazero's own
 // mechanism (RuntimeConfig.WithCloseOnContextDone) calls back into Go at
@@ -41,11 +60,15 @@ const (
 // calls to the host.
 const Period = 1024
 
-// BulkCost is the fuel a bulk memory or table instruction (memory.copy,
-// memory.fill, memory.init, table.copy, table.fill, table.init) spends:
-// one such instruction can move a whole memory, so at most Period/BulkCost
-// of them run between two calls to the host.
-const BulkCost = 64
+// BulkBytes is how many bytes (or table elements) a bulk memory or table
+// instruction (memory.copy, memory.fill, memory.init, table.copy,
+// table.fill, table.init) moves per unit of fuel, beyond the unit every
+// such instruction spends: one instruction can move a whole memory, so it
+// pays for what it moves, while the small copies compilers emit for
+// structs and strings cost about what a loop iteration does.
+const BulkBytes = 1 << bulkShift
+
+const bulkShift = 8
 
 // ErrUnsupported marks a module Rewrite cannot instrument (a feature or
 // encoding it does not know); it says nothing about whether the module is
@@ -57,6 +80,7 @@ const (
 	secCustom  = 0
 	secType    = 1
 	secImport  = 2
+	secFunc    = 3
 	secGlobal  = 6
 	secExport  = 7
 	secStart   = 8
@@ -64,9 +88,11 @@ const (
 	secCode    = 10
 )
 
-// Stats says what Rewrite instrumented.
+// Stats says what Rewrite instrumented: the functions it read, the call
+// sites, the loops (Peeled of them wrapped so that the host call stays out
+// of the loop) and the bulk instructions.
 type Stats struct {
-	Functions, Loops, Bulk int
+	Functions, Calls, Loops, Peeled, Bulk int
 }
 
 type section struct {
@@ -78,9 +104,12 @@ type section struct {
 type rewriter struct {
 	importedFuncs uint32 // function imports before ours: our import's index
 	yieldType     uint32
-	fuel          uint32 // the fuel global's index
-	check         []byte // the instructions inserted at entries and loops
-	bulkCheck     []byte // the same, spending BulkCost, before bulk instructions
+	fuel          uint32   // the fuel global's index
+	typeParams    []uint32 // the number of parameters of each type
+	funcTypes     []uint32 // the type of each defined function
+	check         []byte   // spend one unit, yield when the fuel is out
+	yieldIfOut    []byte   // an outer loop's head: yield when the fuel is out
+	spend         []byte   // a peeled loop's head: spend one unit, br_if 1 when out
 	stats         Stats
 }
 
@@ -132,7 +161,9 @@ func rewrite(module []byte) ([]byte, Stats, error) {
 		var err error
 		switch s.id {
 		case secType:
-			types, yieldType, err = scanTypes(s.body)
+			types, yieldType, rw.typeParams, err = scanTypes(s.body)
+		case secFunc:
+			rw.funcTypes, err = scanFunctions(s.body)
 		case secImport:
 			rw.importedFuncs, importedGlobals, err = scanImports(s.body)
 		case secGlobal:
@@ -150,8 +181,9 @@ func rewrite(module []byte) ([]byte, Stats, error) {
 		rw.yieldType = types
 	}
 	rw.fuel = importedGlobals + definedGlobals
-	rw.check = checkCode(rw.fuel, rw.importedFuncs, 1)
-	rw.bulkCheck = checkCode(rw.fuel, rw.importedFuncs, BulkCost)
+	rw.check = checkCode(rw.fuel, rw.importedFuncs)
+	rw.yieldIfOut = yieldCode(rw.fuel, rw.importedFuncs)
+	rw.spend = spendCode(rw.fuel)
 
 	// Second pass: write the sections, adding ours in their place.
 	out := make([]byte, 0, len(module)+len(module)/8+64)
@@ -242,21 +274,28 @@ func rewrite(module []byte) ([]byte, Stats, error) {
 	return out, rw.stats, nil
 }
 
-// checkCode is the sequence inserted at function entries and loop headers
-// (cost 1) and before bulk instructions (cost BulkCost):
+// checkCode spends one unit of fuel and yields when it is out: before a
+// call, and at the head of a loop that cannot be peeled.
 //
-//	global.get fuel; i32.const cost; i32.sub; global.set fuel
+//	global.get fuel; i32.const 1; i32.sub; global.set fuel
 //	global.get fuel; i32.const 0; i32.le_s
 //	if; i32.const Period; global.set fuel; call yield; end
-func checkCode(fuel, yield uint32, cost int64) []byte {
+func checkCode(fuel, yield uint32) []byte {
 	g := binary.AppendUvarint(nil, uint64(fuel))
 	b := append([]byte{0x23}, g...)
-	b = append(b, 0x41)
-	b = appendSLEB(b, cost)
-	b = append(b, 0x6b, 0x24)
+	b = append(b, 0x41, 0x01, 0x6b, 0x24)
 	b = append(b, g...)
-	b = append(b, 0x23)
-	b = append(b, g...)
+	return append(b, yieldCode(fuel, yield)...)
+}
+
+// yieldCode yields when the fuel is out, spending nothing: the head of
+// the outer loop of a peeled loop.
+//
+//	global.get fuel; i32.const 0; i32.le_s
+//	if; i32.const Period; global.set fuel; call yield; end
+func yieldCode(fuel, yield uint32) []byte {
+	g := binary.AppendUvarint(nil, uint64(fuel))
+	b := append([]byte{0x23}, g...)
 	b = append(b, 0x41, 0x00, 0x4c, 0x04, 0x40, 0x41)
 	b = appendSLEB(b, Period)
 	b = append(b, 0x24)
@@ -264,6 +303,40 @@ func checkCode(fuel, yield uint32, cost int64) []byte {
 	b = append(b, 0x10)
 	b = binary.AppendUvarint(b, uint64(yield))
 	return append(b, 0x0b)
+}
+
+// spendCode spends one unit and leaves for the outer loop (label 1) when
+// the fuel is out: the head of a peeled loop.
+//
+//	global.get fuel; i32.const 1; i32.sub; global.set fuel
+//	global.get fuel; i32.const 0; i32.le_s; br_if 1
+func spendCode(fuel uint32) []byte {
+	g := binary.AppendUvarint(nil, uint64(fuel))
+	b := append([]byte{0x23}, g...)
+	b = append(b, 0x41, 0x01, 0x6b, 0x24)
+	b = append(b, g...)
+	b = append(b, 0x23)
+	b = append(b, g...)
+	return append(b, 0x41, 0x00, 0x4c, 0x0d, 0x01)
+}
+
+// appendBulk appends what precedes a bulk instruction: it saves the
+// instruction's count operand (an i32 on top of the stack) in local
+// scratch and spends one unit plus count >> bulkShift. It does not yield:
+// the next check does.
+//
+//	local.tee scratch
+//	global.get fuel; local.get scratch; i32.const bulkShift; i32.shr_u; i32.sub
+//	i32.const 1; i32.sub; global.set fuel
+func appendBulk(dst []byte, fuel, scratch uint32) []byte {
+	dst = append(dst, 0x22)
+	dst = binary.AppendUvarint(dst, uint64(scratch))
+	dst = append(dst, 0x23)
+	dst = binary.AppendUvarint(dst, uint64(fuel))
+	dst = append(dst, 0x20)
+	dst = binary.AppendUvarint(dst, uint64(scratch))
+	dst = append(dst, 0x41, bulkShift, 0x76, 0x6b, 0x41, 0x01, 0x6b, 0x24)
+	return binary.AppendUvarint(dst, uint64(fuel))
 }
 
 // appendSLEB appends v as a signed LEB128 (binary.AppendVarint is
@@ -309,12 +382,13 @@ func appendToVector(body []byte, add func([]byte) []byte) ([]byte, error) {
 	return add(b), nil
 }
 
-// scanTypes returns the number of types and the index of a () -> () type,
-// or -1.
-func scanTypes(body []byte) (uint32, int64, error) {
+// scanTypes returns the number of types, the index of a () -> () type (or
+// -1) and the number of parameters of each type.
+func scanTypes(body []byte) (uint32, int64, []uint32, error) {
 	r := reader{b: body}
 	n := r.u32()
 	found := int64(-1)
+	var nparams []uint32
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		if form := r.byte(); form != 0x60 {
 			r.fail("type %d has form %#x, not a function type", i, form)
@@ -331,8 +405,20 @@ func scanTypes(body []byte) (uint32, int64, error) {
 		if params == 0 && results == 0 && found < 0 {
 			found = int64(i)
 		}
+		nparams = append(nparams, params)
 	}
-	return n, found, r.err
+	return n, found, nparams, r.err
+}
+
+// scanFunctions returns the type index of each defined function.
+func scanFunctions(body []byte) ([]uint32, error) {
+	r := reader{b: body}
+	n := r.u32()
+	var types []uint32
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		types = append(types, r.u32())
+	}
+	return types, r.err
 }
 
 // scanImports counts the imported functions and globals.
@@ -529,8 +615,11 @@ func (rw *rewriter) code(body []byte) ([]byte, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("function %d: %v", i, r.err)
 		}
+		if i >= uint32(len(rw.funcTypes)) || rw.funcTypes[i] >= uint32(len(rw.typeParams)) {
+			return nil, fmt.Errorf("function %d: no type in the function and type sections", i)
+		}
 		var err error
-		if fn, err = rw.function(fn[:0], code); err != nil {
+		if fn, err = rw.function(fn[:0], code, rw.typeParams[rw.funcTypes[i]]); err != nil {
 			return nil, fmt.Errorf("function %d: %v", i, err)
 		}
 		rw.stats.Functions++
@@ -543,23 +632,51 @@ func (rw *rewriter) code(body []byte) ([]byte, error) {
 	return out, nil
 }
 
-// function copies one function body into out with the check at its entry
-// and after the block type of every loop, and calls renumbered.
-func (rw *rewriter) function(out, code []byte) ([]byte, error) {
+// maxLocals is wazero's limit on the locals of a function.
+const maxLocals = 50000
+
+// function copies the body of a function with nparams parameters into
+// out, instrumented: a check before every call, a peeled (or plain) check
+// at every loop, fuel spent before every bulk instruction, branch labels
+// renumbered around the outer loops, calls renumbered.
+func (rw *rewriter) function(out, code []byte, nparams uint32) ([]byte, error) {
 	r := reader{b: code}
 	groups := r.u32()
+	groupsEnd := r.off
+	locals := uint64(nparams)
 	for i := uint32(0); i < groups && r.err == nil; i++ {
-		r.u32()
+		locals += uint64(r.u32())
 		r.valType()
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("locals: %v", r.err)
 	}
-	out = append(out, code[:r.off]...)
-	out = append(out, rw.check...)
+	if locals >= maxLocals { // one more may be ours
+		return nil, fmt.Errorf("%d locals", locals)
+	}
+	localsEnd := r.off
+	scratch := uint32(locals) // ours, declared if a bulk instruction needs it
+
+	// peeled[i] says whether open block i (0: the body) is a loop wrapped
+	// in an outer one, which adds a label outside it.
+	peeled := []bool{false}
+	// label renumbers a branch's label for the outer loops it crosses.
+	label := func(l uint32) (uint32, error) {
+		if uint64(l) >= uint64(len(peeled)) {
+			return 0, fmt.Errorf("branch to label %d at depth %d", l, len(peeled))
+		}
+		n := l
+		for _, p := range peeled[len(peeled)-int(l):] {
+			if p {
+				n++
+			}
+		}
+		return n, nil
+	}
+	var body []byte
 	copied := r.off
-	depth := 1 // the body is a block closed by its last end
-	for depth > 0 {
+	bulk := false
+	for len(peeled) > 0 {
 		if r.done() {
 			return nil, errors.New("body ends before its final end")
 		}
@@ -568,35 +685,112 @@ func (rw *rewriter) function(out, code []byte) ([]byte, error) {
 		switch op {
 		case 0x02, 0x04: // block, if
 			r.blockType()
-			depth++
+			peeled = append(peeled, false)
 		case 0x03: // loop
 			r.blockType()
-			depth++
-			if r.err == nil {
-				out = append(out, code[copied:r.off]...)
-				out = append(out, rw.check...)
-				copied = r.off
-				rw.stats.Loops++
+			if r.err != nil {
+				break
 			}
+			// A loop without parameters (an empty or a one-value block
+			// type, not a type index) can be peeled: a branch to the
+			// outer loop carries no values.
+			var peel bool
+			switch code[at+1] {
+			case 0x40, 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f:
+				peel = true
+			}
+			body = append(body, code[copied:r.off]...)
+			if peel {
+				body = append(body, rw.yieldIfOut...)
+				body = append(body, code[at:r.off]...)
+				body = append(body, rw.spend...)
+				rw.stats.Peeled++
+			} else {
+				body = append(body, rw.check...)
+			}
+			copied = r.off
+			peeled = append(peeled, peel)
+			rw.stats.Loops++
 		case 0x0b: // end
-			depth--
+			if peeled[len(peeled)-1] {
+				body = append(body, code[copied:r.off]...)
+				body = append(body, 0x0b) // the outer loop's
+				copied = r.off
+			}
+			peeled = peeled[:len(peeled)-1]
+		case 0x0c, 0x0d: // br, br_if
+			l := r.u32()
+			if r.err != nil {
+				break
+			}
+			n, err := label(l)
+			if err != nil {
+				return nil, fmt.Errorf("instruction at byte %d: %v", at, err)
+			}
+			if n != l {
+				body = append(body, code[copied:at]...)
+				body = append(body, op)
+				body = binary.AppendUvarint(body, uint64(n))
+				copied = r.off
+			}
+		case 0x0e: // br_table
+			count := r.u32()
+			if r.err == nil && uint64(count) >= uint64(len(code)) {
+				r.fail("br_table of %d labels in %d bytes", count, len(code))
+			}
+			if r.err != nil {
+				break
+			}
+			start := len(body)
+			body = append(body, code[copied:at]...)
+			body = append(body, op)
+			body = binary.AppendUvarint(body, uint64(count))
+			changed := false
+			for i := uint32(0); i <= count && r.err == nil; i++ {
+				l := r.u32()
+				if r.err != nil {
+					break
+				}
+				n, err := label(l)
+				if err != nil {
+					return nil, fmt.Errorf("instruction at byte %d: %v", at, err)
+				}
+				changed = changed || n != l
+				body = binary.AppendUvarint(body, uint64(n))
+			}
+			if changed {
+				copied = r.off
+			} else {
+				body = body[:start]
+			}
 		case 0x10, 0xd2: // call, ref.func: a function index to renumber
 			idx := r.u32()
 			if r.err == nil {
-				out = append(out, code[copied:at]...)
-				out = append(out, op)
-				out = binary.AppendUvarint(out, uint64(rw.fn(idx)))
+				body = append(body, code[copied:at]...)
+				if op == 0x10 {
+					body = append(body, rw.check...)
+					rw.stats.Calls++
+				}
+				body = append(body, op)
+				body = binary.AppendUvarint(body, uint64(rw.fn(idx)))
 				copied = r.off
 			}
+		case 0x11: // call_indirect
+			body = append(body, code[copied:at]...)
+			body = append(body, rw.check...)
+			copied = at
+			rw.stats.Calls++
+			r.immediates(op)
 		case 0xfc:
 			sub := r.u32()
 			r.miscImmediates(sub)
 			switch sub {
 			case 8, 10, 11, 12, 14, 17: // memory.init/copy/fill, table.init/copy/fill
 				if r.err == nil {
-					out = append(out, code[copied:at]...)
-					out = append(out, rw.bulkCheck...)
+					body = append(body, code[copied:at]...)
+					body = appendBulk(body, rw.fuel, scratch)
 					copied = at
+					bulk = true
 					rw.stats.Bulk++
 				}
 			}
@@ -610,7 +804,17 @@ func (rw *rewriter) function(out, code []byte) ([]byte, error) {
 	if !r.done() {
 		return nil, fmt.Errorf("%d bytes after the final end", len(code)-r.off)
 	}
-	return append(out, code[copied:]...), nil
+	body = append(body, code[copied:]...)
+
+	// The locals, with the scratch i32 last so that no index moves.
+	if bulk {
+		out = binary.AppendUvarint(out, uint64(groups)+1)
+		out = append(out, code[groupsEnd:localsEnd]...)
+		out = append(out, 0x01, 0x7f)
+	} else {
+		out = append(out, code[:localsEnd]...)
+	}
+	return append(out, body...), nil
 }
 
 // immediates skips the immediates of op (block, loop, if, end, call and

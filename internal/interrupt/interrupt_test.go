@@ -49,10 +49,12 @@ func body(code ...byte) []byte {
 var typeSection = sec(1, vec([]byte{0x60, 0x00, 0x01, 0x7f}, []byte{0x60, 0x01, 0x7f, 0x02, 0x7f, 0x7f}))
 
 // host is the sluice.__yield of the tests: it counts calls and, once stop
-// is set, traps the guest as the stage's host does past a deadline.
+// is set or after limit calls (when set), traps the guest as the stage's
+// host does past a deadline.
 type host struct {
 	calls atomic.Int64
 	stop  atomic.Bool
+	limit int64
 }
 
 var errStopped = errors.New("stopped by the host")
@@ -64,8 +66,7 @@ func runtime(t testing.TB, h *host) wazero.Runtime {
 	t.Cleanup(func() { r.Close(ctx) })
 	_, err := r.NewHostModuleBuilder(ImportModule).NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) {
-			h.calls.Add(1)
-			if h.stop.Load() {
+			if n := h.calls.Add(1); h.stop.Load() || (h.limit > 0 && n > h.limit) {
 				panic(errStopped)
 			}
 		}), nil, nil).Export(ImportName).Instantiate(ctx)
@@ -159,7 +160,7 @@ func TestYieldPeriod(t *testing.T) {
 	if _, err := m.ExportedFunction("count").Call(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
-	// n loop iterations plus one function entry, one host call per Period.
+	// n loop iterations, one host call per Period.
 	if got := h.calls.Load() - before; got < n/Period-1 || got > n/Period+1 {
 		t.Errorf("%d iterations made %d host calls, want about %d", n, got, n/Period)
 	}
@@ -206,8 +207,9 @@ func renumberModule(t *testing.T) (orig, out []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Functions != 6 || stats.Loops != 1 {
-		t.Errorf("instrumented %+v, want 6 functions and 1 loop", stats)
+	// f1 calls one() and f2 calls through the table: two call sites.
+	if stats.Functions != 6 || stats.Calls != 2 || stats.Loops != 1 || stats.Peeled != 1 {
+		t.Errorf("instrumented %+v, want 6 functions, 2 call sites and 1 peeled loop", stats)
 	}
 	return orig, out
 }
@@ -275,8 +277,8 @@ func TestRewriteKeepsBehaviour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Loops != 1 {
-		t.Errorf("instrumented %d loops, want 1", stats.Loops)
+	if stats.Loops != 1 || stats.Peeled != 0 {
+		t.Errorf("instrumented %+v, want 1 loop, not peeled (it takes a parameter)", stats)
 	}
 	if got := callF(t, r, out, 5); got != want || want != 5 {
 		t.Errorf("f(5) = %d after the rewrite, %d before; want 5 both times", got, want)
@@ -329,12 +331,12 @@ func testGuests(t testing.TB) map[string][]byte {
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no test guests in wasmstages/testdata (%v)", err)
 	}
-	examples, _ := filepath.Glob(filepath.Join("..", "..", "examples", "stages", "*.wasm"))
+	builtins, _ := filepath.Glob(filepath.Join("..", "..", "stages", "*.wasm"))
 	apps, _ := filepath.Glob(filepath.Join("..", "..", "wasmbpf", "testdata", "*.wasm"))
-	if len(examples) == 0 || len(apps) == 0 {
-		t.Fatal("no example stages or wasm-bpf test applications")
+	if len(builtins) == 0 || len(apps) == 0 {
+		t.Fatal("no built-in stages or wasm-bpf test applications")
 	}
-	paths = append(append(paths, examples...), apps...)
+	paths = append(append(paths, builtins...), apps...)
 	out := map[string][]byte{}
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
@@ -406,46 +408,171 @@ func FuzzRewrite(f *testing.F) {
 	})
 }
 
-// TestBulkCost: a bulk memory instruction spends BulkCost units of fuel,
-// so a loop of memory.fill reaches the host that much more often.
+// TestBulkCost: a bulk memory instruction spends one unit plus one per
+// BulkBytes it moves, so a loop of memory.fill reaches the host more often
+// the more it fills.
 func TestBulkCost(t *testing.T) {
-	fill := []byte{
-		0x01, 0x01, 0x7f, // local 1: i
-		0x03, 0x40, // loop
-		0x41, 0x00, 0x41, 0x00, 0x41, 0x08, 0xfc, 0x0b, 0x00, // memory.fill 0, 0, 8
-		0x20, 0x01, 0x41, 0x01, 0x6a, 0x22, 0x01, // i = i + 1
-		0x20, 0x00, 0x49, 0x0d, 0x00, // br_if 0 while i < n
+	for _, size := range []uint32{8, 64 << 10} {
+		fill := []byte{
+			0x01, 0x01, 0x7f, // local 1: i
+			0x03, 0x40, // loop
+			0x41, 0x00, 0x41, 0x00, 0x41, // memory.fill 0, 0, size
+		}
+		fill = appendSLEB(fill, int64(size))
+		fill = append(fill,
+			0xfc, 0x0b, 0x00,
+			0x20, 0x01, 0x41, 0x01, 0x6a, 0x22, 0x01, // i = i + 1
+			0x20, 0x00, 0x49, 0x0d, 0x00, // br_if 0 while i < n
+			0x0b,
+			0x20, 0x01, 0x0b,
+		)
+		orig := mod(
+			sec(1, vec([]byte{0x60, 0x01, 0x7f, 0x01, 0x7f})),
+			sec(3, vec([]byte{0x00})),
+			sec(5, vec([]byte{0x00, 0x01})),
+			sec(7, vec(append(name("fill"), 0x00, 0x00))),
+			sec(10, vec(append(binary.AppendUvarint(nil, uint64(len(fill))), fill...))),
+		)
+		out, stats, err := Rewrite(orig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.Bulk != 1 {
+			t.Errorf("instrumented %d bulk instructions, want 1", stats.Bulk)
+		}
+		h := &host{}
+		m, err := runtime(t, h).Instantiate(context.Background(), out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 4 * Period
+		if _, err := m.ExportedFunction("fill").Call(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+		// Each iteration spends a unit at the loop's head and the fill's
+		// cost; a yield refills the fuel, so an iteration that overshoots
+		// zero starts the next period: ceil(Period/cost) iterations per
+		// yield.
+		cost := int64(1 + 1 + size/BulkBytes)
+		want := n / ((Period + cost - 1) / cost)
+		if got := h.calls.Load(); got < want-2 || got > want+2 {
+			t.Errorf("%d iterations with a memory.fill of %d bytes made %d host calls, want about %d", n, size, got, want)
+		}
+	}
+}
+
+// TestPeeledLoopsKeepBehaviour runs nested loops whose branches cross the
+// outer loops the rewrite adds (br, br_if and br_table to enclosing loops
+// and blocks, a loop with a result) before and after the rewrite.
+func TestPeeledLoopsKeepBehaviour(t *testing.T) {
+	// f(n): i, acc = 0, 0
+	//   block done; loop L1; i++
+	//     block next; loop L2 (result i32); acc++
+	//       br_if done when i > 1000
+	//       br_table [L2, next] L1 on acc % 3
+	//     end; drop; end
+	//     br_if L1 while i < n
+	//   end; end
+	//   return acc*1000 + i
+	code := []byte{
+		0x01, 0x02, 0x7f, // locals 1 (i) and 2 (acc)
+		0x02, 0x40, // block done
+		0x03, 0x40, // loop L1
+		0x20, 0x01, 0x41, 0x01, 0x6a, 0x21, 0x01, // i++
+		0x02, 0x40, // block next
+		0x03, 0x7f, // loop L2 (result i32)
+		0x20, 0x02, 0x41, 0x01, 0x6a, 0x21, 0x02, // acc++
+		0x20, 0x01, 0x41, 0xe8, 0x07, 0x4b, 0x0d, 0x03, // br_if done when i > 1000
+		0x20, 0x02, 0x41, 0x03, 0x70, // acc % 3
+		0x0e, 0x02, 0x00, 0x01, 0x02, // br_table [L2 next] L1
+		0x0b,                                     // end L2
+		0x1a,                                     // drop
+		0x0b,                                     // end next
+		0x20, 0x01, 0x20, 0x00, 0x49, 0x0d, 0x00, // br_if L1 while i < n
+		0x0b,                                                 // end L1
+		0x0b,                                                 // end done
+		0x20, 0x02, 0x41, 0xe8, 0x07, 0x6c, 0x20, 0x01, 0x6a, // acc*1000 + i
 		0x0b,
-		0x20, 0x01, 0x0b,
 	}
 	orig := mod(
 		sec(1, vec([]byte{0x60, 0x01, 0x7f, 0x01, 0x7f})),
 		sec(3, vec([]byte{0x00})),
-		sec(5, vec([]byte{0x00, 0x01})),
-		sec(7, vec(append(name("fill"), 0x00, 0x00))),
-		sec(10, vec(append(binary.AppendUvarint(nil, uint64(len(fill))), fill...))),
+		sec(7, vec(append(name("f"), 0x00, 0x00))),
+		sec(10, vec(append(binary.AppendUvarint(nil, uint64(len(code))), code...))),
 	)
 	out, stats, err := Rewrite(orig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Bulk != 1 {
-		t.Errorf("instrumented %d bulk instructions, want 1", stats.Bulk)
+	if stats.Loops != 2 || stats.Peeled != 2 || stats.Calls != 0 {
+		t.Errorf("instrumented %+v, want 2 loops, both peeled, and no call site", stats)
+	}
+	// A broken rewrite can loop forever: the limit turns that into a
+	// failure.
+	r := runtime(t, &host{limit: 10000})
+	for _, n := range []uint64{1, 5, 2000} {
+		want := callF(t, r, orig, n)
+		if got := callF(t, r, out, n); got != want {
+			t.Errorf("f(%d) = %d after the rewrite, %d before", n, got, want)
+		}
+	}
+	// With the fuel running out inside the loops, the branches to the
+	// outer loops are taken too: the result must not change.
+	h := &host{limit: 10000}
+	m, err := runtime(t, h).Instantiate(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.ExportedFunction("f").Call(context.Background(), 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := callF(t, r, orig, 2000); res[0] != want || h.calls.Load() == 0 {
+		t.Errorf("f(2000) = %d with %d yields, want %d and some yields", res[0], h.calls.Load(), want)
+	}
+}
+
+// TestRecursionReachesHost: calls are checked where they are made, so a
+// recursion without loops reaches the host once per Period calls too.
+func TestRecursionReachesHost(t *testing.T) {
+	// fib(n) = n < 2 ? 1 : fib(n-1) + fib(n-2), without a loop.
+	fib := []byte{
+		0x00,                         // no locals
+		0x20, 0x00, 0x41, 0x02, 0x49, // n < 2
+		0x04, 0x7f, // if (result i32)
+		0x41, 0x01, // 1
+		0x05,                                     // else
+		0x20, 0x00, 0x41, 0x01, 0x6b, 0x10, 0x00, // fib(n-1)
+		0x20, 0x00, 0x41, 0x02, 0x6b, 0x10, 0x00, // fib(n-2)
+		0x6a, // +
+		0x0b, // end if
+		0x0b,
+	}
+	orig := mod(
+		sec(1, vec([]byte{0x60, 0x01, 0x7f, 0x01, 0x7f})),
+		sec(3, vec([]byte{0x00})),
+		sec(7, vec(append(name("fib"), 0x00, 0x00))),
+		sec(10, vec(append(binary.AppendUvarint(nil, uint64(len(fib))), fib...))),
+	)
+	out, stats, err := Rewrite(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Calls != 2 || stats.Loops != 0 {
+		t.Errorf("instrumented %+v, want 2 call sites and no loop", stats)
 	}
 	h := &host{}
 	m, err := runtime(t, h).Instantiate(context.Background(), out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 10 * Period
-	if _, err := m.ExportedFunction("fill").Call(context.Background(), n); err != nil {
-		t.Fatal(err)
+	res, err := m.ExportedFunction("fib").Call(context.Background(), 20)
+	if err != nil || res[0] != 10946 {
+		t.Fatalf("fib(20) = %v, %v; want 10946", res, err)
 	}
-	// A yield refills the fuel, so an iteration that overshoots zero
-	// starts the next period: ceil(Period/cost) iterations per yield.
-	const cost = 1 + BulkCost
-	want := int64(n / ((Period + cost - 1) / cost))
-	if got := h.calls.Load(); got < want-2 || got > want+2 {
-		t.Errorf("%d iterations with a memory.fill made %d host calls, want about %d", n, got, want)
+	// fib(20) makes 21890 calls besides the first.
+	const calls = 21890
+	if got := h.calls.Load(); got < calls/Period-1 || got > calls/Period+1 {
+		t.Errorf("%d calls made %d host calls, want about %d", calls, got, calls/Period)
 	}
 }
