@@ -162,7 +162,7 @@ var gadgetABI = moduleABI{
 
 var _ flavour = (*GadgetModule)(nil)
 
-func (m *GadgetModule) abi() moduleABI  { return gadgetABI }
+func (m *GadgetModule) abi() moduleABI { return gadgetABI }
 func (m *GadgetModule) source() string { return m.cfg.Source }
 
 // checkExports adds what the export table cannot say.
