@@ -67,7 +67,7 @@ type IGOutput struct {
 
 // IGMapSpec describes a map a module creates.
 type IGMapSpec struct {
-	Name                                  string
+	Name                                 string
 	Type, KeySize, ValueSize, MaxEntries uint32
 }
 
@@ -180,7 +180,7 @@ type igFlavour struct{ m *IGModule }
 
 var _ flavour = igFlavour{}
 
-func (f igFlavour) abi() moduleABI  { return igABI }
+func (f igFlavour) abi() moduleABI { return igABI }
 func (f igFlavour) source() string { return f.m.cfg.Source }
 
 func (f igFlavour) checkExports(ex exports) error { return nil }

@@ -196,9 +196,9 @@ type igPerf struct{ r PerfReader }
 // igBatch is the state of one Process call.
 type igBatch struct {
 	in       []pipeline.Event
-	data     []*igData           // per input, nil when no callback saw it
-	after    [][]pipeline.Event  // packets emitted while input i was processed
-	cur      int                 // the input being processed; -1 outside
+	data     []*igData          // per input, nil when no callback saw it
+	after    [][]pipeline.Event // packets emitted while input i was processed
+	cur      int                // the input being processed; -1 outside
 	deadline time.Time
 	ctx      context.Context
 	inst     *instance

@@ -116,9 +116,9 @@ func (m *IGModule) instantiateHost(ctx context.Context, r wazero.Runtime) error 
 		"mapDelete": m.mapDelete, "mapRelease": m.mapRelease, "releaseHandle": m.releaseHandle,
 		"getSyscallName": m.getSyscallName, "getSyscallID": m.getSyscallID,
 		"getSyscallDeclaration": m.getSyscallDeclaration,
-		"newPerfReader": m.newPerfReader, "perfReaderPause": m.perfReaderPause,
+		"newPerfReader":         m.newPerfReader, "perfReaderPause": m.perfReaderPause,
 		"perfReaderResume": m.perfReaderResume, "perfReaderRead": m.perfReaderRead,
-		"perfReaderClose": m.perfReaderClose,
+		"perfReaderClose":      m.perfReaderClose,
 		"kallsymsSymbolExists": m.kallsymsSymbolExists, "shouldDiscardMntnsID": m.shouldDiscardMntnsID,
 	}
 	for name, sig := range igImports {

@@ -217,7 +217,7 @@ func TestIGModuleAPI(t *testing.T) {
 		t.Fatalf("NewIGModule: %v\n%s", err, logs.String())
 	}
 	for _, hook := range []string{"gadgetInit", "gadgetPreStart"} {
-		if len(logs.lines(hook + " checks passed")) != 1 {
+		if len(logs.lines(hook+" checks passed")) != 1 {
 			t.Fatalf("%s did not pass:\n%s", hook, logs.String())
 		}
 	}
@@ -343,4 +343,179 @@ func eventsOf(t *testing.T, evs []pipeline.Event) []map[string]any {
 		out = append(out, decode(t, ev.Data))
 	}
 	return out
+}
+
+var callsSchema = &pipeline.Schema{Gadget: "ig_wasm", Type: "event", Fields: schemaFields(
+	"time", "host", "source", "gadget", "seq", "proc.comm", "who", "tag")}
+
+// callEvent encodes an event shaped like ig_wasm's (its who and tag are
+// numbers).
+func callEvent(seq, who uint64) []byte {
+	b := codec.AppendMapHeader(nil, 8)
+	kv := func(k, v string) { b = codec.AppendString(codec.AppendString(b, k), v) }
+	ku := func(k string, v uint64) { b = codec.AppendUint(codec.AppendString(b, k), v) }
+	kv("time", "2025-01-01T00:00:00Z")
+	kv("host", "node-a")
+	kv("source", "calls")
+	kv("gadget", "ig_wasm")
+	ku("seq", seq)
+	kv("proc.comm", "test")
+	ku("who", who)
+	ku("tag", 0)
+	return b
+}
+
+func memCallsGadget() *memIG {
+	counts := &memMap{info: wasmstages.MapInfo{Type: 1, KeySize: 8, ValueSize: 8, MaxEntries: 1024}, m: map[string][]byte{}}
+	counts.Update(u64val(10), u64val(3), 0)
+	return &memIG{
+		outputs: []wasmstages.IGOutput{{Name: "calls", Schema: callsSchema}},
+		params:  map[string]string{"drop_who": "11", "tag": "0xc0ffee"},
+		maps: map[string]wasmstages.MapHandle{
+			"counts": counts,
+			"tags":   &memMap{info: wasmstages.MapInfo{Type: 2, KeySize: 4, ValueSize: 8, MaxEntries: 1}, m: map[string][]byte{}},
+		},
+	}
+}
+
+func callEvents(whos ...uint64) []pipeline.Event {
+	var out []pipeline.Event
+	for i, w := range whos {
+		out = append(out, pipeline.Event{Data: callEvent(uint64(i+1), w), Schema: callsSchema, Source: "calls", Seq: uint64(i + 1)})
+	}
+	return out
+}
+
+// TestIGModuleTwins runs the Go and the C module of the ig_wasm gadget
+// (the ones the agent's end-to-end tests run on the kernel) through the
+// same checks: the tag written into the map at start, the event of
+// drop_who dropped, who_hex and calls added, the summary at stop.
+func TestIGModuleTwins(t *testing.T) {
+	for _, module := range []string{"ig_wasm_go", "ig_wasm_c"} {
+		t.Run(module, func(t *testing.T) {
+			g := memCallsGadget()
+			var logs logBuffer
+			ctx := context.Background()
+			m, err := newIGModule(t, module, g, &logs)
+			if err != nil {
+				t.Fatalf("NewIGModule: %v\n%s", err, logs.String())
+			}
+			if _, err := m.Process(ctx, callEvents(10), nil); err != nil {
+				t.Fatalf("Process before start: %v", err)
+			}
+			g.loaded = true
+			if err := m.Start(ctx); err != nil {
+				t.Fatalf("Start: %v\n%s", err, logs.String())
+			}
+			tag := make([]byte, 8)
+			if err := g.maps["tags"].Lookup(u32key(0), tag); err != nil || string(tag) != string(u64val(0xc0ffee)) {
+				t.Fatalf("tags[0] = %x (%v); want the param tag", tag, err)
+			}
+			if len(logs.lines("tag 12648430 written")) != 1 {
+				t.Errorf("no log line of the module about the tag:\n%s", logs.String())
+			}
+			out, err := m.Process(ctx, callEvents(10, 11, 12), nil)
+			if err != nil {
+				t.Fatalf("Process: %v", err)
+			}
+			var got []string
+			for _, e := range eventsOf(t, out) {
+				got = append(got, fmt.Sprintf("%v/%v/%v", e["who"], e["who_hex"], e["calls"]))
+			}
+			if want := []string{"10/0xa/3", "12/0xc/0"}; !slices.Equal(got, want) {
+				t.Errorf("events (who/who_hex/calls) = %v; want %v", got, want)
+			}
+			if err := m.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			sum := eventsOf(t, m.Flush(nil))
+			if len(sum) != 1 || fmt.Sprint(sum[0]["events"]) != "4" || sum[0]["source"] != "open" {
+				t.Errorf("summary = %v; want one event of the module's data source, events = 4", sum)
+			}
+		})
+	}
+}
+
+// TestIGModuleTrapReplaced: a callback that traps fails its batch with
+// KindTrap; the instance is replaced, and the replacement runs
+// gadgetInit, gadgetPreStart and gadgetStart again before the next batch.
+func TestIGModuleTrapReplaced(t *testing.T) {
+	g := memCallsGadget()
+	var logs logBuffer
+	ctx := context.Background()
+	m, err := newIGModule(t, "ig_wasm_c", g, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.loaded = true
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Process(ctx, callEvents(10, 0xdead), nil)
+	if kind := pipeline.StageErrorKind(err); kind != wasmstages.KindTrap {
+		t.Fatalf("Process of a trapping event: %v (kind %q); want a trap", err, kind)
+	}
+	g.maps["tags"].Update(u32key(0), u64val(0), 0)
+	out, err := m.Process(ctx, callEvents(10, 11, 12), nil)
+	if err != nil || len(out) != 2 {
+		t.Fatalf("the batch after the trap: %d events, %v; want 2", len(out), err)
+	}
+	if hex := decode(t, out[0].Data)["who_hex"]; hex != "0xa" {
+		t.Errorf("the replacement did not subscribe again: who_hex = %v", hex)
+	}
+	tag := make([]byte, 8)
+	if g.maps["tags"].Lookup(u32key(0), tag); string(tag) != string(u64val(0xc0ffee)) {
+		t.Errorf("the replacement did not run gadgetStart (tags[0] = %x)", tag)
+	}
+	if n := len(logs.lines("ig_wasm_c: init done")); n != 2 {
+		t.Errorf("gadgetInit ran %d times; want 2", n)
+	}
+}
+
+// TestIGModuleUnknownImports: a module importing functions of IG's API
+// this host lacks is refused in one short line naming them.
+func TestIGModuleUnknownImports(t *testing.T) {
+	var logs logBuffer
+	_, err := newIGModule(t, "ig_future", newMemIG(), &logs)
+	if !errors.Is(err, wasmstages.ErrABI) {
+		t.Fatalf("err = %v; want ErrABI", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "imports ig functions this host does not provide: fieldGetStruct, someFutureFunction") ||
+		strings.Contains(msg, "\n") || len(msg) > 300 || strings.Contains(msg, "getDataSource") {
+		t.Errorf("err = %q; want one short line naming only the missing functions", msg)
+	}
+}
+
+// TestIGModuleInitFails: a gadgetInit that returns non-zero fails the
+// module with ErrGadgetInit (the module's log says why).
+func TestIGModuleInitFails(t *testing.T) {
+	g := memCallsGadget()
+	g.outputs = nil // no data source calls
+	var logs logBuffer
+	_, err := newIGModule(t, "ig_wasm_go", g, &logs)
+	if !errors.Is(err, wasmstages.ErrGadgetInit) || !strings.Contains(err.Error(), "gadgetInit returned 1") {
+		t.Fatalf("err = %v; want ErrGadgetInit naming gadgetInit", err)
+	}
+	if len(logs.lines("level=ERROR", "no data source calls")) != 1 || len(logs.lines("getDataSource: no data source", "source=host")) != 1 {
+		t.Errorf("the module's and the host's reasons are not logged:\n%s", logs.String())
+	}
+}
+
+func TestDetectGadgetABI(t *testing.T) {
+	for module, want := range map[string]wasmstages.GadgetABI{
+		"gadget_syscalls": wasmstages.ABISluice, "ig_wasm_c": wasmstages.ABIInspektorGadget,
+		"ig_wasm_go": wasmstages.ABIInspektorGadget, "gadget_sdk": wasmstages.ABISluice,
+	} {
+		got, err := wasmstages.DetectGadgetABI(readGuest(t, module))
+		if err != nil || got != want {
+			t.Errorf("%s: %v, %v; want %v", module, got, err, want)
+		}
+	}
+	if _, err := wasmstages.DetectGadgetABI([]byte("not wasm")); err == nil {
+		t.Error("DetectGadgetABI of garbage succeeded")
+	}
+	if _, err := wasmstages.DetectGadgetABI([]byte("\x00asm\x01\x00\x00\x00")); !errors.Is(err, wasmstages.ErrABI) {
+		t.Errorf("DetectGadgetABI of a module that exports nothing: %v; want ErrABI", err)
+	}
 }

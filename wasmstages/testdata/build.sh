@@ -49,6 +49,8 @@ cc gadget_sdk.wasm gadget_sdk.c
 # An Inspektor Gadget module in C (IG's wasm API, ig.h): the C twin of
 # ig_wasm_go, for gadgets/testdata/ig_wasm.bpf.o.
 cc ig_wasm_c.wasm ig_wasm_c.c
+# An IG module importing functions this host lacks.
+cc ig_future.wasm ig_future.c
 
 # The Go guest: the same filter against the raw ABI, with the Go runtime in
 # it (the large module of the compilation-cache test).

@@ -3,7 +3,8 @@
 // (ig.h). It writes the wasm param "tag" into the gadget's map tags at
 // gadgetStart, drops the events whose who is the param "drop_who", adds
 // who_hex and calls (from the gadget's map counts) to the others, and
-// emits one "summary" event with the number it saw at gadgetStop.
+// emits one "summary" event with the number it saw at gadgetStop. A who of
+// 0xdead makes it trap (the test of a failing module).
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -94,6 +95,7 @@ IGEXPORT("dataSourceCallback") void data_source_callback(uint64_t cb, uint32_t d
 		return;
 	}
 	seen++;
+	if (who == 0xdead) __builtin_trap();
 	if (drop_who && who == drop_who) {
 		ig_release(ds, data);
 		return;

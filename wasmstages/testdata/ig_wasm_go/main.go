@@ -23,11 +23,11 @@ import (
 func main() {}
 
 var (
-	calls, summary                         uint32
-	whoF, whoHexF, callsF, seenF           uint32
-	countsMap                              uint32
-	dropWho                                uint64
-	seen                                   uint64
+	calls, summary               uint32
+	whoF, whoHexF, callsF, seenF uint32
+	countsMap                    uint32
+	dropWho                      uint64
+	seen                         uint64
 )
 
 //go:wasmexport gadgetAPIVersion
