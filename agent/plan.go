@@ -125,7 +125,7 @@ func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Log
 		}
 		var wasmDigest string
 		if r.wasm != nil {
-			wasmDigest = sha256Hex(r.wasm.bytes)
+			wasmDigest = r.wasm.fingerprint()
 		}
 		sp.fp = fingerprint(r.source, r.params, r.digest, wasmDigest, cfg.Agent.Name)
 		pl.sources = append(pl.sources, sp)
