@@ -128,7 +128,7 @@ type gadgetSource struct {
 	g    *sources.Gadget
 	wasm *gadgetWasm
 	mod  gadgetModule // set by init
-	log  *slog.Logger             // the agent's lines about the module
+	log  *slog.Logger // the agent's lines about the module
 	// guestLog is the module's own logger (wasmstages adds stage=NAME,
 	// and source=guest to the guest's lines, so it has no source key).
 	guestLog *slog.Logger
