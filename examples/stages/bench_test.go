@@ -35,6 +35,7 @@ func BenchmarkExampleStages(b *testing.B) {
 	}{
 		{"drop-comm", map[string]any{"comms": []string{"sh", "bash"}}, []int{1, 256, 1024}},
 		{"drop-comm-go", map[string]any{"comms": []string{"sh", "bash"}}, []int{1, 256, 1024}},
+		{"drop-comm-rs", map[string]any{"comms": []string{"sh", "bash"}}, []int{1, 256, 1024}},
 		{"uid-to-user", map[string]any{"users": map[string]any{"1000": "alice"}}, []int{256}},
 		{"uid-to-user-go", map[string]any{"users": map[string]any{"1000": "alice"}}, []int{256}},
 		{"redact", nil, []int{256}},

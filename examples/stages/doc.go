@@ -10,8 +10,9 @@
 //	ocsf         map exec, open and tcpconnect events to OCSF classes (Go SDK)
 //
 // drop-comm-go and uid-to-user-go, the Go SDK's versions of the two C
-// stages, are built and tested but not embedded: they exist to compare the
-// SDKs (the tests check that each pair behaves the same).
+// stages, and drop-comm-rs, the Rust SDK's drop-comm, are built and tested
+// but not embedded: they exist to compare the SDKs (the tests check that
+// each set of twins behaves the same).
 //
 // Ownership and concurrency: the embedded modules are read-only; Builtin
 // returns a slice the caller must not modify, and Builtin and Names are

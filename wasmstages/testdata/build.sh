@@ -46,6 +46,8 @@ cc gadget_syscalls.wasm gadget_syscalls.c
 cc gadget_syscalls_trap.wasm -DTRAP_WHO=7777 gadget_syscalls.c
 # A gadget module written with the C SDK (sdk/c/sluice.h, sdk/c/sluice_gadget.h).
 cc gadget_sdk.wasm gadget_sdk.c
+# Its twin written with the Rust SDK (sdk/rust), by Debian's rustc.
+bash ../../sdk/rust/build.sh gadget_sdk_rs/main.rs gadget_sdk_rs.wasm
 # An Inspektor Gadget module in C (IG's wasm API, ig.h): the C twin of
 # ig_wasm_go, for gadgets/testdata/ig_wasm.bpf.o.
 cc ig_wasm_c.wasm ig_wasm_c.c
