@@ -33,8 +33,10 @@ type Options struct {
 	// Images holds the OCI images the config references, as FetchImages
 	// fetched them; nil when it references none.
 	Images *Images
-	// Version is the agent's version, as status reports it.
+	// Version is the agent's version, as status and sluice_build_info
+	// report it; Commit the commit it was built from.
 	Version string
+	Commit  string
 	// Load reads the config again for a reload (SIGHUP, `sluice ctl
 	// reload`); nil means the agent cannot reload. LoadFile makes one.
 	Load LoadFunc
@@ -106,6 +108,7 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 		sinks: map[string]*sharedSink{}, sources: map[string]*liveSource{}, pipelines: map[string]*livePipeline{},
 		seqs: map[string]*atomic.Uint64{},
 	}
+	registerPlanned(reg, pl)
 	return a, diags
 }
 
@@ -452,7 +455,7 @@ func (a *Agent) serveMetrics(ctx context.Context, addr string, stack *cleanupSta
 		return fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", a.metrics.Handler())
+	mux.Handle("/metrics", metricsHandler(a.metrics, a.opts.Version, a.opts.Commit))
 	a.healthRoutes(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)

@@ -260,7 +260,7 @@ func TestSourceRestart(t *testing.T) {
 	if code, body := httpStatus(t, "http://"+metrics+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz after the restart: %d %s", code, body)
 	}
-	if n := r.reg.Snapshot().Get(MetricSourceRestarts, "name", "exec"); n != 1 {
+	if n := r.reg.Snapshot().Get(MetricSourceRestarts, "component", "source", "name", "exec"); n != 1 {
 		t.Errorf("%s = %v, want 1", MetricSourceRestarts, n)
 	}
 	out := r.stop()

@@ -55,7 +55,7 @@ func ResolveGadget(ref, baseDir string) (string, []byte, error) {
 	}
 	elf, err := os.ReadFile(path)
 	if err != nil {
-		return "", nil, fmt.Errorf("read gadget %q: %w", ref, err)
+		return "", nil, fmt.Errorf("read gadget %q: %w%s", ref, err, referenceHint(ref, err))
 	}
 	name := filepath.Base(path)
 	name = strings.TrimSuffix(strings.TrimSuffix(name, ".o"), ".bpf")

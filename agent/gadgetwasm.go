@@ -141,11 +141,16 @@ type gadgetSource struct {
 }
 
 func newGadgetSource(g *sources.Gadget, w *gadgetWasm, reg *pipeline.Registry, log *slog.Logger) *gadgetSource {
+	meter := reg.StageMeter(gadgetModuleName(g.Name()))
+	meter.ErrorKinds(wasmstages.ErrorKinds()...)
 	return &gadgetSource{
 		g: g, wasm: w, log: log.With("source", g.Name(), "gadget", g.Spec().Name), guestLog: log.With("gadget", g.Spec().Name),
-		meter: reg.StageMeter(gadgetModuleName(g.Name())),
+		meter: meter,
 	}
 }
+
+// DropReasons are the gadget's (pipeline.DropReasonsReporter).
+func (s *gadgetSource) DropReasons() []string { return s.g.DropReasons() }
 
 // moduleConfig is the module's wasmstages config, without the parts of
 // the running agent.

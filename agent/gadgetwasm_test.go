@@ -294,10 +294,10 @@ func TestGadgetImageWithWasm(t *testing.T) {
 	}
 	snap := metrics.Snapshot()
 	name := gadgetModuleName("sc")
-	if k := snap.Get(wasmstages.MetricGuest, "name", name, "counter", "count_keys"); k != 1 {
+	if k := snap.Get(wasmstages.MetricGuest, "component", "stage", "name", name, "counter", "count_keys"); k != 1 {
 		t.Errorf("gadget_stop counted %v keys in counts; want 1 (getpriority alone)", k)
 	}
-	if total := snap.Get(wasmstages.MetricGuest, "name", name, "counter", "count_total"); total < float64(len(evs)) || total > float64(calls) {
+	if total := snap.Get(wasmstages.MetricGuest, "component", "stage", "name", name, "counter", "count_total"); total < float64(len(evs)) || total > float64(calls) {
 		t.Errorf("gadget_stop summed %v calls; want between the %d events and the %d calls", total, len(evs), calls)
 	}
 	if dropped := metrics.Component("stage", name).Dropped(pipeline.ReasonFiltered).Value(); dropped < 5 {
@@ -355,10 +355,10 @@ func TestGadgetModuleFromFileTrap(t *testing.T) {
 	}
 	name := gadgetModuleName("sc")
 	snap := metrics.Snapshot()
-	if n := snap.Get(pipeline.MetricStageErrors, "name", name, "kind", wasmstages.KindTrap); n < 1 {
+	if n := snap.Get(pipeline.MetricStageErrors, "component", "stage", "name", name, "kind", wasmstages.KindTrap); n < 1 {
 		t.Errorf("trap errors = %v, want at least 1", n)
 	}
-	if n := snap.Get(wasmstages.MetricInstanceRestarts, "name", name); n < 1 {
+	if n := snap.Get(wasmstages.MetricInstanceRestarts, "component", "stage", "name", name); n < 1 {
 		t.Errorf("instance restarts = %v, want at least 1", n)
 	}
 }

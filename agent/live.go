@@ -239,7 +239,7 @@ var _ pipeline.Source = (*liveSource)(nil)
 func (a *Agent) newLiveSource(sp *sourcePlan, si *sourceInstance, seq *atomic.Uint64) *liveSource {
 	return &liveSource{
 		a: a, plan: sp, seq: seq, cur: si,
-		restarts: a.metrics.Counter(MetricSourceRestarts, "Times a failed source was loaded again.", "name", sp.name),
+		restarts: a.metrics.Component("source", sp.name).Counter(MetricSourceRestarts, "Times a failed source was loaded again."),
 		errs:     a.metrics.Component("source", sp.name).Errors,
 		log:      a.log.With("source", sp.name, "gadget", sp.spec.Name),
 	}
@@ -339,6 +339,9 @@ type liveStage struct {
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
 }
+
+// ErrorKinds are a Wasm stage's (pipeline.ErrorKindsReporter).
+func (ls *liveStage) ErrorKinds() []string { return wasmstages.ErrorKinds() }
 
 // watch starts the goroutine that follows the stage's module file, if the
 // stage asks for it, until ctx ends or unwatch. The agent owns it.

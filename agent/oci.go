@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,7 +40,7 @@ func (im *Images) Gadget(value string) (*oci.GadgetImage, bool) {
 }
 
 // StageModule returns the Wasm module of the fetched stage image that a
-// module value ("oci://REF") names. It is the hook the Wasm stage module
+// module value (an image reference) names. It is the hook the Wasm stage module
 // resolution calls for OCI references.
 func (im *Images) StageModule(value string) ([]byte, error) {
 	if im != nil {
@@ -47,7 +48,7 @@ func (im *Images) StageModule(value string) ([]byte, error) {
 			return s.Module, nil
 		}
 	}
-	return nil, fmt.Errorf("stage image %q was not fetched (agent.FetchImages fetches every oci:// module of the config)", value)
+	return nil, fmt.Errorf("stage image %q was not fetched (agent.FetchImages fetches every image module of the config)", value)
 }
 
 // FetchOptions are the process-level inputs of FetchImages.
@@ -67,9 +68,23 @@ type StageModuleRef struct {
 	Range hcl.Range
 }
 
-// IsImageReference tells an OCI reference from a built-in gadget name or a
-// file path (see docs/oci.md, "References").
+// IsImageReference tells an OCI reference from a built-in name or a file
+// path, for gadget values and stage modules alike (see docs/oci.md,
+// "References").
 func IsImageReference(value string) bool { return oci.LooksLikeReference(value) }
+
+// referenceHint explains a missing file whose name reads like an image
+// reference without a registry host ("registry/stages/x:v1"): a reference
+// always names its registry.
+func referenceHint(value string, err error) string {
+	if !errors.Is(err, fs.ErrNotExist) || strings.HasPrefix(value, ".") || strings.HasPrefix(value, "/") {
+		return ""
+	}
+	if ref, perr := oci.ParseReference("localhost/" + value); perr == nil && (ref.Tag != "" || ref.Digest != "") && strings.ContainsAny(value, ":@") {
+		return fmt.Sprintf("; as an image reference it needs its registry host (localhost:5000/%s, registry.example.com/%s) or the oci:// prefix", value, value)
+	}
+	return ""
+}
 
 // FetchImages fetches every OCI reference of f (gadget values and oci://
 // stage modules) into the local store and reads them, refusing images the

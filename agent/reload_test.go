@@ -282,7 +282,7 @@ func TestReloadKeepsUnchangedPipelineUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	if n := snap.Get(MetricSourceRestarts, "name", "open"); n != 0 {
+	if n := snap.Get(MetricSourceRestarts, "component", "source", "name", "open"); n != 0 {
 		t.Errorf("source open restarted %v times", n)
 	}
 }

@@ -55,6 +55,14 @@ func fileOptions(f *config.FileSink, dataDir string) sinks.FileOptions {
 	}
 }
 
+// DropReasons passes on the shared sink's (pipeline.DropReasonsReporter).
+func (s *sharedSink) DropReasons() []string {
+	if dr, ok := s.Sink.(pipeline.DropReasonsReporter); ok {
+		return dr.DropReasons()
+	}
+	return nil
+}
+
 // WriteBatch passes on the batch size the shared sink asks for, if any.
 func (s *sharedSink) WriteBatch() (int, time.Duration) {
 	if b, ok := s.Sink.(pipeline.BatchingSink); ok {

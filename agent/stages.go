@@ -26,16 +26,14 @@ type stageModule struct {
 	path string
 }
 
-// ociPrefix marks a module value that names an OCI image.
-const ociPrefix = "oci://"
-
 // resolveStageModule resolves the module value of a Wasm stage to its
-// bytes: the name of a built-in stage (examples/stages), an OCI reference
-// (oci://..., fetched beforehand by FetchImages into images), or a path to
-// a .wasm file, taken from baseDir when relative. It is the one place that
-// knows where modules come from.
+// bytes: an OCI reference (read as gadget values are: oci://..., or
+// HOST/REPO:TAG; fetched beforehand by FetchImages into images), the name
+// of a built-in stage (examples/stages), or a path to a .wasm file, taken
+// from baseDir when relative. It is the one place that knows where modules
+// come from.
 func resolveStageModule(value, baseDir string, images *Images) (stageModule, error) {
-	if strings.HasPrefix(value, ociPrefix) {
+	if IsImageReference(value) {
 		b, err := images.StageModule(value)
 		if err != nil {
 			return stageModule{}, fmt.Errorf("stage module %q: %w", value, err)
@@ -50,8 +48,8 @@ func resolveStageModule(value, baseDir string, images *Images) (stageModule, err
 		if s := closest(value, stages.Names()); s != "" {
 			hint = fmt.Sprintf("; did you mean %q?", s)
 		}
-		return stageModule{}, fmt.Errorf("unknown stage module %q: not a built-in stage (%s), a path to a .wasm file, or an %sREF%s",
-			value, strings.Join(stages.Names(), ", "), ociPrefix, hint)
+		return stageModule{}, fmt.Errorf("unknown stage module %q: not a built-in stage (%s), a path to a .wasm file, or an image reference (HOST/REPO:TAG or oci://...)%s",
+			value, strings.Join(stages.Names(), ", "), hint)
 	}
 	path := value
 	if !filepath.IsAbs(path) && baseDir != "" {
@@ -59,7 +57,7 @@ func resolveStageModule(value, baseDir string, images *Images) (stageModule, err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return stageModule{}, fmt.Errorf("read stage module %q: %w", value, err)
+		return stageModule{}, fmt.Errorf("read stage module %q: %w%s", value, err, referenceHint(value, err))
 	}
 	return stageModule{bytes: b, path: path}, nil
 }
@@ -69,7 +67,7 @@ func resolveStageModule(value, baseDir string, images *Images) (stageModule, err
 func StageModuleRefs(f *config.File) []StageModuleRef {
 	var refs []StageModuleRef
 	for _, st := range f.Stages {
-		if st.Wasm != nil && strings.HasPrefix(st.Wasm.Module, ociPrefix) {
+		if st.Wasm != nil && IsImageReference(st.Wasm.Module) {
 			refs = append(refs, StageModuleRef{Value: st.Wasm.Module, Range: st.Wasm.ModuleRange})
 		}
 	}

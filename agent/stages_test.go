@@ -124,10 +124,10 @@ pipeline "failing" {
 	if n := snap.Get(pipeline.MetricDropped, "component", "stage", "name", "no_true", "reason", pipeline.ReasonFiltered); n == 0 {
 		t.Error("the filter stage counted no filtered events")
 	}
-	if n := snap.Get(wasmstages.MetricGuest, "name", "no_true", "counter", "dropped"); n == 0 {
+	if n := snap.Get(wasmstages.MetricGuest, "component", "stage", "name", "no_true", "counter", "dropped"); n == 0 {
 		t.Error("the guest's own counter is zero")
 	}
-	traps := snap.Get(pipeline.MetricStageErrors, "name", "broken", "kind", wasmstages.KindTrap)
+	traps := snap.Get(pipeline.MetricStageErrors, "component", "stage", "name", "broken", "kind", wasmstages.KindTrap)
 	dl := snap.Get(pipeline.MetricDropped, "component", "stage", "name", "broken", "reason", pipeline.ReasonDeadLetter)
 	if traps == 0 || dl == 0 {
 		t.Errorf("the trapping stage counted %v traps and %v dead-lettered events; want both non-zero", traps, dl)

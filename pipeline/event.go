@@ -123,6 +123,15 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// DropReasonsReporter is implemented by sources and sinks that drop events
+// for reasons of their own (a gadget source: kernel; a NATS sink:
+// spool_full, too_large, ...): the pipeline registers their drop counters
+// at zero when it starts, so that every series a component can emit exists
+// from the start.
+type DropReasonsReporter interface {
+	DropReasons() []string
+}
+
 // LossReporter is implemented by the Emitter a pipeline hands to each source.
 // Sources find it by type assertion and report events lost before they were
 // numbered (ring buffer reserve failures, lost perf samples), so that the

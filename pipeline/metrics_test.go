@@ -71,7 +71,7 @@ func TestRegistryExposition(t *testing.T) {
 	c.Sent.Add(3)
 	c.Dropped(ReasonQueueFull).Add(2)
 	r.Counter("sluice_kernel_lost_samples_total", "Samples\nlost.", "source", "exec", "map", "events").Add(7)
-	r.Gauge(MetricQueueLen, "Events waiting in a queue.", "queue", "pipeline.p").Set(-1)
+	r.Component("pipeline", "p").Gauge(MetricQueueLen, "Events waiting in a queue.").Set(-1)
 
 	srv := httptest.NewServer(r.Handler())
 	defer srv.Close()
@@ -94,7 +94,7 @@ func TestRegistryExposition(t *testing.T) {
 		`# HELP sluice_kernel_lost_samples_total Samples\nlost.`,
 		`sluice_kernel_lost_samples_total{map="events",source="exec"} 7`,
 		`# TYPE sluice_queue_events gauge`,
-		`sluice_queue_events{queue="pipeline.p"} -1`,
+		`sluice_queue_events{component="pipeline",name="p"} -1`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("exposition lacks line %q; got:\n%s", want, text)

@@ -180,6 +180,9 @@ func (p *Pipeline) setSettings(spec Spec) {
 
 func (p *Pipeline) newSourceRT(src Source) *sourceRT {
 	m := p.reg.Component("source", src.Name())
+	if dr, ok := src.(DropReasonsReporter); ok {
+		m.DropReasons(dr.DropReasons()...)
+	}
 	return &sourceRT{
 		src: src,
 		m:   m,
@@ -190,6 +193,9 @@ func (p *Pipeline) newSourceRT(src Source) *sourceRT {
 
 func (p *Pipeline) newRoute(key string, sk Sink) (*sinkRT, error) {
 	m := p.reg.Component("sink", sk.Name())
+	if dr, ok := sk.(DropReasonsReporter); ok {
+		m.DropReasons(dr.DropReasons()...)
+	}
 	q, err := NewQueue(key, p.sinkQueue, m, p.loss)
 	if err != nil {
 		return nil, err

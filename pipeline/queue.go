@@ -105,6 +105,11 @@ type Queue struct {
 	dropFull      *Counter
 	dropShutdown  *Counter
 	depth, memory *Gauge
+	// shownDepth and shownBytes are what this queue added to the gauges,
+	// which it shares with its owner's other queues (a sink fed by several
+	// pipelines, or also as a dead-letter sink): each queue adds its
+	// changes, so the gauges hold the sum.
+	shownDepth, shownBytes int64
 
 	mu       sync.Mutex
 	ring     []Event
@@ -118,9 +123,9 @@ type Queue struct {
 	pushWait chan struct{} // closed to wake blocked producers; nil when none waits
 }
 
-// NewQueue returns an empty queue. name labels its gauges
-// (sluice_queue_events{queue=name}) and is the component named in loss
-// records ("pipeline.security", "sink.console"). Received and drops are
+// NewQueue returns an empty queue. Its gauges are its owner's
+// (sluice_queue_events{component,name} of m); name is the component named
+// in loss records ("pipeline.security", "sink.console"). Received and drops are
 // counted on m; a nil m counts on a private registry. A nil loss tracker
 // disables loss reporting.
 func NewQueue(name string, cfg QueueConfig, m *ComponentMetrics, loss *LossTracker) (*Queue, error) {
@@ -138,11 +143,18 @@ func NewQueue(name string, cfg QueueConfig, m *ComponentMetrics, loss *LossTrack
 		loss:         loss,
 		dropFull:     m.Dropped(ReasonQueueFull),
 		dropShutdown: m.Dropped(ReasonShutdown),
-		depth:        m.reg.Gauge(MetricQueueLen, "Events waiting in a queue.", "queue", name),
-		memory:       m.reg.Gauge(MetricQueueMem, "Bytes (Event.Size) waiting in a queue.", "queue", name),
 		ring:         make([]Event, min(cfg.MaxEvents, 256)),
 	}
+	q.depth, q.memory = m.QueueGauges()
 	return q, nil
+}
+
+// QueueGauges returns the gauges of the component's queues, which its
+// queues add to: MetricQueueLen and MetricQueueMem. Safe for concurrent
+// use.
+func (c *ComponentMetrics) QueueGauges() (events, bytes *Gauge) {
+	return c.Gauge(MetricQueueLen, "Events waiting in a component's queues."),
+		c.Gauge(MetricQueueMem, "Bytes (Event.Size) waiting in a component's queues.")
 }
 
 // Name returns the queue's name.
@@ -464,10 +476,18 @@ func (q *Queue) take(dst []Event, max int) []Event {
 		dst = append(dst, q.evict())
 	}
 	q.hitFull = false
-	q.depth.Set(int64(q.n + len(q.ctrl)))
-	q.memory.Set(int64(q.bytes))
+	q.showGauges()
 	q.wakePush()
 	return dst
+}
+
+// showGauges adds this queue's change since the last call to the gauges.
+// Called with q.mu held.
+func (q *Queue) showGauges() {
+	depth, bytes := int64(q.n+len(q.ctrl)), int64(q.bytes)
+	q.depth.Add(depth - q.shownDepth)
+	q.memory.Add(bytes - q.shownBytes)
+	q.shownDepth, q.shownBytes = depth, bytes
 }
 
 // published updates the gauges after a push and wakes a consumer when it has
@@ -477,8 +497,7 @@ func (q *Queue) published(full bool) {
 	if full {
 		q.hitFull = true
 	}
-	q.depth.Set(int64(q.n + len(q.ctrl)))
-	q.memory.Set(int64(q.bytes))
+	q.showGauges()
 	if q.popWait != nil && (q.hitFull || q.n+len(q.ctrl) >= q.popNeed) {
 		q.wakePop()
 	}

@@ -106,8 +106,8 @@ func StageErrorKind(err error) string {
 	return "error"
 }
 
-// Metric names of the stage-specific series, labelled {name} (the stage)
-// and, for errors, {kind}.
+// Metric names of the stage-specific series, labelled {component="stage",
+// name} and, for errors, {kind}.
 const (
 	MetricStageBatches  = "sluice_stage_batches_total"
 	MetricStageTicks    = "sluice_stage_ticks_total"
@@ -116,11 +116,28 @@ const (
 )
 
 // StageErrors returns the counter of stage's failures of kind, the series
-// MetricStageErrors{name=stage, kind}. The pipeline counts the calls it
+// MetricStageErrors{component="stage", name=stage, kind}. The pipeline counts the calls it
 // makes itself; this is for the failures of stage work it does not see (a
 // refused module swap, a gadget's module). Safe for concurrent use.
 func (r *Registry) StageErrors(stage, kind string) *Counter {
-	return r.Counter(MetricStageErrors, "Failed stage calls, by kind.", "name", stage, "kind", kind)
+	return r.Counter(MetricStageErrors, "Failed stage calls, by kind.", "component", "stage", "name", stage, "kind", kind)
+}
+
+// ErrorKindsReporter is implemented by stages whose calls fail in known
+// ways (a Wasm stage: trap, timeout, oom, ...): the pipeline registers
+// their error counters at zero when it starts, beside the kind "error"
+// that every stage can report.
+type ErrorKindsReporter interface {
+	ErrorKinds() []string
+}
+
+// StageErrorKinds registers the error counters of stage at zero: "error"
+// and kinds. Safe for concurrent use.
+func (r *Registry) StageErrorKinds(stage string, kinds ...string) {
+	r.StageErrors(stage, "error")
+	for _, k := range kinds {
+		r.StageErrors(stage, k)
+	}
 }
 
 // Drop reasons of stages besides ReasonFiltered.
@@ -155,6 +172,9 @@ type stageRT struct {
 
 func (p *Pipeline) newStageRT(st Stage) *stageRT {
 	meter := p.reg.StageMeter(st.Name())
+	if ek, ok := st.(ErrorKindsReporter); ok {
+		meter.ErrorKinds(ek.ErrorKinds()...)
+	}
 	return &stageRT{
 		st:      st,
 		meter:   meter,

@@ -27,20 +27,28 @@ type StageMeter struct {
 }
 
 // StageMeter returns the meter of the stage called name, registering its
-// series (component "stage"). Asking twice for one name returns meters
+// series (component "stage", error kind "error" included; see ErrorKinds). Asking twice for one name returns meters
 // that count on the same series. Safe for concurrent use.
 func (r *Registry) StageMeter(name string) *StageMeter {
 	m := r.Component("stage", name)
-	return &StageMeter{
+	sm := &StageMeter{
 		M:        m,
 		filtered: m.Dropped(ReasonFiltered),
-		batches:  r.Counter(MetricStageBatches, "Batches a stage was called with.", "name", name),
-		ticks:    r.Counter(MetricStageTicks, "Timer calls of a stage.", "name", name),
-		duration: r.Histogram(MetricStageDuration, "Time a stage took per batch.", "name", name),
+		batches:  m.Counter(MetricStageBatches, "Batches a stage was called with."),
+		ticks:    m.Counter(MetricStageTicks, "Timer calls of a stage."),
+		duration: m.Histogram(MetricStageDuration, "Time a stage took per batch."),
 		reg:      r,
 		name:     name,
 		errs:     map[string]*Counter{},
 	}
+	r.StageErrorKinds(name)
+	return sm
+}
+
+// ErrorKinds registers the stage's error counters of kinds at zero, so
+// that they exist before the first failure. Safe for concurrent use.
+func (sm *StageMeter) ErrorKinds(kinds ...string) {
+	sm.reg.StageErrorKinds(sm.name, kinds...)
 }
 
 // Process calls st.Process(ctx, in, out) and counts the call. On error it

@@ -252,7 +252,7 @@ func (p *Pipeline) Tap(edge string, opts TapOptions) (*Tap, error) {
 	t := &Tap{
 		edge: edge, pipeline: p.name,
 		ch: make(chan []Event, opts.Buffer), sample: opts.Sample,
-		lost: p.reg.Counter(MetricTapDropped, "Events a tap lost because its reader did not keep up (never lost to the pipeline).", "pipeline", p.name),
+		lost: p.reg.Component("pipeline", p.name).Counter(MetricTapDropped, "Events a tap lost because its reader did not keep up (never lost to the pipeline)."),
 		done: make(chan struct{}),
 	}
 	s := p.taps

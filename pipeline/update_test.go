@@ -288,7 +288,7 @@ func TestTap(t *testing.T) {
 	if stuck.Dropped() != 45 {
 		t.Errorf("the unread tap lost %d events, want 45 (50 written, one batch of 5 held)", stuck.Dropped())
 	}
-	if got := reg.Snapshot().Get(MetricTapDropped, "pipeline", "p"); got != 45 {
+	if got := reg.Snapshot().Get(MetricTapDropped, "component", "pipeline", "name", "p"); got != 45 {
 		t.Errorf("%s = %v, want 45", MetricTapDropped, got)
 	}
 	after.Close()

@@ -2,9 +2,6 @@ package sinks
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -189,13 +186,14 @@ func NewNATS(ctx context.Context, name string, opts NATSOptions) (*NATS, error) 
 	if reg == nil {
 		reg = pipeline.NewRegistry()
 	}
-	s.spooled = reg.Counter("sluice_sink_spooled_total", "Events a sink wrote to its on-disk spool.", "sink", name)
-	s.replayed = reg.Counter("sluice_sink_replayed_total", "Spooled events a sink delivered after reconnecting.", "sink", name)
+	m := reg.Component("sink", name)
+	s.spooled = m.Counter("sluice_sink_spooled_total", "Events a sink wrote to its on-disk spool.")
+	s.replayed = m.Counter("sluice_sink_replayed_total", "Spooled events a sink delivered after reconnecting.")
 	lostHelp := "Spooled events lost after the spool accepted them, by reason."
-	s.spoolDropOld = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", "drop_oldest")
-	s.spoolCorrupt = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", "corrupt")
-	s.spoolTooLarge = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", ReasonTooLarge)
-	s.spoolBytes = reg.Gauge("sluice_sink_spool_bytes", "Bytes a sink's spool holds.", "sink", name)
+	s.spoolDropOld = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", "drop_oldest")
+	s.spoolCorrupt = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", "corrupt")
+	s.spoolTooLarge = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", ReasonTooLarge)
+	s.spoolBytes = m.Gauge("sluice_sink_spool_bytes", "Bytes a sink's spool holds.")
 	s.reconnected = make(chan struct{}, 1)
 	if opts.SpoolDir != "" {
 		max := opts.SpoolMaxBytes
@@ -296,55 +294,11 @@ func (s *NATS) connectOptions() ([]nats.Option, error) {
 			}
 		}),
 	}
-	auths := 0
-	if s.opts.User != "" {
-		auths++
-		o = append(o, nats.UserInfo(s.opts.User, s.opts.Password))
+	auth, err := s.opts.ClientOptions()
+	if err != nil {
+		return nil, err
 	}
-	if s.opts.Token != "" {
-		auths++
-		o = append(o, nats.Token(s.opts.Token))
-	}
-	if s.opts.NKeySeedFile != "" {
-		auths++
-		opt, err := nats.NkeyOptionFromSeed(s.opts.NKeySeedFile)
-		if err != nil {
-			return nil, fmt.Errorf("read nkey seed file: %w", err)
-		}
-		o = append(o, opt)
-	}
-	if s.opts.CredsFile != "" {
-		auths++
-		if _, err := os.Stat(s.opts.CredsFile); err != nil {
-			return nil, fmt.Errorf("read creds file: %w", err)
-		}
-		o = append(o, nats.UserCredentials(s.opts.CredsFile))
-	}
-	if auths > 1 {
-		return nil, errors.New("set only one of user/password, token, nkey_seed_file and creds_file")
-	}
-	if s.opts.CAFile != "" || s.opts.CertFile != "" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if s.opts.CAFile != "" {
-			pem, err := os.ReadFile(s.opts.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("read CA file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("CA file %s holds no PEM certificate", s.opts.CAFile)
-			}
-			cfg.RootCAs = pool
-		}
-		if s.opts.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(s.opts.CertFile, s.opts.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("load client certificate: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		o = append(o, nats.Secure(cfg))
-	}
+	o = append(o, auth...)
 	return o, nil
 }
 

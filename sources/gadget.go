@@ -154,6 +154,10 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 // Name returns the source's config name.
 func (g *Gadget) Name() string { return g.cfg.Source }
 
+// DropReasons implements pipeline.DropReasonsReporter: a gadget loses
+// events in the kernel (a full ring buffer, lost perf samples).
+func (g *Gadget) DropReasons() []string { return []string{pipeline.ReasonKernel} }
+
 // Spec returns the gadget's spec.
 func (g *Gadget) Spec() *GadgetSpec { return g.spec }
 

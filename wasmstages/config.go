@@ -110,6 +110,11 @@ const (
 	KindLoad      = "load"      // a new version failed to compile or to pass the ABI checks (Swap)
 )
 
+// ErrorKinds returns every kind a Wasm stage or gadget module reports.
+func ErrorKinds() []string {
+	return []string{KindTrap, KindTimeout, KindOOM, KindMalformed, KindGuest, KindInit, KindCanceled, KindLoad}
+}
+
 var (
 	// ErrABI marks a module that does not implement the stage ABI this host
 	// speaks: wrong sluice_abi_version, a missing or mistyped export, an

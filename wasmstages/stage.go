@@ -164,9 +164,11 @@ func newStage(ctx context.Context, cfg Config, fl flavour, label string) (*Stage
 		s.ownCache = true
 	}
 	reg := cfg.Metrics
-	s.restarts = reg.Counter(MetricInstanceRestarts, "Wasm instances made to replace a failed one.", "name", cfg.Name)
-	s.reloads = reg.Counter(MetricReloads, "Module versions a Wasm stage swapped in.", "name", cfg.Name)
-	s.reloadFails = reg.Counter(MetricReloadFailures, "Module versions a Wasm stage refused, keeping the running one.", "name", cfg.Name)
+	m := reg.Component("stage", cfg.Name)
+	s.restarts = m.Counter(MetricInstanceRestarts, "Wasm instances made to replace a failed one.")
+	s.reloads = m.Counter(MetricReloads, "Module versions a Wasm stage swapped in.")
+	s.reloadFails = m.Counter(MetricReloadFailures, "Module versions a Wasm stage refused, keeping the running one.")
+	reg.StageErrorKinds(cfg.Name, ErrorKinds()...)
 	if err := s.start(); err != nil {
 		s.closeCache(ctx)
 		return nil, fmt.Errorf("load %s: %w", label, err)
@@ -411,6 +413,10 @@ func (s *Stage) closeCache(ctx context.Context) {
 
 // Name returns the stage's name.
 func (s *Stage) Name() string { return s.cfg.Name }
+
+// ErrorKinds returns the kinds of failure a Wasm stage reports
+// (pipeline.ErrorKindsReporter).
+func (s *Stage) ErrorKinds() []string { return ErrorKinds() }
 
 // OnError implements pipeline.ErrorPolicy.
 func (s *Stage) OnError() (pipeline.ErrorAction, pipeline.Sink) { return s.action, s.cfg.DeadLetter }

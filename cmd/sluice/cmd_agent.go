@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
@@ -26,34 +27,48 @@ func init() {
 	}
 }
 
-func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	hup := agentHUP
-	if hup == nil { // run in-process (tests): register now
-		hup = make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-	}
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "config `file` (default: the built-in config, see 'sluice config default')")
-	logLevel := fs.String("log-level", "", "override the config's log level (debug, info, warn, error)")
+func newAgentCommand() *cobra.Command {
+	var configPath, logLevel string
 	var images imageRunFlags
-	images.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the agent",
+		Long: `Run the agent on a config file, or on the built-in config (see 'sluice config
+default'): the built-in gadgets into the terminal and into a NATS server the
+agent runs itself. It stops on SIGINT or SIGTERM: it detaches its programs,
+drains its queues, flushes its sinks and exits 0.
+
+Loading eBPF needs root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH
+(docs/operations.md, "Privileges").`,
+		Example: `  sluice agent
+  sluice agent --config /etc/sluice/sluice.hcl
+  sluice agent -c sluice.hcl --log-level debug --pull always`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			hup := agentHUP
+			if hup == nil { // run in-process (tests): register now
+				hup = make(chan os.Signal, 1)
+				signal.Notify(hup, syscall.SIGHUP)
+				defer signal.Stop(hup)
+			}
+			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			f, p, err := loadConfig(configPath, stderr)
+			if err != nil {
+				return err
+			}
+			if logLevel != "" {
+				f.Agent.LogLevel = logLevel
+			}
+			fetch := images.fetchOptions(stderr)
+			return runAgent(cmd.Context(), f, p, stdout, stderr, runOptions{fetch: fetch, load: agent.LoadFile(configPath, fetch), hup: hup})
+		},
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("agent: unexpected argument %q", fs.Arg(0))
-	}
-	f, p, err := loadConfig(*configPath, stderr)
-	if err != nil {
-		return err
-	}
-	if *logLevel != "" {
-		f.Agent.LogLevel = *logLevel
-	}
-	fetch := images.fetchOptions(stderr)
-	return runAgent(ctx, f, p, stdout, stderr, runOptions{fetch: fetch, load: agent.LoadFile(*configPath, fetch), hup: hup})
+	fs := cmd.Flags()
+	fs.StringVarP(&configPath, "config", "c", "", "config `file` (default: the built-in config, see 'sluice config default')")
+	enumVarP(cmd, fs, &logLevel, "log-level", "", "", logLevels, "override the config's log level")
+	images.register(cmd)
+	cmd.MarkFlagFilename("config", "hcl")
+	return cmd
 }
 
 // runOptions are what distinguishes `sluice agent` from `sluice run`.
@@ -72,19 +87,20 @@ func runAgent(ctx context.Context, f *config.File, p *config.Parser, stdout, std
 	if err != nil {
 		return err
 	}
+	build := currentBuild()
 	images, diags := agent.FetchImages(ctx, f, ro.fetch)
 	if diags.HasErrors() {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
 		return exitError{code: 1}
 	}
-	a, diags := agent.New(f, agent.Options{Logger: log, Stdout: stdout, Images: images, Version: version, Load: ro.load})
+	a, diags := agent.New(f, agent.Options{Logger: log, Stdout: stdout, Images: images, Version: build.Version, Commit: build.Commit, Load: ro.load})
 	if len(diags) > 0 {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))
 	}
 	if diags.HasErrors() {
 		return exitError{code: 1}
 	}
-	log.Info("sluice agent starting", "version", version, "name", f.Agent.Name, "pipelines", len(f.Pipelines))
+	log.Info("sluice agent starting", "version", build.Version, "name", f.Agent.Name, "pipelines", len(f.Pipelines))
 	// SIGHUP reloads, one at a time; this goroutine is runAgent's and
 	// ends with it.
 	reloadCtx, stopReloads := context.WithCancel(ctx)

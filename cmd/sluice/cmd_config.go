@@ -2,42 +2,59 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
 )
 
-func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: sluice config validate FILE | sluice config default")
-		return errUsage
+func newConfigCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Check a config file, or print the built-in one",
+		Args:  subcommandArgs,
+		RunE:  showHelp,
 	}
-	switch args[0] {
-	case "validate":
-		fs := flag.NewFlagSet("config validate", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		files, err := parseInterspersed(fs, args[1:])
-		if err != nil {
+	validate := &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check a config file without running it",
+		Long: `Check a config file without running it: its syntax and schema, references
+between blocks, gadgets and their params, image references (pulled into the
+local store when missing) and Wasm stages (compiled, their init run with the
+config's params). Errors point at file:line:column.
+
+Exit status: 0 when valid (warnings alone pass), 1 with errors.`,
+		Example: `  sluice config validate /etc/sluice/sluice.hcl
+  sluice config default > sluice.hcl && sluice config validate sluice.hcl`,
+		Args: exactArgs("FILE"),
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return []cobra.Completion{"hcl"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return validateFile(cmd.Context(), args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	def := &cobra.Command{
+		Use:     "default",
+		Short:   "Print the built-in default config",
+		Example: `  sluice config default > /etc/sluice/sluice.hcl`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := io.WriteString(cmd.OutOrStdout(), config.Default)
 			return err
-		}
-		if len(files) != 1 {
-			fmt.Fprintln(stderr, "usage: sluice config validate FILE")
-			return errUsage
-		}
-		return validateFile(ctx, files[0], stdout, stderr)
-	case "default":
-		_, err := io.WriteString(stdout, config.Default)
-		return err
+		},
 	}
-	fmt.Fprintf(stderr, "sluice config: unknown subcommand %q (want validate or default)\n", args[0])
-	return errUsage
+	cmd.AddCommand(validate, def)
+	return cmd
 }
 
 // validateFile checks everything that can be checked without privileges.

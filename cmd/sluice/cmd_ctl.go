@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,107 +13,168 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
 )
 
-const ctlUsage = `usage: sluice ctl [--socket PATH | --config FILE] COMMAND
-
-Steer a running agent through its control socket (agent.control_socket,
-by default control.sock in its data directory).
-
-Commands:
-  status [-o table|json]                  the agent, its pipelines and components
-  reload [-o table|json]                  re-read the config file (as SIGHUP does)
-  tap EDGE [--limit N] [--sample R] [--pipeline P] [-o json|table]
-                                          events passing an edge: source.NAME,
-                                          stage.NAME.in, stage.NAME.out, sink.NAME
-  top [--interval D] [-n COUNT] [-o table|json]
-                                          live events/s, drops and queue fill
-
-The socket is, in order: --socket, $SLUICE_CONTROL_SOCKET, the control_socket
-of the config file given with --config, /var/lib/sluice/control.sock.
-`
-
-// cmdCtl is `sluice ctl`: it parses the flags and calls the ctl* function
-// of the command, which do the work.
-func cmdCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, ctlUsage) }
-	socket := fs.String("socket", "", "control socket `PATH` of the agent")
-	configPath := fs.String("config", "", "the agent's config `FILE`, to find its control socket")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
-	}
-	path, err := controlSocket(*socket, *configPath, stderr)
-	if err != nil {
-		return err
-	}
-	c := agent.NewControlClient(path)
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	sub := flag.NewFlagSet("ctl "+cmd, flag.ContinueOnError)
-	sub.SetOutput(stderr)
-	output := sub.String("o", "table", "output: table or json")
-	switch cmd {
-	case "status":
-		if err := parseCtlFlags(sub, rest, 0); err != nil {
-			return err
-		}
-		return ctlStatus(ctx, c, *output, stdout)
-	case "reload":
-		if err := parseCtlFlags(sub, rest, 0); err != nil {
-			return err
-		}
-		return ctlReload(ctx, c, *output, stdout)
-	case "tap":
-		*output = "json"
-		limit := sub.Int("limit", 0, "stop after `N` events (0: until interrupted)")
-		sample := sub.Float64("sample", 0, "take this `fraction` of the events, evenly spaced (0 < R <= 1)")
-		pipe := sub.String("pipeline", "", "only this `pipeline` (default: every pipeline with the edge)")
-		positional, err := parseInterspersed(sub, rest)
-		if err != nil {
-			return err
-		}
-		if len(positional) != 1 {
-			fmt.Fprintln(stderr, "usage: sluice ctl tap EDGE [--limit N] [--sample R] [--pipeline P] [-o json|table]")
-			return errUsage
-		}
-		if *sample < 0 || *sample > 1 {
-			return fmt.Errorf("ctl tap: --sample %g: want a fraction in (0, 1]", *sample)
-		}
-		return ctlTap(ctx, c, agent.TapRequest{Edge: positional[0], Pipeline: *pipe, Limit: *limit, Sample: *sample}, *output, stdout, stderr)
-	case "top":
-		interval := sub.Duration("interval", time.Second, "refresh every `D`")
-		count := sub.Int("n", 0, "stop after `COUNT` refreshes (0: until interrupted)")
-		if err := parseCtlFlags(sub, rest, 0); err != nil {
-			return err
-		}
-		if *interval <= 0 {
-			return fmt.Errorf("ctl top: --interval %s: want a positive duration", *interval)
-		}
-		return ctlTop(ctx, c, topOptions{interval: *interval, count: *count, format: *output, terminal: isTerminal(stdout)}, stdout)
-	}
-	fmt.Fprintf(stderr, "sluice ctl: unknown command %q\n\n%s", cmd, ctlUsage)
-	return errUsage
+// ctlFlags find the agent's control socket.
+type ctlFlags struct {
+	socket, config string
 }
 
-func parseCtlFlags(fs *flag.FlagSet, args []string, positional int) error {
-	rest, err := parseInterspersed(fs, args)
+func (f *ctlFlags) client(cmd *cobra.Command) (*agent.ControlClient, error) {
+	path, err := controlSocket(f.socket, f.config, cmd.ErrOrStderr())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if len(rest) != positional {
-		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), rest[positional])
+	return agent.NewControlClient(path), nil
+}
+
+// newCtlCommand is `sluice ctl`: its commands talk to a running agent
+// through the control socket.
+func newCtlCommand() *cobra.Command {
+	var f ctlFlags
+	cmd := &cobra.Command{
+		Use:   "ctl",
+		Short: "Steer a running agent: status, reload, tap, top",
+		Long: `Steer a running agent through its control socket (agent.control_socket, by
+default control.sock in its data directory).
+
+The socket is, in order: --socket, $SLUICE_CONTROL_SOCKET, the control_socket
+of the config file given with --config, /var/lib/sluice/control.sock.`,
+		Example: `  sluice ctl status
+  sluice ctl --config /etc/sluice/sluice.hcl reload
+  sluice ctl tap source.exec --limit 10
+  sluice ctl top`,
+		Args: subcommandArgs,
+		RunE: showHelp,
 	}
-	if o := fs.Lookup("o"); o != nil && o.Value.String() != "json" && o.Value.String() != "table" {
-		return fmt.Errorf("%s: output %q: want table or json", fs.Name(), o.Value.String())
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.socket, "socket", "", "control socket `path` of the agent")
+	pf.StringVarP(&f.config, "config", "c", "", "the agent's config `file`, to find its control socket")
+	cmd.MarkPersistentFlagFilename("config", "hcl")
+	cmd.AddCommand(ctlStatusCommand(&f), ctlReloadCommand(&f), ctlTapCommand(&f), ctlTopCommand(&f))
+	return cmd
+}
+
+var ctlFormats = []string{"table", "json"}
+
+func ctlStatusCommand(f *ctlFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the agent, its pipelines and components",
+		Example: `  sluice ctl status
+  sluice ctl status -o json | jq '.pipelines[].state'`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			return ctlStatus(cmd.Context(), c, output, cmd.OutOrStdout())
+		},
 	}
-	return nil
+	enumVarP(cmd, cmd.Flags(), &output, "output", "o", "table", ctlFormats, "output format")
+	return cmd
+}
+
+func ctlReloadCommand(f *ctlFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "reload",
+		Short: "Re-read the agent's config file, as SIGHUP does",
+		Long: `Re-read the agent's config file, as SIGHUP does, and apply what changed. A config
+with errors is refused (exit status 1) and the agent runs on unchanged.`,
+		Example: `  sluice ctl reload
+  sluice ctl reload -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			return ctlReload(cmd.Context(), c, output, cmd.OutOrStdout())
+		},
+	}
+	enumVarP(cmd, cmd.Flags(), &output, "output", "o", "table", ctlFormats, "output format")
+	return cmd
+}
+
+func ctlTapCommand(f *ctlFlags) *cobra.Command {
+	var (
+		output, pipe string
+		limit        int
+		sample       float64
+	)
+	cmd := &cobra.Command{
+		Use:   "tap EDGE",
+		Short: "Print the events passing an edge of the running pipelines",
+		Long: `Print the events passing an edge of the running pipelines: source.NAME,
+stage.NAME.in, stage.NAME.out or sink.NAME. Nobody tapping costs the agent
+nothing; a slow reader loses events (counted), never slows the pipeline.`,
+		Example: `  sluice ctl tap source.exec --limit 10
+  sluice ctl tap stage.users.out --sample 0.01 -o table
+  sluice ctl tap sink.bus --pipeline default`,
+		Args: exactArgs("EDGE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if sample < 0 || sample > 1 {
+				return usageErrorf(cmd, "--sample %g: want a fraction in (0, 1]", sample)
+			}
+			if limit < 0 {
+				return usageErrorf(cmd, "--limit %d: want 0 or more", limit)
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			return ctlTap(cmd.Context(), c, agent.TapRequest{Edge: args[0], Pipeline: pipe, Limit: limit, Sample: sample}, output, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.IntVarP(&limit, "limit", "n", 0, "stop after `N` events (0: until interrupted)")
+	fs.Float64Var(&sample, "sample", 0, "take this `fraction` of the events, evenly spaced (0 < R <= 1)")
+	fs.StringVar(&pipe, "pipeline", "", "only this `pipeline` (default: every pipeline with the edge)")
+	enumVarP(cmd, fs, &output, "output", "o", "json", []string{"json", "table"}, "output format")
+	for _, n := range []string{"limit", "sample", "pipeline"} {
+		cmd.RegisterFlagCompletionFunc(n, cobra.NoFileCompletions)
+	}
+	return cmd
+}
+
+func ctlTopCommand(f *ctlFlags) *cobra.Command {
+	var (
+		output   string
+		interval time.Duration
+		count    int
+	)
+	cmd := &cobra.Command{
+		Use:   "top",
+		Short: "Show live events/s, drops and queue fill per component",
+		Example: `  sluice ctl top
+  sluice ctl top --interval 5s -n 3 -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if interval <= 0 {
+				return usageErrorf(cmd, "--interval %s: want a positive duration", interval)
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			stdout := cmd.OutOrStdout()
+			return ctlTop(cmd.Context(), c, topOptions{interval: interval, count: count, format: output, terminal: isTerminal(stdout)}, stdout)
+		},
+	}
+	fs := cmd.Flags()
+	durationVar(fs, &interval, "interval", time.Second, "refresh every `D`")
+	fs.IntVarP(&count, "count", "n", 0, "stop after `COUNT` refreshes (0: until interrupted)")
+	enumVarP(cmd, fs, &output, "output", "o", "table", ctlFormats, "output format")
+	cmd.RegisterFlagCompletionFunc("interval", cobra.NoFileCompletions)
+	cmd.RegisterFlagCompletionFunc("count", cobra.NoFileCompletions)
+	return cmd
 }
 
 // controlSocket finds the agent's control socket (see ctlUsage).

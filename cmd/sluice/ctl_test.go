@@ -327,9 +327,9 @@ pipeline "p" {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"config", "validate", path}, &stdout, &stderr)
-	if err == nil || !strings.Contains(err.Error(), "interrupted") {
-		t.Errorf("validate with an interrupt: %v; stdout %q", err, stdout.String())
+	code := run(ctx, []string{"config", "validate", path}, strings.NewReader(""), &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "interrupted") {
+		t.Errorf("validate with an interrupt: exit %d, stderr %q; stdout %q", code, stderr.String(), stdout.String())
 	}
 	if strings.Contains(stdout.String(), "valid") {
 		t.Errorf("an interrupted validate said the config is valid: %q", stdout.String())

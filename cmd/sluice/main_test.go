@@ -49,13 +49,6 @@ func runSluice(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return out.String(), errb.String(), code
 }
 
-func TestVersion(t *testing.T) {
-	out, _, code := runSluice(t, "version")
-	if code != 0 || !strings.HasPrefix(out, "sluice ") {
-		t.Errorf("version: %q, exit %d", out, code)
-	}
-}
-
 func TestConfigValidateExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.hcl")

@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
@@ -19,29 +20,24 @@ import (
 // --help listing of a gadget's parameters and fields. Kept apart from the
 // command's wiring so another flag library only needs new registrations.
 
-// stringsFlag collects a repeatable string flag.
-type stringsFlag []string
-
-func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
-func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
-
 // gadgetRunFlags are the flags of `sluice run` for iterators, map
 // iterators, socket filters, TC classifiers and perf_event programs.
 type gadgetRunFlags struct {
 	interval        time.Duration
 	runs            int
-	ifaces          stringsFlag
-	netns           stringsFlag
+	ifaces          []string
+	netns           []string
 	sampleFrequency int
 	sort            string
 	maxRows         int
 }
 
-func (g *gadgetRunFlags) register(fs *flag.FlagSet) {
-	fs.DurationVar(&g.interval, "interval", 0, "take a snapshot of the gadget's iterators every `D` (default: once), drain its map iterators every D (default 1s)")
+func (g *gadgetRunFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	durationVar(fs, &g.interval, "interval", 0, "take a snapshot of the gadget's iterators every `D` (default: once), drain its map iterators every D (default 1s)")
 	fs.IntVar(&g.runs, "runs", 0, "stop after `N` snapshots (iterators and map iterators; 0: until interrupted, once for iterators without --interval)")
-	fs.Var(&g.ifaces, "iface", "attach TC classifier programs to interface `NAME` (repeatable)")
-	fs.Var(&g.netns, "netns", "run socket filters, TC classifiers and socket iterators in network namespace `PATH` (/run/netns/x, /proc/PID/ns/net; repeatable; default: the host's)")
+	fs.StringArrayVar(&g.ifaces, "iface", nil, "attach TC classifier programs to interface `NAME` (repeatable)")
+	fs.StringArrayVar(&g.netns, "netns", nil, "run socket filters, TC classifiers and socket iterators in network namespace `PATH` (/run/netns/x, /proc/PID/ns/net; repeatable; default: the host's)")
 	fs.IntVar(&g.sampleFrequency, "sample-frequency", 0, "sample each CPU `HZ` times a second with perf_event programs (default 49)")
 	fs.StringVar(&g.sort, "sort", "", "order the rows of each snapshot in table output by `FIELDS` (\"-bytes,pid\"; '-' for descending)")
 	fs.IntVar(&g.maxRows, "max-rows", 0, "show at most `N` rows of each snapshot in table output (0: all)")
@@ -77,39 +73,22 @@ func isTerminalWriter(w io.Writer) bool {
 	return isTerminal(w)
 }
 
-// wantsGadgetHelp reports whether args ask for help (-h, --help) after
-// naming a gadget, and which: `sluice run trace_open --help` lists the
-// gadget's parameters and fields rather than the command's flags.
-func wantsGadgetHelp(fs *flag.FlagSet, args []string) (string, bool) {
-	gadget, help := "", false
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			if gadget == "" && i+1 < len(args) {
-				gadget = args[i+1]
-			}
-			return gadget, help && gadget != ""
-		case a == "-h" || a == "-help" || a == "--help":
-			help = true
-		case strings.HasPrefix(a, "-"):
-			name := strings.TrimLeft(a, "-")
-			if strings.Contains(name, "=") {
-				continue
-			}
-			if f := fs.Lookup(name); f != nil {
-				if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
-					continue
-				}
-				i++ // the flag's value
-			}
-		default:
-			if gadget == "" {
-				gadget = a
-			}
+// gadgetHelpFunc is the help of `sluice run`: with a gadget named
+// (`sluice run trace_open --help`) it lists the gadget's parameters and
+// fields rather than the command's flags. A help function cannot return
+// an error: a failure is recorded for run through the context.
+func gadgetHelpFunc(images *imageRunFlags) func(*cobra.Command, []string) {
+	return func(c *cobra.Command, args []string) {
+		pos := c.Flags().Args()
+		if len(pos) != 1 || !c.Flags().Changed("help") {
+			c.Parent().HelpFunc()(c, args)
+			return
+		}
+		stderr := c.ErrOrStderr()
+		if err := gadgetHelp(c.Context(), runConfig(pos[0], nil, "json"), images.fetchOptions(stderr), c.OutOrStdout(), stderr); err != nil {
+			failHelp(c.Context(), err)
 		}
 	}
-	return gadget, help && gadget != ""
 }
 
 // gadgetHelp prints a gadget's parameters (the key to use, the variable,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,25 +11,29 @@ import (
 	"github.com/sluice-dev/sluice/internal/testutil"
 )
 
-func TestWantsGadgetHelp(t *testing.T) {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.String("o", "table", "")
-	fs.Bool("stats", false, "")
+// TestRunHelpWithGadget: `sluice run GADGET --help` (-h, flags anywhere)
+// shows the gadget's parameters and fields; without a gadget, and through
+// `sluice help run`, the command's own help; a gadget that does not load
+// fails the help.
+func TestRunHelpWithGadget(t *testing.T) {
 	for _, c := range []struct {
-		args   []string
-		gadget string
-		help   bool
+		args []string
+		want string
+		code int
 	}{
-		{[]string{"trace_open", "--help"}, "trace_open", true},
-		{[]string{"-o", "json", "trace_open", "-h"}, "trace_open", true},
-		{[]string{"--stats", "-h", "x.bpf.o"}, "x.bpf.o", true},
-		{[]string{"--help"}, "", false},
-		{[]string{"trace_open"}, "trace_open", false},
-		{[]string{"-o=json", "--", "-weird", "--help"}, "-weird", false}, // after --, --help is an argument
+		{[]string{"run", "trace_open", "--help"}, "Parameters (--param NAME=VALUE)", 0},
+		{[]string{"run", "-o", "json", "trace_open", "-h"}, "Parameters (--param NAME=VALUE)", 0},
+		{[]string{"run", "--stats", "-h", "trace_exec"}, "gadget trace_exec", 0},
+		{[]string{"run", "--help"}, "Usage:", 0},
+		{[]string{"help", "run"}, "Usage:", 0},
+		{[]string{"run", "no_such_gadget", "--help"}, "", 1},
 	} {
-		g, h := wantsGadgetHelp(fs, c.args)
-		if h != c.help || (h && g != c.gadget) {
-			t.Errorf("wantsGadgetHelp(%q) = %q, %v; want %q, %v", c.args, g, h, c.gadget, c.help)
+		out, errOut, code := runInProcess(t, c.args...)
+		if code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("sluice %q: exit %d, want %d and %q in stdout:\n%s%s", c.args, code, c.code, c.want, out, errOut)
+		}
+		if c.want == "Usage:" && strings.Contains(out, "Parameters (") {
+			t.Errorf("sluice %q showed a gadget's help", c.args)
 		}
 	}
 }
