@@ -7,7 +7,9 @@
  *
  * The program counts calls per `who` in the hash map `counts`, which the
  * module reads, and copies tags[0], which the module writes at
- * gadgetStart, into every event's `tag`.
+ * gadgetStart, into every event's `tag`. It also writes each `who` into
+ * the perf event array `whos`, which no tracer names: a module may read
+ * it with a perf reader (sources' TestPerfReader does).
  */
 #include <sluice/gadget.h>
 
@@ -39,6 +41,12 @@ struct {
 	__type(value, __u64);
 } tags SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} whos SEC(".maps");
+
 SEC("tracepoint/syscalls/sys_enter_getpriority")
 int ig_wasm_e(struct trace_event_raw_sys_enter *ctx)
 {
@@ -49,6 +57,7 @@ int ig_wasm_e(struct trace_event_raw_sys_enter *ctx)
 	if (target_tgid && (bpf_get_current_pid_tgid() >> 32) != (__u32)target_tgid)
 		return 0;
 	who = ctx->args[1];
+	bpf_perf_event_output(ctx, &whos, BPF_F_CURRENT_CPU, &who, sizeof(who));
 	count = bpf_map_lookup_elem(&counts, &who);
 	if (count)
 		__sync_fetch_and_add(count, 1);
