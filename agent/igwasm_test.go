@@ -146,3 +146,50 @@ func checkIGOutput(t *testing.T, out string) {
 		t.Errorf("%d summary events; want the one the module emits at gadgetStop:\n%s", summary, out)
 	}
 }
+
+// TestIGModuleInitFails: an Inspektor Gadget module whose gadgetInit fails
+// (ig_wasm_go on a gadget without its data source "calls") is reported by
+// config validation at the wasm attribute and stops the source from
+// starting, naming the source, the gadget and the hook; a module importing
+// functions this host lacks is refused naming them, in one line.
+func TestIGModuleInitFails(t *testing.T) {
+	gadget, _ := filepath.Abs(syscallsGadget)
+	for _, c := range []struct {
+		module, summary string
+		wants           []string
+	}{
+		{"ig_wasm_go", "Gadget module init failed", []string{`gadget "wasm_syscalls" module`, "gadgetInit returned 1"}},
+		{"ig_future", "Invalid gadget module", []string{"imports ig functions this host does not provide: fieldGetStruct, someFutureFunction"}},
+	} {
+		t.Run(c.module, func(t *testing.T) {
+			module, _ := filepath.Abs(filepath.Join("..", "wasmstages", "testdata", c.module+".wasm"))
+			f := syscallsConfig(t, fmt.Sprintf("data_dir = %q", t.TempDir()), gadget, fmt.Sprintf(`wasm = %q`, module))
+			diags := Check(context.Background(), f, nil)
+			if !diags.HasErrors() || diags[0].Summary != c.summary || diags[0].Subject == nil || diags[0].Subject.Start.Line != 9 {
+				t.Fatalf("validate: %v; want %q at the wasm attribute (line 9)", diags, c.summary)
+			}
+			for _, want := range c.wants {
+				if !strings.Contains(diags.Error(), want) {
+					t.Errorf("validate: %q lacks %q", diags.Error(), want)
+				}
+			}
+			if strings.Contains(diags[0].Detail, "\n") {
+				t.Errorf("the refusal is not one line: %q", diags[0].Detail)
+			}
+			testutil.RequireBPF(t)
+			a, diags := New(f, Options{Stdout: &testutil.SyncBuffer{}})
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			err := a.Run(context.Background())
+			if err == nil {
+				t.Fatal("the agent ran although the gadget module failed")
+			}
+			for _, want := range append(c.wants, `start source "sc"`) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q lacks %q", err, want)
+				}
+			}
+		})
+	}
+}
