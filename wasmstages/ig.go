@@ -268,9 +268,13 @@ func (m *IGModule) Flush(out []pipeline.Event) []pipeline.Event {
 // Close calls gadgetPostStop on a working instance, releases the module
 // and closes the maps it created.
 func (m *IGModule) Close(ctx context.Context) error {
-	err := m.lifecycle(ctx, "gadgetPostStop")
-	if errors.Is(err, ErrClosed) {
-		err = nil
+	var err error
+	if m.hasInstance() {
+		// Not on a replacement made for the purpose: a module whose
+		// instance failed last gets no gadgetPostStop.
+		if err = m.lifecycle(ctx, "gadgetPostStop"); errors.Is(err, ErrClosed) {
+			err = nil
+		}
 	}
 	if cerr := m.stage.Close(ctx); err == nil {
 		err = cerr
@@ -279,6 +283,14 @@ func (m *IGModule) Close(ctx context.Context) error {
 	m.closeOwned()
 	m.stage.mu.Unlock()
 	return err
+}
+
+// hasInstance reports whether the module has a working instance.
+func (m *IGModule) hasInstance() bool {
+	s := m.stage
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed && s.cur.slots[0] != nil
 }
 
 func (m *IGModule) closeOwned() {
