@@ -470,6 +470,17 @@ func TestIGModuleTrapReplaced(t *testing.T) {
 	if n := len(logs.lines("ig_wasm_c: init done")); n != 2 {
 		t.Errorf("gadgetInit ran %d times; want 2", n)
 	}
+	// Closing after a failure makes no instance just to run
+	// gadgetPostStop.
+	if _, err := m.Process(ctx, callEvents(0xdead), nil); pipeline.StageErrorKind(err) != wasmstages.KindTrap {
+		t.Fatalf("second trap: %v", err)
+	}
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(logs.lines("ig_wasm_c: init done")); n != 2 {
+		t.Errorf("Close made an instance after the trap: gadgetInit ran %d times; want 2", n)
+	}
 }
 
 // TestIGModuleUnknownImports: a module importing functions of IG's API
