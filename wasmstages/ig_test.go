@@ -432,6 +432,12 @@ func TestIGModuleTwins(t *testing.T) {
 			if len(sum) != 1 || fmt.Sprint(sum[0]["events"]) != "4" || sum[0]["source"] != "open" {
 				t.Errorf("summary = %v; want one event of the module's data source, events = 4", sum)
 			}
+			if err := m.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if module == "ig_wasm_c" && len(logs.lines("ig_wasm_c: post stop")) != 1 {
+				t.Errorf("gadgetPostStop did not run at Close:\n%s", logs.String())
+			}
 		})
 	}
 }
@@ -478,8 +484,8 @@ func TestIGModuleTrapReplaced(t *testing.T) {
 	if err := m.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(logs.lines("ig_wasm_c: init done")); n != 2 {
-		t.Errorf("Close made an instance after the trap: gadgetInit ran %d times; want 2", n)
+	if n := len(logs.lines("ig_wasm_c: init done")); n != 2 || len(logs.lines("post stop")) != 0 {
+		t.Errorf("Close made an instance after the trap to run gadgetPostStop: gadgetInit ran %d times; want 2\n%s", n, logs.String())
 	}
 }
 

@@ -4,7 +4,8 @@
 // gadgetStart, drops the events whose who is the param "drop_who", adds
 // who_hex and calls (from the gadget's map counts) to the others, and
 // emits one "summary" event with the number it saw at gadgetStop. A who of
-// 0xdead makes it trap (the test of a failing module).
+// 0xdead makes it trap (the test of a failing module); gadgetPostStop
+// logs "ig_wasm_c: post stop".
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -83,6 +84,11 @@ IGEXPORT("gadgetStop") int32_t gadget_stop(void) {
 		ig_logs(IG_ERROR, "cannot emit the summary");
 		return 1;
 	}
+	return 0;
+}
+
+IGEXPORT("gadgetPostStop") int32_t gadget_post_stop(void) {
+	ig_logs(IG_INFO, "ig_wasm_c: post stop");
 	return 0;
 }
 
