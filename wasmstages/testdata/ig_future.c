@@ -10,5 +10,7 @@ IGEXPORT("gadgetAPIVersion") uint64_t gadget_api_version(void) { return 1; }
 
 IGEXPORT("gadgetInit") int32_t gadget_init(void) {
 	char b[8];
-	return ig_field_get_struct(1, 1, buf(b, sizeof b)) + (int32_t)ig_some_future_function() + (int32_t)ig_get_data_source(str("x"));
+	int32_t rc = 0;
+	for (volatile int i = 0; i < 3; i++) rc += (int32_t)ig_some_future_function();
+	return rc + ig_field_get_struct(1, 1, buf(b, sizeof b)) + (int32_t)ig_get_data_source(str("x"));
 }
