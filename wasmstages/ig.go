@@ -149,6 +149,7 @@ type IGModule struct {
 // igABI is the ABI of an Inspektor Gadget module.
 var igABI = moduleABI{
 	what: "an Inspektor Gadget module",
+	api:  "Inspektor Gadget's wasm API 1",
 	exports: []abiExport{
 		{"gadgetAPIVersion", nil, []api.ValueType{i64}, true},
 		{"gadgetInit", nil, []api.ValueType{i32}, false},
@@ -370,7 +371,7 @@ func (f igFlavour) initialize(ctx context.Context, inst *instance, v *version, i
 		return err
 	}
 	if got := inst.stack[0] & 0xffffffff; got != IGAPIVersion {
-		return fmt.Errorf("%w: gadgetAPIVersion returned %d; this host implements Inspektor Gadget's wasm API version %d", ErrABI, int64(got), IGAPIVersion)
+		return &apiError{fmt.Sprintf("module does not implement Inspektor Gadget's wasm API %d: gadgetAPIVersion returned %d", IGAPIVersion, int64(got))}
 	}
 	hooks := igHooks[:2]
 	if m.started.Load() {

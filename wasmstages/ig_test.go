@@ -498,7 +498,7 @@ func TestIGModuleUnknownImports(t *testing.T) {
 		t.Fatalf("err = %v; want ErrABI", err)
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, "imports ig functions this host does not provide: fieldGetStruct, someFutureFunction") ||
+	if !strings.Contains(msg, "module does not implement Inspektor Gadget's wasm API 1: imports ig functions this host does not provide: fieldGetStruct, someFutureFunction") ||
 		strings.Contains(msg, "\n") || len(msg) > 300 || strings.Contains(msg, "getDataSource") {
 		t.Errorf("err = %q; want one short line naming only the missing functions", msg)
 	}

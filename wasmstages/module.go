@@ -37,7 +37,16 @@ type moduleABI struct {
 	// alts are other signatures an export may have, by name (Inspektor
 	// Gadget's guests declare some hooks with and some without a result).
 	alts map[string][]funcType
+	// api names the ABI in errors when it is not the stage ABI.
+	api string
 }
+
+// apiError is ErrABI for an ABI other than the stage ABI: its message
+// names that ABI.
+type apiError struct{ msg string }
+
+func (e *apiError) Error() string        { return e.msg }
+func (e *apiError) Is(target error) bool { return target == ErrABI }
 
 // stageABI is the ABI of a stage module.
 var stageABI = moduleABI{
@@ -125,6 +134,7 @@ func checkModuleABI(cm wazero.CompiledModule, memLimit uint64, abi moduleABI) (e
 	}
 	for _, mod := range missingMods {
 		names := missing[mod]
+		slices.Sort(names)
 		what := "functions"
 		if len(names) == 1 {
 			what = "function"
@@ -136,6 +146,9 @@ func checkModuleABI(cm wazero.CompiledModule, memLimit uint64, abi moduleABI) (e
 		problems = append(problems, fmt.Sprintf("imports its memory (%s.%s); %s defines and exports its own", mod, name, abi.what))
 	}
 	if len(problems) > 0 {
+		if abi.api != "" {
+			return ex, &apiError{fmt.Sprintf("module does not implement %s: %s", abi.api, strings.Join(problems, "; "))}
+		}
 		return ex, fmt.Errorf("%w %d: %s", ErrABI, ABIVersion, strings.Join(problems, "; "))
 	}
 	if need := uint64(mem.Min()) * pageSize; need > memLimit {
