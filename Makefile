@@ -12,7 +12,7 @@ LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.
 # Extra flags for `make run`, e.g. make run ARGS="--config my.hcl".
 ARGS    ?=
 
-.PHONY: all build man image release run test test-interop check-fmt bin/cosign bin/oras test-race bench bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
+.PHONY: all build man image release run test test-interop check-fmt bin/cosign bin/oras test-race bench bench-swap bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
 
 all: build
 
@@ -90,6 +90,14 @@ test-race:
 # Hot-path benchmarks with allocations.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+# Stage version swaps: digest seen -> serving (C and Go stage, cold and
+# warm compilation cache), throughput in 1 s windows around a swap, and
+# what stamp_version costs per event.
+bench-swap:
+	$(GO) test -run '^$$' -bench 'BenchmarkDigestToServing' -benchtime 10x -count 1 ./agent
+	$(GO) test -run '^$$' -bench 'BenchmarkSwapThroughput' -benchtime 1x -count 1 -v ./wasmstages
+	$(GO) test -run '^$$' -bench 'BenchmarkStamp' -benchmem -count 1 ./wasmstages
 
 FUZZTIME ?= 30s
 fuzz:

@@ -329,47 +329,21 @@ func (ls *liveSource) close(ctx context.Context) {
 	ls.cur = nil
 }
 
-// liveStage is a running Wasm stage of one pipeline.
+// liveStage is a running Wasm stage of one pipeline. Its versions (a
+// module file that changes, a tag that moves, a rollout) are the stage
+// follower's to swap (stagefollow.go): one per stage name, for every
+// pipeline's instance.
 type liveStage struct {
 	handover
 	plan  *stagePlan
 	stage *wasmstages.Stage
-	// stopWatch ends the goroutine that swaps in new versions of a module
-	// file, when the stage has one; watchDone is closed when it returned.
-	stopWatch context.CancelFunc
-	watchDone chan struct{}
 }
 
 // ErrorKinds are a Wasm stage's (pipeline.ErrorKindsReporter).
 func (ls *liveStage) ErrorKinds() []string { return wasmstages.ErrorKinds() }
 
-// watch starts the goroutine that follows the stage's module file, if the
-// stage asks for it, until ctx ends or unwatch. The agent owns it.
-func (ls *liveStage) watch(ctx context.Context, log *slog.Logger) {
-	if !ls.plan.watch {
-		return
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	ls.stopWatch, ls.watchDone = cancel, make(chan struct{})
-	go func() {
-		defer close(ls.watchDone)
-		if err := ls.stage.WatchFile(ctx, ls.plan.poll); err != nil {
-			log.Warn("watch stage module", "stage", ls.plan.name, "error", err)
-		}
-	}()
-}
-
-func (ls *liveStage) unwatch() {
-	if ls.stopWatch != nil {
-		ls.stopWatch()
-		<-ls.watchDone
-		ls.stopWatch = nil
-	}
-}
-
 // close releases the stage when no pipeline ran it.
 func (ls *liveStage) close(ctx context.Context) {
-	ls.unwatch()
 	if ls.taken.Load() {
 		return
 	}

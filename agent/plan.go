@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -29,6 +28,9 @@ type plan struct {
 	sources   []*sourcePlan // config order
 	sinks     []*sinkPlan
 	pipelines []*pipelinePlan
+	// images is how the stage followers fetch versions: the config's image
+	// policy and store.
+	images *imageAccess
 }
 
 type sourcePlan struct {
@@ -57,9 +59,7 @@ type stagePlan struct {
 	block      *config.Stage
 	cfg        wasmstages.Config // without the agent's parts (cache, logger, metrics) and the dead-letter sink
 	deadLetter string            // the dead-letter sink's name; "" for none
-	watch      bool
-	poll       time.Duration
-	digest     string // of the module
+	digest     string            // of the module
 	// moduleBytes is the module, kept for a stage whose module is a file:
 	// a reload that finds only the file changed swaps it in place.
 	moduleBytes []byte
@@ -183,6 +183,11 @@ func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Log
 		pl.pipelines = append(pl.pipelines, pp)
 	}
 	if diags.HasErrors() {
+		return nil, diags
+	}
+	// Stage versions: files, OCI tags, the fleet's control bucket.
+	pl.images, ds = newImageAccess(cfg, images)
+	if diags = append(diags, ds...); diags.HasErrors() {
 		return nil, diags
 	}
 	return pl, diags

@@ -147,10 +147,8 @@ func (a *Agent) Status() *Status {
 	return st
 }
 
-// stageExtra fills in what the stage's version follower knows (the OCI
-// reference followed, the last swap), when there is one. The seam for tag
-// following and fleet rollout.
-func (a *Agent) stageExtra(name string, cs *ComponentStatus) {}
+// stageExtra (stagefollow.go) fills in what the stage's version follower
+// knows: the version it runs, the last swap, why a desired one does not.
 
 func queueStatus(q pipeline.QueueStat) QueueStatus {
 	return QueueStatus{Events: q.Events, Bytes: q.Bytes, MaxEvents: q.Config.MaxEvents, MaxBytes: q.Config.MaxBytes, Policy: q.Config.Policy.String()}

@@ -34,11 +34,13 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "loss_report_interval"},
 		{Name: "pull_policy"},
 		{Name: "allow"},
+		{Name: "group"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "nats_server"},
 		{Type: "registries"},
 		{Type: "verify"},
+		{Type: "control"},
 	},
 }
 
@@ -235,6 +237,8 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				a.LossReportInterval, ds = durationOr(attr, d.ectx, a.LossReportInterval)
 			case "pull_policy", "allow":
 				ds = decodeImagesAttr(attr, d.ectx, &a.Images)
+			case "group":
+				a.Group, ds = decodeGroup(attr, d.ectx)
 			}
 			diags = append(diags, ds...)
 		}
@@ -257,6 +261,14 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				}
 				var ds hcl.Diagnostics
 				a.NATSServer, ds = decodeNATSServer(nb, d.ectx, a.DataDir)
+				diags = append(diags, ds...)
+			case "control":
+				if a.Control != nil {
+					diags = append(diags, duplicate("control block", "A control block", a.Control.DefRange, nb.DefRange, "An agent has at most one control block."))
+					continue
+				}
+				var ds hcl.Diagnostics
+				a.Control, ds = decodeControl(nb, d.ectx)
 				diags = append(diags, ds...)
 			}
 		}

@@ -68,6 +68,12 @@ type Agent struct {
 	NATSServer *NATSServer
 	// Images is the policy for OCI references (pull, allow-list, signatures).
 	Images Images
+	// Group names the agent's group in the control bucket: its stages
+	// follow the keys <group>.<stage> before <stage>. "" = no group.
+	Group string
+	// Control, when set, connects the agent to the bus its fleet is
+	// steered through (stage versions rolled out over NATS KV).
+	Control *Control
 	// DefRange is the header of the agent block; zero when the file has none.
 	DefRange hcl.Range
 }
