@@ -121,9 +121,9 @@ gadgets:
 check-gadgets: gadgets
 	git diff --exit-code -- gadgets/
 
-# Regenerates the committed built-in stages (stages/*.wasm): Go ones
-# with the Go toolchain, C ones with clang-19 and wasi-libc (installed via apt
-# when missing).
+# Regenerates the committed built-in stages (stages/*.wasm): Go ones with the
+# Go toolchain, C ones with clang-19 and wasi-libc, Rust ones with Debian's
+# rustc, libstd-rust-dev-wasm32 and lld-14 (installed via apt when missing).
 stages: test-stages-wasm wasm-bpf-apps
 	bash stages/build.sh
 
@@ -132,7 +132,8 @@ check-stages: check-test-stages-wasm check-wasm-bpf-apps
 	bash stages/build.sh --check
 
 # Regenerates the host's own test guests (wasmstages/testdata/*.wasm: C
-# against the raw ABI, misbehaving on purpose, and one Go guest).
+# against the raw ABI, misbehaving on purpose, Go guests, Inspektor Gadget
+# modules in Go and C, and a Rust gadget module).
 test-stages-wasm:
 	bash wasmstages/testdata/build.sh
 

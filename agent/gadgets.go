@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,9 +123,14 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(subject)})
 			continue
 		}
-		params := map[string]string{}
+		params, moduleParams := map[string]string{}, map[string]string{}
+		moduleDocs := moduleParamDocs(metadata)
 		paramsOK := true
 		for _, p := range src.Params {
+			if _, ok := moduleDocs[p.Name]; ok {
+				moduleParams[p.Name] = p.Value // the gadget's Wasm module's (gadget.yaml params.wasm)
+				continue
+			}
 			params[p.Name] = p.Value
 			if err := spec.CheckParams(map[string]string{p.Name: p.Value}); err != nil {
 				var pe *sources.ParamError
@@ -137,8 +143,28 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 			}
 		}
 		wasm, d := resolveGadgetWasm(src, image, baseDir)
+		if d == nil && wasm != nil {
+			d = wasm.detectABI(src)
+		}
 		if d != nil {
 			diags = append(diags, d)
+			wasm = nil
+		}
+		if wasm != nil {
+			wasm.host = f.Agent.Name
+			wasm.params = map[string]string{}
+			for key, doc := range moduleDocs {
+				wasm.params[key] = doc.DefaultValue
+			}
+			maps.Copy(wasm.params, moduleParams)
+		} else if len(moduleParams) > 0 && d == nil {
+			for _, p := range src.Params {
+				if _, ok := moduleParams[p.Name]; ok {
+					diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown gadget parameter",
+						Detail: fmt.Sprintf("parameter %q belongs to the gadget's Wasm module (gadget.yaml params.wasm), and the gadget has none", p.Name), Subject: rangePtr(p.NameRange)})
+				}
+			}
+			paramsOK = false
 		}
 		if !paramsOK {
 			continue // building it would report the same parameters again
@@ -340,6 +366,27 @@ func gadgetMetadataFile(ref, baseDir string) ([]byte, error) {
 		}
 	}
 	return nil, nil
+}
+
+// moduleParamDocs returns the parameters gadget.yaml gives the gadget's
+// Wasm module (params.wasm), by key.
+func moduleParamDocs(raw []byte) map[string]oci.ParamDoc {
+	out := map[string]oci.ParamDoc{}
+	if len(raw) == 0 {
+		return out
+	}
+	md, err := oci.ParseMetadata(raw)
+	if err != nil {
+		return out // gadgetMetadata reports it
+	}
+	for name, doc := range md.Params["wasm"] {
+		key := doc.Key
+		if key == "" {
+			key = name
+		}
+		out[key] = doc
+	}
+	return out
 }
 
 // gadgetMetadata converts a gadget.yaml into what sources uses of it.

@@ -155,7 +155,7 @@ func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Log
 		}
 		var wasmDigest string
 		if r.wasm != nil {
-			wasmDigest = sha256Hex(r.wasm.bytes)
+			wasmDigest = r.wasm.fingerprint()
 		}
 		// The self filter is the agent's setting and the agent's pid.
 		sp.fp = fingerprint(r.source, r.params, r.digest, wasmDigest, cfg.Agent.Name, cfg.Agent.FilterSelf)

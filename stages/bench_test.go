@@ -40,6 +40,7 @@ func BenchmarkExampleStages(b *testing.B) {
 	cases := []stageCase{
 		{"drop-comm", map[string]any{"comms": []string{"sh", "bash"}}, []int{1, 256, 1024}},
 		{"drop-comm-go", map[string]any{"comms": []string{"sh", "bash"}}, []int{1, 256, 1024}},
+		{"drop-comm-rs", map[string]any{"comms": []string{"sh", "bash"}}, []int{1, 256, 1024}},
 		// The decoder's user field says alice already (the host's own
 		// name): the C stage passes the event on, the Go one sets it.
 		{"uid-to-user", map[string]any{"users": map[string]any{"1000": "alice"}}, []int{256}},

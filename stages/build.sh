@@ -2,6 +2,7 @@
 # Rebuilds the committed built-in stages from their sources:
 #   stages/<name>/main.c   -> stages/<name>.wasm  (C SDK, clang-19)
 #   stages/<name>/main.go  -> stages/<name>.wasm  (Go SDK, GOOS=wasip1)
+#   stages/<name>/main.rs  -> stages/<name>.wasm  (Rust SDK, Debian's rustc)
 #
 # The output is byte-for-byte reproducible for a given toolchain: Go builds
 # use -trimpath and no VCS stamp; C builds strip debug info, so no path of
@@ -12,7 +13,9 @@
 #                                          and fail if a committed module differs
 #
 # Runs as root on a fresh Debian 12; installs clang-19, lld-19, wasi-libc and
-# the wasm32 compiler-rt builtins with apt when they are missing.
+# the wasm32 compiler-rt builtins with apt when they are missing, and for
+# Rust stages Debian's rustc (1.63) with its wasm32-wasi standard library
+# and lld-14 (rust-lld), through sdk/rust/build.sh.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -68,6 +71,10 @@ cc_wasm() { # cc_wasm <dir> <source> <out>: compile a C guest from within its di
 
 build_c() { cc_wasm "$here/$1" main.c "$out_dir/$1.wasm"; } # build_c <name>
 
+build_rs() { # build_rs <name>
+	bash "$root/sdk/rust/build.sh" "$here/$1/main.rs" "$out_dir/$1.wasm"
+}
+
 build_go() { # build_go <name>
 	(cd "$root" && GOOS=wasip1 GOARCH=wasm GOFLAGS= CGO_ENABLED=0 "$GO" build -buildmode=c-shared \
 		-trimpath -buildvcs=false -ldflags='-s -w' -o "$out_dir/$1.wasm" "./stages/$1")
@@ -82,6 +89,8 @@ for d in "$here"/*/; do
 		build_c "$name"
 	elif [ -f "$d/main.go" ]; then
 		build_go "$name"
+	elif [ -f "$d/main.rs" ]; then
+		build_rs "$name"
 	else
 		continue
 	fi

@@ -10,9 +10,9 @@
 //	ocsf         map exec, open and tcpconnect events to OCSF classes (C SDK)
 //
 // drop-comm-go, uid-to-user-go and ocsf-go, the Go SDK's versions of the C
-// stages, are built and tested but not embedded: they exist to compare the
-// SDKs and as Go examples (the tests check that each pair behaves the
-// same).
+// stages, and drop-comm-rs, the Rust SDK's drop-comm, are built and tested
+// but not embedded: they exist to compare the SDKs and as examples (the
+// tests check that each set of twins behaves the same).
 //
 // Ownership and concurrency: the embedded modules are read-only; Builtin
 // returns a slice the caller must not modify, and Builtin and Names are

@@ -34,7 +34,7 @@ var cache = func() *wasmstages.Cache {
 // TestMain compiles every module before the tests, two at a time (the
 // machine has two cores), instead of one after the other as tests need them.
 func TestMain(m *testing.M) {
-	names := append(stages.Names(), "drop-comm-go", "uid-to-user-go", "ocsf-go")
+	names := append(stages.Names(), "drop-comm-go", "uid-to-user-go", "ocsf-go", "drop-comm-rs")
 	sem := make(chan struct{}, 2)
 	var wg sync.WaitGroup
 	for _, name := range names {
@@ -63,7 +63,7 @@ func TestMain(m *testing.M) {
 }
 
 // module returns a stage's module: a built-in, or the committed file for
-// those that are not embedded (the Go SDK twins of C built-ins).
+// those that are not embedded (the Go and Rust SDK twins of C built-ins).
 func module(t testing.TB, name string) []byte {
 	t.Helper()
 	if b, ok := stages.Builtin(name); ok {

@@ -99,7 +99,7 @@ func copyBinary(t *testing.T, name string) string {
 }
 
 func TestDropCommOnKernelEvents(t *testing.T) {
-	for _, name := range []string{"drop-comm", "drop-comm-go"} {
+	for _, name := range []string{"drop-comm", "drop-comm-go", "drop-comm-rs"} {
 		t.Run(name, func(t *testing.T) {
 			mark := marker(t)
 			dropped := copyBinary(t, "sluicedropme")

@@ -32,9 +32,9 @@ func TestBuiltinNames(t *testing.T) {
 	}
 }
 
-// The C and Go versions of drop-comm must behave the same.
+// The C, Go and Rust versions of drop-comm must behave the same.
 func TestDropCommOnSyntheticEvents(t *testing.T) {
-	for _, name := range []string{"drop-comm", "drop-comm-go"} {
+	for _, name := range []string{"drop-comm", "drop-comm-go", "drop-comm-rs"} {
 		t.Run(name, func(t *testing.T) {
 			s := newStage(t, name, map[string]any{"comms": []string{"sh", "bash"}}, 0)
 			got := process(t, s,
@@ -66,6 +66,11 @@ func TestStageParamErrors(t *testing.T) {
 		{"drop-comm", map[string]any{"comms": []any{"sh", 1}}, "params.comms[1]: want a string"},
 		{"drop-comm", map[string]any{"comms": []string{"sh"}, "comm": 1}, `unknown param "comm"`},
 		{"drop-comm-go", map[string]any{"comm": []string{"sh"}}, `params: unknown param "comm" (known: comms)`},
+		{"drop-comm-rs", map[string]any{"comm": []string{"sh"}}, `params: unknown param "comm" (known: comms)`},
+		{"drop-comm-rs", nil, "params.comms: missing"},
+		{"drop-comm-rs", map[string]any{"comms": "sh"}, "params.comms: want a list of strings"},
+		{"drop-comm-rs", map[string]any{"comms": []any{"sh", 1}}, "params.comms[1]: want a string"},
+		{"drop-comm-rs", map[string]any{"comms": []string{""}}, "params.comms[0]: an empty name matches nothing"},
 		{"uid-to-user", map[string]any{"users": map[string]any{"root": "0"}}, `params.users: key "root" is not a uid`},
 		{"uid-to-user-go", map[string]any{"users": map[string]any{"root": "0"}}, `params.users: key "root" is not a uid`},
 		{"uid-to-user", nil, "params.users: missing"},

@@ -78,15 +78,22 @@ func callError(kind, format string, args ...any) *pipeline.StageError {
 // caller's context: when it ends first the failure is KindCanceled, not
 // the guest's fault.
 func (inst *instance) call(ctx context.Context, timeout time.Duration, fn api.Function, what string) error {
+	return inst.callUntil(ctx, time.Now().Add(timeout), timeout, fn, what)
+}
+
+// callUntil is call with a deadline shared by several calls (an Inspektor
+// Gadget module's callbacks for one batch); timeout is what the deadline
+// stands for, in messages.
+func (inst *instance) callUntil(ctx context.Context, deadline time.Time, timeout time.Duration, fn api.Function, what string) error {
 	inst.lm.refused.Store(false)
 	inst.errMsg = inst.errMsg[:0]
 	var err error
 	inst.stopped = notStopped
 	if inst.interruptible {
-		inst.deadline = time.Now().Add(timeout)
+		inst.deadline = deadline
 		err = fn.CallWithStack(ctx, inst.stack)
 	} else {
-		cctx, cancel := context.WithTimeout(ctx, timeout)
+		cctx, cancel := context.WithDeadline(ctx, deadline)
 		err = fn.CallWithStack(cctx, inst.stack)
 		cancel()
 	}

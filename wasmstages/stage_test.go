@@ -191,7 +191,7 @@ func TestRefusedModules(t *testing.T) {
 	}{
 		{"abi_version", wasmstages.ErrABI, "sluice_abi_version returned 2; this host implements version 1"},
 		{"missing_export", wasmstages.ErrABI, "missing export sluice_process (i32, i32) -> (i64)"},
-		{"bad_import", wasmstages.ErrABI, "imports sluice.map_lookup, which this host does not provide"},
+		{"bad_import", wasmstages.ErrABI, "imports sluice function this host does not provide: map_lookup"},
 		{"init_fail", wasmstages.ErrInit, `param "threshold" is required`},
 	}
 	for _, tt := range tests {
