@@ -165,8 +165,8 @@ func TestIGModuleInitFails(t *testing.T) {
 			module, _ := filepath.Abs(filepath.Join("..", "wasmstages", "testdata", c.module+".wasm"))
 			f := syscallsConfig(t, fmt.Sprintf("data_dir = %q", t.TempDir()), gadget, fmt.Sprintf(`wasm = %q`, module))
 			diags := Check(context.Background(), f, nil)
-			if !diags.HasErrors() || diags[0].Summary != c.summary || diags[0].Subject == nil || diags[0].Subject.Start.Line != 9 {
-				t.Fatalf("validate: %v; want %q at the wasm attribute (line 9)", diags, c.summary)
+			if !diags.HasErrors() || diags[0].Summary != c.summary || diags[0].Subject == nil || diags[0].Subject.Start.Line != 10 {
+				t.Fatalf("validate: %v; want %q at the wasm attribute (line 10)", diags, c.summary)
 			}
 			for _, want := range c.wants {
 				if !strings.Contains(diags.Error(), want) {
