@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -147,9 +148,17 @@ func attachProgram(ps ProgramSpec, prog *ebpf.Program) (link.Link, error) {
 		if !ok {
 			return nil, fmt.Errorf("section %q: want tracepoint/<group>/<name>", ps.Section)
 		}
-		return link.Tracepoint(group, name, prog, nil)
+		l, err := link.Tracepoint(group, name, prog, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("tracepoint %s/%s does not exist on this kernel (%s): %w", group, name, skipHint(ps), err)
+		}
+		return l, err
 	case AttachRawTracepoint:
-		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: ps.Target, Program: prog})
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: ps.Target, Program: prog})
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("raw tracepoint %s does not exist on this kernel (%s): %w", ps.Target, skipHint(ps), err)
+		}
+		return l, err
 	case AttachBTFTracepoint, AttachFentry, AttachFexit:
 		return link.AttachTracing(link.TracingOptions{Program: prog})
 	case AttachKprobe, AttachKretprobe:
@@ -197,6 +206,12 @@ func attachProgram(ps ProgramSpec, prog *ebpf.Program) (link.Link, error) {
 		return link.AttachLSM(link.LSMOptions{Program: prog})
 	}
 	return nil, fmt.Errorf("%w %q (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, fentry, fexit, uprobe, uretprobe, iter, socket, perf_event, classifier/tc/tcx, lsm)", ErrUnsupportedAttach, ps.Section)
+}
+
+// skipHint says how to run a gadget without a program its kernel cannot
+// attach, as libbpf loaders turn autoload off for such programs.
+func skipHint(ps ProgramSpec) string {
+	return fmt.Sprintf("leave program %s out with skip_programs = [%q] in the source, or --skip-programs %s", ps.Name, ps.Name, ps.Name)
 }
 
 // absentTargetError reports a uprobe whose library, executable or symbol
@@ -265,6 +280,10 @@ func loadFeatureHint(ps ProgramSpec, err error) string {
 	case AttachIter:
 		if errors.Is(err, syscall.EPERM) {
 			return fmt.Sprintf("the kernel refused an iter/%s program (EPERM, as root); some kernels refuse iterators over map elements (bpf_map_elem, sockmap, bpf_sk_storage_map)", ps.Target)
+		}
+	case AttachBTFTracepoint:
+		if errors.Is(err, btf.ErrNotFound) {
+			return fmt.Sprintf("tracepoint %s does not exist in this kernel's BTF (%s)", ps.Target, skipHint(ps))
 		}
 	case AttachFentry, AttachFexit:
 		return "fentry/fexit programs need BPF trampolines, which this kernel refuses; use a tracepoint or tp_btf program instead"

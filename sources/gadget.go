@@ -137,18 +137,55 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 		g.seq = new(atomic.Uint64)
 	}
 	for _, st := range spec.Streams {
-		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host, Stacks: g.stacks})
+		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host, Stacks: g.stacks, Fields: spec.fields})
 		if err != nil {
-			return nil, fmt.Errorf("gadget %q stream %q: %w", spec.Name, st.Name, err)
+			return nil, fieldsError(fmt.Errorf("gadget %q stream %q: %w", spec.Name, st.Name, err))
 		}
 		spec.annotateSchema(st.Name, plan.Schema())
 		g.plans = append(g.plans, plan)
+		g.log.Info("event type", "stream", st.Name, "map", st.Map, "struct", st.EventType.Name, "size", st.EventType.Size, "found_by", string(st.FoundBy), "from", st.TypeFrom)
 	}
 	g.lost = make([]atomic.Uint64, len(spec.Streams))
 	if err := g.newPeriodic(); err != nil {
 		return nil, err
 	}
+	if err := g.checkHints(); err != nil {
+		return nil, err
+	}
 	return g, nil
+}
+
+// checkHints fails on a field hint that applied to no output: a typo
+// would otherwise silently leave the member rendered as before.
+func (g *Gadget) checkHints() error {
+	keys := make([]string, 0, len(g.spec.fields))
+	for k := range g.spec.fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		applied := false
+		var members []string
+		for _, p := range g.allPlans() {
+			if p.Hinted(key) {
+				applied = true
+				break
+			}
+			members = append(members, fmt.Sprintf("struct %s: %s", p.Schema().Type, p.MemberList()))
+		}
+		if !applied {
+			return &OptionError{Option: "fields", Field: key, Err: fmt.Errorf("gadget %q: fields hint %q names no member of its event types (%s)", g.spec.Name, key, strings.Join(members, "; "))}
+		}
+	}
+	return nil
+}
+
+func (g *Gadget) allPlans() []*decode.Plan {
+	out := slices.Clone(g.plans)
+	for _, po := range g.periodic {
+		out = append(out, po.plan)
+	}
+	return out
 }
 
 // Name returns the source's config name.
