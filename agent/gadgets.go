@@ -106,13 +106,14 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget metadata", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
 			continue
 		}
-		spec, err := sources.ParseGadget(name, elf, sources.ParseOptions{EventType: src.EventType, Map: src.Map, Metadata: md})
+		opts, typesFile, d := parseOptions(src, baseDir, md)
+		if d != nil {
+			diags = append(diags, d)
+			continue
+		}
+		spec, err := sources.ParseGadget(name, elf, opts)
 		if err != nil {
-			subject := src.GadgetRange
-			if src.EventType != "" {
-				subject = src.EventTypeRange
-			}
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(subject)})
+			diags = append(diags, gadgetDiagnostic(src, err))
 			continue
 		}
 		params := map[string]string{}
@@ -138,10 +139,12 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 		}
 		g, err := sources.NewGadget(spec, gadgetConfig(src, f.Agent.Name, params, log))
 		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
+			diags = append(diags, gadgetDiagnostic(src, err))
 			continue
 		}
-		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, params: params, digest: sha256Hex(append(slices.Clip(elf), metadata...))}) // gadget.yaml changes the gadget too
+		// gadget.yaml and the event type file change the gadget too.
+		digest := sha256Hex(append(append(slices.Clip(elf), metadata...), typesFile...))
+		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, params: params, digest: digest})
 	}
 	return out, diags
 }
@@ -225,17 +228,26 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.St
 // is resolved once for both. It needs no privileges; compiled code is
 // cached under data_dir when that is writable, in memory otherwise.
 func Check(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics {
+	_, diags := CheckReport(ctx, f, images)
+	return diags
+}
+
+// CheckReport is Check, also returning what it decided about each gadget
+// source that the config does not say: how each output's event type was
+// found (see GadgetReport), for `sluice config validate` to show.
+func CheckReport(ctx context.Context, f *config.File, images *Images) ([]string, hcl.Diagnostics) {
 	gadgets, modules, diags := validate(f, images)
+	report := gadgetReport(gadgets)
 	if diags.HasErrors() {
-		return diags
+		return report, diags
 	}
 	if len(modules) == 0 && !slices.ContainsFunc(gadgets, func(r *resolvedGadget) bool { return r.wasm != nil }) {
-		return diags
+		return report, diags
 	}
 	cache := openStageCache(f, slog.New(slog.DiscardHandler))
 	defer cache.Close(context.WithoutCancel(ctx))
 	diags = append(diags, checkStages(ctx, f, modules, cache)...)
-	return append(diags, checkGadgetModules(ctx, gadgets, cache)...)
+	return report, append(diags, checkGadgetModules(ctx, gadgets, cache)...)
 }
 
 // validateGraph enforces that a source feeds exactly one pipeline: a source

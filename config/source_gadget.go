@@ -17,6 +17,12 @@ var gadgetSourceSchema = &hcl.BodySchema{
 		{Name: "ifaces"},
 		{Name: "netns"},
 		{Name: "sample_frequency"},
+		{Name: "event_type_file"},
+		{Name: "programs"},
+		{Name: "skip_programs"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "fields"},
 	},
 }
 
@@ -94,6 +100,7 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 			src.SampleFrequency = n
 		}
 	}
+	diags = append(diags, decodePlainOptions(content, ectx, src)...)
 	if a := content.Attributes["buffer_size"]; a != nil {
 		src.BufferSizeRange = a.Expr.Range()
 		n, ok, d := evalSize(a, ectx)

@@ -143,7 +143,6 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 		}
 		spec.annotateSchema(st.Name, plan.Schema())
 		g.plans = append(g.plans, plan)
-		g.log.Info("event type", "stream", st.Name, "map", st.Map, "struct", st.EventType.Name, "size", st.EventType.Size, "found_by", string(st.FoundBy), "from", st.TypeFrom)
 	}
 	g.lost = make([]atomic.Uint64, len(spec.Streams))
 	if err := g.newPeriodic(); err != nil {
@@ -297,6 +296,7 @@ func (g *Gadget) Open() (err error) {
 		return fmt.Errorf("gadget %q: no program could be attached (skipped: %s)", g.spec.Name, strings.Join(g.skipped, ", "))
 	}
 	for _, st := range g.spec.Streams {
+		g.log.Info("reading output", "output", st.Name, "map", st.Map, "struct", st.EventType.Name, "size", st.EventType.Size, "found_by", string(st.FoundBy), "from", st.TypeFrom)
 		r, err := openReader(g.coll.Maps[st.Map], st, g.perfBufferSize())
 		if err != nil {
 			return fmt.Errorf("gadget %q: open reader for map %q: %w", g.spec.Name, st.Map, err)

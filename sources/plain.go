@@ -27,7 +27,9 @@ import (
 type OptionError struct {
 	Option string
 	Field  string
-	Err    error
+	// Value is the program a programs or skip_programs error is about.
+	Value string
+	Err   error
 }
 
 func (e *OptionError) Error() string { return e.Err.Error() }
@@ -62,7 +64,7 @@ func selectPrograms(cs *ebpf.CollectionSpec, progs []ProgramSpec, only, skip []s
 		set := map[string]bool{}
 		for _, n := range list {
 			if !have[n] {
-				return nil, &OptionError{Option: option, Err: fmt.Errorf("%s names program %q, which the gadget does not have (programs: %s)", option, n, strings.Join(names, ", "))}
+				return nil, &OptionError{Option: option, Value: n, Err: fmt.Errorf("%s names program %q, which the gadget does not have (programs: %s)", option, n, strings.Join(names, ", "))}
 			}
 			set[n] = true
 		}

@@ -19,8 +19,6 @@ func newRunCommand() *cobra.Command {
 		params     []config.Param
 		output     string
 		timeout    time.Duration
-		eventType  string
-		mapName    string
 		bufferSize int64
 		wasm       string
 		queuePol   string
@@ -28,6 +26,7 @@ func newRunCommand() *cobra.Command {
 		stats      bool
 		images     imageRunFlags
 		kinds      gadgetRunFlags
+		plain      plainRunFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run GADGET",
@@ -41,6 +40,8 @@ parameters and fields.`,
 		Example: `  sluice run trace_exec
   sluice run trace_open --param target_pid=1234 -o json --timeout 10s
   sluice run ./my_gadget.bpf.o --event-type event
+  sluice run ./execsnoop.bpf.o --event-type event --hint args:as=strings,count=args_count
+  sluice run ./sigsnoop.bpf.o --skip-programs sig_trace --param filtered_pid=1234 --log-level info
   sluice run localhost:5000/gadgets/trace_exec:v1 --pull always
   sluice run trace_exec --wasm my_module.wasm --stats
   sluice run trace_open --help                   # the gadget's parameters and fields`,
@@ -50,8 +51,7 @@ parameters and fields.`,
 			ctx := cmd.Context()
 			f := runConfig(args[0], params, output)
 			f.Agent.LogLevel = logLevel
-			f.Sources[0].EventType = eventType
-			f.Sources[0].Map = mapName
+			plain.apply(f)
 			f.Sources[0].BufferSize = bufferSize
 			f.Sources[0].Wasm = wasm
 			f.Pipelines[0].Queue.WhenFull = queuePol
@@ -71,8 +71,6 @@ parameters and fields.`,
 	fs.Var(paramValue{&params}, "param", "gadget parameter (repeatable)")
 	enumVarP(cmd, fs, &output, "output", "o", "table", config.StdoutFormats(), "output format")
 	durationVar(fs, &timeout, "timeout", 0, "stop after this long, such as 30s or 5m (0: until interrupted)")
-	fs.StringVar(&eventType, "event-type", "", "BTF struct of the records, for gadgets without markers")
-	fs.StringVar(&mapName, "map", "", "read only this output map")
 	fs.Int64Var(&bufferSize, "buffer-size", 0, "ring buffer bytes, or perf buffer bytes per CPU (0: default)")
 	fs.StringVar(&wasm, "wasm", "", "a Wasm gadget module `file` to run with a file or built-in gadget (docs/stage-abi.md)")
 	enumVarP(cmd, fs, &queuePol, "when-full", "", "drop_oldest", whenFull, "queue policy when the terminal falls behind")
@@ -80,11 +78,10 @@ parameters and fields.`,
 	fs.BoolVar(&stats, "stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
 	images.register(cmd)
 	kinds.register(cmd)
-	cmd.SetHelpFunc(gadgetHelpFunc(&images))
+	plain.register(cmd)
+	cmd.SetHelpFunc(gadgetHelpFunc(&images, plain.apply))
 	cmd.MarkFlagFilename("wasm", "wasm")
 	cmd.RegisterFlagCompletionFunc("param", cobra.NoFileCompletions)
-	cmd.RegisterFlagCompletionFunc("event-type", cobra.NoFileCompletions)
-	cmd.RegisterFlagCompletionFunc("map", cobra.NoFileCompletions)
 	cmd.RegisterFlagCompletionFunc("buffer-size", cobra.NoFileCompletions)
 	cmd.RegisterFlagCompletionFunc("timeout", cobra.NoFileCompletions)
 	return cmd
