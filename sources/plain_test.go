@@ -1,6 +1,8 @@
 package sources
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
@@ -319,5 +322,53 @@ func TestPlainTpBtfAndRawTp(t *testing.T) {
 	}
 	if p, _ := g2.Spec().Param("min_us"); p == nil || p.Kind != ParamUint || p.Type != "__u64" || p.Declared {
 		t.Errorf("min_us = %+v, want an undeclared __u64 parameter", p)
+	}
+}
+
+// TestPlainParamsEveryConstant: without GADGET_PARAM markers, every const
+// volatile global of a parameter type is a parameter, listed with its C
+// type and default; enums take their names.
+func TestPlainParamsEveryConstant(t *testing.T) {
+	cs, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(libbpfObject(t, "layouts")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := readMarkers(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := paramSpecs(cs, mk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &GadgetSpec{Name: "layouts", Params: params}
+	want := []string{
+		"colour_opt=uint (enum colour), default GREEN; one of RED, GREEN, BLUE",
+		"delta_opt=int (enum delta), default DOWN; one of DOWN, SAME, UP",
+		"flag_opt=bool (bool), default true",
+		`name_opt=string (char[8]), default "abc"`,
+		"neg_opt=int (__s64), default -5",
+		"port_opt=uint (__u16), default 8080",
+	}
+	if diff := cmp.Diff(want, g.ParamHelp()); diff != "" {
+		t.Errorf("parameters (-want +got):\n%s", diff)
+	}
+	enc, err := g.encodeParams(map[string]string{"colour_opt": "BLUE", "delta_opt": "UP", "neg_opt": "-7", "name_opt": "xyz"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := binary.NativeEndian.Uint32(enc["colour_opt"]); v != 4 {
+		t.Errorf("colour_opt=BLUE encodes %d, want 4", v)
+	}
+	if v := int32(binary.NativeEndian.Uint32(enc["delta_opt"])); v != 1 {
+		t.Errorf("delta_opt=UP encodes %d, want 1", v)
+	}
+	err = g.CheckParams(map[string]string{"colour_opt": "PURPLE"})
+	if err == nil || !strings.Contains(err.Error(), "want one of RED, GREEN, BLUE, or a number") {
+		t.Errorf("colour_opt=PURPLE: %v", err)
+	}
+	err = g.CheckParams(map[string]string{"name_opt": "much too long"})
+	if err == nil || !strings.Contains(err.Error(), "at most 7 fit") {
+		t.Errorf("name_opt too long: %v", err)
 	}
 }

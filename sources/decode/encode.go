@@ -79,8 +79,10 @@ type op struct {
 	counted         bool
 	cntOff, cntSize int
 	szOff, szSize   int
-	// opIPFamily: the family member (famOff -1 when absent).
+	// opIPFamily: the family member (famOff -1 when absent); with
+	// wideFallback, a family that is no address's renders the integer.
 	famOff, famSize int
+	wideFallback    bool
 	// opUnion: the alternatives' op ranges, and the index past them.
 	cases []unionCase
 	end   int
@@ -676,6 +678,9 @@ func appendIPByFamily(dst, rec []byte, o *op) []byte {
 			}
 			v6 = true
 		default:
+			if o.wideFallback {
+				return appendWideInt(dst, clip(rec, o.off, o.size), o.size, o.signed)
+			}
 			return dst
 		}
 	}

@@ -516,11 +516,12 @@ func measureBootOffset() int64 {
 // wideInt compiles an integer wider than 64 bits (unsigned __int128, in
 // which libbpf-tools' tcplife and tcpstates keep addresses): rendered in
 // full as decimal text, or as an IP address when its name says address
-// and a family member beside it says which (AF_INET: its first 4 bytes).
+// and a family member beside it says which (AF_INET: its first 4 bytes;
+// a family neither AF_INET nor AF_INET6 gives the number).
 func (c *compiler) wideInt(t *btf.Int, name string, o op) {
 	o.signed = t.Encoding&btf.Signed != 0
 	if fam := c.familyFor(name); fam != nil && o.size == 16 {
-		o.kind, o.famOff, o.famSize = opIPFamily, int(fam.off), sizeOf(fam.typ)
+		o.kind, o.famOff, o.famSize, o.wideFallback = opIPFamily, int(fam.off), sizeOf(fam.typ), true
 		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 39})
 		return
 	}

@@ -144,7 +144,7 @@ type candidate struct {
 	name   string
 	size   uint32
 	origin Origin
-	file   string // DWARF's declaring file
+	file   string // the declaring file, when DWARF says
 	used   bool   // DWARF: a variable or parameter has it
 	cat    *Catalog
 }
@@ -155,6 +155,13 @@ type candidate struct {
 func (c *Catalog) candidates(sizes map[uint32]bool) []candidate {
 	var out []candidate
 	seen := map[string]bool{}
+	// Where DWARF says a struct is declared holds for its BTF twin too.
+	files := map[string]string{}
+	if c.dwarf != nil {
+		for _, s := range c.dwarf.structs {
+			files[s.name] = s.file
+		}
+	}
 	if c.btf != nil {
 		for t, err := range c.btf.All() {
 			if err != nil {
@@ -173,7 +180,7 @@ func (c *Catalog) candidates(sizes map[uint32]bool) []candidate {
 				continue
 			}
 			seen[name] = true
-			out = append(out, candidate{name: name, size: st.Size, origin: FromBTF, cat: c})
+			out = append(out, candidate{name: name, size: st.Size, origin: FromBTF, file: files[name], cat: c})
 		}
 	}
 	if c.dwarf != nil {

@@ -54,6 +54,9 @@ type Result struct {
 }
 
 func (r Result) String() string {
+	if r.Type == nil {
+		return "no event type"
+	}
 	return fmt.Sprintf("struct %s (%d bytes; by %s, from %s)", r.Type.Name, r.Type.Size, r.How, r.From)
 }
 
@@ -221,7 +224,7 @@ func findBySize(q Query) (Result, error) {
 
 // kernelType says why a candidate is a kernel type, "" when it is not.
 func kernelType(q Query, c candidate) string {
-	if c.origin == FromDWARF && isKernelHeader(c.file) {
+	if isKernelHeader(c.file) {
 		return "declared in " + c.file
 	}
 	if q.CORE[c.name] {
