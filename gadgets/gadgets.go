@@ -102,7 +102,7 @@ func Lookup(name string) (Builtin, bool) {
 //     comm }; see the source for what fires each kind.
 //   - verifier_reject: a tracepoint program the verifier rejects (a write
 //     past the end of a map value).
-//   - libbpf/<name> (execsnoop, sigsnoop, syncsnoop, runqslower, tcpstates,
+//   - libbpf/<name> (execsnoop, opensnoop, sigsnoop, syncsnoop, runqslower, tcpstates,
 //     tcpconnect, procevents, sysregs): plain programs in the style of
 //     libbpf-tools, built with DWARF; libbpf/<name>_stripped without it,
 //     libbpf/syncsnoop.types a header compiled alone (DWARF only); see

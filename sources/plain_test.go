@@ -372,3 +372,46 @@ func TestPlainParamsEveryConstant(t *testing.T) {
 		t.Errorf("name_opt too long: %v", err)
 	}
 }
+
+// TestPlainOpensnoop: the event is found in DWARF beside the BTF's
+// struct args_t; an undeclared parameter filters by process, another
+// keeps failed opens only.
+func TestPlainOpensnoop(t *testing.T) {
+	obj := libbpfObject(t, "opensnoop")
+	spec, err := ParseGadget("opensnoop", obj, ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := spec.Streams[0]; st.EventType.Name != "event" || st.TypeFrom != "the object's DWARF" {
+		t.Fatalf("stream typed %s", st.TypeChoice())
+	}
+	me := strconv.Itoa(os.Getpid())
+	_, all := startGadget(t, "opensnoop", obj, ParseOptions{}, map[string]string{"targ_tgid": me})
+	_, failed := startGadget(t, "opensnoop", obj, ParseOptions{}, map[string]string{"targ_tgid": me, "targ_failed": "true"})
+	dir := t.TempDir()
+	good := dir + "/present"
+	if err := os.WriteFile(good, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	missing := dir + "/missing"
+	os.Open(missing)
+	ev := all.waitFor(t, "the open", func(ev map[string]any) bool { return ev["fname"] == good })
+	if num(ev["ret"]) < 0 || num(ev["pid"]) != int64(os.Getpid()) {
+		t.Errorf("open event = %v", ev)
+	}
+	ev = failed.waitFor(t, "the failed open", func(ev map[string]any) bool { return ev["fname"] == missing })
+	if num(ev["ret"]) != -int64(unix.ENOENT) {
+		t.Errorf("failed open event = %v, want ret -ENOENT", ev)
+	}
+	// targ_failed drops successful opens in the kernel: none is emitted.
+	for _, ev := range failed.snapshot() {
+		if num(ev["ret"]) >= 0 {
+			t.Errorf("targ_failed=true reported a successful open: %v", ev)
+		}
+	}
+}
