@@ -67,6 +67,9 @@ type Agent struct {
 	// reloads so that a source's numbers go on.
 	seqs       map[string]*atomic.Uint64
 	lastReload *ReloadResult
+	// followers keep every Wasm stage on its desired version
+	// (stagefollow.go); they have their own lock.
+	followers *stageFollowers
 }
 
 // livePipeline is a running pipeline and the components it holds.
@@ -109,6 +112,7 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 		seqs: map[string]*atomic.Uint64{},
 	}
 	registerPlanned(reg, pl)
+	a.followers = &stageFollowers{a: a}
 	return a, diags
 }
 
@@ -153,7 +157,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 
 	if ns := pl.cfg.Agent.NATSServer; ns != nil {
-		srv, err := startNATSServer(ns, a.log)
+		srv, err := startNATSServer(ns, pl.cfg.Agent.DataDir, a.log)
 		if err != nil {
 			return err
 		}
@@ -232,6 +236,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, s := range sinks {
 		s.releaseAgent(ctx)
 	}
+	// Stage versions (stagefollow.go): files, tags, the control bucket.
+	a.followers.start(ctx, pl)
+	stack.push(func(context.Context) { a.followers.stop() })
 	a.health.setReady(true)
 	a.log.Info("agent running", "pipelines", len(lps))
 
@@ -247,7 +254,7 @@ func (a *Agent) ensureCache(pl *plan) {
 	if a.cache != nil {
 		return
 	}
-	need := slices.ContainsFunc(pl.sources, func(sp *sourcePlan) bool { return sp.wasm != nil }) ||
+	need := slices.ContainsFunc(pl.sources, func(sp *sourcePlan) bool { return sp.wasm != nil || sp.app != nil }) ||
 		slices.ContainsFunc(pl.pipelines, func(pp *pipelinePlan) bool { return len(pp.stages) > 0 })
 	if need {
 		a.cache = openStageCache(pl.cfg, a.log)
@@ -290,11 +297,6 @@ func (a *Agent) loop(ctx context.Context, pipeDone chan *livePipeline) error {
 			req.done <- a.reload(ctx, req.ctx, pipeDone)
 		}
 	}
-	a.mu.Lock()
-	for _, ls := range a.allStages() {
-		ls.unwatch()
-	}
-	a.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -416,7 +418,6 @@ func (a *Agent) startPipeline(ctx context.Context, lp *livePipeline, pipeDone ch
 	}
 	for _, ls := range lp.stages {
 		ls.taken.Store(true)
-		ls.watch(ctx, a.log)
 	}
 	for _, src := range lp.plan.sources {
 		a.sources[src].taken.Store(true)

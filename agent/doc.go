@@ -21,10 +21,19 @@
 // (pipeline.Update), removed ones drain and stop. A new config with errors,
 // or a component that fails to start, changes nothing.
 //
+// Stage versions: one follower per Wasm stage (stagefollow.go) makes
+// every swap of it, in every pipeline: a module file that changed, an OCI
+// tag that moved, a version the fleet's control bucket names (rollout.go,
+// the agent's own NATS connection, on which nothing of the data path
+// waits). A version that cannot run leaves the running one serving; one
+// that fails too often after its swap is rolled back. [Agent.StageStatus]
+// says what each stage runs, [Agent.CheckStages] asks for a check now.
+//
 // Ownership and concurrency: Run's goroutine owns the live objects and
 // applies reloads one at a time; a pipeline owns its components while it
 // runs and closes them when it stops using them. A source is supervised: a
 // gadget that fails while it should run is reported at once (log,
 // sluice_errors_total, /healthz) and loaded again with backoff. Reload,
-// Status, Tap, Summary, Config and Metrics are safe for concurrent use.
+// Status, StageStatus, CheckStages, Tap, Summary, Config and Metrics are
+// safe for concurrent use.
 package agent

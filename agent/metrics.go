@@ -110,6 +110,7 @@ func registerPlanned(reg *pipeline.Registry, p *plan) {
 			sm := reg.StageMeter(st.name)
 			sm.ErrorKinds(wasmstages.ErrorKinds()...)
 			sm.M.DropReasons(pipeline.ReasonStageError, pipeline.ReasonDeadLetter)
+			registerStageVersions(reg, st, hasControl(p.cfg))
 		}
 	}
 }

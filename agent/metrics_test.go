@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -184,4 +185,75 @@ func value(m *dto.Metric) float64 {
 		return float64(m.Histogram.GetSampleCount())
 	}
 	return 0
+}
+
+// TestStageVersionSeriesFromTheStart: before the agent has run, every Wasm
+// stage has its reload results at zero (ok and the load failures), its
+// last-swap time at zero, and, where they can happen to it, the fetch
+// failures and tag checks (an image module or a control connection), a
+// bad control value (a control connection), an unreadable file (a file
+// module) and a rollback (rollback_after_errors). All lint clean and carry
+// {component="stage",name}.
+func TestStageVersionSeriesFromTheStart(t *testing.T) {
+	fetch := []string{ReloadRegistry, ReloadNotFound, ReloadNotAllowed, ReloadSignature, ReloadBadImage}
+	for _, c := range []struct {
+		name, agent, stage string
+		want, absent       []string // reload results
+		checks             bool
+	}{
+		{name: "built-in", stage: `module = "drop-comm"`,
+			absent: append(fetch, ReloadBadRef, ReloadUnreadable, ReloadRolledBack)},
+		{name: "file with rollback, control",
+			agent:  "control {\n nats { url = \"nats://127.0.0.1:1\" }\n}",
+			stage:  fmt.Sprintf("module = %q\nreload {\n rollback_after_errors = 3\n}", testGuest(t, "tag_patchable")),
+			want:   append(fetch, ReloadBadRef, ReloadUnreadable, ReloadRolledBack),
+			checks: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f := parseFile(t, dir, fmt.Sprintf(`
+agent {
+  data_dir = %q
+  %s
+}
+source "gadget" "exec" { gadget = "trace_exec" }
+stage "wasm" "s" {
+  %s
+}
+sink "stdout" "out" {}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  stages  = [stage.wasm.s]
+  sinks   = [sink.stdout.out]
+}
+`, dir, c.agent, c.stage))
+			a, diags := New(f, Options{Stdout: io.Discard})
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			srv := httptest.NewServer(metricsHandler(a.metrics, "", ""))
+			defer srv.Close()
+			families := scrapeMetrics(t, srv.URL)
+			stage := []string{"component", "stage", "name", "s"}
+			for _, r := range append(wasmstages.ReloadResults(), c.want...) {
+				if v, ok := seriesValue(families, wasmstages.MetricReloads, append(stage, "result", r)...); !ok || v != 0 {
+					t.Errorf("%s{result=%q}: %v (present: %v), want 0", wasmstages.MetricReloads, r, v, ok)
+				}
+			}
+			for _, r := range c.absent {
+				if hasSeries(families, wasmstages.MetricReloads, append(stage, "result", r)...) {
+					t.Errorf("%s{result=%q} is there, but cannot happen to this stage", wasmstages.MetricReloads, r)
+				}
+			}
+			if v, ok := seriesValue(families, MetricStageLastSwap, stage...); !ok || v != 0 {
+				t.Errorf("%s: %v (present: %v), want 0", MetricStageLastSwap, v, ok)
+			}
+			if got := hasSeries(families, MetricStageVersionChecks, stage...); got != c.checks {
+				t.Errorf("%s present: %v, want %v", MetricStageVersionChecks, got, c.checks)
+			}
+			if hasSeries(families, MetricStageInfo) {
+				t.Errorf("%s before the stage runs a version", MetricStageInfo)
+			}
+		})
+	}
 }

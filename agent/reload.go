@@ -184,6 +184,7 @@ func (a *Agent) restartOnly(f *config.File) hcl.Diagnostics {
 	warn("log_level and log_format", old.LogLevel != nw.LogLevel || old.LogFormat != nw.LogFormat, hcl.Range{})
 	warn("shutdown_grace", old.ShutdownGrace != nw.ShutdownGrace, hcl.Range{})
 	warn("nats_server", fingerprint(old.NATSServer) != fingerprint(nw.NATSServer), hcl.Range{})
+	warn("control connection and group", fingerprint(old.Control) != fingerprint(nw.Control) || old.Group != nw.Group, hcl.Range{})
 	return diags
 }
 
@@ -271,11 +272,12 @@ func (a *Agent) prepare(ctx context.Context, pl *plan) (*prepared, error) {
 			case old != nil && old.plan.fp == sp.fp:
 				pr.stages[sp] = old
 				continue
-			case old != nil && old.plan.cfgFP == sp.cfgFP && sp.cfg.Module != "":
-				// Only the module file changed: swap it in place, as the
-				// stage's own watch would.
+			case old != nil && old.plan.cfgFP == sp.cfgFP && (sp.cfg.Module != "" || a.followers.get(sp.name) != nil):
+				// Only the module changed (a file's content, the digest a
+				// tag names): the stage's follower swaps it in place, as it
+				// would at its next poll.
 				pr.stages[sp] = old
-				pr.swaps[old] = sp.moduleBytes
+				pr.swaps[old] = planVersion(sp).module
 				pr.changes = append(pr.changes, Change{Kind: "stage", Name: sp.name, Pipeline: pp.name, Action: "module"})
 				continue
 			}
@@ -345,9 +347,30 @@ func (a *Agent) apply(runCtx, ctx context.Context, pl *plan, pipeDone chan *live
 	// hold and cannot hand on within it is dropped, counted.
 	grace := a.plan.cfg.Agent.ShutdownGrace
 	var errs []error
+	// The stages' followers get the new config first: a changed module
+	// file is theirs to swap in (unless the control bucket names another
+	// version), and the reload waits for them. A reload is an operator
+	// asking: each stage looks at its desired version at once (an
+	// immediate tag check) and retries a version it refused.
+	for _, pp := range pl.pipelines {
+		for _, sp := range pp.stages {
+			if f := a.followers.get(sp.name); f != nil {
+				f.configure(sp, pl.images)
+				f.CheckNow(true)
+			}
+		}
+	}
 	for ls, module := range pr.swaps {
-		if err := ls.stage.Swap(ctx, module); err != nil {
-			errs = append(errs, fmt.Errorf("swap the module of stage %q: %w", ls.plan.name, err))
+		f := a.followers.get(ls.plan.name)
+		switch {
+		case f != nil && ls.plan.cfg.Module != "":
+			f.checkWait(ctx) // a file: the reload reports it swapped
+		case f != nil:
+			f.CheckNow(false) // a tag: its registry is asked without holding the reload up
+		default:
+			if err := ls.stage.Swap(ctx, module); err != nil {
+				errs = append(errs, fmt.Errorf("swap the module of stage %q: %w", ls.plan.name, err))
+			}
 		}
 		ls.plan.digest = sha256Hex(module)
 	}
@@ -388,7 +411,6 @@ func (a *Agent) apply(runCtx, ctx context.Context, pl *plan, pipeDone chan *live
 		for _, ls := range stages {
 			if !slices.Contains(old.stages, ls) {
 				ls.taken.Store(true)
-				ls.watch(runCtx, a.log)
 			}
 		}
 		for _, name := range pp.sources {
@@ -423,11 +445,6 @@ func (a *Agent) apply(runCtx, ctx context.Context, pl *plan, pipeDone chan *live
 		if err != nil {
 			errs = append(errs, err)
 		}
-		for _, ls := range old.stages {
-			if !slices.Contains(stages, ls) {
-				ls.unwatch()
-			}
-		}
 		for _, name := range old.plan.sources {
 			if !slices.Contains(pp.sources, name) || pr.sources[name] != a.sources[name] {
 				if pl.source(name) == nil {
@@ -446,9 +463,6 @@ func (a *Agent) apply(runCtx, ctx context.Context, pl *plan, pipeDone chan *live
 		a.mu.Lock()
 		delete(a.pipelines, lp.plan.name)
 		a.mu.Unlock()
-		for _, ls := range lp.stages {
-			ls.unwatch()
-		}
 		for _, name := range lp.plan.sources {
 			if pl.source(name) == nil {
 				a.health.forget("source", name)
@@ -463,6 +477,7 @@ func (a *Agent) apply(runCtx, ctx context.Context, pl *plan, pipeDone chan *live
 	for _, lp := range added {
 		a.startPipeline(runCtx, lp, pipeDone)
 	}
+	a.followers.sync(pl)
 	for _, s := range pr.opened {
 		s.releaseAgent(ctx)
 	}

@@ -24,6 +24,9 @@ type stageModule struct {
 	// path is the file the module was read from, which the stage watches
 	// for new versions; "" for built-in stages and images.
 	path string
+	// version names it: the image's digest for an OCI module, else the
+	// module's own; the config's value.
+	version wasmstages.Version
 }
 
 // resolveStageModule resolves the module value of a Wasm stage to its
@@ -34,14 +37,14 @@ type stageModule struct {
 // come from.
 func resolveStageModule(value, baseDir string, images *Images) (stageModule, error) {
 	if IsImageReference(value) {
-		b, err := images.StageModule(value)
+		img, err := images.stageImage(value)
 		if err != nil {
 			return stageModule{}, fmt.Errorf("stage module %q: %w", value, err)
 		}
-		return stageModule{bytes: b}, nil
+		return stageModule{bytes: img.Module, version: wasmstages.Version{Digest: img.Digest.String(), Ref: value}}, nil
 	}
 	if b, ok := stages.Builtin(value); ok {
-		return stageModule{bytes: b}, nil
+		return stageModule{bytes: b, version: wasmstages.Version{Digest: wasmstages.ModuleDigest(b), Ref: value}}, nil
 	}
 	if !strings.ContainsAny(value, "/.") {
 		hint := ""
@@ -59,7 +62,7 @@ func resolveStageModule(value, baseDir string, images *Images) (stageModule, err
 	if err != nil {
 		return stageModule{}, fmt.Errorf("read stage module %q: %w%s", value, err, referenceHint(value, err))
 	}
-	return stageModule{bytes: b, path: path}, nil
+	return stageModule{bytes: b, path: path, version: wasmstages.Version{Digest: wasmstages.ModuleDigest(b), Ref: path}}, nil
 }
 
 // StageModuleRefs returns the OCI module values of the config's Wasm
@@ -107,14 +110,16 @@ func resolveStages(f *config.File, images *Images) (map[*config.Stage]stageModul
 func wasmConfig(st *config.Stage, m stageModule) wasmstages.Config {
 	w := st.Wasm
 	cfg := wasmstages.Config{
-		Name:        st.Name,
-		Module:      m.path,
-		Params:      w.Params,
-		Timeout:     w.Timeout,
-		MemoryLimit: uint64(w.MemoryLimit),
-		OnError:     st.OnError,
-		Workers:     w.Workers,
-		Tick:        w.Tick,
+		Name:         st.Name,
+		Module:       m.path,
+		Params:       w.Params,
+		Timeout:      w.Timeout,
+		MemoryLimit:  uint64(w.MemoryLimit),
+		OnError:      st.OnError,
+		Workers:      w.Workers,
+		Tick:         w.Tick,
+		Version:      m.version,
+		StampVersion: w.StampVersion,
 		Grants: wasmstages.Grants{
 			Env:    w.Grants.Env,
 			Stdout: w.Grants.Stdout,
@@ -210,8 +215,6 @@ func stagePlans(f *config.File, p *config.Pipeline, modules map[*config.Stage]st
 			sp.deadLetter = dl.Name
 			dlFP = pl.sink(dl.Name).fp
 		}
-		sp.watch = st.Wasm.Reload.Watch && m.path != ""
-		sp.poll = st.Wasm.Reload.Poll
 		sp.cfgFP = fingerprint(st, dlFP)
 		sp.fp = fingerprint(sp.cfgFP, sp.digest)
 		if m.path != "" {
@@ -227,6 +230,13 @@ func stagePlans(f *config.File, p *config.Pipeline, modules map[*config.Stage]st
 func (a *Agent) openStage(ctx context.Context, sp *stagePlan, deadLetter pipeline.Sink) (*wasmstages.Stage, error) {
 	cfg := sp.cfg
 	cfg.Cache, cfg.Logger, cfg.Metrics = a.cache, a.log, a.metrics
+	if f := a.followers.get(sp.name); f != nil {
+		if v := f.overridden(); v != nil {
+			// The control bucket names the stage's version: an instance a
+			// reload builds starts on it, not on the config's.
+			cfg.Module, cfg.ModuleBytes, cfg.Version = "", v.module, v.version
+		}
+	}
 	if deadLetter != nil {
 		cfg.DeadLetter = deadLetter
 	}

@@ -103,8 +103,8 @@ func (a *Agent) Status() *Status {
 		for _, name := range pp.sources {
 			sp := a.plan.source(name)
 			h := a.health.get("source", name)
-			cs := ComponentStatus{Name: name, Type: sp.spec.Name, State: h.State, Error: h.Error, Since: h.Since,
-				Digest: sp.digest, Ref: sp.block.Gadget, Counts: a.counts("source", name)}
+			cs := ComponentStatus{Name: name, Type: sp.kind(), State: h.State, Error: h.Error, Since: h.Since,
+				Digest: sp.digest, Ref: sp.ref(), Counts: a.counts("source", name)}
 			if c := a.seqs[name]; c != nil {
 				cs.Seq = c.Load()
 			}
@@ -147,10 +147,8 @@ func (a *Agent) Status() *Status {
 	return st
 }
 
-// stageExtra fills in what the stage's version follower knows (the OCI
-// reference followed, the last swap), when there is one. The seam for tag
-// following and fleet rollout.
-func (a *Agent) stageExtra(name string, cs *ComponentStatus) {}
+// stageExtra (stagefollow.go) fills in what the stage's version follower
+// knows: the version it runs, the last swap, why a desired one does not.
 
 func queueStatus(q pipeline.QueueStat) QueueStatus {
 	return QueueStatus{Events: q.Events, Bytes: q.Bytes, MaxEvents: q.Config.MaxEvents, MaxBytes: q.Config.MaxBytes, Policy: q.Config.Policy.String()}

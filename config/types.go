@@ -68,13 +68,20 @@ type Agent struct {
 	NATSServer *NATSServer
 	// Images is the policy for OCI references (pull, allow-list, signatures).
 	Images Images
+	// Group names the agent's group in the control bucket: its stages
+	// follow the keys <group>.<stage> before <stage>. "" = no group.
+	Group string
+	// Control, when set, connects the agent to the bus its fleet is
+	// steered through (stage versions rolled out over NATS KV).
+	Control *Control
 	// DefRange is the header of the agent block; zero when the file has none.
 	DefRange hcl.Range
 }
 
 // Source is a `source "<type>" "<name>"` block.
 //
-// The gadget fields are filled for Type "gadget", the only source type so far.
+// The gadget fields are filled for Type "gadget"; WasmBPF is set for Type
+// "wasm_bpf".
 type Source struct {
 	Type, Name string
 	DefRange   hcl.Range
@@ -137,6 +144,8 @@ type Source struct {
 	// Fields are rendering hints for members of the event type, in the
 	// order the fields block lists them.
 	Fields []FieldHint
+
+	WasmBPF *WasmBPFSource // Type == "wasm_bpf"
 }
 
 // FieldHint is one attribute of a gadget source's fields block:

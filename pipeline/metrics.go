@@ -190,6 +190,19 @@ func (r *Registry) get(name, help string, typ metricType, labels []string) *seri
 	return s
 }
 
+// Remove deletes the series called name with the given label pairs, if
+// any: for series that describe a state that ended (an info series of a
+// version no longer running). Holders of the removed counter or gauge may
+// go on updating it; it is no longer rendered. Safe for concurrent use.
+func (r *Registry) Remove(name string, labels ...string) {
+	key := renderLabels(labels)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.families[name]; f != nil {
+		delete(f.series, key)
+	}
+}
+
 // renderLabels renders label pairs sorted by key, so that the same set given
 // in any order names the same series.
 func renderLabels(labels []string) string {

@@ -172,6 +172,23 @@ func TestRegistryIdentityAndSnapshot(t *testing.T) {
 	r.Gauge("x_total", "x")
 }
 
+func TestRegistryRemove(t *testing.T) {
+	r := NewRegistry()
+	r.Gauge("info", "i", "name", "s", "digest", "old").Set(1)
+	r.Gauge("info", "i", "name", "s", "digest", "new").Set(1)
+	r.Remove("info", "digest", "old", "name", "s")
+	r.Remove("info", "name", "nothing")
+	r.Remove("no_such_family")
+	var b strings.Builder
+	r.WriteTo(&b)
+	if strings.Contains(b.String(), "old") || !strings.Contains(b.String(), `info{digest="new",name="s"} 1`) {
+		t.Errorf("after removing the old series:\n%s", b.String())
+	}
+	if got := r.Snapshot().Get("info", "name", "s", "digest", "old"); got != 0 {
+		t.Errorf("the removed series is still in snapshots: %v", got)
+	}
+}
+
 func TestRegistryConcurrent(t *testing.T) {
 	r := NewRegistry()
 	const workers, per = 8, 2000

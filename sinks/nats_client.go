@@ -13,9 +13,10 @@ import (
 // ClientOptions returns the nats.go options that authenticate a connection
 // as o says (user/password, token, NKey seed file or creds file) and set up
 // its TLS (a CA to verify the server, a client certificate). The sink
-// connects with them, and so does `sluice subscribe`, so that a reader
-// takes the same credentials the same way. It fails when more than one
-// authentication method is set or a file cannot be read.
+// connects with them, and so do `sluice subscribe`, `sluice rollout` and
+// the agent's control connection (agent.ControlConnectOptions), so that
+// every client takes the same credentials the same way. It fails when
+// more than one authentication method is set or a file cannot be read.
 func (o NATSOptions) ClientOptions() ([]nats.Option, error) {
 	var opts []nats.Option
 	auths := 0

@@ -46,6 +46,14 @@ type Config struct {
 	Tick time.Duration
 	// Grants are the capabilities the guest gets beyond clocks and random.
 	Grants Grants
+	// Version names the first version (Running); its zero fields default
+	// to the module's digest and Module.
+	Version Version
+	// StampVersion adds StampKey(Name) to every event the stage outputs,
+	// with the Digest of the version that processed it, so that a consumer
+	// can tell which version let an event through. It costs a copy of each
+	// output event (measured in BenchmarkStamp).
+	StampVersion bool
 
 	// Cache holds compiled code; share one across the stages of an agent.
 	// When nil, New opens a cache in CacheDir (in memory when CacheDir is

@@ -356,8 +356,9 @@ func TestSwap(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{wasmstages.MetricReloads, []string{"component", "stage", "name", "tag"}, 1},
-		{wasmstages.MetricReloadFailures, []string{"component", "stage", "name", "tag"}, 3},
+		{wasmstages.MetricReloads, []string{"component", "stage", "name", "tag", "result", wasmstages.ReloadOK}, 1},
+		{wasmstages.MetricReloads, []string{"component", "stage", "name", "tag", "result", wasmstages.ReloadABI}, 2},
+		{wasmstages.MetricReloads, []string{"component", "stage", "name", "tag", "result", wasmstages.ReloadInit}, 1},
 		{pipeline.MetricStageErrors, []string{"component", "stage", "name", "tag", "kind", wasmstages.KindLoad}, 2},
 		{pipeline.MetricStageErrors, []string{"component", "stage", "name", "tag", "kind", wasmstages.KindInit}, 1},
 	} {

@@ -71,6 +71,13 @@ func TestUsageMistakes(t *testing.T) {
 		{[]string{"run", "trace_exec", "-o", "xml"}, "want json or table"},
 		{[]string{"agent", "--log-level", "loud"}, "want debug, info, warn or error"},
 		{[]string{"image", "build", "dir"}, "missing --tag"},
+		{[]string{"rollout", "no_shells"}, "missing REF"},
+		{[]string{"rollout", "status"}, "missing STAGE"},
+		{[]string{"rollout", "stauts", "no_shells"}, "did you mean status?"},
+		{[]string{"rollout", "no_shells", "./f.wasm"}, "neither an image reference"},
+		{[]string{"rollout", "web.no_shells", "reg.lan/s:v2"}, "a group is --group"},
+		{[]string{"rollout", "undo", "no_shells", "--replicas", "9"}, "--replicas takes 1 to 5"},
+		{[]string{"rollout", "status", "no_shells", "--wait", "1"}, "did you mean 1s?"},
 	} {
 		out, errOut, code := runSluice(t, c.args...)
 		if code != 2 {

@@ -17,6 +17,8 @@ import (
 var sluiceBin string
 
 func TestMain(m *testing.M) {
+	// The load generator of the fleet test is this binary.
+	testutil.RunOpenLoopIfAsked()
 	dir, err := os.MkdirTemp("", "sluice-cli-test")
 	if err != nil {
 		panic(err)

@@ -38,7 +38,7 @@ events: eBPF gadget sources, bounded ring-buffer readers, Wasm stages, and sinks
 		&cobra.Group{ID: "run", Title: "Running:"},
 		&cobra.Group{ID: "tools", Title: "Tools:"},
 	)
-	for _, c := range []*cobra.Command{newAgentCommand(), newRunCommand(), newSubscribeCommand(), newCtlCommand()} {
+	for _, c := range []*cobra.Command{newAgentCommand(), newRunCommand(), newSubscribeCommand(), newCtlCommand(), newRolloutCommand()} {
 		c.GroupID = "run"
 		root.AddCommand(c)
 	}

@@ -35,11 +35,12 @@ cc() {
 		-Wl,--strip-debug -o "$out" "$@" -lc "$builtins"
 }
 
-for src in filter trap loop bomb malformed abi_version missing_export init_fail process_error bad_import probe; do
+for src in filter trap loop bomb malformed abi_version missing_export init_fail process_error bad_import probe escape outbomb; do
 	cc "$src.wasm" "$src.c"
 done
 cc tag_v1.wasm -DTAG_VERSION=1 tag.c
 cc tag_v2.wasm -DTAG_VERSION=2 tag.c
+cc tag_patchable.wasm -DTAG_PATCHABLE tag.c
 # Gadget modules (the gadget-module ABI, gadget.h): the module of
 # gadgets/testdata/wasm_syscalls.bpf.o, and a variant that traps on arg1 = 7777.
 cc gadget_syscalls.wasm gadget_syscalls.c
