@@ -286,6 +286,10 @@ func (g *Gadget) Open() (err error) {
 				g.skipped = append(g.skipped, ps.Name)
 				continue
 			}
+			var missing *missingTracepointError
+			if errors.As(err, &missing) {
+				missing.programs = append(missing.programs, g.missingTracepoints(ps.Name)...)
+			}
 			return &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "attach", Err: err}
 		}
 	}
@@ -348,6 +352,18 @@ func (g *Gadget) attach(ps ProgramSpec, prog *ebpf.Program, iterators map[string
 	g.links = append(g.links, l)
 	g.linksMu.Unlock()
 	return nil
+}
+
+// missingTracepoints lists the gadget's other required tracepoint
+// programs whose tracepoints tracefs lacks, besides the one named first.
+func (g *Gadget) missingTracepoints(first string) []ProgramSpec {
+	var out []ProgramSpec
+	for _, ps := range g.spec.Programs {
+		if ps.Name != first && ps.Attach == AttachTracepoint && !ps.Optional && tracepointMissing(ps.Target) {
+			out = append(out, ps)
+		}
+	}
+	return out
 }
 
 // SkippedPrograms lists optional programs that are not running.
