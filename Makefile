@@ -101,7 +101,8 @@ bench-swap:
 
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./sources/decode
+	$(GO) test -run '^$$' -fuzz 'FuzzDecode$$' -fuzztime $(FUZZTIME) ./sources/decode
+	$(GO) test -run '^$$' -fuzz FuzzDecodeHinted -fuzztime $(FUZZTIME) ./sources/decode
 	$(GO) test -run '^$$' -fuzz FuzzAppendJSON -fuzztime $(FUZZTIME) ./pipeline/codec
 	$(GO) test -run '^$$' -fuzz FuzzScan -fuzztime $(FUZZTIME) ./sdk/go/sluice
 	$(GO) test -run '^$$' -fuzz FuzzProcess -fuzztime $(FUZZTIME) ./sdk/go/sluice

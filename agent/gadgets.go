@@ -114,13 +114,14 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget metadata", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
 			continue
 		}
-		spec, err := sources.ParseGadget(name, elf, sources.ParseOptions{EventType: src.EventType, Map: src.Map, Metadata: md})
+		opts, typesFile, d := parseOptions(src, baseDir, md)
+		if d != nil {
+			diags = append(diags, d)
+			continue
+		}
+		spec, err := sources.ParseGadget(name, elf, opts)
 		if err != nil {
-			subject := src.GadgetRange
-			if src.EventType != "" {
-				subject = src.EventTypeRange
-			}
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(subject)})
+			diags = append(diags, gadgetDiagnostic(src, err))
 			continue
 		}
 		params, moduleParams := map[string]string{}, map[string]string{}
@@ -175,18 +176,19 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 		cfg.Filter = filter.kernel
 		g, err := sources.NewGadget(spec, cfg)
 		if err != nil {
-			subject := src.GadgetRange
+			d := gadgetDiagnostic(src, err)
 			if _, ok := errors.AsType[*sources.FilterError](err); ok {
-				subject = filter.rng
+				d.Subject = rangePtr(filter.rng)
 			}
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(subject)})
+			diags = append(diags, d)
 			continue
 		}
 		host, ds := filter.hostFilter(src, g.Schemas())
 		diags = append(diags, ds...)
+		// gadget.yaml and the event type file change the gadget too.
+		digest := sha256Hex(append(append(slices.Clip(elf), metadata...), typesFile...))
 		out = append(out, &resolvedGadget{
-			source: src, gadget: g, wasm: wasm, params: params,
-			digest: sha256Hex(append(slices.Clip(elf), metadata...)), // gadget.yaml changes the gadget too
+			source: src, gadget: g, wasm: wasm, params: params, digest: digest,
 			filter: filter, hostFilter: host, metadata: metadata,
 		})
 	}
@@ -275,18 +277,27 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, []*resolvedApp
 // is resolved once for both. It needs no privileges; compiled code is
 // cached under data_dir when that is writable, in memory otherwise.
 func Check(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics {
+	_, diags := CheckReport(ctx, f, images)
+	return diags
+}
+
+// CheckReport is Check, also returning what it decided about each gadget
+// source that the config does not say: how each output's event type was
+// found (see gadgetReport), for `sluice config validate` to show.
+func CheckReport(ctx context.Context, f *config.File, images *Images) ([]string, hcl.Diagnostics) {
 	gadgets, apps, modules, diags := validate(f, images)
+	report := gadgetReport(gadgets)
 	if diags.HasErrors() {
-		return diags
+		return report, diags
 	}
 	if len(modules) == 0 && len(apps) == 0 && !slices.ContainsFunc(gadgets, func(r *resolvedGadget) bool { return r.wasm != nil }) {
-		return diags
+		return report, diags
 	}
 	cache := openStageCache(f, slog.New(slog.DiscardHandler))
 	defer cache.Close(context.WithoutCancel(ctx))
 	diags = append(diags, checkStages(ctx, f, modules, cache)...)
 	diags = append(diags, checkWasmBPF(ctx, apps, cache)...)
-	return append(diags, checkGadgetModules(ctx, gadgets, cache)...)
+	return report, append(diags, checkGadgetModules(ctx, gadgets, cache)...)
 }
 
 // validateGraph enforces that a source feeds exactly one pipeline: a source

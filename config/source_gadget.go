@@ -22,9 +22,13 @@ var gadgetSourceSchema = &hcl.BodySchema{
 		{Name: "netns"},
 		{Name: "sample_frequency"},
 		{Name: "containers_only"},
+		{Name: "event_type_file"},
+		{Name: "programs"},
+		{Name: "skip_programs"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "filter"},
+		{Type: "fields"},
 	},
 }
 
@@ -119,6 +123,7 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 			src.SampleFrequency = n
 		}
 	}
+	diags = append(diags, decodePlainOptions(content, ectx, src)...)
 	if a := content.Attributes["buffer_size"]; a != nil {
 		src.BufferSizeRange = a.Expr.Range()
 		n, ok, d := evalSizeIn(a, ectx, bufferSizeBound)

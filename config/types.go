@@ -138,7 +138,53 @@ type Source struct {
 	// 0 = 49.
 	SampleFrequency int
 
+	// What a plain libbpf object (no markers) needs said about it; see
+	// source_gadget_plain.go and docs/gadgets.md.
+
+	// EventTypeFile is an object (BTF or DWARF) or raw BTF holding the
+	// event type when the gadget's own object lacks it; relative to the
+	// config file.
+	EventTypeFile      string
+	EventTypeFileRange hcl.Range
+	// Programs, when set, are the only programs loaded; SkipPrograms are
+	// left out (libbpf's autoload). ...Ranges cover each element.
+	Programs           []string
+	ProgramsRanges     []hcl.Range
+	SkipPrograms       []string
+	SkipProgramsRanges []hcl.Range
+	// Fields are rendering hints for members of the event type, in the
+	// order the fields block lists them.
+	Fields []FieldHint
+
 	WasmBPF *WasmBPFSource // Type == "wasm_bpf"
+}
+
+// FieldHint is one attribute of a gadget source's fields block:
+//
+//	fields {
+//	  args  = { as = "strings", count = "args_count" }
+//	  saddr = { as = "ip", family = "family" }
+//	  u     = { tag = "kind", cases = { EXEC = "exec", EXIT = "exit" } }
+//	}
+type FieldHint struct {
+	// Name is the attribute's name: the member it applies to, unless
+	// Member gives the member's path.
+	Name string
+	// As is "strings" or "ip" (FieldHintKinds), "" to keep the rendering.
+	As string
+	// Count and Size name the members holding a strings buffer's count
+	// and used bytes; Family the member holding an address's family.
+	Count, Size, Family string
+	// Tag names the member selecting a union's alternative; Cases maps
+	// its values (numbers or enum names) to alternatives.
+	Tag   string
+	Cases map[string]string
+	// Rename is the key the member is rendered under.
+	Rename string
+	// Member is the member's dotted path ("u.exec.args").
+	Member string
+	// Range covers the attribute, NameRange its name.
+	Range, NameRange hcl.Range
 }
 
 // Param is one entry of a source's params object.

@@ -12,7 +12,7 @@ import (
 //go:embed */program.bpf.o */gadget.yaml
 var builtinFS embed.FS
 
-//go:embed testdata/*.bpf.o
+//go:embed testdata/*.bpf.o testdata/libbpf/*.bpf.o
 var testFS embed.FS
 
 //go:embed helpers/*.bpf.o
@@ -116,6 +116,11 @@ func Lookup(name string) (Builtin, bool) {
 //     comm }; see the source for what fires each kind.
 //   - verifier_reject: a tracepoint program the verifier rejects (a write
 //     past the end of a map value).
+//   - libbpf/<name> (execsnoop, opensnoop, sigsnoop, syncsnoop, runqslower, tcpstates,
+//     tcpconnect, procevents, sysregs): plain programs in the style of
+//     libbpf-tools, built with DWARF; libbpf/<name>_stripped without it,
+//     libbpf/syncsnoop.types a header compiled alone (DWARF only); see
+//     testdata/libbpf/README.md.
 //   - ig_fields: an Inspektor Gadget-style tracer with a member of every
 //     special type spelled X_raw, kernel and user stacks, and IG's
 //     ig_build_id map sized by ig_build_id_max_entries; one event per
@@ -124,9 +129,11 @@ func TestObject(name string) ([]byte, error) {
 	obj, err := testFS.ReadFile(path.Join("testdata", name+".bpf.o"))
 	if err != nil {
 		paths, _ := fs.Glob(testFS, "testdata/*.bpf.o")
+		more, _ := fs.Glob(testFS, "testdata/libbpf/*.bpf.o")
+		paths = append(paths, more...)
 		names := make([]string, len(paths))
 		for i, p := range paths {
-			names[i] = strings.TrimSuffix(path.Base(p), ".bpf.o")
+			names[i] = strings.TrimSuffix(strings.TrimPrefix(p, "testdata/"), ".bpf.o")
 		}
 		return nil, fmt.Errorf("read test object %q (have %v): %w", name, names, err)
 	}

@@ -161,9 +161,9 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 		g.seq = new(atomic.Uint64)
 	}
 	for _, st := range spec.Streams {
-		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host, Stacks: g.stacks})
+		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host, Stacks: g.stacks, Fields: spec.fields})
 		if err != nil {
-			return nil, fmt.Errorf("gadget %q stream %q: %w", spec.Name, st.Name, err)
+			return nil, fieldsError(fmt.Errorf("gadget %q stream %q: %w", spec.Name, st.Name, err))
 		}
 		spec.annotateSchema(st.Name, plan.Schema())
 		g.plans = append(g.plans, plan)
@@ -172,7 +172,43 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 	if err := g.newPeriodic(); err != nil {
 		return nil, err
 	}
+	if err := g.checkHints(); err != nil {
+		return nil, err
+	}
 	return g, nil
+}
+
+// checkHints fails on a field hint that applied to no output: a typo
+// would otherwise silently leave the member rendered as before.
+func (g *Gadget) checkHints() error {
+	keys := make([]string, 0, len(g.spec.fields))
+	for k := range g.spec.fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		applied := false
+		var members []string
+		for _, p := range g.allPlans() {
+			if p.Hinted(key) {
+				applied = true
+				break
+			}
+			members = append(members, fmt.Sprintf("struct %s: %s", p.Schema().Type, p.MemberList()))
+		}
+		if !applied {
+			return &OptionError{Option: "fields", Field: key, Err: fmt.Errorf("gadget %q: fields hint %q names no member of its event types (%s)", g.spec.Name, key, strings.Join(members, "; "))}
+		}
+	}
+	return nil
+}
+
+func (g *Gadget) allPlans() []*decode.Plan {
+	out := slices.Clone(g.plans)
+	for _, po := range g.periodic {
+		out = append(out, po.plan)
+	}
+	return out
 }
 
 // Name returns the source's config name.
@@ -300,6 +336,10 @@ func (g *Gadget) Open() (err error) {
 				g.skipped = append(g.skipped, ps.Name)
 				continue
 			}
+			var missing *missingTracepointError
+			if errors.As(err, &missing) {
+				missing.programs = append(missing.programs, g.missingTracepoints(ps.Name)...)
+			}
 			return &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "attach", Err: err}
 		}
 	}
@@ -310,6 +350,7 @@ func (g *Gadget) Open() (err error) {
 		return fmt.Errorf("gadget %q: no program could be attached (skipped: %s)", g.spec.Name, strings.Join(g.skipped, ", "))
 	}
 	for _, st := range g.spec.Streams {
+		g.log.Info("reading output", "output", st.Name, "map", st.Map, "struct", st.EventType.Name, "size", st.EventType.Size, "found_by", string(st.FoundBy), "from", st.TypeFrom)
 		r, err := openReader(g.coll.Maps[st.Map], st, g.perfBufferSize())
 		if err != nil {
 			return fmt.Errorf("gadget %q: open reader for map %q: %w", g.spec.Name, st.Map, err)
@@ -361,6 +402,18 @@ func (g *Gadget) attach(ps ProgramSpec, prog *ebpf.Program, iterators map[string
 	g.links = append(g.links, l)
 	g.linksMu.Unlock()
 	return nil
+}
+
+// missingTracepoints lists the gadget's other required tracepoint
+// programs whose tracepoints tracefs lacks, besides the one named first.
+func (g *Gadget) missingTracepoints(first string) []ProgramSpec {
+	var out []ProgramSpec
+	for _, ps := range g.spec.Programs {
+		if ps.Name != first && ps.Attach == AttachTracepoint && !ps.Optional && tracepointMissing(ps.Target) {
+			out = append(out, ps)
+		}
+	}
+	return out
 }
 
 // SkippedPrograms lists optional programs that are not running.

@@ -215,11 +215,11 @@ func TestPlainLibbpfWithoutHint(t *testing.T) {
 	if err != nil {
 		t.Fatalf("find the event type from the program's instructions: %v", err)
 	}
-	if st := spec.Streams[0]; st.FoundBy != "instructions" || st.EventType.Name != "event" {
-		t.Errorf("stream = %s found by %s, want struct event found by instructions", st.EventType.Name, st.FoundBy)
+	if st := spec.Streams[0]; st.FoundBy != "record size" || st.EventType.Name != "event" || st.TypeFrom != "the object's BTF" {
+		t.Errorf("stream typed %s, want struct event by record size from the object's BTF", st.TypeChoice())
 	}
 	_, err = ParseGadget("plain_libbpf", testObject(t, "plain_libbpf"), ParseOptions{EventType: "no_such_struct"})
-	if err == nil || !strings.Contains(err.Error(), "no_such_struct") {
+	if err == nil || !strings.Contains(err.Error(), "struct no_such_struct is not in the object's BTF") {
 		t.Errorf("bad hint: %v, want an error naming the struct", err)
 	}
 }

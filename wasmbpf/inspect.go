@@ -32,7 +32,7 @@ type InspectedObject struct {
 type InspectedOutput struct {
 	Map     string
 	Schema  *pipeline.Schema // the events its records make; nil when Err
-	FoundBy string           // how the event type was found: marker, hint, map value, instructions
+	FoundBy string           // how the event type was found: marker, hint, map value, record size
 	Err     error            // why its records cannot be decoded
 }
 
@@ -62,7 +62,7 @@ func Inspect(cfg Config) (*Inspection, error) {
 		}
 		o.Programs = programNames(spec)
 		for _, st := range spec.Streams {
-			out := InspectedOutput{Map: st.Map, FoundBy: st.FoundBy}
+			out := InspectedOutput{Map: st.Map, FoundBy: string(st.FoundBy)}
 			plan, err := decode.Compile(st.EventType, decode.Options{Gadget: app, Source: cfg.Source, Host: cfg.Host})
 			if err != nil {
 				out.Err = err

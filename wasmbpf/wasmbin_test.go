@@ -43,7 +43,7 @@ func TestEmbeddedObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(in.Objects) != 1 || len(in.Objects[0].Outputs) != 1 || in.Objects[0].Outputs[0].Map != "rb" || in.Objects[0].Outputs[0].FoundBy != "instructions" {
+	if len(in.Objects) != 1 || len(in.Objects[0].Outputs) != 1 || in.Objects[0].Outputs[0].Map != "rb" || in.Objects[0].Outputs[0].FoundBy != "record size" {
 		t.Fatalf("inspection = %+v", in)
 	}
 	if got := len(in.Schemas(EmitBoth)); got != 2 {

@@ -24,8 +24,6 @@ func newRunCommand() *cobra.Command {
 		params     []config.Param
 		output     string
 		timeout    time.Duration
-		eventType  string
-		mapName    string
 		bufferSize int64
 		wasm       string
 		queuePol   string
@@ -35,6 +33,7 @@ func newRunCommand() *cobra.Command {
 		images     imageRunFlags
 		kinds      gadgetRunFlags
 		filters    runFilters
+		plain      plainRunFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run GADGET | APP.wasm [-- ARGS...]",
@@ -59,6 +58,8 @@ and --emit chooses whether its records, its printed lines or both become events
 		Example: `  sluice run trace_exec
   sluice run trace_open --param target_pid=1234 -o json --timeout 10s
   sluice run ./my_gadget.bpf.o --event-type event
+  sluice run ./execsnoop.bpf.o --event-type event --hint args:as=strings,count=args_count
+  sluice run ./sigsnoop.bpf.o --skip-programs sig_trace --param filtered_pid=1234 --log-level info
   sluice run localhost:5000/gadgets/trace_exec:v1 --pull always
   sluice run trace_exec --wasm my_module.wasm --stats
   sluice run trace_open --help                   # the gadget's parameters and fields
@@ -78,8 +79,7 @@ and --emit chooses whether its records, its printed lines or both become events
 			}
 			f := runConfig(args[0], params, output)
 			f.Agent.LogLevel = logLevel
-			f.Sources[0].EventType = eventType
-			f.Sources[0].Map = mapName
+			plain.apply(f)
 			f.Sources[0].BufferSize = bufferSize
 			f.Sources[0].Wasm = wasm
 			f.Pipelines[0].Queue.WhenFull = queuePol
@@ -117,8 +117,6 @@ and --emit chooses whether its records, its printed lines or both become events
 	fs.Var(paramValue{&params}, "param", "gadget parameter (repeatable)")
 	enumVarP(cmd, fs, &output, "output", "o", "table", config.StdoutFormats(), "output format")
 	durationVar(fs, &timeout, "timeout", 0, "stop after this long, such as 30s or 5m (0: until interrupted)")
-	fs.StringVar(&eventType, "event-type", "", "BTF struct of the records, for gadgets without markers")
-	fs.StringVar(&mapName, "map", "", "read only this output map")
 	fs.Int64Var(&bufferSize, "buffer-size", 0, "ring buffer bytes, or perf buffer bytes per CPU (0: default)")
 	fs.StringVar(&wasm, "wasm", "", "a Wasm gadget module `file` to run with a file or built-in gadget (docs/stage-abi.md)")
 	enumVarP(cmd, fs, &queuePol, "when-full", "", "drop_oldest", whenFull, "queue policy when the terminal falls behind")
@@ -128,11 +126,10 @@ and --emit chooses whether its records, its printed lines or both become events
 	images.register(cmd)
 	kinds.register(cmd)
 	filters.register(cmd)
-	cmd.SetHelpFunc(gadgetHelpFunc(&images))
+	plain.register(cmd)
+	cmd.SetHelpFunc(gadgetHelpFunc(&images, plain.apply))
 	cmd.MarkFlagFilename("wasm", "wasm")
 	cmd.RegisterFlagCompletionFunc("param", cobra.NoFileCompletions)
-	cmd.RegisterFlagCompletionFunc("event-type", cobra.NoFileCompletions)
-	cmd.RegisterFlagCompletionFunc("map", cobra.NoFileCompletions)
 	cmd.RegisterFlagCompletionFunc("buffer-size", cobra.NoFileCompletions)
 	cmd.RegisterFlagCompletionFunc("timeout", cobra.NoFileCompletions)
 	return cmd

@@ -78,7 +78,7 @@ func isTerminalWriter(w io.Writer) bool {
 // (`sluice run trace_open --help`) it lists the gadget's parameters and
 // fields rather than the command's flags. A help function cannot return
 // an error: a failure is recorded for run through the context.
-func gadgetHelpFunc(images *imageRunFlags) func(*cobra.Command, []string) {
+func gadgetHelpFunc(images *imageRunFlags, configure func(*config.File)) func(*cobra.Command, []string) {
 	return func(c *cobra.Command, args []string) {
 		pos := c.Flags().Args()
 		if len(pos) != 1 || !c.Flags().Changed("help") {
@@ -97,6 +97,9 @@ func gadgetHelpFunc(images *imageRunFlags) func(*cobra.Command, []string) {
 			}
 			return
 		}
+		// The gadget as the run would build it: a plain object's event
+		// type, programs and hints given on the command line count.
+		configure(f)
 		if err := gadgetHelp(c.Context(), f, images.fetchOptions(stderr), c.OutOrStdout(), stderr); err != nil {
 			failHelp(c.Context(), err)
 		}
@@ -169,20 +172,20 @@ func writeGadgetHelp(w io.Writer, g *sources.Gadget) {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
 	writeFilterHelp(w, spec)
-	var needs []string
+	var progs []string
 	for _, p := range spec.Programs {
+		line := fmt.Sprintf("  %s (%s)", p.Name, p.Section)
 		switch p.Attach {
 		case sources.AttachTC:
-			needs = append(needs, fmt.Sprintf("  %s (TC %s): --iface NAME", p.Name, p.Target))
+			line += ": --iface NAME"
 		case sources.AttachSocketFilter:
-			needs = append(needs, fmt.Sprintf("  %s (socket filter): the host's network namespace, or --netns PATH", p.Name))
+			line += ": the host's network namespace, or --netns PATH"
 		case sources.AttachPerfEvent:
-			needs = append(needs, fmt.Sprintf("  %s (perf_event): every CPU, --sample-frequency HZ (default %d)", p.Name, sources.DefaultSampleFrequency))
+			line += fmt.Sprintf(": every CPU, --sample-frequency HZ (default %d)", sources.DefaultSampleFrequency)
 		}
+		progs = append(progs, line)
 	}
-	if len(needs) > 0 {
-		fmt.Fprintf(w, "\nPrograms:\n%s\n", strings.Join(needs, "\n"))
-	}
+	fmt.Fprintf(w, "\nPrograms (--programs, --skip-programs):\n%s\n", strings.Join(progs, "\n"))
 	names := g.OutputNames()
 	defer fmt.Fprintln(w, "\nEvents of processes in containers also carry container.id, container.name, container.image,\ncontainer.runtime and, for Kubernetes pods, k8s.namespace, k8s.pod, k8s.container.")
 	for i, s := range g.Schemas() {
@@ -191,6 +194,9 @@ func writeGadgetHelp(w io.Writer, g *sources.Gadget) {
 			kind = "snapshots (--interval, --runs, --sort, --max-rows)"
 		}
 		fmt.Fprintf(w, "\nOutput %s (struct %s), %s; fields:\n", names[i], s.Type, kind)
+		if i < len(spec.Streams) && spec.Streams[i].FoundBy != "marker" {
+			fmt.Fprintf(w, "  (event type: %s)\n", spec.Streams[i].TypeChoice())
+		}
 		for _, line := range sources.FieldHelp(s) {
 			fmt.Fprintf(w, "  %s\n", line)
 		}
