@@ -82,7 +82,7 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 			src.ContainersOnly = v
 		}
 	}
-	for _, b := range content.Blocks {
+	for _, b := range content.Blocks.OfType("filter") {
 		if src.Filter != nil {
 			diags = append(diags, duplicate("filter block", "A filter block", src.Filter.Range, b.DefRange, "A source has at most one filter block."))
 			continue
