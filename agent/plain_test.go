@@ -152,7 +152,10 @@ func TestAgentRunsPlainObject(t *testing.T) {
 	testutil.RequireBPF(t)
 	dir := t.TempDir()
 	writePlainObjects(t, dir, "sigsnoop")
-	src := `source "gadget" "g" {
+	// The test process sends the kills, and it is the agent: keep its
+	// own events.
+	src := `agent { filter_self = false }
+source "gadget" "g" {
   gadget   = "./sigsnoop.bpf.o"
   programs = ["kill_entry", "kill_exit"]
   params   = { filtered_pid = ` + strconv.Itoa(os.Getpid()) + ` }

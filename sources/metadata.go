@@ -137,7 +137,7 @@ func (g *GadgetSpec) ParamHelp() []string {
 			key = p.Key
 			detail = append(detail, "variable "+p.Name)
 		}
-		if p.Type != "" {
+		if p.Type != "" && p.Type != fmt.Sprint(p.Kind) { // "pid_t", not "int (int)"
 			detail = append(detail, p.Type)
 		}
 		def := p.Default

@@ -355,7 +355,7 @@ func TestPlainParamsEveryConstant(t *testing.T) {
 	want := []string{
 		"colour_opt=uint (enum colour), default GREEN; one of RED, GREEN, BLUE",
 		"delta_opt=int (enum delta), default DOWN; one of DOWN, SAME, UP",
-		"flag_opt=bool (bool), default true",
+		"flag_opt=bool, default true",
 		`name_opt=string (char[8]), default "abc"`,
 		"neg_opt=int (__s64), default -5",
 		"port_opt=uint (__u16), default 8080",
