@@ -9,14 +9,20 @@ import (
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
-// ABIVersion is the version of the stage ABI (docs/stage-abi.md) this host
-// implements; a module's sluice_abi_version must return it.
-const ABIVersion = 1
+// ABIVersion is the newest version of the stage ABI (docs/stage-abi.md)
+// this host implements; a module's sluice_abi_version may return it or
+// MinABIVersion. Version 2 adds the result entry SET to version 1, and a
+// module that declares 1 keeps version 1's rules.
+const ABIVersion = 2
+
+// MinABIVersion is the oldest version of the stage ABI this host runs.
+const MinABIVersion = 1
 
 // Result entry ops and the input index of events derived from no input.
 const (
 	opKeep  = 1
 	opEmit  = 2
+	opSet   = 3 // ABI version 2
 	noInput = 0xFFFFFFFF
 )
 
@@ -44,29 +50,53 @@ func encodeBatch(dst []byte, in []pipeline.Event) {
 	}
 }
 
+// resultRules says what a result may hold and what building it may cost.
+type resultRules struct {
+	tick   bool   // a tick's result: no inputs, so EMIT from no input only
+	set    bool   // the module speaks ABI version 2, which adds SET
+	source string // the Source of events derived from no input
+	// setBudget bounds the bytes the events SET entries make may take:
+	// each is a copy of an input, which a result of a few bytes per entry
+	// could otherwise multiply past the memory limit.
+	setBudget uint64
+}
+
+// pendingOut is an output event whose bytes parseResult has yet to copy
+// out of guest memory (an EMIT) or to build (a SET).
+type pendingOut struct {
+	at      int    // its index in out
+	payload []byte // in guest memory: the EMIT's event or the SET's fields
+	set     bool
+}
+
+// errOutputTooLarge marks a result whose SET entries would take the host
+// past its budget: the stage's memory limit, not a malformed result.
+var errOutputTooLarge = errors.New("output too large")
+
 // parseResult appends the events the result res describes to out and
-// returns it. in are the inputs of the call; a tick's result (tick set) may
-// only hold EMIT entries derived from no input. An event derived from input
-// i inherits its Source, Seq and Schema (as a rendering hint: its keys may
-// differ); one derived from no input has Source source and Seq 0.
+// returns it. in are the inputs of the call; a tick's result may only hold
+// EMIT entries derived from no input. An event derived from input i
+// inherits its Source, Seq and Schema (as a rendering hint: its keys may
+// differ); one derived from no input has Source rules.source and Seq 0.
 //
 // res is guest memory, valid only until the next call into the guest, so
-// the EMIT payloads are copied out into one new buffer for the batch; KEEP
-// entries reuse the inputs' bytes. emits is scratch space, returned for
-// reuse. On error out is returned as it was given.
-func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string, emits []int) ([]pipeline.Event, []int, error) {
+// the EMIT payloads are copied out, and the SET events built, into one new
+// buffer for the batch; KEEP entries reuse the inputs' bytes, as does a SET
+// that changes nothing. pending is scratch space, returned for reuse. On
+// error out is returned as it was given.
+func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, pending []pendingOut) ([]pipeline.Event, []pendingOut, error) {
 	start := len(out)
-	emits = emits[:0]
-	fail := func(format string, args ...any) ([]pipeline.Event, []int, error) {
+	pending = pending[:0]
+	fail := func(format string, args ...any) ([]pipeline.Event, []pendingOut, error) {
 		clear(out[start:])
-		return out[:start], emits, fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
+		return out[:start], pending, fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
 	}
 	if len(res) < 4 {
 		return fail("%d bytes hold no entry count", len(res))
 	}
 	count := binary.LittleEndian.Uint32(res)
 	off := 4
-	emitBytes := 0
+	emitBytes, setBytes := 0, uint64(0)
 	for i := uint32(0); i < count; i++ {
 		if len(res)-off < 5 {
 			return fail("entry %d of %d is cut short at byte %d of %d", i, count, off, len(res))
@@ -75,60 +105,100 @@ func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string,
 		off += 5
 		switch op {
 		case opKeep:
-			if tick {
+			if rules.tick {
 				return fail("entry %d: a tick has no inputs to KEEP", i)
 			}
 			if uint64(idx) >= uint64(len(in)) {
 				return fail("entry %d: KEEP of input %d, but the batch has %d events", i, idx, len(in))
 			}
-			out = append(out, in[idx])
-		case opEmit:
+			// A filter keeps runs of consecutive inputs: one append per
+			// run instead of one per event.
+			end := int(idx) + 1
+			for i+1 < count && len(res)-off >= 5 && res[off] == opKeep && end < len(in) &&
+				binary.LittleEndian.Uint32(res[off+1:]) == uint32(end) {
+				off += 5
+				i++
+				end++
+			}
+			out = append(out, in[idx:end]...)
+		case opEmit, opSet:
+			name := "EMIT"
+			if op == opSet {
+				name = "SET"
+				if !rules.set {
+					return fail("entry %d: op 3 (SET) needs ABI version 2; the module declared version 1", i)
+				}
+			}
 			if len(res)-off < 4 {
-				return fail("entry %d of %d: EMIT length cut short at byte %d of %d", i, count, off, len(res))
+				return fail("entry %d of %d: %s length cut short at byte %d of %d", i, count, name, off, len(res))
 			}
 			n := int(binary.LittleEndian.Uint32(res[off:]))
 			off += 4
 			if n > len(res)-off {
-				return fail("entry %d: EMIT of %d bytes at byte %d runs past the end of the %d-byte result", i, n, off, len(res))
+				return fail("entry %d: %s of %d bytes at byte %d runs past the end of the %d-byte result", i, name, n, off, len(res))
 			}
 			payload := res[off : off+n : off+n]
 			off += n
-			if !tick && uint64(idx) < uint64(len(in)) && extendsInput(payload, in[idx].Data) {
-				// An enrichment: checked without walking what it copied.
-			} else if err := checkEvent(payload); err != nil {
-				return fail("entry %d: EMIT payload: %v", i, err)
-			}
 			var ev pipeline.Event
 			switch {
+			case op == opSet && rules.tick:
+				return fail("entry %d: a tick has no inputs to SET fields of", i)
+			case op == opSet && uint64(idx) >= uint64(len(in)):
+				return fail("entry %d: SET of input %d, but the batch has %d events", i, idx, len(in))
+			case op == opSet:
+				if err := checkSetFields(payload); err != nil {
+					return fail("entry %d: SET fields: %v", i, err)
+				}
+				ev = in[idx]
+				if setBytes += uint64(len(ev.Data)) + uint64(n) + maxMapHeaderGrowth; setBytes > rules.setBudget {
+					clear(out[start:])
+					return out[:start], pending, fmt.Errorf("%w: SET entries up to entry %d would make events of %d bytes", errOutputTooLarge, i, setBytes)
+				}
 			case idx == noInput:
-				ev = pipeline.Event{Source: source}
-			case tick:
+				ev = pipeline.Event{Source: rules.source}
+			case rules.tick:
 				return fail("entry %d: a tick's EMIT derives from input %d; ticks have no inputs (use %#x)", i, idx, uint32(noInput))
 			case uint64(idx) >= uint64(len(in)):
 				return fail("entry %d: EMIT derived from input %d, but the batch has %d events", i, idx, len(in))
 			default:
 				ev = in[idx]
 			}
-			ev.Data = payload
-			emits = append(emits, len(out))
+			if op == opEmit {
+				if !rules.tick && uint64(idx) < uint64(len(in)) && extendsInput(payload, in[idx].Data) {
+					// An enrichment: checked without walking what it copied.
+				} else if err := checkEvent(payload); err != nil {
+					return fail("entry %d: EMIT payload: %v", i, err)
+				}
+				ev.Data = payload
+				emitBytes += n
+			}
+			pending = append(pending, pendingOut{at: len(out), payload: payload, set: op == opSet})
 			out = append(out, ev)
-			emitBytes += n
 		default:
+			if rules.set {
+				return fail("entry %d: op %d is not KEEP (1), EMIT (2) or SET (3)", i, op)
+			}
 			return fail("entry %d: op %d is neither KEEP (1) nor EMIT (2)", i, op)
 		}
 	}
 	if off != len(res) {
 		return fail("%d bytes follow the last of %d entries", len(res)-off, count)
 	}
-	if len(emits) > 0 {
-		buf := make([]byte, 0, emitBytes)
-		for _, at := range emits {
+	if len(pending) > 0 {
+		buf := make([]byte, 0, uint64(emitBytes)+setBytes)
+		for _, p := range pending {
 			s := len(buf)
-			buf = append(buf, out[at].Data...)
-			out[at].Data = buf[s:len(buf):len(buf)]
+			if !p.set {
+				buf = append(buf, p.payload...)
+			} else if b, same := setFields(buf, out[p.at].Data, p.payload); !same {
+				buf = b
+			} else {
+				continue // the input as it was
+			}
+			out[p.at].Data = buf[s:len(buf):len(buf)]
 		}
 	}
-	return out, emits, nil
+	return out, pending, nil
 }
 
 // checkEvent reports whether b is exactly one well-formed msgpack map.

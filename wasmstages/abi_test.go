@@ -17,7 +17,7 @@ import (
 type entry struct {
 	op    byte
 	index uint32
-	data  []byte // EMIT only
+	data  []byte // EMIT and SET only
 }
 
 func buildResult(entries ...entry) []byte {
@@ -25,7 +25,7 @@ func buildResult(entries ...entry) []byte {
 	for _, e := range entries {
 		b = append(b, e.op)
 		b = binary.LittleEndian.AppendUint32(b, e.index)
-		if e.op == opEmit {
+		if e.op == opEmit || e.op == opSet {
 			b = binary.LittleEndian.AppendUint32(b, uint32(len(e.data)))
 			b = append(b, e.data...)
 		}
@@ -58,14 +58,30 @@ func TestParseResult(t *testing.T) {
 		name    string
 		res     []byte
 		tick    bool
+		set     bool // ABI version 2
 		want    []pipeline.Event
 		wantErr string
 	}{
 		{name: "drop all", res: buildResult(), want: nil},
 		{name: "keep", res: buildResult(entry{op: opKeep, index: 2}, entry{op: opKeep, index: 0}), want: []pipeline.Event{in[2], in[0]}},
+		{name: "keep runs", res: buildResult(entry{op: opKeep, index: 1}, entry{op: opKeep, index: 2}, entry{op: opKeep, index: 0}, entry{op: opKeep, index: 1}, entry{op: opKeep, index: 1}),
+			want: []pipeline.Event{in[1], in[2], in[0], in[1], in[1]}},
+		{name: "keep run past the batch", res: buildResult(entry{op: opKeep, index: 1}, entry{op: opKeep, index: 2}, entry{op: opKeep, index: 3}), wantErr: "entry 2: KEEP of input 3, but the batch has 3 events"},
 		{name: "replace and flat-map", res: buildResult(entry{op: opEmit, index: 1, data: emitted}, entry{op: opKeep, index: 1}, entry{op: opEmit, index: noInput, data: mapOf()}),
 			want: []pipeline.Event{{Data: emitted, Source: "s", Seq: 2, Schema: testSchema}, in[1], {Data: mapOf(), Source: "stage"}}},
 		{name: "tick emit", tick: true, res: buildResult(entry{op: opEmit, index: noInput, data: emitted}), want: []pipeline.Event{{Data: emitted, Source: "stage"}}},
+		{name: "set", set: true, res: buildResult(entry{op: opSet, index: 1, data: mapOf("user", "root")}, entry{op: opSet, index: 0, data: mapOf("comm", "x", "z", "1")}),
+			want: []pipeline.Event{{Data: emitted, Source: "s", Seq: 2, Schema: testSchema}, {Data: mapOf("comm", "x", "z", "1"), Source: "s", Seq: 1, Schema: testSchema}}},
+		{name: "set what is there", set: true, res: buildResult(entry{op: opSet, index: 2, data: mapOf("comm", "c")}, entry{op: opSet, index: 0, data: mapOf()}),
+			want: []pipeline.Event{in[2], in[0]}},
+		{name: "set in version 1", res: buildResult(entry{op: opSet, index: 1, data: mapOf("user", "root")}), wantErr: "op 3 (SET) needs ABI version 2"},
+		{name: "set out of range", set: true, res: buildResult(entry{op: opSet, index: 3, data: mapOf("a", "b")}), wantErr: "SET of input 3, but the batch has 3 events"},
+		{name: "set in a tick", set: true, tick: true, res: buildResult(entry{op: opSet, index: 0, data: mapOf("a", "b")}), wantErr: "a tick has no inputs to SET"},
+		{name: "set key twice", set: true, res: buildResult(entry{op: opSet, index: 0, data: mapOf("a", "b", "a", "c")}), wantErr: `key "a" twice`},
+		{name: "set int key", set: true, res: buildResult(entry{op: opSet, index: 0, data: []byte{0x81, 0x01, 0xa1, 'x'}}), wantErr: "not a string"},
+		{name: "set array", set: true, res: buildResult(entry{op: opSet, index: 0, data: []byte{0x91, 0x01}}), wantErr: "not a msgpack map"},
+		{name: "set past end", set: true, res: buildResult(entry{op: opSet, data: emitted})[:16], wantErr: "SET of 18 bytes at byte 13 runs past the end"},
+		{name: "unknown op in version 2", set: true, res: buildResult(entry{op: 4}), wantErr: "op 4 is not KEEP (1), EMIT (2) or SET (3)"},
 		{name: "no count", res: []byte{1, 0}, wantErr: "hold no entry count"},
 		{name: "cut entry", res: buildResult(entry{op: opKeep})[:7], wantErr: "cut short"},
 		{name: "keep out of range", res: buildResult(entry{op: opKeep, index: 3}), wantErr: "KEEP of input 3, but the batch has 3 events"},
@@ -86,7 +102,8 @@ func TestParseResult(t *testing.T) {
 				tin = in
 			}
 			prefix := []pipeline.Event{{Seq: 100}}
-			out, _, err := parseResult(tt.res, tin, prefix, tt.tick, "stage", nil)
+			rules := resultRules{tick: tt.tick, set: tt.set, source: "stage", setBudget: 1 << 20}
+			out, _, err := parseResult(tt.res, tin, prefix, rules, nil)
 			if tt.wantErr != "" {
 				if !errors.Is(err, errMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want a malformed-result error containing %q", err, tt.wantErr)
@@ -111,18 +128,20 @@ func TestParseResult(t *testing.T) {
 // accept only results whose every event is a msgpack map.
 func FuzzParseResult(f *testing.F) {
 	in := testInputs()
-	f.Add(buildResult(entry{op: opKeep, index: 1}), false)
-	f.Add(buildResult(entry{op: opEmit, index: 0, data: mapOf("k", "v")}, entry{op: opKeep, index: 2}), false)
-	f.Add(buildResult(entry{op: opEmit, index: noInput, data: mapOf("type", "summary")}), true)
-	f.Add(buildResult(entry{op: opEmit, index: 2, data: []byte{0xdf, 0, 0, 0, 1, 0xa1, 'k', 0x92, 0xc3, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0}}), false)
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f}, false)
-	f.Fuzz(func(t *testing.T, res []byte, tick bool) {
+	f.Add(buildResult(entry{op: opKeep, index: 1}), false, false)
+	f.Add(buildResult(entry{op: opEmit, index: 0, data: mapOf("k", "v")}, entry{op: opKeep, index: 2}), false, false)
+	f.Add(buildResult(entry{op: opEmit, index: noInput, data: mapOf("type", "summary")}), true, false)
+	f.Add(buildResult(entry{op: opEmit, index: 2, data: []byte{0xdf, 0, 0, 0, 1, 0xa1, 'k', 0x92, 0xc3, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0}}), false, false)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f}, false, false)
+	f.Add(buildResult(entry{op: opSet, index: 1, data: mapOf("comm", "x", "user", "y")}, entry{op: opKeep, index: 1}, entry{op: opSet, index: 2, data: mapOf("comm", "c")}), false, true)
+	f.Add(buildResult(entry{op: opSet, index: 0, data: []byte{0x82, 0xa1, 'k', 0x91, 0x80, 0xd9, 1, 'c', 0xc0}}), false, true)
+	f.Fuzz(func(t *testing.T, res []byte, tick, set bool) {
 		var tin []pipeline.Event
 		if !tick {
 			tin = in
 		}
 		guestMem := bytes.Clone(res)
-		out, _, err := parseResult(guestMem, tin, nil, tick, "stage", nil)
+		out, _, err := parseResult(guestMem, tin, nil, resultRules{tick: tick, set: set, source: "stage", setBudget: 1 << 20}, nil)
 		if err != nil {
 			if !errors.Is(err, errMalformed) || len(out) != 0 {
 				t.Fatalf("error %v with %d events", err, len(out))
