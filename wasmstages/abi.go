@@ -61,6 +61,13 @@ type resultRules struct {
 	setBudget uint64
 }
 
+// resultScratch is parseResult's scratch space, kept by an instance from
+// one call to the next.
+type resultScratch struct {
+	pending []pendingOut
+	plan    setPlan
+}
+
 // pendingOut is an output event whose bytes parseResult has yet to copy
 // out of guest memory (an EMIT) or to build (a SET).
 type pendingOut struct {
@@ -82,14 +89,14 @@ var errOutputTooLarge = errors.New("output too large")
 // res is guest memory, valid only until the next call into the guest, so
 // the EMIT payloads are copied out, and the SET events built, into one new
 // buffer for the batch; KEEP entries reuse the inputs' bytes, as does a SET
-// that changes nothing. pending is scratch space, returned for reuse. On
-// error out is returned as it was given.
-func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, pending []pendingOut) ([]pipeline.Event, []pendingOut, error) {
+// that changes nothing. On error out is returned as it was given.
+func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, scratch *resultScratch) ([]pipeline.Event, error) {
 	start := len(out)
-	pending = pending[:0]
-	fail := func(format string, args ...any) ([]pipeline.Event, []pendingOut, error) {
+	pending := scratch.pending[:0]
+	defer func() { scratch.pending = pending }()
+	fail := func(format string, args ...any) ([]pipeline.Event, error) {
 		clear(out[start:])
-		return out[:start], pending, fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
+		return out[:start], fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
 	}
 	if len(res) < 4 {
 		return fail("%d bytes hold no entry count", len(res))
@@ -146,13 +153,14 @@ func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, pendin
 			case op == opSet && uint64(idx) >= uint64(len(in)):
 				return fail("entry %d: SET of input %d, but the batch has %d events", i, idx, len(in))
 			case op == opSet:
-				if err := checkSetFields(payload); err != nil {
+				var err error
+				if scratch.plan.keys, err = checkSetFields(payload, scratch.plan.keys); err != nil {
 					return fail("entry %d: SET fields: %v", i, err)
 				}
 				ev = in[idx]
 				if setBytes += uint64(len(ev.Data)) + uint64(n) + maxMapHeaderGrowth; setBytes > rules.setBudget {
 					clear(out[start:])
-					return out[:start], pending, fmt.Errorf("%w: SET entries up to entry %d would make events of %d bytes", errOutputTooLarge, i, setBytes)
+					return out[:start], fmt.Errorf("%w: SET entries up to entry %d would make events of %d bytes", errOutputTooLarge, i, setBytes)
 				}
 			case idx == noInput:
 				ev = pipeline.Event{Source: rules.source}
@@ -185,20 +193,32 @@ func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, pendin
 		return fail("%d bytes follow the last of %d entries", len(res)-off, count)
 	}
 	if len(pending) > 0 {
-		buf := make([]byte, 0, uint64(emitBytes)+setBytes)
+		// One buffer for the batch, made when the first event needs it: a
+		// batch of SETs that change nothing needs none.
+		var buf []byte
+		left := uint64(emitBytes) + setBytes
+		plan := &scratch.plan
 		for _, p := range pending {
-			s := len(buf)
-			if !p.set {
-				buf = append(buf, p.payload...)
-			} else if b, same := setFields(buf, out[p.at].Data, p.payload); !same {
-				buf = b
-			} else {
+			input := out[p.at].Data
+			if p.set && planSet(plan, input, p.payload) {
+				left -= uint64(len(input)+len(p.payload)) + maxMapHeaderGrowth
 				continue // the input as it was
+			}
+			if buf == nil {
+				buf = make([]byte, 0, left)
+			}
+			s := len(buf)
+			if p.set {
+				buf = appendSet(buf, plan, input, p.payload)
+				left -= uint64(len(input)+len(p.payload)) + maxMapHeaderGrowth
+			} else {
+				buf = append(buf, p.payload...)
+				left -= uint64(len(p.payload))
 			}
 			out[p.at].Data = buf[s:len(buf):len(buf)]
 		}
 	}
-	return out, pending, nil
+	return out, nil
 }
 
 // checkEvent reports whether b is exactly one well-formed msgpack map.

@@ -103,7 +103,7 @@ func TestParseResult(t *testing.T) {
 			}
 			prefix := []pipeline.Event{{Seq: 100}}
 			rules := resultRules{tick: tt.tick, set: tt.set, source: "stage", setBudget: 1 << 20}
-			out, _, err := parseResult(tt.res, tin, prefix, rules, nil)
+			out, err := parseResult(tt.res, tin, prefix, rules, &resultScratch{})
 			if tt.wantErr != "" {
 				if !errors.Is(err, errMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want a malformed-result error containing %q", err, tt.wantErr)
@@ -141,7 +141,7 @@ func FuzzParseResult(f *testing.F) {
 			tin = in
 		}
 		guestMem := bytes.Clone(res)
-		out, _, err := parseResult(guestMem, tin, nil, resultRules{tick: tick, set: set, source: "stage", setBudget: 1 << 20}, nil)
+		out, err := parseResult(guestMem, tin, nil, resultRules{tick: tick, set: set, source: "stage", setBudget: 1 << 20}, &resultScratch{})
 		if err != nil {
 			if !errors.Is(err, errMalformed) || len(out) != 0 {
 				t.Fatalf("error %v with %d events", err, len(out))

@@ -78,6 +78,7 @@ func TestSetFields(t *testing.T) {
 		same       bool
 	}{
 		{"append", mapOf("comm", "sh"), mapOf("user", "root"), false},
+		{"append, the key's bytes in a value", mapOf("comm", "user", "x", "y"), mapOf("user", "root", "x", "y"), false},
 		{"replace in place", mapOf("comm", "sh", "uid", "0"), mapOf("comm", "bash"), false},
 		{"replace and append in set's order", mapOf("a", "1", "b", "2"), mapOf("z", "9", "b", "3", "y", "8"), false},
 		{"the same value", mapOf("comm", "sh", "user", "root"), mapOf("user", "root"), true},
@@ -92,7 +93,7 @@ func TestSetFields(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := checkSetFields(tt.set); err != nil {
+			if _, err := checkSetFields(tt.set, nil); err != nil {
 				t.Fatalf("checkSetFields: %v", err)
 			}
 			prefix := []byte("prefix")
@@ -146,7 +147,7 @@ func TestCheckSetFields(t *testing.T) {
 		{"a key twice among many", dups, `key "k" twice`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := checkSetFields(tt.set); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := checkSetFields(tt.set, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("checkSetFields(% x) = %v, want an error containing %q", tt.set, err, tt.want)
 			}
 		})
@@ -164,7 +165,7 @@ func FuzzSetFields(f *testing.F) {
 		f.Add(s, mapOf("k", "v", "neg", "0"))
 	}
 	f.Fuzz(func(t *testing.T, input, set []byte) {
-		if !wellFormedMap(input) || checkSetFields(set) != nil {
+		if _, err := checkSetFields(set, nil); !wellFormedMap(input) || err != nil {
 			return
 		}
 		got, same := setFields(nil, input, set)

@@ -15,6 +15,9 @@ import (
 	"github.com/sluice-dev/sluice/wasmstages"
 )
 
+// TestFilterKeepsAndDrops runs a module of ABI version 1 (guest.h's
+// default, as most test guests and the Rust SDK): the host keeps running
+// version 1 modules by version 1's rules since version 2 added SET.
 func TestFilterKeepsAndDrops(t *testing.T) {
 	var logs logBuffer
 	reg := pipeline.NewRegistry()
