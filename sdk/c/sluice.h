@@ -482,10 +482,13 @@ static bool sluice_fields_get(const sluice_fields *f, const sluice_event *ev, sl
 
 /* sluice_fields_find is sluice_fields_get that stops at the last of f's
  * keys it finds: it returns how many it found (f->n: all of them, and
- * the rest of the event was not read). */
-static uint32_t sluice_fields_find(const sluice_fields *f, const sluice_event *ev, sluice_value *out) {
+ * the rest of the event was not read). When it found fewer, it read the
+ * whole event, and *whole (if whole is not NULL) says what
+ * sluice_fields_get returns: the event is a well-formed map to its end. */
+static uint32_t sluice_fields_find(const sluice_fields *f, const sluice_event *ev, sluice_value *out, bool *whole) {
 	uint32_t found;
-	sluice__fields_scan(f, ev, out, true, &found);
+	bool w = sluice__fields_scan(f, ev, out, true, &found);
+	if (whole) *whole = found < f->n && w;
 	return found;
 }
 

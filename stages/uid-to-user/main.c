@@ -143,12 +143,40 @@ static const entry *lookup(uint64_t uid) {
 	return NULL;
 }
 
+/* add appends target = name to ev, whose map (well-formed to its end) has
+ * no target: the body in one copy, written in place. For a new field this
+ * costs less than a SET, which has the host read the whole event again
+ * to find that it lacks the key. */
+static void add(sluice_out *out, const sluice_event *ev, const char *name, uint32_t len) {
+	sluice_iter it = sluice_iter_map(ev->raw);
+	uint32_t count = (uint32_t)it.left + 1;
+	uint32_t body = ev->raw.len - (uint32_t)it.i;
+	uint8_t *start = sluice_emit_reserve(out, ev, 5 + body + 5 + target_len + 5 + len);
+	if (!start) return; /* out of memory: the call fails with it */
+	uint8_t *p = start;
+	if (count <= 15) *p++ = (uint8_t)(0x80 | count);
+	else if (count <= 0xffff) *p++ = 0xde, *p++ = (uint8_t)(count >> 8), *p++ = (uint8_t)count;
+	else *p++ = 0xdf, *p++ = (uint8_t)(count >> 24), *p++ = (uint8_t)(count >> 16), *p++ = (uint8_t)(count >> 8), *p++ = (uint8_t)count;
+	memcpy(p, ev->raw.p + it.i, body), p += body;
+	for (int k = 0; k < 2; k++) {
+		const char *s = k ? name : target;
+		uint32_t n = k ? len : target_len;
+		if (n <= 31) *p++ = (uint8_t)(0xa0 | n);
+		else if (n <= 0xff) *p++ = 0xd9, *p++ = (uint8_t)n;
+		else if (n <= 0xffff) *p++ = 0xda, *p++ = (uint8_t)(n >> 8), *p++ = (uint8_t)n;
+		else *p++ = 0xdb, *p++ = (uint8_t)(n >> 24), *p++ = (uint8_t)(n >> 16), *p++ = (uint8_t)(n >> 8), *p++ = (uint8_t)n;
+		memcpy(p, s, n), p += n;
+	}
+	sluice_emit_commit(out, (uint32_t)(p - start));
+}
+
 static void users_event(sluice_event *ev, sluice_out *out) {
 	uint64_t uid;
 	sluice_value v[2];
+	bool whole;
 	/* One scan for both, which stops at the second: the target is often
 	 * right after the uid (the decoder's user field). */
-	sluice_fields_find(&fields, ev, v);
+	sluice_fields_find(&fields, ev, v, &whole);
 	if (!sluice_value_uint(v[0], &uid)) {
 		sluice_keep(out, ev); /* no uid: pass the event on untouched */
 		return;
@@ -172,7 +200,11 @@ static void users_event(sluice_event *ev, sluice_out *out) {
 		sluice_keep(out, ev); /* it says so already (the decoder names the uid's user on the host the gadget ran on) */
 		return;
 	}
-	/* The host sets it: added after the event's fields, or replaced where
-	 * it is (the uid itself when target is field). */
+	if (fields.n == 2 && !sluice_exists(v[1]) && whole) {
+		add(out, ev, name, len); /* a new field (the scan read the whole event) */
+		return;
+	}
+	/* The host sets it: replaced where it is (the uid itself when target
+	 * is field), or added after the event's fields. */
 	sluice_set_strn(out, ev, target, target_len, name, len);
 }
