@@ -243,6 +243,11 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				var s string
 				var ok bool
 				s, ok, ds = evalString(attr, d.ectx)
+				if ok && s != "" {
+					if bad := addressDiag(attr, CheckListenAddress(s)); bad != nil {
+						ds = append(ds, bad)
+					}
+				}
 				if ok {
 					a.MetricsListen = s
 				}

@@ -97,6 +97,11 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 		}
 	}
 	str(content, "url", &out.URL)
+	if a := content.Attributes["url"]; a != nil {
+		if bad := addressDiag(a, CheckNATSURL(out.URL)); bad != nil {
+			diags = append(diags, bad)
+		}
+	}
 	str(content, "subject", &out.Subject)
 	if a := content.Attributes["subject"]; a != nil {
 		out.SubjectRange = a.Expr.Range()
