@@ -211,6 +211,7 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.St
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
 	diags = append(diags, validateControlSocket(f)...)
+	diags = append(diags, validateNATSFiles(f)...)
 	if !diags.HasErrors() {
 		diags = append(diags, validateSinks(f, gadgets)...)
 	}

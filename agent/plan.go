@@ -114,6 +114,7 @@ func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Log
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(cfg)...)
 	diags = append(diags, validateControlSocket(cfg)...)
+	diags = append(diags, validateNATSFiles(cfg)...)
 	if diags.HasErrors() {
 		return nil, diags
 	}
