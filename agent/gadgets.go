@@ -219,16 +219,37 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.St
 }
 
 // Check is what `sluice config validate` runs: Validate, then, when that
-// found no errors, what only the config's Wasm can tell. Every Wasm stage
-// is compiled, checked against the stage ABI and initialised with its
-// params; every gadget module is compiled, checked and its gadget_init run
-// against the gadget's configured parameters (nothing loads). The config
-// is resolved once for both. It needs no privileges; compiled code is
-// cached under data_dir when that is writable, in memory otherwise.
+// found no errors, what only this host and the config's Wasm can tell.
+// Each gadget is checked against the running kernel as it is configured
+// (see sources.Preflight: tracepoints, functions, interfaces, sampling
+// limits; nothing loads). Every Wasm stage is compiled, checked against
+// the stage ABI and initialised with its params; every gadget module is
+// compiled, checked and its gadget_init run against the gadget's
+// configured parameters. The config is resolved once for all. It needs
+// no privileges, and says which checks it could not make without them;
+// compiled code is cached under data_dir when that is writable, in memory
+// otherwise.
 func Check(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics {
+	return CheckWith(ctx, f, images, CheckOptions{})
+}
+
+// CheckOptions are the checks of CheckWith beyond Check's.
+type CheckOptions struct {
+	// Load loads every gadget into the kernel without attaching it, so
+	// that the verifier judges its programs (`sluice config validate
+	// --privileged`). It needs the privileges the agent needs.
+	Load bool
+}
+
+// CheckWith is Check, with the checks opts adds.
+func CheckWith(ctx context.Context, f *config.File, images *Images, opts CheckOptions) hcl.Diagnostics {
 	gadgets, modules, diags := validate(f, images)
 	if diags.HasErrors() {
 		return diags
+	}
+	diags = append(diags, checkKernel(gadgets, sources.NewPreflight())...)
+	if opts.Load && !diags.HasErrors() {
+		diags = append(diags, loadGadgets(ctx, gadgets)...)
 	}
 	if len(modules) == 0 && !slices.ContainsFunc(gadgets, func(r *resolvedGadget) bool { return r.wasm != nil }) {
 		return diags

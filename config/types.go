@@ -117,14 +117,17 @@ type Source struct {
 	// snapshots; 0 = until the agent stops.
 	Runs int
 	// Ifaces are the interfaces TC classifier programs attach to.
-	Ifaces []string
+	Ifaces      []string
+	IfacesRange hcl.Range
 	// NetNS are network namespace paths (/run/netns/x, /proc/PID/ns/net)
 	// socket filters, TC classifiers and socket iterators work in; none =
 	// the host's.
-	NetNS []string
+	NetNS      []string
+	NetNSRange hcl.Range
 	// SampleFrequency is the per-CPU rate of perf_event programs, in Hz;
 	// 0 = 49.
-	SampleFrequency int
+	SampleFrequency      int
+	SampleFrequencyRange hcl.Range
 }
 
 // Param is one entry of a source's params object.
