@@ -204,13 +204,7 @@ func duplicate(what, subject string, first, second hcl.Range, why string) *hcl.D
 }
 
 func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
-	a := Agent{
-		DataDir:            DefaultDataDir,
-		LogLevel:           DefaultLogLevel,
-		LogFormat:          DefaultLogFormat,
-		ShutdownGrace:      DefaultShutdownGrace,
-		LossReportInterval: DefaultLossReportInterval,
-	}
+	a := DefaultAgent()
 	var diags hcl.Diagnostics
 	controlSet := false
 	if b != nil {
@@ -432,8 +426,8 @@ func (d *decoder) pipeline(b *hcl.Block) (*Pipeline, hcl.Diagnostics) {
 	p := &Pipeline{
 		Name:     b.Labels[0],
 		DefRange: b.DefRange,
-		Queue:    Queue{MaxEvents: DefaultQueueMaxEvents, MaxBytes: DefaultQueueMaxBytes, WhenFull: DefaultWhenFull},
-		Batch:    Batch{MaxEvents: DefaultBatchMaxEvents, MaxDelay: DefaultBatchMaxDelay},
+		Queue:    DefaultQueue(),
+		Batch:    DefaultBatch(),
 	}
 	diags := d.validName("pipeline", b, 0, "")
 	content, ds := b.Body.Content(pipelineSchema)
