@@ -120,9 +120,8 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 		for _, p := range src.Params {
 			params[p.Name] = p.Value
 			if err := spec.CheckParams(map[string]string{p.Name: p.Value}); err != nil {
-				var pe *sources.ParamError
 				subject, summary := p.Range, "Invalid gadget parameter"
-				if errors.As(err, &pe) && pe.Reason == "no such parameter" {
+				if errors.Is(err, sources.ErrUnknownParam) {
 					subject, summary = p.NameRange, "Unknown gadget parameter"
 				}
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: rangePtr(subject)})
