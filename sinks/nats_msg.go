@@ -73,9 +73,11 @@ func eventsOf(batch []pipeline.Event, msgs []*outMsg) []pipeline.Event {
 // spool replays (it is stored with a spooled message), unique across hosts,
 // boots and agent runs (a source numbers its events from 1 at every start,
 // so the run id keeps a restarted agent's events from being taken for
-// duplicates of the previous run's). A loss record, which has no sequence
-// number of its own, is named by a checksum of its content, which includes
-// its time. Safe for concurrent use.
+// duplicates of the previous run's), and unique among the events stages
+// derive from one input or make from none (pipeline.Event.Part, appended
+// when not 0). A loss record, which has no sequence number of its own, is
+// named by a checksum of its content, which includes its time. Safe for
+// concurrent use.
 func (s *NATS) MsgID(ev *pipeline.Event) string {
 	return string(s.appendMsgID(nil, ev))
 }
@@ -86,15 +88,28 @@ func (s *NATS) appendMsgID(dst []byte, ev *pipeline.Event) []byte {
 		dst = append(dst, "loss."...)
 		return strconv.AppendUint(dst, uint64(crc32.Checksum(ev.Data, castagnoli)), 16)
 	}
+	return appendEventKey(dst, ev)
+}
+
+// appendEventKey appends "<source>.<seq>", or "<source>.<seq>.<part>" for
+// an event a stage derived (pipeline.Event.Part).
+func appendEventKey(dst []byte, ev *pipeline.Event) []byte {
 	dst = append(dst, ev.Source...)
 	dst = append(dst, '.')
-	return strconv.AppendUint(dst, ev.Seq, 10)
+	dst = strconv.AppendUint(dst, ev.Seq, 10)
+	if ev.Part != 0 {
+		dst = append(dst, '.')
+		dst = strconv.AppendUint(dst, ev.Part, 10)
+	}
+	return dst
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // appendBatchID names a batched message after its first and last events and
-// their number ("<base><src>.<seq>-<src>.<seq>.n<count>"); loss records in
+// their number ("<base><src>.<seq>[.<part>]-<src>.<seq>[.<part>].n<count>");
+// two messages with the same first and last events and count hold the
+// same events, since a stage's output keeps its order. Loss records in
 // the batch are named by their checksum instead, so that a batch of loss
 // records alone still has a unique id.
 func (s *NATS) appendBatchID(dst []byte, evs []pipeline.Event) []byte {
@@ -118,9 +133,7 @@ func (s *NATS) appendBatchID(dst []byte, evs []pipeline.Event) []byte {
 	} else {
 		dst = s.appendMsgID(dst, &evs[first])
 		dst = append(dst, '-')
-		dst = append(dst, evs[last].Source...)
-		dst = append(dst, '.')
-		dst = strconv.AppendUint(dst, evs[last].Seq, 10)
+		dst = appendEventKey(dst, &evs[last])
 	}
 	dst = append(dst, ".n"...)
 	return strconv.AppendInt(dst, int64(len(evs)), 10)

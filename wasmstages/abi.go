@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
@@ -47,8 +48,12 @@ func encodeBatch(dst []byte, in []pipeline.Event) {
 // parseResult appends the events the result res describes to out and
 // returns it. in are the inputs of the call; a tick's result (tick set) may
 // only hold EMIT entries derived from no input. An event derived from input
-// i inherits its Source, Seq and Schema (as a rendering hint: its keys may
-// differ); one derived from no input has Source source and Seq 0.
+// i inherits its Source, Seq, Part and Schema (as a rendering hint: its keys
+// may differ); one derived from no input has Source source, Seq 0 and a
+// Part of its own (pipeline.UnsequencedPart). When several events derive
+// from one input (a flat-map, a repeated KEEP), each gets its own Part
+// (pipeline.DerivedPart), so that sinks which deduplicate by identity keep
+// them all.
 //
 // res is guest memory, valid only until the next call into the guest, so
 // the EMIT payloads are copied out into one new buffer for the batch; KEEP
@@ -67,6 +72,10 @@ func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string,
 	count := binary.LittleEndian.Uint32(res)
 	off := 4
 	emitBytes := 0
+	// Inputs referenced in rising order are each referenced once: the
+	// common case costs one comparison per entry. Anything else is
+	// numbered after the parse (numberDerived).
+	last, shared := -1, false
 	for i := uint32(0); i < count; i++ {
 		if len(res)-off < 5 {
 			return fail("entry %d of %d is cut short at byte %d of %d", i, count, off, len(res))
@@ -81,6 +90,10 @@ func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string,
 			if uint64(idx) >= uint64(len(in)) {
 				return fail("entry %d: KEEP of input %d, but the batch has %d events", i, idx, len(in))
 			}
+			if int(idx) <= last {
+				shared = true
+			}
+			last = int(idx)
 			out = append(out, in[idx])
 		case opEmit:
 			if len(res)-off < 4 {
@@ -99,13 +112,17 @@ func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string,
 			var ev pipeline.Event
 			switch {
 			case idx == noInput:
-				ev = pipeline.Event{Source: source}
+				ev = pipeline.Event{Source: source, Part: pipeline.UnsequencedPart()}
 			case tick:
 				return fail("entry %d: a tick's EMIT derives from input %d; ticks have no inputs (use %#x)", i, idx, uint32(noInput))
 			case uint64(idx) >= uint64(len(in)):
 				return fail("entry %d: EMIT derived from input %d, but the batch has %d events", i, idx, len(in))
 			default:
 				ev = in[idx]
+				if int(idx) <= last {
+					shared = true
+				}
+				last = int(idx)
 			}
 			ev.Data = payload
 			emits = append(emits, len(out))
@@ -126,7 +143,48 @@ func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string,
 			out[at].Data = buf[s:len(buf):len(buf)]
 		}
 	}
+	if shared {
+		emits = numberDerived(res, in, out[start:], emits)
+	}
 	return out, emits, nil
+}
+
+// numberDerived gives each event of out that shares its input with others
+// its own Part. res is a result parseResult accepted, and out holds its
+// events, one per entry in entry order. scratch is reused and returned.
+func numberDerived(res []byte, in, out []pipeline.Event, scratch []int) []int {
+	// total[i]: events derived from input i; seen[i]: those numbered so far.
+	scratch = slices.Grow(scratch[:0], 2*len(in))[:2*len(in)]
+	clear(scratch)
+	total, seen := scratch[:len(in)], scratch[len(in):]
+	eachEntryInput(res, func(_ int, idx uint32) {
+		if idx != noInput {
+			total[idx]++
+		}
+	})
+	eachEntryInput(res, func(k int, idx uint32) {
+		if idx == noInput || total[idx] < 2 {
+			return
+		}
+		out[k].Part = pipeline.DerivedPart(in[idx].Part, seen[idx])
+		seen[idx]++
+	})
+	return scratch
+}
+
+// eachEntryInput calls fn with the position and input index of every entry
+// of a well-formed result.
+func eachEntryInput(res []byte, fn func(k int, idx uint32)) {
+	count := int(binary.LittleEndian.Uint32(res))
+	off := 4
+	for k := range count {
+		op, idx := res[off], binary.LittleEndian.Uint32(res[off+1:])
+		off += 5
+		if op == opEmit {
+			off += 4 + int(binary.LittleEndian.Uint32(res[off:]))
+		}
+		fn(k, idx)
+	}
 }
 
 // checkEvent reports whether b is exactly one well-formed msgpack map.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -64,7 +65,7 @@ func TestParseResult(t *testing.T) {
 		{name: "drop all", res: buildResult(), want: nil},
 		{name: "keep", res: buildResult(entry{op: opKeep, index: 2}, entry{op: opKeep, index: 0}), want: []pipeline.Event{in[2], in[0]}},
 		{name: "replace and flat-map", res: buildResult(entry{op: opEmit, index: 1, data: emitted}, entry{op: opKeep, index: 1}, entry{op: opEmit, index: noInput, data: mapOf()}),
-			want: []pipeline.Event{{Data: emitted, Source: "s", Seq: 2, Schema: testSchema}, in[1], {Data: mapOf(), Source: "stage"}}},
+			want: []pipeline.Event{{Data: emitted, Source: "s", Seq: 2, Part: 1, Schema: testSchema}, withPart(in[1], 2), {Data: mapOf(), Source: "stage"}}},
 		{name: "tick emit", tick: true, res: buildResult(entry{op: opEmit, index: noInput, data: emitted}), want: []pipeline.Event{{Data: emitted, Source: "stage"}}},
 		{name: "no count", res: []byte{1, 0}, wantErr: "hold no entry count"},
 		{name: "cut entry", res: buildResult(entry{op: opKeep})[:7], wantErr: "cut short"},
@@ -98,6 +99,16 @@ func TestParseResult(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			for i := range out {
+				// An event from no input has a process-wide unique Part
+				// (TestParseResultDerivedParts checks them).
+				if out[i].Seq == 0 && out[i].Source == "stage" {
+					if out[i].Part == 0 {
+						t.Errorf("event %d, made from no input, has Part 0", i)
+					}
+					out[i].Part = 0
+				}
 			}
 			if diff := cmp.Diff(append(prefix, tt.want...), out); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
@@ -143,6 +154,13 @@ func FuzzParseResult(f *testing.F) {
 		for i, ev := range out {
 			if !bytes.Equal(ev.Data, before[i]) {
 				t.Fatalf("event %d still points into guest memory", i)
+			}
+		}
+		// However a result repeats its inputs, no two events it yields
+		// share an identity (a deduplicating sink would drop one).
+		for id, n := range identities(out) {
+			if n > 1 {
+				t.Fatalf("identity %+v shared by %d events", id, n)
 			}
 		}
 	})
@@ -198,5 +216,135 @@ func TestAppendParams(t *testing.T) {
 	empty, _ := appendParams(nil, nil)
 	if !bytes.Equal(empty, []byte{0x80}) {
 		t.Errorf("nil params = %x, want an empty map", empty)
+	}
+}
+
+func withPart(ev pipeline.Event, part uint64) pipeline.Event {
+	ev.Part = part
+	return ev
+}
+
+// identity is what a deduplicating sink names an event by.
+type identity struct {
+	source    string
+	seq, part uint64
+}
+
+func identities(evs []pipeline.Event) map[identity]int {
+	m := map[identity]int{}
+	for _, ev := range evs {
+		m[identity{ev.Source, ev.Seq, ev.Part}]++
+	}
+	return m
+}
+
+// TestParseResultDerivedParts checks the identities of derived events: each
+// event of a flat-map or a repeated KEEP gets its own (Source, Seq, Part),
+// the same result gives the same identities every time (a replay is
+// deduplicated), an input yielding one event keeps its identity, and events
+// from no input never share one.
+func TestParseResultDerivedParts(t *testing.T) {
+	in := testInputs()
+	in[2].Part = 7 // an input a previous stage already multiplied
+	ev := mapOf("k", "v")
+	// Input 0 yields two events, input 1 one, input 2 three; two events
+	// come from no input.
+	res := buildResult(
+		entry{op: opEmit, index: 0, data: ev}, entry{op: opKeep, index: 0},
+		entry{op: opKeep, index: 1},
+		entry{op: opEmit, index: 2, data: ev}, entry{op: opEmit, index: 2, data: ev}, entry{op: opKeep, index: 2},
+		entry{op: opEmit, index: noInput, data: ev}, entry{op: opEmit, index: noInput, data: ev},
+	)
+	out, _, err := parseResult(res, in, nil, false, "stage", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantParts := []uint64{1, 2, 0, pipeline.DerivedPart(7, 0), pipeline.DerivedPart(7, 1), pipeline.DerivedPart(7, 2)}
+	for i, want := range wantParts {
+		if out[i].Part != want {
+			t.Errorf("event %d (from input seq %d) has Part %d, want %d", i, out[i].Seq, out[i].Part, want)
+		}
+	}
+	for id, n := range identities(out) {
+		if n > 1 {
+			t.Errorf("identity %+v is shared by %d events", id, n)
+		}
+	}
+	again, _, err := parseResult(res, in, nil, false, "stage", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range wantParts {
+		if again[i].Part != out[i].Part {
+			t.Errorf("event %d: Part %d on the first parse, %d on the second", i, out[i].Part, again[i].Part)
+		}
+	}
+	if again[6].Part == out[6].Part || again[6].Part == again[7].Part {
+		t.Errorf("events from no input share a Part: %d, %d, %d", out[6].Part, again[6].Part, again[7].Part)
+	}
+
+	t.Run("reordered, each input once", func(t *testing.T) {
+		out, _, err := parseResult(buildResult(entry{op: opKeep, index: 2}, entry{op: opEmit, index: 0, data: ev}), in, nil, false, "stage", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[0].Part != 7 || out[1].Part != 0 {
+			t.Errorf("parts %d, %d; want the inputs' 7, 0", out[0].Part, out[1].Part)
+		}
+	})
+}
+
+// TestDerivedPartsThroughStages runs one input through two flat-map stages
+// (each yields several events per input, or one) in every combination and
+// checks that no two resulting events share an identity. The case that a
+// naive numbering gets wrong: the 2nd event of the 1st event of a split,
+// against the only event derived from the 2nd event of the split.
+func TestDerivedPartsThroughStages(t *testing.T) {
+	ev := mapOf("k", "v")
+	// flatMap returns the result of a stage that yields fanout[i] events
+	// for input i.
+	flatMap := func(fanout []int) []byte {
+		var es []entry
+		for i, n := range fanout {
+			for range n {
+				es = append(es, entry{op: opEmit, index: uint32(i), data: ev})
+			}
+		}
+		return buildResult(es...)
+	}
+	input := []pipeline.Event{{Data: ev, Source: "s", Seq: 5}}
+	var leaves []pipeline.Event
+	for first := 1; first <= 3; first++ {
+		mid, _, err := parseResult(flatMap([]int{first}), input, nil, false, "a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Every way the second stage can treat the first stage's events.
+		fanouts := [][]int{{}}
+		for range mid {
+			var next [][]int
+			for _, f := range fanouts {
+				for n := 1; n <= 3; n++ {
+					next = append(next, append(slices.Clone(f), n))
+				}
+			}
+			fanouts = next
+		}
+		for _, f := range fanouts {
+			out, _, err := parseResult(flatMap(f), mid, nil, false, "b", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The events one run produced must be told apart.
+			for id, n := range identities(out) {
+				if n > 1 {
+					t.Fatalf("first stage x%d, second %v: identity %+v shared by %d events", first, f, id, n)
+				}
+			}
+			leaves = append(leaves, out...)
+		}
+	}
+	if len(leaves) == 0 {
+		t.Fatal("no events")
 	}
 }
