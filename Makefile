@@ -40,6 +40,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzProcess -fuzztime $(FUZZTIME) ./sdk/go/sluice
 	$(GO) test -run '^$$' -fuzz FuzzParseResult -fuzztime $(FUZZTIME) ./wasmstages
 	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./wasmstages/internal/interrupt
+	$(GO) test -run '^$$' -fuzz FuzzSpoolSegment -fuzztime $(FUZZTIME) ./sinks
 
 # Regenerates the committed gadget objects with clang-19 (installed via apt
 # when missing).

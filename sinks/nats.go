@@ -127,6 +127,7 @@ type NATS struct {
 	// Counters: events written to the spool, replayed from it, and lost
 	// from it after they were accepted (deleted to make room, corrupt).
 	spooled, replayed, spoolDropOld, spoolCorrupt, spoolTooLarge *pipeline.Counter
+	spoolCorruptBytes                                            *pipeline.Counter
 	spoolBytes                                                   *pipeline.Gauge
 
 	// static holds the subject when the template has no fields.
@@ -195,6 +196,7 @@ func NewNATS(ctx context.Context, name string, opts NATSOptions) (*NATS, error) 
 	s.spoolDropOld = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", "drop_oldest")
 	s.spoolCorrupt = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", "corrupt")
 	s.spoolTooLarge = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", ReasonTooLarge)
+	s.spoolCorruptBytes = reg.Counter("sluice_sink_spool_corrupt_bytes_total", "Bytes of damaged records a sink's spool reader skipped.", "sink", name)
 	s.spoolBytes = reg.Gauge("sluice_sink_spool_bytes", "Bytes a sink's spool holds.", "sink", name)
 	s.reconnected = make(chan struct{}, 1)
 	if opts.SpoolDir != "" {
@@ -208,18 +210,26 @@ func NewNATS(ctx context.Context, name string, opts NATSOptions) (*NATS, error) 
 		}
 		s.spoolBytes.Set(s.spool.Len())
 	}
+	fail := func(err error) (*NATS, error) {
+		if s.nc != nil {
+			s.nc.Close()
+		}
+		if s.spool != nil {
+			s.spool.Close() // releases the directory's lock
+		}
+		return nil, fmt.Errorf("nats sink %q: %w", name, err)
+	}
 	copts, err := s.connectOptions()
 	if err != nil {
-		return nil, fmt.Errorf("nats sink %q: %w", name, err)
+		return fail(err)
 	}
 	s.nc, err = nats.Connect(opts.URL, copts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats sink %q: connect to %s: %w", name, redactURL(opts.URL), err)
+		return fail(fmt.Errorf("connect to %s: %w", redactURL(opts.URL), err))
 	}
 	if js := opts.JetStream; js != nil {
 		if err := s.setupJetStream(ctx); err != nil {
-			s.nc.Close()
-			return nil, fmt.Errorf("nats sink %q: %w", name, err)
+			return fail(err)
 		}
 	}
 	if s.spool != nil {

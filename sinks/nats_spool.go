@@ -90,7 +90,7 @@ func (s *NATS) replayOldest(ctx context.Context) bool {
 			return false
 		}
 	}
-	id, recs, ok, err := s.spool.Oldest()
+	seg, ok, err := s.spool.Oldest()
 	if err != nil {
 		s.log.Error("read spool", "sink", s.name, "error", err)
 		return false
@@ -98,9 +98,15 @@ func (s *NATS) replayOldest(ctx context.Context) bool {
 	if !ok {
 		return false
 	}
-	msgs := make([]*outMsg, 0, len(recs))
+	id := seg.ID
+	if d := seg.Damage; d.Regions > 0 {
+		s.spoolCorrupt.Add(uint64(d.Events))
+		s.spoolCorruptBytes.Add(uint64(d.Bytes))
+		s.log.Error("skipped damaged spool records", "sink", s.name, "segment", id, "regions", d.Regions, "bytes", d.Bytes, "events", d.Events)
+	}
+	msgs := make([]*outMsg, 0, len(seg.Records))
 	events := 0
-	for _, r := range recs {
+	for _, r := range seg.Records {
 		m, err := decodeSpooled(r)
 		if err != nil {
 			s.log.Error("skip corrupt spool record", "sink", s.name, "error", err)
