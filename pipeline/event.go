@@ -160,6 +160,16 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// HealthReporter is implemented by components that can run yet not do
+// their job as they should: a sink whose server is unreachable (spooling,
+// or losing events), a sink replaying a backlog. The agent's health
+// endpoint reports them as degraded. Health returns nil when all is well,
+// else an error that says what is wrong, for people. Safe for concurrent
+// use.
+type HealthReporter interface {
+	Health() error
+}
+
 // LossReporter is implemented by the Emitter a pipeline hands to each source.
 // Sources find it by type assertion and report events lost before they were
 // numbered (ring buffer reserve failures, lost perf samples), so that the

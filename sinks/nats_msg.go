@@ -3,6 +3,7 @@ package sinks
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"slices"
 	"strconv"
@@ -41,8 +42,12 @@ type outMsg struct {
 	msg        nats.Msg
 	id         [1]string // backs msg.Header[Nats-Msg-Id]
 	first, end int
-	tooLarge   bool // the server refuses it (max_payload): never retried nor spooled
-	events     int  // for a replayed message: the events it carries
+	// refused is the drop reason when the server refuses the message for
+	// what it is (ReasonTooLarge, ReasonRejected; why says how): it is
+	// never retried nor spooled.
+	refused string
+	why     error
+	events  int // for a replayed message: the events it carries
 }
 
 // newOutMsg returns a message with its headers set; id may be "".
@@ -153,15 +158,33 @@ func (s *NATS) subjectFor(ev *pipeline.Event) string {
 		clear(s.subjects) // a template over a high-cardinality field
 	}
 	subj := string(s.subjBuf)
-	s.subjects[subj] = subj
+	if len(subj) <= MaxSubjectLen {
+		s.subjects[subj] = subj
+	}
 	return subj
 }
 
 const maxCachedSubjects = 4096
 
+// errSubjectTooLong is why an event whose rendered subject exceeds
+// MaxSubjectLen is rejected.
+var errSubjectTooLong = fmt.Errorf("the rendered subject exceeds %d bytes", MaxSubjectLen)
+
+// unsendable collects the events of one Write that cannot be sent at all:
+// those that cannot be encoded, and those whose subject is too long.
+type unsendable struct {
+	unencodable
+	longSubject []pipeline.Event
+}
+
+func (u *unsendable) loss(s *NATS) error {
+	return errors.Join(u.unencodable.loss("nats", s.name), s.refusedEventsLoss(ReasonRejected, u.longSubject, errSubjectTooLong))
+}
+
 // messages builds the messages for batch: one per event, or with batching
 // several consecutive events with the same subject per message. Events that
-// cannot be encoded are returned as a WriteLoss. Callers hold s.mu.
+// cannot be encoded, or whose subject would be too long, are returned as a
+// WriteLoss. Callers hold s.mu.
 func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 	if s.opts.BatchMaxEvents > 1 {
 		return s.batchedMessages(batch)
@@ -181,9 +204,14 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 	}
 	allIDs := string(ids) // one allocation for every id of the batch
 	var arena []byte
-	var bad unencodable
+	var bad unsendable
 	for i := range batch {
 		ev := &batch[i]
+		subj := s.subjectFor(ev)
+		if len(subj) > MaxSubjectLen {
+			bad.longSubject = append(bad.longSubject, *ev)
+			continue
+		}
 		data := ev.Data
 		if s.json {
 			start := len(arena)
@@ -201,11 +229,11 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 			}
 			id = allIDs[start:idEnds[i]]
 		}
-		m := newOutMsg(s.subjectFor(ev), ctype, id, data)
+		m := newOutMsg(subj, ctype, id, data)
 		m.first, m.end = i, i+1
 		msgs = append(msgs, m)
 	}
-	return msgs, bad.loss("nats", s.name)
+	return msgs, bad.loss(s)
 }
 
 // batchedMessages packs consecutive events with the same subject into
@@ -220,10 +248,15 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 		ctype = contentJSONLines
 	}
 	var msgs []*outMsg
-	var bad unencodable
+	var bad unsendable
 	var next []byte
 	for i := 0; i < len(batch); {
 		subj := s.subjectFor(&batch[i])
+		if len(subj) > MaxSubjectLen {
+			bad.longSubject = append(bad.longSubject, batch[i])
+			i++
+			continue
+		}
 		// sameMessage reports whether event j may join the message that
 		// starts at i (the payload bound is checked as it is encoded).
 		sameMessage := func(j int) bool {
@@ -273,7 +306,7 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 	}
 	// A batched message that lost an event still carries the others; its
 	// id names the whole range, which is still unique.
-	return msgs, bad.loss("nats", s.name)
+	return msgs, bad.loss(s)
 }
 
 // maxArrayHeader is the largest msgpack array header (array32).
@@ -284,9 +317,9 @@ const maxArrayHeader = 5
 const batchHeaderRoom = 1024
 
 // batchPayloadLimit is the payload bound of a batched message: the
-// configured one, but never more than the server accepts, so that one
-// oversized event costs only itself (too_large) and not the events batched
-// with it.
+// configured one, but never more than the server (max_payload) or the
+// stream (max_msg_size) accepts, so that one oversized event costs only
+// itself (too_large, rejected) and not the events batched with it.
 func (s *NATS) batchPayloadLimit() int {
 	limit := s.opts.BatchMaxBytes
 	if limit <= 0 {
@@ -294,6 +327,9 @@ func (s *NATS) batchPayloadLimit() int {
 	}
 	if mp := int(s.nc.MaxPayload()); mp > 2*batchHeaderRoom {
 		limit = min(limit, mp-batchHeaderRoom)
+	}
+	if mm := int(s.streamMaxMsg.Load()); s.js != nil && mm > 2*batchHeaderRoom {
+		limit = min(limit, mm-batchHeaderRoom)
 	}
 	return limit
 }
