@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sluice-dev/sluice/pipeline"
@@ -25,7 +28,13 @@ type StdoutOptions struct {
 	Schemas []*pipeline.Schema
 }
 
-// Stdout writes events to a terminal or pipe. It is safe for concurrent use.
+// Stdout writes events to a terminal or pipe. A reader that stops reading
+// cannot hold it: each write runs in the sink's writer goroutine and Write
+// returns when its context ends, the batch lost (counted by the pipeline);
+// while that write is still blocked, later batches are refused at once. A
+// reader that goes away (EPIPE) fails the sink alone: it refuses every
+// later batch, and the process is not killed by SIGPIPE. It is safe for
+// concurrent use.
 type Stdout struct {
 	name   string
 	format string
@@ -35,11 +44,21 @@ type Stdout struct {
 	mu         sync.Mutex
 	buf        []byte
 	headerDone bool
+	// The writer goroutine takes a buffer on writes and answers on done.
+	writes   chan []byte
+	done     chan error
+	inFlight bool  // a write whose Write gave up waiting is still running
+	broken   error // the reader is gone (EPIPE): nothing more can be written
+	stopped  chan struct{}
+	closed   bool
 }
 
 var _ pipeline.Sink = (*Stdout)(nil)
 
-// NewStdout returns a sink writing to w.
+// NewStdout returns a sink writing to w; its writer goroutine starts with
+// the first Write and stops in Close. When w is the process's stdout or stderr, it makes a
+// closed pipe there an error (EPIPE) instead of a fatal SIGPIPE, for the
+// whole process.
 func NewStdout(name string, w io.Writer, opts StdoutOptions) (*Stdout, error) {
 	s := &Stdout{name: name, format: opts.Format, w: w}
 	switch opts.Format {
@@ -50,16 +69,53 @@ func NewStdout(name string, w io.Writer, opts StdoutOptions) (*Stdout, error) {
 	default:
 		return nil, fmt.Errorf("stdout sink %q: unknown format %q (want json or table)", name, opts.Format)
 	}
+	if w == os.Stdout || w == os.Stderr {
+		survivePipeClose()
+	}
 	return s, nil
+}
+
+// survivePipeClose makes the Go runtime return EPIPE from a write to a
+// closed pipe on stdout or stderr rather than kill the process: it does so
+// once a handler for SIGPIPE is installed (os/signal). A handler, rather
+// than ignoring the signal, keeps child processes' SIGPIPE at its default.
+var survivePipeClose = sync.OnceFunc(func() {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+})
+
+// writer writes the buffers Write hands it until Close closes writes.
+func (s *Stdout) writer() {
+	defer close(s.stopped)
+	for buf := range s.writes {
+		_, err := s.w.Write(buf)
+		s.done <- err
+	}
 }
 
 // Name returns the sink's config name.
 func (s *Stdout) Name() string { return s.name }
 
-// Write writes one batch with a single write call.
-func (s *Stdout) Write(_ context.Context, batch []pipeline.Event) error {
+// errBlocked is the error of a batch refused while an earlier write is
+// still blocked.
+var errBlocked = errors.New("an earlier write is still blocked: the reader does not read")
+
+// Write renders one batch and writes it with a single write call, waiting
+// at most until ctx ends. Safe for concurrent use.
+func (s *Stdout) Write(ctx context.Context, batch []pipeline.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.inFlight {
+		select {
+		case err := <-s.done:
+			s.inFlight = false
+			s.noteWriteError(err)
+		default:
+			return fmt.Errorf("stdout sink %q: %w", s.name, errBlocked)
+		}
+	}
+	if s.broken != nil {
+		return fmt.Errorf("stdout sink %q: %w", s.name, s.broken)
+	}
 	buf := s.buf[:0]
 	var firstErr error
 	for i := range batch {
@@ -85,14 +141,62 @@ func (s *Stdout) Write(_ context.Context, batch []pipeline.Event) error {
 		}
 	}
 	s.buf = buf
-	if _, err := s.w.Write(buf); err != nil {
-		return fmt.Errorf("stdout sink %q: write: %w", s.name, err)
+	if s.closed {
+		return fmt.Errorf("stdout sink %q: write after close", s.name)
+	}
+	if s.writes == nil {
+		s.writes, s.done, s.stopped = make(chan []byte), make(chan error, 1), make(chan struct{})
+		go s.writer()
+	}
+	s.writes <- buf
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.noteWriteError(err)
+			return fmt.Errorf("stdout sink %q: write: %w", s.name, err)
+		}
+	case <-ctx.Done():
+		// The buffer stays with the writer; the next batch gets a new one.
+		s.inFlight, s.buf = true, nil
+		return fmt.Errorf("stdout sink %q: write: %w (%w)", s.name, errBlocked, ctx.Err())
 	}
 	return firstErr
 }
 
-// Close flushes nothing (every Write is complete) and returns nil.
-func (s *Stdout) Close(context.Context) error { return nil }
+// noteWriteError marks the sink broken when the reader has gone away.
+func (s *Stdout) noteWriteError(err error) {
+	if errors.Is(err, syscall.EPIPE) {
+		s.broken = fmt.Errorf("the reader closed the pipe: %w", err)
+	}
+}
+
+// Close stops the writer goroutine. Every Write is complete when it
+// returns, except one that gave up on a blocked reader: Close waits for
+// that write within ctx, and returns an error if it is still blocked then
+// (its goroutine ends when the write does, or with the process: a blocking
+// write cannot be interrupted).
+func (s *Stdout) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.writes == nil {
+		return nil // never written to
+	}
+	close(s.writes)
+	if s.inFlight {
+		select {
+		case <-s.done:
+			s.inFlight = false
+		case <-ctx.Done():
+			return fmt.Errorf("stdout sink %q: close: a write is still blocked: the reader does not read", s.name)
+		}
+	}
+	<-s.stopped
+	return nil
+}
 
 // tableLayout decides the table's columns.
 type tableLayout struct {
