@@ -76,6 +76,10 @@ type sinkRT struct {
 	q        *Queue
 	sinkErr  *Counter
 	shutdown *Counter
+	// kept are loss records of failed writes, written again ahead of the
+	// next batch; owned by the sink's writer goroutine.
+	kept            []Event
+	lossRecordsLost *Counter
 }
 
 // New checks spec and builds a pipeline from it.
@@ -128,6 +132,8 @@ func New(spec Spec) (*Pipeline, error) {
 			sink: sk, m: m, q: q,
 			sinkErr:  m.Dropped(ReasonSinkError),
 			shutdown: m.Dropped(ReasonShutdown),
+			lossRecordsLost: p.reg.Counter(MetricLossRecordsLost, "Loss records a sink could not write, after keeping them for later writes.",
+				"component", "sink", "name", sk.Name()),
 		}, nil
 	}
 	for _, sk := range spec.Sinks {
@@ -376,9 +382,44 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 	batchSize, batchDelay := p.sinkBatch(s.sink)
 	buf := make([]Event, 0, batchSize)
 	var lim LogLimiter
+	write := func(batch []Event) {
+		if err := s.sink.Write(ctx, batch); err != nil {
+			lost := p.countWriteError(s, batch, err, ctx.Err() != nil)
+			if ok, suppressed := lim.Allow(time.Now()); ok {
+				p.log.Warn("sink write failed; events dropped", "sink", s.sink.Name(),
+					"events", lost, "of", len(batch), "error", err, "suppressed", suppressed)
+			}
+		} else {
+			s.m.Sent.Add(uint64(len(batch)))
+		}
+	}
+	// Loss records kept from failed writes go ahead of the next batch, or,
+	// when none comes, on their own after a backoff (from the loss
+	// interval, at most 1s, doubling to 30s).
+	var retry *time.Timer
+	firstRetry := min(p.lossInterval, time.Second)
+	retryDelay := firstRetry
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
+		var wake <-chan time.Time
+		if len(s.kept) > 0 {
+			if retry == nil {
+				retry = time.NewTimer(retryDelay)
+			}
+			wake = retry.C
+		}
 		var err error
-		buf, err = s.q.Pop(ctx, buf[:0], batchSize, batchDelay)
+		buf, err = s.q.pop(ctx, buf[:0], batchSize, batchDelay, wake)
+		if errors.Is(err, errWoken) {
+			retry = nil
+			write(s.withKept(nil))
+			retryDelay = min(2*retryDelay, 30*time.Second)
+			continue
+		}
 		if err != nil {
 			break
 		}
@@ -388,17 +429,21 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 			trackLoss(p.loss, s.q.name, ReasonShutdown, buf)
 			break
 		}
-		if err := s.sink.Write(ctx, buf); err != nil {
-			lost := p.countWriteError(s, buf, err, ctx.Err() != nil)
-			if ok, suppressed := lim.Allow(time.Now()); ok {
-				p.log.Warn("sink write failed; events dropped", "sink", s.sink.Name(),
-					"events", lost, "of", len(buf), "error", err, "suppressed", suppressed)
-			}
-		} else {
-			s.m.Sent.Add(uint64(len(buf)))
+		write(s.withKept(buf))
+		if len(s.kept) == 0 {
+			retryDelay = firstRetry
 		}
 		clear(buf) // release the events' Data while waiting for the next batch
 	}
+	// Loss records kept from failed writes get a last try.
+	if len(s.kept) > 0 && ctx.Err() == nil {
+		write(s.withKept(nil))
+	}
+	reason := ReasonSinkError
+	if ctx.Err() != nil {
+		reason = ReasonShutdown
+	}
+	p.dropKept(s, reason)
 }
 
 func (p *Pipeline) flushLossEvery(ctx context.Context) {
