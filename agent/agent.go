@@ -315,7 +315,7 @@ func (a *Agent) metricsServer(addr string) (*http.Server, net.Listener, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", a.metrics.Handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/healthz", a.serveHealth)
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
 }
 

@@ -115,6 +115,9 @@ func (l *lazySink) Write(ctx context.Context, batch []pipeline.Event) error {
 	return l.sink.Write(ctx, batch)
 }
 
+// Unwrap returns the sink once opened, else nil.
+func (l *lazySink) Unwrap() pipeline.Sink { return l.sink }
+
 func (l *lazySink) Close(ctx context.Context) error {
 	if l.sink == nil {
 		return nil
