@@ -22,10 +22,11 @@ func (s *NATS) setupJetStream(ctx context.Context) error {
 	if pending <= 0 {
 		pending = DefaultMaxPending
 	}
-	// The library's own timeout releases the slot of an acknowledgement
-	// that never comes (a server gone mid-publish); without it, stale
-	// slots would stall every later publish once MaxPending are stale.
-	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(pending), jetstream.WithPublishAsyncTimeout(s.ackTimeout()))
+	// No library-side ack timeout (WithPublishAsyncTimeout costs a timer
+	// per message): nats.go frees the slots of outstanding acks when the
+	// connection changes state, and publishJetStream stops at the first
+	// stall rather than stalling on every message of a frozen server.
+	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(pending))
 	if err != nil {
 		return fmt.Errorf("open jetstream: %w", err)
 	}

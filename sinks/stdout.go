@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,6 +52,10 @@ type Stdout struct {
 	broken   error // the reader is gone (EPIPE): nothing more can be written
 	stopped  chan struct{}
 	closed   bool
+	// For Health, which must not wait for s.mu (a Write may hold it
+	// while the reader does not read).
+	brokenErr    atomic.Pointer[error]
+	writingSince atomic.Int64 // unix ns of the write in progress; 0: none
 }
 
 var _ pipeline.Sink = (*Stdout)(nil)
@@ -87,7 +92,9 @@ var survivePipeClose = sync.OnceFunc(func() {
 func (s *Stdout) writer() {
 	defer close(s.stopped)
 	for buf := range s.writes {
+		s.writingSince.Store(time.Now().UnixNano())
 		_, err := s.w.Write(buf)
+		s.writingSince.Store(0)
 		s.done <- err
 	}
 }
@@ -163,10 +170,29 @@ func (s *Stdout) Write(ctx context.Context, batch []pipeline.Event) error {
 	return firstErr
 }
 
+// Health reports a reader that went away, or one that has not taken a
+// write for a second or more: the sink's queue then fills or drops. It
+// implements pipeline.HealthReporter. Safe for concurrent use; it never
+// waits for a write.
+func (s *Stdout) Health() error {
+	if err := s.brokenErr.Load(); err != nil {
+		return fmt.Errorf("stdout sink %q: %w; events are dropped", s.name, *err)
+	}
+	if start := s.writingSince.Load(); start != 0 {
+		if d := time.Since(time.Unix(0, start)); d >= time.Second {
+			return fmt.Errorf("stdout sink %q: a write has waited %s: the reader does not read", s.name, d.Round(time.Second))
+		}
+	}
+	return nil
+}
+
+var _ pipeline.HealthReporter = (*Stdout)(nil)
+
 // noteWriteError marks the sink broken when the reader has gone away.
 func (s *Stdout) noteWriteError(err error) {
 	if errors.Is(err, syscall.EPIPE) {
 		s.broken = fmt.Errorf("the reader closed the pipe: %w", err)
+		s.brokenErr.Store(&s.broken)
 	}
 }
 

@@ -72,6 +72,10 @@ func TestStdoutBlockedReader(t *testing.T) {
 	if err, took := write(); !errors.Is(err, errBlocked) || took > wait/2 {
 		t.Errorf("Write behind a blocked one: %v after %s; want errBlocked at once", err, took)
 	}
+	waitUntil(t, "Health to report the reader", 5*time.Second, func() bool {
+		err := s.Health()
+		return err != nil && strings.Contains(err.Error(), "does not read")
+	})
 	// The reader comes back: drain the pipe until the stuck write is done.
 	go func() {
 		buf := make([]byte, 64<<10)
@@ -90,6 +94,9 @@ func TestStdoutBlockedReader(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("still failing after the reader came back: %v", err)
 		}
+	}
+	if err := s.Health(); err != nil {
+		t.Errorf("Health() = %v once the reader reads again", err)
 	}
 	if err := s.Close(context.Background()); err != nil {
 		t.Errorf("Close: %v", err)
