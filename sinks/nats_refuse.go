@@ -143,8 +143,16 @@ func (s *NATS) spoolLoss(reason string, lost []spoolLost, why error) {
 				rs[i] = encodeSpooled(m)
 			}
 			var n int
-			n, _, spoolErr = s.spool.Append(rs)
+			var dropped int64
+			n, dropped, spoolErr = s.spool.Append(rs)
 			s.spoolBytes.Set(s.spool.Len())
+			if dropped > 0 {
+				// Making room for the record cost older events: counted
+				// and logged, with no loss record of their own (that
+				// could go on).
+				s.spoolDropOld.Add(uint64(dropped))
+				s.log.Error("spooled events lost", "sink", s.name, "reason", "drop_oldest", "events", dropped)
+			}
 			if n == len(rs) {
 				return
 			}
