@@ -35,61 +35,40 @@ func (k Kind) String() string {
 // nothing downstream of the decoder re-encodes an event it does not change.
 //
 // An Event is a small value: copying it copies the slice header, not the
-// bytes. Data must be treated as immutable once the event is emitted.
+// bytes. Data must be treated as immutable once the event is emitted. It
+// takes 64 bytes (a test holds it there): queues and stages copy events by
+// value, and a larger one costs every event on every hop.
 //
 // (Source, Seq, Part) identifies an event within an agent run: sinks that
 // deduplicate (JetStream's Nats-Msg-Id) name events by it. A source's events
-// have Part 0. A stage that derives several events from one input (a
-// flat-map, a repeated KEEP) gives each its own Part (DerivedPart), and an
-// event a stage makes from no input has Seq 0 and a Part no other such event
-// of the process has (UnsequencedPart).
+// have Part 0. When a stage yields several events of one (Source, Seq) (a
+// flat-map, a repeated KEEP), they are numbered apart: 1, 2, 3... in output
+// order where the stage saw every event of that source event (the common
+// case: pipeline stages see a source event's events in one batch), else
+// with UnsequencedPart values for the extra copies. An event a stage makes
+// from no input has Seq 0 and an UnsequencedPart. The Wasm host does the
+// numbering (wasmstages); a stage of another kind that multiplies events
+// must do the same.
 type Event struct {
 	Data   []byte
 	Schema *Schema // field layout of Data; nil when unknown (e.g. made by a stage)
 	Source string  // the config name of the source that produced the event
 	Seq    uint64  // per-source sequence number, gap-free unless a drop was counted
-	Part   uint64  // tells apart events derived from one input; 0 for a source's events
+	Part   uint32  // tells apart the events of one (Source, Seq); 0 for a source's event
 	Kind   Kind
 }
 
-// DerivedPart returns the Part of the index-th (from 0) of several events a
-// stage derived from one input whose Part is parent. An input that yields
-// exactly one event passes its Part on unchanged, so stages that filter or
-// modify leave identities alone; this function is for inputs that yield
-// more than one.
-//
-// The first stage that multiplies an event numbers its copies exactly,
-// 1, 2, 3...; further multiplication of those (nested flat-maps) mixes the
-// parent and the index into a 63-bit hash with the top bit set, which keeps
-// every Part that can arise from one input distinct unless two 63-bit
-// hashes collide. The result depends only on (parent, index), so the same
-// input through the same stages gets the same Parts: a replay is
-// deduplicated, a distinct event never is.
-func DerivedPart(parent uint64, index int) uint64 {
-	if parent == 0 {
-		return uint64(index) + 1
-	}
-	// murmur3's 64-bit finaliser over (parent, index): a bijection of its
-	// input, so the indexes of one parent never collide with each other.
-	x := parent*0x9E3779B97F4A7C15 ^ (uint64(index) + 1)
-	x ^= x >> 33
-	x *= 0xff51afd7ed558ccd
-	x ^= x >> 33
-	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
-	return x | 1<<63
-}
-
-// unsequenced numbers the events stages make from no input, process-wide,
-// so that two stages (or two versions of one, or a stage made again by a
-// reload) never give two of them the same identity.
+// unsequenced counts the Parts UnsequencedPart has handed out.
 var unsequenced atomic.Uint64
 
-// UnsequencedPart returns a Part for an event made from no input (a tick's
-// summary, say; its Seq is 0) that no other call in this process returns.
-// Across agent runs the sinks' run id keeps them apart. Safe for concurrent
-// use.
-func UnsequencedPart() uint64 { return unsequenced.Add(1) }
+// UnsequencedPart returns a Part no other call returns for a long time, in
+// [2^31, 2^32), apart from the 1, 2, 3... that number a source event's
+// events: for an event made from no input (a tick's summary, say; its Seq
+// is 0), and for a copy made where its siblings may be elsewhere. It
+// repeats only after 2^31 calls in this process, long after a JetStream
+// duplicate window has forgotten the first use; across agent runs the
+// sinks' run id keeps them apart. Safe for concurrent use.
+func UnsequencedPart() uint32 { return 1<<31 | uint32((unsequenced.Add(1)-1)%(1<<31)) }
 
 // Size is the number of bytes the event accounts for in queue limits.
 func (e *Event) Size() int { return len(e.Data) + eventOverhead }

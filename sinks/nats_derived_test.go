@@ -32,7 +32,7 @@ func TestJetStreamKeepsDerivedEvents(t *testing.T) {
 				for i := range 3 { // a flat-map of 3 per input
 					n++
 					ev := numberedEvent("exec", seq, n)
-					ev.Part = pipeline.DerivedPart(0, i)
+					ev.Part = uint32(i + 1)
 					batch = append(batch, ev)
 				}
 				if seq%10 == 0 { // a tick's summaries

@@ -104,7 +104,7 @@ func appendEventKey(dst []byte, ev *pipeline.Event) []byte {
 	dst = strconv.AppendUint(dst, ev.Seq, 10)
 	if ev.Part != 0 {
 		dst = append(dst, '.')
-		dst = strconv.AppendUint(dst, ev.Part, 10)
+		dst = strconv.AppendUint(dst, uint64(ev.Part), 10)
 	}
 	return dst
 }

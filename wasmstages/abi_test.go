@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"slices"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -87,7 +87,7 @@ func TestParseResult(t *testing.T) {
 				tin = in
 			}
 			prefix := []pipeline.Event{{Seq: 100}}
-			out, _, err := parseResult(tt.res, tin, prefix, tt.tick, "stage", nil)
+			out, err := parseResult(tt.res, tin, prefix, tt.tick, "stage", nil)
 			if tt.wantErr != "" {
 				if !errors.Is(err, errMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want a malformed-result error containing %q", err, tt.wantErr)
@@ -133,7 +133,7 @@ func FuzzParseResult(f *testing.F) {
 			tin = in
 		}
 		guestMem := bytes.Clone(res)
-		out, _, err := parseResult(guestMem, tin, nil, tick, "stage", nil)
+		out, err := parseResult(guestMem, tin, nil, tick, "stage", nil)
 		if err != nil {
 			if !errors.Is(err, errMalformed) || len(out) != 0 {
 				t.Fatalf("error %v with %d events", err, len(out))
@@ -219,15 +219,16 @@ func TestAppendParams(t *testing.T) {
 	}
 }
 
-func withPart(ev pipeline.Event, part uint64) pipeline.Event {
+func withPart(ev pipeline.Event, part uint32) pipeline.Event {
 	ev.Part = part
 	return ev
 }
 
 // identity is what a deduplicating sink names an event by.
 type identity struct {
-	source    string
-	seq, part uint64
+	source string
+	seq    uint64
+	part   uint32
 }
 
 func identities(evs []pipeline.Event) map[identity]int {
@@ -238,31 +239,39 @@ func identities(evs []pipeline.Event) map[identity]int {
 	return m
 }
 
-// TestParseResultDerivedParts checks the identities of derived events: each
-// event of a flat-map or a repeated KEEP gets its own (Source, Seq, Part),
-// the same result gives the same identities every time (a replay is
-// deduplicated), an input yielding one event keeps its identity, and events
-// from no input never share one.
+// TestParseResultDerivedParts checks the identities of derived events: the
+// events of a source event one of whose inputs yields several (a flat-map,
+// a repeated KEEP) are numbered 1, 2, 3..., the same every time; an input
+// that yields one event keeps its identity; events from no input, and the
+// extra copies of one (Seq 0), get unsequenced Parts that are never shared.
 func TestParseResultDerivedParts(t *testing.T) {
 	in := testInputs()
-	in[2].Part = 7 // an input a previous stage already multiplied
+	in[2].Part = 7 // an input a previous stage already numbered
+	tick := pipeline.Event{Data: mapOf("type", "summary"), Source: "stage", Part: pipeline.UnsequencedPart()}
+	in = append(in, tick)
 	ev := mapOf("k", "v")
-	// Input 0 yields two events, input 1 one, input 2 three; two events
-	// come from no input.
+	// Input 0 yields two events, input 1 one, input 2 three, input 3 (from
+	// no input) two; two events come from no input.
 	res := buildResult(
 		entry{op: opEmit, index: 0, data: ev}, entry{op: opKeep, index: 0},
 		entry{op: opKeep, index: 1},
 		entry{op: opEmit, index: 2, data: ev}, entry{op: opEmit, index: 2, data: ev}, entry{op: opKeep, index: 2},
+		entry{op: opKeep, index: 3}, entry{op: opKeep, index: 3},
 		entry{op: opEmit, index: noInput, data: ev}, entry{op: opEmit, index: noInput, data: ev},
 	)
-	out, _, err := parseResult(res, in, nil, false, "stage", nil)
+	out, err := parseResult(res, in, nil, false, "stage", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantParts := []uint64{1, 2, 0, pipeline.DerivedPart(7, 0), pipeline.DerivedPart(7, 1), pipeline.DerivedPart(7, 2)}
+	wantParts := []uint32{1, 2, 0, 1, 2, 3, tick.Part}
 	for i, want := range wantParts {
 		if out[i].Part != want {
 			t.Errorf("event %d (from input seq %d) has Part %d, want %d", i, out[i].Seq, out[i].Part, want)
+		}
+	}
+	for _, i := range []int{7, 8, 9} {
+		if out[i].Part < 1<<31 {
+			t.Errorf("event %d (a copy of a tick's event, or from no input) has Part %#x, want an unsequenced one", i, out[i].Part)
 		}
 	}
 	for id, n := range identities(out) {
@@ -270,7 +279,7 @@ func TestParseResultDerivedParts(t *testing.T) {
 			t.Errorf("identity %+v is shared by %d events", id, n)
 		}
 	}
-	again, _, err := parseResult(res, in, nil, false, "stage", nil)
+	again, err := parseResult(res, in, nil, false, "stage", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,12 +288,9 @@ func TestParseResultDerivedParts(t *testing.T) {
 			t.Errorf("event %d: Part %d on the first parse, %d on the second", i, out[i].Part, again[i].Part)
 		}
 	}
-	if again[6].Part == out[6].Part || again[6].Part == again[7].Part {
-		t.Errorf("events from no input share a Part: %d, %d, %d", out[6].Part, again[6].Part, again[7].Part)
-	}
 
 	t.Run("reordered, each input once", func(t *testing.T) {
-		out, _, err := parseResult(buildResult(entry{op: opKeep, index: 2}, entry{op: opEmit, index: 0, data: ev}), in, nil, false, "stage", nil)
+		out, err := parseResult(buildResult(entry{op: opKeep, index: 2}, entry{op: opEmit, index: 0, data: ev}), in, nil, false, "stage", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,59 +298,127 @@ func TestParseResultDerivedParts(t *testing.T) {
 			t.Errorf("parts %d, %d; want the inputs' 7, 0", out[0].Part, out[1].Part)
 		}
 	})
-}
-
-// TestDerivedPartsThroughStages runs one input through two flat-map stages
-// (each yields several events per input, or one) in every combination and
-// checks that no two resulting events share an identity. The case that a
-// naive numbering gets wrong: the 2nd event of the 1st event of a split,
-// against the only event derived from the 2nd event of the split.
-func TestDerivedPartsThroughStages(t *testing.T) {
-	ev := mapOf("k", "v")
-	// flatMap returns the result of a stage that yields fanout[i] events
-	// for input i.
-	flatMap := func(fanout []int) []byte {
-		var es []entry
-		for i, n := range fanout {
-			for range n {
-				es = append(es, entry{op: opEmit, index: uint32(i), data: ev})
-			}
-		}
-		return buildResult(es...)
-	}
-	input := []pipeline.Event{{Data: ev, Source: "s", Seq: 5}}
-	var leaves []pipeline.Event
-	for first := 1; first <= 3; first++ {
-		mid, _, err := parseResult(flatMap([]int{first}), input, nil, false, "a", nil)
+	t.Run("a gadget's module", func(t *testing.T) {
+		sc := &resultScratch{unsequencedCopies: true}
+		out, err := parseResult(buildResult(entry{op: opKeep, index: 0}, entry{op: opKeep, index: 0}, entry{op: opEmit, index: 0, data: ev}), in, nil, false, "stage", sc)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Every way the second stage can treat the first stage's events.
-		fanouts := [][]int{{}}
-		for range mid {
-			var next [][]int
-			for _, f := range fanouts {
-				for n := 1; n <= 3; n++ {
-					next = append(next, append(slices.Clone(f), n))
-				}
-			}
-			fanouts = next
+		if out[0].Part != 0 || out[1].Part < 1<<31 || out[2].Part < 1<<31 || out[1].Part == out[2].Part {
+			t.Errorf("parts %#x, %#x, %#x; want the input's 0, then two unsequenced ones", out[0].Part, out[1].Part, out[2].Part)
 		}
-		for _, f := range fanouts {
-			out, _, err := parseResult(flatMap(f), mid, nil, false, "b", nil)
-			if err != nil {
-				t.Fatal(err)
+	})
+}
+
+// TestDerivedPartsThroughStages runs source events through random chains of
+// stages that drop, keep, multiply (up to 40,000 from one event) and
+// reorder, some as a gadget's module whose output the pipeline may get in
+// several batches, and checks that no two events of a batch a stage
+// returns, nor of all the batches a source event's events end up in, share
+// an identity.
+func TestDerivedPartsThroughStages(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ev := mapOf("k", "v")
+	// stage runs one result over in: each input yields 0 to 3 events
+	// (sometimes very many), KEEPs and EMITs, in a random order.
+	stage := func(in []pipeline.Event, sc *resultScratch) []pipeline.Event {
+		var es []entry
+		for i := range in {
+			n := rng.IntN(4)
+			if rng.IntN(50) == 0 && len(in) < 10 {
+				n = rng.IntN(40000)
 			}
-			// The events one run produced must be told apart.
-			for id, n := range identities(out) {
-				if n > 1 {
-					t.Fatalf("first stage x%d, second %v: identity %+v shared by %d events", first, f, id, n)
+			if len(es) > 60000 {
+				n = min(n, 1) // keep the trial small
+			}
+			for range n {
+				op := byte(opKeep)
+				if rng.IntN(2) == 0 {
+					op = opEmit
+				}
+				es = append(es, entry{op: op, index: uint32(i), data: ev})
+			}
+		}
+		if rng.IntN(3) == 0 {
+			rng.Shuffle(len(es), func(a, b int) { es[a], es[b] = es[b], es[a] })
+		}
+		out, err := parseResult(buildResult(es...), in, nil, false, "s", sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for trial := range 100 {
+		batch := []pipeline.Event{{Data: ev, Source: "src", Seq: 5}, {Data: ev, Source: "src", Seq: 6}, {Data: ev, Source: "other", Seq: 5}}
+		var batches [][]pipeline.Event
+		if trial%3 == 0 {
+			// A gadget's module first, its output cut into two batches.
+			out := stage(batch, &resultScratch{unsequencedCopies: true})
+			cut := rng.IntN(len(out) + 1)
+			batches = [][]pipeline.Event{out[:cut], out[cut:]}
+		} else {
+			batches = [][]pipeline.Event{batch}
+		}
+		all := map[identity]int{}
+		for _, b := range batches {
+			for range 1 + rng.IntN(3) {
+				b = stage(b, &resultScratch{})
+				for id, n := range identities(b) {
+					if n > 1 {
+						t.Fatalf("trial %d: identity %+v shared by %d events of one batch", trial, id, n)
+					}
 				}
 			}
-			leaves = append(leaves, out...)
+			for id, n := range identities(b) {
+				all[id] += n
+			}
+		}
+		for id, n := range all {
+			if n > 1 {
+				t.Fatalf("trial %d: identity %+v shared by %d events of different batches", trial, id, n)
+			}
 		}
 	}
-	if len(leaves) == 0 {
-		t.Fatal("no events")
+}
+
+// BenchmarkParseResult: the host's side of a result, per event: a filter's
+// KEEPs (each input once, in order: the common case, whose identities stay
+// as they are), and a flat-map's (each input KEPT twice, which numbers
+// the derived events).
+func BenchmarkParseResult(b *testing.B) {
+	in := make([]pipeline.Event, 256)
+	for i := range in {
+		in[i] = pipeline.Event{Data: mapOf("comm", "x"), Source: "s", Seq: uint64(i + 1)}
+	}
+	for _, bc := range []struct {
+		name    string
+		entries []entry
+	}{
+		{"keep", func() (es []entry) {
+			for i := range in {
+				es = append(es, entry{op: opKeep, index: uint32(i)})
+			}
+			return es
+		}()},
+		{"flatmap", func() (es []entry) {
+			for i := range in {
+				es = append(es, entry{op: opKeep, index: uint32(i)}, entry{op: opKeep, index: uint32(i)})
+			}
+			return es
+		}()},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			res := buildResult(bc.entries...)
+			out := make([]pipeline.Event, 0, 2*len(in))
+			var sc resultScratch
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if out, err = parseResult(res, in, out[:0], false, "stage", &sc); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in)), "ns/input")
+		})
 	}
 }

@@ -32,8 +32,8 @@ type instance struct {
 
 	inPtr, inCap uint32 // the host's input buffer, from sluice_alloc
 	stack        []uint64
-	emits        []int
-	errMsg       []byte // set by set_error during the current call
+	result       resultScratch // reused by parseResult
+	errMsg       []byte        // set by set_error during the current call
 	// broken is set once a call failed in a way that leaves the instance
 	// unusable or untrustworthy; the Stage then discards it.
 	broken bool
@@ -176,7 +176,7 @@ func (inst *instance) appendResult(what string, in, out []pipeline.Event, tick b
 		return out, callError(KindMalformed, "%s returned %d bytes at %#x, outside the guest's %d-byte memory", what, n, ptr, inst.mem.Size())
 	}
 	var err error
-	out, inst.emits, err = parseResult(res, in, out, tick, source, inst.emits)
+	out, err = parseResult(res, in, out, tick, source, &inst.result)
 	if err != nil {
 		inst.broken = true
 		return out, &pipeline.StageError{Kind: KindMalformed, Err: fmt.Errorf("%s: %w", what, err)}
