@@ -2,17 +2,76 @@
 SHELL   := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# What `sluice version` prints: a semantic version from the git tags (see
+# scripts/version.sh), the commit, and the build date (the commit's time for
+# a clean checkout, so that rebuilding a commit gives the same binary).
+VERSION    ?= $(shell bash scripts/version.sh)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell bash scripts/version.sh --date)
+LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
 # Extra flags for `make run`, e.g. make run ARGS="--config my.hcl".
 ARGS    ?=
 
-.PHONY: all build run test test-interop check-fmt bin/cosign bin/oras test-race bench bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
+.PHONY: all build man image release run test test-interop check-fmt bin/cosign bin/oras test-race bench bench-swap bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/sluice ./cmd/sluice
+
+# Static, reproducible release binaries (CGO_ENABLED=0, -trimpath, the
+# commit's time as build date): bin/linux-amd64/sluice, bin/linux-arm64/sluice.
+ARCH      ?= $(shell $(GO) env GOARCH)
+bin/linux-%/sluice: FORCE
+	CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $@ ./cmd/sluice
+FORCE:
+
+# The container image, built without a container runtime or base image
+# (internal/tools/mkimage, go-containerregistry): bin/sluice-image-ARCH.tar,
+# byte for byte the same for the same commit. podman load -i it.
+IMAGE     ?= sluice
+IMAGE_TAG ?= $(subst +,-,$(VERSION))
+image: bin/linux-$(ARCH)/sluice
+	$(GO) run ./internal/tools/mkimage -binary $< -arch $(ARCH) -tag $(IMAGE):$(IMAGE_TAG) -tag $(IMAGE):latest \
+		-created $(BUILD_DATE) -version $(VERSION) -revision $(COMMIT) -o bin/sluice-image-$(ARCH).tar
+
+# Release artefacts in bin/release: static linux/amd64 and linux/arm64
+# binaries with an SPDX SBOM each (internal/tools/sbom, from the modules the
+# binary links), SHA256SUMS over them, and SHA256SUMS.sig, a cosign
+# sign-blob signature made by sluice itself with RELEASE_KEY (password in
+# $COSIGN_PASSWORD). Without RELEASE_KEY a throw-away key is made next to
+# the artefacts (its cosign.pub is copied there): fine to try the target,
+# not to publish. Check a release with
+#   sluice image verify-blob --key cosign.pub --signature SHA256SUMS.sig SHA256SUMS && sha256sum -c SHA256SUMS
+# (or cosign verify-blob ... --insecure-ignore-tlog).
+RELEASE_DIR   ?= bin/release
+RELEASE_ARCHS ?= amd64 arm64
+RELEASE_KEY   ?=
+SIGNER        := bin/linux-$(ARCH)/sluice
+release: $(foreach a,$(RELEASE_ARCHS),bin/linux-$(a)/sluice) $(SIGNER) man
+	rm -rf $(RELEASE_DIR) && mkdir -p $(RELEASE_DIR)
+	for a in $(RELEASE_ARCHS); do \
+		cp bin/linux-$$a/sluice $(RELEASE_DIR)/sluice-linux-$$a && \
+		$(GO) run ./internal/tools/sbom -created $(BUILD_DATE) -name sluice -version $(VERSION) \
+			-o $(RELEASE_DIR)/sluice-linux-$$a.spdx.json $(RELEASE_DIR)/sluice-linux-$$a || exit 1; \
+	done
+	tar --sort=name --mtime=$(BUILD_DATE) --owner=0 --group=0 --numeric-owner -C bin -czf $(RELEASE_DIR)/sluice-man.tar.gz man
+	cd $(RELEASE_DIR) && sha256sum sluice-* > SHA256SUMS
+	key='$(RELEASE_KEY)'; \
+	if [ -z "$$key" ]; then \
+		key=$(RELEASE_DIR)/.throwaway/cosign.key; mkdir -p $(RELEASE_DIR)/.throwaway; \
+		env -u COSIGN_PASSWORD $(SIGNER) image generate-key-pair --no-password --output-key-prefix $(RELEASE_DIR)/.throwaway/cosign >/dev/null && \
+		cp $(RELEASE_DIR)/.throwaway/cosign.pub $(RELEASE_DIR)/cosign.pub && \
+		echo "release: signed with a throw-away key ($(RELEASE_DIR)/cosign.pub); set RELEASE_KEY to sign with yours"; \
+	fi; \
+	$(SIGNER) image sign-blob --key "$$key" --output-signature $(RELEASE_DIR)/SHA256SUMS.sig $(RELEASE_DIR)/SHA256SUMS
+	@ls -l $(RELEASE_DIR)
+
+# Man pages for every command, generated from the same definitions as
+# --help and the shell completion (not committed: they would only go stale).
+man: build
+	rm -rf bin/man
+	./bin/sluice man bin/man
 
 # The agent on its built-in default config: the built-in gadgets into the
 # terminal. Loading eBPF needs root (or CAP_BPF + CAP_PERFMON).
@@ -31,6 +90,14 @@ test-race:
 # Hot-path benchmarks with allocations.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+# Stage version swaps: digest seen -> serving (C and Go stage, cold and
+# warm compilation cache), throughput in 1 s windows around a swap, and
+# what stamp_version costs per event.
+bench-swap:
+	$(GO) test -run '^$$' -bench 'BenchmarkDigestToServing' -benchtime 10x -count 1 ./agent
+	$(GO) test -run '^$$' -bench 'BenchmarkSwapThroughput' -benchtime 1x -count 1 -v ./wasmstages
+	$(GO) test -run '^$$' -bench 'BenchmarkStamp' -benchmem -count 1 ./wasmstages
 
 FUZZTIME ?= 30s
 fuzz:

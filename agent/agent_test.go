@@ -2,9 +2,7 @@ package agent
 
 import (
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -56,14 +54,9 @@ pipeline "security" {
 		}
 	}
 
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), `sluice_events_received_total{component="source",name="exec"}`) {
-		t.Errorf("metrics lack the source counter:\n%s", body)
+	families := scrapeMetrics(t, "http://"+addr+"/metrics") // lints it too
+	if n, _ := seriesValue(families, "sluice_events_received_total", "component", "source", "name", "exec"); n == 0 {
+		t.Errorf("metrics lack the source counter: %v", families["sluice_events_received_total"])
 	}
 
 	ta.stop()

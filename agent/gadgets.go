@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +28,10 @@ type resolvedGadget struct {
 	// wasm is the gadget's module (the image's, or the source's wasm
 	// attribute), nil when it has none; see gadgetwasm.go.
 	wasm *gadgetWasm
+	// params are the parameter values the gadget loads with.
+	params map[string]string
+	// digest is the SHA-256 of the gadget's ELF.
+	digest string
 }
 
 // ResolveGadget finds a gadget by built-in name or ELF path. Relative
@@ -48,7 +54,7 @@ func ResolveGadget(ref, baseDir string) (string, []byte, error) {
 	}
 	elf, err := os.ReadFile(path)
 	if err != nil {
-		return "", nil, fmt.Errorf("read gadget %q: %w", ref, err)
+		return "", nil, fmt.Errorf("read gadget %q: %w%s", ref, err, referenceHint(ref, err))
 	}
 	name := filepath.Base(path)
 	name = strings.TrimSuffix(strings.TrimSuffix(name, ".o"), ".bpf")
@@ -78,21 +84,29 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 		}
 		baseDir := configDir(src.GadgetRange)
 		var name string
-		var elf []byte
+		var elf, metadata []byte
 		var image *oci.GadgetImage
 		var err error
 		if IsImageReference(src.Gadget) {
 			if name, image, err = resolveImageGadget(src.Gadget, images); err == nil {
-				elf = image.Program
+				elf, metadata = image.Program, image.Metadata
 			}
 		} else {
 			name, elf, err = ResolveGadget(src.Gadget, baseDir)
+			if err == nil {
+				metadata, err = gadgetMetadataFile(src.Gadget, baseDir)
+			}
 		}
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
 			continue
 		}
-		spec, err := sources.ParseGadget(name, elf, sources.ParseOptions{EventType: src.EventType, Map: src.Map})
+		md, err := gadgetMetadata(metadata)
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget metadata", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
+			continue
+		}
+		spec, err := sources.ParseGadget(name, elf, sources.ParseOptions{EventType: src.EventType, Map: src.Map, Metadata: md})
 		if err != nil {
 			subject := src.GadgetRange
 			if src.EventType != "" {
@@ -122,20 +136,48 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 		if !paramsOK {
 			continue // building it would report the same parameters again
 		}
-		g, err := sources.NewGadget(spec, sources.GadgetConfig{
-			Source:     src.Name,
-			Host:       f.Agent.Name,
-			Params:     params,
-			BufferSize: int(src.BufferSize),
-			Logger:     log,
-		})
+		g, err := sources.NewGadget(spec, gadgetConfig(src, f.Agent.Name, params, log))
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
 			continue
 		}
-		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm})
+		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, params: params, digest: sha256Hex(append(slices.Clip(elf), metadata...))}) // gadget.yaml changes the gadget too
 	}
 	return out, diags
+}
+
+// GadgetsOf parses and builds the gadgets of f's sources without loading
+// them (nothing touches the kernel), for listings such as `sluice run
+// GADGET --help`. Problems are diagnostics at the config values.
+func GadgetsOf(f *config.File, images *Images) ([]*sources.Gadget, hcl.Diagnostics) {
+	resolved, diags := resolveGadgets(f, images, nil)
+	out := make([]*sources.Gadget, 0, len(resolved))
+	for _, r := range resolved {
+		out = append(out, r.gadget)
+	}
+	return out, diags
+}
+
+// gadgetConfig is how a source block configures its gadget; the plan and
+// the live source build their gadgets from it alike.
+func gadgetConfig(src *config.Source, host string, params map[string]string, log *slog.Logger) sources.GadgetConfig {
+	return sources.GadgetConfig{
+		Source:          src.Name,
+		Host:            host,
+		Params:          params,
+		BufferSize:      int(src.BufferSize),
+		Logger:          log,
+		Interval:        src.Interval,
+		Runs:            src.Runs,
+		Ifaces:          src.Ifaces,
+		NetNS:           src.NetNS,
+		SampleFrequency: uint64(src.SampleFrequency),
+	}
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func rangePtr(r hcl.Range) *hcl.Range {
@@ -168,6 +210,7 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.St
 	modules, ds := resolveStages(f, images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
+	diags = append(diags, validateControlSocket(f)...)
 	if !diags.HasErrors() {
 		diags = append(diags, validateSinks(f, gadgets)...)
 	}
@@ -247,4 +290,55 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// gadgetMetadataFile returns the gadget.yaml of a built-in gadget, or the
+// one beside a gadget ELF: <name>.yaml for <name>.bpf.o, else gadget.yaml
+// in the ELF's folder (Inspektor Gadget's layout). None is not an error.
+func gadgetMetadataFile(ref, baseDir string) ([]byte, error) {
+	if b, ok := gadgets.Lookup(ref); ok {
+		return b.Metadata, nil
+	}
+	path := ref
+	if !filepath.IsAbs(path) && baseDir != "" {
+		path = filepath.Join(baseDir, path)
+	}
+	dir, base := filepath.Split(path)
+	base = strings.TrimSuffix(strings.TrimSuffix(base, ".o"), ".bpf")
+	for _, candidate := range []string{filepath.Join(dir, base+".yaml"), filepath.Join(dir, oci.MetadataFile)} {
+		b, err := os.ReadFile(candidate)
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("read gadget metadata %s: %w", candidate, err)
+		}
+	}
+	return nil, nil
+}
+
+// gadgetMetadata converts a gadget.yaml into what sources uses of it.
+func gadgetMetadata(raw []byte) (*sources.Metadata, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	md, err := oci.ParseMetadata(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := &sources.Metadata{Params: map[string]sources.ParamDoc{}, DataSources: map[string]sources.DataSourceDoc{}}
+	for name, p := range md.EBPFParamDocs() {
+		out.Params[name] = sources.ParamDoc{Key: p.Key, DefaultValue: p.DefaultValue, Description: p.Description}
+	}
+	for name, ds := range md.DataSources {
+		if ds == nil {
+			continue
+		}
+		doc := sources.DataSourceDoc{Annotations: ds.Annotations, Fields: map[string]map[string]string{}}
+		for field, f := range ds.Fields {
+			doc.Fields[field] = f.Annotations
+		}
+		out.DataSources[name] = doc
+	}
+	return out, nil
 }

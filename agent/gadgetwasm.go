@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/sluice-dev/sluice/config"
@@ -66,9 +65,8 @@ func resolveGadgetWasm(src *config.Source, image *oci.GadgetImage, baseDir strin
 // name, so it never collides with a stage's.
 func gadgetModuleName(source string) string { return source + ".wasm" }
 
-// gadgetSource is the pipeline source of a gadget with a module: it runs
-// the gadget with its emitter wrapped, so that the module sees the events
-// first, and calls gadget_stop before the gadget detaches.
+// gadgetSource runs a gadget with its module: the module sees the events
+// first, and gadget_stop runs before the gadget detaches.
 type gadgetSource struct {
 	g    *sources.Gadget
 	wasm *gadgetWasm
@@ -77,36 +75,25 @@ type gadgetSource struct {
 	// guestLog is the module's own logger (wasmstages adds stage=NAME,
 	// and source=guest to the guest's lines, so it has no source key).
 	guestLog *slog.Logger
-
-	// The module's counters, those of a stage named gadgetModuleName.
-	m        *pipeline.ComponentMetrics
-	filtered *pipeline.Counter
-	batches  *pipeline.Counter
-	duration *pipeline.Histogram
-	reg      *pipeline.Registry
-
-	mu      sync.Mutex // the streams' readers emit concurrently
-	errs    map[string]*pipeline.Counter
+	// meter counts the module as a stage named gadgetModuleName, the way
+	// the pipeline counts its stages.
+	meter   *pipeline.StageMeter
 	warnLog pipeline.LogLimiter
 
 	closeOnce sync.Once
 }
 
-var _ pipeline.Source = (*gadgetSource)(nil)
-
 func newGadgetSource(g *sources.Gadget, w *gadgetWasm, reg *pipeline.Registry, log *slog.Logger) *gadgetSource {
-	name := gadgetModuleName(g.Name())
-	m := reg.Component("stage", name)
+	meter := reg.StageMeter(gadgetModuleName(g.Name()))
+	meter.ErrorKinds(wasmstages.ErrorKinds()...)
 	return &gadgetSource{
 		g: g, wasm: w, log: log.With("source", g.Name(), "gadget", g.Spec().Name), guestLog: log.With("gadget", g.Spec().Name),
-		m: m, filtered: m.Dropped(pipeline.ReasonFiltered), reg: reg,
-		batches:  reg.Counter(pipeline.MetricStageBatches, "Batches a stage was called with.", "name", name),
-		duration: reg.Histogram(pipeline.MetricStageDuration, "Time a stage took per batch.", "name", name),
-		errs:     map[string]*pipeline.Counter{},
+		meter: meter,
 	}
 }
 
-func (s *gadgetSource) Name() string { return s.g.Name() }
+// DropReasons are the gadget's (pipeline.DropReasonsReporter).
+func (s *gadgetSource) DropReasons() []string { return s.g.DropReasons() }
 
 // moduleConfig is the module's wasmstages config, without the parts of
 // the running agent.
@@ -132,14 +119,10 @@ func (s *gadgetSource) init(ctx context.Context, cache *wasmstages.Cache, reg *p
 	return nil
 }
 
-// Run runs the gadget with the module in front of out. When ctx ends, the
+// run runs the gadget with the module in front of out. When ctx ends, the
 // module's gadget_stop runs first, then the gadget detaches and drains
-// (through sluice_process still), then the module is released.
-func (s *gadgetSource) Run(ctx context.Context, out pipeline.Emitter) error {
-	if s.mod == nil {
-		return fmt.Errorf("source %q: gadget module used before the agent started it", s.g.Name())
-	}
-	defer s.close(ctx)
+// (through sluice_process still).
+func (s *gadgetSource) run(ctx context.Context, out pipeline.Emitter) error {
 	gctx, detach := context.WithCancel(context.WithoutCancel(ctx))
 	defer detach()
 	stopped := make(chan struct{})
@@ -150,6 +133,7 @@ func (s *gadgetSource) Run(ctx context.Context, out pipeline.Emitter) error {
 		}
 		detach()
 	})
+	// The gadget's own failure (a reader that broke) ends the run too.
 	err := s.g.Run(gctx, &moduleEmitter{s: s, out: out})
 	if !stopAfter() {
 		<-stopped // the stop hook ran (or runs): wait for it
@@ -170,24 +154,6 @@ func (s *gadgetSource) close(ctx context.Context) {
 	})
 }
 
-// countError counts a failed call by kind, as the pipeline counts a
-// stage's, and logs it at most every 10 seconds.
-func (s *gadgetSource) countError(err error, events int) {
-	kind := pipeline.StageErrorKind(err)
-	s.mu.Lock()
-	c := s.errs[kind]
-	if c == nil {
-		c = s.reg.StageErrors(gadgetModuleName(s.g.Name()), kind)
-		s.errs[kind] = c
-	}
-	s.mu.Unlock()
-	c.Inc()
-	s.m.Errors.Inc()
-	if warn, suppressed := s.warnLog.Allow(time.Now()); warn {
-		s.log.Warn("gadget module failed; passed the batch on", "kind", kind, "events", events, "error", err, "suppressed", suppressed)
-	}
-}
-
 // moduleEmitter is the emitter the gadget gets: each batch goes through
 // sluice_process first. A failed call passes its batch on unchanged (the
 // gadget's events are not lost to a broken module) and is counted; the
@@ -204,27 +170,16 @@ var (
 
 func (e *moduleEmitter) Emit(ctx context.Context, batch []pipeline.Event) error {
 	s := e.s
-	n := uint64(len(batch))
-	s.m.Received.Add(n)
-	s.batches.Inc()
-	start := time.Now()
 	// A fresh slice: the queue keeps what it accepts.
-	out, err := s.mod.Process(ctx, batch, make([]pipeline.Event, 0, len(batch)))
-	s.duration.Observe(time.Since(start))
+	out, err := s.meter.Process(ctx, s.mod, batch, make([]pipeline.Event, 0, len(batch)))
 	if err != nil {
-		s.countError(err, len(batch))
-		s.m.Sent.Add(n)
+		if warn, suppressed := s.warnLog.Allow(time.Now()); warn {
+			s.log.Warn("gadget module failed; passed the batch on", "kind", pipeline.StageErrorKind(err), "events", len(batch), "error", err, "suppressed", suppressed)
+		}
+		s.meter.M.Sent.Add(uint64(len(batch)))
 		return e.out.Emit(ctx, batch)
 	}
-	m := uint64(len(out))
-	switch {
-	case m < n:
-		s.filtered.Add(n - m)
-	case m > n:
-		s.m.Received.Add(m - n) // events the module adds enter there
-	}
-	s.m.Sent.Add(m)
-	if m == 0 {
+	if len(out) == 0 {
 		return nil
 	}
 	return e.out.Emit(ctx, out)
@@ -275,147 +230,42 @@ func (h gadgetHandle) SetParam(name, value string) error {
 }
 
 func (h gadgetHandle) Map(name string) (wasmstages.MapHandle, error) {
-	m, err := h.g.Map(name)
+	m, err := h.g.RawMap(name)
 	switch {
 	case errors.Is(err, sources.ErrNotLoaded):
 		return nil, wasmstages.ClassifyError(wasmstages.ErrWrongPhase, err)
 	case err != nil:
 		return nil, wasmstages.ClassifyError(wasmstages.ErrNotFound, err)
 	}
-	return newMapHandle(name, m)
+	return mapHandle{m}, nil
 }
 
-// mapHandle is one of a gadget's maps as a module sees it: raw keys and
-// values, per-CPU values as the kernel lays them out (each CPU's value
-// padded to 8 bytes, for every possible CPU).
-type mapHandle struct {
-	name   string
-	m      *ebpf.Map
-	info   wasmstages.MapInfo
-	perCPU int // possible CPUs for a per-CPU map, else 0
-	stride int // bytes per CPU's value
-}
+// mapHandle is a gadget's map as a module sees it: sources.RawMap, with
+// its errors classified for the guest.
+type mapHandle struct{ m *sources.RawMap }
 
-func newMapHandle(name string, m *ebpf.Map) (*mapHandle, error) {
-	h := &mapHandle{name: name, m: m, info: wasmstages.MapInfo{
-		Type: uint32(m.Type()), KeySize: m.KeySize(), ValueSize: m.ValueSize(), MaxEntries: m.MaxEntries(),
-	}}
-	switch m.Type() {
-	case ebpf.PerCPUHash, ebpf.PerCPUArray, ebpf.LRUCPUHash, ebpf.PerCPUCGroupStorage:
-		cpus, err := ebpf.PossibleCPU()
-		if err != nil {
-			return nil, fmt.Errorf("map %q: %w", name, err)
-		}
-		h.perCPU, h.stride = cpus, (int(m.ValueSize())+7)&^7
-		h.info.ValueSize = uint32(cpus * h.stride)
-	}
-	return h, nil
-}
+func (h mapHandle) Info() wasmstages.MapInfo { return wasmstages.MapInfo(h.m.Info()) }
 
-func (h *mapHandle) Info() wasmstages.MapInfo { return h.info }
-
-// mapError classifies a map operation's error for the guest.
-func (h *mapHandle) mapError(op string, err error) error {
+func classifyMapError(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ebpf.ErrKeyNotExist):
-		return wasmstages.ClassifyError(wasmstages.ErrNotFound, fmt.Errorf("%s map %q: %w", op, h.name, err))
-	case errors.Is(err, ebpf.ErrKeyExist):
-		return wasmstages.ClassifyError(wasmstages.ErrExists, fmt.Errorf("%s map %q: %w", op, h.name, err))
+	case errors.Is(err, sources.ErrKeyNotExist):
+		return wasmstages.ClassifyError(wasmstages.ErrNotFound, err)
+	case errors.Is(err, sources.ErrKeyExist):
+		return wasmstages.ClassifyError(wasmstages.ErrExists, err)
+	case errors.Is(err, sources.ErrMapReadOnly):
+		return wasmstages.ClassifyError(wasmstages.ErrInvalid, err)
 	}
-	return fmt.Errorf("%s map %q (%s): %w", op, h.name, h.m.Type(), err)
+	return err
 }
 
-func (h *mapHandle) Lookup(key, value []byte) error {
-	if h.perCPU == 0 {
-		return h.mapError("look up in", h.m.Lookup(key, value))
-	}
-	vals := make([][]byte, h.perCPU)
-	if err := h.m.Lookup(key, vals); err != nil {
-		return h.mapError("look up in", err)
-	}
-	clear(value)
-	for i, v := range vals {
-		copy(value[i*h.stride:i*h.stride+int(h.m.ValueSize())], v)
-	}
-	return nil
+func (h mapHandle) Lookup(key, value []byte) error { return classifyMapError(h.m.Lookup(key, value)) }
+func (h mapHandle) Update(key, value []byte, flags uint64) error {
+	return classifyMapError(h.m.Update(key, value, flags))
 }
-
-func (h *mapHandle) Update(key, value []byte, flags uint64) error {
-	switch t := h.m.Type(); t {
-	case ebpf.ProgramArray, ebpf.ArrayOfMaps, ebpf.HashOfMaps, ebpf.PerfEventArray, ebpf.RingBuf, ebpf.StructOpsMap:
-		return wasmstages.ClassifyError(wasmstages.ErrInvalid, fmt.Errorf("map %q is a %s, whose values are kernel objects or records; a module cannot write it", h.name, t))
-	}
-	if h.perCPU == 0 {
-		return h.mapError("update", h.m.Update(key, value, ebpf.MapUpdateFlags(flags)))
-	}
-	vals := make([][]byte, h.perCPU)
-	for i := range vals {
-		vals[i] = value[i*h.stride : i*h.stride+int(h.m.ValueSize())]
-	}
-	return h.mapError("update", h.m.Update(key, vals, ebpf.MapUpdateFlags(flags)))
-}
-
-func (h *mapHandle) Delete(key []byte) error {
-	return h.mapError("delete from", h.m.Delete(key))
-}
-
-func (h *mapHandle) NextKey(key, next []byte) error {
-	// cilium/ebpf asks for the first key when it gets a nil interface; a
-	// nil []byte in one would be a key of length 0, which it refuses.
-	var k any = key
-	if key == nil {
-		k = nil
-	}
-	return h.mapError("iterate", h.m.NextKey(k, next))
-}
-
-// addGadgetModule registers the module of gadget g, which New made for a
-// source with one.
-func (a *Agent) addGadgetModule(g *sources.Gadget, w *gadgetWasm) {
-	if a.gadgetModules == nil {
-		a.gadgetModules = map[*sources.Gadget]*gadgetSource{}
-	}
-	a.gadgetModules[g] = newGadgetSource(g, w, a.metrics, a.log)
-}
-
-// pipelineSource is what a pipeline runs for gadget g: g itself, or g
-// behind its module.
-func (a *Agent) pipelineSource(g *sources.Gadget) pipeline.Source {
-	if s := a.gadgetModules[g]; s != nil {
-		return s
-	}
-	return g
-}
-
-// initGadgetModule runs gadget g's module up to gadget_init, before g
-// loads.
-func (a *Agent) initGadgetModule(ctx context.Context, g *sources.Gadget) error {
-	s := a.gadgetModules[g]
-	if s == nil {
-		return nil
-	}
-	return s.init(ctx, a.cache, a.metrics)
-}
-
-// startGadgetModule calls gadget g's gadget_start, once g is loaded and
-// attached.
-func (a *Agent) startGadgetModule(ctx context.Context, g *sources.Gadget) error {
-	s := a.gadgetModules[g]
-	if s == nil || s.mod == nil {
-		return nil
-	}
-	return s.mod.Start(ctx)
-}
-
-// closeGadgetModules releases the modules whose source did not run (a
-// failed start).
-func (a *Agent) closeGadgetModules(ctx context.Context) {
-	for _, s := range a.gadgetModules {
-		s.close(ctx)
-	}
-}
+func (h mapHandle) Delete(key []byte) error        { return classifyMapError(h.m.Delete(key)) }
+func (h mapHandle) NextKey(key, next []byte) error { return classifyMapError(h.m.NextKey(key, next)) }
 
 // checkGadgetModules compiles the module of every gadget that has one,
 // checks it against the ABI and runs its gadget_init against the gadget's

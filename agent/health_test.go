@@ -46,28 +46,29 @@ pipeline "p" {
 	f := parseFile(t, dir, src)
 	ta := startAgent(t, f, Options{})
 	ta.waitForExec("sluice-cut-off")
-	spooled := ta.reg.Counter("sluice_sink_spooled_total", "", "sink", "bus")
+	spooled := ta.reg.Component("sink", "bus").Counter("sluice_sink_spooled_total", "")
 	ta.waitFor("events spooled", 20*time.Second, func() { exec.Command("/bin/true").Run() }, func() bool { return spooled.Value() > 0 })
 
-	get := func(path string) string {
+	get := func(path string, want int) string {
 		resp, err := http.Get("http://" + metrics + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("GET %s: %s", path, resp.Status)
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %s, want %d", path, resp.Status, want)
 		}
 		return string(body)
 	}
-	health := get("/healthz")
-	if !strings.HasPrefix(health, "degraded\n") || !strings.Contains(health, `nats sink "bus"`) || !strings.Contains(health, "not connected") ||
+	health := get("/healthz", http.StatusServiceUnavailable)
+	if !strings.HasPrefix(health, "degraded\n") || !strings.Contains(health, "sink bus: ") || !strings.Contains(health, "not connected") ||
 		!strings.Contains(health, "connection refused") || !strings.Contains(health, "spooling") {
 		t.Errorf("/healthz:\n%s\nwant degraded, naming the sink, why and that it spools", health)
 	}
-	m := get("/metrics")
-	for _, want := range []string{`sluice_sink_connected{sink="bus"} 0`, `sluice_errors_total{component="sink",name="bus"} 1`} {
+	get("/livez", http.StatusOK) // degraded, yet alive
+	m := get("/metrics", http.StatusOK)
+	for _, want := range []string{`sluice_sink_connected{component="sink",name="bus"} 0`, `sluice_errors_total{component="sink",name="bus"} 1`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

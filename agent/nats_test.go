@@ -148,7 +148,7 @@ pipeline "p" {
 	// Behind a stage the field may be added by the stage: a warning only.
 	f, diags = config.Parse("staged.hcl", []byte(`source "gadget" "exec" { gadget = "trace_exec" }
 stage "wasm" "users" { module = "uid-to-user" }
-sink "nats" "bus" { subject = "sluice.{host}.{user}" }
+sink "nats" "bus" { subject = "sluice.{host}.{account}" }
 pipeline "p" {
   sources = [source.gadget.exec]
   stages  = [stage.wasm.users]

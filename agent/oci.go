@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +28,9 @@ import (
 type Images struct {
 	gadgets map[string]*oci.GadgetImage
 	stages  map[string]*oci.StageImage
+	// fetch are the options they were fetched with, which the agent
+	// fetches later versions of its stages with.
+	fetch FetchOptions
 }
 
 // Gadget returns the fetched gadget image a config value names.
@@ -39,15 +43,24 @@ func (im *Images) Gadget(value string) (*oci.GadgetImage, bool) {
 }
 
 // StageModule returns the Wasm module of the fetched stage image that a
-// module value ("oci://REF") names. It is the hook the Wasm stage module
-// resolution calls for OCI references.
+// module value (an image reference, with or without oci://) names.
 func (im *Images) StageModule(value string) ([]byte, error) {
+	img, err := im.stageImage(value)
+	if err != nil {
+		return nil, err
+	}
+	return img.Module, nil
+}
+
+// stageImage returns the fetched stage image a module value names. It is
+// the hook the Wasm stage module resolution calls for OCI references.
+func (im *Images) stageImage(value string) (*oci.StageImage, error) {
 	if im != nil {
 		if s, ok := im.stages[value]; ok {
-			return s.Module, nil
+			return s, nil
 		}
 	}
-	return nil, fmt.Errorf("stage image %q was not fetched (agent.FetchImages fetches every oci:// module of the config)", value)
+	return nil, fmt.Errorf("stage image %q was not fetched (agent.FetchImages fetches every image module of the config)", value)
 }
 
 // FetchOptions are the process-level inputs of FetchImages.
@@ -67,16 +80,30 @@ type StageModuleRef struct {
 	Range hcl.Range
 }
 
-// IsImageReference tells an OCI reference from a built-in gadget name or a
-// file path (see docs/oci.md, "References").
+// IsImageReference tells an OCI reference from a built-in name or a file
+// path, for gadget values and stage modules alike (see docs/oci.md,
+// "References").
 func IsImageReference(value string) bool { return oci.LooksLikeReference(value) }
 
-// FetchImages fetches every OCI reference of f (gadget values and oci://
-// stage modules) into the local store and reads them, refusing images the
+// referenceHint explains a missing file whose name reads like an image
+// reference without a registry host ("registry/stages/x:v1"): a reference
+// always names its registry.
+func referenceHint(value string, err error) string {
+	if !errors.Is(err, fs.ErrNotExist) || strings.HasPrefix(value, ".") || strings.HasPrefix(value, "/") {
+		return ""
+	}
+	if ref, perr := oci.ParseReference("localhost/" + value); perr == nil && (ref.Tag != "" || ref.Digest != "") && strings.ContainsAny(value, ":@") {
+		return fmt.Sprintf("; as an image reference it needs its registry host (localhost:5000/%s, registry.example.com/%s) or the oci:// prefix", value, value)
+	}
+	return ""
+}
+
+// FetchImages fetches every OCI reference of f (gadget values and stage
+// modules, with or without oci://) into the local store and reads them, refusing images the
 // policy refuses. Problems are diagnostics at the offending
 // config value. A config without OCI references opens no store.
 func FetchImages(ctx context.Context, f *config.File, opts FetchOptions) (*Images, hcl.Diagnostics) {
-	im := &Images{gadgets: map[string]*oci.GadgetImage{}, stages: map[string]*oci.StageImage{}}
+	im := &Images{gadgets: map[string]*oci.GadgetImage{}, stages: map[string]*oci.StageImage{}, fetch: opts}
 	type want struct {
 		value string
 		rng   hcl.Range
@@ -192,6 +219,23 @@ func rangeAt(ranges []hcl.Range, i int) *hcl.Range {
 		return rangePtr(ranges[i])
 	}
 	return nil
+}
+
+// newImageAccess is how the agent's stage followers fetch versions: the
+// config's image policy, with the options images were fetched with (nil
+// images: the defaults). Images follow the policy's pull setting; a
+// progress callback is not used there.
+func newImageAccess(f *config.File, images *Images) (*imageAccess, hcl.Diagnostics) {
+	var opts FetchOptions
+	if images != nil {
+		opts = images.fetch
+	}
+	opts.Progress = nil
+	policy, diags := imagePolicy(f, opts)
+	if policy.Pull == "" {
+		policy.Pull = oci.DefaultPullPolicy
+	}
+	return &imageAccess{policy: policy, dataDir: oci.DataDir(opts.DataDir, f.Agent.DataDir)}, diags
 }
 
 // resolveImageGadget returns the gadget an OCI value names, from images.

@@ -213,9 +213,16 @@ pipeline "p" {
 }
 
 // TestStageImageRoundTrip: a Wasm stage module built into a stage image,
-// pushed, and named by a stage's module = "oci://REF" is fetched by the
-// agent, comes back byte for byte and loads in the Wasm stage runtime.
+// pushed, and named by a stage's module = "oci://REF", or "HOST/REPO:TAG"
+// as gadget values name images, is fetched by the agent, comes back byte
+// for byte and loads in the Wasm stage runtime.
 func TestStageImageRoundTrip(t *testing.T) {
+	for _, prefix := range []string{"oci://", ""} {
+		t.Run("prefix "+prefix, func(t *testing.T) { testStageImageRoundTrip(t, prefix) })
+	}
+}
+
+func testStageImageRoundTrip(t *testing.T, prefix string) {
 	ctx := context.Background()
 	reg := registrytest.Start(t, registrytest.Options{})
 	module, err := os.ReadFile(filepath.Join("..", "wasmstages", "testdata", "filter.wasm"))
@@ -238,7 +245,7 @@ func TestStageImageRoundTrip(t *testing.T) {
 	if _, err := oci.Push(ctx, store, ref, oci.RemoteOptions{Credentials: credentials.NewMemoryStore()}); err != nil {
 		t.Fatal(err)
 	}
-	value := "oci://" + ref.String()
+	value := prefix + ref.String()
 	f := parseFile(t, t.TempDir(), fmt.Sprintf(`
 agent {
   name     = "oci-host"
@@ -272,5 +279,23 @@ pipeline "p" {
 	}
 	if _, err := images.StageModule("oci://" + reg.Host + "/stages/other:v1"); err == nil {
 		t.Error("an unfetched module resolved")
+	}
+}
+
+// TestReferenceHint: a file that is missing and reads like an image
+// reference without its registry host says how to write one.
+func TestReferenceHint(t *testing.T) {
+	dir := t.TempDir()
+	const hint = "needs its registry host"
+	if _, err := resolveStageModule("registry/stages/x:v1", dir, nil); err == nil || !strings.Contains(err.Error(), hint) {
+		t.Errorf("stage module registry/stages/x:v1: %v, want the hint", err)
+	}
+	if _, _, err := ResolveGadget("registry/gadgets/x@sha256:"+strings.Repeat("0", 64), dir); err == nil || !strings.Contains(err.Error(), hint) {
+		t.Errorf("gadget registry/gadgets/x@sha256:...: %v, want the hint", err)
+	}
+	for _, v := range []string{"./stages/x.wasm", "stages/x.wasm", "/abs/x:v1"} {
+		if _, err := resolveStageModule(v, dir, nil); err == nil || strings.Contains(err.Error(), hint) {
+			t.Errorf("stage module %s: %v, want an error without the hint", v, err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,11 @@ func startAgent(t *testing.T, f *config.File, opts Options) *testAgent {
 	t.Helper()
 	ta := &testAgent{t: t, out: &testutil.SyncBuffer{}, reg: pipeline.NewRegistry(), errc: make(chan error, 1)}
 	opts.Stdout, opts.Metrics = ta.out, ta.reg
+	if f.Agent.ControlSocket == filepath.Join(config.DefaultDataDir, config.DefaultControlSocketName) {
+		// Tests of several packages run at once, and an agent may run on
+		// this machine: each test agent gets its own socket.
+		f.Agent.ControlSocket = filepath.Join(t.TempDir(), "control.sock")
+	}
 	a, diags := New(f, opts)
 	if diags.HasErrors() {
 		t.Fatal(diags)
@@ -44,6 +50,11 @@ func startAgent(t *testing.T, f *config.File, opts Options) *testAgent {
 			cancel()
 			<-ta.errc
 		}
+	})
+	ta.waitFor("the agent to run its pipelines", 30*time.Second, func() {}, func() bool {
+		a.health.mu.Lock()
+		defer a.health.mu.Unlock()
+		return a.health.ready
 	})
 	return ta
 }
@@ -78,9 +89,15 @@ func (ta *testAgent) waitForOutput(what string, timeout time.Duration, trigger f
 // marker shows in the output, and returns the marker.
 func (ta *testAgent) waitForExec(prefix string) string {
 	ta.t.Helper()
+	return ta.waitForExecOf("/bin/true", prefix)
+}
+
+// waitForExecOf is waitForExec with another program.
+func (ta *testAgent) waitForExecOf(bin, prefix string) string {
+	ta.t.Helper()
 	marker := fmt.Sprintf("%s-%d", prefix, rand.Uint32())
 	ta.waitForOutput("event for the exec of "+marker, 15*time.Second,
-		func() { exec.Command("/bin/true", marker).Run() },
+		func() { exec.Command(bin, marker).Run() },
 		func(out string) bool { return strings.Contains(out, marker) })
 	return marker
 }

@@ -1,10 +1,7 @@
 package agent
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,48 +14,29 @@ import (
 	"github.com/sluice-dev/sluice/sinks"
 )
 
-// openableSink is a sink that connects when the agent starts rather than
-// when it is built (the embedded NATS server starts first).
-type openableSink interface {
-	pipeline.Sink
-	Open(ctx context.Context) error
-}
-
-func newSink(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, cfg *config.File, reg *pipeline.Registry, log *slog.Logger) (pipeline.Sink, error) {
-	switch s.Type {
-	case "stdout":
-		return sinks.NewStdout(s.Name, stdout, sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas})
-	case "nats":
-		n := s.NATS
-		opts := sinks.NATSOptions{
-			URL: n.URL, Subject: n.Subject, Encoding: n.Encoding,
-			User: n.User, Password: n.Password, Token: n.Token, NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
-			CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
-			Host: cfg.Agent.Name, Logger: log, Metrics: reg,
-		}
-		if n.Spool.Enabled {
-			opts.SpoolDir = filepath.Join(cfg.Agent.DataDir, "spool", s.Name)
-			opts.SpoolMaxBytes = n.Spool.MaxBytes
-			opts.SpoolDropOldest = n.Spool.WhenFull == "drop_oldest"
-		}
-		if js := n.JetStream; js != nil {
-			opts.JetStream = &sinks.JetStreamOptions{Stream: js.Stream, Create: js.Create, Subjects: js.Subjects, MaxAge: js.MaxAge,
-				DuplicateWindow: js.DuplicateWindow, MaxPending: js.MaxPending, AckTimeout: js.AckTimeout}
-		}
-		if b := n.Batch; b != nil {
-			opts.BatchMaxEvents, opts.BatchMaxBytes, opts.BatchMaxDelay = b.MaxEvents, int(b.MaxBytes), b.MaxDelay
-		}
-		return &lazySink{name: s.Name, kind: "nats", batch: opts.WriteBatch, open: func(ctx context.Context) (pipeline.Sink, error) {
-			return sinks.NewNATS(ctx, s.Name, opts)
-		}}, nil
-	case "file":
-		opts := fileOptions(s.File, cfg.Agent.DataDir) // its path checked by validateSinkSettings
-		opts.Metrics, opts.Logger = reg, log
-		return &lazySink{name: s.Name, kind: "file", open: func(context.Context) (pipeline.Sink, error) {
-			return sinks.NewFile(s.Name, opts)
-		}}, nil
+// natsOptions turns a NATS sink's config into options, without the
+// agent's logger and metrics.
+func natsOptions(s *config.Sink, cfg *config.File) sinks.NATSOptions {
+	n := s.NATS
+	opts := sinks.NATSOptions{
+		URL: n.URL, Subject: n.Subject, Encoding: n.Encoding,
+		User: n.User, Password: n.Password, Token: n.Token, NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
+		CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
+		Host: cfg.Agent.Name,
 	}
-	return nil, fmt.Errorf("sink type %q is not supported by this agent", s.Type)
+	if n.Spool.Enabled {
+		opts.SpoolDir = filepath.Join(cfg.Agent.DataDir, "spool", s.Name)
+		opts.SpoolMaxBytes = n.Spool.MaxBytes
+		opts.SpoolDropOldest = n.Spool.WhenFull == "drop_oldest"
+	}
+	if js := n.JetStream; js != nil {
+		opts.JetStream = &sinks.JetStreamOptions{Stream: js.Stream, Create: js.Create, Subjects: js.Subjects, MaxAge: js.MaxAge,
+			DuplicateWindow: js.DuplicateWindow, MaxPending: js.MaxPending, AckTimeout: js.AckTimeout}
+	}
+	if b := n.Batch; b != nil {
+		opts.BatchMaxEvents, opts.BatchMaxBytes, opts.BatchMaxDelay = b.MaxEvents, int(b.MaxBytes), b.MaxDelay
+	}
+	return opts
 }
 
 // fileOptions turns a file sink's config into options; a relative path is
@@ -77,52 +55,12 @@ func fileOptions(f *config.FileSink, dataDir string) sinks.FileOptions {
 	}
 }
 
-// lazySink builds its sink in Open, when the agent starts (after the
-// embedded NATS server, and only once the whole config is known to be
-// good, so that a failed New leaves no goroutine or file behind); until
-// then it only has a name.
-type lazySink struct {
-	name, kind string
-	open       func(context.Context) (pipeline.Sink, error)
-	batch      func() (int, time.Duration) // nil: the pipeline's batches
-	sink       pipeline.Sink
-}
-
-var _ pipeline.BatchingSink = (*lazySink)(nil)
-
-func (l *lazySink) Name() string { return l.name }
-
-func (l *lazySink) WriteBatch() (int, time.Duration) {
-	if l.batch == nil {
-		return 0, 0
+// DropReasons passes on the shared sink's (pipeline.DropReasonsReporter).
+func (s *sharedSink) DropReasons() []string {
+	if dr, ok := s.Sink.(pipeline.DropReasonsReporter); ok {
+		return dr.DropReasons()
 	}
-	return l.batch()
-}
-
-func (l *lazySink) Open(ctx context.Context) error {
-	s, err := l.open(ctx)
-	if err != nil {
-		return err
-	}
-	l.sink = s
 	return nil
-}
-
-func (l *lazySink) Write(ctx context.Context, batch []pipeline.Event) error {
-	if l.sink == nil {
-		return fmt.Errorf("%s sink %q used before it was opened", l.kind, l.name)
-	}
-	return l.sink.Write(ctx, batch)
-}
-
-// Unwrap returns the sink once opened, else nil.
-func (l *lazySink) Unwrap() pipeline.Sink { return l.sink }
-
-func (l *lazySink) Close(ctx context.Context) error {
-	if l.sink == nil {
-		return nil
-	}
-	return l.sink.Close(ctx)
 }
 
 // WriteBatch passes on the batch size the shared sink asks for, if any.

@@ -7,12 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/examples/stages"
@@ -26,34 +24,35 @@ type stageModule struct {
 	// path is the file the module was read from, which the stage watches
 	// for new versions; "" for built-in stages and images.
 	path string
+	// version names it: the image's digest for an OCI module, else the
+	// module's own; the config's value.
+	version wasmstages.Version
 }
 
-// ociPrefix marks a module value that names an OCI image.
-const ociPrefix = "oci://"
-
 // resolveStageModule resolves the module value of a Wasm stage to its
-// bytes: the name of a built-in stage (examples/stages), an OCI reference
-// (oci://..., fetched beforehand by FetchImages into images), or a path to
-// a .wasm file, taken from baseDir when relative. It is the one place that
-// knows where modules come from.
+// bytes: an OCI reference (read as gadget values are: oci://..., or
+// HOST/REPO:TAG; fetched beforehand by FetchImages into images), the name
+// of a built-in stage (examples/stages), or a path to a .wasm file, taken
+// from baseDir when relative. It is the one place that knows where modules
+// come from.
 func resolveStageModule(value, baseDir string, images *Images) (stageModule, error) {
-	if strings.HasPrefix(value, ociPrefix) {
-		b, err := images.StageModule(value)
+	if IsImageReference(value) {
+		img, err := images.stageImage(value)
 		if err != nil {
 			return stageModule{}, fmt.Errorf("stage module %q: %w", value, err)
 		}
-		return stageModule{bytes: b}, nil
+		return stageModule{bytes: img.Module, version: wasmstages.Version{Digest: img.Digest.String(), Ref: value}}, nil
 	}
 	if b, ok := stages.Builtin(value); ok {
-		return stageModule{bytes: b}, nil
+		return stageModule{bytes: b, version: wasmstages.Version{Digest: wasmstages.ModuleDigest(b), Ref: value}}, nil
 	}
 	if !strings.ContainsAny(value, "/.") {
 		hint := ""
 		if s := closest(value, stages.Names()); s != "" {
 			hint = fmt.Sprintf("; did you mean %q?", s)
 		}
-		return stageModule{}, fmt.Errorf("unknown stage module %q: not a built-in stage (%s), a path to a .wasm file, or an %sREF%s",
-			value, strings.Join(stages.Names(), ", "), ociPrefix, hint)
+		return stageModule{}, fmt.Errorf("unknown stage module %q: not a built-in stage (%s), a path to a .wasm file, or an image reference (HOST/REPO:TAG or oci://...)%s",
+			value, strings.Join(stages.Names(), ", "), hint)
 	}
 	path := value
 	if !filepath.IsAbs(path) && baseDir != "" {
@@ -61,9 +60,9 @@ func resolveStageModule(value, baseDir string, images *Images) (stageModule, err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return stageModule{}, fmt.Errorf("read stage module %q: %w", value, err)
+		return stageModule{}, fmt.Errorf("read stage module %q: %w%s", value, err, referenceHint(value, err))
 	}
-	return stageModule{bytes: b, path: path}, nil
+	return stageModule{bytes: b, path: path, version: wasmstages.Version{Digest: wasmstages.ModuleDigest(b), Ref: path}}, nil
 }
 
 // StageModuleRefs returns the OCI module values of the config's Wasm
@@ -71,7 +70,7 @@ func resolveStageModule(value, baseDir string, images *Images) (stageModule, err
 func StageModuleRefs(f *config.File) []StageModuleRef {
 	var refs []StageModuleRef
 	for _, st := range f.Stages {
-		if st.Wasm != nil && strings.HasPrefix(st.Wasm.Module, ociPrefix) {
+		if st.Wasm != nil && IsImageReference(st.Wasm.Module) {
 			refs = append(refs, StageModuleRef{Value: st.Wasm.Module, Range: st.Wasm.ModuleRange})
 		}
 	}
@@ -111,14 +110,16 @@ func resolveStages(f *config.File, images *Images) (map[*config.Stage]stageModul
 func wasmConfig(st *config.Stage, m stageModule) wasmstages.Config {
 	w := st.Wasm
 	cfg := wasmstages.Config{
-		Name:        st.Name,
-		Module:      m.path,
-		Params:      w.Params,
-		Timeout:     w.Timeout,
-		MemoryLimit: uint64(w.MemoryLimit),
-		OnError:     st.OnError,
-		Workers:     w.Workers,
-		Tick:        w.Tick,
+		Name:         st.Name,
+		Module:       m.path,
+		Params:       w.Params,
+		Timeout:      w.Timeout,
+		MemoryLimit:  uint64(w.MemoryLimit),
+		OnError:      st.OnError,
+		Workers:      w.Workers,
+		Tick:         w.Tick,
+		Version:      m.version,
+		StampVersion: w.StampVersion,
 		Grants: wasmstages.Grants{
 			Env:    w.Grants.Env,
 			Stdout: w.Grants.Stdout,
@@ -188,86 +189,11 @@ func openStageCache(f *config.File, log *slog.Logger) *wasmstages.Cache {
 	return c
 }
 
-// lazyStage is a pipeline's Wasm stage. New builds it from the config; the
-// module is compiled and initialised by open, when the agent starts (New
-// has no context, and compiling can take seconds).
-type lazyStage struct {
-	cfg        wasmstages.Config
-	block      *config.Stage
-	action     pipeline.ErrorAction
-	deadLetter pipeline.Sink
-	watch      bool
-	poll       time.Duration
-
-	stage *wasmstages.Stage // set by open
-}
-
-var (
-	_ pipeline.Stage       = (*lazyStage)(nil)
-	_ pipeline.ErrorPolicy = (*lazyStage)(nil)
-	_ pipeline.Ticker      = (*lazyStage)(nil)
-)
-
-func newLazyStage(st *config.Stage, m stageModule, deadLetter pipeline.Sink) (*lazyStage, error) {
-	action, err := pipeline.ParseErrorAction(st.OnError)
-	if err != nil {
-		return nil, err
-	}
-	l := &lazyStage{cfg: wasmConfig(st, m), block: st, action: action, deadLetter: deadLetter}
-	l.cfg.DeadLetter = deadLetter
-	l.watch = st.Wasm.Reload.Watch && m.path != ""
-	l.poll = st.Wasm.Reload.Poll
-	return l, nil
-}
-
-// open compiles (or loads from cache) and initialises the stage.
-func (l *lazyStage) open(ctx context.Context, cache *wasmstages.Cache, log *slog.Logger, reg *pipeline.Registry) error {
-	cfg := l.cfg
-	cfg.Cache, cfg.Logger, cfg.Metrics = cache, log, reg
-	s, err := wasmstages.New(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("%s: start stage %q: %w", l.block.Wasm.ModuleRange, l.block.Name, err)
-	}
-	l.stage = s
-	return nil
-}
-
-func (l *lazyStage) Name() string { return l.block.Name }
-
-func (l *lazyStage) OnError() (pipeline.ErrorAction, pipeline.Sink) { return l.action, l.deadLetter }
-
-func (l *lazyStage) TickInterval() time.Duration {
-	if l.stage == nil {
-		return 0
-	}
-	return l.stage.TickInterval()
-}
-
-func (l *lazyStage) Process(ctx context.Context, in, out []pipeline.Event) ([]pipeline.Event, error) {
-	if l.stage == nil {
-		return out, errors.New("stage used before the agent started it")
-	}
-	return l.stage.Process(ctx, in, out)
-}
-
-func (l *lazyStage) Tick(ctx context.Context, now time.Time, out []pipeline.Event) ([]pipeline.Event, error) {
-	if l.stage == nil {
-		return out, nil
-	}
-	return l.stage.Tick(ctx, now, out)
-}
-
-func (l *lazyStage) Close(ctx context.Context) error {
-	if l.stage == nil {
-		return nil
-	}
-	return l.stage.Close(ctx)
-}
-
-// stagesOf builds the stages of pipeline p in their config order. The
-// dead-letter sinks are the shared sinks of the agent.
-func stagesOf(f *config.File, p *config.Pipeline, modules map[*config.Stage]stageModule, sinksByRef map[string]*sharedSink) ([]*lazyStage, hcl.Diagnostics) {
-	var out []*lazyStage
+// stagePlans plans the stages of pipeline p in their config order. A
+// stage's fingerprint includes its dead-letter sink's: the stage holds
+// that sink's value, so a new sink means a new stage.
+func stagePlans(f *config.File, p *config.Pipeline, modules map[*config.Stage]stageModule, pl *plan) ([]*stagePlan, hcl.Diagnostics) {
+	var out []*stagePlan
 	var diags hcl.Diagnostics
 	for _, ref := range p.Stages {
 		st := f.Stage(ref)
@@ -275,63 +201,51 @@ func stagesOf(f *config.File, p *config.Pipeline, modules map[*config.Stage]stag
 		if st == nil || !ok {
 			continue // reported by the config or resolveStages
 		}
-		var dl pipeline.Sink
-		if r := st.DeadLetter; r != nil {
-			s := sinksByRef[r.String()]
-			if s == nil {
-				continue // a dangling reference: reported by the config
-			}
-			dl = s
-		}
-		l, err := newLazyStage(st, m, dl)
-		if err != nil {
+		sp := &stagePlan{name: st.Name, block: st, cfg: wasmConfig(st, m), digest: sha256Hex(m.bytes)}
+		if _, err := pipeline.ParseErrorAction(st.OnError); err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid stage", Detail: err.Error(), Subject: rangePtr(st.OnErrorRange)})
 			continue
 		}
-		out = append(out, l)
+		var dlFP string
+		if r := st.DeadLetter; r != nil {
+			dl := f.Sink(*r)
+			if dl == nil || pl.sink(dl.Name) == nil {
+				continue // a dangling reference: reported by the config
+			}
+			sp.deadLetter = dl.Name
+			dlFP = pl.sink(dl.Name).fp
+		}
+		sp.cfgFP = fingerprint(st, dlFP)
+		sp.fp = fingerprint(sp.cfgFP, sp.digest)
+		if m.path != "" {
+			sp.moduleBytes = m.bytes
+		}
+		out = append(out, sp)
 	}
 	return out, diags
 }
 
-// openStages starts every pipeline's Wasm stages, as many at once as there
-// are CPUs (compiling is CPU-bound). On failure every stage started is
-// closed again.
-func (a *Agent) openStages(ctx context.Context) error {
-	var g errgroup.Group
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for _, l := range a.stages {
-		g.Go(func() error {
-			start := time.Now()
-			if err := l.open(ctx, a.cache, a.log, a.metrics); err != nil {
-				return err
-			}
-			a.log.Info("stage started", "stage", l.Name(), "digest", l.stage.Digest()[:12], "workers", l.cfg.Workers,
-				"tick", l.stage.TickInterval(), "took", time.Since(start).Round(time.Millisecond))
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		a.closeStages(ctx)
-		return err
-	}
-	return nil
-}
-
-// closeStages releases the stages when the agent fails before its
-// pipelines run (pipelines close their stages themselves).
-func (a *Agent) closeStages(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	for _, l := range a.stages {
-		if err := l.Close(ctx); err != nil {
-			a.log.Warn("close stage", "stage", l.Name(), "error", err)
+// openStage compiles (or loads from the cache) and initialises the stage
+// of sp, writing failed batches to deadLetter when it has one.
+func (a *Agent) openStage(ctx context.Context, sp *stagePlan, deadLetter pipeline.Sink) (*wasmstages.Stage, error) {
+	cfg := sp.cfg
+	cfg.Cache, cfg.Logger, cfg.Metrics = a.cache, a.log, a.metrics
+	if f := a.followers.get(sp.name); f != nil {
+		if v := f.overridden(); v != nil {
+			// The control bucket names the stage's version: an instance a
+			// reload builds starts on it, not on the config's.
+			cfg.Module, cfg.ModuleBytes, cfg.Version = "", v.module, v.version
 		}
 	}
-}
-
-func (a *Agent) closeCache(ctx context.Context) {
-	if a.cache != nil {
-		_ = a.cache.Close(context.WithoutCancel(ctx))
-		a.cache = nil
+	if deadLetter != nil {
+		cfg.DeadLetter = deadLetter
 	}
+	start := time.Now()
+	s, err := wasmstages.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: start stage %q: %w", sp.block.Wasm.ModuleRange, sp.name, err)
+	}
+	a.log.Info("stage started", "stage", sp.name, "digest", s.Digest()[:12], "workers", cfg.Workers,
+		"tick", s.TickInterval(), "took", time.Since(start).Round(time.Millisecond))
+	return s, nil
 }

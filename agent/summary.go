@@ -35,21 +35,13 @@ type spoolingSink interface {
 	Spooled() uint64
 }
 
-// unwrapSink returns the sink s stands for: the agent wraps sinks it
-// builds lazily.
-func unwrapSink(s pipeline.Sink) pipeline.Sink {
-	for {
-		u, ok := s.(interface{ Unwrap() pipeline.Sink })
-		if !ok || u.Unwrap() == nil {
-			return s
-		}
-		s = u.Unwrap()
-	}
-}
-
-// Summary reads the agent's counters. It is safe to call while the agent
+// Summary reads the agent's counters for the components of its config
+// (the last one a reload applied). It is safe to call while the agent
 // runs; the totals are final once Run has returned.
 func (a *Agent) Summary() Summary {
+	a.mu.Lock()
+	pl := a.plan
+	a.mu.Unlock()
 	s := Summary{Dropped: map[string]uint64{}}
 	add := func(c *pipeline.ComponentMetrics) {
 		for _, r := range summaryReasons {
@@ -58,31 +50,34 @@ func (a *Agent) Summary() Summary {
 			}
 		}
 	}
-	for _, g := range a.gadgets {
-		c := a.metrics.Component("source", g.Name())
+	for _, sp := range pl.sources {
+		c := a.metrics.Component("source", sp.name)
 		s.Received += c.Received.Value()
 		add(c)
-	}
-	for _, g := range a.gadgets {
-		if a.gadgetModules[g] != nil { // what a gadget's module filtered
-			add(a.metrics.Component("stage", gadgetModuleName(g.Name())))
+		if sp.wasm != nil { // what a gadget's module filtered
+			add(a.metrics.Component("stage", gadgetModuleName(sp.name)))
 		}
-	}
-	for _, p := range a.cfg.Pipelines {
-		add(a.metrics.Component("pipeline", p.Name))
 	}
 	seenStage := map[string]bool{} // a stage in several pipelines counts once
-	for _, l := range a.stages {
-		if !seenStage[l.Name()] {
-			seenStage[l.Name()] = true
-			add(a.metrics.Component("stage", l.Name()))
+	for _, pp := range pl.pipelines {
+		add(a.metrics.Component("pipeline", pp.name))
+		for _, st := range pp.stages {
+			if !seenStage[st.name] {
+				seenStage[st.name] = true
+				add(a.metrics.Component("stage", st.name))
+			}
 		}
 	}
-	for _, sk := range a.sinks {
-		c := a.metrics.Component("sink", sk.Name())
-		count := SinkCount{Sink: sk.Name(), Written: c.Sent.Value()}
-		if sp, ok := unwrapSink(sk).(spoolingSink); ok {
-			count.Spooled = min(sp.Spooled(), count.Written)
+	for _, sk := range pl.sinks {
+		c := a.metrics.Component("sink", sk.name)
+		count := SinkCount{Sink: sk.name, Written: c.Sent.Value()}
+		a.mu.Lock()
+		live := a.sinks[sk.name]
+		a.mu.Unlock()
+		if live != nil {
+			if sp, ok := live.Sink.(spoolingSink); ok {
+				count.Spooled = min(sp.Spooled(), count.Written)
+			}
 		}
 		s.Delivered += count.Written - count.Spooled
 		s.Spooled += count.Spooled

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/hashicorp/hcl/v2"
@@ -26,17 +27,20 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "name"},
 		{Name: "data_dir"},
 		{Name: "metrics_listen"},
+		{Name: "control_socket"},
 		{Name: "log_level"},
 		{Name: "log_format"},
 		{Name: "shutdown_grace"},
 		{Name: "loss_report_interval"},
 		{Name: "pull_policy"},
 		{Name: "allow"},
+		{Name: "group"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "nats_server"},
 		{Type: "registries"},
 		{Type: "verify"},
+		{Type: "control"},
 	},
 }
 
@@ -191,6 +195,7 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 		LossReportInterval: DefaultLossReportInterval,
 	}
 	var diags hcl.Diagnostics
+	controlSet := false
 	if b != nil {
 		a.DefRange = b.DefRange
 		var content *hcl.BodyContent
@@ -214,6 +219,14 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				if ok {
 					a.MetricsListen = s
 				}
+			case "control_socket":
+				// "" is meaningful here too: no control API.
+				var s string
+				var ok bool
+				s, ok, ds = evalString(attr, d.ectx)
+				if ok {
+					a.ControlSocket, a.ControlSocketRange, controlSet = s, attr.Expr.Range(), true
+				}
 			case "log_level":
 				a.LogLevel, ds = enumOr(attr, d.ectx, logLevels, a.LogLevel)
 			case "log_format":
@@ -224,6 +237,8 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				a.LossReportInterval, ds = durationOr(attr, d.ectx, a.LossReportInterval)
 			case "pull_policy", "allow":
 				ds = decodeImagesAttr(attr, d.ectx, &a.Images)
+			case "group":
+				a.Group, ds = decodeGroup(attr, d.ectx)
 			}
 			diags = append(diags, ds...)
 		}
@@ -247,8 +262,19 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				var ds hcl.Diagnostics
 				a.NATSServer, ds = decodeNATSServer(nb, d.ectx, a.DataDir)
 				diags = append(diags, ds...)
+			case "control":
+				if a.Control != nil {
+					diags = append(diags, duplicate("control block", "A control block", a.Control.DefRange, nb.DefRange, "An agent has at most one control block."))
+					continue
+				}
+				var ds hcl.Diagnostics
+				a.Control, ds = decodeControl(nb, d.ectx)
+				diags = append(diags, ds...)
 			}
 		}
+	}
+	if !controlSet {
+		a.ControlSocket = filepath.Join(a.DataDir, DefaultControlSocketName)
 	}
 	if a.Name == "" {
 		host, err := os.Hostname()

@@ -28,6 +28,7 @@ func defaultAgent(name string) Agent {
 	return Agent{
 		Name:               name,
 		DataDir:            DefaultDataDir,
+		ControlSocket:      DefaultDataDir + "/" + DefaultControlSocketName,
 		LogLevel:           DefaultLogLevel,
 		LogFormat:          DefaultLogFormat,
 		ShutdownGrace:      DefaultShutdownGrace,
@@ -86,6 +87,7 @@ agent {
   name                 = "node-a"
   data_dir             = "/tmp/sluice"
   metrics_listen       = "127.0.0.1:9464"
+  control_socket       = "/run/sluice/control.sock"
   log_level            = "debug"
   log_format           = "json"
   shutdown_grace       = "1m30s"
@@ -97,8 +99,17 @@ source "gadget" "exec" {
   event_type  = "event"
   map         = "rb"
   buffer_size = "8MiB"
+  interval    = "10s"
+  runs        = 3
+  ifaces      = ["veth0", "eth1"]
+  netns       = ["/run/netns/blue"]
+  sample_frequency = 99
 }
-sink "stdout" "console" { format = "table" }
+sink "stdout" "console" {
+  format   = "table"
+  sort     = "-bytes,pid"
+  max_rows = 20
+}
 pipeline "security" {
   sources = [source.gadget.exec]
   sinks   = [sink.stdout.console]
@@ -115,7 +126,8 @@ pipeline "security" {
 			want: &File{
 				Agent: Agent{
 					Name: "node-a", DataDir: "/tmp/sluice", MetricsListen: "127.0.0.1:9464",
-					LogLevel: "debug", LogFormat: "json",
+					ControlSocket: "/run/sluice/control.sock",
+					LogLevel:      "debug", LogFormat: "json",
 					ShutdownGrace: 90 * time.Second, LossReportInterval: 24 * time.Hour,
 				},
 				Sources: []*Source{{
@@ -128,10 +140,11 @@ pipeline "security" {
 						{Name: "ratio", Value: "0.5"},
 					},
 					EventType: "event", Map: "rb", BufferSize: 8 << 20,
+					Interval: 10 * time.Second, Runs: 3, Ifaces: []string{"veth0", "eth1"}, NetNS: []string{"/run/netns/blue"}, SampleFrequency: 99,
 				}},
 				Sinks: []*Sink{{
 					Type: "stdout", Name: "console", Ref: "sink.stdout.console",
-					Stdout: &StdoutSink{Format: "table"},
+					Stdout: &StdoutSink{Format: "table", Sort: "-bytes,pid", MaxRows: 20},
 				}},
 				Pipelines: []*Pipeline{{
 					Name:    "security",
@@ -149,6 +162,7 @@ agent {
   name           = lower(env("SLUICE_TEST_NODE"))
   data_dir       = env("SLUICE_TEST_SURELY_UNSET", "/srv/sluice")
   metrics_listen = null
+  control_socket = ""
   log_level      = upper("x") == "X" ? "warn" : "error"
 }
 source "gadget" "exec" {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -17,10 +16,7 @@ type NATSSink struct {
 	SubjectRange hcl.Range
 	Encoding     string // msgpack | json
 
-	User, Password, Token   string
-	NKeySeedFile, CredsFile string
-	CAFile, CertFile        string
-	KeyFile                 string
+	NATSAuth
 
 	JetStream *NATSJetStream // nil: core NATS (at most once)
 
@@ -72,12 +68,8 @@ const (
 var natsEncodings = []string{"msgpack", "json"}
 
 var natsSinkSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{
-		{Name: "url"}, {Name: "subject"}, {Name: "encoding"},
-		{Name: "user"}, {Name: "password"}, {Name: "token"},
-		{Name: "nkey_seed_file"}, {Name: "creds_file"},
-	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "jetstream"}, {Type: "spool"}, {Type: "batch"}},
+	Attributes: append([]hcl.AttributeSchema{{Name: "url"}, {Name: "subject"}, {Name: "encoding"}}, natsAuthAttrs...),
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "jetstream"}, {Type: "spool"}, {Type: "batch"}},
 }
 
 var natsBatchSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "max_events"}, {Name: "max_bytes"}, {Name: "max_delay"}}}
@@ -85,8 +77,6 @@ var natsBatchSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "
 var natsSpoolSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "enabled"}, {Name: "max_bytes"}, {Name: "when_full"}}}
 
 var spoolWhenFull = []string{"drop_newest", "drop_oldest"}
-
-var natsTLSSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "ca_file"}, {Name: "cert_file"}, {Name: "key_file"}}}
 
 var natsJetStreamSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "stream", Required: true}, {Name: "create"}, {Name: "subjects"}, {Name: "max_age"}, {Name: "duplicate_window"},
@@ -111,11 +101,7 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 	if a := content.Attributes["subject"]; a != nil {
 		out.SubjectRange = a.Expr.Range()
 	}
-	str(content, "user", &out.User)
-	str(content, "password", &out.Password)
-	str(content, "token", &out.Token)
-	str(content, "nkey_seed_file", &out.NKeySeedFile)
-	str(content, "creds_file", &out.CredsFile)
+	diags = append(diags, decodeNATSAuth(content, ectx, &out.NATSAuth)...)
 	if a := content.Attributes["encoding"]; a != nil {
 		out.Encoding, diags = enumOrAppend(a, ectx, natsEncodings, out.Encoding, diags)
 	}
@@ -153,11 +139,7 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 			}
 		case "tls":
 			tlsRange = b.DefRange
-			c, d := b.Body.Content(natsTLSSchema)
-			diags = append(diags, d...)
-			str(c, "ca_file", &out.CAFile)
-			str(c, "cert_file", &out.CertFile)
-			str(c, "key_file", &out.KeyFile)
+			diags = append(diags, decodeNATSTLS(b, ectx, &out.NATSAuth)...)
 		case "spool":
 			c, d := b.Body.Content(natsSpoolSchema)
 			diags = append(diags, d...)
@@ -221,39 +203,7 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 			}
 		}
 	}
-	return append(diags, checkNATSAuth(content, out, tlsRange)...)
-}
-
-// checkNATSAuth allows one authentication method, a password only with a
-// user, and a client certificate only with its key.
-func checkNATSAuth(content *hcl.BodyContent, out *NATSSink, tlsRange hcl.Range) hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	var first *hcl.Attribute
-	for _, name := range []string{"user", "token", "nkey_seed_file", "creds_file"} {
-		a := content.Attributes[name]
-		if a == nil {
-			continue
-		}
-		if first == nil {
-			first = a
-			continue
-		}
-		diags = append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Conflicting NATS authentication",
-			Detail:   fmt.Sprintf("%q and %q are both set; a NATS sink authenticates one way: user/password, token, nkey_seed_file or creds_file.", first.Name, a.Name),
-			Subject:  a.NameRange.Ptr(),
-		})
-	}
-	if a := content.Attributes["password"]; a != nil && out.User == "" {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Password without user",
-			Detail: "password is set but user is not.", Subject: a.NameRange.Ptr()})
-	}
-	if (out.CertFile == "") != (out.KeyFile == "") {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Incomplete client certificate",
-			Detail: "tls needs both cert_file and key_file for a client certificate (ca_file alone verifies the server).", Subject: tlsRange.Ptr()})
-	}
-	return diags
+	return append(diags, checkNATSAuth(content, &out.NATSAuth, tlsRange, "a NATS sink")...)
 }
 
 func enumOrAppend(a *hcl.Attribute, ectx *hcl.EvalContext, allowed []string, def string, diags hcl.Diagnostics) (string, hcl.Diagnostics) {

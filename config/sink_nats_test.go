@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -50,7 +51,7 @@ pipeline "p" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	want := &NATSSink{URL: "nats://10.0.0.1:4222", Subject: "sec.{host}.{comm}", Encoding: "json", Token: "t", CAFile: "/ca.pem",
+	want := &NATSSink{URL: "nats://10.0.0.1:4222", Subject: "sec.{host}.{comm}", Encoding: "json", NATSAuth: NATSAuth{Token: "t", CAFile: "/ca.pem"},
 		Spool:     NATSSpool{Enabled: true, MaxBytes: 64 << 20, WhenFull: "drop_oldest"},
 		JetStream: &NATSJetStream{Stream: "SLUICE", Create: true, Subjects: []string{"sec.>"}, MaxAge: 24 * time.Hour, DuplicateWindow: 10 * time.Minute},
 		Batch:     &NATSBatch{MaxEvents: 500, MaxBytes: DefaultNATSBatchMaxBytes, MaxDelay: 20 * time.Millisecond}}
@@ -63,4 +64,45 @@ pipeline "p" {
 	}
 
 	// The diagnostics of bad values are pinned in testdata/diags/sink_nats.hcl.
+}
+
+func TestDecodeControl(t *testing.T) {
+	src := `
+agent {
+  group = "web"
+  control {
+    nats {
+      url        = "nats://10.0.0.1:4222,nats://10.0.0.2:4222"
+      replicas   = 3
+      creds_file = "/etc/sluice/agent.creds"
+      tls { ca_file = "/etc/sluice/ca.pem" }
+    }
+  }
+}
+source "gadget" "exec" { gadget = "trace_exec" }
+sink "stdout" "out" {}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.stdout.out]
+}
+`
+	f, diags := Parse("c.hcl", []byte(src))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	want := &ControlNATS{URL: "nats://10.0.0.1:4222,nats://10.0.0.2:4222", Bucket: DefaultControlBucket, StatusBucket: DefaultControlBucket + StatusBucketSuffix,
+		Replicas: 3, NATSAuth: NATSAuth{CredsFile: "/etc/sluice/agent.creds", CAFile: "/etc/sluice/ca.pem"}}
+	if f.Agent.Control == nil {
+		t.Fatal("no control block decoded")
+	}
+	if diff := cmp.Diff(want, f.Agent.Control.NATS, cmpopts.IgnoreTypes(hcl.Range{})); diff != "" {
+		t.Errorf("control nats (-want +got):\n%s", diff)
+	}
+	if f.Agent.Group != "web" {
+		t.Errorf("group = %q", f.Agent.Group)
+	}
+	f, diags = Parse("none.hcl", []byte(src[strings.Index(src, "source"):]))
+	if diags.HasErrors() || f.Agent.Control != nil || f.Agent.Group != "" {
+		t.Errorf("without an agent block: control %v, group %q, %v", f.Agent.Control, f.Agent.Group, diags)
+	}
 }

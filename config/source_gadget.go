@@ -12,6 +12,11 @@ var gadgetSourceSchema = &hcl.BodySchema{
 		{Name: "map"},
 		{Name: "buffer_size"},
 		{Name: "wasm"},
+		{Name: "interval"},
+		{Name: "runs"},
+		{Name: "ifaces"},
+		{Name: "netns"},
+		{Name: "sample_frequency"},
 	},
 }
 
@@ -55,6 +60,38 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 		diags = append(diags, d...)
 		if ok {
 			src.Wasm = s
+		}
+	}
+	if a := content.Attributes["interval"]; a != nil {
+		src.IntervalRange = a.Expr.Range()
+		d, ok, ds := evalDuration(a, ectx)
+		diags = append(diags, ds...)
+		if ok {
+			src.Interval = d
+		}
+	}
+	if a := content.Attributes["runs"]; a != nil {
+		n, ok, d := evalPositiveInt(a, ectx)
+		diags = append(diags, d...)
+		if ok {
+			src.Runs = n
+		}
+	}
+	if a := content.Attributes["ifaces"]; a != nil {
+		l, _, d := evalStringList(a, ectx)
+		diags = append(diags, d...)
+		src.Ifaces = l
+	}
+	if a := content.Attributes["netns"]; a != nil {
+		l, _, d := evalStringList(a, ectx)
+		diags = append(diags, d...)
+		src.NetNS = l
+	}
+	if a := content.Attributes["sample_frequency"]; a != nil {
+		n, ok, d := evalPositiveInt(a, ectx)
+		diags = append(diags, d...)
+		if ok {
+			src.SampleFrequency = n
 		}
 	}
 	if a := content.Attributes["buffer_size"]; a != nil {

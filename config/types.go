@@ -51,6 +51,10 @@ type Agent struct {
 	DataDir string
 	// MetricsListen is the address of the Prometheus endpoint; "" turns it off.
 	MetricsListen string
+	// ControlSocket is the path of the unix socket of the control API
+	// (`sluice ctl`); default DataDir/control.sock, "" turns it off.
+	ControlSocket      string
+	ControlSocketRange hcl.Range
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string
 	// LogFormat is one of text, json.
@@ -64,6 +68,12 @@ type Agent struct {
 	NATSServer *NATSServer
 	// Images is the policy for OCI references (pull, allow-list, signatures).
 	Images Images
+	// Group names the agent's group in the control bucket: its stages
+	// follow the keys <group>.<stage> before <stage>. "" = no group.
+	Group string
+	// Control, when set, connects the agent to the bus its fleet is
+	// steered through (stage versions rolled out over NATS KV).
+	Control *Control
 	// DefRange is the header of the agent block; zero when the file has none.
 	DefRange hcl.Range
 }
@@ -99,6 +109,22 @@ type Source struct {
 	// built-in name; "" = none, or the module of the gadget's image.
 	Wasm      string
 	WasmRange hcl.Range
+	// Interval is how often the gadget's iterators take a snapshot (0:
+	// once, at start) and its map iterators drain (0: every second).
+	Interval      time.Duration
+	IntervalRange hcl.Range
+	// Runs stops the iterators and map iterators after that many
+	// snapshots; 0 = until the agent stops.
+	Runs int
+	// Ifaces are the interfaces TC classifier programs attach to.
+	Ifaces []string
+	// NetNS are network namespace paths (/run/netns/x, /proc/PID/ns/net)
+	// socket filters, TC classifiers and socket iterators work in; none =
+	// the host's.
+	NetNS []string
+	// SampleFrequency is the per-CPU rate of perf_event programs, in Hz;
+	// 0 = 49.
+	SampleFrequency int
 }
 
 // Param is one entry of a source's params object.
@@ -128,6 +154,15 @@ type Sink struct {
 type StdoutSink struct {
 	// Format is json (one object per line) or table.
 	Format string
+	// Sort orders the rows of each snapshot (a gadget's iterators and map
+	// iterators) in table output: "-bytes,pid", descending with '-'.
+	Sort string
+	// MaxRows shows at most this many rows of each snapshot in table
+	// output; 0 shows all.
+	MaxRows int
+	// Redraw clears the screen before each snapshot in table output (set
+	// by `sluice run` on a terminal; not an attribute).
+	Redraw bool
 }
 
 // Pipeline is a `pipeline "<name>"` block: sources feed one bounded queue
@@ -169,6 +204,7 @@ var (
 // Defaults applied by the decoder.
 const (
 	DefaultDataDir            = "/var/lib/sluice"
+	DefaultControlSocketName  = "control.sock" // in the data directory
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "text"
 	DefaultShutdownGrace      = 10 * time.Second

@@ -36,13 +36,24 @@ type WasmStage struct {
 	TickRange hcl.Range
 	Reload    WasmReload
 	Grants    WasmGrants
+	// StampVersion adds the digest of the version that processed each
+	// event to the event ("stage.<name>.digest").
+	StampVersion bool
 }
 
 // WasmReload is the `reload {}` block: a stage whose module is a file is
-// swapped to the file's new content when it changes.
+// swapped to the file's new content when it changes, one whose module is
+// an OCI reference by tag follows the tag.
 type WasmReload struct {
 	Watch bool
-	Poll  time.Duration
+	// Poll is how often the file or the tag is looked at; 0 means
+	// DefaultWasmReloadPoll for a file, DefaultWasmTagPoll for a tag.
+	Poll time.Duration
+	// RollbackAfterErrors, when not 0 (unset), returns the stage to the
+	// version it ran before a swap when the new version fails that many
+	// calls (each tripping on_error) within RollbackWindow after the swap.
+	RollbackAfterErrors int
+	RollbackWindow      time.Duration
 }
 
 // WasmGrants is the `grants {}` block: what the module may use beyond real
@@ -67,6 +78,12 @@ const (
 	DefaultWasmMemoryLimit = 64 << 20
 	DefaultWasmWorkers     = 1
 	DefaultWasmReloadPoll  = 2 * time.Second
+	// DefaultWasmTagPoll is the poll of a followed OCI tag: a HEAD request
+	// to the registry per stage and agent, so less often than a file.
+	DefaultWasmTagPoll        = time.Minute
+	DefaultWasmRollbackWindow = 30 * time.Second
+	// minWasmTagPoll keeps a fleet from hammering its registry by mistake.
+	minWasmTagPoll = 100 * time.Millisecond
 	// MaxWasmWorkers bounds workers.
 	MaxWasmWorkers = 64
 	// minWasmMemory is one Wasm page; maxWasmMemory is all a wasm32
@@ -83,11 +100,14 @@ var wasmStageSchema = &hcl.BodySchema{
 		{Name: "memory_limit"},
 		{Name: "workers"},
 		{Name: "tick"},
+		{Name: "stamp_version"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "reload"}, {Type: "grants"}},
 }
 
-var wasmReloadSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "watch"}, {Name: "poll"}}}
+var wasmReloadSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "watch"}, {Name: "poll"}, {Name: "rollback_after_errors"}, {Name: "rollback_window"},
+}}
 
 var wasmGrantsSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "env"}, {Name: "stdout"}, {Name: "stderr"}},
@@ -105,7 +125,7 @@ func decodeWasmStage(body hcl.Body, ectx *hcl.EvalContext, st *Stage) hcl.Diagno
 		Timeout:     DefaultWasmTimeout,
 		MemoryLimit: DefaultWasmMemoryLimit,
 		Workers:     DefaultWasmWorkers,
-		Reload:      WasmReload{Watch: true, Poll: DefaultWasmReloadPoll},
+		Reload:      WasmReload{Watch: true, RollbackWindow: DefaultWasmRollbackWindow},
 		ParamsRange: st.DefRange,
 	}
 	st.Wasm = w
@@ -153,6 +173,13 @@ func decodeWasmStage(body hcl.Body, ectx *hcl.EvalContext, st *Stage) hcl.Diagno
 		w.Tick, ds = durationOr(a, ectx, w.Tick)
 		diags = append(diags, ds...)
 	}
+	if a := content.Attributes["stamp_version"]; a != nil {
+		v, ok, ds := evalBool(a, ectx)
+		diags = append(diags, ds...)
+		if ok {
+			w.StampVersion = v
+		}
+	}
 	var reload, grants *hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
@@ -185,8 +212,24 @@ func decodeWasmReload(b *hcl.Block, ectx *hcl.EvalContext, r *WasmReload) hcl.Di
 		}
 	}
 	if a := content.Attributes["poll"]; a != nil {
+		d, ds := durationOr(a, ectx, r.Poll)
+		diags = append(diags, ds...)
+		if d > 0 && d < minWasmTagPoll {
+			diags = append(diags, invalidValue(a, fmt.Sprintf("poll must be at least %s; got %s.", minWasmTagPoll, d)))
+		} else {
+			r.Poll = d
+		}
+	}
+	if a := content.Attributes["rollback_after_errors"]; a != nil {
+		n, ok, ds := evalPositiveInt(a, ectx)
+		diags = append(diags, ds...)
+		if ok {
+			r.RollbackAfterErrors = n
+		}
+	}
+	if a := content.Attributes["rollback_window"]; a != nil {
 		var ds hcl.Diagnostics
-		r.Poll, ds = durationOr(a, ectx, r.Poll)
+		r.RollbackWindow, ds = durationOr(a, ectx, r.RollbackWindow)
 		diags = append(diags, ds...)
 	}
 	return diags

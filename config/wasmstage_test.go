@@ -18,7 +18,7 @@ func TestDecodeWasmStage(t *testing.T) {
 			body: `module = "drop-comm"`,
 			want: &Stage{Type: "wasm", Name: "s", Ref: "stage.wasm.s", OnError: "pass", Wasm: &WasmStage{
 				Module: "drop-comm", Timeout: DefaultWasmTimeout, MemoryLimit: DefaultWasmMemoryLimit, Workers: 1,
-				Reload: WasmReload{Watch: true, Poll: DefaultWasmReloadPoll},
+				Reload: WasmReload{Watch: true, RollbackWindow: DefaultWasmRollbackWindow},
 			}},
 		},
 		{
@@ -38,9 +38,12 @@ func TestDecodeWasmStage(t *testing.T) {
   dead_letter  = sink.stdout.console
   workers      = 4
   tick         = "500ms"
+  stamp_version = true
   reload {
     watch = false
     poll  = "10s"
+    rollback_after_errors = 5
+    rollback_window       = "1m"
   }
   grants {
     env    = { TZ = "UTC", LANG = "C" }
@@ -63,7 +66,8 @@ func TestDecodeWasmStage(t *testing.T) {
 						"ratio": 0.25, "deep": map[string]any{"on": true, "none": nil},
 					},
 					Timeout: 10 * time.Millisecond, MemoryLimit: 16 << 20, Workers: 4, Tick: 500 * time.Millisecond,
-					Reload: WasmReload{Watch: false, Poll: 10 * time.Second},
+					Reload:       WasmReload{Watch: false, Poll: 10 * time.Second, RollbackAfterErrors: 5, RollbackWindow: time.Minute},
+					StampVersion: true,
 					Grants: WasmGrants{
 						Env: map[string]string{"TZ": "UTC", "LANG": "C"}, Stdout: true, Stderr: true,
 						Dirs: []WasmDir{{Guest: "/tables", Host: "tables"}, {Guest: "/out", Host: "/var/tmp/out", Writable: true}},

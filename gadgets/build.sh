@@ -2,6 +2,7 @@
 # Regenerates every committed eBPF object under gadgets/ from its source:
 #   gadgets/<name>/program.bpf.c     -> gadgets/<name>/program.bpf.o
 #   gadgets/testdata/<name>.bpf.c    -> gadgets/testdata/<name>.bpf.o
+#   gadgets/helpers/<name>.bpf.c     -> gadgets/helpers/<name>.bpf.o
 #
 # The output is byte-for-byte reproducible for a given toolchain: sources are
 # compiled from gadgets/ with relative paths (BTF line info records them) and
@@ -62,10 +63,11 @@ if [ $check -eq 1 ]; then
 	trap 'rm -rf "$out_root"' EXIT
 fi
 
-build() { # build <src> <committed obj>
+build() { # build <src> <committed obj> [extra cflags...]
 	local src=$1 obj=$2 out="$out_root/$2"
+	shift 2
 	mkdir -p "$(dirname "$out")"
-	"$CLANG" "${CFLAGS[@]}" -c "$src" -o "$out.tmp"
+	"$CLANG" "${CFLAGS[@]}" "$@" -c "$src" -o "$out.tmp"
 	"$STRIP" -g "$out.tmp" -o "$out"
 	rm -f "$out.tmp"
 	if [ $check -eq 1 ] && ! cmp -s "$out" "$obj"; then
@@ -78,8 +80,16 @@ stale=0
 for src in */program.bpf.c; do
 	build "$src" "${src%.c}.o"
 done
-for src in testdata/*.bpf.c; do
-	build "$src" "${src%.c}.o"
+for src in testdata/*.bpf.c helpers/*.bpf.c; do
+	case $src in
+	testdata/ig_bad_markers.bpf.c)
+		# One refused gadget per case (see the source).
+		for c in expr percpu zeromap traceloop; do
+			build "$src" "testdata/ig_bad_$c.bpf.o" "-DBAD_$(echo "$c" | tr a-z A-Z)"
+		done
+		;;
+	*) build "$src" "${src%.c}.o" ;;
+	esac
 done
 
 if [ $check -eq 1 ]; then

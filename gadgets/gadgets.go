@@ -9,11 +9,29 @@ import (
 	"strings"
 )
 
-//go:embed */program.bpf.o
+//go:embed */program.bpf.o */gadget.yaml
 var builtinFS embed.FS
 
 //go:embed testdata/*.bpf.o
 var testFS embed.FS
+
+//go:embed helpers/*.bpf.o
+var helperFS embed.FS
+
+// Helper returns one of the eBPF objects sluice itself runs beside gadgets:
+//
+//   - socket_enricher: fills Inspektor Gadget's socket map (gadget_sockets)
+//     with the owner of each TCP and UDP socket (iter/task_file, and
+//     bind/connect tracepoints);
+//   - dispatcher: a socket filter that writes the network namespace to
+//     skb->cb[0] and tail-calls a gadget's socket filter.
+func Helper(name string) ([]byte, error) {
+	obj, err := helperFS.ReadFile(path.Join("helpers", name+".bpf.o"))
+	if err != nil {
+		return nil, fmt.Errorf("read helper object %q: %w", name, err)
+	}
+	return obj, nil
+}
 
 // Builtin is one built-in gadget: its name (the folder under gadgets/), a
 // one-line description, and its eBPF ELF object (CO-RE, BTF, x86_64).
@@ -21,6 +39,9 @@ type Builtin struct {
 	Name        string
 	Description string
 	Object      []byte
+	// Metadata is the gadget's gadget.yaml (parameter keys and
+	// descriptions, field annotations).
+	Metadata []byte
 }
 
 // descriptions doubles as the list of built-ins: a folder with an object but
@@ -62,7 +83,8 @@ func Lookup(name string) (Builtin, bool) {
 	if err != nil {
 		return Builtin{}, false
 	}
-	return Builtin{Name: name, Description: desc, Object: obj}, true
+	md, _ := builtinFS.ReadFile(path.Join(name, "gadget.yaml"))
+	return Builtin{Name: name, Description: desc, Object: obj, Metadata: md}, true
 }
 
 // TestObject returns the eBPF object of a test program by name:
@@ -80,6 +102,10 @@ func Lookup(name string) (Builtin, bool) {
 //     comm }; see the source for what fires each kind.
 //   - verifier_reject: a tracepoint program the verifier rejects (a write
 //     past the end of a map value).
+//   - ig_fields: an Inspektor Gadget-style tracer with a member of every
+//     special type spelled X_raw, kernel and user stacks, and IG's
+//     ig_build_id map sized by ig_build_id_max_entries; one event per
+//     getpgid(2) call of target_tgid (see the source for the values).
 func TestObject(name string) ([]byte, error) {
 	obj, err := testFS.ReadFile(path.Join("testdata", name+".bpf.o"))
 	if err != nil {

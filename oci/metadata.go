@@ -26,6 +26,9 @@ type Metadata struct {
 	SourceURL        string                 `yaml:"sourceURL,omitempty"`
 	Annotations      map[string]string      `yaml:"annotations,omitempty"`
 	DataSources      map[string]*DataSource `yaml:"datasources,omitempty"`
+	// DataSourcesCamel is the same under the spelling some of IG's gadgets
+	// use (dataSources); ParseMetadata merges it into DataSources.
+	DataSourcesCamel map[string]*DataSource `yaml:"dataSources,omitempty"`
 	// Params maps an operator ("ebpf" for the program's GADGET_PARAMs) to
 	// its parameters by variable name.
 	Params map[string]map[string]ParamDoc `yaml:"params,omitempty"`
@@ -59,6 +62,15 @@ func ParseMetadata(b []byte) (*Metadata, error) {
 	if err := dec.Decode(&md); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("decode gadget metadata: %w", err)
 	}
+	for name, ds := range md.DataSourcesCamel {
+		if md.DataSources == nil {
+			md.DataSources = map[string]*DataSource{}
+		}
+		if _, ok := md.DataSources[name]; !ok {
+			md.DataSources[name] = ds
+		}
+	}
+	md.DataSourcesCamel = nil
 	return &md, nil
 }
 

@@ -96,6 +96,17 @@ type Field struct {
 	Kind  FieldKind
 	Width int // suggested column width for table output
 	Doc   string
+	// Hidden leaves the field out of table columns (a raw number beside its
+	// readable rendering, or a gadget's columns.hidden annotation); JSON
+	// keeps every field.
+	Hidden bool
+	// Histogram marks a list of histogram slot counts and how slots map to
+	// values: "log2" (slot i counts values in [2^i, 2^(i+1)) ) or "linear"
+	// (slot i counts the value i); "" for other fields.
+	Histogram string
+	// Unit of the field's values (a histogram's buckets), from the gadget's
+	// metadata; "" when unknown.
+	Unit string
 }
 
 // Schema describes the keys of the events of one stream, envelope included.
@@ -147,6 +158,15 @@ type Sink interface {
 // use.
 type HealthReporter interface {
 	Health() error
+}
+
+// DropReasonsReporter is implemented by sources and sinks that drop events
+// for reasons of their own (a gadget source: kernel; a NATS sink:
+// spool_full, too_large, ...): the pipeline registers their drop counters
+// at zero when it starts, so that every series a component can emit exists
+// from the start.
+type DropReasonsReporter interface {
+	DropReasons() []string
 }
 
 // LossReporter is implemented by the Emitter a pipeline hands to each source.

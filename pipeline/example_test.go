@@ -38,10 +38,10 @@ func ExampleQueue() {
 	// # HELP sluice_events_sent_total Events a component passed on.
 	// # TYPE sluice_events_sent_total counter
 	// sluice_events_sent_total{component="pipeline",name="demo"} 0
-	// # HELP sluice_queue_bytes Bytes (Event.Size) waiting in a queue.
+	// # HELP sluice_queue_bytes Bytes (Event.Size) waiting in a component's queues.
 	// # TYPE sluice_queue_bytes gauge
-	// sluice_queue_bytes{queue="pipeline.demo"} 0
-	// # HELP sluice_queue_events Events waiting in a queue.
+	// sluice_queue_bytes{component="pipeline",name="demo"} 0
+	// # HELP sluice_queue_events Events waiting in a component's queues.
 	// # TYPE sluice_queue_events gauge
-	// sluice_queue_events{queue="pipeline.demo"} 0
+	// sluice_queue_events{component="pipeline",name="demo"} 0
 }

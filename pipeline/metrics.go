@@ -14,7 +14,10 @@ import (
 )
 
 // Metric names shared by every component. The label set is
-// {component, name} plus {reason} for drops.
+// {component, name} plus {reason} for drops: every sluice series names the
+// component it belongs to with these two labels (see
+// ComponentMetrics.Counter), so that one selector finds all of a
+// component's series.
 const (
 	MetricReceived = "sluice_events_received_total"
 	MetricSent     = "sluice_events_sent_total"
@@ -187,6 +190,19 @@ func (r *Registry) get(name, help string, typ metricType, labels []string) *seri
 	return s
 }
 
+// Remove deletes the series called name with the given label pairs, if
+// any: for series that describe a state that ended (an info series of a
+// version no longer running). Holders of the removed counter or gauge may
+// go on updating it; it is no longer rendered. Safe for concurrent use.
+func (r *Registry) Remove(name string, labels ...string) {
+	key := renderLabels(labels)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.families[name]; f != nil {
+		delete(f.series, key)
+	}
+}
+
 // renderLabels renders label pairs sorted by key, so that the same set given
 // in any order names the same series.
 func renderLabels(labels []string) string {
@@ -320,6 +336,61 @@ func (r *Registry) Handler() http.Handler {
 	})
 }
 
+// FamilySnapshot is a metric family as Gather returns it.
+type FamilySnapshot struct {
+	Name, Help string
+	Type       string // "counter", "gauge" or "histogram"
+	Series     []SeriesSnapshot
+}
+
+// SeriesSnapshot is one series of a family: Value for a counter or a
+// gauge; Buckets (cumulative, by upper bound in seconds, without +Inf),
+// Count and Sum (seconds) for a histogram.
+type SeriesSnapshot struct {
+	Labels  []string // key, value, key, value, ...
+	Value   float64
+	Buckets []BucketSnapshot
+	Count   uint64
+	Sum     float64
+}
+
+// BucketSnapshot is a cumulative histogram bucket.
+type BucketSnapshot struct {
+	UpperBound float64 // seconds
+	Count      uint64
+}
+
+// Gather returns every family with its series, sorted by name and labels,
+// for exporters (the agent's Prometheus endpoint). Safe for concurrent
+// use; values are read one by one, not atomically as a set.
+func (r *Registry) Gather() []FamilySnapshot {
+	fams := r.sortedFamilies()
+	out := make([]FamilySnapshot, 0, len(fams))
+	for _, f := range fams {
+		fs := FamilySnapshot{Name: f.name, Help: f.help, Type: f.typ.String(), Series: make([]SeriesSnapshot, 0, len(f.series))}
+		for _, s := range f.series {
+			ss := SeriesSnapshot{Labels: slices.Clone(s.pairs)}
+			switch {
+			case s.gauge != nil:
+				ss.Value = float64(s.gauge.Value())
+			case s.hist != nil:
+				var cum uint64
+				for i, b := range durationBuckets {
+					cum += s.hist.buckets[i].Load()
+					ss.Buckets = append(ss.Buckets, BucketSnapshot{UpperBound: b.Seconds(), Count: cum})
+				}
+				ss.Count = s.hist.Count()
+				ss.Sum = s.hist.Sum().Seconds()
+			default:
+				ss.Value = float64(s.counter.Value())
+			}
+			fs.Series = append(fs.Series, ss)
+		}
+		out = append(out, fs)
+	}
+	return out
+}
+
 // Snapshot maps each series, written as in the exposition format
 // (`name{k="v",...}`, keys sorted), to its current value. A histogram
 // appears as its samples: name_bucket{...,le="..."}, name_sum (seconds) and
@@ -387,6 +458,37 @@ func (r *Registry) Component(kind, name string) *ComponentMetrics {
 	return c
 }
 
+// Counter returns a counter of the component: the series name{component,
+// name, labels...}. Components register their own series through it (and
+// Gauge, Histogram) so that every series carries the same two labels.
+// Safe for concurrent use.
+func (c *ComponentMetrics) Counter(name, help string, labels ...string) *Counter {
+	return c.reg.Counter(name, help, c.labels(labels)...)
+}
+
+// Gauge is Counter for gauges. Safe for concurrent use.
+func (c *ComponentMetrics) Gauge(name, help string, labels ...string) *Gauge {
+	return c.reg.Gauge(name, help, c.labels(labels)...)
+}
+
+// Histogram is Counter for duration histograms. Safe for concurrent use.
+func (c *ComponentMetrics) Histogram(name, help string, labels ...string) *Histogram {
+	return c.reg.Histogram(name, help, c.labels(labels)...)
+}
+
+func (c *ComponentMetrics) labels(extra []string) []string {
+	return append([]string{"component", c.kind, "name", c.name}, extra...)
+}
+
+// DropReasons pre-registers the drop counters of reasons at zero, so that
+// a component's series exist from its start: an alert on a rate sees 0,
+// not "no data". Safe for concurrent use.
+func (c *ComponentMetrics) DropReasons(reasons ...string) {
+	for _, r := range reasons {
+		c.Dropped(r)
+	}
+}
+
 // Kind returns the component kind the metrics were registered with.
 func (c *ComponentMetrics) Kind() string { return c.kind }
 
@@ -404,6 +506,22 @@ func (c *ComponentMetrics) Dropped(reason string) *Counter {
 		"component", c.kind, "name", c.name, "reason", reason)
 	v, _ := c.dropped.LoadOrStore(reason, ctr)
 	return v.(*Counter)
+}
+
+// DroppedByReason returns the non-zero drop counts by reason. Safe for
+// concurrent use.
+func (c *ComponentMetrics) DroppedByReason() map[string]uint64 {
+	var out map[string]uint64
+	c.dropped.Range(func(k, v any) bool {
+		if n := v.(*Counter).Value(); n > 0 {
+			if out == nil {
+				out = map[string]uint64{}
+			}
+			out[k.(string)] = n
+		}
+		return true
+	})
+	return out
 }
 
 // DroppedTotal sums the drop counters over all reasons. Safe for concurrent

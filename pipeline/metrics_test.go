@@ -71,7 +71,7 @@ func TestRegistryExposition(t *testing.T) {
 	c.Sent.Add(3)
 	c.Dropped(ReasonQueueFull).Add(2)
 	r.Counter("sluice_kernel_lost_samples_total", "Samples\nlost.", "source", "exec", "map", "events").Add(7)
-	r.Gauge(MetricQueueLen, "Events waiting in a queue.", "queue", "pipeline.p").Set(-1)
+	r.Component("pipeline", "p").Gauge(MetricQueueLen, "Events waiting in a queue.").Set(-1)
 
 	srv := httptest.NewServer(r.Handler())
 	defer srv.Close()
@@ -94,7 +94,7 @@ func TestRegistryExposition(t *testing.T) {
 		`# HELP sluice_kernel_lost_samples_total Samples\nlost.`,
 		`sluice_kernel_lost_samples_total{map="events",source="exec"} 7`,
 		`# TYPE sluice_queue_events gauge`,
-		`sluice_queue_events{queue="pipeline.p"} -1`,
+		`sluice_queue_events{component="pipeline",name="p"} -1`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("exposition lacks line %q; got:\n%s", want, text)
@@ -170,6 +170,23 @@ func TestRegistryIdentityAndSnapshot(t *testing.T) {
 		}
 	}()
 	r.Gauge("x_total", "x")
+}
+
+func TestRegistryRemove(t *testing.T) {
+	r := NewRegistry()
+	r.Gauge("info", "i", "name", "s", "digest", "old").Set(1)
+	r.Gauge("info", "i", "name", "s", "digest", "new").Set(1)
+	r.Remove("info", "digest", "old", "name", "s")
+	r.Remove("info", "name", "nothing")
+	r.Remove("no_such_family")
+	var b strings.Builder
+	r.WriteTo(&b)
+	if strings.Contains(b.String(), "old") || !strings.Contains(b.String(), `info{digest="new",name="s"} 1`) {
+		t.Errorf("after removing the old series:\n%s", b.String())
+	}
+	if got := r.Snapshot().Get("info", "name", "s", "digest", "old"); got != 0 {
+		t.Errorf("the removed series is still in snapshots: %v", got)
+	}
 }
 
 func TestRegistryConcurrent(t *testing.T) {

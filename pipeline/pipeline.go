@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,45 +42,92 @@ type Spec struct {
 }
 
 // Pipeline runs sources, stages and sinks joined by bounded queues. Build it
-// with New and call Run once. Metrics and Name are safe for concurrent use.
+// with New and call Run once; while it runs, Update changes its components
+// in place. Metrics, Name, Edges, Tap and Update are safe for concurrent
+// use.
 type Pipeline struct {
-	name         string
-	host         string
-	batchSize    int
-	batchDelay   time.Duration
-	lossInterval time.Duration
-	reg          *Registry
-	log          *slog.Logger
-	loss         *LossTracker
+	name string
+	reg  *Registry
+	log  *slog.Logger
+	loss *LossTracker
+	taps *tapSet
 
-	edge    *Queue
-	edgeM   *ComponentMetrics
-	sources []*sourceRT
-	stages  []*stageRT
+	// Settings an update may change; read where they are used.
+	host         atomic.Pointer[string]
+	batch        atomic.Pointer[batchConfig]
+	lossInterval atomic.Int64
+	sinkQueue    QueueConfig // Run's loop owns it
+
+	edge  *Queue
+	edgeM *ComponentMetrics
+
+	// mu guards the component lists for readers on other goroutines
+	// (Edges, flushLoss); each list has one writer, which takes mu to
+	// change it: srcs and routes belong to Run's loop, stages and sinks to
+	// the worker.
+	mu     sync.Mutex
+	srcs   []*sourceRT // the running sources
+	stages []*stageRT
 	// routes are the queues to the sinks, each with its writer: one per
 	// sink of the spec, then one per dead-letter sink of the stages, fed
-	// only by failed batches (no loss records).
+	// only by failed batches (no loss records), and those an update
+	// removed that are still draining.
 	routes []*sinkRT
-	sinks  []*sinkRT // routes[:len(spec.Sinks)]: what fanOut and flushLoss feed
-	ran    atomic.Bool
+	sinks  []*sinkRT // the routes of spec.Sinks: what fanOut and flushLoss feed
+
+	updates chan *update
+	stopped chan struct{} // closed when Run stops taking updates
+	kick    chan struct{} // wakes the worker for a pending workerUpdate
+	pending atomic.Pointer[workerUpdate]
+	ran     atomic.Bool
+}
+
+type batchConfig struct {
+	size  int
+	delay time.Duration
 }
 
 type sourceRT struct {
 	src Source
 	m   *ComponentMetrics
 	em  *sourceEmitter
+
+	// Set when the source starts (Run's loop); done is closed once its
+	// Run has returned, and err then holds its failure.
+	cancel  context.CancelFunc
+	done    chan struct{}
+	err     error
+	removed bool
 }
 
 type sinkRT struct {
-	sink     Sink
+	key      string // the queue's name: "sink.NAME" or "deadletter.NAME"
+	sinkName string
 	m        *ComponentMetrics
 	q        *Queue
 	sinkErr  *Counter
 	shutdown *Counter
+	tap      *tapPoint
+
+	sink Sink // owned by the writer once Run starts
+	// want is the sink the route writes to once pending swaps are done
+	// (Run's loop owns it); next hands a new sink to the writer.
+	want Sink
+	next atomic.Pointer[sinkSwap]
+	kick chan struct{}
+	// removed is set when an update drops the route.
+	removed atomic.Bool
+	done    chan struct{} // closed when the writer has returned
+	cancel  context.CancelFunc
 	// kept are loss records of failed writes, written again ahead of the
 	// next batch; owned by the sink's writer goroutine.
 	kept            []Event
 	lossRecordsLost *Counter
+}
+
+type sinkSwap struct {
+	sink Sink
+	done chan struct{} // closed once the writer writes to sink
 }
 
 // New checks spec and builds a pipeline from it.
@@ -88,14 +136,14 @@ func New(spec Spec) (*Pipeline, error) {
 		return nil, fmt.Errorf("create pipeline %q: %w", spec.Name, err)
 	}
 	p := &Pipeline{
-		name:         spec.Name,
-		host:         spec.Host,
-		batchSize:    cmp.Or(spec.BatchSize, DefaultBatchSize),
-		batchDelay:   cmp.Or(spec.BatchDelay, DefaultBatchDelay),
-		lossInterval: cmp.Or(spec.LossInterval, DefaultLossInterval),
-		reg:          spec.Metrics,
-		log:          spec.Logger,
-		loss:         NewLossTracker(),
+		name:    spec.Name,
+		reg:     spec.Metrics,
+		log:     spec.Logger,
+		loss:    NewLossTracker(),
+		taps:    newTapSet(),
+		updates: make(chan *update),
+		stopped: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
 	}
 	if p.reg == nil {
 		p.reg = NewRegistry()
@@ -104,10 +152,7 @@ func New(spec Spec) (*Pipeline, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	p.log = p.log.With("pipeline", spec.Name)
-	sinkCfg := spec.SinkQueue
-	if sinkCfg == (QueueConfig{}) {
-		sinkCfg = spec.Queue
-	}
+	p.setSettings(spec)
 
 	var err error
 	p.edgeM = p.reg.Component("pipeline", spec.Name)
@@ -115,59 +160,136 @@ func New(spec Spec) (*Pipeline, error) {
 		return nil, fmt.Errorf("create pipeline %q: %w", spec.Name, err)
 	}
 	for _, src := range spec.Sources {
-		m := p.reg.Component("source", src.Name())
-		p.sources = append(p.sources, &sourceRT{
-			src: src,
-			m:   m,
-			em:  &sourceEmitter{component: "source." + src.Name(), m: m, q: p.edge, loss: p.loss},
-		})
+		p.srcs = append(p.srcs, p.newSourceRT(src))
 	}
-	newSinkRT := func(queueName string, sk Sink) (*sinkRT, error) {
-		m := p.reg.Component("sink", sk.Name())
-		q, err := NewQueue(queueName, sinkCfg, m, p.loss)
-		if err != nil {
-			return nil, fmt.Errorf("create pipeline %q: %w", spec.Name, err)
+	lay, err := p.layout(spec)
+	if err != nil {
+		return nil, fmt.Errorf("create pipeline %q: %w", spec.Name, err)
+	}
+	p.stages, p.sinks, p.routes = lay.stages, lay.sinks, lay.newRoutes
+	return p, nil
+}
+
+// setSettings stores the settings of spec that are not components.
+func (p *Pipeline) setSettings(spec Spec) {
+	host := spec.Host
+	p.host.Store(&host)
+	p.batch.Store(&batchConfig{size: cmp.Or(spec.BatchSize, DefaultBatchSize), delay: cmp.Or(spec.BatchDelay, DefaultBatchDelay)})
+	p.lossInterval.Store(int64(cmp.Or(spec.LossInterval, DefaultLossInterval)))
+	p.sinkQueue = spec.SinkQueue
+	if p.sinkQueue == (QueueConfig{}) {
+		p.sinkQueue = spec.Queue
+	}
+}
+
+func (p *Pipeline) newSourceRT(src Source) *sourceRT {
+	m := p.reg.Component("source", src.Name())
+	if dr, ok := src.(DropReasonsReporter); ok {
+		m.DropReasons(dr.DropReasons()...)
+	}
+	return &sourceRT{
+		src: src,
+		m:   m,
+		em: &sourceEmitter{component: "source." + src.Name(), m: m, q: p.edge, loss: p.loss,
+			tap: p.taps.point("source." + src.Name())},
+	}
+}
+
+func (p *Pipeline) newRoute(key string, sk Sink) (*sinkRT, error) {
+	m := p.reg.Component("sink", sk.Name())
+	if dr, ok := sk.(DropReasonsReporter); ok {
+		m.DropReasons(dr.DropReasons()...)
+	}
+	q, err := NewQueue(key, p.sinkQueue, m, p.loss)
+	if err != nil {
+		return nil, err
+	}
+	return &sinkRT{
+		key: key, sinkName: sk.Name(), m: m, q: q,
+		sinkErr:  m.Dropped(ReasonSinkError),
+		shutdown: m.Dropped(ReasonShutdown),
+		tap:      p.taps.point("sink." + sk.Name()),
+		sink:     sk, want: sk,
+		kick:            make(chan struct{}, 1),
+		done:            make(chan struct{}),
+		lossRecordsLost: m.Counter(MetricLossRecordsLost, "Loss records a sink could not write, after keeping them for later writes."),
+	}, nil
+}
+
+// layout is what a spec's stages and sinks come to, given the routes and
+// stages the pipeline has: components the spec names by the same value are
+// kept (their queues, their state), the others are new.
+type layout struct {
+	stages    []*stageRT
+	sinks     []*sinkRT // routes of spec.Sinks, in order
+	routes    []*sinkRT // every route the spec needs
+	newRoutes []*sinkRT
+	swaps     []*sinkRT // kept routes whose sink is a new value (in want)
+}
+
+func (p *Pipeline) layout(spec Spec) (*layout, error) {
+	lay := &layout{}
+	existing := map[string]*sinkRT{}
+	for _, r := range p.routes {
+		if !r.removed.Load() {
+			existing[r.key] = r
 		}
-		return &sinkRT{
-			sink: sk, m: m, q: q,
-			sinkErr:  m.Dropped(ReasonSinkError),
-			shutdown: m.Dropped(ReasonShutdown),
-			lossRecordsLost: p.reg.Counter(MetricLossRecordsLost, "Loss records a sink could not write, after keeping them for later writes.",
-				"component", "sink", "name", sk.Name()),
-		}, nil
+	}
+	route := func(key string, sk Sink) (*sinkRT, error) {
+		if r := slices.IndexFunc(lay.routes, func(r *sinkRT) bool { return r.key == key }); r >= 0 {
+			return lay.routes[r], nil
+		}
+		r := existing[key]
+		switch {
+		case r == nil:
+			var err error
+			if r, err = p.newRoute(key, sk); err != nil {
+				return nil, err
+			}
+			lay.newRoutes = append(lay.newRoutes, r)
+		case r.want != sk:
+			lay.swaps = append(lay.swaps, r)
+		}
+		lay.routes = append(lay.routes, r)
+		return r, nil
 	}
 	for _, sk := range spec.Sinks {
-		s, err := newSinkRT("sink."+sk.Name(), sk)
+		r, err := route("sink."+sk.Name(), sk)
 		if err != nil {
 			return nil, err
 		}
-		p.routes = append(p.routes, s)
+		lay.sinks = append(lay.sinks, r)
 	}
-	p.sinks = p.routes[:len(p.routes):len(p.routes)]
-	deadLetters := map[Sink]*sinkRT{}
 	for _, st := range spec.Stages {
-		rt := newStageRT(p.reg, st)
+		i := slices.IndexFunc(p.stages, func(rt *stageRT) bool { return rt.st == st })
+		if i >= 0 {
+			lay.stages = append(lay.stages, p.stages[i])
+			continue
+		}
+		rt := p.newStageRT(st)
 		var sk Sink
 		if ep, ok := st.(ErrorPolicy); ok {
 			rt.action, sk = ep.OnError()
 		}
 		if rt.action == ErrorDeadLetter {
 			if sk == nil {
-				return nil, fmt.Errorf("create pipeline %q: stage %s routes failed batches to a dead-letter sink but names none", spec.Name, st.Name())
+				return nil, fmt.Errorf("stage %s routes failed batches to a dead-letter sink but names none", st.Name())
 			}
-			if rt.deadLetter = deadLetters[sk]; rt.deadLetter == nil {
-				s, err := newSinkRT("deadletter."+sk.Name(), sk)
-				if err != nil {
-					return nil, err
-				}
-				deadLetters[sk] = s
-				p.routes = append(p.routes, s)
-				rt.deadLetter = s
+			r, err := route("deadletter."+sk.Name(), sk)
+			if err != nil {
+				return nil, err
 			}
+			rt.deadLetter = r
 		}
-		p.stages = append(p.stages, rt)
+		lay.stages = append(lay.stages, rt)
 	}
-	return p, nil
+	// A kept stage keeps its dead-letter route.
+	for _, rt := range lay.stages {
+		if rt.deadLetter != nil && !slices.Contains(lay.routes, rt.deadLetter) {
+			lay.routes = append(lay.routes, rt.deadLetter)
+		}
+	}
+	return lay, nil
 }
 
 func checkSpec(spec Spec) error {
@@ -216,6 +338,36 @@ func (p *Pipeline) Name() string { return p.name }
 // use.
 func (p *Pipeline) Metrics() *Registry { return p.reg }
 
+// QueueStat is the fill of one of a pipeline's queues at one moment.
+type QueueStat struct {
+	Name   string // pipeline.NAME (the edge), sink.NAME, deadletter.NAME
+	Events int
+	Bytes  int
+	Config QueueConfig // the limits, defaults applied
+}
+
+// Queues returns the fill of the edge queue and of every sink queue. Safe
+// for concurrent use.
+func (p *Pipeline) Queues() []QueueStat {
+	p.mu.Lock()
+	routes := slices.Clone(p.routes)
+	p.mu.Unlock()
+	out := make([]QueueStat, 0, 1+len(routes))
+	for _, q := range append([]*Queue{p.edge}, queuesOf(routes)...) {
+		n, b, cfg := q.Fill()
+		out = append(out, QueueStat{Name: q.name, Events: n, Bytes: b, Config: cfg})
+	}
+	return out
+}
+
+func queuesOf(routes []*sinkRT) []*Queue {
+	out := make([]*Queue, len(routes))
+	for i, r := range routes {
+		out[i] = r.q
+	}
+	return out
+}
+
 // Run runs the pipeline until ctx is cancelled or every source has returned,
 // then shuts down: the edge queue is closed and drained through the stages
 // into the sink queues, loss records are flushed, the sink queues drain, and
@@ -236,32 +388,30 @@ func (p *Pipeline) Run(ctx context.Context, grace time.Duration) error {
 	drainCtx, cancelDrain := context.WithCancel(base)
 	defer cancelDrain()
 
-	var g errgroup.Group
+	rs := &runState{drainCtx: drainCtx, grace: grace, exited: make(chan *sourceRT), workerDone: make(chan struct{})}
 	for _, s := range p.routes {
-		g.Go(func() error {
-			p.writeSink(drainCtx, s)
-			return nil
-		})
+		p.startWriter(rs, s)
 	}
 	tickCtx, stopTick := context.WithCancel(drainCtx)
 	tickDone := make(chan struct{})
-	g.Go(func() error {
+	rs.g.Go(func() error {
 		defer close(tickDone)
 		p.flushLossEvery(tickCtx)
 		return nil
 	})
-	g.Go(func() error {
+	rs.g.Go(func() error {
+		defer close(rs.workerDone)
 		p.work(drainCtx, stopTick, tickDone)
 		return nil
 	})
 
-	srcErr := p.runSources(ctx)
+	srcErr := p.runSources(ctx, rs)
 
 	deadline := time.Now().Add(grace)
 	graceTimer := time.AfterFunc(grace, cancelDrain)
 	defer graceTimer.Stop()
 	p.edge.Close()
-	_ = g.Wait() // the goroutines return nil; failures are counted where they happen
+	_ = rs.g.Wait() // the goroutines return nil; failures are counted where they happen
 
 	// Everything still queued now missed the grace period. The queues are
 	// closed, so nothing can arrive after the count.
@@ -275,55 +425,131 @@ func (p *Pipeline) Run(ctx context.Context, grace time.Duration) error {
 
 	closeCtx, cancelClose := context.WithDeadline(base, deadline)
 	defer cancelClose()
-	return errors.Join(srcErr, p.closeAll(closeCtx))
+	err := errors.Join(srcErr, p.closeAll(closeCtx))
+	p.taps.closeAll()
+	return err
 }
 
-// runSources runs every source until it returns. One failing source does not
-// stop the others, so this is not an errgroup.WithContext.
-func (p *Pipeline) runSources(ctx context.Context) error {
-	var g errgroup.Group
-	errs := make([]error, len(p.sources))
-	for i, s := range p.sources {
-		g.Go(func() error {
-			err := s.src.Run(ctx, s.em)
-			if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-				err = nil // a source that reports the cancellation it was asked for
-			}
-			switch {
-			case err != nil:
-				s.m.Errors.Inc()
-				p.log.Error("source failed", "source", s.src.Name(), "error", err)
-				errs[i] = fmt.Errorf("run source %s: %w", s.src.Name(), err)
-			case ctx.Err() == nil:
-				p.log.Info("source finished", "source", s.src.Name())
-			}
-			return nil
-		})
+// runState is what one Run shares with the updates it applies.
+type runState struct {
+	g          errgroup.Group // writers, the worker, the loss ticker, sink closes
+	drainCtx   context.Context
+	grace      time.Duration
+	exited     chan *sourceRT // a source's Run returned
+	workerDone chan struct{}
+}
+
+// runSources runs the sources and applies updates until ctx is cancelled
+// or no source is left running; it then waits for every source to return.
+// One failing source does not stop the others.
+func (p *Pipeline) runSources(ctx context.Context, rs *runState) error {
+	running := 0
+	for _, s := range p.srcs {
+		p.startSource(ctx, rs, s)
+		running++
 	}
-	_ = g.Wait()
+	var errs []error
+	exited := func(s *sourceRT) {
+		running--
+		if s.err != nil {
+			errs = append(errs, s.err)
+		}
+		if !s.removed {
+			p.mu.Lock()
+			p.srcs = slices.DeleteFunc(p.srcs, func(x *sourceRT) bool { return x == s })
+			p.mu.Unlock()
+		}
+	}
+loop:
+	for running > 0 {
+		select {
+		case <-ctx.Done():
+			break loop
+		case s := <-rs.exited:
+			exited(s)
+		case u := <-p.updates:
+			running += p.apply(ctx, rs, u)
+		}
+	}
+	close(p.stopped)
+	for running > 0 {
+		exited(<-rs.exited)
+	}
 	return errors.Join(errs...)
+}
+
+// startSource runs s on a context of its own, so that an update can stop
+// it alone. runSources waits for it (rs.exited).
+func (p *Pipeline) startSource(ctx context.Context, rs *runState, s *sourceRT) {
+	sctx, cancel := context.WithCancel(ctx)
+	s.cancel, s.done = cancel, make(chan struct{})
+	go func() {
+		err := s.src.Run(sctx, s.em)
+		if err != nil && sctx.Err() != nil && errors.Is(err, sctx.Err()) {
+			err = nil // a source that reports the cancellation it was asked for
+		}
+		switch {
+		case err != nil:
+			s.m.Errors.Inc()
+			p.log.Error("source failed", "source", s.src.Name(), "error", err)
+			s.err = fmt.Errorf("run source %s: %w", s.src.Name(), err)
+		case sctx.Err() == nil:
+			p.log.Info("source finished", "source", s.src.Name())
+		}
+		cancel()
+		close(s.done)
+		rs.exited <- s
+	}()
+}
+
+// startWriter starts the writer of route s.
+func (p *Pipeline) startWriter(rs *runState, s *sinkRT) {
+	wctx, cancel := context.WithCancel(rs.drainCtx)
+	s.cancel = cancel
+	rs.g.Go(func() error {
+		defer cancel()
+		p.writeSink(wctx, s)
+		return nil
+	})
 }
 
 // work moves batches from the edge queue through the stages into every sink
 // queue until the edge queue is drained (or the grace period ends), calling
-// the stages' tickers when they are due, then ticks a last time, flushes the
-// loss records one last time and closes the sink queues.
+// the stages' tickers when they are due and switching to the stages and
+// sinks of an update between two batches, then ticks a last time, flushes
+// the loss records one last time and closes the sink queues.
 func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDone <-chan struct{}) {
-	batch := make([]Event, 0, p.batchSize)
+	var batch []Event
 	var lim LogLimiter
-	var tickTimer *time.Timer
+	tickTimer := time.NewTimer(time.Hour)
+	tickTimer.Stop()
+	defer tickTimer.Stop()
 	var tickC <-chan time.Time
-	if p.startTickers(time.Now()) {
-		tickTimer = time.NewTimer(time.Until(p.nextTick()))
-		defer tickTimer.Stop()
-		tickC = tickTimer.C
+	resetTick := func() {
+		tickC = nil
+		if next := p.nextTick(); !next.IsZero() {
+			tickTimer.Reset(time.Until(next))
+			tickC = tickTimer.C
+		}
 	}
+	p.startTickers(time.Now())
+	resetTick()
 	for {
+		if wu := p.pending.Swap(nil); wu != nil {
+			p.switchTo(ctx, wu, &lim)
+			resetTick()
+		}
+		bc := p.batch.Load()
+		if cap(batch) < bc.size {
+			batch = make([]Event, 0, bc.size)
+		}
 		var err error
-		batch, err = p.edge.pop(ctx, batch[:0], p.batchSize, p.batchDelay, tickC)
+		batch, err = p.edge.pop(ctx, batch[:0], bc.size, bc.delay, tickC, p.kick)
 		if err == errWoken {
-			p.runTicks(ctx, time.Now(), false, &lim)
-			tickTimer.Reset(time.Until(p.nextTick()))
+			if now := time.Now(); tickC != nil && !now.Before(p.nextTick()) {
+				p.runTicks(ctx, now, false, &lim)
+				resetTick()
+			}
 			continue
 		}
 		if err != nil {
@@ -340,21 +566,24 @@ func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDo
 			cur = p.runStage(ctx, st, cur, &lim)
 		}
 		p.fanOut(ctx, cur)
-		if tickTimer != nil {
+		if tickC != nil {
 			if now := time.Now(); !now.Before(p.nextTick()) {
 				p.runTicks(ctx, now, false, &lim)
-				tickTimer.Reset(time.Until(p.nextTick()))
+				resetTick()
 			}
 		}
 	}
 	clear(batch[:cap(batch)])
-	if tickTimer != nil && ctx.Err() == nil {
+	if tickC != nil && ctx.Err() == nil {
 		p.runTicks(ctx, time.Now(), true, &lim)
 	}
 	stopTick()
 	<-tickDone // no periodic flush may race the final one past the close below
 	p.flushLoss()
-	for _, s := range p.routes {
+	p.mu.Lock()
+	routes := slices.Clone(p.routes)
+	p.mu.Unlock()
+	for _, s := range routes {
 		s.q.Close()
 	}
 }
@@ -377,16 +606,19 @@ func sameBacking(a, b []Event) bool {
 }
 
 // writeSink feeds one sink from its queue until the queue is closed and
-// drained, or the grace period ends.
+// drained, or ctx ends (the grace period, or an update giving up on a
+// removed route). Between two writes it switches to the sink an update
+// swapped in.
 func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
-	batchSize, batchDelay := p.sinkBatch(s.sink)
-	buf := make([]Event, 0, batchSize)
+	defer close(s.done)
+	var buf []Event
 	var lim LogLimiter
 	write := func(batch []Event) {
+		s.tap.offer(batch)
 		if err := s.sink.Write(ctx, batch); err != nil {
 			lost := p.countWriteError(s, batch, err, ctx.Err() != nil)
 			if ok, suppressed := lim.Allow(time.Now()); ok {
-				p.log.Warn("sink write failed; events dropped", "sink", s.sink.Name(),
+				p.log.Warn("sink write failed; events dropped", "sink", s.sinkName,
 					"events", lost, "of", len(batch), "error", err, "suppressed", suppressed)
 			}
 		} else {
@@ -397,7 +629,7 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 	// when none comes, on their own after a backoff (from the loss
 	// interval, at most 1s, doubling to 30s).
 	var retry *time.Timer
-	firstRetry := min(p.lossInterval, time.Second)
+	firstRetry := min(time.Duration(p.lossInterval.Load()), time.Second)
 	retryDelay := firstRetry
 	defer func() {
 		if retry != nil {
@@ -405,6 +637,16 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 		}
 	}()
 	for {
+		if sw := s.next.Swap(nil); sw != nil {
+			// The update that swapped closes the old sink, unless another
+			// route still writes to it.
+			s.sink = sw.sink
+			close(sw.done)
+		}
+		batchSize, batchDelay := p.sinkBatch(s.sink)
+		if cap(buf) < batchSize {
+			buf = make([]Event, 0, batchSize)
+		}
 		var wake <-chan time.Time
 		if len(s.kept) > 0 {
 			if retry == nil {
@@ -413,11 +655,13 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 			wake = retry.C
 		}
 		var err error
-		buf, err = s.q.pop(ctx, buf[:0], batchSize, batchDelay, wake)
-		if errors.Is(err, errWoken) {
-			retry = nil
-			write(s.withKept(nil))
-			retryDelay = min(2*retryDelay, 30*time.Second)
+		buf, err = s.q.pop(ctx, buf[:0], batchSize, batchDelay, wake, s.kick)
+		if err == errWoken {
+			if retry != nil && !retry.Stop() { // the retry timer fired
+				write(s.withKept(nil))
+				retryDelay = min(2*retryDelay, 30*time.Second)
+			}
+			retry = nil // an update kicked: the timer starts again after the swap
 			continue
 		}
 		if err != nil {
@@ -446,8 +690,16 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 	p.dropKept(s, reason)
 }
 
+func (p *Pipeline) closeSink(ctx context.Context, s *sinkRT, sk Sink) {
+	if err := sk.Close(ctx); err != nil {
+		s.m.Errors.Inc()
+		p.log.Warn("close sink", "sink", sk.Name(), "error", err)
+	}
+}
+
 func (p *Pipeline) flushLossEvery(ctx context.Context) {
-	t := time.NewTicker(p.lossInterval)
+	interval := time.Duration(p.lossInterval.Load())
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -455,6 +707,10 @@ func (p *Pipeline) flushLossEvery(ctx context.Context) {
 			return
 		case <-t.C:
 			p.flushLoss()
+			if d := time.Duration(p.lossInterval.Load()); d != interval {
+				interval = d
+				t.Reset(d)
+			}
 		}
 	}
 }
@@ -462,16 +718,27 @@ func (p *Pipeline) flushLossEvery(ctx context.Context) {
 // flushLoss puts the loss records gathered since the last flush into every
 // sink's queue.
 func (p *Pipeline) flushLoss() {
-	for _, rec := range p.loss.Flush(time.Now(), p.host) {
-		for _, s := range p.sinks {
+	p.mu.Lock()
+	sinks := slices.Clone(p.sinks)
+	p.mu.Unlock()
+	for _, rec := range p.loss.Flush(time.Now(), *p.host.Load()) {
+		for _, s := range sinks {
 			s.q.PushControl(rec)
 		}
 	}
 }
 
 func (p *Pipeline) closeAll(ctx context.Context) error {
+	stages := p.stages
+	if wu := p.pending.Swap(nil); wu != nil { // an update the worker never took
+		for _, st := range wu.stages {
+			if !slices.Contains(stages, st) {
+				stages = append(stages, st)
+			}
+		}
+	}
 	var errs []error
-	for _, st := range p.stages {
+	for _, st := range stages {
 		if err := st.st.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close stage %s: %w", st.st.Name(), err))
 		}
@@ -479,19 +746,30 @@ func (p *Pipeline) closeAll(ctx context.Context) error {
 	// Sinks close in parallel so that one slow flush does not eat the
 	// others' share of the grace period. A sink with two routes (ordinary
 	// and dead-letter) is closed once.
-	var toClose []*sinkRT
+	type closing struct {
+		sink Sink
+		rt   *sinkRT
+	}
+	var toClose []closing
+	add := func(sk Sink, rt *sinkRT) {
+		if !slices.ContainsFunc(toClose, func(c closing) bool { return c.sink == sk }) {
+			toClose = append(toClose, closing{sk, rt})
+		}
+	}
 	for _, s := range p.routes {
-		if !slices.ContainsFunc(toClose, func(c *sinkRT) bool { return c.sink == s.sink }) {
-			toClose = append(toClose, s)
+		add(s.sink, s)
+		if sw := s.next.Swap(nil); sw != nil {
+			close(sw.done)
+			add(sw.sink, s)
 		}
 	}
 	sinkErrs := make([]error, len(toClose))
 	var g errgroup.Group
-	for i, s := range toClose {
+	for i, c := range toClose {
 		g.Go(func() error {
-			if err := s.sink.Close(ctx); err != nil {
-				s.m.Errors.Inc()
-				sinkErrs[i] = fmt.Errorf("close sink %s: %w", s.sink.Name(), err)
+			if err := c.sink.Close(ctx); err != nil {
+				c.rt.m.Errors.Inc()
+				sinkErrs[i] = fmt.Errorf("close sink %s: %w", c.sink.Name(), err)
 			}
 			return nil
 		})
@@ -507,6 +785,7 @@ type sourceEmitter struct {
 	m         *ComponentMetrics
 	q         *Queue
 	loss      *LossTracker
+	tap       *tapPoint
 }
 
 var (
@@ -520,6 +799,7 @@ var (
 func (e *sourceEmitter) Emit(ctx context.Context, batch []Event) error {
 	n := uint64(len(batch))
 	e.m.Received.Add(n)
+	e.tap.offer(batch)
 	err := e.q.Push(ctx, batch)
 	e.m.Sent.Add(n)
 	return err

@@ -234,7 +234,7 @@ func TestShutdownGraceRunsOut(t *testing.T) {
 	if sink.closeDeadline.IsZero() || sink.closeDeadline.After(cancelled.Add(grace+time.Second)) {
 		t.Errorf("Close deadline %v, want about %v", sink.closeDeadline, cancelled.Add(grace))
 	}
-	if reg.Snapshot().Get(MetricQueueLen, "queue", "sink.slow") != 0 {
+	if reg.Snapshot().Get(MetricQueueLen, "component", "sink", "name", "slow") != 0 {
 		t.Error("sink queue gauge is not zero after Run")
 	}
 }
@@ -563,7 +563,7 @@ func TestLossRecordsInStream(t *testing.T) {
 		`sluice_events_dropped_total{component="sink",name="gated",reason="sink_error"} 1`,
 		`sluice_errors_total{component="sink",name="gated"} 1`,
 		`sluice_events_sent_total{component="pipeline",name="p"} 12`,
-		`sluice_queue_events{queue="pipeline.p"} 0`,
+		`sluice_queue_events{component="pipeline",name="p"} 0`,
 	} {
 		if !strings.Contains(text.String(), line+"\n") {
 			t.Errorf("metrics lack %q; got:\n%s", line, text.String())

@@ -105,6 +105,11 @@ type Queue struct {
 	dropFull      *Counter
 	dropShutdown  *Counter
 	depth, memory *Gauge
+	// shownDepth and shownBytes are what this queue added to the gauges,
+	// which it shares with its owner's other queues (a sink fed by several
+	// pipelines, or also as a dead-letter sink): each queue adds its
+	// changes, so the gauges hold the sum.
+	shownDepth, shownBytes int64
 
 	mu       sync.Mutex
 	ring     []Event
@@ -118,9 +123,9 @@ type Queue struct {
 	pushWait chan struct{} // closed to wake blocked producers; nil when none waits
 }
 
-// NewQueue returns an empty queue. name labels its gauges
-// (sluice_queue_events{queue=name}) and is the component named in loss
-// records ("pipeline.security", "sink.console"). Received and drops are
+// NewQueue returns an empty queue. Its gauges are its owner's
+// (sluice_queue_events{component,name} of m); name is the component named
+// in loss records ("pipeline.security", "sink.console"). Received and drops are
 // counted on m; a nil m counts on a private registry. A nil loss tracker
 // disables loss reporting.
 func NewQueue(name string, cfg QueueConfig, m *ComponentMetrics, loss *LossTracker) (*Queue, error) {
@@ -138,18 +143,30 @@ func NewQueue(name string, cfg QueueConfig, m *ComponentMetrics, loss *LossTrack
 		loss:         loss,
 		dropFull:     m.Dropped(ReasonQueueFull),
 		dropShutdown: m.Dropped(ReasonShutdown),
-		depth:        m.reg.Gauge(MetricQueueLen, "Events waiting in a queue.", "queue", name),
-		memory:       m.reg.Gauge(MetricQueueMem, "Bytes (Event.Size) waiting in a queue.", "queue", name),
 		ring:         make([]Event, min(cfg.MaxEvents, 256)),
 	}
+	q.depth, q.memory = m.QueueGauges()
 	return q, nil
+}
+
+// QueueGauges returns the gauges of the component's queues, which its
+// queues add to: MetricQueueLen and MetricQueueMem. Safe for concurrent
+// use.
+func (c *ComponentMetrics) QueueGauges() (events, bytes *Gauge) {
+	return c.Gauge(MetricQueueLen, "Events waiting in a component's queues."),
+		c.Gauge(MetricQueueMem, "Bytes (Event.Size) waiting in a component's queues.")
 }
 
 // Name returns the queue's name.
 func (q *Queue) Name() string { return q.name }
 
-// Config returns the queue's limits with defaults applied.
-func (q *Queue) Config() QueueConfig { return q.cfg }
+// Config returns the queue's limits with defaults applied. Safe for
+// concurrent use.
+func (q *Queue) Config() QueueConfig {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.cfg
+}
 
 // Emit is Push; it makes a Queue a pipeline.Emitter. Safe for concurrent use.
 func (q *Queue) Emit(ctx context.Context, batch []Event) error { return q.Push(ctx, batch) }
@@ -254,16 +271,16 @@ func (q *Queue) PushControl(ev Event) {
 // ends first; in both cases no events are taken. Pop does not count Sent:
 // the caller does, once it has passed the events on. Safe for concurrent use.
 func (q *Queue) Pop(ctx context.Context, dst []Event, max int, maxDelay time.Duration) ([]Event, error) {
-	return q.pop(ctx, dst, max, maxDelay, nil)
+	return q.pop(ctx, dst, max, maxDelay, nil, nil)
 }
 
 // errWoken is pop's answer when wake fired before any event was taken.
 var errWoken = errors.New("pop woken")
 
 // pop is Pop that also returns errWoken, with no events taken, when wake
-// fires (the worker's tick timer) before a batch is ready; a nil wake never
-// fires.
-func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Duration, wake <-chan time.Time) ([]Event, error) {
+// fires (the worker's tick timer) or kick receives (an update) before a
+// batch is ready; nil channels never fire.
+func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Duration, wake <-chan time.Time, kick <-chan struct{}) ([]Event, error) {
 	if max < 1 {
 		max = 1
 	}
@@ -317,6 +334,8 @@ func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Dur
 			expired = true
 		case <-wake:
 			return dst, errWoken
+		case <-kick:
+			return dst, errWoken
 		}
 		q.mu.Lock()
 	}
@@ -331,6 +350,28 @@ func (q *Queue) Close() {
 	q.wakePop()
 	q.wakePush()
 	q.mu.Unlock()
+}
+
+// SetConfig changes the queue's limits and policy (zero limits take the
+// defaults). Events already queued stay, even beyond a lowered limit; room
+// opens as they are taken. Safe for concurrent use.
+func (q *Queue) SetConfig(cfg QueueConfig) {
+	if cfg.validate() != nil {
+		return // checked by the caller
+	}
+	cfg = cfg.withDefaults()
+	q.mu.Lock()
+	q.cfg = cfg
+	q.wakePush()
+	q.mu.Unlock()
+}
+
+// Fill returns the queued events and bytes and the limits, read at one
+// moment. Safe for concurrent use.
+func (q *Queue) Fill() (events, bytes int, cfg QueueConfig) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n + len(q.ctrl), q.bytes, q.cfg
 }
 
 // Len returns the number of queued events, control events included. Safe
@@ -435,10 +476,18 @@ func (q *Queue) take(dst []Event, max int) []Event {
 		dst = append(dst, q.evict())
 	}
 	q.hitFull = false
-	q.depth.Set(int64(q.n + len(q.ctrl)))
-	q.memory.Set(int64(q.bytes))
+	q.showGauges()
 	q.wakePush()
 	return dst
+}
+
+// showGauges adds this queue's change since the last call to the gauges.
+// Called with q.mu held.
+func (q *Queue) showGauges() {
+	depth, bytes := int64(q.n+len(q.ctrl)), int64(q.bytes)
+	q.depth.Add(depth - q.shownDepth)
+	q.memory.Add(bytes - q.shownBytes)
+	q.shownDepth, q.shownBytes = depth, bytes
 }
 
 // published updates the gauges after a push and wakes a consumer when it has
@@ -448,8 +497,7 @@ func (q *Queue) published(full bool) {
 	if full {
 		q.hitFull = true
 	}
-	q.depth.Set(int64(q.n + len(q.ctrl)))
-	q.memory.Set(int64(q.bytes))
+	q.showGauges()
 	if q.popWait != nil && (q.hitFull || q.n+len(q.ctrl) >= q.popNeed) {
 		q.wakePop()
 	}

@@ -454,3 +454,34 @@ func BenchmarkQueueConcurrent(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/event")
 }
+
+// TestQueueGaugesSum: queues of one component (a sink fed by two
+// pipelines) add to its gauges, which hold their sum.
+func TestQueueGaugesSum(t *testing.T) {
+	reg := NewRegistry()
+	m := reg.Component("sink", "shared")
+	ctx := context.Background()
+	var qs []*Queue
+	for _, name := range []string{"sink.shared", "deadletter.shared"} {
+		q, err := NewQueue(name, QueueConfig{MaxEvents: 10, Policy: DropNewest}, m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs = append(qs, q)
+	}
+	depth := func() float64 { return reg.Snapshot().Get(MetricQueueLen, "component", "sink", "name", "shared") }
+	qs[0].Push(ctx, []Event{{Seq: 1}, {Seq: 2}, {Seq: 3}})
+	qs[1].Push(ctx, []Event{{Seq: 1}, {Seq: 2}})
+	if got := depth(); got != 5 {
+		t.Errorf("depth after pushing 3 and 2 = %v, want 5", got)
+	}
+	qs[0].Pop(ctx, nil, 2, time.Millisecond)
+	if got := depth(); got != 3 {
+		t.Errorf("depth after popping 2 = %v, want 3", got)
+	}
+	qs[0].Pop(ctx, nil, 10, time.Millisecond)
+	qs[1].Pop(ctx, nil, 10, time.Millisecond)
+	if got := depth(); got != 0 {
+		t.Errorf("depth of empty queues = %v, want 0", got)
+	}
+}

@@ -49,7 +49,8 @@ func writeLosses(err error, out []*WriteLoss) []*WriteLoss {
 // events for one Write, waiting at most maxDelay after the first one for the
 // batch to fill (the pipeline's values apply where they are <= 0). Events
 // waiting for a batch stay in the sink's bounded queue, counted there and
-// subject to its policy. Called once, when the pipeline starts.
+// subject to its policy. Called before every batch the writer pops, so
+// it must be cheap.
 type BatchingSink interface {
 	Sink
 	WriteBatch() (maxEvents int, maxDelay time.Duration)
@@ -57,7 +58,8 @@ type BatchingSink interface {
 
 // sinkBatch returns the batch size and delay the writer of s uses.
 func (p *Pipeline) sinkBatch(s Sink) (int, time.Duration) {
-	size, delay := p.batchSize, p.batchDelay
+	bc := p.batch.Load()
+	size, delay := bc.size, bc.delay
 	if b, ok := s.(BatchingSink); ok {
 		n, d := b.WriteBatch()
 		if n > 0 {

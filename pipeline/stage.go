@@ -106,8 +106,8 @@ func StageErrorKind(err error) string {
 	return "error"
 }
 
-// Metric names of the stage-specific series, labelled {name} (the stage)
-// and, for errors, {kind}.
+// Metric names of the stage-specific series, labelled {component="stage",
+// name} and, for errors, {kind}.
 const (
 	MetricStageBatches  = "sluice_stage_batches_total"
 	MetricStageTicks    = "sluice_stage_ticks_total"
@@ -120,11 +120,28 @@ const (
 )
 
 // StageErrors returns the counter of stage's failures of kind, the series
-// MetricStageErrors{name=stage, kind}. The pipeline counts the calls it
+// MetricStageErrors{component="stage", name=stage, kind}. The pipeline counts the calls it
 // makes itself; this is for the failures of stage work it does not see (a
 // refused module swap, a gadget's module). Safe for concurrent use.
 func (r *Registry) StageErrors(stage, kind string) *Counter {
-	return r.Counter(MetricStageErrors, "Failed stage calls, by kind.", "name", stage, "kind", kind)
+	return r.Counter(MetricStageErrors, "Failed stage calls, by kind.", "component", "stage", "name", stage, "kind", kind)
+}
+
+// ErrorKindsReporter is implemented by stages whose calls fail in known
+// ways (a Wasm stage: trap, timeout, oom, ...): the pipeline registers
+// their error counters at zero when it starts, beside the kind "error"
+// that every stage can report.
+type ErrorKindsReporter interface {
+	ErrorKinds() []string
+}
+
+// StageErrorKinds registers the error counters of stage at zero: "error"
+// and kinds. Safe for concurrent use.
+func (r *Registry) StageErrorKinds(stage string, kinds ...string) {
+	r.StageErrors(stage, "error")
+	for _, k := range kinds {
+		r.StageErrors(stage, k)
+	}
 }
 
 // Drop reasons of stages besides ReasonFiltered.
@@ -139,83 +156,60 @@ const (
 )
 
 type stageRT struct {
-	st       Stage
-	m        *ComponentMetrics
-	filtered *Counter
-	buf      []Event
+	st     Stage
+	meter  *StageMeter
+	m      *ComponentMetrics
+	buf    []Event
+	tapIn  *tapPoint // the batches the stage is called with
+	tapOut *tapPoint // what it lets through
 
 	action     ErrorAction
 	deadLetter *sinkRT // for ErrorDeadLetter
 	dropErr    *Counter
 	dropDL     *Counter
-	batches    *Counter
-	ticks      *Counter
-	duration   *Histogram
-	errs       map[string]*Counter // by kind; owned by the worker goroutine
-	reg        *Registry
 
+	tickInit bool // startTickers has looked at the stage
 	ticker   Ticker
 	interval time.Duration
 	nextTick time.Time
 }
 
-func newStageRT(reg *Registry, st Stage) *stageRT {
-	m := reg.Component("stage", st.Name())
+func (p *Pipeline) newStageRT(st Stage) *stageRT {
+	meter := p.reg.StageMeter(st.Name())
+	if ek, ok := st.(ErrorKindsReporter); ok {
+		meter.ErrorKinds(ek.ErrorKinds()...)
+	}
 	return &stageRT{
-		st:       st,
-		m:        m,
-		filtered: m.Dropped(ReasonFiltered),
-		dropErr:  m.Dropped(ReasonStageError),
-		dropDL:   m.Dropped(ReasonDeadLetter),
-		batches:  reg.Counter(MetricStageBatches, "Batches a stage was called with.", "name", st.Name()),
-		ticks:    reg.Counter(MetricStageTicks, "Timer calls of a stage.", "name", st.Name()),
-		duration: reg.Histogram(MetricStageDuration, "Time a stage took per batch.", "name", st.Name()),
-		errs:     map[string]*Counter{},
-		reg:      reg,
+		st:      st,
+		meter:   meter,
+		m:       meter.M,
+		dropErr: meter.M.Dropped(ReasonStageError),
+		dropDL:  meter.M.Dropped(ReasonDeadLetter),
+		tapIn:   p.taps.point("stage." + st.Name() + ".in"),
+		tapOut:  p.taps.point("stage." + st.Name() + ".out"),
 	}
-}
-
-func (st *stageRT) countError(err error) {
-	kind := StageErrorKind(err)
-	c := st.errs[kind]
-	if c == nil {
-		c = st.reg.StageErrors(st.st.Name(), kind)
-		st.errs[kind] = c
-	}
-	c.Inc()
-	st.m.Errors.Inc()
 }
 
 func (p *Pipeline) runStage(ctx context.Context, st *stageRT, in []Event, lim *LogLimiter) []Event {
-	st.m.Received.Add(uint64(len(in)))
-	st.batches.Inc()
-	start := time.Now()
-	out, err := st.st.Process(ctx, in, st.buf[:0])
-	st.duration.Observe(time.Since(start))
+	st.tapIn.offer(in)
+	out, err := st.meter.Process(ctx, st.st, in, st.buf[:0])
 	if err != nil {
-		return p.stageFailed(ctx, st, in, err, lim)
+		out = p.stageFailed(ctx, st, in, err, lim)
+		st.tapOut.offer(out)
+		return out
 	}
 	// Keep a grown output buffer for the next batch, unless the stage handed
 	// back its input, whose backing array the worker reuses for popping.
 	if cap(out) > cap(st.buf) && !sameBacking(out, in) {
 		st.buf = out[:0]
 	}
-	n, m := uint64(len(in)), uint64(len(out))
-	switch {
-	case m < n:
-		st.filtered.Add(n - m)
-	case m > n:
-		// Events a stage adds enter the pipeline there.
-		st.m.Received.Add(m - n)
-	}
-	st.m.Sent.Add(m)
+	st.tapOut.offer(out)
 	return out
 }
 
 // stageFailed applies the stage's ErrorPolicy to the input of a failed call
 // and returns what goes on downstream.
 func (p *Pipeline) stageFailed(ctx context.Context, st *stageRT, in []Event, err error, lim *LogLimiter) []Event {
-	st.countError(err)
 	n := uint64(len(in))
 	var what string
 	var next []Event
@@ -242,23 +236,24 @@ func (p *Pipeline) stageFailed(ctx context.Context, st *stageRT, in []Event, err
 }
 
 // startTickers schedules the first tick of every stage that wants timer
-// calls one interval from now, and reports whether there is any.
-func (p *Pipeline) startTickers(now time.Time) bool {
-	found := false
+// calls and has not been scheduled yet one interval from now.
+func (p *Pipeline) startTickers(now time.Time) {
 	for _, st := range p.stages {
+		if st.tickInit {
+			continue
+		}
+		st.tickInit = true
 		t, ok := st.st.(Ticker)
 		if !ok {
 			continue
 		}
 		if d := t.TickInterval(); d > 0 {
 			st.ticker, st.interval, st.nextTick = t, d, now.Add(d)
-			found = true
 		}
 	}
-	return found
 }
 
-// nextTick returns the earliest scheduled tick.
+// nextTick returns the earliest scheduled tick; zero when no stage ticks.
 func (p *Pipeline) nextTick() time.Time {
 	var next time.Time
 	for _, st := range p.stages {
@@ -269,35 +264,42 @@ func (p *Pipeline) nextTick() time.Time {
 	return next
 }
 
-// runTicks calls every ticker that is due (all of them when final), runs
-// what each produces through the later stages and hands it to the sinks.
+// runTicks calls every ticker that is due (all of them when final).
 func (p *Pipeline) runTicks(ctx context.Context, now time.Time, final bool, lim *LogLimiter) {
 	for i, st := range p.stages {
 		if st.ticker == nil || (!final && now.Before(st.nextTick)) {
 			continue
 		}
-		// Skip the ticks a long batch made us miss rather than firing them
-		// back to back.
-		for !st.nextTick.After(now) {
-			st.nextTick = st.nextTick.Add(st.interval)
-		}
-		st.ticks.Inc()
-		out, err := st.ticker.Tick(ctx, now, nil)
-		if err != nil {
-			st.countError(err)
-			if ok, suppressed := lim.Allow(time.Now()); ok {
-				p.log.Warn("stage tick failed", "stage", st.st.Name(), "kind", StageErrorKind(err), "error", err, "suppressed", suppressed)
-			}
-		}
-		if len(out) == 0 {
-			continue
-		}
-		// Events a tick produces enter the pipeline at the stage.
-		st.m.Received.Add(uint64(len(out)))
-		st.m.Sent.Add(uint64(len(out)))
-		for _, later := range p.stages[i+1:] {
-			out = p.runStage(ctx, later, out, lim)
-		}
-		p.fanOut(ctx, out)
+		p.tickStage(ctx, i, now, lim)
 	}
+}
+
+// tickStage calls the ticker of the i-th stage, runs what it produces
+// through the later stages and hands it to the sinks.
+func (p *Pipeline) tickStage(ctx context.Context, i int, now time.Time, lim *LogLimiter) {
+	st := p.stages[i]
+	// Skip the ticks a long batch made us miss rather than firing them
+	// back to back.
+	for !st.nextTick.After(now) {
+		st.nextTick = st.nextTick.Add(st.interval)
+	}
+	st.meter.ticks.Inc()
+	out, err := st.ticker.Tick(ctx, now, nil)
+	if err != nil {
+		st.meter.CountError(err)
+		if ok, suppressed := lim.Allow(time.Now()); ok {
+			p.log.Warn("stage tick failed", "stage", st.st.Name(), "kind", StageErrorKind(err), "error", err, "suppressed", suppressed)
+		}
+	}
+	if len(out) == 0 {
+		return
+	}
+	// Events a tick produces enter the pipeline at the stage.
+	st.m.Received.Add(uint64(len(out)))
+	st.m.Sent.Add(uint64(len(out)))
+	st.tapOut.offer(out)
+	for _, later := range p.stages[i+1:] {
+		out = p.runStage(ctx, later, out, lim)
+	}
+	p.fanOut(ctx, out)
 }

@@ -84,11 +84,11 @@ func TestStageErrorPolicies(t *testing.T) {
 			m := reg.Component("stage", "policy")
 			checkInvariant(t, reg, [2]string{"stage", "policy"}, [2]string{"sink", "k"}, [2]string{"sink", "dl"})
 			snap := reg.Snapshot()
-			batches := snap.Get(MetricStageBatches, "name", "policy")
-			if got := snap.Get(MetricStageErrors, "name", "policy", "kind", "trap"); got == 0 || got != float64(m.Errors.Value()) {
+			batches := snap.Get(MetricStageBatches, "component", "stage", "name", "policy")
+			if got := snap.Get(MetricStageErrors, "component", "stage", "name", "policy", "kind", "trap"); got == 0 || got != float64(m.Errors.Value()) {
 				t.Errorf("errors{kind=trap} = %v, errors total %d; want the same, non-zero", got, m.Errors.Value())
 			}
-			if got := snap.Get(MetricStageDuration+"_count", "name", "policy"); got != batches || batches == 0 {
+			if got := snap.Get(MetricStageDuration+"_count", "component", "stage", "name", "policy"); got != batches || batches == 0 {
 				t.Errorf("duration count = %v, batches = %v; want one observation per batch", got, batches)
 			}
 
@@ -176,7 +176,7 @@ func TestPlainStageErrorKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = waitRun(t, runAsync(context.Background(), p, 10*time.Second), 30*time.Second)
-	if got := reg.Snapshot().Get(MetricStageErrors, "name", "flaky", "kind", "error"); got == 0 {
+	if got := reg.Snapshot().Get(MetricStageErrors, "component", "stage", "name", "flaky", "kind", "error"); got == 0 {
 		t.Error("a plain error was not counted as kind \"error\"")
 	}
 }
@@ -264,7 +264,7 @@ func TestTicks(t *testing.T) {
 			t.Errorf("the later stage saw %d tick events, want %d", counter.seen, ticks)
 		}
 		checkInvariant(t, reg, [2]string{"stage", "ticker"}, [2]string{"stage", "counter"}, [2]string{"sink", "k"})
-		if got := reg.Snapshot().Get(MetricStageTicks, "name", "ticker"); int(got) != ticks {
+		if got := reg.Snapshot().Get(MetricStageTicks, "component", "stage", "name", "ticker"); int(got) != ticks {
 			t.Errorf("ticks counter = %v, want %d", got, ticks)
 		}
 	})
@@ -291,7 +291,7 @@ func TestTicks(t *testing.T) {
 			t.Errorf("sink got %d events, %d of them from ticks; want 30 and the one final tick", len(events), len(fromTick))
 		}
 		// A failing tick still delivers what it produced, and is counted.
-		if got := reg.Snapshot().Get(MetricStageErrors, "name", "ticker", "kind", "timeout"); got != 1 {
+		if got := reg.Snapshot().Get(MetricStageErrors, "component", "stage", "name", "ticker", "kind", "timeout"); got != 1 {
 			t.Errorf("errors{kind=timeout} = %v, want 1", got)
 		}
 	})

@@ -162,14 +162,15 @@ func newFile(name string, opts FileOptions, now func() time.Time, open func(stri
 	if reg == nil {
 		reg = pipeline.NewRegistry()
 	}
-	s.bytes = reg.Counter("sluice_sink_file_bytes_total", "Bytes a file sink wrote.", "sink", name)
-	s.rotations = reg.Counter("sluice_sink_file_rotations_total", "Files a file sink closed to start a new one.", "sink", name)
-	s.compressed = reg.Counter("sluice_sink_file_compressed_total", "Files a file sink gzipped.", "sink", name)
-	s.deleted = reg.Counter("sluice_sink_file_deleted_total", "Files a file sink deleted for retention.", "sink", name)
+	m := reg.Component("sink", name)
+	s.bytes = m.Counter("sluice_sink_file_bytes_total", "Bytes a file sink wrote.")
+	s.rotations = m.Counter("sluice_sink_file_rotations_total", "Files a file sink closed to start a new one.")
+	s.compressed = m.Counter("sluice_sink_file_compressed_total", "Files a file sink gzipped.")
+	s.deleted = m.Counter("sluice_sink_file_deleted_total", "Files a file sink deleted for retention.")
 	for _, op := range fileOps {
-		s.errs[op] = reg.Counter("sluice_sink_file_errors_total", "Failed file operations of a file sink, by operation.", "sink", name, "op", op)
+		s.errs[op] = m.Counter("sluice_sink_file_errors_total", "Failed file operations of a file sink, by operation.", "op", op)
 	}
-	s.fileSize = reg.Gauge("sluice_sink_file_size_bytes", "Size of the file a file sink writes.", "sink", name)
+	s.fileSize = m.Gauge("sluice_sink_file_size_bytes", "Size of the file a file sink writes.")
 	s.start()
 	return s, nil
 }

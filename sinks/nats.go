@@ -2,8 +2,6 @@ package sinks
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -200,19 +198,20 @@ func NewNATS(ctx context.Context, name string, opts NATSOptions) (*NATS, error) 
 	if reg == nil {
 		reg = pipeline.NewRegistry()
 	}
-	s.spooled = reg.Counter("sluice_sink_spooled_total", "Events a sink wrote to its on-disk spool.", "sink", name)
-	s.replayed = reg.Counter("sluice_sink_replayed_total", "Spooled events a sink delivered after reconnecting.", "sink", name)
+	m := reg.Component("sink", name)
+	s.spooled = m.Counter("sluice_sink_spooled_total", "Events a sink wrote to its on-disk spool.")
+	s.replayed = m.Counter("sluice_sink_replayed_total", "Spooled events a sink delivered after reconnecting.")
 	lostHelp := "Spooled events lost after the spool accepted them, by reason."
-	s.spoolDropOld = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", "drop_oldest")
-	s.spoolCorrupt = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", "corrupt")
-	s.spoolTooLarge = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", ReasonTooLarge)
-	s.spoolRejected = reg.Counter("sluice_sink_spool_lost_total", lostHelp, "sink", name, "reason", ReasonRejected)
-	s.spoolCorruptBytes = reg.Counter("sluice_sink_spool_corrupt_bytes_total", "Bytes of damaged records a sink's spool reader skipped.", "sink", name)
-	s.lossRecordsLost = reg.Counter("sluice_sink_loss_records_lost_total", "Loss records a sink made for events lost from its spool and could not queue.", "sink", name)
-	s.spoolBytes = reg.Gauge("sluice_sink_spool_bytes", "Bytes a sink's spool holds.", "sink", name)
+	s.spoolDropOld = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", "drop_oldest")
+	s.spoolCorrupt = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", "corrupt")
+	s.spoolTooLarge = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", ReasonTooLarge)
+	s.spoolRejected = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", ReasonRejected)
+	s.spoolCorruptBytes = m.Counter("sluice_sink_spool_corrupt_bytes_total", "Bytes of damaged records a sink's spool reader skipped.")
+	s.lossRecordsLost = m.Counter("sluice_sink_loss_records_lost_total", "Loss records a sink made for events lost from its spool and could not queue.")
+	s.spoolBytes = m.Gauge("sluice_sink_spool_bytes", "Bytes a sink's spool holds.")
 	s.state = connState{name: name, url: redactURL(opts.URL), log: s.log,
-		gauge:  reg.Gauge("sluice_sink_connected", "Whether a sink is connected to its server (1) or not (0).", "sink", name),
-		errors: reg.Component("sink", name).Errors}
+		gauge:  m.Gauge("sluice_sink_connected", "Whether a sink is connected to its server (1) or not (0)."),
+		errors: m.Errors}
 	s.noticer = spoolNoticer{name: name, log: s.log}
 	s.reconnected = make(chan struct{}, 1)
 	if opts.SpoolDir != "" {
@@ -326,55 +325,11 @@ func (s *NATS) connectOptions() ([]nats.Option, error) {
 		nats.RetryOnFailedConnect(s.spool != nil),
 	}
 	o = append(o, s.stateOptions()...)
-	auths := 0
-	if s.opts.User != "" {
-		auths++
-		o = append(o, nats.UserInfo(s.opts.User, s.opts.Password))
+	auth, err := s.opts.ClientOptions()
+	if err != nil {
+		return nil, err
 	}
-	if s.opts.Token != "" {
-		auths++
-		o = append(o, nats.Token(s.opts.Token))
-	}
-	if s.opts.NKeySeedFile != "" {
-		auths++
-		opt, err := nats.NkeyOptionFromSeed(s.opts.NKeySeedFile)
-		if err != nil {
-			return nil, fmt.Errorf("read nkey seed file: %w", err)
-		}
-		o = append(o, opt)
-	}
-	if s.opts.CredsFile != "" {
-		auths++
-		if _, err := os.Stat(s.opts.CredsFile); err != nil {
-			return nil, fmt.Errorf("read creds file: %w", err)
-		}
-		o = append(o, nats.UserCredentials(s.opts.CredsFile))
-	}
-	if auths > 1 {
-		return nil, errors.New("set only one of user/password, token, nkey_seed_file and creds_file")
-	}
-	if s.opts.CAFile != "" || s.opts.CertFile != "" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if s.opts.CAFile != "" {
-			pem, err := os.ReadFile(s.opts.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("read CA file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("CA file %s holds no PEM certificate", s.opts.CAFile)
-			}
-			cfg.RootCAs = pool
-		}
-		if s.opts.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(s.opts.CertFile, s.opts.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("load client certificate: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		o = append(o, nats.Secure(cfg))
-	}
+	o = append(o, auth...)
 	return o, nil
 }
 

@@ -134,8 +134,8 @@ func (c *connState) health() error {
 // Health reports whether the sink delivers as it should: nil while it is
 // connected and its spool is empty; else an error saying what is wrong
 // (disconnected and why, for how long, what the spool holds, a stream
-// that is not ready). It implements pipeline.HealthReporter. Safe for
-// concurrent use.
+// that is not ready), without the sink's name, which the caller adds. It
+// implements pipeline.HealthReporter. Safe for concurrent use.
 func (s *NATS) Health() error {
 	err := s.state.health()
 	var spooled int64
@@ -144,15 +144,15 @@ func (s *NATS) Health() error {
 	}
 	switch {
 	case err != nil && spooled > 0:
-		return fmt.Errorf("nats sink %q: %w; spooling, %s on disk", s.name, err, byteSize(spooled))
+		return fmt.Errorf("%w; spooling, %s on disk", err, byteSize(spooled))
 	case err != nil && s.spool != nil:
-		return fmt.Errorf("nats sink %q: %w; spooling", s.name, err)
+		return fmt.Errorf("%w; spooling", err)
 	case err != nil:
-		return fmt.Errorf("nats sink %q: %w; events are lost meanwhile", s.name, err)
+		return fmt.Errorf("%w; events are lost meanwhile", err)
 	case s.js != nil && s.opts.JetStream.Stream != "" && !s.streamReady.Load():
-		return fmt.Errorf("nats sink %q: stream %q not ready", s.name, s.opts.JetStream.Stream)
+		return fmt.Errorf("stream %q not ready", s.opts.JetStream.Stream)
 	case spooled > 0:
-		return fmt.Errorf("nats sink %q: replaying the spool, %s behind", s.name, byteSize(spooled))
+		return fmt.Errorf("replaying the spool, %s behind", byteSize(spooled))
 	}
 	return nil
 }

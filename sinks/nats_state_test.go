@@ -43,7 +43,7 @@ func TestNATSConnectionStateSpeaks(t *testing.T) {
 		t.Fatalf("a sink with a spool starts while its server is down: %v", err)
 	}
 	defer s.Close(context.Background())
-	connected := reg.Gauge("sluice_sink_connected", "", "sink", "siem")
+	connected := reg.Component("sink", "siem").Gauge("sluice_sink_connected", "")
 	errs := reg.Component("sink", "siem").Errors
 	defer func() {
 		if t.Failed() {

@@ -27,6 +27,15 @@ type StdoutOptions struct {
 	// the config. With exactly one, the table has a column per field; with
 	// several, it has common columns and the rest as key=value details.
 	Schemas []*pipeline.Schema
+	// Sort orders the rows of each snapshot (iterators, toppers) in table
+	// output; none keeps the gadget's order.
+	Sort []SortKey
+	// MaxRows shows at most this many rows of each snapshot in table
+	// output; 0 shows all.
+	MaxRows int
+	// Redraw clears the screen before each snapshot in table output, so a
+	// terminal shows the latest one in place, as top does.
+	Redraw bool
 }
 
 // Stdout writes events to a terminal or pipe. A reader that stops reading
@@ -41,6 +50,7 @@ type Stdout struct {
 	format string
 	w      io.Writer
 	table  *tableLayout
+	frames *framer // table output of snapshot events
 
 	mu         sync.Mutex
 	buf        []byte
@@ -70,7 +80,11 @@ func NewStdout(name string, w io.Writer, opts StdoutOptions) (*Stdout, error) {
 	case "", "json":
 		s.format = "json"
 	case "table":
+		if err := checkSortKeys(opts.Schemas, opts.Sort); err != nil {
+			return nil, fmt.Errorf("stdout sink %q: %w", name, err)
+		}
 		s.table = newTableLayout(opts.Schemas)
+		s.frames = newFramer(opts)
 	default:
 		return nil, fmt.Errorf("stdout sink %q: unknown format %q (want json or table)", name, opts.Format)
 	}
@@ -111,24 +125,20 @@ var errBlocked = errors.New("an earlier write is still blocked: the reader does 
 func (s *Stdout) Write(ctx context.Context, batch []pipeline.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inFlight {
-		select {
-		case err := <-s.done:
-			s.inFlight = false
-			s.noteWriteError(err)
-		default:
-			return fmt.Errorf("stdout sink %q: %w", s.name, errBlocked)
-		}
-	}
-	if s.broken != nil {
-		return fmt.Errorf("stdout sink %q: %w", s.name, s.broken)
+	if err := s.writableLocked(); err != nil {
+		return err
 	}
 	buf := s.buf[:0]
 	var firstErr error
 	for i := range batch {
 		ev := &batch[i]
 		var err error
-		if s.table != nil {
+		if s.table != nil && isSnapshotEvent(ev) {
+			n := len(buf)
+			if buf, err = s.frames.add(buf, ev); len(buf) > n {
+				s.headerDone = false // rows of other streams get their header again
+			}
+		} else if s.table != nil {
 			if !s.headerDone {
 				buf = s.table.appendHeader(buf)
 				s.headerDone = true
@@ -148,8 +158,40 @@ func (s *Stdout) Write(ctx context.Context, batch []pipeline.Event) error {
 		}
 	}
 	s.buf = buf
+	if err := s.writeLocked(ctx, buf); err != nil {
+		return err
+	}
+	return firstErr
+}
+
+// writableLocked says why nothing can be written now: the sink is closed,
+// the reader went away, or an earlier write is still blocked. Callers
+// hold s.mu.
+func (s *Stdout) writableLocked() error {
 	if s.closed {
 		return fmt.Errorf("stdout sink %q: write after close", s.name)
+	}
+	if s.inFlight {
+		select {
+		case err := <-s.done:
+			s.inFlight = false
+			s.noteWriteError(err)
+		default:
+			return fmt.Errorf("stdout sink %q: %w", s.name, errBlocked)
+		}
+	}
+	if s.broken != nil {
+		return fmt.Errorf("stdout sink %q: %w", s.name, s.broken)
+	}
+	return nil
+}
+
+// writeLocked hands buf to the writer goroutine (started at the first
+// write) and waits for the write, at most until ctx ends; then buf stays
+// with the writer. Callers hold s.mu.
+func (s *Stdout) writeLocked(ctx context.Context, buf []byte) error {
+	if err := s.writableLocked(); err != nil {
+		return err
 	}
 	if s.writes == nil {
 		s.writes, s.done, s.stopped = make(chan []byte), make(chan error, 1), make(chan struct{})
@@ -167,7 +209,7 @@ func (s *Stdout) Write(ctx context.Context, batch []pipeline.Event) error {
 		s.inFlight, s.buf = true, nil
 		return fmt.Errorf("stdout sink %q: write: %w (%w)", s.name, errBlocked, ctx.Err())
 	}
-	return firstErr
+	return nil
 }
 
 // Health reports a reader that went away, or one that has not taken a
@@ -176,11 +218,11 @@ func (s *Stdout) Write(ctx context.Context, batch []pipeline.Event) error {
 // waits for a write.
 func (s *Stdout) Health() error {
 	if err := s.brokenErr.Load(); err != nil {
-		return fmt.Errorf("stdout sink %q: %w; events are dropped", s.name, *err)
+		return fmt.Errorf("%w; events are dropped", *err)
 	}
 	if start := s.writingSince.Load(); start != 0 {
 		if d := time.Since(time.Unix(0, start)); d >= time.Second {
-			return fmt.Errorf("stdout sink %q: a write has waited %s: the reader does not read", s.name, d.Round(time.Second))
+			return fmt.Errorf("a write has waited %s: the reader does not read", d.Round(time.Second))
 		}
 	}
 	return nil
@@ -196,20 +238,31 @@ func (s *Stdout) noteWriteError(err error) {
 	}
 }
 
-// Close stops the writer goroutine. Every Write is complete when it
-// returns, except one that gave up on a blocked reader: Close waits for
-// that write within ctx, and returns an error if it is still blocked then
-// (its goroutine ends when the write does, or with the process: a blocking
-// write cannot be interrupted).
+// Close draws the snapshots still incomplete (rows a stage dropped never
+// come; everything else was written by Write) and stops the writer
+// goroutine. Every Write is complete when it returns, except one that gave
+// up on a blocked reader: Close waits for that write within ctx, and
+// returns an error if it is still blocked then (its goroutine ends when the
+// write does, or with the process: a blocking write cannot be
+// interrupted).
 func (s *Stdout) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
+	var err error
+	if s.frames != nil {
+		var buf []byte
+		if buf, err = s.frames.flush(s.buf[:0]); len(buf) > 0 {
+			if werr := s.writeLocked(ctx, buf); werr != nil && err == nil {
+				err = werr
+			}
+		}
+	}
 	s.closed = true
 	if s.writes == nil {
-		return nil // never written to
+		return err // never written to
 	}
 	close(s.writes)
 	if s.inFlight {
@@ -217,11 +270,11 @@ func (s *Stdout) Close(ctx context.Context) error {
 		case <-s.done:
 			s.inFlight = false
 		case <-ctx.Done():
-			return fmt.Errorf("stdout sink %q: close: a write is still blocked: the reader does not read", s.name)
+			return errors.Join(err, fmt.Errorf("stdout sink %q: close: a write is still blocked: the reader does not read", s.name))
 		}
 	}
 	<-s.stopped
-	return nil
+	return err
 }
 
 // tableLayout decides the table's columns.
@@ -245,7 +298,7 @@ func hiddenInTable(name string) bool {
 	case "time", "host", "gadget", "seq", "timestamp", "mntns_id", "netns_id":
 		return true
 	}
-	return strings.HasSuffix(name, "_raw")
+	return strings.HasSuffix(name, "_raw") || strings.Contains(name, "_raw.")
 }
 
 func newTableLayout(schemas []*pipeline.Schema) *tableLayout {
@@ -253,7 +306,7 @@ func newTableLayout(schemas []*pipeline.Schema) *tableLayout {
 	if len(schemas) == 1 {
 		// One stream: every row has the same source, so no column for it.
 		for _, f := range schemas[0].Fields {
-			if hiddenInTable(f.Name) || f.Name == "source" {
+			if f.Hidden || hiddenInTable(f.Name) || f.Name == "source" {
 				continue
 			}
 			w := max(f.Width, len(f.Name))
@@ -310,7 +363,7 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 	var fieldErr error
 	err := codec.Each(ev.Data, func(key, value []byte) bool {
 		name := string(key)
-		if hiddenInTable(name) || t.isColumn(name) || (!t.details && ev.Schema.HasField(name)) {
+		if hiddenInTable(name) || t.isColumn(name) || (!t.details && ev.Schema.HasField(name)) || schemaHides(ev.Schema, name) {
 			return true
 		}
 		text, err := valueText(value)
@@ -334,6 +387,17 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 		return buf[:start], err
 	}
 	return append(bytes.TrimRight(buf, " "), '\n'), nil
+}
+
+// schemaHides reports a field the stream's schema marks hidden (a raw
+// number beside its rendering, a gadget's columns.hidden annotation).
+func schemaHides(s *pipeline.Schema, name string) bool {
+	for i := range s.Fields {
+		if s.Fields[i].Name == name {
+			return s.Fields[i].Hidden
+		}
+	}
+	return false
 }
 
 func appendCell(buf []byte, text string, width int, last bool) []byte {

@@ -156,3 +156,37 @@ func TestStdoutTableShowsAddedFields(t *testing.T) {
 		})
 	}
 }
+
+// TestStdoutTableHidesSchemaHiddenFields: for an Inspektor Gadget-style
+// stream the readable column (error) shows and the raw number (error_raw)
+// and fields a gadget's metadata hides (dev) do not, not even as details.
+func TestStdoutTableHidesSchemaHiddenFields(t *testing.T) {
+	schema := &pipeline.Schema{Gadget: "ig", Fields: []pipeline.Field{
+		{Name: "time", Width: 30}, {Name: "host"}, {Name: "source"}, {Name: "gadget"}, {Name: "seq"},
+		{Name: "error", Width: 8}, {Name: "error_raw", Width: 4, Hidden: true}, {Name: "dev", Width: 6, Hidden: true},
+	}}
+	b := codec.AppendMapHeader(nil, 8)
+	b = codec.AppendString(codec.AppendString(b, "time"), "2026-11-22T10:00:00.5Z")
+	b = codec.AppendString(codec.AppendString(b, "host"), "h")
+	b = codec.AppendString(codec.AppendString(b, "source"), "ig")
+	b = codec.AppendString(codec.AppendString(b, "gadget"), "ig")
+	b = codec.AppendUint(codec.AppendString(b, "seq"), 1)
+	b = codec.AppendString(codec.AppendString(b, "error"), "ENOENT")
+	b = codec.AppendUint(codec.AppendString(b, "error_raw"), 2)
+	b = codec.AppendUint(codec.AppendString(b, "dev"), 2049)
+	var out bytes.Buffer
+	s, err := NewStdout("console", &out, StdoutOptions{Format: "table", Schemas: []*pipeline.Schema{schema}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(context.Background(), []pipeline.Event{{Data: b, Schema: schema, Source: "ig", Seq: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if diff := cmp.Diff([]string{"TIME", "ERROR"}, strings.Fields(lines[0])); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
+	}
+	if strings.Contains(lines[1], "2049") || strings.Contains(lines[1], "error_raw") || !strings.Contains(lines[1], "ENOENT") {
+		t.Errorf("row = %q, want ENOENT and nothing hidden", lines[1])
+	}
+}

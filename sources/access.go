@@ -25,11 +25,11 @@ var ErrNotLoaded = errors.New("the gadget is not loaded; its maps exist from loa
 // default from .rodata, rendered as text. An unknown name is a *ParamError.
 // Safe for concurrent use with Run; not with SetParam.
 func (g *Gadget) Param(name string) (string, error) {
-	p, ok := g.spec.Param(name)
+	p, ok := g.spec.paramByKey(name)
 	if !ok {
 		return "", &ParamError{Gadget: g.spec.Name, Name: name, Reason: "no such parameter", Valid: g.spec.paramList()}
 	}
-	if b, ok := g.params[name]; ok {
+	if b, ok := g.params[p.Name]; ok {
 		return renderParam(*p, b), nil
 	}
 	return p.Default, nil
@@ -48,7 +48,8 @@ func (g *Gadget) SetParam(name, value string) error {
 	if err != nil {
 		return err
 	}
-	g.params[name] = b[name]
+	p, _ := g.spec.paramByKey(name)
+	g.params[p.Name] = b[p.Name]
 	return nil
 }
 

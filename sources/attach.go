@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -28,6 +29,11 @@ const (
 	AttachFexit                    // fexit/<function>
 	AttachUprobe                   // uprobe/<path>:<symbol>
 	AttachUretprobe                // uretprobe/<path>:<symbol>
+	AttachIter                     // iter/<kind>: run by its snapshot, not by events
+	AttachSocketFilter             // socket[/...]: a raw packet socket per network namespace
+	AttachPerfEvent                // perf_event: sampling on every CPU
+	AttachTC                       // classifier/<ingress|egress>/..., tc/..., tcx/...: per interface
+	AttachLSM                      // lsm/<hook>
 )
 
 var attachNames = [...]string{
@@ -41,6 +47,11 @@ var attachNames = [...]string{
 	AttachFexit:         "fexit",
 	AttachUprobe:        "uprobe",
 	AttachUretprobe:     "uretprobe",
+	AttachIter:          "iter",
+	AttachSocketFilter:  "socket",
+	AttachPerfEvent:     "perf_event",
+	AttachTC:            "tc",
+	AttachLSM:           "lsm",
 }
 
 func (k AttachKind) String() string {
@@ -72,6 +83,24 @@ func classifySection(section string) (AttachKind, string) {
 		return AttachUprobe, target
 	case "uretprobe":
 		return AttachUretprobe, target
+	case "iter", "iter.s":
+		return AttachIter, target
+	case "socket":
+		return AttachSocketFilter, target
+	case "perf_event":
+		return AttachPerfEvent, target
+	case "classifier", "tc", "tcx":
+		// IG: classifier/<ingress|egress>/<name>; libbpf: tc, tcx/ingress.
+		dir, _, _ := strings.Cut(target, "/")
+		if dir != "ingress" && dir != "egress" {
+			dir = "ingress"
+		}
+		return AttachTC, dir
+	case "lsm", "lsm.s":
+		return AttachLSM, target
+	}
+	if strings.HasPrefix(prefix, "socket") {
+		return AttachSocketFilter, target // IG's gadgets use socket1
 	}
 	return AttachUnsupported, section
 }
@@ -141,23 +170,42 @@ func attachProgram(ps ProgramSpec, prog *ebpf.Program) (link.Link, error) {
 		if !strings.Contains(path, "/") {
 			lib, err := resolveLibrary(path)
 			if err != nil {
-				return nil, fmt.Errorf("section %q: %w", ps.Section, err)
+				return nil, &absentTargetError{fmt.Errorf("section %q: %w", ps.Section, err)}
 			}
 			path = lib
 		}
 		ex, err := link.OpenExecutable(path)
 		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, &absentTargetError{fmt.Errorf("open %s: %w", path, err)}
+			}
 			return nil, err
 		}
 		sym, off := splitOffset(sym)
 		opts := &link.UprobeOptions{Offset: off}
+		var l link.Link
 		if ps.Attach == AttachUretprobe {
-			return ex.Uretprobe(sym, prog, opts)
+			l, err = ex.Uretprobe(sym, prog, opts)
+		} else {
+			l, err = ex.Uprobe(sym, prog, opts)
 		}
-		return ex.Uprobe(sym, prog, opts)
+		if errors.Is(err, link.ErrNoSymbol) {
+			return nil, &absentTargetError{fmt.Errorf("%s has no symbol %s: %w", path, sym, err)}
+		}
+		return l, err
+	case AttachLSM:
+		return link.AttachLSM(link.LSMOptions{Program: prog})
 	}
-	return nil, fmt.Errorf("%w %q (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, fentry, fexit, uprobe, uretprobe)", ErrUnsupportedAttach, ps.Section)
+	return nil, fmt.Errorf("%w %q (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, fentry, fexit, uprobe, uretprobe, iter, socket, perf_event, classifier/tc/tcx, lsm)", ErrUnsupportedAttach, ps.Section)
 }
+
+// absentTargetError reports a uprobe whose library, executable or symbol
+// this host lacks. The gadget runs without the program (Inspektor Gadget
+// does the same), and says so.
+type absentTargetError struct{ Err error }
+
+func (e *absentTargetError) Error() string { return "uprobe target absent: " + e.Err.Error() }
+func (e *absentTargetError) Unwrap() error { return e.Err }
 
 // libraryDirs are searched, in order, for a uprobe target given as a bare
 // library name. The multiarch directories come first: that is where Debian
@@ -212,14 +260,20 @@ func splitOffset(target string) (string, uint64) {
 
 // loadFeatureHint explains a load failure for program kinds this kernel is
 // known to refuse, so users see the missing feature rather than EINVAL.
-func loadFeatureHint(kind AttachKind) string {
-	switch kind {
+func loadFeatureHint(ps ProgramSpec, err error) string {
+	switch ps.Attach {
+	case AttachIter:
+		if errors.Is(err, syscall.EPERM) {
+			return fmt.Sprintf("the kernel refused an iter/%s program (EPERM, as root); some kernels refuse iterators over map elements (bpf_map_elem, sockmap, bpf_sk_storage_map)", ps.Target)
+		}
 	case AttachFentry, AttachFexit:
 		return "fentry/fexit programs need BPF trampolines, which this kernel refuses; use a tracepoint or tp_btf program instead"
 	case AttachKprobe, AttachKretprobe:
 		if !kprobesAvailable() {
 			return "this kernel has no kprobes"
 		}
+	case AttachLSM:
+		return "the kernel refused an LSM program: BPF LSM needs CONFIG_BPF_LSM, \"bpf\" in the kernel's lsm= list and BPF trampolines; no rlimit or privilege change helps"
 	}
 	return ""
 }

@@ -69,8 +69,8 @@ func TestTraceExec(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("trace_exec event (-want +got):\n%s", diff)
 	}
-	if ev["uid_name"] != "root" && os.Geteuid() == 0 {
-		t.Errorf("uid_name = %v, want root", ev["uid_name"])
+	if ev["user"] != "root" && os.Geteuid() == 0 {
+		t.Errorf("user = %v, want root", ev["user"])
 	}
 
 	// A failed exec is reported with its error.
@@ -159,7 +159,7 @@ func TestTraceTCPConnect(t *testing.T) {
 				return num(ev["dport"]) == int64(remote.Port) && num(ev["sport"]) == int64(local.Port)
 			})
 			checkEnvelope(t, ev, "trace_tcpconnect-src", "trace_tcpconnect")
-			got := map[string]any{"pid": num(ev["pid"]), "comm": ev["comm"], "saddr": ev["saddr"], "daddr": ev["daddr"], "family": ev["family"]}
+			got := map[string]any{"pid": num(ev["pid"]), "comm": ev["comm"], "saddr": ev["saddr.addr"], "daddr": ev["daddr.addr"], "family": ev["family"]}
 			want := map[string]any{"pid": int64(os.Getpid()), "comm": selfComm(), "saddr": local.IP.String(), "daddr": remote.IP.String(), "family": tc.family}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("trace_tcpconnect event (-want +got):\n%s", diff)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/bits"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,22 +43,74 @@ type GadgetConfig struct {
 	// the gadget skips reader wakeups; 0 = 5ms.
 	PollInterval time.Duration
 	Logger       *slog.Logger
+	// Seq numbers the events; nil gives the gadget a counter of its own.
+	// A source that is restarted or replaced (a reload) passes the
+	// counter of its predecessor, so that its numbers go on.
+	Seq *atomic.Uint64
+
+	// Interval is how often the gadget's iterators take a snapshot (0: once,
+	// when the gadget starts) and its map iterators drain their maps (0:
+	// every DefaultMapInterval).
+	Interval time.Duration
+	// Runs stops the iterators and map iterators after that many snapshots
+	// (0: until the source stops; an iterator with no Interval runs once).
+	// A gadget whose only outputs are these finishes when they do.
+	Runs int
+	// Ifaces are the interfaces TC classifiers attach to, in each of the
+	// gadget's network namespaces.
+	Ifaces []string
+	// NetNS are the network namespaces (paths such as /run/netns/x or
+	// /proc/PID/ns/net) socket filters, TC classifiers and the tcp/udp
+	// iterators work in; none means the host's.
+	NetNS []string
+	// SampleFrequency is the per-CPU sampling rate of perf_event programs,
+	// in Hz; 0 = DefaultSampleFrequency.
+	SampleFrequency uint64
+	// PinRoot is the bpffs directory under which maps a gadget pins by name
+	// get a directory of their own per gadget instance, removed on Close;
+	// "" = /sys/fs/bpf/sluice.
+	PinRoot string
 }
+
+// DefaultMapInterval is how often map iterators drain their maps unless the
+// source says otherwise (Inspektor Gadget's map-fetch-interval default).
+const DefaultMapInterval = time.Second
 
 // Gadget is a pipeline source reading one gadget's output streams.
 type Gadget struct {
-	spec    *GadgetSpec
-	cfg     GadgetConfig
-	params  map[string][]byte
-	plans   []*decode.Plan
-	log     *slog.Logger
-	seq     atomic.Uint64
-	lost    []atomic.Uint64 // kernel losses per stream, summed over CPUs
-	coll    *ebpf.Collection
+	spec   *GadgetSpec
+	cfg    GadgetConfig
+	params map[string][]byte
+	plans  []*decode.Plan
+	log    *slog.Logger
+	seq    *atomic.Uint64
+	lost   []atomic.Uint64 // kernel losses per stream, summed over CPUs
+	coll   *ebpf.Collection
+	// closeMu serialises Close with Run's start and end: Close while Run
+	// runs closes the readers (which ends Run with an error) and leaves
+	// the rest to Run's end, when nothing reads the maps any more.
+	closeMu  sync.Mutex
+	running  bool
+	closeEnd bool
+	// stopRun ends the current Run's periodic outputs (Close while Run
+	// runs a gadget that has no readers to close).
+	stopRun context.CancelFunc
 	linksMu sync.Mutex
 	links   []link.Link
-	readers []recordReader
-	skipped []string // optional programs that did not attach
+	// attached are handles of attachments that are not links: packet
+	// sockets, perf events, tcx links; closed on detach.
+	attached []io.Closer
+	readers  []recordReader
+	skipped  []string // optional programs that did not attach
+	// periodic are the iterators and map iterators; see periodic.go.
+	periodic []*periodicOutput
+	stacks   *stackResolver
+	pinDir   string // this instance's pin directory, "" when it pins nothing
+	// mapReplacements are maps the gadget shares instead of creating
+	// (the socket enricher's); enricherHeld says Close releases it.
+	mapReplacements map[string]*ebpf.Map
+	enricherHeld    bool
+	finished        atomic.Bool
 }
 
 var _ pipeline.Source = (*Gadget)(nil)
@@ -78,29 +132,57 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gadget{spec: spec, cfg: cfg, params: params, log: log.With("source", cfg.Source, "gadget", spec.Name)}
+	g := &Gadget{spec: spec, cfg: cfg, params: params, log: log.With("source", cfg.Source, "gadget", spec.Name), seq: cfg.Seq, stacks: &stackResolver{}}
+	if g.seq == nil {
+		g.seq = new(atomic.Uint64)
+	}
 	for _, st := range spec.Streams {
-		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host})
+		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host, Stacks: g.stacks})
 		if err != nil {
 			return nil, fmt.Errorf("gadget %q stream %q: %w", spec.Name, st.Name, err)
 		}
+		spec.annotateSchema(st.Name, plan.Schema())
 		g.plans = append(g.plans, plan)
 	}
 	g.lost = make([]atomic.Uint64, len(spec.Streams))
+	if err := g.newPeriodic(); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
 // Name returns the source's config name.
 func (g *Gadget) Name() string { return g.cfg.Source }
 
+// DropReasons implements pipeline.DropReasonsReporter: a gadget loses
+// events in the kernel (a full ring buffer, lost perf samples).
+func (g *Gadget) DropReasons() []string { return []string{pipeline.ReasonKernel} }
+
 // Spec returns the gadget's spec.
 func (g *Gadget) Spec() *GadgetSpec { return g.spec }
 
-// Schemas returns the event schema of each stream, in stream order.
+// OutputNames returns the name of each output (tracer, iterator or map
+// iterator), in the order of Schemas.
+func (g *Gadget) OutputNames() []string {
+	out := make([]string, 0, len(g.plans)+len(g.periodic))
+	for _, st := range g.spec.Streams {
+		out = append(out, st.Name)
+	}
+	for _, po := range g.periodic {
+		out = append(out, po.name)
+	}
+	return out
+}
+
+// Schemas returns the event schema of each output: the streams, in stream
+// order, then the iterators and map iterators.
 func (g *Gadget) Schemas() []*pipeline.Schema {
-	out := make([]*pipeline.Schema, len(g.plans))
-	for i, p := range g.plans {
-		out[i] = p.Schema()
+	out := make([]*pipeline.Schema, 0, len(g.plans)+len(g.periodic))
+	for _, p := range g.plans {
+		out = append(out, p.Schema())
+	}
+	for _, po := range g.periodic {
+		out = append(out, po.plan.Schema())
 	}
 	return out
 }
@@ -134,31 +216,48 @@ func (g *Gadget) Open() (err error) {
 	if err := applyParams(cs, g.params); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}
+	if err := g.sizeMaps(cs); err != nil {
+		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
+	}
 	g.sizeBuffers(cs)
+	if err := g.preparePins(cs); err != nil {
+		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
+	}
+	g.useSocketEnricher(cs)
 	skipped, err := g.loadCollection(cs)
 	if err != nil {
 		return err
 	}
 	g.skipped = skipped
+	g.stacks.setMaps(g.coll)
+	iterators := g.iteratorPrograms()
 	for _, ps := range g.spec.Programs {
 		prog, ok := g.coll.Programs[ps.Name]
 		if !ok {
 			continue // an optional program the kernel refused to load
 		}
-		l, err := attachProgram(ps, prog)
-		if err != nil {
-			perr := &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "attach", Err: err}
-			if ps.Optional {
-				g.log.Warn("optional program not attached", "program", ps.Name, "error", perr.Err)
+		if err := g.attach(ps, prog, iterators); err != nil {
+			var absent *absentTargetError
+			switch {
+			case errors.As(err, &absent):
+				// As Inspektor Gadget does: a uprobe on a library or
+				// symbol this host lacks is skipped, not fatal.
+				g.log.Warn("uprobe target absent; program skipped", "program", ps.Name, "section", ps.Section, "reason", absent.Err)
+				g.skipped = append(g.skipped, ps.Name)
+				continue
+			case ps.Optional:
+				g.log.Warn("optional program not attached", "program", ps.Name, "error", err)
 				g.skipped = append(g.skipped, ps.Name)
 				continue
 			}
-			return perr
+			return &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "attach", Err: err}
 		}
-		g.links = append(g.links, l)
 	}
-	if len(g.links) == 0 {
-		return fmt.Errorf("gadget %q: no program could be attached", g.spec.Name)
+	for _, m := range g.spec.Unread {
+		g.log.Warn("buffer named by no tracer; its records are not read (add GADGET_TRACER(name, map, struct) to read them)", "map", m)
+	}
+	if len(g.links) == 0 && len(g.attached) == 0 && !g.hasIterators() {
+		return fmt.Errorf("gadget %q: no program could be attached (skipped: %s)", g.spec.Name, strings.Join(g.skipped, ", "))
 	}
 	for _, st := range g.spec.Streams {
 		r, err := openReader(g.coll.Maps[st.Map], st, g.perfBufferSize())
@@ -167,6 +266,50 @@ func (g *Gadget) Open() (err error) {
 		}
 		g.readers = append(g.readers, r)
 	}
+	return g.openPeriodic()
+}
+
+// attach attaches one loaded program according to its kind. Iterators are
+// attached here and run by their snapshot.
+func (g *Gadget) attach(ps ProgramSpec, prog *ebpf.Program, iterators map[string]*periodicOutput) error {
+	add := func(cs []io.Closer, err error) error {
+		g.linksMu.Lock()
+		g.attached = append(g.attached, cs...)
+		g.linksMu.Unlock()
+		return err
+	}
+	switch ps.Attach {
+	case AttachIter:
+		po := iterators[ps.Name]
+		if po == nil {
+			g.log.Warn("iter program belongs to no iterator (GADGET_ITER); not run", "program", ps.Name)
+			g.skipped = append(g.skipped, ps.Name)
+			return nil
+		}
+		opts := link.IterOptions{Program: prog}
+		if ps.IterMap != "" {
+			opts.Map = g.coll.Maps[ps.IterMap]
+		}
+		it, err := link.AttachIter(opts)
+		if err != nil {
+			return fmt.Errorf("attach iterator: %w", err)
+		}
+		po.iters = append(po.iters, iterLink{prog: ps, link: it})
+		return add([]io.Closer{it}, nil)
+	case AttachSocketFilter:
+		return add(attachSocketFilter(prog, g.cfg.NetNS))
+	case AttachTC:
+		return add(attachTC(ps, prog, g.cfg.Ifaces, g.cfg.NetNS))
+	case AttachPerfEvent:
+		return add(attachPerfEvent(prog, g.cfg.SampleFrequency))
+	}
+	l, err := attachProgram(ps, prog)
+	if err != nil {
+		return err
+	}
+	g.linksMu.Lock()
+	g.links = append(g.links, l)
+	g.linksMu.Unlock()
 	return nil
 }
 
@@ -213,21 +356,23 @@ func ringSize(n int) uint32 {
 func (g *Gadget) loadCollection(cs *ebpf.CollectionSpec) ([]string, error) {
 	var skipped []string
 	for {
-		coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{})
+		coll, err := ebpf.NewCollectionWithOptions(cs, g.collectionOptions())
 		if err == nil {
 			g.coll = coll
 			return skipped, nil
 		}
 		ps, found := g.failingProgram(cs, err)
 		if !found {
-			return skipped, fmt.Errorf("load gadget %q: %w", g.spec.Name, err)
+			return skipped, fmt.Errorf("load gadget %q: %w", g.spec.Name, explainLoadError(err))
 		}
 		perr := &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "load", Err: err}
-		if hint := loadFeatureHint(ps.Attach); hint != "" {
-			perr.Err = fmt.Errorf("%w (%s): %w", ErrKernelFeature, hint, err)
-		}
 		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
+		if hint := loadFeatureHint(ps, err); hint != "" {
+			// cilium's own hint (MEMLOCK) is wrong here, and the
+			// verifier never ran: the kernel refused the program kind.
+			// Keep only its errno.
+			perr.Err = fmt.Errorf("%w (%s): %w", ErrKernelFeature, hint, errnoOf(err))
+		} else if errors.As(err, &ve) {
 			perr.VerifierLog = verifierTail(ve.Log, verifierTailLines)
 			perr.Err = fmt.Errorf("the verifier rejected the program: %w", ve.Cause)
 		}
@@ -274,20 +419,60 @@ func verifierTail(log []string, n int) []string {
 // Run reads every output stream until ctx is cancelled, emitting batches of
 // decoded events to out. On cancellation it detaches the programs first, so
 // no new events arrive, then drains what the kernel buffers still hold
-// (bounded by drainTimeout) and returns nil. Open must have succeeded.
+// (bounded by drainTimeout) and returns nil. Open must have succeeded. A
+// stream that fails (its reader broke, or Close ran while Run was still
+// meant to run) stops the others the same way, and Run returns its error.
 func (g *Gadget) Run(ctx context.Context, out pipeline.Emitter) error {
-	if len(g.readers) == 0 {
+	g.closeMu.Lock()
+	readers, coll := slices.Clone(g.readers), g.coll
+	if coll == nil {
+		g.closeMu.Unlock()
 		return fmt.Errorf("gadget %q: Run before Open", g.spec.Name)
 	}
-	stop := context.AfterFunc(ctx, g.detach)
+	// A stream that fails stops the others (and detaches the programs):
+	// the gadget as a whole has failed, and its owner decides what next.
+	// A gadget whose outputs are only iterators finishes with them: its
+	// context ends when they do.
+	grp, gctx := errgroup.WithContext(ctx)
+	rctx, cancel := context.WithCancel(gctx)
+	defer cancel()
+	g.running, g.stopRun = true, cancel
+	g.closeMu.Unlock()
+	defer func() {
+		g.closeMu.Lock()
+		g.running, g.stopRun = false, nil
+		closeNow := g.closeEnd
+		g.closeMu.Unlock()
+		if closeNow {
+			g.Close()
+		}
+	}()
+	stop := context.AfterFunc(rctx, g.detach)
 	defer stop()
-	var grp errgroup.Group
-	for i := range g.readers {
-		grp.Go(func() error { return g.readStream(ctx, i, out) })
+	for i, r := range readers {
+		grp.Go(func() error { return g.readStream(rctx, r, i, out) })
 	}
-	grp.Go(func() error { return g.pollLost(ctx, out) })
+	if len(readers) > 0 {
+		grp.Go(func() error { return g.pollLost(rctx, coll, out) })
+	}
+	grp.Go(func() error {
+		err := g.runPeriodic(rctx, out)
+		if len(readers) == 0 {
+			if err == nil && rctx.Err() == nil {
+				g.finished.Store(true)
+			}
+			cancel()
+		}
+		return err
+	})
 	return grp.Wait()
 }
+
+// Finished reports whether the last Run returned because the gadget was
+// done: its only outputs, iterators or map iterators, took all their
+// snapshots (Runs, or one snapshot without an Interval). A source that
+// finished is not a failed one. Safe for concurrent use.
+func (g *Gadget) Finished() bool { return g.finished.Load() }
 
 // drainTimeout bounds how long a stopping source may spend handing its last
 // records downstream.
@@ -304,10 +489,16 @@ func (g *Gadget) detach() {
 		}
 	}
 	g.links = nil
+	for _, c := range g.attached {
+		if err := c.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			g.log.Warn("detach program", "error", err)
+		}
+	}
+	g.attached = nil
 }
 
-func (g *Gadget) readStream(ctx context.Context, i int, out pipeline.Emitter) error {
-	r, plan, st := g.readers[i], g.plans[i], g.spec.Streams[i]
+func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipeline.Emitter) error {
+	plan, st := g.plans[i], g.spec.Streams[i]
 	schema := plan.Schema()
 	emitCtx := ctx
 
@@ -353,7 +544,14 @@ func (g *Gadget) readStream(ctx context.Context, i int, out pipeline.Emitter) er
 			}
 			continue
 		case errors.Is(err, os.ErrClosed):
-			return flush()
+			if err := flush(); err != nil {
+				return err
+			}
+			if ctx.Err() == nil {
+				// Close ran while the gadget was still meant to run.
+				return fmt.Errorf("gadget %q: reader of map %q closed while running", g.spec.Name, st.Map)
+			}
+			return nil
 		default:
 			return fmt.Errorf("gadget %q: read map %q: %w", g.spec.Name, st.Map, err)
 		}
@@ -397,7 +595,7 @@ func reportLoss(out pipeline.Emitter, source, gadget string, n uint64) {
 // gadget header increments when a ring buffer reserve fails, and reports the
 // increase since the last read. Counters are per CPU and only grow, so the
 // sum is compared with the previous sum rather than overwritten.
-func (g *Gadget) pollLost(ctx context.Context, out pipeline.Emitter) error {
+func (g *Gadget) pollLost(ctx context.Context, coll *ebpf.Collection, out pipeline.Emitter) error {
 	type counter struct {
 		stream int
 		m      *ebpf.Map
@@ -408,7 +606,7 @@ func (g *Gadget) pollLost(ctx context.Context, out pipeline.Emitter) error {
 		if st.LostMap == "" {
 			continue
 		}
-		if m := g.coll.Maps[st.LostMap]; m != nil {
+		if m := coll.Maps[st.LostMap]; m != nil {
 			counters = append(counters, &counter{stream: i, m: m})
 		}
 	}
@@ -461,8 +659,25 @@ func sumCounter(m *ebpf.Map) (uint64, error) {
 }
 
 // Close detaches the programs and frees the gadget's kernel resources. It is
-// safe to call more than once.
+// safe to call more than once, and while Run runs: Run then returns an
+// error (its readers closed while it was meant to run), and the rest is
+// freed as it returns.
 func (g *Gadget) Close() error {
+	g.closeMu.Lock()
+	defer g.closeMu.Unlock()
+	if g.running {
+		g.closeEnd = true
+		if len(g.readers) == 0 && g.stopRun != nil {
+			g.stopRun() // only iterators run: nothing to close makes Run end
+		}
+		var errs []error
+		for _, r := range g.readers {
+			if err := r.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
 	var errs []error
 	for _, r := range g.readers {
 		if err := r.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
@@ -471,9 +686,21 @@ func (g *Gadget) Close() error {
 	}
 	g.readers = nil
 	g.detach()
+	g.stacks.clear()
+	for _, po := range g.periodic {
+		po.iters = nil
+	}
 	if g.coll != nil {
 		g.coll.Close()
 		g.coll = nil
+	}
+	if err := g.removePins(); err != nil {
+		errs = append(errs, err)
+	}
+	if g.enricherHeld {
+		enricher.release()
+		g.enricherHeld = false
+		g.mapReplacements = nil
 	}
 	return errors.Join(errs...)
 }

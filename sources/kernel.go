@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -12,7 +13,7 @@ import (
 )
 
 // ErrPrivileges reports that the process cannot load eBPF programs.
-var ErrPrivileges = errors.New("sluice needs root, or CAP_BPF with CAP_PERFMON, to load eBPF gadgets")
+var ErrPrivileges = errors.New("sluice needs root, or CAP_BPF, CAP_PERFMON and (to read tracefs) CAP_DAC_READ_SEARCH, to load eBPF gadgets")
 
 const (
 	tracefsPath = "/sys/kernel/tracing"
@@ -21,9 +22,11 @@ const (
 
 // capability bit numbers from linux/capability.h.
 const (
-	capSysAdmin = 21
-	capPerfmon  = 38
-	capBPF      = 39
+	capDACOverride   = 1
+	capDACReadSearch = 2
+	capSysAdmin      = 21
+	capPerfmon       = 38
+	capBPF           = 39
 )
 
 // CheckPrivileges returns an error wrapping ErrPrivileges, naming what is
@@ -34,17 +37,37 @@ func CheckPrivileges() error {
 		return fmt.Errorf("read capabilities: %w", err)
 	}
 	has := func(c uint) bool { return eff&(1<<c) != 0 }
-	if has(capSysAdmin) || (has(capBPF) && has(capPerfmon)) {
+	var missing []string
+	if !has(capSysAdmin) {
+		if !has(capBPF) {
+			missing = append(missing, "CAP_BPF")
+		}
+		if !has(capPerfmon) {
+			missing = append(missing, "CAP_PERFMON")
+		}
+	}
+	// Attaching a tracepoint reads its id in tracefs, which is root's
+	// alone (mode 0700): uid 0 reads it as its owner, anyone else needs a
+	// capability that overrides file permissions.
+	if !has(capDACReadSearch) && !has(capDACOverride) && !tracefsReadable() {
+		missing = append(missing, "CAP_DAC_READ_SEARCH")
+	}
+	if len(missing) == 0 {
 		return nil
 	}
-	var missing []string
-	if !has(capBPF) {
-		missing = append(missing, "CAP_BPF")
-	}
-	if !has(capPerfmon) {
-		missing = append(missing, "CAP_PERFMON")
-	}
 	return fmt.Errorf("%w (running as uid %d, missing %s)", ErrPrivileges, os.Geteuid(), strings.Join(missing, ", "))
+}
+
+// tracefsReadable tells whether this process can list tracefs's events;
+// a tracefs not mounted yet (the agent mounts it) does not count against it.
+func tracefsReadable() bool {
+	f, err := os.Open(tracefsPath + "/events")
+	if err != nil {
+		return !errors.Is(err, fs.ErrPermission)
+	}
+	defer f.Close()
+	_, err = f.Readdirnames(1)
+	return !errors.Is(err, fs.ErrPermission)
 }
 
 func effectiveCaps() (uint64, error) {

@@ -40,10 +40,21 @@ func (k ParamKind) String() string {
 // ParamSpec is a GADGET_PARAM: a `const volatile` global the user may set
 // before the gadget loads, so the verifier sees it as a constant.
 type ParamSpec struct {
-	Name    string
-	Kind    ParamKind
-	Size    int    // bytes; for strings the char array length (one is the NUL)
-	Default string // the value in .rodata, rendered as text
+	Name string
+	Kind ParamKind
+	Size int // bytes; for strings the char array length (one is the NUL)
+	// Default is the value the gadget runs with unless one is set: the
+	// gadget.yaml default when it has one, else the value in .rodata.
+	Default string
+	// Key is the name gadget.yaml gives the parameter (IG's key, such as
+	// "pid" for targ_pid); it is accepted beside Name. "" when none.
+	Key         string
+	Description string // from gadget.yaml
+	// SizesMap names the map this parameter sizes before load: a
+	// parameter called <map>_max_entries sets that map's max_entries.
+	SizesMap string
+
+	rodataDefault string
 }
 
 // ParamError reports a parameter the gadget does not have or a value that
@@ -64,16 +75,12 @@ func (e *ParamError) Error() string {
 	return fmt.Sprintf("gadget %q parameter %q: %s (%s)", e.Gadget, e.Name, e.Reason, valid)
 }
 
-func paramSpecs(cs *ebpf.CollectionSpec) ([]ParamSpec, error) {
+func paramSpecs(cs *ebpf.CollectionSpec, mk *markers) ([]ParamSpec, error) {
 	var params []ParamSpec
-	for marker := range cs.Variables {
-		name, ok := strings.CutPrefix(marker, paramPrefix)
-		if !ok {
-			continue
-		}
+	for name := range mk.params {
 		v, ok := cs.Variables[name]
 		if !ok {
-			return nil, fmt.Errorf("GADGET_PARAM(%s): no global variable called %s", name, name)
+			return nil, fmt.Errorf("GADGET_PARAM(%s) (marker %s): no global variable called %s", name, mk.params[name], name)
 		}
 		if !v.Constant() {
 			return nil, fmt.Errorf("GADGET_PARAM(%s): the variable must be `const volatile` so the verifier sees its value", name)
@@ -121,6 +128,7 @@ func paramSpec(name string, v *ebpf.VariableSpec) (ParamSpec, error) {
 		return p, fmt.Errorf("unsupported integer size %d", p.Size)
 	}
 	p.Default = renderParam(p, v.Value)
+	p.rodataDefault = p.Default
 	return p, nil
 }
 
@@ -222,15 +230,31 @@ func (g *GadgetSpec) encodeParams(values map[string]string) (map[string][]byte, 
 	sort.Strings(names)
 	out := make(map[string][]byte, len(values))
 	for _, name := range names {
-		p, ok := g.Param(name)
+		p, ok := g.paramByKey(name)
 		if !ok {
 			return nil, &ParamError{Gadget: g.Name, Name: name, Value: values[name], Reason: "no such parameter", Valid: g.paramList()}
+		}
+		if _, dup := out[p.Name]; dup {
+			return nil, &ParamError{Gadget: g.Name, Name: name, Value: values[name], Reason: fmt.Sprintf("set twice (as %s and %s)", p.Name, p.Key), Valid: g.paramList()}
 		}
 		b, err := p.encode(values[name])
 		if err != nil {
 			return nil, &ParamError{Gadget: g.Name, Name: name, Value: values[name], Reason: fmt.Sprintf("value %q: %s", values[name], err), Valid: g.paramList()}
 		}
-		out[name] = b
+		out[p.Name] = b
+	}
+	// gadget.yaml defaults that differ from the compiled-in value are set
+	// as if the user had set them (IG applies them the same way).
+	for i := range g.Params {
+		p := &g.Params[i]
+		if _, set := out[p.Name]; set || p.Default == p.rodataDefault {
+			continue
+		}
+		b, err := p.encode(p.Default)
+		if err != nil {
+			return nil, &ParamError{Gadget: g.Name, Name: p.Name, Value: p.Default, Reason: fmt.Sprintf("gadget.yaml default %q: %s", p.Default, err), Valid: g.paramList()}
+		}
+		out[p.Name] = b
 	}
 	return out, nil
 }
@@ -238,7 +262,11 @@ func (g *GadgetSpec) encodeParams(values map[string]string) (map[string][]byte, 
 func (g *GadgetSpec) paramList() []string {
 	l := make([]string, 0, len(g.Params))
 	for _, p := range g.Params {
-		l = append(l, fmt.Sprintf("%s (%s, default %q)", p.Name, p.Kind, p.Default))
+		name := p.Name
+		if p.Key != "" {
+			name = p.Key + " or " + p.Name
+		}
+		l = append(l, fmt.Sprintf("%s (%s, default %q)", name, p.Kind, p.Default))
 	}
 	return l
 }

@@ -12,21 +12,26 @@ import (
 	"github.com/cilium/ebpf/btf"
 )
 
-// Marker prefixes of the gadget contract (compatible with Inspektor Gadget).
-const (
-	tracerPrefix   = "gadget_tracer_"
-	paramPrefix    = "gadget_param_"
-	optionalPrefix = "gadget_optional_"
-	lostSuffix     = "_lost_samples"
-)
-
 // GadgetSpec is a parsed gadget: everything sluice knows about an eBPF ELF
 // before loading it. It is a plain value; parsing needs no privileges.
 type GadgetSpec struct {
 	Name     string
 	Programs []ProgramSpec
 	Streams  []StreamSpec
+	// Snapshots are the gadget's iterators (GADGET_ITER): each run of
+	// their programs is one snapshot of elements.
+	Snapshots []SnapshotSpec
+	// MapIters are the hash maps the gadget asks to drain every interval
+	// (GADGET_MAPITER): toppers, histograms, stack-keyed profiles.
+	MapIters []MapIterSpec
 	Params   []ParamSpec
+	// Metadata is the gadget's gadget.yaml, when it came with one.
+	Metadata *Metadata
+	// Unread lists ring buffers and perf event arrays no tracer names: a
+	// gadget with markers may keep such a buffer for its Wasm module, so
+	// they are not an error, but Open warns that their records are not
+	// read.
+	Unread []string
 
 	collection *ebpf.CollectionSpec
 }
@@ -36,8 +41,11 @@ type ProgramSpec struct {
 	Name     string // the ELF symbol
 	Section  string // the ELF section, which names the attach point
 	Attach   AttachKind
-	Target   string // tracepoint "group/name", function, or "path:symbol"
+	Target   string // tracepoint "group/name", function, "path:symbol", iterator kind, tc direction
 	Optional bool   // marked with GADGET_OPTIONAL: attach failures are warnings
+	// IterMap is the map an iter/bpf_map_elem program walks
+	// (GADGET_ITER_TARGET_MAP).
+	IterMap string
 }
 
 // StreamSpec is one output of a gadget: a ring buffer or perf event array
@@ -59,6 +67,9 @@ type ParseOptions struct {
 	EventType string
 	// Map restricts the gadget to one output map.
 	Map string
+	// Metadata is the gadget's gadget.yaml (parameter keys, defaults,
+	// descriptions, field annotations); nil when it has none.
+	Metadata *Metadata
 }
 
 // ParseGadget reads an eBPF ELF into a GadgetSpec. name is used in errors
@@ -71,14 +82,35 @@ func ParseGadget(name string, elf []byte, opts ParseOptions) (*GadgetSpec, error
 	if cs.Types == nil {
 		return nil, fmt.Errorf("parse gadget %q: the ELF has no BTF; compile with clang -g", name)
 	}
-	g := &GadgetSpec{Name: name, collection: cs}
-	if g.Programs, err = programSpecs(cs); err != nil {
+	g := &GadgetSpec{Name: name, collection: cs, Metadata: opts.Metadata}
+	mk, err := readMarkers(cs)
+	if err != nil {
 		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
 	}
-	if g.Params, err = paramSpecs(cs); err != nil {
+	if g.Programs, err = programSpecs(cs, mk); err != nil {
 		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
 	}
-	if g.Streams, err = streamSpecs(cs, opts); err != nil {
+	if g.Params, err = paramSpecs(cs, mk); err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
+	if err := g.applyMetadata(); err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
+	if g.Snapshots, err = snapshotSpecs(cs, mk, g.Programs); err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
+	if g.MapIters, err = mapIterSpecs(cs, mk); err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
+	if err := checkUnreadableOutputs(cs); err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
+	periodic := len(g.Snapshots) > 0 || len(g.MapIters) > 0
+	if g.Streams, err = streamSpecs(cs, mk, opts, periodic); err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
+	g.Unread = unreadBuffers(cs, g.Streams)
+	if err := checkMapSizes(cs, g.Params); err != nil {
 		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
 	}
 	return g, nil
@@ -98,17 +130,21 @@ func (g *GadgetSpec) Param(name string) (*ParamSpec, bool) {
 	return nil, false
 }
 
-func programSpecs(cs *ebpf.CollectionSpec) ([]ProgramSpec, error) {
+func programSpecs(cs *ebpf.CollectionSpec, mk *markers) ([]ProgramSpec, error) {
 	optional := map[string]bool{}
-	for name := range cs.Variables {
-		if prog, ok := strings.CutPrefix(name, optionalPrefix); ok {
-			optional[prog] = true
-		}
+	for prog := range mk.optional {
+		optional[prog] = true
 	}
 	var out []ProgramSpec
 	for name, p := range cs.Programs {
 		kind, target := classifySection(p.SectionName)
-		out = append(out, ProgramSpec{Name: name, Section: p.SectionName, Attach: kind, Target: target, Optional: optional[name]})
+		ps := ProgramSpec{Name: name, Section: p.SectionName, Attach: kind, Target: target, Optional: optional[name], IterMap: mk.iterTargets[name]}
+		if ps.IterMap != "" {
+			if _, ok := cs.Maps[ps.IterMap]; !ok {
+				return nil, fmt.Errorf("iterator target marker for program %s names map %q, which the ELF does not have", name, ps.IterMap)
+			}
+		}
+		out = append(out, ps)
 		delete(optional, name)
 	}
 	if len(out) == 0 {
@@ -117,42 +153,37 @@ func programSpecs(cs *ebpf.CollectionSpec) ([]ProgramSpec, error) {
 	for prog := range optional {
 		return nil, fmt.Errorf("GADGET_OPTIONAL(%s) names no program", prog)
 	}
+	for prog, m := range mk.iterTargets {
+		if _, ok := cs.Programs[prog]; !ok {
+			return nil, fmt.Errorf("iterator target marker (GADGET_ITER_TARGET_MAP(%s, %s)) names no program", prog, m)
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
-func streamSpecs(cs *ebpf.CollectionSpec, opts ParseOptions) ([]StreamSpec, error) {
+func streamSpecs(cs *ebpf.CollectionSpec, mk *markers, opts ParseOptions, periodic bool) ([]StreamSpec, error) {
 	var streams []StreamSpec
-	var markerNames []string
-	for name := range cs.Variables {
-		if strings.HasPrefix(name, tracerPrefix) {
-			markerNames = append(markerNames, name)
-		}
-	}
-	sort.Strings(markerNames)
-	for _, v := range markerNames {
-		parts := strings.Split(strings.TrimPrefix(v, tracerPrefix), "___")
-		if len(parts) != 3 {
-			return nil, fmt.Errorf("tracer marker %q: want gadget_tracer_<name>___<map>___<struct>", v)
-		}
-		tracer, mapName, typeName := parts[0], parts[1], parts[2]
-		if opts.Map != "" && opts.Map != mapName {
+	tracers := append([]tracerMarker(nil), mk.tracers...)
+	sort.Slice(tracers, func(i, j int) bool { return tracers[i].name < tracers[j].name })
+	for _, t := range tracers {
+		if opts.Map != "" && opts.Map != t.mapName {
 			continue
 		}
-		ms, err := outputMap(cs, mapName)
+		ms, err := outputMap(cs, t.mapName)
 		if err != nil {
-			return nil, fmt.Errorf("tracer %q: %w", tracer, err)
+			return nil, fmt.Errorf("tracer %q (marker %s): %w", t.name, t.marker, err)
 		}
-		st, err := structByName(cs.Types, typeName)
+		st, err := structByName(cs.Types, t.typeName)
 		if err != nil {
-			return nil, fmt.Errorf("tracer %q: %w", tracer, err)
+			return nil, fmt.Errorf("tracer %q (marker %s): %w", t.name, t.marker, err)
 		}
-		streams = append(streams, newStream(cs, tracer, ms, st, "marker"))
+		streams = append(streams, newStream(cs, t.name, ms, st, "marker"))
 	}
 	if len(streams) > 0 {
 		return streams, nil
 	}
-	if len(markerNames) > 0 {
+	if len(tracers) > 0 {
 		return nil, fmt.Errorf("no tracer writes to map %q", opts.Map)
 	}
 
@@ -171,17 +202,64 @@ func streamSpecs(cs *ebpf.CollectionSpec, opts ParseOptions) ([]StreamSpec, erro
 		if opts.Map != "" {
 			return nil, fmt.Errorf("no ring buffer or perf event array called %q", opts.Map)
 		}
-		return nil, errors.New("the gadget has no output: no GADGET_TRACER marker and no ring buffer or perf event array map")
+		if periodic {
+			return nil, nil // the gadget's output is its iterators
+		}
+		return nil, errors.New("the gadget has no output: no GADGET_TRACER, GADGET_ITER or GADGET_MAPITER marker and no ring buffer or perf event array map")
 	}
 	sort.Slice(maps, func(i, j int) bool { return maps[i].Name < maps[j].Name })
 	for _, ms := range maps {
 		st, foundBy, err := eventTypeFor(cs, ms, opts.EventType)
 		if err != nil {
+			if periodic && opts.Map == "" {
+				// A buffer the iterators' gadget does not describe: say
+				// so rather than run without it.
+				return nil, fmt.Errorf("output map %q: %w (the gadget's iterators are read; this map would be lost)", ms.Name, err)
+			}
 			return nil, fmt.Errorf("output map %q: %w", ms.Name, err)
 		}
 		streams = append(streams, newStream(cs, ms.Name, ms, st, foundBy))
 	}
 	return streams, nil
+}
+
+// unreadBuffers returns the ring buffers and perf event arrays that are no
+// stream's map.
+func unreadBuffers(cs *ebpf.CollectionSpec, streams []StreamSpec) []string {
+	read := map[string]bool{}
+	for _, st := range streams {
+		read[st.Map] = true
+	}
+	var out []string
+	for name, ms := range cs.Maps {
+		if (ms.Type == ebpf.RingBuf || ms.Type == ebpf.PerfEventArray) && !read[name] {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkUnreadableOutputs refuses outputs sluice cannot read rather than run
+// the gadget without them: maps of perf buffers or ring buffers (Inspektor
+// Gadget's traceloop keeps a perf buffer per container in a hash of maps
+// and reads it on demand, a flight recorder rather than a stream).
+func checkUnreadableOutputs(cs *ebpf.CollectionSpec) error {
+	names := make([]string, 0, len(cs.Maps))
+	for name := range cs.Maps {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ms := cs.Maps[name]
+		if ms.Type != ebpf.HashOfMaps && ms.Type != ebpf.ArrayOfMaps || ms.InnerMap == nil {
+			continue
+		}
+		if t := ms.InnerMap.Type; t == ebpf.PerfEventArray || t == ebpf.RingBuf {
+			return fmt.Errorf("map %s is a %s of %s maps (a traceloop-style output: buffers per container, read on demand); sluice reads outputs as streams and does not support it: write events to one ring buffer or perf event array named by GADGET_TRACER", name, ms.Type, t)
+		}
+	}
+	return nil
 }
 
 func newStream(cs *ebpf.CollectionSpec, name string, ms *ebpf.MapSpec, st *btf.Struct, foundBy string) StreamSpec {

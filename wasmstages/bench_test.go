@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/sluice-dev/sluice/internal/testutil"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 	"github.com/sluice-dev/sluice/wasmstages"
@@ -113,4 +117,177 @@ func BenchmarkEmit(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in)), "ns/event")
+}
+
+// BenchmarkStamp measures what StampVersion costs per event: a filter that
+// keeps every event (KEEP: passed by reference without the stamp, copied
+// once with it) and a guest that rewrites every event (EMIT: copied out of
+// the guest, then once more with the stamp). Compare on/off within a run.
+func BenchmarkStamp(b *testing.B) {
+	for _, g := range []struct {
+		name   string
+		module string
+		params map[string]any
+	}{
+		{"keep", "filter", map[string]any{"comms": []string{"sh"}}},
+		{"emit", "tag_v1", nil},
+	} {
+		for _, stamp := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/stamp=%t", g.name, stamp), func(b *testing.B) {
+				stage := newStage(b, wasmstages.Config{Name: "s", Module: guest(g.module), Params: g.params, StampVersion: stamp})
+				in := events(256, "cat")
+				out := make([]pipeline.Event, 0, 256)
+				b.ReportAllocs()
+				for b.Loop() {
+					var err error
+					if out, err = stage.Process(context.Background(), in, out[:0]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in)), "ns/event")
+			})
+		}
+	}
+}
+
+// BenchmarkSwapThroughput runs a pipeline for 9 seconds with a version
+// swap at 5s and reports its throughput in 1-second windows: the steady
+// rate (the median of the three windows before the swap, after two of
+// warm-up), the lowest window from the swap on as a fraction of it, and
+// the windows themselves. The
+// source is saturated (as many events as the pipeline takes: the swap's
+// compile competes with the pipeline for the CPUs) or paced at a rate
+// well within the stage's capacity (1M events/s for the C stage, 300k
+// for the Go one; 3/4 of them pass the filter) that a swap must not
+// disturb. cold swaps to a module the compilation cache has not seen;
+// warm to one it has. Run it with
+// -benchtime 1x: one iteration is one 9-second run.
+func BenchmarkSwapThroughput(b *testing.B) {
+	for _, g := range []struct {
+		name, guest string
+		pace        int
+	}{{"c", "filter", 1000000}, {"go", "gofilter", 300000}} {
+		for _, cache := range []string{"warm", "cold"} {
+			for _, load := range []string{"saturated", "paced"} {
+				b.Run(g.name+"/"+cache+"/"+load, func(b *testing.B) {
+					pace := 0
+					if load == "paced" {
+						pace = g.pace
+					}
+					for range b.N {
+						swapThroughput(b, readGuest(b, g.guest), cache == "warm", pace)
+					}
+				})
+			}
+		}
+	}
+}
+
+// fastSource emits prebuilt batches of 256 events as fast as the edge
+// takes them, or at rate events/s when rate is set.
+type fastSource struct {
+	rate  int
+	batch []pipeline.Event
+}
+
+func (s *fastSource) Name() string { return "open" }
+
+func (s *fastSource) Run(ctx context.Context, out pipeline.Emitter) error {
+	start, sent := time.Now(), 0
+	for ctx.Err() == nil {
+		if s.rate > 0 {
+			if due := int(time.Since(start).Seconds() * float64(s.rate)); sent >= due {
+				time.Sleep(200 * time.Microsecond)
+				continue
+			}
+		}
+		if err := out.Emit(ctx, s.batch); err != nil {
+			return nil
+		}
+		sent += len(s.batch)
+	}
+	return nil
+}
+
+// countSink counts what reaches it.
+type countSink struct{ n atomic.Uint64 }
+
+func (s *countSink) Name() string { return "count" }
+func (s *countSink) Write(_ context.Context, batch []pipeline.Event) error {
+	s.n.Add(uint64(len(batch)))
+	return nil
+}
+func (s *countSink) Close(context.Context) error { return nil }
+
+func swapThroughput(b *testing.B, module []byte, warm bool, pace int) {
+	ctx := context.Background()
+	cache, err := wasmstages.NewCache(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cache.Close(ctx)
+	next := testutil.WithCustomSection(module, "next", nil)
+	cfg := wasmstages.Config{Name: "f", ModuleBytes: module, Params: map[string]any{"comms": []string{"sh"}}, Cache: cache}
+	if warm {
+		// Compile the next version once, so that the swap finds it cached.
+		c := cfg
+		c.ModuleBytes = next
+		if err := wasmstages.Check(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	stage, err := wasmstages.New(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := &fastSource{batch: events(256, "cat", "sh", "ls", "bash"), rate: pace}
+	sink := &countSink{}
+	p, err := pipeline.New(pipeline.Spec{Name: "bench", Sources: []pipeline.Source{src}, Stages: []pipeline.Stage{stage},
+		Sinks: []pipeline.Sink{sink}, Queue: pipeline.QueueConfig{Policy: pipeline.Block, MaxEvents: 8192}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(runCtx, 10*time.Second) }()
+	// Windows of 1s: two of warm-up, three steady ones, then the swap
+	// and four more.
+	const warmup, steadyN, after = 2, 3, 4
+	var windows []float64
+	last := sink.n.Load()
+	tick := time.NewTicker(time.Second)
+	var swapTook atomic.Int64
+	for i := range warmup + steadyN + after {
+		<-tick.C
+		n := sink.n.Load()
+		if i >= warmup {
+			windows = append(windows, float64(n-last))
+		}
+		last = n
+		if i == warmup+steadyN-1 {
+			go func() {
+				start := time.Now()
+				if err := stage.Swap(ctx, next); err != nil {
+					b.Error(err)
+				}
+				swapTook.Store(int64(time.Since(start)))
+			}()
+		}
+	}
+	tick.Stop()
+	cancel()
+	if err := <-ran; err != nil {
+		b.Fatal(err)
+	}
+	if r := stage.Running(); r.Seq != 1 {
+		b.Fatalf("the swap did not finish within %d s: %+v", after, r)
+	}
+	pre := slices.Sorted(slices.Values(windows[:steadyN]))
+	steady := pre[steadyN/2]
+	lowest := slices.Min(windows[steadyN:])
+	took := time.Duration(swapTook.Load())
+	b.ReportMetric(steady, "events/s")
+	b.ReportMetric(lowest/steady, "min-window-ratio")
+	b.ReportMetric(float64(took.Milliseconds()), "swap-ms")
+	b.Logf("windows (events/s; the swap starts with window %d): %.0f; swap took %s", steadyN+1, windows, took.Round(time.Millisecond))
 }

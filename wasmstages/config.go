@@ -46,6 +46,14 @@ type Config struct {
 	Tick time.Duration
 	// Grants are the capabilities the guest gets beyond clocks and random.
 	Grants Grants
+	// Version names the first version (Running); its zero fields default
+	// to the module's digest and Module.
+	Version Version
+	// StampVersion adds StampKey(Name) to every event the stage outputs,
+	// with the Digest of the version that processed it, so that a consumer
+	// can tell which version let an event through. It costs a copy of each
+	// output event (measured in BenchmarkStamp).
+	StampVersion bool
 
 	// Cache holds compiled code; share one across the stages of an agent.
 	// When nil, New opens a cache in CacheDir (in memory when CacheDir is
@@ -109,6 +117,11 @@ const (
 	KindCanceled  = "canceled"  // the pipeline cancelled the call (end of the shutdown grace period)
 	KindLoad      = "load"      // a new version failed to compile or to pass the ABI checks (Swap)
 )
+
+// ErrorKinds returns every kind a Wasm stage or gadget module reports.
+func ErrorKinds() []string {
+	return []string{KindTrap, KindTimeout, KindOOM, KindMalformed, KindGuest, KindInit, KindCanceled, KindLoad}
+}
 
 var (
 	// ErrABI marks a module that does not implement the stage ABI this host

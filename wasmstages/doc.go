@@ -25,11 +25,18 @@
 // else (no files, network, environment or output) unless Config.Grants
 // says so.
 //
-// Hot swap: Swap replaces the module between two batches. The new version
-// is compiled, checked and initialised beside the running one; any failure
-// keeps the old version running. A batch is processed entirely by one
-// version, so a swap neither loses nor repeats an event. Reload swaps in
-// the module file's current content, WatchFile whenever it changes.
+// Hot swap: Swap (SwapVersion, naming the version) replaces the module
+// between two batches. The new version is compiled, checked and
+// initialised beside the running one; any failure keeps the old version
+// running and is counted by result (ReloadResult). A batch is processed
+// entirely by one version, on all its workers, so a swap neither loses nor
+// repeats an event; a stage with a timer ticks the old version a last time
+// and hands what it emits on with the next Tick. Running says what runs
+// without waiting for a batch; Failures counts the running version's
+// failed calls (for a rollback). Reload swaps in the module file's current
+// content, WatchFile whenever it changes. With
+// Config.StampVersion every output event carries the version's digest
+// (StampKey).
 //
 // Gadget modules: a GadgetModule is the Wasm module a gadget carries. It is
 // a Stage underneath (runtime, cache, limits, error kinds, batch ABI and

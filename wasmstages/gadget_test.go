@@ -245,7 +245,7 @@ func TestGadgetModuleLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap := reg.Snapshot()
-	if k, n := snap.Get(wasmstages.MetricGuest, "name", "sc.wasm", "counter", "count_keys"), snap.Get(wasmstages.MetricGuest, "name", "sc.wasm", "counter", "count_total"); k != 1 || n != 42 {
+	if k, n := snap.Get(wasmstages.MetricGuest, "component", "stage", "name", "sc.wasm", "counter", "count_keys"), snap.Get(wasmstages.MetricGuest, "component", "stage", "name", "sc.wasm", "counter", "count_total"); k != 1 || n != 42 {
 		t.Errorf("gadget_stop iterated %v keys totalling %v; want 1 and 42", k, n)
 	}
 }
@@ -283,7 +283,7 @@ func TestGadgetModuleTrapReplaced(t *testing.T) {
 	if _, ok := g.maps["config"].m[string(u32key(0))]; !ok {
 		t.Error("the replacement instance did not run gadget_start")
 	}
-	if n := reg.Snapshot().Get(wasmstages.MetricInstanceRestarts, "name", "sc.wasm"); n != 1 {
+	if n := reg.Snapshot().Get(wasmstages.MetricInstanceRestarts, "component", "stage", "name", "sc.wasm"); n != 1 {
 		t.Errorf("instance restarts = %v, want 1", n)
 	}
 }

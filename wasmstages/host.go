@@ -173,7 +173,7 @@ func (h *host) counterAdd(_ context.Context, mod api.Module, stack []uint64) {
 			c = h.counters[key]
 		}
 		if c == nil {
-			c = h.reg.Counter(MetricGuest, "Counters a Wasm stage's guest defines (counter_add).", "name", h.stage, "counter", key)
+			c = h.reg.Counter(MetricGuest, "Counters a Wasm stage's guest defines (counter_add).", "component", "stage", "name", h.stage, "counter", key)
 			h.counters[key] = c
 		}
 	}

@@ -121,7 +121,7 @@ func checkModuleABI(cm wazero.CompiledModule, memLimit uint64, abi moduleABI) (e
 		return ex, fmt.Errorf("%w %d: %s", ErrABI, ABIVersion, strings.Join(problems, "; "))
 	}
 	if need := uint64(mem.Min()) * pageSize; need > memLimit {
-		return ex, fmt.Errorf("the module starts with %d bytes of memory, more than the memory limit of %d bytes", need, memLimit)
+		return ex, fmt.Errorf("%w: it starts with %d bytes of memory, more than the memory limit of %d bytes", ErrMemoryLimit, need, memLimit)
 	}
 	return ex, nil
 }

@@ -200,8 +200,8 @@ func TestFailingGuestInPipeline(t *testing.T) {
 	}
 	snap := reg.Snapshot()
 	// The instance of the last trap is replaced by the next batch, if any.
-	traps := snap.Get(pipeline.MetricStageErrors, "name", "trap", "kind", wasmstages.KindTrap)
-	if r := snap.Get(wasmstages.MetricInstanceRestarts, "name", "trap"); traps == 0 || (r != traps && r != traps-1) {
+	traps := snap.Get(pipeline.MetricStageErrors, "component", "stage", "name", "trap", "kind", wasmstages.KindTrap)
+	if r := snap.Get(wasmstages.MetricInstanceRestarts, "component", "stage", "name", "trap"); traps == 0 || (r != traps && r != traps-1) {
 		t.Errorf("traps %v, restarts %v; want a restart per trap", traps, r)
 	}
 	if got := reg.Component("stage", "trap").Dropped(pipeline.ReasonDeadLetter).Value(); got != uint64(len(dl.snapshot())) {

@@ -41,7 +41,7 @@ func TestReplacementFails(t *testing.T) {
 	if out, err := s.Process(context.Background(), ev, nil); err != nil || len(out) != 1 {
 		t.Fatalf("after the params are good again: %d events, %v", len(out), err)
 	}
-	if got := reg.Snapshot().Get(MetricInstanceRestarts, "name", "f"); got != 1 {
+	if got := reg.Snapshot().Get(MetricInstanceRestarts, "component", "stage", "name", "f"); got != 1 {
 		t.Errorf("restarts = %v, want 1 (the failed attempts do not count)", got)
 	}
 }

@@ -39,7 +39,7 @@ type Stage struct {
 	modCfg   wazero.ModuleConfig
 	instSeq  atomic.Uint64
 
-	restarts, reloads, reloadFails *pipeline.Counter
+	restarts, reloadsOK *pipeline.Counter
 
 	// gm is set when the stage runs a gadget's embedded module
 	// (gadget.go): other exports, the sluice_gadget imports, another
@@ -49,12 +49,17 @@ type Stage struct {
 	source string
 
 	// swapMu serialises Swap (and so Reload and WatchFile) calls; mu
-	// guards cur and closed, and is held for a whole Process or Tick so
-	// that a swap falls between two batches.
+	// guards cur, closed and pending, and is held for a whole Process or
+	// Tick so that a swap falls between two batches.
 	swapMu sync.Mutex
 	mu     sync.Mutex
 	cur    *version
 	closed bool
+	// pending holds what the replaced version's last tick emitted at a
+	// swap; the next Tick hands it on.
+	pending []pipeline.Event
+	// running describes cur for readers that must not wait for a batch.
+	running atomic.Pointer[Running]
 	// lastFailed is the digest of the last module Swap refused, so that
 	// WatchFile does not retry the same broken file on every poll.
 	lastFailed string
@@ -71,8 +76,12 @@ var (
 // runtime must watch contexts (close-on-context-done) depends on whether the
 // module could be made interruptible.
 type version struct {
-	seq      int
-	digest   string
+	seq    int
+	digest string // of the module's bytes, in hex
+	label  Version
+	// stamp is the encoded key and value Config.StampVersion adds to
+	// events; nil when it is off.
+	stamp    []byte
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	exports  exports
@@ -87,13 +96,18 @@ type version struct {
 	lastErr []error
 	outs    [][]pipeline.Event // scratch outputs of the slots beyond the first
 	errs    []error
+
+	// failures counts the calls of this version that failed (and so
+	// tripped on_error), for a rollback decision.
+	failures atomic.Uint64
 }
 
-// Metric names of the Wasm-specific series, labelled {name} (the stage).
+// Metric names of the Wasm-specific series, labelled {component="stage",
+// name} (the stage); MetricReloads also {result} (ReloadOK, ReloadCompile,
+// ...).
 const (
 	MetricInstanceRestarts = "sluice_stage_instance_restarts_total"
 	MetricReloads          = "sluice_stage_reloads_total"
-	MetricReloadFailures   = "sluice_stage_reload_failures_total"
 )
 
 // rewriteModule makes a module interruptible; a variable so that a test
@@ -147,9 +161,15 @@ func newStage(ctx context.Context, cfg Config, gm *GadgetModule, label string) (
 		s.ownCache = true
 	}
 	reg := cfg.Metrics
-	s.restarts = reg.Counter(MetricInstanceRestarts, "Wasm instances made to replace a failed one.", "name", cfg.Name)
-	s.reloads = reg.Counter(MetricReloads, "Module versions a Wasm stage swapped in.", "name", cfg.Name)
-	s.reloadFails = reg.Counter(MetricReloadFailures, "Module versions a Wasm stage refused, keeping the running one.", "name", cfg.Name)
+	m := reg.Component("stage", cfg.Name)
+	s.restarts = m.Counter(MetricInstanceRestarts, "Wasm instances made to replace a failed one.")
+	// Every result a swap can have is a series from the start, so that an
+	// alert on failed swaps sees 0 rather than nothing.
+	for _, r := range ReloadResults() {
+		ReloadCounter(reg, cfg.Name, r)
+	}
+	s.reloadsOK = ReloadCounter(reg, cfg.Name, ReloadOK)
+	reg.StageErrorKinds(cfg.Name, ErrorKinds()...)
 	if err := s.start(); err != nil {
 		s.closeCache(ctx)
 		return nil, fmt.Errorf("load %s: %w", label, err)
@@ -169,8 +189,10 @@ func newStage(ctx context.Context, cfg Config, gm *GadgetModule, label string) (
 	case v.exports.tick:
 		s.tick = DefaultTick
 	}
+	s.setLabel(v, cfg.Version)
 	s.cur = v
-	s.log.Debug("stage loaded", "digest", v.digest, "workers", cfg.Workers, "tick", s.tick, "interruptible", v.interruptible)
+	s.running.Store(&Running{Version: v.label, Module: v.digest, Since: time.Now()})
+	s.log.Debug("stage loaded", "digest", v.digest, "version", v.label.Digest, "workers", cfg.Workers, "tick", s.tick, "interruptible", v.interruptible)
 	return s, nil
 }
 
@@ -280,7 +302,7 @@ func (s *Stage) load(ctx context.Context, module []byte, digest string) (*versio
 	}
 	if err != nil {
 		rt.Close(ctx)
-		return nil, fmt.Errorf("compile module: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrCompile, err)
 	}
 	if !v.interruptible {
 		s.log.Info("cannot make the module cheaply interruptible; wazero's context checks enforce the deadline instead, which slows loops down", "error", rerr)
@@ -326,7 +348,7 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 	mod, err := v.rt.InstantiateModule(ictx, v.compiled, mc)
 	if err != nil {
 		if alloc.mem != nil && alloc.mem.refused.Load() {
-			return nil, fmt.Errorf("instantiate: the module needs more memory than the limit of %d bytes: %w", s.cfg.MemoryLimit, err)
+			return nil, fmt.Errorf("instantiate: %w of %d bytes: %w", ErrMemoryLimit, s.cfg.MemoryLimit, err)
 		}
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
@@ -361,6 +383,9 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 	if err != nil {
 		inst.broken = true // no sluice_close for an instance that never started
 		s.release(ctx, inst)
+		if pipeline.StageErrorKind(err) == KindOOM {
+			err = fmt.Errorf("%w: %w", ErrMemoryLimit, err)
+		}
 		return nil, err
 	}
 	return inst, nil
@@ -398,6 +423,10 @@ func (s *Stage) closeCache(ctx context.Context) {
 // Name returns the stage's name.
 func (s *Stage) Name() string { return s.cfg.Name }
 
+// ErrorKinds returns the kinds of failure a Wasm stage reports
+// (pipeline.ErrorKindsReporter).
+func (s *Stage) ErrorKinds() []string { return ErrorKinds() }
+
 // OnError implements pipeline.ErrorPolicy.
 func (s *Stage) OnError() (pipeline.ErrorAction, pipeline.Sink) { return s.action, s.cfg.DeadLetter }
 
@@ -405,11 +434,45 @@ func (s *Stage) OnError() (pipeline.ErrorAction, pipeline.Sink) { return s.actio
 // the first version exports sluice_tick, else 0. A swap does not change it.
 func (s *Stage) TickInterval() time.Duration { return s.tick }
 
-// Digest returns the SHA-256 of the running module version, in hex.
-func (s *Stage) Digest() string {
+// Digest returns the SHA-256 of the running module version's bytes, in
+// hex. It does not wait for a batch in progress.
+func (s *Stage) Digest() string { return s.running.Load().Module }
+
+// Running describes the running version. It does not wait for a batch in
+// progress.
+func (s *Stage) Running() Running { return *s.running.Load() }
+
+// Failures returns the running version's Seq and how many of its calls
+// (batches and ticks) failed so far, each of which tripped the stage's
+// on_error policy; calls cancelled by the pipeline do not count.
+func (s *Stage) Failures() (seq int, failed uint64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cur.digest
+	v := s.cur
+	s.mu.Unlock()
+	return v.seq, v.failures.Load()
+}
+
+// setLabel names v: label, with the defaults of the module's own digest
+// and the configured file, and the stamp that goes with it.
+func (s *Stage) setLabel(v *version, label Version) {
+	if label.Digest == "" {
+		label.Digest = "sha256:" + v.digest
+	}
+	if label.Ref == "" {
+		label.Ref = s.cfg.Module
+	}
+	v.label = label
+	v.stamp = nil
+	if s.cfg.StampVersion {
+		v.stamp = appendStamp(nil, s.cfg.Name, label.Digest)
+	}
+}
+
+// countFailure counts a failed call of v for Failures.
+func countFailure(v *version, err error) {
+	if err != nil && pipeline.StageErrorKind(err) != KindCanceled {
+		v.failures.Add(1)
+	}
 }
 
 // Process implements pipeline.Stage: it runs in through the running
@@ -417,6 +480,8 @@ func (s *Stage) Digest() string {
 // parts, one per instance, processed in parallel and joined in order, so
 // the output order is the one a single worker would produce. A failure in
 // any part fails the whole batch (it then follows on_error as a whole).
+// With Config.StampVersion every output event carries the version's
+// digest.
 func (s *Stage) Process(ctx context.Context, in, out []pipeline.Event) ([]pipeline.Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -426,7 +491,17 @@ func (s *Stage) Process(ctx context.Context, in, out []pipeline.Event) ([]pipeli
 	if len(in) == 0 {
 		return out, nil
 	}
-	v := s.cur
+	start := len(out)
+	out, err := s.processVersion(ctx, s.cur, in, out)
+	countFailure(s.cur, err)
+	if err == nil && s.cur.stamp != nil {
+		stampEvents(out[start:], s.cur.stamp)
+	}
+	return out, err
+}
+
+// processVersion is Process on version v.
+func (s *Stage) processVersion(ctx context.Context, v *version, in, out []pipeline.Event) ([]pipeline.Event, error) {
 	parts := min(len(v.slots), len(in)/minChunk)
 	if parts <= 1 {
 		return s.runSlot(ctx, v, 0, in, out)
@@ -520,17 +595,30 @@ func (s *Stage) discard(ctx context.Context, v *version, i int, cause error) {
 }
 
 // Tick implements pipeline.Ticker: it calls every instance's sluice_tick
-// and appends what they emit. A version without sluice_tick emits nothing.
+// and appends what they emit, after what the last tick of a version
+// replaced since the previous Tick emitted. A version without sluice_tick
+// emits nothing.
 func (s *Stage) Tick(ctx context.Context, now time.Time, out []pipeline.Event) ([]pipeline.Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return out, ErrClosed
 	}
-	v := s.cur
+	out = append(out, s.pending...)
+	clear(s.pending)
+	s.pending = s.pending[:0]
+	out, err := s.tickVersion(ctx, s.cur, now, out)
+	countFailure(s.cur, err)
+	return out, err
+}
+
+// tickVersion ticks every instance of v and appends what they emit,
+// stamped when Config.StampVersion says so.
+func (s *Stage) tickVersion(ctx context.Context, v *version, now time.Time, out []pipeline.Event) ([]pipeline.Event, error) {
 	if !v.exports.tick {
 		return out, nil
 	}
+	start := len(out)
 	var first error
 	for i := range v.slots {
 		inst, err := s.slot(ctx, v, i)
@@ -544,6 +632,9 @@ func (s *Stage) Tick(ctx context.Context, now time.Time, out []pipeline.Event) (
 			first = err
 		}
 	}
+	if v.stamp != nil {
+		stampEvents(out[start:], v.stamp)
+	}
 	return out, first
 }
 
@@ -553,13 +644,27 @@ func (s *Stage) Tick(ctx context.Context, now time.Time, out []pipeline.Event) (
 // Swap returns the error and the old version stays. Swapping in the bytes
 // that already run does nothing.
 func (s *Stage) Swap(ctx context.Context, module []byte) error {
-	return s.swap(ctx, module, digestOf(module))
+	return s.SwapVersion(ctx, module, Version{})
 }
 
-// swap is Swap of module, whose digestOf is digest.
-func (s *Stage) swap(ctx context.Context, module []byte, digest string) error {
+// SwapVersion is Swap, naming the new version label (its zero fields
+// default to the module's digest and the configured file). Swapping in the
+// bytes that already run only renames the running version.
+func (s *Stage) SwapVersion(ctx context.Context, module []byte, label Version) error {
 	s.swapMu.Lock()
 	defer s.swapMu.Unlock()
+	return s.swap(ctx, module, digestOf(module), label)
+}
+
+// swap is SwapVersion of module, whose digestOf is digest; swapMu is held.
+//
+// The switch itself holds mu, which Process and Tick hold for a whole
+// call: the batch in progress finishes on the old version, every worker
+// slot of the next batch runs the new one, and no batch sees both. A
+// stage with a timer ticks the old version's instances one last time
+// before they close, so that what they kept for their next tick (a
+// summary, a window) is handed on by the next Tick instead of being lost.
+func (s *Stage) swap(ctx context.Context, module []byte, digest string, label Version) error {
 	s.mu.Lock()
 	closed, cur := s.closed, s.cur
 	s.mu.Unlock()
@@ -567,19 +672,28 @@ func (s *Stage) swap(ctx context.Context, module []byte, digest string) error {
 		return ErrClosed
 	}
 	if digest == cur.digest {
+		s.mu.Lock()
+		s.setLabel(cur, label)
+		r := *s.running.Load()
+		r.Version = cur.label
+		s.running.Store(&r)
+		s.mu.Unlock()
 		return nil
 	}
+	seen := time.Now()
 	nv, err := s.load(ctx, module, digest)
 	if err != nil {
-		s.reloadFails.Inc()
+		result := ReloadResult(err)
+		ReloadCounter(s.cfg.Metrics, s.cfg.Name, result).Inc()
 		kind := KindLoad
-		if errors.Is(err, ErrInit) {
+		if result == ReloadInit {
 			kind = KindInit
 		}
 		s.cfg.Metrics.StageErrors(s.cfg.Name, kind).Inc()
 		s.lastFailed = digest
-		return fmt.Errorf("swap stage %q: keep version %s: %w", s.cfg.Name, short(cur.digest), err)
+		return fmt.Errorf("swap stage %q: keep version %s: %w", s.cfg.Name, ShortDigest(cur.label.Digest), err)
 	}
+	s.setLabel(nv, label)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -587,17 +701,24 @@ func (s *Stage) swap(ctx context.Context, module []byte, digest string) error {
 		return ErrClosed
 	}
 	old := s.cur
+	if s.tick > 0 {
+		var terr error
+		if s.pending, terr = s.tickVersion(ctx, old, time.Now(), s.pending); terr != nil {
+			countFailure(old, terr)
+			s.log.Warn("the last tick of the replaced version failed", "version", ShortDigest(old.label.Digest), "error", terr)
+		}
+	}
 	nv.seq = old.seq + 1
 	s.cur = nv
+	s.running.Store(&Running{Version: nv.label, Module: nv.digest, Seq: nv.seq, Since: time.Now()})
 	s.mu.Unlock()
 	// No batch runs on old any more: Process holds mu for a whole batch.
 	s.closeVersion(ctx, old)
-	s.reloads.Inc()
-	s.log.Info("stage module swapped", "from", short(old.digest), "to", short(nv.digest), "version", nv.seq)
+	s.reloadsOK.Inc()
+	s.log.Info("stage module swapped", "from", ShortDigest(old.label.Digest), "to", ShortDigest(nv.label.Digest), "ref", nv.label.Ref,
+		"version", nv.seq, "took", time.Since(seen).Round(time.Millisecond))
 	return nil
 }
-
-func short(digest string) string { return digest[:12] }
 
 // Close calls sluice_close on every working instance and releases the
 // stage. Process and Tick fail with ErrClosed afterwards.
@@ -611,6 +732,11 @@ func (s *Stage) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	v := s.cur
+	if len(s.pending) > 0 {
+		// Only a swap after the pipeline's final tick leaves these.
+		s.log.Warn("closing with events the replaced version's last tick emitted; they are lost", "events", len(s.pending))
+		s.pending = nil
+	}
 	s.mu.Unlock()
 	s.closeVersion(ctx, v)
 	s.closeCache(ctx)

@@ -39,7 +39,7 @@ func TestFilterKeepsAndDrops(t *testing.T) {
 			t.Errorf("kept event %d is not input %d passed through: %+v", i, 3*i+1, ev)
 		}
 	}
-	if got := reg.Snapshot().Get(wasmstages.MetricGuest, "name", "no_shells", "counter", "dropped"); got != 6 {
+	if got := reg.Snapshot().Get(wasmstages.MetricGuest, "component", "stage", "name", "no_shells", "counter", "dropped"); got != 6 {
 		t.Errorf("guest counter dropped = %v, want 6", got)
 	}
 	if len(logs.lines("filter ready", "stage=no_shells", "source=guest")) != 1 {
@@ -59,7 +59,7 @@ func stageErrorKind(t *testing.T, err error) string {
 }
 
 func restarts(reg *pipeline.Registry, name string) float64 {
-	return reg.Snapshot().Get(wasmstages.MetricInstanceRestarts, "name", name)
+	return reg.Snapshot().Get(wasmstages.MetricInstanceRestarts, "component", "stage", "name", name)
 }
 
 func TestTrapDiscardsInstance(t *testing.T) {
@@ -356,10 +356,11 @@ func TestSwap(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{wasmstages.MetricReloads, []string{"name", "tag"}, 1},
-		{wasmstages.MetricReloadFailures, []string{"name", "tag"}, 3},
-		{pipeline.MetricStageErrors, []string{"name", "tag", "kind", wasmstages.KindLoad}, 2},
-		{pipeline.MetricStageErrors, []string{"name", "tag", "kind", wasmstages.KindInit}, 1},
+		{wasmstages.MetricReloads, []string{"component", "stage", "name", "tag", "result", wasmstages.ReloadOK}, 1},
+		{wasmstages.MetricReloads, []string{"component", "stage", "name", "tag", "result", wasmstages.ReloadABI}, 2},
+		{wasmstages.MetricReloads, []string{"component", "stage", "name", "tag", "result", wasmstages.ReloadInit}, 1},
+		{pipeline.MetricStageErrors, []string{"component", "stage", "name", "tag", "kind", wasmstages.KindLoad}, 2},
+		{pipeline.MetricStageErrors, []string{"component", "stage", "name", "tag", "kind", wasmstages.KindInit}, 1},
 	} {
 		if got := snap.Get(c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -382,7 +383,7 @@ func TestGoGuest(t *testing.T) {
 			t.Fatalf("kept %d events, want the 100 cats", len(out))
 		}
 	}
-	if got := reg.Snapshot().Get(wasmstages.MetricGuest, "name", "gofilter", "counter", "dropped"); got != 600 {
+	if got := reg.Snapshot().Get(wasmstages.MetricGuest, "component", "stage", "name", "gofilter", "counter", "dropped"); got != 600 {
 		t.Errorf("guest counter dropped = %v, want 600", got)
 	}
 }

@@ -53,18 +53,18 @@ func TestWatchFile(t *testing.T) {
 	}
 	replace("init_fail")
 	waitFor(t, "the refusal", func() bool {
-		return reg.Snapshot().Get(wasmstages.MetricReloadFailures, "name", "watched") == 1
+		return reg.Snapshot().Get(wasmstages.MetricReloads, "component", "stage", "name", "watched", "result", wasmstages.ReloadInit) == 1
 	})
 	if v := version(); v != "1" {
 		t.Errorf("version %s after a refused reload, want 1", v)
 	}
 	time.Sleep(50 * time.Millisecond) // ten more polls of the same broken file
-	if got := reg.Snapshot().Get(wasmstages.MetricReloadFailures, "name", "watched"); got != 1 {
+	if got := reg.Snapshot().Get(wasmstages.MetricReloads, "component", "stage", "name", "watched", "result", wasmstages.ReloadInit); got != 1 {
 		t.Errorf("the same broken file was tried %v times, want once", got)
 	}
 	replace("tag_v2")
 	waitFor(t, "the swap", func() bool { return version() == "2" })
-	if got := reg.Snapshot().Get(wasmstages.MetricReloads, "name", "watched"); got != 1 {
+	if got := reg.Snapshot().Get(wasmstages.MetricReloads, "component", "stage", "name", "watched", "result", wasmstages.ReloadOK); got != 1 {
 		t.Errorf("reloads = %v, want 1", got)
 	}
 	if len(logs.lines("module file changed, but the new version was refused", `param \"threshold\" is required`)) != 1 {

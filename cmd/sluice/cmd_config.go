@@ -2,47 +2,65 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
 )
 
-func cmdConfig(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: sluice config validate FILE | sluice config default")
-		return errUsage
+func newConfigCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Check a config file, or print the built-in one",
+		Args:  subcommandArgs,
+		RunE:  showHelp,
 	}
-	switch args[0] {
-	case "validate":
-		fs := flag.NewFlagSet("config validate", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		files, err := parseInterspersed(fs, args[1:])
-		if err != nil {
+	validate := &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check a config file without running it",
+		Long: `Check a config file without running it: its syntax and schema, references
+between blocks, gadgets and their params, image references (pulled into the
+local store when missing) and Wasm stages (compiled, their init run with the
+config's params). Errors point at file:line:column.
+
+Exit status: 0 when valid (warnings alone pass), 1 with errors.`,
+		Example: `  sluice config validate /etc/sluice/sluice.hcl
+  sluice config default > sluice.hcl && sluice config validate sluice.hcl`,
+		Args: exactArgs("FILE"),
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return []cobra.Completion{"hcl"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return validateFile(cmd.Context(), args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	def := &cobra.Command{
+		Use:     "default",
+		Short:   "Print the built-in default config",
+		Example: `  sluice config default > /etc/sluice/sluice.hcl`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := io.WriteString(cmd.OutOrStdout(), config.Default)
 			return err
-		}
-		if len(files) != 1 {
-			fmt.Fprintln(stderr, "usage: sluice config validate FILE")
-			return errUsage
-		}
-		return validateFile(files[0], stdout, stderr)
-	case "default":
-		_, err := io.WriteString(stdout, config.Default)
-		return err
+		},
 	}
-	fmt.Fprintf(stderr, "sluice config: unknown subcommand %q (want validate or default)\n", args[0])
-	return errUsage
+	cmd.AddCommand(validate, def)
+	return cmd
 }
 
 // validateFile checks everything that can be checked without privileges.
-// Exit status 1 means the config has errors; warnings alone pass.
-func validateFile(path string, stdout, stderr io.Writer) error {
+// Exit status 1 means the config has errors; warnings alone pass. An
+// interrupt (ctx) stops it between two checks, pulls and compilations.
+func validateFile(ctx context.Context, path string, stdout, stderr io.Writer) error {
 	p := config.NewParser()
 	f, diags := p.ParseFile(path)
 	if !diags.HasErrors() {
@@ -52,13 +70,18 @@ func validateFile(path string, stdout, stderr io.Writer) error {
 		if f.Agent.Images.PullPolicy == "always" {
 			fetch.PullPolicy = "missing"
 		}
-		images, ds := agent.FetchImages(context.Background(), f, fetch)
+		images, ds := agent.FetchImages(ctx, f, fetch)
 		diags = append(diags, ds...)
 		if !ds.HasErrors() {
 			// Also compiles each Wasm stage and gadget module and runs its
 			// init with the config's params.
-			diags = append(diags, agent.Check(context.Background(), f, images)...)
+			diags = append(diags, agent.Check(ctx, f, images)...)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		// What failed may only have failed for the interrupt: say so
+		// rather than print diagnostics that blame the config.
+		return fmt.Errorf("config validate %s: interrupted: %w", path, err)
 	}
 	if len(diags) > 0 {
 		p.WriteDiagnostics(stderr, diags, isTerminal(stderr))

@@ -2,11 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -15,6 +15,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/sluice-dev/sluice/agent"
@@ -24,39 +27,11 @@ import (
 	"github.com/sluice-dev/sluice/sources"
 )
 
-const imageUsage = `usage: sluice image COMMAND [flags]
-
-Commands:
-  build DIR|FILE.wasm -t REF     build a gadget (or stage) image into the local store
-  push REF                       copy an image and its signatures to its registry
-  pull REF                       copy an image and its signatures into the local store
-  tag SRC DST                    give a stored image another name
-  list                           list the stored images
-  rm REF...                      remove names (and content no other name uses)
-  inspect REF                    show an image's manifests, layers and metadata
-  export -o FILE REF...          write images to an OCI layout tar
-  import FILE                    read images from an OCI layout tar
-  login HOST -u USER             save registry credentials in the docker config
-  logout HOST                    forget them
-  sign --key KEY REF             sign a stored image (cosign-compatible)
-  verify --key PUB REF           verify a stored image's signature
-  generate-key-pair              write cosign.key and cosign.pub (cosign's formats)
-
-REF is HOST[:PORT]/REPOSITORY[:TAG][@DIGEST]; the oci:// prefix is optional.
-The store lives in --data-dir, $SLUICE_DATA_DIR, or /var/lib/sluice.
-`
-
 // imageFlags are the flags every image command shares.
 type imageFlags struct {
 	dataDir   string
-	insecure  stringList
+	insecure  []string
 	plainHTTP bool
-}
-
-func (f *imageFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.dataDir, "data-dir", "", "data `dir` holding the image store (default $SLUICE_DATA_DIR or /var/lib/sluice)")
-	fs.Var(&f.insecure, "insecure-registry", "reach this `host[:port]` over plain HTTP (repeatable; localhost always is)")
-	fs.BoolVar(&f.plainHTTP, "plain-http", false, "reach every registry over plain HTTP")
 }
 
 func (f *imageFlags) remote(stderr io.Writer, progress bool) oci.RemoteOptions {
@@ -90,113 +65,115 @@ func (f *imageFlags) openRefs(ctx context.Context, args ...string) (*oci.Store, 
 	return store, refs, nil
 }
 
-type stringList []string
-
-func (s *stringList) String() string { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error {
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*s = append(*s, p)
-		}
-	}
-	return nil
-}
-
-func cmdImage(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, imageUsage)
-		return errUsage
-	}
-	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("image "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newImageCommand() *cobra.Command {
 	var common imageFlags
-	common.register(fs)
-	switch sub {
-	case "build":
-		return imageBuild(ctx, fs, &common, rest, stdout, stderr)
-	case "push", "pull":
-		return imagePushPull(ctx, sub, fs, &common, rest, stdout, stderr)
-	case "tag":
-		return imageTag(ctx, fs, &common, rest, stdout)
-	case "list", "ls":
-		return imageList(ctx, fs, &common, rest, stdout)
-	case "rm", "remove":
-		return imageRemove(ctx, fs, &common, rest, stdout)
-	case "inspect":
-		return imageInspect(ctx, fs, &common, rest, stdout)
-	case "export":
-		return imageExport(ctx, fs, &common, rest, stdout)
-	case "import":
-		return imageImport(ctx, fs, &common, rest, stdout)
-	case "login":
-		return imageLogin(ctx, fs, &common, rest, stdin, stdout, stderr)
-	case "logout":
-		return imageLogout(ctx, fs, &common, rest, stdout)
-	case "sign":
-		return imageSign(ctx, fs, &common, rest, stdout, stderr)
-	case "verify":
-		return imageVerify(ctx, fs, &common, rest, stdout)
-	case "generate-key-pair":
-		return imageGenerateKeyPair(fs, rest, stdout)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, imageUsage)
-		return nil
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Build, push, pull, sign and verify gadget and stage images",
+		Long: `Build, push, pull, sign and verify gadget and stage images (OCI artifacts), kept
+in a local store that the agent reads.
+
+REF is HOST[:PORT]/REPOSITORY[:TAG][@DIGEST]; the oci:// prefix is optional.
+The store lives in --data-dir, $SLUICE_DATA_DIR, or /var/lib/sluice.`,
+		Example: `  sluice image build gadgets/trace_exec -t localhost:5000/gadgets/trace_exec:v1
+  sluice image sign --key cosign.key localhost:5000/gadgets/trace_exec:v1
+  sluice image push localhost:5000/gadgets/trace_exec:v1`,
+		Args: subcommandArgs,
+		RunE: showHelp,
 	}
-	fmt.Fprintf(stderr, "sluice image: unknown command %q\n\n%s", sub, imageUsage)
-	return errUsage
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&common.dataDir, "data-dir", "", "data `dir` holding the image store (default $SLUICE_DATA_DIR or /var/lib/sluice)")
+	pf.StringSliceVar(&common.insecure, "insecure-registry", nil, "reach this `host[:port]` over plain HTTP (repeatable; localhost always is)")
+	pf.BoolVar(&common.plainHTTP, "plain-http", false, "reach every registry over plain HTTP")
+	cmd.MarkPersistentFlagDirname("data-dir")
+	cmd.AddCommand(
+		imageBuildCommand(&common),
+		imagePushPullCommand(&common, "push"),
+		imagePushPullCommand(&common, "pull"),
+		imageTagCommand(&common),
+		imageListCommand(&common),
+		imageRemoveCommand(&common),
+		imageInspectCommand(&common),
+		imageExportCommand(&common),
+		imageImportCommand(&common),
+		imageLoginCommand(&common),
+		imageLogoutCommand(),
+		imageSignCommand(&common),
+		imageVerifyCommand(&common),
+		imageGenerateKeyPairCommand(),
+		imageSignBlobCommand(),
+		imageVerifyBlobCommand(),
+	)
+	return cmd
 }
 
-// positionals parses flags anywhere and wants n positional arguments (-1:
-// at least one).
-func positionals(fs *flag.FlagSet, args []string, n int, usage string) ([]string, error) {
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: sluice %s %s\n", fs.Name(), usage)
-		fs.PrintDefaults()
+// completeStoredImages offers the names in the local store.
+func completeStoredImages(common *imageFlags) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, _ []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		store, err := common.open(cmd.Context())
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		defer store.Close()
+		images, err := store.List(cmd.Context())
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var names []cobra.Completion
+		for _, img := range images {
+			names = append(names, cobra.CompletionWithDesc(img.Ref, img.Kind))
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return nil, err
-	}
-	if (n >= 0 && len(pos) != n) || (n < 0 && len(pos) == 0) {
-		fs.Usage()
-		return nil, errUsage
-	}
-	return pos, nil
 }
 
-func imageBuild(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdout, stderr io.Writer) error {
-	tag := fs.String("t", "", "name the image `REF` (required)")
-	var archs stringList
-	fs.Var(&archs, "arch", "build for these `architectures` only (comma-separated; default amd64,arm64)")
-	verbose := fs.Bool("v", false, "print each build step")
-	pos, err := positionals(fs, args, 1, "DIR|FILE.wasm -t REF [--arch amd64,arm64]")
-	if err != nil {
-		return err
+func imageBuildCommand(common *imageFlags) *cobra.Command {
+	var tag string
+	var archs []string
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "build DIR|FILE.wasm -t REF",
+		Short: "Build a gadget (or stage) image into the local store",
+		Long: `Build a gadget image from a gadget directory (its C source, compiled with
+clang-19 for each architecture, and its gadget.yaml), or a stage image from a
+Wasm module, into the local store.`,
+		Example: `  sluice image build gadgets/trace_exec -t localhost:5000/gadgets/trace_exec:v1
+  sluice image build ./my_gadget -t registry.example.com/gadgets/my:v2 --arch amd64
+  sluice image build filter.wasm -t localhost:5000/stages/filter:v1`,
+		Args: exactArgs("DIR|FILE.wasm"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "tag"); err != nil {
+				return err
+			}
+			ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+			store, refs, err := common.openRefs(ctx, tag)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			ref := refs[0]
+			opts := oci.BuildOptions{Archs: archs, Headers: gadgets.Headers(), CheckProgram: checkGadgetObject}
+			if verbose {
+				opts.Log = cmd.ErrOrStderr()
+			}
+			res, err := oci.Build(ctx, store, args[0], ref, opts)
+			if err != nil {
+				return err
+			}
+			for _, k := range slices.Sorted(maps.Keys(res.Inputs)) {
+				fmt.Fprintf(stdout, "%s: %s\n", k, res.Inputs[k])
+			}
+			fmt.Fprintf(stdout, "built %s image %s@%s\n", res.Kind, ref, res.Desc.Digest)
+			return nil
+		},
 	}
-	if *tag == "" {
-		fs.Usage()
-		return errUsage
-	}
-	store, refs, err := common.openRefs(ctx, *tag)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	ref := refs[0]
-	opts := oci.BuildOptions{Archs: archs, Headers: gadgets.Headers(), CheckProgram: checkGadgetObject}
-	if *verbose {
-		opts.Log = stderr
-	}
-	res, err := oci.Build(ctx, store, pos[0], ref, opts)
-	if err != nil {
-		return err
-	}
-	for _, k := range slices.Sorted(maps.Keys(res.Inputs)) {
-		fmt.Fprintf(stdout, "%s: %s\n", k, res.Inputs[k])
-	}
-	fmt.Fprintf(stdout, "built %s image %s@%s\n", res.Kind, ref, res.Desc.Digest)
-	return nil
+	fs := cmd.Flags()
+	fs.StringVarP(&tag, "tag", "t", "", "name the image `REF` (required)")
+	fs.StringSliceVar(&archs, "arch", nil, "build for these `architectures` only (comma-separated; default amd64,arm64)")
+	fs.BoolVarP(&verbose, "verbose", "v", false, "print each build step")
+	cmd.RegisterFlagCompletionFunc("arch", cobra.FixedCompletions([]string{"amd64", "arm64"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RegisterFlagCompletionFunc("tag", cobra.NoFileCompletions)
+	return cmd
 }
 
 // checkGadgetObject parses an architecture's object as the agent will, and
@@ -217,119 +194,162 @@ func checkGadgetObject(arch string, elf []byte, md *oci.Metadata) error {
 	return nil
 }
 
-func imagePushPull(ctx context.Context, sub string, fs *flag.FlagSet, common *imageFlags, args []string, stdout, stderr io.Writer) error {
-	pos, err := positionals(fs, args, 1, "REF")
-	if err != nil {
-		return err
+func imagePushPullCommand(common *imageFlags, sub string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     sub + " REF",
+		Short:   "Copy an image and its signatures to its registry",
+		Example: "  sluice image push localhost:5000/gadgets/trace_exec:v1",
+		Args:    exactArgs("REF"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+			store, refs, err := common.openRefs(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			copyImage := oci.Pull
+			if sub == "push" {
+				copyImage = oci.Push
+			}
+			desc, err := copyImage(ctx, store, refs[0], common.remote(stderr, true))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%sed %s@%s\n", sub, refs[0], desc.Digest)
+			return nil
+		},
 	}
-	store, refs, err := common.openRefs(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	copyImage := oci.Pull
 	if sub == "push" {
-		copyImage = oci.Push
+		cmd.ValidArgsFunction = completeStoredImages(common)
+	} else {
+		cmd.Short = "Copy an image and its signatures into the local store"
+		cmd.Example = "  sluice image pull ghcr.io/example/gadgets/trace_exec:v1\n  sluice image pull --insecure-registry registry.lan:5000 registry.lan:5000/gadgets/x@sha256:..."
+		cmd.ValidArgsFunction = cobra.NoFileCompletions
 	}
-	desc, err := copyImage(ctx, store, refs[0], common.remote(stderr, true))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%sed %s@%s\n", sub, refs[0], desc.Digest)
-	return nil
+	return cmd
 }
 
-func imageTag(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdout io.Writer) error {
-	pos, err := positionals(fs, args, 2, "SRC DST")
-	if err != nil {
-		return err
+func imageTagCommand(common *imageFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:               "tag SRC DST",
+		Short:             "Give a stored image another name",
+		Example:           "  sluice image tag localhost:5000/gadgets/trace_exec:v1 registry.example.com/gadgets/trace_exec:v1",
+		Args:              exactArgs("SRC", "DST"),
+		ValidArgsFunction: completeStoredImages(common),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			store, refs, err := common.openRefs(ctx, args...)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			desc, err := store.Resolve(ctx, refs[0])
+			if err != nil {
+				return err
+			}
+			if err := store.Tag(ctx, desc, refs[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "tagged %s@%s\n", refs[1], desc.Digest)
+			return nil
+		},
 	}
-	store, refs, err := common.openRefs(ctx, pos...)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	desc, err := store.Resolve(ctx, refs[0])
-	if err != nil {
-		return err
-	}
-	if err := store.Tag(ctx, desc, refs[1]); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "tagged %s@%s\n", refs[1], desc.Digest)
-	return nil
 }
 
-func imageList(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdout io.Writer) error {
-	output := fs.String("o", "table", "output: table or json")
-	if _, err := positionals(fs, args, 0, "[-o table|json]"); err != nil {
-		return err
+func imageListCommand(common *imageFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List the stored images",
+		Example: "  sluice image list\n  sluice image ls -o json | jq -r '.[].ref'",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+			store, err := common.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			images, err := store.List(ctx)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				if images == nil {
+					images = []oci.Image{}
+				}
+				return enc.Encode(images)
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REFERENCE\tKIND\tDIGEST\tARCHS\tSIZE\tCREATED")
+			for _, img := range images {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", img.Ref, img.Kind, img.Digest.Encoded()[:12], strings.Join(img.Archs, ","), byteSize(img.Size), img.Created)
+			}
+			return tw.Flush()
+		},
 	}
-	store, err := common.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	images, err := store.List(ctx)
-	if err != nil {
-		return err
-	}
-	if *output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if images == nil {
-			images = []oci.Image{}
-		}
-		return enc.Encode(images)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REFERENCE\tKIND\tDIGEST\tARCHS\tSIZE\tCREATED")
-	for _, img := range images {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", img.Ref, img.Kind, img.Digest.Encoded()[:12], strings.Join(img.Archs, ","), byteSize(img.Size), img.Created)
-	}
-	return tw.Flush()
+	enumVarP(cmd, cmd.Flags(), &output, "output", "o", "table", []string{"table", "json"}, "output format")
+	return cmd
 }
 
-func imageRemove(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdout io.Writer) error {
-	pos, err := positionals(fs, args, -1, "REF...")
-	if err != nil {
-		return err
+func imageRemoveCommand(common *imageFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:               "rm REF...",
+		Aliases:           []string{"remove"},
+		Short:             "Remove names from the store (and content no other name uses)",
+		Example:           "  sluice image rm localhost:5000/gadgets/trace_exec:v1",
+		Args:              minArgs("REF"),
+		ValidArgsFunction: completeStoredImages(common),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			store, refs, err := common.openRefs(ctx, args...)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			for _, r := range refs {
+				if err := store.Remove(ctx, r); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", r)
+			}
+			return nil
+		},
 	}
-	store, refs, err := common.openRefs(ctx, pos...)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	for _, r := range refs {
-		if err := store.Remove(ctx, r); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "removed %s\n", r)
-	}
-	return nil
 }
 
-func imageInspect(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdout io.Writer) error {
-	output := fs.String("o", "text", "output: text or json")
-	pos, err := positionals(fs, args, 1, "REF [-o text|json]")
-	if err != nil {
-		return err
+func imageInspectCommand(common *imageFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:               "inspect REF",
+		Short:             "Show an image's manifests, layers, metadata and signatures",
+		Example:           "  sluice image inspect localhost:5000/gadgets/trace_exec:v1\n  sluice image inspect -o json localhost:5000/gadgets/trace_exec:v1",
+		Args:              exactArgs("REF"),
+		ValidArgsFunction: completeStoredImages(common),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+			store, refs, err := common.openRefs(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			info, err := store.Inspect(ctx, refs[0])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(info)
+			}
+			return writeInspect(stdout, info)
+		},
 	}
-	store, refs, err := common.openRefs(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	info, err := store.Inspect(ctx, refs[0])
-	if err != nil {
-		return err
-	}
-	if *output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(info)
-	}
-	return writeInspect(stdout, info)
+	enumVarP(cmd, cmd.Flags(), &output, "output", "o", "text", []string{"text", "json"}, "output format")
+	return cmd
 }
 
 func writeInspect(w io.Writer, info *oci.Inspection) error {
@@ -367,25 +387,39 @@ func writeInspect(w io.Writer, info *oci.Inspection) error {
 	return nil
 }
 
-func imageExport(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdout io.Writer) error {
-	out := fs.String("o", "", "write the tar to `FILE` (required; - for stdout)")
-	pos, err := positionals(fs, args, -1, "-o FILE REF...")
-	if err != nil {
-		return err
+func imageExportCommand(common *imageFlags) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:               "export -o FILE REF...",
+		Short:             "Write images (with their signatures) to an OCI layout tar",
+		Example:           "  sluice image export -o gadgets.tar localhost:5000/gadgets/trace_exec:v1\n  sluice image export -o - localhost:5000/gadgets/trace_exec:v1 | ssh host sluice image import /dev/stdin",
+		Args:              minArgs("REF"),
+		ValidArgsFunction: completeStoredImages(common),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "output"); err != nil {
+				return err
+			}
+			ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+			store, refs, err := common.openRefs(ctx, args...)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			if out == "-" {
+				return store.Export(ctx, stdout, refs)
+			}
+			return exportFile(ctx, store, out, refs, stdout)
+		},
 	}
-	if *out == "" {
-		fs.Usage()
-		return errUsage
-	}
-	store, refs, err := common.openRefs(ctx, pos...)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	if *out == "-" {
-		return store.Export(ctx, stdout, refs)
-	}
-	tmp := *out + ".tmp"
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the tar to `FILE` (required; - for stdout)")
+	cmd.MarkFlagFilename("output", "tar")
+	return cmd
+}
+
+// exportFile writes the tar next to its final name and renames it, so that
+// an interrupted export leaves no truncated file under that name.
+func exportFile(ctx context.Context, store *oci.Store, out string, refs []oci.Reference, stdout io.Writer) error {
+	tmp := out + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
 		return err
@@ -399,160 +433,298 @@ func imageExport(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, *out)
+		err = os.Rename(tmp, out)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	fmt.Fprintf(stdout, "exported %d image(s) to %s\n", len(refs), *out)
+	fmt.Fprintf(stdout, "exported %d image(s) to %s\n", len(refs), out)
 	return nil
 }
 
-func imageImport(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdout io.Writer) error {
-	pos, err := positionals(fs, args, 1, "FILE")
-	if err != nil {
-		return err
+func imageImportCommand(common *imageFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:     "import FILE",
+		Short:   "Read images from an OCI layout tar into the store",
+		Example: "  sluice image import gadgets.tar",
+		Args:    exactArgs("FILE"),
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			return []cobra.Completion{"tar"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			store, err := common.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			names, err := store.Import(ctx, args[0])
+			for _, n := range names {
+				fmt.Fprintf(cmd.OutOrStdout(), "imported %s\n", n)
+			}
+			return err
+		},
 	}
-	store, err := common.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	names, err := store.Import(ctx, pos[0])
-	for _, n := range names {
-		fmt.Fprintf(stdout, "imported %s\n", n)
-	}
-	return err
 }
 
-func imageLogin(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	user := fs.String("u", "", "user `name` (required)")
-	password := fs.String("p", "", "password (prefer --password-stdin: flags show in ps)")
-	fromStdin := fs.Bool("password-stdin", false, "read the password from standard input")
-	pos, err := positionals(fs, args, 1, "HOST -u USER [-p PASSWORD | --password-stdin]")
-	if err != nil {
-		return err
+func imageLoginCommand(common *imageFlags) *cobra.Command {
+	var user, password string
+	var fromStdin bool
+	cmd := &cobra.Command{
+		Use:   "login HOST -u USER",
+		Short: "Save registry credentials in the docker config",
+		Long: `Check credentials against a registry and save them in the docker config
+($DOCKER_CONFIG/config.json, or ~/.docker/config.json), where sluice, docker,
+podman, oras and cosign all find them.`,
+		Example: `  echo "$TOKEN" | sluice image login ghcr.io -u bot --password-stdin
+  sluice image login localhost:5000 -u bob -p hunter2`,
+		Args:              exactArgs("HOST"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "username"); err != nil {
+				return err
+			}
+			if err := exclusiveFlags(cmd, "password", "password-stdin"); err != nil {
+				return err
+			}
+			pw := password
+			if fromStdin {
+				b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 64<<10))
+				if err != nil {
+					return fmt.Errorf("login: read password: %w", err)
+				}
+				pw = strings.TrimRight(string(b), "\r\n")
+			}
+			if pw == "" {
+				return usageErrorf(cmd, "no password: pass --password or --password-stdin")
+			}
+			host := strings.TrimPrefix(args[0], oci.Scheme)
+			if err := oci.Login(cmd.Context(), host, auth.Credential{Username: user, Password: pw}, common.remote(cmd.ErrOrStderr(), false)); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "login succeeded: %s\n", host)
+			return nil
+		},
 	}
-	if *user == "" {
-		fs.Usage()
-		return errUsage
-	}
-	pw := *password
-	if *fromStdin {
-		b, err := io.ReadAll(io.LimitReader(stdin, 64<<10))
-		if err != nil {
-			return fmt.Errorf("login: read password: %w", err)
-		}
-		pw = strings.TrimRight(string(b), "\r\n")
-	}
-	if pw == "" {
-		return errors.New("login: no password: pass -p or --password-stdin")
-	}
-	host := strings.TrimPrefix(pos[0], oci.Scheme)
-	if err := oci.Login(ctx, host, auth.Credential{Username: *user, Password: pw}, common.remote(stderr, false)); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "login succeeded: %s\n", host)
-	return nil
+	fs := cmd.Flags()
+	fs.StringVarP(&user, "username", "u", "", "user `name` (required)")
+	fs.StringVarP(&password, "password", "p", "", "password (prefer --password-stdin: flags show in ps)")
+	fs.BoolVar(&fromStdin, "password-stdin", false, "read the password from standard input")
+	return cmd
 }
 
-func imageLogout(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdout io.Writer) error {
-	pos, err := positionals(fs, args, 1, "HOST")
-	if err != nil {
-		return err
+func imageLogoutCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:               "logout HOST",
+		Short:             "Forget a registry's credentials",
+		Example:           "  sluice image logout ghcr.io",
+		Args:              exactArgs("HOST"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			host := strings.TrimPrefix(args[0], oci.Scheme)
+			if err := oci.Logout(cmd.Context(), host, oci.RemoteOptions{}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "logged out of %s\n", host)
+			return nil
+		},
 	}
-	host := strings.TrimPrefix(pos[0], oci.Scheme)
-	if err := oci.Logout(ctx, host, oci.RemoteOptions{}); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "logged out of %s\n", host)
-	return nil
 }
 
-func imageSign(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdout, stderr io.Writer) error {
-	keyPath := fs.String("key", "", "private key `file` (cosign's encrypted format or PEM; password from $COSIGN_PASSWORD)")
-	layout := fs.String("layout", "tag", "where the signature goes: tag (sha256-<hex>.sig, cosign's default) or referrers (OCI 1.1)")
-	push := fs.Bool("push", false, "also push the signature to the image's registry")
-	pos, err := positionals(fs, args, 1, "--key KEY REF")
-	if err != nil {
-		return err
+func imageSignCommand(common *imageFlags) *cobra.Command {
+	var keyPath, layout string
+	var push bool
+	cmd := &cobra.Command{
+		Use:   "sign --key KEY REF",
+		Short: "Sign a stored image (cosign-compatible)",
+		Long: `Sign a stored image with a cosign-compatible signature, stored next to it (and
+pushed with it). The key is cosign's encrypted format or PEM; its password is
+read from $COSIGN_PASSWORD.`,
+		Example: `  COSIGN_PASSWORD=... sluice image sign --key cosign.key localhost:5000/gadgets/trace_exec:v1 --push
+  sluice image sign --key cosign.key --layout referrers localhost:5000/gadgets/trace_exec:v1`,
+		Args:              exactArgs("REF"),
+		ValidArgsFunction: completeStoredImages(common),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "key"); err != nil {
+				return err
+			}
+			key, err := loadPrivateKey(keyPath)
+			if err != nil {
+				return fmt.Errorf("sign: %w", err)
+			}
+			ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+			store, refs, err := common.openRefs(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			ref := refs[0]
+			desc, err := store.Resolve(ctx, ref)
+			if err != nil {
+				return err
+			}
+			sig, err := oci.SignStored(ctx, store, ref, desc, key, sign.Layout(layout))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "signed %s@%s (%s layout, signature manifest %s)\n", ref, desc.Digest, layout, sig.Digest)
+			if push {
+				if err := oci.PushSignatures(ctx, store, ref, common.remote(cmd.ErrOrStderr(), false)); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "pushed the signatures of %s\n", ref)
+			}
+			return nil
+		},
 	}
-	if *keyPath == "" {
-		fs.Usage()
-		return errUsage
+	fs := cmd.Flags()
+	fs.StringVar(&keyPath, "key", "", "private key `file` (cosign's encrypted format or PEM; password from $COSIGN_PASSWORD)")
+	enumVarP(cmd, fs, &layout, "layout", "", "tag", []string{"tag", "referrers"}, "where the signature goes: tag (sha256-<hex>.sig, cosign's default) or referrers (OCI 1.1)")
+	fs.BoolVar(&push, "push", false, "also push the signature to the image's registry")
+	cmd.MarkFlagFilename("key", "key", "pem")
+	return cmd
+}
+
+func imageVerifyCommand(common *imageFlags) *cobra.Command {
+	var keyPaths []string
+	cmd := &cobra.Command{
+		Use:   "verify --key PUB REF",
+		Short: "Verify a stored image's signature",
+		Long: `Verify a stored image's cosign-compatible signature against one or more public
+keys. This checks the local store: 'sluice image pull' fetches signatures made
+in the registry since.`,
+		Example: `  sluice image verify --key cosign.pub localhost:5000/gadgets/trace_exec:v1
+  sluice image verify --key old.pub --key new.pub localhost:5000/gadgets/trace_exec:v1`,
+		Args:              exactArgs("REF"),
+		ValidArgsFunction: completeStoredImages(common),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "key"); err != nil {
+				return err
+			}
+			keys, err := loadPublicKeys(keyPaths)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			store, refs, err := common.openRefs(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			ref := refs[0]
+			desc, err := store.Resolve(ctx, ref)
+			if err != nil {
+				return err
+			}
+			v, err := oci.VerifyStored(ctx, store, ref, desc, keys)
+			if errors.Is(err, sign.ErrUnsigned) {
+				// The store holds what was pulled or built here: a signature made
+				// since (cosign sign in the registry, say) arrives with a pull.
+				return fmt.Errorf("verify %s: %w (this checks the local store: `sluice image pull %s` fetches signatures made in the registry)", ref, err, ref)
+			}
+			if err != nil {
+				return fmt.Errorf("verify %s: %w", ref, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "verified %s@%s: signed by key %s for %s (%s layout)\n", ref, desc.Digest, v.Key, v.DockerReference, v.Layout)
+			return nil
+		},
 	}
-	data, err := os.ReadFile(*keyPath)
+	cmd.Flags().StringArrayVar(&keyPaths, "key", nil, "public key `file` (PEM; repeatable: any one may have signed)")
+	cmd.MarkFlagFilename("key", "pub", "pem")
+	return cmd
+}
+
+func imageSignBlobCommand() *cobra.Command {
+	var keyPath, output string
+	cmd := &cobra.Command{
+		Use:   "sign-blob --key KEY FILE",
+		Short: "Sign a file as cosign sign-blob does",
+		Long: `Sign a file (a release's SHA256SUMS, say) as cosign sign-blob does: ECDSA over the
+file's SHA-256, base64. cosign verify-blob and sluice image verify-blob check it.
+The key's password is read from $COSIGN_PASSWORD.`,
+		Example: `  sluice image sign-blob --key cosign.key --output-signature SHA256SUMS.sig SHA256SUMS
+  cosign verify-blob --key cosign.pub --signature SHA256SUMS.sig --insecure-ignore-tlog SHA256SUMS`,
+		Args: exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "key"); err != nil {
+				return err
+			}
+			key, err := loadPrivateKey(keyPath)
+			if err != nil {
+				return fmt.Errorf("sign-blob: %w", err)
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return fmt.Errorf("sign-blob: %w", err)
+			}
+			sig, err := sign.SignPayload(key, data)
+			if err != nil {
+				return err
+			}
+			if output == "" {
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), sig)
+				return err
+			}
+			return os.WriteFile(output, []byte(sig), 0o644)
+		},
+	}
+	cmd.Flags().StringVar(&keyPath, "key", "", "private key `file` (cosign's encrypted format or PEM; password from $COSIGN_PASSWORD)")
+	cmd.Flags().StringVar(&output, "output-signature", "", "write the signature to `FILE` (default: stdout)")
+	cmd.MarkFlagFilename("key", "key", "pem")
+	return cmd
+}
+
+func imageVerifyBlobCommand() *cobra.Command {
+	var keyPaths []string
+	var sigPath string
+	cmd := &cobra.Command{
+		Use:     "verify-blob --key PUB --signature SIG FILE",
+		Short:   "Verify a file's cosign sign-blob signature",
+		Example: `  sluice image verify-blob --key cosign.pub --signature SHA256SUMS.sig SHA256SUMS && sha256sum -c SHA256SUMS`,
+		Args:    exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "key", "signature"); err != nil {
+				return err
+			}
+			keys, err := loadPublicKeys(keyPaths)
+			if err != nil {
+				return err
+			}
+			sig, err := os.ReadFile(sigPath)
+			if err != nil {
+				return fmt.Errorf("verify-blob: %w", err)
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return fmt.Errorf("verify-blob: %w", err)
+			}
+			for _, k := range keys {
+				if sign.VerifyPayload(k, data, strings.TrimSpace(string(sig))) {
+					fmt.Fprintf(cmd.OutOrStdout(), "verified %s: signed by key %s\n", args[0], sign.Fingerprint(k))
+					return nil
+				}
+			}
+			return fmt.Errorf("verify-blob %s: the signature in %s is not by any of the keys given", args[0], sigPath)
+		},
+	}
+	cmd.Flags().StringArrayVar(&keyPaths, "key", nil, "public key `file` (PEM; repeatable: any one may have signed)")
+	cmd.Flags().StringVar(&sigPath, "signature", "", "the signature `file` (base64, as cosign sign-blob writes it)")
+	cmd.MarkFlagFilename("key", "pub", "pem")
+	return cmd
+}
+
+// loadPrivateKey reads a signing key, its password from $COSIGN_PASSWORD.
+func loadPrivateKey(path string) (*ecdsa.PrivateKey, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("sign: %w", err)
+		return nil, err
 	}
 	key, err := sign.LoadPrivateKey(data, []byte(os.Getenv(sign.PasswordEnv)))
-	if err != nil {
-		if errors.Is(err, sign.ErrWrongPassword) {
-			return fmt.Errorf("sign: %w (the password is read from $%s)", err, sign.PasswordEnv)
-		}
-		return fmt.Errorf("sign: %w", err)
+	if errors.Is(err, sign.ErrWrongPassword) {
+		return nil, fmt.Errorf("%w (the password is read from $%s)", err, sign.PasswordEnv)
 	}
-	store, refs, err := common.openRefs(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	ref := refs[0]
-	desc, err := store.Resolve(ctx, ref)
-	if err != nil {
-		return err
-	}
-	sig, err := oci.SignStored(ctx, store, ref, desc, key, sign.Layout(*layout))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "signed %s@%s (%s layout, signature manifest %s)\n", ref, desc.Digest, *layout, sig.Digest)
-	if *push {
-		if err := oci.PushSignatures(ctx, store, ref, common.remote(stderr, false)); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "pushed the signatures of %s\n", ref)
-	}
-	return nil
-}
-
-func imageVerify(ctx context.Context, fs *flag.FlagSet, common *imageFlags, args []string, stdout io.Writer) error {
-	var keyPaths stringList
-	fs.Var(&keyPaths, "key", "public key `file` (PEM; repeatable: any one may have signed)")
-	pos, err := positionals(fs, args, 1, "--key PUB REF")
-	if err != nil {
-		return err
-	}
-	if len(keyPaths) == 0 {
-		fs.Usage()
-		return errUsage
-	}
-	keys, err := loadPublicKeys(keyPaths)
-	if err != nil {
-		return err
-	}
-	store, refs, err := common.openRefs(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	ref := refs[0]
-	desc, err := store.Resolve(ctx, ref)
-	if err != nil {
-		return err
-	}
-	v, err := oci.VerifyStored(ctx, store, ref, desc, keys)
-	if errors.Is(err, sign.ErrUnsigned) {
-		// The store holds what was pulled or built here: a signature made
-		// since (cosign sign in the registry, say) arrives with a pull.
-		return fmt.Errorf("verify %s: %w (this checks the local store: `sluice image pull %s` fetches signatures made in the registry)", ref, err, ref)
-	}
-	if err != nil {
-		return fmt.Errorf("verify %s: %w", ref, err)
-	}
-	fmt.Fprintf(stdout, "verified %s@%s: signed by key %s for %s (%s layout)\n", ref, desc.Digest, v.Key, v.DockerReference, v.Layout)
-	return nil
+	return key, err
 }
 
 func loadPublicKeys(paths []string) ([]*ecdsa.PublicKey, error) {
@@ -571,28 +743,140 @@ func loadPublicKeys(paths []string) ([]*ecdsa.PublicKey, error) {
 	return keys, nil
 }
 
-func imageGenerateKeyPair(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	prefix := fs.String("output-key-prefix", "cosign", "write `PREFIX`.key and PREFIX.pub")
-	if _, err := positionals(fs, args, 0, "[--output-key-prefix PREFIX]"); err != nil {
-		return err
+func imageGenerateKeyPairCommand() *cobra.Command {
+	var prefix string
+	var noPassword bool
+	cmd := &cobra.Command{
+		Use:   "generate-key-pair",
+		Short: "Write cosign.key and cosign.pub (cosign's formats)",
+		Long: `Write a new ECDSA P-256 key pair in cosign's formats: PREFIX.key, encrypted
+with a password, and PREFIX.pub.
+
+The password is $COSIGN_PASSWORD when set; otherwise it is asked on the
+terminal, twice, as cosign does. Without a terminal and without
+$COSIGN_PASSWORD the command refuses, rather than write a key anyone who
+reads the file can use; --no-password writes such a key on purpose.`,
+		Example: `  sluice image generate-key-pair                        # asks for the password
+  COSIGN_PASSWORD=... sluice image generate-key-pair --output-key-prefix /etc/sluice/release
+  sluice image generate-key-pair --no-password --output-key-prefix ci   # a throw-away key`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, name := range []string{prefix + ".key", prefix + ".pub"} {
+				if _, err := os.Stat(name); err == nil {
+					return fmt.Errorf("generate-key-pair: %s exists; remove it or choose another --output-key-prefix", name)
+				}
+			}
+			password, err := keyPassword(cmd, noPassword)
+			if err != nil {
+				return err
+			}
+			priv, pub, err := sign.GenerateKeyPair(password)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(prefix+".key", priv, 0o600); err != nil {
+				return err
+			}
+			if err := os.WriteFile(prefix+".pub", pub, 0o644); err != nil {
+				return err
+			}
+			how := "encrypted with its password"
+			if len(password) == 0 {
+				how = "NOT protected by a password"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s.key (%s) and %s.pub\n", prefix, how, prefix)
+			return nil
+		},
 	}
-	priv, pub, err := sign.GenerateKeyPair([]byte(os.Getenv(sign.PasswordEnv)))
-	if err != nil {
-		return err
-	}
-	for _, name := range []string{*prefix + ".key", *prefix + ".pub"} {
-		if _, err := os.Stat(name); err == nil {
-			return fmt.Errorf("generate-key-pair: %s exists; remove it or choose another --output-key-prefix", name)
+	cmd.Flags().StringVar(&prefix, "output-key-prefix", "cosign", "write `PREFIX`.key and PREFIX.pub")
+	cmd.Flags().BoolVar(&noPassword, "no-password", false, "write a private key without a password (anyone who can read it can sign)")
+	return cmd
+}
+
+// keyPassword is the password of a new private key: $COSIGN_PASSWORD, or
+// asked twice on the terminal; none only with --no-password.
+func keyPassword(cmd *cobra.Command, noPassword bool) ([]byte, error) {
+	if noPassword {
+		if os.Getenv(sign.PasswordEnv) != "" {
+			return nil, usageErrorf(cmd, "--no-password, but $%s is set", sign.PasswordEnv)
 		}
+		return nil, nil
 	}
-	if err := os.WriteFile(*prefix+".key", priv, 0o600); err != nil {
-		return err
+	if pw, ok := os.LookupEnv(sign.PasswordEnv); ok {
+		if pw == "" {
+			return nil, usageErrorf(cmd, "$%s is empty: pass --no-password for a key without a password", sign.PasswordEnv)
+		}
+		return []byte(pw), nil
 	}
-	if err := os.WriteFile(*prefix+".pub", pub, 0o644); err != nil {
-		return err
+	in, ok := cmd.InOrStdin().(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return nil, usageErrorf(cmd, "no password for the private key: set $%s, run on a terminal to be asked, or pass --no-password", sign.PasswordEnv)
 	}
-	fmt.Fprintf(stdout, "wrote %s.key (encrypted with $%s) and %s.pub\n", *prefix, sign.PasswordEnv, *prefix)
-	return nil
+	w := cmd.ErrOrStderr()
+	ask := func(prompt string) ([]byte, error) {
+		pw, err := readPassword(int(in.Fd()), w, prompt)
+		fmt.Fprintln(w)
+		if err != nil {
+			return nil, fmt.Errorf("read the password: %w", err)
+		}
+		return pw, nil
+	}
+	pw, err := ask("Enter password for private key: ")
+	if err != nil {
+		return nil, err
+	}
+	again, err := ask("Enter password for private key again: ")
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(pw, again) {
+		return nil, errors.New("generate-key-pair: the passwords do not match")
+	}
+	if len(pw) == 0 {
+		return nil, errors.New("generate-key-pair: empty password: pass --no-password for a key without a password")
+	}
+	return pw, nil
+}
+
+// readPassword reads a line from the terminal fd without echoing it. Echo
+// is off before the prompt shows, so that a password typed as soon as the
+// prompt appears is never echoed (term.ReadPassword turns echo off after).
+func readPassword(fd int, w io.Writer, prompt string) ([]byte, error) {
+	saved, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	quiet := *saved
+	quiet.Lflag &^= unix.ECHO
+	quiet.Lflag |= unix.ICANON | unix.ISIG
+	quiet.Iflag |= unix.ICRNL
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+		return nil, err
+	}
+	defer unix.IoctlSetTermios(fd, unix.TCSETS, saved)
+	fmt.Fprint(w, prompt)
+	var line []byte
+	var b [1]byte
+	for {
+		n, err := unix.Read(fd, b[:])
+		if n == 1 {
+			if b[0] == '\n' {
+				return line, nil
+			}
+			line = append(line, b[0])
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(line) == 0 {
+			return nil, io.EOF
+		}
+		return line, nil
+	}
 }
 
 func byteSize(n int64) string {
@@ -611,9 +895,11 @@ type imageRunFlags struct {
 	pullPolicy string
 }
 
-func (f *imageRunFlags) register(fs *flag.FlagSet) {
+func (f *imageRunFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
 	fs.StringVar(&f.dataDir, "data-dir", "", "data `dir` of the image store (default $SLUICE_DATA_DIR, else the config's data_dir)")
-	fs.StringVar(&f.pullPolicy, "pull", "", "pull policy for image references: always, missing or never (default the config's, missing)")
+	enumVarP(cmd, fs, &f.pullPolicy, "pull", "", "", pullPolicies, "pull policy for image references (default the config's, missing)")
+	cmd.MarkFlagDirname("data-dir")
 }
 
 func (f *imageRunFlags) fetchOptions(stderr io.Writer) agent.FetchOptions {

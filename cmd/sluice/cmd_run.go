@@ -2,74 +2,104 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"io"
 	"os"
 	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/gadgets"
 	"github.com/sluice-dev/sluice/oci"
 )
 
-// paramFlags collects repeated --param k=v flags.
-type paramFlags []config.Param
+func newRunCommand() *cobra.Command {
+	var (
+		params     []config.Param
+		output     string
+		timeout    time.Duration
+		eventType  string
+		mapName    string
+		bufferSize int64
+		wasm       string
+		queuePol   string
+		logLevel   string
+		stats      bool
+		images     imageRunFlags
+		kinds      gadgetRunFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "run GADGET",
+		Short: "Run one gadget straight to the terminal",
+		Long: `Run one gadget straight to the terminal, without a config file.
 
-func (p *paramFlags) String() string { return "" }
-func (p *paramFlags) Set(v string) error {
-	k, val, ok := strings.Cut(v, "=")
-	if !ok || k == "" {
-		return fmt.Errorf("want NAME=VALUE, got %q", v)
+GADGET is a built-in gadget name (see 'sluice gadgets'), a path to an eBPF ELF,
+or an image reference (HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...),
+pulled into the local store. 'sluice run GADGET --help' lists the gadget's
+parameters and fields.`,
+		Example: `  sluice run trace_exec
+  sluice run trace_open --param target_pid=1234 -o json --timeout 10s
+  sluice run ./my_gadget.bpf.o --event-type event
+  sluice run localhost:5000/gadgets/trace_exec:v1 --pull always
+  sluice run trace_exec --wasm my_module.wasm --stats
+  sluice run trace_open --help                   # the gadget's parameters and fields`,
+		Args:              exactArgs("GADGET"),
+		ValidArgsFunction: completeGadget,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			f := runConfig(args[0], params, output)
+			f.Agent.LogLevel = logLevel
+			f.Sources[0].EventType = eventType
+			f.Sources[0].Map = mapName
+			f.Sources[0].BufferSize = bufferSize
+			f.Sources[0].Wasm = wasm
+			f.Pipelines[0].Queue.WhenFull = queuePol
+			if err := kinds.apply(f, cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			stderr := cmd.ErrOrStderr()
+			return runAgent(ctx, f, config.NewParser(), cmd.OutOrStdout(), stderr, runOptions{stats: stats, fetch: images.fetchOptions(stderr)})
+		},
 	}
-	*p = append(*p, config.Param{Name: k, Value: val})
-	return nil
+	fs := cmd.Flags()
+	fs.Var(paramValue{&params}, "param", "gadget parameter (repeatable)")
+	enumVarP(cmd, fs, &output, "output", "o", "table", config.StdoutFormats(), "output format")
+	durationVar(fs, &timeout, "timeout", 0, "stop after this long, such as 30s or 5m (0: until interrupted)")
+	fs.StringVar(&eventType, "event-type", "", "BTF struct of the records, for gadgets without markers")
+	fs.StringVar(&mapName, "map", "", "read only this output map")
+	fs.Int64Var(&bufferSize, "buffer-size", 0, "ring buffer bytes, or perf buffer bytes per CPU (0: default)")
+	fs.StringVar(&wasm, "wasm", "", "a Wasm gadget module `file` to run with a file or built-in gadget (docs/stage-abi.md)")
+	enumVarP(cmd, fs, &queuePol, "when-full", "", "drop_oldest", whenFull, "queue policy when the terminal falls behind")
+	enumVarP(cmd, fs, &logLevel, "log-level", "", "warn", logLevels, "log level")
+	fs.BoolVar(&stats, "stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
+	images.register(cmd)
+	kinds.register(cmd)
+	cmd.SetHelpFunc(gadgetHelpFunc(&images))
+	cmd.MarkFlagFilename("wasm", "wasm")
+	cmd.RegisterFlagCompletionFunc("param", cobra.NoFileCompletions)
+	cmd.RegisterFlagCompletionFunc("event-type", cobra.NoFileCompletions)
+	cmd.RegisterFlagCompletionFunc("map", cobra.NoFileCompletions)
+	cmd.RegisterFlagCompletionFunc("buffer-size", cobra.NoFileCompletions)
+	cmd.RegisterFlagCompletionFunc("timeout", cobra.NoFileCompletions)
+	return cmd
 }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sluice run GADGET [--param NAME=VALUE ...] [--wasm FILE] [-o json|table] [--timeout D]\n\nGADGET is a built-in gadget name, a path to an eBPF ELF, or an image reference\n(HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...), pulled into the local store.")
-		fs.PrintDefaults()
+// completeGadget offers the built-in gadget names, and files for a path.
+func completeGadget(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	var params paramFlags
-	fs.Var(&params, "param", "gadget parameter `NAME=VALUE` (repeatable)")
-	output := fs.String("o", "table", "output format: json or table")
-	timeout := fs.Duration("timeout", 0, "stop after this long (0: until interrupted)")
-	eventType := fs.String("event-type", "", "BTF struct of the records, for gadgets without markers")
-	mapName := fs.String("map", "", "read only this output map")
-	bufferSize := fs.Int64("buffer-size", 0, "ring buffer bytes, or perf buffer bytes per CPU (0: default)")
-	wasm := fs.String("wasm", "", "a Wasm gadget module `FILE` to run with a file or built-in gadget (docs/stage-abi.md)")
-	whenFull := fs.String("when-full", "drop_oldest", "queue policy when the terminal falls behind: block, drop_newest, drop_oldest")
-	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
-	stats := fs.Bool("stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
-	var images imageRunFlags
-	images.register(fs)
-	positional, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
+	var names []cobra.Completion
+	for _, b := range gadgets.Builtins() {
+		names = append(names, cobra.CompletionWithDesc(b.Name, b.Description))
 	}
-	if len(positional) != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	if *output != "json" && *output != "table" {
-		return fmt.Errorf("run: output format %q: want json or table", *output)
-	}
-	f := runConfig(positional[0], params, *output)
-	f.Agent.LogLevel = *logLevel
-	f.Sources[0].EventType = *eventType
-	f.Sources[0].Map = *mapName
-	f.Sources[0].BufferSize = *bufferSize
-	f.Sources[0].Wasm = *wasm
-	f.Pipelines[0].Queue.WhenFull = *whenFull
-	if *timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
-		defer cancel()
-	}
-	return runAgent(ctx, f, config.NewParser(), stdout, stderr, *stats, images.fetchOptions(stderr))
+	return names, cobra.ShellCompDirectiveDefault // built-ins, and files
 }
 
 // runConfig is the config `sluice run` stands for: one source, one stdout

@@ -4,102 +4,81 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-// errUsage marks errors whose message is the usage text already printed.
-var errUsage = errors.New("usage")
-
-// exitError carries a specific exit status.
+// exitError carries a specific exit status; whatever the error has to say
+// was printed already (diagnostics, say).
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-const usage = `sluice: kernel security events, filtered, to a message bus.
+// usageError is a mistake in how a command was called: an unknown command
+// or flag, a bad flag value, a missing argument. It exits 2 and points at
+// the command's help.
+type usageError struct {
+	command string // "sluice image push"
+	err     error
+}
 
-Usage:
-  sluice agent [--config FILE]            run the agent (default: the built-in config)
-  sluice run GADGET [flags]               run one gadget straight to the terminal
-  sluice config validate FILE             check a config file without running it
-  sluice config default                   print the built-in default config
-  sluice subscribe SUBJECT [--server URL]  print events published on NATS as JSON lines
-  sluice gadgets                          list the built-in gadgets
-  sluice image COMMAND                    build, push, pull, sign, verify gadget and stage images
-  sluice version                          print the version
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
 
-Run "sluice COMMAND -h" for a command's flags.
-`
+func usageErrorf(cmd *cobra.Command, format string, args ...any) error {
+	return &usageError{command: cmd.CommandPath(), err: fmt.Errorf(format, args...)}
+}
+
+// helpFailure lets a help function, which cannot return an error (`sluice
+// run GADGET --help` loads the gadget), fail the command: run puts one in
+// the context and looks at it after the command.
+type helpFailure struct{ err error }
+
+type helpFailureKey struct{}
+
+// failHelp records err as the failure of the help shown in ctx's command.
+func failHelp(ctx context.Context, err error) {
+	if hf, ok := ctx.Value(helpFailureKey{}).(*helpFailure); ok && hf.err == nil {
+		hf.err = err
+	}
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns its exit status: 0, 1 for a
+// failure, 2 for a usage mistake. It prints each error exactly once.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	hf := &helpFailure{}
+	err := root.ExecuteContext(context.WithValue(ctx, helpFailureKey{}, hf))
+	if err == nil {
+		err = hf.err
+	}
 	var ee exitError
+	var ue *usageError
 	switch {
 	case err == nil:
+		return 0
 	case errors.As(err, &ee):
-		os.Exit(ee.code)
-	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "sluice:", err)
-		os.Exit(1)
+		return ee.code
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "sluice: %v\nRun '%s --help' for usage.\n", ue.err, ue.command)
+		return 2
 	}
-}
-
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errUsage
-	}
-	switch args[0] {
-	case "agent":
-		return cmdAgent(ctx, args[1:], stdout, stderr)
-	case "run":
-		return cmdRun(ctx, args[1:], stdout, stderr)
-	case "config":
-		return cmdConfig(args[1:], stdout, stderr)
-	case "subscribe":
-		return cmdSubscribe(ctx, args[1:], stdout, stderr)
-	case "gadgets":
-		return cmdGadgets(stdout)
-	case "image":
-		return cmdImage(ctx, args[1:], os.Stdin, stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintf(stdout, "sluice %s\n", version)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
-	fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", args[0], usage)
-	return errUsage
-}
-
-// parseInterspersed parses flags that may come before or after positional
-// arguments (`sluice run trace_open -o json`), returning the positionals.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return positional, nil
-		}
-		if args[0] == "--" {
-			return append(positional, args[1:]...), nil
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
-	}
+	fmt.Fprintln(stderr, "sluice:", err)
+	return 1
 }

@@ -16,7 +16,7 @@ func execEvents(n int, comms ...string) []pipeline.Event {
 		c := comms[i%len(comms)]
 		out[i] = envelope("trace_exec", i+1,
 			kv{"timestamp", "2026-01-02T03:04:05.123456789Z"}, kv{"timestamp_raw", 1670079468483},
-			kv{"mntns_id", 4026531832}, kv{"pid", 16588}, kv{"ppid", 16524}, kv{"uid", 1000}, kv{"uid_name", "alice"},
+			kv{"mntns_id", 4026531832}, kv{"pid", 16588}, kv{"ppid", 16524}, kv{"uid", 1000}, kv{"user", "alice"},
 			kv{"gid", 1000}, kv{"gid_name", "alice"}, kv{"comm", c}, kv{"filename", "/bin/" + c}, kv{"ret", 0},
 			kv{"ret_error", ""}, kv{"args", []string{c, "-c", "some args"}},
 		)

@@ -176,7 +176,7 @@ func TestOCSFPassesOthers(t *testing.T) {
 	s := newStage(t, "ocsf", map[string]any{"envelope": false}, 0)
 	got := process(t, s,
 		envelope("trace_signal", 1, kv{"sig", "SIGKILL"}),
-		envelope("trace_open", 2, kv{"pid", 7}, kv{"uid", 0}, kv{"uid_name", "root"}, kv{"comm", "cat"}, kv{"path", "/etc/shadow"}, kv{"ret", -13}, kv{"ret_error", "EACCES"}),
+		envelope("trace_open", 2, kv{"pid", 7}, kv{"uid", 0}, kv{"user", "root"}, kv{"comm", "cat"}, kv{"path", "/etc/shadow"}, kv{"ret", -13}, kv{"ret_error", "EACCES"}),
 	)
 	if len(got) != 2 || got[0]["sig"] != "SIGKILL" {
 		t.Fatalf("events %v", got)

@@ -41,10 +41,14 @@ type Registry struct {
 	// StorageDir is the filesystem driver's root (for tampering tests).
 	StorageDir string
 
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
-	once sync.Once
+	handler http.Handler
+	mu      sync.Mutex
+	srv     *http.Server
+	done    chan struct{}
+	stopped bool
+	// requests counts requests by method and kind ("HEAD manifests",
+	// "GET blobs", ...).
+	requests map[string]int
 }
 
 var quietLogs sync.Once
@@ -84,12 +88,21 @@ func Start(t testing.TB, opts Options) *Registry {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	app := handlers.NewApp(ctx, cfg)
-	r := &Registry{Host: ln.Addr().String(), StorageDir: storage, ln: ln, done: make(chan struct{})}
-	r.srv = &http.Server{Handler: app, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		defer close(r.done)
-		r.srv.Serve(ln)
-	}()
+	r := &Registry{Host: ln.Addr().String(), StorageDir: storage, requests: map[string]int{}}
+	r.handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		kind := "other"
+		for _, k := range []string{"manifests", "blobs", "tags", "referrers"} {
+			if strings.Contains(req.URL.Path, "/"+k+"/") {
+				kind = k
+				break
+			}
+		}
+		r.mu.Lock()
+		r.requests[req.Method+" "+kind]++
+		r.mu.Unlock()
+		app.ServeHTTP(w, req)
+	})
+	r.serve(ln)
 	t.Cleanup(func() {
 		r.Stop()
 		cancel()
@@ -97,14 +110,53 @@ func Start(t testing.TB, opts Options) *Registry {
 	return r
 }
 
+func (r *Registry) serve(ln net.Listener) {
+	srv := &http.Server{Handler: r.handler, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	r.mu.Lock()
+	r.srv, r.done, r.stopped = srv, done, false
+	r.mu.Unlock()
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+}
+
 // Stop shuts the registry down; afterwards its address refuses connections.
+// Stopping a stopped registry does nothing.
 func (r *Registry) Stop() {
-	r.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		r.srv.Shutdown(ctx)
-		<-r.done
-	})
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return
+	}
+	r.stopped = true
+	srv, done := r.srv, r.done
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+	<-done
+}
+
+// Restart serves a stopped registry again, on the same address, with the
+// same content.
+func (r *Registry) Restart(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", r.Host)
+	if err != nil {
+		t.Fatalf("restart %s: %v", r, err)
+	}
+	r.serve(ln)
+}
+
+// Requests returns how many requests of a method and kind the registry
+// answered so far: kind is "manifests", "blobs", "tags", "referrers" or
+// "other", as in Requests("HEAD", "manifests").
+func (r *Registry) Requests(method, kind string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.requests[method+" "+kind]
 }
 
 // BlobPath is where the filesystem driver keeps the blob with the given

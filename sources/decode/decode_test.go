@@ -208,7 +208,7 @@ func TestSpecialTypes(t *testing.T) {
 		"err": "EACCES", "err_raw": int8(13),
 		"ret": int8(-2), "ret_error": "ENOENT",
 		"sig": "SIGUSR1", "sig_raw": uint8(10),
-		"uid": uint8(0), "uid_name": "root", "gid": uint16(4242), "gid_name": "",
+		"uid": uint8(0), "user": "root", "gid": uint16(4242), "group": "gid:4242",
 		"flags": "O_WRONLY|O_CREAT|O_TRUNC", "flags_raw": uint16(0o1101),
 		"mode": "-rwsr-xr-x", "mode_raw": uint32(0o104755),
 		"mntns_id": uint32(4026531840),
@@ -253,8 +253,8 @@ func TestEndpoints(t *testing.T) {
 	got := decodeOne(t, st, rec)
 	delete(got, "time")
 	want := map[string]any{
-		"saddr": "10.0.0.1", "daddr": "2001:db8::1",
-		"dst.addr": "127.0.0.1", "dst.port": uint16(8080), "dst.proto": "TCP", "dst.version": uint8(4),
+		"saddr.addr": "10.0.0.1", "saddr.version": uint8(4), "daddr.addr": "2001:db8::1", "daddr.version": uint8(6),
+		"dst.addr": "127.0.0.1", "dst.port": uint16(8080), "dst.proto": "TCP", "dst.proto_raw": uint8(6), "dst.version": uint8(4),
 		"port": uint8(0),
 	}
 	if diff := cmp.Diff(norm(want), norm(got)); diff != "" {

@@ -37,6 +37,10 @@ const (
 	opFileMode
 	opIPAddr
 	opProto
+	opHumanBytes
+	opDuration
+	opKernelStack
+	opUserStack
 )
 
 // op decodes one field (or a field and its companion key).
@@ -53,6 +57,17 @@ type op struct {
 	key      []byte
 	key2     []byte
 	enum     []btf.EnumValue
+	// ig: the member is spelled X_raw, so the readable value follows
+	// Inspektor Gadget's rendering (see special.go).
+	ig bool
+	// nameFirst: opUID/opGID write the name under key and the number
+	// under key2 (IG's X / X_raw), not the other way round.
+	nameFirst bool
+	flagSet   bool // opEnum: render the enumerators whose bits are set
+	// opUserStack: offsets (-1 when absent) and sizes of the members named
+	// in userStackFields.
+	stackFields [len(userStackFields)]int
+	stackSizes  [len(userStackFields)]uint8
 }
 
 // Append appends the msgpack encoding of one record to dst: the envelope
@@ -60,6 +75,16 @@ type op struct {
 // time unless the struct has a top-level gadget_timestamp. Fields lying past
 // the end of a short record are encoded as zero values.
 func (p *Plan) Append(dst []byte, record []byte, seq uint64, now time.Time) []byte {
+	return p.appendEvent(dst, record, seq, now, 0, 0)
+}
+
+// AppendSnapshot is Append for a plan compiled with Options.Snapshot: the
+// envelope also carries the snapshot's number and its row count.
+func (p *Plan) AppendSnapshot(dst []byte, record []byte, seq uint64, now time.Time, snapshot, rows uint64) []byte {
+	return p.appendEvent(dst, record, seq, now, snapshot, rows)
+}
+
+func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time, snapshot, rows uint64) []byte {
 	dst = append(dst, p.envHead...)
 	if p.tsOp >= 0 {
 		o := &p.ops[p.tsOp]
@@ -74,6 +99,12 @@ func (p *Plan) Append(dst []byte, record []byte, seq uint64, now time.Time) []by
 	dst = append(dst, p.envTail...)
 	dst = append(dst, p.seqKey...)
 	dst = codec.AppendUint(dst, seq)
+	if p.snapshot {
+		dst = append(dst, p.snapKeys[0]...)
+		dst = codec.AppendUint(dst, snapshot)
+		dst = append(dst, p.snapKeys[1]...)
+		dst = codec.AppendUint(dst, rows)
+	}
 	for i := range p.ops {
 		dst = p.ops[i].append(dst, record, p)
 	}
@@ -206,16 +237,33 @@ func (o *op) append(dst, rec []byte, p *Plan) []byte {
 			raw = readInt(rec, o.off, o.size)
 			v = uint64(raw)
 		}
-		dst = appendEnumName(dst, o.enum, v, raw)
+		switch {
+		case o.flagSet:
+			dst = appendEnumFlags(dst, o.enum, v)
+		case o.ig:
+			dst = appendIGEnumName(dst, o.enum, v)
+		default:
+			dst = appendEnumName(dst, o.enum, v, raw)
+		}
 		dst = append(dst, o.key2...)
 		return codec.AppendInt(dst, raw)
 	case opTimestamp:
 		ns := readUint(rec, o.off, o.size)
 		if ns == 0 {
 			dst = codec.AppendString(dst, "")
-		} else {
-			dst = appendTime(dst, ns, p.bootOffset)
+			dst = append(dst, o.key2...)
+			return codec.AppendUint(dst, 0)
 		}
+		if o.ig {
+			// IG rewrites X_raw to wall-clock ns and prints X in the
+			// host's zone with nine fraction digits.
+			wall := int64(ns) + p.bootOffset
+			var buf [40]byte
+			dst = codec.AppendStringBytes(dst, time.Unix(0, wall).In(p.loc).AppendFormat(buf[:0], igTimeLayout))
+			dst = append(dst, o.key2...)
+			return codec.AppendUint(dst, uint64(wall))
+		}
+		dst = appendTime(dst, ns, p.bootOffset)
 		dst = append(dst, o.key2...)
 		return codec.AppendUint(dst, ns)
 	case opErrno:
@@ -227,9 +275,12 @@ func (o *op) append(dst, rec []byte, p *Plan) []byte {
 		if e < 0 {
 			e = -e
 		}
-		if e == 0 {
+		switch {
+		case e == 0:
 			dst = codec.AppendString(dst, "")
-		} else {
+		case o.ig:
+			dst = codec.AppendString(dst, igErrnoName(e))
+		default:
 			dst = codec.AppendString(dst, errnoName(e))
 		}
 		dst = append(dst, o.key2...)
@@ -244,22 +295,61 @@ func (o *op) append(dst, rec []byte, p *Plan) []byte {
 		return codec.AppendString(dst, "")
 	case opSignal:
 		v := readUint(rec, o.off, o.size)
-		dst = codec.AppendString(dst, signalName(v))
+		if o.ig {
+			dst = codec.AppendString(dst, igSignalName(v))
+		} else {
+			dst = codec.AppendString(dst, signalName(v))
+		}
 		dst = append(dst, o.key2...)
 		return codec.AppendUint(dst, v)
 	case opSyscall:
 		v := readUint(rec, o.off, o.size)
-		dst = codec.AppendString(dst, syscallName(v))
+		if o.ig {
+			dst = codec.AppendString(dst, igSyscallName(v))
+		} else {
+			dst = codec.AppendString(dst, syscallName(v))
+		}
 		dst = append(dst, o.key2...)
 		return codec.AppendUint(dst, v)
 	case opUID, opGID:
 		v := uint32(readUint(rec, o.off, o.size))
+		var name string
+		if o.kind == opUID {
+			name = p.users.User(v)
+		} else {
+			name = p.users.Group(v)
+		}
+		if o.nameFirst {
+			dst = appendIDName(dst, o.kind, name, v)
+			dst = append(dst, o.key2...)
+			return codec.AppendUint(dst, uint64(v))
+		}
 		dst = codec.AppendUint(dst, uint64(v))
 		dst = append(dst, o.key2...)
-		if o.kind == opUID {
-			return codec.AppendString(dst, p.users.User(v))
+		return appendIDName(dst, o.kind, name, v)
+	case opHumanBytes:
+		v := readUint(rec, o.off, o.size)
+		var buf [24]byte
+		dst = codec.AppendStringBytes(dst, appendHumanBytes(buf[:0], v))
+		dst = append(dst, o.key2...)
+		return codec.AppendUint(dst, v)
+	case opDuration:
+		v := readUint(rec, o.off, o.size)
+		var buf [32]byte
+		dst = codec.AppendStringBytes(dst, appendDuration(buf[:0], time.Duration(v)))
+		dst = append(dst, o.key2...)
+		return codec.AppendUint(dst, v)
+	case opKernelStack:
+		id := int32(readUint(rec, o.off, min(o.size, 4)))
+		text := ""
+		if p.stacks != nil && id >= 0 && o.off+o.size <= len(rec) {
+			text = p.stacks.KernelStack(id)
 		}
-		return codec.AppendString(dst, p.users.Group(v))
+		dst = codec.AppendString(dst, text)
+		dst = append(dst, o.key2...)
+		return codec.AppendInt(dst, int64(id))
+	case opUserStack:
+		return codec.AppendString(dst, o.userStack(rec, p))
 	case opFileFlags:
 		v := readUint(rec, o.off, o.size)
 		var buf [192]byte
@@ -277,7 +367,9 @@ func (o *op) append(dst, rec []byte, p *Plan) []byte {
 		return codec.AppendStringBytes(dst, appendIP(buf[:0], rec, o.off, o.verOff))
 	case opProto:
 		v := readUint(rec, o.off, o.size)
-		return codec.AppendString(dst, protoName(v))
+		dst = codec.AppendString(dst, protoName(v))
+		dst = append(dst, o.key2...)
+		return codec.AppendUint(dst, v)
 	}
 	return codec.AppendNil(dst)
 }
@@ -318,6 +410,71 @@ func appendEnumName(dst []byte, values []btf.EnumValue, v uint64, raw int64) []b
 	}
 	var buf [24]byte
 	return codec.AppendStringBytes(dst, strconv.AppendInt(buf[:0], raw, 10))
+}
+
+// appendEnumFlags renders an IG flag-set enum (its name ends in _set) as
+// the enumerators all of whose bits are set, joined with "|". Like IG, an
+// enumerator of value 0 is always listed.
+func appendEnumFlags(dst []byte, values []btf.EnumValue, v uint64) []byte {
+	var buf [256]byte
+	b := buf[:0]
+	for i := range values {
+		if v&values[i].Value == values[i].Value {
+			if len(b) > 0 {
+				b = append(b, '|')
+			}
+			b = append(b, values[i].Name...)
+		}
+	}
+	return codec.AppendStringBytes(dst, b)
+}
+
+// appendIGEnumName is IG's rendering: the enumerator's name, or UNKNOWN.
+func appendIGEnumName(dst []byte, values []btf.EnumValue, v uint64) []byte {
+	for i := range values {
+		if values[i].Value == v {
+			return codec.AppendString(dst, values[i].Name)
+		}
+	}
+	return codec.AppendString(dst, "UNKNOWN")
+}
+
+func appendIDName(dst []byte, kind opKind, name string, id uint32) []byte {
+	if name != "" {
+		return codec.AppendString(dst, name)
+	}
+	var buf [16]byte
+	b := buf[:0]
+	if kind == opUID {
+		b = append(b, "uid:"...)
+	} else {
+		b = append(b, "gid:"...)
+	}
+	return codec.AppendStringBytes(dst, strconv.AppendUint(b, uint64(id), 10))
+}
+
+// userStack reads struct gadget_user_stack's members and asks the resolver.
+func (o *op) userStack(rec []byte, p *Plan) string {
+	if p.stacks == nil {
+		return ""
+	}
+	field := func(i int) uint64 {
+		if o.stackFields[i] < 0 {
+			return 0
+		}
+		return readUint(rec, o.stackFields[i], int(o.stackSizes[i]))
+	}
+	s := UserStack{StackID: int32(field(0)), Pid: uint32(field(1)), Inode: field(3)}
+	if s.Pid == 0 {
+		s.Pid = uint32(field(2))
+	}
+	if s.Inode == 0 {
+		s.Inode = field(4)
+	}
+	if s.StackID < 0 || (s.StackID == 0 && s.Inode == 0) {
+		return "" // collection disabled (collect_ustack) or failed
+	}
+	return p.stacks.UserStack(s)
 }
 
 func appendIP(dst, rec []byte, off, verOff int) []byte {

@@ -1,8 +1,12 @@
 package decode
 
 import (
+	"math"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -167,5 +171,91 @@ func protoName(p uint64) string {
 	case 262:
 		return "MPTCP"
 	}
-	return strconv.FormatUint(p, 10)
+	return "proto#" + strconv.FormatUint(p, 10)
+}
+
+// igTimeLayout is how Inspektor Gadget prints a gadget_timestamp X_raw.
+const igTimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// igErrnoName is IG's rendering of a non-zero errno: "ENOENT", or
+// "error#N" for numbers without a name.
+func igErrnoName(e int64) string {
+	if e > 0 && e < 1<<31 {
+		if n := unix.ErrnoName(syscall.Errno(e)); n != "" {
+			return n
+		}
+	}
+	return "error#" + strconv.FormatInt(e, 10)
+}
+
+// igSignalName is IG's rendering of a signal: "SIGUSR1", or "signal#N"
+// (0 and the real-time signals have no name).
+func igSignalName(s uint64) string {
+	if s < 1<<31 {
+		if n := unix.SignalName(syscall.Signal(s)); n != "" {
+			return n
+		}
+	}
+	return "signal#" + strconv.FormatUint(s, 10)
+}
+
+// igSyscallName is IG's rendering of a syscall number: "SYS_OPENAT", or
+// "SYS_UNKNOWN".
+func igSyscallName(n uint64) string {
+	if names := igSyscallNames(); n < uint64(len(names)) && names[n] != "" {
+		return names[n]
+	}
+	return "SYS_UNKNOWN"
+}
+
+// igSyscallNames holds "SYS_OPENAT" for every syscall of the host's
+// table, built once: the decode path neither allocates nor upper-cases.
+var igSyscallNames = sync.OnceValue(func() []string {
+	var names []string
+	for nr := 0; nr < 1<<12; nr++ {
+		if name, ok := syscalls.Host().Name(nr); ok {
+			for len(names) < nr {
+				names = append(names, "")
+			}
+			names = append(names, "SYS_"+strings.ToUpper(name))
+		}
+	}
+	return names
+})
+
+// appendHumanBytes renders a byte count as IG does (go-humanize's Bytes: SI
+// units, one decimal below 10): "9 B", "10 kB", "1.5 MB".
+func appendHumanBytes(dst []byte, s uint64) []byte {
+	if s < 10 {
+		dst = strconv.AppendUint(dst, s, 10)
+		return append(dst, " B"...)
+	}
+	const base = 1000.0
+	suffixes := [...]string{"B", "kB", "MB", "GB", "TB", "PB", "EB"}
+	e := math.Floor(math.Log(float64(s)) / math.Log(base))
+	val := math.Floor(float64(s)/math.Pow(base, e)*10+0.5) / 10
+	prec := 0
+	if val < 10 {
+		prec = 1
+	}
+	dst = strconv.AppendFloat(dst, val, 'f', prec, 64)
+	dst = append(dst, ' ')
+	return append(dst, suffixes[int(e)]...)
+}
+
+// appendDuration renders nanoseconds as IG does: "800ns", "12.50µs",
+// "3.20ms", and Go's time.Duration text from a second up.
+func appendDuration(dst []byte, d time.Duration) []byte {
+	switch {
+	case d < time.Microsecond:
+		dst = strconv.AppendInt(dst, d.Nanoseconds(), 10)
+		return append(dst, "ns"...)
+	case d < time.Millisecond:
+		dst = strconv.AppendFloat(dst, float64(d)/float64(time.Microsecond), 'f', 2, 64)
+		return append(dst, "µs"...)
+	case d < time.Second:
+		dst = strconv.AppendFloat(dst, float64(d)/float64(time.Millisecond), 'f', 2, 64)
+		return append(dst, "ms"...)
+	}
+	return append(dst, d.String()...)
 }

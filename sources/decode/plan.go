@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf/btf"
@@ -23,6 +24,38 @@ type Options struct {
 	// BootOffset converts boot-time nanoseconds to wall time (wall = boot +
 	// offset). Zero measures it once at Compile.
 	BootOffset time.Duration
+	// Location is the time zone of timestamps rendered as Inspektor Gadget
+	// renders them (members named X_raw); nil is the host's local zone,
+	// as `ig` uses.
+	Location *time.Location
+	// Stacks symbolises kernel and user stack ids (gadget_kernel_stack,
+	// struct gadget_user_stack); nil renders them as "".
+	Stacks StackResolver
+	// KernelTypes is the running kernel's BTF, whose enums replace the
+	// gadget's enums of the same name when rendering (as IG does); nil
+	// loads the host's, and an empty spec disables the lookup.
+	KernelTypes *btf.Spec
+	// Snapshot adds the keys snapshot and snapshot_rows after seq: the
+	// events of one run of an iterator or one drain of a map share the
+	// run's number, and each carries how many rows the run had.
+	Snapshot bool
+}
+
+// StackResolver turns the stack ids a gadget records into text. It is
+// called on the decode path; implementations must be safe for concurrent
+// use and cheap for ids seen before.
+type StackResolver interface {
+	// KernelStack renders the kernel stack with this id ("" when unknown).
+	KernelStack(id int32) string
+	// UserStack renders a user stack ("" when unknown).
+	UserStack(s UserStack) string
+}
+
+// UserStack is what struct gadget_user_stack says about a user stack.
+type UserStack struct {
+	StackID int32
+	Pid     uint32 // the process, as the initial pid namespace numbers it
+	Inode   uint64 // of the executable
 }
 
 // Envelope keys, in encoding order.
@@ -47,6 +80,10 @@ type Plan struct {
 	schema     *pipeline.Schema
 	users      NameResolver
 	bootOffset int64
+	loc        *time.Location
+	stacks     StackResolver
+	snapshot   bool
+	snapKeys   [2][]byte // "snapshot", "snapshot_rows", pre-encoded
 }
 
 // Compile builds the plan for t, a struct (or a typedef or qualifier of one).
@@ -55,15 +92,21 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 	if !ok {
 		return nil, fmt.Errorf("compile decode plan: %s is not a struct", t)
 	}
-	p := &Plan{size: int(st.Size), tsOp: -1, users: opts.Users}
+	p := &Plan{size: int(st.Size), tsOp: -1, users: opts.Users, loc: opts.Location, stacks: opts.Stacks, snapshot: opts.Snapshot}
 	if p.users == nil {
 		p.users = hostNames
+	}
+	if p.loc == nil {
+		p.loc = time.Local
 	}
 	p.bootOffset = int64(opts.BootOffset)
 	if p.bootOffset == 0 {
 		p.bootOffset = measureBootOffset()
 	}
-	c := compiler{plan: p, seen: map[string]int{}}
+	c := compiler{plan: p, seen: map[string]int{}, kernel: opts.KernelTypes}
+	if c.kernel == nil {
+		c.kernel = hostKernelTypes()
+	}
 	if err := c.members(st.Members, "", 0, 0); err != nil {
 		return nil, fmt.Errorf("compile decode plan for struct %s: %w", st.Name, err)
 	}
@@ -77,6 +120,11 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 		}
 	}
 	p.nkeys = len(envelopeKeys) + c.keys
+	if p.snapshot {
+		p.nkeys += 2
+		p.snapKeys[0] = codec.AppendString(nil, "snapshot")
+		p.snapKeys[1] = codec.AppendString(nil, "snapshot_rows")
+	}
 	p.envHead = codec.AppendMapHeader(nil, p.nkeys)
 	p.envHead = codec.AppendString(p.envHead, "time")
 	tail := codec.AppendString(nil, "host")
@@ -95,6 +143,11 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 		{Name: "gadget", Kind: pipeline.FieldString, Width: 16},
 		{Name: "seq", Kind: pipeline.FieldUint, Width: 8},
 	}
+	if p.snapshot {
+		fields = append(fields,
+			pipeline.Field{Name: "snapshot", Kind: pipeline.FieldUint, Width: 6, Hidden: true},
+			pipeline.Field{Name: "snapshot_rows", Kind: pipeline.FieldUint, Width: 6, Hidden: true})
+	}
 	p.schema = &pipeline.Schema{Gadget: opts.Gadget, Type: st.Name, Fields: append(fields, c.fields...)}
 	return p, nil
 }
@@ -110,6 +163,7 @@ type compiler struct {
 	keys   int
 	fields []pipeline.Field
 	seen   map[string]int
+	kernel *btf.Spec
 }
 
 // name returns a unique key for a flattened member name. Envelope names are
@@ -119,6 +173,9 @@ func (c *compiler) name(n string) string {
 		if n == e {
 			n = "event." + n
 		}
+	}
+	if c.plan.snapshot && (n == "snapshot" || n == "snapshot_rows") {
+		n = "event." + n
 	}
 	if k := c.seen[n]; k > 0 {
 		c.seen[n] = k + 1
@@ -201,43 +258,8 @@ func (c *compiler) member(t btf.Type, name string, off int64, depth int) error {
 		return nil
 	}
 	o := op{off: int(off), size: size, topLevel: top}
-	switch special {
-	case "gadget_timestamp":
-		o.kind = opTimestamp
-		o.size = clampInt(size)
-		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 30}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldUint, Width: 20})
-		return nil
-	case "gadget_errno":
-		o.kind, o.signed = opErrno, isSigned(under)
-		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 10}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldInt, Width: 5})
-		return nil
-	case "gadget_ret":
-		o.kind, o.signed = opRet, true
-		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldInt, Width: 6}, pipeline.Field{Name: c.name(name + "_error"), Kind: pipeline.FieldString, Width: 10})
-		return nil
-	case "gadget_signal":
-		o.kind = opSignal
-		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 9}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldInt, Width: 3})
-		return nil
-	case "gadget_syscall":
-		o.kind = opSyscall
-		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 16}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldUint, Width: 4})
-		return nil
-	case "gadget_uid", "gadget_gid":
-		o.kind = opUID
-		if special == "gadget_gid" {
-			o.kind = opGID
-		}
-		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldUint, Width: 6}, pipeline.Field{Name: c.name(name + "_name"), Kind: pipeline.FieldString, Width: 10})
-		return nil
-	case "gadget_file_flags":
-		o.kind = opFileFlags
-		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 24}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldUint, Width: 8})
-		return nil
-	case "gadget_file_mode":
-		o.kind = opFileMode
-		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 10}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldUint, Width: 7})
-		return nil
+	if handled, err := c.special(special, under, name, o, depth); handled || err != nil {
+		return err
 	}
 
 	switch tt := under.(type) {
@@ -257,13 +279,17 @@ func (c *compiler) member(t btf.Type, name string, off int64, depth int) error {
 			c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldUint, Width: intWidth(name, size)})
 		}
 	case *btf.Enum:
-		o.kind, o.signed = opEnum, tt.Signed
-		o.enum = tt.Values
+		readable, raw, ig := pairNames(name)
+		o.kind, o.signed, o.ig = opEnum, tt.Signed, ig
+		e := c.kernelEnum(tt)
+		o.enum = e.Values
+		// IG renders an enum whose name ends in _set as the flags it holds.
+		o.flagSet = strings.HasSuffix(tt.Name, "_set")
 		w := 4
-		for _, v := range tt.Values {
+		for _, v := range e.Values {
 			w = max(w, len(v.Name))
 		}
-		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: min(w, 24)}, pipeline.Field{Name: c.name(name + "_raw"), Kind: pipeline.FieldInt, Width: 4})
+		c.add(o, pipeline.Field{Name: c.name(readable), Kind: pipeline.FieldString, Width: min(w, 24)}, pipeline.Field{Name: c.name(raw), Kind: pipeline.FieldInt, Width: 4, Hidden: true})
 	case *btf.Float:
 		o.kind = opFloat
 		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldFloat, Width: 10})
@@ -278,6 +304,8 @@ func (c *compiler) member(t btf.Type, name string, off int64, depth int) error {
 			return c.endpoint(tt, name, o, false)
 		case "gadget_l4endpoint_t":
 			return c.endpoint(tt, name, o, true)
+		case "gadget_user_stack":
+			return c.userStack(tt, name, o, depth)
 		}
 		return c.members(tt.Members, name, off, depth+1)
 	case *btf.Union:
@@ -308,7 +336,7 @@ func (c *compiler) array(a *btf.Array, name string, o op, depth int) error {
 			return nil
 		}
 		o.kind, o.signed = opIntArray, et.Encoding&btf.Signed != 0
-		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldList, Width: 24})
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldList, Width: 24, Histogram: histogramKind(a.Type)})
 	case *btf.Enum:
 		o.kind, o.signed = opIntArray, et.Signed
 		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldList, Width: 24})
@@ -319,8 +347,10 @@ func (c *compiler) array(a *btf.Array, name string, o op, depth int) error {
 	return nil
 }
 
-// endpoint compiles gadget_l3endpoint_t (one text key) and
-// gadget_l4endpoint_t (addr, port, proto, version).
+// endpoint compiles gadget_l3endpoint_t and gadget_l4endpoint_t as
+// Inspektor Gadget renders them: X.addr (the address as text, replacing the
+// addr_raw union), X.version, and for L4 X.port, X.proto (the protocol's
+// name) and X.proto_raw.
 func (c *compiler) endpoint(st *btf.Struct, name string, o op, l4 bool) error {
 	var addrOff, versionOff, portOff, protoOff int64 = -1, -1, -1, -1
 	var protoSize int
@@ -341,17 +371,15 @@ func (c *compiler) endpoint(st *btf.Struct, name string, o op, l4 bool) error {
 	if addrOff < 0 || versionOff < 0 {
 		return c.members(st.Members, name, int64(o.off), 1)
 	}
-	addr := op{kind: opIPAddr, off: o.off + int(addrOff), verOff: o.off + int(versionOff), topLevel: o.topLevel}
-	if !l4 {
-		c.add(addr, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 39})
-		return nil
-	}
-	c.add(addr, pipeline.Field{Name: c.name(name + ".addr"), Kind: pipeline.FieldString, Width: 39})
-	if portOff >= 0 {
+	c.add(op{kind: opIPAddr, off: o.off + int(addrOff), verOff: o.off + int(versionOff), topLevel: o.topLevel},
+		pipeline.Field{Name: c.name(name + ".addr"), Kind: pipeline.FieldString, Width: 39})
+	if l4 && portOff >= 0 {
 		c.add(op{kind: opUint, off: o.off + int(portOff), size: 2}, pipeline.Field{Name: c.name(name + ".port"), Kind: pipeline.FieldUint, Width: 5})
 	}
-	if protoOff >= 0 {
-		c.add(op{kind: opProto, off: o.off + int(protoOff), size: protoSize}, pipeline.Field{Name: c.name(name + ".proto"), Kind: pipeline.FieldString, Width: 5})
+	if l4 && protoOff >= 0 {
+		c.add(op{kind: opProto, off: o.off + int(protoOff), size: protoSize},
+			pipeline.Field{Name: c.name(name + ".proto"), Kind: pipeline.FieldString, Width: 5},
+			pipeline.Field{Name: c.name(name + ".proto_raw"), Kind: pipeline.FieldUint, Width: 3, Hidden: true})
 	}
 	c.add(op{kind: opUint, off: o.off + int(versionOff), size: 1}, pipeline.Field{Name: c.name(name + ".version"), Kind: pipeline.FieldUint, Width: 1})
 	return nil
@@ -406,6 +434,16 @@ func intWidth(name string, size int) int {
 	}
 	return 20
 }
+
+// hostKernelTypes returns the running kernel's BTF, or an empty spec when
+// it cannot be read (renderings then use the gadget's own enums).
+var hostKernelTypes = sync.OnceValue(func() *btf.Spec {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil
+	}
+	return spec
+})
 
 // measureBootOffset returns wall time minus boot time, in nanoseconds.
 func measureBootOffset() int64 {

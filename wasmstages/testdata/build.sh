@@ -40,6 +40,7 @@ for src in filter trap loop bomb malformed abi_version missing_export init_fail 
 done
 cc tag_v1.wasm -DTAG_VERSION=1 tag.c
 cc tag_v2.wasm -DTAG_VERSION=2 tag.c
+cc tag_patchable.wasm -DTAG_PATCHABLE tag.c
 # A flat-map (several events per input, KEPT and EMITted) with tick output,
 # for the identities of derived events (agent/derived_test.go).
 cc flatmap.wasm flatmap.c

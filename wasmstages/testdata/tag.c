@@ -2,10 +2,24 @@
 // TAG_VERSION (a compile-time constant: tag_v1.wasm and tag_v2.wasm are two
 // versions of one stage for the hot-swap tests), "copies" times (param,
 // default 1: flat-map).
+//
+// Built with TAG_PATCHABLE (tag_patchable.wasm), the version is the byte
+// that follows the marker "sluice-tag-version:" in the module's data: tests
+// make as many versions as they need by patching that byte in the .wasm
+// (wasmstages.PatchTagVersion in the tests), without a compiler.
 #include "guest.h"
 
 #ifndef TAG_VERSION
 #define TAG_VERSION 1
+#endif
+
+#ifdef TAG_PATCHABLE
+// volatile: the compiler must read the byte from memory, where the data
+// segment put it, instead of folding the initial value into the code.
+static volatile const uint8_t tag_version[] = "sluice-tag-version:\x01";
+#define VERSION_BYTE (tag_version[sizeof tag_version - 2])
+#else
+#define VERSION_BYTE TAG_VERSION
 #endif
 
 static uint32_t copies = 1;
@@ -48,7 +62,7 @@ static uint32_t retag(const uint8_t *ev, uint32_t len) {
 	*o++ = 0xa0 | (sizeof key - 1);
 	memcpy(o, key, sizeof key - 1);
 	o += sizeof key - 1;
-	*o++ = TAG_VERSION;
+	*o++ = VERSION_BYTE;
 	return (uint32_t)(o - scratch);
 }
 

@@ -157,7 +157,9 @@ func user(ev *sluice.Event) {
 	if uid, ok := ev.Get("uid").Uint(); ok {
 		w.Key("uid").StringBytes(strconv.AppendUint(scratch[:0], uid, 10))
 	}
-	if name := ev.StringBytes("uid_name"); len(name) > 0 {
+	// The decoder names the user beside the uid ("uid:N" when the host
+	// has no name for it, which is no name).
+	if name := ev.StringBytes("user"); len(name) > 0 && !bytes.HasPrefix(name, []byte("uid:")) {
 		w.Key("name").StringBytes(name)
 	}
 	w.EndMap()
@@ -229,8 +231,8 @@ func fileFields(ev *sluice.Event) {
 }
 
 func networkFields(ev *sluice.Event) {
-	w.Key("src_endpoint").BeginMap().Key("ip").Raw(ev.Get("saddr")).Key("port").Raw(ev.Get("sport")).EndMap()
-	w.Key("dst_endpoint").BeginMap().Key("ip").Raw(ev.Get("daddr")).Key("port").Raw(ev.Get("dport")).EndMap()
+	w.Key("src_endpoint").BeginMap().Key("ip").Raw(ev.Get("saddr.addr")).Key("port").Raw(ev.Get("sport")).EndMap()
+	w.Key("dst_endpoint").BeginMap().Key("ip").Raw(ev.Get("daddr.addr")).Key("port").Raw(ev.Get("dport")).EndMap()
 	w.Key("connection_info").BeginMap()
 	w.Key("protocol_name").String("tcp").Key("protocol_num").Int(6)
 	w.Key("direction").String("Outbound").Key("direction_id").Int(2)

@@ -16,7 +16,7 @@ func execEvent() []byte {
 	}{
 		{"time", "2026-12-01T10:27:32.530410107Z"}, {"host", "vm"}, {"source", "exec"}, {"gadget", "trace_exec"},
 		{"seq", 77}, {"timestamp", "2026-12-01T10:27:32.530410107Z"}, {"timestamp_raw", 1670079468483},
-		{"mntns_id", 4026531832}, {"pid", 16588}, {"ppid", 16524}, {"uid", 1000}, {"uid_name", "alice"},
+		{"mntns_id", 4026531832}, {"pid", 16588}, {"ppid", 16524}, {"uid", 1000}, {"user", "alice"},
 		{"gid", 1000}, {"gid_name", "alice"}, {"comm", "sh"}, {"filename", "/bin/sh"}, {"ret", 0},
 		{"ret_error", ""}, {"args", []string{"sh", "-c", "some args"}},
 	} {

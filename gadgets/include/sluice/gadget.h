@@ -10,5 +10,6 @@
 #include <sluice/types.h>
 #include <sluice/buffer.h>
 #include <sluice/common.h>
+#include <sluice/process.h>
 
 #endif /* __SLUICE_GADGET_H */

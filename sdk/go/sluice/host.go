@@ -36,7 +36,7 @@ func Errorf(format string, args ...any) { hostLog(LevelError, fmt.Sprintf(format
 func Now() time.Time { return time.Unix(0, hostNow()) }
 
 // Counter is a metric the stage defines, exported by the agent as
-// sluice_stage_guest_total{stage="...",name="..."}. Add only touches guest
+// sluice_stage_guest_total{component="stage",name=STAGE,counter=NAME}. Add only touches guest
 // memory; the SDK hands the sums to the host once at the end of each call,
 // so counting per event is cheap.
 type Counter struct {

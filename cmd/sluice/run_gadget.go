@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-dev/sluice/agent"
+	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/sinks"
+	"github.com/sluice-dev/sluice/sources"
+)
+
+// The gadget-kind options of `sluice run`: how often iterators and toppers
+// run, where network programs attach, how snapshots are drawn, and the
+// --help listing of a gadget's parameters and fields. Kept apart from the
+// command's wiring so another flag library only needs new registrations.
+
+// gadgetRunFlags are the flags of `sluice run` for iterators, map
+// iterators, socket filters, TC classifiers and perf_event programs.
+type gadgetRunFlags struct {
+	interval        time.Duration
+	runs            int
+	ifaces          []string
+	netns           []string
+	sampleFrequency int
+	sort            string
+	maxRows         int
+}
+
+func (g *gadgetRunFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	durationVar(fs, &g.interval, "interval", 0, "take a snapshot of the gadget's iterators every `D` (default: once), drain its map iterators every D (default 1s)")
+	fs.IntVar(&g.runs, "runs", 0, "stop after `N` snapshots (iterators and map iterators; 0: until interrupted, once for iterators without --interval)")
+	fs.StringArrayVar(&g.ifaces, "iface", nil, "attach TC classifier programs to interface `NAME` (repeatable)")
+	fs.StringArrayVar(&g.netns, "netns", nil, "run socket filters, TC classifiers and socket iterators in network namespace `PATH` (/run/netns/x, /proc/PID/ns/net; repeatable; default: the host's)")
+	fs.IntVar(&g.sampleFrequency, "sample-frequency", 0, "sample each CPU `HZ` times a second with perf_event programs (default 49)")
+	fs.StringVar(&g.sort, "sort", "", "order the rows of each snapshot in table output by `FIELDS` (\"-bytes,pid\"; '-' for descending)")
+	fs.IntVar(&g.maxRows, "max-rows", 0, "show at most `N` rows of each snapshot in table output (0: all)")
+}
+
+// apply sets the flags on the run's source and terminal sink. A terminal
+// gets snapshots redrawn in place, as top does.
+func (g *gadgetRunFlags) apply(f *config.File, stdout io.Writer) error {
+	if g.runs < 0 || g.maxRows < 0 || g.sampleFrequency < 0 || g.interval < 0 {
+		return fmt.Errorf("run: --runs, --max-rows, --sample-frequency and --interval cannot be negative")
+	}
+	if _, err := sinks.ParseSortKeys(g.sort); err != nil {
+		return fmt.Errorf("run: --sort: %w", err)
+	}
+	src := f.Sources[0]
+	src.Interval = g.interval
+	src.Runs = g.runs
+	src.Ifaces = g.ifaces
+	src.NetNS = g.netns
+	src.SampleFrequency = g.sampleFrequency
+	out := f.Sinks[0].Stdout
+	out.Sort = g.sort
+	out.MaxRows = g.maxRows
+	out.Redraw = out.Format == "table" && isTerminalWriter(stdout)
+	return nil
+}
+
+func isTerminalWriter(w io.Writer) bool {
+	type fder interface{ Fd() uintptr }
+	if _, ok := w.(fder); !ok {
+		return false
+	}
+	return isTerminal(w)
+}
+
+// gadgetHelpFunc is the help of `sluice run`: with a gadget named
+// (`sluice run trace_open --help`) it lists the gadget's parameters and
+// fields rather than the command's flags. A help function cannot return
+// an error: a failure is recorded for run through the context.
+func gadgetHelpFunc(images *imageRunFlags) func(*cobra.Command, []string) {
+	return func(c *cobra.Command, args []string) {
+		pos := c.Flags().Args()
+		if len(pos) != 1 || !c.Flags().Changed("help") {
+			c.Parent().HelpFunc()(c, args)
+			return
+		}
+		stderr := c.ErrOrStderr()
+		if err := gadgetHelp(c.Context(), runConfig(pos[0], nil, "json"), images.fetchOptions(stderr), c.OutOrStdout(), stderr); err != nil {
+			failHelp(c.Context(), err)
+		}
+	}
+}
+
+// gadgetHelp prints a gadget's parameters (the key to use, the variable,
+// type, default, description: gadget.yaml's keys and defaults honoured),
+// the flags its program kinds need, and each output's fields.
+func gadgetHelp(ctx context.Context, f *config.File, fetch agent.FetchOptions, stdout, stderr io.Writer) error {
+	images, diags := agent.FetchImages(ctx, f, fetch)
+	if !diags.HasErrors() {
+		var gs []*sources.Gadget
+		gs, diags = agent.GadgetsOf(f, images)
+		if !diags.HasErrors() {
+			for _, g := range gs {
+				writeGadgetHelp(stdout, g)
+			}
+			return nil
+		}
+	}
+	config.NewParser().WriteDiagnostics(stderr, diags, isTerminal(stderr))
+	return exitError{code: 1}
+}
+
+func writeGadgetHelp(w io.Writer, g *sources.Gadget) {
+	spec := g.Spec()
+	fmt.Fprintf(w, "gadget %s\n\nParameters (--param NAME=VALUE):\n", spec.Name)
+	params := spec.ParamHelp()
+	if len(params) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	}
+	for _, p := range params {
+		fmt.Fprintf(w, "  %s\n", p)
+	}
+	var needs []string
+	for _, p := range spec.Programs {
+		switch p.Attach {
+		case sources.AttachTC:
+			needs = append(needs, fmt.Sprintf("  %s (TC %s): --iface NAME", p.Name, p.Target))
+		case sources.AttachSocketFilter:
+			needs = append(needs, fmt.Sprintf("  %s (socket filter): the host's network namespace, or --netns PATH", p.Name))
+		case sources.AttachPerfEvent:
+			needs = append(needs, fmt.Sprintf("  %s (perf_event): every CPU, --sample-frequency HZ (default %d)", p.Name, sources.DefaultSampleFrequency))
+		}
+	}
+	if len(needs) > 0 {
+		fmt.Fprintf(w, "\nPrograms:\n%s\n", strings.Join(needs, "\n"))
+	}
+	names := g.OutputNames()
+	for i, s := range g.Schemas() {
+		kind := "events"
+		if s.HasField("snapshot_rows") {
+			kind = "snapshots (--interval, --runs, --sort, --max-rows)"
+		}
+		fmt.Fprintf(w, "\nOutput %s (struct %s), %s; fields:\n", names[i], s.Type, kind)
+		for _, line := range sources.FieldHelp(s) {
+			fmt.Fprintf(w, "  %s\n", line)
+		}
+	}
+}
