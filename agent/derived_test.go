@@ -130,7 +130,7 @@ pipeline "pb" {
 	if marked != 3*execs {
 		t.Errorf("stream A holds %d events of the %d marked execs; want 3 each (2 KEEPs, 1 EMIT)", marked, execs)
 	}
-	if calls := ta.reg.Counter("sluice_stage_ticks_total", "", "name", "flat").Value(); ticks != 3*int(calls) || calls < 2 {
+	if calls := ta.reg.Component("stage", "flat").Counter("sluice_stage_ticks_total", "").Value(); ticks != 3*int(calls) || calls < 2 {
 		t.Errorf("stream A holds %d tick events; the stage ticked %d times, 3 events each", ticks, calls)
 	}
 	var passed, summaries, suppressed int
