@@ -122,6 +122,7 @@ type sinkRT struct {
 	// kept are loss records of failed writes, written again ahead of the
 	// next batch; owned by the sink's writer goroutine.
 	kept            []Event
+	keptReason      string // why the last write that kept loss records failed
 	lossRecordsLost *Counter
 }
 
@@ -683,11 +684,7 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 	if len(s.kept) > 0 && ctx.Err() == nil {
 		write(s.withKept(nil))
 	}
-	reason := ReasonSinkError
-	if ctx.Err() != nil {
-		reason = ReasonShutdown
-	}
-	p.dropKept(s, reason)
+	p.dropKept(s, ctx.Err() != nil)
 }
 
 func (p *Pipeline) closeSink(ctx context.Context, s *sinkRT, sk Sink) {

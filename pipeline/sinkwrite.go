@@ -120,6 +120,7 @@ func (p *Pipeline) keepLossRecords(s *sinkRT, evs []Event, reason string, shutdo
 	for _, ev := range evs {
 		if ev.Kind == KindLoss && !shutdown {
 			s.kept = append(s.kept, ev)
+			s.keptReason = reason
 		} else {
 			rest = append(rest, ev)
 		}
@@ -154,10 +155,15 @@ func (s *sinkRT) withKept(buf []Event) []Event {
 	return out
 }
 
-// dropKept counts the loss records still kept when the writer ends.
-func (p *Pipeline) dropKept(s *sinkRT, reason string) {
+// dropKept counts the loss records still kept when the writer ends: for
+// the reason their last write failed, or shutdown.
+func (p *Pipeline) dropKept(s *sinkRT, shutdown bool) {
 	if len(s.kept) == 0 {
 		return
+	}
+	reason := s.keptReason
+	if shutdown || reason == "" {
+		reason = ReasonShutdown
 	}
 	s.m.Dropped(reason).Add(uint64(len(s.kept)))
 	s.lossRecordsLost.Add(uint64(len(s.kept)))
