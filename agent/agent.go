@@ -157,7 +157,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 
 	if ns := pl.cfg.Agent.NATSServer; ns != nil {
-		srv, err := startNATSServer(ns, a.log)
+		srv, err := startNATSServer(ns, pl.cfg.Agent.DataDir, a.log)
 		if err != nil {
 			return err
 		}
@@ -254,7 +254,7 @@ func (a *Agent) ensureCache(pl *plan) {
 	if a.cache != nil {
 		return
 	}
-	need := slices.ContainsFunc(pl.sources, func(sp *sourcePlan) bool { return sp.wasm != nil }) ||
+	need := slices.ContainsFunc(pl.sources, func(sp *sourcePlan) bool { return sp.wasm != nil || sp.app != nil }) ||
 		slices.ContainsFunc(pl.pipelines, func(pp *pipelinePlan) bool { return len(pp.stages) > 0 })
 	if need {
 		a.cache = openStageCache(pl.cfg, a.log)

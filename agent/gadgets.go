@@ -200,41 +200,45 @@ func Validate(f *config.File, images ...*Images) hcl.Diagnostics {
 	if len(images) > 0 {
 		im = images[0]
 	}
-	_, _, diags := validate(f, im)
+	_, _, _, diags := validate(f, im)
 	return diags
 }
 
 // validate is Validate, returning what it resolved.
-func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.Stage]stageModule, hcl.Diagnostics) {
+func validate(f *config.File, images *Images) ([]*resolvedGadget, []*resolvedApp, map[*config.Stage]stageModule, hcl.Diagnostics) {
 	gadgets, diags := resolveGadgets(f, images, nil)
+	apps, ds := resolveWasmBPF(f, images)
+	diags = append(diags, ds...)
 	modules, ds := resolveStages(f, images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
 	diags = append(diags, validateControlSocket(f)...)
 	if !diags.HasErrors() {
-		diags = append(diags, validateSinks(f, gadgets)...)
+		diags = append(diags, validateSinks(f, gadgets, apps)...)
 	}
-	return gadgets, modules, diags
+	return gadgets, apps, modules, diags
 }
 
 // Check is what `sluice config validate` runs: Validate, then, when that
 // found no errors, what only the config's Wasm can tell. Every Wasm stage
 // is compiled, checked against the stage ABI and initialised with its
 // params; every gadget module is compiled, checked and its gadget_init run
-// against the gadget's configured parameters (nothing loads). The config
+// against the gadget's configured parameters; every wasm-bpf application
+// is compiled and checked against the wasm_bpf interface (nothing loads). The config
 // is resolved once for both. It needs no privileges; compiled code is
 // cached under data_dir when that is writable, in memory otherwise.
 func Check(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics {
-	gadgets, modules, diags := validate(f, images)
+	gadgets, apps, modules, diags := validate(f, images)
 	if diags.HasErrors() {
 		return diags
 	}
-	if len(modules) == 0 && !slices.ContainsFunc(gadgets, func(r *resolvedGadget) bool { return r.wasm != nil }) {
+	if len(modules) == 0 && len(apps) == 0 && !slices.ContainsFunc(gadgets, func(r *resolvedGadget) bool { return r.wasm != nil }) {
 		return diags
 	}
 	cache := openStageCache(f, slog.New(slog.DiscardHandler))
 	defer cache.Close(context.WithoutCancel(ctx))
 	diags = append(diags, checkStages(ctx, f, modules, cache)...)
+	diags = append(diags, checkWasmBPF(ctx, apps, cache)...)
 	return append(diags, checkGadgetModules(ctx, gadgets, cache)...)
 }
 

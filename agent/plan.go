@@ -36,13 +36,31 @@ type plan struct {
 type sourcePlan struct {
 	name    string
 	block   *config.Source
-	spec    *sources.GadgetSpec
+	spec    *sources.GadgetSpec // a gadget's; nil for a wasm_bpf source
 	params  map[string]string
 	wasm    *gadgetWasm
+	app     *wasmBPFPlan // a wasm_bpf source's application
 	host    string
-	digest  string // of the gadget's ELF
+	digest  string // of the gadget's ELF, or of the application's module
 	schemas []*pipeline.Schema
 	fp      string
+}
+
+// kind is what runs in the source: the gadget's name, or the wasm-bpf
+// application's.
+func (sp *sourcePlan) kind() string {
+	if sp.app != nil {
+		return sp.app.cfg.App
+	}
+	return sp.spec.Name
+}
+
+// ref is the config value the source's gadget or module came from.
+func (sp *sourcePlan) ref() string {
+	if sp.app != nil {
+		return sp.block.WasmBPF.Module
+	}
+	return sp.block.Gadget
 }
 
 type sinkPlan struct {
@@ -110,6 +128,8 @@ func (p *plan) pipeline(name string) *pipelinePlan {
 // diagnostics pointing into the config.
 func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Logger) (*plan, hcl.Diagnostics) {
 	resolved, diags := resolveGadgets(cfg, images, log)
+	apps, ds := resolveWasmBPF(cfg, images)
+	diags = append(diags, ds...)
 	modules, ds := resolveStages(cfg, images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(cfg)...)
@@ -118,6 +138,7 @@ func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Log
 		return nil, diags
 	}
 	pl := &plan{cfg: cfg}
+	bySource := map[*config.Source]*sourcePlan{}
 	for _, r := range resolved {
 		sp := &sourcePlan{
 			name: r.source.Name, block: r.source, spec: r.gadget.Spec(), params: r.params,
@@ -128,7 +149,17 @@ func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Log
 			wasmDigest = sha256Hex(r.wasm.bytes)
 		}
 		sp.fp = fingerprint(r.source, r.params, r.digest, wasmDigest, cfg.Agent.Name)
-		pl.sources = append(pl.sources, sp)
+		bySource[r.source] = sp
+	}
+	for _, r := range apps {
+		sp := &sourcePlan{name: r.source.Name, block: r.source, app: r.plan, host: cfg.Agent.Name, digest: r.digest, schemas: r.schemas}
+		sp.fp = fingerprint(r.source, r.digest, cfg.Agent.Name)
+		bySource[r.source] = sp
+	}
+	for _, src := range cfg.Sources { // config order
+		if sp := bySource[src]; sp != nil {
+			pl.sources = append(pl.sources, sp)
+		}
 	}
 	schemasBySink := sinkSchemas(cfg, func(src *config.Source) []*pipeline.Schema {
 		if sp := pl.source(src.Name); sp != nil {

@@ -175,7 +175,7 @@ func TestParseFileRelativeFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "sluice.hcl")
-	src := `agent { name = trimspace(file("name.txt")) }`
+	src := `agent { name = trimspace(file("name.txt")) }` + minimalPipeline
 	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -206,10 +206,10 @@ func TestParseFileMissing(t *testing.T) {
 // already used renders diagnostics against the new text, not a cached one.
 func TestParserReplacesSameName(t *testing.T) {
 	p := NewParser()
-	if _, diags := p.ParseSource("x.hcl", []byte(`agent { name = "first" }`)); diags.HasErrors() {
+	if _, diags := p.ParseSource("x.hcl", []byte(`agent { name = "first" }`+minimalPipeline)); diags.HasErrors() {
 		t.Fatalf("first parse: %v", diags)
 	}
-	f, diags := p.ParseSource("x.hcl", []byte(`agent { name = "second_text" }`))
+	f, diags := p.ParseSource("x.hcl", []byte(`agent { name = "second_text" }`+minimalPipeline))
 	if diags.HasErrors() {
 		t.Fatalf("second parse: %v", diags)
 	}
@@ -251,10 +251,21 @@ func TestWriteDiagnosticsColor(t *testing.T) {
 }
 
 func TestComponentTypes(t *testing.T) {
-	if diff := cmp.Diff([]string{"gadget"}, SourceTypes()); diff != "" {
+	if diff := cmp.Diff([]string{"gadget", "wasm_bpf"}, SourceTypes()); diff != "" {
 		t.Errorf("SourceTypes (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"file", "nats", "stdout"}, SinkTypes()); diff != "" {
 		t.Errorf("SinkTypes (-want +got):\n%s", diff)
 	}
 }
+
+// minimalPipeline completes a config snippet: a config without a pipeline
+// has nothing to run and is an error.
+const minimalPipeline = `
+source "gadget" "exec" { gadget = "trace_exec" }
+sink "stdout" "out" {}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.stdout.out]
+}
+`

@@ -41,7 +41,7 @@ func decodeStdoutSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diag
 		}
 	}
 	if a := content.Attributes["max_rows"]; a != nil {
-		n, ok, d := evalPositiveInt(a, ectx)
+		n, ok, d := evalIntIn(a, ectx, maxRowsBound)
 		diags = append(diags, d...)
 		if ok {
 			out.MaxRows = n

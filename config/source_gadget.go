@@ -1,6 +1,10 @@
 package config
 
-import "github.com/hashicorp/hcl/v2"
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
 
 func init() { registerSource("gadget", decodeGadgetSource) }
 
@@ -64,14 +68,14 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 	}
 	if a := content.Attributes["interval"]; a != nil {
 		src.IntervalRange = a.Expr.Range()
-		d, ok, ds := evalDuration(a, ectx)
+		d, ds := durationIn(a, ectx, time.Duration(0), intervalBound)
 		diags = append(diags, ds...)
-		if ok {
+		if d != 0 {
 			src.Interval = d
 		}
 	}
 	if a := content.Attributes["runs"]; a != nil {
-		n, ok, d := evalPositiveInt(a, ectx)
+		n, ok, d := evalIntIn(a, ectx, runsBound)
 		diags = append(diags, d...)
 		if ok {
 			src.Runs = n
@@ -88,7 +92,7 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 		src.NetNS = l
 	}
 	if a := content.Attributes["sample_frequency"]; a != nil {
-		n, ok, d := evalPositiveInt(a, ectx)
+		n, ok, d := evalIntIn(a, ectx, sampleFrequencyBound)
 		diags = append(diags, d...)
 		if ok {
 			src.SampleFrequency = n
@@ -96,7 +100,7 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 	}
 	if a := content.Attributes["buffer_size"]; a != nil {
 		src.BufferSizeRange = a.Expr.Range()
-		n, ok, d := evalSize(a, ectx)
+		n, ok, d := evalSizeIn(a, ectx, bufferSizeBound)
 		diags = append(diags, d...)
 		if ok {
 			src.BufferSize = n

@@ -80,7 +80,8 @@ type Agent struct {
 
 // Source is a `source "<type>" "<name>"` block.
 //
-// The gadget fields are filled for Type "gadget", the only source type so far.
+// The gadget fields are filled for Type "gadget"; WasmBPF is set for Type
+// "wasm_bpf".
 type Source struct {
 	Type, Name string
 	DefRange   hcl.Range
@@ -125,6 +126,8 @@ type Source struct {
 	// SampleFrequency is the per-CPU rate of perf_event programs, in Hz;
 	// 0 = 49.
 	SampleFrequency int
+
+	WasmBPF *WasmBPFSource // Type == "wasm_bpf"
 }
 
 // Param is one entry of a source's params object.

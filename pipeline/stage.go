@@ -199,8 +199,10 @@ func (p *Pipeline) runStage(ctx context.Context, st *stageRT, in []Event, lim *L
 		return out
 	}
 	// Keep a grown output buffer for the next batch, unless the stage handed
-	// back its input, whose backing array the worker reuses for popping.
-	if cap(out) > cap(st.buf) && !sameBacking(out, in) {
+	// back its input, whose backing array the worker reuses for popping, or
+	// it is far larger than batches are (one flood of output must not stay
+	// pinned for the life of the pipeline).
+	if cap(out) > cap(st.buf) && !sameBacking(out, in) && cap(out) <= maxKeptStageOutput(p.batch.Load().size) {
 		st.buf = out[:0]
 	}
 	st.tapOut.offer(out)
@@ -303,3 +305,7 @@ func (p *Pipeline) tickStage(ctx context.Context, i int, now time.Time, lim *Log
 	}
 	p.fanOut(ctx, out)
 }
+
+// maxKeptStageOutput is the largest stage output buffer kept between
+// batches: room for a stage that multiplies its batch a few times.
+func maxKeptStageOutput(batchSize int) int { return max(8*batchSize, 4096) }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/termsafe"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
@@ -342,7 +343,7 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 			return buf, err
 		}
 		buf = append(buf, "-- "...)
-		buf = append(buf, js...)
+		buf = termsafe.Append(buf, string(js)) // JSON leaves DEL, C1 and bidi characters raw
 		return append(buf, '\n'), nil
 	}
 	start := len(buf)
@@ -378,7 +379,7 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 			buf = append(buf, ' ')
 		}
 		first = false
-		buf = append(buf, name...)
+		buf = termsafe.Append(buf, name) // keys come from events too
 		buf = append(buf, '=')
 		buf = append(buf, text...)
 		return true
@@ -433,6 +434,9 @@ func fieldText(data []byte, key string) (string, error) {
 	return valueText(raw)
 }
 
+// valueText renders a value for the table. Strings lose their quotes, so
+// their control characters are escaped (termsafe): a field of an event is
+// whatever a process on the host chose, and the table goes to a terminal.
 func valueText(raw []byte) (string, error) {
 	js, err := codec.AppendJSON(nil, raw)
 	if err != nil {
@@ -441,10 +445,10 @@ func valueText(raw []byte) (string, error) {
 	if len(js) > 0 && js[0] == '"' {
 		var s string
 		if err := json.Unmarshal(js, &s); err == nil {
-			return s, nil
+			return termsafe.String(s), nil
 		}
 	}
-	return string(js), nil
+	return termsafe.String(string(js)), nil
 }
 
 // clockTime shortens an RFC 3339 time to the local wall clock with

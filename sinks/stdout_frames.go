@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sluice-dev/sluice/internal/termsafe"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
@@ -159,7 +160,7 @@ func (f *framer) draw(buf []byte, k frameKey, fr *frame) ([]byte, error) {
 	when := ""
 	if raw, ok := codec.Lookup(events[0].Data, "time"); ok {
 		if s, _, err := codec.ReadString(raw); err == nil {
-			when = clockTime(string(s))
+			when = termsafe.String(clockTime(string(s))) // an unparsable time is the event's text
 		}
 	}
 	buf = fmt.Appendf(buf, "-- %s %s: snapshot %d, %d rows at %s\n", k.source, k.schema.Type, fr.snapshot, len(fr.events), when)

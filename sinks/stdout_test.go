@@ -190,3 +190,36 @@ func TestStdoutTableHidesSchemaHiddenFields(t *testing.T) {
 		t.Errorf("row = %q, want ENOENT and nothing hidden", lines[1])
 	}
 }
+
+// TestStdoutTableEscapesControlCharacters: a process controls its comm,
+// its path and (through a stage) even field names; printed raw, an escape
+// sequence in them rewrote the operator's terminal.
+func TestStdoutTableEscapesControlCharacters(t *testing.T) {
+	const evil = "\x1b]0;owned\x07\x1b[2J\u202egnp.exe\u009b31m\n"
+	for _, schemas := range [][]*pipeline.Schema{{openSchema}, {openSchema, {Gadget: "x"}}} {
+		var out bytes.Buffer
+		s, err := NewStdout("console", &out, StdoutOptions{Format: "table", Schemas: schemas})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := openEvent(1, evil, "/tmp/"+evil, 3)
+		// A key a stage added, and an event without a schema (printed as
+		// JSON).
+		extra := append(append([]byte(nil), ev.Data...), 0)[:len(ev.Data)]
+		extra[0]++ // one more key in the map header
+		extra = codec.AppendString(codec.AppendString(extra, "user\x1b[8m"), evil)
+		noSchema := pipeline.Event{Data: extra}
+		if err := s.Write(context.Background(), []pipeline.Event{ev, {Data: extra, Schema: openSchema}, noSchema}); err != nil {
+			t.Fatal(err)
+		}
+		text := out.String()
+		for _, c := range text {
+			if (c < 0x20 && c != '\n') || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == '\u202e' {
+				t.Fatalf("table output holds the raw control character %U:\n%q", c, text)
+			}
+		}
+		if strings.Count(text, "\n") != 4 || !strings.Contains(text, `\x1b]0;owned\x07`) || !strings.Contains(text, `user\x1b[8m=`) {
+			t.Errorf("want a header and three rows with the sequences escaped, got:\n%s", text)
+		}
+	}
+}

@@ -61,6 +61,14 @@ type resultScratch struct {
 	unsequencedCopies bool
 }
 
+// shrink lets go of scratch slices grown past max entries (an unusual
+// batch), so that an instance does not keep them.
+func (sc *resultScratch) shrink(max int) {
+	if cap(sc.emits) > max || cap(sc.from) > max || cap(sc.uses) > max || cap(sc.gid) > max || cap(sc.groups) > max {
+		*sc = resultScratch{unsequencedCopies: sc.unsequencedCopies}
+	}
+}
+
 // sourceEvent names the source event events were derived from.
 type sourceEvent struct {
 	source string

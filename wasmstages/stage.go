@@ -19,8 +19,9 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/sluice-dev/sluice/internal/interrupt"
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/wasmstages/internal/interrupt"
+	"github.com/sluice-dev/sluice/internal/jail"
 )
 
 // Stage is a Wasm stage: a pipeline.Stage that runs a module version's
@@ -37,6 +38,7 @@ type Stage struct {
 	ownCache bool
 	host     *host
 	modCfg   wazero.ModuleConfig
+	jails    []*jail.FS // the roots of the directory grants, closed with the stage
 	instSeq  atomic.Uint64
 
 	restarts, reloadsOK *pipeline.Counter
@@ -172,17 +174,20 @@ func newStage(ctx context.Context, cfg Config, gm *GadgetModule, label string) (
 	reg.StageErrorKinds(cfg.Name, ErrorKinds()...)
 	if err := s.start(); err != nil {
 		s.closeCache(ctx)
+		s.closeJails()
 		return nil, fmt.Errorf("load %s: %w", label, err)
 	}
 	v, err := s.load(ctx, module, digestOf(module))
 	if err != nil {
 		s.closeCache(ctx)
+		s.closeJails()
 		return nil, fmt.Errorf("load %s: %w", label, err)
 	}
 	switch {
 	case cfg.Tick > 0 && !v.exports.tick:
 		s.closeVersion(ctx, v)
 		s.closeCache(ctx)
+		s.closeJails()
 		return nil, fmt.Errorf("load %s: a tick interval is set, but the module does not export sluice_tick", label)
 	case cfg.Tick > 0:
 		s.tick = cfg.Tick
@@ -232,13 +237,9 @@ func (s *Stage) start() error {
 		mc = mc.WithEnv(k, cfg.Grants.Env[k])
 	}
 	if len(cfg.Grants.Dirs) > 0 {
-		fs := wazero.NewFSConfig()
-		for _, d := range cfg.Grants.Dirs {
-			if d.Writable {
-				fs = fs.WithDirMount(d.Host, d.Guest)
-			} else {
-				fs = fs.WithReadOnlyDirMount(d.Host, d.Guest)
-			}
+		fs, err := s.jailGrants(cfg.Grants.Dirs)
+		if err != nil {
+			return err
 		}
 		mc = mc.WithFSConfig(fs)
 	}
@@ -533,6 +534,9 @@ func (s *Stage) processVersion(ctx context.Context, v *version, in, out []pipeli
 			out = append(out, v.outs[i]...)
 		}
 		clear(v.outs[i]) // do not pin the events' data until the next batch
+		if cap(v.outs[i]) > maxKeptEvents {
+			v.outs[i] = nil
+		}
 	}
 	if err != nil {
 		clear(out[start:])
@@ -740,5 +744,6 @@ func (s *Stage) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	s.closeVersion(ctx, v)
 	s.closeCache(ctx)
+	s.closeJails()
 	return nil
 }

@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/gadgets"
 	"github.com/sluice-dev/sluice/oci"
+	"github.com/sluice-dev/sluice/wasmbpf"
 )
 
 func newRunCommand() *cobra.Command {
@@ -26,28 +31,41 @@ func newRunCommand() *cobra.Command {
 		queuePol   string
 		logLevel   string
 		stats      bool
+		emit       string
 		images     imageRunFlags
 		kinds      gadgetRunFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "run GADGET",
-		Short: "Run one gadget straight to the terminal",
+		Use:   "run GADGET | APP.wasm [-- ARGS...]",
+		Short: "Run one gadget (or wasm-bpf application) straight to the terminal",
 		Long: `Run one gadget straight to the terminal, without a config file.
 
 GADGET is a built-in gadget name (see 'sluice gadgets'), a path to an eBPF ELF,
 or an image reference (HOST[:PORT]/NAME:TAG, NAME@sha256:..., or oci://...),
 pulled into the local store. 'sluice run GADGET --help' lists the gadget's
-parameters and fields.`,
+parameters and fields.
+
+A wasm-bpf application (a Wasm module that imports the wasm_bpf host interface,
+or an image of one) runs instead of a gadget: what follows -- is its own argv,
+and --emit chooses whether its records, its printed lines or both become events
+(docs/wasm-bpf.md).`,
 		Example: `  sluice run trace_exec
   sluice run trace_open --param target_pid=1234 -o json --timeout 10s
   sluice run ./my_gadget.bpf.o --event-type event
   sluice run localhost:5000/gadgets/trace_exec:v1 --pull always
   sluice run trace_exec --wasm my_module.wasm --stats
-  sluice run trace_open --help                   # the gadget's parameters and fields`,
-		Args:              exactArgs("GADGET"),
+  sluice run trace_open --help                   # the gadget's parameters and fields
+  sluice run ./execsnoop.wasm -- -p 1234          # a wasm-bpf application and its argv
+  sluice run localhost:5000/apps/execsnoop:v1 --emit both`,
+		Args:              runArgs,
 		ValidArgsFunction: completeGadget,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			var appArgs []string
+			hasAppArgs := cmd.ArgsLenAtDash() >= 0
+			if hasAppArgs {
+				args, appArgs = args[:cmd.ArgsLenAtDash()], args[cmd.ArgsLenAtDash():]
+			}
 			f := runConfig(args[0], params, output)
 			f.Agent.LogLevel = logLevel
 			f.Sources[0].EventType = eventType
@@ -58,12 +76,27 @@ parameters and fields.`,
 			if err := kinds.apply(f, cmd.OutOrStdout()); err != nil {
 				return err
 			}
+			stderr := cmd.ErrOrStderr()
+			isApp, err := isWasmBPFApp(ctx, f, args[0], images.fetchOptions(stderr))
+			if err != nil {
+				return err
+			}
+			switch {
+			case isApp:
+				for _, name := range gadgetOnlyFlags(cmd) {
+					return usageErrorf(cmd, "%s is a wasm-bpf application: --%s is for gadgets (its own arguments follow --)", args[0], name)
+				}
+				appSource(f, args[0], appArgs, emit)
+			case hasAppArgs:
+				return usageErrorf(cmd, "arguments after -- are a wasm-bpf application's; %s is a gadget (its parameters are --param NAME=VALUE)", args[0])
+			case cmd.Flags().Changed("emit"):
+				return usageErrorf(cmd, "--emit is for wasm-bpf applications; %s is a gadget", args[0])
+			}
 			if timeout > 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			stderr := cmd.ErrOrStderr()
 			return runAgent(ctx, f, config.NewParser(), cmd.OutOrStdout(), stderr, runOptions{stats: stats, fetch: images.fetchOptions(stderr)})
 		},
 	}
@@ -78,6 +111,7 @@ parameters and fields.`,
 	enumVarP(cmd, fs, &queuePol, "when-full", "", "drop_oldest", whenFull, "queue policy when the terminal falls behind")
 	enumVarP(cmd, fs, &logLevel, "log-level", "", "warn", logLevels, "log level")
 	fs.BoolVar(&stats, "stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
+	enumVarP(cmd, fs, &emit, "emit", "", "records", []string{"records", "stdout", "both"}, "for a wasm-bpf application: what becomes events: its records (decoded), its printed lines, or both")
 	images.register(cmd)
 	kinds.register(cmd)
 	cmd.SetHelpFunc(gadgetHelpFunc(&images))
@@ -88,6 +122,66 @@ parameters and fields.`,
 	cmd.RegisterFlagCompletionFunc("buffer-size", cobra.NoFileCompletions)
 	cmd.RegisterFlagCompletionFunc("timeout", cobra.NoFileCompletions)
 	return cmd
+}
+
+// runArgs wants GADGET alone, or APP.wasm and the application's own
+// arguments after --.
+func runArgs(cmd *cobra.Command, args []string) error {
+	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+		return exactArgs("GADGET")(cmd, args[:dash])
+	}
+	return exactArgs("GADGET")(cmd, args)
+}
+
+// runFlagsForApps are the flags of `sluice run` that apply to a wasm-bpf
+// application; the others configure gadgets.
+var runFlagsForApps = []string{"output", "timeout", "event-type", "buffer-size", "when-full", "log-level", "stats", "emit", "data-dir", "pull", "help"}
+
+// gadgetOnlyFlags lists the gadget flags set on cmd.
+func gadgetOnlyFlags(cmd *cobra.Command) []string {
+	var out []string
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if !slices.Contains(runFlagsForApps, f.Name) {
+			out = append(out, f.Name)
+		}
+	})
+	return out
+}
+
+// isWasmBPFApp tells a wasm-bpf application from a gadget: a file that is
+// a Wasm module importing the wasm_bpf interface, or an image of the
+// wasm-bpf kind (fetched under the image policy to find out).
+func isWasmBPFApp(ctx context.Context, f *config.File, target string, fo agent.FetchOptions) (bool, error) {
+	if agent.IsImageReference(target) {
+		kind, err := agent.ImageKind(ctx, f, target, fo)
+		if err != nil {
+			return false, err
+		}
+		return kind == "wasm-bpf", nil
+	}
+	if _, ok := gadgets.Lookup(target); ok {
+		return false, nil
+	}
+	b, err := os.ReadFile(target)
+	if err != nil || !bytes.HasPrefix(b, []byte("\x00asm")) {
+		return false, nil // a gadget, or a path the gadget resolution reports on
+	}
+	if !wasmbpf.IsWasmBPF(b) {
+		return false, fmt.Errorf("%s is a Wasm module but not a wasm-bpf application (it imports nothing from wasm_bpf); a Wasm stage runs in a pipeline (stage \"wasm\"), a gadget's module with --wasm", target)
+	}
+	return true, nil
+}
+
+// appSource turns the config's one source into a wasm_bpf source running
+// module with args.
+func appSource(f *config.File, module string, args []string, emit string) {
+	old := f.Sources[0]
+	name := sourceName(strings.TrimSuffix(module, ".wasm"))
+	f.Sources[0] = &config.Source{Type: "wasm_bpf", Name: name, Ref: "source.wasm_bpf." + name, WasmBPF: &config.WasmBPFSource{
+		Module: module, Args: args, Emit: emit, EventType: old.EventType, BufferSize: old.BufferSize,
+		MemoryLimit: config.DefaultWasmBPFMemoryLimit, StopGrace: config.DefaultWasmBPFStopGrace,
+	}}
+	f.Pipelines[0].Sources = []config.Reference{{Kind: config.KindSource, Type: "wasm_bpf", Name: name}}
 }
 
 // completeGadget offers the built-in gadget names, and files for a path.

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/sinks"
 	"github.com/sluice-dev/sluice/sources"
+	"github.com/sluice-dev/sluice/wasmbpf"
 )
 
 // The gadget-kind options of `sluice run`: how often iterators and toppers
@@ -85,10 +86,57 @@ func gadgetHelpFunc(images *imageRunFlags) func(*cobra.Command, []string) {
 			return
 		}
 		stderr := c.ErrOrStderr()
-		if err := gadgetHelp(c.Context(), runConfig(pos[0], nil, "json"), images.fetchOptions(stderr), c.OutOrStdout(), stderr); err != nil {
+		f := runConfig(pos[0], nil, "json")
+		if isApp, err := isWasmBPFApp(c.Context(), f, pos[0], images.fetchOptions(stderr)); err != nil || isApp {
+			if err == nil {
+				appSource(f, pos[0], nil, "records")
+				err = appHelp(c.Context(), f, images.fetchOptions(stderr), c.OutOrStdout(), stderr)
+			}
+			if err != nil {
+				failHelp(c.Context(), err)
+			}
+			return
+		}
+		if err := gadgetHelp(c.Context(), f, images.fetchOptions(stderr), c.OutOrStdout(), stderr); err != nil {
 			failHelp(c.Context(), err)
 		}
 	}
+}
+
+// appHelp prints what a wasm-bpf application's embedded eBPF objects will
+// make events of: each output and its fields, or why it will not.
+func appHelp(ctx context.Context, f *config.File, fetch agent.FetchOptions, stdout, stderr io.Writer) error {
+	images, diags := agent.FetchImages(ctx, f, fetch)
+	var in *wasmbpf.Inspection
+	if !diags.HasErrors() {
+		in, diags = agent.InspectApp(f, images)
+	}
+	if diags.HasErrors() {
+		config.NewParser().WriteDiagnostics(stderr, diags, isTerminal(stderr))
+		return exitError{code: 1}
+	}
+	fmt.Fprintf(stdout, "wasm-bpf application %s\n\nIts own arguments follow --; --emit stdout or both makes its printed lines events (fields stream, line).\n", f.Sources[0].Name)
+	if len(in.Objects) == 0 {
+		fmt.Fprintln(stdout, "\nNo eBPF object lies in the module's data: its events show when it loads one.")
+	}
+	for _, o := range in.Objects {
+		if o.Err != nil {
+			fmt.Fprintf(stdout, "\nAn embedded object does not parse: %v\n", o.Err)
+			continue
+		}
+		fmt.Fprintf(stdout, "\nObject with programs %s\n", strings.Join(o.Programs, ", "))
+		for _, out := range o.Outputs {
+			if out.Err != nil {
+				fmt.Fprintf(stdout, "\nOutput %s: no events (%v)\n", out.Map, out.Err)
+				continue
+			}
+			fmt.Fprintf(stdout, "\nOutput %s (struct %s, found by %s), events; fields:\n", out.Map, out.Schema.Type, out.FoundBy)
+			for _, fl := range out.Schema.Fields {
+				fmt.Fprintf(stdout, "  %s\n", fl.Name)
+			}
+		}
+	}
+	return nil
 }
 
 // gadgetHelp prints a gadget's parameters (the key to use, the variable,

@@ -322,15 +322,19 @@ func TestRewriteRefuses(t *testing.T) {
 	}
 }
 
-// testGuests are the stage test modules, C and Go, and the example stages
-// built with the SDKs.
+// testGuests are the stage test modules, C and Go, the example stages
+// built with the SDKs, and the wasm-bpf test applications.
 func testGuests(t testing.TB) map[string][]byte {
-	paths, err := filepath.Glob(filepath.Join("..", "..", "testdata", "*.wasm"))
+	paths, err := filepath.Glob(filepath.Join("..", "..", "wasmstages", "testdata", "*.wasm"))
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no test guests in wasmstages/testdata (%v)", err)
 	}
-	examples, _ := filepath.Glob(filepath.Join("..", "..", "..", "examples", "stages", "*.wasm"))
-	paths = append(paths, examples...)
+	examples, _ := filepath.Glob(filepath.Join("..", "..", "examples", "stages", "*.wasm"))
+	apps, _ := filepath.Glob(filepath.Join("..", "..", "wasmbpf", "testdata", "*.wasm"))
+	if len(examples) == 0 || len(apps) == 0 {
+		t.Fatal("no example stages or wasm-bpf test applications")
+	}
+	paths = append(append(paths, examples...), apps...)
 	out := map[string][]byte{}
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
@@ -361,9 +365,14 @@ func TestRewriteTestGuests(t *testing.T) {
 			t.Errorf("%s: the rewritten module does not compile: %v", name, err)
 			continue
 		}
-		if _, ok := cm.ExportedFunctions()["sluice_abi_version"]; !ok {
-			t.Errorf("%s: the rewrite lost the exports", name)
+		origCM, err := r.CompileModule(context.Background(), orig)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
 		}
+		if got, want := len(cm.ExportedFunctions()), len(origCM.ExportedFunctions()); got != want || want == 0 {
+			t.Errorf("%s: the rewrite changed the exports (%d, had %d)", name, got, want)
+		}
+		origCM.Close(context.Background())
 		cm.Close(context.Background())
 	}
 }
