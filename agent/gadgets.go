@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/gadgets"
 	"github.com/sluice-dev/sluice/oci"
+	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sources"
 )
 
@@ -32,6 +34,12 @@ type resolvedGadget struct {
 	params map[string]string
 	// digest is the SHA-256 of the gadget's ELF.
 	digest string
+	// filter is how the source's filters run (workloads.go); hostFilter
+	// its host-side part, nil when there is none.
+	filter     *sourceFilter
+	hostFilter *pipeline.FieldFilter
+	// metadata is the gadget's gadget.yaml, nil when it has none.
+	metadata []byte
 }
 
 // ResolveGadget finds a gadget by built-in name or ELF path. Relative
@@ -106,18 +114,24 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget metadata", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
 			continue
 		}
-		spec, err := sources.ParseGadget(name, elf, sources.ParseOptions{EventType: src.EventType, Map: src.Map, Metadata: md})
-		if err != nil {
-			subject := src.GadgetRange
-			if src.EventType != "" {
-				subject = src.EventTypeRange
-			}
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(subject)})
+		opts, typesFile, d := parseOptions(src, baseDir, md)
+		if d != nil {
+			diags = append(diags, d)
 			continue
 		}
-		params := map[string]string{}
+		spec, err := sources.ParseGadget(name, elf, opts)
+		if err != nil {
+			diags = append(diags, gadgetDiagnostic(src, err))
+			continue
+		}
+		params, moduleParams := map[string]string{}, map[string]string{}
+		moduleDocs := moduleParamDocs(metadata)
 		paramsOK := true
 		for _, p := range src.Params {
+			if _, ok := moduleDocs[p.Name]; ok {
+				moduleParams[p.Name] = p.Value // the gadget's Wasm module's (gadget.yaml params.wasm)
+				continue
+			}
 			params[p.Name] = p.Value
 			if err := spec.CheckParams(map[string]string{p.Name: p.Value}); err != nil {
 				subject, summary := p.Range, "Invalid gadget parameter"
@@ -129,18 +143,53 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 			}
 		}
 		wasm, d := resolveGadgetWasm(src, image, baseDir)
+		if d == nil && wasm != nil {
+			d = wasm.detectABI(src)
+		}
 		if d != nil {
 			diags = append(diags, d)
+			wasm = nil
+		}
+		if wasm != nil {
+			wasm.host = f.Agent.Name
+			wasm.params = map[string]string{}
+			for key, doc := range moduleDocs {
+				wasm.params[key] = doc.DefaultValue
+			}
+			maps.Copy(wasm.params, moduleParams)
+		} else if len(moduleParams) > 0 && d == nil {
+			for _, p := range src.Params {
+				if _, ok := moduleParams[p.Name]; ok {
+					diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown gadget parameter",
+						Detail: fmt.Sprintf("parameter %q belongs to the gadget's Wasm module (gadget.yaml params.wasm), and the gadget has none", p.Name), Subject: rangePtr(p.NameRange)})
+				}
+			}
+			paramsOK = false
 		}
 		if !paramsOK {
 			continue // building it would report the same parameters again
 		}
-		g, err := sources.NewGadget(spec, gadgetConfig(src, f.Agent.Name, params, log))
+		filter, ds := planSourceFilter(src, spec, f.Agent)
+		diags = append(diags, ds...)
+		cfg := gadgetConfig(src, f.Agent.Name, params, log)
+		cfg.Filter = filter.kernel
+		g, err := sources.NewGadget(spec, cfg)
 		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
+			d := gadgetDiagnostic(src, err)
+			if _, ok := errors.AsType[*sources.FilterError](err); ok {
+				d.Subject = rangePtr(filter.rng)
+			}
+			diags = append(diags, d)
 			continue
 		}
-		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, params: params, digest: sha256Hex(append(slices.Clip(elf), metadata...))}) // gadget.yaml changes the gadget too
+		host, ds := filter.hostFilter(src, g.Schemas())
+		diags = append(diags, ds...)
+		// gadget.yaml and the event type file change the gadget too.
+		digest := sha256Hex(append(append(slices.Clip(elf), metadata...), typesFile...))
+		out = append(out, &resolvedGadget{
+			source: src, gadget: g, wasm: wasm, params: params, digest: digest,
+			filter: filter, hostFilter: host, metadata: metadata,
+		})
 	}
 	return out, diags
 }
@@ -199,22 +248,24 @@ func Validate(f *config.File, images ...*Images) hcl.Diagnostics {
 	if len(images) > 0 {
 		im = images[0]
 	}
-	_, _, diags := validate(f, im)
+	_, _, _, diags := validate(f, im)
 	return diags
 }
 
 // validate is Validate, returning what it resolved.
-func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.Stage]stageModule, hcl.Diagnostics) {
+func validate(f *config.File, images *Images) ([]*resolvedGadget, []*resolvedApp, map[*config.Stage]stageModule, hcl.Diagnostics) {
 	gadgets, diags := resolveGadgets(f, images, nil)
+	apps, ds := resolveWasmBPF(f, images)
+	diags = append(diags, ds...)
 	modules, ds := resolveStages(f, images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
 	diags = append(diags, validateControlSocket(f)...)
 	diags = append(diags, validateNATSFiles(f)...)
 	if !diags.HasErrors() {
-		diags = append(diags, validateSinks(f, gadgets)...)
+		diags = append(diags, validateSinks(f, gadgets, apps)...)
 	}
-	return gadgets, modules, diags
+	return gadgets, apps, modules, diags
 }
 
 // Check is what `sluice config validate` runs: Validate, then, when that
@@ -224,11 +275,20 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.St
 // limits; nothing loads). Every Wasm stage is compiled, checked against
 // the stage ABI and initialised with its params; every gadget module is
 // compiled, checked and its gadget_init run against the gadget's
-// configured parameters. The config is resolved once for all. It needs
-// no privileges, and says which checks it could not make without them;
-// compiled code is cached under data_dir when that is writable, in memory
-// otherwise.
+// configured parameters; every wasm-bpf application is compiled and
+// checked against the wasm_bpf interface. The config is resolved once for
+// all. It needs no privileges, and says which checks it could not make
+// without them; compiled code is cached under data_dir when that is
+// writable, in memory otherwise.
 func Check(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics {
+	_, diags := CheckWith(ctx, f, images, CheckOptions{})
+	return diags
+}
+
+// CheckReport is Check, also returning what it decided about each gadget
+// source that the config does not say: how each output's event type was
+// found (see gadgetReport), for `sluice config validate` to show.
+func CheckReport(ctx context.Context, f *config.File, images *Images) ([]string, hcl.Diagnostics) {
 	return CheckWith(ctx, f, images, CheckOptions{})
 }
 
@@ -240,23 +300,25 @@ type CheckOptions struct {
 	Load bool
 }
 
-// CheckWith is Check, with the checks opts adds.
-func CheckWith(ctx context.Context, f *config.File, images *Images, opts CheckOptions) hcl.Diagnostics {
-	gadgets, modules, diags := validate(f, images)
+// CheckWith is CheckReport, with the checks opts adds.
+func CheckWith(ctx context.Context, f *config.File, images *Images, opts CheckOptions) ([]string, hcl.Diagnostics) {
+	gadgets, apps, modules, diags := validate(f, images)
+	report := gadgetReport(gadgets)
 	if diags.HasErrors() {
-		return diags
+		return report, diags
 	}
 	diags = append(diags, checkKernel(gadgets, sources.NewPreflight())...)
 	if opts.Load && !diags.HasErrors() {
 		diags = append(diags, loadGadgets(ctx, gadgets)...)
 	}
-	if len(modules) == 0 && !slices.ContainsFunc(gadgets, func(r *resolvedGadget) bool { return r.wasm != nil }) {
-		return diags
+	if len(modules) == 0 && len(apps) == 0 && !slices.ContainsFunc(gadgets, func(r *resolvedGadget) bool { return r.wasm != nil }) {
+		return report, diags
 	}
 	cache := openStageCache(f, slog.New(slog.DiscardHandler))
 	defer cache.Close(context.WithoutCancel(ctx))
 	diags = append(diags, checkStages(ctx, f, modules, cache)...)
-	return append(diags, checkGadgetModules(ctx, gadgets, cache)...)
+	diags = append(diags, checkWasmBPF(ctx, apps, cache)...)
+	return report, append(diags, checkGadgetModules(ctx, gadgets, cache)...)
 }
 
 // validateGraph enforces that a source feeds exactly one pipeline: a source
@@ -336,6 +398,27 @@ func gadgetMetadataFile(ref, baseDir string) ([]byte, error) {
 		}
 	}
 	return nil, nil
+}
+
+// moduleParamDocs returns the parameters gadget.yaml gives the gadget's
+// Wasm module (params.wasm), by key.
+func moduleParamDocs(raw []byte) map[string]oci.ParamDoc {
+	out := map[string]oci.ParamDoc{}
+	if len(raw) == 0 {
+		return out
+	}
+	md, err := oci.ParseMetadata(raw)
+	if err != nil {
+		return out // gadgetMetadata reports it
+	}
+	for name, doc := range md.Params["wasm"] {
+		key := doc.Key
+		if key == "" {
+			key = name
+		}
+		out[key] = doc
+	}
+	return out
 }
 
 // gadgetMetadata converts a gadget.yaml into what sources uses of it.

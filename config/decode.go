@@ -37,9 +37,11 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "loss_report_interval"},
 		{Name: "pull_policy"},
 		{Name: "allow"},
+		{Name: "filter_self"},
 		{Name: "group"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "containers"},
 		{Type: "nats_server"},
 		{Type: "registries"},
 		{Type: "verify"},
@@ -263,14 +265,29 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				a.LossReportInterval, ds = durationIn(attr, d.ectx, a.LossReportInterval, lossIntervalBound)
 			case "pull_policy", "allow":
 				ds = decodeImagesAttr(attr, d.ectx, &a.Images)
+			case "filter_self":
+				var v, ok bool
+				v, ok, ds = evalBool(attr, d.ectx)
+				if ok {
+					a.FilterSelf = v
+				}
 			case "group":
 				a.Group, ds = decodeGroup(attr, d.ectx)
 			}
 			diags = append(diags, ds...)
 		}
-		var verifyBlock *hcl.Block
+		var verifyBlock, containersBlock *hcl.Block
 		for _, nb := range content.Blocks {
 			switch nb.Type {
+			case "containers":
+				if containersBlock != nil {
+					diags = append(diags, duplicate("containers block", "A containers block", containersBlock.DefRange, nb.DefRange, "An agent has at most one containers block."))
+					continue
+				}
+				containersBlock = nb
+				var ds hcl.Diagnostics
+				a.Containers, ds = decodeContainers(nb, d.ectx)
+				diags = append(diags, ds...)
 			case "verify":
 				if verifyBlock != nil {
 					diags = append(diags, duplicate("verify block", "A verify block", verifyBlock.DefRange, nb.DefRange, "An agent has at most one verify block."))

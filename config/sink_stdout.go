@@ -12,6 +12,7 @@ func init() { registerSink("stdout", decodeStdoutSink) }
 var stdoutSinkSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "format"},
+		{Name: "fields"},
 		{Name: "sort"},
 		{Name: "max_rows"},
 	},
@@ -28,6 +29,11 @@ func decodeStdoutSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diag
 		if ok {
 			out.Format = s
 		}
+	}
+	if a := content.Attributes["fields"]; a != nil {
+		fields, _, d := evalStringList(a, ectx)
+		diags = append(diags, d...)
+		out.Fields = fields
 	}
 	if a := content.Attributes["sort"]; a != nil {
 		s, ok, d := evalNonEmpty(a, ectx)

@@ -21,6 +21,14 @@ var gadgetSourceSchema = &hcl.BodySchema{
 		{Name: "ifaces"},
 		{Name: "netns"},
 		{Name: "sample_frequency"},
+		{Name: "containers_only"},
+		{Name: "event_type_file"},
+		{Name: "programs"},
+		{Name: "skip_programs"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "filter"},
+		{Type: "fields"},
 	},
 }
 
@@ -66,6 +74,23 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 			src.Wasm = s
 		}
 	}
+	if a := content.Attributes["containers_only"]; a != nil {
+		src.ContainersOnlyRange = a.Expr.Range()
+		v, ok, d := evalBool(a, ectx)
+		diags = append(diags, d...)
+		if ok {
+			src.ContainersOnly = v
+		}
+	}
+	for _, b := range content.Blocks.OfType("filter") {
+		if src.Filter != nil {
+			diags = append(diags, duplicate("filter block", "A filter block", src.Filter.Range, b.DefRange, "A source has at most one filter block."))
+			continue
+		}
+		f, d := decodeSourceFilter(b, ectx)
+		diags = append(diags, d...)
+		src.Filter = f
+	}
 	if a := content.Attributes["interval"]; a != nil {
 		src.IntervalRange = a.Expr.Range()
 		d, ds := durationIn(a, ectx, time.Duration(0), intervalBound)
@@ -101,6 +126,7 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 			src.SampleFrequency = n
 		}
 	}
+	diags = append(diags, decodePlainOptions(content, ectx, src)...)
 	if a := content.Attributes["buffer_size"]; a != nil {
 		src.BufferSizeRange = a.Expr.Range()
 		n, ok, d := evalSizeIn(a, ectx, bufferSizeBound)

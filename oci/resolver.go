@@ -172,6 +172,32 @@ func (r *Resolver) Stage(ctx context.Context, ref Reference) (*StageImage, error
 	return img, nil
 }
 
+// Kind resolves ref (under the policy, as every read does) and says what
+// kind of image it is: "gadget", "stage", "wasm-bpf", or "" for none of
+// them. `sluice run REF` runs a gadget or an application by it.
+func (r *Resolver) Kind(ctx context.Context, ref Reference) (string, error) {
+	desc, err := r.Resolve(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	var img Image
+	r.store.describe(ctx, desc, &img)
+	return img.Kind, nil
+}
+
+// WasmBPF resolves ref and reads its wasm-bpf application module.
+func (r *Resolver) WasmBPF(ctx context.Context, ref Reference) (*WasmBPFImage, error) {
+	desc, err := r.Resolve(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := r.store.WasmBPF(ctx, desc)
+	if err != nil {
+		return nil, fmt.Errorf("wasm-bpf image %s: %w", ref, err)
+	}
+	return img, nil
+}
+
 // SignStored signs desc in the store (see [sign.Sign]).
 func SignStored(ctx context.Context, store *Store, ref Reference, desc ocispec.Descriptor, key *ecdsa.PrivateKey, layout sign.Layout) (ocispec.Descriptor, error) {
 	return sign.Sign(ctx, sign.Location{Target: store.layout, TagPrefix: ref.Name() + ":"}, ref.Name(), desc, key, layout)

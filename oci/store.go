@@ -320,7 +320,7 @@ type Image struct {
 	Ref       string // the name it is stored under
 	Digest    digest.Digest
 	MediaType string
-	Kind      string // "gadget", "stage" or "" (something else)
+	Kind      string // "gadget", "stage", "wasm-bpf" or "" (something else)
 	Archs     []string
 	Created   string
 	Size      int64 // bytes of the manifests' blobs, shared blobs counted once per image
@@ -389,20 +389,24 @@ func (s *Store) describe(ctx context.Context, desc ocispec.Descriptor, img *Imag
 	slices.Sort(img.Archs)
 }
 
-// kindOf tells a gadget manifest from a stage manifest by its layers.
+// kindOf tells gadget, stage and wasm-bpf manifests apart by their layers.
 func kindOf(m *ocispec.Manifest) string {
-	hasEBPF, hasWasm := false, false
+	hasEBPF, hasWasm, hasWasmBPF := false, false, false
 	for _, l := range m.Layers {
 		switch l.MediaType {
 		case MediaTypeEBPF:
 			hasEBPF = true
 		case MediaTypeGadgetWasm, MediaTypeWasmLayer:
 			hasWasm = true
+		case MediaTypeWasmBPFLayer:
+			hasWasmBPF = true
 		}
 	}
 	switch {
 	case hasEBPF:
 		return "gadget"
+	case hasWasmBPF:
+		return "wasm-bpf"
 	case hasWasm:
 		return "stage"
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -155,6 +156,45 @@ func TestStdoutTableShowsAddedFields(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStdoutFields: Fields selects and orders the columns of a table and
+// the keys of JSON objects; missing keys are blank or left out.
+func TestStdoutFields(t *testing.T) {
+	ev := openEvent(1, "cat", "/etc/hostname", 3)
+	for _, tc := range []struct {
+		format string
+		want   []string
+	}{
+		{"json", []string{`{"path":"/etc/hostname","comm":"cat"}`}},
+		{"table", []string{"PATH           COMM  NOPE", "/etc/hostname  cat"}},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			var out strings.Builder
+			s, err := NewStdout("console", &out, StdoutOptions{Format: tc.format, Schemas: []*pipeline.Schema{openSchema}, Fields: []string{"path", "comm", "nope"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Write(context.Background(), []pipeline.Event{ev}); err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+			if tc.format == "json" {
+				got = got[:1]
+			}
+			if !slices.Equal(normalizeSpaces(got), normalizeSpaces(tc.want)) {
+				t.Errorf("output %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func normalizeSpaces(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = strings.Join(strings.Fields(l), " ")
+	}
+	return out
 }
 
 // TestStdoutTableHidesSchemaHiddenFields: for an Inspektor Gadget-style

@@ -166,6 +166,9 @@ func programFinding(ps ProgramSpec, err error) Finding {
 		f.Effect, f.Err = Skipped, absent.Err // Open skips a uprobe whose target is absent
 	case ps.Optional && f.Setting == SettingGadget:
 		f.Effect = Skipped
+	case f.Setting == SettingGadget && (errors.Is(err, ErrNoTarget) || errors.Is(err, ErrUnsupportedAttach)):
+		// The program cannot run here: the gadget may run without it.
+		f.Err = fmt.Errorf("%w (%s)", err, skipHint(ps))
 	}
 	return f
 }
@@ -201,7 +204,7 @@ func (p *Preflight) checkProgram(ps ProgramSpec, cfg GadgetConfig) error {
 		}
 		if _, err := os.Stat(filepath.Join(p.tracefs, "events", group, name)); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return inSection(noTarget("this kernel has no tracepoint %s (see %s/available_events)", ps.Target, p.tracefs))
+				return inSection(noTarget("this kernel has no tracepoint %s in %s/events", ps.Target, p.tracefs))
 			}
 			return &uncheckedError{inSection(fmt.Errorf("tracepoint %s not checked: %w", ps.Target, err))}
 		}
@@ -291,7 +294,7 @@ func (p *Preflight) kernelType(inSection func(error) error, typeName, what strin
 			return nil
 		}
 	}
-	return inSection(noTarget("this kernel has no %s (no %s in its BTF)", what, typeName))
+	return inSection(noTarget("this kernel has no %s: no %s in its BTF", what, typeName))
 }
 
 func hasType(spec *btf.Spec, name string) bool {

@@ -7,7 +7,7 @@ import (
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 
-	"github.com/sluice-dev/sluice/wasmstages/internal/jail"
+	"github.com/sluice-dev/sluice/internal/jail"
 )
 
 // jailGrants mounts each directory grant as a jail (package

@@ -11,9 +11,9 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/sluice-dev/sluice/internal/interrupt"
 	"github.com/sluice-dev/sluice/internal/termsafe"
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/wasmstages/internal/interrupt"
 )
 
 // MetricGuest is the counter family of guest-defined counters

@@ -34,8 +34,8 @@ type instance struct {
 
 	inPtr, inCap uint32 // the host's input buffer, from sluice_alloc
 	stack        []uint64
-	emits        []int
-	errMsg       []byte // set by set_error during the current call
+	result       resultScratch // reused by parseResult
+	errMsg       []byte        // set by set_error during the current call
 	// broken is set once a call failed in a way that leaves the instance
 	// unusable or untrustworthy; the Stage then discards it.
 	broken bool
@@ -78,15 +78,22 @@ func callError(kind, format string, args ...any) *pipeline.StageError {
 // caller's context: when it ends first the failure is KindCanceled, not
 // the guest's fault.
 func (inst *instance) call(ctx context.Context, timeout time.Duration, fn api.Function, what string) error {
+	return inst.callUntil(ctx, time.Now().Add(timeout), timeout, fn, what)
+}
+
+// callUntil is call with a deadline shared by several calls (an Inspektor
+// Gadget module's callbacks for one batch); timeout is what the deadline
+// stands for, in messages.
+func (inst *instance) callUntil(ctx context.Context, deadline time.Time, timeout time.Duration, fn api.Function, what string) error {
 	inst.lm.refused.Store(false)
 	inst.errMsg = inst.errMsg[:0]
 	var err error
 	inst.stopped = notStopped
 	if inst.interruptible {
-		inst.deadline = time.Now().Add(timeout)
+		inst.deadline = deadline
 		err = fn.CallWithStack(ctx, inst.stack)
 	} else {
-		cctx, cancel := context.WithTimeout(ctx, timeout)
+		cctx, cancel := context.WithDeadline(ctx, deadline)
 		err = fn.CallWithStack(cctx, inst.stack)
 		cancel()
 	}
@@ -188,10 +195,8 @@ func (inst *instance) appendResult(what string, in, out []pipeline.Event, tick b
 			what, len(res), resultEntries(res), cost, inst.lm.size(), inst.lm.limit)
 	}
 	var err error
-	out, inst.emits, err = parseResult(res, in, out, tick, source, inst.emits)
-	if cap(inst.emits) > maxKeptEvents {
-		inst.emits = nil // scratch of an unusual batch: let it go
-	}
+	out, err = parseResult(res, in, out, tick, source, &inst.result)
+	inst.result.shrink(maxKeptEvents) // scratch of an unusual batch: let it go
 	if err != nil {
 		inst.broken = true
 		return out, &pipeline.StageError{Kind: KindMalformed, Err: fmt.Errorf("%s: %w", what, err)}

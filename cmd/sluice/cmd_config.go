@@ -89,6 +89,7 @@ Exit status: 0 when valid (warnings alone pass), 1 with errors.`,
 func validateFile(ctx context.Context, path string, opts agent.CheckOptions, stdout, stderr io.Writer) error {
 	p := config.NewParser()
 	f, diags := p.ParseFile(path)
+	var report []string
 	if !diags.HasErrors() {
 		// Image references are checked against the local store, pulling
 		// what it lacks (never re-pulling: validation does not follow tags).
@@ -101,7 +102,9 @@ func validateFile(ctx context.Context, path string, opts agent.CheckOptions, std
 		if !ds.HasErrors() {
 			// Also compiles each Wasm stage and gadget module and runs its
 			// init with the config's params.
-			diags = append(diags, agent.CheckWith(ctx, f, images, opts)...)
+			var d hcl.Diagnostics
+			report, d = agent.CheckWith(ctx, f, images, opts)
+			diags = append(diags, d...)
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -116,6 +119,10 @@ func validateFile(ctx context.Context, path string, opts agent.CheckOptions, std
 		return exitError{code: 1}
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d sources, %d sinks, %d pipelines)\n", path, len(f.Sources), len(f.Sinks), len(f.Pipelines))
+	// What was decided for the config: how each event type was found.
+	for _, line := range report {
+		fmt.Fprintf(stdout, "  %s\n", line)
+	}
 	return nil
 }
 

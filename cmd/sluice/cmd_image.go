@@ -27,6 +27,7 @@ import (
 	"github.com/sluice-dev/sluice/oci"
 	"github.com/sluice-dev/sluice/oci/sign"
 	"github.com/sluice-dev/sluice/sources"
+	"github.com/sluice-dev/sluice/wasmbpf"
 )
 
 // imageFlags are the flags every image command shares.
@@ -71,8 +72,8 @@ func newImageCommand() *cobra.Command {
 	var common imageFlags
 	cmd := &cobra.Command{
 		Use:   "image",
-		Short: "Build, push, pull, sign and verify gadget and stage images",
-		Long: `Build, push, pull, sign and verify gadget and stage images (OCI artifacts), kept
+		Short: "Build, push, pull, sign and verify gadget, stage and wasm-bpf images",
+		Long: `Build, push, pull, sign and verify gadget, stage and wasm-bpf application images (OCI artifacts), kept
 in a local store that the agent reads.
 
 REF is HOST[:PORT]/REPOSITORY[:TAG][@DIGEST]; the oci:// prefix is optional.
@@ -135,13 +136,15 @@ func imageBuildCommand(common *imageFlags) *cobra.Command {
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "build DIR|FILE.wasm -t REF",
-		Short: "Build a gadget (or stage) image into the local store",
+		Short: "Build a gadget, stage or wasm-bpf application image into the local store",
 		Long: `Build a gadget image from a gadget directory (its C source, compiled with
 clang-19 for each architecture, and its gadget.yaml), or a stage image from a
-Wasm module, into the local store.`,
+Wasm module, into the local store. A Wasm module that imports the wasm_bpf host
+interface builds a wasm-bpf application image, in eunomia-bpf's layout.`,
 		Example: `  sluice image build gadgets/trace_exec -t localhost:5000/gadgets/trace_exec:v1
   sluice image build ./my_gadget -t registry.example.com/gadgets/my:v2 --arch amd64
-  sluice image build filter.wasm -t localhost:5000/stages/filter:v1`,
+  sluice image build filter.wasm -t localhost:5000/stages/filter:v1
+  sluice image build execsnoop.wasm -t localhost:5000/apps/execsnoop:v1`,
 		Args: exactArgs("DIR|FILE.wasm"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := requireFlags(cmd, "tag"); err != nil {
@@ -154,7 +157,7 @@ Wasm module, into the local store.`,
 			}
 			defer store.Close()
 			ref := refs[0]
-			opts := oci.BuildOptions{Archs: archs, Headers: gadgets.Headers(), CheckProgram: checkGadgetObject}
+			opts := oci.BuildOptions{Archs: archs, Headers: gadgets.Headers(), CheckProgram: checkGadgetObject, WasmBPF: wasmbpf.IsWasmBPF}
 			if verbose {
 				opts.Log = cmd.ErrOrStderr()
 			}

@@ -40,42 +40,48 @@ var (
 // here fails the test: add it, and its place in ARCHITECTURE.md.
 var rules = map[string]rule{
 	// The wiring: every component, never the CLI.
-	"agent":      {imports: []string{"config", "pipeline/...", "sources/...", "wasmstages", "sinks", "oci/...", "gadgets", "examples/stages", "internal/kallsyms", "internal/syscalls", "internal/termsafe"}},
-	"cmd/sluice": {imports: []string{"agent", "config", "pipeline/...", "sources/...", "wasmstages", "sinks", "oci/...", "gadgets", "examples/stages", "internal/kallsyms", "internal/syscalls", "internal/termsafe"}},
+	"agent":      {imports: []string{"config", "pipeline/...", "sources/...", "wasmstages", "wasmbpf", "sinks", "workloads", "oci/...", "gadgets", "stages", "internal/kallsyms", "internal/syscalls", "internal/termsafe"}},
+	"cmd/sluice": {imports: []string{"agent", "config", "pipeline/...", "sources/...", "wasmstages", "wasmbpf", "sinks", "workloads", "oci/...", "gadgets", "stages", "internal/kallsyms", "internal/syscalls", "internal/termsafe"}},
 	// Pure: HCL in, values and diagnostics out; shares the pipeline's
 	// defaults and value sets.
 	"config": {imports: []string{"pipeline/...", "internal/termsafe"}, notDeps: []string{ebpf, wazero, nats, oras}},
 	// The runtime between components, which it knows by interfaces.
 	"pipeline":       {imports: []string{"pipeline/codec"}, notDeps: []string{ebpf, wazero, nats, oras, hcl}},
 	"pipeline/codec": {notDeps: []string{ebpf, wazero, nats, oras, hcl}},
-	// The components: each knows pipeline, never another component.
-	"sources":        {imports: []string{"pipeline/...", "sources/decode", "gadgets", "internal/kallsyms", "internal/syscalls"}, notDeps: []string{wazero, nats, oras, hcl}},
-	"sources/decode": {imports: []string{"pipeline/...", "internal/syscalls"}, notDeps: []string{wazero, nats, oras, hcl}},
-	"wasmstages":     {imports: []string{"pipeline/...", "wasmstages/internal/...", "internal/kallsyms", "internal/syscalls", "internal/termsafe"}, notDeps: []string{ebpf, nats, oras, hcl}},
-	"sinks":          {imports: []string{"pipeline/...", "internal/termsafe"}, notDeps: []string{ebpf, wazero, oras, hcl}},
-	"oci":            {imports: []string{"oci/sign"}, notDeps: []string{ebpf, wazero, nats, hcl}},
-	"oci/sign":       {notDeps: []string{ebpf, wazero, nats, hcl}},
+	// The components: each knows pipeline, never another component, with
+	// one exception: wasmbpf, a source type, loads its applications' eBPF
+	// objects with sources' parser and loader.
+	"sources":           {imports: []string{"pipeline/...", "sources/decode", "sources/eventtype", "gadgets", "internal/kallsyms", "internal/syscalls"}, notDeps: []string{wazero, nats, oras, hcl}},
+	"sources/decode":    {imports: []string{"pipeline/...", "internal/syscalls"}, notDeps: []string{wazero, nats, oras, hcl}},
+	"sources/eventtype": {notDeps: []string{wazero, nats, oras, hcl}},
+	"wasmstages":        {imports: []string{"pipeline/...", "internal/interrupt", "internal/jail", "internal/kallsyms", "internal/syscalls", "internal/termsafe"}, notDeps: []string{ebpf, nats, oras, hcl}},
+	"wasmbpf":           {imports: []string{"pipeline/...", "sources/...", "internal/interrupt", "internal/jail", "internal/termsafe"}, notDeps: []string{nats, oras, hcl}},
+	"sinks":             {imports: []string{"pipeline/...", "internal/termsafe"}, notDeps: []string{ebpf, wazero, oras, hcl}},
+	"workloads":         {imports: []string{"pipeline/..."}, notDeps: []string{ebpf, wazero, nats, oras, hcl}},
+	"oci":               {imports: []string{"oci/sign"}, notDeps: []string{ebpf, wazero, nats, hcl}},
+	"oci/sign":          {notDeps: []string{ebpf, wazero, nats, hcl}},
 	// Leaves.
-	"gadgets":                        {},
-	"examples/stages":                {},
-	"internal/kallsyms":              {},
-	"internal/syscalls":              {},
-	"internal/termsafe":              {},
-	"wasmstages/internal/interrupt":  {},
-	"wasmstages/internal/jail":       {notDeps: []string{ebpf, nats, oras, hcl}},
-	"sdk/go/sluice":                  {imports: []string{"pipeline/codec"}},
-	"examples/stages/drop-comm-go":   {imports: []string{"sdk/go/sluice"}},
-	"examples/stages/ocsf":           {imports: []string{"sdk/go/sluice"}},
-	"examples/stages/rate-limit":     {imports: []string{"sdk/go/sluice"}},
-	"examples/stages/redact":         {imports: []string{"sdk/go/sluice"}},
-	"examples/stages/uid-to-user-go": {imports: []string{"sdk/go/sluice"}},
-	"wasmstages/testdata/gofilter":   {imports: []string{"sdk/go/sluice"}},
-	"internal/tools/mkimage":         {},
-	"internal/tools/sbom":            {},
-	"bench/openloop":                 {},
+	"gadgets":            {},
+	"stages":             {},
+	"internal/kallsyms":  {},
+	"internal/syscalls":  {},
+	"internal/termsafe":  {},
+	"internal/interrupt": {},
+	"internal/jail":      {notDeps: []string{ebpf, nats, oras, hcl}},
+	// Guest code (GOOS=wasip1): the SDK and the stages written with it.
+	"sdk/go/sluice":          {imports: []string{"pipeline/codec"}},
+	"stages/drop-comm-go":    {imports: []string{"sdk/go/sluice"}},
+	"stages/ocsf-go":         {imports: []string{"sdk/go/sluice"}},
+	"stages/rate-limit":      {imports: []string{"sdk/go/sluice"}},
+	"stages/redact":          {imports: []string{"sdk/go/sluice"}},
+	"stages/uid-to-user-go":  {imports: []string{"sdk/go/sluice"}},
+	"internal/tools/mkimage": {},
+	"internal/tools/sbom":    {},
+	"bench/openloop":         {},
 	// Test helpers: only tests import them (no rule lists them above).
 	"internal/testutil":     {},
 	"internal/natstest":     {},
+	"internal/podmantest":   {imports: []string{"internal/testutil"}},
 	"internal/registrytest": {imports: []string{"oci/..."}},
 	// Packages of tests only.
 	"deploy":        {},
