@@ -50,16 +50,27 @@ func (k Kind) String() string {
 // numbering (wasmstages); a stage of another kind that multiplies events
 // must do the same.
 type Event struct {
-	Data   []byte
-	Schema *Schema // field layout of Data; nil when unknown (e.g. made by a stage)
-	Source string  // the config name of the source that produced the event
-	Seq    uint64  // per-source sequence number, gap-free unless a drop was counted
-	Part   uint32  // tells apart the events of one (Source, Seq); 0 for a source's event
-	Kind   Kind
+	Data []byte
+	// Schema is the field layout of Data; nil when unknown (e.g. made by a
+	// stage). LossSchema marks a loss record (see Kind).
+	Schema *Schema
+	Source string // the config name of the source that produced the event
+	Seq    uint64 // per-source sequence number, gap-free unless a drop was counted
+	Part   uint32 // tells apart the events of one (Source, Seq); 0 for a source's event
 	// MntNS is the mount namespace of the process the event is about, as
 	// the source knows it (a gadget's gadget_mntns_id field), for stages
-	// that resolve workloads without decoding Data; 0 when unknown.
-	MntNS uint64
+	// that resolve workloads without decoding Data; 0 when unknown. The
+	// kernel numbers namespaces with 32-bit inode numbers (ns_common.inum).
+	MntNS uint32
+}
+
+// Kind tells a loss record (its Schema is LossSchema) from an event. It is
+// not a field of its own so that an Event stays at 64 bytes.
+func (e *Event) Kind() Kind {
+	if e.Schema == LossSchema {
+		return KindLoss
+	}
+	return KindEvent
 }
 
 // unsequenced counts the Parts UnsequencedPart has handed out.

@@ -113,12 +113,12 @@ const maxKeptLossRecords = 1024
 // when any was kept). Past maxKeptLossRecords the oldest kept records are
 // dropped for reason, counted, and so are all of them at shutdown.
 func (p *Pipeline) keepLossRecords(s *sinkRT, evs []Event, reason string, shutdown bool) []Event {
-	if !slices.ContainsFunc(evs, func(ev Event) bool { return ev.Kind == KindLoss }) {
+	if !slices.ContainsFunc(evs, func(ev Event) bool { return ev.Kind() == KindLoss }) {
 		return evs
 	}
 	rest := make([]Event, 0, len(evs))
 	for _, ev := range evs {
-		if ev.Kind == KindLoss && !shutdown {
+		if ev.Kind() == KindLoss && !shutdown {
 			s.kept = append(s.kept, ev)
 			s.keptReason = reason
 		} else {
@@ -136,7 +136,7 @@ func (p *Pipeline) keepLossRecords(s *sinkRT, evs []Event, reason string, shutdo
 func countLossRecords(evs []Event) int {
 	n := 0
 	for i := range evs {
-		if evs[i].Kind == KindLoss {
+		if evs[i].Kind() == KindLoss {
 			n++
 		}
 	}

@@ -80,7 +80,7 @@ func (s *lossySink) Write(ctx context.Context, batch []Event) error {
 	var full, bad, kept []Event
 	for _, ev := range batch {
 		switch {
-		case ev.Kind == KindLoss:
+		case ev.Kind() == KindLoss:
 			kept = append(kept, ev)
 		case ev.Seq%3 == 0:
 			full = append(full, ev)
@@ -164,7 +164,7 @@ func TestLossRecordsOutliveFailedWrites(t *testing.T) {
 	reg := NewRegistry()
 	var failures atomic.Int32
 	sink := &recSink{name: "k", fail: func(batch []Event) error {
-		if slices.ContainsFunc(batch, func(ev Event) bool { return ev.Kind == KindLoss }) && failures.Add(1) <= 3 {
+		if slices.ContainsFunc(batch, func(ev Event) bool { return ev.Kind() == KindLoss }) && failures.Add(1) <= 3 {
 			return errors.New("sink down")
 		}
 		return nil

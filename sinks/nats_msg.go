@@ -89,7 +89,7 @@ func (s *NATS) MsgID(ev *pipeline.Event) string {
 
 func (s *NATS) appendMsgID(dst []byte, ev *pipeline.Event) []byte {
 	dst = append(dst, s.idBase...)
-	if ev.Kind == pipeline.KindLoss {
+	if ev.Kind() == pipeline.KindLoss {
 		dst = append(dst, "loss."...)
 		return strconv.AppendUint(dst, uint64(crc32.Checksum(ev.Data, castagnoli)), 16)
 	}
@@ -120,7 +120,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func (s *NATS) appendBatchID(dst []byte, evs []pipeline.Event) []byte {
 	first, last := -1, -1
 	for i := range evs {
-		if evs[i].Kind != pipeline.KindLoss {
+		if evs[i].Kind() != pipeline.KindLoss {
 			if first < 0 {
 				first = i
 			}

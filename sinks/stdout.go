@@ -159,7 +159,7 @@ func (s *Stdout) Write(ctx context.Context, batch []pipeline.Event) error {
 				s.headerDone = true
 			}
 			buf, err = s.table.appendRow(buf, ev)
-		} else if s.keys != nil && ev.Kind == pipeline.KindEvent {
+		} else if s.keys != nil && ev.Kind() == pipeline.KindEvent {
 			start := len(buf)
 			buf, err = s.appendSelected(buf, ev.Data)
 			if err != nil {
@@ -404,7 +404,7 @@ func (t *tableLayout) appendHeader(buf []byte) []byte {
 }
 
 func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) {
-	if ev.Kind == pipeline.KindLoss || ev.Schema == nil {
+	if ev.Kind() == pipeline.KindLoss || ev.Schema == nil {
 		js, err := codec.AppendJSON(nil, ev.Data)
 		if err != nil {
 			return buf, err

@@ -723,7 +723,7 @@ func (m *IGModule) Process(ctx context.Context, in, out []pipeline.Event) ([]pip
 				clear(out[start:])
 				return out[:start], callError(KindMalformed, "re-encode event %d: %v", i, err)
 			}
-			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq, Kind: ev.Kind})
+			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq})
 		case ds != nil && len(ds.added) > 0:
 			// Not seen by a callback, but its data source has added
 			// fields: it gets them, unset.
@@ -733,7 +733,7 @@ func (m *IGModule) Process(ctx context.Context, in, out []pipeline.Event) ([]pip
 				clear(out[start:])
 				return out[:start], callError(KindMalformed, "re-encode event %d: %v", i, err)
 			}
-			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq, Kind: ev.Kind})
+			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq})
 		default:
 			out = append(out, ev)
 		}
