@@ -326,7 +326,7 @@ func (h gadgetHandle) SetParam(name, value string) error {
 		return nil
 	case errors.Is(err, sources.ErrLoaded):
 		return wasmstages.ClassifyError(wasmstages.ErrWrongPhase, err)
-	case errors.As(err, &pe) && pe.Reason == "no such parameter":
+	case errors.Is(err, sources.ErrUnknownParam):
 		return wasmstages.ClassifyError(wasmstages.ErrNotFound, err)
 	case errors.As(err, &pe):
 		return wasmstages.ClassifyError(wasmstages.ErrInvalid, err)

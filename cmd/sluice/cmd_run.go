@@ -225,29 +225,25 @@ func completeGadget(_ *cobra.Command, args []string, _ string) ([]cobra.Completi
 // runConfig is the config `sluice run` stands for: one source, one stdout
 // sink, one pipeline, every other value at its default.
 func runConfig(gadget string, params []config.Param, format string) *config.File {
-	host, _ := os.Hostname()
 	src := &config.Source{Type: "gadget", Name: sourceName(gadget), Ref: "", Gadget: gadget, Params: params}
 	src.Ref = "source.gadget." + src.Name
 	sink := &config.Sink{Type: "stdout", Name: "terminal", Ref: "sink.stdout.terminal", Stdout: &config.StdoutSink{Format: format}}
+	// The config's own defaults, but no control socket: a second agent's
+	// would take the running agent's place in the data directory.
+	agentCfg := config.DefaultAgent()
+	agentCfg.Name, _ = os.Hostname()
+	queue := config.DefaultQueue()
+	queue.WhenFull = "drop_oldest" // a terminal that falls behind loses old lines, not events in the kernel
 	return &config.File{
-		Agent: config.Agent{
-			Name:               host,
-			DataDir:            config.DefaultDataDir,
-			LogLevel:           config.DefaultLogLevel,
-			LogFormat:          config.DefaultLogFormat,
-			ShutdownGrace:      config.DefaultShutdownGrace,
-			LossReportInterval: config.DefaultLossReportInterval,
-			Containers:         config.Containers{Enabled: true},
-			FilterSelf:         true,
-		},
+		Agent:   agentCfg,
 		Sources: []*config.Source{src},
 		Sinks:   []*config.Sink{sink},
 		Pipelines: []*config.Pipeline{{
 			Name:    "run",
 			Sources: []config.Reference{{Kind: config.KindSource, Type: "gadget", Name: src.Name}},
 			Sinks:   []config.Reference{{Kind: config.KindSink, Type: "stdout", Name: "terminal"}},
-			Queue:   config.Queue{MaxEvents: config.DefaultQueueMaxEvents, MaxBytes: config.DefaultQueueMaxBytes, WhenFull: "drop_oldest"},
-			Batch:   config.Batch{MaxEvents: config.DefaultBatchMaxEvents, MaxDelay: config.DefaultBatchMaxDelay},
+			Queue:   queue,
+			Batch:   config.DefaultBatch(),
 		}},
 	}
 }
