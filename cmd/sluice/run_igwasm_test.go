@@ -73,6 +73,9 @@ func TestRunIGModule(t *testing.T) {
 			summary++
 			continue
 		}
+		if ev["container_event"] != nil {
+			continue // the module's report of a container this host runs
+		}
 		who, _ := ev["who"].(float64)
 		if who == base+2 {
 			t.Errorf("the module drops who %#x, yet: %v", base+2, ev)
