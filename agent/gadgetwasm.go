@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -496,3 +497,44 @@ func (p perfReader) Read(dst []byte) (int, error) {
 func (p perfReader) Pause() error  { return p.r.Pause() }
 func (p perfReader) Resume() error { return p.r.Resume() }
 func (p perfReader) Close() error  { return p.r.Close() }
+
+// GadgetHelp is what `sluice run GADGET --help` lists of a source's
+// gadget: the gadget, and its Wasm module's own parameters.
+type GadgetHelp struct {
+	Gadget *sources.Gadget
+	// Module says where the gadget's Wasm module comes from and which ABI
+	// it is written against; "" when the gadget has none.
+	Module string
+	// ModuleParams are the module's parameters (gadget.yaml params.wasm),
+	// sorted by key; set like the gadget's (--param KEY=VALUE).
+	ModuleParams []ModuleParam
+}
+
+// ModuleParam is a parameter of a gadget's Wasm module. Its value is text
+// (what the module's getParamValue reads).
+type ModuleParam struct {
+	Key, Default, Description string
+}
+
+// GadgetHelpOf is GadgetsOf with each gadget's Wasm module: where it comes
+// from and its parameters.
+func GadgetHelpOf(f *config.File, images *Images) ([]GadgetHelp, hcl.Diagnostics) {
+	resolved, diags := resolveGadgets(f, images, nil)
+	out := make([]GadgetHelp, 0, len(resolved))
+	for _, r := range resolved {
+		h := GadgetHelp{Gadget: r.gadget}
+		if r.wasm != nil {
+			api := "sluice's gadget-module ABI"
+			if r.wasm.abi == wasmstages.ABIInspektorGadget {
+				api = "Inspektor Gadget's wasm API"
+			}
+			h.Module = fmt.Sprintf("%s, written against %s", r.wasm.origin, api)
+			for key, doc := range moduleParamDocs(r.metadata) {
+				h.ModuleParams = append(h.ModuleParams, ModuleParam{Key: key, Default: doc.DefaultValue, Description: doc.Description})
+			}
+			slices.SortFunc(h.ModuleParams, func(a, b ModuleParam) int { return strings.Compare(a.Key, b.Key) })
+		}
+		out = append(out, h)
+	}
+	return out, diags
+}
