@@ -113,6 +113,10 @@ const (
 	MetricStageTicks    = "sluice_stage_ticks_total"
 	MetricStageErrors   = "sluice_stage_errors_total"
 	MetricStageDuration = "sluice_stage_batch_duration_seconds"
+	// MetricLossRecordsLost counts, labelled {component, name}, the loss
+	// records a component could not deliver: a sink that kept failing
+	// while it kept them for later writes.
+	MetricLossRecordsLost = "sluice_loss_records_lost_total"
 )
 
 // StageErrors returns the counter of stage's failures of kind, the series

@@ -679,7 +679,7 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 		start := len(arena)
 		arena = plan.Append(arena, sample, seq, time.Now())
 		data := arena[start:len(arena):len(arena)]
-		batch = append(batch, pipeline.Event{Data: data, Schema: schema, Source: g.cfg.Source, Seq: seq, MntNS: plan.MntNS(sample)})
+		batch = append(batch, pipeline.Event{Data: data, Schema: schema, Source: g.cfg.Source, Seq: seq, MntNS: uint32(plan.MntNS(sample))})
 		if len(batch) >= g.cfg.BatchSize {
 			if err := flush(); err != nil {
 				return err

@@ -675,7 +675,10 @@ func (m *IGModule) emit(d *igData) error {
 	if err != nil {
 		return err
 	}
-	ev := pipeline.Event{Data: data, Schema: m.outSchema(d.ds), Source: m.cfg.Source}
+	// Its own identity (pipeline.Event): the module's outputs reach the
+	// pipeline in batches of their own, so it is an unsequenced Part,
+	// under the Seq of the event it was made for (0 outside a batch).
+	ev := pipeline.Event{Data: data, Schema: m.outSchema(d.ds), Source: m.cfg.Source, Part: pipeline.UnsequencedPart()}
 	if b := m.batch; b != nil && b.cur >= 0 {
 		ev.Seq = b.in[b.cur].Seq
 		b.after[b.cur] = append(b.after[b.cur], ev)
@@ -731,7 +734,7 @@ func (m *IGModule) Process(ctx context.Context, in, out []pipeline.Event) ([]pip
 				clear(out[start:])
 				return out[:start], callError(KindMalformed, "re-encode event %d: %v", i, err)
 			}
-			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq, Kind: ev.Kind, MntNS: ev.MntNS})
+			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq, Part: ev.Part, MntNS: ev.MntNS})
 		case ds != nil && len(ds.added) > 0:
 			// Not seen by a callback, but its data source has added
 			// fields: it gets them, unset.
@@ -741,7 +744,7 @@ func (m *IGModule) Process(ctx context.Context, in, out []pipeline.Event) ([]pip
 				clear(out[start:])
 				return out[:start], callError(KindMalformed, "re-encode event %d: %v", i, err)
 			}
-			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq, Kind: ev.Kind, MntNS: ev.MntNS})
+			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq, Part: ev.Part, MntNS: ev.MntNS})
 		default:
 			out = append(out, ev)
 		}
@@ -833,7 +836,7 @@ func (m *IGModule) dispatchArray(arr *igArray) error {
 		if err != nil {
 			return callError(KindMalformed, "encode appended row: %v", err)
 		}
-		rows = append(rows, pipeline.Event{Data: data, Schema: m.outSchema(arr.ds), Source: m.cfg.Source, Seq: b.in[b.cur].Seq})
+		rows = append(rows, pipeline.Event{Data: data, Schema: m.outSchema(arr.ds), Source: m.cfg.Source, Seq: b.in[b.cur].Seq, Part: pipeline.UnsequencedPart()})
 	}
 	if len(rows) > 0 {
 		b.after[b.cur] = append(rows, b.after[b.cur]...)

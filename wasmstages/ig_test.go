@@ -283,6 +283,7 @@ func TestIGModuleAPI(t *testing.T) {
 	if out[0].Seq != 1 || out[0].Source != "open" || out[3].Seq != 4 || out[4].Seq != 4 {
 		t.Errorf("seq of the events: %d %d %d; want 1, and the emitted ones the seq of the event they were emitted for (4)", out[0].Seq, out[3].Seq, out[4].Seq)
 	}
+	distinctIDs(t, out)
 	if got[4]["note"] != "pid=0 comm=extra" || fmt.Sprint(got[4]["seq"]) != "4" || got[4]["path"] != "" || fmt.Sprint(got[4]["uid"]) != "0" {
 		t.Errorf("an event the module emitted into the gadget's data source: %v; want its fields zero but comm, the envelope of the event it was emitted for, and its note set by the module's own subscription", got[4])
 	}
@@ -315,6 +316,7 @@ func TestIGModuleAPI(t *testing.T) {
 	if want := []string{"10/0/1", "30/2/1", "99999/0/1"}; !slices.Equal(rows, want) {
 		t.Errorf("snapshot rows (pid/rank/snapshot) = %v; want %v (pid 0 dropped, a row appended with the snapshot's envelope)", rows, want)
 	}
+	distinctIDs(t, out)
 
 	if err := m.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v\n%s", err, logs.String())
@@ -333,6 +335,21 @@ func TestIGModuleAPI(t *testing.T) {
 	}
 	if bad := logs.lines("check failed"); len(bad) > 0 {
 		t.Errorf("%s", strings.Join(bad, "\n"))
+	}
+}
+
+// distinctIDs checks that no two events share an identity (Source, Seq,
+// Part), which deduplicating sinks name them by: an event a module emits
+// after an input has the input's Seq and a Part of its own.
+func distinctIDs(t *testing.T, evs []pipeline.Event) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		id := fmt.Sprintf("%s/%d/%d", ev.Source, ev.Seq, ev.Part)
+		if seen[id] {
+			t.Errorf("two events are %s", id)
+		}
+		seen[id] = true
 	}
 }
 
@@ -652,8 +669,10 @@ func TestIGModuleContainers(t *testing.T) {
 	if err := m.ContainerEvent(ctx, wasmstages.IGContainerDeleted, c); err != nil {
 		t.Fatal(err)
 	}
+	pending := m.Flush(nil)
+	distinctIDs(t, pending)
 	var lines []string
-	for _, ev := range eventsOf(t, m.Flush(nil)) {
+	for _, ev := range eventsOf(t, pending) {
 		lines = append(lines, fmt.Sprint(ev["line"]))
 	}
 	want := []string{"CREATED web 0123abcd 4026532999 5555 77 config=", "DELETED web 0123abcd 4026532999 5555 77 config="}

@@ -385,6 +385,9 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 		return nil, errors.New("instantiate: the module's memory bypassed the limit")
 	}
 	inst.interruptible = v.interruptible
+	// A gadget's module feeds the pipeline's edge, whose batches may part
+	// the copies it makes of one event: number them apart for good.
+	inst.result.unsequencedCopies = s.fl != nil
 	s.host.byModule.Store(mod, inst)
 	var initialize = mod.ExportedFunction("_initialize")
 	if !v.exports.initialize {
@@ -524,13 +527,17 @@ func (s *Stage) processVersion(ctx context.Context, v *version, in, out []pipeli
 	per := (len(in) + parts - 1) / parts
 	var wg sync.WaitGroup
 	for i := 1; i < parts; i++ {
-		lo, hi := min(i*per, len(in)), min((i+1)*per, len(in))
+		lo, hi := groupCut(in, i*per), groupCut(in, (i+1)*per)
+		if lo == hi {
+			v.outs[i] = v.outs[i][:0] // a group of one source event's events took this part
+			continue
+		}
 		wg.Go(func() {
 			v.outs[i], v.errs[i] = s.runSlot(ctx, v, i, in[lo:hi], v.outs[i][:0])
 		})
 	}
 	start := len(out)
-	out, v.errs[0] = s.runSlot(ctx, v, 0, in[:per], out)
+	out, v.errs[0] = s.runSlot(ctx, v, 0, in[:groupCut(in, per)], out)
 	wg.Wait()
 	var err error
 	for i := range parts {
@@ -553,6 +560,18 @@ func (s *Stage) processVersion(ctx context.Context, v *version, in, out []pipeli
 		return out[:start], err
 	}
 	return out, nil
+}
+
+// groupCut moves a cut of in at position at (clamped to len(in)) forward
+// past the events that share a source event with the one before it, so
+// that one instance sees all the events derived from one source event and
+// can number them (parseResult).
+func groupCut(in []pipeline.Event, at int) int {
+	at = min(at, len(in))
+	for at > 0 && at < len(in) && in[at].Seq != 0 && in[at].Seq == in[at-1].Seq && in[at].Source == in[at-1].Source {
+		at++
+	}
+	return at
 }
 
 // runSlot processes in on the instance of slot i, making one when needed,

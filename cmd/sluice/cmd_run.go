@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -110,7 +114,18 @@ and --emit chooses whether its records, its printed lines or both become events
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			return runAgent(ctx, f, config.NewParser(), cmd.OutOrStdout(), stderr, runOptions{stats: stats, fetch: images.fetchOptions(stderr)})
+			// The terminal is the run's only sink: when its reader goes
+			// away (sluice run ... | head), the run is over, as for any
+			// command-line tool. (The agent's stdout sink fails alone
+			// instead, beside its other sinks.)
+			ctx, readerGone := context.WithCancel(ctx)
+			defer readerGone()
+			// A handler makes a write to the closed pipe return EPIPE
+			// instead of killing the process, so that the agent stops
+			// cleanly (programs detached, totals printed).
+			signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+			stdout := &endOnClosedPipe{w: cmd.OutOrStdout(), closed: readerGone}
+			return runAgent(ctx, f, config.NewParser(), stdout, stderr, runOptions{stats: stats, fetch: images.fetchOptions(stderr)})
 		},
 	}
 	fs := cmd.Flags()
@@ -255,4 +270,19 @@ func sourceName(gadget string) string {
 		return "gadget"
 	}
 	return name
+}
+
+// endOnClosedPipe passes writes on to w and calls closed once a write finds
+// that the reader closed the pipe (EPIPE).
+type endOnClosedPipe struct {
+	w      io.Writer
+	closed context.CancelFunc
+}
+
+func (e *endOnClosedPipe) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if errors.Is(err, syscall.EPIPE) {
+		e.closed()
+	}
+	return n, err
 }

@@ -41,6 +41,9 @@ done
 cc tag_v1.wasm -DTAG_VERSION=1 tag.c
 cc tag_v2.wasm -DTAG_VERSION=2 tag.c
 cc tag_patchable.wasm -DTAG_PATCHABLE tag.c
+# A flat-map (several events per input, KEPT and EMITted) with tick output,
+# for the identities of derived events (agent/derived_test.go).
+cc flatmap.wasm flatmap.c
 # Gadget modules (the gadget-module ABI, gadget.h): the module of
 # gadgets/testdata/wasm_syscalls.bpf.o, and a variant that traps on arg1 = 7777.
 cc gadget_syscalls.wasm gadget_syscalls.c
