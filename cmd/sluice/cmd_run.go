@@ -142,7 +142,10 @@ and --emit chooses whether its records, its printed lines or both become events
 	kinds.register(cmd)
 	filters.register(cmd)
 	plain.register(cmd)
-	cmd.SetHelpFunc(gadgetHelpFunc(&images, plain.apply))
+	cmd.SetHelpFunc(gadgetHelpFunc(&images, func(f *config.File) {
+		plain.apply(f)
+		f.Sources[0].Wasm = wasm // its parameters are listed too
+	}))
 	cmd.MarkFlagFilename("wasm", "wasm")
 	cmd.RegisterFlagCompletionFunc("param", cobra.NoFileCompletions)
 	cmd.RegisterFlagCompletionFunc("buffer-size", cobra.NoFileCompletions)
