@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
@@ -61,11 +62,43 @@ type resultRules struct {
 	setBudget uint64
 }
 
-// resultScratch is parseResult's scratch space, kept by an instance from
-// one call to the next.
+// resultScratch is the memory parseResult reuses from call to call; the
+// zero value is ready. It belongs to one instance.
 type resultScratch struct {
-	pending []pendingOut
-	plan    setPlan
+	pending []pendingOut // the EMIT and SET entries, built after the parse
+	plan    setPlan      // a SET's plan, reused
+	from    []uint32     // per entry: the input it derives from, or noInput
+	uses    []uint32     // per input: the events derived from it
+	gid     []uint32     // per input: its source event's group
+	groups  []group      // by gid
+	last    []sourceEvent
+	byKey   map[sourceEvent]uint32 // gid by source event, when inputs are out of order
+	// unsequencedCopies: the calls' outputs may not reach the pipeline's
+	// stages in one batch (a gadget's module, in front of its source), so
+	// copies are never numbered 1, 2, 3... (see numberDerived).
+	unsequencedCopies bool
+}
+
+// shrink lets go of scratch slices grown past max entries (an unusual
+// batch), so that an instance does not keep them.
+func (sc *resultScratch) shrink(max int) {
+	if cap(sc.pending) > max || cap(sc.plan.keys) > max || cap(sc.plan.repl) > max ||
+		cap(sc.from) > max || cap(sc.uses) > max || cap(sc.gid) > max || cap(sc.groups) > max {
+		*sc = resultScratch{unsequencedCopies: sc.unsequencedCopies}
+	}
+}
+
+// sourceEvent names the source event events were derived from.
+type sourceEvent struct {
+	source string
+	seq    uint64
+}
+
+// group is the numbering of one source event's events in one result.
+type group struct {
+	multiplied bool   // an input of it yields several events
+	counters   bool   // copies get unsequenced Parts instead of numbers
+	next       uint32 // the last number given
 }
 
 // pendingOut is an output event whose bytes parseResult has yet to copy
@@ -83,17 +116,24 @@ var errOutputTooLarge = errors.New("output too large")
 // parseResult appends the events the result res describes to out and
 // returns it. in are the inputs of the call; a tick's result may only hold
 // EMIT entries derived from no input. An event derived from input i
-// inherits its Source, Seq and Schema (as a rendering hint: its keys may
-// differ); one derived from no input has Source rules.source and Seq 0.
+// inherits its Source, Seq, Part and Schema (as a rendering hint: its keys
+// may differ); one derived from no input has Source rules.source, Seq 0 and
+// a Part of its own (pipeline.UnsequencedPart). When an input yields
+// several events (a flat-map, a repeated KEEP), the events of its source
+// event are numbered apart (numberDerived), so that sinks which deduplicate
+// by identity keep them all.
 //
 // res is guest memory, valid only until the next call into the guest, so
 // the EMIT payloads are copied out, and the SET events built, into one new
 // buffer for the batch; KEEP entries reuse the inputs' bytes, as does a SET
-// that changes nothing. On error out is returned as it was given.
-func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, scratch *resultScratch) ([]pipeline.Event, error) {
+// that changes nothing. sc is scratch space (nil: none kept). On error out
+// is returned as it was given.
+func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, sc *resultScratch) ([]pipeline.Event, error) {
+	if sc == nil {
+		sc = new(resultScratch)
+	}
 	start := len(out)
-	pending := scratch.pending[:0]
-	defer func() { scratch.pending = pending }()
+	sc.pending, sc.from = sc.pending[:0], sc.from[:0]
 	fail := func(format string, args ...any) ([]pipeline.Event, error) {
 		clear(out[start:])
 		return out[:start], fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
@@ -104,6 +144,10 @@ func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, scratc
 	count := binary.LittleEndian.Uint32(res)
 	off := 4
 	emitBytes, setBytes := 0, uint64(0)
+	// Inputs referenced in rising order are each referenced once: the
+	// common case costs one comparison per entry. Anything else is
+	// numbered after the parse (numberDerived).
+	last, shared := -1, false
 	for i := uint32(0); i < count; i++ {
 		if len(res)-off < 5 {
 			return fail("entry %d of %d is cut short at byte %d of %d", i, count, off, len(res))
@@ -118,6 +162,9 @@ func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, scratc
 			if uint64(idx) >= uint64(len(in)) {
 				return fail("entry %d: KEEP of input %d, but the batch has %d events", i, idx, len(in))
 			}
+			if int(idx) <= last {
+				shared = true
+			}
 			// A filter keeps runs of consecutive inputs: one append per
 			// run instead of one per event.
 			end := int(idx) + 1
@@ -127,7 +174,12 @@ func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, scratc
 				i++
 				end++
 			}
+			last = end - 1
 			out = append(out, in[idx:end]...)
+			for k := idx; k < uint32(end); k++ {
+				sc.from = append(sc.from, k)
+			}
+			continue
 		case opEmit, opSet:
 			name := "EMIT"
 			if op == opSet {
@@ -154,7 +206,7 @@ func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, scratc
 				return fail("entry %d: SET of input %d, but the batch has %d events", i, idx, len(in))
 			case op == opSet:
 				var err error
-				if scratch.plan.keys, err = checkSetFields(payload, scratch.plan.keys); err != nil {
+				if sc.plan.keys, err = checkSetFields(payload, sc.plan.keys); err != nil {
 					return fail("entry %d: SET fields: %v", i, err)
 				}
 				ev = in[idx]
@@ -162,14 +214,22 @@ func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, scratc
 					clear(out[start:])
 					return out[:start], fmt.Errorf("%w: SET entries up to entry %d would make events of %d bytes", errOutputTooLarge, i, setBytes)
 				}
+				if int(idx) <= last {
+					shared = true
+				}
+				last = int(idx)
 			case idx == noInput:
-				ev = pipeline.Event{Source: rules.source}
+				ev = pipeline.Event{Source: rules.source, Part: pipeline.UnsequencedPart()}
 			case rules.tick:
 				return fail("entry %d: a tick's EMIT derives from input %d; ticks have no inputs (use %#x)", i, idx, uint32(noInput))
 			case uint64(idx) >= uint64(len(in)):
 				return fail("entry %d: EMIT derived from input %d, but the batch has %d events", i, idx, len(in))
 			default:
 				ev = in[idx]
+				if int(idx) <= last {
+					shared = true
+				}
+				last = int(idx)
 			}
 			if op == opEmit {
 				if !rules.tick && uint64(idx) < uint64(len(in)) && extendsInput(payload, in[idx].Data) {
@@ -180,7 +240,7 @@ func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, scratc
 				ev.Data = payload
 				emitBytes += n
 			}
-			pending = append(pending, pendingOut{at: len(out), payload: payload, set: op == opSet})
+			sc.pending = append(sc.pending, pendingOut{at: len(out), payload: payload, set: op == opSet})
 			out = append(out, ev)
 		default:
 			if rules.set {
@@ -188,17 +248,18 @@ func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, scratc
 			}
 			return fail("entry %d: op %d is neither KEEP (1) nor EMIT (2)", i, op)
 		}
+		sc.from = append(sc.from, idx)
 	}
 	if off != len(res) {
 		return fail("%d bytes follow the last of %d entries", len(res)-off, count)
 	}
-	if len(pending) > 0 {
+	if len(sc.pending) > 0 {
 		// One buffer for the batch, made when the first event needs it: a
 		// batch of SETs that change nothing needs none.
 		var buf []byte
 		left := uint64(emitBytes) + setBytes
-		plan := &scratch.plan
-		for _, p := range pending {
+		plan := &sc.plan
+		for _, p := range sc.pending {
 			input := out[p.at].Data
 			if p.set && planSet(plan, input, p.payload) {
 				left -= uint64(len(input)+len(p.payload)) + maxMapHeaderGrowth
@@ -218,7 +279,102 @@ func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, scratc
 			out[p.at].Data = buf[s:len(buf):len(buf)]
 		}
 	}
+	if shared {
+		sc.numberDerived(in, out[start:])
+	}
 	return out, nil
+}
+
+// numberDerived gives the events of out distinct identities where a
+// result made several from one input: out holds the events of the entries
+// sc.from describes, from inputs in. The events of a source event (Source,
+// Seq) with an input that yielded several are numbered 1, 2, 3... in output
+// order: exact, and the same every time the same result is given for the
+// same inputs. That is sound because such a call sees every event of that
+// source event: a pipeline's stages get a source event's events in one
+// batch, and a stage's workers do not split them (groupCut). Where that
+// may not hold, copies get unsequenced Parts (from [2^31, 2^32), apart from
+// the numbers), the first of an input's copies keeping the input's Part:
+// events from no input (Seq 0), source events with a copy that already has
+// such a Part, and the outputs of a gadget's module, which reach the
+// pipeline's stages in batches of their own.
+func (sc *resultScratch) numberDerived(in, out []pipeline.Event) {
+	sc.uses = slices.Grow(sc.uses[:0], len(in))[:len(in)]
+	clear(sc.uses)
+	for _, i := range sc.from {
+		if i != noInput {
+			sc.uses[i]++
+		}
+	}
+	sc.groupInputs(in)
+	for i := range in {
+		g := &sc.groups[sc.gid[i]]
+		g.multiplied = g.multiplied || sc.uses[i] > 1
+		g.counters = g.counters || sc.unsequencedCopies || in[i].Seq == 0 || in[i].Part >= 1<<31
+	}
+	const copying = ^uint32(0) // sc.uses[i]: the first copy of input i is out
+	for k, i := range sc.from {
+		if i == noInput {
+			continue
+		}
+		g := &sc.groups[sc.gid[i]]
+		switch {
+		case !g.multiplied:
+		case !g.counters:
+			g.next++
+			out[k].Part = g.next
+		case sc.uses[i] == copying:
+			out[k].Part = pipeline.UnsequencedPart()
+		case sc.uses[i] > 1:
+			sc.uses[i] = copying // the first copy keeps the input's Part
+		}
+	}
+}
+
+// groupInputs gives each input the group of its source event (sc.gid,
+// sc.groups). A source event's events are next to each other, and source
+// events come in rising seq per source, unless a stage reordered them: then
+// a map sorts them out.
+func (sc *resultScratch) groupInputs(in []pipeline.Event) {
+	sc.gid = slices.Grow(sc.gid[:0], len(in))[:len(in)]
+	sc.groups, sc.last = sc.groups[:0], sc.last[:0]
+	inOrder := true
+	for i := range in {
+		if i > 0 && in[i].Seq == in[i-1].Seq && in[i].Source == in[i-1].Source {
+			sc.gid[i] = sc.gid[i-1]
+			continue
+		}
+		sc.gid[i] = uint32(len(sc.groups))
+		sc.groups = append(sc.groups, group{})
+		// A new source event: its seq must be past its source's last.
+		j := slices.IndexFunc(sc.last, func(l sourceEvent) bool { return l.source == in[i].Source })
+		switch {
+		case j < 0:
+			sc.last = append(sc.last, sourceEvent{in[i].Source, in[i].Seq})
+		case in[i].Seq > sc.last[j].seq:
+			sc.last[j].seq = in[i].Seq
+		default:
+			inOrder = false
+		}
+	}
+	if inOrder {
+		return
+	}
+	if sc.byKey == nil {
+		sc.byKey = map[sourceEvent]uint32{}
+	}
+	clear(sc.byKey)
+	sc.groups = sc.groups[:0]
+	for i := range in {
+		key := sourceEvent{in[i].Source, in[i].Seq}
+		g, ok := sc.byKey[key]
+		if !ok {
+			g = uint32(len(sc.groups))
+			sc.groups = append(sc.groups, group{})
+			sc.byKey[key] = g
+		}
+		sc.gid[i] = g
+	}
 }
 
 // checkEvent reports whether b is exactly one well-formed msgpack map.

@@ -37,8 +37,8 @@ type instance struct {
 	abi          int32
 	inPtr, inCap uint32 // the host's input buffer, from sluice_alloc
 	stack        []uint64
-	scratch      resultScratch
-	errMsg       []byte // set by set_error during the current call
+	result       resultScratch // reused by parseResult
+	errMsg       []byte        // set by set_error during the current call
 	// broken is set once a call failed in a way that leaves the instance
 	// unusable or untrustworthy; the Stage then discards it.
 	broken bool
@@ -204,10 +204,8 @@ func (inst *instance) appendResult(what string, in, out []pipeline.Event, tick b
 		rules.setBudget = inst.lm.limit - used
 	}
 	var err error
-	out, err = parseResult(res, in, out, rules, &inst.scratch)
-	if cap(inst.scratch.pending) > maxKeptEvents || cap(inst.scratch.plan.keys) > maxKeptEvents {
-		inst.scratch = resultScratch{} // scratch of an unusual batch: let it go
-	}
+	out, err = parseResult(res, in, out, rules, &inst.result)
+	inst.result.shrink(maxKeptEvents) // scratch of an unusual batch: let it go
 	switch {
 	case errors.Is(err, errOutputTooLarge):
 		inst.broken = true
