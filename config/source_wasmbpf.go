@@ -52,7 +52,7 @@ const (
 	maxWasmBPFArgs            = 256
 )
 
-var wasmBPFEmitValues = []string{"records", "stdout", "both"}
+var wasmBPFEmitValues = []string{DefaultWasmBPFEmit, "stdout", "both"}
 
 var wasmBPFSourceSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{

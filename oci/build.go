@@ -69,7 +69,7 @@ type BuildOptions struct {
 // BuildResult says what Build made.
 type BuildResult struct {
 	Desc ocispec.Descriptor
-	Kind string // "gadget", "stage" or "wasm-bpf"
+	Kind string // KindGadget, KindStage or KindWasmBPF
 	// Inputs says, per architecture (or "wasm"), where the bytes came from:
 	// "prebuilt program.bpf.o", "compiled program.bpf.c", "wasm/ (Go)".
 	Inputs map[string]string
@@ -240,7 +240,7 @@ func (b *builder) gadget(ctx context.Context) (ocispec.Descriptor, error) {
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	b.res.Kind = "gadget"
+	b.res.Kind = KindGadget
 	return desc, nil
 }
 
@@ -553,7 +553,7 @@ func (b *builder) stageImage(ctx context.Context, wasm []byte, md *Metadata) (oc
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	b.res.Kind = "stage"
+	b.res.Kind = KindStage
 	return desc, nil
 }
 
@@ -566,7 +566,7 @@ func (b *builder) wasmBPFImage(ctx context.Context, wasm []byte, md *Metadata) (
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	b.res.Kind = "wasm-bpf"
+	b.res.Kind = KindWasmBPF
 	return desc, nil
 }
 
