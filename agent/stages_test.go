@@ -220,7 +220,7 @@ pipeline "p" {
 	}{
 		{0, `did you mean "drop-comm"?`},
 		{2, "was not fetched"},
-		{3, "sluice_abi_version returned 2"},
+		{3, "sluice_abi_version returned 3"},
 		{4, `param "threshold" is required`},
 	} {
 		if !strings.Contains(got[c.i].Detail, c.want) {

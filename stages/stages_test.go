@@ -1,6 +1,7 @@
 package stages_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -225,9 +226,28 @@ func TestCSDKGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(t.Context())
-	got := process(t, s, envelope("trace_exec", 1, kv{"comm", "sh"}, kv{"pid", 7}), envelope("trace_exec", 2, kv{"comm", "ls"}))
-	if len(got) != 2 || got[1]["comm"] != "ls" {
+	in := []pipelineEvent{
+		envelope("trace_exec", 1, kv{"comm", "sh"}, kv{"pid", 7}), envelope("trace_exec", 2, kv{"comm", "ls"}),
+		envelope("trace_exec", 3, kv{"comm", "sh"}, kv{"pid", 8}), envelope("trace_exec", 4, kv{"comm", "ls"}),
+	}
+	out, err := s.Process(t.Context(), in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []map[string]any
+	for _, ev := range out {
+		got = append(got, decode(t, ev))
+	}
+	if len(got) != 4 || got[1]["comm"] != "ls" {
 		t.Fatalf("events %v", got)
+	}
+	// SET: comm replaced, a list added, the rest as it was; a SET of what
+	// the event holds passes it on as it is.
+	if tags, _ := got[2]["tags"].([]any); got[2]["comm"] != "SET" || toInt(got[2]["pid"]) != 8 || len(tags) != 2 || toInt(tags[1]) != 2 || len(got[2]) != 8 {
+		t.Errorf("set %v", got[2])
+	}
+	if !bytes.Equal(out[3].Data, in[3].Data) || out[3].Seq != 4 {
+		t.Errorf("a SET of the comm the event has made %v, want the event as it was", got[3])
 	}
 	first := got[0]
 	list, _ := first["list"].([]any)

@@ -10,14 +10,20 @@ import (
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
-// ABIVersion is the version of the stage ABI (docs/stage-abi.md) this host
-// implements; a module's sluice_abi_version must return it.
-const ABIVersion = 1
+// ABIVersion is the newest version of the stage ABI (docs/stage-abi.md)
+// this host implements; a module's sluice_abi_version may return it or
+// MinABIVersion. Version 2 adds the result entry SET to version 1, and a
+// module that declares 1 keeps version 1's rules.
+const ABIVersion = 2
+
+// MinABIVersion is the oldest version of the stage ABI this host runs.
+const MinABIVersion = 1
 
 // Result entry ops and the input index of events derived from no input.
 const (
 	opKeep  = 1
 	opEmit  = 2
+	opSet   = 3 // ABI version 2
 	noInput = 0xFFFFFFFF
 )
 
@@ -45,16 +51,28 @@ func encodeBatch(dst []byte, in []pipeline.Event) {
 	}
 }
 
+// resultRules says what a result may hold and what building it may cost.
+type resultRules struct {
+	tick   bool   // a tick's result: no inputs, so EMIT from no input only
+	set    bool   // the module speaks ABI version 2, which adds SET
+	source string // the Source of events derived from no input
+	// setBudget bounds the bytes the events SET entries make may take:
+	// each is a copy of an input, which a result of a few bytes per entry
+	// could otherwise multiply past the memory limit.
+	setBudget uint64
+}
+
 // resultScratch is the memory parseResult reuses from call to call; the
 // zero value is ready. It belongs to one instance.
 type resultScratch struct {
-	emits  []int    // positions in out of the EMIT entries
-	from   []uint32 // per entry: the input it derives from, or noInput
-	uses   []uint32 // per input: the events derived from it
-	gid    []uint32 // per input: its source event's group
-	groups []group  // by gid
-	last   []sourceEvent
-	byKey  map[sourceEvent]uint32 // gid by source event, when inputs are out of order
+	pending []pendingOut // the EMIT and SET entries, built after the parse
+	plan    setPlan      // a SET's plan, reused
+	from    []uint32     // per entry: the input it derives from, or noInput
+	uses    []uint32     // per input: the events derived from it
+	gid     []uint32     // per input: its source event's group
+	groups  []group      // by gid
+	last    []sourceEvent
+	byKey   map[sourceEvent]uint32 // gid by source event, when inputs are out of order
 	// unsequencedCopies: the calls' outputs may not reach the pipeline's
 	// stages in one batch (a gadget's module, in front of its source), so
 	// copies are never numbered 1, 2, 3... (see numberDerived).
@@ -64,7 +82,8 @@ type resultScratch struct {
 // shrink lets go of scratch slices grown past max entries (an unusual
 // batch), so that an instance does not keep them.
 func (sc *resultScratch) shrink(max int) {
-	if cap(sc.emits) > max || cap(sc.from) > max || cap(sc.uses) > max || cap(sc.gid) > max || cap(sc.groups) > max {
+	if cap(sc.pending) > max || cap(sc.plan.keys) > max || cap(sc.plan.repl) > max ||
+		cap(sc.from) > max || cap(sc.uses) > max || cap(sc.gid) > max || cap(sc.groups) > max {
 		*sc = resultScratch{unsequencedCopies: sc.unsequencedCopies}
 	}
 }
@@ -82,26 +101,39 @@ type group struct {
 	next       uint32 // the last number given
 }
 
+// pendingOut is an output event whose bytes parseResult has yet to copy
+// out of guest memory (an EMIT) or to build (a SET).
+type pendingOut struct {
+	at      int    // its index in out
+	payload []byte // in guest memory: the EMIT's event or the SET's fields
+	set     bool
+}
+
+// errOutputTooLarge marks a result whose SET entries would take the host
+// past its budget: the stage's memory limit, not a malformed result.
+var errOutputTooLarge = errors.New("output too large")
+
 // parseResult appends the events the result res describes to out and
-// returns it. in are the inputs of the call; a tick's result (tick set) may
-// only hold EMIT entries derived from no input. An event derived from input
-// i inherits its Source, Seq, Part and Schema (as a rendering hint: its keys
-// may differ); one derived from no input has Source source, Seq 0 and a
-// Part of its own (pipeline.UnsequencedPart). When an input yields several
-// events (a flat-map, a repeated KEEP), the events of its source event are
-// numbered apart (numberDerived), so that sinks which deduplicate by
-// identity keep them all.
+// returns it. in are the inputs of the call; a tick's result may only hold
+// EMIT entries derived from no input. An event derived from input i
+// inherits its Source, Seq, Part and Schema (as a rendering hint: its keys
+// may differ); one derived from no input has Source rules.source, Seq 0 and
+// a Part of its own (pipeline.UnsequencedPart). When an input yields
+// several events (a flat-map, a repeated KEEP), the events of its source
+// event are numbered apart (numberDerived), so that sinks which deduplicate
+// by identity keep them all.
 //
 // res is guest memory, valid only until the next call into the guest, so
-// the EMIT payloads are copied out into one new buffer for the batch; KEEP
-// entries reuse the inputs' bytes. sc is scratch space (nil: none kept).
-// On error out is returned as it was given.
-func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string, sc *resultScratch) ([]pipeline.Event, error) {
+// the EMIT payloads are copied out, and the SET events built, into one new
+// buffer for the batch; KEEP entries reuse the inputs' bytes, as does a SET
+// that changes nothing. sc is scratch space (nil: none kept). On error out
+// is returned as it was given.
+func parseResult(res []byte, in, out []pipeline.Event, rules resultRules, sc *resultScratch) ([]pipeline.Event, error) {
 	if sc == nil {
 		sc = new(resultScratch)
 	}
 	start := len(out)
-	sc.emits, sc.from = sc.emits[:0], sc.from[:0]
+	sc.pending, sc.from = sc.pending[:0], sc.from[:0]
 	fail := func(format string, args ...any) ([]pipeline.Event, error) {
 		clear(out[start:])
 		return out[:start], fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
@@ -111,7 +143,7 @@ func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string,
 	}
 	count := binary.LittleEndian.Uint32(res)
 	off := 4
-	emitBytes := 0
+	emitBytes, setBytes := 0, uint64(0)
 	// Inputs referenced in rising order are each referenced once: the
 	// common case costs one comparison per entry. Anything else is
 	// numbered after the parse (numberDerived).
@@ -124,7 +156,7 @@ func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string,
 		off += 5
 		switch op {
 		case opKeep:
-			if tick {
+			if rules.tick {
 				return fail("entry %d: a tick has no inputs to KEEP", i)
 			}
 			if uint64(idx) >= uint64(len(in)) {
@@ -133,29 +165,62 @@ func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string,
 			if int(idx) <= last {
 				shared = true
 			}
-			last = int(idx)
-			out = append(out, in[idx])
-		case opEmit:
+			// A filter keeps runs of consecutive inputs: one append per
+			// run instead of one per event.
+			end := int(idx) + 1
+			for i+1 < count && len(res)-off >= 5 && res[off] == opKeep && end < len(in) &&
+				binary.LittleEndian.Uint32(res[off+1:]) == uint32(end) {
+				off += 5
+				i++
+				end++
+			}
+			last = end - 1
+			out = append(out, in[idx:end]...)
+			for k := idx; k < uint32(end); k++ {
+				sc.from = append(sc.from, k)
+			}
+			continue
+		case opEmit, opSet:
+			name := "EMIT"
+			if op == opSet {
+				name = "SET"
+				if !rules.set {
+					return fail("entry %d: op 3 (SET) needs ABI version 2; the module declared version 1", i)
+				}
+			}
 			if len(res)-off < 4 {
-				return fail("entry %d of %d: EMIT length cut short at byte %d of %d", i, count, off, len(res))
+				return fail("entry %d of %d: %s length cut short at byte %d of %d", i, count, name, off, len(res))
 			}
 			n := int(binary.LittleEndian.Uint32(res[off:]))
 			off += 4
 			if n > len(res)-off {
-				return fail("entry %d: EMIT of %d bytes at byte %d runs past the end of the %d-byte result", i, n, off, len(res))
+				return fail("entry %d: %s of %d bytes at byte %d runs past the end of the %d-byte result", i, name, n, off, len(res))
 			}
 			payload := res[off : off+n : off+n]
 			off += n
-			if !tick && uint64(idx) < uint64(len(in)) && extendsInput(payload, in[idx].Data) {
-				// An enrichment: checked without walking what it copied.
-			} else if err := checkEvent(payload); err != nil {
-				return fail("entry %d: EMIT payload: %v", i, err)
-			}
 			var ev pipeline.Event
 			switch {
+			case op == opSet && rules.tick:
+				return fail("entry %d: a tick has no inputs to SET fields of", i)
+			case op == opSet && uint64(idx) >= uint64(len(in)):
+				return fail("entry %d: SET of input %d, but the batch has %d events", i, idx, len(in))
+			case op == opSet:
+				var err error
+				if sc.plan.keys, err = checkSetFields(payload, sc.plan.keys); err != nil {
+					return fail("entry %d: SET fields: %v", i, err)
+				}
+				ev = in[idx]
+				if setBytes += uint64(len(ev.Data)) + uint64(n) + maxMapHeaderGrowth; setBytes > rules.setBudget {
+					clear(out[start:])
+					return out[:start], fmt.Errorf("%w: SET entries up to entry %d would make events of %d bytes", errOutputTooLarge, i, setBytes)
+				}
+				if int(idx) <= last {
+					shared = true
+				}
+				last = int(idx)
 			case idx == noInput:
-				ev = pipeline.Event{Source: source, Part: pipeline.UnsequencedPart()}
-			case tick:
+				ev = pipeline.Event{Source: rules.source, Part: pipeline.UnsequencedPart()}
+			case rules.tick:
 				return fail("entry %d: a tick's EMIT derives from input %d; ticks have no inputs (use %#x)", i, idx, uint32(noInput))
 			case uint64(idx) >= uint64(len(in)):
 				return fail("entry %d: EMIT derived from input %d, but the batch has %d events", i, idx, len(in))
@@ -166,11 +231,21 @@ func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string,
 				}
 				last = int(idx)
 			}
-			ev.Data = payload
-			sc.emits = append(sc.emits, len(out))
+			if op == opEmit {
+				if !rules.tick && uint64(idx) < uint64(len(in)) && extendsInput(payload, in[idx].Data) {
+					// An enrichment: checked without walking what it copied.
+				} else if err := checkEvent(payload); err != nil {
+					return fail("entry %d: EMIT payload: %v", i, err)
+				}
+				ev.Data = payload
+				emitBytes += n
+			}
+			sc.pending = append(sc.pending, pendingOut{at: len(out), payload: payload, set: op == opSet})
 			out = append(out, ev)
-			emitBytes += n
 		default:
+			if rules.set {
+				return fail("entry %d: op %d is not KEEP (1), EMIT (2) or SET (3)", i, op)
+			}
 			return fail("entry %d: op %d is neither KEEP (1) nor EMIT (2)", i, op)
 		}
 		sc.from = append(sc.from, idx)
@@ -178,12 +253,30 @@ func parseResult(res []byte, in, out []pipeline.Event, tick bool, source string,
 	if off != len(res) {
 		return fail("%d bytes follow the last of %d entries", len(res)-off, count)
 	}
-	if len(sc.emits) > 0 {
-		buf := make([]byte, 0, emitBytes)
-		for _, at := range sc.emits {
+	if len(sc.pending) > 0 {
+		// One buffer for the batch, made when the first event needs it: a
+		// batch of SETs that change nothing needs none.
+		var buf []byte
+		left := uint64(emitBytes) + setBytes
+		plan := &sc.plan
+		for _, p := range sc.pending {
+			input := out[p.at].Data
+			if p.set && planSet(plan, input, p.payload) {
+				left -= uint64(len(input)+len(p.payload)) + maxMapHeaderGrowth
+				continue // the input as it was
+			}
+			if buf == nil {
+				buf = make([]byte, 0, left)
+			}
 			s := len(buf)
-			buf = append(buf, out[at].Data...)
-			out[at].Data = buf[s:len(buf):len(buf)]
+			if p.set {
+				buf = appendSet(buf, plan, input, p.payload)
+				left -= uint64(len(input)+len(p.payload)) + maxMapHeaderGrowth
+			} else {
+				buf = append(buf, p.payload...)
+				left -= uint64(len(p.payload))
+			}
+			out[p.at].Data = buf[s:len(buf):len(buf)]
 		}
 	}
 	if shared {

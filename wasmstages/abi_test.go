@@ -18,7 +18,7 @@ import (
 type entry struct {
 	op    byte
 	index uint32
-	data  []byte // EMIT only
+	data  []byte // EMIT and SET only
 }
 
 func buildResult(entries ...entry) []byte {
@@ -26,7 +26,7 @@ func buildResult(entries ...entry) []byte {
 	for _, e := range entries {
 		b = append(b, e.op)
 		b = binary.LittleEndian.AppendUint32(b, e.index)
-		if e.op == opEmit {
+		if e.op == opEmit || e.op == opSet {
 			b = binary.LittleEndian.AppendUint32(b, uint32(len(e.data)))
 			b = append(b, e.data...)
 		}
@@ -59,14 +59,30 @@ func TestParseResult(t *testing.T) {
 		name    string
 		res     []byte
 		tick    bool
+		set     bool // ABI version 2
 		want    []pipeline.Event
 		wantErr string
 	}{
 		{name: "drop all", res: buildResult(), want: nil},
 		{name: "keep", res: buildResult(entry{op: opKeep, index: 2}, entry{op: opKeep, index: 0}), want: []pipeline.Event{in[2], in[0]}},
+		{name: "keep runs", res: buildResult(entry{op: opKeep, index: 1}, entry{op: opKeep, index: 2}, entry{op: opKeep, index: 0}, entry{op: opKeep, index: 1}, entry{op: opKeep, index: 1}),
+			want: []pipeline.Event{withPart(in[1], 1), in[2], in[0], withPart(in[1], 2), withPart(in[1], 3)}},
+		{name: "keep run past the batch", res: buildResult(entry{op: opKeep, index: 1}, entry{op: opKeep, index: 2}, entry{op: opKeep, index: 3}), wantErr: "entry 2: KEEP of input 3, but the batch has 3 events"},
 		{name: "replace and flat-map", res: buildResult(entry{op: opEmit, index: 1, data: emitted}, entry{op: opKeep, index: 1}, entry{op: opEmit, index: noInput, data: mapOf()}),
 			want: []pipeline.Event{{Data: emitted, Source: "s", Seq: 2, Part: 1, Schema: testSchema}, withPart(in[1], 2), {Data: mapOf(), Source: "stage"}}},
 		{name: "tick emit", tick: true, res: buildResult(entry{op: opEmit, index: noInput, data: emitted}), want: []pipeline.Event{{Data: emitted, Source: "stage"}}},
+		{name: "set", set: true, res: buildResult(entry{op: opSet, index: 1, data: mapOf("user", "root")}, entry{op: opSet, index: 0, data: mapOf("comm", "x", "z", "1")}),
+			want: []pipeline.Event{{Data: emitted, Source: "s", Seq: 2, Schema: testSchema}, {Data: mapOf("comm", "x", "z", "1"), Source: "s", Seq: 1, Schema: testSchema}}},
+		{name: "set what is there", set: true, res: buildResult(entry{op: opSet, index: 2, data: mapOf("comm", "c")}, entry{op: opSet, index: 0, data: mapOf()}),
+			want: []pipeline.Event{in[2], in[0]}},
+		{name: "set in version 1", res: buildResult(entry{op: opSet, index: 1, data: mapOf("user", "root")}), wantErr: "op 3 (SET) needs ABI version 2"},
+		{name: "set out of range", set: true, res: buildResult(entry{op: opSet, index: 3, data: mapOf("a", "b")}), wantErr: "SET of input 3, but the batch has 3 events"},
+		{name: "set in a tick", set: true, tick: true, res: buildResult(entry{op: opSet, index: 0, data: mapOf("a", "b")}), wantErr: "a tick has no inputs to SET"},
+		{name: "set key twice", set: true, res: buildResult(entry{op: opSet, index: 0, data: mapOf("a", "b", "a", "c")}), wantErr: `key "a" twice`},
+		{name: "set int key", set: true, res: buildResult(entry{op: opSet, index: 0, data: []byte{0x81, 0x01, 0xa1, 'x'}}), wantErr: "not a string"},
+		{name: "set array", set: true, res: buildResult(entry{op: opSet, index: 0, data: []byte{0x91, 0x01}}), wantErr: "not a msgpack map"},
+		{name: "set past end", set: true, res: buildResult(entry{op: opSet, data: emitted})[:16], wantErr: "SET of 18 bytes at byte 13 runs past the end"},
+		{name: "unknown op in version 2", set: true, res: buildResult(entry{op: 4}), wantErr: "op 4 is not KEEP (1), EMIT (2) or SET (3)"},
 		{name: "no count", res: []byte{1, 0}, wantErr: "hold no entry count"},
 		{name: "cut entry", res: buildResult(entry{op: opKeep})[:7], wantErr: "cut short"},
 		{name: "keep out of range", res: buildResult(entry{op: opKeep, index: 3}), wantErr: "KEEP of input 3, but the batch has 3 events"},
@@ -87,7 +103,8 @@ func TestParseResult(t *testing.T) {
 				tin = in
 			}
 			prefix := []pipeline.Event{{Seq: 100}}
-			out, err := parseResult(tt.res, tin, prefix, tt.tick, "stage", nil)
+			rules := resultRules{tick: tt.tick, set: tt.set, source: "stage", setBudget: 1 << 20}
+			out, err := parseResult(tt.res, tin, prefix, rules, nil)
 			if tt.wantErr != "" {
 				if !errors.Is(err, errMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want a malformed-result error containing %q", err, tt.wantErr)
@@ -122,18 +139,20 @@ func TestParseResult(t *testing.T) {
 // accept only results whose every event is a msgpack map.
 func FuzzParseResult(f *testing.F) {
 	in := testInputs()
-	f.Add(buildResult(entry{op: opKeep, index: 1}), false)
-	f.Add(buildResult(entry{op: opEmit, index: 0, data: mapOf("k", "v")}, entry{op: opKeep, index: 2}), false)
-	f.Add(buildResult(entry{op: opEmit, index: noInput, data: mapOf("type", "summary")}), true)
-	f.Add(buildResult(entry{op: opEmit, index: 2, data: []byte{0xdf, 0, 0, 0, 1, 0xa1, 'k', 0x92, 0xc3, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0}}), false)
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f}, false)
-	f.Fuzz(func(t *testing.T, res []byte, tick bool) {
+	f.Add(buildResult(entry{op: opKeep, index: 1}), false, false)
+	f.Add(buildResult(entry{op: opEmit, index: 0, data: mapOf("k", "v")}, entry{op: opKeep, index: 2}), false, false)
+	f.Add(buildResult(entry{op: opEmit, index: noInput, data: mapOf("type", "summary")}), true, false)
+	f.Add(buildResult(entry{op: opEmit, index: 2, data: []byte{0xdf, 0, 0, 0, 1, 0xa1, 'k', 0x92, 0xc3, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0}}), false, false)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f}, false, false)
+	f.Add(buildResult(entry{op: opSet, index: 1, data: mapOf("comm", "x", "user", "y")}, entry{op: opKeep, index: 1}, entry{op: opSet, index: 2, data: mapOf("comm", "c")}), false, true)
+	f.Add(buildResult(entry{op: opSet, index: 0, data: []byte{0x82, 0xa1, 'k', 0x91, 0x80, 0xd9, 1, 'c', 0xc0}}), false, true)
+	f.Fuzz(func(t *testing.T, res []byte, tick, set bool) {
 		var tin []pipeline.Event
 		if !tick {
 			tin = in
 		}
 		guestMem := bytes.Clone(res)
-		out, err := parseResult(guestMem, tin, nil, tick, "stage", nil)
+		out, err := parseResult(guestMem, tin, nil, resultRules{tick: tick, set: set, source: "stage", setBudget: 1 << 20}, nil)
 		if err != nil {
 			if !errors.Is(err, errMalformed) || len(out) != 0 {
 				t.Fatalf("error %v with %d events", err, len(out))
@@ -259,7 +278,7 @@ func TestParseResultDerivedParts(t *testing.T) {
 		entry{op: opKeep, index: 3}, entry{op: opKeep, index: 3},
 		entry{op: opEmit, index: noInput, data: ev}, entry{op: opEmit, index: noInput, data: ev},
 	)
-	out, err := parseResult(res, in, nil, false, "stage", nil)
+	out, err := parseResult(res, in, nil, resultRules{source: "stage"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +298,7 @@ func TestParseResultDerivedParts(t *testing.T) {
 			t.Errorf("identity %+v is shared by %d events", id, n)
 		}
 	}
-	again, err := parseResult(res, in, nil, false, "stage", nil)
+	again, err := parseResult(res, in, nil, resultRules{source: "stage"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +309,7 @@ func TestParseResultDerivedParts(t *testing.T) {
 	}
 
 	t.Run("reordered, each input once", func(t *testing.T) {
-		out, err := parseResult(buildResult(entry{op: opKeep, index: 2}, entry{op: opEmit, index: 0, data: ev}), in, nil, false, "stage", nil)
+		out, err := parseResult(buildResult(entry{op: opKeep, index: 2}, entry{op: opEmit, index: 0, data: ev}), in, nil, resultRules{source: "stage"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,9 +317,26 @@ func TestParseResultDerivedParts(t *testing.T) {
 			t.Errorf("parts %d, %d; want the inputs' 7, 0", out[0].Part, out[1].Part)
 		}
 	})
+	t.Run("SET, and KEEP runs", func(t *testing.T) {
+		// Input 1 yields two events, one KEEP of a run and a SET: they are
+		// numbered apart; inputs 0 and 2 yield one each and keep theirs.
+		res := buildResult(entry{op: opKeep, index: 0}, entry{op: opKeep, index: 1}, entry{op: opSet, index: 1, data: mapOf("a", "b")}, entry{op: opKeep, index: 2})
+		out, err := parseResult(res, in, nil, resultRules{source: "stage", set: true, setBudget: 1 << 20}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != 4 || out[0].Part != in[0].Part || out[3].Part != 7 || out[1].Part != 1 || out[2].Part != 2 {
+			t.Errorf("parts %v; want the inputs' for inputs 0 and 2, 1 and 2 for input 1's events", parts(out))
+		}
+		// Each input once, in runs: no numbering.
+		out, err = parseResult(buildResult(entry{op: opKeep, index: 0}, entry{op: opKeep, index: 1}, entry{op: opSet, index: 2, data: mapOf("a", "b")}), in, nil, resultRules{source: "stage", set: true, setBudget: 1 << 20}, nil)
+		if err != nil || len(out) != 3 || out[0].Part != in[0].Part || out[1].Part != in[1].Part || out[2].Part != 7 {
+			t.Errorf("parts %v (%v); want the inputs' own", parts(out), err)
+		}
+	})
 	t.Run("a gadget's module", func(t *testing.T) {
 		sc := &resultScratch{unsequencedCopies: true}
-		out, err := parseResult(buildResult(entry{op: opKeep, index: 0}, entry{op: opKeep, index: 0}, entry{op: opEmit, index: 0, data: ev}), in, nil, false, "stage", sc)
+		out, err := parseResult(buildResult(entry{op: opKeep, index: 0}, entry{op: opKeep, index: 0}, entry{op: opEmit, index: 0, data: ev}), in, nil, resultRules{source: "stage"}, sc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -342,7 +378,7 @@ func TestDerivedPartsThroughStages(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			rng.Shuffle(len(es), func(a, b int) { es[a], es[b] = es[b], es[a] })
 		}
-		out, err := parseResult(buildResult(es...), in, nil, false, "s", sc)
+		out, err := parseResult(buildResult(es...), in, nil, resultRules{source: "s"}, sc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -414,11 +450,19 @@ func BenchmarkParseResult(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				var err error
-				if out, err = parseResult(res, in, out[:0], false, "stage", &sc); err != nil {
+				if out, err = parseResult(res, in, out[:0], resultRules{source: "stage"}, &sc); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in)), "ns/input")
 		})
 	}
+}
+
+func parts(evs []pipeline.Event) []uint32 {
+	var p []uint32
+	for _, ev := range evs {
+		p = append(p, ev.Part)
+	}
+	return p
 }

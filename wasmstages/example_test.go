@@ -51,5 +51,5 @@ func ExampleCheck() {
 	err := wasmstages.Check(context.Background(), wasmstages.Config{Name: "old", Module: "testdata/abi_version.wasm"})
 	fmt.Println(err)
 	// Output:
-	// load stage "old": module does not implement stage ABI: sluice_abi_version returned 2; this host implements version 1
+	// load stage "old": module does not implement stage ABI: sluice_abi_version returned 3; this host implements versions 1 to 2
 }

@@ -327,8 +327,8 @@ func TestGadgetModuleABI(t *testing.T) {
 		t.Errorf("a module exporting nothing a gadget calls: %v, want ErrABI", err)
 	}
 	_, err = newGadgetModule(t, "abi_version", newMemGadget(), nil)
-	if !errors.Is(err, wasmstages.ErrABI) || !strings.Contains(err.Error(), "returned 2") {
-		t.Errorf("a module of ABI version 2: %v, want ErrABI", err)
+	if !errors.Is(err, wasmstages.ErrABI) || !strings.Contains(err.Error(), "returned 3") {
+		t.Errorf("a module of ABI version 3: %v, want ErrABI", err)
 	}
 	// A stage module's failing sluice_init fails the gadget module's init.
 	_, err = newGadgetModule(t, "init_fail", newMemGadget(), nil)

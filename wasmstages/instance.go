@@ -32,6 +32,9 @@ type instance struct {
 	deadline      time.Time
 	stopped       stopReason
 
+	// abi is the ABI version the module declared (sluice_abi_version):
+	// version 2 may SET.
+	abi          int32
 	inPtr, inCap uint32 // the host's input buffer, from sluice_alloc
 	stack        []uint64
 	result       resultScratch // reused by parseResult
@@ -194,10 +197,20 @@ func (inst *instance) appendResult(what string, in, out []pipeline.Event, tick b
 		return out, callError(KindOOM, "%s: the output (%d bytes, %d entries) would take the host %d bytes, which with the guest's %d bytes of memory exceeds the memory limit of %d bytes",
 			what, len(res), resultEntries(res), cost, inst.lm.size(), inst.lm.limit)
 	}
+	rules := resultRules{tick: tick, set: inst.abi >= 2, source: source}
+	// What SET entries may add: the limit less the guest's memory and the
+	// copy of the result itself.
+	if used := inst.lm.size() + outputCost(res); used < inst.lm.limit {
+		rules.setBudget = inst.lm.limit - used
+	}
 	var err error
-	out, err = parseResult(res, in, out, tick, source, &inst.result)
+	out, err = parseResult(res, in, out, rules, &inst.result)
 	inst.result.shrink(maxKeptEvents) // scratch of an unusual batch: let it go
-	if err != nil {
+	switch {
+	case errors.Is(err, errOutputTooLarge):
+		inst.broken = true
+		return out, callError(KindOOM, "%s: %v, which with the guest's %d bytes of memory exceeds the memory limit of %d bytes", what, err, inst.lm.size(), inst.lm.limit)
+	case err != nil:
 		inst.broken = true
 		return out, &pipeline.StageError{Kind: KindMalformed, Err: fmt.Errorf("%s: %w", what, err)}
 	}
@@ -266,9 +279,11 @@ func (inst *instance) initialize(ctx context.Context, initialize, version, init 
 	if err := inst.call(ctx, initTimeout, version, "sluice_abi_version"); err != nil {
 		return err
 	}
-	if v := int32(inst.stack[0]); v != ABIVersion {
-		return fmt.Errorf("%w: sluice_abi_version returned %d; this host implements version %d", ErrABI, v, ABIVersion)
+	v := int32(inst.stack[0])
+	if v < MinABIVersion || v > ABIVersion {
+		return fmt.Errorf("%w: sluice_abi_version returned %d; this host implements versions %d to %d", ErrABI, v, MinABIVersion, ABIVersion)
 	}
+	inst.abi = v
 	if init == nil {
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -14,6 +15,9 @@ import (
 	"github.com/sluice-dev/sluice/wasmstages"
 )
 
+// TestFilterKeepsAndDrops runs a module of ABI version 1 (guest.h's
+// default, as most test guests and the Rust SDK): the host keeps running
+// version 1 modules by version 1's rules since version 2 added SET.
 func TestFilterKeepsAndDrops(t *testing.T) {
 	var logs logBuffer
 	reg := pipeline.NewRegistry()
@@ -140,6 +144,7 @@ func TestMalformedResults(t *testing.T) {
 		{"emitlen", "runs past the end"},
 		{"trailing", "3 bytes follow the last of 3 entries"},
 		{"outside", "outside the guest's"},
+		{"set", "op 3 (SET) needs ABI version 2; the module declared version 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
@@ -162,6 +167,74 @@ func TestMalformedResults(t *testing.T) {
 				t.Errorf("instance restarts = %v, want 1", got)
 			}
 		})
+	}
+}
+
+// TestSet: a version 2 module SETs fields of its inputs; the host adds
+// them, replaces them in place, or passes the input on untouched when it
+// has them already, and the events keep their input's identity.
+func TestSet(t *testing.T) {
+	in := events(3, "cat", "sh")
+	for _, tt := range []struct {
+		name   string
+		fields map[string]any
+		want   func(i int, ev map[string]any)
+		same   bool // the outputs are the inputs, not copies
+	}{
+		{"add", map[string]any{"owner": "alice"}, func(i int, ev map[string]any) { ev["owner"] = "alice" }, false},
+		{"replace", map[string]any{"comm": "dog", "ret": 7}, func(i int, ev map[string]any) { ev["comm"], ev["ret"] = "dog", int64(7) }, false},
+		{"what is there", map[string]any{"ret": 3}, func(int, map[string]any) {}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStage(t, wasmstages.Config{Name: "set", Module: guest("set"), Params: map[string]any{"fields": tt.fields}})
+			out, err := s.Process(context.Background(), in, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out) != len(in) {
+				t.Fatalf("%d events out of %d", len(out), len(in))
+			}
+			for i, ev := range out {
+				want := decode(t, in[i].Data)
+				tt.want(i, want)
+				if diff := cmp.Diff(want, decode(t, ev.Data)); diff != "" {
+					t.Errorf("event %d (-want +got):\n%s", i, diff)
+				}
+				if ev.Seq != in[i].Seq || ev.Source != in[i].Source || ev.Schema != in[i].Schema {
+					t.Errorf("event %d: seq %d source %q, want the input's %d %q", i, ev.Seq, ev.Source, in[i].Seq, in[i].Source)
+				}
+				if shared := unsafe.SliceData(ev.Data) == unsafe.SliceData(in[i].Data); shared != tt.same {
+					t.Errorf("event %d shares its input's bytes: %v, want %v", i, shared, tt.same)
+				}
+			}
+		})
+	}
+}
+
+// TestSetBomb: SET entries of a few bytes each that ask for many copies of
+// an event count against the memory limit: the call fails with oom before
+// the host makes them.
+func TestSetBomb(t *testing.T) {
+	reg := pipeline.NewRegistry()
+	const limit = 4 << 20
+	in := events(1, strings.Repeat("x", 4000))
+	repeat := limit / len(in[0].Data) // 13 bytes of result per copy
+	s := newStage(t, wasmstages.Config{Name: "setbomb", Module: guest("set"), MemoryLimit: limit, Metrics: reg,
+		Params: map[string]any{"fields": map[string]any{"x": 1}, "repeat": repeat}})
+	for range 2 {
+		out, err := s.Process(context.Background(), in, nil)
+		if kind := stageErrorKind(t, err); kind != wasmstages.KindOOM {
+			t.Fatalf("kind = %q, want %q (error %v, %d events)", kind, wasmstages.KindOOM, err, len(out))
+		}
+		if !strings.Contains(err.Error(), "SET entries") {
+			t.Errorf("error %q does not say what took the memory", err)
+		}
+		if len(out) != 0 {
+			t.Errorf("%d events out of a failed call", len(out))
+		}
+	}
+	if got := restarts(reg, "setbomb"); got != 1 {
+		t.Errorf("instance restarts = %v, want 1", got)
 	}
 }
 
@@ -189,7 +262,7 @@ func TestRefusedModules(t *testing.T) {
 		sentinel error
 		want     string
 	}{
-		{"abi_version", wasmstages.ErrABI, "sluice_abi_version returned 2; this host implements version 1"},
+		{"abi_version", wasmstages.ErrABI, "sluice_abi_version returned 3; this host implements versions 1 to 2"},
 		{"missing_export", wasmstages.ErrABI, "missing export sluice_process (i32, i32) -> (i64)"},
 		{"bad_import", wasmstages.ErrABI, "imports sluice function this host does not provide: map_lookup"},
 		{"init_fail", wasmstages.ErrInit, `param "threshold" is required`},

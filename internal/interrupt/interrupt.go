@@ -27,6 +27,12 @@
 // spends its fuel; the next check yields. Loops that take parameters (a
 // type-index block type) keep a plain check, with the call inside.
 //
+// Go compiles every function to one loop that dispatches, with a br_table,
+// to the basic block a local names, and every jump, forward or back, to a
+// branch to that loop (type dispatch). The rewrite sends the forward jumps
+// straight to their block, as the br_table would have: only the backward
+// ones, which every cycle needs, still pass the loop's head and spend fuel.
+//
 // Two things make this necessary rather than clever. wazero's own
 // mechanism (RuntimeConfig.WithCloseOnContextDone) calls back into Go at
 // every loop header, which costs a batched filter several times its
@@ -93,6 +99,9 @@ const (
 // of the loop) and the bulk instructions.
 type Stats struct {
 	Functions, Calls, Loops, Peeled, Bulk int
+	// Direct counts the branches to a dispatch loop (see dispatch) that
+	// were made to go straight to their target block.
+	Direct int
 }
 
 type section struct {
@@ -676,6 +685,14 @@ func (rw *rewriter) function(out, code []byte, nparams uint32) ([]byte, error) {
 	var body []byte
 	copied := r.off
 	bulk := false
+	var d dispatch
+	// The instruction before the current one when it was i32.const
+	// (constEnd: the offset after it) and a local.set of that constant
+	// (setEnd, setLocal): a branch right after them jumps to a known block
+	// of a dispatch loop.
+	var constVal int64
+	constEnd, setEnd := -1, -1
+	var setLocal uint32
 	for len(peeled) > 0 {
 		if r.done() {
 			return nil, errors.New("body ends before its final end")
@@ -683,6 +700,13 @@ func (rw *rewriter) function(out, code []byte, nparams uint32) ([]byte, error) {
 		at := r.off
 		op := r.byte()
 		switch op {
+		case 0x41: // i32.const
+			constVal = r.s64val()
+			constEnd = r.off
+		case 0x21: // local.set
+			if idx := r.u32(); at == constEnd {
+				setEnd, setLocal = r.off, idx
+			}
 		case 0x02, 0x04: // block, if
 			r.blockType()
 			peeled = append(peeled, false)
@@ -699,6 +723,9 @@ func (rw *rewriter) function(out, code []byte, nparams uint32) ([]byte, error) {
 			case 0x40, 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f:
 				peel = true
 			}
+			if !d.seen && code[at+1] == 0x40 {
+				d.find(code, r.off, len(peeled))
+			}
 			body = append(body, code[copied:r.off]...)
 			if peel {
 				body = append(body, rw.yieldIfOut...)
@@ -712,6 +739,7 @@ func (rw *rewriter) function(out, code []byte, nparams uint32) ([]byte, error) {
 			peeled = append(peeled, peel)
 			rw.stats.Loops++
 		case 0x0b: // end
+			d.end(len(peeled) - 1)
 			if peeled[len(peeled)-1] {
 				body = append(body, code[copied:r.off]...)
 				body = append(body, 0x0b) // the outer loop's
@@ -723,17 +751,27 @@ func (rw *rewriter) function(out, code []byte, nparams uint32) ([]byte, error) {
 			if r.err != nil {
 				break
 			}
+			orig := l
+			if op == 0x0c && setEnd == at && setLocal == d.local {
+				if t, ok := d.target(len(peeled)-1, l, constVal); ok {
+					l = uint32(len(peeled) - 1 - t)
+					rw.stats.Direct++
+				}
+			}
 			n, err := label(l)
 			if err != nil {
 				return nil, fmt.Errorf("instruction at byte %d: %v", at, err)
 			}
-			if n != l {
+			if n != orig {
 				body = append(body, code[copied:at]...)
 				body = append(body, op)
 				body = binary.AppendUvarint(body, uint64(n))
 				copied = r.off
 			}
 		case 0x0e: // br_table
+			if at == d.brTable {
+				d.start(len(peeled) - 1)
+			}
 			count := r.u32()
 			if r.err == nil && uint64(count) >= uint64(len(code)) {
 				r.fail("br_table of %d labels in %d bytes", count, len(code))
@@ -815,6 +853,108 @@ func (rw *rewriter) function(out, code []byte, nparams uint32) ([]byte, error) {
 		out = append(out, code[:localsEnd]...)
 	}
 	return append(out, body...), nil
+}
+
+// dispatch is a loop that starts by branching, with a br_table on a local,
+// to the end of one of the blocks it opens, as Go compiles every function:
+// the local (Go's PC_B) names the basic block to run, and every jump within
+// the function sets it and branches to the loop,
+//
+//	loop
+//	  block ... block      ;; one per basic block that is a jump target
+//	    local.get pc; br_table ...
+//	  end  ;; code of the first block
+//	  ...
+//	  i32.const 7; local.set pc; br <loop>   ;; a jump to block 7
+//
+// A jump forward (to a block whose end is still ahead) can branch to that
+// block's end directly, as the br_table would have: the local is still set,
+// and no loop iteration, fuel check or table dispatch is spent on it.
+// Backward jumps still go through the loop, so every cycle still spends
+// fuel. That is what makes Go's Wasm code affordable under the fuel
+// counter: most of its jumps are forward (ifs), and each used to count as
+// a loop iteration.
+type dispatch struct {
+	seen    bool     // a candidate loop was looked at (one per function)
+	brTable int      // offset of its br_table, -1 before start
+	local   uint32   // the local the br_table reads
+	loop    int      // the loop's index in the open blocks
+	blocks  int      // the blocks it opens before the br_table
+	labels  []uint32 // the br_table's labels, the default last
+	active  bool     // inside the loop, after the br_table
+	inner   int      // index of the br_table's innermost block
+	open    int      // index of the deepest of those blocks still open
+}
+
+// find looks at the loop opened at index loop, whose body starts at
+// code[off], for the dispatch pattern.
+func (d *dispatch) find(code []byte, off, loop int) {
+	d.seen, d.brTable = true, -1
+	r := reader{b: code, off: off}
+	blocks := 0
+	for r.off+1 < len(code) && code[r.off] == 0x02 && code[r.off+1] == 0x40 {
+		r.off += 2
+		blocks++
+	}
+	if blocks == 0 || r.byte() != 0x20 {
+		return
+	}
+	local := r.u32()
+	at := r.off
+	if r.byte() != 0x0e {
+		return
+	}
+	count := r.u32()
+	if r.err != nil || uint64(count) >= uint64(len(code)) {
+		return
+	}
+	labels := make([]uint32, 0, count+1)
+	for i := uint32(0); i <= count && r.err == nil; i++ {
+		labels = append(labels, r.u32())
+	}
+	if r.err != nil {
+		return
+	}
+	d.brTable, d.local, d.loop, d.blocks, d.labels = at, local, loop, blocks, labels
+}
+
+// start is called at the dispatch br_table, at index depth.
+func (d *dispatch) start(depth int) {
+	if depth != d.loop+d.blocks {
+		return // not where find saw it: leave the function as it is
+	}
+	d.active, d.inner, d.open = true, depth, depth
+}
+
+// end is called before the block at index depth closes.
+func (d *dispatch) end(depth int) {
+	if !d.active {
+		return
+	}
+	switch {
+	case depth == d.loop:
+		d.active = false
+	case depth == d.open && d.open > d.loop:
+		d.open--
+	}
+}
+
+// target returns the index of the block a branch to label l at index depth
+// reaches through the dispatch with its local set to pc, when that block is
+// still open (a forward jump).
+func (d *dispatch) target(depth int, l uint32, pc int64) (int, bool) {
+	if !d.active || depth-int(l) != d.loop {
+		return 0, false
+	}
+	t := d.labels[len(d.labels)-1]
+	if pc >= 0 && pc < int64(len(d.labels)-1) {
+		t = d.labels[pc]
+	}
+	target := d.inner - int(t)
+	if target <= d.loop || target > d.open {
+		return 0, false
+	}
+	return target, true
 }
 
 // immediates skips the immediates of op (block, loop, if, end, call and
@@ -963,6 +1103,30 @@ func (r *reader) uleb(bits uint) uint64 {
 }
 
 func (r *reader) u32() uint32 { return uint32(r.uleb(32)) }
+
+// s64val reads a signed LEB128 of at most 64 bits.
+func (r *reader) s64val() int64 {
+	var v int64
+	var shift uint
+	for i := 0; ; i++ {
+		if i == 10 {
+			r.fail("signed LEB128 longer than 64 bits")
+			return 0
+		}
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= int64(c&0x7f) << shift
+		shift += 7
+		if c&0x80 == 0 {
+			if shift < 64 && c&0x40 != 0 {
+				v |= -1 << shift
+			}
+			return v
+		}
+	}
+}
 
 // s64 skips a signed LEB128 of at most 64 bits (constants are copied, not
 // interpreted).

@@ -392,6 +392,7 @@ func FuzzRewrite(f *testing.F) {
 		}
 	}
 	f.Add(spinModule(3))
+	f.Add(dispatchModule())
 	r := wazero.NewRuntimeWithConfig(context.Background(), wazero.NewRuntimeConfigInterpreter())
 	defer r.Close(context.Background())
 	f.Fuzz(func(t *testing.T, module []byte) {
@@ -578,5 +579,92 @@ func TestRecursionReachesHost(t *testing.T) {
 	const calls = 21890
 	if got := h.calls.Load(); got < calls/Period-1 || got > calls/Period+1 {
 		t.Errorf("%d calls made %d host calls, want about %d", calls, got, calls/Period)
+	}
+}
+
+// dispatchModule is a function compiled the way Go compiles every function
+// to Wasm: one loop whose head dispatches on a local (pc) with a br_table
+// to the end of one of the blocks it opens, each jump setting pc and
+// branching to the loop. f(n) sums n, n-1, ..., 1, with jumps forward (the
+// test, to the sum and to the end) and back (to the test), and pc 7,
+// beyond the table, taking its default.
+//
+//	pc 0 (test): if n == 0 { pc = 7; jump } pc = 1; jump
+//	pc 1 (sum):  acc += n; n--; pc = 0; jump
+//	pc 2 (end):  return acc
+func dispatchModule() []byte {
+	code := []byte{
+		0x02, 0x01, 0x7f, 0x01, 0x7f, // locals: 1 (pc), 2 (acc)
+		0x02, 0x40, // block (the function's exit)
+		0x03, 0x40, // loop: the dispatch
+		0x02, 0x40, 0x02, 0x40, 0x02, 0x40, // three blocks
+		0x20, 0x01, 0x0e, 0x02, 0x00, 0x01, 0x02, // br_table [0 1] 2 on pc
+		0x0b,                         // end: pc 0
+		0x20, 0x00, 0x45, 0x04, 0x40, // if n == 0
+		0x41, 0x07, 0x21, 0x01, 0x0c, 0x03, // pc = 7 (the default: pc 2); br loop
+		0x0b,                               // end if
+		0x41, 0x01, 0x21, 0x01, 0x0c, 0x02, // pc = 1; br loop
+		0x0b,                                     // end: pc 1
+		0x20, 0x02, 0x20, 0x00, 0x6a, 0x21, 0x02, // acc += n
+		0x20, 0x00, 0x41, 0x01, 0x6b, 0x21, 0x00, // n--
+		0x41, 0x00, 0x21, 0x01, 0x0c, 0x01, // pc = 0; br loop (backward)
+		0x0b,             // end: pc 2
+		0x20, 0x02, 0x0f, // return acc
+		0x0b, // end loop
+		0x0b, // end block
+		0x00, // unreachable
+		0x0b,
+	}
+	return mod(
+		sec(1, vec([]byte{0x60, 0x01, 0x7f, 0x01, 0x7f})),
+		sec(3, vec([]byte{0x00})),
+		sec(7, vec(append(name("f"), 0x00, 0x00))),
+		sec(10, vec(append(binary.AppendUvarint(nil, uint64(len(code))), code...))),
+	)
+}
+
+// TestDispatchJumpsForward: the forward jumps of a dispatch loop go
+// straight to their block, the backward one still through the loop, which
+// still spends fuel: the result is the same, and a long run still reaches
+// the host once per Period iterations.
+func TestDispatchJumpsForward(t *testing.T) {
+	orig := dispatchModule()
+	out, stats, err := Rewrite(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Direct != 2 || stats.Loops != 1 || stats.Peeled != 1 {
+		t.Errorf("instrumented %+v, want the 2 forward jumps direct and 1 peeled loop", stats)
+	}
+	r := runtime(t, &host{limit: 10000})
+	for _, n := range []uint64{0, 1, 2, 10, 5000} {
+		want := callF(t, r, orig, n)
+		if got := callF(t, r, out, n); got != want || want != n*(n+1)/2 {
+			t.Errorf("f(%d) = %d after the rewrite, %d before; want %d", n, got, want, n*(n+1)/2)
+		}
+	}
+	// Each iteration takes one backward jump through the loop: n of them
+	// make about n/Period host calls (the forward jumps spend nothing).
+	h := &host{}
+	m, err := runtime(t, h).Instantiate(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100 * Period
+	if _, err := m.ExportedFunction("f").Call(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.calls.Load(); got < n/Period-1 || got > n/Period+2 {
+		t.Errorf("%d iterations made %d host calls, want about %d", n, got, n/Period)
+	}
+	// A count that never reaches 0 (n wraps around after 2^32 steps) is
+	// stopped by the host.
+	h = &host{limit: 100}
+	m, err = runtime(t, h).Instantiate(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.ExportedFunction("f").Call(context.Background(), 1<<31); !errors.Is(err, errStopped) {
+		t.Errorf("f(2^31) returned %v, want the host's error", err)
 	}
 }

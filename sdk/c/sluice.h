@@ -1,6 +1,6 @@
 /*
  * sluice.h: the C SDK for sluice stages (header-only). It implements the
- * stage ABI v1 (docs/stage-abi.md): include it in one .c file, after
+ * stage ABI version 2 (docs/stage-abi.md): include it in one .c file, after
  * naming your handlers, and build a WASI reactor:
  *
  *     #define SLUICE_INIT   my_init     // optional: int my_init(sluice_value params)
@@ -17,9 +17,11 @@
  * Events are msgpack maps (docs/event-format.md). Field access scans the
  * map in place: nothing is decoded or copied until asked. A handler keeps
  * an event (sluice_keep: the host passes the bytes on, nothing is
- * re-encoded), drops it (does nothing), or emits new or modified events
- * with the writer (sluice_emit_begin ... sluice_emit_end). Values and
- * events point into the batch and are valid until the handler returns.
+ * re-encoded), drops it (does nothing), sets fields of it (sluice_set_begin
+ * ... sluice_set_end, or sluice_set_str: the host adds or replaces them),
+ * or emits new or modified events with the writer (sluice_emit_begin ...
+ * sluice_emit_end). Values and events point into the batch and are valid
+ * until the handler returns.
  *
  * Every reader returns "missing" (a zero sluice_value) rather than reading
  * past the end of malformed input; nothing here traps on bad data.
@@ -35,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SLUICE_ABI_VERSION 1
+#define SLUICE_ABI_VERSION 2
 #define SLUICE_NO_INPUT 0xFFFFFFFFu
 
 #define SLUICE__EXPORT(name) __attribute__((export_name(name)))
@@ -419,11 +421,11 @@ static bool sluice_fields_init(sluice_fields *f, const char *const *keys, uint32
 	return true;
 }
 
-/* Fills out[0..f->n) with the values of f's keys in ev. True when the
- * event is a well-formed map to its end (so a handler that adds a missing
- * field may copy its body as it is). */
-static bool sluice_fields_get(const sluice_fields *f, const sluice_event *ev, sluice_value *out) {
+/* sluice__fields_scan fills out[0..f->n) with the values of f's keys in
+ * ev; with stop, it stops once it has found every key. */
+static bool sluice__fields_scan(const sluice_fields *f, const sluice_event *ev, sluice_value *out, bool stop, uint32_t *found) {
 	memset(out, 0, f->n * sizeof *out);
+	*found = 0;
 	sluice_iter it = sluice_iter_map(ev->raw);
 	if (!it.i) return false;
 	const uint8_t *b = ev->raw.p;
@@ -461,12 +463,33 @@ static bool sluice_fields_get(const sluice_fields *f, const sluice_event *ev, sl
 			while (m < l && b[ks + m] == (uint8_t)key[m]) m++;
 			if (m == l && !out[k].len) {
 				out[k].p = b + ke, out[k].len = (uint32_t)(ve - ke);
+				if (++*found == f->n && stop) return false;
 				break;
 			}
 		}
 		i = (uint32_t)ve;
 	}
 	return i == n;
+}
+
+/* Fills out[0..f->n) with the values of f's keys in ev. True when the
+ * event is a well-formed map to its end (so a handler that adds a missing
+ * field may copy its body as it is). */
+static bool sluice_fields_get(const sluice_fields *f, const sluice_event *ev, sluice_value *out) {
+	uint32_t found;
+	return sluice__fields_scan(f, ev, out, false, &found);
+}
+
+/* sluice_fields_find is sluice_fields_get that stops at the last of f's
+ * keys it finds: it returns how many it found (f->n: all of them, and
+ * the rest of the event was not read). When it found fewer, it read the
+ * whole event, and *whole (if whole is not NULL) says what
+ * sluice_fields_get returns: the event is a well-formed map to its end. */
+static uint32_t sluice_fields_find(const sluice_fields *f, const sluice_event *ev, sluice_value *out, bool *whole) {
+	uint32_t found;
+	bool w = sluice__fields_scan(f, ev, out, true, &found);
+	if (whole) *whole = found < f->n && w;
+	return found;
 }
 
 /* ---- times ---------------------------------------------------------------- */
@@ -793,6 +816,58 @@ static void sluice_w_fields(sluice_out *o, const sluice_event *ev, const char *c
 	}
 	if (runlen) sluice__put(o, run, runlen);
 	if (o->depth > 0) o->counts[o->depth - 1] += kept;
+}
+
+/* Setting fields of an input event (ABI version 2's SET): the event goes
+ * on with each field's value replaced where it has the key, and the
+ * others added after its fields; one that has every field with that value
+ * already goes on unchanged, as with sluice_keep. The host makes the
+ * event, in native code: an enrichment writes only its fields, not a copy
+ * of the event.
+ *
+ *     sluice_set_begin(out, ev);
+ *     sluice_w_key(out, "user"), sluice_w_str(out, name);
+ *     sluice_set_end(out);
+ *
+ * Keys must be distinct (the host refuses the batch otherwise). */
+static void sluice_set_begin(sluice_out *o, const sluice_event *ev) {
+	sluice__put1(o, 3);
+	sluice__put_le32(o, ev->index);
+	o->emit_at = o->len;
+	sluice__put_le32(o, 0);
+	o->depth = 0;
+	sluice_w_map(o);
+}
+static void sluice_emit_end(sluice_out *o);
+static inline void sluice_set_end(sluice_out *o) { sluice_emit_end(o); }
+
+/* sluice_set_strn sets one str field of ev: the key of kn bytes at key to
+ * the n bytes at s, written at once. */
+static void sluice_set_strn(sluice_out *o, const sluice_event *ev, const char *key, uint32_t kn, const char *s, uint32_t n) {
+	if (!sluice__reserve(o, 1 + 4 + 4 + 1 + 5 + kn + 5 + n)) return;
+	uint8_t *start = o->buf + o->len, *p = start;
+	*p++ = 3;
+	p[0] = (uint8_t)ev->index, p[1] = (uint8_t)(ev->index >> 8), p[2] = (uint8_t)(ev->index >> 16), p[3] = (uint8_t)(ev->index >> 24);
+	p += 8; /* the index, then the length, written below */
+	*p++ = 0x81; /* one entry */
+	for (int k = 0; k < 2; k++) {
+		const char *str = k ? s : key;
+		uint32_t len = k ? n : kn;
+		if (len <= 31) *p++ = (uint8_t)(0xa0 | len);
+		else if (len <= 0xff) *p++ = 0xd9, *p++ = (uint8_t)len;
+		else if (len <= 0xffff) *p++ = 0xda, *p++ = (uint8_t)(len >> 8), *p++ = (uint8_t)len;
+		else *p++ = 0xdb, *p++ = (uint8_t)(len >> 24), *p++ = (uint8_t)(len >> 16), *p++ = (uint8_t)(len >> 8), *p++ = (uint8_t)len;
+		memcpy(p, str, len), p += len;
+	}
+	uint32_t payload = (uint32_t)(p - start) - 9;
+	start[5] = (uint8_t)payload, start[6] = (uint8_t)(payload >> 8), start[7] = (uint8_t)(payload >> 16), start[8] = (uint8_t)(payload >> 24);
+	o->len += (uint32_t)(p - start);
+	o->count++;
+}
+/* sluice_set_str sets the str field key (NUL-terminated) of ev to the n
+ * bytes at s. */
+SLUICE__INLINE void sluice_set_str(sluice_out *o, const sluice_event *ev, const char *key, const char *s, uint32_t n) {
+	sluice_set_strn(o, ev, key, (uint32_t)strlen(key), s, n);
 }
 
 /* Emitting an event written in place, for handlers that build large

@@ -122,12 +122,10 @@ func limit(ev *sluice.Event, out *sluice.Output) {
 	var key []byte
 	if len(keyFields) == 1 {
 		// One key field (comm, the default): a string value is the key as
-		// it is, read in place (read only: it is the batch's).
-		v := ev.Get(keyFields[0])
-		if sb, isStr := v.StringBytes(); isStr {
-			key = sb
-		} else {
-			keyBuf = appendText(keyBuf[:0], v)
+		// it is, read in place (read only: it is the batch's), by the
+		// SDK's quickest getter; anything else (nil) is rendered.
+		if key = ev.StringBytes(keyFields[0]); key == nil {
+			keyBuf = appendText(keyBuf[:0], ev.Get(keyFields[0]))
 			key = keyBuf
 		}
 	} else {

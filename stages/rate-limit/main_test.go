@@ -74,3 +74,31 @@ func TestEvictedKeyStartsAfresh(t *testing.T) {
 		}
 	}
 }
+
+// One key field that is a number (uid) is keyed by its text: uid 1000 and
+// uid 1001 have their own buckets, and a string "1000" shares uid 1000's.
+func TestNumberKeyField(t *testing.T) {
+	var w sluice.Writer
+	w.BeginMap().Key("rate").Float(1e-9).Key("burst").Int(1)
+	w.Key("key").BeginArray().String("uid").EndArray().EndMap()
+	if err := sluice.InitForTest(append([]byte(nil), w.Bytes()...)); err != nil {
+		t.Fatal(err)
+	}
+	event := func(uid any) []byte {
+		w.Reset().BeginMap().Key("host").String("vm").Key("uid").Any(uid).EndMap()
+		return append([]byte(nil), w.Bytes()...)
+	}
+	res, err := sluice.ProcessForTest([][]byte{event(1000), event(1001), event(1000), event("1000"), event(1001)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var passed []int
+	for _, r := range res {
+		if r.Keep {
+			passed = append(passed, r.Index)
+		}
+	}
+	if len(passed) != 2 || passed[0] != 0 || passed[1] != 1 {
+		t.Errorf("inputs passed %v, want [0 1] (one per uid)", passed)
+	}
+}

@@ -14,6 +14,7 @@ package main
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 
 	"github.com/sluice-dev/sluice/sdk/go/sluice"
@@ -27,7 +28,7 @@ type params struct {
 }
 
 var (
-	users   map[uint64]string
+	users   userTable
 	field   = "uid"
 	target  = "user"
 	unknown *string
@@ -41,14 +42,16 @@ func init() {
 		if err := p.Decode(&cfg); err != nil {
 			return err
 		}
-		users = make(map[uint64]string, len(cfg.Users))
+		users = userTable{}
 		for k, name := range cfg.Users {
 			uid, err := strconv.ParseUint(k, 10, 32)
 			if err != nil {
 				return fmt.Errorf("params.users: key %q is not a uid (a number)", k)
 			}
-			users[uid] = name
+			users.uids = append(users.uids, uid)
+			users.names = append(users.names, name)
 		}
+		sort.Sort(users)
 		if cfg.Field != "" {
 			field = cfg.Field
 		}
@@ -63,7 +66,7 @@ func init() {
 		if !ok {
 			return // no uid: pass the event on untouched
 		}
-		if name, ok := users[uid]; ok {
+		if name, ok := users.lookup(uid); ok {
 			ev.SetString(target, name)
 			return
 		}
@@ -72,6 +75,37 @@ func init() {
 			ev.SetString(target, *unknown)
 		}
 	})
+}
+
+// userTable maps uids to names: sorted uids searched by halves, as the C
+// stage does. A Go map hashes the key first, which in Go's Wasm code costs
+// more than the few comparisons of a passwd-sized table.
+type userTable struct {
+	uids  []uint64
+	names []string
+}
+
+func (t userTable) Len() int           { return len(t.uids) }
+func (t userTable) Less(i, j int) bool { return t.uids[i] < t.uids[j] }
+func (t userTable) Swap(i, j int) {
+	t.uids[i], t.uids[j] = t.uids[j], t.uids[i]
+	t.names[i], t.names[j] = t.names[j], t.names[i]
+}
+
+func (t userTable) lookup(uid uint64) (string, bool) {
+	lo, hi := 0, len(t.uids)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		switch u := t.uids[mid]; {
+		case u == uid:
+			return t.names[mid], true
+		case u < uid:
+			lo = mid + 1
+		default:
+			hi = mid
+		}
+	}
+	return "", false
 }
 
 func main() {}

@@ -31,6 +31,7 @@ static char *field = "uid";
 static char *target = "user";
 static char *unknown; /* NULL: leave the event unchanged */
 static uint32_t unknown_len;
+static uint32_t target_len = 4;
 static sluice_counter *missed;
 /* field and target, looked up in one scan; one key when they are the same. */
 static const char *keys[2];
@@ -92,7 +93,7 @@ static int users_init(sluice_value params) {
 		return 1;
 	}
 	if (string_param(sluice_map_get(params, "field"), "field", &field, NULL) ||
-	    string_param(sluice_map_get(params, "target"), "target", &target, NULL) ||
+	    string_param(sluice_map_get(params, "target"), "target", &target, &target_len) ||
 	    string_param(sluice_map_get(params, "unknown"), "unknown", &unknown, &unknown_len))
 		return 1;
 
@@ -143,12 +144,14 @@ static const entry *lookup(uint64_t uid) {
 }
 
 /* add appends target = name to ev, whose map (well-formed to its end) has
- * no target: the body in one copy, written in place. */
+ * no target: the body in one copy, written in place. For a new field this
+ * costs less than a SET, which has the host read the whole event again
+ * to find that it lacks the key. */
 static void add(sluice_out *out, const sluice_event *ev, const char *name, uint32_t len) {
 	sluice_iter it = sluice_iter_map(ev->raw);
-	uint32_t count = (uint32_t)it.left + 1, tlen = (uint32_t)strlen(target);
+	uint32_t count = (uint32_t)it.left + 1;
 	uint32_t body = ev->raw.len - (uint32_t)it.i;
-	uint8_t *start = sluice_emit_reserve(out, ev, 5 + body + 5 + tlen + 5 + len);
+	uint8_t *start = sluice_emit_reserve(out, ev, 5 + body + 5 + target_len + 5 + len);
 	if (!start) return; /* out of memory: the call fails with it */
 	uint8_t *p = start;
 	if (count <= 15) *p++ = (uint8_t)(0x80 | count);
@@ -157,7 +160,7 @@ static void add(sluice_out *out, const sluice_event *ev, const char *name, uint3
 	memcpy(p, ev->raw.p + it.i, body), p += body;
 	for (int k = 0; k < 2; k++) {
 		const char *s = k ? name : target;
-		uint32_t n = k ? len : tlen;
+		uint32_t n = k ? len : target_len;
 		if (n <= 31) *p++ = (uint8_t)(0xa0 | n);
 		else if (n <= 0xff) *p++ = 0xd9, *p++ = (uint8_t)n;
 		else if (n <= 0xffff) *p++ = 0xda, *p++ = (uint8_t)(n >> 8), *p++ = (uint8_t)n;
@@ -167,34 +170,19 @@ static void add(sluice_out *out, const sluice_event *ev, const char *name, uint3
 	sluice_emit_commit(out, (uint32_t)(p - start));
 }
 
-/* set replaces the value old (inside ev, whose map is well-formed to its
- * end) with the str name: the entries around it in two copies, the key
- * where it was. */
-static void set(sluice_out *out, const sluice_event *ev, sluice_value old, const char *name, uint32_t len) {
-	uint32_t head = (uint32_t)(old.p - ev->raw.p), tail = ev->raw.len - head - old.len;
-	uint8_t *start = sluice_emit_reserve(out, ev, head + 5 + len + tail);
-	if (!start) return; /* out of memory: the call fails with it */
-	uint8_t *p = start;
-	memcpy(p, ev->raw.p, head), p += head;
-	if (len <= 31) *p++ = (uint8_t)(0xa0 | len);
-	else if (len <= 0xff) *p++ = 0xd9, *p++ = (uint8_t)len;
-	else if (len <= 0xffff) *p++ = 0xda, *p++ = (uint8_t)(len >> 8), *p++ = (uint8_t)len;
-	else *p++ = 0xdb, *p++ = (uint8_t)(len >> 24), *p++ = (uint8_t)(len >> 16), *p++ = (uint8_t)(len >> 8), *p++ = (uint8_t)len;
-	memcpy(p, name, len), p += len;
-	memcpy(p, old.p + old.len, tail), p += tail;
-	sluice_emit_commit(out, (uint32_t)(p - start));
-}
-
 static void users_event(sluice_event *ev, sluice_out *out) {
 	uint64_t uid;
 	sluice_value v[2];
-	bool whole = sluice_fields_get(&fields, ev, v);
+	bool whole;
+	/* One scan for both, which stops at the second: the target is often
+	 * right after the uid (the decoder's user field). */
+	sluice_fields_find(&fields, ev, v, &whole);
 	if (!sluice_value_uint(v[0], &uid)) {
 		sluice_keep(out, ev); /* no uid: pass the event on untouched */
 		return;
 	}
-	const char *name = NULL;
-	uint32_t len = 0;
+	const char *name;
+	uint32_t len;
 	const entry *e = lookup(uid);
 	if (e) {
 		name = e->name, len = e->len;
@@ -206,21 +194,17 @@ static void users_event(sluice_event *ev, sluice_out *out) {
 		}
 		name = unknown, len = unknown_len;
 	}
-	if (whole && fields.n == 2) {
-		/* The common cases: a new field, or the decoder's own user
-		 * field (the uid's name on the host the gadget ran on). */
-		const char *cur;
-		uint32_t curlen;
-		if (!sluice_exists(v[1])) add(out, ev, name, len);
-		else if (sluice_value_str(v[1], &cur, &curlen) && curlen == len && memcmp(cur, name, len) == 0)
-			sluice_keep(out, ev); /* it says so already: pass it on as it is */
-		else set(out, ev, v[1], name, len);
+	const char *cur;
+	uint32_t curlen;
+	if (fields.n == 2 && sluice_value_str(v[1], &cur, &curlen) && curlen == len && memcmp(cur, name, len) == 0) {
+		sluice_keep(out, ev); /* it says so already (the decoder names the uid's user on the host the gadget ran on) */
 		return;
 	}
-	const char *const skip[] = {target};
-	sluice_emit_begin(out, ev);
-	sluice_w_fields(out, ev, skip, 1);
-	sluice_w_key(out, target);
-	sluice_w_strn(out, name, len);
-	sluice_emit_end(out);
+	if (fields.n == 2 && !sluice_exists(v[1]) && whole) {
+		add(out, ev, name, len); /* a new field (the scan read the whole event) */
+		return;
+	}
+	/* The host sets it: replaced where it is (the uid itself when target
+	 * is field), or added after the event's fields. */
+	sluice_set_strn(out, ev, target, target_len, name, len);
 }

@@ -1,6 +1,6 @@
-// abi_version.c: a stage built for ABI version 2, which this host does not
+// abi_version.c: a stage built for ABI version 3, which this host does not
 // implement. Otherwise a valid pass-through stage.
-#define TEST_ABI_VERSION 2
+#define TEST_ABI_VERSION 3
 #include "guest.h"
 
 EXPORT("sluice_init") int32_t sluice_init(const uint8_t *p, int32_t n) {

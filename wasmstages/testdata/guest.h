@@ -1,4 +1,5 @@
-// guest.h: the raw stage ABI v1 (docs/stage-abi.md) for the test guests in
+// guest.h: the raw stage ABI (docs/stage-abi.md; version 1 unless a guest
+// defines TEST_ABI_VERSION) for the test guests in
 // this directory. It is deliberately not the C SDK (sdk/c): these guests
 // test the host, so they speak the wire format directly, and some of them
 // break it on purpose.
@@ -18,7 +19,7 @@ IMPORT("set_error") void sluice_set_error(const char *ptr, int32_t len);
 IMPORT("counter_add") void sluice_counter_add(const char *name, int32_t name_len, int64_t delta);
 IMPORT("now") int64_t sluice_now(void);
 
-enum { OP_KEEP = 1, OP_EMIT = 2 };
+enum { OP_KEEP = 1, OP_EMIT = 2, OP_SET = 3 };
 #define NO_INPUT 0xFFFFFFFFu
 
 static inline void log_str(int level, const char *s) { sluice_log(level, s, (int32_t)strlen(s)); }
@@ -74,14 +75,18 @@ static void out_keep(uint32_t index) {
 	wr32(g_out + g_out_len + 1, index);
 	g_out_len += 5, g_out_count++;
 }
-static void out_emit(uint32_t index, const uint8_t *ev, uint32_t len) {
+static void out_entry(uint8_t op, uint32_t index, const uint8_t *ev, uint32_t len) {
 	out_reserve(9 + len);
-	g_out[g_out_len] = OP_EMIT;
+	g_out[g_out_len] = op;
 	wr32(g_out + g_out_len + 1, index);
 	wr32(g_out + g_out_len + 5, len);
 	memcpy(g_out + g_out_len + 9, ev, len);
 	g_out_len += 9 + len, g_out_count++;
 }
+static void out_emit(uint32_t index, const uint8_t *ev, uint32_t len) { out_entry(OP_EMIT, index, ev, len); }
+// out_set is a SET (ABI version 2): input index with the fields of the
+// msgpack map at fields set.
+static void out_set(uint32_t index, const uint8_t *fields, uint32_t len) { out_entry(OP_SET, index, fields, len); }
 static int64_t out_end(void) {
 	wr32(g_out, g_out_count);
 	return (int64_t)(uintptr_t)g_out << 32 | (int64_t)g_out_len;

@@ -8,6 +8,7 @@
 //   emitlen    an EMIT's length runs past the end of the result
 //   trailing   bytes follow the last entry
 //   outside    the result pointer lies outside the guest's memory
+//   set        a SET, which this version 1 module may not use
 #include "guest.h"
 
 static char mode[16];
@@ -40,6 +41,9 @@ EXPORT("sluice_process") int64_t sluice_process(const uint8_t *p, int32_t n) {
 	} else if (is("badmap")) {
 		static const uint8_t m[] = {0x82, 0xa1, 'a', 0x01, 0xa1};
 		out_emit(0, m, sizeof m);
+	} else if (is("set")) {
+		static const uint8_t m[] = {0x81, 0xa1, 'a', 0x01};
+		out_set(0, m, sizeof m);
 	} else if (is("outside")) {
 		return (int64_t)0x7ffffff0 << 32 | 64;
 	} else {

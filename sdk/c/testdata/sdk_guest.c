@@ -1,8 +1,10 @@
 /* A test guest of the C SDK: params "n" (a whole number, int or float) names
- * the seq that is kept; every other event is emitted with comm replaced and a
- * 20-element list added, except seq 99, which asks sluice_w_fields to leave
- * out more names than it takes (the batch fails). stages/stages_test.go
- * runs it through the real host. Rebuilt by stages/build.sh. */
+ * the seq that is kept; seq 3 gets comm and a list set (sluice_set_begin),
+ * seq 4 comm = "ls" (sluice_set_str); every other event is emitted with comm
+ * replaced and a 20-element list added, except seq 99, which asks
+ * sluice_w_fields to leave out more names than it takes (the batch fails).
+ * stages/stages_test.go runs it through the real host. Rebuilt by
+ * stages/build.sh. */
 #define SLUICE_INIT t_init
 #define SLUICE_EVENT t_event
 #include "../sluice.h"
@@ -13,7 +15,16 @@ static int t_init(sluice_value p) {
 }
 static void t_event(sluice_event *ev, sluice_out *out) {
 	static const char *const skip[] = {"comm"};
-	if (sluice_get_int(ev, "seq", 0) == want) { sluice_keep(out, ev); return; }
+	int64_t seq = sluice_get_int(ev, "seq", 0);
+	if (seq == want) { sluice_keep(out, ev); return; }
+	if (seq == 3) {
+		sluice_set_begin(out, ev);
+		sluice_w_key(out, "comm"); sluice_w_str(out, "SET");
+		sluice_w_key(out, "tags"); sluice_w_array(out); sluice_w_int(out, 1); sluice_w_int(out, 2); sluice_w_end(out);
+		sluice_set_end(out);
+		return;
+	}
+	if (seq == 4) { sluice_set_str(out, ev, "comm", "ls", 2); return; }
 	static const char *const many[SLUICE_MAX_SKIP + 1] = {"comm"};
 	sluice_emit_begin(out, ev);
 	if (sluice_get_int(ev, "seq", 0) == 99) { sluice_w_fields(out, ev, many, SLUICE_MAX_SKIP + 1); return; }

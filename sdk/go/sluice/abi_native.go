@@ -122,8 +122,42 @@ func parseResultForTest(res []byte, in [][]byte) ([]Result, error) {
 			off += 4
 			r.Event = append([]byte(nil), res[off:off+l]...)
 			off += l
+		case opSet:
+			l := int(binary.LittleEndian.Uint32(res[off:]))
+			off += 4
+			if int(idx) >= len(in) {
+				return nil, fmt.Errorf("SET of input %d of %d", idx, len(in))
+			}
+			ev, err := setForTest(in[idx], res[off:off+l])
+			if err != nil {
+				return nil, err
+			}
+			off += l
+			// The host passes on an input a SET leaves as it was.
+			r.Event, r.Keep = ev, string(ev) == string(in[idx])
 		}
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// setForTest makes the event a SET entry describes, as the host does: the
+// input with each of fields' keys set, in place where it has the key, after
+// its fields where not.
+func setForTest(input, fields []byte) ([]byte, error) {
+	n, i := mapHeader(fields, 0)
+	if i < 0 || skip(fields, 0) != len(fields) {
+		return nil, fmt.Errorf("SET fields % x: not one well-formed msgpack map", fields)
+	}
+	e := Event{raw: input, index: 0, input: true}
+	for range n {
+		ks, ke := strBounds(fields, i)
+		if ks < 0 || fields[i] == 0xc4 || fields[i] == 0xc5 || fields[i] == 0xc6 {
+			return nil, fmt.Errorf("SET fields: a key at byte %d is not a str", i)
+		}
+		ve := skip(fields, ke)
+		e.SetValue(string(fields[ks:ke]), Value{raw: fields[ke:ve]})
+		i = ve
+	}
+	return e.appendEncoded(nil)
 }

@@ -58,4 +58,4 @@
 package sluice
 
 // ABIVersion is the version of docs/stage-abi.md this SDK implements.
-const ABIVersion = 1
+const ABIVersion = 2

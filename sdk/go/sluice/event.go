@@ -567,6 +567,41 @@ func (e *Event) appendReplaced(dst []byte) ([]byte, bool) {
 	return append(dst, e.raw[end:]...), true
 }
 
+// setOnly reports whether the event's changes are fields set, none
+// deleted: what a SET entry says (the input with these fields set, in
+// place where it has them, after its fields where not).
+func (e *Event) setOnly() bool {
+	if len(e.edits) == 0 {
+		return false
+	}
+	for j := range e.edits {
+		if e.edits[j].end < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// appendSetFields appends the SET fields map of an event whose changes
+// are all sets: the last value of each key, in the order the keys were
+// last set (the order appendEncoded adds them in).
+func (e *Event) appendSetFields(dst []byte) []byte {
+	n := 0
+	for j := range e.edits {
+		if e.finalEdit(j) {
+			n++
+		}
+	}
+	dst = codec.AppendMapHeader(dst, n)
+	for j := range e.edits {
+		if ed := &e.edits[j]; e.finalEdit(j) {
+			dst = codec.AppendString(dst, ed.key)
+			dst = append(dst, e.vals[ed.start:ed.end]...)
+		}
+	}
+	return dst
+}
+
 // finalEdit reports whether edit j is the last one for its key.
 func (e *Event) finalEdit(j int) bool {
 	for k := j + 1; k < len(e.edits); k++ {

@@ -67,7 +67,7 @@ func encodeBatch(events ...[]byte) []byte {
 type resultEntry struct {
 	op    byte
 	index uint32
-	data  []byte
+	data  []byte // an EMIT's event, a SET's fields
 }
 
 // parseResult parses a result strictly, as the host must.
@@ -87,6 +87,27 @@ func parseResult(tb testing.TB, res []byte) []resultEntry {
 		off += 5
 		switch e.op {
 		case opKeep:
+		case opSet:
+			l := int(binary.LittleEndian.Uint32(res[off:]))
+			off += 4
+			if l > len(res)-off {
+				tb.Fatalf("entry %d: length %d past the end", i, l)
+			}
+			e.data = res[off : off+l]
+			off += l
+			seen := map[string]bool{}
+			n, at := mapHeader(e.data, 0)
+			if at < 0 || skip(e.data, 0) != len(e.data) {
+				tb.Fatalf("entry %d: SET fields not one msgpack map: %x", i, e.data)
+			}
+			for range n {
+				ks, ke := strBounds(e.data, at)
+				if ks < 0 || e.data[at] >= 0xc4 && e.data[at] <= 0xc6 || seen[string(e.data[ks:ke])] {
+					tb.Fatalf("entry %d: SET fields with a key not a str or twice: %x", i, e.data)
+				}
+				seen[string(e.data[ks:ke])] = true
+				at = skip(e.data, ke)
+			}
 		case opEmit:
 			l := int(binary.LittleEndian.Uint32(res[off:]))
 			off += 4

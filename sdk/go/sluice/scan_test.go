@@ -3,6 +3,7 @@
 package sluice
 
 import (
+	"encoding/binary"
 	"math"
 	"strings"
 	"testing"
@@ -153,4 +154,41 @@ func TestFindKeyMissReportsEnd(t *testing.T) {
 	if s, e := findKey(ev[:len(ev)-1], "nope"); s != -1 || e != -1 {
 		t.Errorf("miss on a truncated map = (%d, %d), want (-1, -1)", s, e)
 	}
+}
+
+// Value.Int and Value.Uint decode integers themselves (readInteger): they
+// must agree with codec on every encoding, width and sign, truncated ones
+// and other types included.
+func TestIntegerReadersMatchCodec(t *testing.T) {
+	var encs [][]byte
+	for _, n := range []int64{0, 1, 127, 128, 255, 256, 65535, 65536, math.MaxInt32, math.MaxInt32 + 1, math.MaxUint32, math.MaxUint32 + 1, math.MaxInt64,
+		-1, -32, -33, -128, -129, -32768, -32769, math.MinInt32, math.MinInt32 - 1, math.MinInt64} {
+		encs = append(encs, codec.AppendInt(nil, n))
+		// Every width, minimal or not, signed and unsigned.
+		for _, c := range []byte{0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3} {
+			b := binary.BigEndian.AppendUint64(nil, uint64(n))
+			encs = append(encs, append([]byte{c}, b[8-intWidth(c):]...))
+		}
+	}
+	encs = append(encs, codec.AppendUint(nil, math.MaxUint64), []byte{0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0},
+		[]byte{0xc0}, []byte{0xa1, 'x'}, []byte{0xca, 0, 0, 0, 0}, nil)
+	for _, full := range encs {
+		for cut := 0; cut <= len(full); cut++ {
+			b := full[:cut]
+			wantI, _, errI := codec.ReadInt(b)
+			wantU, _, errU := codec.ReadUint(b)
+			gotI, okI := Value{raw: b}.Int()
+			gotU, okU := Value{raw: b}.Uint()
+			if okI != (errI == nil) || okI && gotI != wantI {
+				t.Errorf("Int(% x) = %d, %v; codec %d, %v", b, gotI, okI, wantI, errI)
+			}
+			if okU != (errU == nil) || okU && gotU != wantU {
+				t.Errorf("Uint(% x) = %d, %v; codec %d, %v", b, gotU, okU, wantU, errU)
+			}
+		}
+	}
+}
+
+func intWidth(c byte) int {
+	return map[byte]int{0xcc: 1, 0xd0: 1, 0xcd: 2, 0xd1: 2, 0xce: 4, 0xd2: 4, 0xcf: 8, 0xd3: 8}[c]
 }

@@ -7,12 +7,15 @@ import (
 	"runtime/debug"
 	"slices"
 	"time"
+
+	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
 // Result ops, as docs/stage-abi.md defines them.
 const (
 	opKeep = 1
 	opEmit = 2
+	opSet  = 3 // ABI version 2
 )
 
 // stage is the state of the one stage a module implements. A Wasm instance
@@ -21,6 +24,7 @@ type stage struct {
 	initFn   func(Params) error
 	eventFn  func(*Event, *Output)
 	filterFn func(*Event) bool // set by Filter: the loop calls it directly
+	mapFn    func(*Event)      // set by Map: likewise
 	tickFn   func(time.Time, *Output)
 	closeFn  func()
 	regErr   error
@@ -66,6 +70,9 @@ func Filter(fn func(ev *Event) bool) {
 // with Set and Delete (or leaves it unchanged), and every event is emitted.
 // Call it from an init function.
 func Map(fn func(ev *Event)) {
+	if current.eventFn == nil {
+		current.mapFn = fn
+	}
 	current.register("Map", func(ev *Event, out *Output) {
 		fn(ev)
 		out.Emit(ev)
@@ -150,6 +157,33 @@ func (o *Output) Emit(e *Event) {
 		e.kept = true
 		o.buf = append(o.buf, opKeep)
 		o.buf = binary.LittleEndian.AppendUint32(o.buf, e.index)
+		o.n++
+		return
+	}
+	o.emitChanged(e)
+}
+
+// emitChanged is Emit for an event that is not a KEEP, apart so that
+// Emit stays small: in Go's Wasm code a call costs more the more blocks
+// and locals its function has, and a filter's KEEPs are most calls.
+func (o *Output) emitChanged(e *Event) {
+	if e.raw != nil && e.setOnly() {
+		// Fields set on an input (an enrichment, a masked field): the
+		// host makes the event from the input in native code (SET), so
+		// the guest writes the fields, not a copy of the event.
+		o.buf = append(o.buf, opSet)
+		o.buf = binary.LittleEndian.AppendUint32(o.buf, e.index)
+		at := len(o.buf)
+		o.buf = append(o.buf, 0, 0, 0, 0)
+		if len(e.edits) == 1 { // the commonest: one field, written here
+			ed := &e.edits[0]
+			o.buf = append(o.buf, 0x81)
+			o.buf = codec.AppendString(o.buf, ed.key)
+			o.buf = append(o.buf, e.vals[ed.start:ed.end]...)
+		} else {
+			o.buf = e.appendSetFields(o.buf)
+		}
+		binary.LittleEndian.PutUint32(o.buf[at:], uint32(len(o.buf)-at-4))
 		o.n++
 		return
 	}
@@ -240,9 +274,21 @@ func (s *stage) process(batch []byte) (result []byte, err error) {
 		return nil, fmt.Errorf("read batch: count %d does not fit %d bytes", count, len(batch))
 	}
 	s.begin()
+	// Each loop is a function of its own: process keeps few returns, so
+	// that Go open-codes its defers (with more than 15 returns times
+	// defers it records them at run time, a third of a small batch's cost
+	// in Go's Wasm code).
 	if s.filterFn != nil {
 		return s.filter(batch, count)
 	}
+	if s.mapFn != nil {
+		return s.mapEach(batch, count)
+	}
+	return s.each(batch, count)
+}
+
+// each is process for a FlatMap handler.
+func (s *stage) each(batch []byte, count uint32) ([]byte, error) {
 	off := 4
 	for i := uint32(0); i < count; i++ {
 		if len(batch)-off < 4 {
@@ -281,6 +327,36 @@ func (s *stage) filter(batch []byte, count uint32) ([]byte, error) {
 		if !fn(ev) {
 			continue
 		}
+		if len(ev.edits) == 0 {
+			ev.kept = true
+			out.buf = append(out.buf, opKeep, byte(i), byte(i>>8), byte(i>>16), byte(i>>24))
+			out.n++
+		} else {
+			out.Emit(ev)
+		}
+	}
+	return out.finish(), nil
+}
+
+// mapEach is process for a Map handler, called directly as filter calls
+// a Filter's: an event left unchanged is KEPT in place, a changed one
+// emitted (a SET when only fields were set).
+func (s *stage) mapEach(batch []byte, count uint32) ([]byte, error) {
+	fn, ev, out := s.mapFn, &s.ev, &s.out
+	out.buf = slices.Grow(out.buf, 5*int(count))
+	off := 4
+	for i := uint32(0); i < count; i++ {
+		if len(batch)-off < 4 {
+			return nil, fmt.Errorf("read batch: event %d of %d: truncated length", i, count)
+		}
+		n := int(binary.LittleEndian.Uint32(batch[off:]))
+		off += 4
+		if n > len(batch)-off {
+			return nil, fmt.Errorf("read batch: event %d of %d: length %d past the end", i, count, n)
+		}
+		ev.reset(batch[off:off+n:off+n], i, true, s.gen)
+		off += n
+		fn(ev)
 		if len(ev.edits) == 0 {
 			ev.kept = true
 			out.buf = append(out.buf, opKeep, byte(i), byte(i>>8), byte(i>>16), byte(i>>24))

@@ -53,12 +53,61 @@ func TestMapEmitsChangedEventsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := parseResult(t, res)
-	if len(got) != 2 || got[0].op != opEmit || got[0].index != 0 || got[1].op != opKeep || got[1].index != 1 {
+	if len(got) != 2 || got[0].op != opSet || got[0].index != 0 || got[1].op != opKeep || got[1].index != 1 {
 		t.Fatalf("entries %+v", got)
 	}
-	m := decodeMap(t, got[0].data)
+	// A SET of the one field: the host makes the event.
+	if diff := cmp.Diff(map[string]any{"user": "alice"}, decodeMap(t, got[0].data)); diff != "" {
+		t.Errorf("SET fields (-want +got):\n%s", diff)
+	}
+	made, err := setForTest(in1, got[0].data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := decodeMap(t, made)
 	if m["user"] != "alice" || m["comm"] != "sh" || len(m) != len(decodeMap(t, in1))+1 {
 		t.Errorf("changed event %v", m)
+	}
+}
+
+// Fields set and set again, on an input and on its clone, go out as one SET
+// each with the last value of each key in the order keys were last set; a
+// Delete among the changes makes an EMIT of the whole event instead.
+func TestSetEntries(t *testing.T) {
+	s := useStage(t)
+	FlatMap(func(ev *Event, out *Output) {
+		out.Emit(ev.Clone().SetString("a", "1").SetInt("b", 2).SetString("a", "3"))
+		out.Emit(ev.Clone().SetString("x", "y").Delete("comm"))
+		out.Emit(ev.SetString("comm", "zsh"))
+	})
+	mustInit(t, s, nil)
+	in := encodeEvent(t, kv{"comm", "sh"}, kv{"pid", 7})
+	res0, err := s.process(encodeBatch(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parseResult(t, res0)
+	if len(got) != 3 || got[0].op != opSet || got[1].op != opEmit || got[2].op != opSet {
+		t.Fatalf("entries %+v", got)
+	}
+	if k := keys(t, got[0].data); !cmp.Equal(k, []string{"b", "a"}) || decodeMap(t, got[0].data)["a"] != "3" {
+		t.Errorf("SET fields %v %v, want b then a = 3", k, decodeMap(t, got[0].data))
+	}
+	if diff := cmp.Diff(map[string]any{"pid": int8(7), "x": "y"}, decodeMap(t, got[1].data)); diff != "" {
+		t.Errorf("EMIT with a delete (-want +got):\n%s", diff)
+	}
+	made, err := setForTest(in, got[2].data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := keys(t, made); !cmp.Equal(k, []string{"comm", "pid"}) || decodeMap(t, made)["comm"] != "zsh" {
+		t.Errorf("comm replaced in place: %v %v", k, decodeMap(t, made))
+	}
+	// ProcessForTest applies SETs as the host does, and reports one that
+	// changes nothing as the input kept.
+	res, err := ProcessForTest([][]byte{encodeEvent(t, kv{"comm", "zsh"})})
+	if err != nil || len(res) != 3 || res[2].Keep != true || res[0].Keep || decodeMap(t, res[0].Event)["b"] != int8(2) {
+		t.Errorf("ProcessForTest: %+v %v", res, err)
 	}
 }
 
@@ -123,8 +172,8 @@ func TestNewEventInReusedSlot(t *testing.T) {
 			t.Fatalf("call %d: %v", call, err)
 		}
 		got := parseResult(t, res)
-		if len(got) != 1 || got[0].op != opEmit {
-			t.Fatalf("call %d: entries %+v", call, got)
+		if want := []byte{opSet, opEmit}[call]; len(got) != 1 || got[0].op != want {
+			t.Fatalf("call %d: entries %+v, want op %d", call, got, want)
 		}
 		if call == 1 {
 			if diff := cmp.Diff(map[string]any{"n": int8(2)}, decodeMap(t, got[0].data)); diff != "" || got[0].index != noInput {

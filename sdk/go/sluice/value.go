@@ -1,6 +1,7 @@
 package sluice
 
 import (
+	"encoding/binary"
 	"iter"
 	"math"
 
@@ -97,6 +98,12 @@ func (v Value) Type() Type {
 // it: the slice aliases the batch and must not be kept past the handler.
 // ok is false for other types.
 func (v Value) StringBytes() (b []byte, ok bool) {
+	if r := v.raw; len(r) > 0 && r[0]&0xe0 == 0xa0 { // a fixstr, read here
+		if e := 1 + int(r[0]&0x1f); e <= len(r) {
+			return r[1:e:e], true
+		}
+		return nil, false
+	}
 	s, e := strBounds(v.raw, 0)
 	if s < 0 {
 		return nil, false
@@ -112,14 +119,75 @@ func (v Value) Str() (string, bool) {
 
 // Int returns an integer value that fits an int64.
 func (v Value) Int() (int64, bool) {
-	n, _, err := codec.ReadInt(v.raw)
-	return n, err == nil
+	n, neg, ok := readInteger(v.raw)
+	if !ok || !neg && n > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(n), true
 }
 
 // Uint returns a non-negative integer value.
 func (v Value) Uint() (uint64, bool) {
-	n, _, err := codec.ReadUint(v.raw)
-	return n, err == nil
+	n, neg, ok := readInteger(v.raw)
+	if !ok || neg {
+		return 0, false
+	}
+	return n, true
+}
+
+// readInteger decodes any msgpack integer: its bits (two's complement
+// when neg), and whether it is negative. It is codec.ReadInt without the
+// rest slice and error codec returns, which in Go's Wasm code cost more
+// than the decoding (an enrichment reads one integer per event).
+func readInteger(b []byte) (n uint64, neg, ok bool) {
+	if len(b) == 0 {
+		return 0, false, false
+	}
+	c := b[0]
+	if c <= 0x7f {
+		return uint64(c), false, true
+	}
+	if c >= 0xe0 {
+		return uint64(int64(int8(c))), true, true
+	}
+	switch c {
+	case 0xcc, 0xd0:
+		if len(b) < 2 {
+			return 0, false, false
+		}
+		if c == 0xd0 {
+			x := int64(int8(b[1]))
+			return uint64(x), x < 0, true
+		}
+		return uint64(b[1]), false, true
+	case 0xcd, 0xd1:
+		if len(b) < 3 {
+			return 0, false, false
+		}
+		u := binary.BigEndian.Uint16(b[1:])
+		if c == 0xd1 {
+			x := int64(int16(u))
+			return uint64(x), x < 0, true
+		}
+		return uint64(u), false, true
+	case 0xce, 0xd2:
+		if len(b) < 5 {
+			return 0, false, false
+		}
+		u := binary.BigEndian.Uint32(b[1:])
+		if c == 0xd2 {
+			x := int64(int32(u))
+			return uint64(x), x < 0, true
+		}
+		return uint64(u), false, true
+	case 0xcf, 0xd3:
+		if len(b) < 9 {
+			return 0, false, false
+		}
+		u := binary.BigEndian.Uint64(b[1:])
+		return u, c == 0xd3 && int64(u) < 0, true
+	}
+	return 0, false, false
 }
 
 // Float returns a float or integer value as a float64.
@@ -195,8 +263,15 @@ func (it *ElemIter) Next() (Value, bool) {
 	if it.left <= 0 {
 		return Value{}, false
 	}
-	end := skip(it.raw, it.i)
-	if end < 0 {
+	// Elements of a fixed size (short strs: most arguments) are stepped
+	// over here; skip is a call and a loop.
+	var end int
+	if i := it.i; i < len(it.raw) && sizeTab[it.raw[i]] != 0 {
+		end = i + int(sizeTab[it.raw[i]])
+	} else {
+		end = skip(it.raw, i)
+	}
+	if end < 0 || end > len(it.raw) {
 		it.left = 0
 		return Value{}, false
 	}
