@@ -398,7 +398,10 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 	if err != nil {
 		inst.broken = true // no sluice_close for an instance that never started
 		s.release(ctx, inst)
-		if pipeline.StageErrorKind(err) == KindOOM {
+		// A guest that ran out of memory fails in its own way: it traps
+		// (KindOOM), or it handles the failed allocation and reports an
+		// error, after the host refused to grow its memory.
+		if pipeline.StageErrorKind(err) == KindOOM || inst.lm.refused.Load() {
 			err = fmt.Errorf("%w: %w", ErrMemoryLimit, err)
 		}
 		return nil, err

@@ -305,3 +305,43 @@ func TestReloadResults(t *testing.T) {
 		t.Errorf("a refused version runs: %+v", r)
 	}
 }
+
+// TestInitOverMemoryLimit: a version that grows its memory past the
+// stage's limit in sluice_init is refused as memory_limit, whether the
+// guest traps when its allocation fails or reports the failure as an
+// init error; the running version keeps serving. Under a limit it fits,
+// the same module starts and works.
+func TestInitOverMemoryLimit(t *testing.T) {
+	ctx := context.Background()
+	const limit = 4 << 20 // the modules build a 16 MiB table
+	for _, name := range []string{"init_bomb", "init_bomb_trap"} {
+		t.Run(name, func(t *testing.T) {
+			reg := pipeline.NewRegistry()
+			s := newStage(t, wasmstages.Config{Name: "r", ModuleBytes: readGuest(t, "tag_v1"), MemoryLimit: limit, Metrics: reg})
+			err := s.Swap(ctx, readGuest(t, name))
+			if !errors.Is(err, wasmstages.ErrMemoryLimit) || wasmstages.ReloadResult(err) != wasmstages.ReloadMemoryLimit {
+				t.Fatalf("Swap = %v (result %s); want a refusal for the memory limit", err, wasmstages.ReloadResult(err))
+			}
+			for result, want := range map[string]float64{wasmstages.ReloadMemoryLimit: 1, wasmstages.ReloadInit: 0} {
+				if got := reg.Snapshot().Get(wasmstages.MetricReloads, "component", "stage", "name", "r", "result", result); got != want {
+					t.Errorf("reloads{result=%s} = %v, want %v", result, got, want)
+				}
+			}
+			if r := s.Running(); r.Seq != 0 {
+				t.Errorf("the refused version runs: %+v", r)
+			}
+			out, err := s.Process(ctx, events(3, "cat"), nil)
+			if err != nil || len(out) != 3 || fmt.Sprint(decode(t, out[0].Data)["stage_version"]) != "1" {
+				t.Errorf("after the refusal, Process = %d events, %v; want version 1's 3 events", len(out), err)
+			}
+
+			if _, err := wasmstages.New(ctx, wasmstages.Config{Name: "n", ModuleBytes: readGuest(t, name), MemoryLimit: limit}); !errors.Is(err, wasmstages.ErrMemoryLimit) {
+				t.Errorf("New under the limit: %v; want ErrMemoryLimit", err)
+			}
+			big := newStage(t, wasmstages.Config{Name: "big", ModuleBytes: readGuest(t, name), MemoryLimit: 64 << 20})
+			if out, err := big.Process(ctx, events(3, "cat"), nil); err != nil || len(out) != 3 {
+				t.Errorf("under a 64 MiB limit: Process = %d events, %v; want the 3 events kept", len(out), err)
+			}
+		})
+	}
+}

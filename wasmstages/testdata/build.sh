@@ -41,6 +41,10 @@ done
 cc tag_v1.wasm -DTAG_VERSION=1 tag.c
 cc tag_v2.wasm -DTAG_VERSION=2 tag.c
 cc tag_patchable.wasm -DTAG_PATCHABLE tag.c
+# A 16 MiB table built in sluice_init: the error it reports when malloc
+# fails, and a variant that traps instead.
+cc init_bomb.wasm init_bomb.c
+cc init_bomb_trap.wasm -DTRAP_ON_OOM init_bomb.c
 # Gadget modules (the gadget-module ABI, gadget.h): the module of
 # gadgets/testdata/wasm_syscalls.bpf.o, and a variant that traps on arg1 = 7777.
 cc gadget_syscalls.wasm gadget_syscalls.c
