@@ -112,6 +112,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadBinary -fuzztime $(FUZZTIME) ./wasmbpf
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./config
 	$(GO) test -run '^$$' -fuzz FuzzImageReader -fuzztime $(FUZZTIME) ./oci
+	$(GO) test -run '^$$' -fuzz FuzzSpoolSegment -fuzztime $(FUZZTIME) ./sinks
 
 # Regenerates the committed gadget objects with clang-19 (installed via apt
 # when missing).

@@ -8,12 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"oras.land/oras-go/v2/registry/remote/credentials"
-
 	"github.com/sluice-dev/sluice/gadgets"
 	"github.com/sluice-dev/sluice/internal/registrytest"
 	"github.com/sluice-dev/sluice/internal/testutil"
-	"github.com/sluice-dev/sluice/oci"
 	"github.com/sluice-dev/sluice/pipeline"
 )
 
@@ -70,26 +67,7 @@ func TestIGModuleImage(t *testing.T) {
 	for _, module := range []string{"ig_wasm_go", "ig_wasm_c"} {
 		t.Run(module, func(t *testing.T) {
 			ctx := context.Background()
-			reg := registrytest.Start(t, registrytest.Options{})
-			build, err := oci.OpenStore(ctx, t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer build.Close()
-			ref, err := oci.ParseReference(reg.Host + "/gadgets/ig_wasm:v1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := oci.Build(ctx, build, igWasmFolder(t, module), ref, oci.BuildOptions{Archs: []string{oci.HostArch}, Headers: gadgets.Headers()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(res.Inputs["wasm"], "module.wasm") {
-				t.Fatalf("build inputs %v: the Wasm module was not taken", res.Inputs)
-			}
-			if _, err := oci.Push(ctx, build, ref, oci.RemoteOptions{Credentials: credentials.NewMemoryStore()}); err != nil {
-				t.Fatal(err)
-			}
+			ref := pushGadgetFolder(t, registrytest.Start(t, registrytest.Options{}), igWasmFolder(t, module), "gadgets/ig_wasm:v1")
 
 			params := fmt.Sprintf(`params = { pid = %d, drop_who = "%d", tag = "%d" }`, os.Getpid(), whoBase+2, igTag)
 			f := syscallsConfig(t, fmt.Sprintf("data_dir = %q", t.TempDir()), ref.String(), params)
@@ -115,6 +93,9 @@ func checkIGOutput(t *testing.T, out string) {
 	t.Helper()
 	tagged, summary := 0, 0
 	for _, ev := range syscallEvents(t, out) {
+		if ev["container_event"] != nil {
+			continue // the module's report of a container (a runtime may run some)
+		}
 		if ev["events"] != nil { // the module's own data source, at stop
 			summary++
 			if jsonUint(t, ev["events"]) < 2 || ev["source"] != "sc" {
@@ -159,7 +140,7 @@ func TestIGModuleInitFails(t *testing.T) {
 		wants           []string
 	}{
 		{"ig_wasm_go", "Gadget module init failed", []string{`gadget "wasm_syscalls" module`, "gadgetInit returned 1"}},
-		{"ig_future", "Invalid gadget module", []string{"imports ig functions this host does not provide: fieldGetStruct, someFutureFunction"}},
+		{"ig_future", "Invalid gadget module", []string{"imports ig functions this host does not provide: getContainers, someFutureFunction"}},
 	} {
 		t.Run(c.module, func(t *testing.T) {
 			module, _ := filepath.Abs(filepath.Join("..", "wasmstages", "testdata", c.module+".wasm"))

@@ -104,6 +104,9 @@ func TestSubjectFieldDiagnostics(t *testing.T) {
 	}{
 		{"sluice.{host}.{nosuch}", "Unknown field in subject template", "{nosuch} is not a field of gadget trace_exec"},
 		{"sluice.{comm", "Invalid subject template", "unclosed {"},
+		{"sluice..{host}", "Invalid subject template", "empty token"},
+		{"sluice.{host}.", "Invalid subject template", "empty token"},
+		{"sluice.>.{host}", "Invalid subject template", "wildcards"},
 	} {
 		t.Run(tc.subject, func(t *testing.T) {
 			src := fmt.Sprintf(`source "gadget" "exec" { gadget = "trace_exec" }

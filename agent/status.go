@@ -127,9 +127,9 @@ func (a *Agent) Status() *Status {
 			sp := a.plan.sink(name)
 			cs := ComponentStatus{Name: name, Type: sp.kind, State: ps.State, Counts: a.counts("sink", name)}
 			if s := a.sinks[name]; s != nil {
-				if hs, ok := s.Sink.(sinkHealth); ok {
-					if problem := hs.Health(); problem != "" {
-						cs.State, cs.Error = stateFailing, problem
+				if hs, ok := s.Sink.(pipeline.HealthReporter); ok {
+					if err := hs.Health(); err != nil {
+						cs.State, cs.Error = stateFailing, err.Error()
 					}
 				}
 			}

@@ -364,7 +364,7 @@ func (s *FilterStage) Name() string { return s.name }
 func (s *FilterStage) Process(_ context.Context, in, out []Event) ([]Event, error) {
 	for i := range in {
 		ev := &in[i]
-		if ff := s.bySource[ev.Source]; ff != nil && ev.Kind == KindEvent && !ff.Match(ev.Data) {
+		if ff := s.bySource[ev.Source]; ff != nil && ev.Kind() == KindEvent && !ff.Match(ev.Data) {
 			continue
 		}
 		out = append(out, *ev)

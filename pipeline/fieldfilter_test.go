@@ -118,14 +118,14 @@ func TestFilterStage(t *testing.T) {
 	in := []Event{
 		{Data: filterEvent(), Source: "exec", Seq: 1},
 		{Data: wget, Source: "exec", Seq: 2},
-		{Data: wget, Source: "open", Seq: 1},         // no filter for this source
-		{Data: wget, Source: "exec", Kind: KindLoss}, // loss records pass
+		{Data: wget, Source: "open", Seq: 1},             // no filter for this source
+		{Data: wget, Source: "exec", Schema: LossSchema}, // loss records pass
 	}
 	out, err := st.Process(context.Background(), in, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 3 || out[0].Seq != 1 || out[1].Source != "open" || out[2].Kind != KindLoss {
+	if len(out) != 3 || out[0].Seq != 1 || out[1].Source != "open" || out[2].Kind() != KindLoss {
 		t.Errorf("kept %+v, want exec#1, open#1 and the loss record", out)
 	}
 }

@@ -14,10 +14,13 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Defaults for the zero values of Spec.
+// Defaults for the zero values of Spec. They are the config's defaults
+// too (config.DefaultBatchMaxEvents and the rest are these constants), so
+// a pipeline built from a config without a batch block and one built in
+// Go without BatchSize behave alike.
 const (
 	DefaultBatchSize    = 256
-	DefaultBatchDelay   = 5 * time.Millisecond
+	DefaultBatchDelay   = 50 * time.Millisecond
 	DefaultLossInterval = 10 * time.Second
 )
 
@@ -119,6 +122,11 @@ type sinkRT struct {
 	removed atomic.Bool
 	done    chan struct{} // closed when the writer has returned
 	cancel  context.CancelFunc
+	// kept are loss records of failed writes, written again ahead of the
+	// next batch; owned by the sink's writer goroutine.
+	kept            []Event
+	keptReason      string // why the last write that kept loss records failed
+	lossRecordsLost *Counter
 }
 
 type sinkSwap struct {
@@ -206,8 +214,9 @@ func (p *Pipeline) newRoute(key string, sk Sink) (*sinkRT, error) {
 		shutdown: m.Dropped(ReasonShutdown),
 		tap:      p.taps.point("sink." + sk.Name()),
 		sink:     sk, want: sk,
-		kick: make(chan struct{}, 1),
-		done: make(chan struct{}),
+		kick:            make(chan struct{}, 1),
+		done:            make(chan struct{}),
+		lossRecordsLost: m.Counter(MetricLossRecordsLost, "Loss records a sink could not write, after keeping them for later writes."),
 	}, nil
 }
 
@@ -608,6 +617,29 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 	defer close(s.done)
 	var buf []Event
 	var lim LogLimiter
+	write := func(batch []Event) {
+		s.tap.offer(batch)
+		if err := s.sink.Write(ctx, batch); err != nil {
+			lost := p.countWriteError(s, batch, err, ctx.Err() != nil)
+			if ok, suppressed := lim.Allow(time.Now()); ok {
+				p.log.Warn("sink write failed; events dropped", "sink", s.sinkName,
+					"events", lost, "of", len(batch), "error", err, "suppressed", suppressed)
+			}
+		} else {
+			s.m.Sent.Add(uint64(len(batch)))
+		}
+	}
+	// Loss records kept from failed writes go ahead of the next batch, or,
+	// when none comes, on their own after a backoff (from the loss
+	// interval, at most 1s, doubling to 30s).
+	var retry *time.Timer
+	firstRetry := min(time.Duration(p.lossInterval.Load()), time.Second)
+	retryDelay := firstRetry
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
 		if sw := s.next.Swap(nil); sw != nil {
 			// The update that swapped closes the old sink, unless another
@@ -619,9 +651,21 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 		if cap(buf) < batchSize {
 			buf = make([]Event, 0, batchSize)
 		}
+		var wake <-chan time.Time
+		if len(s.kept) > 0 {
+			if retry == nil {
+				retry = time.NewTimer(retryDelay)
+			}
+			wake = retry.C
+		}
 		var err error
-		buf, err = s.q.pop(ctx, buf[:0], batchSize, batchDelay, nil, s.kick)
+		buf, err = s.q.pop(ctx, buf[:0], batchSize, batchDelay, wake, s.kick)
 		if err == errWoken {
+			if retry != nil && !retry.Stop() { // the retry timer fired
+				write(s.withKept(nil))
+				retryDelay = min(2*retryDelay, 30*time.Second)
+			}
+			retry = nil // an update kicked: the timer starts again after the swap
 			continue
 		}
 		if err != nil {
@@ -633,18 +677,17 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 			trackLoss(p.loss, s.q.name, ReasonShutdown, buf)
 			break
 		}
-		s.tap.offer(buf)
-		if err := s.sink.Write(ctx, buf); err != nil {
-			lost := p.countWriteError(s, buf, err, ctx.Err() != nil)
-			if ok, suppressed := lim.Allow(time.Now()); ok {
-				p.log.Warn("sink write failed; events dropped", "sink", s.sinkName,
-					"events", lost, "of", len(buf), "error", err, "suppressed", suppressed)
-			}
-		} else {
-			s.m.Sent.Add(uint64(len(buf)))
+		write(s.withKept(buf))
+		if len(s.kept) == 0 {
+			retryDelay = firstRetry
 		}
 		clear(buf) // release the events' Data while waiting for the next batch
 	}
+	// Loss records kept from failed writes get a last try.
+	if len(s.kept) > 0 && ctx.Err() == nil {
+		write(s.withKept(nil))
+	}
+	p.dropKept(s, ctx.Err() != nil)
 }
 
 func (p *Pipeline) closeSink(ctx context.Context, s *sinkRT, sk Sink) {

@@ -69,7 +69,7 @@ func newFramer(opts StdoutOptions) *framer {
 
 // isSnapshotEvent tells events of a snapshot output.
 func isSnapshotEvent(ev *pipeline.Event) bool {
-	return ev.Kind == pipeline.KindEvent && ev.Schema != nil && ev.Schema.HasField("snapshot_rows")
+	return ev.Kind() == pipeline.KindEvent && ev.Schema != nil && ev.Schema.HasField("snapshot_rows")
 }
 
 func snapshotOf(ev *pipeline.Event) (snapshot, rows uint64) {

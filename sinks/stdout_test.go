@@ -95,7 +95,7 @@ func TestStdoutTableMixedSchemasAndLoss(t *testing.T) {
 	loss := codec.AppendMapHeader(nil, 2)
 	loss = codec.AppendString(codec.AppendString(loss, "type"), "loss")
 	loss = codec.AppendUint(codec.AppendString(loss, "count"), 5)
-	err = s.Write(context.Background(), []pipeline.Event{openEvent(1, "cat", "/etc/passwd", 3), {Data: loss, Kind: pipeline.KindLoss}, openEvent(2, "cat", "", 3)})
+	err = s.Write(context.Background(), []pipeline.Event{openEvent(1, "cat", "/etc/passwd", 3), {Data: loss, Schema: pipeline.LossSchema}, openEvent(2, "cat", "", 3)})
 	if err != nil {
 		t.Fatal(err)
 	}

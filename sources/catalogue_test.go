@@ -375,7 +375,7 @@ func TestSnapshotProcessDecoded(t *testing.T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, raw := range c.raw {
-		if num(c.events[i]["pid"]) == int64(child.Process.Pid) && raw.MntNS != uint64(num(c.events[i]["mntns_id"])) {
+		if num(c.events[i]["pid"]) == int64(child.Process.Pid) && uint64(raw.MntNS) != uint64(num(c.events[i]["mntns_id"])) {
 			t.Errorf("Event.MntNS = %d, the row's mntns_id %v", raw.MntNS, c.events[i]["mntns_id"])
 		}
 	}
@@ -412,7 +412,7 @@ func TestTopTCPDecoded(t *testing.T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, raw := range c.raw {
-		if raw.MntNS == 0 || raw.MntNS != uint64(num(c.events[i]["mntns_id"])) {
+		if raw.MntNS == 0 || uint64(raw.MntNS) != uint64(num(c.events[i]["mntns_id"])) {
 			t.Fatalf("Event.MntNS = %d, the row's mntns_id %v: a map iterator's rows carry their namespace", raw.MntNS, c.events[i]["mntns_id"])
 		}
 	}

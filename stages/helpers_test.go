@@ -170,7 +170,7 @@ func (c *capture) Write(_ context.Context, batch []pipeline.Event) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, ev := range batch {
-		if ev.Kind != pipeline.KindEvent {
+		if ev.Kind() != pipeline.KindEvent {
 			continue
 		}
 		var m map[string]any

@@ -34,8 +34,8 @@ type instance struct {
 
 	inPtr, inCap uint32 // the host's input buffer, from sluice_alloc
 	stack        []uint64
-	emits        []int
-	errMsg       []byte // set by set_error during the current call
+	result       resultScratch // reused by parseResult
+	errMsg       []byte        // set by set_error during the current call
 	// broken is set once a call failed in a way that leaves the instance
 	// unusable or untrustworthy; the Stage then discards it.
 	broken bool
@@ -195,10 +195,8 @@ func (inst *instance) appendResult(what string, in, out []pipeline.Event, tick b
 			what, len(res), resultEntries(res), cost, inst.lm.size(), inst.lm.limit)
 	}
 	var err error
-	out, inst.emits, err = parseResult(res, in, out, tick, source, inst.emits)
-	if cap(inst.emits) > maxKeptEvents {
-		inst.emits = nil // scratch of an unusual batch: let it go
-	}
+	out, err = parseResult(res, in, out, tick, source, &inst.result)
+	inst.result.shrink(maxKeptEvents) // scratch of an unusual batch: let it go
 	if err != nil {
 		inst.broken = true
 		return out, &pipeline.StageError{Kind: KindMalformed, Err: fmt.Errorf("%s: %w", what, err)}

@@ -11,7 +11,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -205,7 +204,7 @@ func newStage(ctx context.Context, cfg Config, fl flavour, label string) (*Stage
 		s.closeVersion(ctx, v)
 		s.closeCache(ctx)
 		s.closeJails()
-		return nil, fmt.Errorf("load %s: a tick interval is set, but the module does not export sluice_tick", label)
+		return nil, fmt.Errorf("load %s: %w", label, ErrNoTick)
 	case cfg.Tick > 0:
 		s.tick = cfg.Tick
 	case v.exports.tick:
@@ -289,6 +288,19 @@ func (s *Stage) newRuntime(ctx context.Context, closeOnContextDone bool) (wazero
 	return rt, nil
 }
 
+// compilesWithoutCache tells whether code compiles in a runtime of its own
+// without a compilation cache.
+func compilesWithoutCache(ctx context.Context, code []byte) bool {
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	defer rt.Close(ctx)
+	cm, err := rt.CompileModule(ctx, code)
+	if err != nil {
+		return false
+	}
+	cm.Close(ctx)
+	return true
+}
+
 // digestOf returns the SHA-256 of module in hex, a version's identity.
 func digestOf(module []byte) string {
 	sum := sha256.Sum256(module)
@@ -352,7 +364,9 @@ func (s *Stage) compile(ctx context.Context, module []byte, aside bool) compiled
 		return c
 	}
 	cm, err := rt.CompileModule(ctx, code)
-	if err != nil && s.cache.dir != "" && strings.HasPrefix(err.Error(), "compilationcache:") {
+	if err != nil && s.cache.dir != "" && compilesWithoutCache(ctx, code) {
+		// wazero's errors are not typed: that the module compiles without
+		// the cache is what tells a bad cache entry from a bad module.
 		s.log.Warn("the compilation cache holds an entry that cannot be read; clearing it and compiling afresh", "dir", s.cache.dir, "error", err)
 		if perr := s.cache.purge(); perr != nil {
 			s.log.Warn("clear the compilation cache", "error", perr)
@@ -442,6 +456,9 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 		return nil, errors.New("instantiate: the module's memory bypassed the limit")
 	}
 	inst.interruptible = v.interruptible
+	// A gadget's module feeds the pipeline's edge, whose batches may part
+	// the copies it makes of one event: number them apart for good.
+	inst.result.unsequencedCopies = s.fl != nil
 	s.host.byModule.Store(mod, inst)
 	var initialize = mod.ExportedFunction("_initialize")
 	if !v.exports.initialize {
@@ -584,13 +601,17 @@ func (s *Stage) processVersion(ctx context.Context, v *version, in, out []pipeli
 	per := (len(in) + parts - 1) / parts
 	var wg sync.WaitGroup
 	for i := 1; i < parts; i++ {
-		lo, hi := min(i*per, len(in)), min((i+1)*per, len(in))
+		lo, hi := groupCut(in, i*per), groupCut(in, (i+1)*per)
+		if lo == hi {
+			v.outs[i] = v.outs[i][:0] // a group of one source event's events took this part
+			continue
+		}
 		wg.Go(func() {
 			v.outs[i], v.errs[i] = s.runSlot(ctx, v, i, in[lo:hi], v.outs[i][:0])
 		})
 	}
 	start := len(out)
-	out, v.errs[0] = s.runSlot(ctx, v, 0, in[:per], out)
+	out, v.errs[0] = s.runSlot(ctx, v, 0, in[:groupCut(in, per)], out)
 	wg.Wait()
 	var err error
 	for i := range parts {
@@ -613,6 +634,18 @@ func (s *Stage) processVersion(ctx context.Context, v *version, in, out []pipeli
 		return out[:start], err
 	}
 	return out, nil
+}
+
+// groupCut moves a cut of in at position at (clamped to len(in)) forward
+// past the events that share a source event with the one before it, so
+// that one instance sees all the events derived from one source event and
+// can number them (parseResult).
+func groupCut(in []pipeline.Event, at int) int {
+	at = min(at, len(in))
+	for at > 0 && at < len(in) && in[at].Seq != 0 && in[at].Seq == in[at-1].Seq && in[at].Source == in[at-1].Source {
+		at++
+	}
+	return at
 }
 
 // runSlot processes in on the instance of slot i, making one when needed,

@@ -387,3 +387,36 @@ func TestGoGuest(t *testing.T) {
 		t.Errorf("guest counter dropped = %v, want 600", got)
 	}
 }
+
+// TestWorkersKeepIdentitiesApart: a batch holding the events of one source
+// event that a previous stage multiplied, where the split among workers
+// would fall, through a stage that multiplies again: the workers do not
+// part that source event's events, so the host numbers all of them in one
+// place and no two output events share an identity.
+func TestWorkersKeepIdentitiesApart(t *testing.T) {
+	in := events(200, "sh", "cat")
+	for i := 90; i < 110; i++ { // 20 events of source event (open, 100)
+		in[i].Seq, in[i].Part = 100, uint32(i-89)
+	}
+	s := newStage(t, wasmstages.Config{Module: guest("tag_v1"), Params: map[string]any{"copies": 2}, Workers: 4})
+	out, err := s.Process(context.Background(), in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type id struct {
+		source string
+		seq    uint64
+		part   uint32
+	}
+	seen := map[id]bool{}
+	for _, ev := range out {
+		k := id{ev.Source, ev.Seq, ev.Part}
+		if seen[k] {
+			t.Fatalf("identity %+v twice among %d events", k, len(out))
+		}
+		seen[k] = true
+	}
+	if len(out) != 400 {
+		t.Errorf("%d events, want 400", len(out))
+	}
+}

@@ -67,13 +67,13 @@ func (e *Enricher) Process(ctx context.Context, in, out []pipeline.Event) ([]pip
 	for i := range in {
 		ev := &in[i]
 		seen[i] = lookup{known: true}
-		if ev.Kind != pipeline.KindEvent || ev.MntNS == 0 {
+		if ev.Kind() != pipeline.KindEvent || ev.MntNS == 0 {
 			continue
 		}
-		c, known := e.r.Lookup(ev.MntNS)
+		c, known := e.r.Lookup(uint64(ev.MntNS))
 		seen[i] = lookup{c: c, known: known}
 		if !known {
-			wait = e.r.Request(ev.MntNS, pidOf(ev.Data))
+			wait = e.r.Request(uint64(ev.MntNS), pidOf(ev.Data))
 		}
 	}
 	if wait != nil && e.wait > 0 {
@@ -90,10 +90,10 @@ func (e *Enricher) Process(ctx context.Context, in, out []pipeline.Event) ([]pip
 	var enriched, unresolved uint64
 	for i := range in {
 		ev := in[i]
-		if ev.Kind == pipeline.KindEvent && ev.MntNS != 0 {
+		if ev.Kind() == pipeline.KindEvent && ev.MntNS != 0 {
 			c, known := seen[i].c, seen[i].known
 			if !known {
-				c, known = e.r.Lookup(ev.MntNS)
+				c, known = e.r.Lookup(uint64(ev.MntNS))
 			}
 			switch {
 			case c != nil:

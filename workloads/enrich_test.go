@@ -162,7 +162,7 @@ func BenchmarkEnricher(b *testing.B) {
 			e := NewEnricher("containers", r, time.Millisecond, nil)
 			in := make([]pipeline.Event, 256)
 			for i := range in {
-				in[i] = pipeline.Event{Data: data, MntNS: tc.ns}
+				in[i] = pipeline.Event{Data: data, MntNS: uint32(tc.ns)}
 			}
 			out := make([]pipeline.Event, 0, 256)
 			b.ReportAllocs()

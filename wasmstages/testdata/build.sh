@@ -45,6 +45,9 @@ cc tag_patchable.wasm -DTAG_PATCHABLE tag.c
 # fails, and a variant that traps instead.
 cc init_bomb.wasm init_bomb.c
 cc init_bomb_trap.wasm -DTRAP_ON_OOM init_bomb.c
+# A flat-map (several events per input, KEPT and EMITted) with tick output,
+# for the identities of derived events (agent/derived_test.go).
+cc flatmap.wasm flatmap.c
 # Gadget modules (the gadget-module ABI, gadget.h): the module of
 # gadgets/testdata/wasm_syscalls.bpf.o, and a variant that traps on arg1 = 7777.
 cc gadget_syscalls.wasm gadget_syscalls.c
@@ -64,7 +67,8 @@ cc ig_future.wasm ig_future.c
 export PATH="$PATH:/usr/local/go/bin"
 (cd gofilter && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags=-s -o ../gofilter.wasm .)
 # Inspektor Gadget modules in Go (IG's wasm API through igapi): every host
-# function (ig_check), and the module of gadgets/testdata/ig_wasm.bpf.o.
-for g in ig_check ig_wasm_go; do
+# function (ig_check), the struct accessors and the containers data source
+# (ig_struct), and the module of gadgets/testdata/ig_wasm.bpf.o.
+for g in ig_check ig_struct ig_wasm_go; do
 	(cd "$g" && GOOS=wasip1 GOARCH=wasm GOFLAGS= CGO_ENABLED=0 go build -buildmode=c-shared -trimpath -buildvcs=false -ldflags=-s -o "../$g.wasm" .)
 done
