@@ -237,7 +237,8 @@ pipeline "p" {
 // TestStageVersionFailures moves a followed tag to versions that must not
 // run, one failure case after the other, while real exec events flow: a
 // module whose init fails, one the allow-list refuses, one without a
-// signature under a verify policy, one that traps on every batch after
+// signature under a verify policy, one that grows its memory past the
+// stage's memory_limit in its init, one that traps on every batch after
 // its swap (rolled back), a deleted tag and a stopped registry. Each
 // leaves the running version serving events, is counted under its result
 // and logged once however often the tag is polled; the refused digest is
@@ -276,6 +277,7 @@ func TestStageVersionFailures(t *testing.T) {
 		"v1":       {module: tagModule(t, 1), key: key, allow: true},
 		"v2":       {module: tagModule(t, 2), key: key, allow: true},
 		"initfail": {module: read("init_fail"), key: key, allow: true},
+		"initoom":  {module: read("init_bomb"), key: key, allow: true}, // a 16 MiB table in sluice_init
 		"refused":  {module: tagModule(t, 3), key: key},
 		"unsigned": {module: tagModule(t, 4), allow: true},
 		"trap":     {module: read("trap"), key: key, allow: true},
@@ -303,7 +305,8 @@ agent {
 }
 source "gadget" "exec" { gadget = "trace_exec" }
 stage "wasm" "tag" {
-  module = "oci://%s"
+  module       = "oci://%s"
+  memory_limit = "4MiB"
   reload {
     poll                  = "200ms"
     rollback_after_errors = 3
@@ -384,6 +387,11 @@ pipeline "p" {
 	ta.waitFor("the retry an operator asked for", 20*time.Second, func() {}, func() bool { return reloads(wasmstages.ReloadInit) == before+1 })
 	if err := ta.a.CheckStages(false, "nosuchstage"); err == nil {
 		t.Error("CheckStages of an unknown stage did not fail")
+	}
+	initFailures := reloads(wasmstages.ReloadInit)
+	refusedOnce("memory over the limit at init", wasmstages.ReloadMemoryLimit, "cannot allocate the 16 MiB table", func() { push("initoom") })
+	if n := reloads(wasmstages.ReloadInit); n != initFailures {
+		t.Errorf("the memory refusal was also counted as init: reloads{result=init} went from %v to %v", initFailures, n)
 	}
 	refusedOnce("not allowed", ReloadNotAllowed, "not allowed", func() { push("refused") })
 	blobsBefore := reg.Requests("GET", "blobs")

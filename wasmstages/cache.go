@@ -2,10 +2,12 @@ package wasmstages
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/tetratelabs/wazero"
 )
@@ -23,6 +25,22 @@ import (
 type Cache struct {
 	c   wazero.CompilationCache
 	dir string
+	// holds records the code this process compiled or loaded through the
+	// cache (cacheKey), which a swap need not compile aside again.
+	holds sync.Map
+}
+
+// cacheKey identifies code compiled for a runtime that closes modules
+// when their context is done (closeOnContextDone) or not, as wazero's
+// cache does.
+func cacheKey(code []byte, closeOnContextDone bool) [sha256.Size + 1]byte {
+	var k [sha256.Size + 1]byte
+	sum := sha256.Sum256(code)
+	copy(k[:], sum[:])
+	if closeOnContextDone {
+		k[sha256.Size] = 1
+	}
+	return k
 }
 
 // NewCache opens a cache in dir, creating the directory when missing; an

@@ -193,7 +193,7 @@ func newStage(ctx context.Context, cfg Config, fl flavour, label string) (*Stage
 		s.closeJails()
 		return nil, fmt.Errorf("load %s: %w", label, err)
 	}
-	v, err := s.load(ctx, module, digestOf(module))
+	v, err := s.load(ctx, module, digestOf(module), false)
 	if err != nil {
 		s.closeCache(ctx)
 		s.closeJails()
@@ -307,49 +307,106 @@ func digestOf(module []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// load compiles module, whose digestOf is digest, and starts a full set of
-// initialised instances of it. It does not touch the running version.
-func (s *Stage) load(ctx context.Context, module []byte, digest string) (*version, error) {
-	v := &version{digest: digest}
+// compiled is a module made interruptible (when it could be) and compiled,
+// in a runtime of its own, or why it could not be.
+type compiled struct {
+	rt            wazero.Runtime
+	cm            wazero.CompiledModule
+	interruptible bool
+	rewriteErr    error // why the module is not interruptible
+	err           error
+}
+
+// release closes what compile made.
+func (c compiled) release(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	if c.cm != nil {
+		c.cm.Close(ctx)
+	}
+	if c.rt != nil {
+		c.rt.Close(ctx)
+	}
+}
+
+// compile makes module interruptible and compiles it (or loads the code
+// from the cache). aside compiles a large module aside first
+// (compileAside), into the cache, where the process finds it.
+func (s *Stage) compile(ctx context.Context, module []byte, aside bool) compiled {
+	var c compiled
 	code, _, rerr := rewriteModule(module)
-	v.interruptible = rerr == nil
-	if !v.interruptible {
+	c.interruptible, c.rewriteErr = rerr == nil, rerr
+	if !c.interruptible {
 		code = module
 	}
-	rt, err := s.newRuntime(ctx, !v.interruptible)
-	if err != nil {
-		return nil, err
+	key := cacheKey(code, !c.interruptible)
+	if _, held := s.cache.holds.Load(key); aside && !held && len(code) >= asideMinSize && s.cache.dir != "" {
+		start := time.Now()
+		report, err := compileAside(ctx, s.cache.dir, code, !c.interruptible)
+		if err != nil {
+			s.log.Debug("compiled aside", "bytes", len(code), "took", time.Since(start), "error", err)
+		} else {
+			s.log.Debug("compiled aside", "bytes", len(code), "took", time.Since(start), "report", report)
+		}
+		if errors.Is(err, ErrCompile) {
+			c.err = err
+			return c
+		}
+		if err != nil && ctx.Err() != nil {
+			// The agent stops: no second compile here.
+			c.err = fmt.Errorf("compile aside: %w", context.Cause(ctx))
+			return c
+		}
+		// Any other failure aside is compiled here again.
 	}
-	v.rt = rt
+	rt, err := s.newRuntime(ctx, !c.interruptible)
+	if err != nil {
+		c.err = err
+		return c
+	}
 	cm, err := rt.CompileModule(ctx, code)
 	if err != nil && s.cache.dir != "" && compilesWithoutCache(ctx, code) {
 		// wazero's errors are not typed: that the module compiles without
 		// the cache is what tells a bad cache entry from a bad module.
 		s.log.Warn("the compilation cache holds an entry that cannot be read; clearing it and compiling afresh", "dir", s.cache.dir, "error", err)
 		if perr := s.cache.purge(); perr != nil {
-			err = fmt.Errorf("%w (and %w)", err, perr)
+			s.log.Warn("clear the compilation cache", "error", perr)
 		} else {
 			cm, err = rt.CompileModule(ctx, code)
 		}
 	}
 	if err != nil {
-		rt.Close(ctx)
-		return nil, fmt.Errorf("%w: %w", ErrCompile, err)
+		rt.Close(context.WithoutCancel(ctx))
+		c.err = fmt.Errorf("%w: %w", ErrCompile, err)
+		return c
 	}
+	s.cache.holds.Store(key, struct{}{})
+	c.rt, c.cm = rt, cm
+	return c
+}
+
+// load compiles module, whose digestOf is digest, and starts a full set of
+// initialised instances of it. It does not touch the running version. A
+// swap (aside) compiles a large module aside, so that the pipelines
+// running meanwhile keep their pace.
+func (s *Stage) load(ctx context.Context, module []byte, digest string, aside bool) (*version, error) {
+	c := s.compile(ctx, module, aside)
+	if c.err != nil {
+		return nil, c.err
+	}
+	v := &version{digest: digest, rt: c.rt, compiled: c.cm, interruptible: c.interruptible}
 	if !v.interruptible {
-		s.log.Info("cannot make the module cheaply interruptible; wazero's context checks enforce the deadline instead, which slows loops down", "error", rerr)
+		s.log.Info("cannot make the module cheaply interruptible; wazero's context checks enforce the deadline instead, which slows loops down", "error", c.rewriteErr)
 	}
-	v.compiled = cm
 	abi := stageABI
 	if s.fl != nil {
 		abi = s.fl.abi()
 	}
-	if v.exports, err = checkModuleABI(cm, s.cfg.MemoryLimit, abi); err == nil && s.fl != nil {
+	var err error
+	if v.exports, err = checkModuleABI(c.cm, s.cfg.MemoryLimit, abi); err == nil && s.fl != nil {
 		err = s.fl.checkExports(v.exports)
 	}
 	if err != nil {
-		cm.Close(ctx)
-		rt.Close(ctx)
+		c.release(ctx)
 		return nil, err
 	}
 	n := s.cfg.Workers
@@ -415,7 +472,10 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 	if err != nil {
 		inst.broken = true // no sluice_close for an instance that never started
 		s.release(ctx, inst)
-		if pipeline.StageErrorKind(err) == KindOOM {
+		// A guest that ran out of memory fails in its own way: it traps
+		// (KindOOM), or it handles the failed allocation and reports an
+		// error, after the host refused to grow its memory.
+		if pipeline.StageErrorKind(err) == KindOOM || inst.lm.refused.Load() {
 			err = fmt.Errorf("%w: %w", ErrMemoryLimit, err)
 		}
 		return nil, err
@@ -716,7 +776,7 @@ func (s *Stage) swap(ctx context.Context, module []byte, digest string, label Ve
 		return nil
 	}
 	seen := time.Now()
-	nv, err := s.load(ctx, module, digest)
+	nv, err := s.load(ctx, module, digest, true)
 	if err != nil {
 		result := ReloadResult(err)
 		ReloadCounter(s.cfg.Metrics, s.cfg.Name, result).Inc()
@@ -746,10 +806,11 @@ func (s *Stage) swap(ctx context.Context, module []byte, digest string, label Ve
 	nv.seq = old.seq + 1
 	s.cur = nv
 	s.running.Store(&Running{Version: nv.label, Module: nv.digest, Seq: nv.seq, Since: time.Now()})
+	// Counted as it serves: whoever sees the new version sees it counted.
+	s.reloadsOK.Inc()
 	s.mu.Unlock()
 	// No batch runs on old any more: Process holds mu for a whole batch.
 	s.closeVersion(ctx, old)
-	s.reloadsOK.Inc()
 	s.log.Info("stage module swapped", "from", ShortDigest(old.label.Digest), "to", ShortDigest(nv.label.Digest), "ref", nv.label.Ref,
 		"version", nv.seq, "took", time.Since(seen).Round(time.Millisecond))
 	return nil

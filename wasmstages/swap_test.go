@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -303,5 +304,99 @@ func TestReloadResults(t *testing.T) {
 	}
 	if r := s.Running(); r.Seq != 0 {
 		t.Errorf("a refused version runs: %+v", r)
+	}
+}
+
+// TestInitOverMemoryLimit: a version that grows its memory past the
+// stage's limit in sluice_init is refused as memory_limit, whether the
+// guest traps when its allocation fails or reports the failure as an
+// init error; the running version keeps serving. Under a limit it fits,
+// the same module starts and works.
+func TestInitOverMemoryLimit(t *testing.T) {
+	ctx := context.Background()
+	const limit = 4 << 20 // the modules build a 16 MiB table
+	for _, name := range []string{"init_bomb", "init_bomb_trap"} {
+		t.Run(name, func(t *testing.T) {
+			reg := pipeline.NewRegistry()
+			s := newStage(t, wasmstages.Config{Name: "r", ModuleBytes: readGuest(t, "tag_v1"), MemoryLimit: limit, Metrics: reg})
+			err := s.Swap(ctx, readGuest(t, name))
+			if !errors.Is(err, wasmstages.ErrMemoryLimit) || wasmstages.ReloadResult(err) != wasmstages.ReloadMemoryLimit {
+				t.Fatalf("Swap = %v (result %s); want a refusal for the memory limit", err, wasmstages.ReloadResult(err))
+			}
+			for result, want := range map[string]float64{wasmstages.ReloadMemoryLimit: 1, wasmstages.ReloadInit: 0} {
+				if got := reg.Snapshot().Get(wasmstages.MetricReloads, "component", "stage", "name", "r", "result", result); got != want {
+					t.Errorf("reloads{result=%s} = %v, want %v", result, got, want)
+				}
+			}
+			if r := s.Running(); r.Seq != 0 {
+				t.Errorf("the refused version runs: %+v", r)
+			}
+			out, err := s.Process(ctx, events(3, "cat"), nil)
+			if err != nil || len(out) != 3 || fmt.Sprint(decode(t, out[0].Data)["stage_version"]) != "1" {
+				t.Errorf("after the refusal, Process = %d events, %v; want version 1's 3 events", len(out), err)
+			}
+
+			if _, err := wasmstages.New(ctx, wasmstages.Config{Name: "n", ModuleBytes: readGuest(t, name), MemoryLimit: limit}); !errors.Is(err, wasmstages.ErrMemoryLimit) {
+				t.Errorf("New under the limit: %v; want ErrMemoryLimit", err)
+			}
+			big := newStage(t, wasmstages.Config{Name: "big", ModuleBytes: readGuest(t, name), MemoryLimit: 64 << 20})
+			if out, err := big.Process(ctx, events(3, "cat"), nil); err != nil || len(out) != 3 {
+				t.Errorf("under a 64 MiB limit: Process = %d events, %v; want the 3 events kept", len(out), err)
+			}
+		})
+	}
+}
+
+// TestSwapLargeModule swaps a Go guest in and out of a stage with a cache
+// directory: a module that large is compiled aside, in a helper process
+// at low priority, whose machine code the stage then loads from the cache,
+// and works as any other. A small module, and one the cache holds already,
+// is compiled (or loaded) in the process. A large module that does not
+// compile is refused as a small one is, as the helper reported it. The
+// helper is raised to the agent's priority at once (or, where the test may
+// not raise a priority, stopped and the module compiled in the process):
+// at nice 10 next to two CPU hogs, a Go guest's compile took a minute.
+func TestSwapLargeModule(t *testing.T) {
+	defer func(g time.Duration) { *wasmstages.AsideGrace = g }(*wasmstages.AsideGrace)
+	*wasmstages.AsideGrace = 0
+	ctx := context.Background()
+	var logs logBuffer
+	cache, err := wasmstages.NewCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close(ctx) })
+	params := map[string]any{"comms": []string{"sh"}}
+	s := newStage(t, wasmstages.Config{Name: "f", ModuleBytes: readGuest(t, "filter"), Params: params, Cache: cache, Logger: logs.logger()})
+	in := events(4, "cat", "sh", "ls", "bash")
+	for i, swap := range []struct {
+		guest string
+		aside bool
+	}{{"gofilter", true}, {"filter", false}, {"gofilter", false}} {
+		before := len(logs.lines("compiled aside"))
+		if err := s.Swap(ctx, readGuest(t, swap.guest)); err != nil {
+			t.Fatalf("swap %d, to %s: %v", i, swap.guest, err)
+		}
+		aside := logs.lines("compiled aside")[before:]
+		switch {
+		case swap.aside && (len(aside) != 1 || !strings.Contains(aside[0], `report="nice `) && !strings.Contains(aside[0], "cannot raise it")):
+			t.Errorf("swap %d, to %s: logged %q; want one compile aside, raised or stopped", i, swap.guest, aside)
+		case !swap.aside && len(aside) > 0:
+			t.Errorf("swap %d, to %s: logged %q; want no compile aside", i, swap.guest, aside)
+		}
+		out, err := s.Process(ctx, in, nil)
+		if err != nil || len(out) != 3 {
+			t.Errorf("%s: Process = %d events, %v; want the 3 not from sh", swap.guest, len(out), err)
+		}
+	}
+	garbage := append([]byte("\x00asm\x01\x00\x00\x00\x05garbage"), make([]byte, 256<<10)...)
+	if err := s.Swap(ctx, garbage); wasmstages.ReloadResult(err) != wasmstages.ReloadCompile {
+		t.Errorf("swap in 256 KiB of garbage: %v; want a compile error", err)
+	}
+	if aside := logs.lines("compiled aside", "error="); len(aside) != 1 || !strings.Contains(aside[0], "compile module") {
+		t.Errorf("logged %q; want the helper's compile error", aside)
+	}
+	if r := s.Running(); r.Seq != 3 {
+		t.Errorf("after the refused swap: %+v, want the fourth version running", r)
 	}
 }

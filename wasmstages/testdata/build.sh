@@ -41,6 +41,10 @@ done
 cc tag_v1.wasm -DTAG_VERSION=1 tag.c
 cc tag_v2.wasm -DTAG_VERSION=2 tag.c
 cc tag_patchable.wasm -DTAG_PATCHABLE tag.c
+# A 16 MiB table built in sluice_init: the error it reports when malloc
+# fails, and a variant that traps instead.
+cc init_bomb.wasm init_bomb.c
+cc init_bomb_trap.wasm -DTRAP_ON_OOM init_bomb.c
 # A flat-map (several events per input, KEPT and EMITted) with tick output,
 # for the identities of derived events (agent/derived_test.go).
 cc flatmap.wasm flatmap.c
