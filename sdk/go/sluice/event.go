@@ -87,7 +87,7 @@ func (e *Event) lookup(key string) []byte {
 	if len(e.edits) == 0 && e.lookups == 0 {
 		// Most filters read one field: scan for it and stop there.
 		e.lookups = 1
-		s, end := findKey(e.raw, key)
+		s, end := e.findFirst(key)
 		if s < 0 {
 			return nil
 		}
@@ -190,7 +190,7 @@ func (e *Event) StringBytes(key string) []byte {
 		// lookup's fast path, repeated here to save a call level on the
 		// hottest getter (string compares are what filters do).
 		e.lookups = 1
-		s, end := findKey(e.raw, key)
+		s, end := e.findFirst(key)
 		if s >= 0 && e.raw[s]&0xe0 == 0xa0 && s+1+int(e.raw[s]&0x1f) == end {
 			return e.raw[s+1 : end : end]
 		}
