@@ -9,6 +9,7 @@ import "unsafe"
 type keyTable struct {
 	gen    uint32   // the call the table belongs to; another call: empty
 	key    string   // the key, "" when the table is empty
+	n      uint32   // the events offs covers, 0 when the table is empty
 	offs   []uint32 // per event: value start, value end (find_key's pairs)
 	builds int      // tables built in this call
 }
@@ -24,12 +25,25 @@ const (
 )
 
 // findFirst is findKey for an event's first lookup: from the batch's key
-// table when the key is in it (or worth putting there), else by scanning.
+// table when the key is in it (the test is small enough for Go to inline
+// it into the getters), else findFirstSlow.
 func (e *Event) findFirst(key string) (start, end int) {
+	t := &current.keys
+	if i := e.index; t.gen == e.gen && i < t.n && len(key) == len(t.key) && unsafe.StringData(key) == unsafe.StringData(t.key) {
+		if vs, ve := t.offs[2*i], t.offs[2*i+1]; vs <= ve && ve <= uint32(len(e.raw)) {
+			return int(vs), int(ve)
+		}
+	}
+	return e.findFirstSlow(key)
+}
+
+// findFirstSlow builds the key table when the key is not in it and the
+// batch is worth it, then answers from the table or by scanning.
+func (e *Event) findFirstSlow(key string) (start, end int) {
 	s := current
 	t := &s.keys
 	if t.gen != e.gen {
-		t.gen, t.key, t.builds = e.gen, "", 0
+		t.gen, t.key, t.n, t.builds = e.gen, "", 0, 0
 	}
 	i := int(e.index)
 	if e.raw != nil && e.index != noInput && i < s.batchN {
@@ -66,9 +80,9 @@ func (s *stage) buildTable(key string) bool {
 	}
 	t.offs = t.offs[:2*n]
 	if hostFindKey(s.batch, key, t.offs) != n {
-		t.key = ""
+		t.key, t.n = "", 0
 		return false
 	}
-	t.key = key
+	t.key, t.n = key, uint32(n)
 	return true
 }
