@@ -3,6 +3,7 @@
 #   gadgets/<name>/program.bpf.c     -> gadgets/<name>/program.bpf.o
 #   gadgets/testdata/<name>.bpf.c    -> gadgets/testdata/<name>.bpf.o
 #   gadgets/helpers/<name>.bpf.c     -> gadgets/helpers/<name>.bpf.o
+#   bench/gadgets/synth.bpf.c        -> bench/gadgets/synth{64,256}.bpf.o
 #
 # The output is byte-for-byte reproducible for a given toolchain: sources are
 # compiled from gadgets/ with relative paths (BTF line info records them) and
@@ -64,7 +65,10 @@ if [ $check -eq 1 ]; then
 fi
 
 build() { # build <src> <committed obj> [extra cflags...]
+	# (a ../ path is outside gadgets/: in --check mode it goes under the
+	# temporary directory all the same)
 	local src=$1 obj=$2 out="$out_root/$2"
+	[ $check -eq 1 ] && out="$out_root/${2#../}"
 	shift 2
 	mkdir -p "$(dirname "$out")"
 	"$CLANG" "${CFLAGS[@]}" "$@" -c "$src" -o "$out.tmp"
@@ -90,6 +94,11 @@ for src in testdata/*.bpf.c helpers/*.bpf.c; do
 		;;
 	*) build "$src" "${src%.c}.o" ;;
 	esac
+done
+# The synthetic producer of make bench and make soak, one object per record
+# size (see the source).
+for size in 64 256; do
+	build ../bench/gadgets/synth.bpf.c "../bench/gadgets/synth$size.bpf.o" "-DRECORD_SIZE=$size"
 done
 
 if [ $check -eq 1 ]; then

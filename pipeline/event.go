@@ -40,7 +40,12 @@ type Event struct {
 	Schema *Schema // field layout of Data; nil when unknown (e.g. made by a stage)
 	Source string  // the config name of the source that produced the event
 	Seq    uint64  // per-source sequence number, gap-free unless a drop was counted
-	Kind   Kind
+	// Time is when the event happened, in Unix nanoseconds: the envelope's
+	// time as the source wrote it (the kernel's timestamp where the gadget
+	// records one). An event a stage derives from an input keeps the
+	// input's; 0 is unknown. The sinks' latency histograms measure from it.
+	Time int64
+	Kind Kind
 }
 
 // Size is the number of bytes the event accounts for in queue limits.

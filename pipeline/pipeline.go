@@ -107,6 +107,7 @@ type sinkRT struct {
 	q        *Queue
 	sinkErr  *Counter
 	shutdown *Counter
+	latency  *Histogram
 	tap      *tapPoint
 
 	sink Sink // owned by the writer once Run starts
@@ -204,8 +205,10 @@ func (p *Pipeline) newRoute(key string, sk Sink) (*sinkRT, error) {
 		key: key, sinkName: sk.Name(), m: m, q: q,
 		sinkErr:  m.Dropped(ReasonSinkError),
 		shutdown: m.Dropped(ReasonShutdown),
-		tap:      p.taps.point("sink." + sk.Name()),
-		sink:     sk, want: sk,
+		latency: p.reg.latencyHistogram(MetricSinkLatency, "Time from an event's timestamp to the end of the sink write that delivered it.",
+			"component", "sink", "name", sk.Name()),
+		tap:  p.taps.point("sink." + sk.Name()),
+		sink: sk, want: sk,
 		kick: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}, nil
@@ -642,6 +645,7 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 			}
 		} else {
 			s.m.Sent.Add(uint64(len(buf)))
+			s.latency.observeSince(time.Now().UnixNano(), buf)
 		}
 		clear(buf) // release the events' Data while waiting for the next batch
 	}

@@ -574,9 +574,10 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 		}
 		seq := g.seq.Add(1)
 		start := len(arena)
-		arena = plan.Append(arena, sample, seq, time.Now())
+		now := time.Now()
+		arena = plan.Append(arena, sample, seq, now)
 		data := arena[start:len(arena):len(arena)]
-		batch = append(batch, pipeline.Event{Data: data, Schema: schema, Source: g.cfg.Source, Seq: seq})
+		batch = append(batch, pipeline.Event{Data: data, Schema: schema, Source: g.cfg.Source, Seq: seq, Time: plan.EventTime(sample, now)})
 		if len(batch) >= g.cfg.BatchSize {
 			if err := flush(); err != nil {
 				return err

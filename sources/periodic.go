@@ -276,7 +276,7 @@ func (g *Gadget) emitSnapshot(ctx context.Context, po *periodicOutput, rows [][]
 		seq := g.seq.Add(1)
 		start := len(arena)
 		arena = po.plan.AppendSnapshot(arena, rec, seq, now, po.runs, uint64(len(rows)))
-		batch = append(batch, pipeline.Event{Data: arena[start:len(arena):len(arena)], Schema: schema, Source: g.cfg.Source, Seq: seq})
+		batch = append(batch, pipeline.Event{Data: arena[start:len(arena):len(arena)], Schema: schema, Source: g.cfg.Source, Seq: seq, Time: po.plan.EventTime(rec, now)})
 	}
 	if err := out.Emit(ctx, batch); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("gadget %q %s: emit: %w", g.spec.Name, po.describe(), err)

@@ -28,7 +28,7 @@ func init() {
 }
 
 func newAgentCommand() *cobra.Command {
-	var configPath, logLevel string
+	var configPath, logLevel, pprofListen string
 	var images imageRunFlags
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -60,12 +60,13 @@ Loading eBPF needs root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH
 				f.Agent.LogLevel = logLevel
 			}
 			fetch := images.fetchOptions(stderr)
-			return runAgent(cmd.Context(), f, p, stdout, stderr, runOptions{fetch: fetch, load: agent.LoadFile(configPath, fetch), hup: hup})
+			return runAgent(cmd.Context(), f, p, stdout, stderr, runOptions{fetch: fetch, load: agent.LoadFile(configPath, fetch), hup: hup, pprof: pprofListen})
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVarP(&configPath, "config", "c", "", "config `file` (default: the built-in config, see 'sluice config default')")
 	enumVarP(cmd, fs, &logLevel, "log-level", "", "", logLevels, "override the config's log level")
+	fs.StringVar(&pprofListen, "pprof-listen", "", "serve Go's profiles (net/http/pprof, /debug/pprof/) on this `address`, e.g. 127.0.0.1:6060; they show event data, keep it on loopback")
 	images.register(cmd)
 	cmd.MarkFlagFilename("config", "hcl")
 	return cmd
@@ -79,6 +80,8 @@ type runOptions struct {
 	// the control API); nil: the agent cannot reload.
 	load agent.LoadFunc
 	hup  <-chan os.Signal
+	// pprof is the address of the profiling endpoint; "" serves none.
+	pprof string
 }
 
 // runAgent builds and runs an agent until ctx is cancelled.
@@ -101,6 +104,13 @@ func runAgent(ctx context.Context, f *config.File, p *config.Parser, stdout, std
 		return exitError{code: 1}
 	}
 	log.Info("sluice agent starting", "version", build.Version, "name", f.Agent.Name, "pipelines", len(f.Pipelines))
+	if ro.pprof != "" {
+		stop, err := servePprof(ro.pprof, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	// SIGHUP reloads, one at a time; this goroutine is runAgent's and
 	// ends with it.
 	reloadCtx, stopReloads := context.WithCancel(ctx)

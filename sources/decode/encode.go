@@ -84,18 +84,23 @@ func (p *Plan) AppendSnapshot(dst []byte, record []byte, seq uint64, now time.Ti
 	return p.appendEvent(dst, record, seq, now, snapshot, rows)
 }
 
-func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time, snapshot, rows uint64) []byte {
-	dst = append(dst, p.envHead...)
+// EventTime returns the envelope time Append gives record, in Unix
+// nanoseconds: the record's top-level gadget_timestamp converted to wall
+// time, or now when it has none (or it is zero). Readers keep it beside
+// the encoded event (pipeline.Event.Time) to measure latency.
+func (p *Plan) EventTime(record []byte, now time.Time) int64 {
 	if p.tsOp >= 0 {
 		o := &p.ops[p.tsOp]
 		if ns := readUint(record, o.off, o.size); ns != 0 {
-			dst = appendTime(dst, ns, p.bootOffset)
-		} else {
-			dst = appendWall(dst, now)
+			return int64(ns) + p.bootOffset
 		}
-	} else {
-		dst = appendWall(dst, now)
 	}
+	return now.UnixNano()
+}
+
+func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time, snapshot, rows uint64) []byte {
+	dst = append(dst, p.envHead...)
+	dst = appendTimestamp(dst, p.EventTime(record, now))
 	dst = append(dst, p.envTail...)
 	dst = append(dst, p.seqKey...)
 	dst = codec.AppendUint(dst, seq)
@@ -110,8 +115,6 @@ func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time,
 	}
 	return dst
 }
-
-func appendWall(dst []byte, t time.Time) []byte { return appendTimestamp(dst, t.UnixNano()) }
 
 func appendTime(dst []byte, bootNS uint64, offset int64) []byte {
 	return appendTimestamp(dst, int64(bootNS)+offset)
