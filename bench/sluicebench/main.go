@@ -13,7 +13,9 @@
 //
 //	sluicebench [-quick] [-window 5s] [-only REGEXP] [-out bench/results]
 //	sluicebench soak [-duration 10m] [-rate 50000]
+//	sluicebench produce [-rate N] [-threads N] [-d 10s]  (the producer alone)
 //	sluicebench rawread -object OBJ -ring BYTES   (the raw reader, a child)
+//	sluicebench openloop [-rate N]                (an open loop, a child)
 package main
 
 import (
@@ -35,6 +37,8 @@ func main() {
 		err = rawReadMain(os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "openloop":
 		err = openLoopMain(os.Args[2:])
+	case len(os.Args) > 1 && os.Args[1] == "produce":
+		err = produceMain(os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "soak":
 		err = soakMain(os.Args[2:])
 	default:

@@ -117,3 +117,19 @@ func (l *openLoop) stop() (uint64, float64, error) {
 	_, err := fmt.Sscanf(strings.TrimSpace(l.out.String()), "opens=%d seconds=%g", &opens, &secs)
 	return opens, secs, err
 }
+
+// produceMain is `sluicebench produce`: the synthetic producer on its own,
+// for profiling an agent by hand (the gadget must be loaded by it).
+func produceMain(args []string) error {
+	fs := flag.NewFlagSet("produce", flag.ExitOnError)
+	rate := fs.Int("rate", 0, "records per second; 0: flat out")
+	threads := fs.Int("threads", runtime.NumCPU(), "producer threads")
+	d := fs.Duration("d", 10*time.Second, "how long")
+	fs.Parse(args)
+	p, stop := producing(*rate, *threads)
+	time.Sleep(*d)
+	n := stop()
+	_ = p
+	fmt.Printf("requested=%d rate=%.0f/s\n", n, float64(n)/d.Seconds())
+	return nil
+}

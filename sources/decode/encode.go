@@ -100,7 +100,9 @@ func (p *Plan) EventTime(record []byte, now time.Time) int64 {
 
 func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time, snapshot, rows uint64) []byte {
 	dst = append(dst, p.envHead...)
+	envTime := len(dst)
 	dst = appendTimestamp(dst, p.EventTime(record, now))
+	envTimeEnd := len(dst)
 	dst = append(dst, p.envTail...)
 	dst = append(dst, p.seqKey...)
 	dst = codec.AppendUint(dst, seq)
@@ -111,7 +113,19 @@ func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time,
 		dst = codec.AppendUint(dst, rows)
 	}
 	for i := range p.ops {
-		dst = p.ops[i].append(dst, record, p)
+		o := &p.ops[i]
+		if i == p.tsOp && !o.ig {
+			// The timestamp the envelope's time was made of (unless it was
+			// zero): its rendering is the envelope's, already written.
+			if ns := readUint(record, o.off, o.size); ns != 0 {
+				dst = append(dst, o.key...)
+				dst = append(dst, dst[envTime:envTimeEnd]...)
+				dst = append(dst, o.key2...)
+				dst = codec.AppendUint(dst, ns)
+				continue
+			}
+		}
+		dst = o.append(dst, record, p)
 	}
 	return dst
 }
