@@ -22,9 +22,15 @@ import (
 	"github.com/sluice-dev/sluice/sources/decode"
 )
 
-// Defaults for buffer sizing; see DESIGN.md §1 on why they are MiBs.
+// Defaults for buffer sizing. A ring buffer costs its size twice in the
+// agent's RSS (the reader maps its data pages twice, so that a record
+// wrapping round the end reads in one piece, and the kernel maps them all
+// at once), so a ring gets the size its gadget declares
+// (GADGET_TRACER_MAP), sized for the gadget's rate, and at least
+// DefaultRingBufferSize, Inspektor Gadget's usual size. A source's
+// buffer_size sets it. See RATIONALE.md.
 const (
-	DefaultRingBufferSize = 8 << 20
+	DefaultRingBufferSize = 256 << 10
 	DefaultPerfBufferSize = 1 << 20 // per CPU
 	defaultBatchSize      = 256
 	defaultPollInterval   = 5 * time.Millisecond

@@ -26,8 +26,9 @@ func startRaw(root string, size int) (*rawProc, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The ring the agent gives the gadget: what it declares (1 MiB).
 	cmd := exec.Command(self, "rawread", "-object", filepath.Join(root, synth.Object(size)),
-		"-ring", fmt.Sprint(sources.DefaultRingBufferSize))
+		"-ring", fmt.Sprint(max(synth.RingSize, sources.DefaultRingBufferSize)))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

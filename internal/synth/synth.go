@@ -33,6 +33,9 @@ const Magic = 0x5e1cbe7c
 // MaxBurst is the most records one call emits (SYNTH_MAX_BURST).
 const MaxBurst = 4096
 
+// RingSize is the size of the gadget's ring buffer as it declares it.
+const RingSize = 1 << 20
+
 // Record sizes the gadget is built for; Object names their objects.
 var Sizes = []int{64, 256}
 
