@@ -120,6 +120,13 @@ type sinkRT struct {
 	removed atomic.Bool
 	done    chan struct{} // closed when the writer has returned
 	cancel  context.CancelFunc
+	// inflight is the batch the writer has handed to Sink.Write and not
+	// had back yet; abandoned is set when Run gave up waiting for that
+	// Write (a sink stuck in a write past the grace period): the batch is
+	// then counted as dropped, and the writer counts nothing more.
+	inflightMu sync.Mutex
+	inflight   []Event
+	abandoned  bool
 }
 
 type sinkSwap struct {
@@ -409,7 +416,7 @@ func (p *Pipeline) Run(ctx context.Context, grace time.Duration) error {
 	graceTimer := time.AfterFunc(grace, cancelDrain)
 	defer graceTimer.Stop()
 	p.edge.Close()
-	_ = rs.g.Wait() // the goroutines return nil; failures are counted where they happen
+	p.waitDrained(rs, drainCtx)
 
 	// Everything still queued now missed the grace period. The queues are
 	// closed, so nothing can arrive after the count.
@@ -426,6 +433,56 @@ func (p *Pipeline) Run(ctx context.Context, grace time.Duration) error {
 	err := errors.Join(srcErr, p.closeAll(closeCtx))
 	p.taps.closeAll()
 	return err
+}
+
+// stuckWriteGrace is how long Run waits, past the grace period, for a
+// sink's Write that ignores its context before it gives up on it.
+const stuckWriteGrace = time.Second
+
+// waitDrained waits for the writers, the worker and the loss ticker to
+// return. They all return once the grace period ends (drainCtx), except a
+// writer inside a Sink.Write that does not return (a write(2) into a pipe
+// nobody reads, a server that accepts no bytes): stuckWriteGrace after the
+// grace period such writers are abandoned, their batches counted as
+// dropped (shutdown), so that a stalled sink cannot keep the agent from
+// stopping.
+func (p *Pipeline) waitDrained(rs *runState, drainCtx context.Context) {
+	all := make(chan struct{})
+	go func() {
+		_ = rs.g.Wait() // the goroutines return nil; failures are counted where they happen
+		close(all)
+	}()
+	select {
+	case <-all:
+		return
+	case <-drainCtx.Done():
+	}
+	select {
+	case <-all:
+		return
+	case <-time.After(stuckWriteGrace):
+	}
+	p.mu.Lock()
+	routes := slices.Clone(p.routes)
+	p.mu.Unlock()
+	for _, s := range routes {
+		select {
+		case <-s.done:
+			continue
+		default:
+		}
+		s.inflightMu.Lock()
+		lost := s.inflight
+		s.inflight, s.abandoned = nil, true
+		s.inflightMu.Unlock()
+		s.shutdown.Add(uint64(len(lost)))
+		trackLoss(p.loss, s.q.name, ReasonShutdown, lost)
+		s.q.Close()
+		p.log.Warn("sink stuck in a write past the grace period; abandoned", "sink", s.sinkName, "dropped", len(lost))
+	}
+	// The worker and the loss ticker follow the grace period; only
+	// abandoned writers are left out.
+	<-rs.workerDone
 }
 
 // runState is what one Run shares with the updates it applies.
@@ -637,13 +694,26 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 			break
 		}
 		s.tap.offer(buf)
-		if err := s.sink.Write(ctx, buf); err != nil {
+		s.inflightMu.Lock()
+		s.inflight = buf
+		s.inflightMu.Unlock()
+		err = s.sink.Write(ctx, buf)
+		s.inflightMu.Lock()
+		s.inflight = nil
+		abandoned := s.abandoned
+		s.inflightMu.Unlock()
+		switch {
+		case abandoned:
+			// Run counted this batch as dropped when it gave up on the
+			// write; the route is over.
+			return
+		case err != nil:
 			lost := p.countWriteError(s, buf, err, ctx.Err() != nil)
 			if ok, suppressed := lim.Allow(time.Now()); ok {
 				p.log.Warn("sink write failed; events dropped", "sink", s.sinkName,
 					"events", lost, "of", len(buf), "error", err, "suppressed", suppressed)
 			}
-		} else {
+		default:
 			s.m.Sent.Add(uint64(len(buf)))
 			s.latency.observeSince(time.Now().UnixNano(), buf)
 		}
@@ -724,18 +794,48 @@ func (p *Pipeline) closeAll(ctx context.Context) error {
 			add(sw.sink, s)
 		}
 	}
-	sinkErrs := make([]error, len(toClose))
-	var g errgroup.Group
-	for i, c := range toClose {
-		g.Go(func() error {
-			if err := c.sink.Close(ctx); err != nil {
-				c.rt.m.Errors.Inc()
-				sinkErrs[i] = fmt.Errorf("close sink %s: %w", c.sink.Name(), err)
-			}
-			return nil
-		})
+	// A sink whose Close ignores ctx (stuck behind a write that never
+	// returns) is not waited for past the deadline, or stuckWriteGrace
+	// when the grace period is already spent.
+	type closed struct {
+		i   int
+		err error
 	}
-	_ = g.Wait()
+	results := make(chan closed, len(toClose))
+	for i, c := range toClose {
+		go func() {
+			err := c.sink.Close(ctx)
+			if err != nil {
+				c.rt.m.Errors.Inc()
+				err = fmt.Errorf("close sink %s: %w", c.sink.Name(), err)
+			}
+			results <- closed{i, err}
+		}()
+	}
+	wait := stuckWriteGrace
+	if d, ok := ctx.Deadline(); ok {
+		wait = max(time.Until(d), stuckWriteGrace)
+	}
+	timeout := time.NewTimer(wait)
+	defer timeout.Stop()
+	sinkErrs := make([]error, len(toClose))
+	pending := len(toClose)
+	for pending > 0 {
+		select {
+		case r := <-results:
+			sinkErrs[r.i] = r.err
+			toClose[r.i].sink = nil
+			pending--
+		case <-timeout.C:
+			for i, c := range toClose {
+				if c.sink != nil {
+					c.rt.m.Errors.Inc()
+					sinkErrs[i] = fmt.Errorf("close sink %s: still closing after the grace period; abandoned", c.sink.Name())
+				}
+			}
+			pending = 0
+		}
+	}
 	return errors.Join(append(errs, sinkErrs...)...)
 }
 
