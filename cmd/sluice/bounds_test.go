@@ -138,4 +138,3 @@ func waitCLI(t *testing.T, what string, exited <-chan error, stderr *testutil.Sy
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
