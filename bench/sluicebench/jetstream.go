@@ -3,16 +3,19 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,6 +38,19 @@ type jetStreamResult struct {
 	SinkPerSec      float64 `json:"sink_per_sec"`
 	SinkOfSync      float64 `json:"sink_of_sync"`
 	BareOfSync      float64 `json:"bare_async_of_sync"`
+	// The sink with 100 events per message (batch {}), in events/s.
+	SinkBatchedPerSec float64 `json:"sink_batched_events_per_sec"`
+	SinkBatchedOfSync float64 `json:"sink_batched_of_sync"`
+	// CPU time of the whole process (client, sink and server) per
+	// message in each phase, and the share of the sync phase's wall time
+	// the process spent waiting rather than on a CPU: asynchronous
+	// publishing can only win back that wait, so on C cores it is at most
+	// C x (sync time per message) / (CPU per message) faster.
+	SyncCPUPerMsgUS  float64 `json:"sync_cpu_us_per_msg"`
+	AsyncCPUPerMsgUS float64 `json:"async_cpu_us_per_msg"`
+	SinkCPUPerMsgUS  float64 `json:"sink_cpu_us_per_msg"`
+	SyncWaitPct      float64 `json:"sync_wait_pct"`
+	AsyncBound       float64 `json:"async_bound_of_sync"`
 	// Where the sink's phase spends CPU, by package (flat, from a CPU
 	// profile of the whole process: client, sink and server).
 	SinkCPU []cpuShare `json:"sink_cpu_by_package,omitempty"`
@@ -89,6 +105,12 @@ func (e *benchEnv) jetStream(phase time.Duration, rounds int, res *jetStreamResu
 		return err
 	}
 	defer sink.Close(ctx)
+	batched, err := sinks.NewNATS(ctx, "bench-batched", sinks.NATSOptions{URL: srv.ClientURL(), Subject: "bench.{source}", Host: "h", BootID: "b",
+		BatchMaxEvents: 100, JetStream: &sinks.JetStreamOptions{Stream: "BENCH", Create: true}})
+	if err != nil {
+		return err
+	}
+	defer batched.Close(ctx)
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		return err
@@ -109,12 +131,17 @@ func (e *benchEnv) jetStream(phase time.Duration, rounds int, res *jetStreamResu
 	}
 	payload := jsEvent(1).Data
 	var seq uint64
-	var syncN, asyncN, sinkN int
-	var syncT, asyncT, sinkT time.Duration
-	batch := make([]pipeline.Event, pipeline.DefaultBatchSize)
+	var syncN, asyncN, sinkN, batchedN int
+	var syncT, asyncT, sinkT, batchedT time.Duration
+	var syncCPU, asyncCPU, sinkCPU time.Duration
+	// The sink's writes are as large as it asks the pipeline for.
+	writeSize, _ := sink.WriteBatch()
+	writeSize = cmp.Or(writeSize, pipeline.DefaultBatchSize)
+	batch := make([]pipeline.Event, writeSize)
 	var prof bytes.Buffer
 	for round := range rounds {
 		// Synchronous: one message at a time.
+		c0 := processCPU()
 		t0 := time.Now()
 		for time.Since(t0) < phase {
 			seq++
@@ -127,7 +154,9 @@ func (e *benchEnv) jetStream(phase time.Duration, rounds int, res *jetStreamResu
 			syncN++
 		}
 		syncT += time.Since(t0)
+		syncCPU += processCPU() - c0
 		// nats.go's async loop, awaited at the end of the phase.
+		c0 = processCPU()
 		t0 = time.Now()
 		for time.Since(t0) < phase {
 			seq++
@@ -148,11 +177,13 @@ func (e *benchEnv) jetStream(phase time.Duration, rounds int, res *jetStreamResu
 		}
 		<-asyncJS.PublishAsyncComplete()
 		asyncT += time.Since(t0)
+		asyncCPU += processCPU() - c0
 		// The sink, batch by batch; its Write returns once every ack of
 		// the batch is in.
 		if round == rounds-1 {
 			pprof.StartCPUProfile(&prof)
 		}
+		c0 = processCPU()
 		t0 = time.Now()
 		for time.Since(t0) < phase {
 			for i := range batch {
@@ -165,15 +196,36 @@ func (e *benchEnv) jetStream(phase time.Duration, rounds int, res *jetStreamResu
 			sinkN += len(batch)
 		}
 		sinkT += time.Since(t0)
+		sinkCPU += processCPU() - c0
 		if round == rounds-1 {
 			pprof.StopCPUProfile()
 		}
+		// The sink again, 100 events per message.
+		t0 = time.Now()
+		for time.Since(t0) < phase {
+			for i := range batch {
+				seq++
+				batch[i] = jsEvent(seq)
+			}
+			if err := batched.Write(ctx, batch); err != nil {
+				return fmt.Errorf("batched sink write: %w", err)
+			}
+			batchedN += len(batch)
+		}
+		batchedT += time.Since(t0)
 	}
+	res.SinkBatchedPerSec = float64(batchedN) / batchedT.Seconds()
+	res.SyncCPUPerMsgUS = float64(syncCPU) / float64(syncN) / 1e3
+	res.AsyncCPUPerMsgUS = float64(asyncCPU) / float64(asyncN) / 1e3
+	res.SinkCPUPerMsgUS = float64(sinkCPU) / float64(sinkN) / 1e3
+	res.SyncWaitPct = 100 * max(0, 1-float64(syncCPU)/float64(syncT))
+	res.AsyncBound = float64(runtime.NumCPU()) * (float64(syncT) / float64(syncN)) / (float64(asyncCPU) / float64(asyncN))
 	res.SyncPerSec = float64(syncN) / syncT.Seconds()
 	res.BareAsyncPerSec = float64(asyncN) / asyncT.Seconds()
 	res.SinkPerSec = float64(sinkN) / sinkT.Seconds()
 	res.SinkOfSync = res.SinkPerSec / res.SyncPerSec
 	res.BareOfSync = res.BareAsyncPerSec / res.SyncPerSec
+	res.SinkBatchedOfSync = res.SinkBatchedPerSec / res.SyncPerSec
 	path := filepath.Join(dir, "cpu.pb.gz")
 	if err := os.WriteFile(path, prof.Bytes(), 0o644); err == nil {
 		res.SinkCPU = cpuByPackage(path)
@@ -226,4 +278,11 @@ func packageGroup(fn string) string {
 		return "hashing"
 	}
 	return "other"
+}
+
+// processCPU is the user and system time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -115,7 +115,8 @@ func (r *report) finish(took time.Duration) {
 	}
 	if j := r.JetStream; j != nil && j.Error == "" {
 		r.Targets = append(r.Targets, target{Name: "JetStream sink (async acks), of a synchronous publish loop", Want: ">= 10x",
-			Got: fmt.Sprintf("%.1fx (nats.go's async loop %.1fx)", j.SinkOfSync, j.BareOfSync), Value: j.SinkOfSync, Met: j.SinkOfSync >= 10})
+			Got:   fmt.Sprintf("%.1fx one event per message (nats.go's async loop %.1fx, bound %.1fx on this machine); %.1fx with 100 events per message", j.SinkOfSync, j.BareOfSync, j.AsyncBound, j.SinkBatchedOfSync),
+			Value: j.SinkOfSync, Met: j.SinkOfSync >= 10})
 	}
 	for _, size := range []int{64, 256} {
 		ofRaw := func(s *synthResult) float64 { return s.OfRaw }
@@ -235,11 +236,15 @@ func (r *report) markdown() string {
 		}
 	}
 	if j := r.JetStream; j != nil {
-		b.WriteString("\n## JetStream publishing\n\nThe same ~200-byte events to one stream of an in-process server (file storage), alternating phases in one run: a synchronous loop (publish, await the ack), nats.go's async loop with the sink's window, and sluice's NATS sink with batches of 256 (a Write returns when all acks of its batch are in).\n\n")
+		b.WriteString("\n## JetStream publishing\n\nThe same ~200-byte events to one stream of an in-process server (file storage), alternating phases in one run: a synchronous loop (publish, await the ack), nats.go's async loop with the sink's window, and sluice's NATS sink with writes of the size it asks the pipeline for (2,048 events; a Write returns when all acks of its batch are in).\n\n")
 		if j.Error != "" {
 			fmt.Fprintf(&b, "failed: %s\n", oneLine(j.Error))
 		} else {
-			fmt.Fprintf(&b, "| synchronous | nats.go async | sluice sink |\n|---:|---:|---:|\n| %s/s | %s/s (%.1fx) | %s/s (%.1fx) |\n", fmtRate(j.SyncPerSec), fmtRate(j.BareAsyncPerSec), j.BareOfSync, fmtRate(j.SinkPerSec), j.SinkOfSync)
+			fmt.Fprintf(&b, "| | synchronous | nats.go async | sluice sink | sluice sink, 100 events per message |\n|---|---:|---:|---:|---:|\n| events/s | %s | %s (%.1fx) | %s (%.1fx) | %s (%.1fx) |\n| process CPU per message | %.1f µs | %.1f µs | %.1f µs | |\n",
+				fmtRate(j.SyncPerSec), fmtRate(j.BareAsyncPerSec), j.BareOfSync, fmtRate(j.SinkPerSec), j.SinkOfSync, fmtRate(j.SinkBatchedPerSec), j.SinkBatchedOfSync,
+				j.SyncCPUPerMsgUS, j.AsyncCPUPerMsgUS, j.SinkCPUPerMsgUS)
+			fmt.Fprintf(&b, "\nThe synchronous loop waited (off CPU) %.0f%% of its time; asynchronous publishing can only win that back, so on %d cores it is at most %.1fx the synchronous loop here (cores x sync time per message / async CPU per message): the server's CPU per message, not the wait for acks, bounds one event per message. Batching events into messages is what multiplies the rate.\n",
+				j.SyncWaitPct, r.Cores, j.AsyncBound)
 			if len(j.SinkCPU) > 0 {
 				b.WriteString("\nWhere the sink's phase spends CPU (flat, whole process):")
 				for _, c := range j.SinkCPU {

@@ -70,7 +70,9 @@ type lossSummary struct {
 func soakMain(args []string) error {
 	fs := flag.NewFlagSet("soak", flag.ExitOnError)
 	duration := fs.Duration("duration", 10*time.Minute, "how long the producer runs")
-	warmup := fs.Duration("warmup", time.Minute, "the start that the flatness checks leave out")
+	// The stream keeps messages 2 minutes and their ids for its 2-minute
+	// duplicate window: memory grows until both are full.
+	warmup := fs.Duration("warmup", 150*time.Second, "the start that the flatness checks leave out (the stream's 2-minute age limit and duplicate window fill up)")
 	rate := fs.Int("rate", 50000, "records per second")
 	out := fs.String("out", "bench/results", "directory of soak.json, soak.md and soak.png")
 	sluice := fs.String("sluice", "bin/sluice", "the agent binary")
@@ -148,6 +150,7 @@ sink "nats" "bus" {
     create  = true
     max_age = "2m"
   }
+  batch { max_events = 100 }
 }
 sink "file" "events" {
   path  = %q
@@ -508,7 +511,7 @@ func medianF(xs []float64) float64 {
 
 func (res *soakResult) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# sluice soak\n\ncommit %.12s, %s, kernel %s, %d cores. `make soak`: %d records/s of the synthetic producer (64 bytes) for %.0fs through a Wasm stage (drop-comm, C, keeping every event) into JetStream (the embedded server) and a JSON file sink.\n\n",
+	fmt.Fprintf(&b, "# sluice soak\n\ncommit %.12s, %s, kernel %s, %d cores. `make soak`: %d records/s of the synthetic producer (64 bytes) for %.0fs through a Wasm stage (drop-comm, C, keeping every event) into JetStream (the embedded server, 100 events per message, messages kept 2 minutes) and a JSON file sink.\n\n",
 		res.Commit, res.Date, res.Kernel, res.Cores, res.Rate, res.Seconds)
 	b.WriteString("![RSS, events/s and queue fill over time](soak.png)\n\n| check | result | detail |\n|---|---|---|\n")
 	for _, c := range res.Checks {
