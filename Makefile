@@ -12,7 +12,7 @@ LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.
 # Extra flags for `make run`, e.g. make run ARGS="--config my.hcl".
 ARGS    ?=
 
-.PHONY: all build man image release run test test-interop check-fmt bin/cosign bin/oras test-race bench bench-quick bench-go soak bench-swap bench-stages fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm lint clean
+.PHONY: all build man image release run test test-interop check-fmt bin/cosign bin/oras test-race bench bench-quick bench-go soak bench-swap bench-stages bench-wasm-bpf fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm wasm-bpf-apps check-wasm-bpf-apps lint clean
 
 all: build
 
@@ -125,12 +125,18 @@ bench-swap:
 
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./sources/decode
+	$(GO) test -run '^$$' -fuzz 'FuzzDecode$$' -fuzztime $(FUZZTIME) ./sources/decode
+	$(GO) test -run '^$$' -fuzz FuzzDecodeHinted -fuzztime $(FUZZTIME) ./sources/decode
 	$(GO) test -run '^$$' -fuzz FuzzAppendJSON -fuzztime $(FUZZTIME) ./pipeline/codec
 	$(GO) test -run '^$$' -fuzz FuzzScan -fuzztime $(FUZZTIME) ./sdk/go/sluice
 	$(GO) test -run '^$$' -fuzz FuzzProcess -fuzztime $(FUZZTIME) ./sdk/go/sluice
 	$(GO) test -run '^$$' -fuzz FuzzParseResult -fuzztime $(FUZZTIME) ./wasmstages
-	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./wasmstages/internal/interrupt
+	$(GO) test -run '^$$' -fuzz FuzzWellFormedMap -fuzztime $(FUZZTIME) ./wasmstages
+	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./internal/interrupt
+	$(GO) test -run '^$$' -fuzz FuzzReadBinary -fuzztime $(FUZZTIME) ./wasmbpf
+	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./config
+	$(GO) test -run '^$$' -fuzz FuzzImageReader -fuzztime $(FUZZTIME) ./oci
+	$(GO) test -run '^$$' -fuzz FuzzSpoolSegment -fuzztime $(FUZZTIME) ./sinks
 
 # Regenerates the committed gadget objects with clang-19 (installed via apt
 # when missing).
@@ -141,29 +147,45 @@ gadgets:
 check-gadgets: gadgets
 	git diff --exit-code -- gadgets/ bench/gadgets/
 
-# Regenerates the committed example stages (examples/stages/*.wasm): Go ones
-# with the Go toolchain, C ones with clang-19 and wasi-libc (installed via apt
-# when missing).
-stages: test-stages-wasm
-	bash examples/stages/build.sh
+# Regenerates the committed built-in stages (stages/*.wasm): Go ones with the
+# Go toolchain, C ones with clang-19 and wasi-libc, Rust ones with Debian's
+# rustc, libstd-rust-dev-wasm32 and lld-14 (installed via apt when missing).
+stages: test-stages-wasm wasm-bpf-apps
+	bash stages/build.sh
 
-# Fails when a committed example stage differs from a fresh build.
-check-stages: check-test-stages-wasm
-	bash examples/stages/build.sh --check
+# Fails when a committed built-in stage differs from a fresh build.
+check-stages: check-test-stages-wasm check-wasm-bpf-apps
+	bash stages/build.sh --check
 
 # Regenerates the host's own test guests (wasmstages/testdata/*.wasm: C
-# against the raw ABI, misbehaving on purpose, and one Go guest).
+# against the raw ABI, misbehaving on purpose, Go guests, Inspektor Gadget
+# modules in Go and C, and a Rust gadget module).
 test-stages-wasm:
 	bash wasmstages/testdata/build.sh
 
 check-test-stages-wasm: test-stages-wasm
 	git diff --exit-code -- wasmstages/testdata/
 
+# Regenerates the wasm-bpf test applications (wasmbpf/testdata: each eBPF
+# object with clang-19 -target bpf, each application with clang-19
+# --target=wasm32-wasip1 and wasi-libc, the object embedded with #embed).
+wasm-bpf-apps:
+	bash wasmbpf/testdata/build.sh
+
+# Fails when a committed application or object differs from a fresh build.
+check-wasm-bpf-apps:
+	bash wasmbpf/testdata/build.sh --check
+
 # End-to-end stage figures, as root: trace_open throughput with and without
 # a Wasm filter, and agent start to first event with a cached module.
 bench-stages: build
 	bash bench/stage-throughput.sh
 	bash bench/stage-startup.sh
+
+# Records/s of a wasm-bpf application's ring buffer poll into a pipeline
+# against the same object as a plain gadget, in one run (as root).
+bench-wasm-bpf:
+	$(GO) test -run '^$$' -bench RingBufferIntoPipeline -benchtime 6x ./wasmbpf
 
 # The real cosign, built from the Go module proxy, for TestCosignInterop
 # (cmd/sluice): sluice's signatures must verify with cosign and cosign's with

@@ -67,6 +67,9 @@ type Agent struct {
 	// reloads so that a source's numbers go on.
 	seqs       map[string]*atomic.Uint64
 	lastReload *ReloadResult
+	// containers is container identity and the filters that follow
+	// containers (workloads.go).
+	containers *containerIdentity
 	// followers keep every Wasm stage on its desired version
 	// (stagefollow.go); they have their own lock.
 	followers *stageFollowers
@@ -109,7 +112,8 @@ func New(cfg *config.File, opts Options) (*Agent, hcl.Diagnostics) {
 		opts: opts, log: log, metrics: reg, stdout: stdout, health: newHealth(),
 		reloads: make(chan *reloadRequest), plan: pl,
 		sinks: map[string]*sharedSink{}, sources: map[string]*liveSource{}, pipelines: map[string]*livePipeline{},
-		seqs: map[string]*atomic.Uint64{},
+		seqs:       map[string]*atomic.Uint64{},
+		containers: newContainerIdentity(cfg, reg, log),
 	}
 	registerPlanned(reg, pl)
 	a.followers = &stageFollowers{a: a}
@@ -157,7 +161,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 
 	if ns := pl.cfg.Agent.NATSServer; ns != nil {
-		srv, err := startNATSServer(ns, a.log)
+		srv, err := startNATSServer(ns, pl.cfg.Agent.DataDir, a.log)
 		if err != nil {
 			return err
 		}
@@ -198,6 +202,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			ls.close(ctx)
 		}
 	})
+	// Containers are listed before the gadgets load, so that a filter on
+	// containers opens with their namespaces.
+	stack.push(a.containers.start(ctx, a))
 	srcs, err := a.openSources(ctx, pl.sources, &stack)
 	if err != nil {
 		return err
@@ -255,7 +262,7 @@ func (a *Agent) ensureCache(pl *plan) {
 	if a.cache != nil {
 		return
 	}
-	need := slices.ContainsFunc(pl.sources, func(sp *sourcePlan) bool { return sp.wasm != nil }) ||
+	need := slices.ContainsFunc(pl.sources, func(sp *sourcePlan) bool { return sp.wasm != nil || sp.app != nil }) ||
 		slices.ContainsFunc(pl.pipelines, func(pp *pipelinePlan) bool { return len(pp.stages) > 0 })
 	if need {
 		a.cache = openStageCache(pl.cfg, a.log)
@@ -366,6 +373,7 @@ func (a *Agent) newLivePipeline(pp *pipelinePlan, srcs map[string]*liveSource, s
 	for _, name := range pp.sources {
 		spec.Sources = append(spec.Sources, srcs[name])
 	}
+	spec.Stages = a.containers.headStages(pp, a.metrics)
 	for _, sp := range pp.stages {
 		ls := stages[sp]
 		lp.stages = append(lp.stages, ls)

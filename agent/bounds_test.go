@@ -33,8 +33,12 @@ func TestStalledSinkDropOldestBoundsMemory(t *testing.T) {
 agent {
   data_dir       = %q
   shutdown_grace = "1s"
+  filter_self    = false # the producer is this process
 }
-source "gadget" "synth" { gadget = %q }
+source "gadget" "synth" {
+  gadget = %q
+  params = { target_tgid = %d }
+}
 sink "stdout" "out" { format = "json" }
 pipeline "p" {
   sources = [source.gadget.synth]
@@ -45,7 +49,7 @@ pipeline "p" {
     when_full  = "drop_oldest"
   }
 }
-`, t.TempDir(), filepath.Join(root, synth.Object(64)), queueBytes)
+`, t.TempDir(), filepath.Join(root, synth.Object(64)), os.Getpid(), queueBytes)
 	f, diags := config.Parse("bounds.hcl", []byte(src))
 	if diags.HasErrors() {
 		t.Fatal(diags)

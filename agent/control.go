@@ -333,7 +333,7 @@ func (a *Agent) handleTap(w http.ResponseWriter, r *http.Request) {
 				if err != nil {
 					continue
 				}
-				line := TapLine{Pipeline: b.t.Pipeline(), Edge: b.t.Edge(), Kind: ev.Kind.String(), Event: json.RawMessage(buf)}
+				line := TapLine{Pipeline: b.t.Pipeline(), Edge: b.t.Edge(), Kind: ev.Kind().String(), Event: json.RawMessage(buf)}
 				if err := enc.Encode(line); err != nil {
 					return // the client left
 				}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/gadgets"
 	"github.com/sluice-dev/sluice/oci"
+	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sources"
 )
 
@@ -32,6 +34,12 @@ type resolvedGadget struct {
 	params map[string]string
 	// digest is the SHA-256 of the gadget's ELF.
 	digest string
+	// filter is how the source's filters run (workloads.go); hostFilter
+	// its host-side part, nil when there is none.
+	filter     *sourceFilter
+	hostFilter *pipeline.FieldFilter
+	// metadata is the gadget's gadget.yaml, nil when it has none.
+	metadata []byte
 }
 
 // ResolveGadget finds a gadget by built-in name or ELF path. Relative
@@ -106,18 +114,24 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget metadata", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
 			continue
 		}
-		spec, err := sources.ParseGadget(name, elf, sources.ParseOptions{EventType: src.EventType, Map: src.Map, Metadata: md})
-		if err != nil {
-			subject := src.GadgetRange
-			if src.EventType != "" {
-				subject = src.EventTypeRange
-			}
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(subject)})
+		opts, typesFile, d := parseOptions(src, baseDir, md)
+		if d != nil {
+			diags = append(diags, d)
 			continue
 		}
-		params := map[string]string{}
+		spec, err := sources.ParseGadget(name, elf, opts)
+		if err != nil {
+			diags = append(diags, gadgetDiagnostic(src, err))
+			continue
+		}
+		params, moduleParams := map[string]string{}, map[string]string{}
+		moduleDocs := moduleParamDocs(metadata)
 		paramsOK := true
 		for _, p := range src.Params {
+			if _, ok := moduleDocs[p.Name]; ok {
+				moduleParams[p.Name] = p.Value // the gadget's Wasm module's (gadget.yaml params.wasm)
+				continue
+			}
 			params[p.Name] = p.Value
 			if err := spec.CheckParams(map[string]string{p.Name: p.Value}); err != nil {
 				var pe *sources.ParamError
@@ -130,18 +144,53 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 			}
 		}
 		wasm, d := resolveGadgetWasm(src, image, baseDir)
+		if d == nil && wasm != nil {
+			d = wasm.detectABI(src)
+		}
 		if d != nil {
 			diags = append(diags, d)
+			wasm = nil
+		}
+		if wasm != nil {
+			wasm.host = f.Agent.Name
+			wasm.params = map[string]string{}
+			for key, doc := range moduleDocs {
+				wasm.params[key] = doc.DefaultValue
+			}
+			maps.Copy(wasm.params, moduleParams)
+		} else if len(moduleParams) > 0 && d == nil {
+			for _, p := range src.Params {
+				if _, ok := moduleParams[p.Name]; ok {
+					diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown gadget parameter",
+						Detail: fmt.Sprintf("parameter %q belongs to the gadget's Wasm module (gadget.yaml params.wasm), and the gadget has none", p.Name), Subject: rangePtr(p.NameRange)})
+				}
+			}
+			paramsOK = false
 		}
 		if !paramsOK {
 			continue // building it would report the same parameters again
 		}
-		g, err := sources.NewGadget(spec, gadgetConfig(src, f.Agent.Name, params, log))
+		filter, ds := planSourceFilter(src, spec, f.Agent)
+		diags = append(diags, ds...)
+		cfg := gadgetConfig(src, f.Agent.Name, params, log)
+		cfg.Filter = filter.kernel
+		g, err := sources.NewGadget(spec, cfg)
 		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget", Detail: err.Error(), Subject: rangePtr(src.GadgetRange)})
+			d := gadgetDiagnostic(src, err)
+			if _, ok := errors.AsType[*sources.FilterError](err); ok {
+				d.Subject = rangePtr(filter.rng)
+			}
+			diags = append(diags, d)
 			continue
 		}
-		out = append(out, &resolvedGadget{source: src, gadget: g, wasm: wasm, params: params, digest: sha256Hex(append(slices.Clip(elf), metadata...))}) // gadget.yaml changes the gadget too
+		host, ds := filter.hostFilter(src, g.Schemas())
+		diags = append(diags, ds...)
+		// gadget.yaml and the event type file change the gadget too.
+		digest := sha256Hex(append(append(slices.Clip(elf), metadata...), typesFile...))
+		out = append(out, &resolvedGadget{
+			source: src, gadget: g, wasm: wasm, params: params, digest: digest,
+			filter: filter, hostFilter: host, metadata: metadata,
+		})
 	}
 	return out, diags
 }
@@ -200,42 +249,55 @@ func Validate(f *config.File, images ...*Images) hcl.Diagnostics {
 	if len(images) > 0 {
 		im = images[0]
 	}
-	_, _, diags := validate(f, im)
+	_, _, _, diags := validate(f, im)
 	return diags
 }
 
 // validate is Validate, returning what it resolved.
-func validate(f *config.File, images *Images) ([]*resolvedGadget, map[*config.Stage]stageModule, hcl.Diagnostics) {
+func validate(f *config.File, images *Images) ([]*resolvedGadget, []*resolvedApp, map[*config.Stage]stageModule, hcl.Diagnostics) {
 	gadgets, diags := resolveGadgets(f, images, nil)
+	apps, ds := resolveWasmBPF(f, images)
+	diags = append(diags, ds...)
 	modules, ds := resolveStages(f, images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
 	diags = append(diags, validateControlSocket(f)...)
 	if !diags.HasErrors() {
-		diags = append(diags, validateSinks(f, gadgets)...)
+		diags = append(diags, validateSinks(f, gadgets, apps)...)
 	}
-	return gadgets, modules, diags
+	return gadgets, apps, modules, diags
 }
 
 // Check is what `sluice config validate` runs: Validate, then, when that
 // found no errors, what only the config's Wasm can tell. Every Wasm stage
 // is compiled, checked against the stage ABI and initialised with its
 // params; every gadget module is compiled, checked and its gadget_init run
-// against the gadget's configured parameters (nothing loads). The config
+// against the gadget's configured parameters; every wasm-bpf application
+// is compiled and checked against the wasm_bpf interface (nothing loads). The config
 // is resolved once for both. It needs no privileges; compiled code is
 // cached under data_dir when that is writable, in memory otherwise.
 func Check(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics {
-	gadgets, modules, diags := validate(f, images)
+	_, diags := CheckReport(ctx, f, images)
+	return diags
+}
+
+// CheckReport is Check, also returning what it decided about each gadget
+// source that the config does not say: how each output's event type was
+// found (see gadgetReport), for `sluice config validate` to show.
+func CheckReport(ctx context.Context, f *config.File, images *Images) ([]string, hcl.Diagnostics) {
+	gadgets, apps, modules, diags := validate(f, images)
+	report := gadgetReport(gadgets)
 	if diags.HasErrors() {
-		return diags
+		return report, diags
 	}
-	if len(modules) == 0 && !slices.ContainsFunc(gadgets, func(r *resolvedGadget) bool { return r.wasm != nil }) {
-		return diags
+	if len(modules) == 0 && len(apps) == 0 && !slices.ContainsFunc(gadgets, func(r *resolvedGadget) bool { return r.wasm != nil }) {
+		return report, diags
 	}
 	cache := openStageCache(f, slog.New(slog.DiscardHandler))
 	defer cache.Close(context.WithoutCancel(ctx))
 	diags = append(diags, checkStages(ctx, f, modules, cache)...)
-	return append(diags, checkGadgetModules(ctx, gadgets, cache)...)
+	diags = append(diags, checkWasmBPF(ctx, apps, cache)...)
+	return report, append(diags, checkGadgetModules(ctx, gadgets, cache)...)
 }
 
 // validateGraph enforces that a source feeds exactly one pipeline: a source
@@ -315,6 +377,27 @@ func gadgetMetadataFile(ref, baseDir string) ([]byte, error) {
 		}
 	}
 	return nil, nil
+}
+
+// moduleParamDocs returns the parameters gadget.yaml gives the gadget's
+// Wasm module (params.wasm), by key.
+func moduleParamDocs(raw []byte) map[string]oci.ParamDoc {
+	out := map[string]oci.ParamDoc{}
+	if len(raw) == 0 {
+		return out
+	}
+	md, err := oci.ParseMetadata(raw)
+	if err != nil {
+		return out // gadgetMetadata reports it
+	}
+	for name, doc := range md.Params["wasm"] {
+		key := doc.Key
+		if key == "" {
+			key = name
+		}
+		out[key] = doc
+	}
+	return out
 }
 
 // gadgetMetadata converts a gadget.yaml into what sources uses of it.

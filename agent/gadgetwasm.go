@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,6 +32,24 @@ import (
 type gadgetWasm struct {
 	bytes  []byte
 	origin string // "image sha256:..." or the file's path, for logs
+	// abi says whether the module is written against sluice's
+	// gadget-module ABI or Inspektor Gadget's wasm API.
+	abi wasmstages.GadgetABI
+	// params are the values of the module's own parameters (gadget.yaml
+	// params.wasm, by key: the config's, else the defaults), which an
+	// Inspektor Gadget module reads with getParamValue.
+	params map[string]string
+	host   string // the agent's name, for the envelope of the module's own events
+}
+
+// fingerprint identifies the module and its parameters.
+func (w *gadgetWasm) fingerprint() string {
+	b := slices.Clip(w.bytes)
+	for _, k := range slices.Sorted(maps.Keys(w.params)) {
+		b = append(b, 0)
+		b = append(b, k+"="+w.params[k]...)
+	}
+	return sha256Hex(b)
 }
 
 // resolveGadgetWasm finds the module of a source's gadget: the `wasm`
@@ -60,18 +80,55 @@ func resolveGadgetWasm(src *config.Source, image *oci.GadgetImage, baseDir strin
 	return &gadgetWasm{bytes: b, origin: path}, nil
 }
 
+// detectABI tells which ABI the module is written against.
+func (w *gadgetWasm) detectABI(src *config.Source) *hcl.Diagnostic {
+	abi, err := wasmstages.DetectGadgetABI(w.bytes)
+	if err != nil {
+		subject := src.WasmRange
+		if src.Wasm == "" {
+			subject = src.GadgetRange
+		}
+		return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid gadget module", Detail: fmt.Sprintf("gadget module %s: %v", w.origin, err), Subject: rangePtr(subject)}
+	}
+	w.abi = abi
+	return nil
+}
+
 // gadgetModuleName is the name a source's module has in metrics and logs:
 // it is metered as a stage of that name. A dot cannot occur in a config
 // name, so it never collides with a stage's.
 func gadgetModuleName(source string) string { return source + ".wasm" }
+
+// gadgetModule is a gadget's running module: a *wasmstages.GadgetModule
+// (sluice's ABI) or a *wasmstages.IGModule (Inspektor Gadget's).
+type gadgetModule interface {
+	pipeline.Stage
+	Digest() string
+	// Start runs once the gadget is loaded and attached; Stop before it
+	// detaches.
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// moduleFlusher is a module that emits events outside batches (an IG
+// module's packets from its lifecycle hooks).
+type moduleFlusher interface {
+	Flush(out []pipeline.Event) []pipeline.Event
+}
+
+var (
+	_ gadgetModule  = (*wasmstages.GadgetModule)(nil)
+	_ gadgetModule  = (*wasmstages.IGModule)(nil)
+	_ moduleFlusher = (*wasmstages.IGModule)(nil)
+)
 
 // gadgetSource runs a gadget with its module: the module sees the events
 // first, and gadget_stop runs before the gadget detaches.
 type gadgetSource struct {
 	g    *sources.Gadget
 	wasm *gadgetWasm
-	mod  *wasmstages.GadgetModule // set by init
-	log  *slog.Logger             // the agent's lines about the module
+	mod  gadgetModule // set by init
+	log  *slog.Logger // the agent's lines about the module
 	// guestLog is the module's own logger (wasmstages adds stage=NAME,
 	// and source=guest to the guest's lines, so it has no source key).
 	guestLog *slog.Logger
@@ -104,18 +161,38 @@ func moduleConfig(g *sources.Gadget, w *gadgetWasm) wasmstages.GadgetConfig {
 	}
 }
 
+// igModuleConfig is an Inspektor Gadget module's wasmstages config,
+// without the parts of the running agent.
+func igModuleConfig(g *sources.Gadget, w *gadgetWasm) wasmstages.IGConfig {
+	return wasmstages.IGConfig{
+		Name: gadgetModuleName(g.Name()), Source: g.Name(), Host: w.host, Gadget: g.Spec().Name,
+		ModuleBytes: w.bytes, Handle: igHandle{g: g, params: w.params},
+	}
+}
+
+// newGadgetModule compiles the module of g and runs what precedes the
+// load (gadget_init; gadgetInit and gadgetPreStart), by its ABI.
+func newGadgetModule(ctx context.Context, g *sources.Gadget, w *gadgetWasm, cache *wasmstages.Cache, log *slog.Logger, reg *pipeline.Registry) (gadgetModule, error) {
+	if w.abi == wasmstages.ABIInspektorGadget {
+		cfg := igModuleConfig(g, w)
+		cfg.Cache, cfg.Logger, cfg.Metrics = cache, log, reg
+		return wasmstages.NewIGModule(ctx, cfg)
+	}
+	cfg := moduleConfig(g, w)
+	cfg.Cache, cfg.Logger, cfg.Metrics = cache, log, reg
+	return wasmstages.NewGadgetModule(ctx, cfg)
+}
+
 // init compiles the module and runs its gadget_init, before the gadget
 // loads: the parameters it sets are the ones the gadget loads with.
 func (s *gadgetSource) init(ctx context.Context, cache *wasmstages.Cache, reg *pipeline.Registry) error {
-	cfg := moduleConfig(s.g, s.wasm)
-	cfg.Cache, cfg.Logger, cfg.Metrics = cache, s.guestLog, reg
 	start := time.Now()
-	mod, err := wasmstages.NewGadgetModule(ctx, cfg)
+	mod, err := newGadgetModule(ctx, s.g, s.wasm, cache, s.guestLog, reg)
 	if err != nil {
 		return err
 	}
 	s.mod = mod
-	s.log.Info("gadget module initialised", "module", s.wasm.origin, "digest", mod.Digest()[:12], "took", time.Since(start).Round(time.Millisecond))
+	s.log.Info("gadget module initialised", "module", s.wasm.origin, "abi", s.wasm.abi.String(), "digest", mod.Digest()[:12], "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -133,12 +210,35 @@ func (s *gadgetSource) run(ctx context.Context, out pipeline.Emitter) error {
 		}
 		detach()
 	})
+	// What the module emitted when it started goes first.
+	if err := s.flush(ctx, out); err != nil {
+		return err
+	}
 	// The gadget's own failure (a reader that broke) ends the run too.
 	err := s.g.Run(gctx, &moduleEmitter{s: s, out: out})
 	if !stopAfter() {
 		<-stopped // the stop hook ran (or runs): wait for it
 	}
+	// What the module emitted when it stopped goes last (the pipeline
+	// still drains its sources' last batches).
+	if ferr := s.flush(context.WithoutCancel(ctx), out); err == nil {
+		err = ferr
+	}
 	return err
+}
+
+// flush emits what the module emitted outside a batch.
+func (s *gadgetSource) flush(ctx context.Context, out pipeline.Emitter) error {
+	f, ok := s.mod.(moduleFlusher)
+	if !ok {
+		return nil
+	}
+	evs := f.Flush(nil)
+	if len(evs) == 0 {
+		return nil
+	}
+	s.meter.M.Sent.Add(uint64(len(evs)))
+	return out.Emit(ctx, evs)
 }
 
 func (s *gadgetSource) close(ctx context.Context) {
@@ -178,6 +278,11 @@ func (e *moduleEmitter) Emit(ctx context.Context, batch []pipeline.Event) error 
 		}
 		s.meter.M.Sent.Add(uint64(len(batch)))
 		return e.out.Emit(ctx, batch)
+	}
+	if f, ok := s.mod.(moduleFlusher); ok {
+		n := len(out)
+		out = f.Flush(out) // packets emitted meanwhile, by a lifecycle hook
+		s.meter.M.Sent.Add(uint64(len(out) - n))
 	}
 	if len(out) == 0 {
 		return nil
@@ -277,9 +382,17 @@ func checkGadgetModules(ctx context.Context, resolved []*resolvedGadget, cache *
 		if r.wasm == nil {
 			continue
 		}
-		cfg := moduleConfig(r.gadget, r.wasm)
-		cfg.Cache = cache
-		if err := wasmstages.CheckGadget(ctx, cfg); err != nil {
+		var err error
+		if r.wasm.abi == wasmstages.ABIInspektorGadget {
+			cfg := igModuleConfig(r.gadget, r.wasm)
+			cfg.Cache = cache
+			err = wasmstages.CheckIG(ctx, cfg)
+		} else {
+			cfg := moduleConfig(r.gadget, r.wasm)
+			cfg.Cache = cache
+			err = wasmstages.CheckGadget(ctx, cfg)
+		}
+		if err != nil {
 			subject := r.source.WasmRange
 			if r.source.Wasm == "" {
 				subject = r.source.GadgetRange
@@ -293,3 +406,80 @@ func checkGadgetModules(ctx context.Context, resolved []*resolvedGadget, cache *
 	}
 	return diags
 }
+
+// igHandle adapts a *sources.Gadget to what an Inspektor Gadget module
+// sees of it.
+type igHandle struct {
+	g      *sources.Gadget
+	params map[string]string // the module's own parameters, by key
+}
+
+var _ wasmstages.IGHandle = igHandle{}
+
+// Outputs are the gadget's tracers, then its iterators and map iterators
+// (IG's array data sources), as sources lists them.
+func (h igHandle) Outputs() []wasmstages.IGOutput {
+	names, schemas := h.g.OutputNames(), h.g.Schemas()
+	streams := len(h.g.Spec().Streams)
+	out := make([]wasmstages.IGOutput, len(names))
+	for i := range names {
+		out[i] = wasmstages.IGOutput{Name: names[i], Schema: schemas[i], Array: i >= streams}
+	}
+	return out
+}
+
+// Param is one of the module's parameters, else one of the gadget's (by
+// gadget.yaml key or variable name).
+func (h igHandle) Param(key string) (string, error) {
+	if v, ok := h.params[key]; ok {
+		return v, nil
+	}
+	v, err := h.g.Param(key)
+	if err != nil {
+		return "", wasmstages.ClassifyError(wasmstages.ErrNotFound, err)
+	}
+	return v, nil
+}
+
+func (h igHandle) Map(name string) (wasmstages.MapHandle, error) {
+	return gadgetHandle{h.g}.Map(name)
+}
+
+func (h igHandle) NewMap(spec wasmstages.IGMapSpec) (wasmstages.OwnedMap, error) {
+	m, err := sources.NewRawMap(spec.Name, spec.Type, spec.KeySize, spec.ValueSize, spec.MaxEntries)
+	if err != nil {
+		return nil, err
+	}
+	return ownedMapHandle{mapHandle{m}}, nil
+}
+
+// DiscardMountNS: sources have no container filter yet, so every mount
+// namespace is kept (IG's answer when no filter is configured).
+func (h igHandle) DiscardMountNS(uint64) bool { return false }
+
+type ownedMapHandle struct{ mapHandle }
+
+func (o ownedMapHandle) Close() error { return o.m.Close() }
+
+// OpenPerfReader reads a perf event array of the gadget record by record.
+func (h mapHandle) OpenPerfReader(perCPU int, overwritable bool) (wasmstages.PerfReader, error) {
+	r, err := h.m.OpenPerfReader(perCPU, overwritable)
+	if err != nil {
+		return nil, wasmstages.ClassifyError(wasmstages.ErrInvalid, err)
+	}
+	return perfReader{r}, nil
+}
+
+type perfReader struct{ r *sources.PerfReader }
+
+func (p perfReader) Read(dst []byte) (int, error) {
+	n, err := p.r.Read(dst)
+	if errors.Is(err, sources.ErrNoRecord) {
+		return 0, wasmstages.ClassifyError(wasmstages.ErrNotFound, err)
+	}
+	return n, err
+}
+
+func (p perfReader) Pause() error  { return p.r.Pause() }
+func (p perfReader) Resume() error { return p.r.Resume() }
+func (p perfReader) Close() error  { return p.r.Close() }

@@ -78,13 +78,16 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 // syscallsConfig is a config with source "sc" on gadget (an image
-// reference or a path) and the given extra attributes.
+// reference or a path) and the given extra attributes. The agent's self
+// filter is off: the test process, which runs the agent, makes the
+// syscalls.
 func syscallsConfig(t *testing.T, agentExtra, gadget, extra string) *config.File {
 	t.Helper()
 	src := fmt.Sprintf(`
 agent {
   name           = "wasm-host"
   shutdown_grace = "5s"
+  filter_self    = false
   %s
 }
 source "gadget" "sc" {
@@ -373,8 +376,8 @@ func TestGadgetModuleInitFails(t *testing.T) {
   wasm   = %q`, module))
 	wants := []string{`gadget "wasm_syscalls" module`, "gadget_init returned 1", `"no_such_syscall" is not a syscall of`}
 	diags := Check(context.Background(), f, nil)
-	if !diags.HasErrors() || diags[0].Summary != "Gadget module init failed" || diags[0].Subject == nil || diags[0].Subject.Start.Line != 10 {
-		t.Errorf("validate: %v; want the init failure at the wasm attribute (line 10)", diags)
+	if !diags.HasErrors() || diags[0].Summary != "Gadget module init failed" || diags[0].Subject == nil || diags[0].Subject.Start.Line != 11 {
+		t.Errorf("validate: %v; want the init failure at the wasm attribute (line 11)", diags)
 	}
 	for _, want := range wants {
 		if !strings.Contains(diags.Error(), want) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluice-dev/sluice/pipeline"
 )
 
 // Component states, as status and /healthz report them.
@@ -131,16 +133,9 @@ func writeHealth(w http.ResponseWriter, r *http.Request, code int, rep HealthRep
 	}
 }
 
-// sinkHealth is what a sink that knows whether it can deliver reports
-// (a NATS sink: its connection). The seam for sinks' connection state:
-// a sink implementing it is shown failing on /healthz and in status while
-// it reports a problem.
-type sinkHealth interface {
-	// Health returns "" while the sink delivers, else what is wrong.
-	Health() string
-}
-
-// unhealthySinks lists "sink NAME: problem" for the sinks reporting one.
+// unhealthySinks lists "sink NAME: problem" for the sinks that report one
+// (pipeline.HealthReporter: a NATS sink not connected or replaying its
+// spool, a stdout nobody reads).
 func (a *Agent) unhealthySinks() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -150,9 +145,9 @@ func (a *Agent) unhealthySinks() []string {
 		if s == nil {
 			continue
 		}
-		if hs, ok := s.Sink.(sinkHealth); ok {
-			if problem := hs.Health(); problem != "" {
-				out = append(out, fmt.Sprintf("sink %s: %s", sp.name, problem))
+		if hs, ok := s.Sink.(pipeline.HealthReporter); ok {
+			if err := hs.Health(); err != nil {
+				out = append(out, fmt.Sprintf("sink %s: %v", sp.name, err))
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/sources"
+	"github.com/sluice-dev/sluice/wasmbpf"
 	"github.com/sluice-dev/sluice/wasmstages"
 )
 
@@ -156,18 +157,25 @@ func (h *handoffSink) Close(ctx context.Context) error {
 	return s.Close(ctx)
 }
 
-// sourceInstance is one loaded gadget, with its module when it has one.
+// sourceInstance is one loaded gadget, with its module when it has one,
+// or one wasm-bpf application.
 type sourceInstance struct {
 	g   *sources.Gadget
 	mod *gadgetSource
+	app *wasmbpf.App
 }
 
 // openSource builds the gadget of sp and loads it: its module initialises
 // before the gadget loads (it may set its parameters) and starts once the
-// gadget is attached. On failure nothing stays loaded.
+// gadget is attached. On failure nothing stays loaded. A wasm_bpf source's
+// application is compiled; its guest loads what it loads when it runs.
 func (a *Agent) openSource(ctx context.Context, sp *sourcePlan, seq *atomic.Uint64) (*sourceInstance, error) {
+	if sp.app != nil {
+		return a.openApp(ctx, sp, seq)
+	}
 	cfg := gadgetConfig(sp.block, sp.host, sp.params, a.log)
 	cfg.Seq = seq
+	cfg.Filter = a.containers.kernelFilter(sp)
 	g, err := sources.NewGadget(sp.spec, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start source %q: %w", sp.name, err)
@@ -183,6 +191,7 @@ func (a *Agent) openSource(ctx context.Context, sp *sourcePlan, seq *atomic.Uint
 		si.close(ctx)
 		return nil, fmt.Errorf("start source %q: %w", sp.name, err)
 	}
+	a.containers.catchUp(sp, g)
 	if si.mod != nil {
 		if err := si.mod.mod.Start(ctx); err != nil {
 			si.close(ctx)
@@ -194,13 +203,36 @@ func (a *Agent) openSource(ctx context.Context, sp *sourcePlan, seq *atomic.Uint
 }
 
 func (si *sourceInstance) run(ctx context.Context, out pipeline.Emitter) error {
-	if si.mod != nil {
+	switch {
+	case si.app != nil:
+		return si.app.Run(ctx, out)
+	case si.mod != nil:
 		return si.mod.run(ctx, out)
 	}
 	return si.g.Run(ctx, out)
 }
 
+// finished says whether a source that returned nil ended on its own as it
+// may (a gadget whose iterators took all their snapshots, a wasm-bpf
+// application that exited with status 0), and why; "" when it should
+// still be running.
+func (si *sourceInstance) finished() (kind, why string) {
+	switch {
+	case si.app != nil:
+		return "wasm-bpf", "its application exited with status 0"
+	case si.g.Finished():
+		return "gadget", "its iterators took all their snapshots"
+	}
+	return "", ""
+}
+
 func (si *sourceInstance) close(ctx context.Context) {
+	if si.app != nil {
+		if err := si.app.Close(ctx); err != nil {
+			slog.Default().Debug("close wasm-bpf application", "source", si.app.Name(), "error", err)
+		}
+		return
+	}
 	if si.mod != nil {
 		si.mod.close(ctx)
 	}
@@ -241,7 +273,7 @@ func (a *Agent) newLiveSource(sp *sourcePlan, si *sourceInstance, seq *atomic.Ui
 		a: a, plan: sp, seq: seq, cur: si,
 		restarts: a.metrics.Component("source", sp.name).Counter(MetricSourceRestarts, "Times a failed source was loaded again."),
 		errs:     a.metrics.Component("source", sp.name).Errors,
-		log:      a.log.With("source", sp.name, "gadget", sp.spec.Name),
+		log:      a.log.With("source", sp.name, "gadget", sp.kind()),
 	}
 }
 
@@ -257,19 +289,32 @@ func (ls *liveSource) gadget() *sources.Gadget {
 	if ls.cur == nil {
 		return nil
 	}
-	return ls.cur.g
+	return ls.cur.g // nil for a wasm-bpf application
 }
 
 func (ls *liveSource) Run(ctx context.Context, out pipeline.Emitter) error {
 	h := ls.a.health
+	ls.a.mu.Lock()
+	done := ls.cur == nil
+	ls.a.mu.Unlock()
+	if done {
+		// The source finished before (an application that exited 0), and
+		// a reload that kept it hands it to the pipeline again: it stays
+		// finished rather than running its application a second time.
+		return nil
+	}
 	h.set("source", ls.plan.name, stateRunning, "")
 	backoff := restartFirst
 	for {
 		started := time.Now()
 		err := ls.cur.run(ctx, out)
 		// A gadget whose outputs are iterators with a number of runs (or
-		// one snapshot) ends on its own: done, not failed.
-		finished := err == nil && ls.cur.g.Finished()
+		// one snapshot) ends on its own, and so does a wasm-bpf
+		// application that exits with status 0: done, not failed.
+		finished, why := "", ""
+		if err == nil {
+			finished, why = ls.cur.finished()
+		}
 		ls.cur.close(ctx)
 		ls.a.mu.Lock()
 		ls.cur = nil
@@ -278,8 +323,8 @@ func (ls *liveSource) Run(ctx context.Context, out pipeline.Emitter) error {
 			h.set("source", ls.plan.name, stateStopped, "")
 			return nil
 		}
-		if finished {
-			ls.log.Info("source finished: its iterators took all their snapshots")
+		if finished != "" {
+			ls.log.Info("source finished: "+why, "kind", finished)
 			h.set("source", ls.plan.name, stateStopped, "")
 			return nil
 		}

@@ -17,10 +17,12 @@ import (
 )
 
 // TestAgentEmbeddedNATS runs the agent with its in-process NATS server and
-// a JetStream sink, and reads a real exec event back from the bus.
+// a JetStream sink, and reads a real exec event back from the bus with the
+// read-only credentials the agent made (its sink used its own, unasked).
 func TestAgentEmbeddedNATS(t *testing.T) {
 	testutil.RequireBPF(t)
 	addr := freeAddr(t)
+	dataDir := t.TempDir()
 	src := fmt.Sprintf(`
 agent {
   name     = "bus-host"
@@ -43,7 +45,7 @@ pipeline "p" {
   sources = [source.gadget.exec]
   sinks   = [sink.nats.bus]
 }
-`, t.TempDir(), addr, addr)
+`, dataDir, addr, addr)
 	f, diags := config.Parse("bus.hcl", []byte(src))
 	if diags.HasErrors() {
 		t.Fatal(diags)
@@ -54,7 +56,11 @@ pipeline "p" {
 	var nc *nats.Conn
 	ta.waitFor("connection to the embedded server", 10*time.Second, func() {}, func() bool {
 		var err error
-		nc, err = nats.Connect("nats://" + addr)
+		reader, err := nats.NkeyOptionFromSeed(NATSReaderSeedFile(dataDir))
+		if err != nil {
+			return false // not made yet
+		}
+		nc, err = nats.Connect("nats://"+addr, reader)
 		return err == nil
 	})
 	defer nc.Close()
@@ -98,6 +104,9 @@ func TestSubjectFieldDiagnostics(t *testing.T) {
 	}{
 		{"sluice.{host}.{nosuch}", "Unknown field in subject template", "{nosuch} is not a field of gadget trace_exec"},
 		{"sluice.{comm", "Invalid subject template", "unclosed {"},
+		{"sluice..{host}", "Invalid subject template", "empty token"},
+		{"sluice.{host}.", "Invalid subject template", "empty token"},
+		{"sluice.>.{host}", "Invalid subject template", "wildcards"},
 	} {
 		t.Run(tc.subject, func(t *testing.T) {
 			src := fmt.Sprintf(`source "gadget" "exec" { gadget = "trace_exec" }

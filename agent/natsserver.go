@@ -14,9 +14,11 @@ import (
 )
 
 // startNATSServer runs the real NATS server in-process, its log going to
-// log (warnings and errors; notices at debug level). The caller shuts it
+// log (warnings and errors; notices at debug level). Unless the config says
+// auth = "none" (warned about loudly), only the two users of the generated
+// credentials under dataDir may connect (natsauth.go). The caller shuts it
 // down after the sinks have closed.
-func startNATSServer(cfg *config.NATSServer, log *slog.Logger) (*server.Server, error) {
+func startNATSServer(cfg *config.NATSServer, dataDir string, log *slog.Logger) (*server.Server, error) {
 	host, portText, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("nats_server listen %q: %w", cfg.Listen, err)
@@ -32,6 +34,17 @@ func startNATSServer(cfg *config.NATSServer, log *slog.Logger) (*server.Server, 
 		JetStream:  cfg.JetStream,
 		StoreDir:   cfg.StoreDir,
 		NoSigs:     true, // the agent owns signal handling
+	}
+	switch cfg.Auth {
+	case config.NATSAuthNone:
+		log.Warn("the embedded nats server accepts clients without authentication: anyone who can connect may read every event, "+
+			"publish forged ones and delete the stream (nats_server auth = \"none\")", "listen", cfg.Listen)
+	default:
+		creds, err := loadNATSCredentials(dataDir, log)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats server: %w", err)
+		}
+		opts.Nkeys = creds.nkeyUsers()
 	}
 	if cfg.JetStream {
 		if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {

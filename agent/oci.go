@@ -28,9 +28,20 @@ import (
 type Images struct {
 	gadgets map[string]*oci.GadgetImage
 	stages  map[string]*oci.StageImage
+	apps    map[string]*oci.WasmBPFImage
 	// fetch are the options they were fetched with, which the agent
 	// fetches later versions of its stages with.
 	fetch FetchOptions
+}
+
+// WasmBPF returns the fetched wasm-bpf application image a module value
+// names.
+func (im *Images) WasmBPF(value string) (*oci.WasmBPFImage, bool) {
+	if im == nil {
+		return nil, false
+	}
+	a, ok := im.apps[value]
+	return a, ok
 }
 
 // Gadget returns the fetched gadget image a config value names.
@@ -98,28 +109,35 @@ func referenceHint(value string, err error) string {
 	return ""
 }
 
-// FetchImages fetches every OCI reference of f (gadget values and stage
-// modules, with or without oci://) into the local store and reads them, refusing images the
-// policy refuses. Problems are diagnostics at the offending
-// config value. A config without OCI references opens no store.
+// FetchImages fetches every OCI reference of f (gadget values, stage
+// modules and wasm_bpf modules, with or without oci://) into the local
+// store and reads them, refusing images the policy refuses. Problems are
+// diagnostics at the offending config value. A config without OCI
+// references opens no store.
 func FetchImages(ctx context.Context, f *config.File, opts FetchOptions) (*Images, hcl.Diagnostics) {
-	im := &Images{gadgets: map[string]*oci.GadgetImage{}, stages: map[string]*oci.StageImage{}, fetch: opts}
+	im := &Images{gadgets: map[string]*oci.GadgetImage{}, stages: map[string]*oci.StageImage{}, apps: map[string]*oci.WasmBPFImage{}, fetch: opts}
 	type want struct {
-		value string
-		rng   hcl.Range
-		stage bool
+		value      string
+		rng        hcl.Range
+		stage, app bool
 	}
 	var wants []want
 	for _, src := range f.Sources {
 		if src.Type == "gadget" && IsImageReference(src.Gadget) {
-			wants = append(wants, want{src.Gadget, src.GadgetRange, false})
+			wants = append(wants, want{value: src.Gadget, rng: src.GadgetRange})
 		}
 	}
 	for _, m := range StageModuleRefs(f) {
 		if slices.ContainsFunc(wants, func(w want) bool { return w.stage && w.value == m.Value }) {
 			continue
 		}
-		wants = append(wants, want{m.Value, m.Range, true})
+		wants = append(wants, want{value: m.Value, rng: m.Range, stage: true})
+	}
+	for _, m := range WasmBPFModuleRefs(f) {
+		if slices.ContainsFunc(wants, func(w want) bool { return w.app && w.value == m.Value }) {
+			continue
+		}
+		wants = append(wants, want{value: m.Value, rng: m.Range, app: true})
 	}
 	if len(wants) == 0 {
 		return im, nil
@@ -138,6 +156,15 @@ func FetchImages(ctx context.Context, f *config.File, opts FetchOptions) (*Image
 		ref, err := oci.ParseReference(w.value)
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid image reference", Detail: err.Error(), Subject: rangePtr(w.rng)})
+			continue
+		}
+		if w.app {
+			img, err := resolver.WasmBPF(ctx, ref)
+			if err != nil {
+				diags = append(diags, imageDiag(err, w.rng))
+				continue
+			}
+			im.apps[w.value] = img
 			continue
 		}
 		if w.stage {
@@ -160,6 +187,26 @@ func FetchImages(ctx context.Context, f *config.File, opts FetchOptions) (*Image
 		im.gadgets[w.value] = img
 	}
 	return im, diags
+}
+
+// ImageKind fetches the image value names (under f's image policy, as
+// FetchImages does) and says what kind it is: "gadget", "stage" or
+// "wasm-bpf" (see oci.Resolver.Kind).
+func ImageKind(ctx context.Context, f *config.File, value string, opts FetchOptions) (string, error) {
+	policy, diags := imagePolicy(f, opts)
+	if diags.HasErrors() {
+		return "", diags
+	}
+	ref, err := oci.ParseReference(value)
+	if err != nil {
+		return "", err
+	}
+	store, err := oci.OpenStore(ctx, oci.DataDir(opts.DataDir, f.Agent.DataDir))
+	if err != nil {
+		return "", err
+	}
+	defer store.Close()
+	return oci.NewResolver(store, policy).Kind(ctx, ref)
 }
 
 // imageDiag names what went wrong by the conclusive errors of oci and

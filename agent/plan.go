@@ -36,13 +36,35 @@ type plan struct {
 type sourcePlan struct {
 	name    string
 	block   *config.Source
-	spec    *sources.GadgetSpec
+	spec    *sources.GadgetSpec // a gadget's; nil for a wasm_bpf source
 	params  map[string]string
 	wasm    *gadgetWasm
+	app     *wasmBPFPlan // a wasm_bpf source's application
 	host    string
-	digest  string // of the gadget's ELF
+	digest  string // of the gadget's ELF, or of the application's module
 	schemas []*pipeline.Schema
 	fp      string
+	// filter is how the source's filters run (workloads.go), hostFilter
+	// its host-side part (nil: none).
+	filter     *sourceFilter
+	hostFilter *pipeline.FieldFilter
+}
+
+// kind is what runs in the source: the gadget's name, or the wasm-bpf
+// application's.
+func (sp *sourcePlan) kind() string {
+	if sp.app != nil {
+		return sp.app.cfg.App
+	}
+	return sp.spec.Name
+}
+
+// ref is the config value the source's gadget or module came from.
+func (sp *sourcePlan) ref() string {
+	if sp.app != nil {
+		return sp.block.WasmBPF.Module
+	}
+	return sp.block.Gadget
 }
 
 type sinkPlan struct {
@@ -75,6 +97,9 @@ type pipelinePlan struct {
 	stages  []*stagePlan
 	sinks   []string
 	spec    pipeline.Spec // settings only: no components, metrics or logger
+	// hostFilters are the host-side filters of the pipeline's sources,
+	// by source name, which its builtin.filter stage applies.
+	hostFilters map[string]*pipeline.FieldFilter
 }
 
 func (p *plan) source(name string) *sourcePlan {
@@ -110,25 +135,41 @@ func (p *plan) pipeline(name string) *pipelinePlan {
 // diagnostics pointing into the config.
 func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Logger) (*plan, hcl.Diagnostics) {
 	resolved, diags := resolveGadgets(cfg, images, log)
+	apps, ds := resolveWasmBPF(cfg, images)
+	diags = append(diags, ds...)
 	modules, ds := resolveStages(cfg, images)
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(cfg)...)
 	diags = append(diags, validateControlSocket(cfg)...)
+	diags = append(diags, checkContainerRuntimes(cfg, resolved)...)
 	if diags.HasErrors() {
 		return nil, diags
 	}
 	pl := &plan{cfg: cfg}
+	bySource := map[*config.Source]*sourcePlan{}
 	for _, r := range resolved {
 		sp := &sourcePlan{
 			name: r.source.Name, block: r.source, spec: r.gadget.Spec(), params: r.params,
 			wasm: r.wasm, host: cfg.Agent.Name, digest: r.digest, schemas: r.gadget.Schemas(),
+			filter: r.filter, hostFilter: r.hostFilter,
 		}
 		var wasmDigest string
 		if r.wasm != nil {
-			wasmDigest = sha256Hex(r.wasm.bytes)
+			wasmDigest = r.wasm.fingerprint()
 		}
-		sp.fp = fingerprint(r.source, r.params, r.digest, wasmDigest, cfg.Agent.Name)
-		pl.sources = append(pl.sources, sp)
+		// The self filter is the agent's setting and the agent's pid.
+		sp.fp = fingerprint(r.source, r.params, r.digest, wasmDigest, cfg.Agent.Name, cfg.Agent.FilterSelf)
+		bySource[r.source] = sp
+	}
+	for _, r := range apps {
+		sp := &sourcePlan{name: r.source.Name, block: r.source, app: r.plan, host: cfg.Agent.Name, digest: r.digest, schemas: r.schemas}
+		sp.fp = fingerprint(r.source, r.digest, cfg.Agent.Name, cfg.Agent.FilterSelf)
+		bySource[r.source] = sp
+	}
+	for _, src := range cfg.Sources { // config order
+		if sp := bySource[src]; sp != nil {
+			pl.sources = append(pl.sources, sp)
+		}
 	}
 	schemasBySink := sinkSchemas(cfg, func(src *config.Source) []*pipeline.Schema {
 		if sp := pl.source(src.Name); sp != nil {
@@ -164,6 +205,12 @@ func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Log
 		for _, ref := range p.Sources {
 			if src := cfg.Source(ref); src != nil && pl.source(src.Name) != nil {
 				pp.sources = append(pp.sources, src.Name)
+				if ff := pl.source(src.Name).hostFilter; ff != nil {
+					if pp.hostFilters == nil {
+						pp.hostFilters = map[string]*pipeline.FieldFilter{}
+					}
+					pp.hostFilters[src.Name] = ff
+				}
 			}
 		}
 		for _, ref := range p.Sinks {
@@ -202,7 +249,7 @@ func newSinkPlan(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, c
 		if err != nil {
 			return nil, fmt.Errorf("stdout sink %q: %w", s.Name, err)
 		}
-		opts := sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas, Sort: keys, MaxRows: s.Stdout.MaxRows, Redraw: s.Stdout.Redraw}
+		opts := sinks.StdoutOptions{Format: s.Stdout.Format, Schemas: schemas, Sort: keys, MaxRows: s.Stdout.MaxRows, Redraw: s.Stdout.Redraw, Fields: s.Stdout.Fields}
 		// Settings the schemas decide (a sort key no output has) fail
 		// here, in the plan, not when the agent starts.
 		if _, err := sinks.NewStdout(s.Name, io.Discard, opts); err != nil {

@@ -392,6 +392,7 @@ func (a *Agent) apply(runCtx, ctx context.Context, pl *plan, pipeDone chan *live
 		for _, name := range pp.sources {
 			spec.Sources = append(spec.Sources, pr.sources[name])
 		}
+		spec.Stages = a.containers.headStages(pp, a.metrics)
 		for _, sp := range pp.stages {
 			ls := pr.stages[sp]
 			stages = append(stages, ls)

@@ -181,6 +181,7 @@ agent {
   name           = "reload-test"
   data_dir       = "%DIR%"
   control_socket = "%DIR%/c.sock"
+  filter_self    = false # the test process runs the agent and makes the events
   shutdown_grace = "10s"
 }
 source "gadget" "open" {
@@ -291,6 +292,7 @@ const sinkSwapConfig = `
 agent {
   data_dir       = "%DIR%"
   control_socket = "%DIR%/c.sock"
+  filter_self    = false # the test process runs the agent and makes the events
 }
 source "gadget" "open" {
   gadget = "trace_open"
@@ -398,6 +400,7 @@ func TestReloadAddsAndRemovesPipelines(t *testing.T) {
 agent {
   data_dir       = "%DIR%"
   control_socket = "%DIR%/c.sock"
+  filter_self    = false # the test process runs the agent and makes the events
 }
 source "gadget" "exec" { gadget = "trace_exec" }
 source "gadget" "open" {

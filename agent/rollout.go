@@ -153,7 +153,7 @@ type controlClient struct {
 
 func newControlClient(a config.Agent, followers *stageFollowers, log *slog.Logger) *controlClient {
 	return &controlClient{
-		cfg: a.Control.NATS, agent: a.Name, group: a.Group, followers: followers, log: log.With("control", a.Control.NATS.Bucket),
+		cfg: embeddedControlAuth(a), agent: a.Name, group: a.Group, followers: followers, log: log.With("control", a.Control.NATS.Bucket),
 		connected: make(chan struct{}, 1), restart: make(chan struct{}, 1), quit: make(chan struct{}),
 		dirty: map[string]bool{}, forgotten: map[string]bool{}, kick: make(chan struct{}, 1),
 	}

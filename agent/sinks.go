@@ -24,6 +24,9 @@ func natsOptions(s *config.Sink, cfg *config.File) sinks.NATSOptions {
 		CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
 		Host: cfg.Agent.Name,
 	}
+	if seed := embeddedNATSAuth(cfg, n); seed != "" {
+		opts.NKeySeedFile = seed // the embedded server's agent user
+	}
 	if n.Spool.Enabled {
 		opts.SpoolDir = filepath.Join(cfg.Agent.DataDir, "spool", s.Name)
 		opts.SpoolMaxBytes = n.Spool.MaxBytes
@@ -89,10 +92,13 @@ func sinkSchemas(cfg *config.File, schemas func(*config.Source) []*pipeline.Sche
 
 // validateSinks checks sink settings without privileges, including what
 // sinks need from the gadgets: the fields their subject templates name.
-func validateSinks(cfg *config.File, resolved []*resolvedGadget) hcl.Diagnostics {
+func validateSinks(cfg *config.File, resolved []*resolvedGadget, apps []*resolvedApp) hcl.Diagnostics {
 	bySource := map[*config.Source][]*pipeline.Schema{}
 	for _, r := range resolved {
 		bySource[r.source] = r.gadget.Schemas()
+	}
+	for _, r := range apps {
+		bySource[r.source] = r.schemas
 	}
 	return validateSinkSettings(cfg, sinkSchemas(cfg, func(src *config.Source) []*pipeline.Schema { return bySource[src] }))
 }
@@ -141,6 +147,9 @@ func validateSinkSettings(cfg *config.File, schemasBySink map[string][]*pipeline
 		for _, f := range tmpl.Fields() {
 			if slices.Contains(envelopeKeys, f) {
 				continue
+			}
+			if workloadField(f) && cfg.Agent.Containers.Enabled {
+				continue // added by the container stage; "_" for host events
 			}
 			// The first stream feeding the sink that lacks the field.
 			schemas := schemasBySink[s.Ref]

@@ -13,8 +13,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/sluice-dev/sluice/config"
-	"github.com/sluice-dev/sluice/examples/stages"
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/stages"
 	"github.com/sluice-dev/sluice/wasmstages"
 )
 
@@ -32,7 +32,7 @@ type stageModule struct {
 // resolveStageModule resolves the module value of a Wasm stage to its
 // bytes: an OCI reference (read as gadget values are: oci://..., or
 // HOST/REPO:TAG; fetched beforehand by FetchImages into images), the name
-// of a built-in stage (examples/stages), or a path to a .wasm file, taken
+// of a built-in stage (package stages), or a path to a .wasm file, taken
 // from baseDir when relative. It is the one place that knows where modules
 // come from.
 func resolveStageModule(value, baseDir string, images *Images) (stageModule, error) {

@@ -103,8 +103,8 @@ func (a *Agent) Status() *Status {
 		for _, name := range pp.sources {
 			sp := a.plan.source(name)
 			h := a.health.get("source", name)
-			cs := ComponentStatus{Name: name, Type: sp.spec.Name, State: h.State, Error: h.Error, Since: h.Since,
-				Digest: sp.digest, Ref: sp.block.Gadget, Counts: a.counts("source", name)}
+			cs := ComponentStatus{Name: name, Type: sp.kind(), State: h.State, Error: h.Error, Since: h.Since,
+				Digest: sp.digest, Ref: sp.ref(), Counts: a.counts("source", name)}
 			if c := a.seqs[name]; c != nil {
 				cs.Seq = c.Load()
 			}
@@ -127,9 +127,9 @@ func (a *Agent) Status() *Status {
 			sp := a.plan.sink(name)
 			cs := ComponentStatus{Name: name, Type: sp.kind, State: ps.State, Counts: a.counts("sink", name)}
 			if s := a.sinks[name]; s != nil {
-				if hs, ok := s.Sink.(sinkHealth); ok {
-					if problem := hs.Health(); problem != "" {
-						cs.State, cs.Error = stateFailing, problem
+				if hs, ok := s.Sink.(pipeline.HealthReporter); ok {
+					if err := hs.Health(); err != nil {
+						cs.State, cs.Error = stateFailing, err.Error()
 					}
 				}
 			}

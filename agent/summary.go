@@ -11,19 +11,28 @@ import (
 // Summary totals what the agent's components counted.
 type Summary struct {
 	Received  uint64            // events the sources emitted
-	Delivered uint64            // events the sinks wrote (summed over sinks)
+	Delivered uint64            // events the sinks delivered (summed over sinks), not counting those still spooled
+	Spooled   uint64            // events the sinks wrote to their spools that are still there (summed over sinks)
 	PerSink   []SinkCount       // what each sink wrote, in config order
 	Dropped   map[string]uint64 // drops by reason, over every component
 }
 
 var summaryReasons = []string{pipeline.ReasonKernel, pipeline.ReasonQueueFull, pipeline.ReasonSinkError, pipeline.ReasonShutdown, pipeline.ReasonFiltered,
 	pipeline.ReasonStageError, // not ReasonDeadLetter: those events are delivered, to the dead-letter sink
-	sinks.ReasonSpoolFull, sinks.ReasonTooLarge, sinks.ReasonEncodeError, sinks.ReasonDiskFull, sinks.ReasonWriteError}
+	sinks.ReasonSpoolFull, sinks.ReasonTooLarge, sinks.ReasonRejected, sinks.ReasonEncodeError, sinks.ReasonDiskFull, sinks.ReasonWriteError}
 
 // SinkCount is what one sink wrote.
 type SinkCount struct {
 	Sink    string
-	Written uint64
+	Written uint64 // delivered or spooled
+	Spooled uint64 // of Written, the events that wait in the sink's spool for a later start
+}
+
+// spoolingSink is implemented by sinks with an on-disk spool
+// (sinks.NATS): Spooled says how many events of this run it holds, not
+// delivered yet.
+type spoolingSink interface {
+	Spooled() uint64
 }
 
 // Summary reads the agent's counters for the components of its config
@@ -61,8 +70,18 @@ func (a *Agent) Summary() Summary {
 	}
 	for _, sk := range pl.sinks {
 		c := a.metrics.Component("sink", sk.name)
-		s.Delivered += c.Sent.Value()
-		s.PerSink = append(s.PerSink, SinkCount{Sink: sk.name, Written: c.Sent.Value()})
+		count := SinkCount{Sink: sk.name, Written: c.Sent.Value()}
+		a.mu.Lock()
+		live := a.sinks[sk.name]
+		a.mu.Unlock()
+		if live != nil {
+			if sp, ok := live.Sink.(spoolingSink); ok {
+				count.Spooled = min(sp.Spooled(), count.Written)
+			}
+		}
+		s.Delivered += count.Written - count.Spooled
+		s.Spooled += count.Spooled
+		s.PerSink = append(s.PerSink, count)
 		add(c)
 	}
 	return s
@@ -77,7 +96,11 @@ func (s Summary) String() string {
 			total += n
 		}
 	}
-	out := fmt.Sprintf("events: received %d, delivered %d, dropped %d", s.Received, s.Delivered, total)
+	out := fmt.Sprintf("events: received %d, delivered %d", s.Received, s.Delivered)
+	if s.Spooled > 0 {
+		out += fmt.Sprintf(", spooled %d (on disk, not delivered yet: the next start sends them)", s.Spooled)
+	}
+	out += fmt.Sprintf(", dropped %d", total)
 	if len(drops) > 0 {
 		out += " (" + strings.Join(drops, ", ") + ")"
 	}
@@ -87,6 +110,9 @@ func (s Summary) String() string {
 		per := make([]string, len(s.PerSink))
 		for i, c := range s.PerSink {
 			per[i] = fmt.Sprintf("%s %d", c.Sink, c.Written)
+			if c.Spooled > 0 {
+				per[i] += fmt.Sprintf(" (%d of them spooled)", c.Spooled)
+			}
 		}
 		out += "; written per sink: " + strings.Join(per, ", ")
 	}

@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -34,9 +37,11 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "loss_report_interval"},
 		{Name: "pull_policy"},
 		{Name: "allow"},
+		{Name: "filter_self"},
 		{Name: "group"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "containers"},
 		{Type: "nats_server"},
 		{Type: "registries"},
 		{Type: "verify"},
@@ -151,6 +156,20 @@ func decodeBody(filename string, body hcl.Body, ectx *hcl.EvalContext) (*File, h
 	f.Agent = agent
 	diags = append(diags, ds...)
 	diags = append(diags, d.resolve(f)...)
+	if len(f.Pipelines) == 0 && !diags.HasErrors() {
+		// An agent without pipelines would start, do nothing and exit 0:
+		// a config that lost its pipelines (an empty file, a bad merge)
+		// must not look like a running agent. (With other errors, those
+		// come first.)
+		start := hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Nothing to run",
+			Detail: "The config declares no pipeline, so the agent would have nothing to run. Connect sources to sinks " +
+				"with a pipeline block (`sluice config default` prints a complete config to start from).",
+			Subject: &start,
+		})
+	}
 	return f, sortByPos(diags)
 }
 
@@ -193,6 +212,8 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 		LogFormat:          DefaultLogFormat,
 		ShutdownGrace:      DefaultShutdownGrace,
 		LossReportInterval: DefaultLossReportInterval,
+		Containers:         Containers{Enabled: true},
+		FilterSelf:         true,
 	}
 	var diags hcl.Diagnostics
 	controlSet := false
@@ -208,7 +229,17 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 			var ds hcl.Diagnostics
 			switch as.Name {
 			case "name":
-				a.Name, _, ds = evalNonEmptyOr(attr, d.ectx, a.Name)
+				var ok bool
+				if a.Name, ok, ds = evalNonEmptyOr(attr, d.ectx, a.Name); ok {
+					if why := badAgentName(a.Name); why != "" {
+						shown := a.Name
+						if len(shown) > 64 {
+							shown = shown[:64] + "..."
+						}
+						ds = append(ds, invalidValue(attr, fmt.Sprintf("The agent name %q %s: it names the agent in every event, subject and log line.", shown, why)))
+						a.Name = ""
+					}
+				}
 			case "data_dir":
 				a.DataDir, _, ds = evalNonEmptyOr(attr, d.ectx, a.DataDir)
 			case "metrics_listen":
@@ -232,19 +263,34 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 			case "log_format":
 				a.LogFormat, ds = enumOr(attr, d.ectx, logFormats, a.LogFormat)
 			case "shutdown_grace":
-				a.ShutdownGrace, ds = durationOr(attr, d.ectx, a.ShutdownGrace)
+				a.ShutdownGrace, ds = durationIn(attr, d.ectx, a.ShutdownGrace, shutdownGraceBound)
 			case "loss_report_interval":
-				a.LossReportInterval, ds = durationOr(attr, d.ectx, a.LossReportInterval)
+				a.LossReportInterval, ds = durationIn(attr, d.ectx, a.LossReportInterval, lossIntervalBound)
 			case "pull_policy", "allow":
 				ds = decodeImagesAttr(attr, d.ectx, &a.Images)
+			case "filter_self":
+				var v, ok bool
+				v, ok, ds = evalBool(attr, d.ectx)
+				if ok {
+					a.FilterSelf = v
+				}
 			case "group":
 				a.Group, ds = decodeGroup(attr, d.ectx)
 			}
 			diags = append(diags, ds...)
 		}
-		var verifyBlock *hcl.Block
+		var verifyBlock, containersBlock *hcl.Block
 		for _, nb := range content.Blocks {
 			switch nb.Type {
+			case "containers":
+				if containersBlock != nil {
+					diags = append(diags, duplicate("containers block", "A containers block", containersBlock.DefRange, nb.DefRange, "An agent has at most one containers block."))
+					continue
+				}
+				containersBlock = nb
+				var ds hcl.Diagnostics
+				a.Containers, ds = decodeContainers(nb, d.ectx)
+				diags = append(diags, ds...)
 			case "verify":
 				if verifyBlock != nil {
 					diags = append(diags, duplicate("verify block", "A verify block", verifyBlock.DefRange, nb.DefRange, "An agent has at most one verify block."))
@@ -293,6 +339,31 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 		a.Name = host
 	}
 	return a, diags
+}
+
+// MaxAgentNameBytes bounds the agent name, as DNS bounds a host name.
+const MaxAgentNameBytes = 253
+
+// badAgentName says what is wrong with an agent name, or "".
+func badAgentName(name string) string {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return "is only whitespace"
+	case strings.TrimSpace(name) != name:
+		return "starts or ends with whitespace"
+	case len(name) > MaxAgentNameBytes:
+		return fmt.Sprintf("is longer than %d bytes", MaxAgentNameBytes)
+	case !utf8.ValidString(name):
+		return "is not valid UTF-8"
+	}
+	for _, r := range name {
+		// Control characters (escape sequences, newlines) and format
+		// characters (bidi overrides) would rewrite terminals and logs.
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return fmt.Sprintf("contains the control character %U", r)
+		}
+	}
+	return ""
 }
 
 // The *Or helpers keep the default when the attribute is null or invalid.
@@ -450,14 +521,14 @@ func (d *decoder) refs(attr *hcl.Attribute, kind string) ([]Reference, hcl.Diagn
 func (d *decoder) queue(b *hcl.Block, q *Queue) hcl.Diagnostics {
 	content, diags := b.Body.Content(queueSchema)
 	if a := content.Attributes["max_events"]; a != nil {
-		n, ok, ds := evalPositiveInt(a, d.ectx)
+		n, ok, ds := evalIntIn(a, d.ectx, queueEventsBound)
 		diags = append(diags, ds...)
 		if ok {
 			q.MaxEvents = n
 		}
 	}
 	if a := content.Attributes["max_bytes"]; a != nil {
-		n, ok, ds := evalSize(a, d.ectx)
+		n, ok, ds := evalSizeIn(a, d.ectx, queueBytesBound)
 		diags = append(diags, ds...)
 		if ok {
 			q.MaxBytes = n
@@ -474,7 +545,7 @@ func (d *decoder) queue(b *hcl.Block, q *Queue) hcl.Diagnostics {
 func (d *decoder) batch(b *hcl.Block, bt *Batch) hcl.Diagnostics {
 	content, diags := b.Body.Content(batchSchema)
 	if a := content.Attributes["max_events"]; a != nil {
-		n, ok, ds := evalPositiveInt(a, d.ectx)
+		n, ok, ds := evalIntIn(a, d.ectx, batchEventsBound)
 		diags = append(diags, ds...)
 		if ok {
 			bt.MaxEvents = n
@@ -482,7 +553,7 @@ func (d *decoder) batch(b *hcl.Block, bt *Batch) hcl.Diagnostics {
 	}
 	if a := content.Attributes["max_delay"]; a != nil {
 		var ds hcl.Diagnostics
-		bt.MaxDelay, ds = durationOr(a, d.ectx, bt.MaxDelay)
+		bt.MaxDelay, ds = durationIn(a, d.ectx, bt.MaxDelay, batchDelayBound)
 		diags = append(diags, ds...)
 	}
 	return diags

@@ -33,6 +33,8 @@ func defaultAgent(name string) Agent {
 		LogFormat:          DefaultLogFormat,
 		ShutdownGrace:      DefaultShutdownGrace,
 		LossReportInterval: DefaultLossReportInterval,
+		Containers:         Containers{Enabled: true},
+		FilterSelf:         true,
 	}
 }
 
@@ -129,6 +131,7 @@ pipeline "security" {
 					ControlSocket: "/run/sluice/control.sock",
 					LogLevel:      "debug", LogFormat: "json",
 					ShutdownGrace: 90 * time.Second, LossReportInterval: 24 * time.Hour,
+					Containers: Containers{Enabled: true}, FilterSelf: true,
 				},
 				Sources: []*Source{{
 					Type: "gadget", Name: "exec", Ref: "source.gadget.exec",
@@ -178,6 +181,7 @@ pipeline "p" {
 				Agent: Agent{
 					Name: "node-from-env", DataDir: "/srv/sluice", LogLevel: "warn", LogFormat: DefaultLogFormat,
 					ShutdownGrace: DefaultShutdownGrace, LossReportInterval: DefaultLossReportInterval,
+					Containers: Containers{Enabled: true}, FilterSelf: true,
 				},
 				Sources: []*Source{{
 					Type: "gadget", Name: "exec", Ref: "source.gadget.exec", Gadget: "trace_exec",

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -36,7 +35,7 @@ func makePasswdUsersFunc(baseDir string) function.Function {
 					path = filepath.Join(baseDir, path)
 				}
 			}
-			b, err := os.ReadFile(path)
+			b, err := readRegularFile(path, MaxPasswdBytes, "passwd file")
 			if err != nil {
 				return cty.NilVal, fmt.Errorf("read passwd file: %w", err)
 			}

@@ -67,7 +67,7 @@ var envFunc = function.New(&function.Spec{
 
 func makeFileFunc(baseDir string) function.Function {
 	return function.New(&function.Spec{
-		Description: "Returns the contents of a UTF-8 text file; a relative path is taken from the config file's directory.",
+		Description: "Returns the contents of a UTF-8 text file (a regular file of at most MaxFileFuncBytes); a relative path is taken from the config file's directory.",
 		Params: []function.Parameter{
 			{Name: "path", Type: cty.String},
 		},
@@ -77,7 +77,7 @@ func makeFileFunc(baseDir string) function.Function {
 			if !filepath.IsAbs(path) {
 				path = filepath.Join(baseDir, path)
 			}
-			b, err := os.ReadFile(path)
+			b, err := readRegularFile(path, MaxFileFuncBytes, "file")
 			if err != nil {
 				return cty.NilVal, function.NewArgErrorf(0, "read file: %s", err)
 			}

@@ -1,9 +1,9 @@
 package config
 
 import (
+	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/hashicorp/hcl/v2"
@@ -27,7 +27,7 @@ func NewParser() *Parser {
 // ParseFile reads and decodes the config file at path. Relative paths given
 // to file() in the config are taken from path's directory.
 func (p *Parser) ParseFile(path string) (*File, hcl.Diagnostics) {
-	src, err := os.ReadFile(path)
+	src, err := readRegularFile(path, MaxConfigBytes, "config file")
 	if err != nil {
 		return &File{}, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
@@ -45,6 +45,11 @@ func (p *Parser) ParseFile(path string) (*File, hcl.Diagnostics) {
 // The returned File is never nil. When the diagnostics hold errors it is
 // partial and must not be used to run an agent.
 func (p *Parser) ParseSource(filename string, src []byte) (*File, hcl.Diagnostics) {
+	if diags := checkNesting(src, filename); diags.HasErrors() {
+		// The snippet needs the source, but not a parse of it.
+		p.files[filename] = &hcl.File{Bytes: src}
+		return &File{}, diags
+	}
 	hf, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	p.files[filename] = hf
 	if diags.HasErrors() {
@@ -70,22 +75,28 @@ func (p *Parser) ParseDefault() (*File, hcl.Diagnostics) {
 // which tells apart several subjects on one line (the snippet only shows the
 // line). With color (for a terminal) text is wrapped at 100 columns; without
 // it lines are not wrapped, which suits logs and files.
+//
+// At most MaxRenderedDiagnostics are rendered (errors first when there are
+// more), and a last line counts the others; rendering takes time linear in
+// what it writes (render.go).
 func (p *Parser) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, color bool) error {
 	var width uint
 	if color {
 		width = 100
 	}
-	tw := hcl.NewDiagnosticTextWriter(w, p.files, width, color)
-	for _, d := range diags {
-		if d.Subject != nil {
-			s := d.Subject
-			if _, err := fmt.Fprintf(w, "%s:%d:%d: ", s.Filename, s.Start.Line, s.Start.Column); err != nil {
-				return fmt.Errorf("write config diagnostics: %w", err)
-			}
-		}
-		if err := tw.WriteDiagnostic(d); err != nil {
+	shown, moreErrors, moreWarnings := capDiagnostics(diags, MaxRenderedDiagnostics)
+	bw := bufio.NewWriter(w)
+	r := newRenderer(bw, p.files, width, color)
+	for _, d := range shown {
+		if err := r.write(d); err != nil {
 			return fmt.Errorf("write config diagnostics: %w", err)
 		}
+	}
+	if moreErrors+moreWarnings > 0 {
+		io.WriteString(bw, moreLine(moreErrors, moreWarnings))
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write config diagnostics: %w", err)
 	}
 	return nil
 }

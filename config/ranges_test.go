@@ -125,7 +125,7 @@ func TestDefault(t *testing.T) {
 	for _, s := range f.Sources {
 		gadgets = append(gadgets, s.Gadget)
 	}
-	wantGadgets := []string{"trace_exec", "trace_open", "trace_tcpconnect", "trace_signal"}
+	wantGadgets := []string{"trace_exec", "trace_tcp", "trace_bind", "trace_mount", "trace_setuid", "trace_bpf", "trace_signal"}
 	if diff := cmp.Diff(wantGadgets, gadgets); diff != "" {
 		t.Errorf("default gadgets (-want +got):\n%s", diff)
 	}
@@ -150,17 +150,18 @@ func TestDefault(t *testing.T) {
 	if pl.Queue.WhenFull != "drop_oldest" {
 		t.Errorf("default when_full = %q, want drop_oldest", pl.Queue.WhenFull)
 	}
-	// The default runs the built-in uid-to-user stage with this host's
-	// passwd table, which always names uid 0.
+	// The default masks secrets in command lines. It no longer adds user
+	// names: the decoder's user says the same, and the table showed
+	// both side by side.
 	if len(pl.Stages) != 1 {
 		t.Fatalf("default pipeline has %d stages, want 1", len(pl.Stages))
 	}
 	st := f.Stage(pl.Stages[0])
-	if st == nil || st.Wasm == nil || st.Wasm.Module != "uid-to-user" {
-		t.Fatalf("default stage = %+v, want the built-in uid-to-user", st)
+	if st == nil || st.Wasm == nil || st.Wasm.Module != "redact" {
+		t.Fatalf("default stage = %+v, want the built-in redact", st)
 	}
-	if users, _ := st.Wasm.Params["users"].(map[string]any); users["0"] == nil || users["0"] == "" {
-		t.Errorf("default stage params = %v, want users from passwd_users() naming uid 0", st.Wasm.Params)
+	if !f.Agent.FilterSelf || !f.Agent.Containers.Enabled {
+		t.Errorf("default filter_self %v, containers %v; want the agent's own events out and container identity on", f.Agent.FilterSelf, f.Agent.Containers.Enabled)
 	}
 	if f.Sources[0].DefRange.Filename != DefaultFilename {
 		t.Errorf("default ranges name file %q, want %q", f.Sources[0].DefRange.Filename, DefaultFilename)
@@ -175,7 +176,7 @@ func TestParseFileRelativeFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "sluice.hcl")
-	src := `agent { name = trimspace(file("name.txt")) }`
+	src := `agent { name = trimspace(file("name.txt")) }` + minimalPipeline
 	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -206,10 +207,10 @@ func TestParseFileMissing(t *testing.T) {
 // already used renders diagnostics against the new text, not a cached one.
 func TestParserReplacesSameName(t *testing.T) {
 	p := NewParser()
-	if _, diags := p.ParseSource("x.hcl", []byte(`agent { name = "first" }`)); diags.HasErrors() {
+	if _, diags := p.ParseSource("x.hcl", []byte(`agent { name = "first" }`+minimalPipeline)); diags.HasErrors() {
 		t.Fatalf("first parse: %v", diags)
 	}
-	f, diags := p.ParseSource("x.hcl", []byte(`agent { name = "second_text" }`))
+	f, diags := p.ParseSource("x.hcl", []byte(`agent { name = "second_text" }`+minimalPipeline))
 	if diags.HasErrors() {
 		t.Fatalf("second parse: %v", diags)
 	}
@@ -251,10 +252,21 @@ func TestWriteDiagnosticsColor(t *testing.T) {
 }
 
 func TestComponentTypes(t *testing.T) {
-	if diff := cmp.Diff([]string{"gadget"}, SourceTypes()); diff != "" {
+	if diff := cmp.Diff([]string{"gadget", "wasm_bpf"}, SourceTypes()); diff != "" {
 		t.Errorf("SourceTypes (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"file", "nats", "null", "stdout"}, SinkTypes()); diff != "" {
 		t.Errorf("SinkTypes (-want +got):\n%s", diff)
 	}
 }
+
+// minimalPipeline completes a config snippet: a config without a pipeline
+// has nothing to run and is an error.
+const minimalPipeline = `
+source "gadget" "exec" { gadget = "trace_exec" }
+sink "stdout" "out" {}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.stdout.out]
+}
+`

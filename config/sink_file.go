@@ -86,7 +86,7 @@ func decodeFileSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 	}
 	if a := content.Attributes["fsync_interval"]; a != nil {
 		var d hcl.Diagnostics
-		out.FsyncInterval, d = durationOr(a, ectx, out.FsyncInterval)
+		out.FsyncInterval, d = durationIn(a, ectx, out.FsyncInterval, fsyncIntervalBound)
 		diags = append(diags, d...)
 		if out.Fsync != "interval" {
 			diags = append(diags, &hcl.Diagnostic{
@@ -110,28 +110,28 @@ func decodeFileSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 			c, d := b.Body.Content(fileRotateSchema)
 			diags = append(diags, d...)
 			if a := c.Attributes["max_size"]; a != nil {
-				n, ok, d := evalSize(a, ectx)
+				n, ok, d := evalSizeIn(a, ectx, rotateSizeBound)
 				diags = append(diags, d...)
 				if ok {
 					out.Rotate.MaxSize = n
 				}
 			}
 			if a := c.Attributes["max_age"]; a != nil {
-				out.Rotate.MaxAge, d = durationOr(a, ectx, out.Rotate.MaxAge)
+				out.Rotate.MaxAge, d = durationIn(a, ectx, out.Rotate.MaxAge, rotateAgeBound)
 				diags = append(diags, d...)
 			}
 		case "retention":
 			c, d := b.Body.Content(fileRetentionSchema)
 			diags = append(diags, d...)
 			if a := c.Attributes["max_files"]; a != nil {
-				n, ok, d := evalPositiveInt(a, ectx)
+				n, ok, d := evalIntIn(a, ectx, retentionFileBound)
 				diags = append(diags, d...)
 				if ok {
 					out.Retention.MaxFiles = n
 				}
 			}
 			if a := c.Attributes["max_age"]; a != nil {
-				out.Retention.MaxAge, d = durationOr(a, ectx, out.Retention.MaxAge)
+				out.Retention.MaxAge, d = durationIn(a, ectx, out.Retention.MaxAge, retentionAgeBound)
 				diags = append(diags, d...)
 			}
 		}

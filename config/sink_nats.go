@@ -120,21 +120,21 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 			c, d := b.Body.Content(natsBatchSchema)
 			diags = append(diags, d...)
 			if a := c.Attributes["max_events"]; a != nil {
-				n, ok, d := evalPositiveInt(a, ectx)
+				n, ok, d := evalIntIn(a, ectx, natsBatchEventsBound)
 				diags = append(diags, d...)
 				if ok {
 					out.Batch.MaxEvents = n
 				}
 			}
 			if a := c.Attributes["max_bytes"]; a != nil {
-				n, ok, d := evalSize(a, ectx)
+				n, ok, d := evalSizeIn(a, ectx, natsBatchBytesBound)
 				diags = append(diags, d...)
 				if ok {
 					out.Batch.MaxBytes = n
 				}
 			}
 			if a := c.Attributes["max_delay"]; a != nil {
-				out.Batch.MaxDelay, d = durationOr(a, ectx, out.Batch.MaxDelay)
+				out.Batch.MaxDelay, d = durationIn(a, ectx, out.Batch.MaxDelay, natsBatchDelayBound)
 				diags = append(diags, d...)
 			}
 		case "tls":
@@ -151,7 +151,7 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 				}
 			}
 			if a := c.Attributes["max_bytes"]; a != nil {
-				n, ok, d := evalSize(a, ectx)
+				n, ok, d := evalSizeIn(a, ectx, spoolBytesBound)
 				diags = append(diags, d...)
 				if ok {
 					out.Spool.MaxBytes = n
@@ -183,19 +183,19 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 				}
 			}
 			if a := c.Attributes["max_age"]; a != nil {
-				js.MaxAge, d = durationOr(a, ectx, js.MaxAge)
+				js.MaxAge, d = durationIn(a, ectx, js.MaxAge, streamAgeBound)
 				diags = append(diags, d...)
 			}
 			if a := c.Attributes["duplicate_window"]; a != nil {
-				js.DuplicateWindow, d = durationOr(a, ectx, js.DuplicateWindow)
+				js.DuplicateWindow, d = durationIn(a, ectx, js.DuplicateWindow, dedupWindowBound)
 				diags = append(diags, d...)
 			}
 			if a := c.Attributes["ack_timeout"]; a != nil {
-				js.AckTimeout, d = durationOr(a, ectx, js.AckTimeout)
+				js.AckTimeout, d = durationIn(a, ectx, js.AckTimeout, ackTimeoutBound)
 				diags = append(diags, d...)
 			}
 			if a := c.Attributes["max_pending"]; a != nil {
-				n, ok, d := evalPositiveInt(a, ectx)
+				n, ok, d := evalIntIn(a, ectx, maxPendingBound)
 				diags = append(diags, d...)
 				if ok {
 					js.MaxPending = n

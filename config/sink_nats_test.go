@@ -58,7 +58,7 @@ pipeline "p" {
 	if diff := cmp.Diff(want, f.Sinks[0].NATS, cmpopts.IgnoreTypes(hcl.Range{})); diff != "" {
 		t.Errorf("nats sink (-want +got):\n%s", diff)
 	}
-	wantServer := &NATSServer{Listen: "127.0.0.1:14222", JetStream: true, StoreDir: "/tmp/sluice-x/nats"}
+	wantServer := &NATSServer{Listen: "127.0.0.1:14222", JetStream: true, StoreDir: "/tmp/sluice-x/nats", Auth: NATSAuthNKeys}
 	if diff := cmp.Diff(wantServer, f.Agent.NATSServer, cmpopts.IgnoreTypes(hcl.Range{})); diff != "" {
 		t.Errorf("nats_server (-want +got):\n%s", diff)
 	}
@@ -104,5 +104,39 @@ pipeline "p" {
 	f, diags = Parse("none.hcl", []byte(src[strings.Index(src, "source"):]))
 	if diags.HasErrors() || f.Agent.Control != nil || f.Agent.Group != "" {
 		t.Errorf("without an agent block: control %v, group %q, %v", f.Agent.Control, f.Agent.Group, diags)
+	}
+}
+
+// TestNATSServerWithoutAuthIsWarned: auth = "none" opens the bus to every
+// local user; the config says so, at the attribute.
+func TestNATSServerWithoutAuthIsWarned(t *testing.T) {
+	const src = `agent {
+  nats_server {
+    auth = "none"
+  }
+}
+source "gadget" "exec" { gadget = "trace_exec" }
+sink "stdout" "out" {}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.stdout.out]
+}
+`
+	f, diags := Parse("open.hcl", []byte(src))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if f.Agent.NATSServer.Auth != NATSAuthNone {
+		t.Errorf("auth = %q; want none", f.Agent.NATSServer.Auth)
+	}
+	if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || diags[0].Subject == nil || diags[0].Subject.Start.Line != 3 {
+		t.Fatalf("diagnostics = %v; want one warning at open.hcl:3", diags)
+	}
+	if d := diags[0].Detail; !strings.Contains(d, "forged") || !strings.Contains(d, "delete") {
+		t.Errorf("warning %q does not say what is at risk", d)
+	}
+	_, diags = Parse("bad.hcl", []byte(strings.Replace(src, `"none"`, `"password"`, 1)))
+	if !diags.HasErrors() {
+		t.Error("auth = \"password\" accepted")
 	}
 }

@@ -12,6 +12,7 @@ func init() { registerSink("stdout", decodeStdoutSink) }
 var stdoutSinkSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "format"},
+		{Name: "fields"},
 		{Name: "sort"},
 		{Name: "max_rows"},
 	},
@@ -29,6 +30,11 @@ func decodeStdoutSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diag
 			out.Format = s
 		}
 	}
+	if a := content.Attributes["fields"]; a != nil {
+		fields, _, d := evalStringList(a, ectx)
+		diags = append(diags, d...)
+		out.Fields = fields
+	}
 	if a := content.Attributes["sort"]; a != nil {
 		s, ok, d := evalNonEmpty(a, ectx)
 		diags = append(diags, d...)
@@ -41,7 +47,7 @@ func decodeStdoutSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diag
 		}
 	}
 	if a := content.Attributes["max_rows"]; a != nil {
-		n, ok, d := evalPositiveInt(a, ectx)
+		n, ok, d := evalIntIn(a, ectx, maxRowsBound)
 		diags = append(diags, d...)
 		if ok {
 			out.MaxRows = n

@@ -1,6 +1,10 @@
 package config
 
-import "github.com/hashicorp/hcl/v2"
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
 
 func init() { registerSource("gadget", decodeGadgetSource) }
 
@@ -17,6 +21,14 @@ var gadgetSourceSchema = &hcl.BodySchema{
 		{Name: "ifaces"},
 		{Name: "netns"},
 		{Name: "sample_frequency"},
+		{Name: "containers_only"},
+		{Name: "event_type_file"},
+		{Name: "programs"},
+		{Name: "skip_programs"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "filter"},
+		{Type: "fields"},
 	},
 }
 
@@ -62,16 +74,33 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 			src.Wasm = s
 		}
 	}
+	if a := content.Attributes["containers_only"]; a != nil {
+		src.ContainersOnlyRange = a.Expr.Range()
+		v, ok, d := evalBool(a, ectx)
+		diags = append(diags, d...)
+		if ok {
+			src.ContainersOnly = v
+		}
+	}
+	for _, b := range content.Blocks.OfType("filter") {
+		if src.Filter != nil {
+			diags = append(diags, duplicate("filter block", "A filter block", src.Filter.Range, b.DefRange, "A source has at most one filter block."))
+			continue
+		}
+		f, d := decodeSourceFilter(b, ectx)
+		diags = append(diags, d...)
+		src.Filter = f
+	}
 	if a := content.Attributes["interval"]; a != nil {
 		src.IntervalRange = a.Expr.Range()
-		d, ok, ds := evalDuration(a, ectx)
+		d, ds := durationIn(a, ectx, time.Duration(0), intervalBound)
 		diags = append(diags, ds...)
-		if ok {
+		if d != 0 {
 			src.Interval = d
 		}
 	}
 	if a := content.Attributes["runs"]; a != nil {
-		n, ok, d := evalPositiveInt(a, ectx)
+		n, ok, d := evalIntIn(a, ectx, runsBound)
 		diags = append(diags, d...)
 		if ok {
 			src.Runs = n
@@ -88,15 +117,16 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 		src.NetNS = l
 	}
 	if a := content.Attributes["sample_frequency"]; a != nil {
-		n, ok, d := evalPositiveInt(a, ectx)
+		n, ok, d := evalIntIn(a, ectx, sampleFrequencyBound)
 		diags = append(diags, d...)
 		if ok {
 			src.SampleFrequency = n
 		}
 	}
+	diags = append(diags, decodePlainOptions(content, ectx, src)...)
 	if a := content.Attributes["buffer_size"]; a != nil {
 		src.BufferSizeRange = a.Expr.Range()
-		n, ok, d := evalSize(a, ectx)
+		n, ok, d := evalSizeIn(a, ectx, bufferSizeBound)
 		diags = append(diags, d...)
 		if ok {
 			src.BufferSize = n

@@ -68,6 +68,11 @@ type Agent struct {
 	NATSServer *NATSServer
 	// Images is the policy for OCI references (pull, allow-list, signatures).
 	Images Images
+	// Containers says how events get container identity.
+	Containers Containers
+	// FilterSelf leaves out the events of the agent's own process (its
+	// reads of /proc, its connections to the bus); true by default.
+	FilterSelf bool
 	// Group names the agent's group in the control bucket: its stages
 	// follow the keys <group>.<stage> before <stage>. "" = no group.
 	Group string
@@ -80,7 +85,8 @@ type Agent struct {
 
 // Source is a `source "<type>" "<name>"` block.
 //
-// The gadget fields are filled for Type "gadget", the only source type so far.
+// The gadget fields are filled for Type "gadget"; WasmBPF is set for Type
+// "wasm_bpf".
 type Source struct {
 	Type, Name string
 	DefRange   hcl.Range
@@ -109,6 +115,12 @@ type Source struct {
 	// built-in name; "" = none, or the module of the gadget's image.
 	Wasm      string
 	WasmRange hcl.Range
+	// ContainersOnly keeps only events of processes in containers.
+	ContainersOnly      bool
+	ContainersOnlyRange hcl.Range
+	// Filter selects events, in the kernel where the gadget can; nil when
+	// the source has no filter block.
+	Filter *SourceFilter
 	// Interval is how often the gadget's iterators take a snapshot (0:
 	// once, at start) and its map iterators drain (0: every second).
 	Interval      time.Duration
@@ -125,6 +137,54 @@ type Source struct {
 	// SampleFrequency is the per-CPU rate of perf_event programs, in Hz;
 	// 0 = 49.
 	SampleFrequency int
+
+	// What a plain libbpf object (no markers) needs said about it; see
+	// source_gadget_plain.go and docs/gadgets.md.
+
+	// EventTypeFile is an object (BTF or DWARF) or raw BTF holding the
+	// event type when the gadget's own object lacks it; relative to the
+	// config file.
+	EventTypeFile      string
+	EventTypeFileRange hcl.Range
+	// Programs, when set, are the only programs loaded; SkipPrograms are
+	// left out (libbpf's autoload). ...Ranges cover each element.
+	Programs           []string
+	ProgramsRanges     []hcl.Range
+	SkipPrograms       []string
+	SkipProgramsRanges []hcl.Range
+	// Fields are rendering hints for members of the event type, in the
+	// order the fields block lists them.
+	Fields []FieldHint
+
+	WasmBPF *WasmBPFSource // Type == "wasm_bpf"
+}
+
+// FieldHint is one attribute of a gadget source's fields block:
+//
+//	fields {
+//	  args  = { as = "strings", count = "args_count" }
+//	  saddr = { as = "ip", family = "family" }
+//	  u     = { tag = "kind", cases = { EXEC = "exec", EXIT = "exit" } }
+//	}
+type FieldHint struct {
+	// Name is the attribute's name: the member it applies to, unless
+	// Member gives the member's path.
+	Name string
+	// As is "strings" or "ip" (FieldHintKinds), "" to keep the rendering.
+	As string
+	// Count and Size name the members holding a strings buffer's count
+	// and used bytes; Family the member holding an address's family.
+	Count, Size, Family string
+	// Tag names the member selecting a union's alternative; Cases maps
+	// its values (numbers or enum names) to alternatives.
+	Tag   string
+	Cases map[string]string
+	// Rename is the key the member is rendered under.
+	Rename string
+	// Member is the member's dotted path ("u.exec.args").
+	Member string
+	// Range covers the attribute, NameRange its name.
+	Range, NameRange hcl.Range
 }
 
 // Param is one entry of a source's params object.
@@ -160,6 +220,9 @@ type NullSink struct{}
 type StdoutSink struct {
 	// Format is json (one object per line) or table.
 	Format string
+	// Fields selects the keys shown, in order (table columns, JSON keys);
+	// empty: all.
+	Fields []string
 	// Sort orders the rows of each snapshot (a gadget's iterators and map
 	// iterators) in table output: "-bytes,pid", descending with '-'.
 	Sort string

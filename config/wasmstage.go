@@ -144,33 +144,27 @@ func decodeWasmStage(body hcl.Body, ectx *hcl.EvalContext, st *Stage) hcl.Diagno
 	}
 	if a := content.Attributes["timeout"]; a != nil {
 		var ds hcl.Diagnostics
-		w.Timeout, ds = durationOr(a, ectx, w.Timeout)
+		w.Timeout, ds = durationIn(a, ectx, w.Timeout, wasmTimeoutBound)
 		diags = append(diags, ds...)
 	}
 	if a := content.Attributes["memory_limit"]; a != nil {
-		n, ok, ds := evalSize(a, ectx)
+		n, ok, ds := evalSizeIn(a, ectx, wasmMemoryBound)
 		diags = append(diags, ds...)
-		switch {
-		case ok && (n < minWasmMemory || n > maxWasmMemory):
-			diags = append(diags, invalidValue(a, fmt.Sprintf("memory_limit must be from 64KiB (one Wasm page) to 4GiB (all a wasm32 memory addresses); got %d bytes.", n)))
-		case ok:
+		if ok {
 			w.MemoryLimit = n
 		}
 	}
 	if a := content.Attributes["workers"]; a != nil {
-		n, ok, ds := evalPositiveInt(a, ectx)
+		n, ok, ds := evalIntIn(a, ectx, wasmWorkersBound)
 		diags = append(diags, ds...)
-		switch {
-		case ok && n > MaxWasmWorkers:
-			diags = append(diags, invalidValue(a, fmt.Sprintf("workers must be at most %d; got %d.", MaxWasmWorkers, n)))
-		case ok:
+		if ok {
 			w.Workers = n
 		}
 	}
 	if a := content.Attributes["tick"]; a != nil {
 		w.TickRange = a.Expr.Range()
 		var ds hcl.Diagnostics
-		w.Tick, ds = durationOr(a, ectx, w.Tick)
+		w.Tick, ds = durationIn(a, ectx, w.Tick, wasmTickBound)
 		diags = append(diags, ds...)
 	}
 	if a := content.Attributes["stamp_version"]; a != nil {
@@ -212,7 +206,7 @@ func decodeWasmReload(b *hcl.Block, ectx *hcl.EvalContext, r *WasmReload) hcl.Di
 		}
 	}
 	if a := content.Attributes["poll"]; a != nil {
-		d, ds := durationOr(a, ectx, r.Poll)
+		d, ds := durationIn(a, ectx, r.Poll, reloadPollBound)
 		diags = append(diags, ds...)
 		if d > 0 && d < minWasmTagPoll {
 			diags = append(diags, invalidValue(a, fmt.Sprintf("poll must be at least %s; got %s.", minWasmTagPoll, d)))
@@ -221,7 +215,7 @@ func decodeWasmReload(b *hcl.Block, ectx *hcl.EvalContext, r *WasmReload) hcl.Di
 		}
 	}
 	if a := content.Attributes["rollback_after_errors"]; a != nil {
-		n, ok, ds := evalPositiveInt(a, ectx)
+		n, ok, ds := evalIntIn(a, ectx, rollbackErrorsBound)
 		diags = append(diags, ds...)
 		if ok {
 			r.RollbackAfterErrors = n
@@ -229,7 +223,7 @@ func decodeWasmReload(b *hcl.Block, ectx *hcl.EvalContext, r *WasmReload) hcl.Di
 	}
 	if a := content.Attributes["rollback_window"]; a != nil {
 		var ds hcl.Diagnostics
-		r.RollbackWindow, ds = durationOr(a, ectx, r.RollbackWindow)
+		r.RollbackWindow, ds = durationIn(a, ectx, r.RollbackWindow, rollbackWindowBound)
 		diags = append(diags, ds...)
 	}
 	return diags

@@ -3,11 +3,18 @@
 #   gadgets/<name>/program.bpf.c     -> gadgets/<name>/program.bpf.o
 #   gadgets/testdata/<name>.bpf.c    -> gadgets/testdata/<name>.bpf.o
 #   gadgets/helpers/<name>.bpf.c     -> gadgets/helpers/<name>.bpf.o
+#   gadgets/testdata/libbpf/<name>.bpf.c -> .../<name>.bpf.o, with DWARF
+#     (plain libbpf programs: sluice reads their event types from it), and
+#     <name>_stripped.bpf.o without it for the ones tests need both ways
+#   gadgets/testdata/libbpf/<name>.types.c -> .../<name>.types.bpf.o: a
+#     header compiled alone (DWARF only), as users make an event_type_file
 #   bench/gadgets/synth.bpf.c        -> bench/gadgets/synth{64,256}.bpf.o
 #
 # The output is byte-for-byte reproducible for a given toolchain: sources are
-# compiled from gadgets/ with relative paths (BTF line info records them) and
-# DWARF is stripped (llvm-strip -g keeps .BTF and .BTF.ext).
+# compiled from gadgets/ with relative paths (BTF line info and DWARF record
+# them), the one architecture-specific include directory is mapped to a
+# fixed name in DWARF, and DWARF is stripped (llvm-strip -g keeps .BTF and
+# .BTF.ext) except where it is the point.
 #
 #   bash gadgets/build.sh          rebuild in place
 #   bash gadgets/build.sh --check  rebuild into a temporary directory and fail
@@ -51,8 +58,8 @@ STRIP=llvm-strip-19
 # -target bpf still needs <asm/types.h>; any architecture's copy will do.
 ASM_INC="/usr/include/$(uname -m)-linux-gnu"
 # -fdebug-compilation-dir keeps the checkout's location out of BTF line info.
-CFLAGS=(-target bpf -mcpu=v3 -O2 -g -fdebug-compilation-dir=. -D__TARGET_ARCH_x86 -Wall -Werror
-	-I include -I "$ASM_INC")
+CFLAGS=(-target bpf -mcpu=v3 -O2 -g -fdebug-compilation-dir=. -fdebug-prefix-map="$ASM_INC"=/usr/include/multiarch
+	-D__TARGET_ARCH_x86 -Wall -Werror -I include -I "$ASM_INC")
 
 check=0
 if [ "${1:-}" = "--check" ]; then
@@ -64,16 +71,30 @@ if [ $check -eq 1 ]; then
 	trap 'rm -rf "$out_root"' EXIT
 fi
 
-build() { # build <src> <committed obj> [extra cflags...]
+# build <src> <committed obj> [extra cflags...]: compiled, DWARF stripped.
+build() {
+	compile strip "$@"
+}
+
+# build_dwarf <src> <committed obj> [extra cflags...]: compiled, DWARF kept.
+build_dwarf() {
+	compile keep "$@"
+}
+
+compile() {
+	local mode=$1 src=$2 obj=$3 out="$out_root/$3"
 	# (a ../ path is outside gadgets/: in --check mode it goes under the
 	# temporary directory all the same)
-	local src=$1 obj=$2 out="$out_root/$2"
-	[ $check -eq 1 ] && out="$out_root/${2#../}"
-	shift 2
+	[ $check -eq 1 ] && out="$out_root/${3#../}"
+	shift 3
 	mkdir -p "$(dirname "$out")"
 	"$CLANG" "${CFLAGS[@]}" "$@" -c "$src" -o "$out.tmp"
-	"$STRIP" -g "$out.tmp" -o "$out"
-	rm -f "$out.tmp"
+	if [ "$mode" = strip ]; then
+		"$STRIP" -g "$out.tmp" -o "$out"
+		rm -f "$out.tmp"
+	else
+		mv "$out.tmp" "$out"
+	fi
 	if [ $check -eq 1 ] && ! cmp -s "$out" "$obj"; then
 		echo "build.sh: $obj is stale: regenerate it with bash gadgets/build.sh" >&2
 		stale=1
@@ -94,6 +115,17 @@ for src in testdata/*.bpf.c helpers/*.bpf.c; do
 		;;
 	*) build "$src" "${src%.c}.o" ;;
 	esac
+done
+for src in testdata/libbpf/*.bpf.c; do
+	build_dwarf "$src" "${src%.c}.o"
+	case $src in
+	testdata/libbpf/syncsnoop.bpf.c | testdata/libbpf/sysregs.bpf.c)
+		build "$src" "${src%.bpf.c}_stripped.bpf.o"
+		;;
+	esac
+done
+for src in testdata/libbpf/*.types.c; do
+	build_dwarf "$src" "${src%.c}.bpf.o" -fno-eliminate-unused-debug-types
 done
 # The synthetic producer of make bench and make soak, one object per record
 # size (see the source).

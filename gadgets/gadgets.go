@@ -12,7 +12,7 @@ import (
 //go:embed */program.bpf.o */gadget.yaml
 var builtinFS embed.FS
 
-//go:embed testdata/*.bpf.o
+//go:embed testdata/*.bpf.o testdata/libbpf/*.bpf.o
 var testFS embed.FS
 
 //go:embed helpers/*.bpf.o
@@ -34,7 +34,9 @@ func Helper(name string) ([]byte, error) {
 }
 
 // Builtin is one built-in gadget: its name (the folder under gadgets/), a
-// one-line description, and its eBPF ELF object (CO-RE, BTF, x86_64).
+// one-line description, its eBPF ELF object (CO-RE, BTF, x86_64) and its
+// metadata (Inspektor Gadget's gadget.yaml: what its params and fields
+// mean).
 type Builtin struct {
 	Name        string
 	Description string
@@ -47,9 +49,21 @@ type Builtin struct {
 // descriptions doubles as the list of built-ins: a folder with an object but
 // no description fails TestBuiltinsMatchFolders.
 var descriptions = map[string]string{
+	"profile_blockio":  "Block I/O latency per device as a log2 histogram in microseconds, drained every interval.",
+	"snapshot_process": "Snapshot the running processes: pid, parent, credentials, mount namespace, start time and executable name.",
+	"snapshot_socket":  "Snapshot the open TCP and UDP sockets (IPv4 and IPv6) with their state and owner.",
+	"top_file":         "Top files by reads and writes, per process, drained every interval.",
+	"top_tcp":          "Top TCP connections by bytes sent and received, per process, drained every interval.",
+	"trace_dns":        "Trace DNS queries and responses (UDP, IPv4 and IPv6) with the asking process and the answer's latency.",
 	"trace_exec":       "Trace process executions (execve, execveat), including failed ones.",
+	"trace_exit":       "Trace process exits: exit status, killing signal, core dump and run time.",
+	"trace_bind":       "Trace binds of IPv4 and IPv6 sockets to addresses and ports.",
+	"trace_bpf":        "Trace eBPF program loads and attachments (bpf syscall).",
+	"trace_mount":      "Trace mounts, unmounts and mount moves.",
 	"trace_open":       "Trace file opens (open, openat, openat2).",
+	"trace_setuid":     "Trace credential changes (set*uid, set*gid), with ids before and after.",
 	"trace_signal":     "Trace signals sent with kill, tkill and tgkill.",
+	"trace_tcp":        "Trace TCP connects, accepts and closes with the owning process (IPv4 and IPv6).",
 	"trace_tcpconnect": "Trace outgoing TCP connection attempts (IPv4 and IPv6).",
 }
 
@@ -102,6 +116,11 @@ func Lookup(name string) (Builtin, bool) {
 //     comm }; see the source for what fires each kind.
 //   - verifier_reject: a tracepoint program the verifier rejects (a write
 //     past the end of a map value).
+//   - libbpf/<name> (execsnoop, opensnoop, sigsnoop, syncsnoop, runqslower, tcpstates,
+//     tcpconnect, procevents, sysregs): plain programs in the style of
+//     libbpf-tools, built with DWARF; libbpf/<name>_stripped without it,
+//     libbpf/syncsnoop.types a header compiled alone (DWARF only); see
+//     testdata/libbpf/README.md.
 //   - ig_fields: an Inspektor Gadget-style tracer with a member of every
 //     special type spelled X_raw, kernel and user stacks, and IG's
 //     ig_build_id map sized by ig_build_id_max_entries; one event per
@@ -110,9 +129,11 @@ func TestObject(name string) ([]byte, error) {
 	obj, err := testFS.ReadFile(path.Join("testdata", name+".bpf.o"))
 	if err != nil {
 		paths, _ := fs.Glob(testFS, "testdata/*.bpf.o")
+		more, _ := fs.Glob(testFS, "testdata/libbpf/*.bpf.o")
+		paths = append(paths, more...)
 		names := make([]string, len(paths))
 		for i, p := range paths {
-			names[i] = strings.TrimSuffix(path.Base(p), ".bpf.o")
+			names[i] = strings.TrimSuffix(strings.TrimPrefix(p, "testdata/"), ".bpf.o")
 		}
 		return nil, fmt.Errorf("read test object %q (have %v): %w", name, names, err)
 	}

@@ -56,6 +56,11 @@ type BuildOptions struct {
 	CheckProgram func(arch string, elf []byte, md *Metadata) error
 	// Log receives one line per step; nil discards them.
 	Log io.Writer
+	// WasmBPF reports whether a module is a wasm-bpf application (package
+	// wasmbpf knows by its imports); such a module, as a .wasm file or a
+	// folder's, builds eunomia-bpf's Wasm layout instead of a stage image.
+	// nil builds stage images only.
+	WasmBPF func(module []byte) bool
 	// Clang, Strip and Go name the tools; defaults clang-19, llvm-strip-19,
 	// and the go on PATH (or /usr/local/go/bin/go).
 	Clang, Strip, Go string
@@ -64,7 +69,7 @@ type BuildOptions struct {
 // BuildResult says what Build made.
 type BuildResult struct {
 	Desc ocispec.Descriptor
-	Kind string // "gadget" or "stage"
+	Kind string // "gadget", "stage" or "wasm-bpf"
 	// Inputs says, per architecture (or "wasm"), where the bytes came from:
 	// "prebuilt program.bpf.o", "compiled program.bpf.c", "wasm/ (Go)".
 	Inputs map[string]string
@@ -534,8 +539,12 @@ type wasmConfig struct {
 	LayerDigests []string `json:"layerDigests"`
 }
 
-// stageImage writes a single-manifest image in the CNCF Wasm layout.
+// stageImage writes a single-manifest image in the CNCF Wasm layout, or
+// in eunomia's for a wasm-bpf application.
 func (b *builder) stageImage(ctx context.Context, wasm []byte, md *Metadata) (ocispec.Descriptor, error) {
+	if b.opts.WasmBPF != nil && b.opts.WasmBPF(wasm) {
+		return b.wasmBPFImage(ctx, wasm, md)
+	}
 	layer := content.NewDescriptorFromBytes(MediaTypeWasmLayer, wasm)
 	if err := b.push(ctx, layer, wasm); err != nil {
 		return ocispec.Descriptor{}, err
@@ -560,6 +569,35 @@ func (b *builder) stageImage(ctx context.Context, wasm []byte, md *Metadata) (oc
 		return ocispec.Descriptor{}, err
 	}
 	b.res.Kind = "stage"
+	return desc, nil
+}
+
+// wasmBPFImage writes a wasm-bpf application in the layout eunomia-bpf's
+// tooling pushes and pulls: an image manifest whose config is
+// application/vnd.wasm.config.v1+json ("{}") and whose one layer is the
+// module, application/vnd.wasm.content.layer.v1+wasm.
+func (b *builder) wasmBPFImage(ctx context.Context, wasm []byte, md *Metadata) (ocispec.Descriptor, error) {
+	layer := content.NewDescriptorFromBytes(MediaTypeWasmBPFLayer, wasm)
+	if err := b.push(ctx, layer, wasm); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	cfg := []byte("{}")
+	config := content.NewDescriptorFromBytes(MediaTypeWasmBPFConfig, cfg)
+	if err := b.push(ctx, config, cfg); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	m := ocispec.Manifest{
+		Versioned:   specs.Versioned{SchemaVersion: 2},
+		MediaType:   ocispec.MediaTypeImageManifest,
+		Config:      config,
+		Layers:      []ocispec.Descriptor{layer},
+		Annotations: annotationsFrom(md, b.created),
+	}
+	desc, err := b.pushJSON(ctx, ocispec.MediaTypeImageManifest, m)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	b.res.Kind = "wasm-bpf"
 	return desc, nil
 }
 

@@ -58,7 +58,11 @@ func (r *Resolver) StageAt(ctx context.Context, ref Reference, d digest.Digest) 
 	if err != nil {
 		return nil, err
 	}
-	if err := r.policy.Allow.Allows(ref, desc.Digest); err != nil {
+	// Following a tag, the registry says what the tag names now; the
+	// store's tag is not moved until the version runs (TagStored).
+	if err := r.policy.Allow.Allows(ref, desc.Digest, func(tag Reference) (digest.Digest, error) {
+		return r.tagDigestAt(ctx, tag, r.policy.Pull != PullNever)
+	}); err != nil {
 		return nil, err
 	}
 	if len(r.policy.PublicKeys) > 0 {

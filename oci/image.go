@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -127,6 +128,53 @@ func (s *Store) Stage(ctx context.Context, desc ocispec.Descriptor) (*StageImage
 	return img, nil
 }
 
+// WasmBPFImage is a wasm-bpf application's image: the module.
+type WasmBPFImage struct {
+	Digest   digest.Digest
+	Manifest digest.Digest
+	Module   []byte
+	// Annotations are the manifest's annotations.
+	Annotations map[string]string
+}
+
+// WasmBPF reads a wasm-bpf application image from the store: eunomia's
+// layout (config application/vnd.wasm.config.v1+json, one
+// application/vnd.wasm.content.layer.v1+wasm layer, as ecli and
+// wasm-to-oci push it), or a module in the CNCF Wasm layout (what a stage
+// image holds), for applications pushed by tools that write that one.
+// Whether the module is a wasm-bpf application is the caller's to check.
+func (s *Store) WasmBPF(ctx context.Context, desc ocispec.Descriptor) (*WasmBPFImage, error) {
+	md, m, err := s.selectManifest(ctx, desc, "", isWasmBPFManifest)
+	if err != nil {
+		return nil, err
+	}
+	img := &WasmBPFImage{Digest: desc.Digest, Manifest: md.Digest, Annotations: m.Annotations}
+	for _, l := range m.Layers {
+		if l.MediaType != MediaTypeWasmBPFLayer && l.MediaType != MediaTypeWasmLayer {
+			continue
+		}
+		if img.Module != nil {
+			return nil, fmt.Errorf("wasm-bpf manifest %s has more than one Wasm layer", md.Digest)
+		}
+		if img.Module, err = s.fetch(ctx, l, maxLayerBytes); err != nil {
+			return nil, fmt.Errorf("read Wasm layer: %w", err)
+		}
+		if !isWasm(img.Module) {
+			return nil, fmt.Errorf("wasm-bpf manifest %s: layer %s is not a Wasm module", md.Digest, l.Digest)
+		}
+	}
+	return img, nil
+}
+
+func isWasmBPFManifest(m *ocispec.Manifest) bool {
+	if k := kindOf(m); k != "wasm-bpf" && k != "stage" {
+		return false
+	}
+	return slices.ContainsFunc(m.Layers, func(l ocispec.Descriptor) bool {
+		return l.MediaType == MediaTypeWasmBPFLayer || l.MediaType == MediaTypeWasmLayer
+	})
+}
+
 func isWasm(b []byte) bool { return bytes.HasPrefix(b, []byte("\x00asm")) }
 
 func isGadgetManifest(m *ocispec.Manifest) bool { return kindOf(m) == "gadget" }
@@ -200,8 +248,11 @@ func (s *Store) selectManifest(ctx context.Context, desc ocispec.Descriptor, arc
 }
 
 func wantKind(fits func(*ocispec.Manifest) bool) string {
-	if fits(&ocispec.Manifest{Layers: []ocispec.Descriptor{{MediaType: MediaTypeEBPF}}}) {
+	switch {
+	case fits(&ocispec.Manifest{Layers: []ocispec.Descriptor{{MediaType: MediaTypeEBPF}}}):
 		return "gadget"
+	case fits(&ocispec.Manifest{Layers: []ocispec.Descriptor{{MediaType: MediaTypeWasmBPFLayer}}}):
+		return "wasm-bpf"
 	}
 	return "Wasm stage"
 }

@@ -22,6 +22,15 @@ const (
 	MediaTypeWasmLayer  = "application/wasm"
 )
 
+// Media types of the Wasm OCI artifacts eunomia-bpf's tooling (ecli push,
+// wasm-bpf) pushes and pulls: oci-distribution's Wasm config and content
+// layer, the layout of wasm-to-oci. sluice reads and writes them for
+// wasm-bpf applications.
+const (
+	MediaTypeWasmBPFConfig = "application/vnd.wasm.config.v1+json"
+	MediaTypeWasmBPFLayer  = "application/vnd.wasm.content.layer.v1+wasm"
+)
+
 // Annotations sluice sets beside the org.opencontainers.image.* ones.
 const (
 	// AnnotationBuilder names the tool that built an image.

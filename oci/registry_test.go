@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
@@ -167,7 +172,8 @@ func TestMultiArchSelection(t *testing.T) {
 }
 
 // TestTamperedBlob: a registry serving a blob that does not hash to its
-// digest is refused, and so is a local store whose blob was changed.
+// digest is refused (leaving no temporary file behind), and so is a local
+// store whose blob was changed.
 func TestTamperedBlob(t *testing.T) {
 	ctx := context.Background()
 	reg := registrytest.Start(t, registrytest.Options{})
@@ -184,9 +190,14 @@ func TestTamperedBlob(t *testing.T) {
 	}
 	data[len(data)/2] ^= 0xff
 	writeFile(t, path, data)
-	_, err = oci.Pull(ctx, openStore(t), ref, remoteOpts())
+	dst := openStore(t)
+	_, err = oci.Pull(ctx, dst, ref, remoteOpts())
 	if err == nil || !strings.Contains(err.Error(), "mismatch") {
 		t.Fatalf("pull of a tampered blob: %v, want a digest mismatch", err)
+	}
+	// The refused blob leaves nothing in the store's ingest folder.
+	if left, _ := os.ReadDir(filepath.Join(dst.Root(), "ingest")); len(left) != 0 {
+		t.Errorf("a failed pull left %d temporary files in ingest/: %v", len(left), left)
 	}
 
 	// Local tampering is caught when the image is read.
@@ -437,5 +448,129 @@ func TestAllowList(t *testing.T) {
 	oci.NewResolver(store, oci.Policy{Allow: oci.AllowList{reg.Host + "/other/*"}, Remote: remoteOpts()}).Gadget(ctx, ref, "amd64")
 	if _, err := store.Resolve(ctx, ref); !errors.Is(err, oci.ErrNotFound) {
 		t.Errorf("a refused image was pulled: %v", err)
+	}
+}
+
+// TestAllowListDigestBypass: the allow-list cannot be walked around with a
+// digest. A digest reference under an allowed name must not reach another
+// repository's image that happens to be in the store, and a tag rule
+// allows the content its tag names, not every digest of the repository.
+func TestAllowListDigestBypass(t *testing.T) {
+	ctx := context.Background()
+	reg := registrytest.Start(t, registrytest.Options{})
+	// Three distinct images: the creation time changes the digest.
+	push := func(name string, created int64) (oci.Reference, ocispec.Descriptor) {
+		store := openStore(t)
+		ref := mustRef(t, reg.Host+"/"+name)
+		if _, err := oci.Build(ctx, store, gadgetWithWasm(t), ref, oci.BuildOptions{Archs: []string{"amd64"}, Headers: gadgets.Headers(), Created: time.Unix(created, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		desc, err := oci.Push(ctx, store, ref, remoteOpts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref, desc
+	}
+	v1Ref, v1 := push("team/gadgets/allow:v1", 1)
+	_, v2 := push("team/gadgets/allow:v2", 2)
+	evilRef, evil := push("other/evil:v1", 3)
+	if v1.Digest == v2.Digest || v1.Digest == evil.Digest || v2.Digest == evil.Digest {
+		t.Fatal("the test images are not distinct")
+	}
+	name := reg.Host + "/team/gadgets/allow"
+	for _, c := range []struct {
+		name, rule, ref string
+		want            digest.Digest // "" = refused
+	}{
+		{"name rule, another repository's digest", name, name + "@" + evil.Digest.String(), ""},
+		{"name rule, tag and another repository's digest", name, name + ":v1@" + evil.Digest.String(), ""},
+		{"prefix rule, another repository's digest", reg.Host + "/team/*", name + "@" + evil.Digest.String(), ""},
+		{"tag rule, the tag with another digest", name + ":v1", name + ":v1@" + v2.Digest.String(), ""},
+		{"tag rule, another digest of the repository", name + ":v1", name + "@" + v2.Digest.String(), ""},
+		{"tag rule, another tag", name + ":v1", name + ":v2", ""},
+		{"tag rule, another repository's digest", name + ":v1", name + ":v1@" + evil.Digest.String(), ""},
+		{"tag rule, the tag", name + ":v1", name + ":v1", v1.Digest},
+		{"tag rule, the digest the tag names", name + ":v1", name + "@" + v1.Digest.String(), v1.Digest},
+		{"name rule, a digest of the repository", name, name + "@" + v2.Digest.String(), v2.Digest},
+	} {
+		for _, pull := range []oci.PullPolicy{oci.PullMissing, oci.PullNever, oci.PullAlways} {
+			t.Run(c.name+"/"+string(pull), func(t *testing.T) {
+				// The agent's store holds the allowed image, both tags, and
+				// an image of another repository pulled for another reason.
+				store := openStore(t)
+				for _, r := range []oci.Reference{v1Ref, mustRef(t, name+":v2"), evilRef} {
+					if _, err := oci.Pull(ctx, store, r, remoteOpts()); err != nil {
+						t.Fatal(err)
+					}
+				}
+				desc, err := oci.NewResolver(store, oci.Policy{Pull: pull, Allow: oci.AllowList{c.rule}, Remote: remoteOpts()}).Resolve(ctx, mustRef(t, c.ref))
+				switch {
+				case c.want == "" && err == nil:
+					t.Fatalf("allowed %s (%s) under rule %s", c.ref, desc.Digest, c.rule)
+				case c.want != "" && err != nil:
+					t.Fatalf("refused %s under rule %s: %v", c.ref, c.rule, err)
+				case c.want != "" && desc.Digest != c.want:
+					t.Fatalf("resolved %s to %s; want %s", c.ref, desc.Digest, c.want)
+				}
+			})
+		}
+	}
+}
+
+// TestStoreSweepsIngestAtOpen: temporary files of a process that died mid
+// pull are removed when the store is next opened.
+func TestStoreSweepsIngestAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	store, err := oci.OpenStore(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest := filepath.Join(store.Root(), "ingest")
+	os.MkdirAll(ingest, 0o755)
+	writeFile(t, filepath.Join(ingest, strings.Repeat("a", 64)+"_123"), []byte("half a blob"))
+	store.Close()
+	store, err = oci.OpenStore(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if left, _ := os.ReadDir(ingest); len(left) != 0 {
+		t.Errorf("ingest/ holds %v after reopening the store", left)
+	}
+}
+
+// TestClaimedSizeNotAllocated: a manifest that names a small blob of the
+// store as hundreds of MiB is refused without allocating what it claims.
+func TestClaimedSizeNotAllocated(t *testing.T) {
+	ctx := context.Background()
+	store := openStore(t)
+	ref := mustRef(t, "localhost/claims/x:v1")
+	res, err := oci.Build(ctx, store, gadgetWithWasm(t), ref, oci.BuildOptions{Archs: []string{"amd64"}, Headers: gadgets.Headers()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	readJSON(t, store, res.Desc.Digest.Encoded(), &idx)
+	var m ocispec.Manifest
+	readJSON(t, store, idx.Manifests[0].Digest.Encoded(), &m)
+	for i := range m.Layers {
+		if m.Layers[i].MediaType == oci.MediaTypeEBPF {
+			m.Layers[i].Size = 200 << 20 // the real object, claimed to be 200 MiB
+		}
+	}
+	b, _ := json.Marshal(m)
+	md := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, b)
+	if err := store.Layout().Push(ctx, md, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = store.Gadget(ctx, md, "amd64")
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "descriptor says") {
+		t.Fatalf("Gadget of a descriptor with a false size: %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
+		t.Errorf("refusing it allocated %d MiB", got>>20)
 	}
 }

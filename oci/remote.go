@@ -155,13 +155,15 @@ func Logout(ctx context.Context, host string, opts RemoteOptions) error {
 // signatures attached to it (tag layout and OCI 1.1 referrers), and returns
 // the descriptor it resolved to. Every blob is checked against its digest
 // before the store keeps it.
-func Pull(ctx context.Context, store *Store, ref Reference, opts RemoteOptions) (ocispec.Descriptor, error) {
+func Pull(ctx context.Context, store *Store, ref Reference, opts RemoteOptions) (desc ocispec.Descriptor, err error) {
+	store.beginPull()
+	defer func() { store.endPull(err != nil) }()
 	repo, err := opts.Repository(ref)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	src := progressSource{ReadOnlyTarget: repo, report: opts.Progress}
-	desc, err := oras.Copy(ctx, src, ref.RemoteRef(), store.layout, ref.StoreKey(), copyOptions(opts))
+	desc, err = oras.Copy(ctx, src, ref.RemoteRef(), store.layout, ref.StoreKey(), copyOptions(opts))
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("pull %s: %w", ref, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/sluice-dev/sluice/oci/sign"
@@ -85,7 +86,9 @@ func (r *Resolver) Resolve(ctx context.Context, ref Reference) (ocispec.Descript
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	if err := r.policy.Allow.Allows(ref, desc.Digest); err != nil {
+	if err := r.policy.Allow.Allows(ref, desc.Digest, func(tag Reference) (digest.Digest, error) {
+		return r.tagDigest(ctx, tag)
+	}); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	if len(r.policy.PublicKeys) > 0 {
@@ -94,6 +97,35 @@ func (r *Resolver) Resolve(ctx context.Context, ref Reference) (ocispec.Descript
 		}
 	}
 	return desc, nil
+}
+
+// tagDigest is the digest a tag of a tag rule names: the registry's answer
+// under pull policy "always", the store's record otherwise, and the
+// registry's when the store has no record and the policy may pull.
+func (r *Resolver) tagDigest(ctx context.Context, tag Reference) (digest.Digest, error) {
+	return r.tagDigestAt(ctx, tag, r.policy.Pull == PullAlways)
+}
+
+// tagDigestAt is tagDigest, asking the registry first when remote is set.
+func (r *Resolver) tagDigestAt(ctx context.Context, tag Reference, remote bool) (digest.Digest, error) {
+	if !remote {
+		desc, err := r.store.Resolve(ctx, tag)
+		if err == nil {
+			return desc.Digest, nil
+		}
+		if !errors.Is(err, ErrNotFound) || r.policy.Pull == PullNever {
+			return "", err
+		}
+	}
+	repo, err := r.policy.Remote.Repository(tag)
+	if err != nil {
+		return "", err
+	}
+	desc, err := repo.Resolve(ctx, tag.Tag)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", tag, err)
+	}
+	return desc.Digest, nil
 }
 
 // Verify checks desc's signature in the store against the policy's keys.
@@ -136,6 +168,32 @@ func (r *Resolver) Stage(ctx context.Context, ref Reference) (*StageImage, error
 	img, err := r.store.Stage(ctx, desc)
 	if err != nil {
 		return nil, fmt.Errorf("stage image %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+// Kind resolves ref (under the policy, as every read does) and says what
+// kind of image it is: "gadget", "stage", "wasm-bpf", or "" for none of
+// them. `sluice run REF` runs a gadget or an application by it.
+func (r *Resolver) Kind(ctx context.Context, ref Reference) (string, error) {
+	desc, err := r.Resolve(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	var img Image
+	r.store.describe(ctx, desc, &img)
+	return img.Kind, nil
+}
+
+// WasmBPF resolves ref and reads its wasm-bpf application module.
+func (r *Resolver) WasmBPF(ctx context.Context, ref Reference) (*WasmBPFImage, error) {
+	desc, err := r.Resolve(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := r.store.WasmBPF(ctx, desc)
+	if err != nil {
+		return nil, fmt.Errorf("wasm-bpf image %s: %w", ref, err)
 	}
 	return img, nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -60,6 +61,12 @@ type Store struct {
 	root   string
 	layout *orasoci.Store
 	lock   *os.File
+
+	// pulls counts the pulls in progress; a failed one leaves ingest
+	// files behind (below), swept once no pull is running.
+	mu         sync.Mutex
+	pulls      int
+	dirtyPulls bool
 }
 
 // StoreDir is the layout directory under a data dir.
@@ -85,7 +92,50 @@ func OpenStore(ctx context.Context, dataDir string) (*Store, error) {
 		lock.Close()
 		return nil, fmt.Errorf("open image store %s: %w", root, err)
 	}
-	return &Store{root: root, layout: layout, lock: lock}, nil
+	s := &Store{root: root, layout: layout, lock: lock}
+	// What a process that died mid-pull left behind: nobody else writes
+	// while the lock is held.
+	s.sweepIngest()
+	return s, nil
+}
+
+// ingestDir is where the layout writes a blob before it is verified and
+// moved into blobs/.
+func (s *Store) ingestDir() string { return filepath.Join(s.root, "ingest") }
+
+// sweepIngest removes the layout's temporary files. oras-go removes a
+// failed ingest's file with a path its own return statement has already
+// cleared, so every blob that fails (a digest mismatch, a dropped
+// connection) stays in ingest/ otherwise; a Store holds the lock, so no
+// other process is writing there, and it runs only while no pull of this
+// process is (beginPull, endPull).
+func (s *Store) sweepIngest() {
+	entries, err := os.ReadDir(s.ingestDir())
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(s.ingestDir(), e.Name()))
+	}
+}
+
+// beginPull and endPull bracket a pull; the last pull to end after one
+// failed sweeps the ingest folder.
+func (s *Store) beginPull() {
+	s.mu.Lock()
+	s.pulls++
+	s.mu.Unlock()
+}
+
+func (s *Store) endPull(failed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pulls--
+	s.dirtyPulls = s.dirtyPulls || failed
+	if s.pulls == 0 && s.dirtyPulls {
+		s.dirtyPulls = false
+		s.sweepIngest()
+	}
 }
 
 // flock takes an exclusive lock on f, polling so that ctx can end the wait.
@@ -117,15 +167,26 @@ func (s *Store) Root() string { return s.root }
 // Layout is the underlying OCI layout, for copying with oras.
 func (s *Store) Layout() *orasoci.Store { return s.layout }
 
-// Resolve finds what ref names in the store. A digest-pinned reference is
-// resolved by digest alone (content is addressed by digest, whatever the
-// name it was pulled under); a tag is resolved through the name the store
-// recorded.
+// Resolve finds what ref names in the store. A digest-pinned reference
+// resolves only to content the store holds under ref's name (pulled or
+// tagged as that repository, or a manifest of an index so held): content
+// is addressed by digest, but a name must not reach another repository's
+// image that happens to be in the store, which would let a reference under
+// an allowed name run anything ever pulled (ErrNotFound, so that a pull
+// policy that may pull asks the registry, which knows what the repository
+// holds). A tag is resolved through the name the store recorded.
 func (s *Store) Resolve(ctx context.Context, ref Reference) (ocispec.Descriptor, error) {
 	if ref.Digest != "" {
 		desc, err := s.layout.Resolve(ctx, ref.Digest.String())
 		if err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("image %s is not in the local store: %w", ref, ErrNotFound)
+		}
+		known, err := s.heldUnder(ctx, ref.Name(), ref.Digest)
+		if err != nil {
+			return ocispec.Descriptor{}, fmt.Errorf("resolve %s in the local store: %w", ref, err)
+		}
+		if !known {
+			return ocispec.Descriptor{}, fmt.Errorf("image %s is not in the local store under the name %s (its digest is, under another name): %w", ref, ref.Name(), ErrNotFound)
 		}
 		return desc, nil
 	}
@@ -137,6 +198,45 @@ func (s *Store) Resolve(ctx context.Context, ref Reference) (ocispec.Descriptor,
 		return ocispec.Descriptor{}, fmt.Errorf("resolve %s in the local store: %w", ref, err)
 	}
 	return desc, nil
+}
+
+// heldUnder reports whether the store records d under name: a tag or
+// digest key of name pointing at d, or at an index that lists d.
+func (s *Store) heldUnder(ctx context.Context, name string, d digest.Digest) (bool, error) {
+	var keys []string
+	err := s.layout.Tags(ctx, "", func(tags []string) error {
+		for _, t := range tags {
+			rest, ok := strings.CutPrefix(t, name)
+			if ok && (strings.HasPrefix(rest, ":") || strings.HasPrefix(rest, "@")) && !isSignatureTag(t) {
+				keys = append(keys, t)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("list images: %w", err)
+	}
+	for _, k := range keys {
+		desc, err := s.layout.Resolve(ctx, k)
+		if err != nil {
+			continue
+		}
+		if desc.Digest == d {
+			return true, nil
+		}
+		if isIndex(desc.MediaType) {
+			idx, err := s.readIndex(ctx, desc)
+			if err != nil {
+				continue
+			}
+			for _, m := range idx.Manifests {
+				if m.Digest == d {
+					return true, nil
+				}
+			}
+		}
+	}
+	return false, nil
 }
 
 // Tag names desc ref in the store.
@@ -160,7 +260,21 @@ func fetchVerified(ctx context.Context, f content.Fetcher, desc ocispec.Descript
 	if desc.Size < 0 {
 		return nil, fmt.Errorf("blob %s has a negative size", desc.Digest)
 	}
-	b, err := content.FetchAll(ctx, f, desc)
+	rc, err := f.Fetch(ctx, desc)
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s (%s): %w", desc.Digest, desc.MediaType, err)
+	}
+	defer rc.Close()
+	// A descriptor's size is the manifest's claim; reading allocates it
+	// up front. A local blob's real size is known: a manifest naming a
+	// small blob as hundreds of MiB must not cost that much memory to
+	// refuse.
+	if st, ok := rc.(interface{ Stat() (os.FileInfo, error) }); ok {
+		if fi, err := st.Stat(); err == nil && fi.Size() != desc.Size {
+			return nil, fmt.Errorf("read blob %s (%s): the descriptor says %d bytes, the blob has %d: %w", desc.Digest, desc.MediaType, desc.Size, fi.Size(), errdef.ErrSizeExceedsLimit)
+		}
+	}
+	b, err := content.ReadAll(rc, desc)
 	if err != nil {
 		return nil, fmt.Errorf("read blob %s (%s): %w", desc.Digest, desc.MediaType, err)
 	}
@@ -206,7 +320,7 @@ type Image struct {
 	Ref       string // the name it is stored under
 	Digest    digest.Digest
 	MediaType string
-	Kind      string // "gadget", "stage" or "" (something else)
+	Kind      string // "gadget", "stage", "wasm-bpf" or "" (something else)
 	Archs     []string
 	Created   string
 	Size      int64 // bytes of the manifests' blobs, shared blobs counted once per image
@@ -275,20 +389,24 @@ func (s *Store) describe(ctx context.Context, desc ocispec.Descriptor, img *Imag
 	slices.Sort(img.Archs)
 }
 
-// kindOf tells a gadget manifest from a stage manifest by its layers.
+// kindOf tells gadget, stage and wasm-bpf manifests apart by their layers.
 func kindOf(m *ocispec.Manifest) string {
-	hasEBPF, hasWasm := false, false
+	hasEBPF, hasWasm, hasWasmBPF := false, false, false
 	for _, l := range m.Layers {
 		switch l.MediaType {
 		case MediaTypeEBPF:
 			hasEBPF = true
 		case MediaTypeGadgetWasm, MediaTypeWasmLayer:
 			hasWasm = true
+		case MediaTypeWasmBPFLayer:
+			hasWasmBPF = true
 		}
 	}
 	switch {
 	case hasEBPF:
 		return "gadget"
+	case hasWasmBPF:
+		return "wasm-bpf"
 	case hasWasm:
 		return "stage"
 	}

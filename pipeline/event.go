@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 )
 
 // Kind tells ordinary events from records the pipeline itself produces.
@@ -34,19 +35,55 @@ func (k Kind) String() string {
 // nothing downstream of the decoder re-encodes an event it does not change.
 //
 // An Event is a small value: copying it copies the slice header, not the
-// bytes. Data must be treated as immutable once the event is emitted.
+// bytes. Data must be treated as immutable once the event is emitted. It
+// takes 64 bytes (a test holds it there): queues and stages copy events by
+// value, and a larger one costs every event on every hop.
+//
+// (Source, Seq, Part) identifies an event within an agent run: sinks that
+// deduplicate (JetStream's Nats-Msg-Id) name events by it. A source's events
+// have Part 0. When a stage yields several events of one (Source, Seq) (a
+// flat-map, a repeated KEEP), they are numbered apart: 1, 2, 3... in output
+// order where the stage saw every event of that source event (the common
+// case: pipeline stages see a source event's events in one batch), else
+// with UnsequencedPart values for the extra copies. An event a stage makes
+// from no input has Seq 0 and an UnsequencedPart. The Wasm host does the
+// numbering (wasmstages); a stage of another kind that multiplies events
+// must do the same.
 type Event struct {
-	Data   []byte
-	Schema *Schema // field layout of Data; nil when unknown (e.g. made by a stage)
-	Source string  // the config name of the source that produced the event
-	Seq    uint64  // per-source sequence number, gap-free unless a drop was counted
-	// Time is when the event happened, in Unix nanoseconds: the envelope's
-	// time as the source wrote it (the kernel's timestamp where the gadget
-	// records one). An event a stage derives from an input keeps the
-	// input's; 0 is unknown. The sinks' latency histograms measure from it.
-	Time int64
-	Kind Kind
+	Data []byte
+	// Schema is the field layout of Data; nil when unknown (e.g. made by a
+	// stage). LossSchema marks a loss record (see Kind).
+	Schema *Schema
+	Source string // the config name of the source that produced the event
+	Seq    uint64 // per-source sequence number, gap-free unless a drop was counted
+	Part   uint32 // tells apart the events of one (Source, Seq); 0 for a source's event
+	// MntNS is the mount namespace of the process the event is about, as
+	// the source knows it (a gadget's gadget_mntns_id field), for stages
+	// that resolve workloads without decoding Data; 0 when unknown. The
+	// kernel numbers namespaces with 32-bit inode numbers (ns_common.inum).
+	MntNS uint32
 }
+
+// Kind tells a loss record (its Schema is LossSchema) from an event. It is
+// not a field of its own so that an Event stays at 64 bytes.
+func (e *Event) Kind() Kind {
+	if e.Schema == LossSchema {
+		return KindLoss
+	}
+	return KindEvent
+}
+
+// unsequenced counts the Parts UnsequencedPart has handed out.
+var unsequenced atomic.Uint64
+
+// UnsequencedPart returns a Part no other call returns for a long time, in
+// [2^31, 2^32), apart from the 1, 2, 3... that number a source event's
+// events: for an event made from no input (a tick's summary, say; its Seq
+// is 0), and for a copy made where its siblings may be elsewhere. It
+// repeats only after 2^31 calls in this process, long after a JetStream
+// duplicate window has forgotten the first use; across agent runs the
+// sinks' run id keeps them apart. Safe for concurrent use.
+func UnsequencedPart() uint32 { return 1<<31 | uint32((unsequenced.Add(1)-1)%(1<<31)) }
 
 // Size is the number of bytes the event accounts for in queue limits.
 func (e *Event) Size() int { return len(e.Data) + eventOverhead }
@@ -131,6 +168,16 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// HealthReporter is implemented by components that can run yet not do
+// their job as they should: a sink whose server is unreachable (spooling,
+// or losing events), a sink replaying a backlog. The agent's health
+// endpoint reports them as degraded. Health returns nil when all is well,
+// else an error that says what is wrong, for people. Safe for concurrent
+// use.
+type HealthReporter interface {
+	Health() error
+}
+
 // DropReasonsReporter is implemented by sources and sinks that drop events
 // for reasons of their own (a gadget source: kernel; a NATS sink:
 // spool_full, too_large, ...): the pipeline registers their drop counters
@@ -147,4 +194,13 @@ type DropReasonsReporter interface {
 // concurrent use.
 type LossReporter interface {
 	ReportLoss(source, gadget, reason string, count uint64)
+}
+
+// FilterReporter is implemented by the Emitter a pipeline hands to each
+// source. Sources that filter before they emit (a gadget's kernel filter)
+// report what they left out, which is counted as received and dropped
+// with reason "filtered", with no loss record: nothing was lost that the
+// config asked for. Safe for concurrent use.
+type FilterReporter interface {
+	ReportFiltered(source string, count uint64)
 }

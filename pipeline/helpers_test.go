@@ -45,8 +45,8 @@ func seqRange(first, last uint64) []uint64 {
 // to int64/uint64.
 func decodeLoss(t *testing.T, ev Event) map[string]any {
 	t.Helper()
-	if ev.Kind != KindLoss {
-		t.Fatalf("event kind = %v, want loss", ev.Kind)
+	if ev.Kind() != KindLoss {
+		t.Fatalf("event kind = %v, want loss", ev.Kind())
 	}
 	dec := msgpack.NewDecoder(bytes.NewReader(ev.Data))
 	dec.UseLooseInterfaceDecoding(true)
@@ -215,7 +215,7 @@ func (s *recSink) split() (events, losses []Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ev := range s.events {
-		if ev.Kind == KindLoss {
+		if ev.Kind() == KindLoss {
 			losses = append(losses, ev)
 		} else {
 			events = append(events, ev)

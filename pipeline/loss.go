@@ -123,7 +123,6 @@ func (t *LossTracker) Flush(now time.Time, host string) []Event {
 			Data:   appendLossRecord(nil, ts, host, e.k, e.a),
 			Schema: LossSchema,
 			Source: e.k.source,
-			Kind:   KindLoss,
 		})
 	}
 	return out
@@ -171,7 +170,7 @@ type lossRun struct {
 }
 
 func (r *lossRun) add(t *LossTracker, component, reason string, ev *Event) {
-	if ev.Kind == KindLoss {
+	if ev.Kind() == KindLoss {
 		return // a lost loss record is counted in metrics; reporting it would loop
 	}
 	gadget := ""

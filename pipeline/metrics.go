@@ -25,9 +25,10 @@ const (
 	MetricErrors   = "sluice_errors_total"
 	MetricQueueLen = "sluice_queue_events"
 	MetricQueueMem = "sluice_queue_bytes"
-	// MetricSinkLatency is the histogram of the time from each delivered
-	// event's Time (the kernel's timestamp, where the gadget records one)
-	// to the end of the sink write that delivered it.
+	// MetricSinkLatency is the histogram of the time from delivered
+	// events' envelope time (the kernel's timestamp, where the gadget
+	// records one) to the end of the sink write that delivered them, for
+	// a sample of each write's events (latencySample).
 	MetricSinkLatency = "sluice_sink_latency_seconds"
 )
 
@@ -137,24 +138,30 @@ func (h *Histogram) bucket(d time.Duration) int {
 	return i
 }
 
-// observeSince records, for every event of evs with a Time, the time from
-// it to now (Unix nanoseconds), with one atomic add per bucket touched
-// rather than three per event: sink writers call it once per batch.
+// observeSince records, for a sample of the events of evs (latencySample
+// of them, evenly spaced, first and last included), the time from their
+// envelope time to now (Unix nanoseconds), with one atomic add per bucket
+// touched: sink writers call it once per write. Loss records and events
+// whose time does not parse are left out.
 func (h *Histogram) observeSince(now int64, evs []Event) {
 	var counts [maxBuckets + 1]uint64
 	var sum, n uint64
-	last, lastBucket := time.Duration(-1), 0
-	for i := range evs {
-		if evs[i].Time == 0 {
+	k := min(len(evs), latencySample)
+	for j := range k {
+		i := 0
+		if k > 1 {
+			i = j * (len(evs) - 1) / (k - 1)
+		}
+		ev := &evs[i]
+		if ev.Kind() == KindLoss {
 			continue
 		}
-		d := max(time.Duration(now-evs[i].Time), 0)
-		// Events of one batch are close in time: most share the bucket of
-		// the one before.
-		if d != last {
-			lastBucket, last = h.bucket(d), d
+		t, ok := envelopeTime(ev.Data)
+		if !ok {
+			continue
 		}
-		counts[lastBucket]++
+		d := max(time.Duration(now-t), 0)
+		counts[h.bucket(d)]++
 		sum += uint64(d)
 		n++
 	}
@@ -169,6 +176,10 @@ func (h *Histogram) observeSince(now int64, evs []Event) {
 	h.sumNS.Add(sum)
 	h.count.Add(n)
 }
+
+// latencySample is how many events of a write the latency histogram
+// samples: reading an event's time costs a lookup and a parse.
+const latencySample = 16
 
 // Count returns the number of observations.
 func (h *Histogram) Count() uint64 { return h.count.Load() }

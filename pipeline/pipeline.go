@@ -120,6 +120,11 @@ type sinkRT struct {
 	removed atomic.Bool
 	done    chan struct{} // closed when the writer has returned
 	cancel  context.CancelFunc
+	// kept are loss records of failed writes, written again ahead of the
+	// next batch; owned by the sink's writer goroutine.
+	kept            []Event
+	keptReason      string // why the last write that kept loss records failed
+	lossRecordsLost *Counter
 	// inflight is the batch the writer has handed to Sink.Write and not
 	// had back yet; abandoned is set when Run gave up waiting for that
 	// Write (a sink stuck in a write past the grace period): the batch is
@@ -216,8 +221,9 @@ func (p *Pipeline) newRoute(key string, sk Sink) (*sinkRT, error) {
 			"component", "sink", "name", sk.Name()),
 		tap:  p.taps.point("sink." + sk.Name()),
 		sink: sk, want: sk,
-		kick: make(chan struct{}, 1),
-		done: make(chan struct{}),
+		kick:            make(chan struct{}, 1),
+		done:            make(chan struct{}),
+		lossRecordsLost: m.Counter(MetricLossRecordsLost, "Loss records a sink could not write, after keeping them for later writes."),
 	}, nil
 }
 
@@ -668,6 +674,44 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 	defer close(s.done)
 	var buf []Event
 	var lim LogLimiter
+	// write reports false when Run abandoned the write (see waitDrained):
+	// the route is over, and the batch was counted there.
+	write := func(batch []Event) bool {
+		s.tap.offer(batch)
+		s.inflightMu.Lock()
+		s.inflight = batch
+		s.inflightMu.Unlock()
+		err := s.sink.Write(ctx, batch)
+		s.inflightMu.Lock()
+		s.inflight = nil
+		abandoned := s.abandoned
+		s.inflightMu.Unlock()
+		switch {
+		case abandoned:
+			return false
+		case err != nil:
+			lost := p.countWriteError(s, batch, err, ctx.Err() != nil)
+			if ok, suppressed := lim.Allow(time.Now()); ok {
+				p.log.Warn("sink write failed; events dropped", "sink", s.sinkName,
+					"events", lost, "of", len(batch), "error", err, "suppressed", suppressed)
+			}
+		default:
+			s.m.Sent.Add(uint64(len(batch)))
+			s.latency.observeSince(time.Now().UnixNano(), batch)
+		}
+		return true
+	}
+	// Loss records kept from failed writes go ahead of the next batch, or,
+	// when none comes, on their own after a backoff (from the loss
+	// interval, at most 1s, doubling to 30s).
+	var retry *time.Timer
+	firstRetry := min(time.Duration(p.lossInterval.Load()), time.Second)
+	retryDelay := firstRetry
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
 		if sw := s.next.Swap(nil); sw != nil {
 			// The update that swapped closes the old sink, unless another
@@ -679,9 +723,23 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 		if cap(buf) < batchSize {
 			buf = make([]Event, 0, batchSize)
 		}
+		var wake <-chan time.Time
+		if len(s.kept) > 0 {
+			if retry == nil {
+				retry = time.NewTimer(retryDelay)
+			}
+			wake = retry.C
+		}
 		var err error
-		buf, err = s.q.pop(ctx, buf[:0], batchSize, batchDelay, nil, s.kick)
+		buf, err = s.q.pop(ctx, buf[:0], batchSize, batchDelay, wake, s.kick)
 		if err == errWoken {
+			if retry != nil && !retry.Stop() { // the retry timer fired
+				if !write(s.withKept(nil)) {
+					return
+				}
+				retryDelay = min(2*retryDelay, 30*time.Second)
+			}
+			retry = nil // an update kicked: the timer starts again after the swap
 			continue
 		}
 		if err != nil {
@@ -693,32 +751,19 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 			trackLoss(p.loss, s.q.name, ReasonShutdown, buf)
 			break
 		}
-		s.tap.offer(buf)
-		s.inflightMu.Lock()
-		s.inflight = buf
-		s.inflightMu.Unlock()
-		err = s.sink.Write(ctx, buf)
-		s.inflightMu.Lock()
-		s.inflight = nil
-		abandoned := s.abandoned
-		s.inflightMu.Unlock()
-		switch {
-		case abandoned:
-			// Run counted this batch as dropped when it gave up on the
-			// write; the route is over.
+		if !write(s.withKept(buf)) {
 			return
-		case err != nil:
-			lost := p.countWriteError(s, buf, err, ctx.Err() != nil)
-			if ok, suppressed := lim.Allow(time.Now()); ok {
-				p.log.Warn("sink write failed; events dropped", "sink", s.sinkName,
-					"events", lost, "of", len(buf), "error", err, "suppressed", suppressed)
-			}
-		default:
-			s.m.Sent.Add(uint64(len(buf)))
-			s.latency.observeSince(time.Now().UnixNano(), buf)
+		}
+		if len(s.kept) == 0 {
+			retryDelay = firstRetry
 		}
 		clear(buf) // release the events' Data while waiting for the next batch
 	}
+	// Loss records kept from failed writes get a last try.
+	if len(s.kept) > 0 && ctx.Err() == nil {
+		write(s.withKept(nil))
+	}
+	p.dropKept(s, ctx.Err() != nil)
 }
 
 func (p *Pipeline) closeSink(ctx context.Context, s *sinkRT, sk Sink) {
@@ -850,9 +895,10 @@ type sourceEmitter struct {
 }
 
 var (
-	_ Emitter      = (*sourceEmitter)(nil)
-	_ LossReporter = (*sourceEmitter)(nil)
-	_ Emitter      = (*Queue)(nil)
+	_ Emitter        = (*sourceEmitter)(nil)
+	_ LossReporter   = (*sourceEmitter)(nil)
+	_ FilterReporter = (*sourceEmitter)(nil)
+	_ Emitter        = (*Queue)(nil)
 )
 
 // Emit hands batch to the edge queue. The source counts every event as sent;
@@ -875,4 +921,14 @@ func (e *sourceEmitter) ReportLoss(source, gadget, reason string, count uint64) 
 	e.m.Received.Add(count)
 	e.m.Dropped(reason).Add(count)
 	e.loss.Add(source, gadget, e.component, reason, count, 0, 0)
+}
+
+// ReportFiltered counts events a source filtered out before emitting them
+// as received and dropped ("filtered").
+func (e *sourceEmitter) ReportFiltered(_ string, count uint64) {
+	if count == 0 {
+		return
+	}
+	e.m.Received.Add(count)
+	e.m.Dropped(ReasonFiltered).Add(count)
 }

@@ -315,7 +315,7 @@ func TestQueueControlBypassesLimits(t *testing.T) {
 		t.Run(p.String(), func(t *testing.T) {
 			q, m, _ := newTestQueue(t, QueueConfig{MaxEvents: 2, Policy: p})
 			q.Push(context.Background(), mkEvents("s", 1, 2, 8))
-			q.PushControl(Event{Kind: KindLoss, Source: "s", Data: []byte{0x80}})
+			q.PushControl(Event{Schema: LossSchema, Source: "s", Data: []byte{0x80}})
 			if p != Block {
 				q.Push(context.Background(), mkEvents("s", 3, 5, 8))
 			}
@@ -323,7 +323,7 @@ func TestQueueControlBypassesLimits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(got) != 3 || got[0].Kind != KindLoss {
+			if len(got) != 3 || got[0].Kind() != KindLoss {
 				t.Fatalf("popped %+v, want the loss record first then 2 events", got)
 			}
 			if r, d := m.Received.Value(), m.DroppedTotal(); r != uint64(len(got))+d {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,7 +80,7 @@ func (s *lossySink) Write(ctx context.Context, batch []Event) error {
 	var full, bad, kept []Event
 	for _, ev := range batch {
 		switch {
-		case ev.Kind == KindLoss:
+		case ev.Kind() == KindLoss:
 			kept = append(kept, ev)
 		case ev.Seq%3 == 0:
 			full = append(full, ev)
@@ -133,4 +135,91 @@ func TestBatchingSinkGetsItsOwnBatches(t *testing.T) {
 	if diff := cmp.Diff([]int{100, 100, 50}, sizes); diff != "" {
 		t.Errorf("write sizes (-want +got):\n%s", diff)
 	}
+}
+
+// lossySource reports kernel losses before it emits anything, then emits n
+// events, then waits for cancellation.
+type lossySource struct {
+	name   string
+	kernel uint64
+	n      int
+}
+
+func (s *lossySource) Name() string { return s.name }
+
+func (s *lossySource) Run(ctx context.Context, out Emitter) error {
+	out.(LossReporter).ReportLoss(s.name, "g", ReasonKernel, s.kernel)
+	if err := out.Emit(ctx, mkEvents(s.name, 1, s.n, 16)); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// TestLossRecordsOutliveFailedWrites: the writes that carry the first loss
+// records fail (the sink is down). The loss records are kept and written
+// again ahead of the next batch, so the stream still learns of the kernel
+// losses they report, and of the events the failed writes lost.
+func TestLossRecordsOutliveFailedWrites(t *testing.T) {
+	reg := NewRegistry()
+	var failures atomic.Int32
+	sink := &recSink{name: "k", fail: func(batch []Event) error {
+		if slices.ContainsFunc(batch, func(ev Event) bool { return ev.Kind() == KindLoss }) && failures.Add(1) <= 3 {
+			return errors.New("sink down")
+		}
+		return nil
+	}}
+	src := &lossySource{name: "src", kernel: 50, n: 20}
+	p, err := New(Spec{Name: "p", Sources: []Source{src}, Sinks: []Sink{sink}, Metrics: reg, LossInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := runAsync(ctx, p, 10*time.Second)
+	kernelReported := func() uint64 {
+		_, losses := sink.split()
+		var n uint64
+		for _, l := range losses {
+			if s := summarize(t, l); s.Reason == ReasonKernel {
+				n += s.Count
+			}
+		}
+		return n
+	}
+	waitFor(t, "the kernel losses reported after the failed writes", 20*time.Second, func() bool { return kernelReported() >= 50 && failures.Load() > 3 })
+	cancel()
+	if err := waitRun(t, ran, 30*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := kernelReported(); got != 50 {
+		t.Errorf("loss records report %d kernel losses, want 50 (once each)", got)
+	}
+	if got := reg.Counter(MetricLossRecordsLost, "", "component", "sink", "name", "k").Value(); got != 0 {
+		t.Errorf("%s = %d, want 0", MetricLossRecordsLost, got)
+	}
+	checkInvariant(t, reg, [2]string{"sink", "k"})
+}
+
+// TestLossRecordsOfADeadSinkAreCounted: a sink that never writes keeps its
+// loss records until shutdown, then counts them in
+// sluice_loss_records_lost_total, and as dropped.
+func TestLossRecordsOfADeadSinkAreCounted(t *testing.T) {
+	reg := NewRegistry()
+	sink := &recSink{name: "k", fail: func([]Event) error { return errors.New("sink down") }}
+	p, err := New(Spec{Name: "p", Sources: []Source{&lossySource{name: "src", kernel: 5, n: 20}}, Sinks: []Sink{sink}, Metrics: reg, LossInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := runAsync(ctx, p, 10*time.Second)
+	m := reg.Component("sink", "k")
+	waitFor(t, "failed writes", 20*time.Second, func() bool { return m.Errors.Value() >= 3 })
+	cancel()
+	if err := waitRun(t, ran, 30*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := reg.Counter(MetricLossRecordsLost, "", "component", "sink", "name", "k").Value(); got == 0 {
+		t.Errorf("%s = 0; want the loss records the dead sink could not write", MetricLossRecordsLost)
+	}
+	checkInvariant(t, reg, [2]string{"sink", "k"})
 }

@@ -113,6 +113,10 @@ const (
 	MetricStageTicks    = "sluice_stage_ticks_total"
 	MetricStageErrors   = "sluice_stage_errors_total"
 	MetricStageDuration = "sluice_stage_batch_duration_seconds"
+	// MetricLossRecordsLost counts, labelled {component, name}, the loss
+	// records a component could not deliver: a sink that kept failing
+	// while it kept them for later writes.
+	MetricLossRecordsLost = "sluice_loss_records_lost_total"
 )
 
 // StageErrors returns the counter of stage's failures of kind, the series
@@ -195,8 +199,10 @@ func (p *Pipeline) runStage(ctx context.Context, st *stageRT, in []Event, lim *L
 		return out
 	}
 	// Keep a grown output buffer for the next batch, unless the stage handed
-	// back its input, whose backing array the worker reuses for popping.
-	if cap(out) > cap(st.buf) && !sameBacking(out, in) {
+	// back its input, whose backing array the worker reuses for popping, or
+	// it is far larger than batches are (one flood of output must not stay
+	// pinned for the life of the pipeline).
+	if cap(out) > cap(st.buf) && !sameBacking(out, in) && cap(out) <= maxKeptStageOutput(p.batch.Load().size) {
 		st.buf = out[:0]
 	}
 	st.tapOut.offer(out)
@@ -299,3 +305,7 @@ func (p *Pipeline) tickStage(ctx context.Context, i int, now time.Time, lim *Log
 	}
 	p.fanOut(ctx, out)
 }
+
+// maxKeptStageOutput is the largest stage output buffer kept between
+// batches: room for a stage that multiplies its batch a few times.
+func maxKeptStageOutput(batchSize int) int { return max(8*batchSize, 4096) }

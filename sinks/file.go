@@ -175,12 +175,21 @@ func newFile(name string, opts FileOptions, now func() time.Time, open func(stri
 	return s, nil
 }
 
+// openFile opens the active file for appending. It never follows a
+// symbolic link there (O_NOFOLLOW): a link planted where the audit log
+// goes would send it, written with the agent's privileges, anywhere.
 func openFile(path string) (fileHandle, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, err
 	}
-	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o640)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link; the file sink does not write through links (remove it): %w", path, errSymlink)
+	}
+	return f, err
 }
+
+var errSymlink = errors.New("refused to follow a symbolic link")
 
 // start runs the ticker and the janitor; the janitor sweeps once at once
 // (files a previous run left to compress or delete).

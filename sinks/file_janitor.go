@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -122,8 +123,12 @@ func (s *File) retain(dir string, names []string) {
 // compressFile gzips path into path.gz (through path.gz.tmp, synced, so a
 // crash leaves either file whole), keeps its modification time and removes
 // it. ctx aborts it between chunks.
+//
+// Neither file is opened through a symbolic link (one swapped in after the
+// directory was listed): a link there could make the janitor read, or
+// truncate, a file outside the sink's.
 func compressFile(ctx context.Context, path string) (err error) {
-	in, err := os.Open(path)
+	in, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
@@ -132,8 +137,12 @@ func compressFile(ctx context.Context, path string) (err error) {
 	if err != nil {
 		return err
 	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
 	tmp := path + ".gz.tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, info.Mode().Perm())
+	os.Remove(tmp) // a compression cut short (Remove does not follow links)
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, info.Mode().Perm())
 	if err != nil {
 		return err
 	}

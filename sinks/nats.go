@@ -2,8 +2,10 @@ package sinks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -118,13 +120,23 @@ type NATS struct {
 
 	spool       *Spool
 	streamReady atomic.Bool
-	reconnected chan struct{}
-	stopReplay  context.CancelFunc
-	replayDone  sync.WaitGroup
+	// streamSubjects are the subjects the stream listens on, as last
+	// looked up: a message on none of them is refused, not retried.
+	streamSubjects atomic.Pointer[[]string]
+	streamMaxMsg   atomic.Int32 // the stream's max_msg_size; <= 0: none
+	reconnected    chan struct{}
+	stopReplay     context.CancelFunc
+	replayDone     chan struct{} // closed when the replayer has returned
+	state          connState
+	noticer        spoolNoticer
+	dialer         *abortableDialer
+	closing        atomic.Bool // Close has begun: a closed connection is ours
 	// Counters: events written to the spool, replayed from it, and lost
-	// from it after they were accepted (deleted to make room, corrupt).
-	spooled, replayed, spoolDropOld, spoolCorrupt, spoolTooLarge *pipeline.Counter
-	spoolBytes                                                   *pipeline.Gauge
+	// from it after they were accepted (deleted to make room, corrupt,
+	// refused by the server).
+	spooled, replayed, spoolDropOld, spoolCorrupt, spoolTooLarge, spoolRejected *pipeline.Counter
+	spoolCorruptBytes, lossRecordsLost                                          *pipeline.Counter
+	spoolBytes                                                                  *pipeline.Gauge
 
 	// static holds the subject when the template has no fields.
 	static string
@@ -193,7 +205,14 @@ func NewNATS(ctx context.Context, name string, opts NATSOptions) (*NATS, error) 
 	s.spoolDropOld = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", "drop_oldest")
 	s.spoolCorrupt = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", "corrupt")
 	s.spoolTooLarge = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", ReasonTooLarge)
+	s.spoolRejected = m.Counter("sluice_sink_spool_lost_total", lostHelp, "reason", ReasonRejected)
+	s.spoolCorruptBytes = m.Counter("sluice_sink_spool_corrupt_bytes_total", "Bytes of damaged records a sink's spool reader skipped.")
+	s.lossRecordsLost = m.Counter("sluice_sink_loss_records_lost_total", "Loss records a sink made for events lost from its spool and could not queue.")
 	s.spoolBytes = m.Gauge("sluice_sink_spool_bytes", "Bytes a sink's spool holds.")
+	s.state = connState{name: name, url: redactURL(opts.URL), log: s.log,
+		gauge:  m.Gauge("sluice_sink_connected", "Whether a sink is connected to its server (1) or not (0)."),
+		errors: m.Errors}
+	s.noticer = spoolNoticer{name: name, log: s.log}
 	s.reconnected = make(chan struct{}, 1)
 	if opts.SpoolDir != "" {
 		max := opts.SpoolMaxBytes
@@ -206,26 +225,40 @@ func NewNATS(ctx context.Context, name string, opts NATSOptions) (*NATS, error) 
 		}
 		s.spoolBytes.Set(s.spool.Len())
 	}
+	fail := func(err error) (*NATS, error) {
+		if s.nc != nil {
+			s.nc.Close()
+		}
+		if s.spool != nil {
+			s.spool.Close() // releases the directory's lock
+		}
+		return nil, fmt.Errorf("nats sink %q: %w", name, err)
+	}
 	copts, err := s.connectOptions()
 	if err != nil {
-		return nil, fmt.Errorf("nats sink %q: %w", name, err)
+		return fail(err)
 	}
 	s.nc, err = nats.Connect(opts.URL, copts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats sink %q: connect to %s: %w", name, redactURL(opts.URL), err)
+		s.state.gone(err, true)
+		return fail(fmt.Errorf("connect to %s: %w", redactURL(opts.URL), err))
+	}
+	if !s.nc.IsConnected() {
+		// Started during an outage (with a spool): events spool until
+		// the server is reachable.
+		s.state.unreachable(s.dialer.why(nil))
 	}
 	if js := opts.JetStream; js != nil {
 		if err := s.setupJetStream(ctx); err != nil {
-			s.nc.Close()
-			return nil, fmt.Errorf("nats sink %q: %w", name, err)
+			return fail(err)
 		}
 	}
 	if s.spool != nil {
+		s.noticer.sized(s.spool.Len(), errors.New("events left by the previous run"))
 		rctx, cancel := context.WithCancel(context.Background())
-		s.stopReplay = cancel
-		s.replayDone.Add(1)
+		s.stopReplay, s.replayDone = cancel, make(chan struct{})
 		go func() {
-			defer s.replayDone.Done()
+			defer close(s.replayDone)
 			s.replay(rctx)
 		}()
 	}
@@ -273,27 +306,25 @@ func (s *NATS) connectOptions() ([]nats.Option, error) {
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
+	s.dialer = &abortableDialer{d: net.Dialer{Timeout: timeout}}
 	o := []nats.Option{
 		nats.Name("sluice " + s.name),
 		nats.Timeout(timeout),
+		nats.SetCustomDialer(s.dialer),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
+		// A server that stops reading (hung, or a network that drops
+		// packets silently) is noticed within seconds, not minutes: a
+		// write that does not complete in 5 s, or two pings unanswered
+		// 10 s apart, count as a disconnection (and the spool takes over).
+		nats.FlusherTimeout(5 * time.Second),
+		nats.PingInterval(10 * time.Second),
+		nats.MaxPingsOutstanding(2),
 		// With a spool, an agent can start during an outage: events spool
 		// until the server is reachable.
 		nats.RetryOnFailedConnect(s.spool != nil),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil { // nil: our own Close
-				s.log.Warn("nats disconnected", "sink", s.name, "error", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			s.log.Info("nats reconnected", "sink", s.name, "server", nc.ConnectedUrlRedacted())
-			select {
-			case s.reconnected <- struct{}{}:
-			default:
-			}
-		}),
 	}
+	o = append(o, s.stateOptions()...)
 	auth, err := s.opts.ClientOptions()
 	if err != nil {
 		return nil, err

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -22,6 +22,10 @@ func (s *NATS) setupJetStream(ctx context.Context) error {
 	if pending <= 0 {
 		pending = DefaultMaxPending
 	}
+	// No library-side ack timeout (WithPublishAsyncTimeout costs a timer
+	// per message): nats.go frees the slots of outstanding acks when the
+	// connection changes state, and publishJetStream stops at the first
+	// stall rather than stalling on every message of a frozen server.
 	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(pending))
 	if err != nil {
 		return fmt.Errorf("open jetstream: %w", err)
@@ -42,8 +46,12 @@ func (s *NATS) setupJetStream(ctx context.Context) error {
 // ensureStream checks the stream exists, creating it when configured to.
 func (s *NATS) ensureStream(ctx context.Context) error {
 	jso := s.opts.JetStream
-	_, err := s.js.Stream(ctx, jso.Stream)
+	st, err := s.js.Stream(ctx, jso.Stream)
 	if err == nil {
+		cfg := st.CachedInfo().Config
+		subjects := slices.Clone(cfg.Subjects)
+		s.streamSubjects.Store(&subjects)
+		s.streamMaxMsg.Store(cfg.MaxMsgSize)
 		s.streamReady.Store(true)
 		return nil
 	}
@@ -71,6 +79,9 @@ func (s *NATS) ensureStream(ctx context.Context) error {
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return fmt.Errorf("create stream %q: %w", jso.Stream, err)
 	}
+	if err == nil {
+		s.streamSubjects.Store(&subjects)
+	}
 	s.log.Info("created jetstream stream", "sink", s.name, "stream", jso.Stream, "subjects", subjects)
 	s.streamReady.Store(true)
 	return nil
@@ -97,26 +108,41 @@ var errAckTimeout = errors.New("timed out waiting for the stream's acknowledgeme
 // acknowledgements, retrying failures (same dedup ids) with backoff.
 // retries = 0 retries until ctx ends, < 0 not at all. With a spool, it gives up as soon as
 // the connection is down: the spool takes the rest. It returns the messages
-// not acknowledged and the last failure; those larger than the server's
-// max_payload are marked tooLarge, and are never retried.
+// not acknowledged and the last failure. Those the server refuses for what
+// they are (refusal: larger than max_payload or the stream's max_msg_size,
+// a subject it cannot deliver or no stream listens on) are marked refused
+// and never retried. It honours ctx everywhere: publishing stops at the
+// first failure that is not a message's own (a closed connection, a full
+// reconnect buffer, too many acknowledgements outstanding) rather than
+// stall on every message that follows.
 func (s *NATS) publishJetStream(ctx context.Context, msgs []*outMsg, retries int) ([]*outMsg, error) {
-	ackTimeout := s.opts.JetStream.AckTimeout
-	if ackTimeout <= 0 {
-		ackTimeout = 5 * time.Second
-	}
+	ackTimeout := s.ackTimeout()
 	backoff := 100 * time.Millisecond
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	bad := make([]bool, len(msgs))
-	var rejected []*outMsg
+	var refused []*outMsg
 	for attempt := 0; len(msgs) > 0; attempt++ {
 		futures, bad = futures[:len(msgs)], bad[:len(msgs)]
+		clear(futures)
 		clear(bad)
 		var lastErr error
+		stopped := false // the connection takes no more for now
 		for i, m := range msgs {
+			if !stopped && ctx.Err() != nil {
+				stopped, lastErr = true, ctx.Err()
+			}
+			if stopped {
+				bad[i] = true
+				continue
+			}
 			f, err := s.js.PublishMsgAsync(&m.msg)
 			if err != nil {
-				futures[i], bad[i], lastErr = nil, true, err
-				m.tooLarge = errors.Is(err, nats.ErrMaxPayload)
+				bad[i], lastErr = true, err
+				if m.refused = s.refusal(m, err); m.refused != "" {
+					m.why = err
+				} else {
+					stopped = true
+				}
 				continue
 			}
 			futures[i] = f
@@ -134,6 +160,7 @@ func (s *NATS) publishJetStream(ctx context.Context, msgs []*outMsg, retries int
 				case <-f.Ok():
 				case err := <-f.Err():
 					bad[i], lastErr = true, err
+					s.classify(msgs[i], err)
 				default:
 					bad[i] = true
 				}
@@ -143,6 +170,7 @@ func (s *NATS) publishJetStream(ctx context.Context, msgs []*outMsg, retries int
 			case <-f.Ok():
 			case err := <-f.Err():
 				bad[i], lastErr = true, err
+				s.classify(msgs[i], err)
 			case <-timer.C:
 				bad[i], lastErr, expired = true, errAckTimeout, true
 			case <-ctx.Done():
@@ -158,29 +186,30 @@ func (s *NATS) publishJetStream(ctx context.Context, msgs []*outMsg, retries int
 		timer.Stop()
 		var failed []*outMsg // in publishing order, for the spool
 		for i, m := range msgs {
-			if bad[i] && !m.tooLarge {
+			switch {
+			case m.refused != "":
+				refused = append(refused, m) // retrying cannot help
+			case bad[i]:
 				failed = append(failed, m)
-			} else if m.tooLarge {
-				rejected = append(rejected, m) // retrying cannot help
 			}
 		}
 		if len(failed) == 0 {
-			return rejected, lastErr
+			return refused, lastErr
 		}
-		if s.opts.JetStream.Stream != "" && s.nc.IsConnected() {
+		if s.opts.JetStream.Stream != "" && s.nc.IsConnected() && !errors.Is(lastErr, jetstream.ErrTooManyStalledMsgs) {
 			// Connected, yet unacknowledged: the stream may be gone
 			// (deleted, or a server replaced with its storage). Look it up
 			// (and create it) again before the next attempt.
 			s.streamReady.Store(false)
 		}
-		if cancelled || retries < 0 || (retries > 0 && attempt >= retries) || (s.spool != nil && !s.nc.IsConnected()) {
-			return append(rejected, failed...), lastErr
+		if cancelled || ctx.Err() != nil || retries < 0 || (retries > 0 && attempt >= retries) || (s.spool != nil && !s.nc.IsConnected()) {
+			return append(refused, failed...), lastErr
 		}
 		s.log.Warn("jetstream publish failed; retrying", "sink", s.name, "messages", len(failed), "attempt", attempt+1, "error", lastErr)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
-			return failed, ctx.Err()
+			return append(refused, failed...), ctx.Err()
 		}
 		backoff = min(backoff*2, 5*time.Second)
 		if !s.streamReady.Load() && s.nc.IsConnected() {
@@ -192,5 +221,20 @@ func (s *NATS) publishJetStream(ctx context.Context, msgs []*outMsg, retries int
 		}
 		msgs = failed
 	}
-	return rejected, nil
+	return refused, nil
+}
+
+// classify marks m refused when err, the stream's answer to it, refuses it
+// for what it is.
+func (s *NATS) classify(m *outMsg, err error) {
+	if m.refused = s.refusal(m, err); m.refused != "" {
+		m.why = err
+	}
+}
+
+func (s *NATS) ackTimeout() time.Duration {
+	if t := s.opts.JetStream.AckTimeout; t > 0 {
+		return t
+	}
+	return 5 * time.Second
 }

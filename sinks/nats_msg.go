@@ -3,6 +3,7 @@ package sinks
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"slices"
 	"strconv"
@@ -41,8 +42,12 @@ type outMsg struct {
 	msg        nats.Msg
 	id         [1]string // backs msg.Header[Nats-Msg-Id]
 	first, end int
-	tooLarge   bool // the server refuses it (max_payload): never retried nor spooled
-	events     int  // for a replayed message: the events it carries
+	// refused is the drop reason when the server refuses the message for
+	// what it is (ReasonTooLarge, ReasonRejected; why says how): it is
+	// never retried nor spooled.
+	refused string
+	why     error
+	events  int // for a replayed message: the events it carries
 }
 
 // newOutMsg returns a message with its headers set; id may be "".
@@ -73,34 +78,49 @@ func eventsOf(batch []pipeline.Event, msgs []*outMsg) []pipeline.Event {
 // spool replays (it is stored with a spooled message), unique across hosts,
 // boots and agent runs (a source numbers its events from 1 at every start,
 // so the run id keeps a restarted agent's events from being taken for
-// duplicates of the previous run's). A loss record, which has no sequence
-// number of its own, is named by a checksum of its content, which includes
-// its time. Safe for concurrent use.
+// duplicates of the previous run's), and unique among the events stages
+// derive from one input or make from none (pipeline.Event.Part, appended
+// when not 0). A loss record, which has no sequence number of its own, is
+// named by a checksum of its content, which includes its time. Safe for
+// concurrent use.
 func (s *NATS) MsgID(ev *pipeline.Event) string {
 	return string(s.appendMsgID(nil, ev))
 }
 
 func (s *NATS) appendMsgID(dst []byte, ev *pipeline.Event) []byte {
 	dst = append(dst, s.idBase...)
-	if ev.Kind == pipeline.KindLoss {
+	if ev.Kind() == pipeline.KindLoss {
 		dst = append(dst, "loss."...)
 		return strconv.AppendUint(dst, uint64(crc32.Checksum(ev.Data, castagnoli)), 16)
 	}
+	return appendEventKey(dst, ev)
+}
+
+// appendEventKey appends "<source>.<seq>", or "<source>.<seq>.<part>" for
+// an event a stage derived (pipeline.Event.Part).
+func appendEventKey(dst []byte, ev *pipeline.Event) []byte {
 	dst = append(dst, ev.Source...)
 	dst = append(dst, '.')
-	return strconv.AppendUint(dst, ev.Seq, 10)
+	dst = strconv.AppendUint(dst, ev.Seq, 10)
+	if ev.Part != 0 {
+		dst = append(dst, '.')
+		dst = strconv.AppendUint(dst, uint64(ev.Part), 10)
+	}
+	return dst
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // appendBatchID names a batched message after its first and last events and
-// their number ("<base><src>.<seq>-<src>.<seq>.n<count>"); loss records in
+// their number ("<base><src>.<seq>[.<part>]-<src>.<seq>[.<part>].n<count>");
+// two messages with the same first and last events and count hold the
+// same events, since a stage's output keeps its order. Loss records in
 // the batch are named by their checksum instead, so that a batch of loss
 // records alone still has a unique id.
 func (s *NATS) appendBatchID(dst []byte, evs []pipeline.Event) []byte {
 	first, last := -1, -1
 	for i := range evs {
-		if evs[i].Kind != pipeline.KindLoss {
+		if evs[i].Kind() != pipeline.KindLoss {
 			if first < 0 {
 				first = i
 			}
@@ -118,9 +138,7 @@ func (s *NATS) appendBatchID(dst []byte, evs []pipeline.Event) []byte {
 	} else {
 		dst = s.appendMsgID(dst, &evs[first])
 		dst = append(dst, '-')
-		dst = append(dst, evs[last].Source...)
-		dst = append(dst, '.')
-		dst = strconv.AppendUint(dst, evs[last].Seq, 10)
+		dst = appendEventKey(dst, &evs[last])
 	}
 	dst = append(dst, ".n"...)
 	return strconv.AppendInt(dst, int64(len(evs)), 10)
@@ -140,15 +158,33 @@ func (s *NATS) subjectFor(ev *pipeline.Event) string {
 		clear(s.subjects) // a template over a high-cardinality field
 	}
 	subj := string(s.subjBuf)
-	s.subjects[subj] = subj
+	if len(subj) <= MaxSubjectLen {
+		s.subjects[subj] = subj
+	}
 	return subj
 }
 
 const maxCachedSubjects = 4096
 
+// errSubjectTooLong is why an event whose rendered subject exceeds
+// MaxSubjectLen is rejected.
+var errSubjectTooLong = fmt.Errorf("the rendered subject exceeds %d bytes", MaxSubjectLen)
+
+// unsendable collects the events of one Write that cannot be sent at all:
+// those that cannot be encoded, and those whose subject is too long.
+type unsendable struct {
+	unencodable
+	longSubject []pipeline.Event
+}
+
+func (u *unsendable) loss(s *NATS) error {
+	return errors.Join(u.unencodable.loss("nats", s.name), s.refusedEventsLoss(ReasonRejected, u.longSubject, errSubjectTooLong))
+}
+
 // messages builds the messages for batch: one per event, or with batching
 // several consecutive events with the same subject per message. Events that
-// cannot be encoded are returned as a WriteLoss. Callers hold s.mu.
+// cannot be encoded, or whose subject would be too long, are returned as a
+// WriteLoss. Callers hold s.mu.
 func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 	if s.opts.BatchMaxEvents > 1 {
 		return s.batchedMessages(batch)
@@ -168,9 +204,14 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 	}
 	allIDs := string(ids) // one allocation for every id of the batch
 	var arena []byte
-	var bad unencodable
+	var bad unsendable
 	for i := range batch {
 		ev := &batch[i]
+		subj := s.subjectFor(ev)
+		if len(subj) > MaxSubjectLen {
+			bad.longSubject = append(bad.longSubject, *ev)
+			continue
+		}
 		data := ev.Data
 		if s.json {
 			start := len(arena)
@@ -188,11 +229,11 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 			}
 			id = allIDs[start:idEnds[i]]
 		}
-		m := newOutMsg(s.subjectFor(ev), ctype, id, data)
+		m := newOutMsg(subj, ctype, id, data)
 		m.first, m.end = i, i+1
 		msgs = append(msgs, m)
 	}
-	return msgs, bad.loss("nats", s.name)
+	return msgs, bad.loss(s)
 }
 
 // batchedMessages packs consecutive events with the same subject into
@@ -207,10 +248,15 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 		ctype = contentJSONLines
 	}
 	var msgs []*outMsg
-	var bad unencodable
+	var bad unsendable
 	var next []byte
 	for i := 0; i < len(batch); {
 		subj := s.subjectFor(&batch[i])
+		if len(subj) > MaxSubjectLen {
+			bad.longSubject = append(bad.longSubject, batch[i])
+			i++
+			continue
+		}
 		// sameMessage reports whether event j may join the message that
 		// starts at i (the payload bound is checked as it is encoded).
 		sameMessage := func(j int) bool {
@@ -260,7 +306,7 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 	}
 	// A batched message that lost an event still carries the others; its
 	// id names the whole range, which is still unique.
-	return msgs, bad.loss("nats", s.name)
+	return msgs, bad.loss(s)
 }
 
 // maxArrayHeader is the largest msgpack array header (array32).
@@ -271,9 +317,9 @@ const maxArrayHeader = 5
 const batchHeaderRoom = 1024
 
 // batchPayloadLimit is the payload bound of a batched message: the
-// configured one, but never more than the server accepts, so that one
-// oversized event costs only itself (too_large) and not the events batched
-// with it.
+// configured one, but never more than the server (max_payload) or the
+// stream (max_msg_size) accepts, so that one oversized event costs only
+// itself (too_large, rejected) and not the events batched with it.
 func (s *NATS) batchPayloadLimit() int {
 	limit := s.opts.BatchMaxBytes
 	if limit <= 0 {
@@ -281,6 +327,9 @@ func (s *NATS) batchPayloadLimit() int {
 	}
 	if mp := int(s.nc.MaxPayload()); mp > 2*batchHeaderRoom {
 		limit = min(limit, mp-batchHeaderRoom)
+	}
+	if mm := int(s.streamMaxMsg.Load()); s.js != nil && mm > 2*batchHeaderRoom {
+		limit = min(limit, mm-batchHeaderRoom)
 	}
 	return limit
 }

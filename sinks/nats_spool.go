@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/sluice-dev/sluice/pipeline"
 )
 
@@ -32,15 +30,16 @@ func (s *NATS) spoolMsgs(batch []pipeline.Event, msgs []*outMsg, cause error) er
 		recs[i] = encodeSpooled(m)
 	}
 	stored, droppedOld, err := s.spool.Append(recs)
-	s.spoolBytes.Set(s.spool.Len())
+	size := s.spool.Len()
+	s.spoolBytes.Set(size)
+	s.noticer.sized(size, cause)
 	spooledEvents := 0
 	for _, m := range msgs[:stored] {
 		spooledEvents += m.end - m.first
 	}
 	s.spooled.Add(uint64(spooledEvents))
 	if droppedOld > 0 {
-		s.spoolDropOld.Add(uint64(droppedOld))
-		s.log.Warn("spool full: deleted its oldest events", "sink", s.name, "events", droppedOld)
+		s.spoolLoss("drop_oldest", []spoolLost{{events: int(droppedOld)}}, errors.New("the spool was full: deleted its oldest segment to make room"))
 	}
 	if stored == len(msgs) {
 		return nil
@@ -80,17 +79,23 @@ func (s *NATS) replay(ctx context.Context) {
 // replayOldest sends the oldest spool segment; it reports whether the
 // segment was delivered (and deleted). It runs beside Write: a Write that
 // finds the spool non-empty appends to it, behind the segment replayed.
+// What cannot be delivered ever (damaged records, messages the server
+// refuses for what they are) is dropped, counted, logged and reported by a
+// loss record queued behind it, so that it never holds up what follows,
+// in this run or the next.
 func (s *NATS) replayOldest(ctx context.Context) bool {
 	if s.js != nil && !s.streamReady.Load() {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := s.ensureStream(sctx)
 		cancel()
 		if err != nil {
-			s.log.Warn("jetstream stream not ready; spool kept", "sink", s.name, "error", err)
+			if ctx.Err() == nil {
+				s.log.Warn("jetstream stream not ready; spool kept", "sink", s.name, "error", err)
+			}
 			return false
 		}
 	}
-	id, recs, ok, err := s.spool.Oldest()
+	seg, ok, err := s.spool.Oldest()
 	if err != nil {
 		s.log.Error("read spool", "sink", s.name, "error", err)
 		return false
@@ -98,25 +103,32 @@ func (s *NATS) replayOldest(ctx context.Context) bool {
 	if !ok {
 		return false
 	}
-	msgs := make([]*outMsg, 0, len(recs))
+	id := seg.ID
+	msgs := make([]*outMsg, 0, len(seg.Records))
 	events := 0
-	for _, r := range recs {
+	var rejected []*outMsg // refused before sending: a subject no server takes
+	for _, r := range seg.Records {
 		m, err := decodeSpooled(r)
 		if err != nil {
-			s.log.Error("skip corrupt spool record", "sink", s.name, "error", err)
-			s.spoolCorrupt.Add(uint64(spooledEvents(r)))
+			seg.Damage.Regions++
+			seg.Damage.Events += spooledEvents(r)
+			continue
+		}
+		if err := CheckSubject(m.msg.Subject); err != nil {
+			m.refused, m.why = ReasonRejected, err
+			rejected = append(rejected, m)
 			continue
 		}
 		msgs = append(msgs, m)
 		events += m.events
 	}
-	var rejected []*outMsg // larger than the server takes: never deliverable
+	var refused []*outMsg
 	if s.js != nil {
 		failed, err := s.publishJetStream(ctx, msgs, 2)
 		retry := false
 		for _, m := range failed {
-			if m.tooLarge {
-				rejected = append(rejected, m)
+			if m.refused != "" {
+				refused = append(refused, m)
 			} else {
 				retry = true
 			}
@@ -130,14 +142,20 @@ func (s *NATS) replayOldest(ctx context.Context) bool {
 		}
 	} else {
 		for _, m := range msgs {
-			if err := s.nc.PublishMsg(&m.msg); errors.Is(err, nats.ErrMaxPayload) {
-				rejected = append(rejected, m)
-			} else if err != nil {
+			if err := s.nc.PublishMsg(&m.msg); err != nil {
+				if m.refused = s.refusal(m, err); m.refused != "" {
+					m.why = err
+					refused = append(refused, m)
+					continue
+				}
 				s.spool.Release(id)
 				return false
 			}
 		}
-		if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.nc.FlushWithContext(fctx)
+		cancel()
+		if err != nil {
 			s.spool.Release(id)
 			return false
 		}
@@ -146,15 +164,29 @@ func (s *NATS) replayOldest(ctx context.Context) bool {
 		s.log.Error("delete replayed spool segment", "sink", s.name, "error", err)
 		return false
 	}
-	s.spoolBytes.Set(s.spool.Len())
+	size := s.spool.Len()
+	s.spoolBytes.Set(size)
 	lost := 0
-	for _, m := range rejected {
+	for _, m := range refused {
 		lost += m.events
 	}
-	if lost > 0 {
-		s.spoolTooLarge.Add(uint64(lost))
-		s.log.Error("spooled messages exceed the server's max_payload; dropped", "sink", s.name, "events", lost, "max_payload", s.nc.MaxPayload())
-	}
 	s.replayed.Add(uint64(events - lost))
+	s.mu.Lock() // spoolLoss renders subjects, which Write does too
+	defer s.mu.Unlock()
+	if d := seg.Damage; d.Regions > 0 {
+		s.spoolCorruptBytes.Add(uint64(d.Bytes))
+		s.spoolLoss("corrupt", []spoolLost{{events: d.Events}}, fmt.Errorf("segment %d: %s", id, d))
+	}
+	for _, reason := range []string{ReasonRejected, ReasonTooLarge} {
+		var ls []spoolLost
+		var why error
+		for _, m := range append(refused, rejected...) {
+			if m.refused == reason {
+				ls, why = append(ls, lostOf(m)), m.why
+			}
+		}
+		s.spoolLoss(reason, ls, why)
+	}
+	s.noticer.sized(s.spool.Len(), nil)
 	return true
 }

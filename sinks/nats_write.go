@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/sluice-dev/sluice/pipeline"
 )
 
@@ -20,8 +18,9 @@ func (s *NATS) Name() string { return s.name }
 // still unacknowledged when ctx ends at shutdown) are written to disk and
 // replayed in order after reconnecting; they count as written, since they
 // are safe. Events that are lost (a full spool, an event that cannot be
-// encoded, a failure without a spool) come back as pipeline.WriteLoss, so
-// that exactly they are counted as dropped. Safe for concurrent use.
+// encoded, a message the server refuses for what it is, a failure without a
+// spool) come back as pipeline.WriteLoss, so that exactly they are counted
+// as dropped. Safe for concurrent use.
 func (s *NATS) Write(ctx context.Context, batch []pipeline.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -31,7 +30,11 @@ func (s *NATS) Write(ctx context.Context, batch []pipeline.Event) error {
 	if s.spool != nil && (s.spool.Len() > 0 || !s.nc.IsConnected()) {
 		// Behind a non-empty spool, new events queue too, to keep order.
 		msgs, encErr := s.messages(batch)
-		return errors.Join(encErr, s.spoolMsgs(batch, msgs, nil))
+		why := errors.New("the spool is being replayed")
+		if !s.nc.IsConnected() {
+			why = errors.New("not connected")
+		}
+		return errors.Join(encErr, s.spoolMsgs(batch, msgs, why))
 	}
 	if s.js == nil && s.opts.BatchMaxEvents <= 1 {
 		return s.writeCore(batch)
@@ -42,12 +45,14 @@ func (s *NATS) Write(ctx context.Context, batch []pipeline.Event) error {
 		var lastErr error
 		for i, m := range msgs {
 			if err := s.nc.PublishMsg(&m.msg); err != nil {
-				m.tooLarge, lastErr = errors.Is(err, nats.ErrMaxPayload), err
-				if !m.tooLarge {
-					failed = append(failed, msgs[i:]...)
-					break
+				lastErr = err
+				if m.refused = s.refusal(m, err); m.refused != "" {
+					m.why = err
+					failed = append(failed, m)
+					continue
 				}
-				failed = append(failed, m)
+				failed = append(failed, msgs[i:]...)
+				break
 			}
 		}
 		if len(failed) == 0 {
@@ -70,32 +75,34 @@ func (s *NATS) Write(ctx context.Context, batch []pipeline.Event) error {
 	return errors.Join(encErr, s.notPublished(batch, failed, err))
 }
 
-// notPublished spools the messages the server did not take or, without a
-// spool, reports their events as lost.
+// notPublished drops the messages the server refused for what they are
+// (reported as lost with their reason), and spools the others or, without
+// a spool, reports their events as lost.
 func (s *NATS) notPublished(batch []pipeline.Event, msgs []*outMsg, cause error) error {
-	var tooLarge []*outMsg
+	var refused = map[string][]*outMsg{}
 	n := 0
 	for _, m := range msgs {
-		if m.tooLarge {
-			tooLarge = append(tooLarge, m)
+		if m.refused != "" {
+			refused[m.refused] = append(refused[m.refused], m)
 		} else {
 			msgs[n] = m
 			n++
 		}
 	}
 	msgs = msgs[:n]
-	lostLarge := s.tooLargeLoss(eventsOf(batch, tooLarge))
+	lost := errors.Join(s.refusedLoss(batch, ReasonTooLarge, refused[ReasonTooLarge]),
+		s.refusedLoss(batch, ReasonRejected, refused[ReasonRejected]))
 	if len(msgs) == 0 {
-		return lostLarge
+		return lost
 	}
 	if s.spool != nil {
-		return errors.Join(lostLarge, s.spoolMsgs(batch, msgs, cause))
+		return errors.Join(lost, s.spoolMsgs(batch, msgs, cause))
 	}
 	reason := pipeline.ReasonSinkError
 	if errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) {
 		reason = pipeline.ReasonShutdown
 	}
-	return errors.Join(lostLarge, &pipeline.WriteLoss{Reason: reason, Events: eventsOf(batch, msgs),
+	return errors.Join(lost, &pipeline.WriteLoss{Reason: reason, Events: eventsOf(batch, msgs),
 		Err: fmt.Errorf("nats sink %q: %d messages not delivered: %w", s.name, len(msgs), cause)})
 }
 
@@ -104,11 +111,16 @@ func (s *NATS) notPublished(batch []pipeline.Event, msgs []*outMsg, cause error)
 func (s *NATS) writeCore(batch []pipeline.Event) error {
 	m := &s.coreMsg
 	m.Header = s.coreHeader
-	var tooLarge []pipeline.Event
-	var bad unencodable
+	refused := map[string][]pipeline.Event{}
+	var why error
+	var bad unsendable
 	for i := range batch {
 		ev := &batch[i]
 		m.Subject = s.subjectFor(ev)
+		if len(m.Subject) > MaxSubjectLen {
+			bad.longSubject = append(bad.longSubject, *ev)
+			continue
+		}
 		m.Data = ev.Data
 		if s.json {
 			var ok bool
@@ -118,8 +130,9 @@ func (s *NATS) writeCore(batch []pipeline.Event) error {
 			m.Data = s.jsonBuf
 		}
 		if err := s.nc.PublishMsg(m); err != nil {
-			if errors.Is(err, nats.ErrMaxPayload) {
-				tooLarge = append(tooLarge, *ev)
+			if reason := s.refusal(&outMsg{msg: *m}, err); reason != "" {
+				refused[reason] = append(refused[reason], *ev)
+				why = err
 				continue
 			}
 			rest := batch[i:]
@@ -132,30 +145,36 @@ func (s *NATS) writeCore(batch []pipeline.Event) error {
 					Err: fmt.Errorf("nats sink %q: %d of %d events not published: %w", s.name, len(rest), len(batch), err)}
 			}
 			m.Data = nil
-			return errors.Join(bad.loss("nats", s.name), s.tooLargeLoss(tooLarge), lostErr)
+			return errors.Join(bad.loss(s), s.refusedEventsLoss(ReasonTooLarge, refused[ReasonTooLarge], why),
+				s.refusedEventsLoss(ReasonRejected, refused[ReasonRejected], why), lostErr)
 		}
 	}
 	m.Data = nil // do not keep the batch alive
-	return errors.Join(bad.loss("nats", s.name), s.tooLargeLoss(tooLarge))
-}
-
-func (s *NATS) tooLargeLoss(evs []pipeline.Event) error {
-	if len(evs) == 0 {
-		return nil
+	if len(refused) == 0 {
+		return bad.loss(s)
 	}
-	return &pipeline.WriteLoss{Reason: ReasonTooLarge, Events: evs,
-		Err: fmt.Errorf("nats sink %q: %d events exceed the server's max_payload (%d bytes)", s.name, len(evs), s.nc.MaxPayload())}
+	return errors.Join(bad.loss(s), s.refusedEventsLoss(ReasonTooLarge, refused[ReasonTooLarge], why),
+		s.refusedEventsLoss(ReasonRejected, refused[ReasonRejected], why))
 }
 
 // Close stops the replayer, flushes what the client buffered (core NATS:
 // a failed flush may have lost messages, and is returned) and closes the
-// connection; ctx bounds the flush. JetStream writes are
-// complete when Write returns (acknowledged or spooled), so nothing of
+// connection. ctx bounds all of it: a server that stopped reading cannot
+// hold Close past its deadline (the connection is cut). JetStream writes
+// are complete when Write returns (acknowledged or spooled), so nothing of
 // theirs is in flight. Spooled events stay on disk for the next start.
 func (s *NATS) Close(ctx context.Context) error {
+	s.closing.Store(true)
+	var err error
 	if s.stopReplay != nil {
 		s.stopReplay()
-		s.replayDone.Wait()
+		select {
+		case <-s.replayDone:
+		case <-ctx.Done():
+			// The replayer honours its context; what holds it is a call
+			// into the client, which closing the connection ends.
+			err = fmt.Errorf("stop the spool replayer: %w", ctx.Err())
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -163,15 +182,34 @@ func (s *NATS) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
-	var err error
 	if s.js == nil && s.nc.IsConnected() {
+		buffered, _ := s.nc.Buffered()
+		var ferr error
 		if _, ok := ctx.Deadline(); ok {
-			err = s.nc.FlushWithContext(ctx)
+			ferr = s.nc.FlushWithContext(ctx)
 		} else {
-			err = s.nc.FlushTimeout(5 * time.Second)
+			ferr = s.nc.FlushTimeout(5 * time.Second)
+		}
+		if ferr != nil {
+			err = errors.Join(err, fmt.Errorf("flush: %d bytes buffered may be lost: %w", buffered, ferr))
 		}
 	}
-	s.nc.Close()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		s.nc.Close()
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		// nats.go flushes before it closes, for as long as its flusher
+		// timeout allows: cut the connection under it instead.
+		s.dialer.abort()
+		<-closed
+	}
+	if s.stopReplay != nil {
+		<-s.replayDone // quick now: its client calls fail, its context is done
+	}
 	if s.spool != nil {
 		err = errors.Join(err, s.spool.Close())
 	}

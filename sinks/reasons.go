@@ -10,7 +10,7 @@ import (
 // (sink_error, shutdown), which the pipeline registers at zero when it
 // starts (pipeline.DropReasonsReporter).
 var (
-	natsDropReasons = []string{ReasonSpoolFull, ReasonTooLarge, ReasonEncodeError}
+	natsDropReasons = []string{ReasonSpoolFull, ReasonTooLarge, ReasonRejected, ReasonEncodeError}
 	fileDropReasons = []string{ReasonDiskFull, ReasonWriteError, ReasonEncodeError}
 )
 

@@ -7,10 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/termsafe"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
@@ -23,6 +28,10 @@ type StdoutOptions struct {
 	// the config. With exactly one, the table has a column per field; with
 	// several, it has common columns and the rest as key=value details.
 	Schemas []*pipeline.Schema
+	// Fields, when set, selects the keys shown and their order: the
+	// table's columns (and nothing else), or the keys of each JSON object.
+	// Keys an event lacks are left out of JSON and blank in a table.
+	Fields []string
 	// Sort orders the rows of each snapshot (iterators, toppers) in table
 	// output; none keeps the gadget's order.
 	Sort []SortKey
@@ -34,46 +43,106 @@ type StdoutOptions struct {
 	Redraw bool
 }
 
-// Stdout writes events to a terminal or pipe. It is safe for concurrent use.
+// Stdout writes events to a terminal or pipe. A reader that stops reading
+// cannot hold it: each write runs in the sink's writer goroutine and Write
+// returns when its context ends, the batch lost (counted by the pipeline);
+// while that write is still blocked, later batches are refused at once. A
+// reader that goes away (EPIPE) fails the sink alone: it refuses every
+// later batch, and the process is not killed by SIGPIPE. It is safe for
+// concurrent use.
 type Stdout struct {
 	name   string
 	format string
 	w      io.Writer
 	table  *tableLayout
+	// keys are the JSON-encoded "key": prefixes of Fields, for JSON.
+	keys   [][]byte
+	fields []string
 	frames *framer // table output of snapshot events
 
 	mu         sync.Mutex
 	buf        []byte
 	headerDone bool
+	// The writer goroutine takes a buffer on writes and answers on done.
+	writes   chan []byte
+	done     chan error
+	inFlight bool  // a write whose Write gave up waiting is still running
+	broken   error // the reader is gone (EPIPE): nothing more can be written
+	stopped  chan struct{}
+	closed   bool
+	// For Health, which must not wait for s.mu (a Write may hold it
+	// while the reader does not read).
+	brokenErr    atomic.Pointer[error]
+	writingSince atomic.Int64 // unix ns of the write in progress; 0: none
 }
 
 var _ pipeline.Sink = (*Stdout)(nil)
 
-// NewStdout returns a sink writing to w.
+// NewStdout returns a sink writing to w; its writer goroutine starts with
+// the first Write and stops in Close. When w is the process's stdout or stderr, it makes a
+// closed pipe there an error (EPIPE) instead of a fatal SIGPIPE, for the
+// whole process.
 func NewStdout(name string, w io.Writer, opts StdoutOptions) (*Stdout, error) {
-	s := &Stdout{name: name, format: opts.Format, w: w}
+	s := &Stdout{name: name, format: opts.Format, w: w, fields: opts.Fields}
 	switch opts.Format {
 	case "", "json":
 		s.format = "json"
+		for _, f := range opts.Fields {
+			k, _ := json.Marshal(f)
+			s.keys = append(s.keys, append(k, ':'))
+		}
 	case "table":
 		if err := checkSortKeys(opts.Schemas, opts.Sort); err != nil {
 			return nil, fmt.Errorf("stdout sink %q: %w", name, err)
 		}
 		s.table = newTableLayout(opts.Schemas)
+		if len(opts.Fields) > 0 {
+			s.table = fieldsLayout(opts.Fields, opts.Schemas)
+		}
 		s.frames = newFramer(opts)
 	default:
 		return nil, fmt.Errorf("stdout sink %q: unknown format %q (want json or table)", name, opts.Format)
 	}
+	if w == os.Stdout || w == os.Stderr {
+		survivePipeClose()
+	}
 	return s, nil
+}
+
+// survivePipeClose makes the Go runtime return EPIPE from a write to a
+// closed pipe on stdout or stderr rather than kill the process: it does so
+// once a handler for SIGPIPE is installed (os/signal). A handler, rather
+// than ignoring the signal, keeps child processes' SIGPIPE at its default.
+var survivePipeClose = sync.OnceFunc(func() {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+})
+
+// writer writes the buffers Write hands it until Close closes writes.
+func (s *Stdout) writer() {
+	defer close(s.stopped)
+	for buf := range s.writes {
+		s.writingSince.Store(time.Now().UnixNano())
+		_, err := s.w.Write(buf)
+		s.writingSince.Store(0)
+		s.done <- err
+	}
 }
 
 // Name returns the sink's config name.
 func (s *Stdout) Name() string { return s.name }
 
-// Write writes one batch with a single write call.
-func (s *Stdout) Write(_ context.Context, batch []pipeline.Event) error {
+// errBlocked is the error of a batch refused while an earlier write is
+// still blocked.
+var errBlocked = errors.New("an earlier write is still blocked: the reader does not read")
+
+// Write renders one batch and writes it with a single write call, waiting
+// at most until ctx ends. Safe for concurrent use.
+func (s *Stdout) Write(ctx context.Context, batch []pipeline.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.writableLocked(); err != nil {
+		return err
+	}
 	buf := s.buf[:0]
 	var firstErr error
 	for i := range batch {
@@ -90,6 +159,14 @@ func (s *Stdout) Write(_ context.Context, batch []pipeline.Event) error {
 				s.headerDone = true
 			}
 			buf, err = s.table.appendRow(buf, ev)
+		} else if s.keys != nil && ev.Kind() == pipeline.KindEvent {
+			start := len(buf)
+			buf, err = s.appendSelected(buf, ev.Data)
+			if err != nil {
+				buf = buf[:start]
+			} else {
+				buf = append(buf, '\n')
+			}
 		} else {
 			start := len(buf)
 			buf, err = codec.AppendJSON(buf, ev.Data)
@@ -104,26 +181,145 @@ func (s *Stdout) Write(_ context.Context, batch []pipeline.Event) error {
 		}
 	}
 	s.buf = buf
-	if _, err := s.w.Write(buf); err != nil {
-		return fmt.Errorf("stdout sink %q: write: %w", s.name, err)
+	if err := s.writeLocked(ctx, buf); err != nil {
+		return err
 	}
 	return firstErr
 }
 
-// Close draws the snapshots still incomplete (rows a stage dropped never
-// come); everything else was written by Write.
-func (s *Stdout) Close(context.Context) error {
-	if s.frames == nil {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	buf, err := s.frames.flush(s.buf[:0])
-	if len(buf) > 0 {
-		if _, werr := s.w.Write(buf); werr != nil && err == nil {
-			err = fmt.Errorf("stdout sink %q: write: %w", s.name, werr)
+// appendSelected renders the selected keys of an event as a JSON object,
+// in the order of Fields.
+func (s *Stdout) appendSelected(buf, data []byte) ([]byte, error) {
+	buf = append(buf, '{')
+	first := true
+	for i, f := range s.fields {
+		raw, ok := codec.Lookup(data, f)
+		if !ok {
+			continue
+		}
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = append(buf, s.keys[i]...)
+		var err error
+		if buf, err = codec.AppendJSON(buf, raw); err != nil {
+			return buf, err
 		}
 	}
+	return append(buf, '}'), nil
+}
+
+// writableLocked says why nothing can be written now: the sink is closed,
+// the reader went away, or an earlier write is still blocked. Callers
+// hold s.mu.
+func (s *Stdout) writableLocked() error {
+	if s.closed {
+		return fmt.Errorf("stdout sink %q: write after close", s.name)
+	}
+	if s.inFlight {
+		select {
+		case err := <-s.done:
+			s.inFlight = false
+			s.noteWriteError(err)
+		default:
+			return fmt.Errorf("stdout sink %q: %w", s.name, errBlocked)
+		}
+	}
+	if s.broken != nil {
+		return fmt.Errorf("stdout sink %q: %w", s.name, s.broken)
+	}
+	return nil
+}
+
+// writeLocked hands buf to the writer goroutine (started at the first
+// write) and waits for the write, at most until ctx ends; then buf stays
+// with the writer. Callers hold s.mu.
+func (s *Stdout) writeLocked(ctx context.Context, buf []byte) error {
+	if err := s.writableLocked(); err != nil {
+		return err
+	}
+	if s.writes == nil {
+		s.writes, s.done, s.stopped = make(chan []byte), make(chan error, 1), make(chan struct{})
+		go s.writer()
+	}
+	s.writes <- buf
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.noteWriteError(err)
+			return fmt.Errorf("stdout sink %q: write: %w", s.name, err)
+		}
+	case <-ctx.Done():
+		// The buffer stays with the writer; the next batch gets a new one.
+		s.inFlight, s.buf = true, nil
+		return fmt.Errorf("stdout sink %q: write: %w (%w)", s.name, errBlocked, ctx.Err())
+	}
+	return nil
+}
+
+// Health reports a reader that went away, or one that has not taken a
+// write for a second or more: the sink's queue then fills or drops. It
+// implements pipeline.HealthReporter. Safe for concurrent use; it never
+// waits for a write.
+func (s *Stdout) Health() error {
+	if err := s.brokenErr.Load(); err != nil {
+		return fmt.Errorf("%w; events are dropped", *err)
+	}
+	if start := s.writingSince.Load(); start != 0 {
+		if d := time.Since(time.Unix(0, start)); d >= time.Second {
+			return fmt.Errorf("a write has waited %s: the reader does not read", d.Round(time.Second))
+		}
+	}
+	return nil
+}
+
+var _ pipeline.HealthReporter = (*Stdout)(nil)
+
+// noteWriteError marks the sink broken when the reader has gone away.
+func (s *Stdout) noteWriteError(err error) {
+	if errors.Is(err, syscall.EPIPE) {
+		s.broken = fmt.Errorf("the reader closed the pipe: %w", err)
+		s.brokenErr.Store(&s.broken)
+	}
+}
+
+// Close draws the snapshots still incomplete (rows a stage dropped never
+// come; everything else was written by Write) and stops the writer
+// goroutine. Every Write is complete when it returns, except one that gave
+// up on a blocked reader: Close waits for that write within ctx, and
+// returns an error if it is still blocked then (its goroutine ends when the
+// write does, or with the process: a blocking write cannot be
+// interrupted).
+func (s *Stdout) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	var err error
+	if s.frames != nil {
+		var buf []byte
+		if buf, err = s.frames.flush(s.buf[:0]); len(buf) > 0 {
+			if werr := s.writeLocked(ctx, buf); werr != nil && err == nil {
+				err = werr
+			}
+		}
+	}
+	s.closed = true
+	if s.writes == nil {
+		return err // never written to
+	}
+	close(s.writes)
+	if s.inFlight {
+		select {
+		case <-s.done:
+			s.inFlight = false
+		case <-ctx.Done():
+			return errors.Join(err, fmt.Errorf("stdout sink %q: close: a write is still blocked: the reader does not read", s.name))
+		}
+	}
+	<-s.stopped
 	return err
 }
 
@@ -131,6 +327,7 @@ func (s *Stdout) Close(context.Context) error {
 type tableLayout struct {
 	columns []column
 	details bool // append the remaining fields as key=value
+	fixed   bool // the columns are all there is: no key=value tail
 }
 
 type column struct {
@@ -175,6 +372,27 @@ func newTableLayout(schemas []*pipeline.Schema) *tableLayout {
 	return t
 }
 
+// fieldsLayout is the table of exactly the given fields, sized from the
+// schemas where they name them.
+func fieldsLayout(fields []string, schemas []*pipeline.Schema) *tableLayout {
+	t := &tableLayout{fixed: true}
+	for _, name := range fields {
+		w := len(name)
+		for _, sc := range schemas {
+			for _, f := range sc.Fields {
+				if f.Name == name {
+					w = max(w, f.Width)
+				}
+			}
+		}
+		if name == "time" {
+			w = 12
+		}
+		t.columns = append(t.columns, column{title: strings.ToUpper(name), key: name, width: min(w, maxColumnWidth)})
+	}
+	return t
+}
+
 func (t *tableLayout) appendHeader(buf []byte) []byte {
 	for i, c := range t.columns {
 		buf = appendCell(buf, c.title, c.width, i == len(t.columns)-1 && !t.details)
@@ -186,13 +404,13 @@ func (t *tableLayout) appendHeader(buf []byte) []byte {
 }
 
 func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) {
-	if ev.Kind == pipeline.KindLoss || ev.Schema == nil {
+	if ev.Kind() == pipeline.KindLoss || ev.Schema == nil {
 		js, err := codec.AppendJSON(nil, ev.Data)
 		if err != nil {
 			return buf, err
 		}
 		buf = append(buf, "-- "...)
-		buf = append(buf, js...)
+		buf = termsafe.Append(buf, string(js)) // JSON leaves DEL, C1 and bidi characters raw
 		return append(buf, '\n'), nil
 	}
 	start := len(buf)
@@ -205,6 +423,9 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 			text = clockTime(text)
 		}
 		buf = appendCell(buf, text, c.width, i == len(t.columns)-1 && !t.details)
+	}
+	if t.fixed {
+		return append(bytes.TrimRight(buf, " "), '\n'), nil
 	}
 	// The rest of the event as key=value: in the details column when
 	// several streams share the table, and after the last column for keys a
@@ -228,7 +449,7 @@ func (t *tableLayout) appendRow(buf []byte, ev *pipeline.Event) ([]byte, error) 
 			buf = append(buf, ' ')
 		}
 		first = false
-		buf = append(buf, name...)
+		buf = termsafe.Append(buf, name) // keys come from events too
 		buf = append(buf, '=')
 		buf = append(buf, text...)
 		return true
@@ -283,6 +504,9 @@ func fieldText(data []byte, key string) (string, error) {
 	return valueText(raw)
 }
 
+// valueText renders a value for the table. Strings lose their quotes, so
+// their control characters are escaped (termsafe): a field of an event is
+// whatever a process on the host chose, and the table goes to a terminal.
 func valueText(raw []byte) (string, error) {
 	js, err := codec.AppendJSON(nil, raw)
 	if err != nil {
@@ -291,10 +515,10 @@ func valueText(raw []byte) (string, error) {
 	if len(js) > 0 && js[0] == '"' {
 		var s string
 		if err := json.Unmarshal(js, &s); err == nil {
-			return s, nil
+			return termsafe.String(s), nil
 		}
 	}
-	return string(js), nil
+	return termsafe.String(string(js)), nil
 }
 
 // clockTime shortens an RFC 3339 time to the local wall clock with

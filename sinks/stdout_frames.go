@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sluice-dev/sluice/internal/termsafe"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
@@ -68,7 +69,7 @@ func newFramer(opts StdoutOptions) *framer {
 
 // isSnapshotEvent tells events of a snapshot output.
 func isSnapshotEvent(ev *pipeline.Event) bool {
-	return ev.Kind == pipeline.KindEvent && ev.Schema != nil && ev.Schema.HasField("snapshot_rows")
+	return ev.Kind() == pipeline.KindEvent && ev.Schema != nil && ev.Schema.HasField("snapshot_rows")
 }
 
 func snapshotOf(ev *pipeline.Event) (snapshot, rows uint64) {
@@ -159,7 +160,7 @@ func (f *framer) draw(buf []byte, k frameKey, fr *frame) ([]byte, error) {
 	when := ""
 	if raw, ok := codec.Lookup(events[0].Data, "time"); ok {
 		if s, _, err := codec.ReadString(raw); err == nil {
-			when = clockTime(string(s))
+			when = termsafe.String(clockTime(string(s))) // an unparsable time is the event's text
 		}
 	}
 	buf = fmt.Appendf(buf, "-- %s %s: snapshot %d, %d rows at %s\n", k.source, k.schema.Type, fr.snapshot, len(fr.events), when)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -94,7 +95,7 @@ func TestStdoutTableMixedSchemasAndLoss(t *testing.T) {
 	loss := codec.AppendMapHeader(nil, 2)
 	loss = codec.AppendString(codec.AppendString(loss, "type"), "loss")
 	loss = codec.AppendUint(codec.AppendString(loss, "count"), 5)
-	err = s.Write(context.Background(), []pipeline.Event{openEvent(1, "cat", "/etc/passwd", 3), {Data: loss, Kind: pipeline.KindLoss}, openEvent(2, "cat", "", 3)})
+	err = s.Write(context.Background(), []pipeline.Event{openEvent(1, "cat", "/etc/passwd", 3), {Data: loss, Schema: pipeline.LossSchema}, openEvent(2, "cat", "", 3)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +158,45 @@ func TestStdoutTableShowsAddedFields(t *testing.T) {
 	}
 }
 
+// TestStdoutFields: Fields selects and orders the columns of a table and
+// the keys of JSON objects; missing keys are blank or left out.
+func TestStdoutFields(t *testing.T) {
+	ev := openEvent(1, "cat", "/etc/hostname", 3)
+	for _, tc := range []struct {
+		format string
+		want   []string
+	}{
+		{"json", []string{`{"path":"/etc/hostname","comm":"cat"}`}},
+		{"table", []string{"PATH           COMM  NOPE", "/etc/hostname  cat"}},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			var out strings.Builder
+			s, err := NewStdout("console", &out, StdoutOptions{Format: tc.format, Schemas: []*pipeline.Schema{openSchema}, Fields: []string{"path", "comm", "nope"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Write(context.Background(), []pipeline.Event{ev}); err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+			if tc.format == "json" {
+				got = got[:1]
+			}
+			if !slices.Equal(normalizeSpaces(got), normalizeSpaces(tc.want)) {
+				t.Errorf("output %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func normalizeSpaces(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = strings.Join(strings.Fields(l), " ")
+	}
+	return out
+}
+
 // TestStdoutTableHidesSchemaHiddenFields: for an Inspektor Gadget-style
 // stream the readable column (error) shows and the raw number (error_raw)
 // and fields a gadget's metadata hides (dev) do not, not even as details.
@@ -188,5 +228,38 @@ func TestStdoutTableHidesSchemaHiddenFields(t *testing.T) {
 	}
 	if strings.Contains(lines[1], "2049") || strings.Contains(lines[1], "error_raw") || !strings.Contains(lines[1], "ENOENT") {
 		t.Errorf("row = %q, want ENOENT and nothing hidden", lines[1])
+	}
+}
+
+// TestStdoutTableEscapesControlCharacters: a process controls its comm,
+// its path and (through a stage) even field names; printed raw, an escape
+// sequence in them rewrote the operator's terminal.
+func TestStdoutTableEscapesControlCharacters(t *testing.T) {
+	const evil = "\x1b]0;owned\x07\x1b[2J\u202egnp.exe\u009b31m\n"
+	for _, schemas := range [][]*pipeline.Schema{{openSchema}, {openSchema, {Gadget: "x"}}} {
+		var out bytes.Buffer
+		s, err := NewStdout("console", &out, StdoutOptions{Format: "table", Schemas: schemas})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := openEvent(1, evil, "/tmp/"+evil, 3)
+		// A key a stage added, and an event without a schema (printed as
+		// JSON).
+		extra := append(append([]byte(nil), ev.Data...), 0)[:len(ev.Data)]
+		extra[0]++ // one more key in the map header
+		extra = codec.AppendString(codec.AppendString(extra, "user\x1b[8m"), evil)
+		noSchema := pipeline.Event{Data: extra}
+		if err := s.Write(context.Background(), []pipeline.Event{ev, {Data: extra, Schema: openSchema}, noSchema}); err != nil {
+			t.Fatal(err)
+		}
+		text := out.String()
+		for _, c := range text {
+			if (c < 0x20 && c != '\n') || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == '\u202e' {
+				t.Fatalf("table output holds the raw control character %U:\n%q", c, text)
+			}
+		}
+		if strings.Count(text, "\n") != 4 || !strings.Contains(text, `\x1b]0;owned\x07`) || !strings.Contains(text, `user\x1b[8m=`) {
+			t.Errorf("want a header and three rows with the sequences escaped, got:\n%s", text)
+		}
 	}
 }

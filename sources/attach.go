@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -147,9 +148,17 @@ func attachProgram(ps ProgramSpec, prog *ebpf.Program) (link.Link, error) {
 		if !ok {
 			return nil, fmt.Errorf("section %q: want tracepoint/<group>/<name>", ps.Section)
 		}
-		return link.Tracepoint(group, name, prog, nil)
+		l, err := link.Tracepoint(group, name, prog, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, &missingTracepointError{programs: []ProgramSpec{ps}, err: err}
+		}
+		return l, err
 	case AttachRawTracepoint:
-		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: ps.Target, Program: prog})
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: ps.Target, Program: prog})
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("raw tracepoint %s does not exist on this kernel (%s): %w", ps.Target, skipHint(ps), err)
+		}
+		return l, err
 	case AttachBTFTracepoint, AttachFentry, AttachFexit:
 		return link.AttachTracing(link.TracingOptions{Program: prog})
 	case AttachKprobe, AttachKretprobe:
@@ -197,6 +206,57 @@ func attachProgram(ps ProgramSpec, prog *ebpf.Program) (link.Link, error) {
 		return link.AttachLSM(link.LSMOptions{Program: prog})
 	}
 	return nil, fmt.Errorf("%w %q (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, fentry, fexit, uprobe, uretprobe, iter, socket, perf_event, classifier/tc/tcx, lsm)", ErrUnsupportedAttach, ps.Section)
+}
+
+// skipHint says how to run a gadget without programs its kernel cannot
+// attach, as libbpf loaders turn autoload off for such programs.
+func skipHint(programs ...ProgramSpec) string {
+	names := make([]string, len(programs))
+	quoted := make([]string, len(programs))
+	for i, ps := range programs {
+		names[i], quoted[i] = ps.Name, strconv.Quote(ps.Name)
+	}
+	what := "program " + names[0]
+	if len(names) > 1 {
+		what = "programs " + strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("leave %s out with skip_programs = [%s] in the source, or --skip-programs %s", what, strings.Join(quoted, ", "), strings.Join(names, ","))
+}
+
+// missingTracepointError reports tracepoint programs whose tracepoints
+// this kernel lacks (architecture-specific syscalls, say): the first one
+// attach met, and every other the gadget has, so one run names them all.
+type missingTracepointError struct {
+	programs []ProgramSpec
+	err      error
+}
+
+func (e *missingTracepointError) Error() string {
+	var b strings.Builder
+	for i, ps := range e.programs {
+		switch {
+		case i == 0:
+			fmt.Fprintf(&b, "tracepoint %s does not exist on this kernel", ps.Target)
+		case len(e.programs) == 2:
+			fmt.Fprintf(&b, "; nor does %s (program %s)", ps.Target, ps.Name)
+		case i == 1:
+			fmt.Fprintf(&b, "; nor do %s (program %s)", ps.Target, ps.Name)
+		default:
+			fmt.Fprintf(&b, ", %s (program %s)", ps.Target, ps.Name)
+		}
+	}
+	fmt.Fprintf(&b, " (%s): %v", skipHint(e.programs...), e.err)
+	return b.String()
+}
+
+func (e *missingTracepointError) Unwrap() error { return e.err }
+
+// tracepointMissing tells whether tracefs lacks the tracepoint a program
+// attaches to ("group/name"); an error other than its absence (tracefs
+// unreadable) does not count.
+func tracepointMissing(target string) bool {
+	_, err := os.Stat(filepath.Join(tracefsPath, "events", target))
+	return errors.Is(err, os.ErrNotExist)
 }
 
 // absentTargetError reports a uprobe whose library, executable or symbol
@@ -265,6 +325,10 @@ func loadFeatureHint(ps ProgramSpec, err error) string {
 	case AttachIter:
 		if errors.Is(err, syscall.EPERM) {
 			return fmt.Sprintf("the kernel refused an iter/%s program (EPERM, as root); some kernels refuse iterators over map elements (bpf_map_elem, sockmap, bpf_sk_storage_map)", ps.Target)
+		}
+	case AttachBTFTracepoint:
+		if errors.Is(err, btf.ErrNotFound) {
+			return fmt.Sprintf("tracepoint %s does not exist in this kernel's BTF (%s)", ps.Target, skipHint(ps))
 		}
 	case AttachFentry, AttachFexit:
 		return "fentry/fexit programs need BPF trampolines, which this kernel refuses; use a tracepoint or tp_btf program instead"

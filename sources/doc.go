@@ -9,6 +9,12 @@
 // and [Gadget.Run] reads its ring or perf buffers until its context is
 // cancelled, emitting decoded events in batches.
 //
+// An [Object] is a gadget ELF loaded without attaching anything: its
+// programs are attached one by one on request and its outputs read on
+// request, for code that drives an object itself (a wasm-bpf application,
+// package wasmbpf); [ParseObject] is a ParseGadget that accepts objects
+// without outputs, or with outputs whose event type it cannot find.
+//
 // A Gadget is owned by one goroutine at a time: Open, then Run, then Close.
 // Between NewGadget and Open, Param and SetParam read and change its
 // parameters; from Open to Close, Map finds its maps by name (the hooks a

@@ -48,7 +48,9 @@ type GadgetConfig struct {
 	// PollInterval bounds how long a record waits in the kernel buffer when
 	// the gadget skips reader wakeups; 0 = 5ms.
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// Filter selects events in the kernel; see Filter.
+	Filter Filter
+	Logger *slog.Logger
 	// Seq numbers the events; nil gives the gadget a counter of its own.
 	// A source that is restarted or replaced (a reload) passes the
 	// counter of its predecessor, so that its numbers go on.
@@ -91,7 +93,9 @@ type Gadget struct {
 	log    *slog.Logger
 	seq    *atomic.Uint64
 	lost   []atomic.Uint64 // kernel losses per stream, summed over CPUs
-	coll   *ebpf.Collection
+	// filtered counts the events the kernel filter discarded so far.
+	filtered atomic.Uint64
+	coll     *ebpf.Collection
 	// closeMu serialises Close with Run's start and end: Close while Run
 	// runs closes the readers (which ends Run with an error) and leaves
 	// the rest to Run's end, when nothing reads the maps any more.
@@ -117,6 +121,9 @@ type Gadget struct {
 	mapReplacements map[string]*ebpf.Map
 	enricherHeld    bool
 	finished        atomic.Bool
+
+	filterMu sync.Mutex
+	kfilter  *kernelFilter // from Open to Close
 }
 
 var _ pipeline.Source = (*Gadget)(nil)
@@ -124,7 +131,24 @@ var _ pipeline.Source = (*Gadget)(nil)
 // NewGadget validates parameters and compiles one decode plan per stream.
 // It does not touch the kernel.
 func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
-	params, err := spec.encodeParams(cfg.Params)
+	fparams, err := spec.filterParams(cfg.Filter)
+	if err != nil {
+		return nil, err
+	}
+	values := cfg.Params
+	if len(fparams) > 0 {
+		values = make(map[string]string, len(cfg.Params)+len(fparams))
+		for k, v := range cfg.Params {
+			values[k] = v
+		}
+		for k, v := range fparams {
+			if old, ok := values[k]; ok && old != v {
+				return nil, &FilterError{Gadget: spec.Name, Err: fmt.Errorf("parameter %s=%q contradicts the filter (%s=%q): set one of them", k, old, k, v)}
+			}
+			values[k] = v
+		}
+	}
+	params, err := spec.encodeParams(values)
 	if err != nil {
 		return nil, err
 	}
@@ -143,9 +167,9 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 		g.seq = new(atomic.Uint64)
 	}
 	for _, st := range spec.Streams {
-		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host, Stacks: g.stacks})
+		plan, err := decode.Compile(st.EventType, decode.Options{Gadget: spec.Name, Source: cfg.Source, Host: cfg.Host, Stacks: g.stacks, Fields: spec.fields})
 		if err != nil {
-			return nil, fmt.Errorf("gadget %q stream %q: %w", spec.Name, st.Name, err)
+			return nil, fieldsError(fmt.Errorf("gadget %q stream %q: %w", spec.Name, st.Name, err))
 		}
 		spec.annotateSchema(st.Name, plan.Schema())
 		g.plans = append(g.plans, plan)
@@ -154,7 +178,43 @@ func NewGadget(spec *GadgetSpec, cfg GadgetConfig) (*Gadget, error) {
 	if err := g.newPeriodic(); err != nil {
 		return nil, err
 	}
+	if err := g.checkHints(); err != nil {
+		return nil, err
+	}
 	return g, nil
+}
+
+// checkHints fails on a field hint that applied to no output: a typo
+// would otherwise silently leave the member rendered as before.
+func (g *Gadget) checkHints() error {
+	keys := make([]string, 0, len(g.spec.fields))
+	for k := range g.spec.fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		applied := false
+		var members []string
+		for _, p := range g.allPlans() {
+			if p.Hinted(key) {
+				applied = true
+				break
+			}
+			members = append(members, fmt.Sprintf("struct %s: %s", p.Schema().Type, p.MemberList()))
+		}
+		if !applied {
+			return &OptionError{Option: "fields", Field: key, Err: fmt.Errorf("gadget %q: fields hint %q names no member of its event types (%s)", g.spec.Name, key, strings.Join(members, "; "))}
+		}
+	}
+	return nil
+}
+
+func (g *Gadget) allPlans() []*decode.Plan {
+	out := slices.Clone(g.plans)
+	for _, po := range g.periodic {
+		out = append(out, po.plan)
+	}
+	return out
 }
 
 // Name returns the source's config name.
@@ -203,6 +263,11 @@ func (g *Gadget) KernelLost() uint64 {
 	return n
 }
 
+// KernelFiltered returns the events the kernel filter discarded so far, as
+// last read from the gadget's counter (once a second while Run runs, and
+// when it stops); 0 for a gadget without a filter or without the counter.
+func (g *Gadget) KernelFiltered() uint64 { return g.filtered.Load() }
+
 // Open loads the gadget into the kernel, attaches its programs and opens its
 // output readers. Errors name the program at fault; a verifier rejection
 // carries the tail of the verifier log (see ProgramError).
@@ -222,6 +287,18 @@ func (g *Gadget) Open() (err error) {
 	if err := applyParams(cs, g.params); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}
+	// Held until the filter is loaded, so that a concurrent SetMntNS
+	// lands either in the initial set or in the loaded map.
+	g.filterMu.Lock()
+	filterLocked := true
+	defer func() {
+		if filterLocked {
+			g.filterMu.Unlock()
+		}
+	}()
+	if err := applyFilterGlobals(cs, g.cfg.Filter); err != nil {
+		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
+	}
 	if err := g.sizeMaps(cs); err != nil {
 		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
 	}
@@ -235,6 +312,15 @@ func (g *Gadget) Open() (err error) {
 		return err
 	}
 	g.skipped = skipped
+	// The filter sets are filled before anything attaches, so no event
+	// passes a filter that is not complete yet.
+	k := &kernelFilter{}
+	if err := k.fill(g.coll, g.cfg.Filter); err != nil {
+		return fmt.Errorf("gadget %q: %w", g.spec.Name, err)
+	}
+	g.kfilter = k
+	filterLocked = false
+	g.filterMu.Unlock()
 	g.stacks.setMaps(g.coll)
 	iterators := g.iteratorPrograms()
 	for _, ps := range g.spec.Programs {
@@ -256,6 +342,10 @@ func (g *Gadget) Open() (err error) {
 				g.skipped = append(g.skipped, ps.Name)
 				continue
 			}
+			var missing *missingTracepointError
+			if errors.As(err, &missing) {
+				missing.programs = append(missing.programs, g.missingTracepoints(ps.Name)...)
+			}
 			return &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "attach", Err: err}
 		}
 	}
@@ -266,6 +356,7 @@ func (g *Gadget) Open() (err error) {
 		return fmt.Errorf("gadget %q: no program could be attached (skipped: %s)", g.spec.Name, strings.Join(g.skipped, ", "))
 	}
 	for _, st := range g.spec.Streams {
+		g.log.Info("reading output", "output", st.Name, "map", st.Map, "struct", st.EventType.Name, "size", st.EventType.Size, "found_by", string(st.FoundBy), "from", st.TypeFrom)
 		r, err := openReader(g.coll.Maps[st.Map], st, g.perfBufferSize())
 		if err != nil {
 			return fmt.Errorf("gadget %q: open reader for map %q: %w", g.spec.Name, st.Map, err)
@@ -317,6 +408,18 @@ func (g *Gadget) attach(ps ProgramSpec, prog *ebpf.Program, iterators map[string
 	g.links = append(g.links, l)
 	g.linksMu.Unlock()
 	return nil
+}
+
+// missingTracepoints lists the gadget's other required tracepoint
+// programs whose tracepoints tracefs lacks, besides the one named first.
+func (g *Gadget) missingTracepoints(first string) []ProgramSpec {
+	var out []ProgramSpec
+	for _, ps := range g.spec.Programs {
+		if ps.Name != first && ps.Attach == AttachTracepoint && !ps.Optional && tracepointMissing(ps.Target) {
+			out = append(out, ps)
+		}
+	}
+	return out
 }
 
 // SkippedPrograms lists optional programs that are not running.
@@ -603,12 +706,18 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 		start := len(arena)
 		arena = plan.Append(arena, sample, seq, now)
 		data := arena[start:len(arena):len(arena)]
-		batch = append(batch, pipeline.Event{Data: data, Schema: schema, Source: g.cfg.Source, Seq: seq, Time: plan.EventTime(sample, now)})
+		batch = append(batch, pipeline.Event{Data: data, Schema: schema, Source: g.cfg.Source, Seq: seq, MntNS: uint32(plan.MntNS(sample))})
 		if len(batch) >= g.cfg.BatchSize {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
+	}
+}
+
+func reportFiltered(out pipeline.Emitter, source string, n uint64) {
+	if fr, ok := out.(pipeline.FilterReporter); ok {
+		fr.ReportFiltered(source, n)
 	}
 }
 
@@ -637,10 +746,24 @@ func (g *Gadget) pollLost(ctx context.Context, coll *ebpf.Collection, out pipeli
 			counters = append(counters, &counter{stream: i, m: m})
 		}
 	}
-	if len(counters) == 0 {
+	var discarded *ebpf.Map
+	var discardedLast uint64
+	if !g.cfg.Filter.IsZero() {
+		discarded = g.coll.Maps[filterDiscardedMap]
+	}
+	if len(counters) == 0 && discarded == nil {
 		return nil
 	}
 	read := func() {
+		if discarded != nil {
+			if sum, err := sumCounter(discarded); err != nil {
+				g.log.Warn("read filter counter", "error", err)
+			} else if sum > discardedLast {
+				reportFiltered(out, g.cfg.Source, sum-discardedLast)
+				g.filtered.Add(sum - discardedLast)
+				discardedLast = sum
+			}
+		}
 		for _, c := range counters {
 			sum, err := sumCounter(c.m)
 			if err != nil {
@@ -713,6 +836,9 @@ func (g *Gadget) Close() error {
 	}
 	g.readers = nil
 	g.detach()
+	g.filterMu.Lock()
+	g.kfilter = nil
+	g.filterMu.Unlock()
 	g.stacks.clear()
 	for _, po := range g.periodic {
 		po.iters = nil

@@ -15,11 +15,12 @@ import (
 
 // collector is an Emitter that keeps decoded events for assertions.
 type collector struct {
-	gate   chan struct{} // when set, Emit waits until it is closed
-	mu     sync.Mutex
-	events []map[string]any
-	raw    []pipeline.Event
-	lost   uint64
+	gate     chan struct{} // when set, Emit waits until it is closed
+	mu       sync.Mutex
+	events   []map[string]any
+	raw      []pipeline.Event
+	lost     uint64
+	filtered uint64
 }
 
 func (c *collector) Emit(ctx context.Context, batch []pipeline.Event) error {
@@ -46,6 +47,12 @@ func (c *collector) Emit(ctx context.Context, batch []pipeline.Event) error {
 func (c *collector) ReportLoss(_, _, _ string, n uint64) {
 	c.mu.Lock()
 	c.lost += n
+	c.mu.Unlock()
+}
+
+func (c *collector) ReportFiltered(_ string, n uint64) {
+	c.mu.Lock()
+	c.filtered += n
 	c.mu.Unlock()
 }
 

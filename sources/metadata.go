@@ -128,16 +128,30 @@ func (g *GadgetSpec) ParamHelp() []string {
 	type row struct{ key, text string }
 	var rows []row
 	for _, p := range g.Params {
+		if FilterParam(p.Name) {
+			continue // set by the filter flags; see FilterSupport
+		}
 		key := p.Name
-		alias := ""
+		detail := []string{}
 		if p.Key != "" {
-			key, alias = p.Key, " (variable "+p.Name+")"
+			key = p.Key
+			detail = append(detail, "variable "+p.Name)
+		}
+		if p.Type != "" && p.Type != fmt.Sprint(p.Kind) { // "pid_t", not "int (int)"
+			detail = append(detail, p.Type)
 		}
 		def := p.Default
 		if p.Kind == ParamString {
 			def = strconv.Quote(def)
 		}
+		alias := ""
+		if len(detail) > 0 {
+			alias = " (" + strings.Join(detail, ", ") + ")"
+		}
 		text := fmt.Sprintf("%s=%s%s, default %s", key, p.Kind, alias, def)
+		if len(p.Enum) > 0 {
+			text += "; one of " + p.enumNames()
+		}
 		if p.SizesMap != "" {
 			text += fmt.Sprintf("; sizes map %s", p.SizesMap)
 		}

@@ -37,12 +37,22 @@ func (k ParamKind) String() string {
 	return "unknown"
 }
 
-// ParamSpec is a GADGET_PARAM: a `const volatile` global the user may set
-// before the gadget loads, so the verifier sees it as a constant.
+// ParamSpec is a gadget parameter: a `const volatile` global the user may
+// set before the gadget loads, so the verifier sees it as a constant. A
+// gadget that marks its parameters (GADGET_PARAM) has those; one that marks
+// none (a plain libbpf object) has every such global in .rodata.
 type ParamSpec struct {
 	Name string
 	Kind ParamKind
 	Size int // bytes; for strings the char array length (one is the NUL)
+	// Type is the variable's C type as BTF names it ("pid_t", "__u64",
+	// "char[16]", "enum mode").
+	Type string
+	// Enum lists an enum parameter's names, which are accepted as values.
+	Enum []btf.EnumValue
+	// Declared says a GADGET_PARAM marker names the variable; false for a
+	// plain object's globals.
+	Declared bool
 	// Default is the value the gadget runs with unless one is set: the
 	// gadget.yaml default when it has one, else the value in .rodata.
 	Default string
@@ -89,7 +99,22 @@ func paramSpecs(cs *ebpf.CollectionSpec, mk *markers) ([]ParamSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("GADGET_PARAM(%s): %w", name, err)
 		}
+		p.Declared = true
 		params = append(params, p)
+	}
+	if len(mk.params) == 0 {
+		// A gadget that declares no parameters: every constant global a
+		// libbpf loader would let its user set before load (min_us,
+		// targ_pid, filtered_pid, ...). Types a parameter cannot hold
+		// (structs, arrays of integers) stay as compiled.
+		for name, v := range cs.Variables {
+			if !v.Constant() || v.Type == nil || strings.HasPrefix(name, ".") {
+				continue
+			}
+			if p, err := paramSpec(name, v); err == nil {
+				params = append(params, p)
+			}
+		}
 	}
 	sort.Slice(params, func(i, j int) bool { return params[i].Name < params[j].Name })
 	return params, nil
@@ -99,7 +124,7 @@ func paramSpec(name string, v *ebpf.VariableSpec) (ParamSpec, error) {
 	if v.Type == nil {
 		return ParamSpec{}, fmt.Errorf("no BTF for the variable")
 	}
-	p := ParamSpec{Name: name, Size: int(v.Size())}
+	p := ParamSpec{Name: name, Size: int(v.Size()), Type: cTypeName(v.Type.Type)}
 	switch t := btf.UnderlyingType(v.Type.Type).(type) {
 	case *btf.Int:
 		switch {
@@ -115,24 +140,64 @@ func paramSpec(name string, v *ebpf.VariableSpec) (ParamSpec, error) {
 		if t.Signed {
 			p.Kind = ParamInt
 		}
+		p.Enum = t.Values
 	case *btf.Array:
 		elem, ok := btf.UnderlyingType(t.Type).(*btf.Int)
 		if !ok || elem.Size != 1 {
-			return p, fmt.Errorf("unsupported type %s: params are integers, bools and char arrays", t)
+			return p, fmt.Errorf("unsupported type %s: params are integers, bools, enums and char arrays", t)
 		}
 		p.Kind = ParamString
 	default:
-		return p, fmt.Errorf("unsupported type %s: params are integers, bools and char arrays", t)
+		return p, fmt.Errorf("unsupported type %s: params are integers, bools, enums and char arrays", t)
 	}
 	if p.Kind != ParamString && p.Size != 1 && p.Size != 2 && p.Size != 4 && p.Size != 8 {
 		return p, fmt.Errorf("unsupported integer size %d", p.Size)
+	}
+	if len(v.Value) != p.Size {
+		return p, fmt.Errorf("the variable has %d bytes of data for a %d-byte type", len(v.Value), p.Size)
 	}
 	p.Default = renderParam(p, v.Value)
 	p.rodataDefault = p.Default
 	return p, nil
 }
 
+// cTypeName spells a variable's type as C does, through qualifiers, for
+// listings: "pid_t", "unsigned long long", "char[16]", "enum mode".
+func cTypeName(t btf.Type) string {
+	for i := 0; i < 16; i++ {
+		switch tt := t.(type) {
+		case *btf.Const:
+			t = tt.Type
+		case *btf.Volatile:
+			t = tt.Type
+		case *btf.Restrict:
+			t = tt.Type
+		case *btf.Array:
+			return fmt.Sprintf("%s[%d]", cTypeName(tt.Type), tt.Nelems)
+		case *btf.Enum:
+			if tt.Name == "" {
+				return "enum"
+			}
+			return "enum " + tt.Name
+		default:
+			if n := t.TypeName(); n != "" {
+				return n
+			}
+			return fmt.Sprint(t)
+		}
+	}
+	return fmt.Sprint(t)
+}
+
 func renderParam(p ParamSpec, raw []byte) string {
+	if len(p.Enum) > 0 {
+		u := readUint(raw)
+		for _, e := range p.Enum {
+			if e.Value == u || (p.Kind == ParamInt && int64(e.Value) == int64(u<<(64-8*uint(len(raw))))>>(64-8*uint(len(raw)))) {
+				return e.Name
+			}
+		}
+	}
 	if p.Kind == ParamString {
 		if i := bytes.IndexByte(raw, 0); i >= 0 {
 			raw = raw[:i]
@@ -185,6 +250,10 @@ func (p *ParamSpec) encode(value string) ([]byte, error) {
 		return out, nil
 	case ParamInt:
 		bits := 8 * p.Size
+		if v, ok := p.enumValue(value); ok {
+			putUint(out, v)
+			return out, nil
+		}
 		n, err := strconv.ParseInt(value, 0, bits)
 		if err != nil {
 			return nil, fmt.Errorf("want a signed integer of %d bits", bits)
@@ -193,8 +262,15 @@ func (p *ParamSpec) encode(value string) ([]byte, error) {
 		return out, nil
 	default:
 		bits := 8 * p.Size
+		if v, ok := p.enumValue(value); ok {
+			putUint(out, v)
+			return out, nil
+		}
 		n, err := strconv.ParseUint(value, 0, bits)
 		if err != nil {
+			if len(p.Enum) > 0 {
+				return nil, fmt.Errorf("want one of %s, or a number", p.enumNames())
+			}
 			return nil, fmt.Errorf("want an unsigned integer of %d bits (0 to %d)", bits, uint64(math.MaxUint64)>>(64-bits))
 		}
 		putUint(out, n)
@@ -213,6 +289,23 @@ func putUint(b []byte, v uint64) {
 	case 8:
 		binary.NativeEndian.PutUint64(b, v)
 	}
+}
+
+func (p *ParamSpec) enumValue(name string) (uint64, bool) {
+	for _, e := range p.Enum {
+		if e.Name == name {
+			return e.Value, true
+		}
+	}
+	return 0, false
+}
+
+func (p *ParamSpec) enumNames() string {
+	names := make([]string, len(p.Enum))
+	for i, e := range p.Enum {
+		names[i] = e.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 // CheckParams validates values against the gadget's parameters without
@@ -266,7 +359,7 @@ func (g *GadgetSpec) paramList() []string {
 		if p.Key != "" {
 			name = p.Key + " or " + p.Name
 		}
-		l = append(l, fmt.Sprintf("%s (%s, default %q)", name, p.Kind, p.Default))
+		l = append(l, fmt.Sprintf("%s (%s %s, default %q)", name, p.Kind, p.Type, p.Default))
 	}
 	return l
 }

@@ -43,12 +43,12 @@ type iterLink struct {
 }
 
 func (g *Gadget) newPeriodic() error {
-	opts := decode.Options{Gadget: g.spec.Name, Source: g.cfg.Source, Host: g.cfg.Host, Stacks: g.stacks, Snapshot: true}
+	opts := decode.Options{Gadget: g.spec.Name, Source: g.cfg.Source, Host: g.cfg.Host, Stacks: g.stacks, Snapshot: true, Fields: g.spec.fields}
 	for i := range g.spec.Snapshots {
 		s := &g.spec.Snapshots[i]
 		plan, err := decode.Compile(s.EventType, opts)
 		if err != nil {
-			return fmt.Errorf("gadget %q iterator %q: %w", g.spec.Name, s.Name, err)
+			return fieldsError(fmt.Errorf("gadget %q iterator %q: %w", g.spec.Name, s.Name, err))
 		}
 		g.spec.annotateSchema(s.Name, plan.Schema())
 		g.periodic = append(g.periodic, &periodicOutput{name: s.Name, plan: plan, snap: s, size: int(s.EventType.Size)})
@@ -57,7 +57,7 @@ func (g *Gadget) newPeriodic() error {
 		mi := &g.spec.MapIters[i]
 		plan, err := decode.Compile(mi.EventType, opts)
 		if err != nil {
-			return fmt.Errorf("gadget %q map iterator %q (map %s): %w", g.spec.Name, mi.Name, mi.Map, err)
+			return fieldsError(fmt.Errorf("gadget %q map iterator %q (map %s): %w", g.spec.Name, mi.Name, mi.Map, err))
 		}
 		g.spec.annotateSchema(mi.Name, plan.Schema())
 		g.periodic = append(g.periodic, &periodicOutput{name: mi.Name, plan: plan, mi: mi, size: mi.KeySize + mi.ValueSize})
@@ -276,7 +276,7 @@ func (g *Gadget) emitSnapshot(ctx context.Context, po *periodicOutput, rows [][]
 		seq := g.seq.Add(1)
 		start := len(arena)
 		arena = po.plan.AppendSnapshot(arena, rec, seq, now, po.runs, uint64(len(rows)))
-		batch = append(batch, pipeline.Event{Data: arena[start:len(arena):len(arena)], Schema: schema, Source: g.cfg.Source, Seq: seq, Time: po.plan.EventTime(rec, now)})
+		batch = append(batch, pipeline.Event{Data: arena[start:len(arena):len(arena)], Schema: schema, Source: g.cfg.Source, Seq: seq, MntNS: uint32(po.plan.MntNS(rec))})
 	}
 	if err := out.Emit(ctx, batch); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("gadget %q %s: emit: %w", g.spec.Name, po.describe(), err)

@@ -3,8 +3,11 @@ package sources
 import (
 	"errors"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/perf"
 )
 
 // Errors of RawMap operations that callers tell apart.
@@ -28,8 +31,9 @@ type RawMap struct {
 	name   string
 	m      *ebpf.Map
 	info   RawMapInfo
-	perCPU int // possible CPUs for a per-CPU map, else 0
-	stride int // bytes per CPU's value
+	perCPU int  // possible CPUs for a per-CPU map, else 0
+	stride int  // bytes per CPU's value
+	owned  bool // made by NewRawMap: Close closes it
 }
 
 // RawMapInfo describes a RawMap.
@@ -126,3 +130,82 @@ func (h *RawMap) NextKey(key, next []byte) error {
 	}
 	return h.wrap("iterate", h.m.NextKey(k, next))
 }
+
+// NewRawMap creates an eBPF map of the given shape for a gadget's Wasm
+// module (Inspektor Gadget's newMap): it belongs to the caller, who closes
+// it with Close.
+func NewRawMap(name string, typ, keySize, valueSize, maxEntries uint32) (*RawMap, error) {
+	if err := CheckPrivileges(); err != nil {
+		return nil, fmt.Errorf("create map %q: %w", name, err)
+	}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: ebpf.MapType(typ), KeySize: keySize, ValueSize: valueSize, MaxEntries: maxEntries})
+	if err != nil {
+		return nil, fmt.Errorf("create map %q (type %d, key %d bytes, value %d bytes, %d entries): %w", name, typ, keySize, valueSize, maxEntries, err)
+	}
+	h, err := newRawMap(name, m)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	h.owned = true
+	return h, nil
+}
+
+// Close closes a map NewRawMap created; a gadget's own maps are closed by
+// the gadget, and Close leaves them alone.
+func (h *RawMap) Close() error {
+	if !h.owned {
+		return nil
+	}
+	return h.m.Close()
+}
+
+// ErrNoRecord is PerfReader.Read's answer when no record is ready.
+var ErrNoRecord = errors.New("no record is ready")
+
+// PerfReader reads a perf event array map of a gadget record by record,
+// for the gadget's Wasm module (Inspektor Gadget's perf readers). It never
+// waits for a record. Not safe for concurrent use.
+type PerfReader struct {
+	r   *perf.Reader
+	rec perf.Record
+}
+
+// OpenPerfReader opens a reader of the perf event array with perCPUBuffer
+// bytes per CPU; an overwritable one keeps the newest records and must be
+// paused to be read.
+func (h *RawMap) OpenPerfReader(perCPUBuffer int, overwritable bool) (*PerfReader, error) {
+	if h.m.Type() != ebpf.PerfEventArray {
+		return nil, fmt.Errorf("map %q is a %s, not a perf event array", h.name, h.m.Type())
+	}
+	r, err := perf.NewReaderWithOptions(h.m, perCPUBuffer, perf.ReaderOptions{Overwritable: overwritable})
+	if err != nil {
+		return nil, fmt.Errorf("open a perf reader of map %q: %w", h.name, err)
+	}
+	return &PerfReader{r: r}, nil
+}
+
+// Read copies the next record into dst and returns its length: ErrNoRecord
+// when none is ready; a record longer than dst is consumed and is an error.
+func (p *PerfReader) Read(dst []byte) (int, error) {
+	for {
+		p.r.SetDeadline(time.Now())
+		if err := p.r.ReadInto(&p.rec); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return 0, ErrNoRecord
+			}
+			return 0, err
+		}
+		if p.rec.LostSamples > 0 && len(p.rec.RawSample) == 0 {
+			continue // a count of lost samples, not a record
+		}
+		if len(p.rec.RawSample) > len(dst) {
+			return 0, fmt.Errorf("a record of %d bytes does not fit a buffer of %d", len(p.rec.RawSample), len(dst))
+		}
+		return copy(dst, p.rec.RawSample), nil
+	}
+}
+
+func (p *PerfReader) Pause() error  { return p.r.Pause() }
+func (p *PerfReader) Resume() error { return p.r.Resume() }
+func (p *PerfReader) Close() error  { return p.r.Close() }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/sluice-dev/sluice/sources/decode"
+	"github.com/sluice-dev/sluice/sources/eventtype"
 )
 
 // GadgetSpec is a parsed gadget: everything sluice knows about an eBPF ELF
@@ -27,6 +29,8 @@ type GadgetSpec struct {
 	Params   []ParamSpec
 	// Metadata is the gadget's gadget.yaml, when it came with one.
 	Metadata *Metadata
+	// fields are the source's rendering hints, applied by NewGadget.
+	fields map[string]decode.FieldHint
 	// Unread lists ring buffers and perf event arrays no tracer names: a
 	// gadget with markers may keep such a buffer for its Wasm module, so
 	// they are not an error, but Open warns that their records are not
@@ -56,20 +60,45 @@ type StreamSpec struct {
 	MapType   ebpf.MapType
 	EventType *btf.Struct
 	LostMap   string // the <map>_lost_samples counter map, "" when absent
-	// How the event type was found: "marker", "hint", "map value", or
-	// "instructions".
-	FoundBy string
+	// FoundBy says how the event type was chosen: "marker", "hint",
+	// "map value" or "record size" (see eventtype.Find).
+	FoundBy eventtype.How
+	// TypeFrom says where the event type came from: "the object's BTF",
+	// "the object's DWARF", or "event_type_file X (BTF|DWARF)".
+	TypeFrom string
+}
+
+// TypeChoice describes how the stream's event type was chosen, for logs
+// and `sluice config validate`.
+func (s StreamSpec) TypeChoice() string {
+	return fmt.Sprintf("struct %s (%d bytes) by %s, from %s", s.EventType.Name, s.EventType.Size, s.FoundBy, s.TypeFrom)
 }
 
 // ParseOptions carries config hints for gadgets that lack markers.
 type ParseOptions struct {
-	// EventType names the BTF struct the output records hold.
+	// EventType names the struct the output records hold, looked up in
+	// the object's BTF, then its DWARF, then EventTypeFile.
 	EventType string
+	// EventTypeFile is an ELF object (with BTF or DWARF) or raw BTF that
+	// holds the event type when the gadget's object lacks it;
+	// EventTypeFileName names it in messages.
+	EventTypeFile     []byte
+	EventTypeFileName string
 	// Map restricts the gadget to one output map.
 	Map string
+	// Programs, when set, are the only programs loaded and attached;
+	// SkipPrograms are left out (libbpf's autoload, off).
+	Programs     []string
+	SkipPrograms []string
+	// Fields are rendering hints for members of the event types (string
+	// lists with a count, IP addresses, tagged unions), by member name.
+	Fields map[string]decode.FieldHint
 	// Metadata is the gadget's gadget.yaml (parameter keys, defaults,
 	// descriptions, field annotations); nil when it has none.
 	Metadata *Metadata
+	// KernelTypes is the running kernel's BTF, whose structs are never
+	// guessed as event types; nil reads the host's.
+	KernelTypes *btf.Spec
 }
 
 // ParseGadget reads an eBPF ELF into a GadgetSpec. name is used in errors
@@ -82,12 +111,15 @@ func ParseGadget(name string, elf []byte, opts ParseOptions) (*GadgetSpec, error
 	if cs.Types == nil {
 		return nil, fmt.Errorf("parse gadget %q: the ELF has no BTF; compile with clang -g", name)
 	}
-	g := &GadgetSpec{Name: name, collection: cs, Metadata: opts.Metadata}
+	g := &GadgetSpec{Name: name, collection: cs, Metadata: opts.Metadata, fields: opts.Fields}
 	mk, err := readMarkers(cs)
 	if err != nil {
 		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
 	}
 	if g.Programs, err = programSpecs(cs, mk); err != nil {
+		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
+	}
+	if g.Programs, err = selectPrograms(cs, g.Programs, opts.Programs, opts.SkipPrograms); err != nil {
 		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
 	}
 	if g.Params, err = paramSpecs(cs, mk); err != nil {
@@ -106,7 +138,7 @@ func ParseGadget(name string, elf []byte, opts ParseOptions) (*GadgetSpec, error
 		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
 	}
 	periodic := len(g.Snapshots) > 0 || len(g.MapIters) > 0
-	if g.Streams, err = streamSpecs(cs, mk, opts, periodic); err != nil {
+	if g.Streams, err = streamSpecs(cs, elf, mk, opts, periodic); err != nil {
 		return nil, fmt.Errorf("parse gadget %q: %w", name, err)
 	}
 	g.Unread = unreadBuffers(cs, g.Streams)
@@ -162,7 +194,7 @@ func programSpecs(cs *ebpf.CollectionSpec, mk *markers) ([]ProgramSpec, error) {
 	return out, nil
 }
 
-func streamSpecs(cs *ebpf.CollectionSpec, mk *markers, opts ParseOptions, periodic bool) ([]StreamSpec, error) {
+func streamSpecs(cs *ebpf.CollectionSpec, elf []byte, mk *markers, opts ParseOptions, periodic bool) ([]StreamSpec, error) {
 	var streams []StreamSpec
 	tracers := append([]tracerMarker(nil), mk.tracers...)
 	sort.Slice(tracers, func(i, j int) bool { return tracers[i].name < tracers[j].name })
@@ -178,13 +210,13 @@ func streamSpecs(cs *ebpf.CollectionSpec, mk *markers, opts ParseOptions, period
 		if err != nil {
 			return nil, fmt.Errorf("tracer %q (marker %s): %w", t.name, t.marker, err)
 		}
-		streams = append(streams, newStream(cs, t.name, ms, st, "marker"))
+		streams = append(streams, newStream(cs, t.name, ms, st, eventtype.ByMarker, "the object's BTF"))
 	}
 	if len(streams) > 0 {
 		return streams, nil
 	}
 	if len(tracers) > 0 {
-		return nil, fmt.Errorf("no tracer writes to map %q", opts.Map)
+		return nil, &OptionError{Option: "map", Err: fmt.Errorf("no tracer writes to map %q", opts.Map)}
 	}
 
 	// No markers: a plain libbpf program. Every ring buffer and perf event
@@ -200,7 +232,7 @@ func streamSpecs(cs *ebpf.CollectionSpec, mk *markers, opts ParseOptions, period
 	}
 	if len(maps) == 0 {
 		if opts.Map != "" {
-			return nil, fmt.Errorf("no ring buffer or perf event array called %q", opts.Map)
+			return nil, &OptionError{Option: "map", Err: fmt.Errorf("no ring buffer or perf event array called %q", opts.Map)}
 		}
 		if periodic {
 			return nil, nil // the gadget's output is its iterators
@@ -208,17 +240,21 @@ func streamSpecs(cs *ebpf.CollectionSpec, mk *markers, opts ParseOptions, period
 		return nil, errors.New("the gadget has no output: no GADGET_TRACER, GADGET_ITER or GADGET_MAPITER marker and no ring buffer or perf event array map")
 	}
 	sort.Slice(maps, func(i, j int) bool { return maps[i].Name < maps[j].Name })
+	q, err := newTypeQuery(cs, elf, opts)
+	if err != nil {
+		return nil, err
+	}
 	for _, ms := range maps {
-		st, foundBy, err := eventTypeFor(cs, ms, opts.EventType)
+		r, err := q.find(cs, ms, opts.EventType)
 		if err != nil {
 			if periodic && opts.Map == "" {
 				// A buffer the iterators' gadget does not describe: say
 				// so rather than run without it.
-				return nil, fmt.Errorf("output map %q: %w (the gadget's iterators are read; this map would be lost)", ms.Name, err)
+				return nil, fmt.Errorf("%w (the gadget's iterators are read; this map would be lost)", err)
 			}
-			return nil, fmt.Errorf("output map %q: %w", ms.Name, err)
+			return nil, err
 		}
-		streams = append(streams, newStream(cs, ms.Name, ms, st, foundBy))
+		streams = append(streams, newStream(cs, ms.Name, ms, r.Type, r.How, r.From))
 	}
 	return streams, nil
 }
@@ -262,8 +298,8 @@ func checkUnreadableOutputs(cs *ebpf.CollectionSpec) error {
 	return nil
 }
 
-func newStream(cs *ebpf.CollectionSpec, name string, ms *ebpf.MapSpec, st *btf.Struct, foundBy string) StreamSpec {
-	s := StreamSpec{Name: name, Map: ms.Name, MapType: ms.Type, EventType: st, FoundBy: foundBy}
+func newStream(cs *ebpf.CollectionSpec, name string, ms *ebpf.MapSpec, st *btf.Struct, foundBy eventtype.How, from string) StreamSpec {
+	s := StreamSpec{Name: name, Map: ms.Name, MapType: ms.Type, EventType: st, FoundBy: foundBy, TypeFrom: from}
 	if _, ok := cs.Maps[ms.Name+lostSuffix]; ok {
 		s.LostMap = ms.Name + lostSuffix
 	}
@@ -287,44 +323,6 @@ func structByName(types *btf.Spec, name string) (*btf.Struct, error) {
 		return nil, fmt.Errorf("find event type struct %s in BTF: %w", name, err)
 	}
 	return st, nil
-}
-
-// eventTypeFor finds the struct the records of an unmarked output map hold:
-// the config hint first, then a BTF value type on the map, then the size
-// the programs pass when they reserve or output records to the map.
-func eventTypeFor(cs *ebpf.CollectionSpec, ms *ebpf.MapSpec, hint string) (*btf.Struct, string, error) {
-	if hint != "" {
-		st, err := structByName(cs.Types, hint)
-		return st, "hint", err
-	}
-	if st, ok := btf.UnderlyingType(ms.Value).(*btf.Struct); ok && ms.Value != nil {
-		return st, "map value", nil
-	}
-	sizes := recordSizes(cs, ms.Name)
-	var candidates []*btf.Struct
-	for typ, err := range cs.Types.All() {
-		if err != nil {
-			break
-		}
-		st, ok := typ.(*btf.Struct)
-		if !ok || st.Name == "" || !sizes[st.Size] {
-			continue
-		}
-		candidates = append(candidates, st)
-	}
-	if len(candidates) == 1 {
-		return candidates[0], "instructions", nil
-	}
-	names := make([]string, 0, len(candidates))
-	for _, c := range candidates {
-		names = append(names, c.Name)
-	}
-	sort.Strings(names)
-	what := "no struct in BTF matches the record size the programs use"
-	if len(names) > 1 {
-		what = fmt.Sprintf("several structs match the record size (%s)", strings.Join(names, ", "))
-	}
-	return nil, "", fmt.Errorf("cannot tell the event type: %s; add GADGET_TRACER(name, %s, struct) to the gadget, declare the map with __type(value, struct ...), or set event_type in the source config", what, ms.Name)
 }
 
 // recordSizes returns the constant record sizes passed with mapName to

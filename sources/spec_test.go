@@ -46,9 +46,16 @@ func TestParseBuiltins(t *testing.T) {
 			if spec.Streams[0].LostMap != "events_lost_samples" {
 				t.Errorf("lost map = %q, want events_lost_samples", spec.Streams[0].LostMap)
 			}
+			// The filter contract's parameters (sluice/filter.h) are
+			// every built-in's; FilterParam tells them apart.
 			var got []string
 			for _, p := range spec.Params {
-				got = append(got, p.Name)
+				if !FilterParam(p.Name) {
+					got = append(got, p.Name)
+				}
+			}
+			if len(spec.Params)-len(got) != 5 {
+				t.Errorf("params = %v, want the five of the filter contract among them", spec.Params)
 			}
 			if strings.Join(got, ",") != strings.Join(params, ",") {
 				t.Errorf("params = %v, want %v", got, params)
@@ -208,11 +215,11 @@ func TestPlainLibbpfWithoutHint(t *testing.T) {
 	if err != nil {
 		t.Fatalf("find the event type from the program's instructions: %v", err)
 	}
-	if st := spec.Streams[0]; st.FoundBy != "instructions" || st.EventType.Name != "event" {
-		t.Errorf("stream = %s found by %s, want struct event found by instructions", st.EventType.Name, st.FoundBy)
+	if st := spec.Streams[0]; st.FoundBy != "record size" || st.EventType.Name != "event" || st.TypeFrom != "the object's BTF" {
+		t.Errorf("stream typed %s, want struct event by record size from the object's BTF", st.TypeChoice())
 	}
 	_, err = ParseGadget("plain_libbpf", testObject(t, "plain_libbpf"), ParseOptions{EventType: "no_such_struct"})
-	if err == nil || !strings.Contains(err.Error(), "no_such_struct") {
+	if err == nil || !strings.Contains(err.Error(), "struct no_such_struct is not in the object's BTF") {
 		t.Errorf("bad hint: %v, want an error naming the struct", err)
 	}
 }

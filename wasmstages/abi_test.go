@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -64,7 +65,7 @@ func TestParseResult(t *testing.T) {
 		{name: "drop all", res: buildResult(), want: nil},
 		{name: "keep", res: buildResult(entry{op: opKeep, index: 2}, entry{op: opKeep, index: 0}), want: []pipeline.Event{in[2], in[0]}},
 		{name: "replace and flat-map", res: buildResult(entry{op: opEmit, index: 1, data: emitted}, entry{op: opKeep, index: 1}, entry{op: opEmit, index: noInput, data: mapOf()}),
-			want: []pipeline.Event{{Data: emitted, Source: "s", Seq: 2, Schema: testSchema}, in[1], {Data: mapOf(), Source: "stage"}}},
+			want: []pipeline.Event{{Data: emitted, Source: "s", Seq: 2, Part: 1, Schema: testSchema}, withPart(in[1], 2), {Data: mapOf(), Source: "stage"}}},
 		{name: "tick emit", tick: true, res: buildResult(entry{op: opEmit, index: noInput, data: emitted}), want: []pipeline.Event{{Data: emitted, Source: "stage"}}},
 		{name: "no count", res: []byte{1, 0}, wantErr: "hold no entry count"},
 		{name: "cut entry", res: buildResult(entry{op: opKeep})[:7], wantErr: "cut short"},
@@ -86,7 +87,7 @@ func TestParseResult(t *testing.T) {
 				tin = in
 			}
 			prefix := []pipeline.Event{{Seq: 100}}
-			out, _, err := parseResult(tt.res, tin, prefix, tt.tick, "stage", nil)
+			out, err := parseResult(tt.res, tin, prefix, tt.tick, "stage", nil)
 			if tt.wantErr != "" {
 				if !errors.Is(err, errMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want a malformed-result error containing %q", err, tt.wantErr)
@@ -98,6 +99,16 @@ func TestParseResult(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			for i := range out {
+				// An event from no input has a process-wide unique Part
+				// (TestParseResultDerivedParts checks them).
+				if out[i].Seq == 0 && out[i].Source == "stage" {
+					if out[i].Part == 0 {
+						t.Errorf("event %d, made from no input, has Part 0", i)
+					}
+					out[i].Part = 0
+				}
 			}
 			if diff := cmp.Diff(append(prefix, tt.want...), out); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
@@ -122,7 +133,7 @@ func FuzzParseResult(f *testing.F) {
 			tin = in
 		}
 		guestMem := bytes.Clone(res)
-		out, _, err := parseResult(guestMem, tin, nil, tick, "stage", nil)
+		out, err := parseResult(guestMem, tin, nil, tick, "stage", nil)
 		if err != nil {
 			if !errors.Is(err, errMalformed) || len(out) != 0 {
 				t.Fatalf("error %v with %d events", err, len(out))
@@ -143,6 +154,13 @@ func FuzzParseResult(f *testing.F) {
 		for i, ev := range out {
 			if !bytes.Equal(ev.Data, before[i]) {
 				t.Fatalf("event %d still points into guest memory", i)
+			}
+		}
+		// However a result repeats its inputs, no two events it yields
+		// share an identity (a deduplicating sink would drop one).
+		for id, n := range identities(out) {
+			if n > 1 {
+				t.Fatalf("identity %+v shared by %d events", id, n)
 			}
 		}
 	})
@@ -198,5 +216,209 @@ func TestAppendParams(t *testing.T) {
 	empty, _ := appendParams(nil, nil)
 	if !bytes.Equal(empty, []byte{0x80}) {
 		t.Errorf("nil params = %x, want an empty map", empty)
+	}
+}
+
+func withPart(ev pipeline.Event, part uint32) pipeline.Event {
+	ev.Part = part
+	return ev
+}
+
+// identity is what a deduplicating sink names an event by.
+type identity struct {
+	source string
+	seq    uint64
+	part   uint32
+}
+
+func identities(evs []pipeline.Event) map[identity]int {
+	m := map[identity]int{}
+	for _, ev := range evs {
+		m[identity{ev.Source, ev.Seq, ev.Part}]++
+	}
+	return m
+}
+
+// TestParseResultDerivedParts checks the identities of derived events: the
+// events of a source event one of whose inputs yields several (a flat-map,
+// a repeated KEEP) are numbered 1, 2, 3..., the same every time; an input
+// that yields one event keeps its identity; events from no input, and the
+// extra copies of one (Seq 0), get unsequenced Parts that are never shared.
+func TestParseResultDerivedParts(t *testing.T) {
+	in := testInputs()
+	in[2].Part = 7 // an input a previous stage already numbered
+	tick := pipeline.Event{Data: mapOf("type", "summary"), Source: "stage", Part: pipeline.UnsequencedPart()}
+	in = append(in, tick)
+	ev := mapOf("k", "v")
+	// Input 0 yields two events, input 1 one, input 2 three, input 3 (from
+	// no input) two; two events come from no input.
+	res := buildResult(
+		entry{op: opEmit, index: 0, data: ev}, entry{op: opKeep, index: 0},
+		entry{op: opKeep, index: 1},
+		entry{op: opEmit, index: 2, data: ev}, entry{op: opEmit, index: 2, data: ev}, entry{op: opKeep, index: 2},
+		entry{op: opKeep, index: 3}, entry{op: opKeep, index: 3},
+		entry{op: opEmit, index: noInput, data: ev}, entry{op: opEmit, index: noInput, data: ev},
+	)
+	out, err := parseResult(res, in, nil, false, "stage", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantParts := []uint32{1, 2, 0, 1, 2, 3, tick.Part}
+	for i, want := range wantParts {
+		if out[i].Part != want {
+			t.Errorf("event %d (from input seq %d) has Part %d, want %d", i, out[i].Seq, out[i].Part, want)
+		}
+	}
+	for _, i := range []int{7, 8, 9} {
+		if out[i].Part < 1<<31 {
+			t.Errorf("event %d (a copy of a tick's event, or from no input) has Part %#x, want an unsequenced one", i, out[i].Part)
+		}
+	}
+	for id, n := range identities(out) {
+		if n > 1 {
+			t.Errorf("identity %+v is shared by %d events", id, n)
+		}
+	}
+	again, err := parseResult(res, in, nil, false, "stage", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range wantParts {
+		if again[i].Part != out[i].Part {
+			t.Errorf("event %d: Part %d on the first parse, %d on the second", i, out[i].Part, again[i].Part)
+		}
+	}
+
+	t.Run("reordered, each input once", func(t *testing.T) {
+		out, err := parseResult(buildResult(entry{op: opKeep, index: 2}, entry{op: opEmit, index: 0, data: ev}), in, nil, false, "stage", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[0].Part != 7 || out[1].Part != 0 {
+			t.Errorf("parts %d, %d; want the inputs' 7, 0", out[0].Part, out[1].Part)
+		}
+	})
+	t.Run("a gadget's module", func(t *testing.T) {
+		sc := &resultScratch{unsequencedCopies: true}
+		out, err := parseResult(buildResult(entry{op: opKeep, index: 0}, entry{op: opKeep, index: 0}, entry{op: opEmit, index: 0, data: ev}), in, nil, false, "stage", sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[0].Part != 0 || out[1].Part < 1<<31 || out[2].Part < 1<<31 || out[1].Part == out[2].Part {
+			t.Errorf("parts %#x, %#x, %#x; want the input's 0, then two unsequenced ones", out[0].Part, out[1].Part, out[2].Part)
+		}
+	})
+}
+
+// TestDerivedPartsThroughStages runs source events through random chains of
+// stages that drop, keep, multiply (up to 40,000 from one event) and
+// reorder, some as a gadget's module whose output the pipeline may get in
+// several batches, and checks that no two events of a batch a stage
+// returns, nor of all the batches a source event's events end up in, share
+// an identity.
+func TestDerivedPartsThroughStages(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ev := mapOf("k", "v")
+	// stage runs one result over in: each input yields 0 to 3 events
+	// (sometimes very many), KEEPs and EMITs, in a random order.
+	stage := func(in []pipeline.Event, sc *resultScratch) []pipeline.Event {
+		var es []entry
+		for i := range in {
+			n := rng.IntN(4)
+			if rng.IntN(50) == 0 && len(in) < 10 {
+				n = rng.IntN(40000)
+			}
+			if len(es) > 60000 {
+				n = min(n, 1) // keep the trial small
+			}
+			for range n {
+				op := byte(opKeep)
+				if rng.IntN(2) == 0 {
+					op = opEmit
+				}
+				es = append(es, entry{op: op, index: uint32(i), data: ev})
+			}
+		}
+		if rng.IntN(3) == 0 {
+			rng.Shuffle(len(es), func(a, b int) { es[a], es[b] = es[b], es[a] })
+		}
+		out, err := parseResult(buildResult(es...), in, nil, false, "s", sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for trial := range 100 {
+		batch := []pipeline.Event{{Data: ev, Source: "src", Seq: 5}, {Data: ev, Source: "src", Seq: 6}, {Data: ev, Source: "other", Seq: 5}}
+		var batches [][]pipeline.Event
+		if trial%3 == 0 {
+			// A gadget's module first, its output cut into two batches.
+			out := stage(batch, &resultScratch{unsequencedCopies: true})
+			cut := rng.IntN(len(out) + 1)
+			batches = [][]pipeline.Event{out[:cut], out[cut:]}
+		} else {
+			batches = [][]pipeline.Event{batch}
+		}
+		all := map[identity]int{}
+		for _, b := range batches {
+			for range 1 + rng.IntN(3) {
+				b = stage(b, &resultScratch{})
+				for id, n := range identities(b) {
+					if n > 1 {
+						t.Fatalf("trial %d: identity %+v shared by %d events of one batch", trial, id, n)
+					}
+				}
+			}
+			for id, n := range identities(b) {
+				all[id] += n
+			}
+		}
+		for id, n := range all {
+			if n > 1 {
+				t.Fatalf("trial %d: identity %+v shared by %d events of different batches", trial, id, n)
+			}
+		}
+	}
+}
+
+// BenchmarkParseResult: the host's side of a result, per event: a filter's
+// KEEPs (each input once, in order: the common case, whose identities stay
+// as they are), and a flat-map's (each input KEPT twice, which numbers
+// the derived events).
+func BenchmarkParseResult(b *testing.B) {
+	in := make([]pipeline.Event, 256)
+	for i := range in {
+		in[i] = pipeline.Event{Data: mapOf("comm", "x"), Source: "s", Seq: uint64(i + 1)}
+	}
+	for _, bc := range []struct {
+		name    string
+		entries []entry
+	}{
+		{"keep", func() (es []entry) {
+			for i := range in {
+				es = append(es, entry{op: opKeep, index: uint32(i)})
+			}
+			return es
+		}()},
+		{"flatmap", func() (es []entry) {
+			for i := range in {
+				es = append(es, entry{op: opKeep, index: uint32(i)}, entry{op: opKeep, index: uint32(i)})
+			}
+			return es
+		}()},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			res := buildResult(bc.entries...)
+			out := make([]pipeline.Event, 0, 2*len(in))
+			var sc resultScratch
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if out, err = parseResult(res, in, out[:0], false, "stage", &sc); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in)), "ns/input")
+		})
 	}
 }

@@ -38,6 +38,10 @@ func NewCache(dir string) (*Cache, error) {
 	return &Cache{c: c, dir: dir}, nil
 }
 
+// CompilationCache returns the wazero cache, for the other Wasm hosts of
+// the agent (wasm-bpf applications) to share; it is closed with the Cache.
+func (c *Cache) CompilationCache() wazero.CompilationCache { return c.c }
+
 // Dir returns the directory the cache persists to, "" for memory only.
 func (c *Cache) Dir() string { return c.dir }
 

@@ -23,7 +23,9 @@
 // batch. The batch then follows the stage's on_error policy, applied by the
 // pipeline. Guests get WASI with real clocks and random numbers and nothing
 // else (no files, network, environment or output) unless Config.Grants
-// says so.
+// says so. A granted directory is a jail (package internal/jail): every
+// path the guest names is resolved beneath it, so no symbolic link, "..",
+// hard link or race leads out.
 //
 // Hot swap: Swap (SwapVersion, naming the version) replaces the module
 // between two batches. The new version is compiled, checked and

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/interrupt"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
-	"github.com/sluice-dev/sluice/wasmstages/internal/interrupt"
 )
 
 // TestFallbackWithoutRewrite runs guests as a module the rewriter cannot

@@ -160,8 +160,13 @@ var gadgetABI = moduleABI{
 	imports: map[string]map[string]funcType{"sluice": hostImports, gadgetImportModule: gadgetImports},
 }
 
-// checkGadgetExports adds what the export table cannot say.
-func checkGadgetExports(ex exports) error {
+var _ flavour = (*GadgetModule)(nil)
+
+func (m *GadgetModule) abi() moduleABI { return gadgetABI }
+func (m *GadgetModule) source() string { return m.cfg.Source }
+
+// checkExports adds what the export table cannot say.
+func (m *GadgetModule) checkExports(ex exports) error {
 	p := ex.present
 	if (p["sluice_init"] || p["sluice_process"]) && !p["sluice_alloc"] {
 		return fmt.Errorf("%w %d: missing export sluice_alloc (i32) -> (i32), which sluice_init and sluice_process need", ErrABI, ABIVersion)

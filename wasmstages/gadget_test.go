@@ -378,14 +378,21 @@ func BenchmarkGadgetModuleProcess(b *testing.B) {
 }
 
 // TestGadgetModuleCSDK runs a gadget module written with the C SDK's
-// headers (sdk/c/sluice.h and sdk/c/sluice_gadget.h) through its lifecycle.
+// headers (sdk/c/sluice.h and sdk/c/sluice_gadget.h), and its twin written
+// with the Rust SDK (sdk/rust), through its lifecycle.
 func TestGadgetModuleCSDK(t *testing.T) {
+	for _, module := range []string{"gadget_sdk", "gadget_sdk_rs"} {
+		t.Run(module, func(t *testing.T) { testGadgetModuleSDK(t, module) })
+	}
+}
+
+func testGadgetModuleSDK(t *testing.T, module string) {
 	ctx := context.Background()
 	var logs logBuffer
 	g := newMemGadget()
 	g.params["syscall"] = "execve"
 	m, err := wasmstages.NewGadgetModule(ctx, wasmstages.GadgetConfig{
-		Name: "sc.wasm", Source: "sc", Gadget: "wasm_syscalls", Module: guest("gadget_sdk"),
+		Name: "sc.wasm", Source: "sc", Gadget: "wasm_syscalls", Module: guest(module),
 		Handle: g, Timeout: 10 * time.Second, Logger: logs.logger(),
 	})
 	if err != nil {
@@ -419,7 +426,7 @@ func TestGadgetModuleCSDK(t *testing.T) {
 
 	g = newMemGadget()
 	g.params["syscall"] = "nope"
-	_, err = wasmstages.NewGadgetModule(ctx, wasmstages.GadgetConfig{Name: "sc.wasm", Source: "sc", Gadget: "wasm_syscalls", Module: guest("gadget_sdk"), Handle: g})
+	_, err = wasmstages.NewGadgetModule(ctx, wasmstages.GadgetConfig{Name: "sc.wasm", Source: "sc", Gadget: "wasm_syscalls", Module: guest(module), Handle: g})
 	if !errors.Is(err, wasmstages.ErrGadgetInit) || !strings.Contains(err.Error(), `syscall nope: "nope" is not a syscall of`) {
 		t.Errorf("init with an unknown syscall: %v", err)
 	}

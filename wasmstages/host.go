@@ -11,8 +11,9 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/sluice-dev/sluice/internal/interrupt"
+	"github.com/sluice-dev/sluice/internal/termsafe"
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/wasmstages/internal/interrupt"
 )
 
 // MetricGuest is the counter family of guest-defined counters
@@ -118,7 +119,7 @@ func (h *host) guestLog(ctx context.Context, mod api.Module, stack []uint64) {
 		level = slog.LevelError
 	}
 	msg := guestBytes(mod, uint32(stack[1]), uint32(stack[2]), "log")
-	h.emitLog(ctx, level, string(clip(msg, maxLogLine)), "source", "guest")
+	h.emitLog(ctx, level, termsafe.String(string(clip(msg, maxLogLine))), "source", "guest")
 }
 
 // emitLog logs a line from the guest, at most logPerSecond a second after
@@ -153,7 +154,9 @@ func (h *host) setError(_ context.Context, mod api.Module, stack []uint64) {
 	msg := guestBytes(mod, uint32(stack[0]), uint32(stack[1]), "set_error")
 	if v, ok := h.byModule.Load(mod); ok {
 		inst := v.(*instance)
-		inst.errMsg = append(inst.errMsg[:0], clip(msg, maxLogLine)...)
+		// The message reaches logs, diagnostics and the CLI's errors:
+		// escape what could act on a terminal.
+		inst.errMsg = termsafe.Append(inst.errMsg[:0], string(clip(msg, maxLogLine)))
 	}
 }
 
@@ -200,11 +203,11 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		w.h.emitLog(context.Background(), w.level, string(clip(w.buf[:i], maxLogLine)), "source", w.name)
+		w.h.emitLog(context.Background(), w.level, termsafe.String(string(clip(w.buf[:i], maxLogLine))), "source", w.name)
 		w.buf = w.buf[i+1:]
 	}
 	if len(w.buf) > maxLogLine {
-		w.h.emitLog(context.Background(), w.level, string(w.buf[:maxLogLine]), "source", w.name)
+		w.h.emitLog(context.Background(), w.level, termsafe.String(string(w.buf[:maxLogLine])), "source", w.name)
 		w.buf = w.buf[:0]
 	}
 	if len(w.buf) == 0 {

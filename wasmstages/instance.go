@@ -2,9 +2,11 @@ package wasmstages
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
@@ -32,8 +34,8 @@ type instance struct {
 
 	inPtr, inCap uint32 // the host's input buffer, from sluice_alloc
 	stack        []uint64
-	emits        []int
-	errMsg       []byte // set by set_error during the current call
+	result       resultScratch // reused by parseResult
+	errMsg       []byte        // set by set_error during the current call
 	// broken is set once a call failed in a way that leaves the instance
 	// unusable or untrustworthy; the Stage then discards it.
 	broken bool
@@ -76,15 +78,22 @@ func callError(kind, format string, args ...any) *pipeline.StageError {
 // caller's context: when it ends first the failure is KindCanceled, not
 // the guest's fault.
 func (inst *instance) call(ctx context.Context, timeout time.Duration, fn api.Function, what string) error {
+	return inst.callUntil(ctx, time.Now().Add(timeout), timeout, fn, what)
+}
+
+// callUntil is call with a deadline shared by several calls (an Inspektor
+// Gadget module's callbacks for one batch); timeout is what the deadline
+// stands for, in messages.
+func (inst *instance) callUntil(ctx context.Context, deadline time.Time, timeout time.Duration, fn api.Function, what string) error {
 	inst.lm.refused.Store(false)
 	inst.errMsg = inst.errMsg[:0]
 	var err error
 	inst.stopped = notStopped
 	if inst.interruptible {
-		inst.deadline = time.Now().Add(timeout)
+		inst.deadline = deadline
 		err = fn.CallWithStack(ctx, inst.stack)
 	} else {
-		cctx, cancel := context.WithTimeout(ctx, timeout)
+		cctx, cancel := context.WithDeadline(ctx, deadline)
 		err = fn.CallWithStack(cctx, inst.stack)
 		cancel()
 	}
@@ -175,13 +184,49 @@ func (inst *instance) appendResult(what string, in, out []pipeline.Event, tick b
 		inst.broken = true
 		return out, callError(KindMalformed, "%s returned %d bytes at %#x, outside the guest's %d-byte memory", what, n, ptr, inst.mem.Size())
 	}
+	if cost := outputCost(res); inst.lm.size()+cost > inst.lm.limit {
+		// The host's copy of the output counts against the limit with the
+		// guest's memory: without that, a guest could hand the host its
+		// whole memory as output again and again (or KEEP one input
+		// millions of times, 5 bytes of result for each ~100-byte event),
+		// and one instance held several times its limit.
+		inst.broken = true
+		return out, callError(KindOOM, "%s: the output (%d bytes, %d entries) would take the host %d bytes, which with the guest's %d bytes of memory exceeds the memory limit of %d bytes",
+			what, len(res), resultEntries(res), cost, inst.lm.size(), inst.lm.limit)
+	}
 	var err error
-	out, inst.emits, err = parseResult(res, in, out, tick, source, inst.emits)
+	out, err = parseResult(res, in, out, tick, source, &inst.result)
+	inst.result.shrink(maxKeptEvents) // scratch of an unusual batch: let it go
 	if err != nil {
 		inst.broken = true
 		return out, &pipeline.StageError{Kind: KindMalformed, Err: fmt.Errorf("%s: %w", what, err)}
 	}
 	return out, nil
+}
+
+// maxKeptEvents bounds the scratch and output slices kept for the next
+// batch: one unusually large output must not stay pinned for the life of
+// the stage.
+const maxKeptEvents = 1 << 14
+
+// eventCost is what an output event costs the host beyond its payload.
+const eventCost = uint64(unsafe.Sizeof(pipeline.Event{}))
+
+// resultEntries is the entry count a result declares (0 when it is too
+// short to declare one; parseResult reports that).
+func resultEntries(res []byte) uint64 {
+	if len(res) < 4 {
+		return 0
+	}
+	// No more than the result can hold (5 bytes an entry): a count that
+	// lies is parseResult's malformed result, not an OOM.
+	return min(uint64(binary.LittleEndian.Uint32(res)), uint64(len(res)-4)/5)
+}
+
+// outputCost bounds what parsing res will cost the host: a copy of the
+// emitted payloads (at most the result's size) and one Event per entry.
+func outputCost(res []byte) uint64 {
+	return uint64(len(res)) + resultEntries(res)*eventCost
 }
 
 // processBatch runs one batch through the guest and appends its output.

@@ -34,7 +34,19 @@ type moduleABI struct {
 	// imports are the host modules (beside wasi_snapshot_preview1) and
 	// their functions the module may import.
 	imports map[string]map[string]funcType
+	// alts are other signatures an export may have, by name (Inspektor
+	// Gadget's guests declare some hooks with and some without a result).
+	alts map[string][]funcType
+	// api names the ABI in errors when it is not the stage ABI.
+	api string
 }
+
+// apiError is ErrABI for an ABI other than the stage ABI: its message
+// names that ABI.
+type apiError struct{ msg string }
+
+func (e *apiError) Error() string        { return e.msg }
+func (e *apiError) Is(target error) bool { return target == ErrABI }
 
 // stageABI is the ABI of a stage module.
 var stageABI = moduleABI{
@@ -78,7 +90,7 @@ func checkModuleABI(cm wazero.CompiledModule, memLimit uint64, abi moduleABI) (e
 			}
 			continue
 		}
-		if !slices.Equal(def.ParamTypes(), want.params) || !slices.Equal(def.ResultTypes(), want.results) {
+		if !hasSignature(def.ParamTypes(), def.ResultTypes(), want, abi.alts[want.name]) {
 			problems = append(problems, fmt.Sprintf("export %s has type %s, want %s", want.name,
 				signature(def.ParamTypes(), def.ResultTypes()), signature(want.params, want.results)))
 			continue
@@ -93,6 +105,10 @@ func checkModuleABI(cm wazero.CompiledModule, memLimit uint64, abi moduleABI) (e
 	if !ok {
 		problems = append(problems, "missing export memory")
 	}
+	// Functions the host lacks are named in one line per import module (a
+	// module written against a newer API may lack dozens).
+	missing := map[string][]string{}
+	var missingMods []string
 	for _, f := range cm.ImportedFunctions() {
 		mod, name, _ := f.Import()
 		if mod == "wasi_snapshot_preview1" {
@@ -107,17 +123,32 @@ func checkModuleABI(cm wazero.CompiledModule, memLimit uint64, abi moduleABI) (e
 		}
 		sig, ok := fns[name]
 		if !ok {
-			problems = append(problems, fmt.Sprintf("imports %s.%s, which this host does not provide (it has %s)", mod, name, strings.Join(sortedImports(fns), ", ")))
+			if missing[mod] == nil {
+				missingMods = append(missingMods, mod)
+			}
+			missing[mod] = append(missing[mod], name)
 		} else if !slices.Equal(f.ParamTypes(), sig.params) || !slices.Equal(f.ResultTypes(), sig.results) {
 			problems = append(problems, fmt.Sprintf("imports %s.%s as %s, want %s", mod, name,
 				signature(f.ParamTypes(), f.ResultTypes()), signature(sig.params, sig.results)))
 		}
+	}
+	for _, mod := range missingMods {
+		names := missing[mod]
+		slices.Sort(names)
+		what := "functions"
+		if len(names) == 1 {
+			what = "function"
+		}
+		problems = append(problems, fmt.Sprintf("imports %s %s this host does not provide: %s", mod, what, strings.Join(names, ", ")))
 	}
 	for _, m := range cm.ImportedMemories() {
 		mod, name, _ := m.Import()
 		problems = append(problems, fmt.Sprintf("imports its memory (%s.%s); %s defines and exports its own", mod, name, abi.what))
 	}
 	if len(problems) > 0 {
+		if abi.api != "" {
+			return ex, &apiError{fmt.Sprintf("module does not implement %s: %s", abi.api, strings.Join(problems, "; "))}
+		}
 		return ex, fmt.Errorf("%w %d: %s", ErrABI, ABIVersion, strings.Join(problems, "; "))
 	}
 	if need := uint64(mem.Min()) * pageSize; need > memLimit {
@@ -131,17 +162,15 @@ func importModules(abi moduleABI) []string {
 	return append(slices.Sorted(maps.Keys(abi.imports)), "wasi_snapshot_preview1")
 }
 
-// sortedImports lists a host module's functions, without the ones that are
-// not part of the ABI (interrupt's __yield).
-func sortedImports(fns map[string]funcType) []string {
-	var names []string
-	for n := range fns {
-		if !strings.HasPrefix(n, "__") {
-			names = append(names, n)
-		}
+// hasSignature reports whether params -> results is the signature want
+// gives an export, or one of its alternatives.
+func hasSignature(params, results []api.ValueType, want abiExport, alts []funcType) bool {
+	if slices.Equal(params, want.params) && slices.Equal(results, want.results) {
+		return true
 	}
-	slices.Sort(names)
-	return names
+	return slices.ContainsFunc(alts, func(t funcType) bool {
+		return slices.Equal(params, t.params) && slices.Equal(results, t.results)
+	})
 }
 
 // signature renders a function type as the ABI document writes it.

@@ -51,7 +51,7 @@ func (s *memSink) Write(_ context.Context, batch []pipeline.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ev := range batch {
-		if ev.Kind == pipeline.KindEvent {
+		if ev.Kind() == pipeline.KindEvent {
 			s.events = append(s.events, ev)
 		}
 	}

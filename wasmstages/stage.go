@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/sluice-dev/sluice/internal/interrupt"
+	"github.com/sluice-dev/sluice/internal/jail"
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/wasmstages/internal/interrupt"
 )
 
 // Stage is a Wasm stage: a pipeline.Stage that runs a module version's
@@ -37,15 +39,17 @@ type Stage struct {
 	ownCache bool
 	host     *host
 	modCfg   wazero.ModuleConfig
+	jails    []*jail.FS // the roots of the directory grants, closed with the stage
 	instSeq  atomic.Uint64
 
 	restarts, reloadsOK *pipeline.Counter
 
-	// gm is set when the stage runs a gadget's embedded module
-	// (gadget.go): other exports, the sluice_gadget imports, another
-	// initialisation. source is the Source of events derived from no
-	// input: the stage's name, or the gadget's source.
-	gm     *GadgetModule
+	// fl is set when the stage runs a gadget's embedded module: sluice's
+	// gadget-module ABI (gadget.go) or Inspektor Gadget's (ig.go), with
+	// other exports, host functions and initialisation. source is the
+	// Source of events derived from no input: the stage's name, or the
+	// gadget's source.
+	fl     flavour
 	source string
 
 	// swapMu serialises Swap (and so Reload and WatchFile) calls; mu
@@ -132,9 +136,24 @@ func New(ctx context.Context, cfg Config) (*Stage, error) {
 	return newStage(ctx, cfg, nil, fmt.Sprintf("stage %q", cfg.Name))
 }
 
-// newStage is New, for a stage or (gm set) a gadget's module; label names
+// flavour is what sets a gadget's module apart from a stage: the ABI it
+// is checked against, its host functions and how an instance starts.
+type flavour interface {
+	abi() moduleABI
+	// checkExports adds what the export table cannot say.
+	checkExports(ex exports) error
+	// instantiateHost adds the flavour's host modules to a new runtime.
+	instantiateHost(ctx context.Context, r wazero.Runtime) error
+	// initialize prepares a new instance (initialize is the reactor's
+	// _initialize, nil when the module has none).
+	initialize(ctx context.Context, inst *instance, v *version, initialize api.Function) error
+	// source is the Source of events the module derives from no input.
+	source() string
+}
+
+// newStage is New, for a stage or (fl set) a gadget's module; label names
 // it in errors.
-func newStage(ctx context.Context, cfg Config, gm *GadgetModule, label string) (*Stage, error) {
+func newStage(ctx context.Context, cfg Config, fl flavour, label string) (*Stage, error) {
 	cfg, err := cfg.checked()
 	if err != nil {
 		return nil, err
@@ -149,9 +168,9 @@ func newStage(ctx context.Context, cfg Config, gm *GadgetModule, label string) (
 	if err != nil {
 		return nil, fmt.Errorf("load %s: encode params: %w", label, err)
 	}
-	s := &Stage{cfg: cfg, log: cfg.Logger.With("stage", cfg.Name), params: params, cache: cfg.Cache, gm: gm, source: cfg.Name}
-	if gm != nil {
-		s.source = gm.cfg.Source
+	s := &Stage{cfg: cfg, log: cfg.Logger.With("stage", cfg.Name), params: params, cache: cfg.Cache, fl: fl, source: cfg.Name}
+	if fl != nil {
+		s.source = fl.source()
 	}
 	s.action, _ = pipeline.ParseErrorAction(cfg.OnError) // checked() accepted it
 	if s.cache == nil {
@@ -172,17 +191,20 @@ func newStage(ctx context.Context, cfg Config, gm *GadgetModule, label string) (
 	reg.StageErrorKinds(cfg.Name, ErrorKinds()...)
 	if err := s.start(); err != nil {
 		s.closeCache(ctx)
+		s.closeJails()
 		return nil, fmt.Errorf("load %s: %w", label, err)
 	}
 	v, err := s.load(ctx, module, digestOf(module))
 	if err != nil {
 		s.closeCache(ctx)
+		s.closeJails()
 		return nil, fmt.Errorf("load %s: %w", label, err)
 	}
 	switch {
 	case cfg.Tick > 0 && !v.exports.tick:
 		s.closeVersion(ctx, v)
 		s.closeCache(ctx)
+		s.closeJails()
 		return nil, fmt.Errorf("load %s: a tick interval is set, but the module does not export sluice_tick", label)
 	case cfg.Tick > 0:
 		s.tick = cfg.Tick
@@ -232,13 +254,9 @@ func (s *Stage) start() error {
 		mc = mc.WithEnv(k, cfg.Grants.Env[k])
 	}
 	if len(cfg.Grants.Dirs) > 0 {
-		fs := wazero.NewFSConfig()
-		for _, d := range cfg.Grants.Dirs {
-			if d.Writable {
-				fs = fs.WithDirMount(d.Host, d.Guest)
-			} else {
-				fs = fs.WithReadOnlyDirMount(d.Host, d.Guest)
-			}
+		fs, err := s.jailGrants(cfg.Grants.Dirs)
+		if err != nil {
+			return err
 		}
 		mc = mc.WithFSConfig(fs)
 	}
@@ -262,8 +280,8 @@ func (s *Stage) newRuntime(ctx context.Context, closeOnContextDone bool) (wazero
 		rt.Close(ctx)
 		return nil, err
 	}
-	if s.gm != nil {
-		if err := s.gm.instantiateHost(ctx, rt); err != nil {
+	if s.fl != nil {
+		if err := s.fl.instantiateHost(ctx, rt); err != nil {
 			rt.Close(ctx)
 			return nil, err
 		}
@@ -309,11 +327,11 @@ func (s *Stage) load(ctx context.Context, module []byte, digest string) (*versio
 	}
 	v.compiled = cm
 	abi := stageABI
-	if s.gm != nil {
-		abi = gadgetABI
+	if s.fl != nil {
+		abi = s.fl.abi()
 	}
-	if v.exports, err = checkModuleABI(cm, s.cfg.MemoryLimit, abi); err == nil && s.gm != nil {
-		err = checkGadgetExports(v.exports)
+	if v.exports, err = checkModuleABI(cm, s.cfg.MemoryLimit, abi); err == nil && s.fl != nil {
+		err = s.fl.checkExports(v.exports)
 	}
 	if err != nil {
 		cm.Close(ctx)
@@ -367,13 +385,16 @@ func (s *Stage) newInstance(ctx context.Context, v *version) (*instance, error) 
 		return nil, errors.New("instantiate: the module's memory bypassed the limit")
 	}
 	inst.interruptible = v.interruptible
+	// A gadget's module feeds the pipeline's edge, whose batches may part
+	// the copies it makes of one event: number them apart for good.
+	inst.result.unsequencedCopies = s.fl != nil
 	s.host.byModule.Store(mod, inst)
 	var initialize = mod.ExportedFunction("_initialize")
 	if !v.exports.initialize {
 		initialize = nil
 	}
-	if s.gm != nil {
-		err = s.gm.initialize(ctx, inst, v, initialize)
+	if s.fl != nil {
+		err = s.fl.initialize(ctx, inst, v, initialize)
 	} else {
 		err = inst.initialize(ctx, initialize, mod.ExportedFunction("sluice_abi_version"), mod.ExportedFunction("sluice_init"), s.params, ErrInit)
 	}
@@ -506,13 +527,17 @@ func (s *Stage) processVersion(ctx context.Context, v *version, in, out []pipeli
 	per := (len(in) + parts - 1) / parts
 	var wg sync.WaitGroup
 	for i := 1; i < parts; i++ {
-		lo, hi := min(i*per, len(in)), min((i+1)*per, len(in))
+		lo, hi := groupCut(in, i*per), groupCut(in, (i+1)*per)
+		if lo == hi {
+			v.outs[i] = v.outs[i][:0] // a group of one source event's events took this part
+			continue
+		}
 		wg.Go(func() {
 			v.outs[i], v.errs[i] = s.runSlot(ctx, v, i, in[lo:hi], v.outs[i][:0])
 		})
 	}
 	start := len(out)
-	out, v.errs[0] = s.runSlot(ctx, v, 0, in[:per], out)
+	out, v.errs[0] = s.runSlot(ctx, v, 0, in[:groupCut(in, per)], out)
 	wg.Wait()
 	var err error
 	for i := range parts {
@@ -526,12 +551,27 @@ func (s *Stage) processVersion(ctx context.Context, v *version, in, out []pipeli
 			out = append(out, v.outs[i]...)
 		}
 		clear(v.outs[i]) // do not pin the events' data until the next batch
+		if cap(v.outs[i]) > maxKeptEvents {
+			v.outs[i] = nil
+		}
 	}
 	if err != nil {
 		clear(out[start:])
 		return out[:start], err
 	}
 	return out, nil
+}
+
+// groupCut moves a cut of in at position at (clamped to len(in)) forward
+// past the events that share a source event with the one before it, so
+// that one instance sees all the events derived from one source event and
+// can number them (parseResult).
+func groupCut(in []pipeline.Event, at int) int {
+	at = min(at, len(in))
+	for at > 0 && at < len(in) && in[at].Seq != 0 && in[at].Seq == in[at-1].Seq && in[at].Source == in[at-1].Source {
+		at++
+	}
+	return at
 }
 
 // runSlot processes in on the instance of slot i, making one when needed,
@@ -721,5 +761,6 @@ func (s *Stage) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	s.closeVersion(ctx, v)
 	s.closeCache(ctx)
+	s.closeJails()
 	return nil
 }

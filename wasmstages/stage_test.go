@@ -191,7 +191,7 @@ func TestRefusedModules(t *testing.T) {
 	}{
 		{"abi_version", wasmstages.ErrABI, "sluice_abi_version returned 2; this host implements version 1"},
 		{"missing_export", wasmstages.ErrABI, "missing export sluice_process (i32, i32) -> (i64)"},
-		{"bad_import", wasmstages.ErrABI, "imports sluice.map_lookup, which this host does not provide"},
+		{"bad_import", wasmstages.ErrABI, "imports sluice function this host does not provide: map_lookup"},
 		{"init_fail", wasmstages.ErrInit, `param "threshold" is required`},
 	}
 	for _, tt := range tests {
@@ -385,5 +385,38 @@ func TestGoGuest(t *testing.T) {
 	}
 	if got := reg.Snapshot().Get(wasmstages.MetricGuest, "component", "stage", "name", "gofilter", "counter", "dropped"); got != 600 {
 		t.Errorf("guest counter dropped = %v, want 600", got)
+	}
+}
+
+// TestWorkersKeepIdentitiesApart: a batch holding the events of one source
+// event that a previous stage multiplied, where the split among workers
+// would fall, through a stage that multiplies again: the workers do not
+// part that source event's events, so the host numbers all of them in one
+// place and no two output events share an identity.
+func TestWorkersKeepIdentitiesApart(t *testing.T) {
+	in := events(200, "sh", "cat")
+	for i := 90; i < 110; i++ { // 20 events of source event (open, 100)
+		in[i].Seq, in[i].Part = 100, uint32(i-89)
+	}
+	s := newStage(t, wasmstages.Config{Module: guest("tag_v1"), Params: map[string]any{"copies": 2}, Workers: 4})
+	out, err := s.Process(context.Background(), in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type id struct {
+		source string
+		seq    uint64
+		part   uint32
+	}
+	seen := map[id]bool{}
+	for _, ev := range out {
+		k := id{ev.Source, ev.Seq, ev.Part}
+		if seen[k] {
+			t.Fatalf("identity %+v twice among %d events", k, len(out))
+		}
+		seen[k] = true
+	}
+	if len(out) != 400 {
+		t.Errorf("%d events, want 400", len(out))
 	}
 }

@@ -16,6 +16,10 @@
  * share their timestamp (taken once: the call lasts microseconds), so that
  * a record costs little more than its reserve and submit.
  *
+ * Param target_tgid (u32, 0 = any process): only that process's calls
+ * make records, so that two agents (a benchmark and a test, say) each
+ * loading the gadget do not get each other's records.
+ *
  * Built twice by gadgets/build.sh: synth64.bpf.o (RECORD_SIZE 64) and
  * synth256.bpf.o (RECORD_SIZE 256, with a path string as trace_open has).
  */
@@ -50,6 +54,9 @@ _Static_assert(sizeof(struct event) == RECORD_SIZE, "struct event has the wrong 
 
 GADGET_TRACER_MAP(events, 1024 * 1024);
 GADGET_TRACER(synth, events, event);
+
+const volatile __u32 target_tgid = 0;
+GADGET_PARAM(target_tgid);
 
 __u64 next_kseq = 0;
 
@@ -103,6 +110,8 @@ int synth_burst(struct trace_event_raw_sys_enter *ctx)
 	if (b.n > SYNTH_MAX_BURST)
 		b.n = SYNTH_MAX_BURST;
 	id = bpf_get_current_pid_tgid();
+	if (target_tgid && target_tgid != id >> 32)
+		return 0;
 	b.pid = id >> 32;
 	b.tid = (__u32)id;
 	bpf_get_current_comm(b.comm, sizeof(b.comm));

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -32,8 +34,9 @@ type memoryResult struct {
 }
 
 // runMemory runs `sluice config default` (ports and data_dir moved aside,
-// a metrics and a pprof listener added) for secs with an open loop at
-// 20,000 opens/s and 20 execs/s, then reads its memory.
+// a metrics and a pprof listener added) for secs with 50 execs/s, 1,000
+// TCP connections/s and an open loop at 20,000 opens/s, then reads its
+// memory.
 func (e *benchEnv) runMemory(secs time.Duration) memoryResult {
 	res := memoryResult{Seconds: secs.Seconds()}
 	if err := e.memory(secs, &res); err != nil {
@@ -75,6 +78,9 @@ func (e *benchEnv) memory(secs time.Duration, res *memoryResult) error {
 	}
 	stopTrunc := truncating(filepath.Join(dir, "stdout"))
 	defer stopTrunc()
+	// What the built-in gadgets see: processes starting and exiting,
+	// TCP connections made and accepted (the open loop feeds the configs
+	// that still trace opens).
 	loop, err := startOpenLoop(20000)
 	if err != nil {
 		return err
@@ -82,17 +88,46 @@ func (e *benchEnv) memory(secs time.Duration, res *memoryResult) error {
 	if err := loop.start(); err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), secs)
 	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		t := time.NewTicker(50 * time.Millisecond)
+		defer wg.Done()
+		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for ctx.Err() == nil {
 			<-t.C
 			exec.Command("/bin/true").Run()
 		}
 	}()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for ctx.Err() == nil {
+			<-t.C
+			if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+				c.Close()
+			}
+		}
+	}()
 	<-ctx.Done()
+	wg.Wait()
 	if _, _, err := loop.stop(); err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ func startRaw(root string, size int) (*rawProc, error) {
 	}
 	// The ring the agent gives the gadget: what it declares (1 MiB).
 	cmd := exec.Command(self, "rawread", "-object", filepath.Join(root, synth.Object(size)),
-		"-ring", fmt.Sprint(max(synth.RingSize, sources.DefaultRingBufferSize)))
+		"-ring", fmt.Sprint(max(synth.RingSize, sources.DefaultRingBufferSize)), "-tgid", fmt.Sprint(os.Getpid()))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

@@ -29,6 +29,7 @@ func rawReadMain(args []string) error {
 	object := fs.String("object", "", "the synthetic gadget object")
 	ring := fs.Int("ring", 0, "ring buffer bytes (a power of two)")
 	poll := fs.Duration("poll", 5*time.Millisecond, "read deadline, as sluice's poll interval")
+	tgid := fs.Uint("tgid", 0, "the producer's process (the gadget's target_tgid)")
 	fs.Parse(args)
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return err
@@ -39,6 +40,9 @@ func rawReadMain(args []string) error {
 	}
 	if *ring > 0 {
 		spec.Maps["events"].MaxEntries = uint32(*ring)
+	}
+	if err := spec.Variables["target_tgid"].Set(uint32(*tgid)); err != nil {
+		return fmt.Errorf("set target_tgid: %w", err)
 	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {

@@ -137,7 +137,10 @@ func (e *benchEnv) soak(duration, warmup time.Duration, rate int, res *soakResul
     jetstream = true
   }
 }
-source "gadget" "synth" { gadget = %q }
+source "gadget" "synth" {
+  gadget = %q
+  params = { target_tgid = %d }
+}
 stage "wasm" "filter" {
   module = "drop-comm"
   params = { comms = ["no-such-comm"] }
@@ -162,7 +165,7 @@ pipeline "soak" {
   stages  = [stage.wasm.filter]
   sinks   = [sink.nats.bus, sink.file.events]
 }
-`, filepath.Join(dir, "data"), maddr, nport, filepath.Join(e.root, synth.Object(64)), nport, eventsPath)
+`, filepath.Join(dir, "data"), maddr, nport, filepath.Join(e.root, synth.Object(64)), os.Getpid(), nport, eventsPath)
 	a, err := startAgent(e.sluice, dir, maddr, cfg)
 	if err != nil {
 		return err

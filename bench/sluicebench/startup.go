@@ -58,7 +58,10 @@ func (e *benchEnv) runStartup(stage string) startupResult {
   metrics_listen = %q
   log_level      = "warn"
 }
-source "gadget" "synth" { gadget = %q }
+source "gadget" "synth" {
+  gadget = %q
+  params = { target_tgid = %d }
+}
 %s
 sink "file" "out" {
   path  = %q
@@ -70,7 +73,7 @@ pipeline "start" {
   sinks   = [sink.file.out]
   batch { max_delay = "1ms" }
 }
-`, filepath.Join(dir, "data"), maddr, filepath.Join(e.root, synth.Object(64)), stages, out, refs)
+`, filepath.Join(dir, "data"), maddr, filepath.Join(e.root, synth.Object(64)), os.Getpid(), stages, out, refs)
 		a, err := startAgent(e.sluice, dir, maddr, cfg)
 		if err != nil {
 			res.Error = err.Error()

@@ -141,6 +141,7 @@ func (e *benchEnv) agentConfig(c synthCase, dir, metricsAddr string, natsPort in
 %s}
 source "gadget" "synth" {
   gadget = %q
+  params = { target_tgid = %d }
 }
 %s
 %s
@@ -149,7 +150,7 @@ pipeline "bench" {
   stages  = [%s]
   sinks   = [sink.%s.out]
 }
-`, filepath.Join(dir, "data"), metricsAddr, agentExtra, filepath.Join(e.root, synth.Object(c.Size)),
+`, filepath.Join(dir, "data"), metricsAddr, agentExtra, filepath.Join(e.root, synth.Object(c.Size)), os.Getpid(),
 		stages, sink, strings.Join(refs, ", "), sinkType(c.Sink))
 }
 

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/agent"
@@ -30,6 +31,7 @@ func init() {
 
 func newAgentCommand() *cobra.Command {
 	var configPath, logLevel, pprofListen string
+	var includeSelf bool
 	var images imageRunFlags
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -61,16 +63,33 @@ Loading eBPF needs root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH
 				f.Agent.LogLevel = logLevel
 			}
 			fetch := images.fetchOptions(stderr)
-			return runAgent(cmd.Context(), f, p, stdout, stderr, runOptions{fetch: fetch, load: agent.LoadFile(configPath, fetch), hup: hup, pprof: pprofListen})
+			load := agent.LoadFile(configPath, fetch)
+			if includeSelf {
+				f.Agent.FilterSelf = false
+				load = includeSelfOnReload(load)
+			}
+			return runAgent(cmd.Context(), f, p, stdout, stderr, runOptions{fetch: fetch, load: load, hup: hup, pprof: pprofListen})
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVarP(&configPath, "config", "c", "", "config `file` (default: the built-in config, see 'sluice config default')")
 	enumVarP(cmd, fs, &logLevel, "log-level", "", "", logLevels, "override the config's log level")
+	fs.BoolVar(&includeSelf, "include-self", false, "keep the events of the agent's own process (the config's filter_self = false), also across reloads")
 	fs.StringVar(&pprofListen, "pprof-listen", "", "serve Go's profiles (net/http/pprof, /debug/pprof/) on this `address`, e.g. 127.0.0.1:6060; they show event data, keep it on loopback")
 	images.register(cmd)
 	cmd.MarkFlagFilename("config", "hcl")
 	return cmd
+}
+
+// includeSelfOnReload keeps --include-self for the configs a reload reads.
+func includeSelfOnReload(load agent.LoadFunc) agent.LoadFunc {
+	return func(ctx context.Context) (agent.Loaded, hcl.Diagnostics) {
+		l, diags := load(ctx)
+		if l.File != nil {
+			l.File.Agent.FilterSelf = false
+		}
+		return l, diags
+	}
 }
 
 // runOptions are what distinguishes `sluice agent` from `sluice run`.

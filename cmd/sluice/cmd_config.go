@@ -63,6 +63,7 @@ Exit status: 0 when valid (warnings alone pass), 1 with errors.`,
 func validateFile(ctx context.Context, path string, stdout, stderr io.Writer) error {
 	p := config.NewParser()
 	f, diags := p.ParseFile(path)
+	var report []string
 	if !diags.HasErrors() {
 		// Image references are checked against the local store, pulling
 		// what it lacks (never re-pulling: validation does not follow tags).
@@ -75,7 +76,9 @@ func validateFile(ctx context.Context, path string, stdout, stderr io.Writer) er
 		if !ds.HasErrors() {
 			// Also compiles each Wasm stage and gadget module and runs its
 			// init with the config's params.
-			diags = append(diags, agent.Check(ctx, f, images)...)
+			var d hcl.Diagnostics
+			report, d = agent.CheckReport(ctx, f, images)
+			diags = append(diags, d...)
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -90,6 +93,10 @@ func validateFile(ctx context.Context, path string, stdout, stderr io.Writer) er
 		return exitError{code: 1}
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d sources, %d sinks, %d pipelines)\n", path, len(f.Sources), len(f.Sinks), len(f.Pipelines))
+	// What was decided for the config: how each event type was found.
+	for _, line := range report {
+		fmt.Fprintf(stdout, "  %s\n", line)
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -22,9 +23,11 @@ import (
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/gadgets"
+	"github.com/sluice-dev/sluice/internal/termsafe"
 	"github.com/sluice-dev/sluice/oci"
 	"github.com/sluice-dev/sluice/oci/sign"
 	"github.com/sluice-dev/sluice/sources"
+	"github.com/sluice-dev/sluice/wasmbpf"
 )
 
 // imageFlags are the flags every image command shares.
@@ -69,8 +72,8 @@ func newImageCommand() *cobra.Command {
 	var common imageFlags
 	cmd := &cobra.Command{
 		Use:   "image",
-		Short: "Build, push, pull, sign and verify gadget and stage images",
-		Long: `Build, push, pull, sign and verify gadget and stage images (OCI artifacts), kept
+		Short: "Build, push, pull, sign and verify gadget, stage and wasm-bpf images",
+		Long: `Build, push, pull, sign and verify gadget, stage and wasm-bpf application images (OCI artifacts), kept
 in a local store that the agent reads.
 
 REF is HOST[:PORT]/REPOSITORY[:TAG][@DIGEST]; the oci:// prefix is optional.
@@ -133,13 +136,15 @@ func imageBuildCommand(common *imageFlags) *cobra.Command {
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "build DIR|FILE.wasm -t REF",
-		Short: "Build a gadget (or stage) image into the local store",
+		Short: "Build a gadget, stage or wasm-bpf application image into the local store",
 		Long: `Build a gadget image from a gadget directory (its C source, compiled with
 clang-19 for each architecture, and its gadget.yaml), or a stage image from a
-Wasm module, into the local store.`,
+Wasm module, into the local store. A Wasm module that imports the wasm_bpf host
+interface builds a wasm-bpf application image, in eunomia-bpf's layout.`,
 		Example: `  sluice image build gadgets/trace_exec -t localhost:5000/gadgets/trace_exec:v1
   sluice image build ./my_gadget -t registry.example.com/gadgets/my:v2 --arch amd64
-  sluice image build filter.wasm -t localhost:5000/stages/filter:v1`,
+  sluice image build filter.wasm -t localhost:5000/stages/filter:v1
+  sluice image build execsnoop.wasm -t localhost:5000/apps/execsnoop:v1`,
 		Args: exactArgs("DIR|FILE.wasm"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := requireFlags(cmd, "tag"); err != nil {
@@ -152,7 +157,7 @@ Wasm module, into the local store.`,
 			}
 			defer store.Close()
 			ref := refs[0]
-			opts := oci.BuildOptions{Archs: archs, Headers: gadgets.Headers(), CheckProgram: checkGadgetObject}
+			opts := oci.BuildOptions{Archs: archs, Headers: gadgets.Headers(), CheckProgram: checkGadgetObject, WasmBPF: wasmbpf.IsWasmBPF}
 			if verbose {
 				opts.Log = cmd.ErrOrStderr()
 			}
@@ -286,7 +291,10 @@ func imageListCommand(common *imageFlags) *cobra.Command {
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "REFERENCE\tKIND\tDIGEST\tARCHS\tSIZE\tCREATED")
 			for _, img := range images {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", img.Ref, img.Kind, img.Digest.Encoded()[:12], strings.Join(img.Archs, ","), byteSize(img.Size), img.Created)
+				// Names, architectures and dates come from image content:
+				// escape what could act on the terminal (a tab would break
+				// the columns).
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", esc(img.Ref), esc(img.Kind), img.Digest.Encoded()[:12], esc(strings.Join(img.Archs, ",")), byteSize(img.Size), esc(img.Created))
 			}
 			return tw.Flush()
 		},
@@ -352,40 +360,46 @@ func imageInspectCommand(common *imageFlags) *cobra.Command {
 	return cmd
 }
 
+// writeInspect prints an inspection. Everything but digests and sizes comes
+// from the image (annotations, metadata, media types) and is escaped
+// (termsafe): whoever built the image chose it.
 func writeInspect(w io.Writer, info *oci.Inspection) error {
-	fmt.Fprintf(w, "reference: %s\ndigest:    %s\nmedia:     %s\n", info.Ref, info.Digest, info.MediaType)
+	fmt.Fprintf(w, "reference: %s\ndigest:    %s\nmedia:     %s\n", esc(info.Ref), info.Digest, esc(info.MediaType))
 	if info.Metadata != nil {
 		md := info.Metadata
-		fmt.Fprintf(w, "name:      %s\n", md.Name)
+		fmt.Fprintf(w, "name:      %s\n", esc(md.Name))
 		if md.Description != "" {
-			fmt.Fprintf(w, "about:     %s\n", md.Description)
+			fmt.Fprintf(w, "about:     %s\n", esc(md.Description))
 		}
 		if docs := md.EBPFParamDocs(); len(docs) > 0 {
 			fmt.Fprintln(w, "params:")
 			for _, name := range md.ParamNames() {
 				d := docs[name]
-				fmt.Fprintf(w, "  %s (default %q): %s\n", name, d.DefaultValue, d.Description)
+				fmt.Fprintf(w, "  %s (default %s): %s\n", esc(name), esc(strconv.Quote(d.DefaultValue)), esc(d.Description))
 			}
 		}
 		for _, dsName := range slices.Sorted(maps.Keys(md.DataSources)) {
-			fmt.Fprintf(w, "fields of %s:\n", dsName)
+			fmt.Fprintf(w, "fields of %s:\n", esc(dsName))
 			ds := md.DataSources[dsName]
 			for _, f := range slices.Sorted(maps.Keys(ds.Fields)) {
-				fmt.Fprintf(w, "  %s: %s\n", f, ds.Fields[f].Annotations["description"])
+				fmt.Fprintf(w, "  %s: %s\n", esc(f), esc(ds.Fields[f].Annotations["description"]))
 			}
 		}
 	}
 	for _, m := range info.Manifests {
-		fmt.Fprintf(w, "manifest %s %s\n", m.Platform, m.Digest)
+		fmt.Fprintf(w, "manifest %s %s\n", esc(m.Platform), m.Digest)
 		for _, l := range m.Layers {
-			fmt.Fprintf(w, "  layer %s %s %s\n", l.MediaType, l.Digest, byteSize(l.Size))
+			fmt.Fprintf(w, "  layer %s %s %s\n", esc(l.MediaType), l.Digest, byteSize(l.Size))
 		}
 	}
 	for _, s := range info.Signatures {
-		fmt.Fprintf(w, "signature (%s layout) %s\n", s.Layout, s.Manifest)
+		fmt.Fprintf(w, "signature (%s layout) %s\n", esc(string(s.Layout)), s.Manifest)
 	}
 	return nil
 }
+
+// esc escapes text from an image for the terminal.
+func esc(s string) string { return termsafe.String(s) }
 
 func imageExportCommand(common *imageFlags) *cobra.Command {
 	var out string

@@ -216,3 +216,33 @@ func TestImageCLIErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestImageInspectEscapesImageText: an image's metadata is whatever its
+// builder wrote; `sluice image inspect` and `list` print it with escape
+// sequences escaped.
+func TestImageInspectEscapesImageText(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "trace_exec")
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "..", "gadgets", "trace_exec"))); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "gadget.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md = bytes.Replace(md, []byte("description: Trace process executions (execve, execveat), including failed ones."), []byte(`description: "\e]0;owned\a\e[2JTrace\u202e process executions"`), 1)
+	md = bytes.Replace(md, []byte("description: Process ID (tgid)"), []byte(`description: "pid\e[8m hidden"`), 1)
+	os.WriteFile(filepath.Join(dir, "gadget.yaml"), md, 0o644)
+	e := newImageEnv(t)
+	e.ok(t, "image", "build", dir, "-t", "localhost/evil/trace_exec:v1", "--arch", "amd64")
+	for _, args := range [][]string{{"image", "inspect", "localhost/evil/trace_exec:v1"}, {"image", "list"}} {
+		out := e.ok(t, args...)
+		for _, c := range out {
+			if (c < 0x20 && c != '\n') || c == 0x7f || c == '\u202e' {
+				t.Fatalf("sluice %s printed the raw control character %U:\n%q", strings.Join(args, " "), c, out)
+			}
+		}
+		if args[1] == "inspect" && (!strings.Contains(out, `about:     \x1b]0;owned\x07\x1b[2JTrace\u202e process`) || !strings.Contains(out, `pid: pid\x1b[8m hidden`)) {
+			t.Errorf("inspect output lacks the escaped texts:\n%s", out)
+		}
+	}
+}

@@ -100,6 +100,9 @@ type natsClientFlags struct {
 	tlsCA    string
 	tlsCert  string
 	tlsKey   string
+	// dataDir is where the embedded server's read-only credentials are
+	// looked for when no credentials are given (natsauth.go).
+	dataDir string
 }
 
 func (f *natsClientFlags) register(cmd *cobra.Command) {
@@ -113,6 +116,7 @@ func (f *natsClientFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM CA certificates `file` that verifies the server (default: the system roots)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "client certificate `file` (PEM), for servers that verify clients")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "the client certificate's key `file` (PEM)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "the agent's data `directory`: without credentials, the embedded server's read-only ones are read from its nats-auth/reader.nk (default $SLUICE_DATA_DIR, else /var/lib/sluice)")
 	cmd.MarkFlagFilename("creds", "creds")
 	cmd.MarkFlagFilename("nkey")
 	cmd.MarkFlagFilename("tls-ca", "pem", "crt")
@@ -158,16 +162,33 @@ func (f *natsClientFlags) sinkOptions() sinks.NATSOptions {
 
 // connect opens a connection named name; asyncErr receives the errors
 // nats.go reports outside any call (a slow consumer dropping messages).
+//
+// Given no credentials, it uses the embedded server's read-only ones when
+// this user can read them (the agent's user, root by default), so that
+// `sluice subscribe` works against `make run` with no flags; a server that
+// wants none is then connected to without.
 func (f *natsClientFlags) connect(name string, asyncErr func(error)) (*nats.Conn, error) {
 	so := f.sinkOptions()
-	opts, err := so.ClientOptions()
-	if err != nil {
-		return nil, err
+	found := ""
+	if so.User == "" && so.Token == "" && so.NKeySeedFile == "" && so.CredsFile == "" {
+		found = readerCredentials(f.dataDir)
+		so.NKeySeedFile = found
 	}
-	opts = append(opts, nats.Name(name), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { asyncErr(err) }))
-	nc, err := nats.Connect(so.URL, opts...)
+	dial := func(so sinks.NATSOptions) (*nats.Conn, error) {
+		opts, err := so.ClientOptions()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Name(name), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { asyncErr(err) }))
+		return nats.Connect(so.URL, opts...)
+	}
+	nc, err := dial(so)
+	if found != "" && errors.Is(err, nats.ErrNkeysNotSupported) {
+		so.NKeySeedFile = ""
+		nc, err = dial(so)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", redactedURL(so.URL), err)
+		return nil, fmt.Errorf("connect to %s: %w", redactedURL(so.URL), explainAuthFailure(err, f, found))
 	}
 	return nc, nil
 }

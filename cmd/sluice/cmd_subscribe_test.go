@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
+	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/internal/testutil"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
@@ -337,6 +338,44 @@ func TestSubscribeAuthenticates(t *testing.T) {
 		publish(t, sinks.NATSOptions{URL: srv.ClientURL(), Subject: "t.x", NKeySeedFile: seedFile}, events(0, 1))
 		if code := r.wait(t); code != 0 || len(numbers(t, r.out.String())) != 1 {
 			t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, r.out.String(), r.errOut.String())
+		}
+	})
+	t.Run("the embedded server's reader credentials, found by themselves", func(t *testing.T) {
+		// As the agent's embedded server: NKey users only. Run as the
+		// agent's user, subscribe reads the read-only seed from the data
+		// directory; elsewhere it says where it looked.
+		dataDir := t.TempDir()
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := kp.PublicKey()
+		seed, _ := kp.Seed()
+		seedFile := agent.NATSReaderSeedFile(dataDir)
+		os.MkdirAll(filepath.Dir(seedFile), 0o700)
+		os.WriteFile(seedFile, seed, 0o600)
+		srv := startNATS(t, &server.Options{Nkeys: []*server.NkeyUser{{Nkey: pub}}})
+		elsewhere := t.TempDir()
+		r := startSubscribe(t, "--server", srv.ClientURL(), "--data-dir", elsewhere, "-n", "1", "t.>")
+		if code := r.wait(t); code != 1 || !strings.Contains(r.errOut.String(), filepath.Join(elsewhere, "nats-auth", "reader.nk")) {
+			t.Fatalf("without credentials: exit %d, stderr:\n%s", code, r.errOut.String())
+		}
+		baseline := srv.NumSubscriptions()
+		t.Setenv("SLUICE_DATA_DIR", dataDir) // as the agent's data_dir would be
+		r = startSubscribe(t, "--server", srv.ClientURL(), "-n", "1", "t.>")
+		waitSubscribed(t, srv, baseline)
+		publish(t, sinks.NATSOptions{URL: srv.ClientURL(), Subject: "t.x", NKeySeedFile: seedFile}, events(0, 1))
+		if code := r.wait(t); code != 0 || len(numbers(t, r.out.String())) != 1 {
+			t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, r.out.String(), r.errOut.String())
+		}
+		// Against a server that wants no credentials they are not used.
+		open := startNATS(t, &server.Options{})
+		baseline = open.NumSubscriptions()
+		r = startSubscribe(t, "--server", open.ClientURL(), "-n", "1", "t.>")
+		waitSubscribed(t, open, baseline)
+		publish(t, sinks.NATSOptions{URL: open.ClientURL(), Subject: "t.x"}, events(0, 1))
+		if code := r.wait(t); code != 0 {
+			t.Fatalf("against an open server: exit %d, stderr:\n%s", code, r.errOut.String())
 		}
 	})
 	t.Run("tls with a client certificate", func(t *testing.T) {

@@ -78,7 +78,7 @@ func TestORASInspectsImages(t *testing.T) {
 
 	// A stage image: the CNCF Wasm artifact layout.
 	stage := reg.Host + "/stages/drop-comm:v1"
-	e.ok(t, "image", "build", filepath.Join("..", "..", "examples", "stages", "drop-comm.wasm"), "-t", stage)
+	e.ok(t, "image", "build", filepath.Join("..", "..", "stages", "drop-comm.wasm"), "-t", stage)
 	e.ok(t, "image", "push", stage)
 	sm := fetch(stage)
 	if sm.Config.MediaType != "application/vnd.wasm.config.v0+json" || len(sm.Layers) != 1 || sm.Layers[0].MediaType != "application/wasm" {

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/sinks"
 	"github.com/sluice-dev/sluice/sources"
+	"github.com/sluice-dev/sluice/wasmbpf"
 )
 
 // The gadget-kind options of `sluice run`: how often iterators and toppers
@@ -77,7 +78,7 @@ func isTerminalWriter(w io.Writer) bool {
 // (`sluice run trace_open --help`) it lists the gadget's parameters and
 // fields rather than the command's flags. A help function cannot return
 // an error: a failure is recorded for run through the context.
-func gadgetHelpFunc(images *imageRunFlags) func(*cobra.Command, []string) {
+func gadgetHelpFunc(images *imageRunFlags, configure func(*config.File)) func(*cobra.Command, []string) {
 	return func(c *cobra.Command, args []string) {
 		pos := c.Flags().Args()
 		if len(pos) != 1 || !c.Flags().Changed("help") {
@@ -85,10 +86,60 @@ func gadgetHelpFunc(images *imageRunFlags) func(*cobra.Command, []string) {
 			return
 		}
 		stderr := c.ErrOrStderr()
-		if err := gadgetHelp(c.Context(), runConfig(pos[0], nil, "json"), images.fetchOptions(stderr), c.OutOrStdout(), stderr); err != nil {
+		f := runConfig(pos[0], nil, "json")
+		if isApp, err := isWasmBPFApp(c.Context(), f, pos[0], images.fetchOptions(stderr)); err != nil || isApp {
+			if err == nil {
+				appSource(f, pos[0], nil, "records")
+				err = appHelp(c.Context(), f, images.fetchOptions(stderr), c.OutOrStdout(), stderr)
+			}
+			if err != nil {
+				failHelp(c.Context(), err)
+			}
+			return
+		}
+		// The gadget as the run would build it: a plain object's event
+		// type, programs and hints given on the command line count.
+		configure(f)
+		if err := gadgetHelp(c.Context(), f, images.fetchOptions(stderr), c.OutOrStdout(), stderr); err != nil {
 			failHelp(c.Context(), err)
 		}
 	}
+}
+
+// appHelp prints what a wasm-bpf application's embedded eBPF objects will
+// make events of: each output and its fields, or why it will not.
+func appHelp(ctx context.Context, f *config.File, fetch agent.FetchOptions, stdout, stderr io.Writer) error {
+	images, diags := agent.FetchImages(ctx, f, fetch)
+	var in *wasmbpf.Inspection
+	if !diags.HasErrors() {
+		in, diags = agent.InspectApp(f, images)
+	}
+	if diags.HasErrors() {
+		config.NewParser().WriteDiagnostics(stderr, diags, isTerminal(stderr))
+		return exitError{code: 1}
+	}
+	fmt.Fprintf(stdout, "wasm-bpf application %s\n\nIts own arguments follow --; --emit stdout or both makes its printed lines events (fields stream, line).\n", f.Sources[0].Name)
+	if len(in.Objects) == 0 {
+		fmt.Fprintln(stdout, "\nNo eBPF object lies in the module's data: its events show when it loads one.")
+	}
+	for _, o := range in.Objects {
+		if o.Err != nil {
+			fmt.Fprintf(stdout, "\nAn embedded object does not parse: %v\n", o.Err)
+			continue
+		}
+		fmt.Fprintf(stdout, "\nObject with programs %s\n", strings.Join(o.Programs, ", "))
+		for _, out := range o.Outputs {
+			if out.Err != nil {
+				fmt.Fprintf(stdout, "\nOutput %s: no events (%v)\n", out.Map, out.Err)
+				continue
+			}
+			fmt.Fprintf(stdout, "\nOutput %s (struct %s, found by %s), events; fields:\n", out.Map, out.Schema.Type, out.FoundBy)
+			for _, fl := range out.Schema.Fields {
+				fmt.Fprintf(stdout, "  %s\n", fl.Name)
+			}
+		}
+	}
+	return nil
 }
 
 // gadgetHelp prints a gadget's parameters (the key to use, the variable,
@@ -120,27 +171,32 @@ func writeGadgetHelp(w io.Writer, g *sources.Gadget) {
 	for _, p := range params {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
-	var needs []string
+	writeFilterHelp(w, spec)
+	var progs []string
 	for _, p := range spec.Programs {
+		line := fmt.Sprintf("  %s (%s)", p.Name, p.Section)
 		switch p.Attach {
 		case sources.AttachTC:
-			needs = append(needs, fmt.Sprintf("  %s (TC %s): --iface NAME", p.Name, p.Target))
+			line += ": --iface NAME"
 		case sources.AttachSocketFilter:
-			needs = append(needs, fmt.Sprintf("  %s (socket filter): the host's network namespace, or --netns PATH", p.Name))
+			line += ": the host's network namespace, or --netns PATH"
 		case sources.AttachPerfEvent:
-			needs = append(needs, fmt.Sprintf("  %s (perf_event): every CPU, --sample-frequency HZ (default %d)", p.Name, sources.DefaultSampleFrequency))
+			line += fmt.Sprintf(": every CPU, --sample-frequency HZ (default %d)", sources.DefaultSampleFrequency)
 		}
+		progs = append(progs, line)
 	}
-	if len(needs) > 0 {
-		fmt.Fprintf(w, "\nPrograms:\n%s\n", strings.Join(needs, "\n"))
-	}
+	fmt.Fprintf(w, "\nPrograms (--programs, --skip-programs):\n%s\n", strings.Join(progs, "\n"))
 	names := g.OutputNames()
+	defer fmt.Fprintln(w, "\nEvents of processes in containers also carry container.id, container.name, container.image,\ncontainer.runtime and, for Kubernetes pods, k8s.namespace, k8s.pod, k8s.container.")
 	for i, s := range g.Schemas() {
 		kind := "events"
 		if s.HasField("snapshot_rows") {
 			kind = "snapshots (--interval, --runs, --sort, --max-rows)"
 		}
 		fmt.Fprintf(w, "\nOutput %s (struct %s), %s; fields:\n", names[i], s.Type, kind)
+		if i < len(spec.Streams) && spec.Streams[i].FoundBy != "marker" {
+			fmt.Fprintf(w, "  (event type: %s)\n", spec.Streams[i].TypeChoice())
+		}
 		for _, line := range sources.FieldHelp(s) {
 			fmt.Fprintf(w, "  %s\n", line)
 		}

@@ -75,7 +75,7 @@ datasources:
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	for _, want := range []string{
-		"pid=int (variable target_tgid), default 1: Show only this process",
+		"pid=int (variable target_tgid, pid_t), default 1: Show only this process",
 		"Output writes (struct stats), snapshots",
 		"fd (hidden in tables): The file descriptor",
 		"bytes_raw (hidden in tables)",

@@ -157,13 +157,13 @@ func (p *eventPrinter) add(ev wireEvent) {
 			return
 		}
 	}
-	kind := pipeline.KindEvent
+	schema := anySchema
 	if t, ok := codec.Lookup(data, "type"); ok {
 		if s, _, err := codec.ReadString(t); err == nil && string(s) == "loss" {
-			kind = pipeline.KindLoss
+			schema = pipeline.LossSchema
 		}
 	}
-	p.events = append(p.events, pipeline.Event{Data: data, Schema: anySchema, Kind: kind})
+	p.events = append(p.events, pipeline.Event{Data: data, Schema: schema})
 }
 
 func (p *eventPrinter) flushTable() error {

@@ -25,6 +25,7 @@
  * an attacker could use to hide one.
  */
 #include <sluice/gadget.h>
+#include <sluice/filter.h>
 
 #define FILENAME_LEN 256
 #define ARG_LEN 256
@@ -139,6 +140,10 @@ static __always_inline int exit_exec(void *ctx, long ret)
 	if (!e)
 		return 0;
 	if (ret < 0 && ignore_failed)
+		goto out;
+	/* Filtered after the exec, so that --comm and --uid select the new
+	 * program and its credentials, as the event reports them. */
+	if (gadget_should_discard_data_current())
 		goto out;
 
 	e->timestamp = bpf_ktime_get_boot_ns();

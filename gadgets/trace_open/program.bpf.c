@@ -21,6 +21,7 @@
  * make the event lie. open(2) does not exist on arm64, hence optional.
  */
 #include <sluice/gadget.h>
+#include <sluice/filter.h>
 
 #define PATH_LEN 256
 
@@ -60,6 +61,8 @@ static __always_inline int enter_open(const char *path, __u32 flags, __u32 mode)
 	struct event *e;
 
 	if (target_pid && target_pid != tgid)
+		return 0;
+	if (gadget_should_discard_data_current())
 		return 0;
 	if (bpf_map_update_elem(&pending, &tid, &empty_event, BPF_ANY))
 		return 0;

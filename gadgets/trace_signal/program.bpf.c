@@ -21,6 +21,7 @@
  * hundreds of times a second), and they say nothing about other processes.
  */
 #include <sluice/gadget.h>
+#include <sluice/filter.h>
 
 struct event {
 	gadget_timestamp timestamp;
@@ -58,6 +59,8 @@ static __always_inline int enter_signal(__s32 tpid, __u32 sig)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct pending_signal p = { .tpid = tpid, .sig = sig };
 
+	if (gadget_should_discard_data_current())
+		return 0;
 	bpf_map_update_elem(&pending, &tid, &p, BPF_ANY);
 	return 0;
 }

@@ -23,6 +23,7 @@
  * whichever comes first. Nothing waits for the handshake.
  */
 #include <sluice/gadget.h>
+#include <sluice/filter.h>
 
 enum family {
 	AF_INET = 2,
@@ -91,6 +92,8 @@ int trace_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
 
+	if (gadget_should_discard_data_current())
+		return 0;
 	ev.pid = id >> 32;
 	ev.uid = (__u32)bpf_get_current_uid_gid();
 	ev.mntns_id = gadget_get_current_mntns_id();

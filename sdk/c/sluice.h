@@ -12,7 +12,7 @@
  *
  *     clang-19 --target=wasm32-wasip1 -mexec-model=reactor -O2 -o stage.wasm stage.c
  *
- * (with Debian's wasi-libc see examples/stages/build.sh for the sysroot).
+ * (with Debian's wasi-libc see stages/build.sh for the sysroot).
  *
  * Events are msgpack maps (docs/event-format.md). Field access scans the
  * map in place: nothing is decoded or copied until asked. A handler keeps
@@ -39,6 +39,10 @@
 #define SLUICE_NO_INPUT 0xFFFFFFFFu
 
 #define SLUICE__EXPORT(name) __attribute__((export_name(name)))
+/* Helpers that take a NUL-terminated name are always inlined, so that the
+ * strlen of a literal is computed by the compiler, not by a call into
+ * libc's strlen loop for every field read or written. */
+#define SLUICE__INLINE static inline __attribute__((always_inline))
 #define SLUICE__IMPORT(name) __attribute__((import_module("sluice"), import_name(name)))
 
 SLUICE__IMPORT("log") void sluice__host_log(int32_t level, const char *ptr, int32_t len);
@@ -170,7 +174,7 @@ static bool sluice_value_str(sluice_value v, const char **s, uint32_t *n) {
 }
 
 /* True when v is a str equal to the NUL-terminated s. */
-static inline bool sluice_value_str_eq(sluice_value v, const char *s) {
+SLUICE__INLINE bool sluice_value_str_eq(sluice_value v, const char *s) {
 	const char *p;
 	uint32_t n;
 	return sluice_value_str(v, &p, &n) && strlen(s) == n && memcmp(p, s, n) == 0;
@@ -324,7 +328,7 @@ static sluice_value sluice_map_getn(sluice_value m, const char *key, uint32_t ke
 	}
 	return none;
 }
-static inline sluice_value sluice_map_get(sluice_value m, const char *key) {
+SLUICE__INLINE sluice_value sluice_map_get(sluice_value m, const char *key) {
 	return sluice_map_getn(m, key, (uint32_t)strlen(key));
 }
 
@@ -335,32 +339,203 @@ typedef struct {
 	uint32_t index;   /* position in the batch */
 } sluice_event;
 
-static inline sluice_value sluice_get(const sluice_event *ev, const char *key) { return sluice_map_get(ev->raw, key); }
-static inline bool sluice_has(const sluice_event *ev, const char *key) { return sluice_get(ev, key).len > 0; }
-static inline bool sluice_get_str(const sluice_event *ev, const char *key, const char **s, uint32_t *n) {
+SLUICE__INLINE sluice_value sluice_get(const sluice_event *ev, const char *key) { return sluice_map_get(ev->raw, key); }
+SLUICE__INLINE bool sluice_has(const sluice_event *ev, const char *key) { return sluice_get(ev, key).len > 0; }
+SLUICE__INLINE bool sluice_get_str(const sluice_event *ev, const char *key, const char **s, uint32_t *n) {
 	return sluice_value_str(sluice_get(ev, key), s, n);
 }
-static inline bool sluice_str_eq(const sluice_event *ev, const char *key, const char *want) {
+SLUICE__INLINE bool sluice_str_eq(const sluice_event *ev, const char *key, const char *want) {
 	return sluice_value_str_eq(sluice_get(ev, key), want);
 }
-static inline int64_t sluice_get_int(const sluice_event *ev, const char *key, int64_t def) {
+SLUICE__INLINE int64_t sluice_get_int(const sluice_event *ev, const char *key, int64_t def) {
 	int64_t v;
 	return sluice_value_int(sluice_get(ev, key), &v) ? v : def;
 }
-static inline uint64_t sluice_get_uint(const sluice_event *ev, const char *key, uint64_t def) {
+SLUICE__INLINE uint64_t sluice_get_uint(const sluice_event *ev, const char *key, uint64_t def) {
 	uint64_t v;
 	return sluice_value_uint(sluice_get(ev, key), &v) ? v : def;
 }
-static inline bool sluice_get_bool(const sluice_event *ev, const char *key, bool def) {
+SLUICE__INLINE bool sluice_get_bool(const sluice_event *ev, const char *key, bool def) {
 	bool v;
 	return sluice_value_bool(sluice_get(ev, key), &v) ? v : def;
+}
+
+/* ---- many fields of one event ------------------------------------------ */
+
+/* A handler that reads a known set of fields of every event (a mapping to
+ * another schema reads dozens) looks them all up in one scan: the keys are
+ * hashed once (length and first byte), and each entry of the event is
+ * compared only with the wanted keys of its hash. No call per field, no
+ * rescan.
+ *
+ *     enum { F_PID, F_COMM, F_N };
+ *     static const char *const keys[F_N] = {"pid", "comm"};
+ *     static sluice_fields fields;            // sluice_fields_init at init
+ *     sluice_value v[F_N];
+ *     sluice_fields_get(&fields, ev, v);      // v[F_PID], v[F_COMM]
+ *
+ * A missing field is a missing value; with duplicate keys the first wins,
+ * as with sluice_get. At most SLUICE_FIELDS_MAX keys of 1 to 31 bytes. */
+static void sluice_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#ifndef SLUICE_FIELDS_MAX
+#define SLUICE_FIELDS_MAX 64
+#endif
+typedef struct {
+	const char *const *keys;
+	uint32_t n;
+	uint8_t len[SLUICE_FIELDS_MAX];
+	uint8_t head[64], next[SLUICE_FIELDS_MAX]; /* keys by sluice__fields_hash: 0xff ends a chain */
+	uint32_t lens;                             /* bit n set when a key is n bytes long */
+	uint64_t word[SLUICE_FIELDS_MAX], mask[SLUICE_FIELDS_MAX]; /* the first 8 bytes, compared at once */
+} sluice_fields;
+
+SLUICE__INLINE uint32_t sluice__fields_hash(uint32_t len, uint8_t first) { return (len * 7 + first) & 63; }
+
+/* False (with sluice_fail) for too many keys or a key longer than 31. */
+static bool sluice_fields_init(sluice_fields *f, const char *const *keys, uint32_t n) {
+	if (n > SLUICE_FIELDS_MAX) {
+		sluice_fail("sluice_fields_init: %u keys; at most %d", n, SLUICE_FIELDS_MAX);
+		return false;
+	}
+	f->keys = keys, f->n = n, f->lens = 0;
+	memset(f->head, 0xff, sizeof f->head);
+	for (uint32_t k = n; k-- > 0;) {
+		size_t l = strlen(keys[k]);
+		if (l == 0 || l > 31) {
+			sluice_fail("sluice_fields_init: key \"%s\": want 1 to 31 bytes", keys[k]);
+			return false;
+		}
+		uint32_t h = sluice__fields_hash((uint32_t)l, (uint8_t)keys[k][0]);
+		f->len[k] = (uint8_t)l;
+		f->lens |= 1u << l;
+		f->word[k] = 0, f->mask[k] = 0;
+		for (size_t j = 0; j < l && j < 8; j++) {
+			f->word[k] |= (uint64_t)(uint8_t)keys[k][j] << (8 * j);
+			f->mask[k] |= (uint64_t)0xff << (8 * j);
+		}
+		f->next[k] = f->head[h];
+		f->head[h] = (uint8_t)k;
+	}
+	return true;
+}
+
+/* Fills out[0..f->n) with the values of f's keys in ev. True when the
+ * event is a well-formed map to its end (so a handler that adds a missing
+ * field may copy its body as it is). */
+static bool sluice_fields_get(const sluice_fields *f, const sluice_event *ev, sluice_value *out) {
+	memset(out, 0, f->n * sizeof *out);
+	sluice_iter it = sluice_iter_map(ev->raw);
+	if (!it.i) return false;
+	const uint8_t *b = ev->raw.p;
+	uint32_t n = ev->raw.len, i = (uint32_t)it.i, left = (uint32_t)it.left;
+	for (; left > 0; left--) {
+		if (i >= n) return false;
+		uint8_t c = b[i];
+		uint32_t ks, ke;
+		if ((c & 0xe0) == 0xa0) ks = i + 1, ke = ks + (c & 0x1f);
+		else {
+			uint64_t e = sluice__skip(b, n, i);
+			if (e == UINT64_MAX) return false;
+			ke = (uint32_t)e, ks = ke; /* a key of another type matches nothing */
+			sluice_value k = {b + i, ke - i};
+			const char *s;
+			uint32_t sl;
+			if (sluice_value_str(k, &s, &sl) && sl <= 31) ks = ke - sl;
+		}
+		if (ke >= n) return false;
+		uint8_t sz = sluice__size[b[ke]];
+		uint64_t ve = sz ? (uint64_t)ke + sz : sluice__skip(b, n, ke);
+		if (ve == UINT64_MAX || ve > n) return false;
+		/* Most entries are not wanted: their key's length says so. */
+		uint8_t k = ks < ke && (f->lens >> (ke - ks) & 1) ? f->head[sluice__fields_hash(ke - ks, b[ks])] : 0xff;
+		for (; k != 0xff; k = f->next[k]) {
+			const char *key = f->keys[k];
+			uint32_t m = 0, l = f->len[k];
+			if (l != ke - ks) continue;
+			if ((uint64_t)ks + 8 <= n) {
+				uint64_t w;
+				memcpy(&w, b + ks, 8); /* one unaligned load */
+				if ((w & f->mask[k]) != f->word[k]) continue;
+				m = l < 8 ? l : 8;
+			}
+			while (m < l && b[ks + m] == (uint8_t)key[m]) m++;
+			if (m == l && !out[k].len) {
+				out[k].p = b + ke, out[k].len = (uint32_t)(ve - ke);
+				break;
+			}
+		}
+		i = (uint32_t)ve;
+	}
+	return i == n;
+}
+
+/* ---- times ---------------------------------------------------------------- */
+
+/* An RFC 3339 time (as the envelope's time and gadget timestamps are
+ * written: 2006-01-02T15:04:05.999999999Z, or with a numeric offset such as
+ * +02:00) as nanoseconds since the Unix epoch. False for other text, an
+ * invalid date (February 30th) or a value that is not a str. */
+static bool sluice_value_time(sluice_value v, int64_t *ns) {
+	const char *s;
+	uint32_t n;
+	if (!sluice_value_str(v, &s, &n) || n < 20) return false;
+	const uint8_t *b = (const uint8_t *)s;
+	int f[6], at[6] = {0, 5, 8, 11, 14, 17}, w[6] = {4, 2, 2, 2, 2, 2};
+	for (int k = 0; k < 6; k++) {
+		f[k] = 0;
+		for (int j = 0; j < w[k]; j++) {
+			uint8_t c = b[at[k] + j];
+			if (c < '0' || c > '9') return false;
+			f[k] = f[k] * 10 + (c - '0');
+		}
+	}
+	if (b[4] != '-' || b[7] != '-' || (b[10] != 'T' && b[10] != 't') || b[13] != ':' || b[16] != ':') return false;
+	int year = f[0], month = f[1], day = f[2];
+	if (month < 1 || month > 12 || day < 1 || f[3] > 23 || f[4] > 59 || f[5] > 59) return false;
+	static const uint8_t mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+	if (day > mdays[month - 1] || (month == 2 && day == 29 && !leap)) return false;
+	uint32_t i = 19;
+	int64_t frac = 0;
+	if (i < n && b[i] == '.') {
+		uint32_t d = 0;
+		for (i++; i < n && b[i] >= '0' && b[i] <= '9'; i++, d++)
+			if (d < 9) frac = frac * 10 + (b[i] - '0');
+		if (d == 0 || d > 9) return false;
+		for (; d < 9; d++) frac *= 10;
+	}
+	int64_t off = 0;
+	if (i + 1 == n && b[i] == 'Z') {
+	} else if (i + 6 == n && (b[i] == '+' || b[i] == '-') && b[i + 3] == ':') {
+		int oh = 0, om = 0;
+		for (int j = 1; j <= 5; j++) {
+			if (j == 3) continue;
+			if (b[i + j] < '0' || b[i + j] > '9') return false;
+			if (j < 3) oh = oh * 10 + (b[i + j] - '0');
+			else om = om * 10 + (b[i + j] - '0');
+		}
+		if (oh > 23 || om > 59) return false;
+		off = (int64_t)(oh * 60 + om) * 60;
+		if (b[i] == '-') off = -off;
+	} else return false;
+	/* Days since 1970-01-01 of a proleptic Gregorian date (Howard
+	 * Hinnant's days_from_civil). */
+	int y = year - (month <= 2);
+	int era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153u * (unsigned)(month + (month > 2 ? -3 : 9)) + 2) / 5 + (unsigned)day - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	int64_t days = (int64_t)era * 146097 + (int64_t)doe - 719468;
+	int64_t sec = days * 86400 + f[3] * 3600 + f[4] * 60 + f[5] - off;
+	*ns = sec * 1000000000 + frac;
+	return true;
 }
 
 /* ---- host services ---------------------------------------------------- */
 
 enum { SLUICE_DEBUG = 0, SLUICE_INFO = 1, SLUICE_WARN = 2, SLUICE_ERROR = 3 };
 
-static inline void sluice_log(int level, const char *msg) { sluice__host_log(level, msg, (int32_t)strlen(msg)); }
+SLUICE__INLINE void sluice_log(int level, const char *msg) { sluice__host_log(level, msg, (int32_t)strlen(msg)); }
 
 static void sluice_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sluice_logf(int level, const char *fmt, ...) {
@@ -388,7 +563,8 @@ static void sluice_fail(const char *fmt, ...) {
 	sluice__failed = true;
 }
 
-/* Counters the stage defines: exported as sluice_stage_guest_total{name=...}.
+/* Counters the stage defines: exported as
+ * sluice_stage_guest_total{component="stage",name="<stage>",counter="<name>"}.
  * sluice_count only adds in guest memory; the SDK hands the sums to the
  * host once at the end of each call. */
 #ifndef SLUICE_MAX_COUNTERS
@@ -436,9 +612,8 @@ typedef struct {
 	int depth;
 } sluice_out;
 
-static bool sluice__reserve(sluice_out *o, uint32_t n) {
+static bool sluice__grow(sluice_out *o, uint32_t n) {
 	if (o->oom) return false;
-	if ((uint64_t)o->len + n <= o->cap) return true;
 	uint64_t cap = o->cap ? o->cap : 4096;
 	while (cap < (uint64_t)o->len + n) cap *= 2;
 	if (cap > UINT32_MAX) { o->oom = true; return false; }
@@ -446,6 +621,11 @@ static bool sluice__reserve(sluice_out *o, uint32_t n) {
 	if (!nb) { o->oom = true; return false; }
 	o->buf = nb, o->cap = (uint32_t)cap;
 	return true;
+}
+/* Room for n more bytes: in line, the common case a comparison. */
+static inline bool sluice__reserve(sluice_out *o, uint32_t n) {
+	if (!o->oom && (uint64_t)o->len + n <= o->cap) return true;
+	return sluice__grow(o, n);
 }
 static inline void sluice__put(sluice_out *o, const void *p, uint32_t n) {
 	if (sluice__reserve(o, n)) memcpy(o->buf + o->len, p, n), o->len += n;
@@ -485,8 +665,9 @@ static void sluice_w_array(sluice_out *o) {
 	o->stack[o->depth] = o->len, o->counts[o->depth] = 0, o->is_map[o->depth] = false, o->depth++;
 	sluice__put_be(o, 0xdd, 0, 4);
 }
-/* Closes the innermost map or array, shrinking its header to the smallest
- * encoding that holds its count. */
+/* Closes the innermost map or array, shrinking its header to one byte when
+ * its count fits (up to 15); larger ones keep their 32-bit header rather
+ * than move their contents. */
 static void sluice_w_end(sluice_out *o) {
 	if (o->depth == 0 || o->oom) return;
 	o->depth--;
@@ -509,7 +690,7 @@ static void sluice__strhdr(sluice_out *o, uint32_t n) {
 	else sluice__put_be(o, 0xdb, n, 4);
 }
 /* A map key. */
-static inline void sluice_w_key(sluice_out *o, const char *k) {
+SLUICE__INLINE void sluice_w_key(sluice_out *o, const char *k) {
 	if (o->depth > 0 && o->is_map[o->depth - 1]) o->counts[o->depth - 1]++;
 	uint32_t n = (uint32_t)strlen(k);
 	sluice__strhdr(o, n);
@@ -520,7 +701,7 @@ static inline void sluice_w_strn(sluice_out *o, const char *s, uint32_t n) {
 	sluice__strhdr(o, n);
 	sluice__put(o, s, n);
 }
-static inline void sluice_w_str(sluice_out *o, const char *s) { sluice_w_strn(o, s, (uint32_t)strlen(s)); }
+SLUICE__INLINE void sluice_w_str(sluice_out *o, const char *s) { sluice_w_strn(o, s, (uint32_t)strlen(s)); }
 static void sluice_w_uint(sluice_out *o, uint64_t v) {
 	sluice__count_value(o);
 	if (v <= 0x7f) sluice__put1(o, (uint8_t)v);
@@ -612,6 +793,29 @@ static void sluice_w_fields(sluice_out *o, const sluice_event *ev, const char *c
 	}
 	if (runlen) sluice__put(o, run, runlen);
 	if (o->depth > 0) o->counts[o->depth - 1] += kept;
+}
+
+/* Emitting an event written in place, for handlers that build large
+ * events (a mapping to another schema): the writer above checks for room
+ * at every value, which costs more than writing it. sluice_emit_reserve
+ * starts an EMIT derived from `from` (NULL: from no input) and returns
+ * room for max bytes (NULL when out of memory: emit nothing then); write
+ * one msgpack map there, at most max bytes, and finish with
+ * sluice_emit_commit and the number of bytes written. */
+static uint8_t *sluice_emit_reserve(sluice_out *o, const sluice_event *from, uint32_t max) {
+	if (!sluice__reserve(o, 9 + max)) return NULL;
+	sluice__put1(o, 2);
+	sluice__put_le32(o, from ? from->index : SLUICE_NO_INPUT);
+	o->emit_at = o->len;
+	sluice__put_le32(o, 0);
+	return o->buf + o->len;
+}
+static void sluice_emit_commit(sluice_out *o, uint32_t n) {
+	if (o->oom) return;
+	o->len += n;
+	uint8_t *p = o->buf + o->emit_at;
+	p[0] = (uint8_t)n, p[1] = (uint8_t)(n >> 8), p[2] = (uint8_t)(n >> 16), p[3] = (uint8_t)(n >> 24);
+	o->count++;
 }
 
 static void sluice_emit_end(sluice_out *o) {

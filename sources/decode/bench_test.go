@@ -85,3 +85,26 @@ func BenchmarkDecodeExecToJSON(b *testing.B) {
 		js, _ = codec.AppendJSON(js[:0], buf)
 	}
 }
+
+// BenchmarkDecodeTaggedUnion is the hinted path of plain libbpf objects: a
+// tagged union (the map header patched per record) and strings counted by
+// a member, beside BenchmarkDecodeEncodeExec's fixed-key path.
+func BenchmarkDecodeTaggedUnion(b *testing.B) {
+	st := taggedStruct()
+	opts := testOpts
+	opts.Fields = map[string]FieldHint{"u": {Tag: "kind", Cases: map[string]string{"EVENT_EXEC": "exec", "EVENT_EXIT": "exit"}}}
+	p, err := Compile(st, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := make([]byte, 28)
+	binary.NativeEndian.PutUint32(rec[0:], 1)
+	copy(rec[12:], "/bin/sh")
+	buf := make([]byte, 0, 1024)
+	now := time.Now()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(rec)))
+	for b.Loop() {
+		buf = p.Append(buf[:0], rec, 1, now)
+	}
+}

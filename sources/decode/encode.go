@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"net/netip"
 	"strconv"
 	"time"
@@ -41,6 +42,9 @@ const (
 	opDuration
 	opKernelStack
 	opUserStack
+	opWideInt  // an integer wider than 64 bits, as decimal text
+	opIPFamily // an address whose family a member gives (or its size)
+	opUnion    // a tagged union: runs the ops of the alternative the tag selects
 )
 
 // op decodes one field (or a field and its companion key).
@@ -68,6 +72,27 @@ type op struct {
 	// in userStackFields.
 	stackFields [len(userStackFields)]int
 	stackSizes  [len(userStackFields)]uint8
+	// nkeys is how many keys the op writes (key, and key2 when set).
+	nkeys uint8
+	// opStrList with a count or size member (counted; offsets -1 when
+	// absent).
+	counted         bool
+	cntOff, cntSize int
+	szOff, szSize   int
+	// opIPFamily: the family member (famOff -1 when absent); with
+	// wideFallback, a family that is no address's renders the integer.
+	famOff, famSize int
+	wideFallback    bool
+	// opUnion: the alternatives' op ranges, and the index past them.
+	cases []unionCase
+	end   int
+}
+
+// unionCase is one alternative of a tagged union: the tag value that
+// selects it and its ops, ops[start:end].
+type unionCase struct {
+	value      int64
+	start, end int
 }
 
 // Append appends the msgpack encoding of one record to dst: the envelope
@@ -84,11 +109,10 @@ func (p *Plan) AppendSnapshot(dst []byte, record []byte, seq uint64, now time.Ti
 	return p.appendEvent(dst, record, seq, now, snapshot, rows)
 }
 
-// EventTime returns the envelope time Append gives record, in Unix
-// nanoseconds: the record's top-level gadget_timestamp converted to wall
-// time, or now when it has none (or it is zero). Readers keep it beside
-// the encoded event (pipeline.Event.Time) to measure latency.
-func (p *Plan) EventTime(record []byte, now time.Time) int64 {
+// eventTime returns the envelope time of record, in Unix nanoseconds: its
+// top-level gadget_timestamp converted to wall time, or now when it has
+// none (or it is zero).
+func (p *Plan) eventTime(record []byte, now time.Time) int64 {
 	if p.tsOp >= 0 {
 		o := &p.ops[p.tsOp]
 		if ns := readUint(record, o.off, o.size); ns != 0 {
@@ -99,9 +123,10 @@ func (p *Plan) EventTime(record []byte, now time.Time) int64 {
 }
 
 func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time, snapshot, rows uint64) []byte {
+	start := len(dst)
 	dst = append(dst, p.envHead...)
 	envTime := len(dst)
-	dst = appendTimestamp(dst, p.EventTime(record, now))
+	dst = appendTimestamp(dst, p.eventTime(record, now))
 	envTimeEnd := len(dst)
 	dst = append(dst, p.envTail...)
 	dst = append(dst, p.seqKey...)
@@ -112,22 +137,61 @@ func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time,
 		dst = append(dst, p.snapKeys[1]...)
 		dst = codec.AppendUint(dst, rows)
 	}
-	for i := range p.ops {
+	if !p.unions {
+		for i := range p.ops {
+			o := &p.ops[i]
+			if i == p.tsOp && !o.ig {
+				// The timestamp the envelope's time was made of (unless
+				// it was zero): its rendering is the envelope's, already
+				// written.
+				if ns := readUint(record, o.off, o.size); ns != 0 {
+					dst = append(dst, o.key...)
+					dst = append(dst, dst[envTime:envTimeEnd]...)
+					dst = append(dst, o.key2...)
+					dst = codec.AppendUint(dst, ns)
+					continue
+				}
+			}
+			dst = o.append(dst, record, p)
+		}
+		return dst
+	}
+	dst, keys := p.appendOps(dst, record, 0, len(p.ops))
+	keys += len(envelopeKeys)
+	if p.snapshot {
+		keys += 2
+	}
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(keys)) // the map32 header
+	return dst
+}
+
+// appendOps appends ops[from:to] and returns how many keys they wrote; a
+// tagged union writes the keys of the alternative its tag selects.
+func (p *Plan) appendOps(dst, record []byte, from, to int) ([]byte, int) {
+	keys := 0
+	for i := from; i < to; {
 		o := &p.ops[i]
-		if i == p.tsOp && !o.ig {
-			// The timestamp the envelope's time was made of (unless it was
-			// zero): its rendering is the envelope's, already written.
-			if ns := readUint(record, o.off, o.size); ns != 0 {
-				dst = append(dst, o.key...)
-				dst = append(dst, dst[envTime:envTimeEnd]...)
-				dst = append(dst, o.key2...)
-				dst = codec.AppendUint(dst, ns)
-				continue
+		if o.kind != opUnion {
+			dst = o.append(dst, record, p)
+			keys += int(o.nkeys)
+			i++
+			continue
+		}
+		tag := int64(readUint(record, o.off, o.size))
+		if o.signed {
+			tag = readInt(record, o.off, o.size)
+		}
+		for _, c := range o.cases {
+			if c.value == tag {
+				var k int
+				dst, k = p.appendOps(dst, record, c.start, c.end)
+				keys += k
+				break
 			}
 		}
-		dst = o.append(dst, record, p)
+		i = o.end
 	}
-	return dst
+	return dst, keys
 }
 
 func appendTime(dst []byte, bootNS uint64, offset int64) []byte {
@@ -246,7 +310,16 @@ func (o *op) append(dst, rec []byte, p *Plan) []byte {
 		}
 		return dst
 	case opStrList:
+		if o.counted {
+			return appendCountedStrings(dst, rec, o)
+		}
 		return appendStrList(dst, rec, o)
+	case opWideInt:
+		var buf [48]byte
+		return codec.AppendStringBytes(dst, appendWideInt(buf[:0], clip(rec, o.off, o.size), o.size, o.signed))
+	case opIPFamily:
+		var buf [48]byte
+		return codec.AppendStringBytes(dst, appendIPByFamily(buf[:0], rec, o))
 	case opEnum:
 		v := readUint(rec, o.off, o.size)
 		raw := int64(v)
@@ -506,4 +579,134 @@ func appendIP(dst, rec []byte, off, verOff int) []byte {
 		return netip.AddrFrom16(a).AppendTo(dst)
 	}
 	return dst
+}
+
+// appendCountedStrings encodes a buffer of NUL-separated strings whose
+// count (and/or used size) members of the record give: at most count
+// strings, from the first size bytes. A count past what the buffer holds
+// ends the list where the strings end; a string the buffer cuts off ends
+// at the buffer's end.
+func appendCountedStrings(dst, rec []byte, o *op) []byte {
+	b := clip(rec, o.off, o.size)
+	if o.szOff >= 0 {
+		if n := readUint(rec, o.szOff, o.szSize); n < uint64(len(b)) {
+			b = b[:n]
+		}
+	}
+	n := -1
+	if o.cntOff >= 0 {
+		c := readInt(rec, o.cntOff, o.cntSize)
+		n = int(min(max(c, 0), int64(len(b)+1)))
+	}
+	if n < 0 {
+		// A size without a count: every string in the used bytes.
+		b = bytes.TrimSuffix(b, []byte{0})
+		if len(b) == 0 {
+			return codec.AppendArrayHeader(dst, 0)
+		}
+		n = bytes.Count(b, []byte{0}) + 1
+	}
+	// Count the strings present before writing the header.
+	have, rest := 0, b
+	for have < n && len(rest) > 0 {
+		have++
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 {
+			break
+		}
+		rest = rest[i+1:]
+	}
+	dst = codec.AppendArrayHeader(dst, have)
+	for k := 0; k < have; k++ {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			dst = codec.AppendStringBytes(dst, b)
+			break
+		}
+		dst = codec.AppendStringBytes(dst, b[:i])
+		b = b[i+1:]
+	}
+	return dst
+}
+
+// appendWideInt renders a little- or big-endian (native) integer of up to
+// 16 bytes as decimal text, in full.
+func appendWideInt(dst, b []byte, size int, signed bool) []byte {
+	var full [16]byte
+	copy(full[:], b)
+	var lo, hi uint64
+	if nativeLittle {
+		lo, hi = binary.LittleEndian.Uint64(full[0:]), binary.LittleEndian.Uint64(full[8:])
+		if size < 16 && signed && size > 8 && full[size-1]&0x80 != 0 {
+			hi |= ^uint64(0) << (8 * uint(size-8))
+		}
+	} else {
+		// Big endian: the value's bytes are the first size bytes.
+		var be [16]byte
+		copy(be[16-min(size, 16):], b)
+		hi, lo = binary.BigEndian.Uint64(be[0:]), binary.BigEndian.Uint64(be[8:])
+	}
+	neg := signed && hi&(1<<63) != 0
+	if neg {
+		// Two's complement: negate.
+		lo, hi = ^lo, ^hi
+		var carry uint64
+		lo, carry = bits.Add64(lo, 1, 0)
+		hi += carry
+	}
+	var digits [40]byte
+	i := len(digits)
+	for {
+		var r uint64
+		hi, r = bits.Div64(0, hi, 10)
+		lo, r = bits.Div64(r, lo, 10)
+		i--
+		digits[i] = byte('0' + r)
+		if hi == 0 && lo == 0 {
+			break
+		}
+	}
+	if neg {
+		dst = append(dst, '-')
+	}
+	return append(dst, digits[i:]...)
+}
+
+var nativeLittle = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// Address families as the kernel numbers them on every architecture.
+const (
+	afInet  = 2
+	afInet6 = 10
+)
+
+// appendIPByFamily renders an address member: by its family member when
+// there is one (AF_INET: the first 4 bytes; AF_INET6: 16; other families
+// render as ""), else by its size.
+func appendIPByFamily(dst, rec []byte, o *op) []byte {
+	v6 := o.size >= 16
+	if o.famOff >= 0 {
+		switch readUint(rec, o.famOff, o.famSize) {
+		case afInet:
+			v6 = false
+		case afInet6:
+			if o.size < 16 {
+				return dst
+			}
+			v6 = true
+		default:
+			if o.wideFallback {
+				return appendWideInt(dst, clip(rec, o.off, o.size), o.size, o.signed)
+			}
+			return dst
+		}
+	}
+	if v6 {
+		var a [16]byte
+		copy(a[:], clip(rec, o.off, 16))
+		return netip.AddrFrom16(a).AppendTo(dst)
+	}
+	var a [4]byte
+	copy(a[:], clip(rec, o.off, 4))
+	return netip.AddrFrom4(a).AppendTo(dst)
 }

@@ -40,6 +40,8 @@ func fuzzStruct(layout []byte) *btf.Struct {
 		},
 		func(n uint32) btf.Type { return &btf.Pointer{Target: u32} },
 		func(n uint32) btf.Type { return &btf.Array{Type: l3, Nelems: n % 4} },
+		func(uint32) btf.Type { return &btf.Int{Name: "unsigned __int128", Size: 16} },
+		func(uint32) btf.Type { return u16 }, // a family beside an address named like one
 	}
 	st := &btf.Struct{Name: "event"}
 	for i := 0; i+4 <= len(layout) && i < 4*32; i += 4 {
@@ -47,6 +49,12 @@ func fuzzStruct(layout []byte) *btf.Struct {
 		off := uint32(layout[i+1]) * 3
 		n := uint32(layout[i+2])<<4 | uint32(layout[i+3])>>4
 		m := btf.Member{Name: string(rune('a' + i/4%26)), Type: kinds[k](n), Offset: btf.Bits(off * 8)}
+		switch k {
+		case len(kinds) - 2:
+			m.Name += "addr"
+		case len(kinds) - 1:
+			m.Name = "family"
+		}
 		if layout[i+3]&0xf == 1 {
 			m.BitfieldSize = btf.Bits(layout[i+2] % 70)
 			m.Type = u32
@@ -68,6 +76,46 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
+		out := p.Append(nil, record, 1, time.Unix(0, 0))
+		n, err := codec.Skip(out)
+		if err != nil || n != len(out) {
+			t.Fatalf("Append produced %d bytes that are not one msgpack value (skip %d, %v)", len(out), n, err)
+		}
+		if _, err := codec.AppendJSON(nil, out); err != nil {
+			t.Fatalf("Append output does not transcode to JSON: %v", err)
+		}
+	})
+}
+
+// FuzzDecodeHinted encodes any record through a plan built with every kind
+// of hint (a tagged union with a nested tagged union, strings counted by a
+// member, addresses by family, wide integers): the output is always one
+// msgpack map whose header counts its keys.
+func FuzzDecodeHinted(f *testing.F) {
+	inner := &btf.Union{Size: 8, Members: []btf.Member{member("n", u64, 0), member("s", &btf.Array{Type: char, Nelems: 8}, 0)}}
+	alt := &btf.Struct{Size: 12, Members: []btf.Member{member("sub", u32, 0), member("v", inner, 4)}}
+	outer := &btf.Union{Size: 24, Members: []btf.Member{member("a", alt, 0), member("b", &btf.Array{Type: char, Nelems: 24}, 0)}}
+	addr := &btf.Union{Size: 16, Members: []btf.Member{member("v4", u32, 0), member("v6", &btf.Array{Type: u8, Nelems: 16}, 0)}}
+	st := &btf.Struct{Name: "event", Size: 96, Members: []btf.Member{
+		member("kind", s32, 0), member("argc", s32, 4), member("u", outer, 8),
+		member("", addr, 32), member("wide", &btf.Int{Name: "__int128", Size: 16, Encoding: btf.Signed}, 48),
+		member("family", u16, 64), member("args", &btf.Array{Type: char, Nelems: 30}, 66),
+	}}
+	opts := testOpts
+	opts.Fields = map[string]FieldHint{
+		"u":     {Tag: "kind", Cases: map[string]string{"1": "a", "-2": "b"}},
+		"u.a.v": {Tag: "sub", Cases: map[string]string{"0": "n", "1": "s"}},
+		"v6":    {As: AsIP, Family: "family", Name: "addr"},
+		"args":  {As: AsStrings, Count: "argc"},
+	}
+	p, err := Compile(st, opts)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte{1, 0, 0, 0, 3, 0, 0, 0, 1})
+	f.Add(make([]byte, 96))
+	f.Add([]byte{0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
+	f.Fuzz(func(t *testing.T, record []byte) {
 		out := p.Append(nil, record, 1, time.Unix(0, 0))
 		n, err := codec.Skip(out)
 		if err != nil || n != len(out) {

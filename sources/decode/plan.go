@@ -39,6 +39,11 @@ type Options struct {
 	// events of one run of an iterator or one drain of a map share the
 	// run's number, and each carries how many rows the run had.
 	Snapshot bool
+	// Fields are rendering hints by member name or path (see FieldHint).
+	// Hints naming no member of the struct are ignored (Plan.Hinted tells
+	// which applied); a hint that names a member but does not fit it is
+	// a Compile error.
+	Fields map[string]FieldHint
 }
 
 // StackResolver turns the stack ids a gadget records into text. It is
@@ -74,6 +79,7 @@ type Plan struct {
 	ops        []op
 	nkeys      int
 	tsOp       int // index of the top-level gadget_timestamp op, or -1
+	mntnsOff   int // offset of the top-level gadget_mntns_id, or -1
 	envHead    []byte
 	envTail    []byte // host, source, gadget entries, pre-encoded
 	seqKey     []byte
@@ -84,6 +90,11 @@ type Plan struct {
 	stacks     StackResolver
 	snapshot   bool
 	snapKeys   [2][]byte // "snapshot", "snapshot_rows", pre-encoded
+	// unions: a tagged union renders a varying number of keys, so the map
+	// header is a map32 patched once the record is encoded.
+	unions  bool
+	hints   map[string]bool // keys of the hints that applied
+	members string          // the struct's member paths, for messages
 }
 
 // Compile builds the plan for t, a struct (or a typedef or qualifier of one).
@@ -92,7 +103,7 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 	if !ok {
 		return nil, fmt.Errorf("compile decode plan: %s is not a struct", t)
 	}
-	p := &Plan{size: int(st.Size), tsOp: -1, users: opts.Users, loc: opts.Location, stacks: opts.Stacks, snapshot: opts.Snapshot}
+	p := &Plan{size: int(st.Size), tsOp: -1, mntnsOff: -1, users: opts.Users, loc: opts.Location, stacks: opts.Stacks, snapshot: opts.Snapshot}
 	if p.users == nil {
 		p.users = hostNames
 	}
@@ -107,6 +118,12 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 	if c.kernel == nil {
 		c.kernel = hostKernelTypes()
 	}
+	hs, err := resolveHints(st, opts.Fields)
+	if err != nil {
+		return nil, fmt.Errorf("compile decode plan for struct %s: %w", st.Name, err)
+	}
+	c.hints = hs
+	p.hints, p.members = hs.used, hs.memberList()
 	if err := c.members(st.Members, "", 0, 0); err != nil {
 		return nil, fmt.Errorf("compile decode plan for struct %s: %w", st.Name, err)
 	}
@@ -125,7 +142,11 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 		p.snapKeys[0] = codec.AppendString(nil, "snapshot")
 		p.snapKeys[1] = codec.AppendString(nil, "snapshot_rows")
 	}
-	p.envHead = codec.AppendMapHeader(nil, p.nkeys)
+	if p.unions {
+		p.envHead = []byte{0xdf, 0, 0, 0, 0} // map32, count patched per record
+	} else {
+		p.envHead = codec.AppendMapHeader(nil, p.nkeys)
+	}
 	p.envHead = codec.AppendString(p.envHead, "time")
 	tail := codec.AppendString(nil, "host")
 	tail = codec.AppendString(tail, opts.Host)
@@ -155,6 +176,17 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 // Schema describes the keys Append writes, envelope included.
 func (p *Plan) Schema() *pipeline.Schema { return p.schema }
 
+// MntNS returns the mount namespace a record is about: its first top-level
+// gadget_mntns_id field (Inspektor Gadget's convention, which container
+// enrichment keys on), 0 when the struct has none or the record is too
+// short to hold it.
+func (p *Plan) MntNS(record []byte) uint64 {
+	if p.mntnsOff < 0 || p.mntnsOff+8 > len(record) {
+		return 0
+	}
+	return readUint(record, p.mntnsOff, 8)
+}
+
 // Size is the size of the struct the plan decodes.
 func (p *Plan) Size() int { return p.size }
 
@@ -164,6 +196,7 @@ type compiler struct {
 	fields []pipeline.Field
 	seen   map[string]int
 	kernel *btf.Spec
+	hints  *hintSet
 }
 
 // name returns a unique key for a flattened member name. Envelope names are
@@ -190,6 +223,7 @@ func (c *compiler) add(o op, fields ...pipeline.Field) {
 	if len(fields) > 1 {
 		o.key2 = codec.AppendString(nil, fields[1].Name)
 	}
+	o.nkeys = uint8(len(fields))
 	c.keys += len(fields)
 	c.fields = append(c.fields, fields...)
 	c.plan.ops = append(c.plan.ops, o)
@@ -218,11 +252,46 @@ func (c *compiler) members(ms []btf.Member, prefix string, base int64, depth int
 			}
 			continue
 		}
+		if rh := c.hints.byPath[name]; rh != nil && m.Name != "" {
+			handled, err := c.hinted(rh, m.Type, name, off, depth == 0)
+			if err != nil {
+				return err
+			}
+			if handled {
+				continue
+			}
+			if rh.hint.Name != "" && rh.hint.Tag == "" {
+				name = rh.hint.Name
+			}
+		}
+		if u, ok := btf.UnderlyingType(m.Type).(*btf.Union); ok {
+			if err := c.union(u, name, m.Name != "", off, depth); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := c.member(m.Type, name, off, depth); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// union compiles a union: every alternative, unless a hint says which one
+// the record holds (a tag) or that it is an address (ip on one of them).
+func (c *compiler) union(u *btf.Union, name string, named bool, off int64, depth int) error {
+	rh, only := c.unionHint(u, name, named)
+	switch {
+	case rh != nil:
+		return c.taggedUnion(u, name, off, depth, rh)
+	case only != "":
+		for _, m := range u.Members {
+			if m.Name == only {
+				return c.members([]btf.Member{m}, name, off, depth+1)
+			}
+		}
+	}
+	return c.members(u.Members, name, off, depth+1)
 }
 
 func (c *compiler) bitfield(m btf.Member, name string, base int64, top bool) error {
@@ -258,6 +327,11 @@ func (c *compiler) member(t btf.Type, name string, off int64, depth int) error {
 		return nil
 	}
 	o := op{off: int(off), size: size, topLevel: top}
+	// A top-level key: a member of the struct, or of an anonymous one
+	// (a map iterator's key and value), not of a named nested struct.
+	if special == "gadget_mntns_id" && !strings.Contains(name, ".") && size == 8 && c.plan.mntnsOff < 0 {
+		c.plan.mntnsOff = int(off)
+	}
 	if handled, err := c.special(special, under, name, o, depth); handled || err != nil {
 		return err
 	}
@@ -265,6 +339,8 @@ func (c *compiler) member(t btf.Type, name string, off int64, depth int) error {
 	switch tt := under.(type) {
 	case *btf.Int:
 		switch {
+		case tt.Size > 8:
+			c.wideInt(tt, name, o)
 		case tt.Encoding&btf.Bool != 0:
 			o.kind = opBool
 			c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldBool, Width: 5})
@@ -309,7 +385,7 @@ func (c *compiler) member(t btf.Type, name string, off int64, depth int) error {
 		}
 		return c.members(tt.Members, name, off, depth+1)
 	case *btf.Union:
-		return c.members(tt.Members, name, off, depth+1)
+		return c.union(tt, name, true, off, depth)
 	default:
 		// Functions, void and forward declarations carry no value.
 	}
@@ -452,4 +528,41 @@ func measureBootOffset() int64 {
 		return 0
 	}
 	return real.Nano() - boot.Nano()
+}
+
+// wideInt compiles an integer wider than 64 bits (unsigned __int128, in
+// which libbpf-tools' tcplife and tcpstates keep addresses): rendered in
+// full as decimal text, or as an IP address when its name says address
+// and a family member beside it says which (AF_INET: its first 4 bytes;
+// a family neither AF_INET nor AF_INET6 gives the number).
+func (c *compiler) wideInt(t *btf.Int, name string, o op) {
+	o.signed = t.Encoding&btf.Signed != 0
+	if fam := c.familyFor(name); fam != nil && o.size == 16 {
+		o.kind, o.famOff, o.famSize, o.wideFallback = opIPFamily, int(fam.off), sizeOf(fam.typ), true
+		c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 39})
+		return
+	}
+	o.kind = opWideInt
+	c.add(o, pipeline.Field{Name: c.name(name), Kind: pipeline.FieldString, Width: 39})
+}
+
+// familyFor returns the address family member beside an address member
+// (its name holds "addr"; the family is called family, af or sa_family),
+// nil when there is none or the member is a union's alternative.
+func (c *compiler) familyFor(name string) *memberPath {
+	last := name[strings.LastIndexByte(name, '.')+1:]
+	if !strings.Contains(last, "addr") {
+		return nil
+	}
+	for _, p := range c.hints.paths {
+		if p.path == name && (p.union != "" || p.inUnion) {
+			return nil
+		}
+	}
+	for _, fam := range []string{"family", "af", "sa_family"} {
+		if mp, err := c.hints.intMember("family", fam, name); err == nil && mp.path == parentPrefix(name)+fam {
+			return mp
+		}
+	}
+	return nil
 }

@@ -35,20 +35,35 @@ cc() {
 		-Wl,--strip-debug -o "$out" "$@" -lc "$builtins"
 }
 
-for src in filter trap loop bomb malformed abi_version missing_export init_fail process_error bad_import probe; do
+for src in filter trap loop bomb malformed abi_version missing_export init_fail process_error bad_import probe escape outbomb; do
 	cc "$src.wasm" "$src.c"
 done
 cc tag_v1.wasm -DTAG_VERSION=1 tag.c
 cc tag_v2.wasm -DTAG_VERSION=2 tag.c
 cc tag_patchable.wasm -DTAG_PATCHABLE tag.c
+# A flat-map (several events per input, KEPT and EMITted) with tick output,
+# for the identities of derived events (agent/derived_test.go).
+cc flatmap.wasm flatmap.c
 # Gadget modules (the gadget-module ABI, gadget.h): the module of
 # gadgets/testdata/wasm_syscalls.bpf.o, and a variant that traps on arg1 = 7777.
 cc gadget_syscalls.wasm gadget_syscalls.c
 cc gadget_syscalls_trap.wasm -DTRAP_WHO=7777 gadget_syscalls.c
 # A gadget module written with the C SDK (sdk/c/sluice.h, sdk/c/sluice_gadget.h).
 cc gadget_sdk.wasm gadget_sdk.c
+# Its twin written with the Rust SDK (sdk/rust), by Debian's rustc.
+bash ../../sdk/rust/build.sh gadget_sdk_rs/main.rs gadget_sdk_rs.wasm
+# An Inspektor Gadget module in C (IG's wasm API, ig.h): the C twin of
+# ig_wasm_go, for gadgets/testdata/ig_wasm.bpf.o.
+cc ig_wasm_c.wasm ig_wasm_c.c
+# An IG module importing functions this host lacks.
+cc ig_future.wasm ig_future.c
 
 # The Go guest: the same filter against the raw ABI, with the Go runtime in
 # it (the large module of the compilation-cache test).
 export PATH="$PATH:/usr/local/go/bin"
 (cd gofilter && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags=-s -o ../gofilter.wasm .)
+# Inspektor Gadget modules in Go (IG's wasm API through igapi): every host
+# function (ig_check), and the module of gadgets/testdata/ig_wasm.bpf.o.
+for g in ig_check ig_wasm_go; do
+	(cd "$g" && GOOS=wasip1 GOARCH=wasm GOFLAGS= CGO_ENABLED=0 go build -buildmode=c-shared -trimpath -buildvcs=false -ldflags=-s -o "../$g.wasm" .)
+done

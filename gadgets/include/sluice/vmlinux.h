@@ -59,21 +59,126 @@ struct nsproxy {
 	struct mnt_namespace *mnt_ns;
 };
 
+typedef struct {
+	int counter;
+} atomic_t;
+
+typedef struct {
+	__u32 val;
+} kuid_t;
+
+typedef struct {
+	__u32 val;
+} kgid_t;
+
+struct cred {
+	kuid_t uid;
+	kgid_t gid;
+	kuid_t suid;
+	kgid_t sgid;
+	kuid_t euid;
+	kgid_t egid;
+	kuid_t fsuid;
+	kgid_t fsgid;
+};
+
+struct signal_struct {
+	atomic_t live;
+};
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
+};
+
+struct qstr {
+	const unsigned char *name;
+};
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+};
+
+struct super_block {
+	__u32 s_dev;
+};
+
+struct inode {
+	unsigned long i_ino;
+	unsigned short i_mode;
+	struct super_block *i_sb;
+};
+
+struct vfsmount;
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+};
+
+struct file {
+	struct path f_path;
+	struct inode *f_inode;
+	void *private_data;
+};
+
 struct task_struct {
 	int pid;
 	int tgid;
+	int exit_code;
+	__u64 start_boottime;
+	char comm[16];
 	struct task_struct *real_parent;
+	struct task_struct *group_leader;
 	struct nsproxy *nsproxy;
+	const struct cred *cred;
+	struct signal_struct *signal;
+	struct files_struct *files;
 };
 
-/* In the kernel skc_num shares an anonymous struct inside a union with
- * skc_dport; CO-RE matching looks through anonymous members by name. */
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+	} in6_u;
+};
+
+/* In the kernel the address and port members sit in anonymous structs and
+ * unions (skc_addrpair, skc_portpair); CO-RE matching looks through
+ * anonymous members by name. */
 struct sock_common {
+	__u32 skc_daddr;
+	__u32 skc_rcv_saddr;
+	__u16 skc_dport;
 	__u16 skc_num;
+	unsigned short skc_family;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
 };
 
 struct sock {
 	struct sock_common __sk_common;
+	__u16 sk_type;
+	__u16 sk_protocol;
+};
+
+struct socket {
+	short type;
+	struct sock *sk;
+};
+
+struct bpf_prog_aux {
+	__u32 id;
+	char name[16];
+};
+
+struct bpf_prog {
+	enum bpf_prog_type type;
+	struct bpf_prog_aux *aux;
 };
 
 struct trace_entry {
@@ -95,6 +200,15 @@ struct trace_event_raw_sys_exit {
 	struct trace_entry ent;
 	long id;
 	long ret;
+};
+
+/* Context of sched/sched_process_exit; group_dead exists since 6.16. */
+struct trace_event_raw_sched_process_exit {
+	struct trace_entry ent;
+	char comm[16];
+	int pid;
+	int prio;
+	bool group_dead;
 };
 
 /* Context of sock/inet_sock_set_state. */
@@ -122,8 +236,13 @@ struct open_how {
 	__u64 resolve;
 };
 
+#define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
+#define TCP_LISTEN 10
+#define TCP_NEW_SYN_RECV 12
 #define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
 
 #endif /* __SLUICE_VMLINUX_H */

@@ -1,8 +1,8 @@
 /* A test guest of the C SDK: params "n" (a whole number, int or float) names
  * the seq that is kept; every other event is emitted with comm replaced and a
  * 20-element list added, except seq 99, which asks sluice_w_fields to leave
- * out more names than it takes (the batch fails). examples/stages/stages_test.go
- * runs it through the real host. Rebuilt by examples/stages/build.sh. */
+ * out more names than it takes (the batch fails). stages/stages_test.go
+ * runs it through the real host. Rebuilt by stages/build.sh. */
 #define SLUICE_INIT t_init
 #define SLUICE_EVENT t_event
 #include "../sluice.h"

@@ -433,6 +433,9 @@ func (e *Event) appendEncoded(dst []byte) ([]byte, error) {
 	if out, ok := e.appendAdded(dst); ok {
 		return out, nil
 	}
+	if out, ok := e.appendReplaced(dst); ok {
+		return out, nil
+	}
 	// Built even for an event made by NewEvent (an empty index): a reused
 	// arena slot still holds the index of the event it held before.
 	if e.buildIndex(); e.raw != nil && !e.ixOK {
@@ -530,6 +533,38 @@ func (e *Event) appendAdded(dst []byte) ([]byte, bool) {
 		}
 	}
 	return dst, true
+}
+
+// appendReplaced is appendEncoded's fast path for one field set to a new
+// value where the event has it (an enrichment that overwrites): the entries
+// around the old value are copied as they are, in one scan and two copies.
+// ok is false for anything else, for the general path.
+func (e *Event) appendReplaced(dst []byte) ([]byte, bool) {
+	if e.raw == nil {
+		return dst, false
+	}
+	var ed *edit
+	for j := range e.edits {
+		if !e.finalEdit(j) {
+			continue
+		}
+		if ed != nil || e.edits[j].end < 0 {
+			return dst, false // more than one field changed, or a delete
+		}
+		ed = &e.edits[j]
+	}
+	if ed == nil {
+		return dst, false
+	}
+	s, end := findKey(e.raw, ed.key)
+	if s < 0 {
+		return dst, false
+	}
+	// The input is a well-formed map (the host hands stages only those),
+	// so what surrounds the value is copied without a check.
+	dst = append(dst, e.raw[:s]...)
+	dst = append(dst, e.vals[ed.start:ed.end]...)
+	return append(dst, e.raw[end:]...), true
 }
 
 // finalEdit reports whether edit j is the last one for its key.

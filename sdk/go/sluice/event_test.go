@@ -3,10 +3,13 @@
 package sluice
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
 func TestEventGetters(t *testing.T) {
@@ -174,6 +177,83 @@ func TestWriterNested(t *testing.T) {
 		}
 		if w.Bytes()[0] != 0x89 {
 			t.Errorf("round %d: header %#x, want fixmap of 9", round, w.Bytes()[0])
+		}
+	}
+}
+
+// Iter yields what Elems does, on every value of the oracle and on
+// truncations of a list.
+func TestIterMatchesElems(t *testing.T) {
+	lists := [][]byte{
+		codec.AppendString(codec.AppendInt(codec.AppendArrayHeader(nil, 2), 7), "x"),
+		codec.AppendArrayHeader(nil, 0),
+		codec.AppendString(nil, "not a list"),
+	}
+	long := codec.AppendArrayHeader(nil, 20)
+	for i := range 20 {
+		long = codec.AppendString(long, strings.Repeat("a", i))
+	}
+	lists = append(lists, long)
+	for n := range len(long) {
+		lists = append(lists, long[:n])
+	}
+	for _, b := range lists {
+		var want, got []string
+		for el := range RawValue(b).Elems() {
+			want = append(want, string(el.Raw()))
+		}
+		for it := RawValue(b).Iter(); ; {
+			el, ok := it.Next()
+			if !ok {
+				break
+			}
+			got = append(got, string(el.Raw()))
+		}
+		if strings.Join(want, "|") != strings.Join(got, "|") || len(want) != len(got) {
+			t.Errorf("% x: Iter yields %q, Elems %q", b, got, want)
+		}
+	}
+}
+
+// One field set where the event has it takes the splice (appendReplaced);
+// the result is the general path's, key order and all.
+func TestEventReplaceOneField(t *testing.T) {
+	raw := encodeEvent(t, kv{"time", "t"}, kv{"uid", 0}, kv{"user", "uid:0"}, kv{"comm", "sh"}, kv{"args", []string{"sh"}})
+	for _, c := range []struct {
+		name string
+		set  func(ev *Event)
+		keys []string
+		want map[string]any
+	}{
+		{"one set", func(ev *Event) { ev.SetString("user", "root") },
+			[]string{"time", "uid", "user", "comm", "args"}, map[string]any{"user": "root"}},
+		{"set twice", func(ev *Event) { ev.SetString("user", "x").SetString("user", "a much longer name than before") },
+			[]string{"time", "uid", "user", "comm", "args"}, map[string]any{"user": "a much longer name than before"}},
+		{"first field", func(ev *Event) { ev.SetInt("time", 7) },
+			[]string{"time", "uid", "user", "comm", "args"}, map[string]any{"time": int8(7)}},
+		{"last field", func(ev *Event) { ev.SetStrings("args", []string{"a", "b"}) },
+			[]string{"time", "uid", "user", "comm", "args"}, map[string]any{"args": []any{"a", "b"}}},
+		{"set and add (general path)", func(ev *Event) { ev.SetString("user", "root").SetInt("n", 1) },
+			[]string{"time", "uid", "user", "comm", "args", "n"}, map[string]any{"user": "root", "n": int8(1)}},
+	} {
+		ev := &Event{}
+		ev.reset(raw, 0, true, 0)
+		c.set(ev)
+		b, err := ev.appendEncoded(nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if diff := cmp.Diff(c.keys, keys(t, b)); diff != "" {
+			t.Errorf("%s: keys (-want +got):\n%s", c.name, diff)
+		}
+		got := decodeMap(t, b)
+		for k, v := range c.want {
+			if diff := cmp.Diff(v, got[k]); diff != "" {
+				t.Errorf("%s: %s (-want +got):\n%s", c.name, k, diff)
+			}
+		}
+		if got["comm"] != "sh" {
+			t.Errorf("%s: comm = %v", c.name, got["comm"])
 		}
 	}
 }

@@ -1,6 +1,9 @@
 package sluice
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"unsafe"
+)
 
 // The scanner works on byte offsets into one encoded event and never
 // allocates. Every function returns -1 for malformed or truncated input
@@ -224,37 +227,60 @@ func findKey(b []byte, key string) (start, end int) {
 		return findKeyFrom(b, key, i, n)
 	}
 	hdr, k0 := 0xa0|byte(kl), key[0]
-	for ; n > 0; n-- {
-		if i >= len(b) {
-			return -1, -1
+	// Unchecked reads: i and ke are compared with len(b) before each read,
+	// and Go's Wasm code pays for every bounds check it can skip.
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	lb := len(b)
+	for {
+		// The inner loop makes no call, so that Go keeps its variables
+		// in Wasm locals instead of storing them to its stack at every
+		// entry: it steps over fixstr keys with fixed-size values and
+		// stops at anything else (a candidate key, a value to skip).
+		for ; n > 0; n-- {
+			if i >= lb {
+				return -1, -1
+			}
+			c := *(*byte)(unsafe.Add(p, i))
+			ke := i + 1 + int(c&0x1f)
+			if c&0xe0 != 0xa0 || ke >= lb || c == hdr {
+				break
+			}
+			sz := int(sizeTab[*(*byte)(unsafe.Add(p, ke))])
+			if sz == 0 {
+				break
+			}
+			i = ke + sz
 		}
+		if n == 0 {
+			if i > lb { // the last value runs past the end
+				return -1, -1
+			}
+			return -1, i
+		}
+		// One entry the inner loop left.
 		c := b[i]
 		if c&0xe0 != 0xa0 { // not a fixstr key: rare, take the general path
 			return findKeyFrom(b, key, i, n)
 		}
 		ke := i + 1 + int(c&0x1f)
-		if ke >= len(b) { // a value takes at least one byte
+		if ke >= lb { // a value takes at least one byte
 			return -1, -1
 		}
 		sz := int(sizeTab[b[ke]])
-		if c == hdr && b[i+1] == k0 && string(b[i+1:ke]) == key {
-			if sz != 0 {
-				end = ke + sz
-			} else {
-				end = skip(b, ke)
-			}
-			if end < 0 || end > len(b) {
-				return -1, -1
-			}
-			return ke, end
-		}
 		if sz != 0 {
-			i = ke + sz
-		} else if i = skip(b, ke); i < 0 {
+			end = ke + sz
+		} else {
+			end = skip(b, ke)
+		}
+		if end < 0 || end > lb {
 			return -1, -1
 		}
+		if c == hdr && b[i+1] == k0 && string(b[i+1:ke]) == key {
+			return ke, end
+		}
+		i = end
+		n--
 	}
-	return -1, i
 }
 
 // findKeyFrom is findKey for any key, from the entry at b[i] with n entries

@@ -105,6 +105,15 @@ func FuzzScan(f *testing.F) {
 		if s >= 0 && (e > len(b) || s > e) {
 			t.Fatalf("findKey bounds [%d:%d] of %d", s, e, len(b))
 		}
+		// The fast scan answers as the general one does.
+		for _, key := range []string{"comm", "c", "args"} {
+			if n, i := mapHeader(b, 0); i >= 0 {
+				s, e := findKey(b, key)
+				if s2, e2 := findKeyFrom(b, key, i, n); s != s2 || e != e2 {
+					t.Fatalf("findKey(% x, %q) = %d, %d; findKeyFrom says %d, %d", b, key, s, e, s2, e2)
+				}
+			}
+		}
 		v := Value{raw: b}
 		_, _ = v.Str()
 		_, _ = v.Int()

@@ -164,6 +164,47 @@ func (v Value) Elems() iter.Seq[Value] {
 	}
 }
 
+// ElemIter steps through the elements of an array value without the
+// closure calls of Elems, which cost about a hundred nanoseconds per
+// element in Go's Wasm code:
+//
+//	for it := v.Iter(); ; {
+//		el, ok := it.Next()
+//		if !ok {
+//			break
+//		}
+//		...
+//	}
+type ElemIter struct {
+	raw     []byte
+	i, left int
+}
+
+// Iter returns an iterator over the elements of an array value; it yields
+// nothing for other types and stops early at a malformed element.
+func (v Value) Iter() ElemIter {
+	n, i := arrayHeader(v.raw, 0)
+	if i < 0 {
+		return ElemIter{}
+	}
+	return ElemIter{raw: v.raw, i: i, left: n}
+}
+
+// Next returns the next element, or false at the end.
+func (it *ElemIter) Next() (Value, bool) {
+	if it.left <= 0 {
+		return Value{}, false
+	}
+	end := skip(it.raw, it.i)
+	if end < 0 {
+		it.left = 0
+		return Value{}, false
+	}
+	el := Value{raw: it.raw[it.i:end:end]}
+	it.i, it.left = end, it.left-1
+	return el, true
+}
+
 // Index returns element i of an array value (a missing Value when out of
 // range). It scans from the start: iterate with Elems for all elements.
 func (v Value) Index(i int) Value {

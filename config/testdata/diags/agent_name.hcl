@@ -1,0 +1,4 @@
+# Agent names that would corrupt subjects, terminals and logs.
+agent {
+  name = "   "
+}

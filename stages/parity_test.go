@@ -1,0 +1,44 @@
+package stages_test
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// The C built-in ocsf and its Go SDK twin map the same events to the same
+// OCSF events, field for field, and pass or drop the others alike.
+func TestOCSFParity(t *testing.T) {
+	events := []pipelineEvent{
+		envelope("trace_exec", 1,
+			kv{"timestamp", "2026-01-02T03:04:05.123456789Z"}, kv{"mntns_id", 4026531832}, kv{"pid", 16588}, kv{"ppid", 16524},
+			kv{"uid", 1000}, kv{"user", "alice"}, kv{"gid", 1000}, kv{"gid_name", "alice"}, kv{"comm", "sh"},
+			kv{"filename", "/usr/bin/sh"}, kv{"ret", 0}, kv{"ret_error", ""}, kv{"args", []string{"sh", "-c", "echo hi"}}),
+		// A failed exec, empty args in the middle, a path ending in /.
+		envelope("trace_exec", 2, kv{"pid", 1}, kv{"ppid", 0}, kv{"uid", 0}, kv{"comm", "x"}, kv{"filename", "/opt/dir/"},
+			kv{"ret", -2}, kv{"ret_error", "ENOENT"}, kv{"args", []string{"", "a", "", "b"}}),
+		// Fields missing: no args, no user, no ret.
+		envelope("trace_exec", 3, kv{"comm", "y"}),
+		envelope("trace_open", 4, kv{"pid", 7}, kv{"uid", 0}, kv{"user", "root"}, kv{"comm", "cat"}, kv{"path", "/etc/shadow"},
+			kv{"flags", "O_RDONLY"}, kv{"mode", "----------"}, kv{"ret", -13}, kv{"ret_error", "EACCES"}, kv{"mntns_id", 1}),
+		envelope("trace_open", 5, kv{"pid", 8}, kv{"comm", "ls"}, kv{"path", "/"}, kv{"ret", 3}),
+		envelope("trace_tcpconnect", 6, kv{"pid", 9}, kv{"uid", 1000}, kv{"comm", "curl"}, kv{"family", "AF_INET6"},
+			kv{"saddr.addr", "::1"}, kv{"sport", 40000}, kv{"daddr.addr", "::1"}, kv{"dport", 443}),
+		envelope("trace_tcpconnect", 7, kv{"family", "AF_INET"}, kv{"user", "uid:4242"}, kv{"saddr.addr", "127.0.0.1"}, kv{"daddr.addr", "10.0.0.1"}, kv{"dport", 80}),
+		envelope("trace_signal", 8, kv{"sig", "SIGKILL"}),
+		// A time with an offset, a ret that is not a number.
+		{Data: encode(kv{"time", "2026-01-02T05:04:05.5+02:00"}, kv{"host", "h"}, kv{"source", "s"}, kv{"gadget", "trace_open"}, kv{"seq", 9}, kv{"ret", "x"}), Source: "s", Seq: 9},
+		// No envelope time, no seq.
+		{Data: encode(kv{"gadget", "trace_open"}, kv{"path", "a/b"}), Source: "s", Seq: 10},
+	}
+	for _, params := range []map[string]any{nil, {"envelope": false, "others": "drop"}} {
+		c := process(t, newStage(t, "ocsf", params, 0), events...)
+		g := process(t, newStage(t, "ocsf-go", params, 0), events...)
+		if diff := cmp.Diff(g, c); diff != "" {
+			t.Errorf("params %v: ocsf (C) differs from ocsf-go (-go +c):\n%s", params, diff)
+		}
+		if want := len(events) - 1; params != nil && len(c) != want {
+			t.Errorf("params %v: %d events out, want %d (the signal dropped)", params, len(c), want)
+		}
+	}
+}
