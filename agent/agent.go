@@ -315,7 +315,7 @@ func (a *Agent) openSinks(ctx context.Context, plans []*sinkPlan, stack *cleanup
 	for _, sp := range plans {
 		s, err := sp.open(ctx, a.metrics, a.log)
 		if err != nil {
-			return nil, fmt.Errorf("start sink %q: %w", sp.name, err)
+			return nil, fmt.Errorf("start %w", err) // the sink names itself: "nats sink \"bus\": ..."
 		}
 		sh := newSharedSink(s, sp)
 		stack.push(sh.releaseAgent) // a no-op once the pipelines hold the sink

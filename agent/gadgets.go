@@ -134,9 +134,8 @@ func resolveGadgets(f *config.File, images *Images, log *slog.Logger) ([]*resolv
 			}
 			params[p.Name] = p.Value
 			if err := spec.CheckParams(map[string]string{p.Name: p.Value}); err != nil {
-				var pe *sources.ParamError
 				subject, summary := p.Range, "Invalid gadget parameter"
-				if errors.As(err, &pe) && pe.Reason == "no such parameter" {
+				if errors.Is(err, sources.ErrUnknownParam) {
 					subject, summary = p.NameRange, "Unknown gadget parameter"
 				}
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: rangePtr(subject)})
@@ -262,6 +261,7 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, []*resolvedApp
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(f)...)
 	diags = append(diags, validateControlSocket(f)...)
+	diags = append(diags, validateNATSFiles(f)...)
 	if !diags.HasErrors() {
 		diags = append(diags, validateSinks(f, gadgets, apps)...)
 	}
@@ -269,15 +269,19 @@ func validate(f *config.File, images *Images) ([]*resolvedGadget, []*resolvedApp
 }
 
 // Check is what `sluice config validate` runs: Validate, then, when that
-// found no errors, what only the config's Wasm can tell. Every Wasm stage
-// is compiled, checked against the stage ABI and initialised with its
-// params; every gadget module is compiled, checked and its gadget_init run
-// against the gadget's configured parameters; every wasm-bpf application
-// is compiled and checked against the wasm_bpf interface (nothing loads). The config
-// is resolved once for both. It needs no privileges; compiled code is
-// cached under data_dir when that is writable, in memory otherwise.
+// found no errors, what only this host and the config's Wasm can tell.
+// Each gadget is checked against the running kernel as it is configured
+// (see sources.Preflight: tracepoints, functions, interfaces, sampling
+// limits; nothing loads). Every Wasm stage is compiled, checked against
+// the stage ABI and initialised with its params; every gadget module is
+// compiled, checked and its gadget_init run against the gadget's
+// configured parameters; every wasm-bpf application is compiled and
+// checked against the wasm_bpf interface. The config is resolved once for
+// all. It needs no privileges, and says which checks it could not make
+// without them; compiled code is cached under data_dir when that is
+// writable, in memory otherwise.
 func Check(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics {
-	_, diags := CheckReport(ctx, f, images)
+	_, diags := CheckWith(ctx, f, images, CheckOptions{})
 	return diags
 }
 
@@ -285,10 +289,27 @@ func Check(ctx context.Context, f *config.File, images *Images) hcl.Diagnostics 
 // source that the config does not say: how each output's event type was
 // found (see gadgetReport), for `sluice config validate` to show.
 func CheckReport(ctx context.Context, f *config.File, images *Images) ([]string, hcl.Diagnostics) {
+	return CheckWith(ctx, f, images, CheckOptions{})
+}
+
+// CheckOptions are the checks of CheckWith beyond Check's.
+type CheckOptions struct {
+	// Load loads every gadget into the kernel without attaching it, so
+	// that the verifier judges its programs (`sluice config validate
+	// --privileged`). It needs the privileges the agent needs.
+	Load bool
+}
+
+// CheckWith is CheckReport, with the checks opts adds.
+func CheckWith(ctx context.Context, f *config.File, images *Images, opts CheckOptions) ([]string, hcl.Diagnostics) {
 	gadgets, apps, modules, diags := validate(f, images)
 	report := gadgetReport(gadgets)
 	if diags.HasErrors() {
 		return report, diags
+	}
+	diags = append(diags, checkKernel(gadgets, sources.NewPreflight())...)
+	if opts.Load && !diags.HasErrors() {
+		diags = append(diags, loadGadgets(ctx, gadgets)...)
 	}
 	if len(modules) == 0 && len(apps) == 0 && !slices.ContainsFunc(gadgets, func(r *resolvedGadget) bool { return r.wasm != nil }) {
 		return report, diags

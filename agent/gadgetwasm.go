@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -136,6 +137,9 @@ type gadgetSource struct {
 	// the pipeline counts its stages.
 	meter   *pipeline.StageMeter
 	warnLog pipeline.LogLimiter
+	// containers is what an Inspektor Gadget module sees of containers;
+	// nil outside a running agent.
+	containers *igContainers
 
 	closeOnce sync.Once
 }
@@ -163,18 +167,18 @@ func moduleConfig(g *sources.Gadget, w *gadgetWasm) wasmstages.GadgetConfig {
 
 // igModuleConfig is an Inspektor Gadget module's wasmstages config,
 // without the parts of the running agent.
-func igModuleConfig(g *sources.Gadget, w *gadgetWasm) wasmstages.IGConfig {
+func igModuleConfig(g *sources.Gadget, w *gadgetWasm, containers *igContainers) wasmstages.IGConfig {
 	return wasmstages.IGConfig{
 		Name: gadgetModuleName(g.Name()), Source: g.Name(), Host: w.host, Gadget: g.Spec().Name,
-		ModuleBytes: w.bytes, Handle: igHandle{g: g, params: w.params},
+		ModuleBytes: w.bytes, Handle: igHandle{g: g, params: w.params, containers: containers},
 	}
 }
 
 // newGadgetModule compiles the module of g and runs what precedes the
 // load (gadget_init; gadgetInit and gadgetPreStart), by its ABI.
-func newGadgetModule(ctx context.Context, g *sources.Gadget, w *gadgetWasm, cache *wasmstages.Cache, log *slog.Logger, reg *pipeline.Registry) (gadgetModule, error) {
+func newGadgetModule(ctx context.Context, g *sources.Gadget, w *gadgetWasm, containers *igContainers, cache *wasmstages.Cache, log *slog.Logger, reg *pipeline.Registry) (gadgetModule, error) {
 	if w.abi == wasmstages.ABIInspektorGadget {
-		cfg := igModuleConfig(g, w)
+		cfg := igModuleConfig(g, w, containers)
 		cfg.Cache, cfg.Logger, cfg.Metrics = cache, log, reg
 		return wasmstages.NewIGModule(ctx, cfg)
 	}
@@ -187,7 +191,7 @@ func newGadgetModule(ctx context.Context, g *sources.Gadget, w *gadgetWasm, cach
 // loads: the parameters it sets are the ones the gadget loads with.
 func (s *gadgetSource) init(ctx context.Context, cache *wasmstages.Cache, reg *pipeline.Registry) error {
 	start := time.Now()
-	mod, err := newGadgetModule(ctx, s.g, s.wasm, cache, s.guestLog, reg)
+	mod, err := newGadgetModule(ctx, s.g, s.wasm, s.containers, cache, s.guestLog, reg)
 	if err != nil {
 		return err
 	}
@@ -213,6 +217,15 @@ func (s *gadgetSource) run(ctx context.Context, out pipeline.Emitter) error {
 	// What the module emitted when it started goes first.
 	if err := s.flush(ctx, out); err != nil {
 		return err
+	}
+	if im, ok := s.mod.(*wasmstages.IGModule); ok && s.containers != nil && im.WantsContainers() {
+		fctx, stopFeed := context.WithCancel(gctx)
+		fed := make(chan struct{})
+		go func() {
+			defer close(fed)
+			s.feedContainers(fctx, im, out)
+		}()
+		defer func() { stopFeed(); <-fed }()
 	}
 	// The gadget's own failure (a reader that broke) ends the run too.
 	err := s.g.Run(gctx, &moduleEmitter{s: s, out: out})
@@ -326,7 +339,7 @@ func (h gadgetHandle) SetParam(name, value string) error {
 		return nil
 	case errors.Is(err, sources.ErrLoaded):
 		return wasmstages.ClassifyError(wasmstages.ErrWrongPhase, err)
-	case errors.As(err, &pe) && pe.Reason == "no such parameter":
+	case errors.Is(err, sources.ErrUnknownParam):
 		return wasmstages.ClassifyError(wasmstages.ErrNotFound, err)
 	case errors.As(err, &pe):
 		return wasmstages.ClassifyError(wasmstages.ErrInvalid, err)
@@ -384,7 +397,7 @@ func checkGadgetModules(ctx context.Context, resolved []*resolvedGadget, cache *
 		}
 		var err error
 		if r.wasm.abi == wasmstages.ABIInspektorGadget {
-			cfg := igModuleConfig(r.gadget, r.wasm)
+			cfg := igModuleConfig(r.gadget, r.wasm, nil)
 			cfg.Cache = cache
 			err = wasmstages.CheckIG(ctx, cfg)
 		} else {
@@ -410,8 +423,9 @@ func checkGadgetModules(ctx context.Context, resolved []*resolvedGadget, cache *
 // igHandle adapts a *sources.Gadget to what an Inspektor Gadget module
 // sees of it.
 type igHandle struct {
-	g      *sources.Gadget
-	params map[string]string // the module's own parameters, by key
+	g          *sources.Gadget
+	params     map[string]string // the module's own parameters, by key
+	containers *igContainers     // nil when validating: no filter applies
 }
 
 var _ wasmstages.IGHandle = igHandle{}
@@ -453,9 +467,9 @@ func (h igHandle) NewMap(spec wasmstages.IGMapSpec) (wasmstages.OwnedMap, error)
 	return ownedMapHandle{mapHandle{m}}, nil
 }
 
-// DiscardMountNS: sources have no container filter yet, so every mount
-// namespace is kept (IG's answer when no filter is configured).
-func (h igHandle) DiscardMountNS(uint64) bool { return false }
+// DiscardMountNS is the decision of the source's mount namespace filter
+// (see igContainers.discard).
+func (h igHandle) DiscardMountNS(ns uint64) bool { return h.containers.discard(ns) }
 
 type ownedMapHandle struct{ mapHandle }
 
@@ -483,3 +497,44 @@ func (p perfReader) Read(dst []byte) (int, error) {
 func (p perfReader) Pause() error  { return p.r.Pause() }
 func (p perfReader) Resume() error { return p.r.Resume() }
 func (p perfReader) Close() error  { return p.r.Close() }
+
+// GadgetHelp is what `sluice run GADGET --help` lists of a source's
+// gadget: the gadget, and its Wasm module's own parameters.
+type GadgetHelp struct {
+	Gadget *sources.Gadget
+	// Module says where the gadget's Wasm module comes from and which ABI
+	// it is written against; "" when the gadget has none.
+	Module string
+	// ModuleParams are the module's parameters (gadget.yaml params.wasm),
+	// sorted by key; set like the gadget's (--param KEY=VALUE).
+	ModuleParams []ModuleParam
+}
+
+// ModuleParam is a parameter of a gadget's Wasm module. Its value is text
+// (what the module's getParamValue reads).
+type ModuleParam struct {
+	Key, Default, Description string
+}
+
+// GadgetHelpOf is GadgetsOf with each gadget's Wasm module: where it comes
+// from and its parameters.
+func GadgetHelpOf(f *config.File, images *Images) ([]GadgetHelp, hcl.Diagnostics) {
+	resolved, diags := resolveGadgets(f, images, nil)
+	out := make([]GadgetHelp, 0, len(resolved))
+	for _, r := range resolved {
+		h := GadgetHelp{Gadget: r.gadget}
+		if r.wasm != nil {
+			api := "sluice's gadget-module ABI"
+			if r.wasm.abi == wasmstages.ABIInspektorGadget {
+				api = "Inspektor Gadget's wasm API"
+			}
+			h.Module = fmt.Sprintf("%s, written against %s", r.wasm.origin, api)
+			for key, doc := range moduleParamDocs(r.metadata) {
+				h.ModuleParams = append(h.ModuleParams, ModuleParam{Key: key, Default: doc.DefaultValue, Description: doc.Description})
+			}
+			slices.SortFunc(h.ModuleParams, func(a, b ModuleParam) int { return strings.Compare(a.Key, b.Key) })
+		}
+		out = append(out, h)
+	}
+	return out, diags
+}

@@ -115,6 +115,9 @@ func checkIGOutput(t *testing.T, out string) {
 	t.Helper()
 	tagged, summary := 0, 0
 	for _, ev := range syscallEvents(t, out) {
+		if ev["container_event"] != nil {
+			continue // the module's report of a container (a runtime may run some)
+		}
 		if ev["events"] != nil { // the module's own data source, at stop
 			summary++
 			if jsonUint(t, ev["events"]) < 2 || ev["source"] != "sc" {
@@ -159,7 +162,7 @@ func TestIGModuleInitFails(t *testing.T) {
 		wants           []string
 	}{
 		{"ig_wasm_go", "Gadget module init failed", []string{`gadget "wasm_syscalls" module`, "gadgetInit returned 1"}},
-		{"ig_future", "Invalid gadget module", []string{"imports ig functions this host does not provide: fieldGetStruct, someFutureFunction"}},
+		{"ig_future", "Invalid gadget module", []string{"imports ig functions this host does not provide: getContainers, someFutureFunction"}},
 	} {
 		t.Run(c.module, func(t *testing.T) {
 			module, _ := filepath.Abs(filepath.Join("..", "wasmstages", "testdata", c.module+".wasm"))

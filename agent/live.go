@@ -183,6 +183,7 @@ func (a *Agent) openSource(ctx context.Context, sp *sourcePlan, seq *atomic.Uint
 	si := &sourceInstance{g: g}
 	if sp.wasm != nil {
 		si.mod = newGadgetSource(g, sp.wasm, a.metrics, a.log)
+		si.mod.containers = &igContainers{filter: sp.filter, g: g, ci: a.containers}
 		if err := si.mod.init(ctx, a.cache, a.metrics); err != nil {
 			return nil, fmt.Errorf("start source %q: %w", sp.name, err)
 		}

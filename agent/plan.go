@@ -141,6 +141,7 @@ func buildPlan(cfg *config.File, images *Images, stdout io.Writer, log *slog.Log
 	diags = append(diags, ds...)
 	diags = append(diags, validateGraph(cfg)...)
 	diags = append(diags, validateControlSocket(cfg)...)
+	diags = append(diags, validateNATSFiles(cfg)...)
 	diags = append(diags, checkContainerRuntimes(cfg, resolved)...)
 	if diags.HasErrors() {
 		return nil, diags

@@ -252,7 +252,7 @@ func (a *Agent) prepare(ctx context.Context, pl *plan) (*prepared, error) {
 		s, err := a.openReplacement(ctx, pl.cfg, sp, old)
 		if err != nil {
 			pr.release(ctx)
-			return nil, fmt.Errorf("start sink %q: %w", sp.name, err)
+			return nil, fmt.Errorf("start %w", err) // the sink names itself: "nats sink \"bus\": ..."
 		}
 		sh := newSharedSink(s, sp)
 		pr.sinks[sp.name] = sh

@@ -150,7 +150,7 @@ func stageDiag(st *config.Stage, err error) *hcl.Diagnostic {
 		d.Subject = rangePtr(st.Wasm.ParamsRange)
 	case errors.Is(err, wasmstages.ErrABI):
 		d.Summary = "Stage module does not implement the stage ABI"
-	case st.Wasm.Tick > 0 && strings.Contains(err.Error(), "sluice_tick"):
+	case errors.Is(err, wasmstages.ErrNoTick):
 		d.Summary = "Stage has no timer"
 		d.Subject = rangePtr(st.Wasm.TickRange)
 	}

@@ -300,6 +300,11 @@ type containerIdentity struct {
 	sockets  []string
 	wait     time.Duration
 	log      *slog.Logger
+
+	// watchers are signalled when the running containers change (the
+	// containers data source of IG modules; see igcontainers.go).
+	watchMu  sync.Mutex
+	watchers map[chan struct{}]bool
 }
 
 func newContainerIdentity(cfg *config.File, reg *pipeline.Registry, log *slog.Logger) *containerIdentity {
@@ -413,6 +418,7 @@ func (ci *containerIdentity) start(ctx context.Context, a *Agent) (stop func(con
 				}
 			}
 		}
+		ci.notifyWatchers()
 	})
 	return func(context.Context) {
 		cancel()

@@ -90,8 +90,14 @@ func decodeControlNATS(b *hcl.Block, ectx *hcl.EvalContext) (*ControlNATS, hcl.D
 	content, diags := b.Body.Content(controlNATSSchema)
 	if a := content.Attributes["url"]; a != nil {
 		var ds hcl.Diagnostics
-		n.URL, _, ds = evalNonEmptyOr(a, ectx, n.URL)
+		var ok bool
+		n.URL, ok, ds = evalNonEmptyOr(a, ectx, n.URL)
 		diags = append(diags, ds...)
+		if ok {
+			if bad := addressDiag(a, CheckNATSURL(n.URL)); bad != nil {
+				diags = append(diags, bad)
+			}
+		}
 	}
 	for _, f := range []struct {
 		name string

@@ -206,15 +206,7 @@ func duplicate(what, subject string, first, second hcl.Range, why string) *hcl.D
 }
 
 func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
-	a := Agent{
-		DataDir:            DefaultDataDir,
-		LogLevel:           DefaultLogLevel,
-		LogFormat:          DefaultLogFormat,
-		ShutdownGrace:      DefaultShutdownGrace,
-		LossReportInterval: DefaultLossReportInterval,
-		Containers:         Containers{Enabled: true},
-		FilterSelf:         true,
-	}
+	a := DefaultAgent()
 	var diags hcl.Diagnostics
 	controlSet := false
 	if b != nil {
@@ -247,6 +239,11 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				var s string
 				var ok bool
 				s, ok, ds = evalString(attr, d.ectx)
+				if ok && s != "" {
+					if bad := addressDiag(attr, CheckListenAddress(s)); bad != nil {
+						ds = append(ds, bad)
+					}
+				}
 				if ok {
 					a.MetricsListen = s
 				}
@@ -446,8 +443,8 @@ func (d *decoder) pipeline(b *hcl.Block) (*Pipeline, hcl.Diagnostics) {
 	p := &Pipeline{
 		Name:     b.Labels[0],
 		DefRange: b.DefRange,
-		Queue:    Queue{MaxEvents: DefaultQueueMaxEvents, MaxBytes: DefaultQueueMaxBytes, WhenFull: DefaultWhenFull},
-		Batch:    Batch{MaxEvents: DefaultBatchMaxEvents, MaxDelay: DefaultBatchMaxDelay},
+		Queue:    DefaultQueue(),
+		Batch:    DefaultBatch(),
 	}
 	diags := d.validName("pipeline", b, 0, "")
 	content, ds := b.Body.Content(pipelineSchema)

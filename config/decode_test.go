@@ -9,6 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/sluice-dev/sluice/pipeline"
 )
 
 // ignoreRanges drops hcl.Range fields from comparisons where they are noise;
@@ -293,5 +295,31 @@ pipeline "two" {
 				t.Errorf("decoded File mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// A pipeline decoded without queue and batch blocks runs as a pipeline
+// built in Go without them: the config's defaults are the pipeline's.
+// (The config said 16MiB and 50ms, the pipeline 64MiB and 5ms.)
+func TestPipelineDefaultsAreThePipelines(t *testing.T) {
+	f, diags := Parse("d.hcl", []byte(`
+source "gadget" "exec" { gadget = "trace_exec" }
+sink "stdout" "out" {}
+pipeline "p" {
+  sources = [source.gadget.exec]
+  sinks   = [sink.stdout.out]
+}
+`))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	p := f.Pipelines[0]
+	got := []any{p.Queue.MaxEvents, int(p.Queue.MaxBytes), p.Batch.MaxEvents, p.Batch.MaxDelay, f.Agent.LossReportInterval}
+	want := []any{pipeline.DefaultQueueEvents, pipeline.DefaultQueueBytes, pipeline.DefaultBatchSize, pipeline.DefaultBatchDelay, pipeline.DefaultLossInterval}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-pipeline +config):\n%s", diff)
+	}
+	if diff := cmp.Diff(pipeline.PolicyNames(), WhenFullPolicies()); diff != "" {
+		t.Errorf("when_full values (-pipeline +config):\n%s", diff)
 	}
 }

@@ -3,10 +3,12 @@
 // no goroutines and no global mutable state, and a decoded File belongs to
 // the caller.
 //
-// The package is pure: HCL in, a *File and hcl.Diagnostics out. It imports no
-// other sluice package and nothing that touches the kernel, Wasm or the
-// network, so every part of the agent (and `sluice config validate`) can use
-// it without privileges.
+// The package is pure: HCL in, a *File and hcl.Diagnostics out. Of sluice
+// it imports only pipeline (whose defaults and value sets, such as the
+// queue's when_full policies, are the config's) and internal/termsafe, and
+// nothing that touches the kernel, Wasm or the network, so every part of
+// the agent (and `sluice config validate`) can use it without privileges.
+// internal/arch's test holds it to that (ARCHITECTURE.md).
 //
 // Decoding applies all defaults, so a File without error diagnostics holds
 // complete values. Checks that need knowledge of gadgets (whether a gadget

@@ -15,6 +15,34 @@ type NATSAuth struct {
 	NKeySeedFile, CredsFile string
 	CAFile, CertFile        string
 	KeyFile                 string
+	// The ranges of the file attributes' values, for diagnostics about
+	// the files.
+	NKeySeedFileRange, CredsFileRange        hcl.Range
+	CAFileRange, CertFileRange, KeyFileRange hcl.Range
+}
+
+// NATSFile is a file a NATS client reads: a credential or a TLS file.
+type NATSFile struct {
+	// Attr is the attribute naming it: nkey_seed_file, creds_file,
+	// ca_file, cert_file or key_file.
+	Attr string
+	Path string
+	// Range covers the attribute's value.
+	Range hcl.Range
+}
+
+// Files returns the files a's attributes name, in a fixed order.
+func (a *NATSAuth) Files() []NATSFile {
+	var out []NATSFile
+	for _, f := range []NATSFile{
+		{"nkey_seed_file", a.NKeySeedFile, a.NKeySeedFileRange}, {"creds_file", a.CredsFile, a.CredsFileRange},
+		{"ca_file", a.CAFile, a.CAFileRange}, {"cert_file", a.CertFile, a.CertFileRange}, {"key_file", a.KeyFile, a.KeyFileRange},
+	} {
+		if f.Path != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // natsAuthAttrs are the authentication attributes of a block with a
@@ -32,11 +60,16 @@ func decodeNATSAuth(content *hcl.BodyContent, ectx *hcl.EvalContext, a *NATSAuth
 	for _, f := range []struct {
 		name string
 		dst  *string
-	}{{"user", &a.User}, {"password", &a.Password}, {"token", &a.Token}, {"nkey_seed_file", &a.NKeySeedFile}, {"creds_file", &a.CredsFile}} {
+		rng  *hcl.Range
+	}{{"user", &a.User, nil}, {"password", &a.Password, nil}, {"token", &a.Token, nil},
+		{"nkey_seed_file", &a.NKeySeedFile, &a.NKeySeedFileRange}, {"creds_file", &a.CredsFile, &a.CredsFileRange}} {
 		if attr := content.Attributes[f.name]; attr != nil {
 			var ds hcl.Diagnostics
 			*f.dst, _, ds = evalNonEmptyOr(attr, ectx, *f.dst)
 			diags = append(diags, ds...)
+			if f.rng != nil {
+				*f.rng = attr.Expr.Range()
+			}
 		}
 	}
 	return diags
@@ -48,11 +81,15 @@ func decodeNATSTLS(b *hcl.Block, ectx *hcl.EvalContext, a *NATSAuth) hcl.Diagnos
 	for _, f := range []struct {
 		name string
 		dst  *string
-	}{{"ca_file", &a.CAFile}, {"cert_file", &a.CertFile}, {"key_file", &a.KeyFile}} {
+		rng  *hcl.Range
+	}{{"ca_file", &a.CAFile, &a.CAFileRange}, {"cert_file", &a.CertFile, &a.CertFileRange}, {"key_file", &a.KeyFile, &a.KeyFileRange}} {
 		if attr := content.Attributes[f.name]; attr != nil {
 			var ds hcl.Diagnostics
 			*f.dst, _, ds = evalNonEmptyOr(attr, ectx, *f.dst)
 			diags = append(diags, ds...)
+			if f.rng != nil {
+				*f.rng = attr.Expr.Range()
+			}
 		}
 	}
 	return diags

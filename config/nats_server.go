@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 
 	"github.com/hashicorp/hcl/v2"
@@ -41,6 +42,14 @@ func decodeNATSServer(b *hcl.Block, ectx *hcl.EvalContext, dataDir string) (*NAT
 		diags = append(diags, d...)
 		if ok {
 			ns.Listen = s
+			err := CheckListenAddress(s)
+			if _, port, _ := net.SplitHostPort(s); err == nil && port == "0" {
+				// The server takes port 0 for its default, 4222.
+				err = fmt.Errorf("%q: port 0 would listen on NATS's default port, 4222; name the port", s)
+			}
+			if bad := addressDiag(a, err); bad != nil {
+				diags = append(diags, bad)
+			}
 		}
 	}
 	if a := content.Attributes["jetstream"]; a != nil {

@@ -39,6 +39,8 @@ const (
 	DefaultNATSBatchMaxEvents = 100
 	DefaultNATSBatchMaxBytes  = 512 << 10
 	DefaultNATSBatchMaxDelay  = 50 * time.Millisecond
+	// DefaultNATSSpoolMaxBytes bounds a spool without max_bytes.
+	DefaultNATSSpoolMaxBytes = 1 << 30
 )
 
 // NATSSpool is the `spool {}` block of a NATS sink.
@@ -86,7 +88,7 @@ var natsJetStreamSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 // decodeNATSSink decodes `sink "nats" NAME { ... }`.
 func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagnostics {
 	out := &NATSSink{URL: DefaultNATSURL, Subject: DefaultNATSSubject, Encoding: "msgpack",
-		Spool: NATSSpool{Enabled: true, MaxBytes: 1 << 30, WhenFull: "drop_newest"}}
+		Spool: NATSSpool{Enabled: true, MaxBytes: DefaultNATSSpoolMaxBytes, WhenFull: "drop_newest"}}
 	sink.NATS = out
 	content, diags := body.Content(natsSinkSchema)
 	str := func(c *hcl.BodyContent, name string, dst *string) {
@@ -97,6 +99,11 @@ func decodeNATSSink(body hcl.Body, ectx *hcl.EvalContext, sink *Sink) hcl.Diagno
 		}
 	}
 	str(content, "url", &out.URL)
+	if a := content.Attributes["url"]; a != nil {
+		if bad := addressDiag(a, CheckNATSURL(out.URL)); bad != nil {
+			diags = append(diags, bad)
+		}
+	}
 	str(content, "subject", &out.Subject)
 	if a := content.Attributes["subject"]; a != nil {
 		out.SubjectRange = a.Expr.Range()

@@ -107,16 +107,19 @@ func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.D
 		}
 	}
 	if a := content.Attributes["ifaces"]; a != nil {
+		src.IfacesRange = a.Expr.Range()
 		l, _, d := evalStringList(a, ectx)
 		diags = append(diags, d...)
 		src.Ifaces = l
 	}
 	if a := content.Attributes["netns"]; a != nil {
+		src.NetNSRange = a.Expr.Range()
 		l, _, d := evalStringList(a, ectx)
 		diags = append(diags, d...)
 		src.NetNS = l
 	}
 	if a := content.Attributes["sample_frequency"]; a != nil {
+		src.SampleFrequencyRange = a.Expr.Range()
 		n, ok, d := evalIntIn(a, ectx, sampleFrequencyBound)
 		diags = append(diags, d...)
 		if ok {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/sluice-dev/sluice/pipeline"
 )
 
 // Stage is a `stage "<type>" "<name>"` block: a step that every batch of a
@@ -41,7 +43,7 @@ func (f *File) Stage(ref Reference) *Stage {
 }
 
 // Values and defaults of the attributes every stage type has.
-var onErrorValues = []string{"pass", "drop", "dead_letter"}
+var onErrorValues = pipeline.ErrorActionNames()
 
 // DefaultOnError is the on_error of a stage that does not set it.
 const DefaultOnError = "pass"

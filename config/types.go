@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/sluice-dev/sluice/pipeline"
 )
 
 // File is one decoded configuration with every default applied.
@@ -129,14 +131,17 @@ type Source struct {
 	// snapshots; 0 = until the agent stops.
 	Runs int
 	// Ifaces are the interfaces TC classifier programs attach to.
-	Ifaces []string
+	Ifaces      []string
+	IfacesRange hcl.Range
 	// NetNS are network namespace paths (/run/netns/x, /proc/PID/ns/net)
 	// socket filters, TC classifiers and socket iterators work in; none =
 	// the host's.
-	NetNS []string
+	NetNS      []string
+	NetNSRange hcl.Range
 	// SampleFrequency is the per-CPU rate of perf_event programs, in Hz;
 	// 0 = 49.
-	SampleFrequency int
+	SampleFrequency      int
+	SampleFrequencyRange hcl.Range
 
 	// What a plain libbpf object (no markers) needs said about it; see
 	// source_gadget_plain.go and docs/gadgets.md.
@@ -266,7 +271,7 @@ type Batch struct {
 var (
 	logLevels      = []string{"debug", "info", "warn", "error"}
 	logFormats     = []string{"text", "json"}
-	whenFullValues = []string{"block", "drop_newest", "drop_oldest"}
+	whenFullValues = pipeline.PolicyNames()
 	stdoutFormats  = []string{"json", "table"}
 )
 
@@ -277,11 +282,38 @@ const (
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "text"
 	DefaultShutdownGrace      = 10 * time.Second
-	DefaultLossReportInterval = 10 * time.Second
-	DefaultQueueMaxEvents     = 8192
-	DefaultQueueMaxBytes      = 16 << 20
+	DefaultLossReportInterval = pipeline.DefaultLossInterval
+	DefaultQueueMaxEvents     = pipeline.DefaultQueueEvents
+	DefaultQueueMaxBytes      = pipeline.DefaultQueueBytes
 	DefaultWhenFull           = "block"
-	DefaultBatchMaxEvents     = 256
-	DefaultBatchMaxDelay      = 50 * time.Millisecond
+	DefaultBatchMaxEvents     = pipeline.DefaultBatchSize
+	DefaultBatchMaxDelay      = pipeline.DefaultBatchDelay
 	DefaultStdoutFormat       = "json"
 )
+
+// DefaultAgent returns the settings of a config without an agent block,
+// except the two that depend on the host and the data directory: Name
+// (the host name) and ControlSocket (DefaultControlSocketName in
+// DataDir). The decoder starts from it, and so do configs built in Go
+// (`sluice run`).
+func DefaultAgent() Agent {
+	return Agent{
+		DataDir:            DefaultDataDir,
+		LogLevel:           DefaultLogLevel,
+		LogFormat:          DefaultLogFormat,
+		ShutdownGrace:      DefaultShutdownGrace,
+		LossReportInterval: DefaultLossReportInterval,
+		Containers:         Containers{Enabled: true},
+		FilterSelf:         true,
+	}
+}
+
+// DefaultQueue returns the queue of a pipeline without a queue block.
+func DefaultQueue() Queue {
+	return Queue{MaxEvents: DefaultQueueMaxEvents, MaxBytes: DefaultQueueMaxBytes, WhenFull: DefaultWhenFull}
+}
+
+// DefaultBatch returns the batching of a pipeline without a batch block.
+func DefaultBatch() Batch {
+	return Batch{MaxEvents: DefaultBatchMaxEvents, MaxDelay: DefaultBatchMaxDelay}
+}

@@ -113,6 +113,11 @@ for src in testdata/*.bpf.c helpers/*.bpf.c; do
 			build "$src" "testdata/ig_bad_$c.bpf.o" "-DBAD_$(echo "$c" | tr a-z A-Z)"
 		done
 		;;
+	testdata/ig_wasm.bpf.c)
+		# Without and with the common filters (see the source).
+		build "$src" testdata/ig_wasm.bpf.o
+		build "$src" testdata/ig_wasm_filter.bpf.o -DIG_WASM_FILTER
+		;;
 	*) build "$src" "${src%.c}.o" ;;
 	esac
 done

@@ -14,10 +14,13 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Defaults for the zero values of Spec.
+// Defaults for the zero values of Spec. They are the config's defaults
+// too (config.DefaultBatchMaxEvents and the rest are these constants), so
+// a pipeline built from a config without a batch block and one built in
+// Go without BatchSize behave alike.
 const (
 	DefaultBatchSize    = 256
-	DefaultBatchDelay   = 5 * time.Millisecond
+	DefaultBatchDelay   = 50 * time.Millisecond
 	DefaultLossInterval = 10 * time.Second
 )
 

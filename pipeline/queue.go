@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -22,37 +24,43 @@ const (
 	DropOldest
 )
 
+// policyNames are the config spellings of the policies, in Policy order:
+// the one list of them (config's when_full takes PolicyNames).
+var policyNames = []string{Block: "block", DropNewest: "drop_newest", DropOldest: "drop_oldest"}
+
+// orList spells names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// PolicyNames returns the config spelling of every policy, in order.
+func PolicyNames() []string { return slices.Clone(policyNames) }
+
 // ParsePolicy parses a when_full value: "block", "drop_newest" or
 // "drop_oldest".
 func ParsePolicy(s string) (Policy, error) {
-	switch s {
-	case "block":
-		return Block, nil
-	case "drop_newest":
-		return DropNewest, nil
-	case "drop_oldest":
-		return DropOldest, nil
+	if i := slices.Index(policyNames, s); i >= 0 {
+		return Policy(i), nil
 	}
-	return 0, fmt.Errorf("parse queue policy %q: want block, drop_newest or drop_oldest", s)
+	return 0, fmt.Errorf("parse queue policy %q: want %s", s, orList(policyNames))
 }
 
 // String returns the config spelling of p.
 func (p Policy) String() string {
-	switch p {
-	case Block:
-		return "block"
-	case DropNewest:
-		return "drop_newest"
-	case DropOldest:
-		return "drop_oldest"
+	if int(p) < len(policyNames) {
+		return policyNames[p]
 	}
 	return fmt.Sprintf("policy(%d)", uint8(p))
 }
 
-// Queue limits applied when a QueueConfig leaves them zero.
+// Queue limits applied when a QueueConfig leaves them zero; the config's
+// defaults too (config.DefaultQueueMaxEvents, config.DefaultQueueMaxBytes).
 const (
 	DefaultQueueEvents = 8192
-	DefaultQueueBytes  = 64 << 20
+	DefaultQueueBytes  = 16 << 20
 )
 
 // QueueConfig bounds a queue. Zero limits take the defaults above.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -35,28 +36,26 @@ const (
 	ErrorDeadLetter
 )
 
+// errorActionNames are the config spellings of the actions, in
+// ErrorAction order: the one list of them (config's on_error takes
+// ErrorActionNames).
+var errorActionNames = []string{ErrorPass: "pass", ErrorDrop: "drop", ErrorDeadLetter: "dead_letter"}
+
+// ErrorActionNames returns the config spelling of every action, in order.
+func ErrorActionNames() []string { return slices.Clone(errorActionNames) }
+
 // ParseErrorAction parses an on_error value: "pass", "drop" or "dead_letter".
 func ParseErrorAction(s string) (ErrorAction, error) {
-	switch s {
-	case "pass":
-		return ErrorPass, nil
-	case "drop":
-		return ErrorDrop, nil
-	case "dead_letter":
-		return ErrorDeadLetter, nil
+	if i := slices.Index(errorActionNames, s); i >= 0 {
+		return ErrorAction(i), nil
 	}
-	return 0, fmt.Errorf("parse on_error %q: want pass, drop or dead_letter", s)
+	return 0, fmt.Errorf("parse on_error %q: want %s", s, orList(errorActionNames))
 }
 
 // String returns the config spelling of a.
 func (a ErrorAction) String() string {
-	switch a {
-	case ErrorPass:
-		return "pass"
-	case ErrorDrop:
-		return "drop"
-	case ErrorDeadLetter:
-		return "dead_letter"
+	if int(a) < len(errorActionNames) {
+		return errorActionNames[a]
 	}
 	return fmt.Sprintf("error_action(%d)", uint8(a))
 }

@@ -217,7 +217,7 @@ func NewNATS(ctx context.Context, name string, opts NATSOptions) (*NATS, error) 
 	if opts.SpoolDir != "" {
 		max := opts.SpoolMaxBytes
 		if max <= 0 {
-			max = 1 << 30
+			max = DefaultSpoolMaxBytes
 		}
 		s.spool, err = OpenSpool(opts.SpoolDir, SpoolOptions{MaxBytes: max, DropOldest: opts.SpoolDropOldest, Count: spooledEvents})
 		if err != nil {
@@ -296,6 +296,9 @@ func (o NATSOptions) WriteBatch() (int, time.Duration) {
 
 // DefaultMaxPending is JetStreamOptions.MaxPending when 0.
 const DefaultMaxPending = 4096
+
+// DefaultSpoolMaxBytes bounds a spool when NATSOptions.SpoolMaxBytes is 0.
+const DefaultSpoolMaxBytes = 1 << 30
 
 // maxJetStreamWrite bounds the events of one JetStream Write: the memory
 // the messages of one Write hold until acknowledged.

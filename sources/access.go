@@ -27,7 +27,7 @@ var ErrNotLoaded = errors.New("the gadget is not loaded; its maps exist from loa
 func (g *Gadget) Param(name string) (string, error) {
 	p, ok := g.spec.paramByKey(name)
 	if !ok {
-		return "", &ParamError{Gadget: g.spec.Name, Name: name, Reason: "no such parameter", Valid: g.spec.paramList()}
+		return "", unknownParam(g.spec.Name, name, "", g.spec.paramList())
 	}
 	if b, ok := g.params[p.Name]; ok {
 		return renderParam(*p, b), nil

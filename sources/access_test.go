@@ -37,7 +37,7 @@ func TestParamAccess(t *testing.T) {
 	if err := g.SetParam("ignore_failed", "maybe"); !errors.As(err, &pe) {
 		t.Errorf("SetParam(ignore_failed, maybe) = %v; want a *ParamError", err)
 	}
-	if err := g.SetParam("nope", "1"); !errors.As(err, &pe) || pe.Reason != "no such parameter" {
+	if err := g.SetParam("nope", "1"); !errors.As(err, &pe) || !errors.Is(err, ErrUnknownParam) {
 		t.Errorf("SetParam(nope) = %v; want no such parameter", err)
 	}
 	if err := g.SetParam("ignore_failed", "1"); err != nil {

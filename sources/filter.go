@@ -308,3 +308,26 @@ func (g *Gadget) SetMntNS(set []uint64) error {
 	}
 	return nil
 }
+
+// SelectsMntNS reports whether the gadget's mount namespace filter lets
+// the events of mount namespace ns through: the set the kernel filter
+// holds (before Open, the one it opens with), read without a system call.
+// Every namespace passes a gadget without one (Filter.ByMntNS unset).
+// Safe for concurrent use with SetMntNS, Open and Close.
+func (g *Gadget) SelectsMntNS(ns uint64) bool {
+	g.filterMu.Lock()
+	if !g.cfg.Filter.ByMntNS {
+		g.filterMu.Unlock()
+		return true
+	}
+	k := g.kfilter
+	if k == nil {
+		in := slices.Contains(g.cfg.Filter.MntNS, ns)
+		g.filterMu.Unlock()
+		return in
+	}
+	g.filterMu.Unlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.inSet[ns]
+}

@@ -213,8 +213,14 @@ func TestFilterMntNS(t *testing.T) {
 		}
 	}
 
+	if !g.SelectsMntNS(ownNS) || g.SelectsMntNS(childNS) {
+		t.Errorf("SelectsMntNS(own, child) = %v, %v; want the set the kernel holds: true, false", g.SelectsMntNS(ownNS), g.SelectsMntNS(childNS))
+	}
 	if err := g.SetMntNS([]uint64{childNS}); err != nil {
 		t.Fatal(err)
+	}
+	if g.SelectsMntNS(ownNS) || !g.SelectsMntNS(childNS) {
+		t.Errorf("after SetMntNS: SelectsMntNS(own, child) = %v, %v; want false, true", g.SelectsMntNS(ownNS), g.SelectsMntNS(childNS))
 	}
 	marker(2)
 	feed("/etc/passwd")
@@ -358,6 +364,9 @@ func TestSetMntNSBeforeOpen(t *testing.T) {
 	if err := g.SetMntNS([]uint64{mntNS(t, os.Getpid())}); err != nil {
 		t.Fatal(err)
 	}
+	if !g.SelectsMntNS(mntNS(t, os.Getpid())) || g.SelectsMntNS(1) {
+		t.Error("SelectsMntNS before Open does not answer from the set given")
+	}
 	if err := g.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -377,5 +386,8 @@ func TestSetMntNSBeforeOpen(t *testing.T) {
 	}
 	if err := plain.SetMntNS([]uint64{1}); !errors.Is(err, ErrNoMntNSFilter) {
 		t.Errorf("SetMntNS on a gadget without the filter = %v, want ErrNoMntNSFilter", err)
+	}
+	if !plain.SelectsMntNS(1) {
+		t.Error("a gadget without a namespace filter does not select every namespace")
 	}
 }

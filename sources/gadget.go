@@ -470,10 +470,11 @@ func (g *Gadget) loadCollection(cs *ebpf.CollectionSpec) ([]string, error) {
 			g.coll = coll
 			return skipped, nil
 		}
-		ps, found := g.failingProgram(cs, err)
+		ps, found, progErr := g.failingProgram(cs)
 		if !found {
-			return skipped, fmt.Errorf("load gadget %q: %w", g.spec.Name, explainLoadError(err))
+			return skipped, fmt.Errorf("load gadget %q: %w", g.spec.Name, err)
 		}
+		err = progErr
 		perr := &ProgramError{Gadget: g.spec.Name, Program: ps.Name, Section: ps.Section, Op: "load", Err: err}
 		var ve *ebpf.VerifierError
 		if hint := loadFeatureHint(ps, err); hint != "" {
@@ -497,19 +498,48 @@ func (g *Gadget) loadCollection(cs *ebpf.CollectionSpec) ([]string, error) {
 	}
 }
 
-// failingProgram finds the program a collection load error is about;
-// cilium/ebpf prefixes such errors with "program <name>:".
-func (g *Gadget) failingProgram(cs *ebpf.CollectionSpec, err error) (ProgramSpec, bool) {
-	msg := err.Error()
+// failingProgram finds the program a collection load failed on, and the
+// kernel's answer about it alone, by loading the maps without programs and
+// then each program alone with the maps (cilium/ebpf names the program only
+// in its error text). Only a failed load pays for it. It finds none when
+// the maps themselves fail to load.
+func (g *Gadget) failingProgram(cs *ebpf.CollectionSpec) (ps ProgramSpec, found bool, err error) {
+	only := func(keep string) *ebpf.CollectionSpec {
+		one := cs.Copy()
+		for name := range one.Programs {
+			if name != keep {
+				delete(one.Programs, name)
+			}
+		}
+		for _, ms := range one.Maps {
+			if ms.Type == ebpf.ProgramArray {
+				ms.Contents = nil // they name programs this load leaves out
+			}
+		}
+		return one
+	}
+	maps, err := ebpf.NewCollectionWithOptions(only(""), g.collectionOptions())
+	if err != nil {
+		return ProgramSpec{}, false, nil
+	}
+	maps.Close()
 	for _, ps := range g.spec.Programs {
 		if _, ok := cs.Programs[ps.Name]; !ok {
 			continue
 		}
-		if strings.Contains(msg, "program "+ps.Name+":") {
-			return ps, true
+		coll, err := ebpf.NewCollectionWithOptions(only(ps.Name), g.collectionOptions())
+		if err == nil {
+			coll.Close()
+			continue
 		}
+		// cilium/ebpf wraps the kernel's answer in "program <name>: ";
+		// ProgramError names the program already.
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner
+		}
+		return ps, true, err
 	}
-	return ProgramSpec{}, false
+	return ProgramSpec{}, false, nil
 }
 
 func verifierTail(log []string, n int) []string {

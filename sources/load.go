@@ -152,13 +152,3 @@ func errnoOf(err error) error {
 	}
 	return err
 }
-
-// explainLoadError adds what to do to load failures sluice can recognise.
-func explainLoadError(err error) error {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "MaxEntries may be incorrectly set to zero"):
-		return fmt.Errorf("%w (a map declared with max_entries 0 must be sized by a parameter <map>%s)", err, maxEntriesSuffix)
-	}
-	return err
-}

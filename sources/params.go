@@ -3,6 +3,7 @@ package sources
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -67,6 +68,10 @@ type ParamSpec struct {
 	rodataDefault string
 }
 
+// ErrUnknownParam reports a parameter the gadget does not have (a
+// ParamError wrapping it); other ParamErrors are values that do not fit.
+var ErrUnknownParam = errors.New("no such parameter")
+
 // ParamError reports a parameter the gadget does not have or a value that
 // does not fit its type.
 type ParamError struct {
@@ -75,6 +80,16 @@ type ParamError struct {
 	Value  string
 	Reason string
 	Valid  []string // the gadget's parameters, "name (kind)"
+	// Err is ErrUnknownParam for a parameter the gadget does not have,
+	// nil otherwise.
+	Err error
+}
+
+// Unwrap makes errors.Is(err, ErrUnknownParam) tell an unknown parameter.
+func (e *ParamError) Unwrap() error { return e.Err }
+
+func unknownParam(gadget, name, value string, valid []string) *ParamError {
+	return &ParamError{Gadget: gadget, Name: name, Value: value, Reason: ErrUnknownParam.Error(), Valid: valid, Err: ErrUnknownParam}
 }
 
 func (e *ParamError) Error() string {
@@ -325,7 +340,7 @@ func (g *GadgetSpec) encodeParams(values map[string]string) (map[string][]byte, 
 	for _, name := range names {
 		p, ok := g.paramByKey(name)
 		if !ok {
-			return nil, &ParamError{Gadget: g.Name, Name: name, Value: values[name], Reason: "no such parameter", Valid: g.paramList()}
+			return nil, unknownParam(g.Name, name, values[name], g.paramList())
 		}
 		if _, dup := out[p.Name]; dup {
 			return nil, &ParamError{Gadget: g.Name, Name: name, Value: values[name], Reason: fmt.Sprintf("set twice (as %s and %s)", p.Name, p.Key), Valid: g.paramList()}

@@ -133,6 +133,9 @@ var (
 	ErrInit = errors.New("stage init failed")
 	// ErrClosed is returned by calls on a closed Stage.
 	ErrClosed = errors.New("stage is closed")
+	// ErrNoTick marks a tick interval set for a module that does not
+	// export sluice_tick.
+	ErrNoTick = errors.New("a tick interval is set, but the module does not export sluice_tick")
 )
 
 // checked returns cfg with defaults applied, or why it is unusable.

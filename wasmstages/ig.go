@@ -136,7 +136,7 @@ type IGModule struct {
 
 	// The rest is guarded by stage.mu: the host functions run during
 	// calls into the guest, which hold it.
-	dss      []*igDataSource // the gadget's outputs, then the module's
+	dss      []*igDataSource // the gadget's outputs, the host's (containers), then the module's
 	bySchema map[*pipeline.Schema]*igDataSource
 	sess     *igSession
 	config   map[string]string // setConfig
@@ -209,6 +209,9 @@ func NewIGModule(ctx context.Context, cfg IGConfig) (*IGModule, error) {
 		if o.Schema != nil {
 			m.bySchema[o.Schema] = ds
 		}
+	}
+	if m.dsByName(IGContainersDataSource) == nil {
+		m.dss = append(m.dss, &igDataSource{name: IGContainersDataSource, output: igHostOutput, schema: containersSchema, fields: map[string]*igField{}})
 	}
 	scfg := Config{
 		Name: cfg.Name, Module: cfg.Module, ModuleBytes: cfg.ModuleBytes,

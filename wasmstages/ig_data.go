@@ -132,8 +132,8 @@ func igTypeName(o any) string {
 type igDataSource struct {
 	name   string
 	array  bool
-	output int              // index of the gadget's output; -1 for the module's own
-	schema *pipeline.Schema // the output's schema; nil for the module's own
+	output int              // index of the gadget's output; -1 for the module's own, igHostOutput for the host's
+	schema *pipeline.Schema // the output's (or the host's) schema; nil for the module's own
 	fields map[string]*igField
 	added  []*igField // fields the module added, in order
 	subs   []igSub
@@ -156,7 +156,10 @@ type igField struct {
 	kind  uint32             // the IG kind of an added field; 0 for the gadget's
 	fkind pipeline.FieldKind // how sinks see it
 	added bool
-	tags  []string
+	// isStruct: a struct of the gadget's, whose members are the schema's
+	// fields named "<name>.*" (see ig_struct.go).
+	isStruct bool
+	tags     []string
 }
 
 // igKV is one key of a decoded event; val is a msgpack value.
@@ -220,6 +223,11 @@ func (ds *igDataSource) field(name string) (*igField, bool) {
 			ds.fields[name] = f
 			return f, true
 		}
+	}
+	if ds.isStructName(name) {
+		f := &igField{ds: ds, name: name, isStruct: true}
+		ds.fields[name] = f
+		return f, true
 	}
 	return nil, false
 }
@@ -660,14 +668,17 @@ func (m *IGModule) emit(d *igData) error {
 			return err
 		}
 	}
-	if d.dropped || d.ds.unreferenced {
+	if d.dropped || d.ds.unreferenced || d.ds.output == igHostOutput {
 		return nil
 	}
 	data, err := d.encode(nil)
 	if err != nil {
 		return err
 	}
-	ev := pipeline.Event{Data: data, Schema: m.outSchema(d.ds), Source: m.cfg.Source}
+	// Its own identity (pipeline.Event): the module's outputs reach the
+	// pipeline in batches of their own, so it is an unsequenced Part,
+	// under the Seq of the event it was made for (0 outside a batch).
+	ev := pipeline.Event{Data: data, Schema: m.outSchema(d.ds), Source: m.cfg.Source, Part: pipeline.UnsequencedPart()}
 	if b := m.batch; b != nil && b.cur >= 0 {
 		ev.Seq = b.in[b.cur].Seq
 		b.after[b.cur] = append(b.after[b.cur], ev)
@@ -723,7 +734,7 @@ func (m *IGModule) Process(ctx context.Context, in, out []pipeline.Event) ([]pip
 				clear(out[start:])
 				return out[:start], callError(KindMalformed, "re-encode event %d: %v", i, err)
 			}
-			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq})
+			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq, Part: ev.Part, MntNS: ev.MntNS})
 		case ds != nil && len(ds.added) > 0:
 			// Not seen by a callback, but its data source has added
 			// fields: it gets them, unset.
@@ -733,7 +744,7 @@ func (m *IGModule) Process(ctx context.Context, in, out []pipeline.Event) ([]pip
 				clear(out[start:])
 				return out[:start], callError(KindMalformed, "re-encode event %d: %v", i, err)
 			}
-			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq})
+			out = append(out, pipeline.Event{Data: data, Schema: m.outSchema(ds), Source: ev.Source, Seq: ev.Seq, Part: ev.Part, MntNS: ev.MntNS})
 		default:
 			out = append(out, ev)
 		}
@@ -825,7 +836,7 @@ func (m *IGModule) dispatchArray(arr *igArray) error {
 		if err != nil {
 			return callError(KindMalformed, "encode appended row: %v", err)
 		}
-		rows = append(rows, pipeline.Event{Data: data, Schema: m.outSchema(arr.ds), Source: m.cfg.Source, Seq: b.in[b.cur].Seq})
+		rows = append(rows, pipeline.Event{Data: data, Schema: m.outSchema(arr.ds), Source: m.cfg.Source, Seq: b.in[b.cur].Seq, Part: pipeline.UnsequencedPart()})
 	}
 	if len(rows) > 0 {
 		b.after[b.cur] = append(rows, b.after[b.cur]...)
@@ -867,6 +878,9 @@ func (m *IGModule) dataOf(h uint32) (*igData, error) {
 
 // dsName is for messages.
 func dsName(ds *igDataSource) string {
+	if ds.output == igHostOutput {
+		return "data source " + strconv.Quote(ds.name) + " (the host's)"
+	}
 	if ds.output < 0 {
 		return strings.Join([]string{"data source", strconv.Quote(ds.name), "(the module's)"}, " ")
 	}

@@ -67,6 +67,11 @@ var igImports = map[string]funcType{
 	"fieldSet":       igSig("iiiI", "i"),
 	"fieldAddTag":    igSig("iI", "i"),
 
+	"fieldGetStruct":      igSig("iiI", "i"),
+	"fieldPutStruct":      igSig("iiI", "i"),
+	"fieldGetStructArray": igSig("iiI", "i"),
+	"fieldPutStructArray": igSig("iiI", "i"),
+
 	"getParamValue": igSig("II", "i"),
 	"setConfig":     igSig("IIi", "i"),
 
@@ -111,6 +116,8 @@ func (m *IGModule) instantiateHost(ctx context.Context, r wazero.Runtime) error 
 		"dataArrayLen": m.dataArrayLen, "dataArrayGet": m.dataArrayGet,
 		"fieldGetScalar": m.fieldGetScalar, "fieldGetBuffer": m.fieldGetBuffer,
 		"fieldSet": m.fieldSet, "fieldAddTag": m.fieldAddTag,
+		"fieldGetStruct": m.fieldGetStruct, "fieldPutStruct": m.fieldPutStruct,
+		"fieldGetStructArray": m.fieldGetStructArray, "fieldPutStructArray": m.fieldPutStructArray,
 		"getParamValue": m.getParamValue, "setConfig": m.setConfig,
 		"newMap": m.newMap, "getMap": m.getMap, "mapLookup": m.mapLookup, "mapUpdate": m.mapUpdate,
 		"mapDelete": m.mapDelete, "mapRelease": m.mapRelease, "releaseHandle": m.releaseHandle,
@@ -148,7 +155,7 @@ func (m *IGModule) instantiateHost(ctx context.Context, r wazero.Runtime) error 
 // status.
 func igErrorValue(name string) uint64 {
 	switch name {
-	case "fieldGetBuffer", "getSyscallID":
+	case "fieldGetBuffer", "getSyscallID", "fieldGetStruct", "fieldGetStructArray":
 		return uint64(uint32(0xffffffff))
 	case "dataSourceIsReferenced":
 		return 2
@@ -247,6 +254,8 @@ func (m *IGModule) newDataSource(_ context.Context, mod api.Module, stack []uint
 	}
 	ds := m.dsByName(name)
 	switch {
+	case ds != nil && ds.output == igHostOutput:
+		return 0, fmt.Errorf("new data source %q: the host provides a data source of that name", name)
 	case ds != nil && ds.output >= 0:
 		return 0, fmt.Errorf("new data source %q: the gadget has a data source of that name", name)
 	case ds != nil && ds.array != (typ == igDSArray):
@@ -547,6 +556,16 @@ func (m *IGModule) fieldArgs(stack []uint64) (*igField, *igData, error) {
 	return f, d, nil
 }
 
+// valueArgs is fieldArgs for the accessors of one value: a struct is
+// read and written whole, with fieldGetStruct and fieldPutStruct.
+func (m *IGModule) valueArgs(stack []uint64) (*igField, *igData, error) {
+	f, d, err := m.fieldArgs(stack)
+	if err == nil && f.isStruct {
+		err = fmt.Errorf("field %q is a struct: read and write it with fieldGetStruct and fieldPutStruct, or its members (%q, ...) one by one", f.name, f.structMembers()[0].Name)
+	}
+	return f, d, err
+}
+
 // fieldGetScalar(field, data, kind, errPtr) -> value: on failure the u32
 // at errPtr (unless 0) is set to 1.
 func (m *IGModule) fieldGetScalar(ctx context.Context, mod api.Module, stack []uint64) (uint64, error) {
@@ -561,7 +580,7 @@ func (m *IGModule) fieldGetScalar(ctx context.Context, mod api.Module, stack []u
 }
 
 func (m *IGModule) getScalar(stack []uint64) (uint64, error) {
-	f, d, err := m.fieldArgs(stack)
+	f, d, err := m.valueArgs(stack)
 	if err != nil {
 		return 0, err
 	}
@@ -577,7 +596,7 @@ func (m *IGModule) getScalar(stack []uint64) (uint64, error) {
 }
 
 func (m *IGModule) fieldGetBuffer(_ context.Context, mod api.Module, stack []uint64) (uint64, error) {
-	f, d, err := m.fieldArgs(stack)
+	f, d, err := m.valueArgs(stack)
 	if err != nil {
 		return 0, err
 	}
@@ -612,7 +631,7 @@ func (m *IGModule) fieldGetBuffer(_ context.Context, mod api.Module, stack []uin
 }
 
 func (m *IGModule) fieldSet(_ context.Context, mod api.Module, stack []uint64) (uint64, error) {
-	f, d, err := m.fieldArgs(stack)
+	f, d, err := m.valueArgs(stack)
 	if err != nil {
 		return 1, err
 	}

@@ -283,6 +283,7 @@ func TestIGModuleAPI(t *testing.T) {
 	if out[0].Seq != 1 || out[0].Source != "open" || out[3].Seq != 4 || out[4].Seq != 4 {
 		t.Errorf("seq of the events: %d %d %d; want 1, and the emitted ones the seq of the event they were emitted for (4)", out[0].Seq, out[3].Seq, out[4].Seq)
 	}
+	distinctIDs(t, out)
 	if got[4]["note"] != "pid=0 comm=extra" || fmt.Sprint(got[4]["seq"]) != "4" || got[4]["path"] != "" || fmt.Sprint(got[4]["uid"]) != "0" {
 		t.Errorf("an event the module emitted into the gadget's data source: %v; want its fields zero but comm, the envelope of the event it was emitted for, and its note set by the module's own subscription", got[4])
 	}
@@ -315,6 +316,7 @@ func TestIGModuleAPI(t *testing.T) {
 	if want := []string{"10/0/1", "30/2/1", "99999/0/1"}; !slices.Equal(rows, want) {
 		t.Errorf("snapshot rows (pid/rank/snapshot) = %v; want %v (pid 0 dropped, a row appended with the snapshot's envelope)", rows, want)
 	}
+	distinctIDs(t, out)
 
 	if err := m.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v\n%s", err, logs.String())
@@ -333,6 +335,21 @@ func TestIGModuleAPI(t *testing.T) {
 	}
 	if bad := logs.lines("check failed"); len(bad) > 0 {
 		t.Errorf("%s", strings.Join(bad, "\n"))
+	}
+}
+
+// distinctIDs checks that no two events share an identity (Source, Seq,
+// Part), which deduplicating sinks name them by: an event a module emits
+// after an input has the input's Seq and a Part of its own.
+func distinctIDs(t *testing.T, evs []pipeline.Event) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		id := fmt.Sprintf("%s/%d/%d", ev.Source, ev.Seq, ev.Part)
+		if seen[id] {
+			t.Errorf("two events are %s", id)
+		}
+		seen[id] = true
 	}
 }
 
@@ -498,7 +515,7 @@ func TestIGModuleUnknownImports(t *testing.T) {
 		t.Fatalf("err = %v; want ErrABI", err)
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, "module does not implement Inspektor Gadget's wasm API 1: imports ig functions this host does not provide: fieldGetStruct, someFutureFunction") ||
+	if !strings.Contains(msg, "module does not implement Inspektor Gadget's wasm API 1: imports ig functions this host does not provide: getContainers, someFutureFunction") ||
 		strings.Contains(msg, "\n") || len(msg) > 300 || strings.Contains(msg, "getDataSource") {
 		t.Errorf("err = %q; want one short line naming only the missing functions", msg)
 	}
@@ -534,5 +551,147 @@ func TestDetectGadgetABI(t *testing.T) {
 	}
 	if _, err := wasmstages.DetectGadgetABI([]byte("\x00asm\x01\x00\x00\x00")); !errors.Is(err, wasmstages.ErrABI) {
 		t.Errorf("DetectGadgetABI of a module that exports nothing: %v; want ErrABI", err)
+	}
+}
+
+var procSchema = &pipeline.Schema{Gadget: "ig_proc", Type: "event", Fields: []pipeline.Field{
+	{Name: "time", Kind: pipeline.FieldString}, {Name: "host", Kind: pipeline.FieldString},
+	{Name: "source", Kind: pipeline.FieldString}, {Name: "gadget", Kind: pipeline.FieldString},
+	{Name: "seq", Kind: pipeline.FieldUint},
+	{Name: "proc.comm", Kind: pipeline.FieldString}, {Name: "proc.pid", Kind: pipeline.FieldUint},
+	{Name: "proc.creds.uid", Kind: pipeline.FieldUint}, {Name: "proc.creds.user", Kind: pipeline.FieldString},
+	{Name: "mounts", Kind: pipeline.FieldList}, {Name: "ret", Kind: pipeline.FieldInt},
+}}
+
+// procEvent encodes an event of procSchema: a struct proc (with the
+// nested struct proc.creds) and a list of structs mounts.
+func procEvent(seq uint64) []byte {
+	b := codec.AppendMapHeader(nil, 11)
+	kv := func(k, v string) { b = codec.AppendString(codec.AppendString(b, k), v) }
+	ku := func(k string, v uint64) { b = codec.AppendUint(codec.AppendString(b, k), v) }
+	kv("time", "2025-01-01T00:00:00Z")
+	kv("host", "node-a")
+	kv("source", "open")
+	kv("gadget", "ig_proc")
+	ku("seq", seq)
+	kv("proc.comm", "sh")
+	ku("proc.pid", 42)
+	ku("proc.creds.uid", 1000)
+	kv("proc.creds.user", "alice")
+	b = codec.AppendArrayHeader(codec.AppendString(b, "mounts"), 2)
+	for _, m := range [][2]string{{"/a", "/b"}, {"/c", "/d"}} {
+		b = codec.AppendMapHeader(b, 2)
+		kv("src", m[0])
+		kv("dst", m[1])
+	}
+	b = codec.AppendInt(codec.AppendString(b, "ret"), -2)
+	return b
+}
+
+// TestIGModuleStructs runs ig_struct, a Go module that reads and replaces
+// a struct, a nested struct and an array of structs through IG's struct
+// accessors, and checks their refusals (see its source); the events come
+// out with the module's replacements, in the event's key order.
+func TestIGModuleStructs(t *testing.T) {
+	g := &memIG{outputs: []wasmstages.IGOutput{{Name: "events", Schema: procSchema}}}
+	var logs logBuffer
+	ctx := context.Background()
+	m, err := newIGModule(t, "ig_struct", g, &logs)
+	if err != nil {
+		t.Fatalf("NewIGModule: %v\n%s", err, logs.String())
+	}
+	if len(logs.lines("gadgetInit checks passed")) != 1 {
+		t.Fatalf("gadgetInit:\n%s", logs.String())
+	}
+	out, err := m.Process(ctx, []pipeline.Event{{Data: procEvent(1), Schema: procSchema, Source: "open", Seq: 1, MntNS: 4026532001}}, nil)
+	if err != nil {
+		t.Fatalf("Process: %v\n%s", err, logs.String())
+	}
+	if failed := logs.lines("check failed"); len(failed) > 0 || len(logs.lines("event checks passed")) != 1 {
+		t.Fatalf("%s\n%s", strings.Join(failed, "\n"), logs.String())
+	}
+	if len(out) != 1 {
+		t.Fatalf("%d events out; want 1", len(out))
+	}
+	if out[0].MntNS != 4026532001 {
+		// The container stage resolves events by it.
+		t.Errorf("the changed event lost its mount namespace: %d", out[0].MntNS)
+	}
+	js, err := codec.AppendJSON(nil, out[0].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"time":"2025-01-01T00:00:00Z","host":"node-a","source":"open","gadget":"ig_proc","seq":1,` +
+		`"proc.comm":"init","proc.pid":1,"proc.creds.uid":0,"proc.creds.user":"root",` +
+		`"mounts":[{"src":"/x","dst":"/y","ro":true}],"ret":-2}`
+	if string(js) != want {
+		t.Errorf("event out:\n%s\nwant\n%s", js, want)
+	}
+	// The refusals were logged by the host, naming what was wrong.
+	for _, want := range []string{
+		`fieldPutStruct: struct \"proc\" has no member \"nope\" (its members: comm, pid, creds.uid, creds.user)`,
+		`fieldPutStruct: struct \"proc\" has no member \"creds.gid\"`,
+		`fieldPutStruct: struct \"proc\" member \"pid\": a string for a member holding integer values`,
+		`fieldPutStruct: struct \"proc\" member \"pid\": 1.5 is not a whole number`,
+		`fieldGetStruct: field \"proc.comm\" is not a struct`,
+		`fieldGetScalar: field \"proc\" is a struct: read and write it with fieldGetStruct and fieldPutStruct`,
+		`fieldPutStructArray: struct array \"mounts\": element 0 is a number, not an object`,
+	} {
+		if len(logs.lines("source=host", want)) == 0 {
+			t.Errorf("no host warning %q:\n%s", want, logs.String())
+		}
+	}
+}
+
+// TestIGModuleContainers: a module subscribed to the containers data
+// source gets each container event the host delivers, with IG's fields;
+// the events of that data source never leave the module, what the module
+// emits for them does.
+func TestIGModuleContainers(t *testing.T) {
+	g := &memIG{outputs: []wasmstages.IGOutput{{Name: "events", Schema: procSchema}}}
+	var logs logBuffer
+	ctx := context.Background()
+	m, err := newIGModule(t, "ig_struct", g, &logs)
+	if err != nil {
+		t.Fatalf("NewIGModule: %v\n%s", err, logs.String())
+	}
+	if !m.WantsContainers() {
+		t.Fatal("WantsContainers = false for a module subscribed to containers")
+	}
+	g.loaded = true
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := wasmstages.IGContainer{ID: "0123abcd", Name: "web", CgroupID: 5555, MntNS: 4026532999, PID: 77}
+	if err := m.ContainerEvent(ctx, wasmstages.IGContainerCreated, c); err != nil {
+		t.Fatalf("ContainerEvent: %v\n%s", err, logs.String())
+	}
+	if err := m.ContainerEvent(ctx, wasmstages.IGContainerDeleted, c); err != nil {
+		t.Fatal(err)
+	}
+	pending := m.Flush(nil)
+	distinctIDs(t, pending)
+	var lines []string
+	for _, ev := range eventsOf(t, pending) {
+		lines = append(lines, fmt.Sprint(ev["line"]))
+	}
+	want := []string{"CREATED web 0123abcd 4026532999 5555 77 config=", "DELETED web 0123abcd 4026532999 5555 77 config="}
+	if !slices.Equal(lines, want) {
+		t.Errorf("the module's events for the container events: %q; want %q", lines, want)
+	}
+	if failed := logs.lines("check failed"); len(failed) > 0 {
+		t.Error(strings.Join(failed, "\n"))
+	}
+
+	// ig_check does not subscribe to containers: nothing to feed.
+	mc, err := newIGModule(t, "ig_check", newMemIG(), &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc.WantsContainers() {
+		t.Error("WantsContainers = true for a module that does not subscribe to containers")
+	}
+	if err := mc.ContainerEvent(ctx, wasmstages.IGContainerCreated, c); err != nil {
+		t.Errorf("ContainerEvent to a module not subscribed: %v", err)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -205,7 +204,7 @@ func newStage(ctx context.Context, cfg Config, fl flavour, label string) (*Stage
 		s.closeVersion(ctx, v)
 		s.closeCache(ctx)
 		s.closeJails()
-		return nil, fmt.Errorf("load %s: a tick interval is set, but the module does not export sluice_tick", label)
+		return nil, fmt.Errorf("load %s: %w", label, ErrNoTick)
 	case cfg.Tick > 0:
 		s.tick = cfg.Tick
 	case v.exports.tick:
@@ -289,6 +288,19 @@ func (s *Stage) newRuntime(ctx context.Context, closeOnContextDone bool) (wazero
 	return rt, nil
 }
 
+// compilesWithoutCache tells whether code compiles in a runtime of its own
+// without a compilation cache.
+func compilesWithoutCache(ctx context.Context, code []byte) bool {
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	defer rt.Close(ctx)
+	cm, err := rt.CompileModule(ctx, code)
+	if err != nil {
+		return false
+	}
+	cm.Close(ctx)
+	return true
+}
+
 // digestOf returns the SHA-256 of module in hex, a version's identity.
 func digestOf(module []byte) string {
 	sum := sha256.Sum256(module)
@@ -310,7 +322,9 @@ func (s *Stage) load(ctx context.Context, module []byte, digest string) (*versio
 	}
 	v.rt = rt
 	cm, err := rt.CompileModule(ctx, code)
-	if err != nil && s.cache.dir != "" && strings.HasPrefix(err.Error(), "compilationcache:") {
+	if err != nil && s.cache.dir != "" && compilesWithoutCache(ctx, code) {
+		// wazero's errors are not typed: that the module compiles without
+		// the cache is what tells a bad cache entry from a bad module.
 		s.log.Warn("the compilation cache holds an entry that cannot be read; clearing it and compiling afresh", "dir", s.cache.dir, "error", err)
 		if perr := s.cache.purge(); perr != nil {
 			err = fmt.Errorf("%w (and %w)", err, perr)

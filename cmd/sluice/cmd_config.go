@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-dev/sluice/agent"
 	"github.com/sluice-dev/sluice/config"
+	"github.com/sluice-dev/sluice/sources"
 )
 
 func newConfigCommand() *cobra.Command {
@@ -21,16 +22,34 @@ func newConfigCommand() *cobra.Command {
 		Args:  subcommandArgs,
 		RunE:  showHelp,
 	}
+	var privileged bool
 	validate := &cobra.Command{
 		Use:   "validate FILE",
 		Short: "Check a config file without running it",
-		Long: `Check a config file without running it: its syntax and schema, references
-between blocks, gadgets and their params, image references (pulled into the
-local store when missing) and Wasm stages (compiled, their init run with the
-config's params). Errors point at file:line:column.
+		Long: `Check a config file without running it. Errors point at file:line:column.
+
+Checked without privileges: the syntax and schema; references between
+blocks; sizes, durations, ranges; NATS server URLs and listen addresses;
+NATS credential and TLS files (missing, unreadable, not what they should
+hold); gadgets (parsed, their params and decode plans) and the kernel they
+need: each program's section, and its tracepoint, kernel function, LSM
+hook or iterator in this kernel's BTF, TC interfaces, network namespaces,
+the perf_event sampling limit, uprobe targets (absent ones are warnings:
+the agent runs without them); image references (pulled into the local
+store when missing); Wasm stages and gadget modules (compiled, their init
+run with the config's params).
+
+Tracepoints are checked in tracefs, which only root may read: as another
+user they are reported as not checked, in a warning.
+
+--privileged also loads every gadget into the kernel, with its params and
+map sizes, and unloads it without attaching anything: the verifier's
+verdict on each program and the kernel's on each map. It needs what the
+agent needs (root, or CAP_BPF and CAP_PERFMON).
 
 Exit status: 0 when valid (warnings alone pass), 1 with errors.`,
 		Example: `  sluice config validate /etc/sluice/sluice.hcl
+  sudo sluice config validate --privileged /etc/sluice/sluice.hcl
   sluice config default > sluice.hcl && sluice config validate sluice.hcl`,
 		Args: exactArgs("FILE"),
 		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
@@ -40,9 +59,15 @@ Exit status: 0 when valid (warnings alone pass), 1 with errors.`,
 			return []cobra.Completion{"hcl"}, cobra.ShellCompDirectiveFilterFileExt
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return validateFile(cmd.Context(), args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if privileged {
+				if err := sources.CheckPrivileges(); err != nil {
+					return fmt.Errorf("config validate --privileged: %w", err)
+				}
+			}
+			return validateFile(cmd.Context(), args[0], agent.CheckOptions{Load: privileged}, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	validate.Flags().BoolVar(&privileged, "privileged", false, "also load every gadget into the kernel, without attaching it (needs root, or CAP_BPF and CAP_PERFMON)")
 	def := &cobra.Command{
 		Use:     "default",
 		Short:   "Print the built-in default config",
@@ -57,10 +82,11 @@ Exit status: 0 when valid (warnings alone pass), 1 with errors.`,
 	return cmd
 }
 
-// validateFile checks everything that can be checked without privileges.
-// Exit status 1 means the config has errors; warnings alone pass. An
-// interrupt (ctx) stops it between two checks, pulls and compilations.
-func validateFile(ctx context.Context, path string, stdout, stderr io.Writer) error {
+// validateFile checks everything that can be checked without privileges,
+// and with opts what needs them. Exit status 1 means the config has
+// errors; warnings alone pass. An interrupt (ctx) stops it between two
+// checks, pulls and compilations.
+func validateFile(ctx context.Context, path string, opts agent.CheckOptions, stdout, stderr io.Writer) error {
 	p := config.NewParser()
 	f, diags := p.ParseFile(path)
 	var report []string
@@ -77,7 +103,7 @@ func validateFile(ctx context.Context, path string, stdout, stderr io.Writer) er
 			// Also compiles each Wasm stage and gadget module and runs its
 			// init with the config's params.
 			var d hcl.Diagnostics
-			report, d = agent.CheckReport(ctx, f, images)
+			report, d = agent.CheckWith(ctx, f, images, opts)
 			diags = append(diags, d...)
 		}
 	}

@@ -190,8 +190,7 @@ func checkGadgetObject(arch string, elf []byte, md *oci.Metadata) error {
 	}
 	for _, name := range md.ParamNames() {
 		if err := spec.CheckParams(map[string]string{name: "0"}); err != nil {
-			var pe *sources.ParamError
-			if errors.As(err, &pe) && pe.Reason == "no such parameter" {
+			if errors.Is(err, sources.ErrUnknownParam) {
 				return fmt.Errorf("%s documents parameter %q, which the program does not declare (GADGET_PARAM)", oci.MetadataFile, name)
 			}
 		}

@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -110,7 +114,18 @@ and --emit chooses whether its records, its printed lines or both become events
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			return runAgent(ctx, f, config.NewParser(), cmd.OutOrStdout(), stderr, runOptions{stats: stats, fetch: images.fetchOptions(stderr)})
+			// The terminal is the run's only sink: when its reader goes
+			// away (sluice run ... | head), the run is over, as for any
+			// command-line tool. (The agent's stdout sink fails alone
+			// instead, beside its other sinks.)
+			ctx, readerGone := context.WithCancel(ctx)
+			defer readerGone()
+			// A handler makes a write to the closed pipe return EPIPE
+			// instead of killing the process, so that the agent stops
+			// cleanly (programs detached, totals printed).
+			signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+			stdout := &endOnClosedPipe{w: cmd.OutOrStdout(), closed: readerGone}
+			return runAgent(ctx, f, config.NewParser(), stdout, stderr, runOptions{stats: stats, fetch: images.fetchOptions(stderr)})
 		},
 	}
 	fs := cmd.Flags()
@@ -127,7 +142,10 @@ and --emit chooses whether its records, its printed lines or both become events
 	kinds.register(cmd)
 	filters.register(cmd)
 	plain.register(cmd)
-	cmd.SetHelpFunc(gadgetHelpFunc(&images, plain.apply))
+	cmd.SetHelpFunc(gadgetHelpFunc(&images, func(f *config.File) {
+		plain.apply(f)
+		f.Sources[0].Wasm = wasm // its parameters are listed too
+	}))
 	cmd.MarkFlagFilename("wasm", "wasm")
 	cmd.RegisterFlagCompletionFunc("param", cobra.NoFileCompletions)
 	cmd.RegisterFlagCompletionFunc("buffer-size", cobra.NoFileCompletions)
@@ -210,29 +228,25 @@ func completeGadget(_ *cobra.Command, args []string, _ string) ([]cobra.Completi
 // runConfig is the config `sluice run` stands for: one source, one stdout
 // sink, one pipeline, every other value at its default.
 func runConfig(gadget string, params []config.Param, format string) *config.File {
-	host, _ := os.Hostname()
 	src := &config.Source{Type: "gadget", Name: sourceName(gadget), Ref: "", Gadget: gadget, Params: params}
 	src.Ref = "source.gadget." + src.Name
 	sink := &config.Sink{Type: "stdout", Name: "terminal", Ref: "sink.stdout.terminal", Stdout: &config.StdoutSink{Format: format}}
+	// The config's own defaults, but no control socket: a second agent's
+	// would take the running agent's place in the data directory.
+	agentCfg := config.DefaultAgent()
+	agentCfg.Name, _ = os.Hostname()
+	queue := config.DefaultQueue()
+	queue.WhenFull = "drop_oldest" // a terminal that falls behind loses old lines, not events in the kernel
 	return &config.File{
-		Agent: config.Agent{
-			Name:               host,
-			DataDir:            config.DefaultDataDir,
-			LogLevel:           config.DefaultLogLevel,
-			LogFormat:          config.DefaultLogFormat,
-			ShutdownGrace:      config.DefaultShutdownGrace,
-			LossReportInterval: config.DefaultLossReportInterval,
-			Containers:         config.Containers{Enabled: true},
-			FilterSelf:         true,
-		},
+		Agent:   agentCfg,
 		Sources: []*config.Source{src},
 		Sinks:   []*config.Sink{sink},
 		Pipelines: []*config.Pipeline{{
 			Name:    "run",
 			Sources: []config.Reference{{Kind: config.KindSource, Type: "gadget", Name: src.Name}},
 			Sinks:   []config.Reference{{Kind: config.KindSink, Type: "stdout", Name: "terminal"}},
-			Queue:   config.Queue{MaxEvents: config.DefaultQueueMaxEvents, MaxBytes: config.DefaultQueueMaxBytes, WhenFull: "drop_oldest"},
-			Batch:   config.Batch{MaxEvents: config.DefaultBatchMaxEvents, MaxDelay: config.DefaultBatchMaxDelay},
+			Queue:   queue,
+			Batch:   config.DefaultBatch(),
 		}},
 	}
 }
@@ -252,4 +266,19 @@ func sourceName(gadget string) string {
 		return "gadget"
 	}
 	return name
+}
+
+// endOnClosedPipe passes writes on to w and calls closed once a write finds
+// that the reader closed the pipe (EPIPE).
+type endOnClosedPipe struct {
+	w      io.Writer
+	closed context.CancelFunc
+}
+
+func (e *endOnClosedPipe) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if errors.Is(err, syscall.EPIPE) {
+		e.closed()
+	}
+	return n, err
 }

@@ -7,6 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/sluice-dev/sluice/config"
 	"github.com/sluice-dev/sluice/internal/testutil"
 )
 
@@ -28,6 +33,31 @@ func TestSourceName(t *testing.T) {
 		if got := sourceName(c.gadget); got != c.want {
 			t.Errorf("sourceName(%q) = %q, want %q", c.gadget, got, c.want)
 		}
+	}
+}
+
+// TestRunConfigIsTheConfigsDefaults: the config `sluice run` builds in Go
+// is the one the config decoder makes of the same blocks, defaults and
+// all, except for what run sets on purpose (no control socket). A default
+// added to the decoder and not to config.DefaultAgent, DefaultQueue or
+// DefaultBatch fails here.
+func TestRunConfigIsTheConfigsDefaults(t *testing.T) {
+	decoded, diags := config.Parse("run.hcl", []byte(`
+source "gadget" "trace_exec" { gadget = "trace_exec" }
+sink "stdout" "terminal" { format = "table" }
+pipeline "run" {
+  sources = [source.gadget.trace_exec]
+  sinks   = [sink.stdout.terminal]
+  queue { when_full = "drop_oldest" }
+}
+`))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	decoded.Agent.ControlSocket = "" // run has no control socket
+	got := runConfig("trace_exec", nil, "table")
+	if diff := cmp.Diff(decoded, got, cmpopts.IgnoreTypes(hcl.Range{}), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("sluice run's config (-decoded +run):\n%s", diff)
 	}
 }
 

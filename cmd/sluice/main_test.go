@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"os"
@@ -110,6 +111,51 @@ func TestRunStopsCleanlyOnSignal(t *testing.T) {
 	}
 	if d := time.Since(start); d > 12*time.Second {
 		t.Errorf("took %v to stop; the grace period is 10s", d)
+	}
+}
+
+// TestRunEndsWhenReaderCloses: `sluice run ... | head -1` ends the run,
+// with exit status 0, once head has gone and the next line finds the pipe
+// closed; the run must not go on with no reader until interrupted.
+func TestRunEndsWhenReaderCloses(t *testing.T) {
+	testutil.RequireBPF(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sluiceBin, "run", "trace_exec", "-o", "json")
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = w, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	w.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// Read one line (the first event), then close the pipe as head does.
+	line := make(chan error, 1)
+	go func() {
+		_, err := bufio.NewReader(r).ReadString('\n')
+		r.Close()
+		line <- err
+	}()
+	deadline := time.After(20 * time.Second)
+	for {
+		exec.Command("/bin/true", "sluice-pipe-marker").Run()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("exit after the reader went away: %v; stderr:\n%s", err, errb.String())
+			}
+			if l := <-line; l != nil {
+				t.Errorf("read the first line: %v", l)
+			}
+			return
+		case <-deadline:
+			t.Fatalf("still running 20s after its reader went away; stderr:\n%s", errb.String())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 

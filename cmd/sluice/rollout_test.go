@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -584,9 +587,8 @@ pipeline "p" {
 			want := config.ControlNATS{URL: config.DefaultNATSURL, Bucket: config.DefaultControlBucket,
 				StatusBucket: config.DefaultControlBucket + config.StatusBucketSuffix, Replicas: 1}
 			c.want(&want)
-			got.DefRange = want.DefRange
-			if got != want || group != c.group {
-				t.Errorf("got %+v group %q\nwant %+v group %q", got, group, want, c.group)
+			if diff := cmp.Diff(want, got, cmpopts.IgnoreTypes(hcl.Range{})); diff != "" || group != c.group {
+				t.Errorf("group %q, want %q; control (-want +got):\n%s", group, c.group, diff)
 			}
 		})
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -148,8 +150,8 @@ func appHelp(ctx context.Context, f *config.File, fetch agent.FetchOptions, stdo
 func gadgetHelp(ctx context.Context, f *config.File, fetch agent.FetchOptions, stdout, stderr io.Writer) error {
 	images, diags := agent.FetchImages(ctx, f, fetch)
 	if !diags.HasErrors() {
-		var gs []*sources.Gadget
-		gs, diags = agent.GadgetsOf(f, images)
+		var gs []agent.GadgetHelp
+		gs, diags = agent.GadgetHelpOf(f, images)
 		if !diags.HasErrors() {
 			for _, g := range gs {
 				writeGadgetHelp(stdout, g)
@@ -161,15 +163,33 @@ func gadgetHelp(ctx context.Context, f *config.File, fetch agent.FetchOptions, s
 	return exitError{code: 1}
 }
 
-func writeGadgetHelp(w io.Writer, g *sources.Gadget) {
+func writeGadgetHelp(w io.Writer, h agent.GadgetHelp) {
+	g := h.Gadget
 	spec := g.Spec()
 	fmt.Fprintf(w, "gadget %s\n\nParameters (--param NAME=VALUE):\n", spec.Name)
 	params := spec.ParamHelp()
+	// The Wasm module's own parameters (gadget.yaml params.wasm) are set
+	// the same way: one list, by key.
+	for _, p := range h.ModuleParams {
+		line := fmt.Sprintf("%s=string (the Wasm module's), default %s", p.Key, strconv.Quote(p.Default))
+		if p.Description != "" {
+			line += ": " + p.Description
+		}
+		params = append(params, line)
+	}
+	slices.SortStableFunc(params, func(a, b string) int {
+		ka, _, _ := strings.Cut(a, "=")
+		kb, _, _ := strings.Cut(b, "=")
+		return strings.Compare(ka, kb)
+	})
 	if len(params) == 0 {
 		fmt.Fprintln(w, "  (none)")
 	}
 	for _, p := range params {
 		fmt.Fprintf(w, "  %s\n", p)
+	}
+	if h.Module != "" {
+		fmt.Fprintf(w, "\nWasm module: %s\n", h.Module)
 	}
 	writeFilterHelp(w, spec)
 	var progs []string

@@ -73,6 +73,9 @@ func TestRunIGModule(t *testing.T) {
 			summary++
 			continue
 		}
+		if ev["container_event"] != nil {
+			continue // the module's report of a container this host runs
+		}
 		who, _ := ev["who"].(float64)
 		if who == base+2 {
 			t.Errorf("the module drops who %#x, yet: %v", base+2, ev)
@@ -86,5 +89,55 @@ func TestRunIGModule(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "ig_wasm_go: tag 4242 written") {
 		t.Errorf("the module's log line is not shown:\n%s", stderr.String())
+	}
+	// As in IG, gadgetPreStart runs before the eBPF collection is loaded
+	// (IG's ebpf operator loads it in its Start, after every PreStart):
+	// the gadget's maps open from gadgetStart on.
+	if !strings.Contains(stderr.String(), "ig_wasm_go: maps before the gadget loads: none") {
+		t.Errorf("gadgetPreStart did not run before the gadget loaded:\n%s", stderr.String())
+	}
+}
+
+// TestRunGadgetHelpModuleParams: `sluice run GADGET --wasm MODULE --help`
+// lists the module's own parameters (gadget.yaml params.wasm) with the
+// gadget's, by key, marked as the module's, and names the module and its
+// ABI; without a module they are not listed (nothing would read them).
+func TestRunGadgetHelpModuleParams(t *testing.T) {
+	dir := t.TempDir()
+	obj, err := gadgets.TestObject("ig_wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	elf := filepath.Join(dir, "ig_wasm.bpf.o")
+	if err := os.WriteFile(elf, obj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	meta := "name: ig_wasm\nparams:\n  ebpf:\n    target_tgid:\n      key: pid\n  wasm:\n    drop_who:\n      key: drop_who\n      description: the module drops the calls with this who\n    tag:\n      defaultValue: \"0\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "gadget.yaml"), []byte(meta), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	module, _ := filepath.Abs(filepath.Join("..", "..", "wasmstages", "testdata", "ig_wasm_go.wasm"))
+	out, stderr, code := runSluice(t, "run", elf, "--wasm", module, "--help")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	params := strings.Join([]string{
+		`  drop_who=string (the Wasm module's), default "": the module drops the calls with this who`,
+		`  pid=int (variable target_tgid, pid_t), default 0`,
+		`  tag=string (the Wasm module's), default "0"`,
+	}, "\n")
+	if !strings.Contains(out, "Parameters (--param NAME=VALUE):\n"+params+"\n") {
+		t.Errorf("the parameters are not listed, by key, the module's marked:\n%s\nwant\n%s", out, params)
+	}
+	if !strings.Contains(out, "Wasm module: "+module+", written against Inspektor Gadget's wasm API") {
+		t.Errorf("the module is not named:\n%s", out)
+	}
+
+	out, stderr, code = runSluice(t, "run", elf, "--help")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if strings.Contains(out, "drop_who") || strings.Contains(out, "Wasm module:") {
+		t.Errorf("a gadget run without its module lists the module's parameters:\n%s", out)
 	}
 }

@@ -10,8 +10,15 @@
  * gadgetStart, into every event's `tag`. It also writes each `who` into
  * the perf event array `whos`, which no tracer names: a module may read
  * it with a perf reader (sources' TestPerfReader does).
+ *
+ * Built twice: ig_wasm.bpf.o, and ig_wasm_filter.bpf.o with the common
+ * filters (sluice/filter.h, IG's names), whose mount namespace filter an
+ * IG module's shouldDiscardMntnsID must agree with.
  */
 #include <sluice/gadget.h>
+#ifdef IG_WASM_FILTER
+#include <sluice/filter.h>
+#endif
 
 struct event {
 	gadget_timestamp timestamp_raw;
@@ -56,6 +63,10 @@ int ig_wasm_e(struct trace_event_raw_sys_enter *ctx)
 
 	if (target_tgid && (bpf_get_current_pid_tgid() >> 32) != (__u32)target_tgid)
 		return 0;
+#ifdef IG_WASM_FILTER
+	if (gadget_should_discard_data_current())
+		return 0;
+#endif
 	who = ctx->args[1];
 	bpf_perf_event_output(ctx, &whos, BPF_F_CURRENT_CPU, &who, sizeof(who));
 	count = bpf_map_lookup_elem(&counts, &who);

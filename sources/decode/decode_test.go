@@ -366,3 +366,37 @@ func norm(v any) any {
 	}
 	return v
 }
+
+// TestMntNSOfNestedProcess: a struct whose only gadget_mntns_id is nested
+// (IG's struct gadget_process proc) is about that namespace, so container
+// identity works for it; a top-level one wins over a nested one.
+func TestMntNSOfNestedProcess(t *testing.T) {
+	mntns := typedef("gadget_mntns_id", u64)
+	proc := &btf.Struct{Name: "gadget_process", Size: 16, Members: []btf.Member{member("pid", u32, 0), member("mntns_id", mntns, 8)}}
+	nested := &btf.Struct{Name: "event", Size: 24, Members: []btf.Member{member("who", u64, 0), member("proc", proc, 8)}}
+	top := &btf.Struct{Name: "event", Size: 32, Members: []btf.Member{member("proc", proc, 0), member("mntns_id", mntns, 16), member("who", u64, 24)}}
+	rec := func(vals ...uint64) []byte {
+		var b []byte
+		for _, v := range vals {
+			b = binary.LittleEndian.AppendUint64(b, v)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		typ  *btf.Struct
+		rec  []byte
+		want uint64
+	}{
+		{nested, rec(7, 42, 4026532001), 4026532001},
+		{top, rec(42, 4026532001, 4026532002, 7), 4026532002},
+		{nested, rec(7, 42), 0}, // too short to hold it
+	} {
+		p, err := Compile(c.typ, testOpts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.MntNS(c.rec); got != c.want {
+			t.Errorf("MntNS = %d; want %d", got, c.want)
+		}
+	}
+}

@@ -114,7 +114,7 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 	if p.bootOffset == 0 {
 		p.bootOffset = measureBootOffset()
 	}
-	c := compiler{plan: p, seen: map[string]int{}, kernel: opts.KernelTypes}
+	c := compiler{plan: p, seen: map[string]int{}, kernel: opts.KernelTypes, nestedMntNS: -1}
 	if c.kernel == nil {
 		c.kernel = hostKernelTypes()
 	}
@@ -169,6 +169,9 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 			pipeline.Field{Name: "snapshot", Kind: pipeline.FieldUint, Width: 6, Hidden: true},
 			pipeline.Field{Name: "snapshot_rows", Kind: pipeline.FieldUint, Width: 6, Hidden: true})
 	}
+	if p.mntnsOff < 0 {
+		p.mntnsOff = c.nestedMntNS
+	}
 	p.schema = &pipeline.Schema{Gadget: opts.Gadget, Type: st.Name, Fields: append(fields, c.fields...)}
 	return p, nil
 }
@@ -178,8 +181,9 @@ func (p *Plan) Schema() *pipeline.Schema { return p.schema }
 
 // MntNS returns the mount namespace a record is about: its first top-level
 // gadget_mntns_id field (Inspektor Gadget's convention, which container
-// enrichment keys on), 0 when the struct has none or the record is too
-// short to hold it.
+// enrichment keys on), else the first one in a nested struct (IG's struct
+// gadget_process proc has proc.mntns_id), 0 when the struct has none or
+// the record is too short to hold it.
 func (p *Plan) MntNS(record []byte) uint64 {
 	if p.mntnsOff < 0 || p.mntnsOff+8 > len(record) {
 		return 0
@@ -191,12 +195,15 @@ func (p *Plan) MntNS(record []byte) uint64 {
 func (p *Plan) Size() int { return p.size }
 
 type compiler struct {
-	plan   *Plan
-	keys   int
-	fields []pipeline.Field
-	seen   map[string]int
-	kernel *btf.Spec
-	hints  *hintSet
+	plan *Plan
+	// nestedMntNS is the offset of the first gadget_mntns_id in a nested
+	// struct, or -1: the namespace of a struct without a top-level one.
+	nestedMntNS int
+	keys        int
+	fields      []pipeline.Field
+	seen        map[string]int
+	kernel      *btf.Spec
+	hints       *hintSet
 }
 
 // name returns a unique key for a flattened member name. Envelope names are
@@ -329,8 +336,13 @@ func (c *compiler) member(t btf.Type, name string, off int64, depth int) error {
 	o := op{off: int(off), size: size, topLevel: top}
 	// A top-level key: a member of the struct, or of an anonymous one
 	// (a map iterator's key and value), not of a named nested struct.
-	if special == "gadget_mntns_id" && !strings.Contains(name, ".") && size == 8 && c.plan.mntnsOff < 0 {
-		c.plan.mntnsOff = int(off)
+	if special == "gadget_mntns_id" && size == 8 {
+		switch {
+		case !strings.Contains(name, ".") && c.plan.mntnsOff < 0:
+			c.plan.mntnsOff = int(off)
+		case c.nestedMntNS < 0:
+			c.nestedMntNS = int(off)
+		}
 	}
 	if handled, err := c.special(special, under, name, o, depth); handled || err != nil {
 		return err

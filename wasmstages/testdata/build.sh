@@ -63,7 +63,8 @@ cc ig_future.wasm ig_future.c
 export PATH="$PATH:/usr/local/go/bin"
 (cd gofilter && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags=-s -o ../gofilter.wasm .)
 # Inspektor Gadget modules in Go (IG's wasm API through igapi): every host
-# function (ig_check), and the module of gadgets/testdata/ig_wasm.bpf.o.
-for g in ig_check ig_wasm_go; do
+# function (ig_check), the struct accessors and the containers data source
+# (ig_struct), and the module of gadgets/testdata/ig_wasm.bpf.o.
+for g in ig_check ig_struct ig_wasm_go; do
 	(cd "$g" && GOOS=wasip1 GOARCH=wasm GOFLAGS= CGO_ENABLED=0 go build -buildmode=c-shared -trimpath -buildvcs=false -ldflags=-s -o "../$g.wasm" .)
 done

@@ -29,6 +29,8 @@ IGIMPORT("dataSourceRelease") uint32_t ig_release(uint32_t ds, uint32_t packet);
 IGIMPORT("fieldGetScalar") uint64_t ig_field_get_scalar(uint32_t field, uint32_t data, uint32_t kind, uint32_t *err);
 IGIMPORT("fieldGetBuffer") int32_t ig_field_get_buffer(uint32_t field, uint32_t data, uint32_t kind, bufptr dst);
 IGIMPORT("fieldSet") uint32_t ig_field_set(uint32_t field, uint32_t data, uint32_t kind, uint64_t value);
+IGIMPORT("fieldGetStruct") int32_t ig_field_get_struct(uint32_t field, uint32_t data, bufptr dst);
+IGIMPORT("shouldDiscardMntnsID") uint32_t ig_should_discard_mntns_id(uint64_t mntns);
 IGIMPORT("getParamValue") uint32_t ig_get_param_value(bufptr key, bufptr dst);
 IGIMPORT("getMap") uint32_t ig_get_map(bufptr name);
 IGIMPORT("mapLookup") uint32_t ig_map_lookup(uint32_t map, bufptr key, bufptr value);

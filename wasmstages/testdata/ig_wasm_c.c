@@ -5,7 +5,11 @@
 // who_hex and calls (from the gadget's map counts) to the others, and
 // emits one "summary" event with the number it saw at gadgetStop. A who of
 // 0xdead makes it trap (the test of a failing module); gadgetPostStop
-// logs "ig_wasm_c: post stop".
+// logs "ig_wasm_c: post stop". Like its twin it adds proc_json, discard
+// and probe_discard where the events have proc and the param "probe" is
+// set, logs the maps gadgetPreStart can open, and reports the events of
+// the containers data source as events of its data source
+// "containers_seen".
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -13,6 +17,11 @@
 
 static uint32_t calls_ds, summary_ds, who_f, who_hex_f, calls_f, seen_f, counts_map;
 static uint64_t drop_who, seen;
+static uint32_t proc_f, mntns_f, proc_json_f, discard_f, probe_f;
+static uint64_t probe[16];
+static int nprobe;
+static uint32_t containers_ds, ctype_f, cname_f, cmntns_f;
+static uint32_t seen_ds, se_type_f, se_name_f, se_ns_f, se_discard_f;
 
 // param reads a wasm param as a number (0 when unset).
 static int param(const char *key, uint64_t *v) {
@@ -49,7 +58,46 @@ IGEXPORT("gadgetInit") int32_t gadget_init(void) {
 		ig_logs(IG_ERROR, "cannot subscribe to calls");
 		return 1;
 	}
+	if ((proc_f = ig_get_field(calls_ds, str("proc"))))
+		proc_json_f = ig_add_field(calls_ds, str("proc_json"), IG_KIND_STRING);
+	if ((mntns_f = ig_get_field(calls_ds, str("proc.mntns_id"))))
+		discard_f = ig_add_field(calls_ds, str("discard"), IG_KIND_BOOL);
+	char list[256] = {0};
+	if (ig_get_param_value(str("probe"), buf(list, sizeof list - 1)) == 0 && list[0]) {
+		for (char *p = list; *p && nprobe < 16;) {
+			char *end;
+			probe[nprobe++] = strtoull(p, &end, 10);
+			if (end == p || (*end && *end != ',')) {
+				ig_logs(IG_ERROR, "probe is not a list of numbers");
+				return 1;
+			}
+			p = *end ? end + 1 : end;
+		}
+		probe_f = ig_add_field(calls_ds, str("probe_discard"), IG_KIND_STRING);
+	}
+	containers_ds = ig_get_data_source(str("containers"));
+	seen_ds = ig_new_data_source(str("containers_seen"), IG_DS_SINGLE);
+	ctype_f = ig_get_field(containers_ds, str("event_type"));
+	cname_f = ig_get_field(containers_ds, str("name"));
+	cmntns_f = ig_get_field(containers_ds, str("mntns_id"));
+	se_type_f = ig_add_field(seen_ds, str("container_event"), IG_KIND_STRING);
+	se_name_f = ig_add_field(seen_ds, str("container_name"), IG_KIND_STRING);
+	se_ns_f = ig_add_field(seen_ds, str("container_mntns"), IG_KIND_UINT64);
+	se_discard_f = ig_add_field(seen_ds, str("container_discard"), IG_KIND_BOOL);
+	if (!ctype_f || !cname_f || !cmntns_f || !se_type_f || !se_name_f || !se_ns_f || !se_discard_f ||
+	    ig_subscribe(containers_ds, IG_SUB_DATA, 0, 2) != 0) {
+		ig_logs(IG_ERROR, "cannot subscribe to containers");
+		return 1;
+	}
 	ig_logs(IG_INFO, "ig_wasm_c: init done");
+	return 0;
+}
+
+// IG runs gadgetPreStart before the eBPF collection loads.
+IGEXPORT("gadgetPreStart") int32_t gadget_pre_start(void) {
+	uint32_t m = ig_get_map(str("counts"));
+	if (m) ig_release_handle(m);
+	ig_logs(IG_INFO, m ? "ig_wasm_c: maps before the gadget loads: counts" : "ig_wasm_c: maps before the gadget loads: none");
 	return 0;
 }
 
@@ -92,8 +140,29 @@ IGEXPORT("gadgetPostStop") int32_t gadget_post_stop(void) {
 	return 0;
 }
 
+static void on_container(uint32_t data) {
+	char type[16] = {0}, name[256] = {0};
+	uint32_t err = 0;
+	int32_t n = ig_field_get_buffer(ctype_f, data, IG_KIND_STRING, buf(type, sizeof type - 1));
+	int32_t m = ig_field_get_buffer(cname_f, data, IG_KIND_STRING, buf(name, sizeof name - 1));
+	uint64_t ns = ig_field_get_scalar(cmntns_f, data, IG_KIND_UINT64, &err);
+	if (n < 0 || m < 0 || err) {
+		ig_logs(IG_ERROR, "cannot read a container event");
+		return;
+	}
+	uint32_t p = ig_new_packet_single(seen_ds);
+	ig_field_set(se_type_f, p, IG_KIND_STRING, buf(type, (uint32_t)n));
+	ig_field_set(se_name_f, p, IG_KIND_STRING, buf(name, (uint32_t)m));
+	ig_field_set(se_ns_f, p, IG_KIND_UINT64, ns);
+	ig_field_set(se_discard_f, p, IG_KIND_BOOL, ig_should_discard_mntns_id(ns));
+	ig_emit_and_release(seen_ds, p);
+}
+
 IGEXPORT("dataSourceCallback") void data_source_callback(uint64_t cb, uint32_t ds, uint32_t data) {
-	(void)cb; // one subscription
+	if (cb == 2) {
+		on_container(data);
+		return;
+	}
 	uint32_t err = 0;
 	uint64_t who = ig_field_get_scalar(who_f, data, IG_KIND_UINT64, &err);
 	if (err) {
@@ -112,4 +181,21 @@ IGEXPORT("dataSourceCallback") void data_source_callback(uint64_t cb, uint32_t d
 	uint64_t count = 0;
 	if (ig_map_lookup(counts_map, buf(&who, 8), buf(&count, 8)) == 0)
 		ig_field_set(calls_f, data, IG_KIND_UINT64, count);
+	if (proc_json_f) {
+		static char js[1024];
+		int32_t n = ig_field_get_struct(proc_f, data, buf(js, sizeof js));
+		if (n >= 0) ig_field_set(proc_json_f, data, IG_KIND_STRING, buf(js, (uint32_t)n));
+	}
+	if (discard_f) {
+		uint64_t ns = ig_field_get_scalar(mntns_f, data, IG_KIND_UINT64, &err);
+		if (!err) ig_field_set(discard_f, data, IG_KIND_BOOL, ig_should_discard_mntns_id(ns));
+	}
+	if (probe_f) {
+		char answers[64] = {0};
+		for (int i = 0; i < nprobe; i++) {
+			answers[2 * i] = ig_should_discard_mntns_id(probe[i]) ? '1' : '0';
+			answers[2 * i + 1] = i + 1 < nprobe ? ',' : 0;
+		}
+		ig_field_set(probe_f, data, IG_KIND_STRING, str(answers));
+	}
 }

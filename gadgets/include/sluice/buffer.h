@@ -37,8 +37,8 @@
 /*
  * GADGET_TRACER_MAP(name, size) declares ring buffer `name` of `size` bytes
  * (a power of two, multiple of the page size; user space may resize it) and
- * its lost-samples counter `name_lost_samples`.
- */
+ * its lost-samples counter `name_lost_samples`. The gadget_map_tracer_ marker
+ * is IG's; sluice does not read it (GADGET_TRACER names the map). */
 #define GADGET_TRACER_MAP(name, size)                          \
 	struct {                                               \
 		__uint(type, BPF_MAP_TYPE_RINGBUF);            \

@@ -18,7 +18,7 @@
  * GADGET_TRACER(name, map, struct) declares that ring buffer `map` carries
  * records of `struct struct`. The typed pointer keeps the struct in BTF even
  * when no program names it, so user space can always build a decode plan.
- * IG allows one tracer per object; so does sluice.
+ * IG allows one tracer per object; sluice reads several, a stream each.
  */
 #define GADGET_TRACER(name, map, event_type)                           \
 	const void *gadget_tracer_##name##___##map##___##event_type      \

@@ -11,11 +11,22 @@
 // "drop_who", and adds who_hex (who in hex) and calls (who's count in the
 // gadget's map counts). At gadgetStop it emits one event of its own data
 // source "summary" with the number of events it saw.
+//
+// Where the gadget's events have them (the kernel tests' do), it also adds
+// proc_json (the struct proc, read with fieldGetStruct), discard (what
+// shouldDiscardMntnsID says of the event's proc.mntns_id) and, when the
+// param "probe" lists mount namespace ids, probe_discard (its answer for
+// each, "1,0,..."). It logs which of the gadget's maps gadgetPreStart can
+// open (none: the gadget is not loaded yet), and for each event of the
+// containers data source it emits an event of its own data source
+// "containers_seen": container_event, container_name, container_mntns and
+// container_discard.
 package main
 
 import (
 	"encoding/binary"
 	"strconv"
+	"strings"
 
 	"github.com/sluice-dev/sluice/wasmstages/testdata/igapi"
 )
@@ -28,6 +39,13 @@ var (
 	countsMap                    uint32
 	dropWho                      uint64
 	seen                         uint64
+
+	procF, mntnsF, procJSONF, discardF, probeF uint32
+	probe                                      []uint64
+
+	containersDS, ctypeF, cnameF, cmntnsF   uint32
+	seenContainers, seTypeF, seNameF, seNSF uint32
+	seDiscardF                              uint32
 )
 
 //go:wasmexport gadgetAPIVersion
@@ -63,7 +81,50 @@ func gadgetInit() int32 {
 		igapi.Log(igapi.LevelError, "cannot subscribe to calls")
 		return 1
 	}
+	if procF = igapi.GetField(calls, "proc"); procF != 0 {
+		procJSONF = igapi.AddField(calls, "proc_json", igapi.KindString)
+	}
+	if mntnsF = igapi.GetField(calls, "proc.mntns_id"); mntnsF != 0 {
+		discardF = igapi.AddField(calls, "discard", igapi.KindBool)
+	}
+	if v, ok := igapi.Param("probe", 256); ok && v != "" {
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.ParseUint(f, 10, 64)
+			if err != nil {
+				igapi.Log(igapi.LevelError, "probe: "+err.Error())
+				return 1
+			}
+			probe = append(probe, n)
+		}
+		probeF = igapi.AddField(calls, "probe_discard", igapi.KindString)
+	}
+	containersDS = igapi.GetDataSource("containers")
+	seenContainers = igapi.NewDataSource("containers_seen", igapi.DSSingle)
+	ctypeF = igapi.GetField(containersDS, "event_type")
+	cnameF = igapi.GetField(containersDS, "name")
+	cmntnsF = igapi.GetField(containersDS, "mntns_id")
+	seTypeF = igapi.AddField(seenContainers, "container_event", igapi.KindString)
+	seNameF = igapi.AddField(seenContainers, "container_name", igapi.KindString)
+	seNSF = igapi.AddField(seenContainers, "container_mntns", igapi.KindUint64)
+	seDiscardF = igapi.AddField(seenContainers, "container_discard", igapi.KindBool)
+	if ctypeF == 0 || cnameF == 0 || cmntnsF == 0 || seTypeF == 0 || seNameF == 0 || seNSF == 0 || seDiscardF == 0 ||
+		igapi.Subscribe(containersDS, igapi.SubData, 0, 2) != 0 {
+		igapi.Log(igapi.LevelError, "cannot subscribe to containers")
+		return 1
+	}
 	igapi.Log(igapi.LevelInfo, "ig_wasm_go: init done")
+	return 0
+}
+
+//go:wasmexport gadgetPreStart
+func gadgetPreStart() int32 {
+	// IG runs gadgetPreStart before the eBPF collection loads.
+	opened := "none"
+	if m := igapi.GetMap("counts"); m != 0 {
+		opened = "counts"
+		igapi.ReleaseHandle(m)
+	}
+	igapi.Log(igapi.LevelInfo, "ig_wasm_go: maps before the gadget loads: "+opened)
 	return 0
 }
 
@@ -109,8 +170,19 @@ func gadgetStop() int32 {
 	return 0
 }
 
+func bit(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 //go:wasmexport dataSourceCallback
 func dataSourceCallback(cb uint64, ds, data uint32) {
+	if cb == 2 {
+		onContainer(data)
+		return
+	}
 	who, ok := igapi.Scalar(whoF, data, igapi.KindUint64)
 	if !ok {
 		igapi.Log(igapi.LevelError, "cannot read who")
@@ -126,4 +198,33 @@ func dataSourceCallback(cb uint64, ds, data uint32) {
 	if igapi.MapLookup(countsMap, binary.LittleEndian.AppendUint64(nil, who), val) == 0 {
 		igapi.SetScalar(callsF, data, igapi.KindUint64, binary.LittleEndian.Uint64(val))
 	}
+	if procJSONF != 0 {
+		if js, n := igapi.Struct(procF, data, 1024); n >= 0 {
+			igapi.SetString(procJSONF, data, js)
+		}
+	}
+	if discardF != 0 {
+		if ns, ok := igapi.Scalar(mntnsF, data, igapi.KindUint64); ok {
+			igapi.SetScalar(discardF, data, igapi.KindBool, bit(igapi.ShouldDiscardMntnsID(ns)))
+		}
+	}
+	if probeF != 0 {
+		answers := make([]string, len(probe))
+		for i, ns := range probe {
+			answers[i] = strconv.FormatUint(bit(igapi.ShouldDiscardMntnsID(ns)), 10)
+		}
+		igapi.SetString(probeF, data, strings.Join(answers, ","))
+	}
+}
+
+func onContainer(data uint32) {
+	typ, _ := igapi.Buffer(ctypeF, data, igapi.KindString, 16)
+	name, _ := igapi.Buffer(cnameF, data, igapi.KindString, 256)
+	ns, _ := igapi.Scalar(cmntnsF, data, igapi.KindUint64)
+	p := igapi.NewPacketSingle(seenContainers)
+	igapi.SetString(seTypeF, p, typ)
+	igapi.SetString(seNameF, p, name)
+	igapi.SetScalar(seNSF, p, igapi.KindUint64, ns)
+	igapi.SetScalar(seDiscardF, p, igapi.KindBool, bit(igapi.ShouldDiscardMntnsID(ns)))
+	igapi.EmitAndRelease(seenContainers, p)
 }

@@ -73,6 +73,18 @@ func fieldSet(field, data, kind uint32, value uint64) uint32
 //go:wasmimport ig fieldAddTag
 func fieldAddTag(field uint32, tag uint64) uint32
 
+//go:wasmimport ig fieldGetStruct
+func fieldGetStruct(field, data uint32, dst uint64) int32
+
+//go:wasmimport ig fieldPutStruct
+func fieldPutStruct(field, data uint32, src uint64) uint32
+
+//go:wasmimport ig fieldGetStructArray
+func fieldGetStructArray(field, data uint32, dst uint64) int32
+
+//go:wasmimport ig fieldPutStructArray
+func fieldPutStructArray(field, data uint32, src uint64) uint32
+
 //go:wasmimport ig getParamValue
 func getParamValue(key, dst uint64) uint32
 
@@ -254,6 +266,41 @@ func SetString(field, data uint32, s string) uint32 {
 func SetBytes(field, data uint32, v []byte) uint32 {
 	defer runtime.KeepAlive(v)
 	return fieldSet(field, data, KindBytes, buf(v))
+}
+
+// Struct reads a struct field as JSON into a buffer of size bytes; n is
+// -1 on failure.
+func Struct(field, data uint32, size int) (string, int32) {
+	b := make([]byte, size)
+	n := fieldGetStruct(field, data, buf(b))
+	runtime.KeepAlive(b)
+	if n < 0 {
+		return "", n
+	}
+	return string(b[:n]), n
+}
+
+// StructArray reads an array of structs as JSON, like Struct.
+func StructArray(field, data uint32, size int) (string, int32) {
+	b := make([]byte, size)
+	n := fieldGetStructArray(field, data, buf(b))
+	runtime.KeepAlive(b)
+	if n < 0 {
+		return "", n
+	}
+	return string(b[:n]), n
+}
+
+func PutStruct(field, data uint32, json string) uint32 {
+	b, p := str(json)
+	defer runtime.KeepAlive(b)
+	return fieldPutStruct(field, data, p)
+}
+
+func PutStructArray(field, data uint32, json string) uint32 {
+	b, p := str(json)
+	defer runtime.KeepAlive(b)
+	return fieldPutStructArray(field, data, p)
 }
 
 func AddTag(field uint32, tag string) uint32 {
