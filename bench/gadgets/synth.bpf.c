@@ -20,10 +20,16 @@
  * make records, so that two agents (a benchmark and a test, say) each
  * loading the gadget do not get each other's records.
  *
+ * It takes the filter contract (sluice/filter.h) as the built-in gadgets
+ * do, checked once per call: the agent's own events (filter_self) and the
+ * other process filters are left out in the kernel, not by a host-side
+ * filter stage that a real gadget would not have.
+ *
  * Built twice by gadgets/build.sh: synth64.bpf.o (RECORD_SIZE 64) and
  * synth256.bpf.o (RECORD_SIZE 256, with a path string as trace_open has).
  */
 #include <sluice/gadget.h>
+#include <sluice/filter.h>
 
 #ifndef RECORD_SIZE
 #define RECORD_SIZE 64
@@ -111,6 +117,8 @@ int synth_burst(struct trace_event_raw_sys_enter *ctx)
 		b.n = SYNTH_MAX_BURST;
 	id = bpf_get_current_pid_tgid();
 	if (target_tgid && target_tgid != id >> 32)
+		return 0;
+	if (gadget_should_discard_data_current())
 		return 0;
 	b.pid = id >> 32;
 	b.tid = (__u32)id;

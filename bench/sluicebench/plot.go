@@ -40,7 +40,12 @@ func plotSoak(res *soakResult, path string) error {
 		p.Legend.Top = true
 		return p, nil
 	}
-	rss, err := panel("agent RSS", "MB", "RSS", series(func(s soakSample) float64 { return s.RSSMB }))
+	rss, err := panel("agent RSS and where it is", "MB",
+		"RSS", series(func(s soakSample) float64 { return s.RSSMB }),
+		"anonymous", series(func(s soakSample) float64 { return s.AnonMB }),
+		"Go heap in use", series(func(s soakSample) float64 { return s.HeapMB }),
+		"Go heap goal", series(func(s soakSample) float64 { return s.HeapGoalMB }),
+		"queued events", series(func(s soakSample) float64 { return s.QueuedMB }))
 	if err != nil {
 		return err
 	}
@@ -70,4 +75,6 @@ var palette = []color.Color{
 	color.RGBA{R: 31, G: 119, B: 180, A: 255},
 	color.RGBA{R: 214, G: 39, B: 40, A: 255},
 	color.RGBA{R: 44, G: 160, B: 44, A: 255},
+	color.RGBA{R: 148, G: 103, B: 189, A: 255},
+	color.RGBA{R: 255, G: 127, B: 14, A: 255},
 }

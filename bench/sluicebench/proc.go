@@ -20,6 +20,8 @@ type procSample struct {
 	cpu     time.Duration // user + system time of every thread, dead ones included
 	rss     int64         // bytes
 	hwm     int64         // peak RSS, bytes
+	anon    int64         // RssAnon: the Go heap, stacks, the runtime's own
+	file    int64         // RssFile + RssShmem: the executable, BPF maps
 	threads int
 }
 
@@ -63,6 +65,10 @@ func readProc(pid int) (procSample, error) {
 			s.rss = n << 10
 		case "VmHWM":
 			s.hwm = n << 10
+		case "RssAnon":
+			s.anon = n << 10
+		case "RssFile", "RssShmem":
+			s.file += n << 10
 		case "Threads":
 			s.threads = int(n)
 		}
