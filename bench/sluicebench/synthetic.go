@@ -294,6 +294,11 @@ func (e *benchEnv) runAgentSynth(c synthCase, res *synthResult) error {
 		return s.sum("sluice_events_received_total", "component", "source", "name", "synth")
 	}
 	waitMetric(maddr, 5*time.Second, func(s scrape) bool { return uint64(received(s)) >= requested })
+	// A batch inside a stage or a sink's write is in no queue: on a
+	// loaded machine the sink can sit still for the drain's 100 ms with
+	// events still on their way. Give them time; counters that do not
+	// balance within it are reported.
+	waitMetric(maddr, 10*time.Second, func(s scrape) bool { ok, _ := balance(s, requested); return ok })
 	fin, err := getMetrics(maddr)
 	if err != nil {
 		return err
