@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,9 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-dev/sluice/internal/natstest"
 	"github.com/sluice-dev/sluice/internal/testutil"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
@@ -156,39 +154,9 @@ pipeline "pb" {
 // readStream returns the payload of every message of a stream.
 func readStream(t *testing.T, url, stream string) [][]byte {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out [][]byte
-	for uint64(len(out)) < info.State.Msgs {
-		batch, err := cons.Fetch(int(min(1000, info.State.Msgs-uint64(len(out)))), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := len(out)
-		for m := range batch.Messages() {
-			out = append(out, m.Data())
-		}
-		if len(out) == n {
-			t.Fatalf("stream %s: read %d of %d messages", stream, n, info.State.Msgs)
-		}
+	for _, m := range natstest.StreamMessages(t, url, stream, 30*time.Second) {
+		out = append(out, m.Data())
 	}
 	return out
 }

@@ -202,20 +202,21 @@ func symbolOf(t *testing.T, addr uint64) string {
 // program's config map (wasmstages/testdata/gadget_syscalls.c).
 const startTag = 0x5eed5eed
 
-func TestGadgetImageWithWasm(t *testing.T) {
-	testutil.RequireBPF(t)
+// pushGadgetFolder builds a gadget folder with its Wasm module into an image
+// for this host's architecture and pushes it to reg as name (repo:tag).
+func pushGadgetFolder(t *testing.T, reg *registrytest.Registry, folder, name string) oci.Reference {
+	t.Helper()
 	ctx := context.Background()
-	reg := registrytest.Start(t, registrytest.Options{})
 	build, err := oci.OpenStore(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer build.Close()
-	ref, err := oci.ParseReference(reg.Host + "/gadgets/wasm_syscalls:v1")
+	ref, err := oci.ParseReference(reg.Host + "/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := oci.Build(ctx, build, gadgetFolder(t, syscallsModule), ref, oci.BuildOptions{Archs: []string{oci.HostArch}, Headers: gadgets.Headers()})
+	res, err := oci.Build(ctx, build, folder, ref, oci.BuildOptions{Archs: []string{oci.HostArch}, Headers: gadgets.Headers()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +226,13 @@ func TestGadgetImageWithWasm(t *testing.T) {
 	if _, err := oci.Push(ctx, build, ref, oci.RemoteOptions{Credentials: credentials.NewMemoryStore()}); err != nil {
 		t.Fatal(err)
 	}
+	return ref
+}
+
+func TestGadgetImageWithWasm(t *testing.T) {
+	testutil.RequireBPF(t)
+	ctx := context.Background()
+	ref := pushGadgetFolder(t, registrytest.Start(t, registrytest.Options{}), gadgetFolder(t, syscallsModule), "gadgets/wasm_syscalls:v1")
 
 	dataDir := t.TempDir()
 	params := fmt.Sprintf(`params = { syscall = "getpriority", target_pid = %d }`, os.Getpid())

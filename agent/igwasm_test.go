@@ -8,12 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"oras.land/oras-go/v2/registry/remote/credentials"
-
 	"github.com/sluice-dev/sluice/gadgets"
 	"github.com/sluice-dev/sluice/internal/registrytest"
 	"github.com/sluice-dev/sluice/internal/testutil"
-	"github.com/sluice-dev/sluice/oci"
 	"github.com/sluice-dev/sluice/pipeline"
 )
 
@@ -70,26 +67,7 @@ func TestIGModuleImage(t *testing.T) {
 	for _, module := range []string{"ig_wasm_go", "ig_wasm_c"} {
 		t.Run(module, func(t *testing.T) {
 			ctx := context.Background()
-			reg := registrytest.Start(t, registrytest.Options{})
-			build, err := oci.OpenStore(ctx, t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer build.Close()
-			ref, err := oci.ParseReference(reg.Host + "/gadgets/ig_wasm:v1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := oci.Build(ctx, build, igWasmFolder(t, module), ref, oci.BuildOptions{Archs: []string{oci.HostArch}, Headers: gadgets.Headers()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(res.Inputs["wasm"], "module.wasm") {
-				t.Fatalf("build inputs %v: the Wasm module was not taken", res.Inputs)
-			}
-			if _, err := oci.Push(ctx, build, ref, oci.RemoteOptions{Credentials: credentials.NewMemoryStore()}); err != nil {
-				t.Fatal(err)
-			}
+			ref := pushGadgetFolder(t, registrytest.Start(t, registrytest.Options{}), igWasmFolder(t, module), "gadgets/ig_wasm:v1")
 
 			params := fmt.Sprintf(`params = { pid = %d, drop_who = "%d", tag = "%d" }`, os.Getpid(), whoBase+2, igTag)
 			f := syscallsConfig(t, fmt.Sprintf("data_dir = %q", t.TempDir()), ref.String(), params)

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
@@ -67,20 +66,7 @@ func TestCheckGolden(t *testing.T) {
 			if err := p.WriteDiagnostics(&buf, diags, false); err != nil {
 				t.Fatal(err)
 			}
-			golden := strings.TrimSuffix(path, ".hcl") + ".golden"
-			if *updateGolden {
-				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden file (run go test ./agent -run TestCheckGolden -update to create it): %v", err)
-			}
-			if diff := cmp.Diff(string(want), buf.String()); diff != "" {
-				t.Errorf("diagnostics differ from %s (-want +got):\n%s", golden, diff)
-			}
+			testutil.Golden(t, strings.TrimSuffix(path, ".hcl")+".golden", buf.Bytes(), *updateGolden, "go test ./agent -run TestCheckGolden -update")
 		})
 	}
 }

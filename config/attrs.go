@@ -173,3 +173,19 @@ func notPositive(attr *hcl.Attribute, got string) *hcl.Diagnostic {
 		Subject:  attr.Expr.Range().Ptr(),
 	}
 }
+
+// nonEmptyAttr decodes content's optional attribute name, a non-empty string,
+// into dst, and the range of its value into rng for later diagnostics; dst is
+// left as it was when the attribute is absent or invalid.
+func nonEmptyAttr(content *hcl.BodyContent, name string, ectx *hcl.EvalContext, dst *string, rng *hcl.Range) hcl.Diagnostics {
+	a := content.Attributes[name]
+	if a == nil {
+		return nil
+	}
+	*rng = a.Expr.Range()
+	s, ok, diags := evalNonEmpty(a, ectx)
+	if ok {
+		*dst = s
+	}
+	return diags
+}

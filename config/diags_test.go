@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/sluice-dev/sluice/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/diags/*.golden from the current output")
@@ -43,20 +43,7 @@ func TestDiagnosticsGolden(t *testing.T) {
 			if err := p.WriteDiagnostics(&buf, diags, false); err != nil {
 				t.Fatal(err)
 			}
-			golden := strings.TrimSuffix(path, ".hcl") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden file (run go test ./config -update to create it): %v", err)
-			}
-			if diff := cmp.Diff(string(want), buf.String()); diff != "" {
-				t.Errorf("diagnostics differ from %s (-want +got):\n%s", golden, diff)
-			}
+			testutil.Golden(t, strings.TrimSuffix(path, ".hcl")+".golden", buf.Bytes(), *update, "go test ./config -update")
 		})
 	}
 }

@@ -37,43 +37,15 @@ var gadgetSourceSchema = &hcl.BodySchema{
 // knows the gadgets; this keeps the ranges it needs to report on.
 func decodeGadgetSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.Diagnostics {
 	content, diags := body.Content(gadgetSourceSchema)
-	if a := content.Attributes["gadget"]; a != nil {
-		src.GadgetRange = a.Expr.Range()
-		s, ok, d := evalNonEmpty(a, ectx)
-		diags = append(diags, d...)
-		if ok {
-			src.Gadget = s
-		}
-	}
+	diags = append(diags, nonEmptyAttr(content, "gadget", ectx, &src.Gadget, &src.GadgetRange)...)
 	if a := content.Attributes["params"]; a != nil {
 		p, d := decodeParams(a, ectx)
 		diags = append(diags, d...)
 		src.Params = p
 	}
-	if a := content.Attributes["event_type"]; a != nil {
-		src.EventTypeRange = a.Expr.Range()
-		s, ok, d := evalNonEmpty(a, ectx)
-		diags = append(diags, d...)
-		if ok {
-			src.EventType = s
-		}
-	}
-	if a := content.Attributes["map"]; a != nil {
-		src.MapRange = a.Expr.Range()
-		s, ok, d := evalNonEmpty(a, ectx)
-		diags = append(diags, d...)
-		if ok {
-			src.Map = s
-		}
-	}
-	if a := content.Attributes["wasm"]; a != nil {
-		src.WasmRange = a.Expr.Range()
-		s, ok, d := evalNonEmpty(a, ectx)
-		diags = append(diags, d...)
-		if ok {
-			src.Wasm = s
-		}
-	}
+	diags = append(diags, nonEmptyAttr(content, "event_type", ectx, &src.EventType, &src.EventTypeRange)...)
+	diags = append(diags, nonEmptyAttr(content, "map", ectx, &src.Map, &src.MapRange)...)
+	diags = append(diags, nonEmptyAttr(content, "wasm", ectx, &src.Wasm, &src.WasmRange)...)
 	if a := content.Attributes["containers_only"]; a != nil {
 		src.ContainersOnlyRange = a.Expr.Range()
 		v, ok, d := evalBool(a, ectx)

@@ -22,14 +22,7 @@ var fieldHintKeys = []string{"as", "count", "size", "family", "tag", "cases", "r
 // event_type_file, programs, skip_programs and the fields block.
 func decodePlainOptions(content *hcl.BodyContent, ectx *hcl.EvalContext, src *Source) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	if a := content.Attributes["event_type_file"]; a != nil {
-		src.EventTypeFileRange = a.Expr.Range()
-		s, ok, d := evalNonEmpty(a, ectx)
-		diags = append(diags, d...)
-		if ok {
-			src.EventTypeFile = s
-		}
-	}
+	diags = append(diags, nonEmptyAttr(content, "event_type_file", ectx, &src.EventTypeFile, &src.EventTypeFileRange)...)
 	if a := content.Attributes["programs"]; a != nil {
 		l, r, d := evalStringList(a, ectx)
 		diags = append(diags, d...)

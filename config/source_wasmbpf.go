@@ -52,7 +52,7 @@ const (
 	maxWasmBPFArgs            = 256
 )
 
-var wasmBPFEmitValues = []string{"records", "stdout", "both"}
+var wasmBPFEmitValues = []string{DefaultWasmBPFEmit, "stdout", "both"}
 
 var wasmBPFSourceSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
@@ -104,14 +104,7 @@ func decodeWasmBPFSource(body hcl.Body, ectx *hcl.EvalContext, src *Source) hcl.
 			w.Emit = s
 		}
 	}
-	if a := content.Attributes["event_type"]; a != nil {
-		w.EventTypeRange = a.Expr.Range()
-		s, ok, ds := evalNonEmpty(a, ectx)
-		diags = append(diags, ds...)
-		if ok {
-			w.EventType = s
-		}
-	}
+	diags = append(diags, nonEmptyAttr(content, "event_type", ectx, &w.EventType, &w.EventTypeRange)...)
 	if a := content.Attributes["buffer_size"]; a != nil {
 		n, ok, ds := evalSize(a, ectx)
 		diags = append(diags, ds...)

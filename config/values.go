@@ -17,3 +17,6 @@ func WhenFullPolicies() []string { return slices.Clone(whenFullValues) }
 
 // StdoutFormats are the values of a stdout sink's format.
 func StdoutFormats() []string { return slices.Clone(stdoutFormats) }
+
+// WasmBPFEmitValues are the values of a wasm_bpf source's emit.
+func WasmBPFEmitValues() []string { return slices.Clone(wasmBPFEmitValues) }

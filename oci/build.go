@@ -69,7 +69,7 @@ type BuildOptions struct {
 // BuildResult says what Build made.
 type BuildResult struct {
 	Desc ocispec.Descriptor
-	Kind string // "gadget", "stage" or "wasm-bpf"
+	Kind string // KindGadget, KindStage or KindWasmBPF
 	// Inputs says, per architecture (or "wasm"), where the bytes came from:
 	// "prebuilt program.bpf.o", "compiled program.bpf.c", "wasm/ (Go)".
 	Inputs map[string]string
@@ -240,7 +240,7 @@ func (b *builder) gadget(ctx context.Context) (ocispec.Descriptor, error) {
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	b.res.Kind = "gadget"
+	b.res.Kind = KindGadget
 	return desc, nil
 }
 
@@ -545,30 +545,15 @@ func (b *builder) stageImage(ctx context.Context, wasm []byte, md *Metadata) (oc
 	if b.opts.WasmBPF != nil && b.opts.WasmBPF(wasm) {
 		return b.wasmBPFImage(ctx, wasm, md)
 	}
-	layer := content.NewDescriptorFromBytes(MediaTypeWasmLayer, wasm)
-	if err := b.push(ctx, layer, wasm); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	cfg, err := json.Marshal(wasmConfig{Created: b.created, Architecture: "wasm", OS: "wasip1", LayerDigests: []string{layer.Digest.String()}})
+	cfg, err := json.Marshal(wasmConfig{Created: b.created, Architecture: "wasm", OS: "wasip1", LayerDigests: []string{content.NewDescriptorFromBytes(MediaTypeWasmLayer, wasm).Digest.String()}})
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	config := content.NewDescriptorFromBytes(MediaTypeWasmConfig, cfg)
-	if err := b.push(ctx, config, cfg); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	m := ocispec.Manifest{
-		Versioned:   specs.Versioned{SchemaVersion: 2},
-		MediaType:   ocispec.MediaTypeImageManifest,
-		Config:      config,
-		Layers:      []ocispec.Descriptor{layer},
-		Annotations: annotationsFrom(md, b.created),
-	}
-	desc, err := b.pushJSON(ctx, ocispec.MediaTypeImageManifest, m)
+	desc, err := b.singleLayerImage(ctx, MediaTypeWasmLayer, wasm, MediaTypeWasmConfig, cfg, md)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	b.res.Kind = "stage"
+	b.res.Kind = KindStage
 	return desc, nil
 }
 
@@ -577,28 +562,31 @@ func (b *builder) stageImage(ctx context.Context, wasm []byte, md *Metadata) (oc
 // application/vnd.wasm.config.v1+json ("{}") and whose one layer is the
 // module, application/vnd.wasm.content.layer.v1+wasm.
 func (b *builder) wasmBPFImage(ctx context.Context, wasm []byte, md *Metadata) (ocispec.Descriptor, error) {
-	layer := content.NewDescriptorFromBytes(MediaTypeWasmBPFLayer, wasm)
-	if err := b.push(ctx, layer, wasm); err != nil {
+	desc, err := b.singleLayerImage(ctx, MediaTypeWasmBPFLayer, wasm, MediaTypeWasmBPFConfig, []byte("{}"), md)
+	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	cfg := []byte("{}")
-	config := content.NewDescriptorFromBytes(MediaTypeWasmBPFConfig, cfg)
-	if err := b.push(ctx, config, cfg); err != nil {
+	b.res.Kind = KindWasmBPF
+	return desc, nil
+}
+
+// singleLayerImage pushes an image manifest of one layer and its config.
+func (b *builder) singleLayerImage(ctx context.Context, layerType string, layerData []byte, configType string, configData []byte, md *Metadata) (ocispec.Descriptor, error) {
+	layer := content.NewDescriptorFromBytes(layerType, layerData)
+	if err := b.push(ctx, layer, layerData); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	m := ocispec.Manifest{
+	config := content.NewDescriptorFromBytes(configType, configData)
+	if err := b.push(ctx, config, configData); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return b.pushJSON(ctx, ocispec.MediaTypeImageManifest, ocispec.Manifest{
 		Versioned:   specs.Versioned{SchemaVersion: 2},
 		MediaType:   ocispec.MediaTypeImageManifest,
 		Config:      config,
 		Layers:      []ocispec.Descriptor{layer},
 		Annotations: annotationsFrom(md, b.created),
-	}
-	desc, err := b.pushJSON(ctx, ocispec.MediaTypeImageManifest, m)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	b.res.Kind = "wasm-bpf"
-	return desc, nil
+	})
 }
 
 func (b *builder) push(ctx context.Context, desc ocispec.Descriptor, data []byte) error {

@@ -18,6 +18,14 @@ import (
 // architecture.
 var ErrPlatform = errors.New("no manifest for this architecture")
 
+// The kinds of image sluice builds and runs, as build results and stored
+// images report them.
+const (
+	KindGadget  = "gadget"   // an eBPF ELF layer, perhaps with a Wasm module
+	KindStage   = "stage"    // a Wasm stage module
+	KindWasmBPF = "wasm-bpf" // a wasm-bpf application, in eunomia's layout
+)
+
 // HostArch is the architecture gadget manifests are selected for: the Go
 // name of the machine's (amd64, arm64).
 var HostArch = runtime.GOARCH
@@ -167,7 +175,7 @@ func (s *Store) WasmBPF(ctx context.Context, desc ocispec.Descriptor) (*WasmBPFI
 }
 
 func isWasmBPFManifest(m *ocispec.Manifest) bool {
-	if k := kindOf(m); k != "wasm-bpf" && k != "stage" {
+	if k := kindOf(m); k != KindWasmBPF && k != KindStage {
 		return false
 	}
 	return slices.ContainsFunc(m.Layers, func(l ocispec.Descriptor) bool {
@@ -177,10 +185,10 @@ func isWasmBPFManifest(m *ocispec.Manifest) bool {
 
 func isWasm(b []byte) bool { return bytes.HasPrefix(b, []byte("\x00asm")) }
 
-func isGadgetManifest(m *ocispec.Manifest) bool { return kindOf(m) == "gadget" }
+func isGadgetManifest(m *ocispec.Manifest) bool { return kindOf(m) == KindGadget }
 
 func isStageManifest(m *ocispec.Manifest) bool {
-	if kindOf(m) != "stage" {
+	if kindOf(m) != KindStage {
 		return false
 	}
 	n := 0
@@ -250,9 +258,9 @@ func (s *Store) selectManifest(ctx context.Context, desc ocispec.Descriptor, arc
 func wantKind(fits func(*ocispec.Manifest) bool) string {
 	switch {
 	case fits(&ocispec.Manifest{Layers: []ocispec.Descriptor{{MediaType: MediaTypeEBPF}}}):
-		return "gadget"
+		return KindGadget
 	case fits(&ocispec.Manifest{Layers: []ocispec.Descriptor{{MediaType: MediaTypeWasmBPFLayer}}}):
-		return "wasm-bpf"
+		return KindWasmBPF
 	}
 	return "Wasm stage"
 }

@@ -320,7 +320,7 @@ type Image struct {
 	Ref       string // the name it is stored under
 	Digest    digest.Digest
 	MediaType string
-	Kind      string // "gadget", "stage", "wasm-bpf" or "" (something else)
+	Kind      string // KindGadget, KindStage, KindWasmBPF or "" (something else)
 	Archs     []string
 	Created   string
 	Size      int64 // bytes of the manifests' blobs, shared blobs counted once per image
@@ -404,11 +404,11 @@ func kindOf(m *ocispec.Manifest) string {
 	}
 	switch {
 	case hasEBPF:
-		return "gadget"
+		return KindGadget
 	case hasWasmBPF:
-		return "wasm-bpf"
+		return KindWasmBPF
 	case hasWasm:
-		return "stage"
+		return KindStage
 	}
 	return ""
 }

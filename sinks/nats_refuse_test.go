@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-dev/sluice/internal/natstest"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
@@ -182,29 +183,8 @@ func TestSpoolReplayDropsRefusedMessages(t *testing.T) {
 // streamLossRecord returns the one loss record a stream holds.
 func streamLossRecord(t *testing.T, url, stream string) []byte {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := st.Info(ctx)
-	batch, err := cons.Fetch(int(info.State.Msgs), jetstream.FetchMaxWait(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var recs [][]byte
-	for m := range batch.Messages() {
+	for _, m := range natstest.StreamMessages(t, url, stream, 10*time.Second) {
 		if v, ok := codec.Lookup(m.Data(), "type"); ok && bytes.Equal(v[1:], []byte("loss")) {
 			recs = append(recs, m.Data())
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/sluice-dev/sluice/internal/natstest"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
@@ -206,46 +207,13 @@ func streamSeqs(t *testing.T, url, stream string) map[uint64]int {
 // integer field key appears in its events, single or batched.
 func streamCounts(t *testing.T, url, stream, key string) map[uint64]int {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := map[uint64]int{}
-	count := func(ev []byte) {
-		if v, ok := codec.Lookup(ev, key); ok {
-			n, _, _ := codec.ReadUint(v)
-			seen[n]++
-		}
-	}
-	for n := uint64(0); n < info.State.Msgs; {
-		batch, err := cons.Fetch(int(min(1000, info.State.Msgs-n)), jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			n++
-			for _, ev := range msgEvents(t, m.Headers(), m.Data()) {
-				count(ev)
+	for _, m := range natstest.StreamMessages(t, url, stream, 60*time.Second) {
+		for _, ev := range msgEvents(t, m.Headers(), m.Data()) {
+			if v, ok := codec.Lookup(ev, key); ok {
+				n, _, _ := codec.ReadUint(v)
+				seen[n]++
 			}
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d messages of stream %s", n, info.State.Msgs, stream)
 		}
 	}
 	return seen

@@ -213,14 +213,8 @@ func (a *App) closeAll() {
 // programs, and ignored by the sections that name their own.
 func (a *App) hostAttach(_ context.Context, mod api.Module, stack []uint64) {
 	const fn = "wasm_attach_bpf_program"
-	o := a.object(stack[0])
-	if o == nil {
-		stack[0] = uint64(uint32(a.refuse(fn, "handle", errnoINVAL)))
-		return
-	}
-	name, ok := guestString(mod, uint32(stack[1]), maxNameLen)
+	o, name, ok := a.objectAndName(fn, mod, stack)
 	if !ok {
-		stack[0] = uint64(uint32(a.refuse(fn, "pointer", errnoFAULT)))
 		return
 	}
 	var target string
@@ -239,14 +233,8 @@ func (a *App) hostAttach(_ context.Context, mod api.Module, stack []uint64) {
 // section alone.
 func (a *App) hostAttachFD(_ context.Context, mod api.Module, stack []uint64) {
 	const fn = "wasm_attach_bpf_program_fd"
-	o := a.object(stack[0])
-	if o == nil {
-		stack[0] = uint64(uint32(a.refuse(fn, "handle", errnoINVAL)))
-		return
-	}
-	name, ok := guestString(mod, uint32(stack[1]), maxNameLen)
+	o, name, ok := a.objectAndName(fn, mod, stack)
 	if !ok {
-		stack[0] = uint64(uint32(a.refuse(fn, "pointer", errnoFAULT)))
 		return
 	}
 	var target string
@@ -261,6 +249,23 @@ func (a *App) hostAttachFD(_ context.Context, mod api.Module, stack []uint64) {
 		target = a.cfg.Grants.Dirs[i].Host
 	}
 	stack[0] = uint64(uint32(a.attach(o, name, target, fn)))
+}
+
+// objectAndName reads the (u64 obj, const char *name) arguments that open
+// several host functions; on a bad handle or pointer it has already put the
+// refusal in stack[0].
+func (a *App) objectAndName(fn string, mod api.Module, stack []uint64) (*guestObject, string, bool) {
+	o := a.object(stack[0])
+	if o == nil {
+		stack[0] = uint64(uint32(a.refuse(fn, "handle", errnoINVAL)))
+		return nil, "", false
+	}
+	name, ok := guestString(mod, uint32(stack[1]), maxNameLen)
+	if !ok {
+		stack[0] = uint64(uint32(a.refuse(fn, "pointer", errnoFAULT)))
+		return nil, "", false
+	}
+	return o, name, true
 }
 
 func (a *App) attach(o *guestObject, name, target, fn string) int32 {
@@ -311,14 +316,8 @@ func (a *App) hostPath(guest string) (string, bool) {
 // there.
 func (a *App) hostMapFD(_ context.Context, mod api.Module, stack []uint64) {
 	const fn = "wasm_bpf_map_fd_by_name"
-	o := a.object(stack[0])
-	if o == nil {
-		stack[0] = uint64(uint32(a.refuse(fn, "handle", errnoINVAL)))
-		return
-	}
-	name, ok := guestString(mod, uint32(stack[1]), maxNameLen)
+	o, name, ok := a.objectAndName(fn, mod, stack)
 	if !ok {
-		stack[0] = uint64(uint32(a.refuse(fn, "pointer", errnoFAULT)))
 		return
 	}
 	m, err := o.obj.Map(name)

@@ -257,10 +257,14 @@ func (m *GadgetModule) Process(ctx context.Context, in, out []pipeline.Event) ([
 // Close calls sluice_close on a working instance and releases the module.
 func (m *GadgetModule) Close(ctx context.Context) error { return m.stage.Close(ctx) }
 
-// lifecycle calls a hook of the instance, making one first when the last
-// failed; a module without the hook succeeds at once.
 func (m *GadgetModule) lifecycle(ctx context.Context, name string) error {
-	s := m.stage
+	return runHook(ctx, m.stage, m.cfg.Gadget, name, m.callHook)
+}
+
+// runHook calls the lifecycle export name of a gadget's module on its first
+// instance, making one first when the last failed; a module without the hook
+// succeeds at once. call is the module family's calling convention.
+func runHook(ctx context.Context, s *Stage, gadget, name string, call func(context.Context, *instance, string) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -272,14 +276,14 @@ func (m *GadgetModule) lifecycle(ctx context.Context, name string) error {
 	}
 	inst, err := s.slot(ctx, v, 0)
 	if err != nil {
-		return fmt.Errorf("gadget %q module: %s: %w", m.cfg.Gadget, name, err)
+		return fmt.Errorf("gadget %q module: %s: %w", gadget, name, err)
 	}
-	err = m.callHook(ctx, inst, name)
+	err = call(ctx, inst, name)
 	if inst.broken {
 		s.discard(ctx, v, 0, err)
 	}
 	if err != nil {
-		return fmt.Errorf("gadget %q module: %w", m.cfg.Gadget, err)
+		return fmt.Errorf("gadget %q module: %w", gadget, err)
 	}
 	return nil
 }

@@ -304,31 +304,8 @@ func (m *IGModule) closeOwned() {
 	m.owned = nil
 }
 
-// lifecycle calls a hook of the instance, making one first when the last
-// failed; a module without the hook succeeds at once.
 func (m *IGModule) lifecycle(ctx context.Context, name string) error {
-	s := m.stage
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	v := s.cur
-	if !v.exports.present[name] {
-		return nil
-	}
-	inst, err := s.slot(ctx, v, 0)
-	if err != nil {
-		return fmt.Errorf("gadget %q module: %s: %w", m.cfg.Gadget, name, err)
-	}
-	err = m.callHook(ctx, inst, name)
-	if inst.broken {
-		s.discard(ctx, v, 0, err)
-	}
-	if err != nil {
-		return fmt.Errorf("gadget %q module: %w", m.cfg.Gadget, err)
-	}
-	return nil
+	return runHook(ctx, m.stage, m.cfg.Gadget, name, m.callHook)
 }
 
 // callHook calls a lifecycle export; a non-zero result is the guest's

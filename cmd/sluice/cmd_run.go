@@ -137,7 +137,7 @@ and --emit chooses whether its records, its printed lines or both become events
 	enumVarP(cmd, fs, &queuePol, "when-full", "", "drop_oldest", whenFull, "queue policy when the terminal falls behind")
 	enumVarP(cmd, fs, &logLevel, "log-level", "", "warn", logLevels, "log level")
 	fs.BoolVar(&stats, "stats", false, "print event totals (received, delivered, dropped by reason) to stderr at exit")
-	enumVarP(cmd, fs, &emit, "emit", "", "records", []string{"records", "stdout", "both"}, "for a wasm-bpf application: what becomes events: its records (decoded), its printed lines, or both")
+	enumVarP(cmd, fs, &emit, "emit", "", config.DefaultWasmBPFEmit, config.WasmBPFEmitValues(), "for a wasm-bpf application: what becomes events: its records (decoded), its printed lines, or both")
 	images.register(cmd)
 	kinds.register(cmd)
 	filters.register(cmd)
@@ -186,7 +186,7 @@ func isWasmBPFApp(ctx context.Context, f *config.File, target string, fo agent.F
 		if err != nil {
 			return false, err
 		}
-		return kind == "wasm-bpf", nil
+		return kind == oci.KindWasmBPF, nil
 	}
 	if _, ok := gadgets.Lookup(target); ok {
 		return false, nil

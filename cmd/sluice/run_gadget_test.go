@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,9 +89,10 @@ datasources:
 	}
 }
 
-// TestRunTopperSnapshots runs the topper with --interval and --runs and
-// reads its JSON: the drained rows carry their snapshot's number (1 or 2)
-// and size. (The gadget's tracer keeps it running until --timeout.)
+// TestRunTopperSnapshots runs the topper with --interval and --runs on a
+// process that writes a line every 20ms and reads its JSON: both
+// snapshots hold the writer's rows, which carry their snapshot's number
+// (1 or 2) and size. (The gadget's tracer keeps it running until --timeout.)
 func TestRunTopperSnapshots(t *testing.T) {
 	testutil.RequireBPF(t)
 	obj, err := gadgets.TestObject("ig_topper")
@@ -100,7 +103,17 @@ func TestRunTopperSnapshots(t *testing.T) {
 	if err := os.WriteFile(elf, obj, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, stderr, code := runSluice(t, "run", elf, "-o", "json", "--interval", "200ms", "--runs", "2", "--timeout", "1500ms")
+	writer := exec.Command("sh", "-c", "while :; do echo x; sleep 0.02; done >/dev/null")
+	if err := writer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		writer.Process.Kill()
+		writer.Wait()
+	}()
+	pid := float64(writer.Process.Pid)
+	out, stderr, code := runSluice(t, "run", elf, "-o", "json", "--param", fmt.Sprintf("target_tgid=%d", writer.Process.Pid),
+		"--interval", "200ms", "--runs", "2", "--timeout", "1500ms")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -111,15 +124,16 @@ func TestRunTopperSnapshots(t *testing.T) {
 			t.Fatalf("%q: %v", line, err)
 		}
 		if n, ok := ev["snapshot"].(float64); ok {
+			if ev["pid"] != pid {
+				t.Errorf("row %v is not the writer's (pid %v)", ev, pid)
+			}
 			snapshots[n] = true
 			if ev["bytes_raw"] == nil || ev["snapshot_rows"] == nil {
 				t.Errorf("row %v lacks bytes_raw or snapshot_rows", ev)
 			}
 		}
 	}
-	for n := range snapshots {
-		if n < 1 || n > 2 {
-			t.Errorf("snapshot %v after --runs 2", n)
-		}
+	if len(snapshots) != 2 || !snapshots[1] || !snapshots[2] {
+		t.Errorf("snapshots %v of the writer's rows after --runs 2, want 1 and 2:\n%s", snapshots, out)
 	}
 }

@@ -194,3 +194,48 @@ func (c *Cluster) shutdown() {
 		c.Kill(i)
 	}
 }
+
+// StreamMessages reads every message stream holds on the server at url, in
+// stream order, through an ordered consumer. It fails the test when the
+// stream cannot be read whole within timeout.
+func StreamMessages(t testing.TB, url, stream string, timeout time.Duration) []jetstream.Msg {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("read stream %s: %v", stream, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("read stream %s: %v", stream, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("read stream %s: %v", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatalf("read stream %s: %v", stream, err)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("read stream %s: %v", stream, err)
+	}
+	var out []jetstream.Msg
+	for uint64(len(out)) < info.State.Msgs {
+		batch, err := cons.Fetch(int(min(1000, info.State.Msgs-uint64(len(out)))), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatalf("read stream %s: %v", stream, err)
+		}
+		n := len(out)
+		for m := range batch.Messages() {
+			out = append(out, m)
+		}
+		if len(out) == n && ctx.Err() != nil {
+			t.Fatalf("read stream %s: read %d of %d messages in %v", stream, n, info.State.Msgs, timeout)
+		}
+	}
+	return out
+}
