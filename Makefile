@@ -12,7 +12,7 @@ LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.
 # Extra flags for `make run`, e.g. make run ARGS="--config my.hcl".
 ARGS    ?=
 
-.PHONY: all build man image release run test test-interop check-fmt bin/cosign bin/oras test-race bench bench-swap bench-stages bench-wasm-bpf fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm wasm-bpf-apps check-wasm-bpf-apps lint clean
+.PHONY: all build man image release run test test-interop check-fmt bin/cosign bin/oras test-race bench bench-quick bench-go soak bench-swap bench-stages bench-wasm-bpf fuzz gadgets check-gadgets stages check-stages test-stages-wasm check-test-stages-wasm wasm-bpf-apps check-wasm-bpf-apps lint clean
 
 all: build
 
@@ -87,8 +87,32 @@ test:
 test-race:
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-# Hot-path benchmarks with allocations.
-bench:
+# The end-to-end benchmark, as root (bench/sluicebench): the synthetic
+# producer against a bare ring buffer reader, every sink with and without
+# Wasm stages, trace_open under an open loop, start to first event, the
+# default config's memory and JetStream publishing, in one run of about ten
+# minutes. Results in bench/results/latest.{md,json}, the targets in
+# README.md. BENCH_ARGS=-quick takes about three.
+BENCH_ARGS ?=
+bench: build bin/sluicebench
+	./bin/sluicebench $(BENCH_ARGS)
+
+bench-quick: build bin/sluicebench
+	./bin/sluicebench -quick $(BENCH_ARGS)
+
+bin/sluicebench: FORCE
+	$(GO) build -o $@ ./bench/sluicebench
+
+# Ten minutes at 50,000 events/s through a Wasm stage into JetStream and a
+# file, as root: memory, goroutines, counters and sequence numbers checked;
+# bench/results/soak.{md,json,png}. Not part of make test.
+SOAK_ARGS ?=
+soak: build bin/sluicebench
+	./bin/sluicebench soak $(SOAK_ARGS)
+
+# Every Go benchmark (hot paths, with allocations): the stage, sink, tap
+# and queue benchmarks. bench-swap and bench-stages run their own.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 
 # Stage version swaps: digest seen -> serving (C and Go stage, cold and
@@ -121,7 +145,7 @@ gadgets:
 
 # Fails when regenerating the gadget objects changes them.
 check-gadgets: gadgets
-	git diff --exit-code -- gadgets/
+	git diff --exit-code -- gadgets/ bench/gadgets/
 
 # Regenerates the committed built-in stages (stages/*.wasm): Go ones with the
 # Go toolchain, C ones with clang-19 and wasi-libc, Rust ones with Debian's

@@ -248,6 +248,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	stack.push(func(context.Context) { a.followers.stop() })
 	a.health.setReady(true)
 	a.log.Info("agent running", "pipelines", len(lps))
+	trimStartup()
 
 	err = a.loop(ctx, pipeDone)
 	a.health.setReady(false)

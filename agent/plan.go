@@ -281,6 +281,11 @@ func newSinkPlan(s *config.Sink, stdout io.Writer, schemas []*pipeline.Schema, c
 			return sinks.NewFile(s.Name, o)
 		}
 		sp.fp = fingerprint(s, cfg.Agent.DataDir)
+	case "null":
+		sp.open = func(context.Context, *pipeline.Registry, *slog.Logger) (pipeline.Sink, error) {
+			return sinks.NewNull(s.Name), nil
+		}
+		sp.fp = fingerprint(s)
 	default:
 		return nil, fmt.Errorf("sink type %q is not supported by this agent", s.Type)
 	}

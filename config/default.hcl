@@ -60,7 +60,10 @@ sink "stdout" "console" {
 }
 
 # At least once into the embedded server's JetStream; a fleet points url at
-# its NATS cluster instead.
+# its NATS cluster instead. Up to 100 consecutive events of a source share a
+# message (sluice subscribe reads them as events): the stream remembers
+# every message id for its deduplication window, and one message per event
+# cost the agent most of its memory and CPU.
 sink "nats" "bus" {
   url     = "nats://127.0.0.1:4222"
   subject = "sluice.events.{host}.{source}"
@@ -68,6 +71,9 @@ sink "nats" "bus" {
     stream  = "SLUICE"
     create  = true
     max_age = "1h"
+  }
+  batch {
+    max_events = 100
   }
 }
 

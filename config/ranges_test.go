@@ -255,7 +255,7 @@ func TestComponentTypes(t *testing.T) {
 	if diff := cmp.Diff([]string{"gadget", "wasm_bpf"}, SourceTypes()); diff != "" {
 		t.Errorf("SourceTypes (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"file", "nats", "stdout"}, SinkTypes()); diff != "" {
+	if diff := cmp.Diff([]string{"file", "nats", "null", "stdout"}, SinkTypes()); diff != "" {
 		t.Errorf("SinkTypes (-want +got):\n%s", diff)
 	}
 }

@@ -213,7 +213,13 @@ type Sink struct {
 	Stdout *StdoutSink // Type == "stdout"
 	NATS   *NATSSink   // Type == "nats"
 	File   *FileSink   // Type == "file"
+	Null   *NullSink   // Type == "null"
 }
+
+// NullSink is the body of a `sink "null"` block: it has no settings. The
+// sink discards what it is given (counted as sent), for measuring a
+// pipeline without a destination's cost and for trying configs out.
+type NullSink struct{}
 
 // StdoutSink is the body of a `sink "stdout"` block.
 type StdoutSink struct {

@@ -8,6 +8,7 @@
 #     <name>_stripped.bpf.o without it for the ones tests need both ways
 #   gadgets/testdata/libbpf/<name>.types.c -> .../<name>.types.bpf.o: a
 #     header compiled alone (DWARF only), as users make an event_type_file
+#   bench/gadgets/synth.bpf.c        -> bench/gadgets/synth{64,256}.bpf.o
 #
 # The output is byte-for-byte reproducible for a given toolchain: sources are
 # compiled from gadgets/ with relative paths (BTF line info and DWARF record
@@ -82,6 +83,9 @@ build_dwarf() {
 
 compile() {
 	local mode=$1 src=$2 obj=$3 out="$out_root/$3"
+	# (a ../ path is outside gadgets/: in --check mode it goes under the
+	# temporary directory all the same)
+	[ $check -eq 1 ] && out="$out_root/${3#../}"
 	shift 3
 	mkdir -p "$(dirname "$out")"
 	"$CLANG" "${CFLAGS[@]}" "$@" -c "$src" -o "$out.tmp"
@@ -127,6 +131,11 @@ for src in testdata/libbpf/*.bpf.c; do
 done
 for src in testdata/libbpf/*.types.c; do
 	build_dwarf "$src" "${src%.c}.bpf.o" -fno-eliminate-unused-debug-types
+done
+# The synthetic producer of make bench and make soak, one object per record
+# size (see the source).
+for size in 64 256; do
+	build ../bench/gadgets/synth.bpf.c "../bench/gadgets/synth$size.bpf.o" "-DRECORD_SIZE=$size"
 done
 
 if [ $check -eq 1 ]; then

@@ -137,9 +137,12 @@ func (s *Schema) HasField(name string) bool {
 	return slices.ContainsFunc(s.Fields, func(f Field) bool { return f.Name == name })
 }
 
-// Emitter accepts batches of events from a producer. The emitter owns the
-// slice after Emit returns only if it says so; callers must not reuse the
-// events' Data after emitting them.
+// Emitter accepts batches of events from a producer. An emitter copies the
+// events it keeps and does not hold on to the batch slice after Emit
+// returns: the producer reuses it for its next batch (a reader would
+// otherwise allocate a slice per batch). The events' Data is another
+// matter: it belongs to the pipeline once emitted, and the producer must
+// not reuse it.
 type Emitter interface {
 	// Emit hands a batch downstream. It may block (when_full = "block") until
 	// ctx is done; under drop policies it never blocks.

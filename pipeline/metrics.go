@@ -25,6 +25,11 @@ const (
 	MetricErrors   = "sluice_errors_total"
 	MetricQueueLen = "sluice_queue_events"
 	MetricQueueMem = "sluice_queue_bytes"
+	// MetricSinkLatency is the histogram of the time from delivered
+	// events' envelope time (the kernel's timestamp, where the gadget
+	// records one) to the end of the sink write that delivered them, for
+	// a sample of each write's events (latencySample).
+	MetricSinkLatency = "sluice_sink_latency_seconds"
 )
 
 // Counter is a monotonically increasing value. Its methods are lock-free and
@@ -89,12 +94,30 @@ var durationBuckets = [...]time.Duration{
 	100 * time.Millisecond, 250 * time.Millisecond, time.Second,
 }
 
-// Histogram counts durations in fixed buckets (10µs to 1s, 1-2.5-5 steps)
-// and keeps their sum, rendered in seconds as a Prometheus histogram.
-// Observe is lock-free and safe for concurrent use; a reader may see a sum
-// and counts from slightly different moments.
+// latencyBuckets are the upper bounds of the end-to-end latency histograms
+// (sluice_sink_latency_seconds): from 250µs to 10s, finer where a healthy
+// pipeline's events fall (the readers' poll interval and the batch delay
+// are milliseconds).
+var latencyBuckets = [...]time.Duration{
+	250 * time.Microsecond, 500 * time.Microsecond, time.Millisecond,
+	2 * time.Millisecond, 3 * time.Millisecond, 4 * time.Millisecond,
+	5 * time.Millisecond, 7500 * time.Microsecond, 10 * time.Millisecond,
+	15 * time.Millisecond, 20 * time.Millisecond, 30 * time.Millisecond,
+	50 * time.Millisecond, 75 * time.Millisecond, 100 * time.Millisecond,
+	150 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
+}
+
+// maxBuckets is the most bounds a Histogram has.
+const maxBuckets = max(len(durationBuckets), len(latencyBuckets))
+
+// Histogram counts durations in fixed buckets (by default 10µs to 1s, 1-2.5-5
+// steps) and keeps their sum, rendered in seconds as a Prometheus
+// histogram. Observe is lock-free and safe for concurrent use; a reader may
+// see a sum and counts from slightly different moments.
 type Histogram struct {
-	buckets [len(durationBuckets) + 1]atomic.Uint64 // the last is +Inf; not cumulative
+	bounds  []time.Duration
+	buckets [maxBuckets + 1]atomic.Uint64 // buckets[len(bounds)] is +Inf; not cumulative
 	sumNS   atomic.Uint64
 	count   atomic.Uint64
 }
@@ -102,14 +125,61 @@ type Histogram struct {
 // Observe records one duration; negative durations count as zero.
 func (h *Histogram) Observe(d time.Duration) {
 	d = max(d, 0)
-	i := 0
-	for i < len(durationBuckets) && d > durationBuckets[i] {
-		i++
-	}
-	h.buckets[i].Add(1)
+	h.buckets[h.bucket(d)].Add(1)
 	h.sumNS.Add(uint64(d))
 	h.count.Add(1)
 }
+
+func (h *Histogram) bucket(d time.Duration) int {
+	i := 0
+	for i < len(h.bounds) && d > h.bounds[i] {
+		i++
+	}
+	return i
+}
+
+// observeSince records, for a sample of the events of evs (latencySample
+// of them, evenly spaced, first and last included), the time from their
+// envelope time to now (Unix nanoseconds), with one atomic add per bucket
+// touched: sink writers call it once per write. Loss records and events
+// whose time does not parse are left out.
+func (h *Histogram) observeSince(now int64, evs []Event) {
+	var counts [maxBuckets + 1]uint64
+	var sum, n uint64
+	k := min(len(evs), latencySample)
+	for j := range k {
+		i := 0
+		if k > 1 {
+			i = j * (len(evs) - 1) / (k - 1)
+		}
+		ev := &evs[i]
+		if ev.Kind() == KindLoss {
+			continue
+		}
+		t, ok := envelopeTime(ev.Data)
+		if !ok {
+			continue
+		}
+		d := max(time.Duration(now-t), 0)
+		counts[h.bucket(d)]++
+		sum += uint64(d)
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	for i := range len(h.bounds) + 1 {
+		if counts[i] > 0 {
+			h.buckets[i].Add(counts[i])
+		}
+	}
+	h.sumNS.Add(sum)
+	h.count.Add(n)
+}
+
+// latencySample is how many events of a write the latency histogram
+// samples: reading an event's time costs a lookup and a parse.
+const latencySample = 16
 
 // Count returns the number of observations.
 func (h *Histogram) Count() uint64 { return h.count.Load() }
@@ -162,7 +232,17 @@ func (r *Registry) Histogram(name, help string, labels ...string) *Histogram {
 	return r.get(name, help, typeHistogram, labels).hist
 }
 
+// latencyHistogram is Histogram with the buckets of latencyBuckets.
+func (r *Registry) latencyHistogram(name, help string, labels ...string) *Histogram {
+	return r.getWith(name, help, typeHistogram, latencyBuckets[:], labels).hist
+}
+
 func (r *Registry) get(name, help string, typ metricType, labels []string) *series {
+	return r.getWith(name, help, typ, durationBuckets[:], labels)
+}
+
+// getWith is get; bounds are the buckets of a histogram it creates.
+func (r *Registry) getWith(name, help string, typ metricType, bounds []time.Duration, labels []string) *series {
 	key := renderLabels(labels)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -181,7 +261,7 @@ func (r *Registry) get(name, help string, typ metricType, labels []string) *seri
 		case typeGauge:
 			s.gauge = new(Gauge)
 		case typeHistogram:
-			s.hist = new(Histogram)
+			s.hist = &Histogram{bounds: bounds}
 		default:
 			s.counter = new(Counter)
 		}
@@ -301,11 +381,11 @@ func (s *series) each(name string, fn func(name, labels, value string)) {
 		fn(name, s.labels, strconv.FormatInt(s.gauge.Value(), 10))
 	case s.hist != nil:
 		var cum uint64
-		for i := range s.hist.buckets {
+		for i := range len(s.hist.bounds) + 1 {
 			cum += s.hist.buckets[i].Load()
 			le := "+Inf"
-			if i < len(durationBuckets) {
-				le = strconv.FormatFloat(durationBuckets[i].Seconds(), 'g', -1, 64)
+			if i < len(s.hist.bounds) {
+				le = strconv.FormatFloat(s.hist.bounds[i].Seconds(), 'g', -1, 64)
 			}
 			fn(name+"_bucket", renderLabels(append(slices.Clip(s.pairs), "le", le)), strconv.FormatUint(cum, 10))
 		}
@@ -375,7 +455,7 @@ func (r *Registry) Gather() []FamilySnapshot {
 				ss.Value = float64(s.gauge.Value())
 			case s.hist != nil:
 				var cum uint64
-				for i, b := range durationBuckets {
+				for i, b := range s.hist.bounds {
 					cum += s.hist.buckets[i].Load()
 					ss.Buckets = append(ss.Buckets, BucketSnapshot{UpperBound: b.Seconds(), Count: cum})
 				}

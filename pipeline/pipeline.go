@@ -110,6 +110,7 @@ type sinkRT struct {
 	q        *Queue
 	sinkErr  *Counter
 	shutdown *Counter
+	latency  *Histogram
 	tap      *tapPoint
 
 	sink Sink // owned by the writer once Run starts
@@ -127,6 +128,13 @@ type sinkRT struct {
 	kept            []Event
 	keptReason      string // why the last write that kept loss records failed
 	lossRecordsLost *Counter
+	// inflight is the batch the writer has handed to Sink.Write and not
+	// had back yet; abandoned is set when Run gave up waiting for that
+	// Write (a sink stuck in a write past the grace period): the batch is
+	// then counted as dropped, and the writer counts nothing more.
+	inflightMu sync.Mutex
+	inflight   []Event
+	abandoned  bool
 }
 
 type sinkSwap struct {
@@ -212,8 +220,10 @@ func (p *Pipeline) newRoute(key string, sk Sink) (*sinkRT, error) {
 		key: key, sinkName: sk.Name(), m: m, q: q,
 		sinkErr:  m.Dropped(ReasonSinkError),
 		shutdown: m.Dropped(ReasonShutdown),
-		tap:      p.taps.point("sink." + sk.Name()),
-		sink:     sk, want: sk,
+		latency: p.reg.latencyHistogram(MetricSinkLatency, "Time from an event's timestamp to the end of the sink write that delivered it.",
+			"component", "sink", "name", sk.Name()),
+		tap:  p.taps.point("sink." + sk.Name()),
+		sink: sk, want: sk,
 		kick:            make(chan struct{}, 1),
 		done:            make(chan struct{}),
 		lossRecordsLost: m.Counter(MetricLossRecordsLost, "Loss records a sink could not write, after keeping them for later writes."),
@@ -415,7 +425,7 @@ func (p *Pipeline) Run(ctx context.Context, grace time.Duration) error {
 	graceTimer := time.AfterFunc(grace, cancelDrain)
 	defer graceTimer.Stop()
 	p.edge.Close()
-	_ = rs.g.Wait() // the goroutines return nil; failures are counted where they happen
+	p.waitDrained(rs, drainCtx)
 
 	// Everything still queued now missed the grace period. The queues are
 	// closed, so nothing can arrive after the count.
@@ -432,6 +442,56 @@ func (p *Pipeline) Run(ctx context.Context, grace time.Duration) error {
 	err := errors.Join(srcErr, p.closeAll(closeCtx))
 	p.taps.closeAll()
 	return err
+}
+
+// stuckWriteGrace is how long Run waits, past the grace period, for a
+// sink's Write that ignores its context before it gives up on it.
+const stuckWriteGrace = time.Second
+
+// waitDrained waits for the writers, the worker and the loss ticker to
+// return. They all return once the grace period ends (drainCtx), except a
+// writer inside a Sink.Write that does not return (a write(2) into a pipe
+// nobody reads, a server that accepts no bytes): stuckWriteGrace after the
+// grace period such writers are abandoned, their batches counted as
+// dropped (shutdown), so that a stalled sink cannot keep the agent from
+// stopping.
+func (p *Pipeline) waitDrained(rs *runState, drainCtx context.Context) {
+	all := make(chan struct{})
+	go func() {
+		_ = rs.g.Wait() // the goroutines return nil; failures are counted where they happen
+		close(all)
+	}()
+	select {
+	case <-all:
+		return
+	case <-drainCtx.Done():
+	}
+	select {
+	case <-all:
+		return
+	case <-time.After(stuckWriteGrace):
+	}
+	p.mu.Lock()
+	routes := slices.Clone(p.routes)
+	p.mu.Unlock()
+	for _, s := range routes {
+		select {
+		case <-s.done:
+			continue
+		default:
+		}
+		s.inflightMu.Lock()
+		lost := s.inflight
+		s.inflight, s.abandoned = nil, true
+		s.inflightMu.Unlock()
+		s.shutdown.Add(uint64(len(lost)))
+		trackLoss(p.loss, s.q.name, ReasonShutdown, lost)
+		s.q.Close()
+		p.log.Warn("sink stuck in a write past the grace period; abandoned", "sink", s.sinkName, "dropped", len(lost))
+	}
+	// The worker and the loss ticker follow the grace period; only
+	// abandoned writers are left out.
+	<-rs.workerDone
 }
 
 // runState is what one Run shares with the updates it applies.
@@ -617,17 +677,32 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 	defer close(s.done)
 	var buf []Event
 	var lim LogLimiter
-	write := func(batch []Event) {
+	// write reports false when Run abandoned the write (see waitDrained):
+	// the route is over, and the batch was counted there.
+	write := func(batch []Event) bool {
 		s.tap.offer(batch)
-		if err := s.sink.Write(ctx, batch); err != nil {
+		s.inflightMu.Lock()
+		s.inflight = batch
+		s.inflightMu.Unlock()
+		err := s.sink.Write(ctx, batch)
+		s.inflightMu.Lock()
+		s.inflight = nil
+		abandoned := s.abandoned
+		s.inflightMu.Unlock()
+		switch {
+		case abandoned:
+			return false
+		case err != nil:
 			lost := p.countWriteError(s, batch, err, ctx.Err() != nil)
 			if ok, suppressed := lim.Allow(time.Now()); ok {
 				p.log.Warn("sink write failed; events dropped", "sink", s.sinkName,
 					"events", lost, "of", len(batch), "error", err, "suppressed", suppressed)
 			}
-		} else {
+		default:
 			s.m.Sent.Add(uint64(len(batch)))
+			s.latency.observeSince(time.Now().UnixNano(), batch)
 		}
+		return true
 	}
 	// Loss records kept from failed writes go ahead of the next batch, or,
 	// when none comes, on their own after a backoff (from the loss
@@ -662,7 +737,9 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 		buf, err = s.q.pop(ctx, buf[:0], batchSize, batchDelay, wake, s.kick)
 		if err == errWoken {
 			if retry != nil && !retry.Stop() { // the retry timer fired
-				write(s.withKept(nil))
+				if !write(s.withKept(nil)) {
+					return
+				}
 				retryDelay = min(2*retryDelay, 30*time.Second)
 			}
 			retry = nil // an update kicked: the timer starts again after the swap
@@ -677,7 +754,9 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 			trackLoss(p.loss, s.q.name, ReasonShutdown, buf)
 			break
 		}
-		write(s.withKept(buf))
+		if !write(s.withKept(buf)) {
+			return
+		}
 		if len(s.kept) == 0 {
 			retryDelay = firstRetry
 		}
@@ -763,18 +842,48 @@ func (p *Pipeline) closeAll(ctx context.Context) error {
 			add(sw.sink, s)
 		}
 	}
-	sinkErrs := make([]error, len(toClose))
-	var g errgroup.Group
-	for i, c := range toClose {
-		g.Go(func() error {
-			if err := c.sink.Close(ctx); err != nil {
-				c.rt.m.Errors.Inc()
-				sinkErrs[i] = fmt.Errorf("close sink %s: %w", c.sink.Name(), err)
-			}
-			return nil
-		})
+	// A sink whose Close ignores ctx (stuck behind a write that never
+	// returns) is not waited for past the deadline, or stuckWriteGrace
+	// when the grace period is already spent.
+	type closed struct {
+		i   int
+		err error
 	}
-	_ = g.Wait()
+	results := make(chan closed, len(toClose))
+	for i, c := range toClose {
+		go func() {
+			err := c.sink.Close(ctx)
+			if err != nil {
+				c.rt.m.Errors.Inc()
+				err = fmt.Errorf("close sink %s: %w", c.sink.Name(), err)
+			}
+			results <- closed{i, err}
+		}()
+	}
+	wait := stuckWriteGrace
+	if d, ok := ctx.Deadline(); ok {
+		wait = max(time.Until(d), stuckWriteGrace)
+	}
+	timeout := time.NewTimer(wait)
+	defer timeout.Stop()
+	sinkErrs := make([]error, len(toClose))
+	pending := len(toClose)
+	for pending > 0 {
+		select {
+		case r := <-results:
+			sinkErrs[r.i] = r.err
+			toClose[r.i].sink = nil
+			pending--
+		case <-timeout.C:
+			for i, c := range toClose {
+				if c.sink != nil {
+					c.rt.m.Errors.Inc()
+					sinkErrs[i] = fmt.Errorf("close sink %s: still closing after the grace period; abandoned", c.sink.Name())
+				}
+			}
+			pending = 0
+		}
+	}
 	return errors.Join(append(errs, sinkErrs...)...)
 }
 

@@ -22,9 +22,15 @@ import (
 	"github.com/sluice-dev/sluice/sources/decode"
 )
 
-// Defaults for buffer sizing; see DESIGN.md §1 on why they are MiBs.
+// Defaults for buffer sizing. A ring buffer costs its size twice in the
+// agent's RSS (the reader maps its data pages twice, so that a record
+// wrapping round the end reads in one piece, and the kernel maps them all
+// at once), so a ring gets the size its gadget declares
+// (GADGET_TRACER_MAP), sized for the gadget's rate, and at least
+// DefaultRingBufferSize, Inspektor Gadget's usual size. A source's
+// buffer_size sets it. See RATIONALE.md.
 const (
-	DefaultRingBufferSize = 8 << 20
+	DefaultRingBufferSize = 256 << 10
 	DefaultPerfBufferSize = 1 << 20 // per CPU
 	defaultBatchSize      = 256
 	defaultPollInterval   = 5 * time.Millisecond
@@ -638,19 +644,39 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 	const arenaSize = 256 << 10
 	arena := make([]byte, 0, arenaSize)
 	batch := make([]pipeline.Event, 0, g.cfg.BatchSize)
+	clockLeft := 0 // see below
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
 		err := out.Emit(emitCtx, batch)
-		// The queue keeps the events it accepted; give it a fresh slice.
-		batch = make([]pipeline.Event, 0, g.cfg.BatchSize)
+		clockLeft = 0 // Emit may have waited for room
+		// The emitter copied the events it kept (pipeline.Emitter): the
+		// slice is ours again. Clearing it lets the arenas go once the
+		// pipeline is done with their events.
+		clear(batch)
+		batch = batch[:0]
 		if err != nil && emitCtx.Err() == nil {
 			return fmt.Errorf("gadget %q stream %q: emit: %w", g.spec.Name, st.Name, err)
 		}
 		return nil
 	}
 	draining := false
+	// The wall clock is read once per clockEvery records (a burst is read
+	// in microseconds) and after every wait, and the read deadline is set
+	// from it: reading it per record cost more than decoding some records.
+	// A deadline set up to clockEvery records ago is as good: it only
+	// bounds a wait, and a wait follows an empty ring, which refreshes it.
+	const clockEvery = 64
+	var now time.Time
+	tick := func() {
+		now, clockLeft = time.Now(), clockEvery
+		if draining {
+			r.SetDeadline(now.Add(-time.Second))
+		} else {
+			r.SetDeadline(now.Add(g.cfg.PollInterval))
+		}
+	}
 	for {
 		if !draining && ctx.Err() != nil {
 			// Detached by now (Run's AfterFunc): read what is left, with
@@ -659,16 +685,16 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 			var cancel context.CancelFunc
 			emitCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 			defer cancel()
+			clockLeft = 0
 		}
-		if draining {
-			r.SetDeadline(time.Now().Add(-time.Second))
-		} else {
-			r.SetDeadline(time.Now().Add(g.cfg.PollInterval))
+		if clockLeft == 0 {
+			tick()
 		}
 		sample, lost, err := r.Read()
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			clockLeft = 0
 			if err := flush(); err != nil {
 				return err
 			}
@@ -705,9 +731,10 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 		if cap(arena)-len(arena) < plan.Size()*2+512 {
 			arena = make([]byte, 0, max(arenaSize, plan.Size()*8))
 		}
+		clockLeft--
 		seq := g.seq.Add(1)
 		start := len(arena)
-		arena = plan.Append(arena, sample, seq, time.Now())
+		arena = plan.Append(arena, sample, seq, now)
 		data := arena[start:len(arena):len(arena)]
 		batch = append(batch, pipeline.Event{Data: data, Schema: schema, Source: g.cfg.Source, Seq: seq, MntNS: uint32(plan.MntNS(sample))})
 		if len(batch) >= g.cfg.BatchSize {

@@ -100,7 +100,7 @@ struct event {
 const volatile __u16 dns_port = 53;
 GADGET_PARAM(dns_port);
 
-GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
+GADGET_TRACER_MAP(events, 1024 * 1024);
 GADGET_TRACER(trace_dns, events, event);
 
 /* The process that last sent from a local UDP port. */

@@ -51,7 +51,7 @@ struct event {
 const volatile bool ignore_failed = false;
 GADGET_PARAM(ignore_failed);
 
-GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
+GADGET_TRACER_MAP(events, 1024 * 1024);
 GADGET_TRACER(trace_exec, events, event);
 
 /* LRU: an exec whose exit never runs (task killed mid-exec) must not leak

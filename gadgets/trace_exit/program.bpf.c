@@ -47,7 +47,7 @@ struct event {
 const volatile bool failed_only = false;
 GADGET_PARAM(failed_only);
 
-GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
+GADGET_TRACER_MAP(events, 1024 * 1024);
 GADGET_TRACER(trace_exit, events, event);
 
 SEC("tracepoint/sched/sched_process_exit")

@@ -61,7 +61,7 @@ struct event {
 const volatile bool ignore_failed = false;
 GADGET_PARAM(ignore_failed);
 
-GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
+GADGET_TRACER_MAP(events, 1024 * 256);
 GADGET_TRACER(trace_mount, events, event);
 
 struct {

@@ -42,7 +42,7 @@ const volatile bool ignore_failed = false;
 GADGET_PARAM(target_pid);
 GADGET_PARAM(ignore_failed);
 
-GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
+GADGET_TRACER_MAP(events, 1024 * 1024 * 2);
 GADGET_TRACER(trace_open, events, event);
 
 struct {

@@ -71,7 +71,7 @@ struct event {
 const volatile bool changes_only = false;
 GADGET_PARAM(changes_only);
 
-GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
+GADGET_TRACER_MAP(events, 1024 * 256);
 GADGET_TRACER(trace_setuid, events, event);
 
 struct pending_call {

@@ -39,7 +39,7 @@ GADGET_PARAM(failed_only);
 const volatile bool ignore_self = true;
 GADGET_PARAM(ignore_self);
 
-GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
+GADGET_TRACER_MAP(events, 1024 * 256);
 GADGET_TRACER(trace_signal, events, event);
 
 struct pending_signal {

@@ -68,7 +68,7 @@ struct event {
 	struct gadget_l4endpoint_t dst;
 };
 
-GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
+GADGET_TRACER_MAP(events, 1024 * 1024);
 GADGET_TRACER(trace_tcp, events, event);
 
 /* Socket -> owner, from connect or accept to close. LRU: a socket whose

@@ -43,7 +43,7 @@ struct event {
 	enum family family;
 };
 
-GADGET_TRACER_MAP(events, 1024 * 1024 * 4);
+GADGET_TRACER_MAP(events, 1024 * 256);
 GADGET_TRACER(trace_tcpconnect, events, event);
 
 struct {

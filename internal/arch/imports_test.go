@@ -78,6 +78,12 @@ var rules = map[string]rule{
 	"internal/tools/mkimage": {},
 	"internal/tools/sbom":    {},
 	"bench/openloop":         {},
+	// The end-to-end benchmark: drives the agent binary, and beside it a
+	// bare ring buffer reader and the sinks' JetStream publishing alone.
+	"bench/sluicebench": {imports: []string{"internal/synth", "pipeline/...", "sources", "sinks"}},
+	// The synthetic producer's driver (getpgid bursts), for the benchmark
+	// and the tests that need a load heavier than real syscalls make.
+	"internal/synth": {notDeps: []string{ebpf, wazero, nats, oras, hcl}},
 	// Test helpers: only tests import them (no rule lists them above).
 	"internal/testutil":     {},
 	"internal/natstest":     {},

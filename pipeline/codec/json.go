@@ -72,7 +72,12 @@ func appendJSON(dst, b []byte, depth int) ([]byte, []byte, error) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			if k, after, err := ReadString(rest); err == nil && isStr(rest[0]) {
+			// Keys are short strings: fixstr, read inline.
+			if c := rest[0]; c&0xe0 == 0xa0 && 1+int(c&0x1f) <= len(rest) {
+				k := 1 + int(c&0x1f)
+				dst = appendJSONString(dst, rest[1:k])
+				rest = rest[k:]
+			} else if k, after, err := ReadString(rest); err == nil && isStr(rest[0]) {
 				dst = appendJSONString(dst, k)
 				rest = after
 			} else {
@@ -85,6 +90,27 @@ func appendJSON(dst, b []byte, depth int) ([]byte, []byte, error) {
 				dst = appendJSONString(dst[:start], []byte(text))
 			}
 			dst = append(dst, ':')
+			if len(rest) == 0 {
+				return dst, b, ErrShort
+			}
+			// The most common values inline: strings up to 255 bytes
+			// and small unsigned integers.
+			switch c := rest[0]; {
+			case c <= 0x7f:
+				dst = strconv.AppendUint(dst, uint64(c), 10)
+				rest = rest[1:]
+				continue
+			case c&0xe0 == 0xa0 && 1+int(c&0x1f) <= len(rest):
+				k := 1 + int(c&0x1f)
+				dst = appendJSONString(dst, rest[1:k])
+				rest = rest[k:]
+				continue
+			case c == 0xd9 && len(rest) >= 2 && 2+int(rest[1]) <= len(rest):
+				k := 2 + int(rest[1])
+				dst = appendJSONString(dst, rest[2:k])
+				rest = rest[k:]
+				continue
+			}
 			if dst, rest, err = appendJSON(dst, rest, depth+1); err != nil {
 				return dst, b, err
 			}
@@ -175,11 +201,59 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString quotes s, copying runs of safe bytes at once.
+// Constants of the word-at-a-time scan in appendJSONString: a byte
+// needs attention when it is a control character, '"', '\\' or not ASCII.
+const (
+	ones   = 0x0101010101010101
+	highs  = 0x8080808080808080
+	spaces = 0x2020202020202020 // 0x20 in every byte
+	quotes = 0x2222222222222222 // '"'
+	slashs = 0x5c5c5c5c5c5c5c5c // '\\'
+)
+
+// plainWord reports whether none of the 8 bytes of w needs escaping.
+// (w - 0x20..) & ^w & 0x80.. has a high bit set in a byte that was below
+// 0x20 or not ASCII; zero bytes of w^'"' and w^'\\' are the quotes and
+// backslashes (the classic "has a zero byte" test).
+func plainWord(w uint64) bool {
+	ctl := (w - spaces) &^ w
+	q := w ^ quotes
+	sl := w ^ slashs
+	return (ctl|w|((q-ones)&^q)|((sl-ones)&^sl))&highs == 0
+}
+
+// appendJSONString quotes s, copying runs of safe bytes at once. Most
+// strings of events (keys, names, paths, times) need no escaping at all:
+// they are checked eight bytes at a time and copied in one go.
 func appendJSONString(dst, s []byte) []byte {
-	dst = append(dst, '"')
+	i := 0
+	for i+8 <= len(s) && plainWord(binary.LittleEndian.Uint64(s[i:])) {
+		i += 8
+	}
+	for i < len(s) && jsonPlain[s[i]] {
+		i++
+	}
+	if i == len(s) {
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
+	return appendJSONStringSlow(append(dst, '"'), s, i)
+}
+
+// jsonPlain marks the bytes a JSON string holds as they are.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// appendJSONStringSlow quotes s (the opening quote is in dst), the
+// first i bytes of which need no escaping.
+func appendJSONStringSlow(dst, s []byte, i int) []byte {
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {

@@ -109,19 +109,25 @@ func (p *Plan) AppendSnapshot(dst []byte, record []byte, seq uint64, now time.Ti
 	return p.appendEvent(dst, record, seq, now, snapshot, rows)
 }
 
-func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time, snapshot, rows uint64) []byte {
-	start := len(dst)
-	dst = append(dst, p.envHead...)
+// eventTime returns the envelope time of record, in Unix nanoseconds: its
+// top-level gadget_timestamp converted to wall time, or now when it has
+// none (or it is zero).
+func (p *Plan) eventTime(record []byte, now time.Time) int64 {
 	if p.tsOp >= 0 {
 		o := &p.ops[p.tsOp]
 		if ns := readUint(record, o.off, o.size); ns != 0 {
-			dst = appendTime(dst, ns, p.bootOffset)
-		} else {
-			dst = appendWall(dst, now)
+			return int64(ns) + p.bootOffset
 		}
-	} else {
-		dst = appendWall(dst, now)
 	}
+	return now.UnixNano()
+}
+
+func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time, snapshot, rows uint64) []byte {
+	start := len(dst)
+	dst = append(dst, p.envHead...)
+	envTime := len(dst)
+	dst = appendTimestamp(dst, p.eventTime(record, now))
+	envTimeEnd := len(dst)
 	dst = append(dst, p.envTail...)
 	dst = append(dst, p.seqKey...)
 	dst = codec.AppendUint(dst, seq)
@@ -133,7 +139,20 @@ func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time,
 	}
 	if !p.unions {
 		for i := range p.ops {
-			dst = p.ops[i].append(dst, record, p)
+			o := &p.ops[i]
+			if i == p.tsOp && !o.ig {
+				// The timestamp the envelope's time was made of (unless
+				// it was zero): its rendering is the envelope's, already
+				// written.
+				if ns := readUint(record, o.off, o.size); ns != 0 {
+					dst = append(dst, o.key...)
+					dst = append(dst, dst[envTime:envTimeEnd]...)
+					dst = append(dst, o.key2...)
+					dst = codec.AppendUint(dst, ns)
+					continue
+				}
+			}
+			dst = o.append(dst, record, p)
 		}
 		return dst
 	}
@@ -174,8 +193,6 @@ func (p *Plan) appendOps(dst, record []byte, from, to int) ([]byte, int) {
 	}
 	return dst, keys
 }
-
-func appendWall(dst []byte, t time.Time) []byte { return appendTimestamp(dst, t.UnixNano()) }
 
 func appendTime(dst []byte, bootNS uint64, offset int64) []byte {
 	return appendTimestamp(dst, int64(bootNS)+offset)

@@ -1,5 +1,7 @@
 package decode
 
+import "sync/atomic"
+
 // appendRFC3339Nano appends the UTC time unixNano as time.RFC3339Nano does
 // ("2006-01-02T15:04:05.999999999Z", trailing zeros of the fraction
 // trimmed), without time.Time's general formatter: every event carries one
@@ -11,6 +13,51 @@ func appendRFC3339Nano(dst []byte, unixNano int64) []byte {
 		secs--
 		nanos += 1e9
 	}
+	n := len(dst)
+	// Events come in bursts from the same second: its date and time of
+	// day are rendered once and copied.
+	if c := lastSecond.Load(); c != nil && c.secs == secs {
+		dst = append(dst, c.text[:]...)
+	} else {
+		dst = appendSecond(dst, secs)
+		c := &renderedSecond{secs: secs}
+		copy(c.text[:], dst[n:])
+		lastSecond.Store(c)
+	}
+	if nanos == 0 {
+		return append(dst, 'Z')
+	}
+	dst = append(dst, ".000000000Z"...)
+	b := dst[n+19:]
+	v := int(nanos)
+	b[9] = byte('0' + v%10)
+	v /= 10
+	put2(b[7:], v%100)
+	v /= 100
+	put2(b[5:], v%100)
+	v /= 100
+	put2(b[3:], v%100)
+	put2(b[1:], v/100)
+	end := 10
+	for b[end-1] == '0' {
+		end--
+	}
+	b[end] = 'Z'
+	return dst[:n+19+end+1]
+}
+
+// renderedSecond is a second rendered as "YYYY-MM-DDTHH:MM:SS".
+type renderedSecond struct {
+	secs int64
+	text [19]byte
+}
+
+// lastSecond is the second appendRFC3339Nano rendered last, shared by
+// every goroutine: a new value when the second changes, never modified.
+var lastSecond atomic.Pointer[renderedSecond]
+
+// appendSecond appends secs (Unix seconds) as "YYYY-MM-DDTHH:MM:SS".
+func appendSecond(dst []byte, secs int64) []byte {
 	days := secs / 86400
 	rem := secs % 86400
 	if rem < 0 {
@@ -22,7 +69,7 @@ func appendRFC3339Nano(dst []byte, unixNano int64) []byte {
 	year, month, day := civilFromDays(days)
 	hour, minute, second := rem/3600, rem/60%60, rem%60
 	n := len(dst)
-	dst = append(dst, "0000-00-00T00:00:00.000000000Z"...)
+	dst = append(dst, "0000-00-00T00:00:00"...)
 	b := dst[n:]
 	put2(b[0:], int(year/100))
 	put2(b[2:], int(year%100))
@@ -31,25 +78,7 @@ func appendRFC3339Nano(dst []byte, unixNano int64) []byte {
 	put2(b[11:], int(hour))
 	put2(b[14:], int(minute))
 	put2(b[17:], int(second))
-	if nanos == 0 {
-		b[19] = 'Z'
-		return dst[:n+20]
-	}
-	v := int(nanos)
-	b[28] = byte('0' + v%10)
-	v /= 10
-	put2(b[26:], v%100)
-	v /= 100
-	put2(b[24:], v%100)
-	v /= 100
-	put2(b[22:], v%100)
-	put2(b[20:], v/100)
-	end := 29
-	for b[end-1] == '0' {
-		end--
-	}
-	b[end] = 'Z'
-	return dst[:n+end+1]
+	return dst
 }
 
 // civilFromDays converts days since 1970-01-01 to a proleptic Gregorian

@@ -16,9 +16,13 @@ func TestAppendRFC3339Nano(t *testing.T) {
 		cases = append(cases, r.Int64(), -r.Int64(), r.Int64N(4e18)) // all of int64: 1677 to 2262
 	}
 	for _, ns := range cases {
-		want := time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
-		if got := string(appendRFC3339Nano(nil, ns)); got != want {
-			t.Fatalf("appendRFC3339Nano(%d) = %s, want %s", ns, got, want)
+		// Twice, then a neighbour: the second is rendered in full once,
+		// then copied from the cache.
+		for _, v := range []int64{ns, ns, ns ^ 1, ns &^ 0xff} {
+			want := time.Unix(0, v).UTC().Format(time.RFC3339Nano)
+			if got := string(appendRFC3339Nano(nil, v)); got != want {
+				t.Fatalf("appendRFC3339Nano(%d) = %s, want %s", v, got, want)
+			}
 		}
 	}
 }

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// report is everything one `make bench` measured, as latest.json holds it.
+type report struct {
+	Commit    string           `json:"commit"`
+	Dirty     bool             `json:"dirty"`
+	Date      string           `json:"date"`
+	Kernel    string           `json:"kernel"`
+	Cores     int              `json:"cores"`
+	CPU       string           `json:"cpu"`
+	LoadAvg   string           `json:"loadavg_at_start"`
+	Quick     bool             `json:"quick"`
+	WindowS   float64          `json:"window_seconds"`
+	TookS     float64          `json:"took_seconds"`
+	Synthetic []synthResult    `json:"synthetic"`
+	TraceOpen *traceOpenResult `json:"trace_open,omitempty"`
+	Startup   []startupResult  `json:"startup,omitempty"`
+	Memory    *memoryResult    `json:"memory_default_config,omitempty"`
+	JetStream *jetStreamResult `json:"jetstream,omitempty"`
+	Targets   []target         `json:"targets"`
+}
+
+// target is one of issue 12's goals as this run measured it.
+type target struct {
+	Name  string  `json:"name"`
+	Want  string  `json:"want"`
+	Got   string  `json:"got"`
+	Value float64 `json:"value"`
+	Met   bool    `json:"met"`
+}
+
+func newReport(env *benchEnv, quick bool) *report {
+	r := &report{Date: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), Quick: quick, WindowS: env.window.Seconds()}
+	if out, err := exec.Command("git", "-C", env.root, "rev-parse", "HEAD").Output(); err == nil {
+		r.Commit = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command("git", "-C", env.root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil {
+		r.Dirty = len(bytes.TrimSpace(out)) > 0
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		r.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				r.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) >= 3 {
+			r.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	return r
+}
+
+func (r *report) synth(sink string, size int, stages string) *synthResult {
+	for i := range r.Synthetic {
+		s := &r.Synthetic[i]
+		if s.Sink == sink && s.Size == size && s.Stages == stages && s.Error == "" {
+			return s
+		}
+	}
+	return nil
+}
+
+// finish computes the ratios within the run and checks the targets.
+func (r *report) finish(took time.Duration) {
+	r.TookS = took.Seconds()
+	for i := range r.Synthetic {
+		s := &r.Synthetic[i]
+		if raw := r.synth("raw", s.Size, ""); raw != nil && s.Error == "" && raw.EventsPerSec > 0 {
+			s.OfRaw = s.EventsPerSec / raw.EventsPerSec
+		}
+		if s.Stages != "" && s.Error == "" {
+			if none := r.synth(s.Sink, s.Size, ""); none != nil && none.EventsPerSec > 0 {
+				s.OfNoStage = s.EventsPerSec / none.EventsPerSec
+			}
+		}
+	}
+	ratio := func(name, want string, min float64, s *synthResult, v func(*synthResult) float64) {
+		if s == nil {
+			return
+		}
+		x := v(s)
+		r.Targets = append(r.Targets, target{Name: name, Want: want, Got: fmt.Sprintf("%.0f%%", 100*x), Value: x, Met: x >= min})
+	}
+	if t := r.TraceOpen; t != nil && t.Error == "" {
+		r.Targets = append(r.Targets, target{Name: "trace_open to stdout JSON, agent CPU per event", Want: "<= 1.5 µs",
+			Got: fmt.Sprintf("%.2f µs (%.0f%% of %s opens/s delivered)", t.CPUPerEvent/1000, t.DeliveredPct, fmtRate(t.OpensPerSec)), Value: t.CPUPerEvent, Met: t.CPUPerEvent <= 1500})
+	}
+	if m := r.Memory; m != nil && m.Error == "" {
+		r.Targets = append(r.Targets, target{Name: fmt.Sprintf("RSS of the default config after %.0fs of activity", m.Seconds), Want: "<= 60 MB",
+			Got: fmt.Sprintf("%.1f MB", m.RSSMB), Value: m.RSSMB, Met: m.RSSMB <= 60})
+	}
+	if j := r.JetStream; j != nil && j.Error == "" {
+		r.Targets = append(r.Targets, target{Name: "JetStream sink (async acks), of a synchronous publish loop", Want: ">= 10x",
+			Got:   fmt.Sprintf("%.1fx one event per message (nats.go's async loop %.1fx, bound %.1fx on this machine); %.1fx with 100 events per message", j.SinkOfSync, j.BareOfSync, j.AsyncBound, j.SinkBatchedOfSync),
+			Value: j.SinkOfSync, Met: j.SinkOfSync >= 10})
+	}
+	for _, size := range []int{64, 256} {
+		ofRaw := func(s *synthResult) float64 { return s.OfRaw }
+		ofNone := func(s *synthResult) float64 { return s.OfNoStage }
+		ratio(fmt.Sprintf("synthetic %dB to a null sink, of the raw reader", size), ">= 70%", 0.70, r.synth("null", size, ""), ofRaw)
+		ratio(fmt.Sprintf("synthetic %dB to stdout JSON in a file, of the raw reader", size), ">= 50%", 0.50, r.synth("stdout", size, ""), ofRaw)
+		ratio(fmt.Sprintf("synthetic %dB to a JSON file sink, of the raw reader", size), ">= 50%", 0.50, r.synth("file", size, ""), ofRaw)
+		ratio(fmt.Sprintf("synthetic %dB null sink with one C filter, of without", size), ">= 85%", 0.85, r.synth("null", size, "c1"), ofNone)
+		ratio(fmt.Sprintf("synthetic %dB JSON file with one C filter, of without", size), ">= 85%", 0.85, r.synth("file", size, "c1"), ofNone)
+	}
+}
+
+func (r *report) write(dir, readme string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	md := r.markdown()
+	if err := os.WriteFile(filepath.Join(dir, "latest.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	if readme == "" {
+		return nil
+	}
+	if !filepath.IsAbs(readme) {
+		readme = filepath.Join(filepath.Dir(filepath.Dir(dir)), readme)
+	}
+	return replaceSection(readme, r.summary())
+}
+
+func (r *report) stamp() string {
+	commit := r.Commit
+	if len(commit) > 12 {
+		commit = commit[:12]
+	}
+	if r.Dirty {
+		commit += " (uncommitted changes)"
+	}
+	mode := ""
+	if r.Quick {
+		mode = ", quick mode"
+	}
+	return fmt.Sprintf("commit %s, %s, kernel %s, %d cores (%s), load average %s at start%s, %.0fs windows, took %.0fs",
+		commit, r.Date, r.Kernel, r.Cores, r.CPU, r.LoadAvg, mode, r.WindowS, r.TookS)
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# sluice benchmark\n\n%s.\n\n", r.stamp())
+	b.WriteString("Figures of one run compare with each other; the machine is shared and noisy, so absolute figures vary between runs. Regenerate with `make bench` (as root).\n\n")
+	b.WriteString(r.targetsTable())
+	b.WriteString("\n## Synthetic producer\n\n")
+	b.WriteString("`bench/gadgets/synth.bpf.c` writes sequenced records into a 1 MiB ring buffer from one `getpgid(2)` call per 256 records (bpf_loop), wakeups batched as in the built-in gadgets, flat out on one thread. `raw` is a bare cilium/ebpf ring buffer reader of the same gadget; the other rows are `sluice agent` into one sink (`stdout`: JSON into a file; `file`: the JSON-lines file sink; `nats`: core NATS to the embedded server, no subscriber; `jetstream`: the embedded server's JetStream), through no stage or 1 and 3 filters keeping every event (`c`: drop-comm in C, `go`: drop-comm-go with the Go SDK). Rates and CPU are over the flat-out window; CPU is the process's user + system time per delivered event; latency is kernel timestamp to the end of the sink's write, at a steady rate; losses are over the whole run, in the kernel (ring full) and after the reader (component/reason).\n\n")
+	b.WriteString("| case | events/s | of raw | of no stage | CPU ns/event | kernel lost | user drops | latency p50 / p99 ms (at rate) | RSS steady / peak MB | counters balance |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---|---|---|---|\n")
+	for _, s := range r.Synthetic {
+		if s.Error != "" {
+			fmt.Fprintf(&b, "| %s | failed: %s |||||||||\n", s.Case, oneLine(s.Error))
+			continue
+		}
+		lat := "-"
+		if s.LatencyRate > 0 {
+			lat = fmt.Sprintf("%s / %s (%dk/s)", fmtMS(s.LatencyP50ms), fmtMS(s.LatencyP99ms), s.LatencyRate/1000)
+		}
+		bal := "yes"
+		if !s.Balanced {
+			bal = "no: " + s.BalanceNote
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.0f | %.1f%% | %s | %s | %.0f / %.0f | %s |\n",
+			s.Case, fmtRate(s.EventsPerSec), fmtPct(s.OfRaw), fmtPct(s.OfNoStage), s.CPUPerEvent, s.KernelLostPct,
+			fmtDrops(s.UserDrops), lat, s.RSSSteadyMB, s.RSSPeakMB, bal)
+	}
+	if t := r.TraceOpen; t != nil {
+		b.WriteString("\n## trace_open under an open loop\n\n`sluice agent` with the built-in trace_open (following the loop's pid) into stdout JSON in a file, while `sluicebench openloop` opens `/dev/null` from one thread per CPU. CPU is the agent's per delivered event.\n\n")
+		if t.Error != "" {
+			fmt.Fprintf(&b, "failed: %s\n", oneLine(t.Error))
+		} else {
+			fmt.Fprintf(&b, "| opens/s | delivered | kernel lost | agent CPU per event | RSS peak |\n|---:|---:|---:|---:|---:|\n| %s | %.1f%% (%d of %d) | %d | %.2f µs | %.0f MB |\n",
+				fmtRate(t.OpensPerSec), t.DeliveredPct, t.Delivered, t.Opens, t.KernelLost, t.CPUPerEvent/1000, t.RSSPeakMB)
+		}
+	}
+	if len(r.Startup) > 0 {
+		b.WriteString("\n## Start to first event\n\nFrom starting `sluice agent` to the first event in its file sink (synthetic source at 1,000 records/s), with an empty Wasm compilation cache (cold) and then with the module cached.\n\n| stage | cold | cached |\n|---|---:|---:|\n")
+		for _, s := range r.Startup {
+			if s.Error != "" {
+				fmt.Fprintf(&b, "| %s | failed: %s | |\n", s.Stage, oneLine(s.Error))
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %.0f ms | %.0f ms |\n", s.Stage, s.ColdMS, s.CachedMS)
+		}
+	}
+	if m := r.Memory; m != nil {
+		fmt.Fprintf(&b, "\n## Memory of the default config\n\n`sluice config default` (ports and data_dir moved aside, metrics and pprof listeners added) for %.0fs while 50 execs/s, 1,000 TCP connections/s and 20,000 opens/s run.\n\n", m.Seconds)
+		if m.Error != "" {
+			fmt.Fprintf(&b, "failed: %s\n", oneLine(m.Error))
+		} else {
+			fmt.Fprintf(&b, "RSS %.1f MB (peak %.1f MB) after %d events. By mapping:", m.RSSMB, m.RSSPeakMB, m.Events)
+			keys := make([]string, 0, len(m.BreakdownMB))
+			for k := range m.BreakdownMB {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				fmt.Fprintf(&b, " %s %.1f MB;", k, m.BreakdownMB[k])
+			}
+			fmt.Fprintf(&b, " Go heap in use %.1f MB, idle %.1f MB, Go runtime total %.1f MB.\n", m.GoHeapInuseMB, m.GoHeapIdleMB, m.GoSysMB)
+			if m.HeapTop != "" {
+				fmt.Fprintf(&b, "\nLive heap at the end (`go tool pprof -top`):\n\n```\n%s```\n", m.HeapTop)
+			}
+		}
+	}
+	if j := r.JetStream; j != nil {
+		b.WriteString("\n## JetStream publishing\n\nThe same ~200-byte events to one stream of an in-process server (file storage), alternating phases in one run: a synchronous loop (publish, await the ack), nats.go's async loop with the sink's window, and sluice's NATS sink with writes of the size it asks the pipeline for (2,048 events; a Write returns when all acks of its batch are in).\n\n")
+		if j.Error != "" {
+			fmt.Fprintf(&b, "failed: %s\n", oneLine(j.Error))
+		} else {
+			fmt.Fprintf(&b, "| | synchronous | nats.go async | sluice sink | sluice sink, 100 events per message |\n|---|---:|---:|---:|---:|\n| events/s | %s | %s (%.1fx) | %s (%.1fx) | %s (%.1fx) |\n| process CPU per message | %.1f µs | %.1f µs | %.1f µs | |\n",
+				fmtRate(j.SyncPerSec), fmtRate(j.BareAsyncPerSec), j.BareOfSync, fmtRate(j.SinkPerSec), j.SinkOfSync, fmtRate(j.SinkBatchedPerSec), j.SinkBatchedOfSync,
+				j.SyncCPUPerMsgUS, j.AsyncCPUPerMsgUS, j.SinkCPUPerMsgUS)
+			fmt.Fprintf(&b, "\nThe synchronous loop waited (off CPU) %.0f%% of its time; asynchronous publishing can only win that back, so on %d cores it is at most %.1fx the synchronous loop here (cores x sync time per message / async CPU per message): the server's CPU per message, not the wait for acks, bounds one event per message. Batching events into messages is what multiplies the rate.\n",
+				j.SyncWaitPct, r.Cores, j.AsyncBound)
+			if len(j.SinkCPU) > 0 {
+				b.WriteString("\nWhere the sink's phase spends CPU (flat, whole process):")
+				for _, c := range j.SinkCPU {
+					fmt.Fprintf(&b, " %s %.0f%%;", c.Package, c.Pct)
+				}
+				b.WriteString("\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+func (r *report) targetsTable() string {
+	var b strings.Builder
+	b.WriteString("## Targets (issue 12)\n\n| target | want | this run | met |\n|---|---|---|---|\n")
+	for _, t := range r.Targets {
+		met := "no"
+		if t.Met {
+			met = "yes"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.Name, t.Want, t.Got, met)
+	}
+	return b.String()
+}
+
+// summary is what README.md shows: the targets and the stamp.
+func (r *report) summary() string {
+	return fmt.Sprintf("Latest `make bench` (%s); the full tables are in [bench/results/latest.md](bench/results/latest.md).\n\n%s",
+		r.stamp(), strings.TrimPrefix(r.targetsTable(), "## Targets (issue 12)\n\n"))
+}
+
+const (
+	sectionBegin = "<!-- bench:begin (make bench rewrites this section) -->"
+	sectionEnd   = "<!-- bench:end -->"
+)
+
+// replaceSection puts text between the bench markers of the file.
+func replaceSection(path, text string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	i, j := strings.Index(s, sectionBegin), strings.Index(s, sectionEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no bench section (%s ... %s)", path, sectionBegin, sectionEnd)
+	}
+	s = s[:i+len(sectionBegin)] + "\n" + text + s[j:]
+	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	s = strings.ReplaceAll(s, "|", "\\|")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+func fmtRate(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.0fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func fmtPct(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*v)
+}
+
+func fmtMS(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	if v < 10 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func fmtDrops(m map[string]float64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
