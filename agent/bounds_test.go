@@ -50,32 +50,7 @@ pipeline "p" {
   }
 }
 `, t.TempDir(), filepath.Join(root, synth.Object(64)), os.Getpid(), queueBytes)
-	f, diags := config.Parse("bounds.hcl", []byte(src))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	f.Agent.ControlSocket = ""
-	// A pipe nobody reads: once its buffer is full, the sink's write
-	// blocks until the pipe closes at the end of the test.
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pr.Close(); pw.Close() })
-	reg := pipeline.NewRegistry()
-	a, diags := New(f, Options{Stdout: pw, Metrics: reg})
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- a.Run(ctx) }()
-	waitUntil(t, "the agent to run", 30*time.Second, func() bool {
-		a.health.mu.Lock()
-		defer a.health.mu.Unlock()
-		return a.health.ready
-	})
+	reg, stop := runOnStalledStdout(t, "bounds.hcl", src, 30*time.Second)
 
 	runtime.GC()
 	var before runtime.MemStats
@@ -109,15 +84,7 @@ pipeline "p" {
 		t.Errorf("live heap grew by %d bytes with a stalled sink, more than the queues' bounds (2 x %d) + %d", grew, queueBytes, overhead)
 	}
 
-	cancel()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Logf("Run: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the agent did not stop with its sink stuck in a write")
-	}
+	stop()
 	// Every event is accounted for once the agent has stopped.
 	for _, c := range [][2]string{{"source", "synth"}, {"pipeline", "p"}, {"sink", "out"}} {
 		m := reg.Component(c[0], c[1])
@@ -125,6 +92,52 @@ pipeline "p" {
 			t.Errorf("%s/%s: received %d != sent %d + dropped %d", c[0], c[1], r, s, d)
 		}
 	}
+}
+
+// runOnStalledStdout runs the agent of config src with its stdout a pipe
+// nobody reads: once the pipe's buffer is full, the stdout sink's write
+// blocks until the pipe closes at the end of the test. It returns once the
+// agent is ready, with its metrics and a stop that cancels it and fails the
+// test unless it stops within a minute, its sink stuck in a write.
+func runOnStalledStdout(t *testing.T, name, src string, ready time.Duration) (*pipeline.Registry, func()) {
+	t.Helper()
+	f, diags := config.Parse(name, []byte(src))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	f.Agent.ControlSocket = ""
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pr.Close(); pw.Close() })
+	reg := pipeline.NewRegistry()
+	a, diags := New(f, Options{Stdout: pw, Metrics: reg})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	errc := make(chan error, 1)
+	go func() { errc <- a.Run(ctx) }()
+	waitUntil(t, "the agent to run", ready, func() bool {
+		a.health.mu.Lock()
+		defer a.health.mu.Unlock()
+		return a.health.ready
+	})
+	stop := func() {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Logf("Run: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("the agent did not stop with its sink stuck in a write")
+		}
+	}
+	return reg, stop
 }
 
 // waitUntil polls cond until it holds or the timeout passes.
@@ -194,30 +207,7 @@ pipeline "p" {
 }
 `, t.TempDir(), filepath.Join(root, synth.Object(64)), os.Getpid(), filepath.Join(root, "wasmstages", "testdata", "outbomb.wasm"),
 				c.events, c.pad, memLimit, queueBytes)
-			f, diags := config.Parse("flood.hcl", []byte(src))
-			if diags.HasErrors() {
-				t.Fatal(diags)
-			}
-			f.Agent.ControlSocket = ""
-			pr, pw, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { pr.Close(); pw.Close() })
-			reg := pipeline.NewRegistry()
-			a, diags := New(f, Options{Stdout: pw, Metrics: reg})
-			if diags.HasErrors() {
-				t.Fatal(diags)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			errc := make(chan error, 1)
-			go func() { errc <- a.Run(ctx) }()
-			waitUntil(t, "the agent to run", time.Minute, func() bool {
-				a.health.mu.Lock()
-				defer a.health.mu.Unlock()
-				return a.health.ready
-			})
+			reg, stop := runOnStalledStdout(t, "flood.hcl", src, time.Minute)
 			runtime.GC()
 			var before runtime.MemStats
 			runtime.ReadMemStats(&before)
@@ -253,12 +243,7 @@ pipeline "p" {
 			if got := reg.Snapshot().Get(pipeline.MetricStageErrors, "component", "stage", "name", "flood", "kind", "oom"); c.oom && got == 0 {
 				t.Errorf("no oom counted for outputs over the memory limit")
 			}
-			cancel()
-			select {
-			case <-errc:
-			case <-time.After(time.Minute):
-				t.Fatal("the agent did not stop")
-			}
+			stop()
 		})
 	}
 }
