@@ -37,6 +37,8 @@ var hostImports = map[string]funcType{
 	"set_error":   {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, nil},
 	"counter_add": {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI64}, nil},
 	"now":         {nil, []api.ValueType{api.ValueTypeI64}},
+	// Optional (docs/stage-abi.md): modules of older SDKs do not import it.
+	"find_key": {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
 	// Not part of the ABI: the call package interrupt adds to a module.
 	interrupt.ImportName: {nil, nil},
 }
@@ -73,6 +75,7 @@ func (h *host) instantiate(ctx context.Context, r wazero.Runtime) error {
 	fn("log", h.guestLog)
 	fn("set_error", h.setError)
 	fn("counter_add", h.counterAdd)
+	fn("find_key", findKey)
 	fn("now", func(_ context.Context, _ api.Module, stack []uint64) {
 		stack[0] = uint64(time.Now().UnixNano())
 	})

@@ -19,11 +19,43 @@ var nativeHost struct {
 	errMsg   string
 	counters map[string]int64
 	now      func() time.Time
+	// findKeyCalls counts hostFindKey calls, for tests of the key table.
+	findKeyCalls int
 }
 
 type nativeLog struct {
 	level Level
 	msg   string
+}
+
+// hostFindKey does natively what the host's find_key does: it is the
+// SDK's own scanner over each event, which the host's mirrors.
+func hostFindKey(batch []byte, key string, out []uint32) int {
+	if len(batch) < 4 {
+		return -1
+	}
+	count := binary.LittleEndian.Uint32(batch)
+	if uint64(count) > uint64(len(batch)-4)/4 || len(out) < 2*int(count) {
+		return -1
+	}
+	off := 4
+	for i := range int(count) {
+		if len(batch)-off < 4 {
+			return -1
+		}
+		n := int(binary.LittleEndian.Uint32(batch[off:]))
+		off += 4
+		if n > len(batch)-off {
+			return -1
+		}
+		s, e := findKey(batch[off:off+n:off+n], key)
+		off += n
+		out[2*i], out[2*i+1] = uint32(s), uint32(e) // -1 is findKeyMissing
+	}
+	nativeHost.Lock()
+	nativeHost.findKeyCalls++
+	nativeHost.Unlock()
+	return int(count)
 }
 
 func hostLog(level Level, msg string) {

@@ -23,6 +23,17 @@ func importCounterAdd(ptr unsafe.Pointer, n uint32, delta int64)
 //go:wasmimport sluice now
 func importNow() int64
 
+//go:wasmimport sluice find_key
+func importFindKey(batch unsafe.Pointer, batchLen uint32, key unsafe.Pointer, keyLen uint32, out unsafe.Pointer) int32
+
+// hostFindKey has the host find key in every event of batch, writing
+// value bounds per event to out (two per event); it returns the count of
+// events, -1 when the host found the batch broken.
+func hostFindKey(batch []byte, key string, out []uint32) int {
+	return int(importFindKey(unsafe.Pointer(unsafe.SliceData(batch)), uint32(len(batch)),
+		unsafe.Pointer(unsafe.StringData(key)), uint32(len(key)), unsafe.Pointer(unsafe.SliceData(out))))
+}
+
 func hostLog(level Level, msg string) {
 	importLog(int32(level), unsafe.Pointer(unsafe.StringData(msg)), uint32(len(msg)))
 }

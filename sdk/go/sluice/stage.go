@@ -36,6 +36,10 @@ type stage struct {
 	arenaN   int
 	out      Output
 	counters []*Counter
+
+	batch  []byte   // the batch of the current process call, nil in others
+	batchN int      // its event count
+	keys   keyTable // one key's values in batch, found by the host
 }
 
 // current is the stage of this module. Registration functions fill it from
@@ -228,6 +232,7 @@ func (o *Output) Len() int { return int(o.n) }
 func (s *stage) begin() {
 	s.gen++
 	s.arenaN = 0
+	s.batch, s.batchN = nil, 0
 	s.out.reset(s.gen)
 }
 
@@ -274,6 +279,7 @@ func (s *stage) process(batch []byte) (result []byte, err error) {
 		return nil, fmt.Errorf("read batch: count %d does not fit %d bytes", count, len(batch))
 	}
 	s.begin()
+	s.batch, s.batchN = batch, int(count)
 	// Each loop is a function of its own: process keeps few returns, so
 	// that Go open-codes its defers (with more than 15 returns times
 	// defers it records them at run time, a third of a small batch's cost
