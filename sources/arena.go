@@ -12,16 +12,18 @@ import "runtime"
 // freed. No event can see an arena reused under it, since an arena
 // reachable from any event is not finalized.
 //
-// Recycling spares the reader allocating and zeroing 256 KiB every
-// thousand or so events, and, more, it spares the GC cycles that
+// Recycling spares the reader allocating and zeroing 64 KiB every three
+// hundred or so events, and, more, it spares the GC cycles that
 // allocation triggered: a reader at a million events a second allocated
 // some 200 MB/s, and with the agent's small heap the GC then marked most
 // of the time, which makes every pointer write pay a write barrier. The
 // pool holds at most arenaPoolSize arenas (arenaPoolSize * arenaSize
-// bytes, 8 MiB); an arena finalized when it is full is freed.
+// bytes, 4 MiB); an arena finalized when it is full is freed. Arenas are
+// small (they were 256 KiB) so that one long-lived event (a spooled one,
+// say) keeps little memory alive with it.
 const (
-	arenaSize     = 256 << 10
-	arenaPoolSize = 32
+	arenaSize     = 64 << 10
+	arenaPoolSize = 64
 )
 
 type arena = [arenaSize]byte
