@@ -260,3 +260,44 @@ func (g *batchGen) Run(ctx context.Context, out Emitter) error {
 	}
 	return nil
 }
+
+// A segment of at least half a batch is a batch of its own: popBatch
+// takes it at once, not after the batch delay, so that events pushed a
+// poll's worth at a time do not wait at every queue for the next poll.
+func TestQueuePopBatchTakesAHalfBatchAtOnce(t *testing.T) {
+	q, _, _ := newTestQueue(t, QueueConfig{MaxEvents: 1024})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := make(chan []Event)
+	go func() {
+		b, _ := q.popBatch(ctx, 256, time.Hour, nil, nil) // waits: the queue is empty
+		got <- b
+	}()
+	// A short segment first: not a batch of its own.
+	if err := q.pushBatch(ctx, batchOf("a", 1, 20)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		// The consumer may have woken for the first event; it must not
+		// return a short batch before the delay.
+		t.Fatalf("popBatch returned %d events before the batch delay", len(b))
+	case <-time.After(50 * time.Millisecond):
+	}
+	// Pop it aside so that the next segment is the first.
+	if evs, err := q.Pop(ctx, nil, 20, 0); err != nil || len(evs) != 20 {
+		t.Fatalf("pop the short segment: %d events, %v", len(evs), err)
+	}
+	half := batchOf("a", 21, 128)
+	if err := q.pushBatch(ctx, half); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if &b[0] != &half[0] || len(b) != 128 {
+			t.Errorf("got %d events, not the segment pushed", len(b))
+		}
+	case <-ctx.Done():
+		t.Fatal("popBatch waited for the batch delay with half a batch queued in one segment")
+	}
+}

@@ -135,6 +135,7 @@ type Queue struct {
 	hitFull  bool          // a push found no room since the last pop
 	popWait  chan struct{} // closed to wake consumers; nil when none waits
 	popNeed  int           // events the least demanding waiting consumer wants
+	popWhole bool          // a waiting consumer takes a segment that is a batch of its own
 	pushWait chan struct{} // closed to wake blocked producers; nil when none waits
 }
 
@@ -303,7 +304,7 @@ func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Dur
 	if max < 1 {
 		max = 1
 	}
-	if err := q.await(ctx, max, maxDelay, wake, kick); err != nil {
+	if err := q.await(ctx, max, maxDelay, wake, kick, false); err != nil {
 		return dst, err
 	}
 	dst = q.take(dst, max)
@@ -320,7 +321,7 @@ func (q *Queue) popBatch(ctx context.Context, max int, maxDelay time.Duration, w
 	if max < 1 {
 		max = 1
 	}
-	if err := q.await(ctx, max, maxDelay, wake, kick); err != nil {
+	if err := q.await(ctx, max, maxDelay, wake, kick, true); err != nil {
 		return nil, err
 	}
 	b := q.takeBatch(max)
@@ -330,10 +331,11 @@ func (q *Queue) popBatch(ctx context.Context, max int, maxDelay time.Duration, w
 
 // await waits until a batch of up to max events may be taken: as soon as
 // max events are queued, or maxDelay after the first one (at once when
-// maxDelay <= 0), or when the queue is full or closed. It returns nil with
-// q.mu held and an event queued, else an error (io.EOF, ctx.Err(),
-// errWoken) with q.mu not held.
-func (q *Queue) await(ctx context.Context, max int, maxDelay time.Duration, wake <-chan time.Time, kick <-chan struct{}) error {
+// maxDelay <= 0), or when the queue is full or closed; with whole, also
+// as soon as the first segment is a batch of its own (wholeBatch). It
+// returns nil with q.mu held and an event queued, else an error (io.EOF,
+// ctx.Err(), errWoken) with q.mu not held.
+func (q *Queue) await(ctx context.Context, max int, maxDelay time.Duration, wake <-chan time.Time, kick <-chan struct{}, whole bool) error {
 	var (
 		timer   *time.Timer
 		expired bool
@@ -346,7 +348,7 @@ func (q *Queue) await(ctx context.Context, max int, maxDelay time.Duration, wake
 	q.mu.Lock()
 	for {
 		avail := len(q.ctrl) + q.n
-		if avail > 0 && (avail >= max || maxDelay <= 0 || expired || q.closed || q.hitFull) {
+		if avail > 0 && (avail >= max || maxDelay <= 0 || expired || q.closed || q.hitFull || whole && q.wholeBatch(max)) {
 			return nil
 		}
 		if avail == 0 && q.closed {
@@ -365,9 +367,10 @@ func (q *Queue) await(ctx context.Context, max int, maxDelay time.Duration, wake
 		}
 		if q.popWait == nil {
 			q.popWait = make(chan struct{})
-			q.popNeed = need
+			q.popNeed, q.popWhole = need, whole
 		} else {
 			q.popNeed = min(q.popNeed, need)
+			q.popWhole = q.popWhole || whole
 		}
 		w := q.popWait
 		q.mu.Unlock()
@@ -585,6 +588,20 @@ func (q *Queue) take(dst []Event, max int) []Event {
 	return dst
 }
 
+// wholeBatch reports whether the first queued segment is a batch of its
+// own for a consumer that takes up to max events: at least half of max,
+// and no more. A reader pushes what it read in one poll as one segment:
+// at a steady rate, waiting for the next to fill a batch of max would
+// hold every event for a poll interval more at each queue. Called with
+// q.mu held.
+func (q *Queue) wholeBatch(max int) bool {
+	if len(q.ctrl) > 0 || q.n == 0 {
+		return false
+	}
+	l := q.segs[q.front].len()
+	return l <= max && 2*l >= max
+}
+
 // takeBatch takes up to max events into a batch the caller owns: the
 // first segment itself when it holds at least half of what a take would
 // return (and no more than max), else a copy of what take returns. A
@@ -660,7 +677,7 @@ func (q *Queue) published(full bool) {
 		q.hitFull = true
 	}
 	q.showGauges()
-	if q.popWait != nil && (q.hitFull || q.n+len(q.ctrl) >= q.popNeed) {
+	if q.popWait != nil && (q.hitFull || q.n+len(q.ctrl) >= q.popNeed || q.popWhole && q.wholeBatch(q.popNeed)) {
 		q.wakePop()
 	}
 }
