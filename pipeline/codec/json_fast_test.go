@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -306,6 +307,41 @@ func BenchmarkAppendJSONEvent(b *testing.B) {
 					}
 				})
 			}
+		})
+	}
+}
+
+// BenchmarkAppendJSONEventRatio times the encoder, AppendJSON and the
+// reference on the same event in turns, 20,000 events each, and reports
+// the best turn of each as ns/event and its ratio to the reference's: on
+// a shared, noisy machine ratios of interleaved turns hold where separate
+// runs do not.
+//
+//	go test -run '^$' -bench AppendJSONEventRatio -benchtime 20x ./pipeline/codec
+func BenchmarkAppendJSONEventRatio(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		ev   []byte
+	}{{"synth64", synthEvent()}, {"trace_open", traceOpenEvent()}, {"trace_exec", execEvent()}} {
+		b.Run(c.name, func(b *testing.B) {
+			impls := []func(dst, src []byte) ([]byte, error){new(Encoder).AppendJSON, AppendJSON, AppendJSONRef}
+			best := []time.Duration{math.MaxInt64, math.MaxInt64, math.MaxInt64}
+			buf := make([]byte, 0, 1024)
+			const turn = 20000
+			for b.Loop() {
+				for i, fn := range impls {
+					start := time.Now()
+					for range turn {
+						buf, _ = fn(buf[:0], c.ev)
+					}
+					best[i] = min(best[i], time.Since(start))
+				}
+			}
+			ns := func(i int) float64 { return float64(best[i].Nanoseconds()) / turn }
+			b.ReportMetric(ns(0), "encoder-ns/event")
+			b.ReportMetric(ns(1), "appendjson-ns/event")
+			b.ReportMetric(ns(2), "reference-ns/event")
+			b.ReportMetric(ns(0)/ns(2), "encoder/reference")
 		})
 	}
 }
