@@ -268,9 +268,30 @@ func appendMap(dst, b []byte, p, n, depth int, e *Encoder) ([]byte, int, error) 
 		return append(dst, '{', '}'), p, nil
 	}
 	sep := byte('{')
+	entryAt, entryOut := -1, 0 // the entry before, to be cached
 	for i := 0; i < n; i++ {
+		if entryAt >= 0 {
+			e.keepEntry(i-1, b, entryAt, p, dst[entryOut:])
+			entryAt = -1
+		}
 		if p >= len(b) {
 			return dst, p, ErrShort
+		}
+		if e != nil && i < len(e.keys) {
+			switch k := &e.keys[i]; {
+			case k.en > 0 && p+32 <= len(b):
+				if out, ok := k.appendEntry(dst, b, p); ok {
+					dst, p, sep = out, p+int(k.en), ','
+					continue
+				}
+				// A value that changes (a time, a sequence number):
+				// comparing and keeping it would only cost.
+				k.en, k.skip = 0, volatileSkip
+			case k.skip > 0:
+				k.skip--
+			default:
+				entryAt, entryOut = p, len(dst)
+			}
 		}
 		if c := b[p]; c&0xe0 == 0xa0 && p+1+int(c&0x1f) < len(b) {
 			// A fixstr key followed by at least one byte of its value.
@@ -343,6 +364,9 @@ func appendMap(dst, b []byte, p, n, depth int, e *Encoder) ([]byte, int, error) 
 		}
 		p = len(b) - len(rest)
 	}
+	if entryAt >= 0 {
+		e.keepEntry(n-1, b, entryAt, p, dst[entryOut:])
+	}
 	return append(dst, '}'), p, nil
 }
 
@@ -356,14 +380,74 @@ type Encoder struct {
 	keys []cachedKey
 }
 
-// cachedKey is the key at one position of the last event: its bytes
-// (keys of at most 16 bytes are cached) and what it becomes.
+// cachedKey is the entry at one position of the last event: its key's
+// bytes (keys of at most 16 bytes are cached) and what it becomes, and the
+// whole entry, key and value, with its JSON, when both are short: the
+// entries a source repeats from event to event (host, source, gadget,
+// pid, comm, ...) are then compared and copied a word at a time.
 type cachedKey struct {
 	w0, w1 uint64    // the key's bytes, zero past its end
 	hdr    byte      // its fixstr header; 0: none cached
 	n      uint8     // bytes of out
+	en     uint8     // bytes of the entry's msgpack, up to 32; 0: none
+	skip   uint8     // events to pass before caching the entry again
+	enOut  uint8     // bytes of entryOut
 	out    [3]uint64 // the separator, the quoted key and the colon
+	// The entry's msgpack (zero past en bytes) and the masks that cut
+	// a loaded word to it; its JSON with the separator.
+	entry, entryMask [4]uint64
+	entryOut         [5]uint64
 }
+
+// appendEntry appends the cached entry's JSON when the bytes at b[p]
+// (32 of which lie within b) are the cached entry.
+func (k *cachedKey) appendEntry(dst, b []byte, p int) ([]byte, bool) {
+	if binary.LittleEndian.Uint64(b[p:])&k.entryMask[0] != k.entry[0] ||
+		binary.LittleEndian.Uint64(b[p+8:])&k.entryMask[1] != k.entry[1] ||
+		binary.LittleEndian.Uint64(b[p+16:])&k.entryMask[2] != k.entry[2] ||
+		binary.LittleEndian.Uint64(b[p+24:])&k.entryMask[3] != k.entry[3] {
+		return dst, false
+	}
+	l := len(dst)
+	if cap(dst)-l < 40 {
+		dst = slices.Grow(dst, 40)
+	}
+	out := dst[l : l+40]
+	for w := range 5 {
+		binary.LittleEndian.PutUint64(out[8*w:], k.entryOut[w])
+	}
+	return dst[:l+int(k.enOut)], true
+}
+
+// keepEntry caches the entry b[from:to] at position i, whose JSON (with
+// the separator) is js, when both are short; else it forgets the entry
+// cached there. JSON is a function of the msgpack bytes alone, so the
+// same bytes at the same position become the same text.
+func (e *Encoder) keepEntry(i int, b []byte, from, to int, js []byte) {
+	if i >= len(e.keys) {
+		return // not cached (i >= maxCachedKeys, or a key appendKey left)
+	}
+	k := &e.keys[i]
+	n := to - from
+	if n > 32 || len(js) > 40 || from+32 > len(b) {
+		k.en = 0
+		return
+	}
+	for w := range 4 {
+		m := shortMasks[min(max(n-8*w, 0), 8)][0]
+		k.entryMask[w] = m
+		k.entry[w] = binary.LittleEndian.Uint64(b[from+8*w:]) & m
+	}
+	var out [40]byte
+	copy(out[:], js)
+	for w := range 5 {
+		k.entryOut[w] = binary.LittleEndian.Uint64(out[8*w:])
+	}
+	k.en, k.enOut = uint8(n), uint8(len(js))
+}
+
+// volatileSkip is how many events an entry that changed is not cached.
+const volatileSkip = 16
 
 // maxCachedKeys bounds an Encoder's memory whatever the events hold.
 const maxCachedKeys = 128
@@ -397,7 +481,7 @@ func (e *Encoder) appendKey(dst, b []byte, from, to, i int, sep byte) ([]byte, b
 	m0, m1 := shortMasks[n][0], shortMasks[n][1]
 	w0 := binary.LittleEndian.Uint64(b[from:]) & m0
 	w1 := binary.LittleEndian.Uint64(b[from+8:]) & m1
-	if i >= len(e.keys) {
+	for len(e.keys) <= i { // positions before i may hold keys not cached
 		e.keys = append(e.keys, cachedKey{})
 	}
 	k := &e.keys[i]

@@ -5,55 +5,73 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
 
+// eventTime is the time of event seq: the same second, other nanoseconds.
+func eventTime(seq uint64) string {
+	return fmt.Sprintf("2026-12-03T15:53:10.%09dZ", 10942098+seq*977)
+}
+
 // synthEvent is an event of the synthetic 64-byte gadget (make bench) as the
 // decoder emits it.
-func synthEvent() []byte {
+func synthEvent() []byte { return synthEventSeq(1234567) }
+
+// synthEventSeq is the synthetic event seq: time, sequence numbers and
+// value vary with it, the rest does not.
+func synthEventSeq(seq uint64) []byte {
 	ev := AppendMapHeader(nil, 15)
-	ev = AppendString(AppendString(ev, "time"), "2026-12-03T15:53:10.010942098Z")
+	ev = AppendString(AppendString(ev, "time"), eventTime(seq))
 	ev = AppendString(AppendString(ev, "host"), "vm")
 	ev = AppendString(AppendString(ev, "source"), "synth")
 	ev = AppendString(AppendString(ev, "gadget"), "synth64")
-	ev = AppendUint(AppendString(ev, "seq"), 1234567)
-	ev = AppendString(AppendString(ev, "timestamp"), "2026-12-03T15:53:10.010942098Z")
-	ev = AppendUint(AppendString(ev, "timestamp_raw"), 20827171934734)
-	ev = AppendUint(AppendString(ev, "kseq"), 1234567)
+	ev = AppendUint(AppendString(ev, "seq"), seq)
+	ev = AppendString(AppendString(ev, "timestamp"), eventTime(seq))
+	ev = AppendUint(AppendString(ev, "timestamp_raw"), 20827171934734+seq*977)
+	ev = AppendUint(AppendString(ev, "kseq"), seq)
 	ev = AppendUint(AppendString(ev, "pid"), 8472)
 	ev = AppendUint(AppendString(ev, "tid"), 8475)
 	ev = AppendString(AppendString(ev, "comm"), "sluicebench")
 	ev = AppendUint(AppendString(ev, "burst"), 256)
-	ev = AppendUint(AppendString(ev, "index"), 17)
-	ev = AppendUint(AppendString(ev, "value"), 5308871522)
+	ev = AppendUint(AppendString(ev, "index"), seq%256)
+	ev = AppendUint(AppendString(ev, "value"), seq*2654435761)
 	ev = AppendUint(AppendString(ev, "flags"), 0)
 	return ev
 }
 
 // traceOpenEvent is an event of the built-in trace_open gadget.
-func traceOpenEvent() []byte {
+func traceOpenEvent() []byte { return traceOpenEventSeq(1234567) }
+
+// traceOpenEventSeq is trace_open event seq: time and sequence number
+// vary with it, and every fourth event is another process's open.
+func traceOpenEventSeq(seq uint64) []byte {
+	pid, comm, path, ret := uint64(14047), "sluicebench", "/proc/14047/stat", int64(5)
+	if seq%4 == 0 {
+		pid, comm, path, ret = 812, "systemd-journal", "/var/log/journal/4f1c/system.journal", -2
+	}
 	ev := AppendMapHeader(nil, 20)
-	ev = AppendString(AppendString(ev, "time"), "2026-12-03T15:54:53.291494017Z")
+	ev = AppendString(AppendString(ev, "time"), eventTime(seq))
 	ev = AppendString(AppendString(ev, "host"), "vm")
 	ev = AppendString(AppendString(ev, "source"), "open")
 	ev = AppendString(AppendString(ev, "gadget"), "trace_open")
-	ev = AppendUint(AppendString(ev, "seq"), 1234567)
-	ev = AppendString(AppendString(ev, "timestamp"), "2026-12-03T15:54:53.291494017Z")
-	ev = AppendUint(AppendString(ev, "timestamp_raw"), 20930452486257)
+	ev = AppendUint(AppendString(ev, "seq"), seq)
+	ev = AppendString(AppendString(ev, "timestamp"), eventTime(seq))
+	ev = AppendUint(AppendString(ev, "timestamp_raw"), 20930452486257+seq*977)
 	ev = AppendUint(AppendString(ev, "mntns_id"), 4026531832)
-	ev = AppendUint(AppendString(ev, "pid"), 14047)
+	ev = AppendUint(AppendString(ev, "pid"), pid)
 	ev = AppendUint(AppendString(ev, "uid"), 0)
 	ev = AppendString(AppendString(ev, "user"), "root")
-	ev = AppendString(AppendString(ev, "comm"), "sluicebench")
-	ev = AppendString(AppendString(ev, "path"), "/proc/14047/stat")
+	ev = AppendString(AppendString(ev, "comm"), comm)
+	ev = AppendString(AppendString(ev, "path"), path)
 	ev = AppendString(AppendString(ev, "flags"), "O_RDONLY|O_CLOEXEC")
 	ev = AppendUint(AppendString(ev, "flags_raw"), 524288)
 	ev = AppendString(AppendString(ev, "mode"), "----------")
 	ev = AppendUint(AppendString(ev, "mode_raw"), 0)
-	ev = AppendInt(AppendString(ev, "ret"), 5)
+	ev = AppendInt(AppendString(ev, "ret"), ret)
 	ev = AppendString(AppendString(ev, "ret_error"), "")
 	return ev
 }
@@ -114,6 +132,21 @@ func TestEncoderStreams(t *testing.T) {
 	for i := range 30 {
 		checkSameAsReference(t, events[i%3])
 	}
+	// Streams whose values change from event to event, alone and
+	// interleaved, with an entry that changes only past its 32nd byte.
+	for seq := range uint64(40) {
+		checkSameAsReference(t, synthEventSeq(seq))
+	}
+	for seq := range uint64(40) {
+		checkSameAsReference(t, traceOpenEventSeq(seq))
+		checkSameAsReference(t, synthEventSeq(seq))
+	}
+	for _, tail := range []string{"a", "b", "b", "a"} {
+		ev := AppendMapHeader(nil, 2)
+		ev = AppendString(AppendString(ev, "k"), strings.Repeat("x", 31)+tail)
+		ev = AppendString(AppendString(ev, "l"), "end of the event, so that 32 bytes follow the entry")
+		checkSameAsReference(t, ev)
+	}
 	for _, key := range []string{"comm", "comx", "cOmm", "co", "comm_longer_than_16", "co\"m", "c\u00e9", "comm"} {
 		ev := AppendMapHeader(nil, 3)
 		ev = AppendString(AppendString(ev, "time"), "t")
@@ -121,6 +154,16 @@ func TestEncoderStreams(t *testing.T) {
 		ev = AppendUint(AppendString(ev, "seq"), 1)
 		checkSameAsReference(t, ev)
 	}
+	// A fresh Encoder meeting keys it does not cache (longer than 16
+	// bytes, not strings) before ones it does.
+	testEncoder = Encoder{}
+	odd := AppendMapHeader(nil, 4)
+	odd = AppendUint(AppendString(odd, "a key longer than sixteen bytes"), 1)
+	odd = AppendUint(AppendInt(odd, -7), 2)
+	odd = AppendUint(AppendString(odd, "pid"), 3)
+	odd = AppendString(AppendString(odd, "comm"), "a value to load words from")
+	checkSameAsReference(t, odd)
+	checkSameAsReference(t, odd)
 	// More keys than the cache holds.
 	big := AppendMapHeader(nil, maxCachedKeys+10)
 	for i := range maxCachedKeys + 10 {
@@ -212,7 +255,7 @@ func randomValue(r *rand.Rand, b []byte, depth int) []byte {
 			if r.IntN(30) == 0 {
 				b = AppendInt(b, r.Int64N(1000)-500) // a non-string key
 			} else {
-				b = AppendStringBytes(b, randomString(r, 12))
+				b = AppendStringBytes(b, randomString(r, 24))
 			}
 			b = randomValue(r, b, depth+1)
 		}
@@ -284,6 +327,24 @@ func FuzzAppendJSONMatchesReference(f *testing.F) {
 	})
 }
 
+// benchStream is the stream of events a benchmark transcodes: 64 events
+// of the synthetic or trace_open gadget whose times and sequence numbers
+// vary (the encoder cannot copy those from the event before), else ev.
+func benchStream(name string, ev []byte) [][]byte {
+	var out [][]byte
+	for seq := range uint64(64) {
+		switch name {
+		case "synth64":
+			out = append(out, synthEventSeq(1234567+seq))
+		case "trace_open":
+			out = append(out, traceOpenEventSeq(1234567+seq))
+		default:
+			return [][]byte{ev}
+		}
+	}
+	return out
+}
+
 // BenchmarkAppendJSONEvent transcodes events of the gadgets make bench
 // runs; the figure to watch is ns/op (one event) and 0 allocs/op.
 //
@@ -294,6 +355,7 @@ func BenchmarkAppendJSONEvent(b *testing.B) {
 		ev   []byte
 	}{{"synth64", synthEvent()}, {"trace_open", traceOpenEvent()}, {"trace_exec", execEvent()}} {
 		b.Run(c.name, func(b *testing.B) {
+			evs := benchStream(c.name, c.ev)
 			for _, impl := range []struct {
 				name string
 				fn   func(dst, src []byte) ([]byte, error)
@@ -302,8 +364,10 @@ func BenchmarkAppendJSONEvent(b *testing.B) {
 					buf := make([]byte, 0, 1024)
 					b.ReportAllocs()
 					b.SetBytes(int64(len(c.ev)))
+					i := 0
 					for b.Loop() {
-						buf, _ = impl.fn(buf[:0], c.ev)
+						buf, _ = impl.fn(buf[:0], evs[i%len(evs)])
+						i++
 					}
 				})
 			}
@@ -324,6 +388,7 @@ func BenchmarkAppendJSONEventRatio(b *testing.B) {
 		ev   []byte
 	}{{"synth64", synthEvent()}, {"trace_open", traceOpenEvent()}, {"trace_exec", execEvent()}} {
 		b.Run(c.name, func(b *testing.B) {
+			evs := benchStream(c.name, c.ev)
 			impls := []func(dst, src []byte) ([]byte, error){new(Encoder).AppendJSON, AppendJSON, AppendJSONRef}
 			best := []time.Duration{math.MaxInt64, math.MaxInt64, math.MaxInt64}
 			buf := make([]byte, 0, 1024)
@@ -331,8 +396,8 @@ func BenchmarkAppendJSONEventRatio(b *testing.B) {
 			for b.Loop() {
 				for i, fn := range impls {
 					start := time.Now()
-					for range turn {
-						buf, _ = fn(buf[:0], c.ev)
+					for j := range turn {
+						buf, _ = fn(buf[:0], evs[j%len(evs)])
 					}
 					best[i] = min(best[i], time.Since(start))
 				}
