@@ -81,7 +81,7 @@ func bareStream(b *testing.B, opts ...jetstream.JetStreamOpt) jetstream.JetStrea
 // sinkMsg is the message the sink publishes for data (id: its dedup id, or
 // "" for core NATS), built by the sink's own code.
 func sinkMsg(data []byte, id string) *nats.Msg {
-	return &newOutMsg("bench.exec", contentMsgpack, id, data).msg
+	return newOutMsg("bench.exec", contentMsgpack, id, data).natsMsg("")
 }
 
 // benchSink writes b.N events through s in batches of the size the sink
