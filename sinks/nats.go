@@ -159,7 +159,7 @@ type NATS struct {
 	// arena holds the payloads of batched messages; arenaUsed is the one
 	// the messages of the current Write use (batchedMessages).
 	arena, arenaUsed []byte
-	subjects   map[string]string
+	subjects         map[string]string
 }
 
 var (

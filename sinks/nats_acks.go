@@ -40,7 +40,7 @@ type jsAcks struct {
 	answered    uint64  // acks received so far: progress, for the timeout
 	wakeAt      int     // wake the waiter when outstanding <= wakeAt; < 0: nobody waits
 	wake        chan struct{}
-	peak        int // the most messages outstanding at once
+	peak        int    // the most messages outstanding at once
 	replies     string // the round's reply subjects, back to back
 	replyEnds   []int
 }
