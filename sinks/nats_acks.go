@@ -187,12 +187,11 @@ func (a *jsAcks) connectionLost(err error) {
 // stopped answering), and with ctx's error when ctx ends. timer is the
 // caller's, stopped.
 func (a *jsAcks) await(ctx context.Context, limit int, timeout time.Duration, timer *time.Timer) error {
-	armed := false
-	defer func() {
-		if armed {
-			timer.Stop()
-		}
-	}()
+	a.mu.Lock()
+	progress := a.answered // as the timer was armed
+	a.mu.Unlock()
+	timer.Reset(timeout)
+	defer timer.Stop()
 	for {
 		a.mu.Lock()
 		if a.outstanding <= limit {
@@ -201,25 +200,21 @@ func (a *jsAcks) await(ctx context.Context, limit int, timeout time.Duration, ti
 			return nil
 		}
 		a.wakeAt = limit
-		progress := a.answered
 		a.mu.Unlock()
-		if !armed {
-			timer.Reset(timeout)
-			armed = true
-		}
 		select {
 		case <-a.wake:
 		case <-timer.C:
-			armed = false
 			a.mu.Lock()
 			stalled := a.answered == progress
 			if stalled {
 				a.wakeAt = -1
 			}
+			progress = a.answered
 			a.mu.Unlock()
 			if stalled {
 				return errAckTimeout
 			}
+			timer.Reset(timeout) // acks keep coming: a slow stream, not a dead one
 		case <-ctx.Done():
 			a.mu.Lock()
 			a.wakeAt = -1
