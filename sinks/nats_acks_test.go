@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"errors"
+	"maps"
 	"runtime"
 	"strconv"
 	"testing"
@@ -14,6 +15,15 @@ import (
 
 	"github.com/sluice-dev/sluice/pipeline"
 )
+
+// natsMsg returns the message as msgSender publishes it, with its headers.
+func (o *outMsg) natsMsg(reply string) *nats.Msg {
+	var p msgSender
+	p.fill(o, reply)
+	m := p.msg
+	m.Header = maps.Clone(p.msg.Header)
+	return &m
+}
 
 // TestJetStreamWindowBoundsOutstandingAcks: with a window of max_pending
 // acknowledgements, the sink never has more messages unacknowledged than

@@ -63,18 +63,6 @@ func (o *outMsg) set(subject, ctype, id string, data []byte) {
 	*o = outMsg{msg: nats.Msg{Subject: subject, Data: data}, ctype: ctype, id: [1]string{id}, first: -1, end: -1}
 }
 
-// natsMsg returns the message as msgSender publishes it, with its headers.
-func (o *outMsg) natsMsg(reply string) *nats.Msg {
-	var p msgSender
-	p.fill(o, reply)
-	m := p.msg
-	m.Header = nats.Header{}
-	for k, v := range p.msg.Header {
-		m.Header[k] = v
-	}
-	return &m
-}
-
 // msgSender publishes outMsgs through one reused nats.Msg and header map
 // (nats.go copies both into its buffer), so that publishing allocates
 // neither. Not safe for concurrent use.
