@@ -13,6 +13,9 @@ const ReasonEncodeError = "encode_error"
 // unencodable collects the events of one Write that a sink could not turn
 // into JSON. The zero value is ready; it is owned by the Write.
 type unencodable struct {
+	// enc, when set, is the sink's encoder (its cache of the keys of the
+	// events before); nil encodes with codec.AppendJSON.
+	enc    *codec.Encoder
 	events []pipeline.Event
 	err    error // the last failure
 }
@@ -20,7 +23,7 @@ type unencodable struct {
 // appendJSON appends ev as JSON to dst. When ev cannot be encoded it leaves
 // dst as it was, records ev and returns false.
 func (u *unencodable) appendJSON(dst []byte, ev *pipeline.Event) ([]byte, bool) {
-	out, err := codec.AppendJSON(dst, ev.Data)
+	out, err := u.enc.AppendJSON(dst, ev.Data)
 	if err != nil {
 		u.events = append(u.events, *ev)
 		u.err = fmt.Errorf("encode event seq %d of %q as JSON: %w", ev.Seq, ev.Source, err)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
 // FileOptions configure a File sink.
@@ -90,6 +91,11 @@ type File struct {
 	torn     bool // a failed write left a partial record: rotate before writing on
 	failures int  // writes failed in a row, for the recovery log
 	closed   bool
+	// syncing is the file the ticker fsyncs without holding mu (writes go
+	// on meanwhile), if any; a file closed meanwhile is closed by the
+	// ticker when its fsync returns (closeAfterSync).
+	syncing        fileHandle
+	closeAfterSync bool
 	// noRotateUntil pauses rotation by size and age after a rename failed,
 	// so that a directory that refuses renames costs one attempt a minute,
 	// not one per batch; writes go on into the active file meanwhile.
@@ -100,8 +106,9 @@ type File struct {
 	lastRotated  time.Time
 	lastRotatedN int
 	buf          []byte
-	ends         []int // per encoded event: its end offset in buf
-	idx          []int // per encoded event: its index in the batch
+	enc          codec.Encoder // JSON, with the keys of the events before
+	ends         []int         // per encoded event: its end offset in buf
+	idx          []int         // per encoded event: its index in the batch
 
 	wake        chan struct{} // wakes the janitor
 	stopTicker  context.CancelFunc
@@ -286,7 +293,7 @@ func (s *File) offset(i int) int {
 // as a WriteLoss.
 func (s *File) encode(batch []pipeline.Event) error {
 	s.buf, s.ends, s.idx = s.buf[:0], s.ends[:0], s.idx[:0]
-	var bad unencodable
+	bad := unencodable{enc: &s.enc}
 	for i := range batch {
 		ev := &batch[i]
 		if s.json {
@@ -431,12 +438,21 @@ func (s *File) closeLocked() {
 	if s.opts.Fsync != "never" {
 		s.syncLocked()
 	}
-	if err := s.f.Close(); err != nil {
-		s.errs["write"].Inc()
-		s.logLimited("close file", "path", s.path, "error", err)
+	if s.f == s.syncing {
+		s.closeAfterSync = true
+	} else {
+		s.closeFile(s.f, s.path)
 	}
 	s.f, s.size, s.dirty = nil, 0, false
 	s.fileSize.Set(0)
+}
+
+// closeFile closes a file no longer written, counting a failure.
+func (s *File) closeFile(f fileHandle, path string) {
+	if err := f.Close(); err != nil {
+		s.errs["write"].Inc()
+		s.logLimited("close file", "path", path, "error", err)
+	}
 }
 
 func (s *File) syncLocked() {
@@ -451,6 +467,29 @@ func (s *File) syncLocked() {
 		return
 	}
 	s.dirty = false
+}
+
+// syncUnlocked fsyncs f, the active file when the ticker took it (in
+// s.syncing), without holding mu: an fsync writes back all the file's
+// dirty pages and can take long, and writes need not wait for it (what
+// they add meanwhile is synced the next time). A rotation meanwhile
+// leaves closing f to it.
+func (s *File) syncUnlocked(f fileHandle, path string) {
+	err := f.Sync()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncing = nil
+	if err != nil {
+		s.errs["fsync"].Inc()
+		s.logLimited("fsync file", "path", path, "error", err)
+		if s.f == f {
+			s.dirty = true
+		}
+	}
+	if s.closeAfterSync {
+		s.closeAfterSync = false
+		s.closeFile(f, path)
+	}
 }
 
 // tick runs until ctx ends: interval fsyncs, and rotations that fall due
@@ -473,14 +512,21 @@ func (s *File) tick(ctx context.Context) {
 		}
 		now := s.now()
 		s.mu.Lock()
-		if s.opts.Fsync == "interval" && now.Sub(lastSync) >= s.opts.FsyncInterval {
-			s.syncLocked()
-			lastSync = now
-		}
 		if s.f != nil && ((s.pattern.Timed() && s.pattern.Path(now) != s.path) || s.ageDue(now)) {
 			s.rotateLocked(now, s.pattern.Path(now) == s.path)
 		}
+		var f fileHandle
+		path := s.path
+		if s.opts.Fsync == "interval" && now.Sub(lastSync) >= s.opts.FsyncInterval {
+			lastSync = now
+			if s.f != nil && s.dirty {
+				f, s.dirty, s.syncing = s.f, false, s.f
+			}
+		}
 		s.mu.Unlock()
+		if f != nil {
+			s.syncUnlocked(f, path)
+		}
 		if s.opts.RetainFor > 0 && time.Since(lastSweep) >= min(s.opts.RetainFor/10, time.Minute) {
 			lastSweep = time.Now()
 			s.signalJanitor()

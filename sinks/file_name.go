@@ -18,6 +18,7 @@ type FilePattern struct {
 	dir        string
 	stem, ext  string // the name's template, split at its last dot
 	timed      bool
+	path       string // the rendered path when the name has no time verbs
 	rotatedRE  *regexp.Regexp
 	rotatedFmt string // time layout inserted into rotated names
 }
@@ -79,6 +80,10 @@ func ParseFilePattern(path string) (*FilePattern, error) {
 	}
 	re.WriteString(`(\.gz)?$`)
 	p.rotatedRE = regexp.MustCompile(re.String())
+	if !p.timed {
+		// The sink asks for the path with every batch.
+		p.path = filepath.Join(p.dir, p.Name(time.Time{}))
+	}
 	return p, nil
 }
 
@@ -94,7 +99,12 @@ func (p *FilePattern) Name(t time.Time) string {
 }
 
 // Path renders the full path for t.
-func (p *FilePattern) Path(t time.Time) string { return filepath.Join(p.dir, p.Name(t)) }
+func (p *FilePattern) Path(t time.Time) string {
+	if !p.timed {
+		return p.path
+	}
+	return filepath.Join(p.dir, p.Name(t))
+}
 
 func (p *FilePattern) render(tmpl string, t time.Time) string {
 	if !strings.Contains(tmpl, "%") {

@@ -643,3 +643,101 @@ func TestFileEncodeError(t *testing.T) {
 		t.Errorf("file holds seqs %v, want 1 2 4 5 6", seqs)
 	}
 }
+
+// slowSyncFile is a real file whose first Sync blocks until release is
+// closed; it reports a Close that comes while that Sync runs.
+type slowSyncFile struct {
+	*os.File
+	entered, release chan struct{}
+	first            *sync.Once
+	inSync           atomic.Bool
+	closedInSync     *atomic.Bool
+	closed           chan struct{}
+}
+
+func (f *slowSyncFile) Sync() error {
+	blocked := false
+	f.first.Do(func() { blocked = true })
+	if blocked {
+		f.inSync.Store(true)
+		close(f.entered)
+		<-f.release
+		f.inSync.Store(false)
+	}
+	return f.File.Sync()
+}
+
+func (f *slowSyncFile) Close() error {
+	if f.inSync.Load() {
+		f.closedInSync.Store(true)
+	}
+	defer close(f.closed)
+	return f.File.Close()
+}
+
+// TestFileWritesDuringSlowFsync: the interval fsync, which writes back all
+// of the file's dirty pages, runs without holding the sink's lock, so
+// batches keep being written while it runs; a rotation meanwhile leaves
+// the file open until the fsync returns, and closes it then.
+func TestFileWritesDuringSlowFsync(t *testing.T) {
+	dir := t.TempDir()
+	var once sync.Once
+	var closedInSync atomic.Bool
+	var files []*slowSyncFile // opened from Write, on this goroutine
+	open := func(path string) (fileHandle, error) {
+		f, err := openFile(path)
+		if err != nil {
+			return nil, err
+		}
+		sf := &slowSyncFile{File: f.(*os.File), entered: make(chan struct{}), release: make(chan struct{}),
+			first: &once, closedInSync: &closedInSync, closed: make(chan struct{})}
+		files = append(files, sf)
+		return sf, nil
+	}
+	line := int64(len(jsonLine(t, fileBatch(1, 1)[0])))
+	s, err := newFile("f", FileOptions{Path: filepath.Join(dir, "events.jsonl"), FsyncInterval: 10 * time.Millisecond, MaxSize: 20 * line}, time.Now, open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if err := s.Write(context.Background(), fileBatch(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	first := files[0]
+	<-first.entered // the ticker fsyncs the first file, and stays there
+	wrote := make(chan error, 1)
+	go func() {
+		// 10 more fill the file, the next 10 rotate it.
+		err := s.Write(context.Background(), fileBatch(11, 10))
+		if err == nil {
+			err = s.Write(context.Background(), fileBatch(21, 10))
+		}
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		close(first.release)
+		t.Fatal("writes waited for the interval fsync")
+	}
+	if len(files) != 2 {
+		t.Fatalf("%d files opened, want the rotation to open a second", len(files))
+	}
+	select {
+	case <-first.closed:
+		t.Fatal("the rotated file was closed while its fsync ran")
+	default:
+	}
+	close(first.release)
+	<-first.closed // closed once its fsync returned
+	if closedInSync.Load() {
+		t.Error("a file was closed during its fsync")
+	}
+	s.Close(context.Background())
+	if seqs, files := readEvents(t, dir, "json"); len(seqs) != 30 || files != 2 {
+		t.Errorf("%d events in %d files, want 30 in 2", len(seqs), files)
+	}
+}

@@ -46,7 +46,9 @@ type StdoutOptions struct {
 // Stdout writes events to a terminal or pipe. A reader that stops reading
 // cannot hold it: each write runs in the sink's writer goroutine and Write
 // returns when its context ends, the batch lost (counted by the pipeline);
-// while that write is still blocked, later batches are refused at once. A
+// while that write is still blocked, later batches are refused at once
+// (into a regular file, which has no reader to stall, Write writes itself,
+// as the file sink does). A
 // reader that goes away (EPIPE) fails the sink alone: it refuses every
 // later batch, and the process is not killed by SIGPIPE. It is safe for
 // concurrent use.
@@ -60,8 +62,14 @@ type Stdout struct {
 	fields []string
 	frames *framer // table output of snapshot events
 
+	// inline: w is a regular file, which no reader can stall (as the file
+	// sink's), so Write writes it itself, without the writer goroutine's
+	// two handoffs per batch.
+	inline bool
+
 	mu         sync.Mutex
 	buf        []byte
+	enc        codec.Encoder // JSON, with the keys of the events before
 	headerDone bool
 	// The writer goroutine takes a buffer on writes and answers on done.
 	writes   chan []byte
@@ -105,6 +113,11 @@ func NewStdout(name string, w io.Writer, opts StdoutOptions) (*Stdout, error) {
 	}
 	if w == os.Stdout || w == os.Stderr {
 		survivePipeClose()
+	}
+	if f, ok := w.(*os.File); ok {
+		if info, err := f.Stat(); err == nil && info.Mode().IsRegular() {
+			s.inline = true
+		}
 	}
 	return s, nil
 }
@@ -169,7 +182,7 @@ func (s *Stdout) Write(ctx context.Context, batch []pipeline.Event) error {
 			}
 		} else {
 			start := len(buf)
-			buf, err = codec.AppendJSON(buf, ev.Data)
+			buf, err = s.enc.AppendJSON(buf, ev.Data)
 			if err != nil {
 				buf = buf[:start]
 			} else {
@@ -234,10 +247,20 @@ func (s *Stdout) writableLocked() error {
 
 // writeLocked hands buf to the writer goroutine (started at the first
 // write) and waits for the write, at most until ctx ends; then buf stays
-// with the writer. Callers hold s.mu.
+// with the writer. Into a regular file it writes buf itself. Callers hold
+// s.mu.
 func (s *Stdout) writeLocked(ctx context.Context, buf []byte) error {
 	if err := s.writableLocked(); err != nil {
 		return err
+	}
+	if s.inline {
+		s.writingSince.Store(time.Now().UnixNano())
+		_, err := s.w.Write(buf)
+		s.writingSince.Store(0)
+		if err != nil {
+			return fmt.Errorf("stdout sink %q: write: %w", s.name, err)
+		}
+		return nil
 	}
 	if s.writes == nil {
 		s.writes, s.done, s.stopped = make(chan []byte), make(chan error, 1), make(chan struct{})

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -261,5 +264,42 @@ func TestStdoutTableEscapesControlCharacters(t *testing.T) {
 		if strings.Count(text, "\n") != 4 || !strings.Contains(text, `\x1b]0;owned\x07`) || !strings.Contains(text, `user\x1b[8m=`) {
 			t.Errorf("want a header and three rows with the sequences escaped, got:\n%s", text)
 		}
+	}
+}
+
+// TestStdoutIntoRegularFile: into a regular file (stdout redirected to a
+// file) the sink writes without its writer goroutine, the same bytes as
+// into a pipe, and a failed write fails the batch.
+func TestStdoutIntoRegularFile(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viaWriter bytes.Buffer
+	s, err := NewStdout("console", f, StdoutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := NewStdout("ref", &viaWriter, StdoutOptions{})
+	for i := range uint64(3) {
+		batch := []pipeline.Event{openEvent(2*i+1, "cat", "/etc/passwd", 3), openEvent(2*i+2, "we\"ird\n", "/tmp/x", -2)}
+		if err := s.Write(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+		ref.Write(context.Background(), batch)
+	}
+	if s.writes != nil {
+		t.Error("the sink started its writer goroutine for a regular file")
+	}
+	got, _ := os.ReadFile(f.Name())
+	if !bytes.Equal(got, viaWriter.Bytes()) {
+		t.Errorf("file holds\n%s\nwant\n%s", got, viaWriter.Bytes())
+	}
+	f.Close()
+	if err := s.Write(context.Background(), []pipeline.Event{openEvent(7, "cat", "/x", 0)}); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("write into a closed file: %v, want os.ErrClosed", err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Errorf("close: %v", err)
 	}
 }
