@@ -77,8 +77,8 @@ func TestQueuePushBatchThatDoesNotFitCountsOnce(t *testing.T) {
 	}
 }
 
-// Short segments are joined into one batch by copying; a segment of at
-// least half a batch is handed over as it is.
+// Short segments are joined into one batch by copying, the last one cut
+// to fill it; a segment of at least half a batch is handed over as it is.
 func TestQueuePopBatchJoinsShortSegments(t *testing.T) {
 	q, _, _ := newTestQueue(t, QueueConfig{MaxEvents: 1024})
 	for i := range 10 {
@@ -94,7 +94,6 @@ func TestQueuePopBatchJoinsShortSegments(t *testing.T) {
 		t.Errorf("first batch %v, want 1..64", seqs(got))
 	}
 	ReleaseBatch(got)
-	// Left: 65..70 (the rest of a segment), then 71..100 in three.
 	got, _ = q.popBatch(context.Background(), 64, 0, nil, nil)
 	if !slices.Equal(seqs(got), seqRange(65, 100)) {
 		t.Errorf("second batch %v, want 65..100", seqs(got))
@@ -352,5 +351,39 @@ func BenchmarkQueueHandOver(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*256), "ns/event")
 		})
+	}
+}
+
+// A control event taken with the events behind it must not cut a
+// segment: the remainder would be at the front from then on, and every
+// later take would copy. The last full run's profile had a sink's writer
+// copying every batch after the first loss record.
+func TestQueuePopBatchKeepsSegmentsWhole(t *testing.T) {
+	q, _, _ := newTestQueue(t, QueueConfig{MaxEvents: 4096})
+	ctx := context.Background()
+	var pushed [][]Event
+	for i := range 4 {
+		b := batchOf("a", uint64(1+256*i), 256)
+		pushed = append(pushed, b)
+		if err := q.pushBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.PushControl(Event{Data: []byte("loss"), Schema: LossSchema})
+	got, err := q.popBatch(ctx, 256, 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Kind() != KindLoss {
+		t.Fatalf("first batch: %d events; want the loss record alone", len(got))
+	}
+	for i, b := range pushed {
+		got, err := q.popBatch(ctx, 256, 0, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 256 || &got[0] != &b[0] {
+			t.Fatalf("batch %d: %d events, copied: a segment was cut", i+1, len(got))
+		}
 	}
 }

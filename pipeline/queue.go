@@ -604,7 +604,8 @@ func (q *Queue) wholeBatch(max int) bool {
 
 // takeBatch takes up to max events into a batch the caller owns: the
 // first segment itself when it holds at least half of what a take would
-// return (and no more than max), else a copy of what take returns. A
+// return (and no more than max), else a copy of the queued control events
+// and of the segments that fit, cutting only a short one. A
 // reader that found its ring empty pushes a short batch, so segments come
 // in all sizes; waiting to copy them into one full batch would cost the
 // copies this spares. Called with q.mu held and an event queued.
@@ -622,7 +623,24 @@ func (q *Queue) takeBatch(max int) []Event {
 			return evs
 		}
 	}
-	return q.take(NewBatch(min(max, q.n+len(q.ctrl))), max)
+	// Copy whole segments, as many as fit, and cut only a short one to
+	// fill the batch: cutting a segment of half a batch or more would
+	// leave its remainder at the front, and every later take would then
+	// copy and cut again (a loss record taken with 255 events was enough
+	// to make a sink's queue copy every batch from then on).
+	k := min(max, len(q.ctrl))
+	for i := q.front; i < len(q.segs); i++ {
+		l := q.segs[i].len()
+		if k+l <= max {
+			k += l
+			continue
+		}
+		if k == 0 || 2*l < max {
+			k = max // the first segment alone is larger than max, or a short one fills the batch
+		}
+		break
+	}
+	return q.take(NewBatch(k), k)
 }
 
 // pushBatch is Push of a batch the queue takes over: the caller must not
