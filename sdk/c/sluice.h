@@ -8,6 +8,7 @@
  *     //  or SLUICE_EVENT  my_event     // void my_event(sluice_event *ev, sluice_out *out)
  *     #define SLUICE_TICK   my_tick     // optional: void my_tick(int64_t now_ns, sluice_out *out)
  *     #define SLUICE_CLOSE  my_close    // optional: void my_close(void)
+ *     #define SLUICE_FIND_KEY "comm"    // optional: the host finds it per batch, sluice_found(ev)
  *     #include "sluice.h"
  *
  *     clang-19 --target=wasm32-wasip1 -mexec-model=reactor -O2 -o stage.wasm stage.c

@@ -112,11 +112,16 @@ static const char *type_name(sluice_value v) {
 }
 
 static void build_blobs(void);
+static bool blobs_overflowed; /* set by build_blobs */
 
 static int ocsf_init(sluice_value params) {
 	mapped = sluice_counter_new("mapped");
 	if (!sluice_fields_init(&fields, field_keys, F_N)) return 1;
 	build_blobs();
+	if (blobs_overflowed) {
+		sluice_fail("ocsf: a constant run outgrew its blob (a bug in stages/ocsf/main.c)");
+		return 1;
+	}
 	sluice_iter it = sluice_iter_map(params);
 	sluice_value k, v;
 	while (sluice_next_entry(&it, &k, &v)) {
@@ -298,6 +303,9 @@ SLUICE__INLINE cursor blob_begin(blob *bl) {
 	return w;
 }
 SLUICE__INLINE void blob_end(blob *bl, cursor w, map m) {
+	/* The blobs are constants: one that outgrew its buffer is a bug in
+	 * this file, which init reports. */
+	if (w.p - bl->b > (ptrdiff_t)sizeof bl->b) blobs_overflowed = true;
 	bl->n = (uint8_t)(w.p - bl->b);
 	bl->entries = (uint8_t)m.n;
 }
