@@ -131,6 +131,11 @@ type NATS struct {
 	noticer        spoolNoticer
 	dialer         *abortableDialer
 	closing        atomic.Bool // Close has begun: a closed connection is ours
+	// pubMu serialises JetStream publishing (Write and the replayer);
+	// it guards jsSend. acks is created by the first publish.
+	pubMu  sync.Mutex
+	jsSend msgSender
+	acks   atomic.Pointer[jsAcks]
 	// Counters: events written to the spool, replayed from it, and lost
 	// from it after they were accepted (deleted to make room, corrupt,
 	// refused by the server).
@@ -148,9 +153,13 @@ type NATS struct {
 	// client copies a message into its buffer).
 	coreHeader nats.Header
 	coreMsg    nats.Msg
+	coreSend   msgSender // batched core NATS messages
 	jsonBuf    []byte
 	subjBuf    []byte
-	subjects   map[string]string
+	// arena holds the payloads of batched messages; arenaUsed is the one
+	// the messages of the current Write use (batchedMessages).
+	arena, arenaUsed []byte
+	subjects         map[string]string
 }
 
 var (

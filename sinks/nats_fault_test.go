@@ -206,7 +206,10 @@ func TestNATSShutdown(t *testing.T) {
 			}
 			src := &numberedSource{name: "exec", stop: make(chan struct{})}
 			p, err := pipeline.New(pipeline.Spec{Name: "p", Sources: []pipeline.Source{src}, Sinks: []pipeline.Sink{sink}, Metrics: reg,
-				Queue: pipeline.QueueConfig{MaxEvents: 8192, Policy: pipeline.Block}, LossInterval: time.Hour})
+				// The queue is small enough that a healthy server takes it
+				// well within the grace period even under -race on a loaded
+				// machine (one event per message; 8192 did not always).
+				Queue: pipeline.QueueConfig{MaxEvents: 2048, Policy: pipeline.Block}, LossInterval: time.Hour})
 			if err != nil {
 				t.Fatal(err)
 			}

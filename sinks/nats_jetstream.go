@@ -18,15 +18,9 @@ const DefaultDuplicateWindow = 2 * time.Minute
 
 func (s *NATS) setupJetStream(ctx context.Context) error {
 	jso := s.opts.JetStream
-	pending := jso.MaxPending
-	if pending <= 0 {
-		pending = DefaultMaxPending
-	}
-	// No library-side ack timeout (WithPublishAsyncTimeout costs a timer
-	// per message): nats.go frees the slots of outstanding acks when the
-	// connection changes state, and publishJetStream stops at the first
-	// stall rather than stalling on every message of a frozen server.
-	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(pending))
+	// The client serves stream management; publishing and its
+	// acknowledgements are the sink's own (publishJetStream, jsAcks).
+	js, err := jetstream.New(s.nc)
 	if err != nil {
 		return fmt.Errorf("open jetstream: %w", err)
 	}
@@ -101,10 +95,8 @@ func (t *SubjectTemplate) wildcard() string {
 	return b.String()
 }
 
-var errAckTimeout = errors.New("timed out waiting for the stream's acknowledgement")
-
-// publishJetStream publishes msgs asynchronously (nats.go bounds the
-// acknowledgements outstanding at once, MaxPending) and waits for their
+// publishJetStream publishes msgs with a window of at most MaxPending
+// acknowledgements outstanding (jsAcks) and waits for their
 // acknowledgements, retrying failures (same dedup ids) with backoff.
 // retries = 0 retries until ctx ends, < 0 not at all. With a spool, it gives up as soon as
 // the connection is down: the spool takes the rest. It returns the messages
@@ -113,96 +105,104 @@ var errAckTimeout = errors.New("timed out waiting for the stream's acknowledgeme
 // a subject it cannot deliver or no stream listens on) are marked refused
 // and never retried. It honours ctx everywhere: publishing stops at the
 // first failure that is not a message's own (a closed connection, a full
-// reconnect buffer, too many acknowledgements outstanding) rather than
-// stall on every message that follows.
+// reconnect buffer, no acknowledgement for the ack timeout while the window
+// is full) rather than stall on every message that follows. One call at a
+// time publishes (Write and the spool's replayer take turns).
 func (s *NATS) publishJetStream(ctx context.Context, msgs []*outMsg, retries int) ([]*outMsg, error) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	acks := s.acks.Load()
+	if acks == nil {
+		var err error
+		if acks, err = newJSAcks(s.nc); err != nil {
+			return msgs, fmt.Errorf("subscribe to acknowledgements: %w", err)
+		}
+		s.acks.Store(acks)
+	}
 	ackTimeout := s.ackTimeout()
+	window := s.opts.JetStream.MaxPending
+	if window <= 0 {
+		window = DefaultMaxPending
+	}
+	// A full window waits until a quarter of it is free, not for every
+	// single ack: one wakeup per many acks.
+	resumeAt := window - max(1, window/4)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	backoff := 100 * time.Millisecond
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	bad := make([]bool, len(msgs))
 	var refused []*outMsg
 	for attempt := 0; len(msgs) > 0; attempt++ {
-		futures, bad = futures[:len(msgs)], bad[:len(msgs)]
-		clear(futures)
-		clear(bad)
 		var lastErr error
-		stopped := false // the connection takes no more for now
+		acks.begin(len(msgs))
+		waitForAcks := true
+	publish:
 		for i, m := range msgs {
-			if !stopped && ctx.Err() != nil {
-				stopped, lastErr = true, ctx.Err()
+			if err := ctx.Err(); err != nil {
+				lastErr, waitForAcks = err, false
+				break
 			}
-			if stopped {
-				bad[i] = true
-				continue
+			for !acks.sending(i, window) {
+				if err := acks.await(ctx, resumeAt, ackTimeout, timer); err != nil {
+					// A server that acknowledges nothing for the ack
+					// timeout gets no second wait for the rest.
+					lastErr, waitForAcks = err, false
+					break publish
+				}
 			}
-			f, err := s.js.PublishMsgAsync(&m.msg)
-			if err != nil {
-				bad[i], lastErr = true, err
+			if err := s.jsSend.send(s.nc, m, acks.reply(i)); err != nil {
+				acks.unsent(i)
+				lastErr = err
 				if m.refused = s.refusal(m, err); m.refused != "" {
 					m.why = err
-				} else {
-					stopped = true
+					continue
 				}
-				continue
-			}
-			futures[i] = f
-		}
-		timer := time.NewTimer(ackTimeout)
-		cancelled, expired := false, false
-	wait:
-		for i, f := range futures {
-			if f == nil {
-				continue
-			}
-			if expired {
-				// The rest get no extra wait: take what has arrived.
-				select {
-				case <-f.Ok():
-				case err := <-f.Err():
-					bad[i], lastErr = true, err
-					s.classify(msgs[i], err)
-				default:
-					bad[i] = true
-				}
-				continue
-			}
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				bad[i], lastErr = true, err
-				s.classify(msgs[i], err)
-			case <-timer.C:
-				bad[i], lastErr, expired = true, errAckTimeout, true
-			case <-ctx.Done():
-				// Unconfirmed: some may still be stored, and a replay of
-				// them is deduplicated.
-				for j := i; j < len(bad); j++ {
-					bad[j] = true
-				}
-				cancelled, lastErr = true, ctx.Err()
-				break wait
+				break // the connection takes no more for now
 			}
 		}
-		timer.Stop()
+		if waitForAcks {
+			if err := acks.await(ctx, 0, ackTimeout, timer); err != nil {
+				lastErr = err
+			}
+		}
+		states, errs := acks.end()
 		var failed []*outMsg // in publishing order, for the spool
 		for i, m := range msgs {
-			switch {
-			case m.refused != "":
-				refused = append(refused, m) // retrying cannot help
-			case bad[i]:
-				failed = append(failed, m)
+			if m.refused == "" {
+				switch states[i] {
+				case ackUnsent:
+					failed = append(failed, m)
+					continue
+				case ackPending:
+					lastErr = errAckTimeout
+					if ctx.Err() != nil {
+						// Unconfirmed: some may still be stored, and a
+						// replay of them is deduplicated.
+						lastErr = ctx.Err()
+					}
+					failed = append(failed, m)
+					continue
+				case ackFailed:
+					lastErr = errs[i]
+					if s.classify(m, errs[i]); m.refused == "" {
+						failed = append(failed, m)
+						continue
+					}
+				case ackOK:
+					continue
+				}
 			}
+			refused = append(refused, m) // retrying cannot help
 		}
 		if len(failed) == 0 {
 			return refused, lastErr
 		}
-		if s.opts.JetStream.Stream != "" && s.nc.IsConnected() && !errors.Is(lastErr, jetstream.ErrTooManyStalledMsgs) {
+		if s.opts.JetStream.Stream != "" && s.nc.IsConnected() {
 			// Connected, yet unacknowledged: the stream may be gone
 			// (deleted, or a server replaced with its storage). Look it up
 			// (and create it) again before the next attempt.
 			s.streamReady.Store(false)
 		}
-		if cancelled || ctx.Err() != nil || retries < 0 || (retries > 0 && attempt >= retries) || (s.spool != nil && !s.nc.IsConnected()) {
+		if ctx.Err() != nil || retries < 0 || (retries > 0 && attempt >= retries) || (s.spool != nil && !s.nc.IsConnected()) {
 			return append(refused, failed...), lastErr
 		}
 		s.log.Warn("jetstream publish failed; retrying", "sink", s.name, "messages", len(failed), "attempt", attempt+1, "error", lastErr)

@@ -37,10 +37,12 @@ var (
 
 // outMsg is one message on its way to the server, with the events of the
 // Write batch it carries (batch[first:end]); first < 0 for a message
-// replayed from the spool.
+// replayed from the spool. msg holds its subject and payload; its headers
+// are made as it is published (msgSender), from ctype and id.
 type outMsg struct {
 	msg        nats.Msg
-	id         [1]string // backs msg.Header[Nats-Msg-Id]
+	ctype      string
+	id         [1]string // the dedup id, "" for core NATS
 	first, end int
 	// refused is the drop reason when the server refuses the message for
 	// what it is (ReasonTooLarge, ReasonRejected; why says how): it is
@@ -50,17 +52,43 @@ type outMsg struct {
 	events  int // for a replayed message: the events it carries
 }
 
-// newOutMsg returns a message with its headers set; id may be "".
+// newOutMsg returns a message; id may be "".
 func newOutMsg(subject, ctype, id string, data []byte) *outMsg {
-	o := &outMsg{first: -1, end: -1}
-	o.msg = nats.Msg{Subject: subject, Data: data, Header: nats.Header{
-		headerFormat: formatValue, headerContentType: contentValues[ctype],
-	}}
-	if id != "" {
-		o.id[0] = id
-		o.msg.Header[jetstream.MsgIDHeader] = o.id[:]
-	}
+	o := &outMsg{}
+	o.set(subject, ctype, id, data)
 	return o
+}
+
+func (o *outMsg) set(subject, ctype, id string, data []byte) {
+	*o = outMsg{msg: nats.Msg{Subject: subject, Data: data}, ctype: ctype, id: [1]string{id}, first: -1, end: -1}
+}
+
+// msgSender publishes outMsgs through one reused nats.Msg and header map
+// (nats.go copies both into its buffer), so that publishing allocates
+// neither. Not safe for concurrent use.
+type msgSender struct {
+	msg nats.Msg
+}
+
+func (p *msgSender) fill(o *outMsg, reply string) {
+	h := p.msg.Header
+	if h == nil {
+		h = nats.Header{headerFormat: formatValue}
+	}
+	h[headerContentType] = contentValues[o.ctype]
+	if o.id[0] != "" {
+		h[jetstream.MsgIDHeader] = o.id[:]
+	} else {
+		delete(h, jetstream.MsgIDHeader)
+	}
+	p.msg = nats.Msg{Subject: o.msg.Subject, Reply: reply, Data: o.msg.Data, Header: h}
+}
+
+func (p *msgSender) send(nc *nats.Conn, o *outMsg, reply string) error {
+	p.fill(o, reply)
+	err := nc.PublishMsg(&p.msg)
+	p.msg.Data = nil // do not keep the payload alive
+	return err
 }
 
 // eventsOf returns the events of batch that the messages carry.
@@ -190,6 +218,7 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 		return s.batchedMessages(batch)
 	}
 	msgs := make([]*outMsg, 0, len(batch))
+	arena := make([]outMsg, len(batch)) // one allocation for the batch's messages
 	ctype := contentMsgpack
 	if s.json {
 		ctype = contentJSON
@@ -203,7 +232,7 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 		}
 	}
 	allIDs := string(ids) // one allocation for every id of the batch
-	var arena []byte
+	var jsonBuf []byte
 	var bad unsendable
 	for i := range batch {
 		ev := &batch[i]
@@ -214,12 +243,12 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 		}
 		data := ev.Data
 		if s.json {
-			start := len(arena)
+			start := len(jsonBuf)
 			var ok bool
-			if arena, ok = bad.appendJSON(arena, ev); !ok {
+			if jsonBuf, ok = bad.appendJSON(jsonBuf, ev); !ok {
 				continue
 			}
-			data = arena[start:len(arena):len(arena)]
+			data = jsonBuf[start:len(jsonBuf):len(jsonBuf)]
 		}
 		id := ""
 		if s.js != nil {
@@ -229,7 +258,8 @@ func (s *NATS) messages(batch []pipeline.Event) ([]*outMsg, error) {
 			}
 			id = allIDs[start:idEnds[i]]
 		}
-		m := newOutMsg(subj, ctype, id, data)
+		m := &arena[i]
+		m.set(subj, ctype, id, data)
 		m.first, m.end = i, i+1
 		msgs = append(msgs, m)
 	}
@@ -250,6 +280,15 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 	var msgs []*outMsg
 	var bad unsendable
 	var next []byte
+	// The payloads of the batch's messages are cut from one buffer, reused
+	// by the next Write (recycleArena): nothing holds them past the Write
+	// (nats.go and the spool copy what they keep).
+	arena := s.arena
+	s.arena = nil
+	if need := batchBytes(batch) + maxArrayHeader*len(batch); cap(arena) < need {
+		arena = make([]byte, 0, need)
+	}
+	defer func() { s.arenaUsed = arena }()
 	for i := 0; i < len(batch); {
 		subj := s.subjectFor(&batch[i])
 		if len(subj) > MaxSubjectLen {
@@ -270,17 +309,17 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 			return true
 		}
 		j := i
-		var data []byte
+		start := len(arena)
 		if s.json {
 			// JSON lines are measured as encoded: they run up to about
 			// twice the msgpack size.
 			for ; j < len(batch) && sameMessage(j); j++ {
-				mark := len(data)
+				mark := len(arena)
 				var ok bool
-				if data, ok = bad.appendJSON(data, &batch[j]); ok {
-					data = append(data, '\n')
-					if j > i && len(data) > limit {
-						data = data[:mark]
+				if arena, ok = bad.appendJSON(arena, &batch[j]); ok {
+					arena = append(arena, '\n')
+					if j > i && len(arena)-start > limit {
+						arena = arena[:mark]
 						break
 					}
 				}
@@ -290,11 +329,14 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 			for ; j < len(batch) && sameMessage(j) && (j == i || size+len(batch[j].Data) <= limit-maxArrayHeader); j++ {
 				size += len(batch[j].Data)
 			}
-			data = codec.AppendArrayHeader(make([]byte, 0, size+maxArrayHeader), j-i)
+			arena = codec.AppendArrayHeader(arena, j-i)
 			for k := i; k < j; k++ {
-				data = append(data, batch[k].Data...)
+				arena = append(arena, batch[k].Data...)
 			}
 		}
+		// A grown arena leaves the earlier payloads in the old array,
+		// which they keep alive.
+		data := arena[start:len(arena):len(arena)]
 		id := ""
 		if s.js != nil {
 			id = string(s.appendBatchID(nil, batch[i:j]))
@@ -308,6 +350,28 @@ func (s *NATS) batchedMessages(batch []pipeline.Event) ([]*outMsg, error) {
 	// id names the whole range, which is still unique.
 	return msgs, bad.loss(s)
 }
+
+// batchBytes is the encoded size of the events of batch.
+func batchBytes(batch []pipeline.Event) int {
+	n := 0
+	for i := range batch {
+		n += len(batch[i].Data)
+	}
+	return n
+}
+
+// recycleArena keeps the payload buffer of the messages just published for
+// the next Write, unless it grew large. Callers hold s.mu, once no message
+// of the batch is in use.
+func (s *NATS) recycleArena() {
+	if a := s.arenaUsed; a != nil && cap(a) <= maxRecycledArena {
+		s.arena = a[:0]
+	}
+	s.arenaUsed = nil
+}
+
+// maxRecycledArena bounds the payload buffer a sink keeps between Writes.
+const maxRecycledArena = 1 << 20
 
 // maxArrayHeader is the largest msgpack array header (array32).
 const maxArrayHeader = 5
@@ -348,7 +412,7 @@ var spoolContentTypes = [...]string{contentMsgpack, contentJSON, contentMsgpackA
 func encodeSpooled(m *outMsg) []byte {
 	id := m.id[0]
 	b := make([]byte, 0, 9+len(m.msg.Subject)+len(id)+len(m.msg.Data))
-	ctype := max(slices.Index(spoolContentTypes[:], m.msg.Header.Get(headerContentType)), 0)
+	ctype := max(slices.Index(spoolContentTypes[:], m.ctype), 0)
 	b = append(b, spoolRecordVersion<<4|byte(ctype))
 	b = binary.LittleEndian.AppendUint32(b, uint32(max(m.end-m.first, 1)))
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(m.msg.Subject)))

@@ -184,7 +184,7 @@ func lostOf(m *outMsg) spoolLost {
 		l.seqLast = max(l.seqLast, seq)
 	}
 	data := m.msg.Data
-	switch m.msg.Header.Get(headerContentType) {
+	switch m.ctype {
 	case contentMsgpack:
 		add(envelopeOf(data))
 	case contentMsgpackArray:

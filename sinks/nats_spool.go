@@ -141,8 +141,9 @@ func (s *NATS) replayOldest(ctx context.Context) bool {
 			return false
 		}
 	} else {
+		var send msgSender
 		for _, m := range msgs {
-			if err := s.nc.PublishMsg(&m.msg); err != nil {
+			if err := send.send(s.nc, m, ""); err != nil {
 				if m.refused = s.refusal(m, err); m.refused != "" {
 					m.why = err
 					refused = append(refused, m)

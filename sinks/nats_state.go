@@ -255,6 +255,7 @@ func (s *NATS) stateOptions() []nats.Option {
 	return []nats.Option{
 		nats.ConnectHandler(func(nc *nats.Conn) { s.state.up(nc.ConnectedUrlRedacted(), false) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			s.connectionLost(nats.ErrDisconnected)
 			if err != nil { // nil: our own Close
 				s.state.down(err)
 			}
@@ -267,6 +268,17 @@ func (s *NATS) stateOptions() []nats.Option {
 			}
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { s.state.unreachable(s.dialer.why(err)) }),
-		nats.ClosedHandler(func(nc *nats.Conn) { s.state.gone(nc.LastError(), s.closing.Load()) }),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			s.connectionLost(nats.ErrConnectionClosed)
+			s.state.gone(nc.LastError(), s.closing.Load())
+		}),
+	}
+}
+
+// connectionLost fails the acknowledgements a JetStream publish waits for:
+// they went with the connection.
+func (s *NATS) connectionLost(err error) {
+	if a := s.acks.Load(); a != nil {
+		a.connectionLost(err)
 	}
 }

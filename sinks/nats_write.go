@@ -24,6 +24,7 @@ func (s *NATS) Name() string { return s.name }
 func (s *NATS) Write(ctx context.Context, batch []pipeline.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.recycleArena()
 	if s.closed {
 		return fmt.Errorf("nats sink %q: write after close", s.name)
 	}
@@ -44,7 +45,7 @@ func (s *NATS) Write(ctx context.Context, batch []pipeline.Event) error {
 		var failed []*outMsg
 		var lastErr error
 		for i, m := range msgs {
-			if err := s.nc.PublishMsg(&m.msg); err != nil {
+			if err := s.coreSend.send(s.nc, m, ""); err != nil {
 				lastErr = err
 				if m.refused = s.refusal(m, err); m.refused != "" {
 					m.why = err

@@ -151,9 +151,10 @@ func TestSpoolRecordRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s %q: %v", ctype, id, err)
 			}
-			if got.msg.Subject != m.msg.Subject || got.msg.Header.Get(headerContentType) != ctype || got.msg.Header.Get(headerFormat) != FormatVersion ||
-				got.id[0] != id || got.msg.Header.Get(jetstream.MsgIDHeader) != id || string(got.msg.Data) != "payload" || got.events != 3 {
-				t.Errorf("%s %q: decoded %+v, want %+v with 3 events", ctype, id, got.msg, m.msg)
+			pub, want := got.natsMsg(""), m.natsMsg("")
+			if pub.Subject != want.Subject || pub.Header.Get(headerContentType) != ctype || pub.Header.Get(headerFormat) != FormatVersion ||
+				got.id[0] != id || pub.Header.Get(jetstream.MsgIDHeader) != id || string(pub.Data) != "payload" || got.events != 3 {
+				t.Errorf("%s %q: decoded %+v, want %+v with 3 events", ctype, id, pub, want)
 			}
 		}
 	}

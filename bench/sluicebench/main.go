@@ -156,8 +156,9 @@ func benchMain(args []string) error {
 	}
 	if want("jetstream") {
 		env.log("JetStream: sync loop, nats.go async, the sink")
-		r := env.runJetStream(jsPhase, 2)
-		env.log("  sync %.0f/s, bare async %.0f/s (%.1fx), sink %.0f/s (%.1fx) %s", r.SyncPerSec, r.BareAsyncPerSec, r.BareOfSync, r.SinkPerSec, r.SinkOfSync, r.Error)
+		r := env.runJetStream(jsPhase, 3)
+		env.log("  sync %.0f/s, bare async %.0f/s (%.1fx), sink %.0f/s (%.1fx), batched sink %.0f/s (%.1fx) %s", r.SyncPerSec, r.BareAsyncPerSec, r.BareOfSync,
+			r.SinkPerSec, r.SinkOfSync, r.SinkBatchedPerSec, r.SinkBatchedOfSync, r.Error)
 		rep.JetStream = &r
 	}
 	rep.finish(time.Since(started))
@@ -181,6 +182,8 @@ func synthCases(quick bool) []synthCase {
 			out = append(out, synthCase{Sink: s, Size: size})
 		}
 	}
+	// JetStream with one event per message, beside the batched default.
+	out = append(out, synthCase{Sink: "jetstream1", Size: 64})
 	for _, s := range sinks {
 		for _, st := range stages {
 			out = append(out, synthCase{Sink: s, Size: 64, Stages: st})

@@ -114,9 +114,10 @@ func (r *report) finish(took time.Duration) {
 			Got: fmt.Sprintf("%.1f MB", m.RSSMB), Value: m.RSSMB, Met: m.RSSMB <= 60})
 	}
 	if j := r.JetStream; j != nil && j.Error == "" {
-		r.Targets = append(r.Targets, target{Name: "JetStream sink (async acks), of a synchronous publish loop", Want: ">= 10x",
-			Got:   fmt.Sprintf("%.1fx one event per message (nats.go's async loop %.1fx, bound %.1fx on this machine); %.1fx with 100 events per message", j.SinkOfSync, j.BareOfSync, j.AsyncBound, j.SinkBatchedOfSync),
-			Value: j.SinkOfSync, Met: j.SinkOfSync >= 10})
+		r.Targets = append(r.Targets, target{Name: "JetStream sink as the built-in config has it (async acks, 100 events per message), of a synchronous publish loop", Want: ">= 10x",
+			Got: fmt.Sprintf("%.1fx (by round: %s); one event per message %.1fx, %.0f%% of nats.go's async loop (%.1fx; bound %.1fx on this machine)",
+				j.SinkBatchedOfSync, joinRatios(j.SinkBatchedOfSyncRounds), j.SinkOfSync, 100*j.SinkOfBare, j.BareOfSync, j.AsyncBound),
+			Value: j.SinkBatchedOfSync, Met: j.SinkBatchedOfSync >= 10 && slices.Min(append([]float64{j.SinkBatchedOfSync}, j.SinkBatchedOfSyncRounds...)) >= 10})
 	}
 	for _, size := range []int{64, 256} {
 		ofRaw := func(s *synthResult) float64 { return s.OfRaw }
@@ -176,7 +177,7 @@ func (r *report) markdown() string {
 	b.WriteString("Figures of one run compare with each other; the machine is shared and noisy, so absolute figures vary between runs. Regenerate with `make bench` (as root).\n\n")
 	b.WriteString(r.targetsTable())
 	b.WriteString("\n## Synthetic producer\n\n")
-	b.WriteString("`bench/gadgets/synth.bpf.c` writes sequenced records into a 1 MiB ring buffer from one `getpgid(2)` call per 256 records (bpf_loop), wakeups batched as in the built-in gadgets, flat out on one thread. `raw` is a bare cilium/ebpf ring buffer reader of the same gadget; the other rows are `sluice agent` into one sink (`stdout`: JSON into a file; `file`: the JSON-lines file sink; `nats`: core NATS to the embedded server, no subscriber; `jetstream`: the embedded server's JetStream), through no stage or 1 and 3 filters keeping every event (`c`: drop-comm in C, `go`: drop-comm-go with the Go SDK). Rates and CPU are over the flat-out window; CPU is the process's user + system time per delivered event; latency is kernel timestamp to the end of the sink's write, at a steady rate; losses are over the whole run, in the kernel (ring full) and after the reader (component/reason).\n\n")
+	b.WriteString("`bench/gadgets/synth.bpf.c` writes sequenced records into a 1 MiB ring buffer from one `getpgid(2)` call per 256 records (bpf_loop), wakeups batched as in the built-in gadgets, flat out on one thread. `raw` is a bare cilium/ebpf ring buffer reader of the same gadget; the other rows are `sluice agent` into one sink (`stdout`: JSON into a file; `file`: the JSON-lines file sink; `nats`: core NATS to the embedded server, no subscriber; `jetstream`: the embedded server's JetStream with 100 events per message, as the built-in config has it; `jetstream1`: the same with one event per message), through no stage or 1 and 3 filters keeping every event (`c`: drop-comm in C, `go`: drop-comm-go with the Go SDK). Rates and CPU are over the flat-out window; CPU is the process's user + system time per delivered event; latency is kernel timestamp to the end of the sink's write, at a steady rate; losses are over the whole run, in the kernel (ring full) and after the reader (component/reason).\n\n")
 	b.WriteString("| case | events/s | of raw | of no stage | CPU ns/event | kernel lost | user drops | latency p50 / p99 ms (at rate) | RSS steady / peak MB | counters balance |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---|---|---|---|\n")
 	for _, s := range r.Synthetic {
@@ -236,25 +237,40 @@ func (r *report) markdown() string {
 		}
 	}
 	if j := r.JetStream; j != nil {
-		b.WriteString("\n## JetStream publishing\n\nThe same ~200-byte events to one stream of an in-process server (file storage), alternating phases in one run: a synchronous loop (publish, await the ack), nats.go's async loop with the sink's window, and sluice's NATS sink with writes of the size it asks the pipeline for (2,048 events; a Write returns when all acks of its batch are in).\n\n")
+		b.WriteString("\n## JetStream publishing\n\nThe same ~200-byte events to one stream of an in-process server (file storage), alternating phases in one run: a synchronous loop (publish, await the ack), nats.go's async loop with the sink's window (4,096), sluice's NATS sink with one event per message and writes of the size it asks the pipeline for (2,048 events; a Write returns when all acks of its batch are in), and the sink as the built-in config has it (`batch { max_events = 100 }`: writes of 1,600 events in 16 messages). At the end the stream must hold every message once.\n\n")
 		if j.Error != "" {
 			fmt.Fprintf(&b, "failed: %s\n", oneLine(j.Error))
 		} else {
-			fmt.Fprintf(&b, "| | synchronous | nats.go async | sluice sink | sluice sink, 100 events per message |\n|---|---:|---:|---:|---:|\n| events/s | %s | %s (%.1fx) | %s (%.1fx) | %s (%.1fx) |\n| process CPU per message | %.1f µs | %.1f µs | %.1f µs | |\n",
-				fmtRate(j.SyncPerSec), fmtRate(j.BareAsyncPerSec), j.BareOfSync, fmtRate(j.SinkPerSec), j.SinkOfSync, fmtRate(j.SinkBatchedPerSec), j.SinkBatchedOfSync,
-				j.SyncCPUPerMsgUS, j.AsyncCPUPerMsgUS, j.SinkCPUPerMsgUS)
-			fmt.Fprintf(&b, "\nThe synchronous loop waited (off CPU) %.0f%% of its time; asynchronous publishing can only win that back, so on %d cores it is at most %.1fx the synchronous loop here (cores x sync time per message / async CPU per message): the server's CPU per message, not the wait for acks, bounds one event per message. Batching events into messages is what multiplies the rate.\n",
+			fmt.Fprintf(&b, "| | synchronous | nats.go async | sluice sink, one event per message | sluice sink, 100 events per message |\n|---|---:|---:|---:|---:|\n| events/s | %s | %s (%.1fx) | %s (%.1fx) | %s (%.1fx; by round %s) |\n| process CPU per event | %.1f µs | %.1f µs | %.1f µs | %.2f µs |\n",
+				fmtRate(j.SyncPerSec), fmtRate(j.BareAsyncPerSec), j.BareOfSync, fmtRate(j.SinkPerSec), j.SinkOfSync, fmtRate(j.SinkBatchedPerSec), j.SinkBatchedOfSync, joinRatios(j.SinkBatchedOfSyncRounds),
+				j.SyncCPUPerMsgUS, j.AsyncCPUPerMsgUS, j.SinkCPUPerMsgUS, j.SinkBatchedCPUPerEventUS)
+			fmt.Fprintf(&b, "\nThe synchronous loop waited (off CPU) %.0f%% of its time; asynchronous publishing can only win that back, so on %d cores one event per message is at most %.1fx the synchronous loop here (cores x sync time per message / async CPU per message): the CPU per message of client and server, not the wait for acks, bounds it. Batching events into messages is what multiplies the rate.\n",
 				j.SyncWaitPct, r.Cores, j.AsyncBound)
-			if len(j.SinkCPU) > 0 {
-				b.WriteString("\nWhere the sink's phase spends CPU (flat, whole process):")
-				for _, c := range j.SinkCPU {
+			shares := func(title string, s []cpuShare) {
+				if len(s) == 0 {
+					return
+				}
+				b.WriteString("\n" + title + ":")
+				for _, c := range s {
 					fmt.Fprintf(&b, " %s %.0f%%;", c.Package, c.Pct)
 				}
 				b.WriteString("\n")
 			}
+			shares("Where the one-event-per-message phase spends CPU (flat, whole process)", j.SinkCPU)
+			shares("The same by the code each sample was spent for (allocation, GC assists, locks and syscalls count for their caller)", j.SinkCPUByCaller)
+			shares("The batched phase, by the code each sample was spent for", j.SinkBatchedCPUByCaller)
 		}
 	}
 	return b.String()
+}
+
+// joinRatios renders ratios as "12.1x, 13.0x".
+func joinRatios(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.1fx", r)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (r *report) targetsTable() string {

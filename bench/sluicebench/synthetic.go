@@ -17,7 +17,7 @@ import (
 // synthCase is one run of the synthetic producer: the bare reader ("raw")
 // or the agent into one sink, through some stages.
 type synthCase struct {
-	Sink   string // raw, null, stdout, file, nats, jetstream
+	Sink   string // raw, null, stdout, file, nats, jetstream (100 events per message, as the built-in config), jetstream1 (one per message)
 	Size   int    // record bytes: 64 or 256
 	Stages string // "" (none), c1, c3 (C filters), go1, go3 (Go filters)
 }
@@ -117,12 +117,17 @@ func sinkBlocks(kind, dir string, natsPort int) (agentExtra, sink string) {
   rotate { max_size = "256MiB" }
   retention { max_files = 1 }
 }`, filepath.Join(dir, "events.jsonl"))
-	case "nats", "jetstream":
-		js := kind == "jetstream"
+	case "nats", "jetstream", "jetstream1":
+		js := kind != "nats"
 		agentExtra = fmt.Sprintf("  nats_server {\n    listen = \"127.0.0.1:%d\"\n    jetstream = %v\n  }\n", natsPort, js)
 		sink = fmt.Sprintf("sink \"nats\" \"out\" {\n  url = \"nats://127.0.0.1:%d\"\n  subject = \"bench.{source}\"\n", natsPort)
 		if js {
 			sink += "  jetstream {\n    stream = \"BENCH\"\n    create = true\n    max_age = \"10m\"\n  }\n"
+		}
+		if kind == "jetstream" {
+			// As the built-in config (config/default.hcl) has it;
+			// jetstream1 is one event per message.
+			sink += "  batch {\n    max_events = 100\n  }\n"
 		}
 		return agentExtra, sink + "}"
 	}
@@ -155,7 +160,7 @@ pipeline "bench" {
 }
 
 func sinkType(kind string) string {
-	if kind == "jetstream" {
+	if kind == "jetstream" || kind == "jetstream1" {
 		return "nats"
 	}
 	return kind
