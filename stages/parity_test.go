@@ -28,6 +28,17 @@ func TestOCSFParity(t *testing.T) {
 		envelope("trace_signal", 8, kv{"sig", "SIGKILL"}),
 		// A time with an offset, a ret that is not a number.
 		{Data: encode(kv{"time", "2026-01-02T05:04:05.5+02:00"}, kv{"host", "h"}, kv{"source", "s"}, kv{"gadget", "trace_open"}, kv{"seq", 9}, kv{"ret", "x"}), Source: "s", Seq: 9},
+		// Times across the calendar: before 1970, leap days (2100's is
+		// not one), years past int64 nanoseconds (1677, 2263), offsets.
+		{Data: encode(kv{"time", "1969-12-31T23:59:59.9995Z"}, kv{"gadget", "trace_open"}, kv{"seq", 11}), Source: "s", Seq: 11},
+		{Data: encode(kv{"time", "2024-02-29T12:00:00-09:30"}, kv{"gadget", "trace_open"}, kv{"seq", 12}), Source: "s", Seq: 12},
+		{Data: encode(kv{"time", "2100-02-29T12:00:00Z"}, kv{"gadget", "trace_open"}, kv{"seq", 13}), Source: "s", Seq: 13},
+		{Data: encode(kv{"time", "2000-02-29T00:00:00.000000001Z"}, kv{"gadget", "trace_open"}, kv{"seq", 14}), Source: "s", Seq: 14},
+		{Data: encode(kv{"time", "9999-12-31T23:59:59.999999999Z"}, kv{"gadget", "trace_open"}, kv{"seq", 15}), Source: "s", Seq: 15},
+		{Data: encode(kv{"time", "0001-01-01T00:00:00Z"}, kv{"gadget", "trace_open"}, kv{"seq", 16}), Source: "s", Seq: 16},
+		{Data: encode(kv{"time", "1677-09-21T00:12:43Z"}, kv{"gadget", "trace_open"}, kv{"seq", 17}), Source: "s", Seq: 17},
+		{Data: encode(kv{"time", "2263-01-01T00:00:00+01:00"}, kv{"gadget", "trace_open"}, kv{"seq", 18}), Source: "s", Seq: 18},
+		{Data: encode(kv{"time", "2026-1-02T03:04:05Z"}, kv{"gadget", "trace_open"}, kv{"seq", 19}), Source: "s", Seq: 19},
 		// No envelope time, no seq.
 		{Data: encode(kv{"gadget", "trace_open"}, kv{"path", "a/b"}), Source: "s", Seq: 10},
 	}

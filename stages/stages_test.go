@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sluice-dev/sluice/pipeline/codec"
 	"github.com/sluice-dev/sluice/stages"
 	"github.com/sluice-dev/sluice/wasmstages"
 )
@@ -315,5 +316,66 @@ func TestRedactRealisticExecs(t *testing.T) {
 	}
 	if masked == 0 {
 		t.Fatal("no secret in the sample")
+	}
+}
+
+// drop-comm finds comm however an event lays it out, and the C stage,
+// which has the host find comm in batches of 4 or more (find_key) and
+// scans smaller ones itself, drops the same events in every batch size as
+// its Go and Rust twins.
+func TestDropCommFindsCommInAnyLayout(t *testing.T) {
+	str8 := func(s string) []byte { return append([]byte{0xd9, byte(len(s))}, s...) }
+	bin8 := func(s string) []byte { return append([]byte{0xc4, byte(len(s))}, s...) }
+	fix := func(s string) []byte { return codec.AppendString(nil, s) }
+	event := func(seq int, entries ...[]byte) pipelineEvent {
+		b := codec.AppendMapHeader(nil, len(entries)/2+1)
+		b = codec.AppendInt(codec.AppendString(b, "seq"), int64(seq))
+		for _, e := range entries {
+			b = append(b, e...)
+		}
+		return pipelineEvent{Data: b, Source: "src", Seq: uint64(seq)}
+	}
+	nested := codec.AppendInt(codec.AppendString(codec.AppendMapHeader(codec.AppendArrayHeader(nil, 2), 1), "comm"), 1)
+	nested = codec.AppendString(nested, "sh")
+	long := make([]kv, 20)
+	for i := range long {
+		long[i] = kv{fmt.Sprintf("field%02d", i), strings.Repeat("x", i*5)}
+	}
+	map16 := codec.AppendMapHeader(nil, 22)
+	map16 = codec.AppendInt(codec.AppendString(map16, "seq"), 12)
+	for _, f := range long {
+		map16 = codec.AppendString(codec.AppendString(map16, f.k), f.v.(string))
+	}
+	map16 = codec.AppendString(codec.AppendString(map16, "comm"), "bash")
+	in := []pipelineEvent{
+		event(1, fix("comm"), fix("sh")), // dropped
+		event(2, fix("args"), nested, fix("pid"), codec.AppendInt(nil, 7), fix("comm"), fix("cat")), // kept: the nested comm is not the event's
+		event(3, str8("comm"), fix("sh")),                         // a str8 key: dropped
+		event(4, bin8("comm"), fix("bash")),                       // a bin key: dropped
+		event(5, fix("comm"), fix("cat"), fix("comm"), fix("sh")), // the first comm wins: kept
+		event(6, fix("comm"), fix("sh"), fix("comm"), fix("cat")), // dropped
+		event(7, fix("comm"), codec.AppendInt(nil, 5)),            // not a string: kept
+		event(8, fix("comm"), str8("bash")),                       // a str8 value: dropped
+		event(9, fix("com"), fix("sh"), fix("comm2"), fix("sh")),  // no comm: kept
+		event(10), // no comm: kept
+		{Data: encode(kv{"seq", 11}, kv{"comm", "shh"}), Source: "src", Seq: 11}, // kept
+		{Data: map16, Source: "src", Seq: 12},                                    // a map16, comm 21st: dropped
+	}
+	for _, name := range []string{"drop-comm", "drop-comm-go", "drop-comm-rs"} {
+		want := []int64{2, 5, 7, 9, 10, 11}
+		t.Run(name, func(t *testing.T) {
+			s := newStage(t, name, map[string]any{"comms": []string{"sh", "bash"}}, 0)
+			for size := 1; size <= len(in); size++ {
+				var seqs []int64
+				for lo := 0; lo < len(in); lo += size {
+					for _, ev := range process(t, s, in[lo:min(lo+size, len(in))]...) {
+						seqs = append(seqs, toInt(ev["seq"]))
+					}
+				}
+				if diff := cmp.Diff(want, seqs); diff != "" {
+					t.Errorf("batches of %d: kept seqs (-want +got):\n%s", size, diff)
+				}
+			}
+		})
 	}
 }

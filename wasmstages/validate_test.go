@@ -44,6 +44,27 @@ func validationSeeds() [][]byte {
 		d = codec.AppendInt(codec.AppendString(d, "x"), 1)
 		seeds = append(seeds, d)
 	}
+	// Maps in maps only (the fixed containers wellFormedMap counts on a
+	// stack of its own, past which wellFormedAt takes over).
+	for _, depth := range []int{6, 7, 8, codec.MaxDepth - 1, codec.MaxDepth, codec.MaxDepth + 1} {
+		d := codec.AppendMapHeader(nil, 1)
+		for range depth {
+			d = codec.AppendMapHeader(codec.AppendString(d, "k"), 1)
+		}
+		seeds = append(seeds, codec.AppendInt(codec.AppendString(d, "x"), 1))
+	}
+	// Nested maps and lists that end with values after them, as in a
+	// mapped event: {"a": {"b": {"c": 1}, "d": [1, {"e": 2}, []], "f": 3}, "g": {}, "h": 4}.
+	n := codec.AppendMapHeader(nil, 3)
+	n = codec.AppendMapHeader(codec.AppendString(n, "a"), 3)
+	n = codec.AppendMapHeader(codec.AppendString(n, "b"), 1)
+	n = codec.AppendInt(codec.AppendString(n, "c"), 1)
+	n = codec.AppendArrayHeader(codec.AppendString(n, "d"), 3)
+	n = codec.AppendMapHeader(codec.AppendInt(n, 1), 1)
+	n = codec.AppendArrayHeader(codec.AppendInt(codec.AppendString(n, "e"), 2), 0)
+	n = codec.AppendInt(codec.AppendString(n, "f"), 3)
+	n = codec.AppendMapHeader(codec.AppendString(n, "g"), 0)
+	seeds = append(seeds, codec.AppendInt(codec.AppendString(n, "h"), 4))
 	seeds = append(seeds, []byte{0x80}, []byte{0xde, 0, 0}, []byte{0xdf, 0, 0, 0, 1, 0xa1, 'a', 0xc0}, []byte{0x81, 0xa1, 'a', 0xc1})
 	return seeds
 }

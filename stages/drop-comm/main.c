@@ -2,12 +2,16 @@
  * drop-comm: drops events whose comm is one of the names in the param
  * comms (a list of strings). Written with the C SDK (sdk/c/sluice.h): it is
  * the built-in filter for the hot path, where a C guest costs a fraction of
- * a Go one.
+ * a Go one. The host finds comm in the whole batch at once (find_key, see
+ * SLUICE_FIND_KEY in sluice.h): comm is an exec event's fifteenth field,
+ * and stepping over fourteen costs the guest more than the rest of the
+ * filter.
  *
  *     params = { comms = ["sshd", "systemd-journal"] }
  */
 #define SLUICE_INIT drop_init
 #define SLUICE_FILTER drop_filter
+#define SLUICE_FIND_KEY "comm"
 #include "../../sdk/c/sluice.h"
 
 #define MAX_COMMS 256
@@ -73,9 +77,14 @@ static int drop_init(sluice_value params) {
 static bool drop_filter(const sluice_event *ev) {
 	const char *s;
 	uint32_t n;
-	if (!sluice_get_str(ev, "comm", &s, &n)) return true;
+	if (!sluice_value_str(sluice_found(ev), &s, &n)) return true;
 	for (int i = 0; i < ncomms; i++) {
-		if (comms[i].len == n && memcmp(comms[i].name, s, n) == 0) {
+		if (comms[i].len != n) continue;
+		/* In line: memcmp is a call into libc's byte loop. */
+		const char *name = comms[i].name;
+		uint32_t k = 0;
+		while (k < n && name[k] == s[k]) k++;
+		if (k == n) {
 			sluice_count(dropped, 1);
 			return false;
 		}

@@ -111,9 +111,17 @@ static const char *type_name(sluice_value v) {
 	}
 }
 
+static void build_blobs(void);
+static bool blobs_overflowed; /* set by build_blobs */
+
 static int ocsf_init(sluice_value params) {
 	mapped = sluice_counter_new("mapped");
 	if (!sluice_fields_init(&fields, field_keys, F_N)) return 1;
+	build_blobs();
+	if (blobs_overflowed) {
+		sluice_fail("ocsf: a constant run outgrew its blob (a bug in stages/ocsf/main.c)");
+		return 1;
+	}
 	sluice_iter it = sluice_iter_map(params);
 	sluice_value k, v;
 	while (sluice_next_entry(&it, &k, &v)) {
@@ -264,11 +272,57 @@ SLUICE__INLINE void kv_int(cursor *w, map *m, const char *k, int64_t v) { key(w,
 SLUICE__INLINE void kv_str(cursor *w, map *m, const char *k, const char *v) { key(w, m, k), put_str(w, v, (uint32_t)strlen(v)); }
 SLUICE__INLINE void kv_field(cursor *w, map *m, const char *k, int field) { key(w, m, k), put_raw(w, fv[field]); }
 
+/* Runs of the output that are the same in every event (the class's ten
+ * constant entries, metadata's product, the keys that open a nested map)
+ * are written once, at init, into blobs, and copied whole per event: in
+ * Wasm each key or value written costs ~10 ns, one copy of a run of them
+ * a fraction of that. */
+typedef struct {
+	uint8_t b[240];
+	uint8_t n;       /* bytes */
+	uint8_t entries; /* entries of the enclosing map it adds */
+} blob;
+
+/* put_blob copies a blob: in line up to 32 bytes, memory.copy beyond. */
+SLUICE__INLINE void put_blob(cursor *w, map *m, const blob *bl) {
+	uint32_t n = bl->n;
+	if (n <= 16) put(w, bl->b, n);
+	else if (n <= 32) {
+		uint64_t a, b, c, d;
+		memcpy(&a, bl->b, 8), memcpy(&b, bl->b + 8, 8), memcpy(&c, bl->b + n - 16, 8), memcpy(&d, bl->b + n - 8, 8);
+		memcpy(w->p, &a, 8), memcpy(w->p + 8, &b, 8), memcpy(w->p + n - 16, &c, 8), memcpy(w->p + n - 8, &d, 8);
+		w->p += n;
+	} else memcpy(w->p, bl->b, n), w->p += n;
+	m->n += bl->entries;
+}
+
+/* blob_begin and blob_end write a blob with the helpers that write
+ * events. */
+SLUICE__INLINE cursor blob_begin(blob *bl) {
+	cursor w = {bl->b};
+	return w;
+}
+SLUICE__INLINE void blob_end(blob *bl, cursor w, map m) {
+	/* The blobs are constants: one that outgrew its buffer is a bug in
+	 * this file, which init reports. */
+	if (w.p - bl->b > (ptrdiff_t)sizeof bl->b) blobs_overflowed = true;
+	bl->n = (uint8_t)(w.p - bl->b);
+	bl->entries = (uint8_t)m.n;
+}
+
+/* put_digits writes v in decimal. Values that fit 32 bits (uids, seqs)
+ * divide by 10 as a multiplication: Wasm engines run i64.div as the CPU's
+ * divide, tens of cycles a digit. */
 static char *put_digits(char *p, uint64_t v) {
 	char tmp[20];
 	int n = 0;
-	do tmp[n++] = (char)('0' + v % 10), v /= 10;
-	while (v);
+	while (v > 0xffffffffu) tmp[n++] = (char)('0' + v % 10), v /= 10;
+	uint32_t u = (uint32_t)v;
+	do {
+		uint32_t q = (uint32_t)((uint64_t)u * 0xCCCCCCCDu >> 35); /* u / 10, exact for every u32 */
+		tmp[n++] = (char)('0' + (u - q * 10));
+		u = q;
+	} while (u);
 	while (n) *p++ = tmp[--n];
 	return p;
 }
@@ -282,6 +336,7 @@ static void base(const char *p, uint32_t n, const char **b, uint32_t *bn) {
 	else *b = p + i, *bn = n - i;
 }
 
+/* user writes the user map of the event's uid and name. */
 SLUICE__INLINE void user(cursor *w) {
 	map m = begin(w);
 	uint64_t uid;
@@ -299,21 +354,136 @@ SLUICE__INLINE void user(cursor *w) {
 	end(m);
 }
 
-SLUICE__INLINE void common(cursor *w, map *top, const ocsf_class *c) {
-	kv_int(w, top, "class_uid", c->class_uid), kv_str(w, top, "class_name", c->class_name);
-	kv_int(w, top, "category_uid", c->category_uid), kv_str(w, top, "category_name", c->category_name);
-	kv_int(w, top, "activity_id", c->activity_id), kv_str(w, top, "activity_name", c->activity);
-	kv_int(w, top, "type_uid", c->class_uid * 100 + c->activity_id), kv_str(w, top, "type_name", c->type_name);
-	kv_int(w, top, "severity_id", 1), kv_str(w, top, "severity", "Informational");
+/* A user map written once per event and copied where it appears again. */
+typedef struct {
+	const uint8_t *at;
+	uint32_t n;
+} written;
+
+SLUICE__INLINE written user_once(cursor *w) {
+	written u = {w->p, 0};
+	user(w);
+	u.n = (uint32_t)(w->p - u.at);
+	return u;
+}
+SLUICE__INLINE void put_again(cursor *w, written u) {
+	memmove(w->p, u.at, u.n); /* earlier in the same buffer: no overlap */
+	w->p += u.n;
+}
+
+/* fixmap opens a nested map whose entry count is known up front, inside
+ * a blob. */
+SLUICE__INLINE void fixmap(cursor *w, uint32_t n) { *w->p++ = (uint8_t)(0x80 | n); }
+
+/* The blobs (see blob), built by build_blobs at init; each comment shows
+ * what it holds, "..." where the event's own values go. */
+enum { C_LAUNCH, C_OPEN, C_CONNECT, C_N };
+static blob b_head[C_N];  /* class_uid ... severity: the class's constant entries */
+static blob b_status_ok;  /* status_id: 1, status: "Success" */
+static blob b_status_bad; /* status_id: 2, status: "Failure", status_code: */
+static blob b_md;         /* (in metadata) version, product: {...}, log_name: */
+static blob b_device;     /* device: {hostname: */
+static blob b_device_end; /* type_id: 0} */
+static blob b_launch_process, b_launch_file, b_launch_parent, b_launch_actor, b_launch_unmapped;
+static blob b_open_file, b_actor, b_open_unmapped;
+static blob b_src, b_dst, b_conn, b_connect_unmapped;
+
+static void build_blobs(void) {
+	static const ocsf_class *const classes[C_N] = {&process_launch, &file_open, &network_open};
+	cursor w;
+	map m;
+	for (int i = 0; i < C_N; i++) {
+		const ocsf_class *c = classes[i];
+		w = blob_begin(&b_head[i]), m = (map){0, 0};
+		kv_int(&w, &m, "class_uid", c->class_uid), kv_str(&w, &m, "class_name", c->class_name);
+		kv_int(&w, &m, "category_uid", c->category_uid), kv_str(&w, &m, "category_name", c->category_name);
+		kv_int(&w, &m, "activity_id", c->activity_id), kv_str(&w, &m, "activity_name", c->activity);
+		kv_int(&w, &m, "type_uid", c->class_uid * 100 + c->activity_id), kv_str(&w, &m, "type_name", c->type_name);
+		kv_int(&w, &m, "severity_id", 1), kv_str(&w, &m, "severity", "Informational");
+		blob_end(&b_head[i], w, m);
+	}
+	w = blob_begin(&b_status_ok), m = (map){0, 0};
+	kv_int(&w, &m, "status_id", 1), kv_str(&w, &m, "status", "Success");
+	blob_end(&b_status_ok, w, m);
+	w = blob_begin(&b_status_bad), m = (map){0, 0};
+	kv_int(&w, &m, "status_id", 2), kv_str(&w, &m, "status", "Failure"), key(&w, &m, "status_code");
+	blob_end(&b_status_bad, w, m);
+
+	w = blob_begin(&b_md), m = (map){0, 0};
+	kv_str(&w, &m, "version", "1.1.0");
+	key(&w, &m, "product");
+	fixmap(&w, 2);
+	put_str(&w, "name", 4), put_str(&w, "sluice", 6), put_str(&w, "vendor_name", 11), put_str(&w, "sluice", 6);
+	key(&w, &m, "log_name");
+	blob_end(&b_md, w, m);
+	w = blob_begin(&b_device), m = (map){0, 0};
+	key(&w, &m, "device"), fixmap(&w, 2), put_str(&w, "hostname", 8);
+	blob_end(&b_device, w, m);
+	w = blob_begin(&b_device_end), m = (map){0, 0};
+	put_str(&w, "type_id", 7), put_int(&w, 0);
+	blob_end(&b_device_end, w, m);
+
+	/* process: {pid, name, cmd_line, file: {path, name, type_id},
+	 * parent_process: {pid}, user}, actor: {process: {pid}, user},
+	 * unmapped: {args, gid, gid_name, mntns_id} */
+	w = blob_begin(&b_launch_process), m = (map){0, 0};
+	key(&w, &m, "process"), fixmap(&w, 6), put_str(&w, "pid", 3);
+	blob_end(&b_launch_process, w, m);
+	w = blob_begin(&b_launch_file), m = (map){0, 0};
+	put_str(&w, "file", 4), fixmap(&w, 3), put_str(&w, "path", 4);
+	blob_end(&b_launch_file, w, m);
+	w = blob_begin(&b_launch_parent), m = (map){0, 0};
+	put_str(&w, "type_id", 7), put_int(&w, 1);
+	put_str(&w, "parent_process", 14), fixmap(&w, 1), put_str(&w, "pid", 3);
+	blob_end(&b_launch_parent, w, m);
+	w = blob_begin(&b_launch_actor), m = (map){0, 0};
+	key(&w, &m, "actor"), fixmap(&w, 2), put_str(&w, "process", 7), fixmap(&w, 1), put_str(&w, "pid", 3);
+	blob_end(&b_launch_actor, w, m);
+	w = blob_begin(&b_launch_unmapped), m = (map){0, 0};
+	key(&w, &m, "unmapped"), fixmap(&w, 4), put_str(&w, "args", 4);
+	blob_end(&b_launch_unmapped, w, m);
+
+	/* file: {path, name}, actor: {process: {pid, name, user}, user},
+	 * unmapped: {flags, mode, fd, mntns_id} */
+	w = blob_begin(&b_open_file), m = (map){0, 0};
+	key(&w, &m, "file"), fixmap(&w, 2), put_str(&w, "path", 4);
+	blob_end(&b_open_file, w, m);
+	w = blob_begin(&b_actor), m = (map){0, 0};
+	key(&w, &m, "actor"), fixmap(&w, 2), put_str(&w, "process", 7), fixmap(&w, 3), put_str(&w, "pid", 3);
+	blob_end(&b_actor, w, m);
+	w = blob_begin(&b_open_unmapped), m = (map){0, 0};
+	key(&w, &m, "unmapped"), fixmap(&w, 4), put_str(&w, "flags", 5);
+	blob_end(&b_open_unmapped, w, m);
+
+	/* src_endpoint: {ip, port}, dst_endpoint: {ip, port},
+	 * connection_info: {...}, actor, unmapped: {mntns_id} */
+	w = blob_begin(&b_src), m = (map){0, 0};
+	key(&w, &m, "src_endpoint"), fixmap(&w, 2), put_str(&w, "ip", 2);
+	blob_end(&b_src, w, m);
+	w = blob_begin(&b_dst), m = (map){0, 0};
+	key(&w, &m, "dst_endpoint"), fixmap(&w, 2), put_str(&w, "ip", 2);
+	blob_end(&b_dst, w, m);
+	w = blob_begin(&b_conn), m = (map){0, 0};
+	key(&w, &m, "connection_info"), fixmap(&w, 5);
+	put_str(&w, "protocol_name", 13), put_str(&w, "tcp", 3), put_str(&w, "protocol_num", 12), put_int(&w, 6);
+	put_str(&w, "direction", 9), put_str(&w, "Outbound", 8), put_str(&w, "direction_id", 12), put_int(&w, 2);
+	put_str(&w, "protocol_ver_id", 15);
+	blob_end(&b_conn, w, m);
+	w = blob_begin(&b_connect_unmapped), m = (map){0, 0};
+	key(&w, &m, "unmapped"), fixmap(&w, 1), put_str(&w, "mntns_id", 8);
+	blob_end(&b_connect_unmapped, w, m);
+}
+
+SLUICE__INLINE void common(cursor *w, map *top, int class) {
+	put_blob(w, top, &b_head[class]);
 
 	sluice_value when = fv[F_TIME];
-	int64_t ns;
-	if (sluice_value_time(when, &ns)) {
+	int64_t sec;
+	int32_t nsec;
+	if (sluice_value_unix(when, &sec, &nsec)) {
 		/* Go's UnixMilli: whole seconds, then the milliseconds of the
-		 * (non-negative) fraction. */
-		int64_t sec = ns / 1000000000, frac = ns % 1000000000;
-		if (frac < 0) sec--, frac += 1000000000;
-		kv_int(w, top, "time", sec * 1000 + frac / 1000000);
+		 * fraction; nsec / 1000000 as a multiplication (exact below 10^9). */
+		kv_int(w, top, "time", sec * 1000 + (int64_t)((uint64_t)(uint32_t)nsec * 1125899907u >> 50));
 	}
 	sluice_value ret = fv[F_RET];
 	if (sluice_exists(ret)) {
@@ -321,8 +491,7 @@ SLUICE__INLINE void common(cursor *w, map *top, const ocsf_class *c) {
 		int_of(ret, &n);
 		if (n < 0) {
 			sluice_value err = fv[F_RET_ERROR];
-			kv_int(w, top, "status_id", 2), kv_str(w, top, "status", "Failure");
-			key(w, top, "status_code"), put_raw(w, err);
+			put_blob(w, top, &b_status_bad), put_raw(w, err);
 			const char *name;
 			uint32_t nn;
 			str_of(err, &name, &nn);
@@ -332,18 +501,13 @@ SLUICE__INLINE void common(cursor *w, map *top, const ocsf_class *c) {
 			put_strhdr(w, 6 + dn + 2 + nn + 1);
 			put(w, "errno ", 6), put(w, digits, dn), put(w, " (", 2), put(w, name, nn), put(w, ")", 1);
 		} else {
-			kv_int(w, top, "status_id", 1), kv_str(w, top, "status", "Success");
+			put_blob(w, top, &b_status_ok);
 		}
 	}
 
 	key(w, top, "metadata");
 	map md = begin(w);
-	kv_str(w, &md, "version", "1.1.0");
-	key(w, &md, "product");
-	map prod = begin(w);
-	kv_str(w, &prod, "name", "sluice"), kv_str(w, &prod, "vendor_name", "sluice");
-	end(prod);
-	kv_field(w, &md, "log_name", F_GADGET);
+	put_blob(w, &md, &b_md), put_raw(w, fv[F_GADGET]);
 	const char *ws;
 	uint32_t wn;
 	str_of(when, &ws, &wn);
@@ -363,10 +527,7 @@ SLUICE__INLINE void common(cursor *w, map *top, const ocsf_class *c) {
 	}
 	end(md);
 
-	key(w, top, "device");
-	map dev = begin(w);
-	kv_field(w, &dev, "hostname", F_HOST), kv_int(w, &dev, "type_id", 0);
-	end(dev);
+	put_blob(w, top, &b_device), put_raw(w, fv[F_HOST]), put_blob(w, top, &b_device_end);
 
 	if (envelope) {
 		sluice_value v;
@@ -379,24 +540,19 @@ SLUICE__INLINE void common(cursor *w, map *top, const ocsf_class *c) {
 
 /* actor_process writes actor: the process that did it. */
 SLUICE__INLINE void actor_process(cursor *w, map *top) {
-	key(w, top, "actor");
-	map actor = begin(w);
-	key(w, &actor, "process");
-	map proc = begin(w);
-	kv_field(w, &proc, "pid", F_PID), kv_field(w, &proc, "name", F_COMM);
-	key(w, &proc, "user"), user(w);
-	end(proc);
-	key(w, &actor, "user"), user(w);
-	end(actor);
+	put_blob(w, top, &b_actor), put_raw(w, fv[F_PID]);
+	put_str(w, "name", 4), put_raw(w, fv[F_COMM]);
+	put_str(w, "user", 4);
+	written u = user_once(w);
+	put_str(w, "user", 4), put_again(w, u);
 }
 
 SLUICE__INLINE void process_fields(cursor *w, map *top) {
 	const char *filename, *fb;
 	uint32_t fn, fbn;
 	str_of(fv[F_FILENAME], &filename, &fn);
-	key(w, top, "process");
-	map proc = begin(w);
-	kv_field(w, &proc, "pid", F_PID), kv_field(w, &proc, "name", F_COMM);
+	put_blob(w, top, &b_launch_process), put_raw(w, fv[F_PID]);
+	put_str(w, "name", 4), put_raw(w, fv[F_COMM]);
 	/* cmd_line: the str args joined by spaces, each copied once. */
 	sluice_value args = fv[F_ARGS];
 	sluice_iter it = sluice_iter_array(args);
@@ -407,7 +563,7 @@ SLUICE__INLINE void process_fields(cursor *w, map *top) {
 		uint32_t n;
 		if (sluice_value_str(a, &s, &n)) total += (total > 0 ? 1 : 0) + n;
 	}
-	key(w, &proc, "cmd_line");
+	put_str(w, "cmd_line", 8);
 	put_strhdr(w, total);
 	it = sluice_iter_array(args);
 	bool first = true;
@@ -421,34 +577,19 @@ SLUICE__INLINE void process_fields(cursor *w, map *top) {
 		}
 		put(w, s, n);
 	}
-	key(w, &proc, "file");
-	map file = begin(w);
-	key(w, &file, "path"), put_str(w, filename, fn);
+	put_blob(w, top, &b_launch_file), put_str(w, filename, fn);
 	base(filename, fn, &fb, &fbn);
-	key(w, &file, "name"), put_str(w, fb, fbn);
-	kv_int(w, &file, "type_id", 1);
-	end(file);
-	key(w, &proc, "parent_process");
-	map parent = begin(w);
-	kv_field(w, &parent, "pid", F_PPID);
-	end(parent);
-	key(w, &proc, "user"), user(w);
-	end(proc);
+	put_str(w, "name", 4), put_str(w, fb, fbn);
+	put_blob(w, top, &b_launch_parent), put_raw(w, fv[F_PPID]);
+	put_str(w, "user", 4);
+	written u = user_once(w);
 	/* The actor of a launch is the parent: only its pid is known here. */
-	key(w, top, "actor");
-	map actor = begin(w);
-	key(w, &actor, "process");
-	map ap = begin(w);
-	kv_field(w, &ap, "pid", F_PPID);
-	end(ap);
-	key(w, &actor, "user"), user(w);
-	end(actor);
-	key(w, top, "unmapped");
-	map um = begin(w);
-	key(w, &um, "args"), put_raw(w, args);
-	kv_field(w, &um, "gid", F_GID), kv_field(w, &um, "gid_name", F_GID_NAME);
-	kv_field(w, &um, "mntns_id", F_MNTNS_ID);
-	end(um);
+	put_blob(w, top, &b_launch_actor), put_raw(w, fv[F_PPID]);
+	put_str(w, "user", 4), put_again(w, u);
+	put_blob(w, top, &b_launch_unmapped), put_raw(w, args);
+	put_str(w, "gid", 3), put_raw(w, fv[F_GID]);
+	put_str(w, "gid_name", 8), put_raw(w, fv[F_GID_NAME]);
+	put_str(w, "mntns_id", 8), put_raw(w, fv[F_MNTNS_ID]);
 }
 
 SLUICE__INLINE void file_fields(cursor *w, map *top) {
@@ -456,42 +597,24 @@ SLUICE__INLINE void file_fields(cursor *w, map *top) {
 	uint32_t pn, pbn;
 	str_of(fv[F_PATH], &p, &pn);
 	base(p, pn, &pb, &pbn);
-	key(w, top, "file");
-	map file = begin(w);
-	key(w, &file, "path"), put_str(w, p, pn);
-	key(w, &file, "name"), put_str(w, pb, pbn);
-	end(file);
+	put_blob(w, top, &b_open_file), put_str(w, p, pn);
+	put_str(w, "name", 4), put_str(w, pb, pbn);
 	actor_process(w, top);
-	key(w, top, "unmapped");
-	map um = begin(w);
-	kv_field(w, &um, "flags", F_FLAGS), kv_field(w, &um, "mode", F_MODE);
-	kv_field(w, &um, "fd", F_RET), kv_field(w, &um, "mntns_id", F_MNTNS_ID);
-	end(um);
+	put_blob(w, top, &b_open_unmapped), put_raw(w, fv[F_FLAGS]);
+	put_str(w, "mode", 4), put_raw(w, fv[F_MODE]);
+	put_str(w, "fd", 2), put_raw(w, fv[F_RET]);
+	put_str(w, "mntns_id", 8), put_raw(w, fv[F_MNTNS_ID]);
 }
 
 SLUICE__INLINE void network_fields(cursor *w, map *top) {
-	key(w, top, "src_endpoint");
-	map src = begin(w);
-	kv_field(w, &src, "ip", F_SADDR), kv_field(w, &src, "port", F_SPORT);
-	end(src);
-	key(w, top, "dst_endpoint");
-	map dst = begin(w);
-	kv_field(w, &dst, "ip", F_DADDR), kv_field(w, &dst, "port", F_DPORT);
-	end(dst);
-	key(w, top, "connection_info");
-	map ci = begin(w);
-	kv_str(w, &ci, "protocol_name", "tcp"), kv_int(w, &ci, "protocol_num", 6);
-	kv_str(w, &ci, "direction", "Outbound"), kv_int(w, &ci, "direction_id", 2);
+	put_blob(w, top, &b_src), put_raw(w, fv[F_SADDR]), put_str(w, "port", 4), put_raw(w, fv[F_SPORT]);
+	put_blob(w, top, &b_dst), put_raw(w, fv[F_DADDR]), put_str(w, "port", 4), put_raw(w, fv[F_DPORT]);
 	const char *fam;
 	uint32_t famn;
 	str_of(fv[F_FAMILY], &fam, &famn);
-	kv_int(w, &ci, "protocol_ver_id", famn == 8 && eq(fam, "AF_INET6", 8) ? 6 : 4);
-	end(ci);
+	put_blob(w, top, &b_conn), put_int(w, famn == 8 && eq(fam, "AF_INET6", 8) ? 6 : 4);
 	actor_process(w, top);
-	key(w, top, "unmapped");
-	map um = begin(w);
-	kv_field(w, &um, "mntns_id", F_MNTNS_ID);
-	end(um);
+	put_blob(w, top, &b_connect_unmapped), put_raw(w, fv[F_MNTNS_ID]);
 }
 
 static void ocsf_event(sluice_event *ev, sluice_out *out) {
@@ -499,11 +622,11 @@ static void ocsf_event(sluice_event *ev, sluice_out *out) {
 	const char *g;
 	uint32_t gn;
 	str_of(fv[F_GADGET], &g, &gn);
-	const ocsf_class *c = NULL;
-	if (gn == 10 && eq(g, "trace_exec", 10)) c = &process_launch;
-	else if (gn == 10 && eq(g, "trace_open", 10)) c = &file_open;
-	else if (gn == 16 && eq(g, "trace_tcpconnect", 16)) c = &network_open;
-	if (!c) {
+	int c = -1;
+	if (gn == 10 && eq(g, "trace_exec", 10)) c = C_LAUNCH;
+	else if (gn == 10 && eq(g, "trace_open", 10)) c = C_OPEN;
+	else if (gn == 16 && eq(g, "trace_tcpconnect", 16)) c = C_CONNECT;
+	if (c < 0) {
 		if (!drop_others) sluice_keep(out, ev);
 		return;
 	}
@@ -518,8 +641,8 @@ static void ocsf_event(sluice_event *ev, sluice_out *out) {
 	map top = {w.p, 0};
 	w.p += 3; /* a map16: the top level has more than 15 entries */
 	common(&w, &top, c);
-	if (c == &process_launch) process_fields(&w, &top);
-	else if (c == &file_open) file_fields(&w, &top);
+	if (c == C_LAUNCH) process_fields(&w, &top);
+	else if (c == C_OPEN) file_fields(&w, &top);
 	else network_fields(&w, &top);
 	top.at[0] = 0xde, top.at[1] = (uint8_t)(top.n >> 8), top.at[2] = (uint8_t)top.n;
 	if ((uint64_t)(w.p - start) > room) {

@@ -295,8 +295,10 @@ impl<'a> Entries<'a> {
             }
             _ => {
                 let n = skip(b).ok()?;
+                // Bin keys match too, as in the C and Go SDKs and the
+                // host's find_key: some encoders write byte-string keys.
                 let k = match read(b).ok()?.0 {
-                    Value::Str(s) => s,
+                    Value::Str(s) | Value::Bin(s) => s,
                     _ => &[],
                 };
                 (k, n)
