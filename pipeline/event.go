@@ -149,6 +149,18 @@ type Emitter interface {
 	Emit(ctx context.Context, batch []Event) error
 }
 
+// BatchEmitter is implemented by emitters that can take a batch over
+// instead of copying it: the pipeline's source emitter. A producer that
+// fills a batch from NewBatch hands it over with EmitBatch, and must not
+// touch the batch, nor the rest of its backing array, after the call; it
+// takes a new one from NewBatch for its next batch. The batch then moves
+// through the pipeline's queues whole, not event by event (see Queue).
+type BatchEmitter interface {
+	Emitter
+	// EmitBatch is Emit of a batch the emitter takes over.
+	EmitBatch(ctx context.Context, batch []Event) error
+}
+
 // Source produces events until its context is cancelled.
 type Source interface {
 	Name() string

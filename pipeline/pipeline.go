@@ -583,7 +583,6 @@ func (p *Pipeline) startWriter(rs *runState, s *sinkRT) {
 // sinks of an update between two batches, then ticks a last time, flushes
 // the loss records one last time and closes the sink queues.
 func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDone <-chan struct{}) {
-	var batch []Event
 	var lim LogLimiter
 	tickTimer := time.NewTimer(time.Hour)
 	tickTimer.Stop()
@@ -604,11 +603,7 @@ func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDo
 			resetTick()
 		}
 		bc := p.batch.Load()
-		if cap(batch) < bc.size {
-			batch = make([]Event, 0, bc.size)
-		}
-		var err error
-		batch, err = p.edge.pop(ctx, batch[:0], bc.size, bc.delay, tickC, p.kick)
+		batch, err := p.edge.popBatch(ctx, bc.size, bc.delay, tickC, p.kick)
 		if err == errWoken {
 			if now := time.Now(); tickC != nil && !now.Before(p.nextTick()) {
 				p.runTicks(ctx, now, false, &lim)
@@ -622,14 +617,15 @@ func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDo
 		if ctx.Err() != nil {
 			// Popped after the grace period ended: no time to process it.
 			p.edge.drop(p.edge.dropShutdown, ReasonShutdown, batch)
+			ReleaseBatch(batch)
 			break
 		}
 		p.edgeM.Sent.Add(uint64(len(batch)))
-		cur := batch
+		cur, owned := batch, true
 		for _, st := range p.stages {
-			cur = p.runStage(ctx, st, cur, &lim)
+			cur, owned = p.runStage(ctx, st, cur, owned, &lim)
 		}
-		p.fanOut(ctx, cur)
+		p.fanOut(ctx, cur, owned)
 		if tickC != nil {
 			if now := time.Now(); !now.Before(p.nextTick()) {
 				p.runTicks(ctx, now, false, &lim)
@@ -637,7 +633,6 @@ func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDo
 			}
 		}
 	}
-	clear(batch[:cap(batch)])
 	if tickC != nil && ctx.Err() == nil {
 		p.runTicks(ctx, time.Now(), true, &lim)
 	}
@@ -652,11 +647,20 @@ func (p *Pipeline) work(ctx context.Context, stopTick context.CancelFunc, tickDo
 	}
 }
 
-// fanOut hands a batch to every sink's queue.
-func (p *Pipeline) fanOut(ctx context.Context, batch []Event) {
-	for _, s := range p.sinks {
-		// Drops and a cancelled context are counted by the queue.
+// fanOut hands a batch to every sink's queue. When the worker owns the
+// batch's array (owned), the last sink's queue takes it over and the
+// others get copies.
+func (p *Pipeline) fanOut(ctx context.Context, batch []Event, owned bool) {
+	// Drops and a cancelled context are counted by the queues.
+	for i, s := range p.sinks {
+		if owned && i == len(p.sinks)-1 {
+			_ = s.q.pushBatch(ctx, batch)
+			return
+		}
 		_ = s.q.Push(ctx, batch)
+	}
+	if owned {
+		ReleaseBatch(batch)
 	}
 }
 
@@ -675,7 +679,6 @@ func sameBacking(a, b []Event) bool {
 // swapped in.
 func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 	defer close(s.done)
-	var buf []Event
 	var lim LogLimiter
 	// write reports false when Run abandoned the write (see waitDrained):
 	// the route is over, and the batch was counted there.
@@ -723,9 +726,6 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 			close(sw.done)
 		}
 		batchSize, batchDelay := p.sinkBatch(s.sink)
-		if cap(buf) < batchSize {
-			buf = make([]Event, 0, batchSize)
-		}
 		var wake <-chan time.Time
 		if len(s.kept) > 0 {
 			if retry == nil {
@@ -733,8 +733,7 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 			}
 			wake = retry.C
 		}
-		var err error
-		buf, err = s.q.pop(ctx, buf[:0], batchSize, batchDelay, wake, s.kick)
+		buf, err := s.q.popBatch(ctx, batchSize, batchDelay, wake, s.kick)
 		if err == errWoken {
 			if retry != nil && !retry.Stop() { // the retry timer fired
 				if !write(s.withKept(nil)) {
@@ -752,15 +751,16 @@ func (p *Pipeline) writeSink(ctx context.Context, s *sinkRT) {
 			// Popped after the grace period ended: there is no time to write.
 			s.shutdown.Add(uint64(len(buf)))
 			trackLoss(p.loss, s.q.name, ReasonShutdown, buf)
+			ReleaseBatch(buf)
 			break
 		}
 		if !write(s.withKept(buf)) {
-			return
+			return // abandoned: the sink may still hold buf
 		}
 		if len(s.kept) == 0 {
 			retryDelay = firstRetry
 		}
-		clear(buf) // release the events' Data while waiting for the next batch
+		ReleaseBatch(buf) // written: the events' Data goes while waiting for the next batch
 	}
 	// Loss records kept from failed writes get a last try.
 	if len(s.kept) > 0 && ctx.Err() == nil {
@@ -898,7 +898,7 @@ type sourceEmitter struct {
 }
 
 var (
-	_ Emitter        = (*sourceEmitter)(nil)
+	_ BatchEmitter   = (*sourceEmitter)(nil)
 	_ LossReporter   = (*sourceEmitter)(nil)
 	_ FilterReporter = (*sourceEmitter)(nil)
 	_ Emitter        = (*Queue)(nil)
@@ -911,6 +911,17 @@ func (e *sourceEmitter) Emit(ctx context.Context, batch []Event) error {
 	e.m.Received.Add(n)
 	e.tap.offer(batch)
 	err := e.q.Push(ctx, batch)
+	e.m.Sent.Add(n)
+	return err
+}
+
+// EmitBatch is Emit of a batch the edge queue takes over
+// (BatchEmitter).
+func (e *sourceEmitter) EmitBatch(ctx context.Context, batch []Event) error {
+	n := uint64(len(batch))
+	e.m.Received.Add(n)
+	e.tap.offer(batch)
+	err := e.q.pushBatch(ctx, batch)
 	e.m.Sent.Add(n)
 	return err
 }

@@ -103,8 +103,12 @@ var ErrQueueClosed = errors.New("push to closed queue")
 // knows whether the popped events went anywhere.
 //
 // All methods are safe for concurrent use by any number of producers and
-// consumers. Events are stored by value in a ring that grows up to MaxEvents
-// and never shrinks; a push or pop costs one lock and no allocation.
+// consumers. Events are stored by value in segments: batch-sized arrays
+// that come from and go back to the batch pool (NewBatch). Within the
+// pipeline, a batch moves from one queue to the next as a whole segment,
+// not event by event (pushBatch, popBatch): copying an Event costs a write
+// barrier per pointer while the GC marks, and at a million events a second
+// the GC marks much of the time.
 type Queue struct {
 	name          string
 	cfg           QueueConfig
@@ -119,15 +123,19 @@ type Queue struct {
 	// changes, so the gauges hold the sum.
 	shownDepth, shownBytes int64
 
-	mu       sync.Mutex
-	ring     []Event
-	head, n  int
+	mu sync.Mutex
+	// segs[front:] are the queued events, oldest first, in runs that each
+	// own their backing array (see segment); n and bytes sum them.
+	segs     []segment
+	front    int
+	n        int
 	bytes    int
 	ctrl     []Event // control events (loss records), outside the limits
 	closed   bool
 	hitFull  bool          // a push found no room since the last pop
 	popWait  chan struct{} // closed to wake consumers; nil when none waits
 	popNeed  int           // events the least demanding waiting consumer wants
+	popWhole bool          // a waiting consumer takes a segment that is a batch of its own
 	pushWait chan struct{} // closed to wake blocked producers; nil when none waits
 }
 
@@ -151,7 +159,6 @@ func NewQueue(name string, cfg QueueConfig, m *ComponentMetrics, loss *LossTrack
 		loss:         loss,
 		dropFull:     m.Dropped(ReasonQueueFull),
 		dropShutdown: m.Dropped(ReasonShutdown),
-		ring:         make([]Event, min(cfg.MaxEvents, 256)),
 	}
 	q.depth, q.memory = m.QueueGauges()
 	return q, nil
@@ -192,6 +199,11 @@ func (q *Queue) Push(ctx context.Context, batch []Event) error {
 		return nil
 	}
 	q.m.Received.Add(uint64(len(batch)))
+	return q.push(ctx, batch)
+}
+
+// push is Push without counting the batch as received.
+func (q *Queue) push(ctx context.Context, batch []Event) error {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -292,6 +304,38 @@ func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Dur
 	if max < 1 {
 		max = 1
 	}
+	if err := q.await(ctx, max, maxDelay, wake, kick, false); err != nil {
+		return dst, err
+	}
+	dst = q.take(dst, max)
+	q.mu.Unlock()
+	return dst, nil
+}
+
+// popBatch is pop into a batch the caller owns once it returns: a queued
+// segment handed over whole when it is the batch to return (the common
+// case under load: the producer pushed batches of the size the consumer
+// pops), else a new batch (NewBatch) the events are copied into. The
+// caller gives it back with ReleaseBatch, or passes it on with pushBatch.
+func (q *Queue) popBatch(ctx context.Context, max int, maxDelay time.Duration, wake <-chan time.Time, kick <-chan struct{}) ([]Event, error) {
+	if max < 1 {
+		max = 1
+	}
+	if err := q.await(ctx, max, maxDelay, wake, kick, true); err != nil {
+		return nil, err
+	}
+	b := q.takeBatch(max)
+	q.mu.Unlock()
+	return b, nil
+}
+
+// await waits until a batch of up to max events may be taken: as soon as
+// max events are queued, or maxDelay after the first one (at once when
+// maxDelay <= 0), or when the queue is full or closed; with whole, also
+// as soon as the first segment is a batch of its own (wholeBatch). It
+// returns nil with q.mu held and an event queued, else an error (io.EOF,
+// ctx.Err(), errWoken) with q.mu not held.
+func (q *Queue) await(ctx context.Context, max int, maxDelay time.Duration, wake <-chan time.Time, kick <-chan struct{}, whole bool) error {
 	var (
 		timer   *time.Timer
 		expired bool
@@ -304,18 +348,16 @@ func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Dur
 	q.mu.Lock()
 	for {
 		avail := len(q.ctrl) + q.n
-		if avail > 0 && (avail >= max || maxDelay <= 0 || expired || q.closed || q.hitFull) {
-			dst = q.take(dst, max)
-			q.mu.Unlock()
-			return dst, nil
+		if avail > 0 && (avail >= max || maxDelay <= 0 || expired || q.closed || q.hitFull || whole && q.wholeBatch(max)) {
+			return nil
 		}
 		if avail == 0 && q.closed {
 			q.mu.Unlock()
-			return dst, io.EOF
+			return io.EOF
 		}
 		if err := ctx.Err(); err != nil {
 			q.mu.Unlock()
-			return dst, err
+			return err
 		}
 		need := max
 		if avail == 0 {
@@ -325,9 +367,10 @@ func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Dur
 		}
 		if q.popWait == nil {
 			q.popWait = make(chan struct{})
-			q.popNeed = need
+			q.popNeed, q.popWhole = need, whole
 		} else {
 			q.popNeed = min(q.popNeed, need)
+			q.popWhole = q.popWhole || whole
 		}
 		w := q.popWait
 		q.mu.Unlock()
@@ -341,9 +384,9 @@ func (q *Queue) pop(ctx context.Context, dst []Event, max int, maxDelay time.Dur
 		case <-tc:
 			expired = true
 		case <-wake:
-			return dst, errWoken
+			return errWoken
 		case <-kick:
-			return dst, errWoken
+			return errWoken
 		}
 		q.mu.Lock()
 	}
@@ -427,12 +470,20 @@ func (q *Queue) room(size int) bool {
 	return q.n < q.cfg.MaxEvents && (q.n == 0 || q.bytes+size <= q.cfg.MaxBytes)
 }
 
-// putWhileRoom queues the longest prefix of batch that fits and returns its
-// length. The events are copied into the ring in at most two runs, not one
-// by one: copying an Event costs a write barrier per pointer while the GC
-// marks, once per run instead of once per event.
+// putWhileRoom queues a copy of the longest prefix of batch that fits and
+// returns its length.
 func (q *Queue) putWhileRoom(batch []Event) int {
-	n, bytes := 0, q.bytes
+	n, bytes := q.fitting(batch)
+	q.appendCopy(batch[:n])
+	q.n += n
+	q.bytes = bytes
+	return n
+}
+
+// fitting returns the length of the longest prefix of batch that fits,
+// and the queue's bytes with it queued.
+func (q *Queue) fitting(batch []Event) (n, bytes int) {
+	bytes = q.bytes
 	for n < len(batch) {
 		size := batch[n].Size()
 		if q.n+n >= q.cfg.MaxEvents || (q.n+n > 0 && bytes+size > q.cfg.MaxBytes) {
@@ -441,49 +492,71 @@ func (q *Queue) putWhileRoom(batch []Event) int {
 		bytes += size
 		n++
 	}
-	for q.n+n > len(q.ring) {
-		q.grow()
-	}
-	tail := q.head + q.n
-	if tail >= len(q.ring) {
-		tail -= len(q.ring)
-	}
-	k := copy(q.ring[tail:], batch[:n])
-	copy(q.ring, batch[k:n])
-	q.n += n
-	q.bytes = bytes
-	return n
+	return n, bytes
 }
 
 func (q *Queue) put(ev Event, size int) {
-	if q.n == len(q.ring) {
-		q.grow()
-	}
-	i := q.head + q.n
-	if i >= len(q.ring) {
-		i -= len(q.ring)
-	}
-	q.ring[i] = ev
+	q.appendCopy([]Event{ev})
 	q.n++
 	q.bytes += size
 }
 
-func (q *Queue) grow() {
-	ring := make([]Event, min(max(2*len(q.ring), 16), q.cfg.MaxEvents))
-	k := copy(ring, q.ring[q.head:])
-	copy(ring[k:], q.ring[:q.head])
-	q.ring, q.head = ring, 0
+// appendCopy copies evs behind the queued events: into the room left in
+// the last segment, then into new ones. It does not count them.
+func (q *Queue) appendCopy(evs []Event) {
+	for len(evs) > 0 {
+		if q.front == len(q.segs) || q.segs[len(q.segs)-1].full() {
+			q.segs = append(q.segs, segment{evs: NewBatch(len(evs))})
+		}
+		last := &q.segs[len(q.segs)-1]
+		k := min(len(evs), cap(last.evs)-len(last.evs))
+		last.evs = append(last.evs, evs[:k]...)
+		evs = evs[k:]
+	}
+}
+
+// segment is a run of queued events, evs[head:]. The queue owns all of
+// evs's backing array, evs[:cap(evs)], and no one else refers to it: a
+// batch pushed with pushBatch is the pusher's no more, and a segment
+// handed out by popBatch is the queue's no more. So the room after
+// len(evs) may take later pushes, and an empty segment's array goes back
+// to the batch pool. Slots before head and after len(evs) are zero.
+type segment struct {
+	evs  []Event
+	head int
+}
+
+func (s *segment) len() int   { return len(s.evs) - s.head }
+func (s *segment) full() bool { return len(s.evs) == cap(s.evs) }
+
+// dropFront removes the first segment, which is empty or handed out;
+// release gives its array back to the batch pool.
+func (q *Queue) dropFront(release bool) {
+	if release {
+		ReleaseBatch(q.segs[q.front].evs)
+	}
+	q.segs[q.front] = segment{}
+	q.front++
+	switch {
+	case q.front == len(q.segs):
+		q.segs, q.front = q.segs[:0], 0
+	case q.front >= 16 && 2*q.front >= len(q.segs):
+		k := copy(q.segs, q.segs[q.front:])
+		clear(q.segs[k:])
+		q.segs, q.front = q.segs[:k], 0
+	}
 }
 
 func (q *Queue) evict() Event {
-	ev := q.ring[q.head]
-	q.ring[q.head] = Event{} // release Data for the GC
-	q.head++
-	if q.head == len(q.ring) {
-		q.head = 0
-	}
+	s := &q.segs[q.front]
+	ev := s.evs[s.head]
+	s.evs[s.head] = Event{} // release Data for the GC
+	s.head++
 	q.n--
 	q.bytes -= ev.Size()
+	if s.len() == 0 {
+		q.dropFront(true)
+	}
 	return ev
 }
 
@@ -495,26 +568,114 @@ func (q *Queue) take(dst []Event, max int) []Event {
 		clear(q.ctrl[rest:])
 		q.ctrl = q.ctrl[:rest]
 	}
-	// Ordinary events in at most two runs of the ring (see putWhileRoom).
 	for k < max && q.n > 0 {
-		run := min(max-k, q.n, len(q.ring)-q.head)
-		evs := q.ring[q.head : q.head+run]
+		s := &q.segs[q.front]
+		run := min(max-k, s.len())
+		evs := s.evs[s.head : s.head+run]
 		for i := range evs {
 			q.bytes -= evs[i].Size()
 		}
 		dst = append(dst, evs...)
 		clear(evs) // release Data for the GC
-		q.head += run
-		if q.head == len(q.ring) {
-			q.head = 0
-		}
+		s.head += run
 		q.n -= run
 		k += run
+		if s.len() == 0 {
+			q.dropFront(true)
+		}
 	}
+	q.taken()
+	return dst
+}
+
+// wholeBatch reports whether the first queued segment is a batch of its
+// own for a consumer that takes up to max events: at least half of max,
+// and no more. A reader pushes what it read in one poll as one segment:
+// at a steady rate, waiting for the next to fill a batch of max would
+// hold every event for a poll interval more at each queue. Called with
+// q.mu held.
+func (q *Queue) wholeBatch(max int) bool {
+	if len(q.ctrl) > 0 || q.n == 0 {
+		return false
+	}
+	l := q.segs[q.front].len()
+	return l <= max && 2*l >= max
+}
+
+// takeBatch takes up to max events into a batch the caller owns: the
+// first segment itself when it holds at least half of what a take would
+// return (and no more than max), else a copy of the queued control events
+// and of the segments that fit, cutting only a short one. A
+// reader that found its ring empty pushes a short batch, so segments come
+// in all sizes; waiting to copy them into one full batch would cost the
+// copies this spares. Called with q.mu held and an event queued.
+func (q *Queue) takeBatch(max int) []Event {
+	if len(q.ctrl) == 0 && q.n > 0 {
+		s := &q.segs[q.front]
+		if l := s.len(); l <= max && 2*l >= min(max, q.n) {
+			evs := s.evs[s.head:]
+			for i := range evs {
+				q.bytes -= evs[i].Size()
+			}
+			q.n -= l
+			q.dropFront(false)
+			q.taken()
+			return evs
+		}
+	}
+	// Copy whole segments, as many as fit, and cut only a short one to
+	// fill the batch: cutting a segment of half a batch or more would
+	// leave its remainder at the front, and every later take would then
+	// copy and cut again (a loss record taken with 255 events was enough
+	// to make a sink's queue copy every batch from then on).
+	k := min(max, len(q.ctrl))
+	for i := q.front; i < len(q.segs); i++ {
+		l := q.segs[i].len()
+		if k+l <= max {
+			k += l
+			continue
+		}
+		if k == 0 || 2*l < max {
+			k = max // the first segment alone is larger than max, or a short one fills the batch
+		}
+		break
+	}
+	return q.take(NewBatch(k), k)
+}
+
+// pushBatch is Push of a batch the queue takes over: the caller must not
+// touch batch, nor the rest of its backing array, once it is called. The
+// batch becomes a segment of its own when all of it fits at once under
+// Block (the common case); else its events are pushed as Push does and
+// the batch goes back to the pool. It counts as Push does.
+func (q *Queue) pushBatch(ctx context.Context, batch []Event) error {
+	if len(batch) == 0 {
+		ReleaseBatch(batch)
+		return nil
+	}
+	q.m.Received.Add(uint64(len(batch)))
+	q.mu.Lock()
+	if !q.closed && q.cfg.Policy == Block {
+		if n, bytes := q.fitting(batch); n == len(batch) {
+			q.segs = append(q.segs, segment{evs: batch})
+			q.n += n
+			q.bytes = bytes
+			q.published(false)
+			q.mu.Unlock()
+			return nil
+		}
+	}
+	q.mu.Unlock()
+	err := q.push(ctx, batch)
+	ReleaseBatch(batch)
+	return err
+}
+
+// taken updates the state after a take. Called with q.mu held.
+func (q *Queue) taken() {
 	q.hitFull = false
 	q.showGauges()
 	q.wakePush()
-	return dst
 }
 
 // showGauges adds this queue's change since the last call to the gauges.
@@ -534,7 +695,7 @@ func (q *Queue) published(full bool) {
 		q.hitFull = true
 	}
 	q.showGauges()
-	if q.popWait != nil && (q.hitFull || q.n+len(q.ctrl) >= q.popNeed) {
+	if q.popWait != nil && (q.hitFull || q.n+len(q.ctrl) >= q.popNeed || q.popWhole && q.wholeBatch(q.popNeed)) {
 		q.wakePop()
 	}
 }
@@ -550,5 +711,48 @@ func (q *Queue) wakePush() {
 	if q.pushWait != nil {
 		close(q.pushWait)
 		q.pushWait = nil
+	}
+}
+
+// The batch pool recycles the arrays of batches that move through the
+// pipeline: a reader fills one (NewBatch) and hands it over (BatchEmitter),
+// the queues pass it on whole, and the sink's writer gives it back
+// (ReleaseBatch) once the sink has written it. It holds at most
+// batchPoolSize empty arrays of at most maxPooledBatch events: 32 arrays
+// of the default 256 events are 512 KiB.
+const (
+	batchPoolSize  = 32
+	maxPooledBatch = 4096
+)
+
+var batchPool = make(chan []Event, batchPoolSize)
+
+// NewBatch returns an empty batch with room for at least n events, from
+// the batch pool when it holds one that large. Safe for concurrent use.
+func NewBatch(n int) []Event {
+	select {
+	case b := <-batchPool:
+		if cap(b) >= n {
+			return b
+		}
+	default:
+	}
+	return make([]Event, 0, max(n, DefaultBatchSize))
+}
+
+// ReleaseBatch gives the array of b back to the batch pool. The caller
+// must own all of it (b[:cap(b)]): it came from NewBatch or popBatch and
+// nothing else refers to it, nor to its events' slots (the events
+// themselves, copied out by value, stay valid: their Data is not touched).
+// Safe for concurrent use.
+func ReleaseBatch(b []Event) {
+	if cap(b) == 0 || cap(b) > maxPooledBatch {
+		return
+	}
+	b = b[:cap(b)]
+	clear(b) // the pool must not keep events' Data alive
+	select {
+	case batchPool <- b[:0]:
+	default:
 	}
 }

@@ -158,7 +158,6 @@ type stageRT struct {
 	st     Stage
 	meter  *StageMeter
 	m      *ComponentMetrics
-	buf    []Event
 	tapIn  *tapPoint // the batches the stage is called with
 	tapOut *tapPoint // what it lets through
 
@@ -189,23 +188,49 @@ func (p *Pipeline) newStageRT(st Stage) *stageRT {
 	}
 }
 
-func (p *Pipeline) runStage(ctx context.Context, st *stageRT, in []Event, lim *LogLimiter) []Event {
+// runStage calls st with in and returns what goes on downstream. owned
+// says whether the caller owns in's array (see ReleaseBatch), and the
+// result whether it owns the returned one: a batch that moves through
+// the stages and into a sink's queue is handed over, not copied, where it
+// can be. The stage writes its output into a batch from the pool; an
+// array of the caller's that no longer carries events goes back to it.
+func (p *Pipeline) runStage(ctx context.Context, st *stageRT, in []Event, owned bool, lim *LogLimiter) ([]Event, bool) {
 	st.tapIn.offer(in)
-	out, err := st.meter.Process(ctx, st.st, in, st.buf[:0])
+	buf := NewBatch(len(in))
+	out, err := st.meter.Process(ctx, st.st, in, buf)
 	if err != nil {
+		ReleaseBatch(buf) // what Process appended is discarded
 		out = p.stageFailed(ctx, st, in, err, lim)
 		st.tapOut.offer(out)
-		return out
-	}
-	// Keep a grown output buffer for the next batch, unless the stage handed
-	// back its input, whose backing array the worker reuses for popping, or
-	// it is far larger than batches are (one flood of output must not stay
-	// pinned for the life of the pipeline).
-	if cap(out) > cap(st.buf) && !sameBacking(out, in) && cap(out) <= maxKeptStageOutput(p.batch.Load().size) {
-		st.buf = out[:0]
+		if out == nil && owned {
+			ReleaseBatch(in)
+		}
+		return out, owned && out != nil
 	}
 	st.tapOut.offer(out)
-	return out
+	// A stage keeps neither in nor out (Stage): out's array is the
+	// caller's now, whichever it is.
+	switch {
+	case sameBacking(out, in):
+		// The stage handed back its input, or filtered it in place.
+		ReleaseBatch(buf)
+		if cap(out) == cap(in) { // out starts where in does
+			return out, owned
+		}
+		cp := append(NewBatch(len(out)), out...)
+		if owned {
+			ReleaseBatch(in)
+		}
+		return cp, true
+	case sameBacking(out, buf):
+	default:
+		// Grown past buf, or an array of the stage's making.
+		ReleaseBatch(buf)
+	}
+	if owned {
+		ReleaseBatch(in)
+	}
+	return out, true
 }
 
 // stageFailed applies the stage's ErrorPolicy to the input of a failed call
@@ -299,12 +324,9 @@ func (p *Pipeline) tickStage(ctx context.Context, i int, now time.Time, lim *Log
 	st.m.Received.Add(uint64(len(out)))
 	st.m.Sent.Add(uint64(len(out)))
 	st.tapOut.offer(out)
+	owned := false // Tick's array: the stage's, perhaps
 	for _, later := range p.stages[i+1:] {
-		out = p.runStage(ctx, later, out, lim)
+		out, owned = p.runStage(ctx, later, out, owned, lim)
 	}
-	p.fanOut(ctx, out)
+	p.fanOut(ctx, out, owned)
 }
-
-// maxKeptStageOutput is the largest stage output buffer kept between
-// batches: room for a stage that multiplies its batch a few times.
-func maxKeptStageOutput(batchSize int) int { return max(8*batchSize, 4096) }

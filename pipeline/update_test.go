@@ -132,10 +132,17 @@ func TestUpdateUnderLoad(t *testing.T) {
 		filtered += seq - last - 1
 		last = seq
 	}
-	if last != emitted {
-		t.Errorf("last seq %d, emitted %d", last, emitted)
-	}
 	snap := reg.Snapshot()
+	if last != emitted {
+		// The cancellation cut a batch: the part of it that was queued
+		// went through, the rest was counted as dropped (shutdown), and
+		// Emit failed, so the source did not count the batch as emitted.
+		// Where a cut falls depends on how the queue's segments lie.
+		cut := snap.Get(MetricDropped, "component", "pipeline", "name", "p", "reason", ReasonShutdown)
+		if last < emitted || last-emitted+uint64(cut) != 64 {
+			t.Errorf("last seq %d, emitted %d, dropped at shutdown %v", last, emitted, cut)
+		}
+	}
 	if f := snap.Get(MetricDropped, "component", "stage", "name", "even", "reason", ReasonFiltered); uint64(f) != filtered {
 		t.Errorf("gaps hold %d events; the stage filtered %v", filtered, f)
 	}

@@ -641,21 +641,34 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 	schema := plan.Schema()
 	emitCtx := ctx
 
-	const arenaSize = 256 << 10
-	arena := make([]byte, 0, arenaSize)
-	batch := make([]pipeline.Event, 0, g.cfg.BatchSize)
+	arena := newArena() // see arena.go
+	// A pipeline takes each batch over (pipeline.BatchEmitter) and moves
+	// it through its queues whole; the next batch comes from its pool.
+	handOver, _ := out.(pipeline.BatchEmitter)
+	var batch []pipeline.Event
+	if handOver != nil {
+		batch = pipeline.NewBatch(g.cfg.BatchSize)
+	} else {
+		batch = make([]pipeline.Event, 0, g.cfg.BatchSize)
+	}
 	clockLeft := 0 // see below
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		err := out.Emit(emitCtx, batch)
+		var err error
+		if handOver != nil {
+			err = handOver.EmitBatch(emitCtx, batch)
+			batch = pipeline.NewBatch(g.cfg.BatchSize)
+		} else {
+			err = out.Emit(emitCtx, batch)
+			// The emitter copied the events it kept (pipeline.Emitter):
+			// the slice is ours again. Clearing it lets the arenas go
+			// once the pipeline is done with their events.
+			clear(batch)
+			batch = batch[:0]
+		}
 		clockLeft = 0 // Emit may have waited for room
-		// The emitter copied the events it kept (pipeline.Emitter): the
-		// slice is ours again. Clearing it lets the arenas go once the
-		// pipeline is done with their events.
-		clear(batch)
-		batch = batch[:0]
 		if err != nil && emitCtx.Err() == nil {
 			return fmt.Errorf("gadget %q stream %q: emit: %w", g.spec.Name, st.Name, err)
 		}
@@ -729,7 +742,11 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 			continue
 		}
 		if cap(arena)-len(arena) < plan.Size()*2+512 {
-			arena = make([]byte, 0, max(arenaSize, plan.Size()*8))
+			if plan.Size()*8 > arenaSize {
+				arena = make([]byte, 0, plan.Size()*8) // records too large for the pool's arenas
+			} else {
+				arena = newArena()
+			}
 		}
 		clockLeft--
 		seq := g.seq.Add(1)
