@@ -283,8 +283,13 @@ var (
 
 func (e *moduleEmitter) Emit(ctx context.Context, batch []pipeline.Event) error {
 	s := e.s
-	// A fresh slice: the queue keeps what it accepts.
+	// A fresh slice: the queue keeps what it accepts, and the reader
+	// reuses batch once Emit returns.
 	out, err := s.meter.Process(ctx, s.mod, batch, make([]pipeline.Event, 0, len(batch)))
+	if err == nil && len(out) > 0 && len(batch) > 0 && &out[0] == &batch[0] {
+		// The module kept every event and handed batch back (a stage may).
+		out = append(make([]pipeline.Event, 0, len(out)), out...)
+	}
 	if err != nil {
 		if warn, suppressed := s.warnLog.Allow(time.Now()); warn {
 			s.log.Warn("gadget module failed; passed the batch on", "kind", pipeline.StageErrorKind(err), "events", len(batch), "error", err, "suppressed", suppressed)

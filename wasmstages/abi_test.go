@@ -466,3 +466,44 @@ func parts(evs []pipeline.Event) []uint32 {
 	}
 	return p
 }
+
+// TestParseResultReturnsInput: with returnInput, a result that KEEPs
+// every input once, in order, is in itself; anything else is a copy in out.
+func TestParseResultReturnsInput(t *testing.T) {
+	in := testInputs()
+	rules := resultRules{source: "stage", returnInput: true}
+	all := buildResult(entry{op: opKeep, index: 0}, entry{op: opKeep, index: 1}, entry{op: opKeep, index: 2})
+	out, err := parseResult(all, in, make([]pipeline.Event, 0, 3), rules, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 3 || &out[0] != &in[0] {
+		t.Fatalf("keeping all: got %d events aliasing in: %v; want in itself", len(out), len(out) > 0 && &out[0] == &in[0])
+	}
+	for name, res := range map[string][]byte{
+		"one dropped":       buildResult(entry{op: opKeep, index: 0}, entry{op: opKeep, index: 2}),
+		"reordered":         buildResult(entry{op: opKeep, index: 1}, entry{op: opKeep, index: 0}, entry{op: opKeep, index: 2}),
+		"one kept twice":    buildResult(entry{op: opKeep, index: 0}, entry{op: opKeep, index: 1}, entry{op: opKeep, index: 2}, entry{op: opKeep, index: 2}),
+		"emit before keeps": buildResult(entry{op: opEmit, index: noInput, data: mapOf("comm", "d")}, entry{op: opKeep, index: 0}, entry{op: opKeep, index: 1}, entry{op: opKeep, index: 2}),
+		"emit after keeps":  buildResult(entry{op: opKeep, index: 0}, entry{op: opKeep, index: 1}, entry{op: opKeep, index: 2}, entry{op: opEmit, data: mapOf("comm", "d")}),
+	} {
+		out, err := parseResult(res, in, make([]pipeline.Event, 0, 4), rules, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(out) > 0 && &out[0] == &in[0] {
+			t.Errorf("%s: the result aliases in", name)
+		}
+		if name == "emit before keeps" && (len(out) != 4 || string(out[0].Data) != string(mapOf("comm", "d"))) {
+			t.Errorf("%s: %d events; want the emitted one, then all three inputs", name, len(out))
+		}
+	}
+	// Without the rule, or after what out already held, it is a copy.
+	if out, _ := parseResult(all, in, nil, resultRules{source: "stage"}, nil); &out[0] == &in[0] {
+		t.Error("without returnInput the result aliases in")
+	}
+	prefix := []pipeline.Event{{Seq: 7}}
+	if out, _ := parseResult(all, in, prefix, rules, nil); len(out) != 4 || out[0].Seq != 7 {
+		t.Errorf("after a prefix: %d events, first seq %d; want the prefix and all three", len(out), out[0].Seq)
+	}
+}

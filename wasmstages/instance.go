@@ -176,7 +176,7 @@ func (inst *instance) input(ctx context.Context, timeout time.Duration, size int
 
 // appendResult appends the events of the result a process or tick call
 // (what) returned to out; in are the call's inputs, none for a tick.
-func (inst *instance) appendResult(what string, in, out []pipeline.Event, tick bool, source string) ([]pipeline.Event, error) {
+func (inst *instance) appendResult(what string, in, out []pipeline.Event, tick, returnInput bool, source string) ([]pipeline.Event, error) {
 	r := int64(inst.stack[0])
 	if r < 0 {
 		return out, inst.guestError(what)
@@ -197,7 +197,7 @@ func (inst *instance) appendResult(what string, in, out []pipeline.Event, tick b
 		return out, callError(KindOOM, "%s: the output (%d bytes, %d entries) would take the host %d bytes, which with the guest's %d bytes of memory exceeds the memory limit of %d bytes",
 			what, len(res), resultEntries(res), cost, inst.lm.size(), inst.lm.limit)
 	}
-	rules := resultRules{tick: tick, set: inst.abi >= 2, source: source}
+	rules := resultRules{tick: tick, set: inst.abi >= 2, source: source, returnInput: returnInput}
 	// What SET entries may add: the limit less the guest's memory and the
 	// copy of the result itself.
 	if used := inst.lm.size() + outputCost(res); used < inst.lm.limit {
@@ -243,7 +243,9 @@ func outputCost(res []byte) uint64 {
 }
 
 // processBatch runs one batch through the guest and appends its output.
-func (inst *instance) processBatch(ctx context.Context, timeout time.Duration, in, out []pipeline.Event, source string) ([]pipeline.Event, error) {
+// With returnInput, a result that keeps every input unchanged returns in
+// itself (see resultRules).
+func (inst *instance) processBatch(ctx context.Context, timeout time.Duration, in, out []pipeline.Event, source string, returnInput bool) ([]pipeline.Event, error) {
 	size := batchSize(in)
 	view, err := inst.input(ctx, timeout, size)
 	if err != nil {
@@ -254,7 +256,7 @@ func (inst *instance) processBatch(ctx context.Context, timeout time.Duration, i
 	if err := inst.call(ctx, timeout, inst.process, "sluice_process"); err != nil {
 		return out, err
 	}
-	return inst.appendResult("sluice_process", in, out, false, source)
+	return inst.appendResult("sluice_process", in, out, false, returnInput, source)
 }
 
 // tickOnce calls sluice_tick and appends what it emits.
@@ -263,7 +265,7 @@ func (inst *instance) tickOnce(ctx context.Context, timeout time.Duration, now t
 	if err := inst.call(ctx, timeout, inst.tick, "sluice_tick"); err != nil {
 		return out, err
 	}
-	return inst.appendResult("sluice_tick", nil, out, true, source)
+	return inst.appendResult("sluice_tick", nil, out, true, false, source)
 }
 
 // initialize runs the reactor's _initialize, checks the ABI version and

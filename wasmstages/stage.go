@@ -596,7 +596,11 @@ func (s *Stage) Process(ctx context.Context, in, out []pipeline.Event) ([]pipeli
 func (s *Stage) processVersion(ctx context.Context, v *version, in, out []pipeline.Event) ([]pipeline.Event, error) {
 	parts := min(len(v.slots), len(in)/minChunk)
 	if parts <= 1 {
-		return s.runSlot(ctx, v, 0, in, out)
+		// One instance takes the whole batch: a result that keeps it all
+		// may hand in back (pipeline.Stage allows it); split batches are
+		// joined in out, so their parts must not alias in. Stamping
+		// rewrites the output's entries, which must not be in's.
+		return s.runSlot(ctx, v, 0, in, out, len(out) == 0 && v.stamp == nil)
 	}
 	per := (len(in) + parts - 1) / parts
 	var wg sync.WaitGroup
@@ -607,11 +611,11 @@ func (s *Stage) processVersion(ctx context.Context, v *version, in, out []pipeli
 			continue
 		}
 		wg.Go(func() {
-			v.outs[i], v.errs[i] = s.runSlot(ctx, v, i, in[lo:hi], v.outs[i][:0])
+			v.outs[i], v.errs[i] = s.runSlot(ctx, v, i, in[lo:hi], v.outs[i][:0], false)
 		})
 	}
 	start := len(out)
-	out, v.errs[0] = s.runSlot(ctx, v, 0, in[:groupCut(in, per)], out)
+	out, v.errs[0] = s.runSlot(ctx, v, 0, in[:groupCut(in, per)], out, false)
 	wg.Wait()
 	var err error
 	for i := range parts {
@@ -650,12 +654,12 @@ func groupCut(in []pipeline.Event, at int) int {
 
 // runSlot processes in on the instance of slot i, making one when needed,
 // and discards the instance if the call broke it.
-func (s *Stage) runSlot(ctx context.Context, v *version, i int, in, out []pipeline.Event) ([]pipeline.Event, error) {
+func (s *Stage) runSlot(ctx context.Context, v *version, i int, in, out []pipeline.Event, returnInput bool) ([]pipeline.Event, error) {
 	inst, err := s.slot(ctx, v, i)
 	if err != nil {
 		return out, err
 	}
-	out, err = inst.processBatch(ctx, s.cfg.Timeout, in, out, s.source)
+	out, err = inst.processBatch(ctx, s.cfg.Timeout, in, out, s.source, returnInput)
 	if inst.broken {
 		s.discard(ctx, v, i, err)
 	}

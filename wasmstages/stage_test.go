@@ -493,3 +493,57 @@ func TestWorkersKeepIdentitiesApart(t *testing.T) {
 		t.Errorf("%d events, want 400", len(out))
 	}
 }
+
+// TestFilterKeepingAllHandsInputBack: a filter that drops nothing returns
+// its input batch itself when one instance took it whole and the caller's
+// out was empty (pipeline.Stage lets a stage do so; the pipeline then
+// passes the batch on without a copy). Where the output joins parts or
+// follows what out held, it is a copy.
+func TestFilterKeepingAllHandsInputBack(t *testing.T) {
+	ctx := context.Background()
+	s := newStage(t, wasmstages.Config{Module: guest("filter"), Params: map[string]any{"comms": []any{"sh"}}})
+	in := events(300, "cat", "ls")
+	out, err := s.Process(ctx, in, make([]pipeline.Event, 0, len(in)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) || &out[0] != &in[0] {
+		t.Fatalf("a filter keeping all %d events returned %d events in a copy; want in itself", len(in), len(out))
+	}
+
+	// Something dropped: the output is a fresh array, never a rewrite of in.
+	mixed := events(300, "cat", "sh")
+	out, err = s.Process(ctx, mixed, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 150 || &out[0] == &mixed[0] || mixed[1].Seq != 2 {
+		t.Fatalf("dropping half: %d events, aliasing in: %v, in[1].Seq = %d", len(out), len(out) > 0 && &out[0] == &mixed[0], mixed[1].Seq)
+	}
+
+	// After a prefix the output is appended to out.
+	prefix := []pipeline.Event{{Source: "earlier", Seq: 99}}
+	out, err = s.Process(ctx, in, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in)+1 || out[0].Seq != 99 || out[1].Seq != in[0].Seq {
+		t.Fatalf("with a prefix: %d events, first seqs %d %d; want the prefix, then all of in", len(out), out[0].Seq, out[1].Seq)
+	}
+
+	// Parts processed on several instances are joined in out.
+	w := newStage(t, wasmstages.Config{Module: guest("filter"), Params: map[string]any{"comms": []any{"sh"}}, Workers: 4})
+	big := events(2000, "cat", "ls")
+	out, err = w.Process(ctx, big, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(big) || &out[0] == &big[0] {
+		t.Fatalf("four workers: %d events, aliasing in: %v; want a joined copy of all %d", len(out), &out[0] == &big[0], len(big))
+	}
+	for i := range out {
+		if out[i].Seq != big[i].Seq {
+			t.Fatalf("four workers: event %d has seq %d, want %d", i, out[i].Seq, big[i].Seq)
+		}
+	}
+}
