@@ -30,21 +30,31 @@ import (
 //     folio or the 64 KiB around it, and the few functions the running
 //     agent executes, scattered over the binary, kept some 20 MB resident;
 //     with it they keep about half that.
-//   - MADV_DONTNEED, which on a private, never-written file mapping only
-//     drops page table entries.
+//   - MADV_PAGEOUT, which drops the pages start-up read from the page cache
+//     (clean file pages: nothing is written; the kernel keeps pages another
+//     process maps), so that they are read again one by one under the new
+//     advice instead of being mapped back in large folios or 64 KiB runs.
+//     A page the agent needs again costs one read from disk, once.
+//   - MADV_DONTNEED, which unmaps what PAGEOUT left: on a private,
+//     never-written file mapping it only drops page table entries.
 //
-// Then the file's pages go from the page cache (POSIX_FADV_DONTNEED, after
-// an fdatasync that writes back a binary built a moment ago; the kernel
-// keeps pages another process maps), so that those the agent needs again
-// are read one by one under the new advice instead of being mapped back in
-// large folios. A page the agent needs again costs one read from disk,
-// once.
+// POSIX_FADV_DONTNEED then drops what no one maps any more. Before all
+// that an fdatasync writes back a binary built a moment ago: dirty pages
+// can be neither paged out nor dropped.
 func trimStartup() {
 	debug.FreeOSMemory()
 	exe, err := os.Executable()
 	if err != nil {
 		return
 	}
+	bin, err := os.Open(exe)
+	if err != nil {
+		return
+	}
+	defer bin.Close()
+	// A binary built a moment ago is still dirty in the page cache, and
+	// dirty pages can be neither paged out nor dropped.
+	unix.Fdatasync(int(bin.Fd()))
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
 		return
@@ -66,14 +76,11 @@ func trimStartup() {
 		if err1 != nil || err2 != nil || end <= start {
 			continue
 		}
-		unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_RANDOM)
-		unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
+		for _, advice := range []uintptr{unix.MADV_RANDOM, unix.MADV_PAGEOUT, unix.MADV_DONTNEED} {
+			unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), advice)
+		}
 	}
-	if bin, err := os.Open(exe); err == nil {
-		unix.Fdatasync(int(bin.Fd()))
-		unix.Fadvise(int(bin.Fd()), 0, 0, unix.FADV_DONTNEED)
-		bin.Close()
-	}
+	unix.Fadvise(int(bin.Fd()), 0, 0, unix.FADV_DONTNEED)
 }
 
 // SetGCPercent sets the collector's pace (agent { gc_percent }) unless GOGC
