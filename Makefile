@@ -16,8 +16,11 @@ ARGS    ?=
 
 all: build
 
+# CGO_ENABLED=0: nothing in sluice needs C, and a static binary maps no
+# libc (a megabyte and a half of the agent's RSS) and runs the same on any
+# distribution.
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/sluice ./cmd/sluice
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/sluice ./cmd/sluice
 
 # Static, reproducible release binaries (CGO_ENABLED=0, -trimpath, the
 # commit's time as build date): bin/linux-amd64/sluice, bin/linux-arm64/sluice.

@@ -235,6 +235,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.sinks, a.sources = sinks, srcs
 	a.mu.Unlock()
+	// Every module is compiled and none can be closed before the
+	// pipelines run: the moment to move their machine code onto a file.
+	if n := fileBackCode(pl.cfg.Agent.DataDir); n > 0 {
+		a.log.Debug("compiled wasm code backed by a file", "bytes", n)
+	}
 	pipeDone := make(chan *livePipeline)
 	for _, lp := range lps {
 		a.startPipeline(ctx, lp, pipeDone)
@@ -249,6 +254,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.health.setReady(true)
 	a.log.Info("agent running", "pipelines", len(lps))
 	trimStartup()
+	applyMemorySettings(pl.cfg.Agent, a.log)
 
 	err = a.loop(ctx, pipeDone)
 	a.health.setReady(false)

@@ -34,6 +34,10 @@ func startNATSServer(cfg *config.NATSServer, dataDir string, log *slog.Logger) (
 		JetStream:  cfg.JetStream,
 		StoreDir:   cfg.StoreDir,
 		NoSigs:     true, // the agent owns signal handling
+		// The server keeps closed connections for its monitoring port's
+		// /connz, which the embedded server does not serve: 10,000 by
+		// default, half a megabyte of the agent's heap.
+		MaxClosedClients: 16,
 	}
 	switch cfg.Auth {
 	case config.NATSAuthNone:

@@ -475,6 +475,7 @@ func (a *Agent) apply(runCtx, ctx context.Context, pl *plan, pipeDone chan *live
 	a.mu.Lock()
 	a.plan, a.sinks, a.sources = pl, pr.sinks, pr.sources
 	a.mu.Unlock()
+	applyMemorySettings(pl.cfg.Agent, a.log)
 	for _, lp := range added {
 		a.startPipeline(runCtx, lp, pipeDone)
 	}

@@ -30,7 +30,10 @@ var (
 
 	// agent
 	shutdownGraceBound = durationBound{100 * time.Millisecond, time.Hour}
-	lossIntervalBound  = durationBound{100 * time.Millisecond, day}
+	// Below 16 MiB the collector would run without pause in any agent.
+	memoryLimitBound  = sizeBound{16 << 20, 1 << 40}
+	gcPercentBound    = intBound{10, 1000}
+	lossIntervalBound = durationBound{100 * time.Millisecond, day}
 
 	// source "gadget": a BPF ring buffer's size is a uint32 of a power of
 	// two; perf buffers are per CPU.

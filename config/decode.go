@@ -34,6 +34,8 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "log_level"},
 		{Name: "log_format"},
 		{Name: "shutdown_grace"},
+		{Name: "memory_limit"},
+		{Name: "gc_percent"},
 		{Name: "loss_report_interval"},
 		{Name: "pull_policy"},
 		{Name: "allow"},
@@ -261,6 +263,16 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				a.LogFormat, ds = enumOr(attr, d.ectx, logFormats, a.LogFormat)
 			case "shutdown_grace":
 				a.ShutdownGrace, ds = durationIn(attr, d.ectx, a.ShutdownGrace, shutdownGraceBound)
+			case "gc_percent":
+				var n int
+				var ok bool
+				n, ok, ds = evalIntIn(attr, d.ectx, gcPercentBound)
+				if ok {
+					a.GCPercent = n
+				}
+			case "memory_limit":
+				a.MemoryLimit, _, ds = evalSizeIn(attr, d.ectx, memoryLimitBound)
+				a.MemoryLimitRange = attr.Expr.Range()
 			case "loss_report_interval":
 				a.LossReportInterval, ds = durationIn(attr, d.ectx, a.LossReportInterval, lossIntervalBound)
 			case "pull_policy", "allow":

@@ -35,6 +35,7 @@ func defaultAgent(name string) Agent {
 		LogFormat:          DefaultLogFormat,
 		ShutdownGrace:      DefaultShutdownGrace,
 		LossReportInterval: DefaultLossReportInterval,
+		GCPercent:          DefaultGCPercent,
 		Containers:         Containers{Enabled: true},
 		FilterSelf:         true,
 	}
@@ -96,6 +97,8 @@ agent {
   log_format           = "json"
   shutdown_grace       = "1m30s"
   loss_report_interval = "1d"
+  gc_percent           = 25
+  memory_limit         = "48MiB"
 }
 source "gadget" "exec" {
   gadget      = "./exec.bpf.o"
@@ -133,6 +136,7 @@ pipeline "security" {
 					ControlSocket: "/run/sluice/control.sock",
 					LogLevel:      "debug", LogFormat: "json",
 					ShutdownGrace: 90 * time.Second, LossReportInterval: 24 * time.Hour,
+					GCPercent: 25, MemoryLimit: 48 << 20,
 					Containers: Containers{Enabled: true}, FilterSelf: true,
 				},
 				Sources: []*Source{{
@@ -183,7 +187,7 @@ pipeline "p" {
 				Agent: Agent{
 					Name: "node-from-env", DataDir: "/srv/sluice", LogLevel: "warn", LogFormat: DefaultLogFormat,
 					ShutdownGrace: DefaultShutdownGrace, LossReportInterval: DefaultLossReportInterval,
-					Containers: Containers{Enabled: true}, FilterSelf: true,
+					GCPercent: DefaultGCPercent, Containers: Containers{Enabled: true}, FilterSelf: true,
 				},
 				Sources: []*Source{{
 					Type: "gadget", Name: "exec", Ref: "source.gadget.exec", Gadget: "trace_exec",

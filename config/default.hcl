@@ -8,6 +8,12 @@
 # events out. Start from a copy of this file to write your own.
 
 agent {
+  # The collector runs when the heap has grown by a quarter of its live
+  # size (Go's default is all of it, the agent's otherwise half): some 5 MB
+  # less memory for about 2% more CPU at a host's usual event rates. For
+  # sustained high rates, 50 or 100 spends less CPU on collecting.
+  gc_percent = 25
+
   nats_server {
     listen    = "127.0.0.1:4222"
     jetstream = true
@@ -67,10 +73,18 @@ sink "stdout" "console" {
 sink "nats" "bus" {
   url     = "nats://127.0.0.1:4222"
   subject = "sluice.events.{host}.{source}"
+  # The stream stores a message once however often it is retried within
+  # duplicate_window. The embedded server runs in the agent, so a retry
+  # comes within seconds (a lost acknowledgement, a restart); a replay after
+  # a longer outage may store a message twice (at least once, never lost).
+  # The server keeps every message id of the window, up to three times
+  # over between its compactions: 30s instead of the sink's 2m keeps that
+  # a quarter as large. Raise it for a remote cluster with longer outages.
   jetstream {
-    stream  = "SLUICE"
-    create  = true
-    max_age = "1h"
+    stream           = "SLUICE"
+    create           = true
+    max_age          = "1h"
+    duplicate_window = "30s"
   }
   batch {
     max_events = 100

@@ -15,7 +15,8 @@
 // tests check that each set of twins behaves the same).
 //
 // Ownership and concurrency: the embedded modules are read-only; Builtin
-// returns a slice the caller must not modify, and Builtin and Names are
-// safe for concurrent use. Nothing here fails: a name that is not built in
+// returns a slice of the binary's read-only data, which the caller must not
+// modify (a write faults), and Builtin and Names are safe for concurrent
+// use. Nothing here fails: a name that is not built in
 // is reported by the boolean.
 package stages

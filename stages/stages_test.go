@@ -34,6 +34,19 @@ func TestBuiltinNames(t *testing.T) {
 	}
 }
 
+// The agent keeps its stages' modules for as long as it runs: Builtin must
+// hand out the embedded bytes, not a copy on the heap.
+func TestBuiltinDoesNotCopy(t *testing.T) {
+	a, _ := stages.Builtin("redact")
+	b, _ := stages.Builtin("redact")
+	if &a[0] != &b[0] {
+		t.Error("two calls of Builtin returned different copies of the module")
+	}
+	if n := testing.AllocsPerRun(10, func() { stages.Builtin("redact") }); n != 0 {
+		t.Errorf("Builtin allocates %.0f times per call", n)
+	}
+}
+
 // The C, Go and Rust versions of drop-comm must behave the same.
 func TestDropCommOnSyntheticEvents(t *testing.T) {
 	for _, name := range []string{"drop-comm", "drop-comm-go", "drop-comm-rs"} {

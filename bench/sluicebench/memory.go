@@ -27,7 +27,10 @@ type memoryResult struct {
 	// Go's view (runtime/metrics through /metrics).
 	GoHeapInuseMB float64 `json:"go_heap_inuse_mb"`
 	GoHeapIdleMB  float64 `json:"go_heap_idle_mb"`
-	GoSysMB       float64 `json:"go_sys_mb"`
+	// The idle heap the runtime has not returned to the system (the rest
+	// of the idle heap is address space only).
+	GoHeapIdleKeptMB float64 `json:"go_heap_idle_kept_mb"`
+	GoSysMB          float64 `json:"go_sys_mb"`
 	// HeapTop is `go tool pprof -top` of the live heap at the end.
 	HeapTop string `json:"heap_top,omitempty"`
 	Error   string `json:"error,omitempty"`
@@ -152,6 +155,7 @@ func (e *benchEnv) memory(secs time.Duration, res *memoryResult) error {
 	res.Events = uint64(m.sum("sluice_events_received_total", "component", "source"))
 	res.GoHeapInuseMB = mb(int64(m.sum("go_memstats_heap_inuse_bytes")))
 	res.GoHeapIdleMB = mb(int64(m.sum("go_memstats_heap_idle_bytes")))
+	res.GoHeapIdleKeptMB = res.GoHeapIdleMB - mb(int64(m.sum("go_memstats_heap_released_bytes")))
 	res.GoSysMB = mb(int64(m.sum("go_memstats_sys_bytes")))
 	res.HeapTop = heapTop(paddr, dir)
 	return nil

@@ -78,7 +78,8 @@ func readProc(pid int) (procSample, error) {
 
 // smapsBreakdown sums the Rss of a process's mappings by what backs
 // them: the Go heap and other anonymous memory, BPF maps (ring buffers,
-// mapped twice by their readers), the executable, and the rest.
+// mapped twice by their readers), the executable, the machine code
+// compiled from Wasm, and the rest.
 func smapsBreakdown(pid int, exe string) (map[string]int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
 	if err != nil {
@@ -97,6 +98,10 @@ func smapsBreakdown(pid int, exe string) (map[string]int64, error) {
 				name = strings.Join(fields[5:], " ")
 			}
 			switch {
+			case fields[1] == "r-xp" && (name == "" || strings.HasSuffix(name, "(deleted)")):
+				// Machine code compiled from Wasm: anonymous as wazero maps
+				// it, an unnamed file once the agent has moved it there.
+				cur = "wasm code"
 			case name == "" || name == "[heap]":
 				cur = "anonymous"
 			case strings.Contains(name, "bpf-map"):

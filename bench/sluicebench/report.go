@@ -230,7 +230,7 @@ func (r *report) markdown() string {
 			for _, k := range keys {
 				fmt.Fprintf(&b, " %s %.1f MB;", k, m.BreakdownMB[k])
 			}
-			fmt.Fprintf(&b, " Go heap in use %.1f MB, idle %.1f MB, Go runtime total %.1f MB.\n", m.GoHeapInuseMB, m.GoHeapIdleMB, m.GoSysMB)
+			fmt.Fprintf(&b, " Go heap in use %.1f MB, idle %.1f MB (%.1f MB of it not returned to the system), Go runtime total %.1f MB.\n", m.GoHeapInuseMB, m.GoHeapIdleMB, m.GoHeapIdleKeptMB, m.GoSysMB)
 			if m.HeapTop != "" {
 				fmt.Fprintf(&b, "\nLive heap at the end (`go tool pprof -top`):\n\n```\n%s```\n", m.HeapTop)
 			}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/hashicorp/hcl/v2"
@@ -106,14 +105,10 @@ type runOptions struct {
 
 // runAgent builds and runs an agent until ctx is cancelled.
 func runAgent(ctx context.Context, f *config.File, p *config.Parser, stdout, stderr io.Writer, ro runOptions) error {
-	// The agent's live heap is small (queues, decode plans, the embedded
-	// server's buffers) and its garbage plentiful (every event's bytes):
-	// with Go's default GOGC=100 the heap between collections doubles the
-	// agent's memory. 50 keeps the default config near 60 MB for about 5%
-	// more CPU per event (make bench). GOGC in the environment wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
-	}
+	// The collector's pace from the start (agent { gc_percent }, see
+	// config.DefaultGCPercent); the memory limit waits for the end of
+	// start-up (agent.applyMemorySettings).
+	agent.SetGCPercent(f.Agent.GCPercent)
 	log, err := newLogger(stderr, f.Agent.LogLevel, f.Agent.LogFormat)
 	if err != nil {
 		return err

@@ -3,6 +3,8 @@
 agent {
   shutdown_grace       = "1ns"
   loss_report_interval = "1ns"
+  gc_percent           = 5
+  memory_limit         = "8MiB"
 }
 
 source "gadget" "exec" {

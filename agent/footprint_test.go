@@ -1,0 +1,185 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"log/slog"
+	"math"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-dev/sluice/pipeline"
+	"github.com/sluice-dev/sluice/pipeline/codec"
+	"github.com/sluice-dev/sluice/stages"
+	"github.com/sluice-dev/sluice/wasmstages"
+)
+
+// mapping is one line of /proc/self/smaps: its permissions, its name and
+// the bytes of it that are resident.
+type mapping struct {
+	perms, name string
+	size, rss   int64
+}
+
+func smaps(t *testing.T) []mapping {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []mapping
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
+			out = append(out, mapping{perms: fields[1], name: strings.Join(fields[5:], " ")})
+			continue
+		}
+		if len(out) > 0 && len(fields) >= 2 && (fields[0] == "Rss:" || fields[0] == "Size:") {
+			n, _ := strconv.ParseInt(fields[1], 10, 64)
+			if fields[0] == "Rss:" {
+				out[len(out)-1].rss = n << 10
+			} else {
+				out[len(out)-1].size = n << 10
+			}
+		}
+	}
+	return out
+}
+
+func redactEvent(t *testing.T, s *wasmstages.Stage) string {
+	t.Helper()
+	b := codec.AppendMapHeader(nil, 1)
+	b = codec.AppendString(b, "args")
+	b = codec.AppendArrayHeader(b, 2)
+	b = codec.AppendString(b, "mysql")
+	b = codec.AppendString(b, "--password=hunter2")
+	out, err := s.Process(context.Background(), []pipeline.Event{{Data: b, Source: "src", Seq: 1}}, nil)
+	if err != nil || len(out) != 1 {
+		t.Fatalf("process: %d events, %v", len(out), err)
+	}
+	var m struct {
+		Args []string `msgpack:"args"`
+	}
+	if err := msgpack.Unmarshal(out[0].Data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(m.Args, " ")
+}
+
+// The compiled code of a Go stage moves onto a file at the same addresses:
+// the stage keeps working, no anonymous executable mapping is left, and
+// only the pages that ran are resident.
+func TestFileBackCode(t *testing.T) {
+	module, _ := stages.Builtin("redact")
+	s, err := wasmstages.New(context.Background(), wasmstages.Config{Name: "redact", ModuleBytes: module, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	const want = "mysql --password=****"
+	if got := redactEvent(t, s); got != want {
+		t.Fatalf("before: %q, want %q", got, want)
+	}
+	var anon int64
+	for _, m := range smaps(t) {
+		if m.perms == "r-xp" && m.name == "" {
+			anon += m.size
+		}
+	}
+	if anon < 1<<20 {
+		t.Fatalf("%d bytes of anonymous executable memory after compiling a Go stage, want megabytes", anon)
+	}
+	// Not t.TempDir: /tmp may be a tmpfs, which fileBackCode leaves alone.
+	dir, err := os.MkdirTemp(".", "codefile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if moved := fileBackCode(dir); moved != anon {
+		t.Fatalf("moved %d bytes, want all %d", moved, anon)
+	}
+	for i := 0; i < 3; i++ {
+		if got := redactEvent(t, s); got != want {
+			t.Fatalf("after the move: %q, want %q", got, want)
+		}
+	}
+	var size, rss int64
+	for _, m := range smaps(t) {
+		switch {
+		case m.perms == "r-xp" && m.name == "":
+			t.Errorf("an anonymous executable mapping of %d bytes is left", m.size)
+		case m.perms == "r-xp" && strings.HasSuffix(m.name, "(deleted)"):
+			size += m.size
+			rss += m.rss
+		}
+	}
+	if size != anon {
+		t.Errorf("%d bytes of file-backed code, want %d", size, anon)
+	}
+	if rss > size/2 {
+		t.Errorf("%d of %d bytes of the code resident after three batches, want the few pages that ran", rss, size)
+	}
+}
+
+func TestFileBackCodeLeavesTmpfs(t *testing.T) {
+	var st unix.Statfs_t
+	if unix.Statfs("/dev/shm", &st) != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Skip("/dev/shm is not a tmpfs here")
+	}
+	if moved := fileBackCode("/dev/shm"); moved != 0 {
+		t.Errorf("moved %d bytes of code onto a tmpfs", moved)
+	}
+}
+
+// After trimStartup the executable's pages that start-up read are no
+// longer resident.
+func TestTrimStartupDropsExecutablePages(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resident := func() int64 {
+		var n int64
+		for _, m := range smaps(t) {
+			if m.name == exe && !strings.Contains(m.perms, "w") {
+				n += m.rss
+			}
+		}
+		return n
+	}
+	before := resident()
+	trimStartup()
+	after := resident()
+	t.Logf("executable resident: %d KiB before, %d KiB after", before>>10, after>>10)
+	if after >= before/2 {
+		t.Errorf("executable resident: %d bytes after trimStartup, %d before; want under half", after, before)
+	}
+}
+
+func TestApplyMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(math.MaxInt64)
+	os.Unsetenv("GOMEMLIMIT")
+	log := slog.New(slog.DiscardHandler)
+	applyMemoryLimit(40<<20, log)
+	if got := debug.SetMemoryLimit(-1); got != 40<<20 {
+		t.Errorf("limit %d, want %d", got, 40<<20)
+	}
+	applyMemoryLimit(0, log)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("limit %d after memory_limit was removed, want none", got)
+	}
+	t.Setenv("GOMEMLIMIT", "100MiB")
+	applyMemoryLimit(40<<20, log)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("limit %d with GOMEMLIMIT in the environment, want the environment's (here none set in the runtime)", got)
+	}
+}
