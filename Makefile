@@ -93,8 +93,8 @@ test-race:
 # The end-to-end benchmark, as root (bench/sluicebench): the synthetic
 # producer against a bare ring buffer reader, every sink with and without
 # Wasm stages, trace_open under an open loop, start to first event, the
-# default config's memory and JetStream publishing, in one run of about ten
-# minutes. Results in bench/results/latest.{md,json}, the targets in
+# default config's memory, JetStream publishing and the built-in stages'
+# Go benchmarks, in one run of about ten minutes. Results in bench/results/latest.{md,json}, the targets in
 # README.md. BENCH_ARGS=-quick takes about three.
 BENCH_ARGS ?=
 bench: build bin/sluicebench

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/synth"
@@ -91,7 +92,7 @@ func benchMain(args []string) error {
 	fs := flag.NewFlagSet("sluicebench", flag.ExitOnError)
 	quick := fs.Bool("quick", false, "a shorter run: 2s windows, 64-byte records only, one stage of each kind, no 60s memory run")
 	window := fs.Duration("window", 0, "measured window of each flat-out run (default 5s, 2s with -quick)")
-	only := fs.String("only", "", "run only the parts whose names match this regexp (synthetic case names such as null/64B/none, and trace_open, startup, memory, jetstream)")
+	only := fs.String("only", "", "run only the parts whose names match this regexp (synthetic case names such as null/64B/none, and trace_open, startup, memory, jetstream, stages)")
 	out := fs.String("out", "bench/results", "directory of latest.md and latest.json")
 	readme := fs.String("readme", "README.md", "file whose bench section gets the summary (\"\" leaves it)")
 	sluice := fs.String("sluice", "bin/sluice", "the agent binary")
@@ -160,6 +161,12 @@ func benchMain(args []string) error {
 		env.log("  sync %.0f/s, bare async %.0f/s (%.1fx), sink %.0f/s (%.1fx), batched sink %.0f/s (%.1fx) %s", r.SyncPerSec, r.BareAsyncPerSec, r.BareOfSync,
 			r.SinkPerSec, r.SinkOfSync, r.SinkBatchedPerSec, r.SinkBatchedOfSync, r.Error)
 		rep.JetStream = &r
+	}
+	if want("stages") {
+		env.log("built-in stages: go %s", strings.Join(quoteArgs(stageBenchArgs), " "))
+		r := env.runStages()
+		env.log("  %d rows %s", len(r.Rows), r.Error)
+		rep.Stages = &r
 	}
 	rep.finish(time.Since(started))
 	return rep.write(resultsDir(env.root, *out), *readme)

@@ -33,6 +33,7 @@ type report struct {
 	Startup   []startupResult  `json:"startup,omitempty"`
 	Memory    *memoryResult    `json:"memory_default_config,omitempty"`
 	JetStream *jetStreamResult `json:"jetstream,omitempty"`
+	Stages    *stagesResult    `json:"builtin_stages,omitempty"`
 	Targets   []target         `json:"targets"`
 }
 
@@ -119,6 +120,7 @@ func (r *report) finish(took time.Duration) {
 				j.SinkBatchedOfSync, joinRatios(j.SinkBatchedOfSyncRounds), j.SinkOfSync, 100*j.SinkOfBare, j.BareOfSync, j.AsyncBound),
 			Value: j.SinkBatchedOfSync, Met: j.SinkBatchedOfSync >= 10 && slices.Min(append([]float64{j.SinkBatchedOfSync}, j.SinkBatchedOfSyncRounds...)) >= 10})
 	}
+	r.stageTargets()
 	for _, size := range []int{64, 256} {
 		ofRaw := func(s *synthResult) float64 { return s.OfRaw }
 		ofNone := func(s *synthResult) float64 { return s.OfNoStage }
@@ -261,6 +263,17 @@ func (r *report) markdown() string {
 			shares("The batched phase, by the code each sample was spent for", j.SinkBatchedCPUByCaller)
 		}
 	}
+	if s := r.Stages; s != nil {
+		fmt.Fprintf(&b, "\n## Built-in stages\n\nEach built-in stage through the real host (`%s`): per event at batch 256 (drop-comm also at 1 and 1024) on trace_exec-shaped events, and on realistic exec events (long command lines, a few secrets, mostly none: `RealisticExec`). CPU is the calling thread's; B and allocs are per batch.\n\n", s.Command)
+		if s.Error != "" {
+			fmt.Fprintf(&b, "failed: %s\n", oneLine(s.Error))
+		} else {
+			b.WriteString("| benchmark | ns/event | CPU ns/event | B/batch | allocs/batch |\n|---|---:|---:|---:|---:|\n")
+			for _, row := range s.Rows {
+				fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.0f | %.0f |\n", row.Name, row.NsPerEvent, row.CPUNsPerEvent, row.BytesPerOp, row.AllocsPerOp)
+			}
+		}
+	}
 	return b.String()
 }
 
@@ -275,7 +288,7 @@ func joinRatios(rs []float64) string {
 
 func (r *report) targetsTable() string {
 	var b strings.Builder
-	b.WriteString("## Targets (issue 12)\n\n| target | want | this run | met |\n|---|---|---|---|\n")
+	b.WriteString("## Targets (issues 12 and 16)\n\n| target | want | this run | met |\n|---|---|---|---|\n")
 	for _, t := range r.Targets {
 		met := "no"
 		if t.Met {
@@ -289,7 +302,7 @@ func (r *report) targetsTable() string {
 // summary is what README.md shows: the targets and the stamp.
 func (r *report) summary() string {
 	return fmt.Sprintf("Latest `make bench` (%s); the full tables are in [bench/results/latest.md](bench/results/latest.md).\n\n%s",
-		r.stamp(), strings.TrimPrefix(r.targetsTable(), "## Targets (issue 12)\n\n"))
+		r.stamp(), strings.TrimPrefix(r.targetsTable(), "## Targets (issues 12 and 16)\n\n"))
 }
 
 const (
