@@ -52,15 +52,20 @@ agent {
 }
 source "gadget" "exec_a" { gadget = "trace_exec" }
 source "gadget" "exec_b" { gadget = "trace_exec" }
+# timeout: not the default 100ms, which a loaded machine can starve a
+# call of; a timeout passes the batch on unprocessed (on_error) and
+# restarts the instance (the rate limiter's buckets with it).
 stage "wasm" "flat" {
-  module = %q
-  params = { copies = 2, tick_events = 3 }
-  tick   = "100ms"
+  module  = %q
+  params  = { copies = 2, tick_events = 3 }
+  tick    = "100ms"
+  timeout = "10s"
 }
 stage "wasm" "limit" {
-  module = "rate-limit"
-  params = { key = ["comm"], rate = 0.0001, burst = 1 }
-  tick   = "100ms"
+  module  = "rate-limit"
+  params  = { key = ["comm"], rate = 0.0001, burst = 1 }
+  tick    = "100ms"
+  timeout = "10s"
 }
 sink "nats" "a" {
   url     = %q
