@@ -31,6 +31,10 @@ type memoryResult struct {
 	// of the idle heap is address space only).
 	GoHeapIdleKeptMB float64 `json:"go_heap_idle_kept_mb"`
 	GoSysMB          float64 `json:"go_sys_mb"`
+	// CPUPerEventUS is the agent's CPU time (user + system) over the
+	// minute of activity per event its sources received: what a memory
+	// setting costs.
+	CPUPerEventUS float64 `json:"cpu_per_event_us"`
 	// HeapTop is `go tool pprof -top` of the live heap at the end.
 	HeapTop string `json:"heap_top,omitempty"`
 	Error   string `json:"error,omitempty"`
@@ -105,6 +109,14 @@ func (e *benchEnv) memory(secs time.Duration, res *memoryResult) error {
 			c.Close()
 		}
 	}()
+	startCPU, err := readProc(a.pid())
+	if err != nil {
+		return err
+	}
+	startMetrics, err := getMetrics(maddr)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), secs)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -153,6 +165,9 @@ func (e *benchEnv) memory(secs time.Duration, res *memoryResult) error {
 		return err
 	}
 	res.Events = uint64(m.sum("sluice_events_received_total", "component", "source"))
+	if n := res.Events - uint64(startMetrics.sum("sluice_events_received_total", "component", "source")); n > 0 {
+		res.CPUPerEventUS = float64((p.cpu - startCPU.cpu).Microseconds()) / float64(n)
+	}
 	res.GoHeapInuseMB = mb(int64(m.sum("go_memstats_heap_inuse_bytes")))
 	res.GoHeapIdleMB = mb(int64(m.sum("go_memstats_heap_idle_bytes")))
 	res.GoHeapIdleKeptMB = res.GoHeapIdleMB - mb(int64(m.sum("go_memstats_heap_released_bytes")))

@@ -232,7 +232,7 @@ func (r *report) markdown() string {
 			for _, k := range keys {
 				fmt.Fprintf(&b, " %s %.1f MB;", k, m.BreakdownMB[k])
 			}
-			fmt.Fprintf(&b, " Go heap in use %.1f MB, idle %.1f MB (%.1f MB of it not returned to the system), Go runtime total %.1f MB.\n", m.GoHeapInuseMB, m.GoHeapIdleMB, m.GoHeapIdleKeptMB, m.GoSysMB)
+			fmt.Fprintf(&b, " Go heap in use %.1f MB, idle %.1f MB (%.1f MB of it not returned to the system), Go runtime total %.1f MB. Agent CPU %.1f µs per event over the run.\n", m.GoHeapInuseMB, m.GoHeapIdleMB, m.GoHeapIdleKeptMB, m.GoSysMB, m.CPUPerEventUS)
 			if m.HeapTop != "" {
 				fmt.Fprintf(&b, "\nLive heap at the end (`go tool pprof -top`):\n\n```\n%s```\n", m.HeapTop)
 			}
