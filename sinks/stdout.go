@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluice-dev/sluice/internal/termsafe"
 	"github.com/sluice-dev/sluice/pipeline"
@@ -531,6 +532,14 @@ func fieldText(data []byte, key string) (string, error) {
 // their control characters are escaped (termsafe): a field of an event is
 // whatever a process on the host chose, and the table goes to a terminal.
 func valueText(raw []byte) (string, error) {
+	// A string (most cells) as it is: its JSON form decoded back is the
+	// same text, for two passes over it and an allocation per cell.
+	// Invalid UTF-8 takes the JSON path, which replaces it as JSON does.
+	if len(raw) > 0 && (raw[0]&0xe0 == 0xa0 || raw[0] == 0xd9 || raw[0] == 0xda || raw[0] == 0xdb) {
+		if s, _, err := codec.ReadString(raw); err == nil && utf8.Valid(s) {
+			return termsafe.String(string(s)), nil
+		}
+	}
 	js, err := codec.AppendJSON(nil, raw)
 	if err != nil {
 		return "", err

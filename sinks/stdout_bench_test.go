@@ -37,6 +37,40 @@ func synthBenchEvents(n int) []pipeline.Event {
 	return batch
 }
 
+// BenchmarkStdoutTable is BenchmarkStdoutSink with format = "table", the
+// built-in config's console.
+//
+//	go test -run '^$' -bench 'StdoutTable' -benchmem ./sinks/
+func BenchmarkStdoutTable(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "stdout"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	s, err := NewStdout("bench", f, StdoutOptions{Format: "table"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	batch := synthBenchEvents(256)
+	b.ReportAllocs()
+	b.ResetTimer()
+	events := 0
+	for events < b.N {
+		n := min(len(batch), b.N-events)
+		if err := s.Write(context.Background(), batch[:n]); err != nil {
+			b.Fatal(err)
+		}
+		if events += n; events%(64<<10) < n {
+			b.StopTimer()
+			f.Truncate(0)
+			f.Seek(0, 0)
+			b.StartTimer()
+		}
+	}
+	reportEvents(b, events)
+}
+
 // BenchmarkStdoutSink writes batches of 256 synthetic events as JSON
 // lines into a regular file, as make bench runs the stdout sink, the
 // file truncated every 64 MiB; it reports events/s.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sluice-dev/sluice/internal/termsafe"
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
 )
@@ -301,5 +302,46 @@ func TestStdoutIntoRegularFile(t *testing.T) {
 	}
 	if err := s.Close(context.Background()); err != nil {
 		t.Errorf("close: %v", err)
+	}
+}
+
+// TestValueTextMatchesJSONRoundTrip: a table cell is the value's JSON
+// form, strings decoded back to their text, made safe for a terminal;
+// strings take a shorter way to the same text.
+func TestValueTextMatchesJSONRoundTrip(t *testing.T) {
+	reference := func(raw []byte) string {
+		js, err := codec.AppendJSON(nil, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(js) > 0 && js[0] == '"' {
+			var s string
+			if err := json.Unmarshal(js, &s); err == nil {
+				return termsafe.String(s)
+			}
+		}
+		return termsafe.String(string(js))
+	}
+	values := [][]byte{
+		codec.AppendString(nil, ""),
+		codec.AppendString(nil, "bash"),
+		codec.AppendString(nil, `a "quoted" \ path/with slashes`),
+		codec.AppendString(nil, "tab\there, newline\nthere, bell\a, esc\x1b[31m"),
+		codec.AppendString(nil, "unicode: héllo 世界 \u2028 \u202e"),
+		codec.AppendString(nil, "invalid \xff\xfe utf-8"),
+		codec.AppendString(nil, strings.Repeat("x", 40)),  // str8
+		codec.AppendString(nil, strings.Repeat("y", 300)), // str16
+		codec.AppendBytes(nil, []byte("bin \x00\x01")),
+		codec.AppendInt(nil, -42),
+		codec.AppendMapHeader(nil, 0),
+	}
+	for _, raw := range values {
+		got, err := valueText(raw)
+		if err != nil {
+			t.Fatalf("%x: %v", raw, err)
+		}
+		if want := reference(raw); got != want {
+			t.Errorf("%x: cell %q, want %q", raw, got, want)
+		}
 	}
 }
