@@ -83,6 +83,8 @@ type soakResult struct {
 	// warnings and errors by message.
 	Losses        string         `json:"losses,omitempty"`
 	AgentWarnings map[string]int `json:"agent_warnings,omitempty"`
+	// The first line of each of them, as the agent logged it.
+	AgentLogFirsts []string `json:"agent_log_firsts,omitempty"`
 	// Why the producer's thread is not SCHED_FIFO, if it is not.
 	ProducerNote string `json:"producer_note,omitempty"`
 }
@@ -337,7 +339,7 @@ pipeline "soak" {
 	if _, err := a.stop(time.Minute); err != nil {
 		return err
 	}
-	res.AgentWarnings = logWarnings(filepath.Join(dir, "agent.log"))
+	res.AgentWarnings, res.AgentLogFirsts = logWarnings(filepath.Join(dir, "agent.log"))
 	time.Sleep(500 * time.Millisecond) // the follower reads to the end
 	close(stopFollow)
 	if err := <-follow; err != nil {
@@ -711,7 +713,7 @@ func (res *soakResult) markdown() string {
 			msgs = append(msgs, fmt.Sprintf("%s (%d)", m, n))
 		}
 		slices.Sort(msgs)
-		fmt.Fprintf(&b, "\nThe agent's log: %s.\n", strings.Join(msgs, "; "))
+		fmt.Fprintf(&b, "\nThe agent's log: %s. The first of each:\n\n```\n%s\n```\n", strings.Join(msgs, "; "), strings.Join(res.AgentLogFirsts, "\n"))
 	} else {
 		b.WriteString("\nThe agent logged no warning or error.\n")
 	}
@@ -722,12 +724,12 @@ func (res *soakResult) markdown() string {
 }
 
 // logWarnings counts the agent's warnings and errors (its text log) by
-// level and message: a sink that retried, a queue that blocked, a reader
+// level, message and kind (a stage's failures have one): a sink that retried, a queue that blocked, a reader
 // that broke leave their mark here even when the counters balance.
-func logWarnings(path string) map[string]int {
+func logWarnings(path string) (counts map[string]int, firsts []string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	out := map[string]int{}
 	for line := range strings.SplitSeq(string(b), "\n") {
@@ -750,9 +752,17 @@ func logWarnings(path string) map[string]int {
 				msg, _, _ = strings.Cut(rest, " ")
 			}
 		}
-		out[level+": "+msg]++
+		if _, rest, ok := strings.Cut(line, " kind="); ok {
+			kind, _, _ := strings.Cut(rest, " ")
+			msg += " (kind " + kind + ")"
+		}
+		key := level + ": " + msg
+		if out[key] == 0 {
+			firsts = append(firsts, line[:min(len(line), 500)])
+		}
+		out[key]++
 	}
-	return out
+	return out, firsts
 }
 
 // lossCauses describes the kernel losses over time: how many seconds had
