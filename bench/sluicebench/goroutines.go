@@ -20,7 +20,8 @@ type goroutineSample struct {
 
 // getGoroutines reads the agent's goroutine dump (--pprof-listen,
 // debug=2: every goroutine with its "created by" line) and counts the
-// goroutines per creator. The goroutine serving the request is left out.
+// goroutines per creator. The goroutine serving the request is left out,
+// and so are the background readers of HTTP requests (see countByCreator).
 func getGoroutines(addr string) (map[string]int, error) {
 	c := http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get("http://" + addr + "/debug/pprof/goroutine?debug=2")
@@ -34,6 +35,8 @@ func getGoroutines(addr string) (map[string]int, error) {
 	return countByCreator(resp.Body)
 }
 
+const backgroundRead = "net/http.(*connReader).startBackgroundRead"
+
 // countByCreator parses a debug=2 goroutine dump: blocks separated by a
 // blank line, each starting "goroutine N [state]:" and, unless it is the
 // main goroutine, ending "created by PKG.FUNC in goroutine M".
@@ -43,6 +46,16 @@ func countByCreator(r io.Reader) (map[string]int, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	inBlock, creator, serving := false, "", false
 	flush := func() {
+		// net/http starts a connection's background reader for each
+		// request while its handler runs and stops it after the response
+		// is flushed: the soak's scrape of /metrics, answered, may still
+		// have one when the dump is taken. They belong to the requests of
+		// the measuring itself; a leak of connections or of stuck handlers
+		// shows as the connections' own goroutines (created by
+		// net/http.(*Server).Serve), which are counted.
+		if creator == backgroundRead {
+			serving = true
+		}
 		if inBlock && !serving {
 			if creator == "" {
 				creator = "(main)"

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -54,6 +56,49 @@ func TestCountByCreatorReadsARealDump(t *testing.T) {
 	}
 	if total < 4 {
 		t.Errorf("%d goroutines counted, want at least 4", total)
+	}
+}
+
+// TestCountByCreatorLeavesOutRequestReaders: a request whose handler runs
+// has a background reader (net/http), which is the request's and not the
+// server's; the connection's goroutine is counted.
+func TestCountByCreatorLeavesOutRequestReaders(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+	}))
+	defer srv.Close()
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(srv.URL)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-entered
+	var dump bytes.Buffer
+	err := pprof.Lookup("goroutine").WriteTo(&dump, 2)
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(dump.String(), "created by "+backgroundRead) {
+		t.Fatalf("the dump has no background reader; the test no longer tests anything:\n%s", dump.String())
+	}
+	got, err := countByCreator(&dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := got[backgroundRead]; n != 0 {
+		t.Errorf("%d background readers counted, want them left out", n)
+	}
+	if got["net/http.(*Server).Serve"] == 0 {
+		t.Errorf("the connection's goroutine is not counted: %v", got)
 	}
 }
 

@@ -10,8 +10,8 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// plotSoak draws the soak's RSS, events/s and queue fill over time, one
-// panel each, into a PNG.
+// plotSoak draws the soak's RSS, events/s, queue fill, kernel losses and
+// the shared machine's state over time, one panel each, into a PNG.
 func plotSoak(res *soakResult, path string) error {
 	series := func(y func(soakSample) float64) plotter.XYs {
 		xy := make(plotter.XYs, len(res.Samples))
@@ -55,15 +55,31 @@ func plotSoak(res *soakResult, path string) error {
 	if err != nil {
 		return err
 	}
-	fill, err := panel("fullest queue", "% of max_events", "queue fill", series(func(s soakSample) float64 { return s.QueueFill }))
+	fill, err := panel("queue fill", "% of max_events",
+		"pipeline (before the stage)", series(func(s soakSample) float64 { return s.EdgeFill }),
+		"JetStream sink", series(func(s soakSample) float64 { return s.BusFill }),
+		"file sink", series(func(s soakSample) float64 { return s.FileFill }))
 	if err != nil {
 		return err
 	}
-	const w, h = 10 * vg.Inch, 9 * vg.Inch
+	lost, err := panel("kernel losses and the producer's backlog", "records",
+		"lost in the kernel per second", series(func(s soakSample) float64 { return s.KernelLost }),
+		"most due at one tick of the producer (50 on time)", series(func(s soakSample) float64 { return s.ProducerLate }))
+	if err != nil {
+		return err
+	}
+	machine, err := panel("the shared machine", "% of one core",
+		"agent CPU", series(func(s soakSample) float64 { return s.AgentCPU }),
+		"agent's threads waiting for a CPU", series(func(s soakSample) float64 { return s.AgentWait }),
+		"load average x 10", series(func(s soakSample) float64 { return 10 * s.Load1 }))
+	if err != nil {
+		return err
+	}
+	const w, h = 10 * vg.Inch, 15 * vg.Inch
 	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(96))
 	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 3, Cols: 1, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 4}
-	plots := [][]*plot.Plot{{rss}, {rate}, {fill}}
+	tiles := draw.Tiles{Rows: 5, Cols: 1, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 4}
+	plots := [][]*plot.Plot{{rss}, {rate}, {fill}, {lost}, {machine}}
 	canvases := plot.Align(plots, tiles, dc)
 	for i := range plots {
 		plots[i][0].Draw(canvases[i][0])

@@ -122,3 +122,43 @@ func smapsBreakdown(pid int, exe string) (map[string]int64, error) {
 	}
 	return out, sc.Err()
 }
+
+// load1 is the machine's one-minute load average (0 when /proc does not
+// say): the soak keeps it beside the agent's CPU, since the machine is
+// shared.
+func load1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+// runQueueWait is how long the threads of a process now alive have waited
+// on a run queue for a CPU, in total (/proc/PID/task/TID/schedstat, the
+// second field): per second of wall time, how many of its threads wanted
+// a CPU and had none. On a machine shared with other work it tells a
+// starved process from a slow one.
+func runQueueWait(pid int) time.Duration {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0
+	}
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			ns, _ := strconv.ParseInt(f[1], 10, 64)
+			total += time.Duration(ns)
+		}
+	}
+	return total
+}

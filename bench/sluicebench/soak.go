@@ -28,6 +28,26 @@ type soakSample struct {
 	FilePerSec float64 `json:"file_per_sec"`
 	JSPerSec   float64 `json:"jetstream_per_sec"`
 	QueueFill  float64 `json:"queue_fill_pct"` // the fullest queue, % of its max_events
+	// Each queue's fill (% of max_events): the pipeline's edge queue
+	// (before the stage) and the two sinks' queues.
+	EdgeFill float64 `json:"edge_fill_pct"`
+	BusFill  float64 `json:"jetstream_fill_pct"`
+	FileFill float64 `json:"file_fill_pct"`
+	// Records lost in the kernel (the ring buffer was full) this second,
+	// and the most records due at one tick of the producer this second:
+	// 50 when it is on time (1 ms ticks), everything due since its last
+	// tick when it was not scheduled for a while (it catches up at four
+	// times the rate).
+	KernelLost   float64 `json:"kernel_lost"`
+	ProducerLate float64 `json:"producer_most_per_tick"`
+	// The agent's CPU (user + system, % of one core) this second, and
+	// the machine's one-minute load average: the machine is shared.
+	AgentCPU float64 `json:"agent_cpu_pct"`
+	Load1    float64 `json:"load1"`
+	// How long the agent's threads waited on a run queue for a CPU this
+	// second, in % of the second (100: one thread wanting a CPU all
+	// second and getting none).
+	AgentWait float64 `json:"agent_runqueue_wait_pct"`
 	// Where the RSS is: anonymous (the Go heap, stacks, the runtime's
 	// own) and file-backed or shared pages (the executable, the ring
 	// buffer); within the Go heap, the bytes in use, the collector's
@@ -59,6 +79,14 @@ type soakResult struct {
 	// Scrapes of /metrics that did not answer within 5s (no sample then).
 	MissedScrapes int           `json:"missed_scrapes"`
 	LossRecords   []lossSummary `json:"loss_records,omitempty"`
+	// What the kernel losses came with (lossCauses), and the agent's
+	// warnings and errors by message.
+	Losses        string         `json:"losses,omitempty"`
+	AgentWarnings map[string]int `json:"agent_warnings,omitempty"`
+	// The first line of each of them, as the agent logged it.
+	AgentLogFirsts []string `json:"agent_log_firsts,omitempty"`
+	// Why the producer's thread is not SCHED_FIFO, if it is not.
+	ProducerNote string `json:"producer_note,omitempty"`
 }
 
 type soakCheck struct {
@@ -215,9 +243,17 @@ pipeline "soak" {
 	go func() { follow <- follower.run(stopFollow) }()
 
 	e.log("soak: %d records/s for %s", rate, duration)
-	prod, stopProd := producing(rate, 1)
+	// The producer's thread runs SCHED_FIFO and catches up at four times
+	// the rate: on a machine loaded by other work it was late by up to
+	// 1.3 s and caught up in one burst of tens of thousands of records,
+	// several times what the gadget's ring (about 14,500 records) holds
+	// however fast the agent reads (RATIONALE.md).
+	prod := &synth.Producer{Rate: rate, Threads: 1, RealTime: true, CatchUp: 4}
+	stopProd := startProducer(prod)
 	start := time.Now()
-	var prevFile, prevJS float64
+	var prevFile, prevJS, prevLost float64
+	var prevProc procSample
+	var prevWait time.Duration
 	prevT := start
 	nextDump := warmup
 	tick := time.NewTicker(time.Second)
@@ -244,15 +280,22 @@ pipeline "soak" {
 		p, _ := readProc(a.pid())
 		file := m.sum("sluice_events_sent_total", "component", "sink", "name", "events")
 		jsSent := m.sum("sluice_events_sent_total", "component", "sink", "name", "bus")
+		lost := m.sum("sluice_events_dropped_total", "component", "source", "reason", "kernel")
 		dt := now.Sub(prevT).Seconds()
-		fill := 0.0
-		for _, ser := range m.series {
-			if ser.name == "sluice_queue_events" {
-				fill = max(fill, 100*ser.value/8192)
-			}
+		fill := func(component, name string) float64 {
+			return 100 * m.sum(pipeline.MetricQueueLen, "component", component, "name", name) / pipeline.DefaultQueueEvents
 		}
+		edge, bus, ff := fill("pipeline", "soak"), fill("sink", "bus"), fill("sink", "events")
+		cpu, wait, runq := 0.0, 0.0, runQueueWait(a.pid())
+		if !prevProc.at.IsZero() {
+			cpu = 100 * (p.cpu - prevProc.cpu).Seconds() / p.at.Sub(prevProc.at).Seconds()
+			wait = max(0, 100*(runq-prevWait).Seconds()/p.at.Sub(prevProc.at).Seconds())
+		}
+		prevProc, prevWait = p, runq
 		res.Samples = append(res.Samples, soakSample{T: now.Sub(start).Seconds(), RSSMB: mb(p.rss),
-			Goroutines: m.sum("go_goroutines"), FilePerSec: (file - prevFile) / dt, JSPerSec: (jsSent - prevJS) / dt, QueueFill: fill,
+			Goroutines: m.sum("go_goroutines"), FilePerSec: (file - prevFile) / dt, JSPerSec: (jsSent - prevJS) / dt,
+			QueueFill: max(edge, bus, ff), EdgeFill: edge, BusFill: bus, FileFill: ff,
+			KernelLost: lost - prevLost, ProducerLate: float64(prod.TakeLateMost()), AgentCPU: cpu, Load1: load1(), AgentWait: wait,
 			AnonMB: mb(p.anon), FileMB: mb(p.file),
 			HeapMB:     m.sum("go_memstats_heap_inuse_bytes") / (1 << 20),
 			HeapGoalMB: m.sum("go_memstats_next_gc_bytes") / (1 << 20),
@@ -266,7 +309,7 @@ pipeline "soak" {
 				e.log("soak: goroutine dump: %v", err)
 			}
 		}
-		prevFile, prevJS, prevT = file, jsSent, now
+		prevFile, prevJS, prevLost, prevT = file, jsSent, lost, now
 		if n := len(res.Samples); n%60 == 0 {
 			e.log("soak: %.0fs, RSS %.1f MB, %.0f goroutines, %.0f events/s into the file", res.Samples[n-1].T, res.Samples[n-1].RSSMB, res.Samples[n-1].Goroutines, res.Samples[n-1].FilePerSec)
 		}
@@ -276,7 +319,9 @@ pipeline "soak" {
 	}
 	tick.Stop()
 	res.Requested = stopProd()
-	_ = prod
+	if err := prod.RealTimeErr(); err != nil {
+		res.ProducerNote = err.Error()
+	}
 	res.Seconds = time.Since(start).Seconds()
 	if err := e.drain(maddr); err != nil {
 		return err
@@ -294,6 +339,7 @@ pipeline "soak" {
 	if _, err := a.stop(time.Minute); err != nil {
 		return err
 	}
+	res.AgentWarnings, res.AgentLogFirsts = logWarnings(filepath.Join(dir, "agent.log"))
 	time.Sleep(500 * time.Millisecond) // the follower reads to the end
 	close(stopFollow)
 	if err := <-follow; err != nil {
@@ -301,6 +347,7 @@ pipeline "soak" {
 	}
 	res.FileEvents = follower.events
 	res.LossRecords = follower.losses
+	res.Losses = lossCauses(res.Samples)
 	res.check(fin, follower, warmup)
 	return nil
 }
@@ -625,7 +672,7 @@ func (res *soakResult) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# sluice soak\n\ncommit %.12s, %s, kernel %s, %d cores. `make soak`: %d records/s of the synthetic producer (64 bytes) for %.0fs through a Wasm stage (drop-comm, C, keeping every event) into JetStream (the embedded server, 100 events per message, kept an hour as the built-in config does) and a JSON file sink.\n\n",
 		res.Commit, res.Date, res.Kernel, res.Cores, res.Rate, res.Seconds)
-	b.WriteString("![RSS, events/s and queue fill over time](soak.png)\n\n| check | result | detail |\n|---|---|---|\n")
+	b.WriteString("![RSS, events/s, queue fill, kernel losses and the machine over time](soak.png)\n\n| check | result | detail |\n|---|---|---|\n")
 	for _, c := range res.Checks {
 		ok := "pass"
 		if !c.OK {
@@ -641,8 +688,116 @@ func (res *soakResult) markdown() string {
 	if len(res.LossRecords) > 0 {
 		fmt.Fprintf(&b, "\n%d loss records in the file.\n", len(res.LossRecords))
 	}
+	fmt.Fprintf(&b, "\nKernel losses: %s.\n", res.Losses)
+	if len(res.Samples) > 0 {
+		pick := func(f func(soakSample) float64) (lo, med, hi float64) {
+			xs := make([]float64, len(res.Samples))
+			for i, s := range res.Samples {
+				xs[i] = f(s)
+			}
+			return slices.Min(xs), medianF(xs), slices.Max(xs)
+		}
+		l0, l1, l2 := pick(func(s soakSample) float64 { return s.Load1 })
+		c0, c1, c2 := pick(func(s soakSample) float64 { return s.AgentCPU })
+		w0, w1, w2 := pick(func(s soakSample) float64 { return s.AgentWait })
+		p0, p1, p2 := pick(func(s soakSample) float64 { return s.ProducerLate })
+		fmt.Fprintf(&b, "\nThe machine (2 cores, shared; minimum, median, maximum over the one-second samples): load average %.1f, %.1f, %.1f; the agent's CPU %.0f, %.0f, %.0f%% of one core; its threads waited for a CPU %.0f, %.0f, %.0f%% of each second; the records due at the producer's tick %.0f, %.0f, %.0f (50 when on time).\n",
+			l0, l1, l2, c0, c1, c2, w0, w1, w2, p0, p1, p2)
+	}
+	if res.ProducerNote != "" {
+		fmt.Fprintf(&b, "\nThe producer ran without real-time priority: %s.\n", res.ProducerNote)
+	}
+	if len(res.AgentWarnings) > 0 {
+		msgs := make([]string, 0, len(res.AgentWarnings))
+		for m, n := range res.AgentWarnings {
+			msgs = append(msgs, fmt.Sprintf("%s (%d)", m, n))
+		}
+		slices.Sort(msgs)
+		fmt.Fprintf(&b, "\nThe agent's log: %s. The first of each:\n\n```\n%s\n```\n", strings.Join(msgs, "; "), strings.Join(res.AgentLogFirsts, "\n"))
+	} else {
+		b.WriteString("\nThe agent logged no warning or error.\n")
+	}
 	if res.MissedScrapes > 0 {
 		fmt.Fprintf(&b, "\n%d scrapes of /metrics did not answer within 5s (the machine is shared); those seconds have no sample.\n", res.MissedScrapes)
 	}
 	return b.String()
+}
+
+// logWarnings counts the agent's warnings and errors (its text log) by
+// level, message and kind (a stage's failures have one): a sink that retried, a queue that blocked, a reader
+// that broke leave their mark here even when the counters balance.
+func logWarnings(path string) (counts map[string]int, firsts []string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil
+	}
+	out := map[string]int{}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		level := ""
+		for _, l := range []string{"WARN", "ERROR"} {
+			if strings.Contains(line, "level="+l+" ") {
+				level = l
+			}
+		}
+		if level == "" {
+			continue
+		}
+		msg := ""
+		if _, rest, ok := strings.Cut(line, " msg="); ok {
+			if strings.HasPrefix(rest, `"`) {
+				if v, err := strconv.QuotedPrefix(rest); err == nil {
+					msg, _ = strconv.Unquote(v)
+				}
+			} else {
+				msg, _, _ = strings.Cut(rest, " ")
+			}
+		}
+		if _, rest, ok := strings.Cut(line, " kind="); ok {
+			kind, _, _ := strings.Cut(rest, " ")
+			msg += " (kind " + kind + ")"
+		}
+		key := level + ": " + msg
+		if out[key] == 0 {
+			firsts = append(firsts, line[:min(len(line), 500)])
+		}
+		out[key]++
+	}
+	return out, firsts
+}
+
+// lossCauses describes the kernel losses over time: how many seconds had
+// any, when, and what those seconds and the one before each looked like
+// (the producer's largest tick, the queues' fill, how long the agent's
+// threads waited for a CPU, the load average), which tells a reader that
+// did not keep up (a full queue behind it, or an agent without a CPU)
+// from a producer that wrote more at once than the ring holds.
+func lossCauses(samples []soakSample) string {
+	var secs []string
+	var n int
+	var total, late, fill, wait, load float64
+	for i, s := range samples {
+		if s.KernelLost <= 0 {
+			continue
+		}
+		n++
+		total += s.KernelLost
+		if len(secs) < 12 {
+			secs = append(secs, fmt.Sprintf("%.0fs: %.0f", s.T, s.KernelLost))
+		}
+		for _, x := range samples[max(0, i-1) : i+1] {
+			late = max(late, x.ProducerLate)
+			fill = max(fill, x.EdgeFill, x.BusFill, x.FileFill)
+			wait = max(wait, x.AgentWait)
+			load = max(load, x.Load1)
+		}
+	}
+	if n == 0 {
+		return "no record lost in the kernel"
+	}
+	more := ""
+	if n > len(secs) {
+		more = ", …"
+	}
+	return fmt.Sprintf("%.0f records lost in the kernel in %d of %d seconds (%s%s); in those seconds and the one before each, at most: the producer was %.0f records behind at one tick (50 due when on time; it catches up at 4x the rate; the ring holds about %d), a queue was %.0f%% full, the agent's threads waited %.0f%% of a second for a CPU, load average %.1f",
+		total, n, len(samples), strings.Join(secs, ", "), more, late, synth.RingSize/(64+8), fill, wait, load)
 }

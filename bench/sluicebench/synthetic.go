@@ -191,13 +191,19 @@ func (e *benchEnv) runSynth(c synthCase) synthResult {
 // returns how many records it asked for.
 func producing(rate, threads int) (p *synth.Producer, stop func() uint64) {
 	p = &synth.Producer{Rate: rate, Threads: threads}
+	return p, startProducer(p)
+}
+
+// startProducer starts p; the function it returns stops p and returns how many
+// records p asked for.
+func startProducer(p *synth.Producer) (stop func() uint64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		p.Run(ctx)
 	}()
-	return p, func() uint64 {
+	return func() uint64 {
 		cancel()
 		<-done
 		return p.Requested()

@@ -15,6 +15,7 @@ package synth
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,6 +23,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,17 +62,52 @@ type Producer struct {
 	Rate      int // records per second, all threads together; 0: flat out
 	BurstSize int // records per call; 0: 256
 	Threads   int // 0: 1
+	// RealTime runs a paced producer's threads under SCHED_FIFO (needs
+	// CAP_SYS_NICE; without it they run as usual, and RealTimeErr says
+	// why) and keeps them off the Go scheduler between ticks, so that a
+	// machine loaded by other work does not make them late: a late tick
+	// asks for everything due since the last one (see CatchUp), a burst
+	// no ring buffer of ordinary size takes (TakeLateMost).
+	RealTime bool
+	// CatchUp bounds what one tick of a paced run asks for, in ticks'
+	// worth of records (1 ms at Rate): a tick that comes late asks for
+	// at most CatchUp ticks' worth and leaves the rest to the next ticks,
+	// so that the producer catches up at CatchUp times its rate instead
+	// of in one burst. 0: everything due at once.
+	CatchUp int
 
+	rtErr     atomic.Pointer[error]
 	requested atomic.Uint64
+	// lateMost is the most records due at one tick of a paced run since
+	// TakeLateMost last read it.
+	lateMost atomic.Uint64
 }
 
 // Requested returns how many records the producer has asked for so far:
 // what the program wrote plus what it lost. Safe for concurrent use.
 func (p *Producer) Requested() uint64 { return p.requested.Load() }
 
+// RealTimeErr returns why a RealTime producer's thread could not switch to
+// SCHED_FIFO, or nil. Safe for concurrent use.
+func (p *Producer) RealTimeErr() error {
+	if e := p.rtErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// TakeLateMost returns the most records due at one tick of a paced run
+// since the last call, and starts over. A tick on time finds Rate/1000
+// due; a producer thread that was not scheduled for a while finds
+// everything due since, and asks for it at once (in bursts of BurstSize
+// back to back, which a ring buffer smaller than all of them cannot take
+// however fast its reader is) or, with CatchUp, over the next ticks.
+// Safe for concurrent use.
+func (p *Producer) TakeLateMost() uint64 { return p.lateMost.Swap(0) }
+
 // Run produces until ctx ends and returns once its threads have stopped.
-// Paced runs catch up after a late tick, so the average rate holds over
-// any second.
+// Paced runs catch up after a late tick (at once, or at CatchUp times
+// their rate), so the average rate holds.
 func (p *Producer) Run(ctx context.Context) {
 	threads := max(p.Threads, 1)
 	var wg sync.WaitGroup
@@ -94,7 +131,12 @@ func (p *Producer) Run(ctx context.Context) {
 // run is one thread of Run.
 func (p *Producer) run(ctx context.Context, rate int) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	unlock := true
+	defer func() {
+		if unlock {
+			runtime.UnlockOSThread()
+		}
+	}()
 	burst := p.BurstSize
 	if burst <= 0 {
 		burst = 256
@@ -109,6 +151,18 @@ func (p *Producer) run(ctx context.Context, rate int) {
 		}
 		return
 	}
+	if p.RealTime {
+		err := unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: 1}, 0)
+		if err == nil {
+			// The thread ends with the goroutine (it stays locked): no
+			// other goroutine ever runs at real-time priority.
+			unlock = false
+			p.runRealTime(ctx, rate, burst)
+			return
+		}
+		err = fmt.Errorf("switch the producer thread to SCHED_FIFO: %w", err)
+		p.rtErr.Store(&err)
+	}
 	start := time.Now()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -119,13 +173,47 @@ func (p *Producer) run(ctx context.Context, rate int) {
 			return
 		case <-tick.C:
 		}
-		due := uint64(time.Since(start).Seconds() * float64(rate))
-		for done < due {
-			n := min(uint64(burst), due-done)
-			Burst(int(n))
-			done += n
-			p.requested.Add(n)
+		done = p.catchUp(start, rate, burst, done, Burst)
+	}
+}
+
+// catchUp asks for the records due at rate since start beyond done, in
+// bursts of at most burst through emit, and returns the new done.
+func (p *Producer) catchUp(start time.Time, rate, burst int, done uint64, emit func(int)) uint64 {
+	due := uint64(time.Since(start).Seconds() * float64(rate))
+	if due > done {
+		for n, cur := due-done, p.lateMost.Load(); n > cur && !p.lateMost.CompareAndSwap(cur, n); cur = p.lateMost.Load() {
 		}
+	}
+	if p.CatchUp > 0 {
+		due = min(due, done+uint64(max(1, p.CatchUp*rate/1000)))
+	}
+	for done < due {
+		n := min(uint64(burst), due-done)
+		emit(int(n))
+		done += n
+		p.requested.Add(n)
+	}
+	return done
+}
+
+// runRealTime is run on a SCHED_FIFO thread. It sleeps and calls the
+// program with raw system calls, which keep the thread's P: a goroutine
+// woken by a Go timer, or back from an ordinary system call, waits for a
+// P, and on a loaded machine the threads holding both Ps may wait for a
+// CPU for hundreds of milliseconds. The rest of the process does without
+// the P it keeps; the collector still stops it (a signal ends the sleep,
+// and the loop is preemptible Go code).
+func (p *Producer) runRealTime(ctx context.Context, rate, burst int) {
+	raw := func(n int) {
+		unix.RawSyscall(unix.SYS_GETPGID, uintptr(uint64(Magic)<<32|uint64(n)), 0, 0)
+	}
+	start := time.Now()
+	var done uint64
+	ts := unix.NsecToTimespec(int64(time.Millisecond))
+	for ctx.Err() == nil {
+		unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+		done = p.catchUp(start, rate, burst, done, raw)
 	}
 }
 
