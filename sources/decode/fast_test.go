@@ -77,7 +77,9 @@ func fastKinds() []func(n uint32) btf.Type {
 		func(uint32) btf.Type { return typedef("gadget_timestamp", u64) },
 		func(uint32) btf.Type { return typedef("gadget_pid", u32) },
 		func(uint32) btf.Type { return typedef("gadget_errno", s32) },
-		func(uint32) btf.Type { return &btf.Enum{Name: "e", Size: 4, Values: []btf.EnumValue{{Name: "A", Value: 1}}} },
+		func(uint32) btf.Type {
+			return &btf.Enum{Name: "e", Size: 4, Values: []btf.EnumValue{{Name: "A", Value: 1}}}
+		},
 		func(n uint32) btf.Type { return &btf.Array{Type: u16, Nelems: n % 8} },
 		func(n uint32) btf.Type { return &btf.Array{Type: typedef("gadget_strlist", char), Nelems: 1 + n%40} },
 		func(uint32) btf.Type { return &btf.Float{Name: "double", Size: 8} },
