@@ -7,7 +7,9 @@
 // unprivileged. [NewGadget] binds a spec to parameter values and a decode plan;
 // [Gadget.Open] loads and attaches it (the only step that needs privileges),
 // and [Gadget.Run] reads its ring or perf buffers until its context is
-// cancelled, emitting decoded events in batches.
+// cancelled, emitting decoded events in batches. Ring buffers are read by
+// the package's own reader (ringbuf.go: a chunk of records per copy and
+// per published consumer position), perf arrays by cilium/ebpf's.
 //
 // An [Object] is a gadget ELF loaded without attaching anything: its
 // programs are attached one by one on request and its outputs read on

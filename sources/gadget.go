@@ -642,6 +642,9 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 	emitCtx := ctx
 
 	arena := newArena() // see arena.go
+	// What one record needs of an arena: Append writes its fixed-size
+	// fields without checking room (decode.Plan.Room).
+	room := max(plan.Size()*2+512, plan.Room())
 	// A pipeline takes each batch over (pipeline.BatchEmitter) and moves
 	// it through its queues whole; the next batch comes from its pool.
 	handOver, _ := out.(pipeline.BatchEmitter)
@@ -741,9 +744,9 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 		if len(sample) == 0 {
 			continue
 		}
-		if cap(arena)-len(arena) < plan.Size()*2+512 {
-			if plan.Size()*8 > arenaSize {
-				arena = make([]byte, 0, plan.Size()*8) // records too large for the pool's arenas
+		if cap(arena)-len(arena) < room {
+			if plan.Size()*8 > arenaSize || room*4 > arenaSize {
+				arena = make([]byte, 0, max(plan.Size()*8, room*4)) // records too large for the pool's arenas
 			} else {
 				arena = newArena()
 			}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/perf"
-	"github.com/cilium/ebpf/ringbuf"
 )
 
 // recordReader hides the difference between ring buffers and perf arrays.
@@ -25,11 +24,7 @@ func openReader(m *ebpf.Map, st StreamSpec, perfSize int) (recordReader, error) 
 	}
 	switch st.MapType {
 	case ebpf.RingBuf:
-		r, err := ringbuf.NewReader(m)
-		if err != nil {
-			return nil, err
-		}
-		return &ringReader{r: r}, nil
+		return newRingBuffer(m.FD(), int(m.MaxEntries()))
 	case ebpf.PerfEventArray:
 		// A watermark lets the kernel skip most wakeups; the reader's poll
 		// deadline picks up what lies below it.
@@ -45,20 +40,6 @@ func openReader(m *ebpf.Map, st StreamSpec, perfSize int) (recordReader, error) 
 		return &perfReader{r: r}, nil
 	}
 	return nil, fmt.Errorf("map type %s is not an output", st.MapType)
-}
-
-type ringReader struct {
-	r   *ringbuf.Reader
-	rec ringbuf.Record
-}
-
-func (r *ringReader) SetDeadline(t time.Time) { r.r.SetDeadline(t) }
-func (r *ringReader) Close() error            { return r.r.Close() }
-func (r *ringReader) Read() ([]byte, uint64, error) {
-	if err := r.r.ReadInto(&r.rec); err != nil {
-		return nil, 0, err
-	}
-	return r.rec.RawSample, 0, nil
 }
 
 type perfReader struct {

@@ -228,8 +228,10 @@ func (a *App) fill(b *buffer, deadline time.Time, wait bool) int {
 			}
 			continue
 		}
-		if cap(b.arena)-len(b.arena) < b.plan.Size()*2+512 {
-			b.arena = make([]byte, 0, max(256<<10, b.plan.Size()*8))
+		// Append writes fixed-size fields without checking room
+		// (decode.Plan.Room).
+		if room := max(b.plan.Size()*2+512, b.plan.Room()); cap(b.arena)-len(b.arena) < room {
+			b.arena = make([]byte, 0, max(256<<10, b.plan.Size()*8, room*4))
 		}
 		seq := a.cfg.Seq.Add(1)
 		start := len(b.arena)

@@ -5,8 +5,11 @@
 // operations (offset, size, rendering, pre-encoded msgpack keys). [Plan.Append]
 // then encodes a record as one msgpack map, envelope first, with no
 // reflection, no per-field allocation and no map lookups beyond the uid/gid
-// name cache. The rendering rules are the contract documented in
-// docs/event-format.md.
+// name cache. A record that holds its whole struct is encoded by steps
+// planned at Compile (fast.go), which write the same bytes as the general
+// path with fewer calls and checks, and may use dst's spare capacity as
+// scratch ([Plan.Room]). The rendering rules are the contract documented
+// in docs/event-format.md.
 //
 // A Plan is immutable after Compile and safe for concurrent use. Append never
 // panics on any record, whatever its length or content; Compile rejects only

@@ -98,7 +98,9 @@ type unionCase struct {
 // Append appends the msgpack encoding of one record to dst: the envelope
 // (time, host, source, gadget, seq), then every field. now is the envelope
 // time unless the struct has a top-level gadget_timestamp. Fields lying past
-// the end of a short record are encoded as zero values.
+// the end of a short record are encoded as zero values. Append may write
+// scratch bytes into dst's spare capacity past what it appends (up to
+// Room bytes): it stores keys and short strings a word at a time.
 func (p *Plan) Append(dst []byte, record []byte, seq uint64, now time.Time) []byte {
 	return p.appendEvent(dst, record, seq, now, 0, 0)
 }
@@ -123,6 +125,9 @@ func (p *Plan) eventTime(record []byte, now time.Time) int64 {
 }
 
 func (p *Plan) appendEvent(dst []byte, record []byte, seq uint64, now time.Time, snapshot, rows uint64) []byte {
+	if p.steps != nil && len(record) >= p.size && !p.general {
+		return p.appendFast(dst, record, seq, p.eventTime(record, now))
+	}
 	start := len(dst)
 	dst = append(dst, p.envHead...)
 	envTime := len(dst)

@@ -84,6 +84,7 @@ func FuzzDecode(f *testing.F) {
 		if _, err := codec.AppendJSON(nil, out); err != nil {
 			t.Fatalf("Append output does not transcode to JSON: %v", err)
 		}
+		checkSameAsGeneral(t, "fuzz", p, record, 1, time.Unix(0, 0))
 	})
 }
 

@@ -95,6 +95,13 @@ type Plan struct {
 	unions  bool
 	hints   map[string]bool // keys of the hints that applied
 	members string          // the struct's member paths, for messages
+	// steps: the fast path of Append (fast.go), nil without one; room:
+	// the spare capacity it writes into.
+	steps []step
+	room  int
+	// general: Append takes the general path always (the differential
+	// tests compare the two).
+	general bool
 }
 
 // Compile builds the plan for t, a struct (or a typedef or qualifier of one).
@@ -173,6 +180,7 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 		p.mntnsOff = c.nestedMntNS
 	}
 	p.schema = &pipeline.Schema{Gadget: opts.Gadget, Type: st.Name, Fields: append(fields, c.fields...)}
+	p.compileSteps()
 	return p, nil
 }
 
