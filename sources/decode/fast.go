@@ -42,6 +42,9 @@ type step struct {
 	key  [stepKeyMax]byte
 	long []byte // a key longer than stepKeyMax
 	op   *op    // stepGeneric, stepTime (when the timestamp is zero)
+	// after is the room the steps after this one need, which a generic
+	// step makes once its encoder has appended what it wrote.
+	after int
 }
 
 // compileSteps plans the fast path, or leaves p.steps nil when the plan
@@ -90,7 +93,12 @@ func (p *Plan) compileSteps() {
 		case stepChars:
 			room += 5 + s.n
 		}
+		s.after = room // for now: the room up to and including s
 		steps = append(steps, s)
+	}
+	for k := range steps {
+		// What the later steps add, with the slack of a fixed-size store.
+		steps[k].after = room - steps[k].after + stepKeyMax + 32
 	}
 	p.steps, p.room = steps, room
 }
@@ -123,7 +131,7 @@ func (p *Plan) appendFast(dst, record []byte, seq uint64, unixNano int64) []byte
 			// The op's own encoder, key included (a zero timestamp
 			// renders as "", not as the envelope's time).
 			dst = s.op.append(buf[:i], record, p)
-			dst, buf, i = p.regrow(dst)
+			dst, buf, i = regrow(dst, s.after)
 			continue
 		}
 		if s.klen > 0 {
@@ -172,11 +180,14 @@ func (p *Plan) appendFast(dst, record []byte, seq uint64, unixNano int64) []byte
 	return buf[:i]
 }
 
-// regrow makes room for the steps after a generic one, which appended
-// what it needed.
-func (p *Plan) regrow(dst []byte) ([]byte, []byte, int) {
-	if cap(dst)-len(dst) < p.room {
-		dst = slices.Grow(dst, p.room)
+// regrow makes room (need bytes) for the steps after a generic one,
+// which appended what it wrote. Only what those steps need: an arena
+// holds room for one event's fixed fields (Room), less what the event
+// used so far, and growing it would copy the whole arena into a new
+// array of the heap for every event that ends near its end.
+func regrow(dst []byte, need int) ([]byte, []byte, int) {
+	if cap(dst)-len(dst) < need {
+		dst = slices.Grow(dst, need)
 	}
 	return dst, dst[:cap(dst)], len(dst)
 }
