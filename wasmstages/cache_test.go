@@ -32,35 +32,67 @@ func loadWithCache(t *testing.T, dir string, module []byte) time.Duration {
 	return took
 }
 
+// cacheEntries returns the files under a cache directory with their
+// modification times, to tell whether a load wrote (compiled) anything.
+func cacheEntries(t *testing.T, dir string) map[string]time.Time {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := make(map[string]time.Time, len(files))
+	for _, f := range files {
+		info, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries[f] = info.ModTime()
+	}
+	return entries
+}
+
 // TestCompilationCache checks that a second start loads compiled code from
-// the cache directory instead of compiling: New on the Go guest (about 2 MB,
-// the Go runtime included) must be at least 10x faster with a warm cache.
-// On a quiet machine it is about 20x (the warm start still decodes and
-// validates the module and runs the Go runtime's initialisation). Noise can
-// only be unlucky, never make a slow cache look fast, so a failed
-// measurement is repeated twice before the test fails.
+// the cache directory instead of compiling. What tells is the directory: a
+// cached start adds and rewrites no entry (a compile would store one). The
+// time is checked with a wide margin only: on the Go guest (about 2 MB, the
+// Go runtime included) a compile takes about 800 ms here and a cached start
+// about 85 ms, since it still decodes, validates and makes the module
+// interruptible and runs the Go runtime's initialisation; CI measured 9x on
+// a quiet machine, so a fixed 10x was a coin toss. Noise can only be
+// unlucky, never make a slow cache look fast, so a failed timing is
+// repeated twice before the test fails.
 func TestCompilationCache(t *testing.T) {
 	module := readGuest(t, "gofilter")
+	const minSpeedup = 4
 	var cold, warm time.Duration
 	var dir string
 	for attempt := range 3 {
 		dir = t.TempDir()
 		cold = loadWithCache(t, dir, module)
-		files, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
-		if len(files) == 0 {
+		stored := cacheEntries(t, dir)
+		if len(stored) == 0 {
 			t.Fatalf("the cache directory %s is empty after a load", dir)
 		}
 		warm = time.Duration(1<<63 - 1)
 		for range 3 {
 			warm = min(warm, loadWithCache(t, dir, module))
 		}
+		after := cacheEntries(t, dir)
+		if len(after) != len(stored) {
+			t.Fatalf("cached starts changed the cache's entries from %v to %v: they compiled", stored, after)
+		}
+		for f, mtime := range stored {
+			if !after[f].Equal(mtime) {
+				t.Fatalf("a cached start rewrote the entry %s: it compiled", f)
+			}
+		}
 		t.Logf("attempt %d: cold start %s, cached start %s (%.0fx)", attempt, cold, warm, float64(cold)/float64(warm))
-		if cold >= 10*warm {
+		if cold >= minSpeedup*warm {
 			break
 		}
 	}
-	if cold < 10*warm {
-		t.Errorf("cached start %s is not 10x faster than the cold start %s", warm, cold)
+	if cold < minSpeedup*warm {
+		t.Errorf("cached start %s is not %dx faster than the cold start %s", warm, minSpeedup, cold)
 	}
 	// An entry that cannot be read is compiled again, not trusted, and
 	// replaced by a good one.
