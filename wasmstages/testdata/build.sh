@@ -35,7 +35,7 @@ cc() {
 		-Wl,--strip-debug -o "$out" "$@" -lc "$builtins"
 }
 
-for src in filter trap loop bomb malformed abi_version missing_export init_fail process_error bad_import probe escape outbomb set; do
+for src in filter trap loop spin bomb malformed abi_version missing_export init_fail process_error bad_import probe escape outbomb set; do
 	cc "$src.wasm" "$src.c"
 done
 cc tag_v1.wasm -DTAG_VERSION=1 tag.c
