@@ -134,7 +134,7 @@ func applyMemoryLimit(limit int64, log *slog.Logger) {
 // cache like the executable's own code: the pages the agent runs are
 // resident, the others are read back if ever needed, and the kernel may
 // reclaim them under pressure. The copy is byte for byte and replaces the
-// mapping in one mmap call (MAP_FIXED) under the kernel's lock, so a
+// mapping in one mremap call (MREMAP_FIXED) under the kernel's lock, so a
 // thread running the code meanwhile runs the same instructions from the
 // new pages; wazero unmaps the range when it closes the module as it
 // would its own. The caller runs it while no module can be closed (before
@@ -215,21 +215,29 @@ func moveToFile(dir string, addr, size uintptr) error {
 		return err
 	}
 	unix.Fadvise(fd, 0, int64(size), unix.FADV_DONTNEED)
-	// A trial mapping first: a dir on a noexec mount refuses executable
-	// mappings, and the real one must not fail once it replaces the code.
-	trial, _, errno := unix.Syscall6(unix.SYS_MMAP, 0, size, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE, uintptr(fd), 0)
+	// The file is mapped aside first (a dir on a noexec mount refuses an
+	// executable mapping there, before anything is replaced) and advised
+	// MADV_RANDOM, then moved over the code (mremap, which replaces what
+	// is at the destination under the kernel's lock, as MAP_FIXED does).
+	// Advised after the move instead, a thread running the code in
+	// between (a stage's tick) faulted with the default advice, which
+	// reads ahead read_ahead_kb around the fault (8 MiB on some disks)
+	// and maps it in large folios: up to 11 of the 15 MB resident.
+	aside, _, errno := unix.Syscall6(unix.SYS_MMAP, 0, size, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE, uintptr(fd), 0)
 	if errno != 0 {
 		return errno
 	}
-	unix.Syscall(unix.SYS_MUNMAP, trial, size, 0)
-	got, _, errno := unix.Syscall6(unix.SYS_MMAP, addr, size, unix.PROT_READ|unix.PROT_EXEC,
-		unix.MAP_PRIVATE|unix.MAP_FIXED, uintptr(fd), 0)
+	if _, _, errno := unix.Syscall(unix.SYS_MADVISE, aside, size, unix.MADV_RANDOM); errno != 0 {
+		unix.Syscall(unix.SYS_MUNMAP, aside, size, 0)
+		return errno
+	}
+	got, _, errno := unix.Syscall6(unix.SYS_MREMAP, aside, size, size, unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, addr, 0)
 	if errno != 0 {
+		unix.Syscall(unix.SYS_MUNMAP, aside, size, 0)
 		return errno
 	}
 	if got != addr {
-		return fmt.Errorf("mmap moved the code from %#x to %#x", addr, got)
+		return fmt.Errorf("mremap moved the code from %#x to %#x", addr, got)
 	}
-	unix.Syscall(unix.SYS_MADVISE, addr, size, unix.MADV_RANDOM)
 	return nil
 }

@@ -17,7 +17,13 @@ import (
 // components' series (reg), sluice_build_info{version,revision,goversion},
 // and the client's Go runtime
 // (go_*) and process (process_*) collectors, with the content negotiation
-// (text or OpenMetrics) and compression Prometheus servers expect.
+// (text or OpenMetrics) Prometheus servers expect.
+//
+// Uncompressed: the agent's page is some 25 KB, and gzip took a 1.5 MB
+// compressor per scrape (promhttp pools it, but the pool empties within a
+// couple of collections, so every scrape allocated it again), more than
+// the page and all its other garbage; 25 KB every scrape interval is
+// nothing for the network.
 func metricsHandler(reg *pipeline.Registry, version, commit string) http.Handler {
 	pr := prometheus.NewRegistry()
 	pr.MustRegister(
@@ -34,7 +40,7 @@ func metricsHandler(reg *pipeline.Registry, version, commit string) http.Handler
 		}, func() float64 { return 1 }),
 		registryCollector{reg},
 	)
-	return promhttp.HandlerFor(pr, promhttp.HandlerOpts{EnableOpenMetrics: true})
+	return promhttp.HandlerFor(pr, promhttp.HandlerOpts{EnableOpenMetrics: true, DisableCompression: true})
 }
 
 func orUnknown(s string) string {

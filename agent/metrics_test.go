@@ -257,3 +257,28 @@ pipeline "p" {
 		})
 	}
 }
+
+// /metrics answers a scraper that offers gzip with the plain text: the
+// page is small, and a compressor per scrape was most of its memory.
+func TestMetricsUncompressed(t *testing.T) {
+	srv := httptest.NewServer(metricsHandler(pipeline.NewRegistry(), "v1", "abc"))
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	// Set by hand, the transport leaves the body as it comes.
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" {
+		t.Errorf("Content-Encoding %q, want none", enc)
+	}
+	if !strings.Contains(string(body), "sluice_build_info{") {
+		t.Errorf("the body is not the text exposition:\n%.200s", body)
+	}
+}

@@ -7,13 +7,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/sluice-dev/sluice/sources/decode"
 	"github.com/sluice-dev/sluice/sources/eventtype"
+	"github.com/sluice-dev/sluice/sources/internal/kernelbtf"
 )
 
 // What sluice does for plain libbpf objects, which declare nothing to it:
@@ -111,7 +111,10 @@ func newTypeQuery(cs *ebpf.CollectionSpec, elf []byte, opts ParseOptions) (*type
 	}
 	q := &typeQuery{object: object, kernel: opts.KernelTypes, core: coreTypes(cs)}
 	if q.kernel == nil {
-		q.kernel = hostKernelTypes()
+		// Nil when it cannot be read: then CO-RE relocations and
+		// vmlinux.h tell kernel types alone. Held only while parsing
+		// (kernelbtf).
+		q.kernel = kernelbtf.Types()
 	}
 	if len(opts.EventTypeFile) > 0 {
 		label := "event_type_file"
@@ -215,13 +218,3 @@ func coreTypes(cs *ebpf.CollectionSpec) map[string]bool {
 	}
 	return out
 }
-
-// hostKernelTypes returns the running kernel's BTF, nil when it cannot be
-// read (then CO-RE relocations and vmlinux.h tell kernel types alone).
-var hostKernelTypes = sync.OnceValue(func() *btf.Spec {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return nil
-	}
-	return spec
-})

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cilium/ebpf/btf"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/sluice-dev/sluice/pipeline"
 	"github.com/sluice-dev/sluice/pipeline/codec"
+	"github.com/sluice-dev/sluice/sources/internal/kernelbtf"
 )
 
 // Options carry what the envelope needs and the environment renderings
@@ -123,7 +123,9 @@ func Compile(t btf.Type, opts Options) (*Plan, error) {
 	}
 	c := compiler{plan: p, seen: map[string]int{}, kernel: opts.KernelTypes, nestedMntNS: -1}
 	if c.kernel == nil {
-		c.kernel = hostKernelTypes()
+		// Nil when it cannot be read: renderings then use the gadget's
+		// own enums. Held only while compiling (kernelbtf).
+		c.kernel = kernelbtf.Types()
 	}
 	hs, err := resolveHints(st, opts.Fields)
 	if err != nil {
@@ -530,16 +532,6 @@ func intWidth(name string, size int) int {
 	}
 	return 20
 }
-
-// hostKernelTypes returns the running kernel's BTF, or an empty spec when
-// it cannot be read (renderings then use the gadget's own enums).
-var hostKernelTypes = sync.OnceValue(func() *btf.Spec {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return nil
-	}
-	return spec
-})
 
 // measureBootOffset returns wall time minus boot time, in nanoseconds.
 func measureBootOffset() int64 {
