@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-dev/sluice/pipeline"
-	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
 // FileOptions configure a File sink.
@@ -106,9 +105,9 @@ type File struct {
 	lastRotated  time.Time
 	lastRotatedN int
 	buf          []byte
-	enc          codec.Encoder // JSON, with the keys of the events before
-	ends         []int         // per encoded event: its end offset in buf
-	idx          []int         // per encoded event: its index in the batch
+	encs         encoders // JSON, with what they learned of the events before
+	ends         []int    // per encoded event: its end offset in buf
+	idx          []int    // per encoded event: its index in the batch
 
 	wake        chan struct{} // wakes the janitor
 	stopTicker  context.CancelFunc
@@ -293,7 +292,7 @@ func (s *File) offset(i int) int {
 // as a WriteLoss.
 func (s *File) encode(batch []pipeline.Event) error {
 	s.buf, s.ends, s.idx = s.buf[:0], s.ends[:0], s.idx[:0]
-	bad := unencodable{enc: &s.enc}
+	bad := unencodable{encs: &s.encs}
 	for i := range batch {
 		ev := &batch[i]
 		if s.json {
