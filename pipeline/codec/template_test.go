@@ -40,8 +40,8 @@ func event(entries ...entry) []byte {
 	return ev
 }
 
-func str(s string) []byte  { return AppendString(nil, s) }
-func uint_(v uint64) []byte { return AppendUint(nil, v) }
+func str(s string) []byte { return AppendString(nil, s) }
+func num(v uint64) []byte { return AppendUint(nil, v) }
 
 // TestEncoderTemplate runs streams through one Encoder and checks every
 // event against the reference, and that the template takes the events
@@ -66,7 +66,7 @@ func TestEncoderTemplate(t *testing.T) {
 		nested := AppendMapHeader(nil, 1)
 		nested = append(AppendString(nested, "a"), AppendArrayHeader(nil, 2)...)
 		nested = AppendString(AppendInt(nested, -1), "x\u2028\"")
-		values := [][]byte{uint_(1), uint_(300), uint_(1 << 40), AppendInt(nil, -5), AppendInt(nil, -1000),
+		values := [][]byte{num(1), num(300), num(1 << 40), AppendInt(nil, -5), AppendInt(nil, -1000),
 			str(""), str("short"), str("needs \"escaping\"\n"), str("é☃"), str("\xff\xfe invalid"),
 			str(string(bytes.Repeat([]byte("long "), 20))), nested, {0xc0}, {0xc3},
 			AppendFloat64(nil, 1.5), AppendBytes(nil, []byte{1, 2, 3})}
@@ -74,7 +74,7 @@ func TestEncoderTemplate(t *testing.T) {
 		for round := range 3 {
 			for i, v := range values {
 				ev := event(entry{"time", str(fmt.Sprint("t", round, i))}, entry{"host", str("vm")},
-					entry{"v", v}, entry{"pid", uint_(42)}, entry{"comm", str("bash")})
+					entry{"v", v}, entry{"pid", num(42)}, entry{"comm", str("bash")})
 				if encodeLikeReference(t, &e, ev) {
 					hits++
 				}
@@ -99,7 +99,7 @@ func TestEncoderTemplate(t *testing.T) {
 	t.Run("keys that change", func(t *testing.T) {
 		var e Encoder
 		for i, key := range []string{"comm", "comm", "comx", "co", "co\"m", "c\u00e9", "comm", "comm"} {
-			ev := event(entry{"time", str(fmt.Sprint(i))}, entry{key, str("bash")}, entry{"seq", uint_(uint64(i))})
+			ev := event(entry{"time", str(fmt.Sprint(i))}, entry{key, str("bash")}, entry{"seq", num(uint64(i))})
 			encodeLikeReference(t, &e, ev)
 		}
 		ev := AppendMapHeader(nil, 3)
@@ -136,7 +136,7 @@ func TestEncoderTemplate(t *testing.T) {
 		}
 		deep = append(deep, 1)
 		for i := range 4 {
-			v := uint_(uint64(i))
+			v := num(uint64(i))
 			if i >= 2 {
 				v = deep
 			}
