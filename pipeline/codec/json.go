@@ -467,6 +467,7 @@ func (e *Encoder) AppendJSON(dst, src []byte) ([]byte, error) {
 			t.off--
 		} else if useTemplate = true; len(t.ops) > 0 {
 			if out, ok := t.append(dst, src); ok {
+				t.strays = 0
 				return out, nil
 			}
 		}

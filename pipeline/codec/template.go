@@ -43,8 +43,9 @@ type template struct {
 	ops     []tplOp    // compiled from entries
 	js      []byte     // the JSON of the runs
 	// since counts events since the template was learned; off, events
-	// to pass before using or learning one again.
-	since, off int
+	// to pass before using or learning one again; strays, the events of
+	// another shape in a row.
+	since, off, strays int
 }
 
 // tplEntry is one entry of the template's map: its key at
@@ -169,8 +170,15 @@ func (t *template) observe(b []byte) {
 		p += k + v
 	}
 	if !same {
+		// One event of another shape among the stream's (a rare kind
+		// of event, an optional field) is left to the entry by entry
+		// path; a second in a row starts a new stream.
+		if t.strays++; t.strays < 2 && len(t.ops) > 0 {
+			return
+		}
 		t.learn(b[:p], ends[:2*n])
 	}
+	t.strays = 0
 	t.compile()
 }
 

@@ -112,20 +112,53 @@ func TestEncoderTemplate(t *testing.T) {
 		encodeLikeReference(t, &e, event(entry{"time", str("x")}))
 		encodeLikeReference(t, &e, AppendMapHeader(nil, 0))
 	})
-	t.Run("shapes alternating back off", func(t *testing.T) {
+	t.Run("shapes in turn", func(t *testing.T) {
 		var e Encoder
+		hits := 0
 		for seq := range uint64(200) {
-			encodeLikeReference(t, &e, synthEventSeq(seq))
+			if encodeLikeReference(t, &e, synthEventSeq(seq)) {
+				hits++
+			}
 			encodeLikeReference(t, &e, traceOpenEventSeq(seq))
 		}
+		if hits < 190 {
+			t.Errorf("the template took %d of 200 events of the first shape, want at least 190", hits)
+		}
+	})
+	t.Run("shapes in runs back off", func(t *testing.T) {
+		var e Encoder
+		for seq := range uint64(200) {
+			if seq%4 < 2 {
+				encodeLikeReference(t, &e, synthEventSeq(seq))
+			} else {
+				encodeLikeReference(t, &e, traceOpenEventSeq(seq))
+			}
+		}
 		if e.tpl.off == 0 {
-			t.Error("events of two shapes in turn: the template did not back off")
+			t.Error("two events of each shape in turn: the template did not back off")
 		}
 		for seq := range uint64(relearnBackoff + 20) {
 			encodeLikeReference(t, &e, synthEventSeq(seq))
 		}
 		if len(e.tpl.ops) == 0 {
 			t.Error("one shape again: no template after the back-off")
+		}
+	})
+	t.Run("a rare event of another shape", func(t *testing.T) {
+		var e Encoder
+		hits := 0
+		for seq := range uint64(600) {
+			ev := synthEventSeq(seq)
+			if seq%50 == 49 {
+				ev = traceOpenEventSeq(seq)
+			}
+			if encodeLikeReference(t, &e, ev) {
+				hits++
+			}
+		}
+		// All but the first few and the 12 strays.
+		if hits < 580 {
+			t.Errorf("the template took %d of 600 events, want at least 580", hits)
 		}
 	})
 	t.Run("too deep", func(t *testing.T) {
