@@ -55,8 +55,8 @@ type tplEntry struct {
 	variable     bool
 }
 
-// tplOp is a run (mp[from:to] to match, js[jsFrom:jsTo] to copy) or,
-// with value set, a variable value to transcode.
+// tplOp is a run, mp[from:to] to match and js[jsFrom:jsTo] to copy,
+// and, with value set, the variable value after it to transcode.
 type tplOp struct {
 	from, to, jsFrom, jsTo int32
 	value                  bool
@@ -68,19 +68,18 @@ func (t *template) append(dst, b []byte) ([]byte, bool) {
 	start, p := len(dst), 0
 	for i := range t.ops {
 		op := &t.ops[i]
-		if op.value {
-			var ok bool
-			if dst, p, ok = appendValue(dst, b, p); !ok {
-				return dst[:start], false
-			}
-			continue
-		}
 		run := t.mp[op.from:op.to]
 		if len(b)-p < len(run) || string(b[p:p+len(run)]) != string(run) {
 			return dst[:start], false
 		}
 		dst = append(dst, t.js[op.jsFrom:op.jsTo]...)
 		p += len(run)
+		if op.value {
+			var ok bool
+			if dst, p, ok = appendValue(dst, b, p); !ok {
+				return dst[:start], false
+			}
+		}
 	}
 	return append(dst, '}'), true
 }
@@ -233,9 +232,7 @@ func (t *template) compile() {
 			}
 			continue
 		}
-		t.ops = append(t.ops,
-			tplOp{from: from, to: e.val, jsFrom: jsFrom, jsTo: int32(len(t.js))},
-			tplOp{value: true})
+		t.ops = append(t.ops, tplOp{from: from, to: e.val, jsFrom: jsFrom, jsTo: int32(len(t.js)), value: true})
 		from, jsFrom = e.end, int32(len(t.js))
 	}
 	if end := t.entries[len(t.entries)-1].end; from < end {
