@@ -13,9 +13,9 @@ const ReasonEncodeError = "encode_error"
 // unencodable collects the events of one Write that a sink could not turn
 // into JSON. The zero value is ready; it is owned by the Write.
 type unencodable struct {
-	// enc, when set, is the sink's encoder (its cache of the keys of the
+	// encs, when set, are the sink's encoders (what they learned of the
 	// events before); nil encodes with codec.AppendJSON.
-	enc    *codec.Encoder
+	encs   *encoders
 	events []pipeline.Event
 	err    error // the last failure
 }
@@ -23,7 +23,11 @@ type unencodable struct {
 // appendJSON appends ev as JSON to dst. When ev cannot be encoded it leaves
 // dst as it was, records ev and returns false.
 func (u *unencodable) appendJSON(dst []byte, ev *pipeline.Event) ([]byte, bool) {
-	out, err := u.enc.AppendJSON(dst, ev.Data)
+	var enc *codec.Encoder
+	if u.encs != nil {
+		enc = u.encs.of(ev.Source)
+	}
+	out, err := enc.AppendJSON(dst, ev.Data)
 	if err != nil {
 		u.events = append(u.events, *ev)
 		u.err = fmt.Errorf("encode event seq %d of %q as JSON: %w", ev.Seq, ev.Source, err)
@@ -40,4 +44,41 @@ func (u *unencodable) loss(kind, name string) error {
 	}
 	return &pipeline.WriteLoss{Reason: ReasonEncodeError, Events: u.events,
 		Err: fmt.Errorf("%s sink %q: %d events not encoded: %w", kind, name, len(u.events), u.err)}
+}
+
+// encoders are a sink's JSON encoders, one per source. A codec.Encoder
+// learns the shape of the events it transcodes (their keys, which values
+// stay the same) and is fastest on a stream of one shape: a sink fed by
+// several sources gets their events interleaved, which would make a
+// single encoder relearn at every turn. The zero value is ready; it is
+// owned by its sink and used under the sink's lock.
+type encoders struct {
+	last     string // the source of the last event, and its encoder
+	lastEnc  *codec.Encoder
+	bySource map[string]*codec.Encoder
+	shared   codec.Encoder // for sources past maxEncoders
+}
+
+// maxEncoders bounds a sink's encoders (a few tens of KB each at most)
+// whatever sources the events name.
+const maxEncoders = 32
+
+// of returns the encoder of the events of source.
+func (e *encoders) of(source string) *codec.Encoder {
+	if e.lastEnc != nil && source == e.last {
+		return e.lastEnc
+	}
+	enc, ok := e.bySource[source]
+	if !ok {
+		enc = &e.shared
+		if len(e.bySource) < maxEncoders {
+			if e.bySource == nil {
+				e.bySource = map[string]*codec.Encoder{}
+			}
+			enc = new(codec.Encoder)
+			e.bySource[source] = enc
+		}
+	}
+	e.last, e.lastEnc = source, enc
+	return enc
 }

@@ -741,3 +741,86 @@ func TestFileWritesDuringSlowFsync(t *testing.T) {
 		t.Errorf("%d events in %d files, want 30 in 2", len(seqs), files)
 	}
 }
+
+// TestFileRotationDoesNotWaitForFsync: the fsync of a file rotated away
+// runs in the sink's ticker, so the batch that rotated it is written into
+// the next file meanwhile; the rotated file is fsynced before it is
+// closed, and Close waits for both.
+func TestFileRotationDoesNotWaitForFsync(t *testing.T) {
+	dir := t.TempDir()
+	var once sync.Once
+	var closedInSync atomic.Bool
+	var mu sync.Mutex
+	var files []*slowSyncFile // opened from Write, on another goroutine too
+	opened := func() []*slowSyncFile {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(files)
+	}
+	open := func(path string) (fileHandle, error) {
+		f, err := openFile(path)
+		if err != nil {
+			return nil, err
+		}
+		sf := &slowSyncFile{File: f.(*os.File), entered: make(chan struct{}), release: make(chan struct{}),
+			first: &once, closedInSync: &closedInSync, closed: make(chan struct{})}
+		mu.Lock()
+		files = append(files, sf)
+		mu.Unlock()
+		return sf, nil
+	}
+	line := int64(len(jsonLine(t, fileBatch(1, 1)[0])))
+	// No interval fsync during the test: the first fsync is the rotation's.
+	s, err := newFile("f", FileOptions{Path: filepath.Join(dir, "events.jsonl"), FsyncInterval: time.Hour, MaxSize: 30 * line}, time.Now, open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if err := s.Write(context.Background(), fileBatch(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(opened()); n != 1 {
+		t.Fatalf("%d files opened by the first batch, want 1", n)
+	}
+	wrote := make(chan error, 1)
+	go func() { wrote <- s.Write(context.Background(), fileBatch(11, 25)) }() // rotates
+	first := opened()[0]
+	select {
+	case <-first.entered: // the rotated file's fsync, which stays there
+	case <-time.After(30 * time.Second):
+		t.Fatal("the rotated file was not fsynced")
+	}
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		close(first.release)
+		t.Fatal("the write that rotated the file waited for its fsync")
+	}
+	if n := len(opened()); n != 2 {
+		t.Fatalf("%d files opened, want the rotation to open a second", n)
+	}
+	closed := make(chan struct{})
+	go func() {
+		s.Close(context.Background())
+		close(closed)
+	}()
+	select {
+	case <-first.closed:
+		t.Fatal("the rotated file was closed while its fsync ran")
+	case <-closed:
+		t.Fatal("Close returned while a rotated file's fsync ran")
+	case <-time.After(50 * time.Millisecond): // a moment for a wrong close to happen
+	}
+	close(first.release)
+	<-first.closed
+	<-closed
+	if closedInSync.Load() {
+		t.Error("a file was closed during its fsync")
+	}
+	if seqs, files := readEvents(t, dir, "json"); len(seqs) != 35 || files != 2 {
+		t.Errorf("%d events in %d files, want 35 in 2", len(seqs), files)
+	}
+}

@@ -70,7 +70,7 @@ type Stdout struct {
 
 	mu         sync.Mutex
 	buf        []byte
-	enc        codec.Encoder // JSON, with the keys of the events before
+	encs       encoders // JSON, with what they learned of the events before
 	headerDone bool
 	// The writer goroutine takes a buffer on writes and answers on done.
 	writes   chan []byte
@@ -183,7 +183,7 @@ func (s *Stdout) Write(ctx context.Context, batch []pipeline.Event) error {
 			}
 		} else {
 			start := len(buf)
-			buf, err = s.enc.AppendJSON(buf, ev.Data)
+			buf, err = s.encs.of(ev.Source).AppendJSON(buf, ev.Data)
 			if err != nil {
 				buf = buf[:start]
 			} else {

@@ -378,6 +378,7 @@ func appendMap(dst, b []byte, p, n, depth int, e *Encoder) ([]byte, int, error) 
 // is not safe for concurrent use.
 type Encoder struct {
 	keys []cachedKey
+	tpl  template // the shape of the events before (template.go)
 }
 
 // cachedKey is the entry at one position of the last event: its key's
@@ -458,6 +459,19 @@ func (e *Encoder) AppendJSON(dst, src []byte) ([]byte, error) {
 	if len(src) == 0 || !(src[0]&0xf0 == 0x80 || src[0] == 0xde || src[0] == 0xdf) {
 		return AppendJSON(dst, src)
 	}
+	useTemplate := false
+	if e != nil {
+		t := &e.tpl
+		t.since++
+		if t.off > 0 {
+			t.off--
+		} else if useTemplate = true; len(t.ops) > 0 {
+			if out, ok := t.append(dst, src); ok {
+				t.strays = 0
+				return out, nil
+			}
+		}
+	}
 	n, rest, err := ReadMapHeader(src)
 	if err != nil {
 		return dst, err
@@ -466,6 +480,9 @@ func (e *Encoder) AppendJSON(dst, src []byte) ([]byte, error) {
 		return dst, ErrShort
 	}
 	dst, _, err = appendMap(dst, src, len(src)-len(rest), n, 0, e)
+	if err == nil && useTemplate {
+		e.tpl.observe(src)
+	}
 	return dst, err
 }
 
@@ -664,14 +681,6 @@ const digitPairs = "00010203040506070809" +
 	"80818283848586878889" +
 	"90919293949596979899"
 
-// pairs holds digitPairs as little-endian words, for two-byte stores.
-var pairs = func() (p [100]uint16) {
-	for i := range p {
-		p[i] = uint16(digitPairs[2*i]) | uint16(digitPairs[2*i+1])<<8
-	}
-	return p
-}()
-
 // appendSmallUint appends v (at most 127: a positive fixint) in decimal.
 func appendSmallUint(dst []byte, v byte) []byte {
 	switch {
@@ -690,49 +699,6 @@ func appendInt(dst []byte, v int64) []byte {
 		return appendUint(append(dst, '-'), uint64(-v)) // -MinInt64 wraps to itself, read as unsigned: right
 	}
 	return appendUint(dst, uint64(v))
-}
-
-// appendUint appends v in decimal, as strconv.AppendUint(dst, v, 10),
-// two digits at a time (in 32-bit arithmetic below 10^8), straight into
-// dst.
-func appendUint(dst []byte, v uint64) []byte {
-	if v < 100 {
-		if v < 10 {
-			return append(dst, '0'+byte(v))
-		}
-		return append(dst, digitPairs[2*v], digitPairs[2*v+1])
-	}
-	n := decimalLen(v)
-	l := len(dst)
-	if cap(dst)-l < n {
-		dst = slices.Grow(dst, n)
-	}
-	dst = dst[:l+n]
-	out := dst[l:]
-	i := n
-	for v >= 1e8 {
-		q := v / 1e8
-		r := uint32(v - q*1e8)
-		hi, lo := r/1e4, r%1e4
-		i -= 8
-		binary.LittleEndian.PutUint16(out[i:], pairs[hi/100])
-		binary.LittleEndian.PutUint16(out[i+2:], pairs[hi%100])
-		binary.LittleEndian.PutUint16(out[i+4:], pairs[lo/100])
-		binary.LittleEndian.PutUint16(out[i+6:], pairs[lo%100])
-		v = q
-	}
-	r := uint32(v)
-	for r >= 100 {
-		i -= 2
-		binary.LittleEndian.PutUint16(out[i:], pairs[r%100])
-		r /= 100
-	}
-	if r >= 10 {
-		binary.LittleEndian.PutUint16(out[i-2:], pairs[r])
-	} else {
-		out[i-1] = '0' + byte(r)
-	}
-	return dst
 }
 
 // decimalLen is the number of decimal digits of v.
