@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -663,6 +664,16 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 		if handOver != nil {
 			err = handOver.EmitBatch(emitCtx, batch)
 			batch = pipeline.NewBatch(g.cfg.BatchSize)
+			// The handover woke the pipeline's worker onto this P's
+			// run queue. Yielding runs it here and now, on a thread
+			// that has a CPU, and the reader goes on after it (or on
+			// another P, if one is free to take it). Without the
+			// yield the runtime woke an idle thread to steal the
+			// worker (a futex wake, then a wait for a CPU, which a
+			// loaded machine makes long), and the reader, never
+			// giving its P up, was preempted by sysmon's signal: the
+			// agent spent a fifth more CPU per event (RATIONALE.md).
+			runtime.Gosched()
 		} else {
 			err = out.Emit(emitCtx, batch)
 			// The emitter copied the events it kept (pipeline.Emitter):
