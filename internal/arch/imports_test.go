@@ -51,15 +51,17 @@ var rules = map[string]rule{
 	// The components: each knows pipeline, never another component, with
 	// one exception: wasmbpf, a source type, loads its applications' eBPF
 	// objects with sources' parser and loader.
-	"sources":           {imports: []string{"pipeline/...", "sources/decode", "sources/eventtype", "gadgets", "internal/kallsyms", "internal/syscalls"}, notDeps: []string{wazero, nats, oras, hcl}},
-	"sources/decode":    {imports: []string{"pipeline/...", "internal/syscalls"}, notDeps: []string{wazero, nats, oras, hcl}},
-	"sources/eventtype": {notDeps: []string{wazero, nats, oras, hcl}},
-	"wasmstages":        {imports: []string{"pipeline/...", "internal/interrupt", "internal/jail", "internal/kallsyms", "internal/syscalls", "internal/termsafe"}, notDeps: []string{ebpf, nats, oras, hcl}},
-	"wasmbpf":           {imports: []string{"pipeline/...", "sources/...", "internal/interrupt", "internal/jail", "internal/termsafe"}, notDeps: []string{nats, oras, hcl}},
-	"sinks":             {imports: []string{"pipeline/...", "internal/termsafe"}, notDeps: []string{ebpf, wazero, oras, hcl}},
-	"workloads":         {imports: []string{"pipeline/..."}, notDeps: []string{ebpf, wazero, nats, oras, hcl}},
-	"oci":               {imports: []string{"oci/sign"}, notDeps: []string{ebpf, wazero, nats, hcl}},
-	"oci/sign":          {notDeps: []string{ebpf, wazero, nats, hcl}},
+	"sources":        {imports: []string{"pipeline/...", "sources/decode", "sources/eventtype", "sources/internal/kernelbtf", "gadgets", "internal/kallsyms", "internal/syscalls"}, notDeps: []string{wazero, nats, oras, hcl}},
+	"sources/decode": {imports: []string{"pipeline/...", "sources/internal/kernelbtf", "internal/syscalls"}, notDeps: []string{wazero, nats, oras, hcl}},
+	// The kernel's BTF, parsed on demand and freed after a while unused.
+	"sources/internal/kernelbtf": {notDeps: []string{wazero, nats, oras, hcl}},
+	"sources/eventtype":          {notDeps: []string{wazero, nats, oras, hcl}},
+	"wasmstages":                 {imports: []string{"pipeline/...", "internal/interrupt", "internal/jail", "internal/kallsyms", "internal/syscalls", "internal/termsafe"}, notDeps: []string{ebpf, nats, oras, hcl}},
+	"wasmbpf":                    {imports: []string{"pipeline/...", "sources/...", "internal/interrupt", "internal/jail", "internal/termsafe"}, notDeps: []string{nats, oras, hcl}},
+	"sinks":                      {imports: []string{"pipeline/...", "internal/termsafe"}, notDeps: []string{ebpf, wazero, oras, hcl}},
+	"workloads":                  {imports: []string{"pipeline/..."}, notDeps: []string{ebpf, wazero, nats, oras, hcl}},
+	"oci":                        {imports: []string{"oci/sign"}, notDeps: []string{ebpf, wazero, nats, hcl}},
+	"oci/sign":                   {notDeps: []string{ebpf, wazero, nats, hcl}},
 	// Leaves.
 	"gadgets":            {},
 	"stages":             {},
