@@ -69,6 +69,9 @@ type Resolver struct {
 	hostNS    map[uint64]bool
 	lastList  time.Time
 	lastRound time.Time
+	// listFailed: a runtime did not answer the last list, so its
+	// containers may be missing or stale until it is asked again.
+	listFailed bool
 
 	refreshes *pipeline.Counter
 	errors    *pipeline.Counter
@@ -203,12 +206,23 @@ func (r *Resolver) Run(ctx context.Context) error {
 func (r *Resolver) loop(ctx context.Context) {
 	resync := time.NewTicker(r.opts.Resync)
 	defer resync.Stop()
+	// A runtime that did not answer a list is asked again after a delay
+	// growing from retryFirst to Resync: a container filter learns the
+	// containers only from lists, so waiting for the next resync would
+	// leave a container's events filtered out for up to Resync after a
+	// runtime was slow once (a loaded host, a restarting daemon).
+	const retryFirst = 250 * time.Millisecond
+	retryIn := retryFirst
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			r.answerWaiters()
 			return
 		case <-r.wake:
+		case <-retry.C:
 		case <-resync.C:
 			r.mu.Lock()
 			r.dirty = true
@@ -224,7 +238,12 @@ func (r *Resolver) loop(ctx context.Context) {
 			case <-t.C:
 			}
 		}
-		r.Refresh(ctx)
+		if failed, _ := r.refresh(ctx); !failed {
+			retryIn = retryFirst
+			continue
+		}
+		retry.Reset(retryIn)
+		retryIn = min(2*retryIn, r.opts.Resync)
 	}
 }
 
@@ -284,8 +303,18 @@ func (r *Resolver) watch(ctx context.Context, rs *runtimeState) {
 // answered at all. Run calls it; call it directly to have containers
 // known before events flow. Safe for concurrent use (rounds serialise).
 func (r *Resolver) Refresh(ctx context.Context) error {
+	failed, err := r.refresh(ctx)
+	if failed {
+		r.signal() // Run's loop retries, with a backoff if it fails again
+	}
+	return err
+}
+
+// refresh is Refresh; failed says that a runtime did not answer the list.
+func (r *Resolver) refresh(ctx context.Context) (failed bool, err error) {
 	r.refreshing.Lock()
 	defer r.refreshing.Unlock()
+	defer func() { failed = r.listFailed }()
 	r.refreshes.Inc()
 	now := time.Now()
 	r.lastRound = now
@@ -317,6 +346,16 @@ func (r *Resolver) Refresh(ctx context.Context) error {
 	if listed {
 		listErr = r.list(ctx, reinspect)
 		r.lastList = now
+		if r.listFailed {
+			// Whatever this list was asked for is still owed: the loop
+			// asks again after a backoff, with the same reinspections.
+			r.mu.Lock()
+			r.dirty = true
+			for id := range reinspect {
+				r.reinspect[id] = true
+			}
+			r.mu.Unlock()
+		}
 	}
 
 	live := r.liveContainers()
@@ -387,7 +426,7 @@ func (r *Resolver) Refresh(ctx context.Context) error {
 			fn(live, next.gen)
 		}
 	}
-	return listErr
+	return false, listErr // failed is set by the deferred function
 }
 
 func (r *Resolver) lookupIn(s *snapshot, ns uint64) (*Container, bool) {
@@ -402,9 +441,11 @@ func (r *Resolver) lookupIn(s *snapshot, ns uint64) (*Container, bool) {
 func (r *Resolver) list(ctx context.Context, reinspect map[string]bool) error {
 	var errs []error
 	answered := false
+	r.listFailed = false
 	for _, rs := range r.runtimes {
 		cs, err := r.listOne(ctx, rs, reinspect)
 		if err != nil {
+			r.listFailed = true
 			r.errors.Inc()
 			errs = append(errs, err)
 			if ok, suppressed := rs.lim.Allow(time.Now()); ok {

@@ -131,6 +131,68 @@ func TestResolverFollowsContainers(t *testing.T) {
 	waitUntil(t, "the removed container to leave the subscriber's list", func() bool { return !has(c.ID) })
 }
 
+// failingLists is a real runtime whose first lists fail, as a runtime
+// that is slow under load fails them by the request timeout; it reports
+// no events, so that only a retry can bring the container in.
+type failingLists struct {
+	Runtime
+	mu    sync.Mutex
+	fails int // lists still to fail
+	calls int
+}
+
+func (f *failingLists) Containers(ctx context.Context) ([]RuntimeContainer, error) {
+	f.mu.Lock()
+	f.calls++
+	fail := f.fails > 0
+	f.fails--
+	f.mu.Unlock()
+	if fail {
+		return nil, fmt.Errorf("list: %w", context.DeadlineExceeded)
+	}
+	return f.Runtime.Containers(ctx)
+}
+
+func (f *failingLists) Watch(ctx context.Context, _ func(string)) error {
+	<-ctx.Done()
+	return nil
+}
+
+// TestResolverRetriesFailedList: a list that fails is retried without
+// waiting for a runtime event or the resync, so a container filter does
+// not lose a container's events for a resync period because the runtime
+// was slow once (CI lost TestAgentContainerFilter's container that way).
+func TestResolverRetriesFailedList(t *testing.T) {
+	p := podmantest.Start(t)
+	c := p.RunContainer(t, uniqueName("retry"), nil)
+	rt := &failingLists{Runtime: NewDockerAPI(p.Socket), fails: 3}
+	r := NewResolver(Options{Runtimes: []Runtime{rt}, Resync: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("resolver run: %v", err)
+		}
+	}()
+
+	if err := r.Refresh(context.Background()); err == nil {
+		t.Fatal("Refresh with a runtime failing its list: no error")
+	}
+	ns := mntNSOf(t, c.PID)
+	waitUntil(t, "the container after the failed lists", func() bool {
+		got, _ := r.Lookup(ns)
+		return got != nil && got.ID == c.ID
+	})
+	rt.mu.Lock()
+	calls := rt.calls
+	rt.mu.Unlock()
+	if calls != 4 {
+		t.Errorf("%d lists, want 4 (three failed, then one answered)", calls)
+	}
+}
+
 // TestResolverThroughCgroup: a namespace that no listed container owns is
 // attributed through a process in it whose cgroup names a container.
 func TestResolverThroughCgroup(t *testing.T) {
