@@ -35,7 +35,11 @@ type Event struct {
 	edits []edit
 	vals  []byte // the encoded values of edits
 
-	lookups int     // field lookups so far: the second one builds ix
+	// after is 0 before the event's first field lookup, then the offset
+	// in raw just past the value the last lookup in raw found (-1 after
+	// a miss): where a Set of the field that follows it looks for the
+	// value it would replace (sameAsNext).
+	after   int
 	ix      []entry // the entries of raw, once indexed
 	indexed bool    // ix has been built
 	ixOK    bool    // raw was well-formed to its end when ix was built
@@ -65,7 +69,7 @@ func (e *Event) reset(raw []byte, index uint32, input bool, gen uint32) {
 		e.edits = e.edits[:0]
 		e.vals = e.vals[:0]
 	}
-	e.lookups = 0
+	e.after = 0
 	e.indexed = false
 }
 
@@ -73,7 +77,8 @@ func (e *Event) reset(raw []byte, index uint32, input bool, gen uint32) {
 // since (nil for an event made by NewEvent). It aliases the batch.
 func (e *Event) Raw() []byte { return e.raw }
 
-// Changed reports whether Set or Delete was called on the event.
+// Changed reports whether Set or Delete was called on the event. A Set
+// found to change nothing (see SetString) does not count.
 func (e *Event) Changed() bool { return len(e.edits) > 0 }
 
 // Get returns the value of a field, taking changes made by Set and Delete
@@ -85,21 +90,23 @@ func (e *Event) Get(key string) Value { return Value{raw: e.lookup(key)} }
 // code every call level, and every extra local in a function, costs about
 // as much as stepping over a field.
 func (e *Event) lookup(key string) []byte {
-	if len(e.edits) == 0 && e.lookups == 0 {
+	if len(e.edits) == 0 && e.after == 0 {
 		// Most filters read one field: scan for it and stop there.
-		e.lookups = 1
 		// The batch's key table (findFirst), tested here: a call level
 		// costs as much as the test.
 		t := &current.keys
 		if i := e.index; t.gen == e.gen && i < t.n && len(key) == len(t.key) && unsafe.StringData(key) == unsafe.StringData(t.key) {
 			if vs, ve := t.offs[2*i], t.offs[2*i+1]; vs <= ve && ve <= uint32(len(e.raw)) {
+				e.after = int(ve)
 				return e.raw[vs:ve:ve]
 			}
 		}
 		s, end := e.findFirstSlow(key)
 		if s < 0 {
+			e.after = -1
 			return nil
 		}
+		e.after = end
 		return e.raw[s:end:end]
 	}
 	return e.lookupMore(key)
@@ -119,8 +126,10 @@ func (e *Event) lookupMore(key string) []byte {
 	e.buildIndex()
 	if i := e.rawIndexOf(key); i >= 0 {
 		en := &e.ix[i]
+		e.after = int(en.valEnd)
 		return e.raw[en.keyEnd:en.valEnd:en.valEnd]
 	}
+	e.after = -1
 	return nil
 }
 
@@ -195,15 +204,16 @@ func (e *Event) String(key string) string {
 // missing or not a string). The slice aliases the batch: use it to compare
 // (string(b) == "x" and map[string(b)] do not allocate), not to keep.
 func (e *Event) StringBytes(key string) []byte {
-	if len(e.edits) == 0 && e.lookups == 0 {
+	if len(e.edits) == 0 && e.after == 0 {
 		// lookup's fast path, repeated here to save a call level on the
 		// hottest getter (string compares are what filters do).
-		e.lookups = 1
 		s, end := e.findFirst(key)
+		e.after = end
 		if s >= 0 && e.raw[s]&0xe0 == 0xa0 && s+1+int(e.raw[s]&0x1f) == end {
 			return e.raw[s+1 : end : end]
 		}
 		if s < 0 {
+			e.after = -1
 			return nil
 		}
 		b, _ := Value{raw: e.raw[s:end:end]}.StringBytes()
@@ -257,6 +267,12 @@ func (e *Event) Index() int {
 }
 
 // SetString sets a field to a str value.
+//
+// All setters skip a change that changes nothing: when the event has no
+// changes yet and the field right after the one read last is this key
+// with these very bytes (an enrichment that finds the name there already),
+// the event stays unchanged and is passed on as it came. Elsewhere in the
+// event an equal value is set like any other.
 func (e *Event) SetString(key, v string) *Event {
 	s := len(e.vals)
 	e.vals = codec.AppendString(e.vals, v)
@@ -338,8 +354,33 @@ func (e *Event) Delete(key string) *Event {
 }
 
 func (e *Event) addEdit(key string, start int) *Event {
+	if len(e.edits) == 0 && e.after > 0 && e.nextHolds(key, e.vals[start:]) {
+		// The field says so already: no change, so the event can be
+		// passed on as it came (KEEP) instead of the host rebuilding it
+		// with the same bytes (SET).
+		e.vals = e.vals[:start]
+		return e
+	}
 	e.edits = append(e.edits, edit{key: key, start: int32(start), end: int32(len(e.vals))})
 	return e
+}
+
+// nextHolds reports whether the entry of raw right after the value last
+// read (e.after) is key with the encoded value val. That is where an
+// enrichment finds the field it sets (the decoders put user after uid,
+// say), so a Set to the value the event has costs one comparison, not a
+// scan; a field elsewhere, or an equal value encoded differently, is
+// set as usual. Msgpack values delimit themselves, so a well-formed val
+// that prefixes the bytes there is the whole value. (A map that holds the
+// key twice, which no decoder makes, keeps its first entry then, where a
+// SET would have replaced it.)
+func (e *Event) nextHolds(key string, val []byte) bool {
+	b, i := e.raw, e.after
+	if i >= len(b) || b[i] != 0xa0|byte(len(key)) || len(key) > 31 {
+		return false
+	}
+	ke := i + 1 + len(key)
+	return ke+len(val) <= len(b) && string(b[i+1:ke]) == key && string(b[ke:ke+len(val)]) == string(val)
 }
 
 // appendAny encodes the Go value v for Set.

@@ -257,3 +257,49 @@ func TestEventReplaceOneField(t *testing.T) {
 		}
 	}
 }
+
+// A set to the bytes of the field right after the one read last is no
+// change, for every setter; anything else is one.
+func TestEventSetOfTheSameValue(t *testing.T) {
+	long := strings.Repeat("x", 40) // a str8, past fixstr
+	raw := encodeEvent(t, kv{"uid", 1000}, kv{"user", "alice"}, kv{"gid", 1000}, kv{"name", long}, kv{"n", 7})
+	for _, c := range []struct {
+		name    string
+		do      func(ev *Event)
+		changed bool
+	}{
+		{"same str after the read", func(ev *Event) { ev.Get("uid"); ev.SetString("user", "alice") }, false},
+		{"same str, bytes", func(ev *Event) { ev.Get("uid"); ev.SetStringBytes("user", []byte("alice")) }, false},
+		{"same int", func(ev *Event) { ev.Get("user"); ev.SetInt("gid", 1000) }, false},
+		{"same long str", func(ev *Event) { ev.Get("gid"); ev.SetString("name", long) }, false},
+		{"same value", func(ev *Event) { v := ev.Get("uid"); ev.Get("user"); ev.SetValue("gid", v) }, false},
+		{"after a second read", func(ev *Event) { ev.Get("n"); ev.Get("uid"); ev.SetString("user", "alice") }, false},
+		{"other str", func(ev *Event) { ev.Get("uid"); ev.SetString("user", "alicf") }, true},
+		{"prefix of the str", func(ev *Event) { ev.Get("uid"); ev.SetString("user", "alic") }, true},
+		{"other long str", func(ev *Event) { ev.Get("gid"); ev.SetString("name", long+"y") }, true},
+		{"other type", func(ev *Event) { ev.Get("uid"); ev.SetInt("user", 5) }, true},
+		{"not right after the read", func(ev *Event) { ev.Get("gid"); ev.SetString("user", "alice") }, true},
+		{"nothing read", func(ev *Event) { ev.SetString("user", "alice") }, true},
+		{"read missed", func(ev *Event) { ev.Get("nope"); ev.SetString("uid", "alice") }, true},
+		{"after the last field", func(ev *Event) { ev.Get("n"); ev.SetString("user", "alice") }, true},
+		{"after another change", func(ev *Event) { ev.Get("uid"); ev.SetInt("x", 1).SetString("user", "alice") }, true},
+		{"after a delete", func(ev *Event) { ev.Get("uid"); ev.Delete("user").SetString("user", "alice") }, true},
+	} {
+		ev := &Event{}
+		ev.reset(raw, 0, true, 0)
+		c.do(ev)
+		if ev.Changed() != c.changed {
+			t.Errorf("%s: Changed() = %v", c.name, ev.Changed())
+		}
+		if !c.changed && len(ev.vals) != 0 {
+			t.Errorf("%s: %d bytes of values kept for no change", c.name, len(ev.vals))
+		}
+		b, err := ev.appendEncoded(nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := decodeMap(t, b); !c.changed && string(b) != string(raw) {
+			t.Errorf("%s: event %v, want it as it came", c.name, got)
+		}
+	}
+}

@@ -70,6 +70,73 @@ func TestMapEmitsChangedEventsOnly(t *testing.T) {
 	}
 }
 
+// A Set to the value the field holds already, where the field follows the
+// one read last (the decoders put uid_name after uid), changes nothing: the
+// event is KEPT. A different value, a field elsewhere or a Set after other
+// changes still goes out as a change, with the same result as before.
+func TestSetOfTheSameValueKeeps(t *testing.T) {
+	s := useStage(t)
+	changed := 0
+	Map(func(ev *Event) {
+		if ev.Int("uid") != 1000 {
+			return
+		}
+		ev.SetString("uid_name", "alice")
+		if ev.Int("seq") == 6 {
+			ev.SetInt("gid", 7)
+		}
+		if ev.Changed() {
+			changed++
+		}
+	})
+	mustInit(t, s, nil)
+	same := func(seq int) []byte { return execEvent(t, seq, "sh") } // uid_name is alice
+	other := encodeEvent(t, kv{"seq", 2}, kv{"uid", 1000}, kv{"uid_name", "bob"}, kv{"comm", "sh"})
+	before := encodeEvent(t, kv{"seq", 3}, kv{"uid_name", "alice"}, kv{"uid", 1000}, kv{"comm", "sh"})
+	last := encodeEvent(t, kv{"seq", 4}, kv{"comm", "sh"}, kv{"uid", 1000})
+	in := [][]byte{same(1), other, before, last, same(5), same(6), same(7)}
+	// Twice: the first batch finds uid by scanning, a batch of at least
+	// minTableEvents events from the host's key table too.
+	for _, batch := range [][][]byte{in[:2], in} {
+		changed = 0
+		res, err := s.process(encodeBatch(batch...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := parseResult(t, res)
+		if len(got) != len(batch) {
+			t.Fatalf("%d entries for %d events", len(got), len(batch))
+		}
+		wantOps := []byte{opKeep, opSet, opSet, opSet, opKeep, opSet, opKeep}[:len(batch)]
+		nchanged := 0
+		for i, e := range got {
+			if e.op != wantOps[i] || e.index != uint32(i) {
+				t.Errorf("event %d: entry op %d index %d, want op %d", i, e.op, e.index, wantOps[i])
+				continue
+			}
+			if e.op != opSet {
+				continue
+			}
+			nchanged++
+			made, err := setForTest(batch[i], e.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := decodeMap(t, batch[i])
+			want["uid_name"] = "alice"
+			if i == 5 {
+				want["gid"] = int8(7)
+			}
+			if diff := cmp.Diff(want, decodeMap(t, made)); diff != "" {
+				t.Errorf("event %d (-want +got):\n%s", i, diff)
+			}
+		}
+		if changed != nchanged {
+			t.Errorf("Changed() true for %d events, want %d", changed, nchanged)
+		}
+	}
+}
+
 // Fields set and set again, on an input and on its clone, go out as one SET
 // each with the last value of each key in the order keys were last set; a
 // Delete among the changes makes an EMIT of the whole event instead.
