@@ -41,12 +41,24 @@ func TestOCSFParity(t *testing.T) {
 		{Data: encode(kv{"time", "2026-1-02T03:04:05Z"}, kv{"gadget", "trace_open"}, kv{"seq", 19}), Source: "s", Seq: 19},
 		// No envelope time, no seq.
 		{Data: encode(kv{"gadget", "trace_open"}, kv{"path", "a/b"}), Source: "s", Seq: 10},
+		// A key twice: the first wins.
+		{Data: encode(kv{"gadget", "trace_exec"}, kv{"comm", "first"}, kv{"seq", 20}, kv{"comm", "second"}, kv{"pid", 1}, kv{"pid", 2}), Source: "s", Seq: 20},
 	}
 	for _, params := range []map[string]any{nil, {"envelope": false, "others": "drop"}} {
 		c := process(t, newStage(t, "ocsf", params, 0), events...)
 		g := process(t, newStage(t, "ocsf-go", params, 0), events...)
 		if diff := cmp.Diff(g, c); diff != "" {
 			t.Errorf("params %v: ocsf (C) differs from ocsf-go (-go +c):\n%s", params, diff)
+		}
+		// One event per batch: the C stage scans each itself instead of
+		// asking the host (find_keys) for the batch's fields.
+		s := newStage(t, "ocsf", params, 0)
+		var one []map[string]any
+		for _, ev := range events {
+			one = append(one, process(t, s, ev)...)
+		}
+		if diff := cmp.Diff(c, one); diff != "" {
+			t.Errorf("params %v: ocsf one event at a time differs from ocsf on the batch (-batch +one):\n%s", params, diff)
 		}
 		if want := len(events) - 1; params != nil && len(c) != want {
 			t.Errorf("params %v: %d events out, want %d (the signal dropped)", params, len(c), want)
