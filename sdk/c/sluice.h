@@ -660,8 +660,9 @@ static const sluice_value *sluice_fields_values(const sluice_fields *f, const sl
 /* An RFC 3339 time (as the envelope's time and gadget timestamps are
  * written: 2006-01-02T15:04:05.999999999Z, or with a numeric offset such as
  * +02:00) as seconds since the Unix epoch and nanoseconds (0 to 999999999)
- * after them: every year from 0000 to 9999. False for other text, an
- * invalid date (February 30th) or a value that is not a str.
+ * after them: every year from 0000 to 9999. Digits of the fraction past
+ * the ninth are dropped, as Go's time.Parse drops them. False for other
+ * text, an invalid date (February 30th) or a value that is not a str.
  *
  * Straight-line code and no division instruction: Wasm engines run
  * i32/i64.div as the CPU's divide, tens of cycles each. */
@@ -694,7 +695,7 @@ static bool sluice_value_unix(sluice_value v, int64_t *sec, int32_t *nsec) {
 		uint32_t d = 0;
 		for (i++; i < n && b[i] >= '0' && b[i] <= '9'; i++, d++)
 			if (d < 9) frac = frac * 10 + (b[i] - '0');
-		if (d == 0 || d > 9) return false;
+		if (d == 0) return false;
 		for (; d < 9; d++) frac *= 10;
 	}
 	int32_t off = 0;
