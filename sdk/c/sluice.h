@@ -446,8 +446,9 @@ static inline sluice_value sluice_found(const sluice_event *ev) {
  *     const sluice_value *v = sluice_fields_values(&fields, ev, scratch);
  *
  * Smaller batches, and a batch the host refuses, are scanned as without
- * it. A module that defines it imports find_keys, which agents from before
- * it lack. */
+ * it. A set must then start zeroed (a static, as above): it keeps the
+ * host's rows. A module that defines it imports find_keys, which agents
+ * from before it lack. */
 static void sluice_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #ifndef SLUICE_FIELDS_MAX
 #define SLUICE_FIELDS_MAX 64
