@@ -135,6 +135,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzProcess -fuzztime $(FUZZTIME) ./sdk/go/sluice
 	$(GO) test -run '^$$' -fuzz FuzzParseResult -fuzztime $(FUZZTIME) ./wasmstages
 	$(GO) test -run '^$$' -fuzz FuzzWellFormedMap -fuzztime $(FUZZTIME) ./wasmstages
+	$(GO) test -run '^$$' -fuzz FuzzFindKeys -fuzztime $(FUZZTIME) ./wasmstages
 	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./internal/interrupt
 	$(GO) test -run '^$$' -fuzz FuzzReadBinary -fuzztime $(FUZZTIME) ./wasmbpf
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./config

@@ -41,12 +41,43 @@ func TestOCSFParity(t *testing.T) {
 		{Data: encode(kv{"time", "2026-1-02T03:04:05Z"}, kv{"gadget", "trace_open"}, kv{"seq", 19}), Source: "s", Seq: 19},
 		// No envelope time, no seq.
 		{Data: encode(kv{"gadget", "trace_open"}, kv{"path", "a/b"}), Source: "s", Seq: 10},
+		// Times of one second in a row: fractions of several lengths,
+		// none, past nanoseconds (Go drops the digits past the ninth),
+		// empty, other zones.
+		{Data: encode(kv{"time", "2026-01-02T03:04:05.5Z"}, kv{"gadget", "trace_open"}, kv{"seq", 21}), Source: "s", Seq: 21},
+		{Data: encode(kv{"time", "2026-01-02T03:04:05Z"}, kv{"gadget", "trace_open"}, kv{"seq", 22}), Source: "s", Seq: 22},
+		{Data: encode(kv{"time", "2026-01-02T03:04:05.123456789Z"}, kv{"gadget", "trace_open"}, kv{"seq", 23}), Source: "s", Seq: 23},
+		{Data: encode(kv{"time", "2026-01-02T03:04:05.1234567891Z"}, kv{"gadget", "trace_open"}, kv{"seq", 24}), Source: "s", Seq: 24},
+		{Data: encode(kv{"time", "2026-01-02T03:04:05.Z"}, kv{"gadget", "trace_open"}, kv{"seq", 25}), Source: "s", Seq: 25},
+		{Data: encode(kv{"time", "2026-01-02T03:04:05.25+02:00"}, kv{"gadget", "trace_open"}, kv{"seq", 26}), Source: "s", Seq: 26},
+		{Data: encode(kv{"time", "2026-01-02T03:04:05.25+02:0x"}, kv{"gadget", "trace_open"}, kv{"seq", 27}), Source: "s", Seq: 27},
+		// Users in a row: the same uid with other names, with none, a
+		// name without a uid, a uid's number as a name.
+		envelope("trace_open", 28, kv{"uid", 1000}, kv{"user", "alice"}, kv{"path", "/a"}),
+		envelope("trace_open", 29, kv{"uid", 1000}, kv{"user", "alice"}, kv{"path", "/b"}),
+		envelope("trace_open", 30, kv{"uid", 1000}, kv{"user", "carol"}, kv{"path", "/c"}),
+		envelope("trace_open", 34, kv{"uid", 1000}, kv{"user", "bob"}, kv{"path", "/c"}),
+		envelope("trace_open", 31, kv{"uid", 1000}, kv{"path", "/d"}),
+		envelope("trace_open", 32, kv{"user", "bob"}, kv{"path", "/e"}),
+		envelope("trace_open", 33, kv{"uid", 1001}, kv{"user", "uid:1001"}, kv{"path", "/f"}),
+		// A key twice: the first wins.
+		{Data: encode(kv{"gadget", "trace_exec"}, kv{"comm", "first"}, kv{"seq", 20}, kv{"comm", "second"}, kv{"pid", 1}, kv{"pid", 2}), Source: "s", Seq: 20},
 	}
 	for _, params := range []map[string]any{nil, {"envelope": false, "others": "drop"}} {
 		c := process(t, newStage(t, "ocsf", params, 0), events...)
 		g := process(t, newStage(t, "ocsf-go", params, 0), events...)
 		if diff := cmp.Diff(g, c); diff != "" {
 			t.Errorf("params %v: ocsf (C) differs from ocsf-go (-go +c):\n%s", params, diff)
+		}
+		// One event per batch: the C stage scans each itself instead of
+		// asking the host (find_keys) for the batch's fields.
+		s := newStage(t, "ocsf", params, 0)
+		var one []map[string]any
+		for _, ev := range events {
+			one = append(one, process(t, s, ev)...)
+		}
+		if diff := cmp.Diff(c, one); diff != "" {
+			t.Errorf("params %v: ocsf one event at a time differs from ocsf on the batch (-batch +one):\n%s", params, diff)
 		}
 		if want := len(events) - 1; params != nil && len(c) != want {
 			t.Errorf("params %v: %d events out, want %d (the signal dropped)", params, len(c), want)

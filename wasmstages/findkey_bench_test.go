@@ -13,6 +13,26 @@ import (
 // event for a key near its middle (uid), the one after it (user) and one
 // it lacks (owner): about 4.5 ns per entry stepped over.
 func BenchmarkFindKeyIn(b *testing.B) {
+	ev := execEventForBench()
+	for _, key := range []string{"uid", "user", "owner"} {
+		b.Run(key, func(b *testing.B) {
+			k := []byte(key)
+			if s, _ := findKeyIn(ev, k); (s == findKeyMissing) != (key == "owner") {
+				b.Fatalf("findKeyIn(%q) = %d", key, s)
+			}
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			c0 := threadCPUNs()
+			for range b.N {
+				findKeyIn(ev, k)
+			}
+			b.ReportMetric(float64(threadCPUNs()-c0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// execEventForBench is a trace_exec-shaped event of 19 entries.
+func execEventForBench() []byte {
 	ev := codec.AppendMapHeader(nil, 19)
 	for _, kv := range []struct {
 		k string
@@ -36,21 +56,7 @@ func BenchmarkFindKeyIn(b *testing.B) {
 			}
 		}
 	}
-	for _, key := range []string{"uid", "user", "owner"} {
-		b.Run(key, func(b *testing.B) {
-			k := []byte(key)
-			if s, _ := findKeyIn(ev, k); (s == findKeyMissing) != (key == "owner") {
-				b.Fatalf("findKeyIn(%q) = %d", key, s)
-			}
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			c0 := threadCPUNs()
-			for range b.N {
-				findKeyIn(ev, k)
-			}
-			b.ReportMetric(float64(threadCPUNs()-c0)/float64(b.N), "cpu-ns/op")
-		})
-	}
+	return ev
 }
 
 // threadCPUNs returns the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID):
@@ -59,4 +65,23 @@ func threadCPUNs() int64 {
 	var ts syscall.Timespec
 	syscall.Syscall(syscall.SYS_CLOCK_GETTIME, 3, uintptr(unsafe.Pointer(&ts)), 0)
 	return ts.Nano()
+}
+
+// BenchmarkFindKeysRow measures find_keys' row of the same event for the
+// 25 keys the ocsf stage reads.
+func BenchmarkFindKeysRow(b *testing.B) {
+	ev := execEventForBench()
+	var kt keyTable
+	if !kt.parse(keysBlob("args", "comm", "daddr.addr", "dport", "family", "filename", "flags", "gadget", "gid", "gid_name",
+		"host", "mntns_id", "mode", "path", "pid", "ppid", "ret", "ret_error", "saddr.addr", "seq", "source", "sport", "time", "uid", "user")) {
+		b.Fatal("parse keys")
+	}
+	out := make([]byte, 8*(kt.n+1))
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c0 := threadCPUNs()
+	for range b.N {
+		kt.row(ev, 0x1000, out)
+	}
+	b.ReportMetric(float64(threadCPUNs()-c0)/float64(b.N), "cpu-ns/op")
 }

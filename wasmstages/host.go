@@ -37,8 +37,9 @@ var hostImports = map[string]funcType{
 	"set_error":   {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, nil},
 	"counter_add": {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI64}, nil},
 	"now":         {nil, []api.ValueType{api.ValueTypeI64}},
-	// Optional (docs/stage-abi.md): modules of older SDKs do not import it.
-	"find_key": {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
+	// Optional (docs/stage-abi.md): modules of older SDKs do not import them.
+	"find_key":  {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
+	"find_keys": {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
 	// Not part of the ABI: the call package interrupt adds to a module.
 	interrupt.ImportName: {nil, nil},
 }
@@ -76,6 +77,7 @@ func (h *host) instantiate(ctx context.Context, r wazero.Runtime) error {
 	fn("set_error", h.setError)
 	fn("counter_add", h.counterAdd)
 	fn("find_key", findKey)
+	fn("find_keys", findKeys)
 	fn("now", func(_ context.Context, _ api.Module, stack []uint64) {
 		stack[0] = uint64(time.Now().UnixNano())
 	})

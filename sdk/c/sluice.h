@@ -434,10 +434,39 @@ static inline sluice_value sluice_found(const sluice_event *ev) {
  *     sluice_fields_get(&fields, ev, v);      // v[F_PID], v[F_COMM]
  *
  * A missing field is a missing value; with duplicate keys the first wins,
- * as with sluice_get. At most SLUICE_FIELDS_MAX keys of 1 to 31 bytes. */
+ * as with sluice_get. At most SLUICE_FIELDS_MAX keys of 1 to 31 bytes.
+ *
+ * With SLUICE_FIND_KEYS defined before including sluice.h, the host finds
+ * the keys instead, in every event of the batch at once, with the optional
+ * import find_keys (docs/stage-abi.md): one call per set of fields and
+ * batch of at least SLUICE_FIND_KEYS_MIN events, on the set's first use in
+ * the batch. The host steps over an entry in a few ns, a Wasm guest in
+ * ~10; sluice_fields_values then answers without copying:
+ *
+ *     const sluice_value *v = sluice_fields_values(&fields, ev, scratch);
+ *
+ * Smaller batches, and a batch the host refuses, are scanned as without
+ * it. A set must then start zeroed (a static, as above): it keeps the
+ * host's rows. A module that defines it imports find_keys, which agents
+ * from before it lack. */
 static void sluice_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #ifndef SLUICE_FIELDS_MAX
 #define SLUICE_FIELDS_MAX 64
+#endif
+#ifdef SLUICE_FIND_KEYS
+#if SLUICE_FIELDS_MAX > 64
+#error "SLUICE_FIND_KEYS: find_keys takes at most 64 keys"
+#endif
+#ifndef SLUICE_FIND_KEYS_MIN
+#define SLUICE_FIND_KEYS_MIN 4
+#endif
+SLUICE__IMPORT("find_keys") int32_t sluice__host_find_keys(const uint8_t *batch, int32_t len, const uint8_t *keys, int32_t keys_len, uint32_t *out);
+/* The batch sluice_process is in: find_keys is asked about it lazily.
+ * sluice__batch_gen changes with every batch and after it. */
+static const uint8_t *sluice__batch_p;
+static uint32_t sluice__batch_len, sluice__batch_count, sluice__batch_gen;
+/* A row's pairs are sluice_values as they are. */
+_Static_assert(sizeof(sluice_value) == 8 && _Alignof(sluice_value) <= 4, "find_keys: sluice_value is not {u32 address, u32 length}");
 #endif
 typedef struct {
 	const char *const *keys;
@@ -446,6 +475,14 @@ typedef struct {
 	uint8_t head[64], next[SLUICE_FIELDS_MAX]; /* keys by sluice__fields_hash: 0xff ends a chain */
 	uint32_t lens;                             /* bit n set when a key is n bytes long */
 	uint64_t word[SLUICE_FIELDS_MAX], mask[SLUICE_FIELDS_MAX]; /* the first 8 bytes, compared at once */
+#ifdef SLUICE_FIND_KEYS
+	uint8_t *keys_blob; /* the keys as find_keys takes them (laid out as a batch) */
+	uint32_t keys_len;
+	/* find_keys' rows for batch gen: per event, n values (address and
+	 * length), then the event's address and found | whole << 31. */
+	uint32_t *rows;
+	uint32_t rows_cap, rows_n, gen;
+#endif
 } sluice_fields;
 
 SLUICE__INLINE uint32_t sluice__fields_hash(uint32_t len, uint8_t first) { return (len * 7 + first) & 63; }
@@ -475,8 +512,49 @@ static bool sluice_fields_init(sluice_fields *f, const char *const *keys, uint32
 		f->next[k] = f->head[h];
 		f->head[h] = (uint8_t)k;
 	}
+#ifdef SLUICE_FIND_KEYS
+	uint32_t bl = 4;
+	for (uint32_t k = 0; k < n; k++) bl += 4 + f->len[k];
+	free(f->keys_blob);
+	f->keys_blob = malloc(bl), f->keys_len = bl;
+	f->rows_n = 0, f->gen = sluice__batch_gen - 1; /* filled at the next use */
+	if (!f->keys_blob) return true;                  /* scanned by the guest instead */
+	uint8_t *q = f->keys_blob;
+	memcpy(q, &n, 4), q += 4; /* little-endian, as Wasm is */
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t l = f->len[k];
+		memcpy(q, &l, 4), memcpy(q + 4, keys[k], l), q += 4 + l;
+	}
+#endif
 	return true;
 }
+
+#ifdef SLUICE_FIND_KEYS
+/* sluice__fields_row returns ev's row of find_keys' answer for f, asking
+ * the host on f's first use in a batch; NULL when there is none (a small
+ * batch, one the host refused, an event that is not the batch's). */
+static const uint32_t *sluice__fields_row(const sluice_fields *cf, const sluice_event *ev) {
+	sluice_fields *f = (sluice_fields *)cf; /* the table is a cache: every set is a static */
+	if (f->gen != sluice__batch_gen) {
+		f->gen = sluice__batch_gen, f->rows_n = 0;
+		uint32_t count = sluice__batch_count;
+		uint64_t words = (uint64_t)count * (2 * f->n + 2);
+		if (count < SLUICE_FIND_KEYS_MIN || !f->keys_blob || words > UINT32_MAX / 4) return NULL;
+		if (words > f->rows_cap) {
+			free(f->rows);
+			f->rows = malloc(4 * (size_t)words);
+			f->rows_cap = f->rows ? (uint32_t)words : 0;
+			if (!f->rows) return NULL;
+		}
+		if (sluice__host_find_keys(sluice__batch_p, (int32_t)sluice__batch_len, f->keys_blob, (int32_t)f->keys_len, f->rows) == (int32_t)count)
+			f->rows_n = count;
+	}
+	if (ev->index >= f->rows_n) return NULL;
+	const uint32_t *r = f->rows + (size_t)ev->index * (2 * f->n + 2);
+	/* An event a handler made up (a nested map) is not the batch's. */
+	return r[2 * f->n] == (uint32_t)(uintptr_t)ev->raw.p ? r : NULL;
+}
+#endif
 
 /* sluice__fields_scan fills out[0..f->n) with the values of f's keys in
  * ev; with stop, it stops once it has found every key. */
@@ -533,6 +611,13 @@ static bool sluice__fields_scan(const sluice_fields *f, const sluice_event *ev, 
  * event is a well-formed map to its end (so a handler that adds a missing
  * field may copy its body as it is). */
 static bool sluice_fields_get(const sluice_fields *f, const sluice_event *ev, sluice_value *out) {
+#ifdef SLUICE_FIND_KEYS
+	const uint32_t *r = sluice__fields_row(f, ev);
+	if (r) {
+		memcpy(out, r, f->n * sizeof *out);
+		return r[2 * f->n + 1] >> 31;
+	}
+#endif
 	uint32_t found;
 	return sluice__fields_scan(f, ev, out, false, &found);
 }
@@ -543,10 +628,32 @@ static bool sluice_fields_get(const sluice_fields *f, const sluice_event *ev, sl
  * whole event, and *whole (if whole is not NULL) says what
  * sluice_fields_get returns: the event is a well-formed map to its end. */
 static uint32_t sluice_fields_find(const sluice_fields *f, const sluice_event *ev, sluice_value *out, bool *whole) {
+#ifdef SLUICE_FIND_KEYS
+	const uint32_t *r = sluice__fields_row(f, ev);
+	if (r) {
+		memcpy(out, r, f->n * sizeof *out);
+		uint32_t n = r[2 * f->n + 1] & 0x7fffffff;
+		if (whole) *whole = n < f->n && r[2 * f->n + 1] >> 31;
+		return n;
+	}
+#endif
 	uint32_t found;
 	bool w = sluice__fields_scan(f, ev, out, true, &found);
 	if (whole) *whole = found < f->n && w;
 	return found;
+}
+
+/* sluice_fields_values returns the values of f's keys in ev, as
+ * sluice_fields_get fills them: with SLUICE_FIND_KEYS, where the host
+ * wrote them (nothing copied), otherwise (or when the host did not)
+ * scratch, filled by a scan. Valid until the handler returns. */
+static const sluice_value *sluice_fields_values(const sluice_fields *f, const sluice_event *ev, sluice_value *scratch) {
+#ifdef SLUICE_FIND_KEYS
+	const uint32_t *r = sluice__fields_row(f, ev);
+	if (r) return (const sluice_value *)(const void *)r;
+#endif
+	sluice_fields_get(f, ev, scratch);
+	return scratch;
 }
 
 /* ---- times ---------------------------------------------------------------- */
@@ -554,8 +661,9 @@ static uint32_t sluice_fields_find(const sluice_fields *f, const sluice_event *e
 /* An RFC 3339 time (as the envelope's time and gadget timestamps are
  * written: 2006-01-02T15:04:05.999999999Z, or with a numeric offset such as
  * +02:00) as seconds since the Unix epoch and nanoseconds (0 to 999999999)
- * after them: every year from 0000 to 9999. False for other text, an
- * invalid date (February 30th) or a value that is not a str.
+ * after them: every year from 0000 to 9999. Digits of the fraction past
+ * the ninth are dropped, as Go's time.Parse drops them. False for other
+ * text, an invalid date (February 30th) or a value that is not a str.
  *
  * Straight-line code and no division instruction: Wasm engines run
  * i32/i64.div as the CPU's divide, tens of cycles each. */
@@ -588,7 +696,7 @@ static bool sluice_value_unix(sluice_value v, int64_t *sec, int32_t *nsec) {
 		uint32_t d = 0;
 		for (i++; i < n && b[i] >= '0' && b[i] <= '9'; i++, d++)
 			if (d < 9) frac = frac * 10 + (b[i] - '0');
-		if (d == 0 || d > 9) return false;
+		if (d == 0) return false;
 		for (; d < 9; d++) frac *= 10;
 	}
 	int32_t off = 0;
@@ -1054,6 +1162,9 @@ static int64_t sluice__result(sluice_out *o) {
 
 static void sluice__begin(sluice_out *o) {
 	o->len = 0, o->count = 0, o->oom = false, o->depth = 0;
+#ifdef SLUICE_FIND_KEYS
+	sluice__batch_count = 0, sluice__batch_gen++; /* rows are one batch's */
+#endif
 	sluice__put_le32(o, 0);
 }
 
@@ -1070,6 +1181,9 @@ SLUICE__EXPORT("sluice_process") int64_t sluice_process(const uint8_t *p, int32_
 #endif
 #ifdef SLUICE_FIND_KEY
 	sluice__find(p, (uint32_t)n, count);
+#endif
+#ifdef SLUICE_FIND_KEYS
+	sluice__batch_p = p, sluice__batch_len = (uint32_t)n, sluice__batch_count = count, sluice__batch_gen++;
 #endif
 	uint64_t off = 4;
 	for (uint32_t i = 0; i < count; i++) {
@@ -1093,6 +1207,7 @@ SLUICE__EXPORT("sluice_process") int64_t sluice_process(const uint8_t *p, int32_
 #ifdef SLUICE_FIND_KEY
 	sluice__found_n = 0; /* the table is this batch's */
 #endif
+
 	return sluice__result(o);
 }
 
