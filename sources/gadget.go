@@ -701,7 +701,10 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 		if draining {
 			r.SetDeadline(now.Add(-time.Second))
 		} else {
-			r.SetDeadline(now.Add(g.cfg.PollInterval))
+			// On a grid of the interval, shared by every reader: idle
+			// readers' deadlines fall due together, and the runtime
+			// wakes once for all of them instead of once for each.
+			r.SetDeadline(now.Add(g.cfg.PollInterval).Truncate(g.cfg.PollInterval))
 		}
 	}
 	for {

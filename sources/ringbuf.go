@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -26,11 +27,26 @@ import (
 // The records are copies, so that Close can unmap the ring while a record
 // is still being decoded. Read and SetDeadline are called by one goroutine;
 // Close may be called from any, also while Read waits.
+//
+// Waits. A reader that keeps up with a slow ring parks its goroutine in
+// Go's netpoller (the map's fd, duplicated, as an *os.File): its poll
+// every few milliseconds is a runtime timer and a goroutine switch. A
+// blocking epoll_wait there kept sysmon awake: every call that blocks
+// longer than 20 µs has its P taken by sysmon, which then checks again
+// every 20 µs for a while, and the built-in config's seven readers, each
+// blocking every 5 ms, kept it at that (three quarters of the idle
+// agent's CPU). A reader behind a fast ring (its last chunk at least half
+// full) waits in epoll_wait on its own epoll, as before: its waits are
+// short, and flat out, parking cost more CPU per event than blocking (see
+// RATIONALE.md).
 type ringBuffer struct {
-	mu        sync.Mutex // held by a read of the ring, and by Close
-	mapFD     int
+	mu        sync.Mutex // held by a read of the ring, by an epoll wait, and by Close
+	file      *os.File   // a duplicate of the map's fd, in the netpoller
+	rc        syscall.RawConn
 	epfd      int
-	evfd      int    // an eventfd: Close makes it readable to end a wait
+	evfd      int // an eventfd: Close makes it readable to end an epoll wait
+	events    [2]unix.EpollEvent
+	busy      bool   // the last chunk was at least half full: wait in epoll_wait
 	cons      []byte // the consumer page, writable
 	prod      []byte // the producer page, then the data pages twice
 	consPos   *uint64
@@ -39,9 +55,10 @@ type ringBuffer struct {
 	mask      uint64
 	pos       uint64 // the consumer position, as published
 	deadline  time.Time
-	timedOut  bool // a wait reached the deadline: report it once the ring is empty
+	applied   time.Time // the file's read deadline
+	timedOut  bool      // a wait reached the deadline: report it once the ring is empty
 	closed    bool
-	events    [2]unix.EpollEvent
+	closing   atomic.Bool // Close has begun: a wait that fails was ended by it
 	closeOnce sync.Once
 
 	// The records of the last chunk: buf[off:n] is yet to be handed out.
@@ -65,7 +82,7 @@ func newRingBuffer(mapFD int, size int) (*ringBuffer, error) {
 		return nil, fmt.Errorf("ring buffer size %d is not a power of two", size)
 	}
 	page := os.Getpagesize()
-	r := &ringBuffer{mapFD: mapFD, epfd: -1, evfd: -1, mask: uint64(size - 1), buf: make([]byte, chunkBytes), chunk: chunkBytes}
+	r := &ringBuffer{epfd: -1, evfd: -1, mask: uint64(size - 1), buf: make([]byte, chunkBytes), chunk: chunkBytes}
 	ok := false
 	defer func() {
 		if !ok {
@@ -95,6 +112,27 @@ func newRingBuffer(mapFD int, size int) (*ringBuffer, error) {
 			return nil, fmt.Errorf("add fd to epoll: %w", err)
 		}
 	}
+	// The netpoller needs an fd of its own to close (the map's belongs to
+	// the map) in non-blocking mode, which os.NewFile then registers. The
+	// flag is the open file's, so the map's fd gets it too: the bpf(2)
+	// calls on a map ignore it.
+	dup, err := unix.FcntlInt(uintptr(mapFD), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("duplicate the ring buffer's fd: %w", err)
+	}
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return nil, fmt.Errorf("make the ring buffer's fd non-blocking: %w", err)
+	}
+	r.file = os.NewFile(uintptr(dup), "ringbuf")
+	if r.rc, err = r.file.SyscallConn(); err != nil {
+		return nil, fmt.Errorf("ring buffer's fd: %w", err)
+	}
+	// A file the netpoller did not take (its registration failed)
+	// refuses deadlines, and its waits would block a thread.
+	if err := r.file.SetReadDeadline(time.Time{}); err != nil {
+		return nil, fmt.Errorf("ring buffer's fd is not pollable: %w", err)
+	}
 	ok = true
 	return r, nil
 }
@@ -103,9 +141,9 @@ func newRingBuffer(mapFD int, size int) (*ringBuffer, error) {
 // past makes Read return what the ring holds and then
 // os.ErrDeadlineExceeded.
 func (r *ringBuffer) SetDeadline(t time.Time) {
-	r.mu.Lock()
+	// Kept until a wait needs it: the file's deadline is a runtime timer,
+	// and a reader sets its deadline every few dozen records.
 	r.deadline = t
-	r.mu.Unlock()
 }
 
 // Read returns the next record, valid until the next Read. It waits for
@@ -132,27 +170,63 @@ func (r *ringBuffer) Read() ([]byte, uint64, error) {
 // fill copies the next chunk of committed records, waiting for some if
 // the ring is empty.
 func (r *ringBuffer) fill() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for {
+		r.mu.Lock()
 		if r.closed {
+			r.mu.Unlock()
 			return fmt.Errorf("ring buffer: %w", os.ErrClosed)
 		}
 		n, err := r.copyChunk()
-		if err != nil {
+		if err != nil || n > 0 {
+			r.mu.Unlock()
+			if n > 0 {
+				r.off, r.n = 0, n
+				r.busy = n >= r.chunk/2
+			}
 			return err
 		}
-		if n > 0 {
-			r.off, r.n = 0, n
-			return nil
-		}
 		if r.timedOut {
+			r.mu.Unlock()
 			r.timedOut = false
 			return os.ErrDeadlineExceeded
 		}
-		if err := r.wait(); err != nil {
+		if r.busy {
+			// Under r.mu: Close closes the epoll only after this.
+			err = r.waitEpoll()
+			r.mu.Unlock()
+		} else {
+			r.mu.Unlock()
+			err = r.wait()
+		}
+		if err != nil {
 			return err
 		}
+	}
+}
+
+// waitEpoll is wait in epoll_wait; r.mu is held.
+func (r *ringBuffer) waitEpoll() error {
+	timeout := -1
+	if !r.deadline.IsZero() {
+		timeout = int(max(0, (time.Until(r.deadline)+time.Millisecond-1)/time.Millisecond))
+	}
+	for {
+		n, err := unix.EpollWait(r.epfd, r.events[:], timeout)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wait for ring buffer: %w", err)
+		}
+		for _, ev := range r.events[:n] {
+			if int(ev.Fd) == r.evfd {
+				return fmt.Errorf("ring buffer: %w", os.ErrClosed)
+			}
+		}
+		if n == 0 {
+			r.timedOut = true
+		}
+		return nil
 	}
 }
 
@@ -205,51 +279,55 @@ func (r *ringBuffer) copyChunk() (int, error) {
 }
 
 // wait blocks until the kernel wakes the reader, the deadline passes (the
-// next empty ring then ends the read) or Close runs.
+// next empty ring then ends the read) or Close runs, in the netpoller.
 func (r *ringBuffer) wait() error {
-	timeout := -1
-	if !r.deadline.IsZero() {
-		timeout = int(max(0, (time.Until(r.deadline)+time.Millisecond-1)/time.Millisecond))
+	// The netpoller's registration is edge-triggered: RawConn.Read clears
+	// the fd's readiness before it calls the function, so a wakeup after
+	// the check below ends the wait at once. The check reads the ring,
+	// which Close unmaps only once the file is closed, and closing waits
+	// for this call to end.
+	if !r.deadline.Equal(r.applied) {
+		// Fails only once the file is closed, which the wait reports.
+		r.file.SetReadDeadline(r.deadline)
+		r.applied = r.deadline
 	}
-	for {
-		n, err := unix.EpollWait(r.epfd, r.events[:], timeout)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("wait for ring buffer: %w", err)
-		}
-		for _, ev := range r.events[:n] {
-			if int(ev.Fd) == r.evfd {
-				return fmt.Errorf("ring buffer: %w", os.ErrClosed)
-			}
-		}
-		if n == 0 {
-			r.timedOut = true
-		}
+	err := r.rc.Read(func(uintptr) bool {
+		return atomic.LoadUint64(r.prodPos) != r.pos
+	})
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		r.timedOut = true
+		return nil
+	case r.closing.Load():
+		return fmt.Errorf("ring buffer: %w", os.ErrClosed)
 	}
+	return fmt.Errorf("wait for ring buffer: %w", err)
 }
 
-// Close ends a waiting Read, unmaps the ring and closes the epoll. Read
+// Close ends a waiting Read, unmaps the ring and closes its fd. Read
 // returns os.ErrClosed once it has handed out the records it had copied.
 // Safe for concurrent use; a second Close returns nil.
 func (r *ringBuffer) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
+		r.closing.Store(true)
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(r.evfd, one[:]) // ends a wait; an eventfd write only fails at its limit
+		unix.Write(r.evfd, one[:]) // ends an epoll wait; an eventfd write only fails at its limit
+		// Ends a netpoller wait, and returns once no call on the file runs.
+		ferr := r.file.Close()
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.closed = true
-		err = r.release()
+		err = errors.Join(ferr, r.release())
 	})
 	return err
 }
 
-// release unmaps the ring and closes the descriptors; r.mu is held or r
-// not yet shared.
+// release unmaps the ring and closes the descriptors (the file unless
+// Close did); r.mu is held or r not yet shared.
 func (r *ringBuffer) release() error {
 	var errs []error
 	for _, m := range [][]byte{r.prod, r.cons} {
@@ -258,6 +336,9 @@ func (r *ringBuffer) release() error {
 		}
 	}
 	r.prod, r.cons, r.data, r.consPos, r.prodPos = nil, nil, nil, nil, nil
+	if r.file != nil && !r.closing.Load() { // Close closed it
+		errs = append(errs, r.file.Close())
+	}
 	for _, fd := range []*int{&r.epfd, &r.evfd} {
 		if *fd >= 0 {
 			errs = append(errs, unix.Close(*fd))

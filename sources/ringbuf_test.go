@@ -100,13 +100,23 @@ func TestRingBufferReadsInOrderAcrossWraps(t *testing.T) {
 }
 
 // TestRingBufferWaitEnds: a read of an empty ring returns at its
-// deadline, and Close ends a read waiting without one.
+// deadline, and Close ends a read waiting without one, in either way of
+// waiting (the netpoller, or epoll_wait once the reader is busy).
 func TestRingBufferWaitEnds(t *testing.T) {
 	m := loadSynth(t, 64, 64<<10)
+	for _, busy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "netpoller", true: "epoll_wait"}[busy], func(t *testing.T) {
+			testRingBufferWaitEnds(t, m, busy)
+		})
+	}
+}
+
+func testRingBufferWaitEnds(t *testing.T, m *ebpf.Map, busy bool) {
 	r, err := newRingBuffer(m.FD(), 64<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.busy = busy
 	r.SetDeadline(time.Now().Add(20 * time.Millisecond))
 	if _, _, err := r.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read of an empty ring: %v, want a deadline error", err)
@@ -121,6 +131,7 @@ func TestRingBufferWaitEnds(t *testing.T) {
 	if d := time.Since(start); d > time.Minute {
 		t.Fatalf("read of a record in the ring took %v", d)
 	}
+	r.busy = busy // a small chunk makes the reader idle
 	r.SetDeadline(time.Time{})
 	done := make(chan error, 1)
 	go func() {
@@ -138,6 +149,42 @@ func TestRingBufferWaitEnds(t *testing.T) {
 	}
 	if _, _, err := r.Read(); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("read after Close: %v", err)
+	}
+}
+
+// TestRingBufferWakeupEndsWait: a read waiting with no deadline near
+// returns the records once the gadget wakes the reader (a burst past the
+// gadget header's 64 KiB of unread data), through the netpoller.
+func TestRingBufferWakeupEndsWait(t *testing.T) {
+	const ring = 256 << 10
+	m := loadSynth(t, 64, ring)
+	r, err := newRingBuffer(m.FD(), ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const deadline = time.Minute
+	r.SetDeadline(time.Now().Add(deadline))
+	type result struct {
+		rec []byte
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		rec, _, err := r.Read()
+		done <- result{append([]byte(nil), rec...), err}
+	}()
+	// 1,000 records of 72 bytes with their headers: past 64 KiB, so the
+	// last ones are submitted with a wakeup. Read usually waits by now;
+	// if not, it finds them without one.
+	synth.Burst(1000)
+	res := <-done
+	if res.err != nil || len(res.rec) != 64 {
+		t.Fatalf("read: %d bytes, %v", len(res.rec), res.err)
+	}
+	if d := time.Since(start); d >= deadline {
+		t.Fatalf("read returned after %v, at its deadline: the wakeup did not end the wait", d)
 	}
 }
 
