@@ -75,7 +75,14 @@ func (w *keyWalk) replay(b []byte) (start, end uint32, ok bool) {
 	if w.start == findKeyMissing {
 		return w.start, w.end, true
 	}
-	// Found: the value's end is the value's own, as the walk found it.
+	// Found: the value's end is the value's own, as the walk found it;
+	// a fixstr's (a comm's) without a call.
+	if c := b[w.start]; c&0xe0 == 0xa0 {
+		if e := w.start + 1 + uint32(c&0x1f); int(e) <= len(b) {
+			return w.start, e, true
+		}
+		return 0, 0, false
+	}
 	e, _ := valueEnd(b, int(w.start))
 	if e < 0 || e > len(b) {
 		return 0, 0, false // malformed: the walk says how
