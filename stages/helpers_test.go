@@ -109,6 +109,10 @@ type kv struct {
 	v any
 }
 
+// str8 is a string encoded as str 8 whatever its length, as the decoder
+// writes timestamps.
+type str8 string
+
 // encode lays out an event as the decoder does (ordered keys).
 func encode(fields ...kv) []byte {
 	b := codec.AppendMapHeader(nil, len(fields))
@@ -117,6 +121,8 @@ func encode(fields ...kv) []byte {
 		switch v := f.v.(type) {
 		case string:
 			b = codec.AppendString(b, v)
+		case str8:
+			b = append(append(b, 0xd9, byte(len(v))), v...)
 		case int:
 			b = codec.AppendInt(b, int64(v))
 		case []string:

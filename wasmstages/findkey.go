@@ -1,6 +1,7 @@
 package wasmstages
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -45,82 +46,61 @@ func findKey(_ context.Context, mod api.Module, stack []uint64) {
 		panic(fmt.Errorf("find_key out: %d bytes at %#x lie outside the guest's %d-byte memory", outLen, outPtr, mod.Memory().Size()))
 	}
 	out := guestBytes(mod, outPtr, uint32(outLen), "find_key out")
+	stack[0] = api.EncodeI32(findKeyBatch(batch, key, out))
+}
+
+// findKeyBatch is find_key on a batch whose count fits its length, with
+// room in out for the count's pairs.
+func findKeyBatch(batch, key, out []byte) int32 {
+	count := binary.LittleEndian.Uint32(batch)
+	// The key is read once: out may overlap it too.
+	var keyBuf [64]byte
+	if len(key) <= len(keyBuf) {
+		key = keyBuf[:copy(keyBuf[:], key)]
+	} else {
+		key = bytes.Clone(key)
+	}
+	// Events are answered by replaying the walk of one before them when
+	// they can be (keyWalk), while that works for at least about half of
+	// them: a batch whose layouts keep changing is walked, at the cost of
+	// a few replays and recordings.
+	var w keyWalk
+	replays, walks := 0, 0
 	off := 4
 	for i := uint32(0); i < count; i++ {
 		if len(batch)-off < 4 {
-			stack[0] = api.EncodeI32(-1)
-			return
+			return -1
 		}
 		n := int(binary.LittleEndian.Uint32(batch[off:]))
 		off += 4
 		if n > len(batch)-off {
-			stack[0] = api.EncodeI32(-1)
-			return
+			return -1
 		}
-		start, end := findKeyIn(batch[off:off+n:off+n], key)
+		ev := batch[off : off+n : off+n]
 		off += n
+		start, end, ok := w.replay(ev)
+		switch {
+		case ok:
+			replays++
+		case walks > replays+8:
+			start, end = findKeyIn(ev, key)
+		default:
+			walks++
+			start, end = walkKey(ev, key, &w)
+		}
 		// out may overlap the batch (a guest's choice): each pair is
 		// written after its event was read, and reads stay in batch.
 		binary.LittleEndian.PutUint32(out[8*i:], start)
 		binary.LittleEndian.PutUint32(out[8*i+4:], end)
 	}
-	stack[0] = api.EncodeI32(int32(count))
+	return int32(count)
 }
 
 // findKeyIn returns the bounds of the value of the first str (or bin) key
 // equal to key in the map b, as find_key reports them (findKeyMissing when
 // missing or malformed): what the Go SDK's scanner, and codec.Lookup, find.
 func findKeyIn(b, key []byte) (start, end uint32) {
-	var n, i int
-	switch {
-	case len(b) == 0:
-		return findKeyMissing, findKeyMissing
-	case b[0]&0xf0 == 0x80:
-		n, i = int(b[0]&0x0f), 1
-	case b[0] == 0xde && len(b) >= 3:
-		n, i = int(binary.BigEndian.Uint16(b[1:])), 3
-	case b[0] == 0xdf && len(b) >= 5:
-		n, i = int(binary.BigEndian.Uint32(b[1:])), 5
-	default:
-		return findKeyMissing, findKeyMissing
-	}
-	for ; n > 0; n-- {
-		if i >= len(b) {
-			return findKeyMissing, findKeyMissing
-		}
-		ks, ke := -1, 0
-		if c := b[i]; c&0xe0 == 0xa0 {
-			ks, ke = i+1, i+1+int(c&0x1f)
-		} else if c == 0xd9 || c == 0xda || c == 0xdb || c == 0xc4 || c == 0xc5 || c == 0xc6 {
-			l, h := strHeader(b, i)
-			if h < 0 {
-				return findKeyMissing, findKeyMissing
-			}
-			ks, ke = i+h, i+h+l
-		} else if ke = skipChecked(b, i); ke < 0 {
-			return findKeyMissing, findKeyMissing
-		}
-		if ke >= len(b) { // a value takes at least one byte
-			return findKeyMissing, findKeyMissing
-		}
-		// Most values' sizes are in their first byte: stepped over here,
-		// without a call.
-		e := ke + int(fixedSize[b[ke]])
-		if e == ke {
-			e = wellFormedAt(b, ke, 1)
-		}
-		if e < 0 || e > len(b) {
-			return findKeyMissing, findKeyMissing
-		}
-		if ks >= 0 && ke-ks == len(key) && string(b[ks:ke]) == string(key) {
-			return uint32(ke), uint32(e)
-		}
-		i = e
-	}
-	if i > len(b) {
-		return findKeyMissing, findKeyMissing
-	}
-	return findKeyMissing, uint32(i)
+	return walkKey(b, key, nil)
 }
 
 // strHeader returns the payload length and header size of the str or bin

@@ -85,3 +85,41 @@ func BenchmarkFindKeysRow(b *testing.B) {
 	}
 	b.ReportMetric(float64(threadCPUNs()-c0)/float64(b.N), "cpu-ns/op")
 }
+
+// BenchmarkFindKeyBatch measures find_key over a batch of 256 events laid
+// out as the bench's synthetic records for the key drop-comm reads (comm,
+// the eleventh) and one they lack: the first event's walk is replayed on
+// the others (keyWalk). walk-each is every event walked, as before that.
+func BenchmarkFindKeyBatch(b *testing.B) {
+	var events [][]byte
+	for i := range 256 {
+		events = append(events, synthLike("comm", "sluicebench", uint64(1_000_000+i), 16523))
+	}
+	batch := encodeBatchOf(events...)
+	out := make([]byte, 8*len(events))
+	for _, key := range []string{"comm", "owner"} {
+		k := []byte(key)
+		b.Run(key, func(b *testing.B) {
+			perEventCPU(b, len(events), func() { findKeyBatch(batch, k, out) })
+		})
+		b.Run(key+"/walk-each", func(b *testing.B) {
+			perEventCPU(b, len(events), func() {
+				for _, ev := range events {
+					findKeyIn(ev, k)
+				}
+			})
+		})
+	}
+}
+
+// perEventCPU runs f b.N times and reports the calling thread's CPU time
+// per event (f handles n events).
+func perEventCPU(b *testing.B, n int, f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c0 := threadCPUNs()
+	for b.Loop() {
+		f()
+	}
+	b.ReportMetric(float64(threadCPUNs()-c0)/float64(b.N*n), "cpu-ns/event")
+}
