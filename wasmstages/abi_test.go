@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -439,6 +440,19 @@ func BenchmarkParseResult(b *testing.B) {
 		{"flatmap", func() (es []entry) {
 			for i := range in {
 				es = append(es, entry{op: opKeep, index: uint32(i)}, entry{op: opKeep, index: uint32(i)})
+			}
+			return es
+		}()},
+		{"emit-mapped", func() (es []entry) {
+			// A mapping stage's output (ocsf): a new event of ~740 bytes
+			// per input, copied out of guest memory into one buffer.
+			var kv []string
+			for k := range 24 {
+				kv = append(kv, fmt.Sprintf("field_%02d", k), strings.Repeat("v", 20))
+			}
+			ev := mapOf(kv...)
+			for i := range in {
+				es = append(es, entry{op: opEmit, index: uint32(i), data: ev})
 			}
 			return es
 		}()},
