@@ -73,15 +73,30 @@ pipeline "p" {
 	stopProd()
 	<-produced
 
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
-	const overhead = 16 << 20 // the stuck batch and its JSON, ring arrays, arenas in flight
-	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	// The stuck batch and its JSON, ring arrays, arenas in flight, and
+	// the readers' arena pool at its idle size. Right after a burst the
+	// GC's finalizers refill the pool with the dropped events' arenas, up
+	// to four times that, until the idle reader trims it and the next
+	// cycle frees the rest: the heap is measured once it has settled,
+	// and a heap that keeps what it should not never does.
+	const overhead = 16 << 20
+	bound := int64(2*queueBytes + overhead)
+	var grew int64
+	settled := func() bool {
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		grew = int64(after.HeapAlloc) - int64(before.HeapAlloc)
+		return grew <= bound
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !settled() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // a few of the idle reader's poll intervals
+	}
 	t.Logf("%d events dropped at the sink; live heap grew by %.1f MB (bound %.1f MB)", sinkM.Dropped(pipeline.ReasonQueueFull).Value(),
-		float64(grew)/(1<<20), float64(2*queueBytes+overhead)/(1<<20))
-	if grew > 2*queueBytes+overhead {
-		t.Errorf("live heap grew by %d bytes with a stalled sink, more than the queues' bounds (2 x %d) + %d", grew, queueBytes, overhead)
+		float64(grew)/(1<<20), float64(bound)/(1<<20))
+	if grew > bound {
+		t.Errorf("live heap grew by %d bytes with a stalled sink and did not come down within 10s; bound: the queues' (2 x %d) + %d", grew, queueBytes, overhead)
 	}
 
 	stop()

@@ -17,13 +17,25 @@ import "runtime"
 // allocation triggered: a reader at a million events a second allocated
 // some 200 MB/s, and with the agent's small heap the GC then marked most
 // of the time, which makes every pointer write pay a write barrier. The
-// pool holds at most arenaPoolSize arenas (arenaPoolSize * arenaSize
-// bytes, 4 MiB); an arena finalized when it is full is freed. Arenas are
-// small (they were 256 KiB) so that one long-lived event (a spooled one,
-// say) keeps little memory alive with it.
+// pool holds at most arenaPoolSize arenas (16 MiB); an arena finalized
+// when it is full is freed. Arenas are small (they were 256 KiB) so that
+// one long-lived event (a spooled one, say) keeps little memory alive
+// with it.
+//
+// The pool's size sets how often a reader running flat out has the GC
+// run: each cycle refills the pool with the arenas that died since the
+// last, and only arenas beyond it grow the heap towards the next cycle.
+// At 4 MiB a 64-byte synthetic record cost the agent 333-456 ns of CPU,
+// a third of it the collector's; at 16 MiB, 242-320 (make bench's
+// null/64B, RATIONALE.md). The memory is what a reader at that rate has
+// in flight between two cycles anyway; kept in the pool once the rate
+// drops, it would be held for nothing, so a reader whose ring stayed
+// empty for a poll interval trims the pool to arenaPoolIdle (4 MiB),
+// which a host's usual rates do not exceed between two cycles.
 const (
 	arenaSize     = 64 << 10
-	arenaPoolSize = 64
+	arenaPoolSize = 256
+	arenaPoolIdle = 64
 )
 
 type arena = [arenaSize]byte
@@ -51,5 +63,18 @@ func recycleArena(a *arena) {
 	select {
 	case arenaPool <- a:
 	default:
+	}
+}
+
+// trimArenaPool lets the arenas the pool holds beyond arenaPoolIdle go
+// (to the GC: nothing else refers to a pooled arena). Cheap when there
+// are none: a reader calls it whenever its ring has been idle.
+func trimArenaPool() {
+	for len(arenaPool) > arenaPoolIdle {
+		select {
+		case <-arenaPool:
+		default:
+			return
+		}
 	}
 }

@@ -56,3 +56,19 @@ func TestArenaRecycledOnlyWhenUnreachable(t *testing.T) {
 	}
 	runtime.KeepAlive(data)
 }
+
+// A pool filled by a burst is trimmed to its idle size, and not below.
+func TestTrimArenaPool(t *testing.T) {
+	// Other tests' arenas may be pooled too: start from what is there.
+	for len(arenaPool) < arenaPoolSize {
+		recycleArena(new(arena))
+	}
+	trimArenaPool()
+	if n := len(arenaPool); n != arenaPoolIdle {
+		t.Errorf("pool holds %d arenas after a trim, want %d", n, arenaPoolIdle)
+	}
+	trimArenaPool()
+	if n := len(arenaPool); n != arenaPoolIdle {
+		t.Errorf("pool holds %d arenas after a second trim, want %d", n, arenaPoolIdle)
+	}
+}

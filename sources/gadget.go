@@ -728,6 +728,7 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 			if err := flush(); err != nil {
 				return err
 			}
+			trimArenaPool() // the ring was idle: what a burst left pooled goes
 			if draining {
 				return nil
 			}
