@@ -96,6 +96,7 @@ func benchMain(args []string) error {
 	out := fs.String("out", "bench/results", "directory of latest.md and latest.json")
 	readme := fs.String("readme", "README.md", "file whose bench section gets the summary (\"\" leaves it)")
 	sluice := fs.String("sluice", "bin/sluice", "the agent binary")
+	profile := fs.String("profile", "", "directory where each synthetic agent run leaves a CPU profile of its flat-out window (CASE.pprof, for `go tool pprof`)")
 	fs.Parse(args)
 	env, err := newEnv(*sluice)
 	if err != nil {
@@ -107,6 +108,12 @@ func benchMain(args []string) error {
 	}
 	if *window > 0 {
 		env.window = *window
+	}
+	if *profile != "" {
+		if err := os.MkdirAll(*profile, 0o755); err != nil {
+			return err
+		}
+		env.profileDir = *profile
 	}
 	var filter *regexp.Regexp
 	if *only != "" {
@@ -130,6 +137,15 @@ func benchMain(args []string) error {
 			env.log("  %.0f events/s (%.0f/s asked for), %.0f ns CPU/event, kernel lost %.1f%%, RSS %.0f MB", r.EventsPerSec, r.RequestedPerS, r.CPUPerEvent, r.KernelLostPct, r.RSSSteadyMB)
 		}
 		rep.Synthetic = append(rep.Synthetic, r)
+	}
+	if rep.synth("file", 64, "") != nil || rep.synth("file", 256, "") != nil {
+		mbps, err := measureDisk(env.diskDir())
+		if err != nil {
+			env.log("disk: %v", err)
+		} else {
+			env.log("disk: %.0f MB/s with fdatasync", mbps)
+			rep.DiskMBps = mbps
+		}
 	}
 	traceSecs, memSecs, jsPhase := 10*time.Second, 60*time.Second, 2*time.Second
 	if *quick {
@@ -184,7 +200,7 @@ func synthCases(quick bool) []synthCase {
 	}
 	var out []synthCase
 	for _, size := range sizes {
-		out = append(out, synthCase{Sink: "raw", Size: size})
+		out = append(out, synthCase{Sink: "raw", Size: size}, synthCase{Sink: "rawjson", Size: size})
 		for _, s := range sinks {
 			out = append(out, synthCase{Sink: s, Size: size})
 		}

@@ -21,14 +21,20 @@ type rawProc struct {
 	out *bufio.Scanner
 }
 
-func startRaw(root string, size int) (*rawProc, error) {
+// startRaw starts the bare reader; with jsonPath set it renders every
+// record as a JSON line into that file (jsonLineWriter).
+func startRaw(root string, size int, jsonPath string) (*rawProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	// The ring the agent gives the gadget: what it declares (1 MiB).
-	cmd := exec.Command(self, "rawread", "-object", filepath.Join(root, synth.Object(size)),
-		"-ring", fmt.Sprint(max(synth.RingSize, sources.DefaultRingBufferSize)), "-tgid", fmt.Sprint(os.Getpid()))
+	args := []string{"rawread", "-object", filepath.Join(root, synth.Object(size)),
+		"-ring", fmt.Sprint(max(synth.RingSize, sources.DefaultRingBufferSize)), "-tgid", fmt.Sprint(os.Getpid())}
+	if jsonPath != "" {
+		args = append(args, "-json", jsonPath, "-size", fmt.Sprint(size))
+	}
+	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -68,7 +74,18 @@ func (r *rawProc) close() error {
 // runRaw measures the bare reader with the same phases as an agent run
 // (no latency: the reader keeps no timestamps).
 func (e *benchEnv) runRaw(c synthCase, res *synthResult) error {
-	r, err := startRaw(e.root, c.Size)
+	jsonPath := ""
+	if c.Sink == "rawjson" {
+		dir, err := e.scratch(c.String())
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		jsonPath = filepath.Join(dir, "events.jsonl")
+		// Kept short as the agent's stdout is (runAgentSynth).
+		defer truncating(jsonPath)()
+	}
+	r, err := startRaw(e.root, c.Size, jsonPath)
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,8 @@ func rawReadMain(args []string) error {
 	ring := fs.Int("ring", 0, "ring buffer bytes (a power of two)")
 	poll := fs.Duration("poll", 5*time.Millisecond, "read deadline, as sluice's poll interval")
 	tgid := fs.Uint("tgid", 0, "the producer's process (the gadget's target_tgid)")
+	jsonPath := fs.String("json", "", "render each record as the JSON line sluice writes and append it to this file (jsonLineWriter); records then counts the records written")
+	size := fs.Int("size", 64, "record bytes, for -json")
 	fs.Parse(args)
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return err
@@ -61,7 +63,16 @@ func rawReadMain(args []string) error {
 	defer rd.Close()
 
 	var records atomic.Uint64
-	done := make(chan error, 1)
+	done := make(chan error, 2)
+	var lines *jsonLineWriter
+	if *jsonPath != "" {
+		f, err := os.OpenFile(*jsonPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		lines = newJSONLineWriter(*size, f, func(n int) { records.Add(uint64(n)) }, done)
+	}
 	go func() {
 		var rec ringbuf.Record
 		var n uint64
@@ -69,6 +80,9 @@ func rawReadMain(args []string) error {
 			rd.SetDeadline(time.Now().Add(*poll))
 			err := rd.ReadInto(&rec)
 			switch {
+			case err == nil && lines != nil:
+				lines.add(rec.RawSample)
+				continue
 			case err == nil:
 				n++
 				if n&255 == 0 {
@@ -76,9 +90,16 @@ func rawReadMain(args []string) error {
 				}
 				continue
 			case errors.Is(err, os.ErrDeadlineExceeded):
-				records.Store(n)
+				if lines != nil {
+					lines.flush()
+				} else {
+					records.Store(n)
+				}
 				continue
 			case errors.Is(err, os.ErrClosed):
+				if lines != nil {
+					lines.close()
+				}
 				done <- nil
 			default:
 				done <- err

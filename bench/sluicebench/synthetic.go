@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +19,7 @@ import (
 // synthCase is one run of the synthetic producer: the bare reader ("raw")
 // or the agent into one sink, through some stages.
 type synthCase struct {
-	Sink   string // raw, null, stdout, file, nats, jetstream (100 events per message, as the built-in config), jetstream1 (one per message)
+	Sink   string // raw, rawjson (the raw reader writing JSON lines: jsonLineWriter), null, stdout, file, nats, jetstream (100 events per message, as the built-in config), jetstream1 (one per message)
 	Size   int    // record bytes: 64 or 256
 	Stages string // "" (none), c1, c3 (C filters), go1, go3 (Go filters)
 }
@@ -46,16 +48,18 @@ type synthResult struct {
 	KernelLostPct float64 `json:"kernel_lost_pct"`
 	// UserDrops are the drops after the reader, by component/reason
 	// (filtered events not counted: the filters keep everything).
-	UserDrops    map[string]float64 `json:"user_drops,omitempty"`
-	CPUPerEvent  float64            `json:"cpu_ns_per_event"` // user + system of the agent's process
-	RSSSteadyMB  float64            `json:"rss_steady_mb"`
-	RSSPeakMB    float64            `json:"rss_peak_mb"`
-	LatencyRate  int                `json:"latency_rate,omitempty"`
-	LatencyP50ms float64            `json:"latency_p50_ms,omitempty"`
-	LatencyP99ms float64            `json:"latency_p99_ms,omitempty"`
-	Balanced     bool               `json:"balanced"`
-	BalanceNote  string             `json:"balance_note,omitempty"`
-	Error        string             `json:"error,omitempty"`
+	UserDrops   map[string]float64 `json:"user_drops,omitempty"`
+	CPUPerEvent float64            `json:"cpu_ns_per_event"` // user + system of the agent's process
+	// BytesPerEvent is what the file sink wrote per event (file runs).
+	BytesPerEvent float64 `json:"bytes_per_event,omitempty"`
+	RSSSteadyMB   float64 `json:"rss_steady_mb"`
+	RSSPeakMB     float64 `json:"rss_peak_mb"`
+	LatencyRate   int     `json:"latency_rate,omitempty"`
+	LatencyP50ms  float64 `json:"latency_p50_ms,omitempty"`
+	LatencyP99ms  float64 `json:"latency_p99_ms,omitempty"`
+	Balanced      bool    `json:"balanced"`
+	BalanceNote   string  `json:"balance_note,omitempty"`
+	Error         string  `json:"error,omitempty"`
 }
 
 // benchEnv is what every run needs.
@@ -71,7 +75,10 @@ type benchEnv struct {
 	// CPU, so that the producer, not the reader, has the larger share
 	// of the machine and the reader is the limit.
 	producers int
-	log       func(format string, args ...any)
+	// profileDir, when set, receives a CPU profile of each synthetic
+	// agent run's flat-out window.
+	profileDir string
+	log        func(format string, args ...any)
 }
 
 func (e *benchEnv) scratch(name string) (string, error) {
@@ -176,7 +183,7 @@ func sinkType(kind string) string {
 func (e *benchEnv) runSynth(c synthCase) synthResult {
 	res := synthResult{Case: c.String(), Sink: c.Sink, Size: c.Size, Stages: c.Stages}
 	var err error
-	if c.Sink == "raw" {
+	if c.Sink == "raw" || c.Sink == "rawjson" {
 		err = e.runRaw(c, &res)
 	} else {
 		err = e.runAgentSynth(c, &res)
@@ -225,7 +232,17 @@ func (e *benchEnv) runAgentSynth(c synthCase, res *synthResult) error {
 		return err
 	}
 	maddr := fmt.Sprintf("127.0.0.1:%d", mport)
-	a, err := startAgent(e.sluice, dir, maddr, e.agentConfig(c, dir, maddr, nport))
+	var extra []string
+	paddr := ""
+	if e.profileDir != "" {
+		pport, err := freePort()
+		if err != nil {
+			return err
+		}
+		paddr = fmt.Sprintf("127.0.0.1:%d", pport)
+		extra = []string{"--pprof-listen", paddr}
+	}
+	a, err := startAgent(e.sluice, dir, maddr, e.agentConfig(c, dir, maddr, nport), extra...)
 	if err != nil {
 		return err
 	}
@@ -281,6 +298,14 @@ func (e *benchEnv) runAgentSynth(c synthCase, res *synthResult) error {
 		stopFlat()
 		return err
 	}
+	profiled := make(chan error, 1)
+	if paddr != "" {
+		go func() {
+			profiled <- fetchCPUProfile(paddr, e.window, filepath.Join(e.profileDir, strings.ReplaceAll(c.String(), "/", "_")+".pprof"))
+		}()
+	} else {
+		profiled <- nil
+	}
 	var rss []int64
 	for end := time.Now().Add(e.window); time.Now().Before(end); {
 		time.Sleep(200 * time.Millisecond)
@@ -293,12 +318,17 @@ func (e *benchEnv) runAgentSynth(c synthCase, res *synthResult) error {
 	if err != nil {
 		return err
 	}
+	if err := <-profiled; err != nil {
+		e.log("  no CPU profile: %v", err)
+	}
 	secs := m1.at.Sub(m0.at).Seconds()
 	delivered := sent(m1) - sent(m0)
 	res.EventsPerSec = delivered / secs
 	res.RequestedPerS = float64(req1-req0) / secs
 	if delivered > 0 {
 		res.CPUPerEvent = float64(p1.cpu-p0.cpu) / delivered
+		fileBytes := func(s scrape) float64 { return s.sum("sluice_sink_file_bytes_total", "name", "out") }
+		res.BytesPerEvent = (fileBytes(m1) - fileBytes(m0)) / delivered
 	}
 	res.RSSSteadyMB = median(rss) / (1 << 20)
 
@@ -485,4 +515,26 @@ func median(xs []int64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return float64(s[len(s)/2])
+}
+
+// fetchCPUProfile saves the agent's CPU profile over the next d to path.
+func fetchCPUProfile(paddr string, d time.Duration, path string) error {
+	c := http.Client{Timeout: d + 30*time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", paddr, max(1, int(d.Seconds()))))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
