@@ -57,10 +57,28 @@ type tplEntry struct {
 
 // tplOp is a run, mp[from:to] to match and js[jsFrom:jsTo] to copy,
 // and, with value set, the variable value after it to transcode.
+//
+// A variable value is often the same as the event before's: the times of
+// a burst of events (a gadget's records of one call share a timestamp),
+// a field that changes now and then. So the op keeps the last value it
+// transcoded (lastMP, up to maxLastValue bytes) and its JSON (lastJS), and
+// a value that is those bytes again is copied, not transcoded: msgpack is
+// prefix-free, so bytes that start with a whole value are that value. A
+// value that changed is not kept for the next lastSkip events, so that a
+// value changing with every event (a sequence number) costs a comparison
+// and a copy only once in lastSkip+1 events.
 type tplOp struct {
 	from, to, jsFrom, jsTo int32
 	value                  bool
+	skip                   uint8
+	lastMP, lastJS         []byte
 }
+
+// Bounds of the value an op keeps, and the events a changed one is not kept.
+const (
+	maxLastValue = 48
+	lastSkip     = 16
+)
 
 // append appends the JSON of the map b when b matches the template;
 // else it returns dst as it was and false.
@@ -75,9 +93,25 @@ func (t *template) append(dst, b []byte) ([]byte, bool) {
 		dst = append(dst, t.js[op.jsFrom:op.jsTo]...)
 		p += len(run)
 		if op.value {
+			if n := len(op.lastMP); n > 0 && len(b)-p >= n && string(b[p:p+n]) == string(op.lastMP) {
+				dst = append(dst, op.lastJS...)
+				p += n
+				continue
+			}
+			from, js := p, len(dst)
 			var ok bool
 			if dst, p, ok = appendValue(dst, b, p); !ok {
 				return dst[:start], false
+			}
+			switch {
+			case op.skip > 0:
+				op.skip--
+			case p-from <= maxLastValue:
+				if len(op.lastMP) > 0 {
+					op.skip = lastSkip // it changed: a while before the next try
+				}
+				op.lastMP = append(op.lastMP[:0], b[from:p]...)
+				op.lastJS = append(op.lastJS[:0], dst[js:]...)
 			}
 		}
 	}

@@ -161,6 +161,37 @@ func TestEncoderTemplate(t *testing.T) {
 			t.Errorf("the template took %d of 600 events, want at least 580", hits)
 		}
 	})
+	t.Run("values that repeat", func(t *testing.T) {
+		// A variable value the same for runs of events (a burst's time),
+		// changing to values of other lengths and types, one a prefix of
+		// another's text, and one too long to be kept.
+		var e Encoder
+		values := [][]byte{str("2026-12-04T05:00:00.000000001Z"), str("2026-12-04T05:00:00.00000001Z"),
+			str("2026-12-04T05:00:00.000000001Z2"), num(7), num(700), num(7), str(string(bytes.Repeat([]byte("x"), 60))),
+			str("needs \"escaping\""), {0xc0}, AppendInt(nil, -3)}
+		rng := uint64(1)
+		seq := uint64(0)
+		for _, v := range append(values, values...) {
+			rng = rng*6364136223846793005 + 1442695040888963407
+			for range 1 + rng>>60 {
+				seq++
+				ev := event(entry{"time", v}, entry{"host", str("vm")}, entry{"seq", num(seq)}, entry{"ts", v})
+				encodeLikeReference(t, &e, ev)
+				for _, cut := range []int{len(ev) - 1, len(ev) - len(v) + 1} {
+					encodeLikeReference(t, &e, ev[:cut]) // cut inside the last value, kept or not
+				}
+			}
+		}
+		kept := 0
+		for _, op := range e.tpl.ops {
+			if len(op.lastMP) > 0 {
+				kept++
+			}
+		}
+		if kept == 0 {
+			t.Error("no op kept a value")
+		}
+	})
 	t.Run("too deep", func(t *testing.T) {
 		var e Encoder
 		deep := []byte{}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/sluice-dev/sluice/pipeline/codec"
 )
 
 // synthEvent returns the event struct of the benchmark's synthetic gadget
@@ -112,6 +114,54 @@ func BenchmarkDecodeSynthRatio(b *testing.B) {
 			b.ReportMetric(ns(0), "fast-ns/event")
 			b.ReportMetric(ns(1), "general-ns/event")
 			b.ReportMetric(ns(0)/ns(1), "fast/general")
+		})
+	}
+}
+
+// BenchmarkSynthToJSON renders decoded synthetic records as JSON lines
+// with the sinks' encoder, the records varying as the gadget's do (a
+// sequence, a timestamp per burst of 256): the stdout and file sinks'
+// per-event work, apart from the write.
+//
+//	go test -run '^$' -bench SynthToJSON ./sources/decode
+func BenchmarkSynthToJSON(b *testing.B) {
+	for _, size := range []int{64, 256} {
+		b.Run(strconv.Itoa(size)+"B", func(b *testing.B) {
+			st, rec := synthEvent(b, size)
+			p, err := Compile(st, testOpts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			const n = 4096
+			var arena []byte
+			var events [][]byte
+			now := time.Now()
+			for i := range n {
+				binary.NativeEndian.PutUint64(rec[0:], 123_456_789_000+uint64(i/256)*1_000_003)
+				binary.NativeEndian.PutUint64(rec[8:], uint64(987654+i))
+				binary.NativeEndian.PutUint32(rec[44:], uint32(i%256))
+				if size == 64 {
+					binary.NativeEndian.PutUint64(rec[48:], uint64(987654+i)*2654435761)
+				}
+				start := len(arena)
+				arena = p.Append(arena, rec, uint64(1000+i), now)
+				events = append(events, arena[start:])
+			}
+			var enc codec.Encoder
+			out := make([]byte, 0, 256*600)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if i%256 == 0 {
+					out = out[:0]
+				}
+				var err error
+				if out, err = enc.AppendJSON(out, events[i%n]); err != nil {
+					b.Fatal(err)
+				}
+				out = append(out, '\n')
+				i++
+			}
 		})
 	}
 }
