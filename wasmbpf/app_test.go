@@ -118,6 +118,35 @@ func TestExecsnoopMinDuration(t *testing.T) {
 	}
 }
 
+// TestPerfBufferBeforeFirstPoll: records a program writes between the
+// attach and the guest's first poll of its perf event array are not lost
+// (a perf event array drops what comes while no reader maps it, and counts
+// nothing): the guest waits 1s after attaching, and the kill(2) calls of
+// that second reach it and the pipeline.
+func TestPerfBufferBeforeFirstPoll(t *testing.T) {
+	self := os.Getpid()
+	r := startApp(t, "sigsnoop", Config{Args: []string{"-p", strconv.Itoa(self), "-w", "1000"}, EventType: "event"})
+	r.log.waitFor(t, "tracing kill(2) of pid")
+	for range 5 {
+		if err := syscall.Kill(self, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Contains(r.log.String(), "first poll") {
+		t.Skip("the guest polled before the kill(2) calls: nothing to show on this run")
+	}
+	eventually(t, 10_000_000_000, "5 signal events", func() bool {
+		n := 0
+		for _, ev := range r.c.snapshot() {
+			if num(ev["pid"]) == int64(self) && num(ev["tpid"]) == int64(self) && num(ev["sig"]) == 0 {
+				n++
+			}
+		}
+		return n >= 5
+	})
+	r.log.waitFor(t, "(#5)")
+}
+
 // TestSigsnoopPerfBuffer runs the perf buffer application: kill(2) calls
 // of this process appear decoded (sender, target, signal), and the
 // guest's callback printed each.

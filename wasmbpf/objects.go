@@ -32,6 +32,12 @@ type guestObject struct {
 	undecodable map[string]error
 	outputs     []string // the ring buffers and perf event arrays
 	fds         []int32  // the map fds handed to the guest
+	// perf are the readers of the perf event arrays, opened at load: a
+	// perf event array drops what a program writes while no reader has
+	// mapped it (bpf_perf_event_output fails, and nothing counts it),
+	// and a guest attaches before its first poll. A poll takes its map's
+	// reader from here.
+	perf map[string]*sources.Reader
 }
 
 // guestMap is a map fd the guest holds.
@@ -120,6 +126,20 @@ func (a *App) loadObject(elf []byte) (*guestObject, error) {
 		}
 	}
 	slices.Sort(o.outputs)
+	for _, name := range o.outputs {
+		if m, _ := obj.Map(name); m.Type() != ebpf.PerfEventArray {
+			continue
+		}
+		r, err := obj.OpenReader(name)
+		if err != nil {
+			obj.Close()
+			return nil, err
+		}
+		if o.perf == nil {
+			o.perf = map[string]*sources.Reader{}
+		}
+		o.perf[name] = r
+	}
 	var decoded []string
 	for _, st := range spec.Streams {
 		if _, ok := o.plans[st.Map]; ok {
@@ -173,14 +193,15 @@ func (a *App) closeObject(o *guestObject) {
 		}
 		delete(a.fds, fd)
 	}
-	// A ring buffer the guest never polled still holds what its programs
-	// wrote (a perf buffer holds nothing until a reader maps it).
+	// An output the guest never polled still holds what its programs
+	// wrote: a ring buffer always, a perf event array since its reader
+	// was opened at load.
 	for _, name := range o.outputs {
 		if drained[name] {
 			continue
 		}
 		m, err := o.obj.Map(name)
-		if err != nil || m.Type() != ebpf.RingBuf {
+		if err != nil || m.Type() != ebpf.RingBuf && o.perf[name] == nil {
 			continue
 		}
 		if b, err := a.buffer(-1, &guestMap{obj: o, name: name, m: m, output: true}); err == nil {

@@ -160,14 +160,20 @@ func (a *App) poll(ctx context.Context, mod api.Module, fn string, p pollArgs) i
 	return 0
 }
 
-// buffer returns the buffer of fd, opening its reader on the first poll.
+// buffer returns the buffer of fd, with the reader its perf event array
+// got at load, or opening its ring buffer's reader on the first poll.
 func (a *App) buffer(fd int32, gm *guestMap) (*buffer, error) {
 	if b := a.buffers[fd]; b != nil {
 		return b, nil
 	}
-	r, err := gm.obj.obj.OpenReader(gm.name)
-	if err != nil {
-		return nil, err
+	r := gm.obj.perf[gm.name]
+	if r != nil {
+		delete(gm.obj.perf, gm.name)
+	} else {
+		var err error
+		if r, err = gm.obj.obj.OpenReader(gm.name); err != nil {
+			return nil, err
+		}
 	}
 	b := &buffer{gm: gm, reader: r, perf: gm.m.Type() == ebpf.PerfEventArray}
 	if plan := gm.obj.plans[gm.name]; plan != nil && a.cfg.Emit.records() {

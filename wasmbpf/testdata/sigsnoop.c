@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * sigsnoop.wasm: kill(2) calls of one process (-p PID), polled from a perf
- * event array.
+ * event array. With -w MS it waits that long between the attach and its
+ * first poll (what a guest busy setting itself up does).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "wasm_bpf.h"
 
 struct event {
@@ -38,8 +40,12 @@ int main(int argc, char **argv)
 	size_t len;
 	char buf[256];
 
-	if (argc == 3 && !strcmp(argv[1], "-p"))
+	unsigned wait_ms = 0;
+
+	if (argc >= 3 && !strcmp(argv[1], "-p"))
 		pid = (uint32_t)atoi(argv[2]);
+	if (argc == 5 && !strcmp(argv[3], "-w"))
+		wait_ms = (unsigned)atoi(argv[4]);
 	uint32_t *target = wb_elf_global(object, sizeof(object), "target_pid", &len);
 	if (!target || len != sizeof(*target))
 		return 1;
@@ -51,6 +57,11 @@ int main(int argc, char **argv)
 		return 1;
 	int fd = wasm_bpf_map_fd_by_name(obj, "events");
 	printf("tracing kill(2) of pid %u\n", pid);
+	if (wait_ms) {
+		fflush(stdout);
+		usleep(wait_ms * 1000);
+		printf("first poll\n");
+	}
 	int err;
 	while ((err = wb_poll(obj, fd, handle_event, NULL, buf, sizeof(buf), 100)) == 0)
 		;
