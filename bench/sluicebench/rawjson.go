@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// jsonLineWriter is the floor of `make bench`'s JSON-into-a-file runs:
+// jsonLineWriter is the reference of `make bench`'s JSON-into-a-file runs:
 // what a program written for the synthetic gadget alone does to put its
 // records into a file as the JSON lines sluice writes (the same keys and
 // values, so the same bytes per event), with nothing generic about it: no
