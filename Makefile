@@ -94,7 +94,8 @@ test-race:
 # producer against a bare ring buffer reader, every sink with and without
 # Wasm stages, trace_open under an open loop, start to first event, the
 # default config's memory, JetStream publishing and the built-in stages'
-# Go benchmarks, in one run of about ten minutes. Results in bench/results/latest.{md,json}, the targets in
+# Go benchmarks, in one run of about twelve minutes (the 64-byte ratio
+# targets' cases three times: -rounds). Results in bench/results/latest.{md,json}, the targets in
 # README.md. BENCH_ARGS=-quick takes about three.
 BENCH_ARGS ?=
 bench: build bin/sluicebench

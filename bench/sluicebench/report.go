@@ -18,17 +18,21 @@ import (
 
 // report is everything one `make bench` measured, as latest.json holds it.
 type report struct {
-	Commit    string           `json:"commit"`
-	Dirty     bool             `json:"dirty"`
-	Date      string           `json:"date"`
-	Kernel    string           `json:"kernel"`
-	Cores     int              `json:"cores"`
-	CPU       string           `json:"cpu"`
-	LoadAvg   string           `json:"loadavg_at_start"`
-	Quick     bool             `json:"quick"`
-	WindowS   float64          `json:"window_seconds"`
-	TookS     float64          `json:"took_seconds"`
-	Synthetic []synthResult    `json:"synthetic"`
+	Commit    string        `json:"commit"`
+	Dirty     bool          `json:"dirty"`
+	Date      string        `json:"date"`
+	Kernel    string        `json:"kernel"`
+	Cores     int           `json:"cores"`
+	CPU       string        `json:"cpu"`
+	LoadAvg   string        `json:"loadavg_at_start"`
+	Quick     bool          `json:"quick"`
+	WindowS   float64       `json:"window_seconds"`
+	TookS     float64       `json:"took_seconds"`
+	Synthetic []synthResult `json:"synthetic"`
+	// Rounds are the ratio targets' cases run again after the matrix
+	// (-rounds), one slice per round from the second: the targets that
+	// compare them take the median of the rounds, the matrix included.
+	Rounds    [][]synthResult  `json:"more_rounds,omitempty"`
 	TraceOpen *traceOpenResult `json:"trace_open,omitempty"`
 	Startup   []startupResult  `json:"startup,omitempty"`
 	Memory    *memoryResult    `json:"memory_default_config,omitempty"`
@@ -79,8 +83,14 @@ func newReport(env *benchEnv, quick bool) *report {
 }
 
 func (r *report) synth(sink string, size int, stages string) *synthResult {
-	for i := range r.Synthetic {
-		s := &r.Synthetic[i]
+	return findSynth(r.Synthetic, sink, size, stages)
+}
+
+// findSynth returns the result of a case that ran without error among
+// results, or nil.
+func findSynth(results []synthResult, sink string, size int, stages string) *synthResult {
+	for i := range results {
+		s := &results[i]
 		if s.Sink == sink && s.Size == size && s.Stages == stages && s.Error == "" {
 			return s
 		}
@@ -88,26 +98,63 @@ func (r *report) synth(sink string, size int, stages string) *synthResult {
 	return nil
 }
 
-// finish computes the ratios within the run and checks the targets.
-func (r *report) finish(took time.Duration) {
-	r.TookS = took.Seconds()
-	for i := range r.Synthetic {
-		s := &r.Synthetic[i]
-		if raw := r.synth("raw", s.Size, ""); raw != nil && s.Error == "" && raw.EventsPerSec > 0 {
+// setRatios computes each result's ratios to the raw reader and to the
+// same sink without stages within one round.
+func setRatios(results []synthResult) {
+	for i := range results {
+		s := &results[i]
+		if raw := findSynth(results, "raw", s.Size, ""); raw != nil && s.Error == "" && raw.EventsPerSec > 0 {
 			s.OfRaw = s.EventsPerSec / raw.EventsPerSec
 		}
 		if s.Stages != "" && s.Error == "" {
-			if none := r.synth(s.Sink, s.Size, ""); none != nil && none.EventsPerSec > 0 {
+			if none := findSynth(results, s.Sink, s.Size, ""); none != nil && none.EventsPerSec > 0 {
 				s.OfNoStage = s.EventsPerSec / none.EventsPerSec
 			}
 		}
 	}
-	ratio := func(name, want string, min float64, s *synthResult, v func(*synthResult) float64, notes ...string) {
-		if s == nil {
+}
+
+// byRound returns the ratio v of the case in each round where it ran
+// (the matrix first), skipping rounds where v is 0 (its reference did
+// not run).
+func (r *report) byRound(sink string, size int, stages string, v func(*synthResult) float64) []float64 {
+	var out []float64
+	for _, results := range append([][]synthResult{r.Synthetic}, r.Rounds...) {
+		if s := findSynth(results, sink, size, stages); s != nil && v(s) > 0 {
+			out = append(out, v(s))
+		}
+	}
+	return out
+}
+
+// medianOf is the median of shares xs, which is not empty; the mean of
+// the middle two of an even count.
+func medianOf(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// finish computes the ratios within the run and checks the targets.
+func (r *report) finish(took time.Duration) {
+	r.TookS = took.Seconds()
+	setRatios(r.Synthetic)
+	for _, results := range r.Rounds {
+		setRatios(results)
+	}
+	ratio := func(name, want string, min float64, sink string, size int, stages string, v func(*synthResult) float64, notes ...string) {
+		xs := r.byRound(sink, size, stages, v)
+		if len(xs) == 0 {
 			return
 		}
-		x := v(s)
+		x := medianOf(xs)
 		got := fmt.Sprintf("%.0f%%", 100*x)
+		if len(xs) > 1 {
+			got = fmt.Sprintf("%s, the median of %d rounds: %s", got, len(xs), fmtPcts(xs))
+		}
 		if n := strings.Join(slices.DeleteFunc(notes, func(n string) bool { return n == "" }), "; "); n != "" {
 			got += " (" + n + ")"
 		}
@@ -132,11 +179,11 @@ func (r *report) finish(took time.Duration) {
 		ofRaw := func(s *synthResult) float64 { return s.OfRaw }
 		ofNone := func(s *synthResult) float64 { return s.OfNoStage }
 		ref, raw := r.jsonRefNote(size), r.rawLimitNote(size)
-		ratio(fmt.Sprintf("synthetic %dB to a null sink, of the raw reader", size), ">= 70%", 0.70, r.synth("null", size, ""), ofRaw, raw)
-		ratio(fmt.Sprintf("synthetic %dB to stdout JSON in a file, of the raw reader", size), ">= 50%", 0.50, r.synth("stdout", size, ""), ofRaw, raw, ref)
-		ratio(fmt.Sprintf("synthetic %dB to a JSON file sink, of the raw reader", size), ">= 50%", 0.50, r.synth("file", size, ""), ofRaw, raw, ref, r.diskNote(size, 0.50))
-		ratio(fmt.Sprintf("synthetic %dB null sink with one C filter, of without", size), ">= 85%", 0.85, r.synth("null", size, "c1"), ofNone, r.stageBudgetNote(size, 0.85))
-		ratio(fmt.Sprintf("synthetic %dB JSON file with one C filter, of without", size), ">= 85%", 0.85, r.synth("file", size, "c1"), ofNone)
+		ratio(fmt.Sprintf("synthetic %dB to a null sink, of the raw reader", size), ">= 70%", 0.70, "null", size, "", ofRaw, raw)
+		ratio(fmt.Sprintf("synthetic %dB to stdout JSON in a file, of the raw reader", size), ">= 50%", 0.50, "stdout", size, "", ofRaw, raw, ref)
+		ratio(fmt.Sprintf("synthetic %dB to a JSON file sink, of the raw reader", size), ">= 50%", 0.50, "file", size, "", ofRaw, raw, ref, r.diskNote(size, 0.50))
+		ratio(fmt.Sprintf("synthetic %dB null sink with one C filter, of without", size), ">= 85%", 0.85, "null", size, "c1", ofNone, r.stageBudgetNote(size, 0.85))
+		ratio(fmt.Sprintf("synthetic %dB JSON file with one C filter, of without", size), ">= 85%", 0.85, "file", size, "c1", ofNone)
 	}
 }
 
@@ -146,19 +193,33 @@ func (r *report) finish(took time.Duration) {
 // it overstate. In runs where the reader is the limit it loses 40-70% of
 // the records in the kernel.
 func (r *report) rawLimitNote(size int) string {
-	if raw := r.synth("raw", size, ""); raw != nil && raw.KernelLostPct < 30 {
-		return fmt.Sprintf("the raw reader lost only %.0f%% in the kernel: it nearly kept up with the producer, so this ratio overstates", raw.KernelLostPct)
+	lost := r.byRound("raw", size, "", func(s *synthResult) float64 { return s.KernelLostPct + 1e-9 })
+	var low []string
+	for _, l := range lost {
+		if l < 30 {
+			low = append(low, fmt.Sprintf("%.0f%%", l))
+		}
 	}
-	return ""
+	switch {
+	case len(low) == 0:
+		return ""
+	case len(lost) == 1:
+		return fmt.Sprintf("the raw reader lost only %s in the kernel: it nearly kept up with the producer, so this ratio overstates", low[0])
+	}
+	return fmt.Sprintf("in %d of %d rounds the raw reader lost only %s in the kernel: it nearly kept up with the producer, so those rounds' ratios overstate", len(low), len(lost), strings.Join(low, ", "))
 }
 
 // jsonRefNote is how far toward the JSON targets a program written for
 // the synthetic record alone gets (rawjson: jsonLineWriter), or "".
 func (r *report) jsonRefNote(size int) string {
-	if f := r.synth("rawjson", size, ""); f != nil && f.OfRaw > 0 {
-		return fmt.Sprintf("a reader written for this record alone, rawjson: %.0f%%", 100*f.OfRaw)
+	xs := r.byRound("rawjson", size, "", func(s *synthResult) float64 { return s.OfRaw })
+	switch len(xs) {
+	case 0:
+		return ""
+	case 1:
+		return fmt.Sprintf("a reader written for this record alone, rawjson: %.0f%%", 100*xs[0])
 	}
-	return ""
+	return fmt.Sprintf("a reader written for this record alone, rawjson: %.0f%%, the median of %s", 100*medianOf(xs), fmtPcts(xs))
 }
 
 // diskNote compares what the file sink would write at share of the raw
@@ -255,6 +316,9 @@ func (r *report) markdown() string {
 			s.Case, fmtRate(s.EventsPerSec), fmtPct(s.OfRaw), fmtPct(s.OfNoStage), s.CPUPerEvent, s.KernelLostPct,
 			fmtDrops(s.UserDrops), lat, s.RSSSteadyMB, s.RSSPeakMB, bal)
 	}
+	if len(r.Rounds) > 0 {
+		r.roundsTable(&b)
+	}
 	if t := r.TraceOpen; t != nil {
 		b.WriteString("\n## trace_open under an open loop\n\n`sluice agent` with the built-in trace_open (following the loop's pid) into stdout JSON in a file, while `sluicebench openloop` opens `/dev/null` from one thread per CPU. CPU is the agent's per delivered event.\n\n")
 		if t.Error != "" {
@@ -331,6 +395,48 @@ func (r *report) markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// roundsTable writes the ratio targets' cases round by round.
+func (r *report) roundsTable(b *strings.Builder) {
+	fmt.Fprintf(b, "\n## Rounds of the 64-byte ratio cases\n\nThe cases the 64-byte ratio targets compare, run again in turn after the matrix (`-rounds %d`; round 1 is the matrix above): events/s, CPU ns/event and the ratio the targets take (of the raw reader, or of no stage for a stage's case), within each round. The targets are the medians.\n\n| case |", len(r.Rounds)+1)
+	for i := range len(r.Rounds) + 1 {
+		fmt.Fprintf(b, " round %d |", i+1)
+	}
+	b.WriteString("\n|---|")
+	for range len(r.Rounds) + 1 {
+		b.WriteString("---:|")
+	}
+	b.WriteString("\n")
+	for _, c := range roundCases {
+		if r.synth(c.Sink, c.Size, c.Stages) == nil {
+			continue
+		}
+		fmt.Fprintf(b, "| %s |", c)
+		for _, results := range append([][]synthResult{r.Synthetic}, r.Rounds...) {
+			s := findSynth(results, c.Sink, c.Size, c.Stages)
+			switch {
+			case s == nil:
+				b.WriteString(" failed |")
+			case c.Stages != "":
+				fmt.Fprintf(b, " %s, %.0f ns, %s |", fmtRate(s.EventsPerSec), s.CPUPerEvent, fmtPct(s.OfNoStage))
+			case c.Sink == "raw":
+				fmt.Fprintf(b, " %s, %.0f ns, kernel lost %.0f%% |", fmtRate(s.EventsPerSec), s.CPUPerEvent, s.KernelLostPct)
+			default:
+				fmt.Fprintf(b, " %s, %.0f ns, %s |", fmtRate(s.EventsPerSec), s.CPUPerEvent, fmtPct(s.OfRaw))
+			}
+		}
+		b.WriteString("\n")
+	}
+}
+
+// fmtPcts renders shares as "41%, 45%, 44%".
+func fmtPcts(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.0f%%", 100*x)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // joinRatios renders ratios as "12.1x, 13.0x".

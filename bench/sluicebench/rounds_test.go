@@ -1,0 +1,55 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRatioTargetsTakeTheMedianOfRounds: a ratio target compares cases
+// within each round (the matrix and the -rounds after it) and is judged
+// by the median; a round whose reference case failed does not count.
+func TestRatioTargetsTakeTheMedianOfRounds(t *testing.T) {
+	res := func(sink, stages string, rate, kernelLost float64) synthResult {
+		return synthResult{Sink: sink, Size: 64, Stages: stages, EventsPerSec: rate, KernelLostPct: kernelLost}
+	}
+	rep := report{
+		Synthetic: []synthResult{res("raw", "", 1000, 50), res("null", "", 600, 60), res("null", "c1", 540, 60), res("stdout", "", 400, 70)},
+		Rounds: [][]synthResult{
+			{res("raw", "", 1000, 20), res("null", "", 800, 60), res("null", "c1", 720, 60), res("stdout", "", 480, 70)},
+			{res("raw", "", 1000, 50), res("null", "", 750, 60), res("null", "c1", 600, 60), res("stdout", "", 550, 70)},
+			// The raw reader failed: no ratio to it this round.
+			{{Sink: "raw", Size: 64, Error: "boom"}, res("null", "", 990, 60), res("stdout", "", 990, 70)},
+		},
+	}
+	rep.finish(time.Second)
+	got := map[string]target{}
+	for _, tg := range rep.Targets {
+		got[tg.Name] = tg
+	}
+	check := func(name string, value float64, met bool, text string) {
+		t.Helper()
+		tg, ok := got[name]
+		if !ok {
+			t.Fatalf("no target %q among %v", name, rep.Targets)
+		}
+		if d := tg.Value - value; d > 1e-9 || d < -1e-9 || tg.Met != met || !strings.Contains(tg.Got, text) {
+			t.Errorf("%s: value %v met %v %q, want %v met %v containing %q", name, tg.Value, tg.Met, tg.Got, value, met, text)
+		}
+	}
+	check("synthetic 64B to a null sink, of the raw reader", 0.75, true, "75%, the median of 3 rounds: 60%, 80%, 75%")
+	check("synthetic 64B to a null sink, of the raw reader", 0.75, true, "in 1 of 3 rounds the raw reader lost only 20% in the kernel")
+	check("synthetic 64B to stdout JSON in a file, of the raw reader", 0.48, false, "48%, the median of 3 rounds: 40%, 48%, 55%")
+	// c1 of none: 90%, 90%, 80%; the last round has no c1.
+	check("synthetic 64B null sink with one C filter, of without", 0.90, true, "90%, the median of 3 rounds: 90%, 90%, 80%")
+	if s := findSynth(rep.Rounds[1], "null", 64, "c1"); s == nil || s.OfNoStage != 0.8 || s.OfRaw != 0.6 {
+		t.Errorf("round 3's null/c1: %+v, want its ratios within its round (0.8 of none, 0.6 of raw)", s)
+	}
+	md := rep.markdown()
+	if !strings.Contains(md, "| null/64B/c1 | 540, 0 ns, 90% | 720, 0 ns, 90% | 600, 0 ns, 80% | failed |") {
+		t.Errorf("the rounds table lacks null/64B/c1's rounds:\n%s", md)
+	}
+	if m := medianOf([]float64{0.4, 0.9, 0.5, 0.6}); m != 0.55 {
+		t.Errorf("median of an even count: %v, want the mean of the middle two, 0.55", m)
+	}
+}
