@@ -642,7 +642,7 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 	schema := plan.Schema()
 	emitCtx := ctx
 
-	arena := newArena() // see arena.go
+	arena := pipeline.NewArena() // see pipeline/arena.go
 	// What one record needs of an arena: Append writes its fixed-size
 	// fields without checking room (decode.Plan.Room).
 	room := max(plan.Size()*2+512, plan.Room())
@@ -728,7 +728,7 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 			if err := flush(); err != nil {
 				return err
 			}
-			trimArenaPool() // the ring was idle: what a burst left pooled goes
+			pipeline.TrimArenaPool() // the ring was idle: what a burst left pooled goes
 			if draining {
 				return nil
 			}
@@ -760,10 +760,10 @@ func (g *Gadget) readStream(ctx context.Context, r recordReader, i int, out pipe
 			continue
 		}
 		if cap(arena)-len(arena) < room {
-			if plan.Size()*8 > arenaSize || room*4 > arenaSize {
+			if plan.Size()*8 > pipeline.ArenaSize || room*4 > pipeline.ArenaSize {
 				arena = make([]byte, 0, max(plan.Size()*8, room*4)) // records too large for the pool's arenas
 			} else {
-				arena = newArena()
+				arena = pipeline.NewArena()
 			}
 		}
 		clockLeft--

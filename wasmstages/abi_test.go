@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -184,6 +186,60 @@ func FuzzParseResult(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The events a result emits or sets outlive the guest memory they came
+// from and every later call through the same scratch, which copies into
+// the rest of the same arena: small events share pooled arenas, and one
+// too large for an arena's quarter gets a buffer of its own.
+func TestParseResultOutputsOutliveLaterCalls(t *testing.T) {
+	in := testInputs()
+	var sc resultScratch
+	rules := resultRules{set: true, source: "stage", setBudget: 1 << 20}
+	huge := mapOf("blob", strings.Repeat("x", pipeline.ArenaSize/2))
+	var kept [][]byte
+	var held []pipeline.Event
+	for call := range 64 {
+		guestMem := buildResult(
+			entry{op: opEmit, index: 0, data: mapOf("call", strconv.Itoa(call))},
+			entry{op: opSet, index: 1, data: mapOf("comm", "set"+strconv.Itoa(call))},
+			entry{op: opEmit, index: 2, data: huge},
+		)
+		out, err := parseResult(guestMem, in, nil, rules, &sc)
+		if err != nil {
+			t.Fatalf("call %d: %v", call, err)
+		}
+		if len(out) != 3 {
+			t.Fatalf("call %d: %d events, want 3", call, len(out))
+		}
+		for i := range guestMem {
+			guestMem[i] ^= 0xff // the guest reuses its memory
+		}
+		for _, ev := range out {
+			kept = append(kept, bytes.Clone(ev.Data))
+		}
+		held = append(held, out...)
+		if call > 0 {
+			// Not a buffer per call: this call's first event follows the
+			// last call's small one in the same arena (64 calls' small
+			// events fit one).
+			prev := held[len(held)-5].Data
+			if unsafe.SliceData(held[len(held)-3].Data) != (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(prev)), len(prev))) {
+				t.Fatalf("call %d: the EMIT was not copied next to the last call's SET", call)
+			}
+		}
+	}
+	for i, ev := range held {
+		if !bytes.Equal(ev.Data, kept[i]) {
+			t.Fatalf("event %d changed after later calls:\n got %x\nwant %x", i, ev.Data, kept[i])
+		}
+	}
+	if got, _ := codec.Lookup(held[len(held)-2].Data, "comm"); !bytes.Contains(got, []byte("set63")) {
+		t.Errorf("last SET event's comm is %q, want set63", got)
+	}
+	if cap(held[2].Data) != len(huge) {
+		t.Errorf("a %d-byte event got %d bytes of capacity, want a buffer of its own", len(huge), cap(held[2].Data))
+	}
 }
 
 func TestEncodeBatch(t *testing.T) {

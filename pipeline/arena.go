@@ -1,16 +1,17 @@
-package sources
+package pipeline
 
 import "runtime"
 
-// A reader decodes events one after another into an arena, and each
-// event's Data is a piece of it. An arena is referenced by every event
-// decoded into it for as long as any of them lives: in a queue, a stage,
-// a tap, a sink's spool or retry, wherever the pipeline took it. Only the
-// GC knows when the last piece is gone, so the GC decides: every arena a
-// reader takes carries a finalizer, which runs once the GC has found the
-// arena unreachable and puts it back in the pool instead of letting it be
-// freed. No event can see an arena reused under it, since an arena
-// reachable from any event is not finalized.
+// A source's reader decodes events one after another into an arena, and
+// each event's Data is a piece of it; a stage's host copies the events a
+// guest emits out of its memory into arenas the same way. An arena is
+// referenced by every event put into it for as long as any of them
+// lives: in a queue, a stage, a tap, a sink's spool or retry, wherever the
+// pipeline took it. Only the GC knows when the last piece is gone, so the
+// GC decides: every arena handed out carries a finalizer, which runs
+// once the GC has found the arena unreachable and puts it back in the
+// pool instead of letting it be freed. No event can see an arena reused
+// under it, since an arena reachable from any event is not finalized.
 //
 // Recycling spares the reader allocating and zeroing 64 KiB every three
 // hundred or so events, and, more, it spares the GC cycles that
@@ -33,19 +34,19 @@ import "runtime"
 // empty for a poll interval trims the pool to arenaPoolIdle (4 MiB),
 // which a host's usual rates do not exceed between two cycles.
 const (
-	arenaSize     = 64 << 10
+	ArenaSize     = 64 << 10
 	arenaPoolSize = 256
 	arenaPoolIdle = 64
 )
 
-type arena = [arenaSize]byte
+type arena = [ArenaSize]byte
 
 var arenaPool = make(chan *arena, arenaPoolSize)
 
-// newArena returns an empty arena of arenaSize bytes: a recycled one when
+// NewArena returns an empty arena of ArenaSize bytes: a recycled one when
 // the pool has one, else a new one. Its bytes are not zeroed: a reader
 // only hands out what it wrote.
-func newArena() []byte {
+func NewArena() []byte {
 	var a *arena
 	select {
 	case a = <-arenaPool:
@@ -53,10 +54,10 @@ func newArena() []byte {
 		a = new(arena)
 	}
 	runtime.SetFinalizer(a, recycleArena)
-	return a[:0:arenaSize]
+	return a[:0:ArenaSize]
 }
 
-// recycleArena is the finalizer of the arenas newArena hands out: it puts
+// recycleArena is the finalizer of the arenas NewArena hands out: it puts
 // an arena nobody refers to any more back in the pool, or lets it go when
 // the pool is full.
 func recycleArena(a *arena) {
@@ -66,10 +67,10 @@ func recycleArena(a *arena) {
 	}
 }
 
-// trimArenaPool lets the arenas the pool holds beyond arenaPoolIdle go
+// TrimArenaPool lets the arenas the pool holds beyond arenaPoolIdle go
 // (to the GC: nothing else refers to a pooled arena). Cheap when there
-// are none: a reader calls it whenever its ring has been idle.
-func trimArenaPool() {
+// are none: a source's reader calls it whenever its ring has been idle.
+func TrimArenaPool() {
 	for len(arenaPool) > arenaPoolIdle {
 		select {
 		case <-arenaPool:

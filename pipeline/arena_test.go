@@ -1,4 +1,4 @@
-package sources
+package pipeline
 
 import (
 	"bytes"
@@ -11,13 +11,13 @@ import (
 // An arena goes back to the pool once nothing refers to it, and never
 // while an event's Data (a piece of it) is still held somewhere.
 func TestArenaRecycledOnlyWhenUnreachable(t *testing.T) {
-	held := newArena()
+	held := NewArena()
 	held = append(held, "an event still in a queue"...)
 	data := held[:len(held):len(held)] // what an Event's Data is
 	heldAddr := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
 	held = nil
 
-	dropped := newArena()
+	dropped := NewArena()
 	dropped = append(dropped, "an event written and gone"...)
 	droppedAddr := uintptr(unsafe.Pointer(unsafe.SliceData(dropped)))
 	dropped = nil
@@ -63,11 +63,11 @@ func TestTrimArenaPool(t *testing.T) {
 	for len(arenaPool) < arenaPoolSize {
 		recycleArena(new(arena))
 	}
-	trimArenaPool()
+	TrimArenaPool()
 	if n := len(arenaPool); n != arenaPoolIdle {
 		t.Errorf("pool holds %d arenas after a trim, want %d", n, arenaPoolIdle)
 	}
-	trimArenaPool()
+	TrimArenaPool()
 	if n := len(arenaPool); n != arenaPoolIdle {
 		t.Errorf("pool holds %d arenas after a second trim, want %d", n, arenaPoolIdle)
 	}
