@@ -40,6 +40,10 @@ func TestRatioTargetsTakeTheMedianOfRounds(t *testing.T) {
 	check("synthetic 64B to a null sink, of the raw reader", 0.75, true, "75%, the median of 3 rounds: 60%, 80%, 75%")
 	check("synthetic 64B to a null sink, of the raw reader", 0.75, true, "in 1 of 3 rounds the raw reader lost only 20% in the kernel")
 	check("synthetic 64B to stdout JSON in a file, of the raw reader", 0.48, false, "48%, the median of 3 rounds: 40%, 48%, 55%")
+	// No rawjson ran: no CPU budget.
+	if tg := got["synthetic 64B to stdout JSON in a file, of the raw reader"]; strings.Contains(tg.Got, "allows") {
+		t.Errorf("a CPU budget without rawjson: %q", tg.Got)
+	}
 	// c1 of none: 90%, 90%, 80%; the last round has no c1.
 	check("synthetic 64B null sink with one C filter, of without", 0.90, true, "90%, the median of 3 rounds: 90%, 90%, 80%")
 	if s := findSynth(rep.Rounds[1], "null", 64, "c1"); s == nil || s.OfNoStage != 0.8 || s.OfRaw != 0.6 {
@@ -52,4 +56,34 @@ func TestRatioTargetsTakeTheMedianOfRounds(t *testing.T) {
 	if m := medianOf([]float64{0.4, 0.9, 0.5, 0.6}); m != 0.55 {
 		t.Errorf("median of an even count: %v, want the mean of the middle two, 0.55", m)
 	}
+}
+
+// TestJSONTargetsStateTheirCPUBudget: the JSON-into-a-file targets say
+// what CPU per event their share of the raw reader allows at the CPU the
+// agent had in each round, beside what the sink and rawjson spent.
+func TestJSONTargetsStateTheirCPUBudget(t *testing.T) {
+	res := func(sink string, rate, cpu float64) synthResult {
+		return synthResult{Sink: sink, Size: 64, EventsPerSec: rate, CPUPerEvent: cpu, KernelLostPct: 50}
+	}
+	rep := report{
+		// 0.8 CPU in each round: 1M events/s at 800 ns, 1.6M at 500.
+		Synthetic: []synthResult{res("raw", 4e6, 150), res("rawjson", 2e6, 400), res("stdout", 1e6, 800)},
+		Rounds: [][]synthResult{
+			{res("raw", 3.2e6, 160), res("rawjson", 1.6e6, 500), res("stdout", 1.6e6, 500)},
+			{res("raw", 3.2e6, 170), res("rawjson", 1.7e6, 450), res("stdout", 0.8e6, 1000)},
+		},
+	}
+	rep.finish(time.Second)
+	for _, tg := range rep.Targets {
+		if tg.Name != "synthetic 64B to stdout JSON in a file, of the raw reader" {
+			continue
+		}
+		// Budgets 0.8e9/2e6 = 400, 0.8e9/1.6e6 = 500, 500; spent 800, 500, 1000; rawjson 400, 500, 450.
+		want := "at the 0.80 CPU the agent had, 50% allows 500 ns/event; it spent 800, rawjson 450"
+		if !strings.Contains(tg.Got, want) {
+			t.Errorf("got %q, want it to contain %q", tg.Got, want)
+		}
+		return
+	}
+	t.Fatalf("no stdout target among %v", rep.Targets)
 }
