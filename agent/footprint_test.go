@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -246,5 +247,32 @@ func TestFileBackCodeWhileRunning(t *testing.T) {
 	}
 	if rss > size/2 {
 		t.Errorf("%d of %d bytes of the code resident after a move under calls, want the few pages that ran", rss, size)
+	}
+}
+
+// TestSetMaxProcs: agent { max_procs } sets GOMAXPROCS, a reload to 0
+// gives the runtime its default back, and GOMAXPROCS in the environment
+// wins over both.
+func TestSetMaxProcs(t *testing.T) {
+	def := runtime.GOMAXPROCS(0)
+	defer runtime.SetDefaultGOMAXPROCS()
+	t.Setenv("GOMAXPROCS", "") // restored after the test
+	os.Unsetenv("GOMAXPROCS")
+	SetMaxProcs(1)
+	if got := runtime.GOMAXPROCS(0); got != 1 {
+		t.Fatalf("GOMAXPROCS %d after max_procs = 1, want 1", got)
+	}
+	SetMaxProcs(3)
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Fatalf("GOMAXPROCS %d after max_procs = 3, want 3", got)
+	}
+	SetMaxProcs(0)
+	if got := runtime.GOMAXPROCS(0); got != def {
+		t.Fatalf("GOMAXPROCS %d after max_procs was removed, want the default %d", got, def)
+	}
+	t.Setenv("GOMAXPROCS", strconv.Itoa(def))
+	SetMaxProcs(1)
+	if got := runtime.GOMAXPROCS(0); got != def {
+		t.Fatalf("GOMAXPROCS %d after max_procs = 1 with GOMAXPROCS=%d in the environment, want the environment's", got, def)
 	}
 }

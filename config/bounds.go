@@ -33,6 +33,7 @@ var (
 	// Below 16 MiB the collector would run without pause in any agent.
 	memoryLimitBound  = sizeBound{16 << 20, 1 << 40}
 	gcPercentBound    = intBound{10, 1000}
+	maxProcsBound     = intBound{1, 1024}
 	lossIntervalBound = durationBound{100 * time.Millisecond, day}
 
 	// source "gadget": a BPF ring buffer's size is a uint32 of a power of

@@ -36,6 +36,7 @@ var agentSchema = &hcl.BodySchema{
 		{Name: "shutdown_grace"},
 		{Name: "memory_limit"},
 		{Name: "gc_percent"},
+		{Name: "max_procs"},
 		{Name: "loss_report_interval"},
 		{Name: "pull_policy"},
 		{Name: "allow"},
@@ -269,6 +270,13 @@ func (d *decoder) agent(b *hcl.Block) (Agent, hcl.Diagnostics) {
 				n, ok, ds = evalIntIn(attr, d.ectx, gcPercentBound)
 				if ok {
 					a.GCPercent = n
+				}
+			case "max_procs":
+				var n int
+				var ok bool
+				n, ok, ds = evalIntIn(attr, d.ectx, maxProcsBound)
+				if ok {
+					a.MaxProcs = n
 				}
 			case "memory_limit":
 				a.MemoryLimit, _, ds = evalSizeIn(attr, d.ectx, memoryLimitBound)

@@ -98,6 +98,7 @@ agent {
   shutdown_grace       = "1m30s"
   loss_report_interval = "1d"
   gc_percent           = 25
+  max_procs            = 2
   memory_limit         = "48MiB"
 }
 source "gadget" "exec" {
@@ -136,7 +137,7 @@ pipeline "security" {
 					ControlSocket: "/run/sluice/control.sock",
 					LogLevel:      "debug", LogFormat: "json",
 					ShutdownGrace: 90 * time.Second, LossReportInterval: 24 * time.Hour,
-					GCPercent: 25, MemoryLimit: 48 << 20,
+					GCPercent: 25, MaxProcs: 2, MemoryLimit: 48 << 20,
 					Containers: Containers{Enabled: true}, FilterSelf: true,
 				},
 				Sources: []*Source{{

@@ -133,3 +133,35 @@ func TestAgentNameRefusesWhitespaceAndControls(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxProcsBounds: agent { max_procs } is a number of CPUs, 1 to 1024;
+// 0 or a negative or huge count is an error at the attribute.
+func TestMaxProcsBounds(t *testing.T) {
+	for _, c := range []struct {
+		value string
+		want  int
+		err   string
+	}{
+		{"1", 1, ""},
+		{"1024", 1024, ""},
+		{"0", 0, "positive"},
+		{"-2", 0, "positive"},
+		{"1025", 0, "from 1 to 1024"},
+	} {
+		t.Run(c.value, func(t *testing.T) {
+			f, diags := Parse("f.hcl", []byte("agent {\n  max_procs = "+c.value+"\n}\n"+minimalPipeline))
+			if c.err == "" {
+				if diags.HasErrors() {
+					t.Fatalf("max_procs = %s: %v", c.value, diags)
+				}
+				if f.Agent.MaxProcs != c.want {
+					t.Fatalf("max_procs = %s: MaxProcs %d, want %d", c.value, f.Agent.MaxProcs, c.want)
+				}
+				return
+			}
+			if !diags.HasErrors() || !strings.Contains(diags.Error(), c.err) || !strings.Contains(diags.Error(), "f.hcl:2,") {
+				t.Fatalf("max_procs = %s: diagnostics %v; want an error at f.hcl:2 saying %q", c.value, diags, c.err)
+			}
+		})
+	}
+}

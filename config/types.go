@@ -67,6 +67,10 @@ type Agent struct {
 	// share of its live size between collections. GOGC in the environment
 	// wins.
 	GCPercent int
+	// MaxProcs bounds the CPUs the agent's Go code runs on at once
+	// (GOMAXPROCS); 0: the runtime's default, every CPU the agent may use.
+	// GOMAXPROCS in the environment wins.
+	MaxProcs int
 	// MemoryLimit is the soft limit of the agent's Go runtime (heap,
 	// stacks, the runtime's own), applied once start-up is over; 0: none.
 	// GOMEMLIMIT in the environment wins.

@@ -35,10 +35,27 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// agentMaxProcs, when positive, is the agent { max_procs } of every agent
+// the bench starts (-max-procs).
+var agentMaxProcs int
+
+// withMaxProcs sets max_procs in config's agent block, adding one when
+// it has none.
+func withMaxProcs(config string, n int) string {
+	line := fmt.Sprintf("  max_procs = %d\n", n)
+	if strings.Contains(config, "agent {\n") {
+		return strings.Replace(config, "agent {\n", "agent {\n"+line, 1)
+	}
+	return "agent {\n" + line + "}\n" + config
+}
+
 // startAgent writes config into dir and starts the agent on it; its
 // stdout goes to dir/stdout (appended, so that the bench can truncate it
 // while the agent writes) and its stderr to dir/agent.log.
 func startAgent(sluice, dir, metricsAddr, config string, extraArgs ...string) (*agentProc, error) {
+	if agentMaxProcs > 0 {
+		config = withMaxProcs(config, agentMaxProcs)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "agent.hcl"), []byte(config), 0o644); err != nil {
 		return nil, err
 	}

@@ -98,7 +98,9 @@ func benchMain(args []string) error {
 	sluice := fs.String("sluice", "bin/sluice", "the agent binary")
 	profile := fs.String("profile", "", "directory where each synthetic agent run leaves a CPU profile of its flat-out window (CASE.pprof, for `go tool pprof`)")
 	rounds := fs.Int("rounds", 3, "rounds of the cases the 64-byte ratio targets compare ("+strings.Join(roundCaseNames(), ", ")+"): the matrix is the first, the others run after it, and each of those targets is the median of its rounds (default 1 with -quick)")
+	maxProcs := fs.Int("max-procs", 0, "agent { max_procs } of every agent run (0: the agent's default, every CPU)")
 	fs.Parse(args)
+	agentMaxProcs = *maxProcs
 	roundsSet := false
 	fs.Visit(func(f *flag.Flag) { roundsSet = roundsSet || f.Name == "rounds" })
 	if *quick && !roundsSet {

@@ -26,6 +26,7 @@ type report struct {
 	CPU       string        `json:"cpu"`
 	LoadAvg   string        `json:"loadavg_at_start"`
 	Quick     bool          `json:"quick"`
+	MaxProcs  int           `json:"agent_max_procs,omitempty"` // -max-procs; 0: the default
 	WindowS   float64       `json:"window_seconds"`
 	TookS     float64       `json:"took_seconds"`
 	Synthetic []synthResult `json:"synthetic"`
@@ -54,7 +55,7 @@ type target struct {
 }
 
 func newReport(env *benchEnv, quick bool) *report {
-	r := &report{Date: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), Quick: quick, WindowS: env.window.Seconds()}
+	r := &report{Date: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), Quick: quick, MaxProcs: agentMaxProcs, WindowS: env.window.Seconds()}
 	if out, err := exec.Command("git", "-C", env.root, "rev-parse", "HEAD").Output(); err == nil {
 		r.Commit = strings.TrimSpace(string(out))
 	}
@@ -313,6 +314,9 @@ func (r *report) stamp() string {
 	mode := ""
 	if r.Quick {
 		mode = ", quick mode"
+	}
+	if r.MaxProcs > 0 {
+		mode += fmt.Sprintf(", agents at max_procs = %d", r.MaxProcs)
 	}
 	return fmt.Sprintf("commit %s, %s, kernel %s, %d cores (%s), load average %s at start%s, %.0fs windows, took %.0fs",
 		commit, r.Date, r.Kernel, r.Cores, r.CPU, r.LoadAvg, mode, r.WindowS, r.TookS)

@@ -87,3 +87,16 @@ func TestJSONTargetsStateTheirCPUBudget(t *testing.T) {
 	}
 	t.Fatalf("no stdout target among %v", rep.Targets)
 }
+
+// TestWithMaxProcs: -max-procs goes into the agent block of every config
+// the bench starts an agent on, or a block of its own when it has none.
+func TestWithMaxProcs(t *testing.T) {
+	got := withMaxProcs("agent {\n  log_level = \"warn\"\n}\nsink \"null\" \"out\" {}\n", 1)
+	if want := "agent {\n  max_procs = 1\n  log_level = \"warn\"\n}\nsink \"null\" \"out\" {}\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	got = withMaxProcs("sink \"null\" \"out\" {}\n", 2)
+	if want := "agent {\n  max_procs = 2\n}\nsink \"null\" \"out\" {}\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -105,10 +105,11 @@ type runOptions struct {
 
 // runAgent builds and runs an agent until ctx is cancelled.
 func runAgent(ctx context.Context, f *config.File, p *config.Parser, stdout, stderr io.Writer, ro runOptions) error {
-	// The collector's pace from the start (agent { gc_percent }, see
-	// config.DefaultGCPercent); the memory limit waits for the end of
-	// start-up (agent.applyMemorySettings).
+	// The collector's pace and the Ps from the start (agent { gc_percent,
+	// max_procs }, see config.DefaultGCPercent); the memory limit waits for
+	// the end of start-up (agent.applyMemorySettings).
 	agent.SetGCPercent(f.Agent.GCPercent)
+	agent.SetMaxProcs(f.Agent.MaxProcs)
 	log, err := newLogger(stderr, f.Agent.LogLevel, f.Agent.LogFormat)
 	if err != nil {
 		return err
