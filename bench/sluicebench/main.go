@@ -97,7 +97,7 @@ func benchMain(args []string) error {
 	readme := fs.String("readme", "README.md", "file whose bench section gets the summary (\"\" leaves it)")
 	sluice := fs.String("sluice", "bin/sluice", "the agent binary")
 	profile := fs.String("profile", "", "directory where each synthetic agent run leaves a CPU profile of its flat-out window (CASE.pprof, for `go tool pprof`)")
-	rounds := fs.Int("rounds", 3, "rounds of the cases the 64-byte ratio targets compare ("+strings.Join(roundCaseNames(), ", ")+"): the matrix is the first, the others run after it, and each of those targets is the median of its rounds (default 1 with -quick)")
+	rounds := fs.Int("rounds", 3, "rounds of the cases the ratio targets to the raw reader and the null sink's one-filter target compare ("+strings.Join(roundCaseNames(), ", ")+"): the matrix is the first, the others run after it, and each of those targets is the median of its rounds (default 1 with -quick)")
 	maxProcs := fs.Int("max-procs", 0, "agent { max_procs } of every agent run (0: the agent's default, every CPU)")
 	fs.Parse(args)
 	agentMaxProcs = *maxProcs
@@ -245,8 +245,10 @@ func synthCases(quick bool) []synthCase {
 	return out
 }
 
-// roundCases are the cases of the 64-byte ratio targets, which -rounds
-// runs again after the matrix.
+// roundCases are the cases of the ratio targets to the raw reader and of
+// the null sink's one-filter target, which -rounds runs again after the
+// matrix. The 256-byte JSON targets joined the 64-byte ones when the file
+// sink's came within the rounds' swing of 50% (46-53% in single runs).
 var roundCases = []synthCase{
 	{Sink: "raw", Size: 64},
 	{Sink: "rawjson", Size: 64},
@@ -254,6 +256,11 @@ var roundCases = []synthCase{
 	{Sink: "null", Size: 64, Stages: "c1"},
 	{Sink: "stdout", Size: 64},
 	{Sink: "file", Size: 64},
+	{Sink: "raw", Size: 256},
+	{Sink: "rawjson", Size: 256},
+	{Sink: "null", Size: 256},
+	{Sink: "stdout", Size: 256},
+	{Sink: "file", Size: 256},
 }
 
 func roundCaseNames() []string {

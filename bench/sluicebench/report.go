@@ -431,7 +431,7 @@ func (r *report) markdown() string {
 
 // roundsTable writes the ratio targets' cases round by round.
 func (r *report) roundsTable(b *strings.Builder) {
-	fmt.Fprintf(b, "\n## Rounds of the 64-byte ratio cases\n\nThe cases the 64-byte ratio targets compare, run again in turn after the matrix (`-rounds %d`; round 1 is the matrix above): events/s, CPU ns/event and the ratio the targets take (of the raw reader, or of no stage for a stage's case), within each round. The targets are the medians.\n\n| case |", len(r.Rounds)+1)
+	fmt.Fprintf(b, "\n## Rounds of the ratio cases\n\nThe cases the ratio targets to the raw reader and the null sink's one-filter target compare, run again in turn after the matrix (`-rounds %d`; round 1 is the matrix above): events/s, CPU ns/event and the ratio the targets take (of the raw reader, or of no stage for a stage's case), within each round. The targets are the medians.\n\n| case |", len(r.Rounds)+1)
 	for i := range len(r.Rounds) + 1 {
 		fmt.Fprintf(b, " round %d |", i+1)
 	}
