@@ -230,7 +230,7 @@ func synthCases(quick bool) []synthCase {
 	}
 	var out []synthCase
 	for _, size := range sizes {
-		out = append(out, synthCase{Sink: "raw", Size: size}, synthCase{Sink: "rawjson", Size: size})
+		out = append(out, synthCase{Sink: "raw", Size: size}, synthCase{Sink: "rawjson", Size: size}, synthCase{Sink: "rawcodec", Size: size})
 		for _, s := range sinks {
 			out = append(out, synthCase{Sink: s, Size: size})
 		}
@@ -249,15 +249,18 @@ func synthCases(quick bool) []synthCase {
 // the null sink's one-filter target, which -rounds runs again after the
 // matrix. The 256-byte JSON targets joined the 64-byte ones when the file
 // sink's came within the rounds' swing of 50% (46-53% in single runs).
+// rawjson and rawcodec are the JSON targets' references.
 var roundCases = []synthCase{
 	{Sink: "raw", Size: 64},
 	{Sink: "rawjson", Size: 64},
+	{Sink: "rawcodec", Size: 64},
 	{Sink: "null", Size: 64},
 	{Sink: "null", Size: 64, Stages: "c1"},
 	{Sink: "stdout", Size: 64},
 	{Sink: "file", Size: 64},
 	{Sink: "raw", Size: 256},
 	{Sink: "rawjson", Size: 256},
+	{Sink: "rawcodec", Size: 256},
 	{Sink: "null", Size: 256},
 	{Sink: "stdout", Size: 256},
 	{Sink: "file", Size: 256},

@@ -22,8 +22,9 @@ type rawProc struct {
 }
 
 // startRaw starts the bare reader; with jsonPath set it renders every
-// record as a JSON line into that file (jsonLineWriter).
-func startRaw(root string, size int, jsonPath string) (*rawProc, error) {
+// record as a JSON line into that file (jsonLineWriter), with sluice's
+// decoder and encoder when useCodec is set.
+func startRaw(root string, size int, jsonPath string, useCodec bool) (*rawProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -33,6 +34,9 @@ func startRaw(root string, size int, jsonPath string) (*rawProc, error) {
 		"-ring", fmt.Sprint(max(synth.RingSize, sources.DefaultRingBufferSize)), "-tgid", fmt.Sprint(os.Getpid())}
 	if jsonPath != "" {
 		args = append(args, "-json", jsonPath, "-size", fmt.Sprint(size))
+		if useCodec {
+			args = append(args, "-codec")
+		}
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
@@ -75,7 +79,7 @@ func (r *rawProc) close() error {
 // (no latency: the reader keeps no timestamps).
 func (e *benchEnv) runRaw(c synthCase, res *synthResult) error {
 	jsonPath := ""
-	if c.Sink == "rawjson" {
+	if c.Sink == "rawjson" || c.Sink == "rawcodec" {
 		dir, err := e.scratch(c.String())
 		if err != nil {
 			return err
@@ -85,7 +89,7 @@ func (e *benchEnv) runRaw(c synthCase, res *synthResult) error {
 		// Kept short as the agent's stdout is (runAgentSynth).
 		defer truncating(jsonPath)()
 	}
-	r, err := startRaw(e.root, c.Size, jsonPath)
+	r, err := startRaw(e.root, c.Size, jsonPath, c.Sink == "rawcodec")
 	if err != nil {
 		return err
 	}

@@ -3,12 +3,17 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
+
+	"github.com/sluice-dev/sluice/pipeline/codec"
+	"github.com/sluice-dev/sluice/sources/decode"
 )
 
 // jsonLineWriter is the reference of `make bench`'s JSON-into-a-file runs:
@@ -32,6 +37,16 @@ type jsonLineWriter struct {
 	n        int           // records in buf
 	free     chan []byte   // buffers back from the writer
 	full     chan jsonFull // buffers for the writer
+	stopped  chan struct{} // closed when the writer has written its last buffer
+	// With plan set (rawcodec), records are rendered by sluice's own
+	// parts instead: decoded from BTF into the event model's msgpack by
+	// the plan, as sluice's reader does, then transcoded to JSON by an
+	// Encoder, as sluice's JSON sinks do.
+	plan      *decode.Plan
+	enc       codec.Encoder
+	msg       []byte
+	now       time.Time
+	clockLeft int
 }
 
 type jsonFull struct {
@@ -48,11 +63,12 @@ func newJSONLineWriter(size int, f *os.File, written func(n int), done chan<- er
 	unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
 	w := &jsonLineWriter{size: size, gadget: "synth" + strconv.Itoa(size), host: host,
 		bootWall: time.Now().UnixNano() - boot.Nano(),
-		free:     make(chan []byte, 2), full: make(chan jsonFull, 2)}
+		free:     make(chan []byte, 2), full: make(chan jsonFull, 2), stopped: make(chan struct{})}
 	w.free <- make([]byte, 0, 512*jsonBatch)
 	w.free <- make([]byte, 0, 512*jsonBatch)
 	w.buf = <-w.free
 	go func() {
+		defer close(w.stopped)
 		var failed error
 		for b := range w.full {
 			if failed == nil {
@@ -68,9 +84,25 @@ func newJSONLineWriter(size int, f *os.File, written func(n int), done chan<- er
 	return w
 }
 
+// useCodec makes w render with sluice's decoder and encoder (rawcodec):
+// the work sluice's event model asks for, in rawjson's layout of
+// goroutines and writes.
+func (w *jsonLineWriter) useCodec(event btf.Type) error {
+	plan, err := decode.Compile(event, decode.Options{Gadget: w.gadget, Source: "synth", Host: w.host})
+	if err != nil {
+		return fmt.Errorf("compile the decoder of %s: %w", w.gadget, err)
+	}
+	w.plan, w.msg = plan, make([]byte, 0, plan.Room())
+	return nil
+}
+
 // add renders one record.
 func (w *jsonLineWriter) add(rec []byte) {
 	if len(rec) < w.size {
+		return
+	}
+	if w.plan != nil {
+		w.addCodec(rec)
 		return
 	}
 	ne := binary.NativeEndian
@@ -120,6 +152,24 @@ func (w *jsonLineWriter) add(rec []byte) {
 	}
 }
 
+// addCodec renders one record as sluice does: the clock read once per
+// 64 records, as sluice's reader reads it.
+func (w *jsonLineWriter) addCodec(rec []byte) {
+	if w.clockLeft--; w.clockLeft < 0 {
+		w.now, w.clockLeft = time.Now(), 63
+	}
+	w.seq++
+	w.msg = w.plan.Append(w.msg[:0], rec, w.seq, w.now)
+	b, err := w.enc.AppendJSON(w.buf, w.msg)
+	if err != nil {
+		return // not counted as written: the run's counters would show it
+	}
+	w.buf = append(b, '\n')
+	if w.n++; w.n >= jsonBatch {
+		w.flush()
+	}
+}
+
 // flush hands what is rendered to the writer.
 func (w *jsonLineWriter) flush() {
 	if w.n == 0 {
@@ -129,10 +179,11 @@ func (w *jsonLineWriter) flush() {
 	w.buf, w.n = <-w.free, 0
 }
 
-// close flushes and stops the writer.
+// close flushes, stops the writer and waits for its last write.
 func (w *jsonLineWriter) close() {
 	w.flush()
 	close(w.full)
+	<-w.stopped
 }
 
 func cstr(b []byte) []byte {

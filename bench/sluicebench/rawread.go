@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -32,6 +33,7 @@ func rawReadMain(args []string) error {
 	tgid := fs.Uint("tgid", 0, "the producer's process (the gadget's target_tgid)")
 	jsonPath := fs.String("json", "", "render each record as the JSON line sluice writes and append it to this file (jsonLineWriter); records then counts the records written")
 	size := fs.Int("size", 64, "record bytes, for -json")
+	useCodec := fs.Bool("codec", false, "with -json, render with sluice's BTF decoder and JSON encoder instead of by hand (rawcodec)")
 	fs.Parse(args)
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return err
@@ -72,6 +74,15 @@ func rawReadMain(args []string) error {
 		}
 		defer f.Close()
 		lines = newJSONLineWriter(*size, f, func(n int) { records.Add(uint64(n)) }, done)
+		if *useCodec {
+			var event *btf.Struct
+			if err := spec.Types.TypeByName("event", &event); err != nil {
+				return fmt.Errorf("the event struct of %s: %w", *object, err)
+			}
+			if err := lines.useCodec(event); err != nil {
+				return err
+			}
+		}
 	}
 	go func() {
 		var rec ringbuf.Record

@@ -211,28 +211,37 @@ func (r *report) rawLimitNote(size int) string {
 }
 
 // jsonRefNote is how far toward the JSON targets a program written for
-// the synthetic record alone gets (rawjson: jsonLineWriter), or "".
+// the synthetic record alone gets (rawjson: jsonLineWriter), and the same
+// program rendering with sluice's decoder and encoder (rawcodec), or "".
 func (r *report) jsonRefNote(size int) string {
-	xs := r.byRound("rawjson", size, "", func(s *synthResult) float64 { return s.OfRaw })
-	switch len(xs) {
-	case 0:
-		return ""
-	case 1:
-		return fmt.Sprintf("a reader written for this record alone, rawjson: %.0f%%", 100*xs[0])
+	var notes []string
+	for _, ref := range []struct{ sink, what string }{
+		{"rawjson", "a reader written for this record alone, rawjson"},
+		{"rawcodec", "that reader with sluice's BTF decoder and JSON encoder, rawcodec"},
+	} {
+		xs := r.byRound(ref.sink, size, "", func(s *synthResult) float64 { return s.OfRaw })
+		switch len(xs) {
+		case 0:
+		case 1:
+			notes = append(notes, fmt.Sprintf("%s: %.0f%%", ref.what, 100*xs[0]))
+		default:
+			notes = append(notes, fmt.Sprintf("%s: %.0f%%, the median of %s", ref.what, 100*medianOf(xs), fmtPcts(xs)))
+		}
 	}
-	return fmt.Sprintf("a reader written for this record alone, rawjson: %.0f%%, the median of %s", 100*medianOf(xs), fmtPcts(xs))
+	return strings.Join(notes, "; ")
 }
 
 // cpuBudgetNote is the CPU per event the sink's case may spend to reach
-// share of the raw reader's rate, beside what it and rawjson spent, or "".
-// Against the producer's threads the agent gets a share of the machine that
-// does not depend on how it spends it (events/s times CPU per event is
-// about 0.8 of a CPU in every configuration, rawjson's too), so a rate
-// target is a CPU-per-event target: the agent's CPU in that round over
-// share of the raw reader's rate. Each figure is the median of the rounds
-// where the case, the raw reader and rawjson all ran.
+// share of the raw reader's rate, beside what it, rawjson and rawcodec
+// spent, or "". Against the producer's threads the agent gets a share of
+// the machine that does not depend on how it spends it (events/s times
+// CPU per event is about 0.8 of a CPU in every configuration, rawjson's
+// too), so a rate target is a CPU-per-event target: the agent's CPU in
+// that round over share of the raw reader's rate. Each figure is the
+// median of the rounds where the case, the raw reader and rawjson all ran
+// (rawcodec's, of those where it ran too).
 func (r *report) cpuBudgetNote(sink string, size int, share float64) string {
-	var budgets, spent, ref, cpus []float64
+	var budgets, spent, ref, codecRef, cpus []float64
 	for _, results := range append([][]synthResult{r.Synthetic}, r.Rounds...) {
 		s, raw, rj := findSynth(results, sink, size, ""), findSynth(results, "raw", size, ""), findSynth(results, "rawjson", size, "")
 		if s == nil || raw == nil || rj == nil || s.CPUPerEvent == 0 || raw.EventsPerSec == 0 || rj.CPUPerEvent == 0 {
@@ -243,12 +252,19 @@ func (r *report) cpuBudgetNote(sink string, size int, share float64) string {
 		budgets = append(budgets, cpu*1e9/(share*raw.EventsPerSec))
 		spent = append(spent, s.CPUPerEvent)
 		ref = append(ref, rj.CPUPerEvent)
+		if rc := findSynth(results, "rawcodec", size, ""); rc != nil && rc.CPUPerEvent > 0 {
+			codecRef = append(codecRef, rc.CPUPerEvent)
+		}
 	}
 	if len(budgets) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("at the %.2f CPU the agent had, %.0f%% allows %.0f ns/event; it spent %.0f, rawjson %.0f",
+	note := fmt.Sprintf("at the %.2f CPU the agent had, %.0f%% allows %.0f ns/event; it spent %.0f, rawjson %.0f",
 		medianOf(cpus), 100*share, medianOf(budgets), medianOf(spent), medianOf(ref))
+	if len(codecRef) > 0 {
+		note += fmt.Sprintf(", rawcodec %.0f", medianOf(codecRef))
+	}
+	return note
 }
 
 // diskNote compares what the file sink would write at share of the raw
@@ -328,7 +344,7 @@ func (r *report) markdown() string {
 	b.WriteString("Figures of one run compare with each other; the machine is shared and noisy, so absolute figures vary between runs. Regenerate with `make bench` (as root).\n\n")
 	b.WriteString(r.targetsTable())
 	b.WriteString("\n## Synthetic producer\n\n")
-	b.WriteString("`bench/gadgets/synth.bpf.c` writes sequenced records into a 1 MiB ring buffer from one `getpgid(2)` call per 256 records (bpf_loop), wakeups batched as in the built-in gadgets, flat out on one thread per CPU (so that the reader, not the producer, is the limit). `raw` is a bare cilium/ebpf ring buffer reader of the same gadget; `rawjson` is that reader rendering each record as the JSON line sluice writes, with the field offsets written in, into a file, 256 lines per write from a second goroutine: what a program written for this record alone does with the standard library's formatting, a reference for the JSON-into-a-file rows; the other rows are `sluice agent` into one sink (`stdout`: JSON into a file; `file`: the JSON-lines file sink; `nats`: core NATS to the embedded server, no subscriber; `jetstream`: the embedded server's JetStream with 100 events per message, as the built-in config has it; `jetstream1`: the same with one event per message), through no stage or 1 and 3 filters keeping every event (`c`: drop-comm in C, `go`: drop-comm-go with the Go SDK). Rates and CPU are over the flat-out window; CPU is the process's user + system time per delivered event; latency is kernel timestamp to the end of the sink's write, at a steady rate; losses are over the whole run, in the kernel (ring full) and after the reader (component/reason). Counters balance when, in one scrape taken after the run once two scrapes 100 ms apart agree and no queue holds an event, every record asked for reached the source (or was lost in the kernel), every component received what it sent plus what it dropped, and each received what the one before it sent.\n\n")
+	b.WriteString("`bench/gadgets/synth.bpf.c` writes sequenced records into a 1 MiB ring buffer from one `getpgid(2)` call per 256 records (bpf_loop), wakeups batched as in the built-in gadgets, flat out on one thread per CPU (so that the reader, not the producer, is the limit). `raw` is a bare cilium/ebpf ring buffer reader of the same gadget; `rawjson` is that reader rendering each record as the JSON line sluice writes, with the field offsets written in, into a file, 256 lines per write from a second goroutine: what a program written for this record alone does with the standard library's formatting, a reference for the JSON-into-a-file rows; `rawcodec` is the same reader and writer rendering with sluice's own parts instead, the BTF decoder into the event model's msgpack and the JSON encoder: what the event model costs without the agent around it; the other rows are `sluice agent` into one sink (`stdout`: JSON into a file; `file`: the JSON-lines file sink; `nats`: core NATS to the embedded server, no subscriber; `jetstream`: the embedded server's JetStream with 100 events per message, as the built-in config has it; `jetstream1`: the same with one event per message), through no stage or 1 and 3 filters keeping every event (`c`: drop-comm in C, `go`: drop-comm-go with the Go SDK). Rates and CPU are over the flat-out window; CPU is the process's user + system time per delivered event; latency is kernel timestamp to the end of the sink's write, at a steady rate; losses are over the whole run, in the kernel (ring full) and after the reader (component/reason). Counters balance when, in one scrape taken after the run once two scrapes 100 ms apart agree and no queue holds an event, every record asked for reached the source (or was lost in the kernel), every component received what it sent plus what it dropped, and each received what the one before it sent.\n\n")
 	b.WriteString("| case | events/s | of raw | of no stage | CPU ns/event | kernel lost | user drops | latency p50 / p99 ms (at rate) | RSS steady / peak MB | counters balance |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---|---|---|---|\n")
 	for _, s := range r.Synthetic {

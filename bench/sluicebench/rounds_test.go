@@ -60,17 +60,18 @@ func TestRatioTargetsTakeTheMedianOfRounds(t *testing.T) {
 
 // TestJSONTargetsStateTheirCPUBudget: the JSON-into-a-file targets say
 // what CPU per event their share of the raw reader allows at the CPU the
-// agent had in each round, beside what the sink and rawjson spent.
+// agent had in each round, beside what the sink, rawjson and rawcodec
+// spent, and how far rawcodec got.
 func TestJSONTargetsStateTheirCPUBudget(t *testing.T) {
 	res := func(sink string, rate, cpu float64) synthResult {
 		return synthResult{Sink: sink, Size: 64, EventsPerSec: rate, CPUPerEvent: cpu, KernelLostPct: 50}
 	}
 	rep := report{
 		// 0.8 CPU in each round: 1M events/s at 800 ns, 1.6M at 500.
-		Synthetic: []synthResult{res("raw", 4e6, 150), res("rawjson", 2e6, 400), res("stdout", 1e6, 800)},
+		Synthetic: []synthResult{res("raw", 4e6, 150), res("rawjson", 2e6, 400), res("rawcodec", 1.6e6, 500), res("stdout", 1e6, 800)},
 		Rounds: [][]synthResult{
 			{res("raw", 3.2e6, 160), res("rawjson", 1.6e6, 500), res("stdout", 1.6e6, 500)},
-			{res("raw", 3.2e6, 170), res("rawjson", 1.7e6, 450), res("stdout", 0.8e6, 1000)},
+			{res("raw", 3.2e6, 170), res("rawjson", 1.7e6, 450), res("rawcodec", 1.2e6, 600), res("stdout", 0.8e6, 1000)},
 		},
 	}
 	rep.finish(time.Second)
@@ -78,9 +79,14 @@ func TestJSONTargetsStateTheirCPUBudget(t *testing.T) {
 		if tg.Name != "synthetic 64B to stdout JSON in a file, of the raw reader" {
 			continue
 		}
-		// Budgets 0.8e9/2e6 = 400, 0.8e9/1.6e6 = 500, 500; spent 800, 500, 1000; rawjson 400, 500, 450.
-		want := "at the 0.80 CPU the agent had, 50% allows 500 ns/event; it spent 800, rawjson 450"
+		// Budgets 0.8e9/2e6 = 400, 0.8e9/1.6e6 = 500, 500; spent 800, 500, 1000; rawjson 400, 500, 450;
+		// rawcodec 500, 600 (it did not run in the first round).
+		want := "at the 0.80 CPU the agent had, 50% allows 500 ns/event; it spent 800, rawjson 450, rawcodec 550"
 		if !strings.Contains(tg.Got, want) {
+			t.Errorf("got %q, want it to contain %q", tg.Got, want)
+		}
+		// Rates of the raw reader: rawcodec 40% and 37.5%.
+		if want := "that reader with sluice's BTF decoder and JSON encoder, rawcodec: 39%, the median of 40%, 38%"; !strings.Contains(tg.Got, want) {
 			t.Errorf("got %q, want it to contain %q", tg.Got, want)
 		}
 		return

@@ -19,7 +19,7 @@ import (
 // synthCase is one run of the synthetic producer: the bare reader ("raw")
 // or the agent into one sink, through some stages.
 type synthCase struct {
-	Sink   string // raw, rawjson (the raw reader writing JSON lines: jsonLineWriter), null, stdout, file, nats, jetstream (100 events per message, as the built-in config), jetstream1 (one per message)
+	Sink   string // raw, rawjson (the raw reader writing JSON lines: jsonLineWriter), rawcodec (the same with sluice's decoder and encoder), null, stdout, file, nats, jetstream (100 events per message, as the built-in config), jetstream1 (one per message)
 	Size   int    // record bytes: 64 or 256
 	Stages string // "" (none), c1, c3 (C filters), go1, go3 (Go filters)
 }
@@ -183,7 +183,7 @@ func sinkType(kind string) string {
 func (e *benchEnv) runSynth(c synthCase) synthResult {
 	res := synthResult{Case: c.String(), Sink: c.Sink, Size: c.Size, Stages: c.Stages}
 	var err error
-	if c.Sink == "raw" || c.Sink == "rawjson" {
+	if c.Sink == "raw" || c.Sink == "rawjson" || c.Sink == "rawcodec" {
 		err = e.runRaw(c, &res)
 	} else {
 		err = e.runAgentSynth(c, &res)
