@@ -35,10 +35,13 @@ type report struct {
 	// compare them take the median of the rounds, the matrix included.
 	Rounds    [][]synthResult  `json:"more_rounds,omitempty"`
 	TraceOpen *traceOpenResult `json:"trace_open,omitempty"`
-	Startup   []startupResult  `json:"startup,omitempty"`
-	Memory    *memoryResult    `json:"memory_default_config,omitempty"`
-	JetStream *jetStreamResult `json:"jetstream,omitempty"`
-	Stages    *stagesResult    `json:"builtin_stages,omitempty"`
+	// TraceOpenRounds are trace_open's runs after the first (-rounds):
+	// its target is the median CPU per event of them all.
+	TraceOpenRounds []traceOpenResult `json:"trace_open_more_rounds,omitempty"`
+	Startup         []startupResult   `json:"startup,omitempty"`
+	Memory          *memoryResult     `json:"memory_default_config,omitempty"`
+	JetStream       *jetStreamResult  `json:"jetstream,omitempty"`
+	Stages          *stagesResult     `json:"builtin_stages,omitempty"`
 	// DiskMBps is what the scratch directory's disk writes with
 	// fdatasync (measureDisk): the file sink's sustained bound.
 	DiskMBps float64  `json:"disk_fdatasync_mb_per_s,omitempty"`
@@ -161,9 +164,8 @@ func (r *report) finish(took time.Duration) {
 		}
 		r.Targets = append(r.Targets, target{Name: name, Want: want, Got: got, Value: x, Met: x >= min})
 	}
-	if t := r.TraceOpen; t != nil && t.Error == "" {
-		r.Targets = append(r.Targets, target{Name: "trace_open to stdout JSON, agent CPU per event", Want: "<= 1.5 µs",
-			Got: fmt.Sprintf("%.2f µs (%.0f%% of %s opens/s delivered)", t.CPUPerEvent/1000, t.DeliveredPct, fmtRate(t.OpensPerSec)), Value: t.CPUPerEvent, Met: t.CPUPerEvent <= 1500})
+	if tg, ok := r.traceOpenTarget(); ok {
+		r.Targets = append(r.Targets, tg)
 	}
 	if m := r.Memory; m != nil && m.Error == "" {
 		r.Targets = append(r.Targets, target{Name: fmt.Sprintf("RSS of the default config after %.0fs of activity", m.Seconds), Want: "<= 60 MB",
@@ -186,6 +188,35 @@ func (r *report) finish(took time.Duration) {
 		ratio(fmt.Sprintf("synthetic %dB null sink with one C filter, of without", size), ">= 85%", 0.85, "null", size, "c1", ofNone, r.stageBudgetNote(size, 0.85))
 		ratio(fmt.Sprintf("synthetic %dB JSON file with one C filter, of without", size), ">= 85%", 0.85, "file", size, "c1", ofNone)
 	}
+}
+
+// traceOpenTarget judges trace_open's CPU per event by the median of its
+// runs that did not fail, each run's figure beside it.
+func (r *report) traceOpenTarget() (target, bool) {
+	var runs []traceOpenResult
+	if r.TraceOpen != nil {
+		runs = append(runs, *r.TraceOpen)
+	}
+	runs = slices.DeleteFunc(append(runs, r.TraceOpenRounds...), func(t traceOpenResult) bool { return t.Error != "" || t.CPUPerEvent == 0 })
+	if len(runs) == 0 {
+		return target{}, false
+	}
+	var cpus, delivered, rates []float64
+	for _, t := range runs {
+		cpus = append(cpus, t.CPUPerEvent)
+		delivered = append(delivered, t.DeliveredPct)
+		rates = append(rates, t.OpensPerSec)
+	}
+	x := medianOf(cpus)
+	got := fmt.Sprintf("%.2f µs (%.0f%% of %s opens/s delivered)", x/1000, medianOf(delivered), fmtRate(medianOf(rates)))
+	if len(runs) > 1 {
+		each := make([]string, len(cpus))
+		for i, c := range cpus {
+			each[i] = fmt.Sprintf("%.2f", c/1000)
+		}
+		got = fmt.Sprintf("%.2f µs, the median of %d runs: %s µs (%.0f%% of %s opens/s delivered, medians)", x/1000, len(runs), strings.Join(each, ", "), medianOf(delivered), fmtRate(medianOf(rates)))
+	}
+	return target{Name: "trace_open to stdout JSON, agent CPU per event", Want: "<= 1.5 µs", Got: got, Value: x, Met: x <= 1500}, true
 }
 
 // rawLimitNote warns, or returns "", when the raw reader nearly kept up
@@ -368,12 +399,15 @@ func (r *report) markdown() string {
 		r.roundsTable(&b)
 	}
 	if t := r.TraceOpen; t != nil {
-		b.WriteString("\n## trace_open under an open loop\n\n`sluice agent` with the built-in trace_open (following the loop's pid) into stdout JSON in a file, while `sluicebench openloop` opens `/dev/null` from one thread per CPU. CPU is the agent's per delivered event.\n\n")
-		if t.Error != "" {
-			fmt.Fprintf(&b, "failed: %s\n", oneLine(t.Error))
-		} else {
-			fmt.Fprintf(&b, "| opens/s | delivered | kernel lost | agent CPU per event | RSS peak |\n|---:|---:|---:|---:|---:|\n| %s | %.1f%% (%d of %d) | %d | %.2f µs | %.0f MB |\n",
-				fmtRate(t.OpensPerSec), t.DeliveredPct, t.Delivered, t.Opens, t.KernelLost, t.CPUPerEvent/1000, t.RSSPeakMB)
+		b.WriteString("\n## trace_open under an open loop\n\n`sluice agent` with the built-in trace_open (following the loop's pid) into stdout JSON in a file, while `sluicebench openloop` opens `/dev/null` from one thread per CPU. CPU is the agent's per delivered event; the target takes the median of the runs.\n\n")
+		b.WriteString("| run | opens/s | delivered | kernel lost | agent CPU per event | RSS peak |\n|---:|---:|---:|---:|---:|---:|\n")
+		for i, t := range append([]traceOpenResult{*t}, r.TraceOpenRounds...) {
+			if t.Error != "" {
+				fmt.Fprintf(&b, "| %d | failed: %s | | | | |\n", i+1, oneLine(t.Error))
+				continue
+			}
+			fmt.Fprintf(&b, "| %d | %s | %.1f%% (%d of %d) | %d | %.2f µs | %.0f MB |\n",
+				i+1, fmtRate(t.OpensPerSec), t.DeliveredPct, t.Delivered, t.Opens, t.KernelLost, t.CPUPerEvent/1000, t.RSSPeakMB)
 		}
 	}
 	if len(r.Startup) > 0 {

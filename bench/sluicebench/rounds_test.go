@@ -106,3 +106,40 @@ func TestWithMaxProcs(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// TestTraceOpenTargetTakesTheMedianOfRuns: trace_open's absolute target is
+// judged by the median of its runs that did not fail, each run listed.
+func TestTraceOpenTargetTakesTheMedianOfRuns(t *testing.T) {
+	run := func(cpu float64) traceOpenResult {
+		return traceOpenResult{Opens: 2e6, OpensPerSec: 200e3, Delivered: 2e6, DeliveredPct: 100, CPUPerEvent: cpu}
+	}
+	first := run(1740)
+	rep := report{TraceOpen: &first, TraceOpenRounds: []traceOpenResult{run(1290), {Error: "boom"}, run(1450)}}
+	rep.finish(time.Second)
+	var tg *target
+	for i := range rep.Targets {
+		if rep.Targets[i].Name == "trace_open to stdout JSON, agent CPU per event" {
+			tg = &rep.Targets[i]
+		}
+	}
+	if tg == nil {
+		t.Fatalf("no trace_open target among %v", rep.Targets)
+	}
+	if want := "1.45 µs, the median of 3 runs: 1.74, 1.29, 1.45 µs"; tg.Value != 1450 || !tg.Met || !strings.Contains(tg.Got, want) {
+		t.Errorf("got value %v met %v %q, want 1450, met, containing %q", tg.Value, tg.Met, tg.Got, want)
+	}
+	md := rep.markdown()
+	for _, want := range []string{"| 1 | 200k | 100.0% (2000000 of 2000000) | 0 | 1.74 µs |", "| 3 | failed: boom |", "| 4 | 200k |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the trace_open table lacks %q:\n%s", want, md)
+		}
+	}
+	// One run that failed and none other: no target.
+	rep = report{TraceOpen: &traceOpenResult{Error: "boom"}}
+	rep.finish(time.Second)
+	for _, tg := range rep.Targets {
+		if strings.HasPrefix(tg.Name, "trace_open") {
+			t.Errorf("a target from a failed run: %+v", tg)
+		}
+	}
+}
