@@ -81,8 +81,9 @@ var rules = map[string]rule{
 	"internal/tools/sbom":    {},
 	"bench/openloop":         {},
 	// The end-to-end benchmark: drives the agent binary, and beside it a
-	// bare ring buffer reader and the sinks' JetStream publishing alone.
-	"bench/sluicebench": {imports: []string{"internal/synth", "pipeline/...", "sources", "sinks"}},
+	// bare ring buffer reader, that reader rendering with sluice's decoder
+	// and encoder (rawcodec), and the sinks' JetStream publishing alone.
+	"bench/sluicebench": {imports: []string{"internal/synth", "pipeline/...", "sources", "sources/decode", "sinks"}},
 	// The synthetic producer's driver (getpgid bursts), for the benchmark
 	// and the tests that need a load heavier than real syscalls make.
 	"internal/synth": {notDeps: []string{ebpf, wazero, nats, oras, hcl}},
