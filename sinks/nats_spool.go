@@ -161,19 +161,11 @@ func (s *NATS) replayOldest(ctx context.Context) bool {
 			return false
 		}
 	}
-	if err := s.spool.Consumed(id); err != nil {
-		s.log.Error("delete replayed spool segment", "sink", s.name, "error", err)
-		return false
-	}
-	size := s.spool.Len()
-	s.spoolBytes.Set(size)
-	lost := 0
-	for _, m := range refused {
-		lost += m.events
-	}
-	s.replayed.Add(uint64(events - lost))
+	// The losses are counted and their loss records spooled (into a fresh
+	// segment: Oldest closed this one) before the segment is deleted, so
+	// that the spool is never seen empty with its losses unreported, and a
+	// crash in between reports them twice rather than never.
 	s.mu.Lock() // spoolLoss renders subjects, which Write does too
-	defer s.mu.Unlock()
 	if d := seg.Damage; d.Regions > 0 {
 		s.spoolCorruptBytes.Add(uint64(d.Bytes))
 		s.spoolLoss("corrupt", []spoolLost{{events: d.Events}}, fmt.Errorf("segment %d: %s", id, d))
@@ -188,6 +180,17 @@ func (s *NATS) replayOldest(ctx context.Context) bool {
 		}
 		s.spoolLoss(reason, ls, why)
 	}
+	s.mu.Unlock()
+	lost := 0
+	for _, m := range refused {
+		lost += m.events
+	}
+	s.replayed.Add(uint64(events - lost))
+	if err := s.spool.Consumed(id); err != nil {
+		s.log.Error("delete replayed spool segment", "sink", s.name, "error", err)
+		return false
+	}
+	s.spoolBytes.Set(s.spool.Len())
 	s.noticer.sized(s.spool.Len(), nil)
 	return true
 }
