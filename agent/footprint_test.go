@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -22,6 +24,33 @@ import (
 	"github.com/sluice-dev/sluice/stages"
 	"github.com/sluice-dev/sluice/wasmstages"
 )
+
+// inFreshProcess runs the calling test alone in a child process (this
+// test binary) and reports whether it did so, in which case the caller
+// returns: the child runs the test's body. Tests that account for every
+// executable mapping of the process need one that ran nothing else: the
+// stages earlier tests compiled stay mapped until the GC finalizes them
+// (TestFileBackCode counted 24 KiB of another test's moved code under
+// go test -count=3).
+func inFreshProcess(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv("SLUICE_TEST_FRESH_PROCESS") == t.Name() {
+		return false
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "SLUICE_TEST_FRESH_PROCESS="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("%s in a child process: %v\n%s", t.Name(), err, out)
+	}
+	return true
+}
+
+// codeFileIn reports whether m maps one of the unnamed files fileBackCode
+// made in dir (shown as DIR/#INODE (deleted)).
+func codeFileIn(m mapping, dir string) bool {
+	return strings.HasPrefix(m.name, dir+"/") && strings.HasSuffix(m.name, " (deleted)")
+}
 
 // mapping is one mapping of /proc/self/smaps: its range, permissions and
 // name, the bytes of it that are resident, and whether it is advised
@@ -62,6 +91,23 @@ func smaps(t *testing.T) []mapping {
 	return out
 }
 
+// codeDir makes a directory for fileBackCode, removed after the test,
+// and returns its absolute path (as /proc/self/smaps names its files).
+// Not t.TempDir: /tmp may be a tmpfs, which fileBackCode leaves alone.
+func codeDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(".", "codefile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
 func redactEvent(t *testing.T, s *wasmstages.Stage) string {
 	t.Helper()
 	b := codec.AppendMapHeader(nil, 1)
@@ -86,6 +132,9 @@ func redactEvent(t *testing.T, s *wasmstages.Stage) string {
 // the stage keeps working, no anonymous executable mapping is left, and
 // only the pages that ran are resident.
 func TestFileBackCode(t *testing.T) {
+	if inFreshProcess(t) {
+		return
+	}
 	module, _ := stages.Builtin("redact")
 	s, err := wasmstages.New(context.Background(), wasmstages.Config{Name: "redact", ModuleBytes: module, Timeout: 10 * time.Second})
 	if err != nil {
@@ -105,12 +154,7 @@ func TestFileBackCode(t *testing.T) {
 	if anon < 1<<20 {
 		t.Fatalf("%d bytes of anonymous executable memory after compiling a Go stage, want megabytes", anon)
 	}
-	// Not t.TempDir: /tmp may be a tmpfs, which fileBackCode leaves alone.
-	dir, err := os.MkdirTemp(".", "codefile-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := codeDir(t)
 	if moved := fileBackCode(dir); moved != anon {
 		t.Fatalf("moved %d bytes, want all %d", moved, anon)
 	}
@@ -124,7 +168,7 @@ func TestFileBackCode(t *testing.T) {
 		switch {
 		case m.perms == "r-xp" && m.name == "":
 			t.Errorf("an anonymous executable mapping of %d bytes is left", m.size)
-		case m.perms == "r-xp" && strings.HasSuffix(m.name, "(deleted)"):
+		case m.perms == "r-xp" && codeFileIn(m, dir):
 			size += m.size
 			rss += m.rss
 		}
@@ -199,17 +243,16 @@ func TestApplyMemoryLimit(t *testing.T) {
 // fault between the move and the advice, did not come on demand here, so
 // the bound below is a loose one: such a fault resides most of the file.)
 func TestFileBackCodeWhileRunning(t *testing.T) {
+	if inFreshProcess(t) {
+		return
+	}
 	module, _ := stages.Builtin("redact")
 	s, err := wasmstages.New(context.Background(), wasmstages.Config{Name: "redact", ModuleBytes: module, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
-	dir, err := os.MkdirTemp(".", "codefile-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := codeDir(t)
 	const want = "mysql --password=****"
 	stop, done := make(chan struct{}), make(chan string)
 	go func() {
@@ -237,7 +280,7 @@ func TestFileBackCodeWhileRunning(t *testing.T) {
 	}
 	var size, rss int64
 	for _, m := range smaps(t) {
-		if m.perms == "r-xp" && strings.HasSuffix(m.name, "(deleted)") {
+		if m.perms == "r-xp" && codeFileIn(m, dir) {
 			size += m.size
 			rss += m.rss
 			if !m.randomRead {
