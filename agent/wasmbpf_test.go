@@ -42,10 +42,14 @@ func jsonEvents(out string) []map[string]any {
 	return evs
 }
 
-// appLinks returns the links in the kernel whose programs are called
-// handle_exec or handle_exit (the wasm-bpf test applications').
+// appLinks returns the links this process holds whose programs are called
+// handle_exec or handle_exit (the wasm-bpf test applications'). Only this
+// process's: go test runs packages side by side, and another package's
+// test may attach the same applications meanwhile (TestAgentWasmBPF once
+// found such a pair still attached after its agent stopped).
 func appLinks(t *testing.T) []link.ID {
 	t.Helper()
+	held := testutil.HeldLinks(t)
 	var ids []link.ID
 	it := new(link.Iterator)
 	defer it.Close()
@@ -60,7 +64,7 @@ func appLinks(t *testing.T) []link.ID {
 		}
 		pi, err := prog.Info()
 		prog.Close()
-		if err == nil && (pi.Name == "handle_exec" || pi.Name == "handle_exit") {
+		if err == nil && (pi.Name == "handle_exec" || pi.Name == "handle_exit") && held[it.ID] {
 			ids = append(ids, it.ID)
 		}
 	}

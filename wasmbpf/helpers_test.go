@@ -192,16 +192,22 @@ func (r *running) metric(name string, labels ...string) float64 {
 	return r.reg.Snapshot().Get(name, labels...)
 }
 
-// ourLinks returns the IDs of the links in the kernel whose program is
-// named one of names (as the kernel keeps them: at most 15 bytes).
+// ourLinks returns the IDs of the links this process holds whose program
+// is named one of names (as the kernel keeps them: at most 15 bytes).
+// Only this process's: another package's test may attach the same
+// programs meanwhile.
 func ourLinks(t *testing.T, names ...string) []link.ID {
 	t.Helper()
+	held := testutil.HeldLinks(t)
 	var ids []link.ID
 	it := new(link.Iterator)
 	defer it.Close()
 	for it.Next() {
 		info, err := it.Link.Info()
 		if err != nil {
+			continue
+		}
+		if !held[it.ID] {
 			continue
 		}
 		prog, err := ebpf.NewProgramFromID(info.Program)
