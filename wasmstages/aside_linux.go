@@ -26,33 +26,41 @@ const asideNice = 10
 
 // startAside starts cmd, the helper, at nice asideNice in a process group
 // of its own (raiseAside reaches every thread of it at once). It forks
-// from an OS thread of its own at that priority, which the child inherits
-// before it runs anything, and every thread it makes inherits it from the
-// first. The thread ends with its goroutine, its priority with it: it is
-// never handed back to the runtime.
+// from an OS thread of its own at that priority (onOwnThread), which the
+// child inherits before it runs anything, and every thread it makes
+// inherits it from the first.
 func startAside(cmd *exec.Cmd) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	started := make(chan error, 1)
+	onOwnThread(func() { started <- startNiced(cmd) })
+	return <-started
+}
+
+// onOwnThread runs f in a new goroutine locked for good to an OS thread
+// that ends with it, so that whatever f changes of its thread (priority,
+// CPU affinity) ends with it too; it does not wait for f. Never on the
+// main thread: Go parks the main thread rather than end it with its
+// goroutine, and a main thread at low priority is what ps shows as the
+// agent's (a test that lowered it left TestCompileAside finding the
+// main thread at nice 10).
+func onOwnThread(f func()) {
 	go func() {
 		runtime.LockOSThread() // never unlocked but on the main thread
 		if unix.Gettid() == unix.Getpid() {
-			// The main thread does not end with its goroutine: Go parks it
-			// for good, and a main thread at low priority is what ps shows
-			// as the agent's. While this goroutine holds it, a new one
+			// While this goroutine holds the main thread, a new one
 			// runs on another thread.
 			locked := make(chan struct{})
 			go func() {
 				runtime.LockOSThread()
 				close(locked)
-				started <- startNiced(cmd)
+				f()
 			}()
 			<-locked
 			runtime.UnlockOSThread()
 			return
 		}
-		started <- startNiced(cmd)
+		f()
 	}()
-	return <-started
 }
 
 // startNiced lowers the priority of the calling thread, which must be

@@ -13,6 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// OnOwnThread lets a test change its thread's priority and affinity
+// without leaving them on a thread Go reuses.
+var OnOwnThread = onOwnThread
+
 // cacheEntries lists the compiled modules in the cache directory dir.
 func cacheEntries(t *testing.T, dir string) []string {
 	t.Helper()

@@ -73,17 +73,16 @@ func TestStarvedCallIsNotTimedOut(t *testing.T) {
 	defer stop.Store(true)
 	for range 2 {
 		hogs.Add(1)
-		go func() {
+		// Threads of their own, not handed back to Go pinned to one CPU.
+		wasmstages.OnOwnThread(func() {
 			defer hogs.Done()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
 			if err := unix.SchedSetaffinity(0, &one); err != nil {
 				t.Error(err)
 				return
 			}
 			for !stop.Load() {
 			}
-		}()
+		})
 	}
 	type outcome struct {
 		wall, cpu time.Duration
@@ -91,10 +90,9 @@ func TestStarvedCallIsNotTimedOut(t *testing.T) {
 		err       error
 	}
 	done := make(chan outcome)
-	go func() {
-		// The thread is left locked: Go ends it with the goroutine,
-		// so its policy and affinity go with it.
-		runtime.LockOSThread()
+	// A thread of its own, which Go ends with the goroutine, so its
+	// priority and affinity go with it.
+	wasmstages.OnOwnThread(func() {
 		if err := unix.SchedSetaffinity(0, &one); err != nil {
 			done <- outcome{err: err}
 			return
@@ -106,7 +104,7 @@ func TestStarvedCallIsNotTimedOut(t *testing.T) {
 		start, cpu0 := time.Now(), threadCPU(t)
 		out, err := s.Process(context.Background(), events(8, "cat"), nil)
 		done <- outcome{time.Since(start), threadCPU(t) - cpu0, len(out), err}
-	}()
+	})
 	got := <-done
 	stop.Store(true)
 	t.Logf("starved call: %s of wall-clock time, %s of CPU (timeout %s), %d events kept, error %v", got.wall, got.cpu, timeout, got.kept, got.err)
